@@ -1,0 +1,70 @@
+// Package kernels defines the compute interface the engine runs on: a Backend
+// multiplies weights stored in their GGUF types with f32 activations and
+// applies the elementwise operations of a transformer layer. kernels/cpu
+// implements it on the CPU; a CUDA backend implements the same interface.
+package kernels
+
+import "github.com/godwit-ai/godwit/models/gguf"
+
+// Weight is a matrix in its stored type: Rows rows (output features) of Cols
+// elements (input features), row-major, each row Type.RowSize(Cols) bytes.
+// In GGUF terms Cols is Shape[0] and Rows is Shape[1].
+type Weight struct {
+	Name string
+	Type gguf.Type
+	Rows int
+	Cols int
+	Data []byte
+}
+
+// Rope describes rotary position embedding as ggml applies it.
+type Rope struct {
+	Dims        int       // leading dimensions of each head that rotate
+	Base        float32   // frequency base θ
+	FreqScale   float32   // position scale (1/linear scaling factor); 0 means 1
+	FreqFactors []float32 // per-pair divisors of the frequency (rope_freqs), or nil
+	Neox        bool      // rotate pairs (i, i+Dims/2) instead of (2i, 2i+1)
+}
+
+// KV gives attention read access to one sequence's cached keys and values:
+// each row is kvHeads×headDim wide.
+type KV interface {
+	Key(layer, pos int) []float32
+	Value(layer, pos int) []float32
+}
+
+// Attn describes one attention call: q holds n rows of Heads×HeadDim for
+// positions Pos0..Pos0+n-1, each attending causally to positions 0..its own.
+type Attn struct {
+	Layer   int
+	Pos0    int
+	Heads   int
+	KVHeads int
+	HeadDim int
+	Scale   float32
+}
+
+// Backend computes on activations held as f32 slices, row-major.
+type Backend interface {
+	Name() string
+	// Supports reports whether weights of type t can be multiplied.
+	Supports(t gguf.Type) bool
+	// MatMul sets out[i*w.Rows+r] = Σ_c w[r][c]·x[i*w.Cols+c] for i < n.
+	MatMul(out []float32, w *Weight, x []float32, n int)
+	// GetRows writes row ids[i] of w, as f32, to out[i*w.Cols:].
+	GetRows(out []float32, w *Weight, ids []int32)
+	// RMSNorm normalises each dim-wide row of x into out and multiplies by
+	// weight elementwise.
+	RMSNorm(out, x, weight []float32, dim int, eps float32)
+	// RoPE rotates, in place, each head of the rows of x (row i at position
+	// pos[i]); each row holds heads×headDim values.
+	RoPE(x []float32, pos []int32, heads, headDim int, r *Rope)
+	// Attention computes softmax(q·kᵀ·scale)·v per head into out (same shape as q).
+	Attention(out, q []float32, kv KV, a Attn)
+	// SwiGLU sets gate[i] = silu(gate[i])·up[i].
+	SwiGLU(gate, up []float32)
+	// Add sets dst[i] += src[i].
+	Add(dst, src []float32)
+	// AddBias adds bias to every len(bias)-wide row of x.
+	AddBias(x, bias []float32)
+}

@@ -1,0 +1,273 @@
+// Package models maps a GGUF file onto a transformer architecture: it reads
+// the hyperparameters from metadata, finds every weight tensor, checks their
+// shapes, and refuses architectures and settings it does not know. The
+// supported architectures are llama (Llama 2/3, TinyLlama, Mistral, SmolLM),
+// qwen2 (q/k/v biases) and qwen3 (per-head q/k RMSNorm).
+package models
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/godwit-ai/godwit/kernels"
+	"github.com/godwit-ai/godwit/models/gguf"
+)
+
+// Architectures lists the values of general.architecture this package loads.
+var Architectures = []string{"llama", "qwen2", "qwen3"}
+
+// Config holds the hyperparameters of a model.
+type Config struct {
+	Arch     string
+	Dim      int // embedding width
+	Layers   int
+	Heads    int
+	KVHeads  int
+	HeadDim  int // width of a query/key head
+	ValueDim int // width of a value head
+	FFN      int
+	Vocab    int
+	Context  int // trained context length
+	NormEps  float32
+	Rope     kernels.Rope // FreqFactors are filled by the engine from RopeFreqs
+}
+
+// Layer holds one transformer block's weights. Biases and q/k norms are nil
+// when the architecture has none.
+type Layer struct {
+	AttnNorm            *kernels.Weight
+	Q, K, V, O          *kernels.Weight
+	QBias, KBias, VBias *kernels.Weight
+	QNorm, KNorm        *kernels.Weight
+	FFNNorm             *kernels.Weight
+	Gate, Up, Down      *kernels.Weight
+}
+
+// Model is a loaded model: its configuration and weights, which point into
+// the memory-mapped file.
+type Model struct {
+	Config
+	File       *gguf.File
+	Embed      *kernels.Weight
+	OutputNorm *kernels.Weight
+	Output     *kernels.Weight // Embed itself when the embeddings are tied
+	RopeFreqs  *kernels.Weight // nil unless the file has rope_freqs.weight
+	Layers     []Layer
+	Tied       bool
+}
+
+// Load opens path and maps it onto its architecture.
+func Load(path string) (*Model, error) {
+	f, err := gguf.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", path, err)
+	}
+	m, err := FromFile(f)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("load %s: %w", path, err)
+	}
+	return m, nil
+}
+
+// Close releases the file's mapping; the weights are unusable afterwards.
+func (m *Model) Close() error { return m.File.Close() }
+
+// FromFile maps a parsed file onto its architecture.
+func FromFile(f *gguf.File) (*Model, error) {
+	arch, _ := f.String("general.architecture")
+	known := false
+	for _, a := range Architectures {
+		known = known || a == arch
+	}
+	if !known {
+		return nil, fmt.Errorf("architecture %q is not supported (supported: %s)", arch, strings.Join(Architectures, ", "))
+	}
+	md := meta{f: f, arch: arch}
+	c := Config{Arch: arch}
+	c.Dim = md.int("embedding_length", 0)
+	c.Layers = md.int("block_count", 0)
+	c.FFN = md.int("feed_forward_length", 0)
+	c.Heads = md.int("attention.head_count", 0)
+	c.KVHeads = md.int("attention.head_count_kv", c.Heads)
+	if c.Heads > 0 {
+		c.HeadDim = md.int("attention.key_length", c.Dim/c.Heads)
+		c.ValueDim = md.int("attention.value_length", c.HeadDim)
+	}
+	c.Context = md.int("context_length", 2048)
+	c.NormEps = md.float("attention.layer_norm_rms_epsilon", 1e-5)
+	c.Rope = kernels.Rope{
+		Dims: md.int("rope.dimension_count", c.HeadDim),
+		Base: md.float("rope.freq_base", 10000),
+		Neox: arch != "llama",
+	}
+	if md.err != nil {
+		return nil, md.err
+	}
+	switch st, _ := f.String(arch + ".rope.scaling.type"); st {
+	case "", "none":
+	case "linear":
+		if factor := md.float("rope.scaling.factor", 1); factor > 0 {
+			c.Rope.FreqScale = 1 / factor
+		}
+	default:
+		return nil, fmt.Errorf("rope scaling %q is not supported (supported: none, linear, and llama3 through rope_freqs.weight)", st)
+	}
+	if c.Dim <= 0 || c.Layers <= 0 || c.Heads <= 0 || c.KVHeads <= 0 || c.FFN <= 0 || c.HeadDim <= 0 {
+		return nil, fmt.Errorf("metadata gives an impossible shape: embedding %d, layers %d, heads %d/%d, head dim %d, ffn %d",
+			c.Dim, c.Layers, c.Heads, c.KVHeads, c.HeadDim, c.FFN)
+	}
+	if c.Heads%c.KVHeads != 0 {
+		return nil, fmt.Errorf("head_count %d is not a multiple of head_count_kv %d", c.Heads, c.KVHeads)
+	}
+	if c.Rope.Dims <= 0 || c.Rope.Dims > c.HeadDim || c.Rope.Dims%2 != 0 {
+		return nil, fmt.Errorf("rope dimension count %d does not fit head dim %d", c.Rope.Dims, c.HeadDim)
+	}
+
+	m := &Model{Config: c, File: f}
+	t := tensors{f: f}
+	embd := t.matrix("token_embd.weight", -1, c.Dim)
+	if embd != nil {
+		m.Config.Vocab = embd.Rows
+	}
+	m.Embed = embd
+	m.OutputNorm = t.vector("output_norm.weight", c.Dim)
+	if _, ok := f.Tensor("output.weight"); ok {
+		m.Output = t.matrix("output.weight", m.Vocab, c.Dim)
+	} else {
+		m.Output, m.Tied = embd, true
+	}
+	if _, ok := f.Tensor("rope_freqs.weight"); ok {
+		m.RopeFreqs = t.vector("rope_freqs.weight", c.Rope.Dims/2)
+	}
+	q, kv, v := c.Heads*c.HeadDim, c.KVHeads*c.HeadDim, c.KVHeads*c.ValueDim
+	for i := 0; i < c.Layers; i++ {
+		p := fmt.Sprintf("blk.%d.", i)
+		l := Layer{
+			AttnNorm: t.vector(p+"attn_norm.weight", c.Dim),
+			Q:        t.matrix(p+"attn_q.weight", q, c.Dim),
+			K:        t.matrix(p+"attn_k.weight", kv, c.Dim),
+			V:        t.matrix(p+"attn_v.weight", v, c.Dim),
+			O:        t.matrix(p+"attn_output.weight", c.Dim, c.Heads*c.ValueDim),
+			FFNNorm:  t.vector(p+"ffn_norm.weight", c.Dim),
+			Gate:     t.matrix(p+"ffn_gate.weight", c.FFN, c.Dim),
+			Up:       t.matrix(p+"ffn_up.weight", c.FFN, c.Dim),
+			Down:     t.matrix(p+"ffn_down.weight", c.Dim, c.FFN),
+		}
+		switch arch {
+		case "qwen2":
+			l.QBias = t.vector(p+"attn_q.bias", q)
+			l.KBias = t.vector(p+"attn_k.bias", kv)
+			l.VBias = t.vector(p+"attn_v.bias", v)
+		case "qwen3":
+			l.QNorm = t.vector(p+"attn_q_norm.weight", c.HeadDim)
+			l.KNorm = t.vector(p+"attn_k_norm.weight", c.HeadDim)
+		}
+		m.Layers = append(m.Layers, l)
+	}
+	if t.err != nil {
+		return nil, t.err
+	}
+	return m, nil
+}
+
+// Weights lists every weight of the model once, for checks over all of them.
+func (m *Model) Weights() []*kernels.Weight {
+	ws := []*kernels.Weight{m.Embed, m.OutputNorm}
+	if !m.Tied {
+		ws = append(ws, m.Output)
+	}
+	if m.RopeFreqs != nil {
+		ws = append(ws, m.RopeFreqs)
+	}
+	for i := range m.Layers {
+		l := &m.Layers[i]
+		for _, w := range []*kernels.Weight{l.AttnNorm, l.Q, l.K, l.V, l.O, l.QBias, l.KBias, l.VBias, l.QNorm, l.KNorm, l.FFNNorm, l.Gate, l.Up, l.Down} {
+			if w != nil {
+				ws = append(ws, w)
+			}
+		}
+	}
+	return ws
+}
+
+// meta reads "<arch>.<key>" values, remembering the first type error.
+type meta struct {
+	f    *gguf.File
+	arch string
+	err  error
+}
+
+func (m *meta) int(key string, def int) int {
+	v, ok := m.f.Get(m.arch + "." + key)
+	if !ok {
+		return def
+	}
+	i, ok := v.Int()
+	if !ok || i < 0 || i > 1<<31 {
+		if m.err == nil {
+			m.err = fmt.Errorf("metadata %s.%s: want a non-negative integer, got %s %v", m.arch, key, v.Type, v.Format(4))
+		}
+		return def
+	}
+	return int(i)
+}
+
+func (m *meta) float(key string, def float32) float32 {
+	v, ok := m.f.Get(m.arch + "." + key)
+	if !ok {
+		return def
+	}
+	x, ok := v.Float()
+	if !ok {
+		if m.err == nil {
+			m.err = fmt.Errorf("metadata %s.%s: want a number, got %s", m.arch, key, v.Type)
+		}
+		return def
+	}
+	return float32(x)
+}
+
+// tensors looks up weights and checks their shapes, remembering the first error.
+type tensors struct {
+	f   *gguf.File
+	err error
+}
+
+func (t *tensors) fail(format string, args ...any) {
+	if t.err == nil {
+		t.err = fmt.Errorf(format, args...)
+	}
+}
+
+// matrix finds a rows×cols weight; rows < 0 accepts any row count.
+func (t *tensors) matrix(name string, rows, cols int) *kernels.Weight {
+	g, ok := t.f.Tensor(name)
+	if !ok {
+		t.fail("tensor %q is missing", name)
+		return nil
+	}
+	if len(g.Shape) != 2 || int(g.Shape[0]) != cols || (rows >= 0 && int(g.Shape[1]) != rows) {
+		want := fmt.Sprintf("[%d %d]", cols, rows)
+		if rows < 0 {
+			want = fmt.Sprintf("[%d N]", cols)
+		}
+		t.fail("tensor %q has shape %v, want %s", name, g.Shape, want)
+		return nil
+	}
+	return &kernels.Weight{Name: name, Type: g.Type, Rows: int(g.Shape[1]), Cols: cols, Data: g.Data}
+}
+
+// vector finds a one-dimensional weight of n elements as a 1×n matrix.
+func (t *tensors) vector(name string, n int) *kernels.Weight {
+	g, ok := t.f.Tensor(name)
+	if !ok {
+		t.fail("tensor %q is missing", name)
+		return nil
+	}
+	if len(g.Shape) != 1 || int(g.Shape[0]) != n {
+		t.fail("tensor %q has shape %v, want [%d]", name, g.Shape, n)
+		return nil
+	}
+	return &kernels.Weight{Name: name, Type: g.Type, Rows: 1, Cols: n, Data: g.Data}
+}
