@@ -46,6 +46,9 @@ func (e *Engine) Generate(ctx context.Context, prompt []int32, maxTokens int, kv
 			return history[len(prompt):], err
 		}
 		id := s.Sample(logits, history)
+		if id < 0 {
+			return history[len(prompt):], fmt.Errorf("generate: no token has a finite logit after sampling filters and bias")
+		}
 		history = append(history, id)
 		if !emit(id) {
 			break
