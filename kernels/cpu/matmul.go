@@ -1,0 +1,147 @@
+package cpu
+
+import (
+	"fmt"
+
+	"github.com/godwit-ai/godwit/models/gguf"
+)
+
+// Scratch holds reusable buffers for the activations converted to a weight
+// type's companion format, so that MatMul allocates nothing once warmed up.
+// Its zero value is ready to use; it is not safe for concurrent use.
+type Scratch struct {
+	f     []float32 // activations rounded to fp16 or bf16
+	q     []int8    // quantized activation levels
+	d     []float32 // per-block activation scales
+	s     []float32 // Q8_1 block sums
+	bsums []int16   // Q8_K sums of 16 levels
+}
+
+// grow returns buf resized to n, reusing its storage when it is big enough.
+func grow[T any](buf []T, n int) []T {
+	if cap(buf) < n {
+		return make([]T, n)
+	}
+	return buf[:n]
+}
+
+// MatMul computes out[i*rows+r] = Σ_c W[r][c]·x[i*cols+c] for i in [0, n) and
+// r in [0, rows), where W is rows×cols stored row-major in type t, each row
+// t.RowSize(cols) bytes. As in llama.cpp's CPU backend, each activation row is
+// first converted to t's companion format: F32 weights take x as is, F16 and
+// BF16 weights take x rounded to fp16 or bf16, Q8_0/Q4_0/Q5_0 take Q8_0
+// blocks, Q4_1/Q5_1 take Q8_1 blocks and the K-quants take Q8_K blocks. The
+// products are then summed per block in integers and scaled per block, as
+// ggml_vec_dot_* do, so the result rounds like llama.cpp's rather than like
+// an exact product.
+//
+// It panics when t is not Supported, cols is not a multiple of t's block size,
+// or the lengths of w, x and out are not exactly rows·t.RowSize(cols), n·cols
+// and n·rows: these are programming errors in the caller, not data errors.
+func (s *Scratch) MatMul(out []float32, t gguf.Type, w []byte, rows, cols int, x []float32, n int) {
+	if !Supported(t) {
+		panic(fmt.Sprintf("cpu: MatMul: tensor type %v is not supported", t))
+	}
+	if rows < 0 || cols < 0 || n < 0 || cols%t.BlockSize() != 0 {
+		panic(fmt.Sprintf("cpu: MatMul: bad shape %d×%d (%v) times %d rows", rows, cols, t, n))
+	}
+	rowBytes := t.RowSize(cols)
+	if len(w) != rows*rowBytes || len(x) != n*cols || len(out) != n*rows {
+		panic(fmt.Sprintf("cpu: MatMul: %d×%d %v weights, %d activation rows: want len(w)=%d len(x)=%d len(out)=%d, got %d %d %d",
+			rows, cols, t, n, rows*rowBytes, n*cols, n*rows, len(w), len(x), len(out)))
+	}
+	switch t {
+	case gguf.F32:
+		matMulFloat(out, w, rowBytes, rows, x, cols, n, dotF32)
+	case gguf.F16:
+		s.f = grow(s.f, n*cols)
+		for i, v := range x {
+			s.f[i] = FP16ToFP32(FP32ToFP16(v))
+		}
+		matMulFloat(out, w, rowBytes, rows, s.f, cols, n, dotF16)
+	case gguf.BF16:
+		s.f = grow(s.f, n*cols)
+		for i, v := range x {
+			s.f[i] = BF16ToFP32(FP32ToBF16(v))
+		}
+		matMulFloat(out, w, rowBytes, rows, s.f, cols, n, dotBF16)
+	default:
+		s.matMulQuant(out, t, w, rowBytes, rows, x, cols, n)
+	}
+}
+
+// matMulFloat runs dot for every weight row against every activation row,
+// weight rows outermost so that each is read from memory once.
+func matMulFloat(out []float32, w []byte, rowBytes, rows int, x []float32, cols, n int, dot func([]byte, []float32) float32) {
+	for r := range rows {
+		wr := w[r*rowBytes : (r+1)*rowBytes]
+		for i := range n {
+			out[i*rows+r] = dot(wr, x[i*cols:(i+1)*cols])
+		}
+	}
+}
+
+// matMulQuant quantizes the n activation rows into s, then runs the block dot
+// product of t for every pair of rows.
+func (s *Scratch) matMulQuant(out []float32, t gguf.Type, w []byte, rowBytes, rows int, x []float32, cols, n int) {
+	var dot func([]byte, act) float32
+	switch t {
+	case gguf.Q8_0:
+		dot = dotQ8_0
+	case gguf.Q4_0:
+		dot = dotQ4_0
+	case gguf.Q5_0:
+		dot = dotQ5_0
+	case gguf.Q4_1:
+		dot = dotQ4_1
+	case gguf.Q5_1:
+		dot = dotQ5_1
+	case gguf.Q4_K:
+		dot = dotQ4_K
+	case gguf.Q5_K:
+		dot = dotQ5_K
+	case gguf.Q6_K:
+		dot = dotQ6_K
+	}
+	kquant := t.BlockSize() == qkK
+	q81 := t == gguf.Q4_1 || t == gguf.Q5_1
+	nb := cols / qk
+	if kquant {
+		nb = cols / qkK
+	}
+	s.q = grow(s.q, n*cols)
+	s.d = grow(s.d, n*nb)
+	switch {
+	case kquant:
+		s.bsums = grow(s.bsums, n*nb*16)
+	case q81:
+		s.s = grow(s.s, n*nb)
+	}
+	row := func(i int) act {
+		a := act{q: s.q[i*cols : (i+1)*cols], d: s.d[i*nb : (i+1)*nb]}
+		switch {
+		case kquant:
+			a.bsums = s.bsums[i*nb*16 : (i+1)*nb*16]
+		case q81:
+			a.s = s.s[i*nb : (i+1)*nb]
+		}
+		return a
+	}
+	for i := range n {
+		a, xi := row(i), x[i*cols:(i+1)*cols]
+		switch {
+		case kquant:
+			quantizeActQ8_K(xi, a.q, a.d, a.bsums)
+		case q81:
+			quantizeActQ8_1(xi, a.q, a.d, a.s)
+		default:
+			quantizeActQ8_0(xi, a.q, a.d)
+		}
+	}
+	for r := range rows {
+		wr := w[r*rowBytes : (r+1)*rowBytes]
+		for i := range n {
+			out[i*rows+r] = dot(wr, row(i))
+		}
+	}
+}
