@@ -1,0 +1,71 @@
+package tokenizer
+
+// encodeBPE appends the tokens of text to out, as llama.cpp's
+// llm_tokenizer_bpe: the pre-tokenizer cuts the text into words, each word is
+// spelled in GPT-2's byte alphabet and merged pair by pair, lowest merge rank
+// first. A final piece outside the vocabulary is looked up byte by byte, and
+// bytes without a token are dropped, as llama.cpp drops them.
+func (t *Tokenizer) encodeBPE(text string, out []int32) []int32 {
+	var (
+		buf  []byte
+		syms []symbol
+	)
+	q := bigramQueue{less: bpeBefore}
+	for _, w := range splitWords(text, t.steps) {
+		buf = buf[:0]
+		var tmp []byte
+		for _, c := range w {
+			tmp = appendCpt(tmp[:0], c)
+			for _, b := range tmp {
+				buf = appendCpt(buf, byteToCpt[b])
+			}
+		}
+		word := string(buf)
+
+		syms = syms[:0]
+		if _, ok := t.ids[word]; ok && t.ignoreMerges {
+			syms = append(syms, symbol{start: 0, n: len(word), prev: -1, next: -1})
+		} else {
+			syms = splitSymbols(word, syms)
+		}
+		q.items = q.items[:0]
+		try := func(left, right int) {
+			if left < 0 || right < 0 {
+				return
+			}
+			l, r := syms[left], syms[right]
+			rank, ok := t.ranks[mergePair{word[l.start : l.start+l.n], word[r.start : r.start+r.n]}]
+			if !ok {
+				return
+			}
+			q.push(bigram{left: left, right: right, size: l.n + r.n, rank: rank})
+		}
+		for i := 1; i < len(syms); i++ {
+			try(i-1, i)
+		}
+		for len(q.items) > 0 {
+			b := q.pop()
+			if !merge(syms, b) {
+				continue
+			}
+			try(syms[b.left].prev, b.left)
+			try(b.left, syms[b.left].next)
+		}
+		for _, s := range syms {
+			if s.n == 0 {
+				continue
+			}
+			piece := word[s.start : s.start+s.n]
+			if id, ok := t.ids[piece]; ok {
+				out = append(out, id)
+				continue
+			}
+			for j := 0; j < len(piece); j++ {
+				if id, ok := t.ids[piece[j:j+1]]; ok {
+					out = append(out, id)
+				}
+			}
+		}
+	}
+	return out
+}

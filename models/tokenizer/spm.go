@@ -1,0 +1,158 @@
+package tokenizer
+
+// spmSpace is SentencePiece's visible space, U+2581.
+const spmSpace = "\u2581"
+
+// symbol is a run of the text being merged, linked to its live neighbours.
+// A symbol merged into its left neighbour keeps n == 0.
+type symbol struct {
+	start, n   int
+	prev, next int
+}
+
+// splitSymbols cuts s into one symbol per UTF-8 sequence, sized by the lead
+// byte alone as llama.cpp does (invalid bytes stand alone; a truncated
+// sequence at the end is cut short).
+func splitSymbols(s string, syms []symbol) []symbol {
+	for off := 0; off < len(s); {
+		n := min(utf8Len(s[off]), len(s)-off)
+		next := len(syms) + 1
+		if off+n == len(s) {
+			next = -1
+		}
+		syms = append(syms, symbol{start: off, n: n, prev: len(syms) - 1, next: next})
+		off += n
+	}
+	return syms
+}
+
+// bigram is a candidate merge of two adjacent symbols. size is their joint
+// length when queued: if either has changed since, the candidate is stale.
+type bigram struct {
+	left, right int
+	size        int
+	score       float32 // SPM: higher merges first
+	rank        int32   // BPE: lower merges first
+}
+
+// bigramQueue is a binary heap of bigrams under less (true when a must come
+// out before b).
+type bigramQueue struct {
+	items []bigram
+	less  func(a, b *bigram) bool
+}
+
+func (q *bigramQueue) push(b bigram) {
+	q.items = append(q.items, b)
+	i := len(q.items) - 1
+	for i > 0 {
+		p := (i - 1) / 2
+		if !q.less(&q.items[i], &q.items[p]) {
+			break
+		}
+		q.items[i], q.items[p] = q.items[p], q.items[i]
+		i = p
+	}
+}
+
+func (q *bigramQueue) pop() bigram {
+	top := q.items[0]
+	last := len(q.items) - 1
+	q.items[0] = q.items[last]
+	q.items = q.items[:last]
+	for i := 0; ; {
+		l, r, m := 2*i+1, 2*i+2, i
+		if l < last && q.less(&q.items[l], &q.items[m]) {
+			m = l
+		}
+		if r < last && q.less(&q.items[r], &q.items[m]) {
+			m = r
+		}
+		if m == i {
+			break
+		}
+		q.items[i], q.items[m] = q.items[m], q.items[i]
+		i = m
+	}
+	return top
+}
+
+// Ties go to the leftmost pair in both tokenizers, as in llama.cpp.
+func spmBefore(a, b *bigram) bool {
+	return a.score > b.score || (a.score == b.score && a.left < b.left)
+}
+
+func bpeBefore(a, b *bigram) bool {
+	return a.rank < b.rank || (a.rank == b.rank && a.left < b.left)
+}
+
+// merge joins the right symbol of b into the left one if the candidate is
+// still current, and reports whether it did.
+func merge(syms []symbol, b bigram) bool {
+	l, r := &syms[b.left], &syms[b.right]
+	if l.n == 0 || r.n == 0 || l.n+r.n != b.size {
+		return false
+	}
+	l.n += r.n
+	r.n = 0
+	l.next = r.next
+	if r.next >= 0 {
+		syms[r.next].prev = b.left
+	}
+	return true
+}
+
+// encodeSPM appends the tokens of text (spaces already escaped) to out, as
+// llama.cpp's llm_tokenizer_spm: starting from single characters, it keeps
+// merging the adjacent pair whose concatenation is the highest-scoring
+// vocabulary entry. A final piece that is not in the vocabulary can only be a
+// single character (every merge produces a vocabulary entry), so it is
+// spelled with byte tokens; llama.cpp's re-segmentation of merged pieces
+// never applies.
+func (t *Tokenizer) encodeSPM(text string, out []int32) []int32 {
+	syms := splitSymbols(text, nil)
+	if len(syms) == 0 {
+		return out
+	}
+	q := bigramQueue{less: spmBefore}
+	try := func(left, right int) {
+		if left < 0 || right < 0 {
+			return
+		}
+		l, r := syms[left], syms[right]
+		id, ok := t.ids[text[l.start:r.start+r.n]]
+		if !ok {
+			return
+		}
+		var score float32
+		if t.scores != nil {
+			score = t.scores[id]
+		}
+		q.push(bigram{left: left, right: right, size: l.n + r.n, score: score})
+	}
+	for i := 1; i < len(syms); i++ {
+		try(i-1, i)
+	}
+	for len(q.items) > 0 {
+		b := q.pop()
+		if !merge(syms, b) {
+			continue
+		}
+		try(syms[b.left].prev, b.left)
+		try(b.left, syms[b.left].next)
+	}
+	for i := 0; i != -1; i = syms[i].next {
+		s := syms[i]
+		piece := text[s.start : s.start+s.n]
+		if id, ok := t.ids[piece]; ok {
+			out = append(out, id)
+			continue
+		}
+		for j := 0; j < len(piece); j++ {
+			if id := t.byteTokens[piece[j]]; id >= 0 {
+				out = append(out, id)
+			}
+		}
+	}
+	return out
+}

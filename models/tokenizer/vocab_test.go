@@ -1,0 +1,127 @@
+package tokenizer
+
+import (
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/godwit-ai/godwit/internal/shared"
+	"github.com/godwit-ai/godwit/models/gguf"
+)
+
+// loaded keeps each vocabulary a test has built, so that every GGUF file is
+// read once per run however many tests use it.
+var loaded sync.Map // path → func() (*Tokenizer, error)
+
+func load(t *testing.T, rel string) *Tokenizer {
+	t.Helper()
+	path := shared.Path(t, rel)
+	f, _ := loaded.LoadOrStore(path, sync.OnceValues(func() (*Tokenizer, error) {
+		g, err := gguf.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		defer g.Close()
+		return FromGGUF(g)
+	}))
+	tok, err := f.(func() (*Tokenizer, error))()
+	if err != nil {
+		t.Fatalf("%s: %v", rel, err)
+	}
+	return tok
+}
+
+type vocabCase struct {
+	text string
+	ids  []int32
+}
+
+// readCases reads llama.cpp's test-tokenizer-0 vectors: NAME.inp holds the
+// strings separated by "\n__ggml_vocab_test__\n" (the last one followed by
+// it too), NAME.out one line of ids per string.
+func readCases(t *testing.T, rel string) []vocabCase {
+	t.Helper()
+	inp, err := os.ReadFile(shared.Path(t, rel+".inp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := os.ReadFile(shared.Path(t, rel+".out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	texts := strings.Split(string(inp), "\n__ggml_vocab_test__\n")
+	if texts[len(texts)-1] == "" {
+		texts = texts[:len(texts)-1]
+	}
+	lines := strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")
+	if len(texts) != len(lines) {
+		t.Fatalf("%s: %d strings but %d id lines", rel, len(texts), len(lines))
+	}
+	cases := make([]vocabCase, len(texts))
+	for i, line := range lines {
+		cases[i].text = texts[i]
+		for _, f := range strings.Fields(line) {
+			id, err := strconv.ParseInt(f, 10, 32)
+			if err != nil {
+				t.Fatalf("%s.out line %d: %v", rel, i+1, err)
+			}
+			cases[i].ids = append(cases[i].ids, int32(id))
+		}
+	}
+	return cases
+}
+
+// checkVocab encodes every test string of a vocabulary as llama.cpp's
+// test-tokenizer-0 does (no BOS/EOS, special tokens not parsed), compares the
+// ids with llama.cpp's, and decodes them again. decoded gives the text Decode
+// must return for a string.
+func checkVocab(t *testing.T, name string, decoded func(string) string) {
+	rel := "vocab/ggml-vocab-" + name + ".gguf"
+	cases := readCases(t, rel)
+	tok := load(t, rel)
+	for i, c := range cases {
+		got := tok.Encode(c.text, false, false)
+		if !slices.Equal(got, c.ids) {
+			t.Errorf("string %d %q:\n got %v\nwant %v", i, c.text, got, c.ids)
+			continue
+		}
+		if back, want := tok.Decode(got), decoded(c.text); back != want {
+			t.Errorf("string %d %q: Decode gives %q, want %q", i, c.text, back, want)
+		}
+		// llama.cpp's detokenizer takes SPM's added space away again.
+		if tok.kind == kindSPM {
+			if back := tok.Detokenize(got, false, false); back != c.text {
+				t.Errorf("string %d %q: Detokenize gives %q", i, c.text, back)
+			}
+		}
+	}
+}
+
+func identity(s string) string { return s }
+
+// spmDecoded is what decoding an SPM vocabulary's tokens gives: Encode puts a
+// space in front of any non-empty text (add_space_prefix), which Decode keeps
+// and Detokenize removes.
+func spmDecoded(s string) string {
+	if s == "" {
+		return ""
+	}
+	return " " + s
+}
+
+func TestVocabLlamaSPM(t *testing.T) { checkVocab(t, "llama-spm", spmDecoded) }
+func TestVocabPhi3(t *testing.T)     { checkVocab(t, "phi-3", spmDecoded) }
+
+// The byte-level BPE vocabularies spell every byte, so all strings come back.
+func TestVocabGPT2(t *testing.T)          { checkVocab(t, "gpt-2", identity) }
+func TestVocabMPT(t *testing.T)           { checkVocab(t, "mpt", identity) }
+func TestVocabStarcoder(t *testing.T)     { checkVocab(t, "starcoder", identity) }
+func TestVocabRefact(t *testing.T)        { checkVocab(t, "refact", identity) }
+func TestVocabFalcon(t *testing.T)        { checkVocab(t, "falcon", identity) }
+func TestVocabDeepseekLLM(t *testing.T)   { checkVocab(t, "deepseek-llm", identity) }
+func TestVocabDeepseekCoder(t *testing.T) { checkVocab(t, "deepseek-coder", identity) }
+func TestVocabLlamaBPE(t *testing.T)      { checkVocab(t, "llama-bpe", identity) }
+func TestVocabQwen2(t *testing.T)         { checkVocab(t, "qwen2", identity) }
