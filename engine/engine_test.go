@@ -1,0 +1,128 @@
+package engine_test
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/godwit-ai/godwit/engine"
+	"github.com/godwit-ai/godwit/internal/shared"
+	"github.com/godwit-ai/godwit/kernels/cpu"
+	"github.com/godwit-ai/godwit/models"
+	"github.com/godwit-ai/godwit/models/gguf"
+)
+
+// TestRefusesUnsupportedType relabels one matrix as Q3_K, a type the CPU
+// backend does not multiply: loading must fail naming the tensor and type.
+func TestRefusesUnsupportedType(t *testing.T) {
+	f, err := gguf.Open(shared.Path(t, "models/random/llama-Q4_K.gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	w := gguf.NewWriter()
+	for _, kv := range f.KV {
+		w.Set(kv.Key, kv.Value)
+	}
+	for _, tn := range f.Tensors {
+		typ, data := tn.Type, tn.Data
+		if tn.Name == "blk.0.attn_q.weight" {
+			typ = gguf.Q3_K
+			data = make([]byte, typ.RowSize(int(tn.Shape[0]))*tn.Rows())
+		}
+		if err := w.AddTensor(tn.Name, typ, tn.Shape, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var b bytes.Buffer
+	if _, err := w.WriteTo(&b); err != nil {
+		t.Fatal(err)
+	}
+	g, err := gguf.Parse(b.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := models.FromFile(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = engine.New(m, cpu.New())
+	if err == nil || !strings.Contains(err.Error(), `tensor "blk.0.attn_q.weight" has type Q3_K`) {
+		t.Fatalf("got %v", err)
+	}
+}
+
+// TestPromptBatchEqualsSteps: a prompt fed in one batch and fed token by
+// token give the same final logits.
+func TestPromptBatchEqualsSteps(t *testing.T) {
+	m, e := open(t, "models/random/qwen2-F32.gguf")
+	prompt := []int32{1, 403, 407, 261, 378, 9, 77}
+	batch, err := e.Forward(prompt, e.NewCache(0), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch = append([]float32(nil), batch...)
+	kv := e.NewCache(0)
+	var step []float32
+	for i := range prompt {
+		if step, err = e.Forward(prompt[i:i+1], kv, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d, i := maxDiff(step, batch); d > 1e-4 {
+		t.Fatalf("logit %d differs by %g", i, d)
+	}
+	if kv.Len() != len(prompt) || len(step) != m.Vocab {
+		t.Fatalf("cache holds %d positions, logits %d", kv.Len(), len(step))
+	}
+}
+
+func TestForwardErrors(t *testing.T) {
+	m, e := open(t, "models/stories260K.gguf")
+	if _, err := e.Forward([]int32{1, int32(m.Vocab)}, e.NewCache(0), false); err == nil || !strings.Contains(err.Error(), "outside the vocabulary") {
+		t.Errorf("token outside the vocabulary: %v", err)
+	}
+	if _, err := e.Forward(nil, e.NewCache(0), false); err == nil {
+		t.Error("no tokens: no error")
+	}
+	kv := e.NewCache(4)
+	if _, err := e.Forward([]int32{1, 2, 3, 4, 5}, kv, false); err == nil || !strings.Contains(err.Error(), "exceed") {
+		t.Errorf("overfull cache: %v", err)
+	}
+	if _, err := e.Generate(context.Background(), nil, 3, e.NewCache(0), engine.Greedy{}, func(int32) bool { return true }); err == nil {
+		t.Error("empty prompt: no error")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n := 0
+	ids, err := e.Generate(ctx, []int32{1}, 50, e.NewCache(0), engine.Greedy{}, func(int32) bool {
+		if n++; n == 3 {
+			cancel()
+		}
+		return true
+	})
+	if err != context.Canceled || len(ids) != 3 {
+		t.Errorf("cancelled generation: %d ids, %v", len(ids), err)
+	}
+}
+
+func TestFlatCacheTruncate(t *testing.T) {
+	c := engine.NewFlatCache(2, 3, 10)
+	if err := c.Extend(4); err != nil {
+		t.Fatal(err)
+	}
+	c.Put(1, 3, []float32{1, 2, 3}, []float32{4, 5, 6})
+	if got := c.Value(1, 3); got[2] != 6 || c.Key(1, 3)[0] != 1 {
+		t.Fatalf("stored %v", got)
+	}
+	c.Truncate(2)
+	if c.Len() != 2 {
+		t.Fatalf("len %d after truncate", c.Len())
+	}
+	if err := c.Extend(8); err != nil || c.Len() != 10 {
+		t.Fatalf("extend to the maximum: %v", err)
+	}
+	if err := c.Extend(1); err == nil {
+		t.Fatal("extend past the maximum: no error")
+	}
+}

@@ -1,0 +1,224 @@
+// Package synth writes random-weight GGUF models of any shape and
+// architecture, for benchmarks, tests and the demo model. Weights are drawn
+// from a seeded generator and scaled by 1/√fan-in so activations stay in a
+// sensible range; matrices are stored in the requested type, norms in F32.
+package synth
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+
+	"github.com/godwit-ai/godwit/kernels/cpu"
+	"github.com/godwit-ai/godwit/models/gguf"
+)
+
+// Spec is the shape of the model to write.
+type Spec struct {
+	Arch    string // llama, qwen2 or qwen3
+	Name    string // general.name
+	Dim     int
+	Layers  int
+	Heads   int
+	KVHeads int
+	HeadDim int // 0: Dim/Heads
+	FFN     int
+	Context int // 0: 2048
+	Type    gguf.Type
+	Seed    uint64
+}
+
+// Vocab is a tokenizer to embed: the tokenizer.* metadata entries of a model.
+type Vocab []gguf.KV
+
+// VocabFrom copies the tokenizer.* entries of f.
+func VocabFrom(f *gguf.File) (Vocab, error) {
+	var v Vocab
+	for _, kv := range f.KV {
+		if len(kv.Key) > 10 && kv.Key[:10] == "tokenizer." {
+			v = append(v, kv)
+		}
+	}
+	if len(v) == 0 {
+		return nil, fmt.Errorf("the file has no tokenizer.* metadata to copy")
+	}
+	return v, nil
+}
+
+// ByteVocab is a SentencePiece-style vocabulary of <unk>, <s>, </s>, the 256
+// byte tokens and "▁" (space): it encodes any text, one token per byte.
+func ByteVocab() Vocab {
+	tokens := []string{"<unk>", "<s>", "</s>"}
+	types := []int32{2, 3, 3}
+	for b := 0; b < 256; b++ {
+		tokens = append(tokens, fmt.Sprintf("<0x%02X>", b))
+		types = append(types, 6)
+	}
+	tokens = append(tokens, "▁")
+	types = append(types, 1)
+	return Vocab{
+		{Key: "tokenizer.ggml.model", Value: gguf.String("llama")},
+		{Key: "tokenizer.ggml.tokens", Value: gguf.Strings(tokens)},
+		{Key: "tokenizer.ggml.scores", Value: gguf.Float32s(make([]float32, len(tokens)))},
+		{Key: "tokenizer.ggml.token_type", Value: gguf.Int32s(types)},
+		{Key: "tokenizer.ggml.unknown_token_id", Value: gguf.Uint32(0)},
+		{Key: "tokenizer.ggml.bos_token_id", Value: gguf.Uint32(1)},
+		{Key: "tokenizer.ggml.eos_token_id", Value: gguf.Uint32(2)},
+		{Key: "tokenizer.ggml.add_bos_token", Value: gguf.Bool(true)},
+	}
+}
+
+// fileTypes maps a tensor type to llama.cpp's general.file_type.
+var fileTypes = map[gguf.Type]uint32{
+	gguf.F32: 0, gguf.F16: 1, gguf.Q4_0: 2, gguf.Q4_1: 3, gguf.Q8_0: 7, gguf.Q5_0: 8, gguf.Q5_1: 9,
+	gguf.Q4_K: 15, gguf.Q5_K: 17, gguf.Q6_K: 18, gguf.BF16: 32,
+}
+
+// Write builds the model and writes it to path.
+func Write(path string, s Spec, vocab Vocab) error {
+	w, err := Build(s, vocab)
+	if err != nil {
+		return err
+	}
+	return w.WriteFile(path)
+}
+
+// Build returns a writer holding the model.
+func Build(s Spec, vocab Vocab) (*gguf.Writer, error) {
+	if s.HeadDim == 0 && s.Heads > 0 {
+		s.HeadDim = s.Dim / s.Heads
+	}
+	if s.Context == 0 {
+		s.Context = 2048
+	}
+	if s.KVHeads == 0 {
+		s.KVHeads = s.Heads
+	}
+	switch {
+	case s.Arch != "llama" && s.Arch != "qwen2" && s.Arch != "qwen3":
+		return nil, fmt.Errorf("architecture %q is not one of llama, qwen2, qwen3", s.Arch)
+	case s.Dim <= 0 || s.Layers <= 0 || s.Heads <= 0 || s.FFN <= 0 || s.HeadDim <= 0 || s.HeadDim%2 != 0:
+		return nil, fmt.Errorf("impossible shape: dim %d, layers %d, heads %d, head dim %d, ffn %d", s.Dim, s.Layers, s.Heads, s.HeadDim, s.FFN)
+	case s.Heads%s.KVHeads != 0:
+		return nil, fmt.Errorf("heads %d is not a multiple of kv-heads %d", s.Heads, s.KVHeads)
+	case !cpu.Supported(s.Type):
+		return nil, fmt.Errorf("type %s cannot be written", s.Type)
+	}
+	bs := s.Type.BlockSize()
+	for _, width := range []int{s.Dim, s.FFN, s.Heads * s.HeadDim} {
+		if width%bs != 0 {
+			return nil, fmt.Errorf("%s needs every matrix row to be a multiple of %d elements, but a row is %d wide: pick dim, ffn and heads×head-dim that are", s.Type, bs, width)
+		}
+	}
+	var nVocab int
+	for _, kv := range vocab {
+		if kv.Key == "tokenizer.ggml.tokens" {
+			nVocab = kv.Value.Len()
+		}
+	}
+	if nVocab == 0 {
+		return nil, fmt.Errorf("the vocabulary has no tokenizer.ggml.tokens")
+	}
+
+	w := gguf.NewWriter()
+	a := s.Arch + "."
+	w.Set("general.architecture", gguf.String(s.Arch))
+	w.Set("general.name", gguf.String(s.Name))
+	if ft, ok := fileTypes[s.Type]; ok {
+		w.Set("general.file_type", gguf.Uint32(ft))
+	}
+	w.Set(a+"context_length", gguf.Uint32(uint32(s.Context)))
+	w.Set(a+"embedding_length", gguf.Uint32(uint32(s.Dim)))
+	w.Set(a+"block_count", gguf.Uint32(uint32(s.Layers)))
+	w.Set(a+"feed_forward_length", gguf.Uint32(uint32(s.FFN)))
+	w.Set(a+"attention.head_count", gguf.Uint32(uint32(s.Heads)))
+	w.Set(a+"attention.head_count_kv", gguf.Uint32(uint32(s.KVHeads)))
+	w.Set(a+"attention.key_length", gguf.Uint32(uint32(s.HeadDim)))
+	w.Set(a+"attention.value_length", gguf.Uint32(uint32(s.HeadDim)))
+	w.Set(a+"rope.dimension_count", gguf.Uint32(uint32(s.HeadDim)))
+	base := float32(10000)
+	if s.Arch != "llama" {
+		base = 1e6
+	}
+	w.Set(a+"rope.freq_base", gguf.Float32(base))
+	w.Set(a+"attention.layer_norm_rms_epsilon", gguf.Float32(1e-5))
+	for _, kv := range vocab {
+		w.Set(kv.Key, kv.Value)
+	}
+
+	g := gen{w: w, rng: rand.New(rand.NewPCG(s.Seed, s.Seed^0x9e3779b97f4a7c15)), typ: s.Type}
+	q, kv := s.Heads*s.HeadDim, s.KVHeads*s.HeadDim
+	g.matrix("token_embd.weight", s.Dim, nVocab, 1)
+	g.norm("output_norm.weight", s.Dim)
+	g.matrix("output.weight", s.Dim, nVocab, 1/math.Sqrt(float64(s.Dim)))
+	for l := 0; l < s.Layers; l++ {
+		p := fmt.Sprintf("blk.%d.", l)
+		g.norm(p+"attn_norm.weight", s.Dim)
+		g.matrix(p+"attn_q.weight", s.Dim, q, 1/math.Sqrt(float64(s.Dim)))
+		g.matrix(p+"attn_k.weight", s.Dim, kv, 1/math.Sqrt(float64(s.Dim)))
+		g.matrix(p+"attn_v.weight", s.Dim, kv, 1/math.Sqrt(float64(s.Dim)))
+		g.matrix(p+"attn_output.weight", q, s.Dim, 1/math.Sqrt(float64(q)))
+		switch s.Arch {
+		case "qwen2":
+			g.bias(p+"attn_q.bias", q)
+			g.bias(p+"attn_k.bias", kv)
+			g.bias(p+"attn_v.bias", kv)
+		case "qwen3":
+			g.norm(p+"attn_q_norm.weight", s.HeadDim)
+			g.norm(p+"attn_k_norm.weight", s.HeadDim)
+		}
+		g.norm(p+"ffn_norm.weight", s.Dim)
+		g.matrix(p+"ffn_gate.weight", s.Dim, s.FFN, 1/math.Sqrt(float64(s.Dim)))
+		g.matrix(p+"ffn_up.weight", s.Dim, s.FFN, 1/math.Sqrt(float64(s.Dim)))
+		g.matrix(p+"ffn_down.weight", s.FFN, s.Dim, 1/math.Sqrt(float64(s.FFN)))
+	}
+	if g.err != nil {
+		return nil, g.err
+	}
+	return w, nil
+}
+
+// gen draws tensors into a writer, remembering the first error.
+type gen struct {
+	w   *gguf.Writer
+	rng *rand.Rand
+	typ gguf.Type
+	err error
+}
+
+func (g *gen) add(name string, typ gguf.Type, shape []uint64, data []byte) {
+	if g.err == nil {
+		g.err = g.w.AddTensor(name, typ, shape, data)
+	}
+}
+
+// matrix adds a rows×cols matrix (cols elements per row) of normal values
+// with standard deviation std, in the spec's type.
+func (g *gen) matrix(name string, cols, rows int, std float64) {
+	vals := make([]float32, cols*rows)
+	for i := range vals {
+		vals[i] = float32(g.rng.NormFloat64() * std)
+	}
+	data := make([]byte, g.typ.RowSize(cols)*rows)
+	if err := cpu.Quantize(g.typ, vals, data); err != nil && g.err == nil {
+		g.err = fmt.Errorf("tensor %q: %w", name, err)
+	}
+	g.add(name, g.typ, []uint64{uint64(cols), uint64(rows)}, data)
+}
+
+func (g *gen) vector(name string, n int, f func() float64) {
+	data := make([]byte, 4*n)
+	for i := 0; i < n; i++ {
+		bits := math.Float32bits(float32(f()))
+		data[4*i], data[4*i+1], data[4*i+2], data[4*i+3] = byte(bits), byte(bits>>8), byte(bits>>16), byte(bits>>24)
+	}
+	g.add(name, gguf.F32, []uint64{uint64(n)}, data)
+}
+
+func (g *gen) norm(name string, n int) {
+	g.vector(name, n, func() float64 { return 1 + 0.1*g.rng.NormFloat64() })
+}
+
+func (g *gen) bias(name string, n int) {
+	g.vector(name, n, func() float64 { return 0.1 * g.rng.NormFloat64() })
+}
