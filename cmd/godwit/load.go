@@ -12,6 +12,7 @@ import (
 
 // loaded is a model ready to generate: weights, tokenizer and engine.
 type loaded struct {
+	path  string
 	model *models.Model
 	tok   *tokenizer.Tokenizer
 	eng   *engine.Engine
@@ -37,7 +38,7 @@ func load(path string, log io.Writer) (*loaded, error) {
 		m.Close()
 		return nil, fmt.Errorf("load %s: %w", path, err)
 	}
-	return &loaded{model: m, tok: tok, eng: eng}, nil
+	return &loaded{path: path, model: m, tok: tok, eng: eng}, nil
 }
 
 // loadTokenizer opens a model file for its tokenizer alone.

@@ -1,0 +1,211 @@
+// Package bench measures godwit: `bench local` times the engine in-process
+// (prompt processing and token generation, like llama.cpp's llama-bench).
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/klauspost/cpuid/v2"
+
+	"github.com/godwit-ai/godwit/engine"
+	"github.com/godwit-ai/godwit/models"
+	"github.com/godwit-ai/godwit/models/gguf"
+)
+
+// LocalConfig is what `godwit bench local` runs: every prompt length and
+// every generation length, each Reps times after one warm-up run.
+type LocalConfig struct {
+	Prompts []int // prompt-processing tests: tokens in one batch (pp512)
+	Gens    []int // generation tests: tokens decoded one at a time (tg128)
+	Reps    int
+}
+
+// Result is one test's measurements.
+type Result struct {
+	Test     string    `json:"test"` // "pp512" or "tg128"
+	Tokens   int       `json:"tokens"`
+	Samples  []float64 `json:"samples_tps"` // tokens per second, one per repetition
+	Median   float64   `json:"median_tps"`
+	Min      float64   `json:"min_tps"`
+	Max      float64   `json:"max_tps"`
+	Duration []float64 `json:"samples_seconds"`
+}
+
+// System describes the machine and model a run measured.
+type System struct {
+	CPU        string   `json:"cpu"`
+	Cores      int      `json:"logical_cores"`
+	Features   []string `json:"cpu_features"`
+	Backend    string   `json:"backend"`
+	Threads    int      `json:"threads"`
+	GoVersion  string   `json:"go_version"`
+	Model      string   `json:"model"`
+	ModelType  string   `json:"model_type"`
+	ModelBytes int64    `json:"model_bytes"`
+	Params     int64    `json:"params"`
+}
+
+// Report is the whole run, as written by --json.
+type Report struct {
+	System  System   `json:"system"`
+	Results []Result `json:"results"`
+}
+
+// Describe fills System for a loaded model.
+func Describe(path string, m *models.Model, backend string, threads int) System {
+	s := System{
+		Threads:   threads,
+		CPU:       cpuid.CPU.BrandName,
+		Cores:     runtime.NumCPU(),
+		Backend:   backend,
+		GoVersion: runtime.Version(),
+		Model:     path,
+		ModelType: ModelType(m.File),
+	}
+	for _, f := range []cpuid.FeatureID{cpuid.SSE4, cpuid.AVX, cpuid.F16C, cpuid.FMA3, cpuid.AVX2, cpuid.AVX512F,
+		cpuid.AVX512BW, cpuid.AVX512VL, cpuid.AVX512VNNI, cpuid.AVXVNNI, cpuid.AVX512BF16, cpuid.ASIMD, cpuid.ASIMDDP} {
+		if cpuid.CPU.Supports(f) {
+			s.Features = append(s.Features, f.String())
+		}
+	}
+	for _, t := range m.File.Tensors {
+		s.ModelBytes += int64(len(t.Data))
+		s.Params += int64(t.Elements())
+	}
+	return s
+}
+
+// fileTypes names llama.cpp's general.file_type values.
+var fileTypes = map[int64]string{0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1",
+	10: "Q2_K", 11: "Q3_K_S", 12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S", 17: "Q5_K_M",
+	18: "Q6_K", 32: "BF16"}
+
+// ModelType names the file's quantization: general.file_type when known,
+// else the type holding the most bytes.
+func ModelType(f *gguf.File) string {
+	if ft, ok := f.Int("general.file_type"); ok {
+		if name, ok := fileTypes[ft]; ok {
+			return name
+		}
+	}
+	bytes := map[gguf.Type]int{}
+	for _, t := range f.Tensors {
+		bytes[t.Type] += len(t.Data)
+	}
+	var best gguf.Type
+	for t, n := range bytes {
+		if n > bytes[best] {
+			best = t
+		}
+	}
+	return best.String()
+}
+
+// RunLocal runs every test of cfg on e and reports progress to log.
+func RunLocal(ctx context.Context, e *engine.Engine, cfg LocalConfig, log io.Writer) ([]Result, error) {
+	if cfg.Reps < 1 {
+		return nil, fmt.Errorf("reps must be at least 1, got %d", cfg.Reps)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	vocab := e.Model.Vocab
+	tokens := func(n int) []int32 {
+		t := make([]int32, n)
+		for i := range t {
+			t[i] = int32(rng.IntN(vocab))
+		}
+		return t
+	}
+	var results []Result
+	run := func(test string, n int, once func() error) error {
+		fmt.Fprintf(log, "%s: warm-up", test)
+		if err := once(); err != nil {
+			return fmt.Errorf("%s: %w", test, err)
+		}
+		r := Result{Test: test, Tokens: n}
+		for i := 0; i < cfg.Reps; i++ {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			start := time.Now()
+			if err := once(); err != nil {
+				return fmt.Errorf("%s: %w", test, err)
+			}
+			secs := time.Since(start).Seconds()
+			r.Duration = append(r.Duration, secs)
+			r.Samples = append(r.Samples, float64(n)/secs)
+			fmt.Fprintf(log, " %.1f", float64(n)/secs)
+		}
+		fmt.Fprintln(log, " t/s")
+		sorted := slices.Sorted(slices.Values(r.Samples))
+		r.Min, r.Max, r.Median = sorted[0], sorted[len(sorted)-1], median(sorted)
+		results = append(results, r)
+		return nil
+	}
+	for _, p := range cfg.Prompts {
+		if p < 1 || p > e.Model.Context {
+			return nil, fmt.Errorf("prompt length %d is outside 1..%d (the model's context)", p, e.Model.Context)
+		}
+		prompt := tokens(p)
+		err := run(fmt.Sprintf("pp%d", p), p, func() error {
+			_, err := e.Forward(prompt, e.NewCache(p), false)
+			return err
+		})
+		if err != nil {
+			return results, err
+		}
+	}
+	for _, g := range cfg.Gens {
+		if g < 1 || g > e.Model.Context {
+			return nil, fmt.Errorf("generation length %d is outside 1..%d (the model's context)", g, e.Model.Context)
+		}
+		gen := tokens(g)
+		// Like llama-bench's tg test: g single-token steps from an empty context.
+		err := run(fmt.Sprintf("tg%d", g), g, func() error {
+			kv := e.NewCache(g)
+			for i := range gen {
+				if _, err := e.Forward(gen[i:i+1], kv, false); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return results, err
+		}
+	}
+	return results, nil
+}
+
+func median(sorted []float64) float64 {
+	n := len(sorted)
+	if n%2 == 1 {
+		return sorted[n/2]
+	}
+	return (sorted[n/2-1] + sorted[n/2]) / 2
+}
+
+// WriteTable prints the results as a Markdown table like llama-bench's.
+func WriteTable(w io.Writer, s System, results []Result) {
+	fmt.Fprintf(w, "cpu: %s (%d logical cores), features: %s\n\n", s.CPU, s.Cores, strings.Join(s.Features, " "))
+	fmt.Fprintln(w, "| model | size | params | backend | threads | test | t/s (median) | min | max |")
+	fmt.Fprintln(w, "| --- | ---: | ---: | --- | ---: | --- | ---: | ---: | ---: |")
+	for _, r := range results {
+		fmt.Fprintf(w, "| %s %s | %.2f MiB | %.2f M | %s | %d | %s | %.2f | %.2f | %.2f |\n",
+			modelName(s.Model), s.ModelType, float64(s.ModelBytes)/(1<<20), float64(s.Params)/1e6, s.Backend,
+			s.Threads, r.Test, r.Median, r.Min, r.Max)
+	}
+}
+
+func modelName(path string) string {
+	if i := strings.LastIndexByte(path, '/'); i >= 0 {
+		path = path[i+1:]
+	}
+	return strings.TrimSuffix(path, ".gguf")
+}

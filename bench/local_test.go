@@ -1,0 +1,65 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/godwit-ai/godwit/engine"
+	"github.com/godwit-ai/godwit/internal/shared"
+	"github.com/godwit-ai/godwit/kernels/cpu"
+	"github.com/godwit-ai/godwit/models"
+)
+
+func TestRunLocal(t *testing.T) {
+	path := shared.Path(t, "models/random/llama-Q4_K_M.gguf")
+	m, err := models.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	e, err := engine.New(m, cpu.New())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log bytes.Buffer
+	results, err := RunLocal(context.Background(), e, LocalConfig{Prompts: []int{16}, Gens: []int{8}, Reps: 3}, &log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(results) != 2 || results[0].Test != "pp16" || results[1].Test != "tg8" {
+		t.Fatalf("results %+v", results)
+	}
+	for _, r := range results {
+		if len(r.Samples) != 3 || r.Min <= 0 || r.Min > r.Median || r.Median > r.Max {
+			t.Errorf("%s: samples %v, min %g median %g max %g", r.Test, r.Samples, r.Min, r.Median, r.Max)
+		}
+		for i, s := range r.Samples {
+			if d := s*r.Duration[i] - float64(r.Tokens); d > 1e-6 || d < -1e-6 {
+				t.Errorf("%s: %g t/s over %g s is not %d tokens", r.Test, s, r.Duration[i], r.Tokens)
+			}
+		}
+	}
+	sys := Describe(path, m, "cpu", 1)
+	if sys.ModelType != "Q4_K_M" || sys.Params != 1836288 {
+		t.Errorf("system %+v", sys)
+	}
+	var table bytes.Buffer
+	WriteTable(&table, sys, results)
+	if !strings.Contains(table.String(), "| llama-Q4_K_M Q4_K_M |") || !strings.Contains(table.String(), "| tg8 |") {
+		t.Errorf("table:\n%s", table.String())
+	}
+	if _, err := RunLocal(context.Background(), e, LocalConfig{Prompts: []int{1 << 20}, Reps: 1}, &log); err == nil {
+		t.Error("prompt longer than the context: no error")
+	}
+}
+
+func TestMedian(t *testing.T) {
+	if m := median([]float64{1, 2, 10}); m != 2 {
+		t.Errorf("odd median %g", m)
+	}
+	if m := median([]float64{1, 2, 4, 10}); m != 3 {
+		t.Errorf("even median %g", m)
+	}
+}

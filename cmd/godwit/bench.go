@@ -1,0 +1,67 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/signal"
+
+	"github.com/spf13/cobra"
+
+	"github.com/godwit-ai/godwit/bench"
+)
+
+func benchCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Measure godwit's speed",
+	}
+	cmd.AddCommand(benchLocalCmd())
+	return cmd
+}
+
+func benchLocalCmd() *cobra.Command {
+	var (
+		modelPath string
+		cfg       bench.LocalConfig
+		jsonPath  string
+	)
+	cmd := &cobra.Command{
+		Use:   "local [-m FILE] [-p 512] [-n 128] [--reps 5] [--json FILE]",
+		Short: "Time prompt processing and generation in-process, like llama-bench",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			l, err := load(modelPath, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			defer l.model.Close()
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
+			defer stop()
+			sys := bench.Describe(l.path, l.model, l.eng.B.Name(), 1)
+			results, err := bench.RunLocal(ctx, l.eng, cfg, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			bench.WriteTable(cmd.OutOrStdout(), sys, results)
+			if jsonPath == "" {
+				return nil
+			}
+			b, err := json.MarshalIndent(bench.Report{System: sys, Results: results}, "", "  ")
+			if err != nil {
+				return err
+			}
+			if err := os.WriteFile(jsonPath, append(b, '\n'), 0o644); err != nil {
+				return fmt.Errorf("--json: %w", err)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&modelPath, "model", "m", "", "GGUF model file")
+	f.IntSliceVarP(&cfg.Prompts, "n-prompt", "p", []int{512}, "prompt lengths to time (comma-separated; empty for none)")
+	f.IntSliceVarP(&cfg.Gens, "n-gen", "n", []int{128}, "generation lengths to time (comma-separated; empty for none)")
+	f.IntVarP(&cfg.Reps, "reps", "r", 5, "repetitions of each test")
+	f.StringVar(&jsonPath, "json", "", "also write every sample to this JSON file")
+	return cmd
+}
