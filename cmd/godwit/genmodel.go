@@ -21,11 +21,9 @@ func genModelCmd() *cobra.Command {
 		Short: "Write a random-weight model of any shape (for benchmarks and tests)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			t, err := gguf.ParseType(typ)
-			if err != nil {
+			if err := s.ParseType(typ); err != nil {
 				return fmt.Errorf("--type: %w", err)
 			}
-			s.Type = t
 			if out == "" {
 				return fmt.Errorf("name the output file with -o")
 			}
@@ -59,7 +57,7 @@ func genModelCmd() *cobra.Command {
 	f.IntVar(&s.HeadDim, "head-dim", 0, "width of a head (0: dim/heads)")
 	f.IntVar(&s.FFN, "ffn", 768, "feed-forward width")
 	f.IntVar(&s.Context, "ctx", 2048, "context length written to the metadata")
-	f.StringVar(&typ, "type", "F32", "tensor type of the matrices: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K")
+	f.StringVar(&typ, "type", "F32", "tensor type of the matrices: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, or the mixes Q4_K_M, Q5_K_M")
 	f.StringVar(&vocabFrom, "vocab-from", "", "copy the tokenizer of this GGUF file (default: a byte-level vocabulary)")
 	f.Uint64Var(&s.Seed, "seed", 1, "random seed")
 	f.StringVar(&s.Name, "name", "", "general.name (default: random-ARCH-TYPE)")

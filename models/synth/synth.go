@@ -25,7 +25,38 @@ type Spec struct {
 	FFN     int
 	Context int // 0: 2048
 	Type    gguf.Type
+	Mix     string // "", or "Q4_K_M" / "Q5_K_M": some matrices get Q6_K as llama.cpp's quantizer gives them
 	Seed    uint64
+}
+
+// mixes are llama.cpp's K-quant mixes: the main type, and general.file_type.
+var mixes = map[string]struct {
+	typ      gguf.Type
+	fileType uint32
+}{
+	"Q4_K_M": {gguf.Q4_K, 15},
+	"Q5_K_M": {gguf.Q5_K, 17},
+}
+
+// ParseType maps a --type name, a tensor type or a mix such as Q4_K_M, onto
+// the spec.
+func (s *Spec) ParseType(name string) error {
+	if m, ok := mixes[name]; ok {
+		s.Type, s.Mix = m.typ, name
+		return nil
+	}
+	t, err := gguf.ParseType(name)
+	if err != nil {
+		return fmt.Errorf("%w (or a mix: Q4_K_M, Q5_K_M)", err)
+	}
+	s.Type, s.Mix = t, ""
+	return nil
+}
+
+// moreBits is llama.cpp's use_more_bits: the first and last eighth of the
+// layers and every third one between get the higher-precision type.
+func moreBits(i, n int) bool {
+	return i < n/8 || i >= 7*n/8 || (i-n/8)%3 == 2
 }
 
 // Vocab is a tokenizer to embed: the tokenizer.* metadata entries of a model.
@@ -103,6 +134,8 @@ func Build(s Spec, vocab Vocab) (*gguf.Writer, error) {
 		return nil, fmt.Errorf("heads %d is not a multiple of kv-heads %d", s.Heads, s.KVHeads)
 	case !cpu.Supported(s.Type):
 		return nil, fmt.Errorf("type %s cannot be written", s.Type)
+	case s.Mix != "" && mixes[s.Mix].typ != s.Type:
+		return nil, fmt.Errorf("mix %q does not go with type %s", s.Mix, s.Type)
 	}
 	bs := s.Type.BlockSize()
 	for _, width := range []int{s.Dim, s.FFN, s.Heads * s.HeadDim} {
@@ -124,7 +157,9 @@ func Build(s Spec, vocab Vocab) (*gguf.Writer, error) {
 	a := s.Arch + "."
 	w.Set("general.architecture", gguf.String(s.Arch))
 	w.Set("general.name", gguf.String(s.Name))
-	if ft, ok := fileTypes[s.Type]; ok {
+	if m, ok := mixes[s.Mix]; ok {
+		w.Set("general.file_type", gguf.Uint32(m.fileType))
+	} else if ft, ok := fileTypes[s.Type]; ok {
 		w.Set("general.file_type", gguf.Uint32(ft))
 	}
 	w.Set(a+"context_length", gguf.Uint32(uint32(s.Context)))
@@ -146,18 +181,27 @@ func Build(s Spec, vocab Vocab) (*gguf.Writer, error) {
 		w.Set(kv.Key, kv.Value)
 	}
 
-	g := gen{w: w, rng: rand.New(rand.NewPCG(s.Seed, s.Seed^0x9e3779b97f4a7c15)), typ: s.Type}
+	g := gen{w: w, rng: rand.New(rand.NewPCG(s.Seed, s.Seed^0x9e3779b97f4a7c15))}
+	// high is the type of the matrices that a mix stores with more bits.
+	high := s.Type
+	if s.Mix != "" {
+		high = gguf.Q6_K
+	}
 	q, kv := s.Heads*s.HeadDim, s.KVHeads*s.HeadDim
-	g.matrix("token_embd.weight", s.Dim, nVocab, 1)
+	g.matrix("token_embd.weight", s.Type, s.Dim, nVocab, 1)
 	g.norm("output_norm.weight", s.Dim)
-	g.matrix("output.weight", s.Dim, nVocab, 1/math.Sqrt(float64(s.Dim)))
+	g.matrix("output.weight", high, s.Dim, nVocab, 1/math.Sqrt(float64(s.Dim)))
 	for l := 0; l < s.Layers; l++ {
 		p := fmt.Sprintf("blk.%d.", l)
+		vd := s.Type // attn_v and ffn_down
+		if moreBits(l, s.Layers) {
+			vd = high
+		}
 		g.norm(p+"attn_norm.weight", s.Dim)
-		g.matrix(p+"attn_q.weight", s.Dim, q, 1/math.Sqrt(float64(s.Dim)))
-		g.matrix(p+"attn_k.weight", s.Dim, kv, 1/math.Sqrt(float64(s.Dim)))
-		g.matrix(p+"attn_v.weight", s.Dim, kv, 1/math.Sqrt(float64(s.Dim)))
-		g.matrix(p+"attn_output.weight", q, s.Dim, 1/math.Sqrt(float64(q)))
+		g.matrix(p+"attn_q.weight", s.Type, s.Dim, q, 1/math.Sqrt(float64(s.Dim)))
+		g.matrix(p+"attn_k.weight", s.Type, s.Dim, kv, 1/math.Sqrt(float64(s.Dim)))
+		g.matrix(p+"attn_v.weight", vd, s.Dim, kv, 1/math.Sqrt(float64(s.Dim)))
+		g.matrix(p+"attn_output.weight", s.Type, q, s.Dim, 1/math.Sqrt(float64(q)))
 		switch s.Arch {
 		case "qwen2":
 			g.bias(p+"attn_q.bias", q)
@@ -168,9 +212,9 @@ func Build(s Spec, vocab Vocab) (*gguf.Writer, error) {
 			g.norm(p+"attn_k_norm.weight", s.HeadDim)
 		}
 		g.norm(p+"ffn_norm.weight", s.Dim)
-		g.matrix(p+"ffn_gate.weight", s.Dim, s.FFN, 1/math.Sqrt(float64(s.Dim)))
-		g.matrix(p+"ffn_up.weight", s.Dim, s.FFN, 1/math.Sqrt(float64(s.Dim)))
-		g.matrix(p+"ffn_down.weight", s.FFN, s.Dim, 1/math.Sqrt(float64(s.FFN)))
+		g.matrix(p+"ffn_gate.weight", s.Type, s.Dim, s.FFN, 1/math.Sqrt(float64(s.Dim)))
+		g.matrix(p+"ffn_up.weight", s.Type, s.Dim, s.FFN, 1/math.Sqrt(float64(s.Dim)))
+		g.matrix(p+"ffn_down.weight", vd, s.FFN, s.Dim, 1/math.Sqrt(float64(s.FFN)))
 	}
 	if g.err != nil {
 		return nil, g.err
@@ -182,7 +226,6 @@ func Build(s Spec, vocab Vocab) (*gguf.Writer, error) {
 type gen struct {
 	w   *gguf.Writer
 	rng *rand.Rand
-	typ gguf.Type
 	err error
 }
 
@@ -193,17 +236,17 @@ func (g *gen) add(name string, typ gguf.Type, shape []uint64, data []byte) {
 }
 
 // matrix adds a rows×cols matrix (cols elements per row) of normal values
-// with standard deviation std, in the spec's type.
-func (g *gen) matrix(name string, cols, rows int, std float64) {
+// with standard deviation std, stored as typ.
+func (g *gen) matrix(name string, typ gguf.Type, cols, rows int, std float64) {
 	vals := make([]float32, cols*rows)
 	for i := range vals {
 		vals[i] = float32(g.rng.NormFloat64() * std)
 	}
-	data := make([]byte, g.typ.RowSize(cols)*rows)
-	if err := cpu.Quantize(g.typ, vals, data); err != nil && g.err == nil {
+	data := make([]byte, typ.RowSize(cols)*rows)
+	if err := cpu.Quantize(typ, vals, data); err != nil && g.err == nil {
 		g.err = fmt.Errorf("tensor %q: %w", name, err)
 	}
-	g.add(name, g.typ, []uint64{uint64(cols), uint64(rows)}, data)
+	g.add(name, typ, []uint64{uint64(cols), uint64(rows)}, data)
 }
 
 func (g *gen) vector(name string, n int, f func() float64) {

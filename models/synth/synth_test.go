@@ -1,0 +1,70 @@
+package synth
+
+import (
+	"bytes"
+	"fmt"
+	"testing"
+
+	"github.com/godwit-ai/godwit/models/gguf"
+)
+
+func TestMixFollowsLlamaCpp(t *testing.T) {
+	var s Spec
+	if err := s.ParseType("Q4_K_M"); err != nil {
+		t.Fatal(err)
+	}
+	s.Arch, s.Dim, s.Layers, s.Heads, s.KVHeads, s.FFN = "llama", 256, 8, 4, 2, 256
+	w, err := Build(s, ByteVocab())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if _, err := w.WriteTo(&b); err != nil {
+		t.Fatal(err)
+	}
+	f, err := gguf.Parse(b.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// use_more_bits(i, 8): layers 0 and 7, and 3 and 6 ((i-1)%3 == 2).
+	high := map[int]bool{0: true, 3: true, 6: true, 7: true}
+	want := map[string]gguf.Type{"output.weight": gguf.Q6_K, "token_embd.weight": gguf.Q4_K, "output_norm.weight": gguf.F32}
+	for l := 0; l < 8; l++ {
+		vd := gguf.Q4_K
+		if high[l] {
+			vd = gguf.Q6_K
+		}
+		want[fmt.Sprintf("blk.%d.attn_v.weight", l)] = vd
+		want[fmt.Sprintf("blk.%d.ffn_down.weight", l)] = vd
+		want[fmt.Sprintf("blk.%d.attn_q.weight", l)] = gguf.Q4_K
+	}
+	for name, typ := range want {
+		if tn, ok := f.Tensor(name); !ok || tn.Type != typ {
+			t.Errorf("%s: %v, want %s", name, tn, typ)
+		}
+	}
+	if ft, _ := f.Int("general.file_type"); ft != 15 {
+		t.Errorf("file_type %d, want 15", ft)
+	}
+}
+
+func TestRefusesBadSpecs(t *testing.T) {
+	good := Spec{Arch: "qwen2", Dim: 64, Layers: 1, Heads: 2, FFN: 64, Type: gguf.Q8_0}
+	if _, err := Build(good, ByteVocab()); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []Spec{
+		{Arch: "gpt2", Dim: 64, Layers: 1, Heads: 2, FFN: 64, Type: gguf.F32},
+		{Arch: "llama", Dim: 64, Layers: 1, Heads: 3, FFN: 64, Type: gguf.F32},
+		{Arch: "llama", Dim: 64, Layers: 1, Heads: 2, KVHeads: 3, FFN: 64, Type: gguf.F32},
+		{Arch: "llama", Dim: 64, Layers: 1, Heads: 2, FFN: 64, Type: gguf.Q4_K},
+		{Arch: "llama", Dim: 64, Layers: 1, Heads: 2, FFN: 64, Type: gguf.Q2_K},
+	} {
+		if _, err := Build(s, ByteVocab()); err == nil {
+			t.Errorf("%+v: no error", s)
+		}
+	}
+	if _, err := Build(good, nil); err == nil {
+		t.Error("no vocabulary: no error")
+	}
+}
