@@ -1,0 +1,116 @@
+package cpu
+
+import (
+	"runtime"
+	"sync/atomic"
+)
+
+// Task is one parallel operation: Run is called once on every thread of a
+// pool with that thread's index, and splits the work by it.
+type Task interface {
+	Run(thread, threads int)
+}
+
+// Pool runs tasks on a fixed set of threads: the caller and threads-1
+// persistent workers. Workers spin briefly between tasks (ops of one forward
+// pass follow each other within microseconds) and then park, so an idle pool
+// costs no CPU. Run allocates nothing.
+type Pool struct {
+	threads int
+	task    Task
+	gen     atomic.Uint64 // bumped once per task; workers run when it moves
+	pending atomic.Int32  // workers still running the current task
+	parked  []atomic.Bool
+	wake    []chan struct{}
+	quit    atomic.Bool
+}
+
+// spinLimit is how many polls a worker makes before parking; about tens of
+// microseconds, longer than the gap between two ops of a forward pass.
+const spinLimit = 20000
+
+// NewPool starts a pool of threads threads (at least 1).
+func NewPool(threads int) *Pool {
+	threads = max(threads, 1)
+	p := &Pool{threads: threads, parked: make([]atomic.Bool, threads-1), wake: make([]chan struct{}, threads-1)}
+	for i := range p.wake {
+		p.wake[i] = make(chan struct{}, 1)
+		go p.work(i)
+	}
+	return p
+}
+
+// Threads is the number of threads that run each task.
+func (p *Pool) Threads() int { return p.threads }
+
+// Run runs t on every thread and returns when all have finished. It must not
+// be called concurrently.
+func (p *Pool) Run(t Task) {
+	if p.threads == 1 {
+		t.Run(0, 1)
+		return
+	}
+	p.task = t
+	p.pending.Store(int32(p.threads - 1))
+	p.gen.Add(1)
+	p.wakeParked()
+	t.Run(0, p.threads)
+	for spins := 0; p.pending.Load() != 0; spins++ {
+		if spins > spinLimit {
+			runtime.Gosched()
+		}
+	}
+	p.task = nil
+}
+
+// Close stops the workers; the pool must not be used afterwards.
+func (p *Pool) Close() {
+	p.quit.Store(true)
+	p.gen.Add(1)
+	p.wakeParked()
+}
+
+func (p *Pool) wakeParked() {
+	for i := range p.parked {
+		if p.parked[i].CompareAndSwap(true, false) {
+			select {
+			case p.wake[i] <- struct{}{}:
+			default: // a wake-up is already pending
+			}
+		}
+	}
+}
+
+func (p *Pool) work(i int) {
+	seen := uint64(0)
+	for {
+		for spins := 0; p.gen.Load() == seen; spins++ {
+			if spins < spinLimit {
+				continue
+			}
+			// Announce the park, then look once more so a task started in
+			// between is not missed; a stale wake-up only causes a re-check.
+			p.parked[i].Store(true)
+			if p.gen.Load() == seen {
+				<-p.wake[i]
+			}
+			p.parked[i].Store(false)
+			spins = 0
+		}
+		seen = p.gen.Load()
+		if p.quit.Load() {
+			return
+		}
+		p.task.Run(i+1, p.threads)
+		p.pending.Add(-1)
+	}
+}
+
+// split returns the part [lo, hi) of n items that thread takes of threads,
+// rounded to multiples of align so threads do not share cache lines.
+func split(n, thread, threads, align int) (lo, hi int) {
+	chunks := (n + align - 1) / align
+	lo = chunks * thread / threads * align
+	hi = min(chunks*(thread+1)/threads*align, n)
+	return min(lo, n), hi
+}
