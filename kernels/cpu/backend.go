@@ -12,6 +12,7 @@ import (
 type Backend struct {
 	scratch Scratch
 	scores  []float32
+	lanes   []float32 // attention's per-lane sums of value products
 }
 
 var _ kernels.Backend = (*Backend)(nil)
@@ -50,7 +51,10 @@ func (b *Backend) Attention(out, q []float32, kv kernels.KV, a kernels.Attn) {
 	if need := a.Pos0 + n; need > len(b.scores) {
 		b.scores = make([]float32, max(need, 2*len(b.scores)))
 	}
-	Attention(out, q, kv, a, b.scores)
+	if need := 64 * a.HeadDim; need > len(b.lanes) {
+		b.lanes = make([]float32, need)
+	}
+	attention(out, q, kv, a, b.scores, b.lanes)
 }
 
 func (b *Backend) SwiGLU(gate, up []float32) { SwiGLU(gate, up) }

@@ -1,70 +1,116 @@
 package cpu
 
-import "encoding/binary"
+import (
+	"encoding/binary"
 
-// Row dot products, one weight row against one prepared activation row.
-//
-// The float types keep eight float32 partial sums (element j in lane j mod 8)
-// and fold them the way ggml's hsum_float_8 does, which both bounds the
-// rounding error like ggml's SIMD loops and gives the CPU independent chains.
-// The block types sum integer products per block exactly, then add
-// (d_w·d_x)·sumi in float32, block after block, as ggml's generic
-// ggml_vec_dot_*_q8_* do.
+	"github.com/godwit-ai/godwit/models/gguf"
+)
 
-// hsum8 adds eight lanes as hsum_float_8: halves, then quarters, then pairs.
-func hsum8(a *[8]float32) float32 {
-	return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]))
-}
+// Row dot products, one weight row against one prepared activation row, in
+// the lane order of the kernel llama.cpp's x86 build runs for that type (see
+// simd.go). Float rows are decoded to float32 first; fp16 and bf16 values are
+// exact in float32, and the kernels convert them the same way before adding.
 
-// dotF32 is Σ w_j·x_j for an F32 weight row.
-func dotF32(w []byte, x []float32) float32 {
-	var acc [8]float32
-	n := len(x) &^ 7
-	for j := 0; j < n; j += 8 {
-		ws, xs := w[4*j:4*j+32], x[j:j+8]
-		for k := range 8 {
-			acc[k] += float32(f32le(ws[4*k:]) * xs[k])
+// decodeFloatRow writes the F32, F16 or BF16 row w as float32 into dst.
+func decodeFloatRow(t gguf.Type, w []byte, dst []float32) {
+	switch t {
+	case gguf.F32:
+		for j := range dst {
+			dst[j] = f32le(w[4*j:])
+		}
+	case gguf.F16:
+		for j := range dst {
+			dst[j] = FP16ToFP32(binary.LittleEndian.Uint16(w[2*j:]))
+		}
+	case gguf.BF16:
+		for j := range dst {
+			dst[j] = BF16ToFP32(binary.LittleEndian.Uint16(w[2*j:]))
 		}
 	}
-	sum := hsum8(&acc)
-	for j := n; j < len(x); j++ {
-		sum += float32(f32le(w[4*j:]) * x[j])
+}
+
+// dotLanes16 is the inner product of llamafile's tinyBLAS<16, __m512>, which
+// llama.cpp uses for F32, F16 and BF16 weights when a batch has at least two
+// rows: element j goes to lane j mod 16, each lane accumulates with FMA, and
+// the lanes are folded by _mm512_reduce_add_ps. len(x) is a multiple of 16.
+func dotLanes16(w, x []float32) float32 {
+	var acc [16]float32
+	for l := 0; l < len(x); l += 16 {
+		ws, xs := (*[16]float32)(w[l:l+16]), (*[16]float32)(x[l:l+16])
+		for t := range acc {
+			acc[t] = fma32(ws[t], xs[t], acc[t])
+		}
+	}
+	return reduce16(&acc)
+}
+
+// vecDot64 is the SIMD part of ggml_vec_dot_f32 and ggml_vec_dot_f16 built
+// for AVX512F (GGML_F32_STEP 64): four 16-lane FMA accumulators over blocks of
+// 64 elements, element j in lane j mod 64, folded by fold64. It returns that
+// sum and how many leading elements it covered; the callers add the rest as
+// ggml does.
+func vecDot64(w, x []float32) (float32, int) {
+	var acc [64]float32
+	np := len(x) &^ 63
+	for i := 0; i < np; i += 64 {
+		ws, xs := (*[64]float32)(w[i:i+64]), (*[64]float32)(x[i:i+64])
+		for t := range acc {
+			acc[t] = fma32(ws[t], xs[t], acc[t])
+		}
+	}
+	return fold64(&acc), np
+}
+
+// fold64 adds the four 16-lane accumulators of vecDot64 (lanes 16j..16j+15
+// are accumulator j) as GGML_F32x16_REDUCE does: 2 onto 0 and 3 onto 1, then 1
+// onto 0, then _mm512_reduce_add_ps.
+func fold64(a *[64]float32) float32 {
+	var r [16]float32
+	for t := range r {
+		r[t] = float32(float32(a[t]+a[32+t]) + float32(a[16+t]+a[48+t]))
+	}
+	return reduce16(&r)
+}
+
+// vecDotF32 is ggml_vec_dot_f32: vecDot64, then the leftover elements added
+// one by one to the float sum (GCC contracts sumf += x*y into an FMA).
+func vecDotF32(w, x []float32) float32 {
+	sum, np := vecDot64(w, x)
+	for j := np; j < len(x); j++ {
+		sum = fma32(w[j], x[j], sum)
 	}
 	return sum
 }
 
-// dotF16 is Σ w_j·x_j for an F16 weight row and x already rounded to fp16.
-func dotF16(w []byte, x []float32) float32 {
-	var acc [8]float32
-	n := len(x) &^ 7
-	for j := 0; j < n; j += 8 {
-		ws, xs := w[2*j:2*j+16], x[j:j+8]
-		for k := range 8 {
-			acc[k] += float32(FP16ToFP32(binary.LittleEndian.Uint16(ws[2*k:])) * xs[k])
-		}
+// vecDotF16 is ggml_vec_dot_f16 for fp16 rows: vecDot64, with the leftovers
+// added in float64 as ggml keeps its sum there.
+func vecDotF16(w, x []float32) float32 {
+	sum, np := vecDot64(w, x)
+	s := float64(sum)
+	for j := np; j < len(x); j++ {
+		s += float64(float32(w[j] * x[j]))
 	}
-	sum := hsum8(&acc)
-	for j := n; j < len(x); j++ {
-		sum += float32(FP16ToFP32(binary.LittleEndian.Uint16(w[2*j:])) * x[j])
-	}
-	return sum
+	return float32(s)
 }
 
-// dotBF16 is Σ w_j·x_j for a BF16 weight row and x already rounded to bf16.
-func dotBF16(w []byte, x []float32) float32 {
-	var acc [8]float32
-	n := len(x) &^ 7
-	for j := 0; j < n; j += 8 {
-		ws, xs := w[2*j:2*j+16], x[j:j+8]
-		for k := range 8 {
-			acc[k] += float32(BF16ToFP32(binary.LittleEndian.Uint16(ws[2*k:])) * xs[k])
+// vecDotBF16 is ggml_vec_dot_bf16 built for AVX512F without AVX512_BF16: two
+// 16-lane accumulators over blocks of 32 (the products of bf16 values are exact
+// in float32, so multiply-then-add and FMA agree), each folded by
+// _mm512_reduce_add_ps and added in float64 with the leftovers.
+func vecDotBF16(w, x []float32) float32 {
+	var c1, c2 [16]float32
+	np := len(x) &^ 31
+	for i := 0; i < np; i += 32 {
+		for t := range c1 {
+			c1[t] = float32(c1[t] + float32(w[i+t]*x[i+t]))
+			c2[t] = float32(c2[t] + float32(w[i+16+t]*x[i+16+t]))
 		}
 	}
-	sum := hsum8(&acc)
-	for j := n; j < len(x); j++ {
-		sum += float32(BF16ToFP32(binary.LittleEndian.Uint16(w[2*j:])) * x[j])
+	s := float64(reduce16(&c1)) + float64(reduce16(&c2))
+	for j := np; j < len(x); j++ {
+		s += float64(float32(w[j] * x[j]))
 	}
-	return sum
+	return float32(s)
 }
 
 // act holds one activation row in its companion format: levels q, per-block

@@ -11,6 +11,7 @@ import (
 // Its zero value is ready to use; it is not safe for concurrent use.
 type Scratch struct {
 	f     []float32 // activations rounded to fp16 or bf16
+	row   []float32 // one F32/F16/BF16 weight row as float32
 	q     []int8    // quantized activation levels
 	d     []float32 // per-block activation scales
 	s     []float32 // Q8_1 block sums
@@ -52,31 +53,48 @@ func (s *Scratch) MatMul(out []float32, t gguf.Type, w []byte, rows, cols int, x
 	}
 	switch t {
 	case gguf.F32:
-		matMulFloat(out, w, rowBytes, rows, x, cols, n, dotF32)
+		s.matMulFloat(out, t, w, rowBytes, rows, x, cols, n)
 	case gguf.F16:
 		s.f = grow(s.f, n*cols)
 		for i, v := range x {
 			s.f[i] = FP16ToFP32(FP32ToFP16(v))
 		}
-		matMulFloat(out, w, rowBytes, rows, s.f, cols, n, dotF16)
+		s.matMulFloat(out, t, w, rowBytes, rows, s.f, cols, n)
 	case gguf.BF16:
 		s.f = grow(s.f, n*cols)
 		for i, v := range x {
 			s.f[i] = BF16ToFP32(FP32ToBF16(v))
 		}
-		matMulFloat(out, w, rowBytes, rows, s.f, cols, n, dotBF16)
+		s.matMulFloat(out, t, w, rowBytes, rows, s.f, cols, n)
 	default:
 		s.matMulQuant(out, t, w, rowBytes, rows, x, cols, n)
 	}
 }
 
-// matMulFloat runs dot for every weight row against every activation row,
-// weight rows outermost so that each is read from memory once.
-func matMulFloat(out []float32, w []byte, rowBytes, rows int, x []float32, cols, n int, dot func([]byte, []float32) float32) {
+// matMulFloat multiplies F32, F16 or BF16 weights (x already rounded to
+// the weight's precision), weight rows outermost so that each is decoded
+// once. Batches of two or more rows go through llamafile's tinyBLAS in
+// llama.cpp when cols is a multiple of 16 and rows of 4; anything else takes
+// ggml_vec_dot_* one row at a time, which adds in another order.
+func (s *Scratch) matMulFloat(out []float32, t gguf.Type, w []byte, rowBytes, rows int, x []float32, cols, n int) {
+	s.row = grow(s.row, cols)
+	tiny := n >= 2 && cols%16 == 0 && rows%4 == 0
 	for r := range rows {
-		wr := w[r*rowBytes : (r+1)*rowBytes]
+		decodeFloatRow(t, w[r*rowBytes:(r+1)*rowBytes], s.row)
 		for i := range n {
-			out[i*rows+r] = dot(wr, x[i*cols:(i+1)*cols])
+			xi := x[i*cols : (i+1)*cols]
+			var v float32
+			switch {
+			case tiny:
+				v = dotLanes16(s.row, xi)
+			case t == gguf.F32:
+				v = vecDotF32(s.row, xi)
+			case t == gguf.F16:
+				v = vecDotF16(s.row, xi)
+			default:
+				v = vecDotBF16(s.row, xi)
+			}
+			out[i*rows+r] = v
 		}
 	}
 }

@@ -6,9 +6,10 @@ import (
 	"github.com/godwit-ai/godwit/kernels"
 )
 
-// The elementwise operations follow ggml's CPU code step for step (sums of
-// squares and softmax denominators in float64, everything else in float32),
-// so that results stay within rounding of llama.cpp's.
+// The operations follow ggml's CPU code as llama.cpp's AVX512F build runs it,
+// step for step and in the same float order (sums of squares and softmax
+// denominators in float64, everything else in float32, the vector exp of
+// simd.go), so that results round as llama.cpp's do.
 
 // RMSNorm normalises each dim-wide row of x into out, then scales by weight.
 func RMSNorm(out, x, weight []float32, dim int, eps float32) {
@@ -43,8 +44,7 @@ func RoPE(x []float32, pos []int32, heads, headDim int, r *kernels.Rope) {
 				t /= r.FreqFactors[i0/2]
 			}
 			t *= freqScale
-			sin64, cos64 := math.Sincos(float64(t))
-			cos, sin := float32(cos64), float32(sin64)
+			cos, sin := sinfcosf(t, true), sinfcosf(t, false) // glibc's cosf and sinf, as ggml's rope cache
 			theta *= thetaScale
 			// Pair members: (i0, i0+1) in normal mode, (i0/2, i0/2+half) in NEOX mode.
 			a, b := i0, i0+1
@@ -54,49 +54,73 @@ func RoPE(x []float32, pos []int32, heads, headDim int, r *kernels.Rope) {
 			for h := 0; h < heads; h++ {
 				base := i*rowLen + h*headDim
 				x0, x1 := x[base+a], x[base+b]
-				x[base+a] = x0*cos - x1*sin
-				x[base+b] = x0*sin + x1*cos
+				// ggml's rotate_pairs computes x0*cos - x1*sin and
+				// x0*sin + x1*cos; GCC (-ffp-contract=fast) fuses the first
+				// product of each into an FMA.
+				x[base+a] = fma32(x0, cos, -float32(x1*sin))
+				x[base+b] = fma32(x0, sin, float32(x1*cos))
 			}
 		}
 	}
 }
 
-// Softmax replaces x by softmax(x) in place.
+// Softmax replaces x by softmax(x) in place as ggml_soft_max does it for one
+// row of attention scores: the maximum subtracted, exp taken 16 values at a
+// time with the vector expf, each 16 summed by _mm512_reduce_add_ps and those
+// sums added in float64, then every value scaled by float32(1/sum). The last
+// block is padded with zeros, as llama.cpp's scores are (the KV length is a
+// multiple of 256 there and masked positions give exp(−∞) = 0).
 func Softmax(x []float32) {
-	max := float32(math.Inf(-1))
+	mx := float32(math.Inf(-1))
 	for _, v := range x {
-		if v > max {
-			max = v
-		}
+		mx = max(mx, v)
 	}
 	var sum float64
-	for i, v := range x {
-		e := float32(math.Exp(float64(v - max)))
-		x[i] = e
-		sum += float64(e)
+	for b := 0; b < len(x); b += 16 {
+		var blk [16]float32
+		for t := range min(16, len(x)-b) {
+			e := expf(float32(x[b+t] - mx))
+			x[b+t], blk[t] = e, e
+		}
+		sum += float64(reduce16(&blk))
 	}
 	inv := float32(1 / sum)
-	for i := range x {
-		x[i] *= inv
+	for i, v := range x {
+		x[i] = float32(v * inv)
 	}
 }
 
-// Dot is the f32 dot product of two equal-length vectors.
-func Dot(a, b []float32) float32 {
-	var s float32
-	for i, v := range a {
-		s += v * b[i]
-	}
-	return s
-}
+// Dot is the f32 dot product of two equal-length vectors, summed as
+// ggml_vec_dot_f32 does (see vecDot64).
+func Dot(a, b []float32) float32 { return vecDotF32(a, b) }
 
 // Attention computes causal multi-head attention with grouped KV heads into
 // out; scores must hold at least a.Pos0+n floats, where n is the number of
-// query rows in q.
+// query rows in q. It allocates its lane sums (64·HeadDim floats); Backend
+// keeps them between calls.
 func Attention(out, q []float32, kv kernels.KV, a kernels.Attn, scores []float32) {
+	attention(out, q, kv, a, scores, make([]float32, 64*a.HeadDim))
+}
+
+// attention is Attention with the lane sums supplied: lanes holds at least
+// 64·HeadDim floats.
+//
+// It follows llama.cpp without flash attention: KQ is ggml_vec_dot_f32 per
+// key (q is a permuted, non-contiguous view there), the softmax is Softmax
+// after scaling, and KQV multiplies the transposed V cache by the scores.
+// That product goes through llamafile's tinyBLAS (16 lanes) when the batch
+// has two or more rows and HeadDim is a multiple of 4, else through
+// ggml_vec_dot_f32 (4×16 lanes); position p feeds lane p mod 16 or p mod 64,
+// and the positions past the last one, zero-weighted there, add nothing.
+func attention(out, q []float32, kv kernels.KV, a kernels.Attn, scores, lanes []float32) {
 	qRow := a.Heads * a.HeadDim
 	group := a.Heads / a.KVHeads
 	n := len(q) / qRow
+	width := 64
+	if n >= 2 && a.HeadDim%4 == 0 {
+		width = 16
+	}
+	acc := lanes[:width*a.HeadDim]
 	for i := 0; i < n; i++ {
 		last := a.Pos0 + i
 		s := scores[:last+1]
@@ -104,25 +128,43 @@ func Attention(out, q []float32, kv kernels.KV, a kernels.Attn, scores []float32
 			qh := q[i*qRow+h*a.HeadDim : i*qRow+(h+1)*a.HeadDim]
 			off := (h / group) * a.HeadDim
 			for p := 0; p <= last; p++ {
-				s[p] = Dot(qh, kv.Key(a.Layer, p)[off:off+a.HeadDim]) * a.Scale
+				s[p] = float32(vecDotF32(qh, kv.Key(a.Layer, p)[off:off+a.HeadDim]) * a.Scale)
 			}
 			Softmax(s)
-			o := out[i*qRow+h*a.HeadDim : i*qRow+(h+1)*a.HeadDim]
-			clear(o)
+			clear(acc)
 			for p, w := range s {
 				v := kv.Value(a.Layer, p)[off : off+a.HeadDim]
+				l := p % width
 				for d, vd := range v {
-					o[d] += w * vd
+					acc[d*width+l] = fma32(vd, w, acc[d*width+l])
+				}
+			}
+			o := out[i*qRow+h*a.HeadDim : i*qRow+(h+1)*a.HeadDim]
+			for d := range o {
+				if width == 16 {
+					o[d] = reduce16((*[16]float32)(acc[d*16:]))
+				} else {
+					o[d] = fold64((*[64]float32)(acc[d*64:]))
 				}
 			}
 		}
 	}
 }
 
-// SwiGLU sets gate[i] = silu(gate[i])·up[i].
+// SwiGLU sets gate[i] = silu(gate[i])·up[i] as ggml_vec_swiglu_f32 does:
+// silu(x) = x/(1 + expf(−x)) with the vector expf for each 16 values, libm's
+// expf for a tail. Rows are taken to be a multiple of 16 wide (ggml restarts
+// the 16-value blocks at each row).
 func SwiGLU(gate, up []float32) {
+	n := len(gate) &^ 15
 	for i, g := range gate {
-		gate[i] = g / (1 + float32(math.Exp(float64(-g)))) * up[i]
+		var e float32
+		if i < n {
+			e = expf(float32(0 - g))
+		} else {
+			e = float32(math.Exp(float64(-g)))
+		}
+		gate[i] = float32(float32(g/float32(1+e)) * up[i])
 	}
 }
 
