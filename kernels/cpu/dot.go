@@ -122,79 +122,156 @@ type act struct {
 	bsums []int16
 }
 
-// dotQ8_0 pairs Q8_0 weights with Q8_0 activations.
-func dotQ8_0(w []byte, a act) float32 {
-	var sum float32
-	for b, dx := range a.d {
-		blk, q := w[34*b:34*b+34], a.q[qk*b:qk*b+qk]
-		var s int32
-		for j, v := range blk[2:34] {
-			s += int32(int8(v)) * int32(q[j])
-		}
-		sum += float32(float32(getF16(blk)*dx) * float32(s))
-	}
-	return sum
+// wrow holds one quantized weight row decoded once for all activation rows:
+// its levels (the _0 types with the offset removed, the others unsigned, as
+// the x86 kernels use them), per block the scale d and the min m (Q4_1, Q5_1)
+// or dmin (Q4_K, Q5_K), and for the K-quants the sub-block scales (8 per
+// super-block, 16 for Q6_K) and mins (Q4_K, Q5_K).
+type wrow struct {
+	q      []int8
+	d, m   []float32
+	sc, mn []int32
 }
 
-// dotQ4_0 pairs Q4_0 weights (levels offset by 8) with Q8_0 activations.
-func dotQ4_0(w []byte, a act) float32 {
-	var sum float32
-	for b, dx := range a.d {
-		blk, q := w[18*b:18*b+18], a.q[qk*b:qk*b+qk]
-		var s int32
-		for j, v := range blk[2:18] {
-			s += (int32(v&0xf)-8)*int32(q[j]) + (int32(v>>4)-8)*int32(q[j+16])
-		}
-		sum += float32(float32(getF16(blk)*dx) * float32(s))
+// decode fills r from the row w of type t with cols elements, reusing r's
+// storage.
+func (r *wrow) decode(t gguf.Type, w []byte, cols int) {
+	nb := cols / t.BlockSize()
+	r.q = grow(r.q, cols)
+	r.d = grow(r.d, nb)
+	r.m = grow(r.m, nb)
+	switch t {
+	case gguf.Q4_K, gguf.Q5_K:
+		r.sc, r.mn = grow(r.sc, 8*nb), grow(r.mn, 8*nb)
+	case gguf.Q6_K:
+		r.sc = grow(r.sc, 16*nb)
 	}
-	return sum
+	ts := t.TypeSize()
+	for b := range nb {
+		blk := w[ts*b : ts*(b+1)]
+		switch t {
+		case gguf.Q8_0:
+			for j, v := range (*[qk]byte)(blk[2:34]) {
+				r.q[qk*b+j] = int8(v)
+			}
+		case gguf.Q4_0:
+			q := r.q[qk*b : qk*b+qk]
+			for j, v := range (*[qk / 2]byte)(blk[2:18]) {
+				q[j], q[j+16] = int8(v&0xf)-8, int8(v>>4)-8
+			}
+		case gguf.Q5_0:
+			q, qh := r.q[qk*b:qk*b+qk], binary.LittleEndian.Uint32(blk[2:])
+			for j, v := range (*[qk / 2]byte)(blk[6:22]) {
+				q[j] = int8(v&0xf|byte(qh>>j&1)<<4) - 16
+				q[j+16] = int8(v>>4|byte(qh>>(j+16)&1)<<4) - 16
+			}
+		case gguf.Q4_1:
+			q := r.q[qk*b : qk*b+qk]
+			for j, v := range (*[qk / 2]byte)(blk[4:20]) {
+				q[j], q[j+16] = int8(v&0xf), int8(v>>4)
+			}
+			r.m[b] = getF16(blk[2:])
+		case gguf.Q5_1:
+			q, qh := r.q[qk*b:qk*b+qk], binary.LittleEndian.Uint32(blk[4:])
+			for j, v := range (*[qk / 2]byte)(blk[8:24]) {
+				q[j] = int8(v&0xf | byte(qh>>j&1)<<4)
+				q[j+16] = int8(v>>4 | byte(qh>>(j+16)&1)<<4)
+			}
+			r.m[b] = getF16(blk[2:])
+		case gguf.Q4_K:
+			q := r.q[qkK*b : qkK*b+qkK]
+			for c := range 4 {
+				for l, v := range (*[32]byte)(blk[16+32*c : 48+32*c]) {
+					q[64*c+l], q[64*c+32+l] = int8(v&0xf), int8(v>>4)
+				}
+			}
+			r.kscales(b, blk[4:16])
+			r.m[b] = getF16(blk[2:])
+		case gguf.Q5_K:
+			q, qh := r.q[qkK*b:qkK*b+qkK], (*[32]byte)(blk[16:48])
+			for c := range 4 {
+				for l, v := range (*[32]byte)(blk[48+32*c : 80+32*c]) {
+					h := qh[l] >> (2 * c)
+					q[64*c+l] = int8(v&0xf | (h&1)<<4)
+					q[64*c+32+l] = int8(v>>4 | (h>>1&1)<<4)
+				}
+			}
+			r.kscales(b, blk[4:16])
+			r.m[b] = getF16(blk[2:])
+		case gguf.Q6_K:
+			q := r.q[qkK*b : qkK*b+qkK]
+			for h := range 2 {
+				ql, qh, qq := blk[64*h:64*h+64], (*[32]byte)(blk[128+32*h:160+32*h]), q[128*h:128*h+128]
+				for l, hb := range qh {
+					qq[l] = int8(ql[l]&0xf | (hb&3)<<4)
+					qq[l+32] = int8(ql[l+32]&0xf | (hb>>2&3)<<4)
+					qq[l+64] = int8(ql[l]>>4 | (hb>>4&3)<<4)
+					qq[l+96] = int8(ql[l+32]>>4 | (hb>>6)<<4)
+				}
+			}
+			for j, v := range (*[16]byte)(blk[192:208]) {
+				r.sc[16*b+j] = int32(int8(v))
+			}
+			r.d[b] = getF16(blk[208:])
+			continue
+		}
+		r.d[b] = getF16(blk)
+	}
 }
 
-// dotQ5_0 pairs Q5_0 weights (levels offset by 16) with Q8_0 activations.
-func dotQ5_0(w []byte, a act) float32 {
-	var sum float32
-	for b, dx := range a.d {
-		blk, q := w[22*b:22*b+22], a.q[qk*b:qk*b+qk]
-		qh := binary.LittleEndian.Uint32(blk[2:])
-		var s int32
-		for j, v := range blk[6:22] {
-			lo := int32(v&0xf) | int32(qh>>j&1)<<4
-			hi := int32(v>>4) | int32(qh>>(j+16)&1)<<4
-			s += (lo-16)*int32(q[j]) + (hi-16)*int32(q[j+16])
-		}
-		sum += float32(float32(getF16(blk)*dx) * float32(s))
+// kscales decodes the eight 6-bit scales and mins of Q4_K/Q5_K super-block b.
+func (r *wrow) kscales(b int, sc []byte) {
+	for j := range 8 {
+		s, m := scaleMinK4(j, sc)
+		r.sc[8*b+j], r.mn[8*b+j] = int32(s), int32(m)
 	}
-	return sum
 }
 
-// dotQ4_1 pairs Q4_1 weights with Q8_1 activations: d_w·d_x·Σq_w·q_x plus the
-// min term m·s, where s is the activation block's stored d·Σq_x.
-func dotQ4_1(w []byte, a act) float32 {
-	var sum float32
-	for b, dx := range a.d {
-		blk, q := w[20*b:20*b+20], a.q[qk*b:qk*b+qk]
-		var s int32
-		for j, v := range blk[4:20] {
-			s += int32(v&0xf)*int32(q[j]) + int32(v>>4)*int32(q[j+16])
-		}
-		sum += float32(float32(getF16(blk)*dx)*float32(s)) + float32(getF16(blk[2:])*a.s[b])
+// lanes8 returns the eight integer lane sums of one 32-element block
+// product: lane t holds Σ q_j·x_j over j = 4t..4t+3, as vpdpbusd (or maddubs
+// and madd) leaves them.
+func lanes8(q, x *[qk]int8) (l [8]int32) {
+	for t := range l {
+		j := 4 * t
+		l[t] = int32(q[j])*int32(x[j]) + int32(q[j+1])*int32(x[j+1]) +
+			int32(q[j+2])*int32(x[j+2]) + int32(q[j+3])*int32(x[j+3])
 	}
-	return sum
+	return l
 }
 
-// dotQ5_1 pairs Q5_1 weights with Q8_1 activations, as dotQ4_1.
-func dotQ5_1(w []byte, a act) float32 {
-	var sum float32
+// The 32-element block types. llama.cpp multiplies them with
+// ggml_vec_dot_*_q8_* (AVX2) or, for batches, llamafile's tinyBLAS_Q0_AVX;
+// both keep eight float lanes, lane t taking the exact integer sum of
+// elements 4t..4t+3 of each block times the block's d_w·d_x (a product of two
+// fp16 values, exact in float32) by FMA, then fold them by hsum8 and, for the
+// _1 types, add the min terms summed separately. Q4_0 weights with a multiple
+// of 8 rows are repacked instead (repack.cpp, q4_0 8×8), whose gemv and gemm
+// accumulate each output in one lane, one FMA per block.
+
+// dotBlocks32 is the dot product of a decoded weight row of a 32-element
+// block type with a Q8_0 or Q8_1 activation row. oneLane selects the repacked
+// kernels' order, else the eight-lane one. For the _1 types (a.s set) it adds
+// Σ m·s, the min term, after the lanes.
+func dotBlocks32(w *wrow, a act, oneLane bool) float32 {
+	var acc [8]float32
+	var sum, summs float32
 	for b, dx := range a.d {
-		blk, q := w[24*b:24*b+24], a.q[qk*b:qk*b+qk]
-		qh := binary.LittleEndian.Uint32(blk[4:])
-		var s int32
-		for j, v := range blk[8:24] {
-			lo := int32(v&0xf) | int32(qh>>j&1)<<4
-			hi := int32(v>>4) | int32(qh>>(j+16)&1)<<4
-			s += lo*int32(q[j]) + hi*int32(q[j+16])
+		lane := lanes8((*[qk]int8)(w.q[qk*b:qk*b+qk]), (*[qk]int8)(a.q[qk*b:qk*b+qk]))
+		d := float32(w.d[b] * dx)
+		if oneLane {
+			s := lane[0] + lane[1] + lane[2] + lane[3] + lane[4] + lane[5] + lane[6] + lane[7]
+			sum = fma32(float32(s), d, sum)
+		} else {
+			for t, l := range lane {
+				acc[t] = fma32(d, float32(l), acc[t])
+			}
 		}
-		sum += float32(float32(getF16(blk)*dx)*float32(s)) + float32(getF16(blk[2:])*a.s[b])
+		if a.s != nil {
+			summs = fma32(w.m[b], a.s[b], summs)
+		}
 	}
-	return sum
+	if oneLane {
+		return sum
+	}
+	return float32(hsum8(&acc) + summs)
 }

@@ -16,6 +16,7 @@ type Scratch struct {
 	d     []float32 // per-block activation scales
 	s     []float32 // Q8_1 block sums
 	bsums []int16   // Q8_K sums of 16 levels
+	w     wrow      // the quantized weight row being multiplied, decoded
 }
 
 // grow returns buf resized to n, reusing its storage when it is big enough.
@@ -99,21 +100,40 @@ func (s *Scratch) matMulFloat(out []float32, t gguf.Type, w []byte, rowBytes, ro
 	}
 }
 
+// path names the kernel that llama.cpp's x86 build (AVX2/AVX512, llamafile
+// and the CPU repack buffer enabled, as by default) runs for one product of a
+// quantized weight row and an activation row; it fixes the float order.
+type path uint8
+
+const (
+	// pathVecDot is ggml_vec_dot_*_q8_*, and for Q8_0, Q4_0 and Q5_0 batches
+	// llamafile's tinyBLAS_Q0_AVX, which adds in the same order.
+	pathVecDot path = iota
+	// pathGemv is a repacked weight (repack.cpp) times one activation row.
+	pathGemv
+	// pathGemm is a repacked weight times activation rows in groups of four.
+	pathGemm
+)
+
+// repacked reports whether llama.cpp repacks a weight of type t with rows
+// rows into its CPU_REPACK buffer on an AVX2 machine (q4_0 and q4_K 8×8,
+// which need rows a multiple of 8). That holds for every multiplied weight:
+// token embeddings are looked up from a plain copy, and an output tied to them
+// is loaded a second time as an output tensor, which is repacked.
+func repacked(t gguf.Type, rows int) bool {
+	return (t == gguf.Q4_0 || t == gguf.Q4_K) && rows%8 == 0
+}
+
 // matMulQuant quantizes the n activation rows into s, then runs the block dot
-// product of t for every pair of rows.
+// product of t for every pair of rows along the path llama.cpp takes: for
+// repacked weights the rows before the last n mod 4 go through gemm, the rest
+// through gemv.
 func (s *Scratch) matMulQuant(out []float32, t gguf.Type, w []byte, rowBytes, rows int, x []float32, cols, n int) {
-	var dot func([]byte, act) float32
+	var dot func(*wrow, act, path) float32
 	switch t {
-	case gguf.Q8_0:
-		dot = dotQ8_0
-	case gguf.Q4_0:
-		dot = dotQ4_0
-	case gguf.Q5_0:
-		dot = dotQ5_0
-	case gguf.Q4_1:
-		dot = dotQ4_1
-	case gguf.Q5_1:
-		dot = dotQ5_1
+	case gguf.Q8_0, gguf.Q4_0, gguf.Q5_0, gguf.Q4_1, gguf.Q5_1:
+		// Only repacked Q4_0 takes another order than the eight lanes.
+		dot = func(w *wrow, a act, p path) float32 { return dotBlocks32(w, a, p != pathVecDot) }
 	case gguf.Q4_K:
 		dot = dotQ4_K
 	case gguf.Q5_K:
@@ -156,10 +176,18 @@ func (s *Scratch) matMulQuant(out []float32, t gguf.Type, w []byte, rowBytes, ro
 			quantizeActQ8_0(xi, a.q, a.d)
 		}
 	}
+	rep := repacked(t, rows)
 	for r := range rows {
-		wr := w[r*rowBytes : (r+1)*rowBytes]
+		s.w.decode(t, w[r*rowBytes:(r+1)*rowBytes], cols)
 		for i := range n {
-			out[i*rows+r] = dot(wr, row(i))
+			p := pathVecDot
+			switch {
+			case rep && i < n-n%4:
+				p = pathGemm
+			case rep:
+				p = pathGemv
+			}
+			out[i*rows+r] = dot(&s.w, row(i), p)
 		}
 	}
 }
