@@ -8,9 +8,12 @@
 // ggml's dequantize_row_*, quantization is ggml's reference quantizer, and a
 // matrix product first rounds each activation row to the weight type's
 // companion format (fp16, bf16, Q8_0, Q8_1 or Q8_K) and then sums integer
-// products per block as ggml_vec_dot_* do. Only the order in which float
-// partial sums are added differs from ggml's SIMD, repacked and llamafile
-// kernels, so a result differs from llama.cpp's by float32 rounding of the
-// summed magnitudes (a few parts in 10⁷), never by a different rounding of an
-// input.
+// products per block as ggml_vec_dot_* do. Beyond that, every float operation
+// happens in the order, and with the FMAs, of the kernels llama.cpp runs when
+// built natively for an AVX2/AVX512F x86 CPU (llamafile's tinyBLAS, the
+// repacked q4_0/q4_K kernels, ggml_vec_dot_* with their lane folds, the vector
+// expf of softmax and SwiGLU, glibc's sinf/cosf for RoPE), written out in
+// scalar Go. A value on a rounding boundary of the 8-bit activation
+// quantization then lands on the same side as in llama.cpp, and the logits of
+// the random-weight test models come out bit for bit the same.
 package cpu

@@ -33,9 +33,10 @@ func grow[T any](buf []T, n int) []T {
 // first converted to t's companion format: F32 weights take x as is, F16 and
 // BF16 weights take x rounded to fp16 or bf16, Q8_0/Q4_0/Q5_0 take Q8_0
 // blocks, Q4_1/Q5_1 take Q8_1 blocks and the K-quants take Q8_K blocks. The
-// products are then summed per block in integers and scaled per block, as
-// ggml_vec_dot_* do, so the result rounds like llama.cpp's rather than like
-// an exact product.
+// products are then summed per block in integers and scaled per block, and
+// the float sums done in the order of the kernel llama.cpp's x86 build picks
+// for t, the shape and n (see matMulFloat and path), so the result rounds
+// exactly like llama.cpp's rather than like an exact product.
 //
 // It panics when t is not Supported, cols is not a multiple of t's block size,
 // or the lengths of w, x and out are not exactly rows·t.RowSize(cols), n·cols
