@@ -150,6 +150,13 @@ func (e *Engine) Forward(tokens []int32, kv KVCache, all bool) ([]float32, error
 		})
 		b.MatMul(xb2, w.O, att, n)
 		b.Add(x, xb2)
+		// Like llama.cpp, the last layer's feed-forward runs only for the rows
+		// whose logits are wanted: cheaper, and the same kernels as its own.
+		if !all && n > 1 && l == len(m.Layers)-1 {
+			x, xb, xb2 = x[(n-1)*dim:], xb[:dim], xb2[:dim]
+			gate, up = gate[:c.FFN], up[:c.FFN]
+			n = 1
+		}
 
 		// Feed-forward block: x += Wdown · (silu(Wgate·norm(x)) ⊙ Wup·norm(x)).
 		b.RMSNorm(xb, x, e.ffnNorm[l], dim, c.NormEps)
@@ -160,13 +167,9 @@ func (e *Engine) Forward(tokens []int32, kv KVCache, all bool) ([]float32, error
 		b.Add(x, xb2)
 	}
 
-	// Logits for every row, or for the last one alone.
-	rows := x
-	if !all {
-		rows, n = x[(n-1)*dim:], 1
-	}
+	// Logits for every row, or (x already cut down to it) the last one.
 	out := xb[:n*dim]
-	b.RMSNorm(out, rows, e.outNorm, dim, c.NormEps)
+	b.RMSNorm(out, x, e.outNorm, dim, c.NormEps)
 	logits := e.logits[:n*c.Vocab]
 	b.MatMul(logits, m.Output, out, n)
 	return logits, nil

@@ -178,10 +178,12 @@ func readJSON(t *testing.T, rel string, v any) {
 	}
 }
 
-// TestRandomModels checks every random-weight model against llama.cpp: F32
-// files give the 32 golden ids and logits within 1e-4; F16 and BF16 files give
-// the golden ids; quantized files, fed the golden tokens, give logits within
-// 1e-2 at the recorded steps.
+// TestRandomModels checks every random-weight model against llama.cpp: F32,
+// F16 and BF16 files give the 32 golden greedy ids, and every file, fed the
+// golden tokens, gives the recorded logits bit for bit. The issue asks for
+// 1e-4 (F32) and 1e-2 (quantized); the kernels add in the order of
+// llama.cpp's x86 kernels, so no activation lands on the other side of a
+// rounding boundary and the logits are exactly equal.
 func TestRandomModels(t *testing.T) {
 	files, _ := filepath.Glob(filepath.Join(shared.Path(t, "models/random"), "*.gguf"))
 	if len(files) == 0 {
@@ -201,13 +203,6 @@ func TestRandomModels(t *testing.T) {
 				if !equal(ids, run.GenIDs) {
 					t.Errorf("greedy ids differ from token %d\n got %v\nwant %v", commonPrefix(ids, run.GenIDs), ids, run.GenIDs)
 				}
-			}
-			if typ == "F16" || typ == "BF16" {
-				return
-			}
-			tol := float32(1e-2)
-			if typ == "F32" {
-				tol = 1e-4
 			}
 			// Teacher forcing: the prompt in one batch, then each golden token.
 			kv := e.NewCache(0)
@@ -229,11 +224,8 @@ func TestRandomModels(t *testing.T) {
 				if len(got) != m.Vocab {
 					t.Fatalf("step %d: no logits", l.Step)
 				}
-				d, i := maxDiff(got, l.Values)
-				if d > tol {
-					t.Errorf("step %d: logit %d differs by %g (got %g, want %g), tolerance %g", l.Step, i, d, got[i], l.Values[i], tol)
-				} else {
-					t.Logf("step %d: max difference %.3g", l.Step, d)
+				if d, i := maxDiff(got, l.Values); d != 0 {
+					t.Errorf("step %d: logit %d differs by %g (got %g, want %g)", l.Step, i, d, got[i], l.Values[i])
 				}
 			}
 		})
