@@ -19,7 +19,7 @@ func TestRunLocal(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	e, err := engine.New(m, cpu.New())
+	e, err := engine.New(m, cpu.New(0))
 	if err != nil {
 		t.Fatal(err)
 	}

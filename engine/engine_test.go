@@ -47,7 +47,7 @@ func TestRefusesUnsupportedType(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = engine.New(m, cpu.New())
+	_, err = engine.New(m, cpu.New(0))
 	if err == nil || !strings.Contains(err.Error(), `tensor "blk.0.attn_q.weight" has type Q3_K`) {
 		t.Fatalf("got %v", err)
 	}
@@ -124,5 +124,41 @@ func TestFlatCacheTruncate(t *testing.T) {
 	}
 	if err := c.Extend(1); err == nil {
 		t.Fatal("extend past the maximum: no error")
+	}
+}
+
+// TestThreadsDoNotChangeResults: the backend splits products by weight rows
+// and attention by heads, so any thread count gives the same logits.
+func TestThreadsDoNotChangeResults(t *testing.T) {
+	for _, file := range []string{"models/random/llama-Q4_K_M.gguf", "models/random/qwen3-Q8_0.gguf", "models/random/llama-F16.gguf"} {
+		m, err := models.Load(shared.Path(t, file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want []float32
+		for _, threads := range []int{1, 2, 3} {
+			b := cpu.New(threads)
+			e, err := engine.New(m, b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			kv := e.NewCache(0)
+			logits, err := e.Forward([]int32{1, 403, 407, 261, 378, 5, 6, 7, 8}, kv, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := append([]float32(nil), logits...)
+			if logits, err = e.Forward([]int32{42}, kv, false); err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, logits...)
+			b.Close()
+			if want == nil {
+				want = got
+			} else if d, i := maxDiff(got, want); d != 0 {
+				t.Errorf("%s: %d threads: logit %d differs by %g from 1 thread", file, threads, i, d)
+			}
+		}
+		m.Close()
 	}
 }

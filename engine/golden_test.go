@@ -25,7 +25,7 @@ func open(t *testing.T, rel string) (*models.Model, *engine.Engine) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.Close() })
-	e, err := engine.New(m, cpu.New())
+	e, err := engine.New(m, cpu.New(0))
 	if err != nil {
 		t.Fatal(err)
 	}

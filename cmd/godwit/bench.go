@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/godwit-ai/godwit/bench"
+	"github.com/godwit-ai/godwit/kernels/cpu"
 )
 
 func benchCmd() *cobra.Command {
@@ -23,6 +24,7 @@ func benchCmd() *cobra.Command {
 func benchLocalCmd() *cobra.Command {
 	var (
 		modelPath string
+		threads   int
 		cfg       bench.LocalConfig
 		jsonPath  string
 	)
@@ -31,14 +33,14 @@ func benchLocalCmd() *cobra.Command {
 		Short: "Time prompt processing and generation in-process, like llama-bench",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			l, err := load(modelPath, cmd.ErrOrStderr())
+			l, err := load(modelPath, threads, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
-			defer l.model.Close()
+			defer l.close()
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
 			defer stop()
-			sys := bench.Describe(l.path, l.model, l.eng.B.Name(), 1)
+			sys := bench.Describe(l.path, l.model, fmt.Sprintf("cpu/%s", cpu.CurrentVariant()), l.backend.Threads())
 			results, err := bench.RunLocal(ctx, l.eng, cfg, cmd.ErrOrStderr())
 			if err != nil {
 				return err
@@ -59,6 +61,7 @@ func benchLocalCmd() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVarP(&modelPath, "model", "m", "", "GGUF model file")
+	f.IntVarP(&threads, "threads", "t", 0, "threads to compute on (0: all CPUs)")
 	f.IntSliceVarP(&cfg.Prompts, "n-prompt", "p", []int{512}, "prompt lengths to time (comma-separated; empty for none)")
 	f.IntSliceVarP(&cfg.Gens, "n-gen", "n", []int{128}, "generation lengths to time (comma-separated; empty for none)")
 	f.IntVarP(&cfg.Reps, "reps", "r", 5, "repetitions of each test")

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"log/slog"
 
 	"github.com/godwit-ai/godwit/engine"
 	"github.com/godwit-ai/godwit/kernels/cpu"
@@ -12,14 +13,21 @@ import (
 
 // loaded is a model ready to generate: weights, tokenizer and engine.
 type loaded struct {
-	path  string
-	model *models.Model
-	tok   *tokenizer.Tokenizer
-	eng   *engine.Engine
+	path    string
+	model   *models.Model
+	tok     *tokenizer.Tokenizer
+	eng     *engine.Engine
+	backend *cpu.Backend
+}
+
+// close releases the backend's threads and the model's mapping.
+func (l *loaded) close() {
+	l.backend.Close()
+	l.model.Close()
 }
 
 // load resolves, opens and prepares a model; log receives notices.
-func load(path string, log io.Writer) (*loaded, error) {
+func load(path string, threads int, log io.Writer) (*loaded, error) {
 	path, err := resolveModel(path, log)
 	if err != nil {
 		return nil, err
@@ -33,12 +41,15 @@ func load(path string, log io.Writer) (*loaded, error) {
 		m.Close()
 		return nil, fmt.Errorf("load %s: tokenizer: %w", path, err)
 	}
-	eng, err := engine.New(m, cpu.New())
+	backend := cpu.New(threads)
+	eng, err := engine.New(m, backend)
 	if err != nil {
+		backend.Close()
 		m.Close()
 		return nil, fmt.Errorf("load %s: %w", path, err)
 	}
-	return &loaded{path: path, model: m, tok: tok, eng: eng}, nil
+	slog.Info("cpu backend", "threads", backend.Threads(), "kernels", cpu.CurrentVariant())
+	return &loaded{path: path, model: m, tok: tok, eng: eng, backend: backend}, nil
 }
 
 // loadTokenizer opens a model file for its tokenizer alone.

@@ -15,6 +15,7 @@ import (
 func runCmd() *cobra.Command {
 	var (
 		modelPath string
+		threads   int
 		prompt    string
 		n         int
 		ids       bool
@@ -36,11 +37,11 @@ func runCmd() *cobra.Command {
 			if seed >= 0 {
 				p.Seed, p.HasSeed = uint64(seed), true
 			}
-			l, err := load(modelPath, cmd.ErrOrStderr())
+			l, err := load(modelPath, threads, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
-			defer l.model.Close()
+			defer l.close()
 			s, err := sample.New(p, l.model.Vocab)
 			if err != nil {
 				return err
@@ -87,6 +88,7 @@ func runCmd() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVarP(&modelPath, "model", "m", "", "GGUF model file")
+	f.IntVarP(&threads, "threads", "t", 0, "threads to compute on (0: all CPUs)")
 	f.StringVarP(&prompt, "prompt", "p", "", "prompt text")
 	f.IntVarP(&n, "n-predict", "n", 128, "number of tokens to generate")
 	f.BoolVar(&ids, "ids", false, "print the generated token ids, one per line, instead of text")

@@ -2,23 +2,40 @@ package cpu
 
 import (
 	"fmt"
+	"runtime"
 
 	"github.com/godwit-ai/godwit/kernels"
 	"github.com/godwit-ai/godwit/models/gguf"
 )
 
-// Backend is the CPU implementation of kernels.Backend: plain Go, one
-// thread. Not safe for concurrent use (it reuses scratch buffers).
+// Backend is the CPU implementation of kernels.Backend. Matrix products and
+// attention run on a pool of threads; the cheap elementwise operations run on
+// the caller's. Not safe for concurrent use (it reuses scratch buffers).
 type Backend struct {
+	pool    *Pool
 	scratch Scratch
-	scores  []float32
-	lanes   []float32 // attention's per-lane sums of value products
+	attn    attnTask
 }
 
 var _ kernels.Backend = (*Backend)(nil)
 
-// New returns a CPU backend.
-func New() *Backend { return &Backend{} }
+// New returns a CPU backend running on threads threads (all CPUs when
+// threads ≤ 0), with the best kernel variant this CPU has (see Variants).
+func New(threads int) *Backend {
+	if threads <= 0 {
+		threads = runtime.NumCPU()
+	}
+	b := &Backend{pool: NewPool(threads)}
+	b.scratch.Pool = b.pool
+	b.attn.threads = make([]attnScratch, threads)
+	return b
+}
+
+// Close stops the backend's threads.
+func (b *Backend) Close() { b.pool.Close() }
+
+// Threads is the number of threads the backend computes on.
+func (b *Backend) Threads() int { return b.pool.Threads() }
 
 func (b *Backend) Name() string { return "cpu" }
 
@@ -47,16 +64,38 @@ func (b *Backend) RoPE(x []float32, pos []int32, heads, headDim int, r *kernels.
 }
 
 func (b *Backend) Attention(out, q []float32, kv kernels.KV, a kernels.Attn) {
+	t := &b.attn
+	t.out, t.q, t.kv, t.a = out, q, kv, a
 	n := len(q) / (a.Heads * a.HeadDim)
-	if need := a.Pos0 + n; need > len(b.scores) {
-		b.scores = make([]float32, max(need, 2*len(b.scores)))
+	for i := range t.threads {
+		ts := &t.threads[i]
+		ts.scores = grow(ts.scores, a.Pos0+n)
+		ts.lanes = grow(ts.lanes, 64*a.HeadDim)
 	}
-	if need := 64 * a.HeadDim; need > len(b.lanes) {
-		b.lanes = make([]float32, need)
-	}
-	attention(out, q, kv, a, b.scores, b.lanes)
+	b.pool.Run(t)
+	t.out, t.q, t.kv = nil, nil, nil
 }
 
 func (b *Backend) SwiGLU(gate, up []float32) { SwiGLU(gate, up) }
 func (b *Backend) Add(dst, src []float32)    { Add(dst, src) }
 func (b *Backend) AddBias(x, bias []float32) { AddBias(x, bias) }
+
+// attnTask splits attention by query row and head across threads.
+type attnTask struct {
+	out, q  []float32
+	kv      kernels.KV
+	a       kernels.Attn
+	threads []attnScratch
+}
+
+type attnScratch struct {
+	scores, lanes []float32
+}
+
+func (t *attnTask) Run(thread, threads int) {
+	lo, hi := split(len(t.q)/t.a.HeadDim, thread, threads, 1)
+	ts := &t.threads[thread]
+	for j := lo; j < hi; j++ {
+		attendHead(t.out, t.q, t.kv, t.a, j, ts.scores, ts.lanes)
+	}
+}

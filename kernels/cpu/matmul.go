@@ -11,12 +11,18 @@ import (
 // Its zero value is ready to use; it is not safe for concurrent use.
 type Scratch struct {
 	f     []float32 // activations rounded to fp16 or bf16
-	row   []float32 // one F32/F16/BF16 weight row as float32
 	q     []int8    // quantized activation levels
 	d     []float32 // per-block activation scales
 	s     []float32 // Q8_1 block sums
 	bsums []int16   // Q8_K sums of 16 levels
-	w     wrow      // the quantized weight row being multiplied, decoded
+	acts  []act     // the activation rows, views into q, d, s and bsums
+
+	// Pool, when set, splits the weight rows of each product across its
+	// threads; nil runs on the calling goroutine alone.
+	Pool *Pool
+
+	task    matMulTask
+	threads []threadScratch
 }
 
 // grow returns buf resized to n, reusing its storage when it is big enough.
@@ -53,53 +59,172 @@ func (s *Scratch) MatMul(out []float32, t gguf.Type, w []byte, rows, cols int, x
 		panic(fmt.Sprintf("cpu: MatMul: %d×%d %v weights, %d activation rows: want len(w)=%d len(x)=%d len(out)=%d, got %d %d %d",
 			rows, cols, t, n, rows*rowBytes, n*cols, n*rows, len(w), len(x), len(out)))
 	}
+	task := &s.task
+	*task = matMulTask{out: out, t: t, w: w, rowBytes: rowBytes, rows: rows, cols: cols, n: n, x: x}
 	switch t {
 	case gguf.F32:
-		s.matMulFloat(out, t, w, rowBytes, rows, x, cols, n)
 	case gguf.F16:
 		s.f = grow(s.f, n*cols)
 		for i, v := range x {
 			s.f[i] = FP16ToFP32(FP32ToFP16(v))
 		}
-		s.matMulFloat(out, t, w, rowBytes, rows, s.f, cols, n)
+		task.x = s.f
 	case gguf.BF16:
 		s.f = grow(s.f, n*cols)
 		for i, v := range x {
 			s.f[i] = BF16ToFP32(FP32ToBF16(v))
 		}
-		s.matMulFloat(out, t, w, rowBytes, rows, s.f, cols, n)
+		task.x = s.f
 	default:
-		s.matMulQuant(out, t, w, rowBytes, rows, x, cols, n)
+		task.acts = s.quantizeActs(t, x, cols, n)
+		task.rep = repacked(t, rows)
+	}
+	threads := 1
+	if s.Pool != nil {
+		threads = s.Pool.Threads()
+	}
+	for len(s.threads) < threads {
+		s.threads = append(s.threads, threadScratch{})
+	}
+	task.threads = s.threads
+	if threads == 1 {
+		task.Run(0, 1)
+	} else {
+		s.Pool.Run(task)
+	}
+	*task = matMulTask{}
+}
+
+// SIMD kernels, filled in by the variant hooks of the assembly files; a nil
+// entry means the plain Go path. Each adds in exactly the plain Go order.
+var (
+	// simdQuant[t] multiplies one weight row of type t, as stored, with one
+	// prepared activation row, in the order p selects.
+	simdQuant = map[gguf.Type]func(w []byte, a act, p path) float32{}
+	// simdFloat[t] multiplies one F32, F16 or BF16 weight row, as stored,
+	// with activations already rounded to its precision; lanes16 selects
+	// tinyBLAS's order, else ggml_vec_dot's.
+	simdFloat = map[gguf.Type]func(w []byte, x []float32, lanes16 bool) float32{}
+)
+
+// threadScratch is what one thread of a product decodes weight rows into on
+// the plain Go path.
+type threadScratch struct {
+	row []float32 // an F32/F16/BF16 weight row
+	w   wrow      // a quantized weight row
+}
+
+// matMulTask is one product, split across threads by weight rows.
+type matMulTask struct {
+	out           []float32
+	t             gguf.Type
+	w             []byte
+	rowBytes      int
+	rows, cols, n int
+	x             []float32 // float activations, rounded to the weight's precision
+	acts          []act     // quantized activations
+	rep           bool      // llama.cpp repacks this weight
+	threads       []threadScratch
+}
+
+// Run computes the output columns of weight rows [lo, hi) for thread; the
+// ranges are multiples of 8 rows, as llama.cpp's repacked kernels take them.
+func (m *matMulTask) Run(thread, threads int) {
+	lo, hi := split(m.rows, thread, threads, 8)
+	if lo == hi {
+		return
+	}
+	if m.acts == nil {
+		m.float(lo, hi, &m.threads[thread])
+	} else {
+		m.quant(lo, hi, &m.threads[thread])
 	}
 }
 
-// matMulFloat multiplies F32, F16 or BF16 weights (x already rounded to
-// the weight's precision), weight rows outermost so that each is decoded
-// once. Batches of two or more rows go through llamafile's tinyBLAS in
-// llama.cpp when cols is a multiple of 16 and rows of 4; anything else takes
-// ggml_vec_dot_* one row at a time, which adds in another order.
-func (s *Scratch) matMulFloat(out []float32, t gguf.Type, w []byte, rowBytes, rows int, x []float32, cols, n int) {
-	s.row = grow(s.row, cols)
-	tiny := n >= 2 && cols%16 == 0 && rows%4 == 0
-	for r := range rows {
-		decodeFloatRow(t, w[r*rowBytes:(r+1)*rowBytes], s.row)
+// float multiplies F32, F16 or BF16 weights. Batches of two or more rows go
+// through llamafile's tinyBLAS in llama.cpp when cols is a multiple of 16 and
+// rows of 4; anything else takes ggml_vec_dot_* one row at a time, which adds
+// in another order.
+func (m *matMulTask) float(lo, hi int, ts *threadScratch) {
+	cols, n := m.cols, m.n
+	lanes16 := n >= 2 && cols%16 == 0 && m.rows%4 == 0
+	if k := simdFloat[m.t]; k != nil {
+		for r := lo; r < hi; r++ {
+			wr := m.w[r*m.rowBytes : (r+1)*m.rowBytes]
+			for i := range n {
+				m.out[i*m.rows+r] = k(wr, m.x[i*cols:(i+1)*cols], lanes16)
+			}
+		}
+		return
+	}
+	ts.row = grow(ts.row, cols)
+	for r := lo; r < hi; r++ {
+		decodeFloatRow(m.t, m.w[r*m.rowBytes:(r+1)*m.rowBytes], ts.row)
 		for i := range n {
-			xi := x[i*cols : (i+1)*cols]
+			xi := m.x[i*cols : (i+1)*cols]
 			var v float32
 			switch {
-			case tiny:
-				v = dotLanes16(s.row, xi)
-			case t == gguf.F32:
-				v = vecDotF32(s.row, xi)
-			case t == gguf.F16:
-				v = vecDotF16(s.row, xi)
+			case lanes16:
+				v = dotLanes16(ts.row, xi)
+			case m.t == gguf.F32:
+				v = vecDotF32(ts.row, xi)
+			case m.t == gguf.F16:
+				v = vecDotF16(ts.row, xi)
 			default:
-				v = vecDotBF16(s.row, xi)
+				v = vecDotBF16(ts.row, xi)
 			}
-			out[i*rows+r] = v
+			m.out[i*m.rows+r] = v
 		}
 	}
 }
+
+// pathOf is the kernel llama.cpp uses for activation row i of n: for repacked
+// weights the rows before the last n mod 4 go through gemm, the rest through
+// gemv.
+func (m *matMulTask) pathOf(i int) path {
+	switch {
+	case m.rep && i < m.n-m.n%4:
+		return pathGemm
+	case m.rep:
+		return pathGemv
+	}
+	return pathVecDot
+}
+
+// quant multiplies quantized weights with the prepared activation rows.
+func (m *matMulTask) quant(lo, hi int, ts *threadScratch) {
+	if k := simdQuant[m.t]; k != nil {
+		for r := lo; r < hi; r++ {
+			wr := m.w[r*m.rowBytes : (r+1)*m.rowBytes]
+			for i, a := range m.acts {
+				m.out[i*m.rows+r] = k(wr, a, m.pathOf(i))
+			}
+		}
+		return
+	}
+	var dot func(*wrow, act, path) float32
+	switch m.t {
+	case gguf.Q8_0, gguf.Q4_0, gguf.Q5_0, gguf.Q4_1, gguf.Q5_1:
+		// Only repacked Q4_0 takes another order than the eight lanes.
+		dot = dotBlocks32Path
+	case gguf.Q4_K:
+		dot = dotQ4_K
+	case gguf.Q5_K:
+		dot = dotQ5_K
+	case gguf.Q6_K:
+		dot = dotQ6_K
+	}
+	for r := lo; r < hi; r++ {
+		ts.w.decode(m.t, m.w[r*m.rowBytes:(r+1)*m.rowBytes], m.cols)
+		for i, a := range m.acts {
+			m.out[i*m.rows+r] = dot(&ts.w, a, m.pathOf(i))
+		}
+	}
+}
+
+// dotBlocks32Path is dotBlocks32 along a path: the repacked kernels add in
+// one lane, everything else in eight.
+func dotBlocks32Path(w *wrow, a act, p path) float32 { return dotBlocks32(w, a, p != pathVecDot) }
 
 // path names the kernel that llama.cpp's x86 build (AVX2/AVX512, llamafile
 // and the CPU repack buffer enabled, as by default) runs for one product of a
@@ -125,23 +250,9 @@ func repacked(t gguf.Type, rows int) bool {
 	return (t == gguf.Q4_0 || t == gguf.Q4_K) && rows%8 == 0
 }
 
-// matMulQuant quantizes the n activation rows into s, then runs the block dot
-// product of t for every pair of rows along the path llama.cpp takes: for
-// repacked weights the rows before the last n mod 4 go through gemm, the rest
-// through gemv.
-func (s *Scratch) matMulQuant(out []float32, t gguf.Type, w []byte, rowBytes, rows int, x []float32, cols, n int) {
-	var dot func(*wrow, act, path) float32
-	switch t {
-	case gguf.Q8_0, gguf.Q4_0, gguf.Q5_0, gguf.Q4_1, gguf.Q5_1:
-		// Only repacked Q4_0 takes another order than the eight lanes.
-		dot = func(w *wrow, a act, p path) float32 { return dotBlocks32(w, a, p != pathVecDot) }
-	case gguf.Q4_K:
-		dot = dotQ4_K
-	case gguf.Q5_K:
-		dot = dotQ5_K
-	case gguf.Q6_K:
-		dot = dotQ6_K
-	}
+// quantizeActs converts the n activation rows of x to the companion format of
+// weight type t, once for all weight rows.
+func (s *Scratch) quantizeActs(t gguf.Type, x []float32, cols, n int) []act {
 	kquant := t.BlockSize() == qkK
 	q81 := t == gguf.Q4_1 || t == gguf.Q5_1
 	nb := cols / qk
@@ -156,39 +267,21 @@ func (s *Scratch) matMulQuant(out []float32, t gguf.Type, w []byte, rowBytes, ro
 	case q81:
 		s.s = grow(s.s, n*nb)
 	}
-	row := func(i int) act {
+	s.acts = grow(s.acts, n)
+	for i := range n {
 		a := act{q: s.q[i*cols : (i+1)*cols], d: s.d[i*nb : (i+1)*nb]}
+		xi := x[i*cols : (i+1)*cols]
 		switch {
 		case kquant:
 			a.bsums = s.bsums[i*nb*16 : (i+1)*nb*16]
-		case q81:
-			a.s = s.s[i*nb : (i+1)*nb]
-		}
-		return a
-	}
-	for i := range n {
-		a, xi := row(i), x[i*cols:(i+1)*cols]
-		switch {
-		case kquant:
 			quantizeActQ8_K(xi, a.q, a.d, a.bsums)
 		case q81:
+			a.s = s.s[i*nb : (i+1)*nb]
 			quantizeActQ8_1(xi, a.q, a.d, a.s)
 		default:
 			quantizeActQ8_0(xi, a.q, a.d)
 		}
+		s.acts[i] = a
 	}
-	rep := repacked(t, rows)
-	for r := range rows {
-		s.w.decode(t, w[r*rowBytes:(r+1)*rowBytes], cols)
-		for i := range n {
-			p := pathVecDot
-			switch {
-			case rep && i < n-n%4:
-				p = pathGemm
-			case rep:
-				p = pathGemv
-			}
-			out[i*rows+r] = dot(&s.w, row(i), p)
-		}
-	}
+	return s.acts
 }

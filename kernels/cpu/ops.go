@@ -113,40 +113,45 @@ func Attention(out, q []float32, kv kernels.KV, a kernels.Attn, scores []float32
 // ggml_vec_dot_f32 (4×16 lanes); position p feeds lane p mod 16 or p mod 64,
 // and the positions past the last one, zero-weighted there, add nothing.
 func attention(out, q []float32, kv kernels.KV, a kernels.Attn, scores, lanes []float32) {
+	jobs := len(q) / a.HeadDim // one per query row and head
+	for j := range jobs {
+		attendHead(out, q, kv, a, j, scores, lanes)
+	}
+}
+
+// attendHead computes one head of one query row: job j is row j/Heads, head
+// j%Heads.
+func attendHead(out, q []float32, kv kernels.KV, a kernels.Attn, j int, scores, lanes []float32) {
 	qRow := a.Heads * a.HeadDim
-	group := a.Heads / a.KVHeads
 	n := len(q) / qRow
 	width := 64
 	if n >= 2 && a.HeadDim%4 == 0 {
 		width = 16
 	}
 	acc := lanes[:width*a.HeadDim]
-	for i := 0; i < n; i++ {
-		last := a.Pos0 + i
-		s := scores[:last+1]
-		for h := 0; h < a.Heads; h++ {
-			qh := q[i*qRow+h*a.HeadDim : i*qRow+(h+1)*a.HeadDim]
-			off := (h / group) * a.HeadDim
-			for p := 0; p <= last; p++ {
-				s[p] = float32(vecDotF32(qh, kv.Key(a.Layer, p)[off:off+a.HeadDim]) * a.Scale)
-			}
-			Softmax(s)
-			clear(acc)
-			for p, w := range s {
-				v := kv.Value(a.Layer, p)[off : off+a.HeadDim]
-				l := p % width
-				for d, vd := range v {
-					acc[d*width+l] = fma32(vd, w, acc[d*width+l])
-				}
-			}
-			o := out[i*qRow+h*a.HeadDim : i*qRow+(h+1)*a.HeadDim]
-			for d := range o {
-				if width == 16 {
-					o[d] = reduce16((*[16]float32)(acc[d*16:]))
-				} else {
-					o[d] = fold64((*[64]float32)(acc[d*64:]))
-				}
-			}
+	i, h := j/a.Heads, j%a.Heads
+	last := a.Pos0 + i
+	s := scores[:last+1]
+	qh := q[i*qRow+h*a.HeadDim : i*qRow+(h+1)*a.HeadDim]
+	off := (h / (a.Heads / a.KVHeads)) * a.HeadDim
+	for p := 0; p <= last; p++ {
+		s[p] = float32(vecDotF32(qh, kv.Key(a.Layer, p)[off:off+a.HeadDim]) * a.Scale)
+	}
+	Softmax(s)
+	clear(acc)
+	for p, w := range s {
+		v := kv.Value(a.Layer, p)[off : off+a.HeadDim]
+		l := p % width
+		for d, vd := range v {
+			acc[d*width+l] = fma32(vd, w, acc[d*width+l])
+		}
+	}
+	o := out[i*qRow+h*a.HeadDim : i*qRow+(h+1)*a.HeadDim]
+	for d := range o {
+		if width == 16 {
+			o[d] = reduce16((*[16]float32)(acc[d*16:]))
+		} else {
+			o[d] = fold64((*[64]float32)(acc[d*64:]))
 		}
 	}
 }
