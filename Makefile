@@ -4,7 +4,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 export CGO_ENABLED := 0
 
-.PHONY: build run test fuzz vet asm asm-check
+.PHONY: build run test fuzz vet asm asm-check bench-cpu
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/godwit ./cmd/godwit
@@ -36,3 +36,8 @@ asm-check:
 FUZZTIME ?= 10m
 fuzz:
 	$(GO) test ./models/gguf/ -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
+
+# CPU benchmark of docs/performance.md (godwit's side; set LLAMA_BENCH to a
+# llama-bench binary to interleave llama.cpp and get ratios).
+bench-cpu: build
+	scripts/bench-cpu.sh

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
+	"slices"
 
 	"github.com/spf13/cobra"
 
@@ -27,6 +29,7 @@ func benchLocalCmd() *cobra.Command {
 		threads   int
 		cfg       bench.LocalConfig
 		jsonPath  string
+		profile   string
 	)
 	cmd := &cobra.Command{
 		Use:   "local [-m FILE] [-p 512] [-n 128] [--reps 5] [--json FILE]",
@@ -41,6 +44,20 @@ func benchLocalCmd() *cobra.Command {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
 			defer stop()
 			sys := bench.Describe(l.path, l.model, fmt.Sprintf("cpu/%s", cpu.CurrentVariant()), l.backend.Threads())
+			// As in llama-bench, a length of 0 skips that kind of test.
+			cfg.Prompts = slices.DeleteFunc(cfg.Prompts, func(n int) bool { return n == 0 })
+			cfg.Gens = slices.DeleteFunc(cfg.Gens, func(n int) bool { return n == 0 })
+			if profile != "" {
+				f, err := os.Create(profile)
+				if err != nil {
+					return fmt.Errorf("--cpuprofile: %w", err)
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return fmt.Errorf("--cpuprofile: %w", err)
+				}
+				defer pprof.StopCPUProfile()
+			}
 			results, err := bench.RunLocal(ctx, l.eng, cfg, cmd.ErrOrStderr())
 			if err != nil {
 				return err
@@ -62,9 +79,10 @@ func benchLocalCmd() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVarP(&modelPath, "model", "m", "", "GGUF model file")
 	f.IntVarP(&threads, "threads", "t", 0, "threads to compute on (0: all CPUs)")
-	f.IntSliceVarP(&cfg.Prompts, "n-prompt", "p", []int{512}, "prompt lengths to time (comma-separated; empty for none)")
-	f.IntSliceVarP(&cfg.Gens, "n-gen", "n", []int{128}, "generation lengths to time (comma-separated; empty for none)")
+	f.IntSliceVarP(&cfg.Prompts, "n-prompt", "p", []int{512}, "prompt lengths to time, comma-separated (0: none)")
+	f.IntSliceVarP(&cfg.Gens, "n-gen", "n", []int{128}, "generation lengths to time, comma-separated (0: none)")
 	f.IntVarP(&cfg.Reps, "reps", "r", 5, "repetitions of each test")
 	f.StringVar(&jsonPath, "json", "", "also write every sample to this JSON file")
+	f.StringVar(&profile, "cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof)")
 	return cmd
 }
