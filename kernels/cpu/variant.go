@@ -17,6 +17,7 @@ const (
 	VariantGo     Variant = "go"
 	VariantAVX2   Variant = "avx2"   // AVX2, FMA and F16C
 	VariantAVX512 Variant = "avx512" // AVX-512 F, BW and VL (VNNI where present)
+	VariantNEON   Variant = "neon"   // arm64 Advanced SIMD (SDOT where present)
 )
 
 // HasVNNI reports whether the AVX-512 kernels can use VPDPBUSD.
@@ -47,6 +48,10 @@ func Variants() []Variant {
 		if cpuid.CPU.Supports(cpuid.AVX2, cpuid.FMA3, cpuid.F16C) {
 			vs = append(vs, VariantAVX2)
 		}
+	}
+	if runtime.GOARCH == "arm64" {
+		// Advanced SIMD is part of every arm64 CPU.
+		vs = append(vs, VariantNEON)
 	}
 	return append(vs, VariantGo)
 }
