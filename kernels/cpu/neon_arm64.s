@@ -9,7 +9,7 @@
 // Instructions Go's arm64 assembler does not know, encoded by hand from the
 // Arm ARM (and checked against GNU as); d, n and m are register numbers.
 
-// SMULL Vd.8H, Vn.8B, Vm.8B: signed products of the low eight bytes, 16 bits each.
+// SMULL Vd.8H, Vn.8B, Vm.8B: signed 16-bit products of the low eight bytes.
 #define SMULL_8H(d, n, m) WORD $(0x0e20c000 | (m)<<16 | (n)<<5 | (d))
 // SMULL2 Vd.8H, Vn.16B, Vm.16B: the same for the high eight bytes.
 #define SMULL2_8H(d, n, m) WORD $(0x4e20c000 | (m)<<16 | (n)<<5 | (d))
@@ -52,7 +52,8 @@
 	HSUM8(0, 1)
 
 // FOLD64 is fold64 of the 64 lanes in V16-V31 (lanes 4k..4k+3 in V16+k):
-// lane t of the result is (t + 32+t) + (16+t + 48+t), then reduce16.
+// lane t of the result is (t + 32+t) + (16+t + 48+t), then reduce16. It
+// also uses V2-V7.
 #define FOLD64 \
 	FADD_4S(6, 16, 24) \
 	FADD_4S(7, 20, 28) \
@@ -91,8 +92,8 @@
 	FMULS   F11, F10, F10
 
 // LANES_SMULL sets lane t of V16:V17 to the exact sum of the products of
-// elements 4t..4t+3: 16-bit products (at most 128·127 in magnitude), adjacent
-// pairs added into 32 bits, then adjacent pairs of those.
+// elements 4t..4t+3: 16-bit products (exact for any bytes: at most 2¹⁴),
+// adjacent pairs added into 32 bits, then adjacent pairs of those.
 #define LANES_SMULL \
 	SMULL_8H(4, 0, 2)              \
 	SMULL2_8H(5, 0, 2)             \
@@ -113,11 +114,11 @@
 	SDOT_4S(17, 1, 3)
 
 // ACC8 adds d times each integer lane into its float lane with a fused
-// multiply-add (the lane sums are below 2²⁴, so exact in float32).
+// multiply-add (the lane sums are at most 2¹⁶, so exact in float32).
 #define ACC8 \
 	SCVTF_4S(16, 16)              \
 	SCVTF_4S(17, 17)              \
-	VDUP  V10.S[0], V18.S4         \
+	VDUP  V10.S[0], V18.S4        \
 	VFMLA V18.S4, V16.S4, V30.S4  \
 	VFMLA V18.S4, V17.S4, V31.S4
 
