@@ -11,15 +11,28 @@ import "math"
 // may fuse them on arm64 otherwise).
 
 // fma32 is a single-precision fused multiply-add, a·b + c rounded once, as
-// _mm256_fmadd_ps and _mm512_fmadd_ps compute it lane by lane. The product of
-// two float32 values is exact in float64, so this equals
-// float32(math.FMA(a, b, c)) in float64 (whether or not the compiler fuses
-// the float64 operations) without needing an FMA instruction. Rounding the
-// float64 sum to float32 differs from one rounding only when the exact sum
-// needs more than 53 bits and its float64 rounding lies exactly halfway
-// between two float32 values.
+// _mm256_fmadd_ps, _mm512_fmadd_ps and FMLA compute it lane by lane, with no
+// FMA instruction. The product of two float32 values is exact in float64, so
+// only the sum rounds there; rounding that sum to float32 in turn could round
+// twice across a float32 halfway point, so the float64 sum is first made
+// round-to-odd (an inexact result keeps an odd last bit), which makes the
+// second rounding exact: float64 has more than 24+1 extra bits.
 func fma32(a, b, c float32) float32 {
-	return float32(float64(a)*float64(b) + float64(c))
+	p, cc := float64(a)*float64(b), float64(c)
+	s := p + cc
+	if bits := math.Float64bits(s); bits&1 == 0 && !math.IsInf(s, 0) {
+		// TwoSum: the exact error of p + cc.
+		t := s - p
+		if e := (p - (s - t)) + (cc - t); e != 0 {
+			if (e > 0) == (s > 0) {
+				bits++ // the exact sum lies further from zero
+			} else {
+				bits--
+			}
+			s = math.Float64frombits(bits)
+		}
+	}
+	return float32(s)
 }
 
 // hsum8 adds eight lanes as ggml's hsum_float_8 (and llamafile's hsum of a

@@ -2,6 +2,8 @@ package cpu
 
 import (
 	"math"
+	"math/big"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/godwit-ai/godwit/models/gguf"
@@ -233,6 +235,47 @@ func TestSinfCosfMatchGlibc(t *testing.T) {
 		x := math.Float32frombits(c[0])
 		if s, co := sinfcosf(x, false), sinfcosf(x, true); math.Float32bits(s) != c[1] || math.Float32bits(co) != c[2] {
 			t.Errorf("sinf, cosf(%g) = %#08x, %#08x; glibc gives %#08x, %#08x", x, math.Float32bits(s), math.Float32bits(co), c[1], c[2])
+		}
+	}
+}
+
+// TestFMA32RoundsOnce checks fma32 against the exactly rounded a·b+c, on
+// sums built to sit a hair off a float32 halfway point, where adding in
+// float64 and then rounding to float32 would round twice and go wrong.
+func TestFMA32RoundsOnce(t *testing.T) {
+	exact := func(a, b, c float32) float32 {
+		x := new(big.Float).SetPrec(200).SetFloat64(float64(a))
+		x.Mul(x, new(big.Float).SetPrec(200).SetFloat64(float64(b)))
+		x.Add(x, new(big.Float).SetPrec(200).SetFloat64(float64(c)))
+		f, _ := x.Float32()
+		return f
+	}
+	naiveWrong := 0
+	for k := 0; k < 2000; k++ {
+		// 3·(1+(2k+1)·2⁻²³) is an odd multiple of 2⁻²³ in [2,4), where float32
+		// steps by 2⁻²²: a halfway point. c nudges it by 2⁻⁶⁰ either way.
+		a, b := float32(3), float32(1+float64(2*k+1)/(1<<23))
+		for _, c := range []float32{0x1p-60, -0x1p-60, 0x1p-70, -0x1p-30} {
+			want := exact(a, b, c)
+			if got := fma32(a, b, c); got != want {
+				t.Fatalf("fma32(%g, %g, %g) = %g, want %g", a, b, c, got, want)
+			}
+			if float32(float64(a)*float64(b)+float64(c)) != want {
+				naiveWrong++
+			}
+			if got := fma32(-a, b, -c); got != -want {
+				t.Fatalf("fma32(%g, %g, %g) = %g, want %g", -a, b, -c, got, -want)
+			}
+		}
+	}
+	if naiveWrong == 0 {
+		t.Fatal("the constructed cases never defeat double rounding; the test checks nothing")
+	}
+	r := rand.New(rand.NewPCG(9, 9))
+	for range 100000 {
+		a, b, c := float32(r.NormFloat64()), float32(r.NormFloat64()), float32(r.NormFloat64()*1e-3)
+		if got, want := fma32(a, b, c), exact(a, b, c); got != want {
+			t.Fatalf("fma32(%g, %g, %g) = %g, want %g", a, b, c, got, want)
 		}
 	}
 }
