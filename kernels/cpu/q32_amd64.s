@@ -2,286 +2,58 @@
 
 #include "textflag.h"
 
-DATA q32nibble<>+0(SB)/1, $0x0f
-DATA q32nibble<>+1(SB)/1, $0x0f
-DATA q32nibble<>+2(SB)/1, $0x0f
-DATA q32nibble<>+3(SB)/1, $0x0f
-DATA q32nibble<>+4(SB)/1, $0x0f
-DATA q32nibble<>+5(SB)/1, $0x0f
-DATA q32nibble<>+6(SB)/1, $0x0f
-DATA q32nibble<>+7(SB)/1, $0x0f
-DATA q32nibble<>+8(SB)/1, $0x0f
-DATA q32nibble<>+9(SB)/1, $0x0f
-DATA q32nibble<>+10(SB)/1, $0x0f
-DATA q32nibble<>+11(SB)/1, $0x0f
-DATA q32nibble<>+12(SB)/1, $0x0f
-DATA q32nibble<>+13(SB)/1, $0x0f
-DATA q32nibble<>+14(SB)/1, $0x0f
-DATA q32nibble<>+15(SB)/1, $0x0f
-DATA q32nibble<>+16(SB)/1, $0x0f
-DATA q32nibble<>+17(SB)/1, $0x0f
-DATA q32nibble<>+18(SB)/1, $0x0f
-DATA q32nibble<>+19(SB)/1, $0x0f
-DATA q32nibble<>+20(SB)/1, $0x0f
-DATA q32nibble<>+21(SB)/1, $0x0f
-DATA q32nibble<>+22(SB)/1, $0x0f
-DATA q32nibble<>+23(SB)/1, $0x0f
-DATA q32nibble<>+24(SB)/1, $0x0f
-DATA q32nibble<>+25(SB)/1, $0x0f
-DATA q32nibble<>+26(SB)/1, $0x0f
-DATA q32nibble<>+27(SB)/1, $0x0f
-DATA q32nibble<>+28(SB)/1, $0x0f
-DATA q32nibble<>+29(SB)/1, $0x0f
-DATA q32nibble<>+30(SB)/1, $0x0f
-DATA q32nibble<>+31(SB)/1, $0x0f
+DATA q32nibble<>+0(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA q32nibble<>+8(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA q32nibble<>+16(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA q32nibble<>+24(SB)/8, $0x0f0f0f0f0f0f0f0f
 GLOBL q32nibble<>(SB), RODATA|NOPTR, $32
 
-DATA q32nibsh<>+0(SB)/4, $0x00000000
-DATA q32nibsh<>+4(SB)/4, $0x00000000
-DATA q32nibsh<>+8(SB)/4, $0x00000000
-DATA q32nibsh<>+12(SB)/4, $0x00000000
-DATA q32nibsh<>+16(SB)/4, $0x00000004
-DATA q32nibsh<>+20(SB)/4, $0x00000004
-DATA q32nibsh<>+24(SB)/4, $0x00000004
-DATA q32nibsh<>+28(SB)/4, $0x00000004
+DATA q32nibsh<>+0(SB)/8, $0x0000000000000000
+DATA q32nibsh<>+8(SB)/8, $0x0000000000000000
+DATA q32nibsh<>+16(SB)/8, $0x0000000400000004
+DATA q32nibsh<>+24(SB)/8, $0x0000000400000004
 GLOBL q32nibsh<>(SB), RODATA|NOPTR, $32
 
-DATA q32ones16<>+0(SB)/1, $0x01
-DATA q32ones16<>+1(SB)/1, $0x00
-DATA q32ones16<>+2(SB)/1, $0x01
-DATA q32ones16<>+3(SB)/1, $0x00
-DATA q32ones16<>+4(SB)/1, $0x01
-DATA q32ones16<>+5(SB)/1, $0x00
-DATA q32ones16<>+6(SB)/1, $0x01
-DATA q32ones16<>+7(SB)/1, $0x00
-DATA q32ones16<>+8(SB)/1, $0x01
-DATA q32ones16<>+9(SB)/1, $0x00
-DATA q32ones16<>+10(SB)/1, $0x01
-DATA q32ones16<>+11(SB)/1, $0x00
-DATA q32ones16<>+12(SB)/1, $0x01
-DATA q32ones16<>+13(SB)/1, $0x00
-DATA q32ones16<>+14(SB)/1, $0x01
-DATA q32ones16<>+15(SB)/1, $0x00
-DATA q32ones16<>+16(SB)/1, $0x01
-DATA q32ones16<>+17(SB)/1, $0x00
-DATA q32ones16<>+18(SB)/1, $0x01
-DATA q32ones16<>+19(SB)/1, $0x00
-DATA q32ones16<>+20(SB)/1, $0x01
-DATA q32ones16<>+21(SB)/1, $0x00
-DATA q32ones16<>+22(SB)/1, $0x01
-DATA q32ones16<>+23(SB)/1, $0x00
-DATA q32ones16<>+24(SB)/1, $0x01
-DATA q32ones16<>+25(SB)/1, $0x00
-DATA q32ones16<>+26(SB)/1, $0x01
-DATA q32ones16<>+27(SB)/1, $0x00
-DATA q32ones16<>+28(SB)/1, $0x01
-DATA q32ones16<>+29(SB)/1, $0x00
-DATA q32ones16<>+30(SB)/1, $0x01
-DATA q32ones16<>+31(SB)/1, $0x00
-GLOBL q32ones16<>(SB), RODATA|NOPTR, $32
-
-DATA q32ones8<>+0(SB)/1, $0x01
-DATA q32ones8<>+1(SB)/1, $0x01
-DATA q32ones8<>+2(SB)/1, $0x01
-DATA q32ones8<>+3(SB)/1, $0x01
-DATA q32ones8<>+4(SB)/1, $0x01
-DATA q32ones8<>+5(SB)/1, $0x01
-DATA q32ones8<>+6(SB)/1, $0x01
-DATA q32ones8<>+7(SB)/1, $0x01
-DATA q32ones8<>+8(SB)/1, $0x01
-DATA q32ones8<>+9(SB)/1, $0x01
-DATA q32ones8<>+10(SB)/1, $0x01
-DATA q32ones8<>+11(SB)/1, $0x01
-DATA q32ones8<>+12(SB)/1, $0x01
-DATA q32ones8<>+13(SB)/1, $0x01
-DATA q32ones8<>+14(SB)/1, $0x01
-DATA q32ones8<>+15(SB)/1, $0x01
-DATA q32ones8<>+16(SB)/1, $0x01
-DATA q32ones8<>+17(SB)/1, $0x01
-DATA q32ones8<>+18(SB)/1, $0x01
-DATA q32ones8<>+19(SB)/1, $0x01
-DATA q32ones8<>+20(SB)/1, $0x01
-DATA q32ones8<>+21(SB)/1, $0x01
-DATA q32ones8<>+22(SB)/1, $0x01
-DATA q32ones8<>+23(SB)/1, $0x01
-DATA q32ones8<>+24(SB)/1, $0x01
-DATA q32ones8<>+25(SB)/1, $0x01
-DATA q32ones8<>+26(SB)/1, $0x01
-DATA q32ones8<>+27(SB)/1, $0x01
-DATA q32ones8<>+28(SB)/1, $0x01
-DATA q32ones8<>+29(SB)/1, $0x01
-DATA q32ones8<>+30(SB)/1, $0x01
-DATA q32ones8<>+31(SB)/1, $0x01
-GLOBL q32ones8<>(SB), RODATA|NOPTR, $32
-
-DATA q32eight<>+0(SB)/1, $0x08
-DATA q32eight<>+1(SB)/1, $0x08
-DATA q32eight<>+2(SB)/1, $0x08
-DATA q32eight<>+3(SB)/1, $0x08
-DATA q32eight<>+4(SB)/1, $0x08
-DATA q32eight<>+5(SB)/1, $0x08
-DATA q32eight<>+6(SB)/1, $0x08
-DATA q32eight<>+7(SB)/1, $0x08
-DATA q32eight<>+8(SB)/1, $0x08
-DATA q32eight<>+9(SB)/1, $0x08
-DATA q32eight<>+10(SB)/1, $0x08
-DATA q32eight<>+11(SB)/1, $0x08
-DATA q32eight<>+12(SB)/1, $0x08
-DATA q32eight<>+13(SB)/1, $0x08
-DATA q32eight<>+14(SB)/1, $0x08
-DATA q32eight<>+15(SB)/1, $0x08
-DATA q32eight<>+16(SB)/1, $0x08
-DATA q32eight<>+17(SB)/1, $0x08
-DATA q32eight<>+18(SB)/1, $0x08
-DATA q32eight<>+19(SB)/1, $0x08
-DATA q32eight<>+20(SB)/1, $0x08
-DATA q32eight<>+21(SB)/1, $0x08
-DATA q32eight<>+22(SB)/1, $0x08
-DATA q32eight<>+23(SB)/1, $0x08
-DATA q32eight<>+24(SB)/1, $0x08
-DATA q32eight<>+25(SB)/1, $0x08
-DATA q32eight<>+26(SB)/1, $0x08
-DATA q32eight<>+27(SB)/1, $0x08
-DATA q32eight<>+28(SB)/1, $0x08
-DATA q32eight<>+29(SB)/1, $0x08
-DATA q32eight<>+30(SB)/1, $0x08
-DATA q32eight<>+31(SB)/1, $0x08
+DATA q32eight<>+0(SB)/8, $0x0808080808080808
+DATA q32eight<>+8(SB)/8, $0x0808080808080808
+DATA q32eight<>+16(SB)/8, $0x0808080808080808
+DATA q32eight<>+24(SB)/8, $0x0808080808080808
 GLOBL q32eight<>(SB), RODATA|NOPTR, $32
 
-DATA q32sixteen<>+0(SB)/1, $0x10
-DATA q32sixteen<>+1(SB)/1, $0x10
-DATA q32sixteen<>+2(SB)/1, $0x10
-DATA q32sixteen<>+3(SB)/1, $0x10
-DATA q32sixteen<>+4(SB)/1, $0x10
-DATA q32sixteen<>+5(SB)/1, $0x10
-DATA q32sixteen<>+6(SB)/1, $0x10
-DATA q32sixteen<>+7(SB)/1, $0x10
-DATA q32sixteen<>+8(SB)/1, $0x10
-DATA q32sixteen<>+9(SB)/1, $0x10
-DATA q32sixteen<>+10(SB)/1, $0x10
-DATA q32sixteen<>+11(SB)/1, $0x10
-DATA q32sixteen<>+12(SB)/1, $0x10
-DATA q32sixteen<>+13(SB)/1, $0x10
-DATA q32sixteen<>+14(SB)/1, $0x10
-DATA q32sixteen<>+15(SB)/1, $0x10
-DATA q32sixteen<>+16(SB)/1, $0x10
-DATA q32sixteen<>+17(SB)/1, $0x10
-DATA q32sixteen<>+18(SB)/1, $0x10
-DATA q32sixteen<>+19(SB)/1, $0x10
-DATA q32sixteen<>+20(SB)/1, $0x10
-DATA q32sixteen<>+21(SB)/1, $0x10
-DATA q32sixteen<>+22(SB)/1, $0x10
-DATA q32sixteen<>+23(SB)/1, $0x10
-DATA q32sixteen<>+24(SB)/1, $0x10
-DATA q32sixteen<>+25(SB)/1, $0x10
-DATA q32sixteen<>+26(SB)/1, $0x10
-DATA q32sixteen<>+27(SB)/1, $0x10
-DATA q32sixteen<>+28(SB)/1, $0x10
-DATA q32sixteen<>+29(SB)/1, $0x10
-DATA q32sixteen<>+30(SB)/1, $0x10
-DATA q32sixteen<>+31(SB)/1, $0x10
+DATA q32sixteen<>+0(SB)/8, $0x1010101010101010
+DATA q32sixteen<>+8(SB)/8, $0x1010101010101010
+DATA q32sixteen<>+16(SB)/8, $0x1010101010101010
+DATA q32sixteen<>+24(SB)/8, $0x1010101010101010
 GLOBL q32sixteen<>(SB), RODATA|NOPTR, $32
 
-DATA q32bitshuf<>+0(SB)/1, $0x00
-DATA q32bitshuf<>+1(SB)/1, $0x00
-DATA q32bitshuf<>+2(SB)/1, $0x00
-DATA q32bitshuf<>+3(SB)/1, $0x00
-DATA q32bitshuf<>+4(SB)/1, $0x00
-DATA q32bitshuf<>+5(SB)/1, $0x00
-DATA q32bitshuf<>+6(SB)/1, $0x00
-DATA q32bitshuf<>+7(SB)/1, $0x00
-DATA q32bitshuf<>+8(SB)/1, $0x01
-DATA q32bitshuf<>+9(SB)/1, $0x01
-DATA q32bitshuf<>+10(SB)/1, $0x01
-DATA q32bitshuf<>+11(SB)/1, $0x01
-DATA q32bitshuf<>+12(SB)/1, $0x01
-DATA q32bitshuf<>+13(SB)/1, $0x01
-DATA q32bitshuf<>+14(SB)/1, $0x01
-DATA q32bitshuf<>+15(SB)/1, $0x01
-DATA q32bitshuf<>+16(SB)/1, $0x02
-DATA q32bitshuf<>+17(SB)/1, $0x02
-DATA q32bitshuf<>+18(SB)/1, $0x02
-DATA q32bitshuf<>+19(SB)/1, $0x02
-DATA q32bitshuf<>+20(SB)/1, $0x02
-DATA q32bitshuf<>+21(SB)/1, $0x02
-DATA q32bitshuf<>+22(SB)/1, $0x02
-DATA q32bitshuf<>+23(SB)/1, $0x02
-DATA q32bitshuf<>+24(SB)/1, $0x03
-DATA q32bitshuf<>+25(SB)/1, $0x03
-DATA q32bitshuf<>+26(SB)/1, $0x03
-DATA q32bitshuf<>+27(SB)/1, $0x03
-DATA q32bitshuf<>+28(SB)/1, $0x03
-DATA q32bitshuf<>+29(SB)/1, $0x03
-DATA q32bitshuf<>+30(SB)/1, $0x03
-DATA q32bitshuf<>+31(SB)/1, $0x03
+DATA q32ones16<>+0(SB)/8, $0x0001000100010001
+DATA q32ones16<>+8(SB)/8, $0x0001000100010001
+DATA q32ones16<>+16(SB)/8, $0x0001000100010001
+DATA q32ones16<>+24(SB)/8, $0x0001000100010001
+GLOBL q32ones16<>(SB), RODATA|NOPTR, $32
+
+DATA q32ones8<>+0(SB)/8, $0x0101010101010101
+DATA q32ones8<>+8(SB)/8, $0x0101010101010101
+DATA q32ones8<>+16(SB)/8, $0x0101010101010101
+DATA q32ones8<>+24(SB)/8, $0x0101010101010101
+GLOBL q32ones8<>(SB), RODATA|NOPTR, $32
+
+DATA q32bitshuf<>+0(SB)/8, $0x0000000000000000
+DATA q32bitshuf<>+8(SB)/8, $0x0101010101010101
+DATA q32bitshuf<>+16(SB)/8, $0x0202020202020202
+DATA q32bitshuf<>+24(SB)/8, $0x0303030303030303
 GLOBL q32bitshuf<>(SB), RODATA|NOPTR, $32
 
-DATA q32bitsel<>+0(SB)/1, $0xfe
-DATA q32bitsel<>+1(SB)/1, $0xfd
-DATA q32bitsel<>+2(SB)/1, $0xfb
-DATA q32bitsel<>+3(SB)/1, $0xf7
-DATA q32bitsel<>+4(SB)/1, $0xef
-DATA q32bitsel<>+5(SB)/1, $0xdf
-DATA q32bitsel<>+6(SB)/1, $0xbf
-DATA q32bitsel<>+7(SB)/1, $0x7f
-DATA q32bitsel<>+8(SB)/1, $0xfe
-DATA q32bitsel<>+9(SB)/1, $0xfd
-DATA q32bitsel<>+10(SB)/1, $0xfb
-DATA q32bitsel<>+11(SB)/1, $0xf7
-DATA q32bitsel<>+12(SB)/1, $0xef
-DATA q32bitsel<>+13(SB)/1, $0xdf
-DATA q32bitsel<>+14(SB)/1, $0xbf
-DATA q32bitsel<>+15(SB)/1, $0x7f
-DATA q32bitsel<>+16(SB)/1, $0xfe
-DATA q32bitsel<>+17(SB)/1, $0xfd
-DATA q32bitsel<>+18(SB)/1, $0xfb
-DATA q32bitsel<>+19(SB)/1, $0xf7
-DATA q32bitsel<>+20(SB)/1, $0xef
-DATA q32bitsel<>+21(SB)/1, $0xdf
-DATA q32bitsel<>+22(SB)/1, $0xbf
-DATA q32bitsel<>+23(SB)/1, $0x7f
-DATA q32bitsel<>+24(SB)/1, $0xfe
-DATA q32bitsel<>+25(SB)/1, $0xfd
-DATA q32bitsel<>+26(SB)/1, $0xfb
-DATA q32bitsel<>+27(SB)/1, $0xf7
-DATA q32bitsel<>+28(SB)/1, $0xef
-DATA q32bitsel<>+29(SB)/1, $0xdf
-DATA q32bitsel<>+30(SB)/1, $0xbf
-DATA q32bitsel<>+31(SB)/1, $0x7f
+DATA q32bitsel<>+0(SB)/8, $0x7fbfdfeff7fbfdfe
+DATA q32bitsel<>+8(SB)/8, $0x7fbfdfeff7fbfdfe
+DATA q32bitsel<>+16(SB)/8, $0x7fbfdfeff7fbfdfe
+DATA q32bitsel<>+24(SB)/8, $0x7fbfdfeff7fbfdfe
 GLOBL q32bitsel<>(SB), RODATA|NOPTR, $32
 
-DATA q32allbits<>+0(SB)/1, $0xff
-DATA q32allbits<>+1(SB)/1, $0xff
-DATA q32allbits<>+2(SB)/1, $0xff
-DATA q32allbits<>+3(SB)/1, $0xff
-DATA q32allbits<>+4(SB)/1, $0xff
-DATA q32allbits<>+5(SB)/1, $0xff
-DATA q32allbits<>+6(SB)/1, $0xff
-DATA q32allbits<>+7(SB)/1, $0xff
-DATA q32allbits<>+8(SB)/1, $0xff
-DATA q32allbits<>+9(SB)/1, $0xff
-DATA q32allbits<>+10(SB)/1, $0xff
-DATA q32allbits<>+11(SB)/1, $0xff
-DATA q32allbits<>+12(SB)/1, $0xff
-DATA q32allbits<>+13(SB)/1, $0xff
-DATA q32allbits<>+14(SB)/1, $0xff
-DATA q32allbits<>+15(SB)/1, $0xff
-DATA q32allbits<>+16(SB)/1, $0xff
-DATA q32allbits<>+17(SB)/1, $0xff
-DATA q32allbits<>+18(SB)/1, $0xff
-DATA q32allbits<>+19(SB)/1, $0xff
-DATA q32allbits<>+20(SB)/1, $0xff
-DATA q32allbits<>+21(SB)/1, $0xff
-DATA q32allbits<>+22(SB)/1, $0xff
-DATA q32allbits<>+23(SB)/1, $0xff
-DATA q32allbits<>+24(SB)/1, $0xff
-DATA q32allbits<>+25(SB)/1, $0xff
-DATA q32allbits<>+26(SB)/1, $0xff
-DATA q32allbits<>+27(SB)/1, $0xff
-DATA q32allbits<>+28(SB)/1, $0xff
-DATA q32allbits<>+29(SB)/1, $0xff
-DATA q32allbits<>+30(SB)/1, $0xff
-DATA q32allbits<>+31(SB)/1, $0xff
+DATA q32allbits<>+0(SB)/8, $0xffffffffffffffff
+DATA q32allbits<>+8(SB)/8, $0xffffffffffffffff
+DATA q32allbits<>+16(SB)/8, $0xffffffffffffffff
+DATA q32allbits<>+24(SB)/8, $0xffffffffffffffff
 GLOBL q32allbits<>(SB), RODATA|NOPTR, $32
 
 DATA q32abs<>+0(SB)/4, $0x7fffffff
@@ -347,22 +119,22 @@ TEXT ·dotQ8_0AVX2(SB), NOSPLIT, $0-44
 	LEAQ   (DX)(CX*8), DX
 	MOVQ   d+16(FP), BX
 	ADDQ   CX, BX
-	NEGQ   CX
 	VXORPS Y0, Y0, Y0
+	VXORPS X1, X1, X1
+	NEGQ   CX
 	JZ     done
 
 block:
 	VMOVDQU      2(AX), Y1
 	VPABSB       Y1, Y2
-	VCVTPH2PS    (AX), X3
-	VBROADCASTSS X3, Y3
-	VMOVDQU      (DX)(CX*8), Y4
-	VPSIGNB      Y1, Y4, Y4
-	VPMADDUBSW   Y4, Y2, Y1
+	VMOVDQU      (DX)(CX*8), Y3
+	VPSIGNB      Y1, Y3, Y3
+	VPMADDUBSW   Y3, Y2, Y1
 	VPMADDWD     q32ones16<>+0(SB), Y1, Y1
 	VCVTDQ2PS    Y1, Y1
-	VBROADCASTSS (BX)(CX*1), Y2
-	VMULPS       Y2, Y3, Y2
+	VCVTPH2PS    (AX), X2
+	VMULSS       (BX)(CX*1), X2, X2
+	VBROADCASTSS X2, Y2
 	VFMADD231PS  Y1, Y2, Y0
 	ADDQ         $0x00000022, AX
 	ADDQ         $0x04, CX
@@ -401,11 +173,15 @@ TEXT ·dot4Q8_0AVX2(SB), NOSPLIT, $0-128
 	LEAQ   (R10)(CX*8), R10
 	MOVQ   d3+64(FP), R11
 	ADDQ   CX, R11
-	NEGQ   CX
 	VXORPS Y0, Y0, Y0
+	VXORPS X1, X1, X1
 	VXORPS Y1, Y1, Y1
+	VXORPS X2, X2, X2
 	VXORPS Y2, Y2, Y2
+	VXORPS X3, X3, X3
 	VXORPS Y3, Y3, Y3
+	VXORPS X4, X4, X4
+	NEGQ   CX
 	JZ     done
 
 block:
@@ -492,24 +268,24 @@ TEXT ·dotQ4_0AVX2(SB), NOSPLIT, $0-44
 	MOVQ    d+16(FP), BX
 	ADDQ    CX, BX
 	VMOVDQU q32eight<>+0(SB), Y0
-	NEGQ    CX
 	VXORPS  Y1, Y1, Y1
+	VXORPS  X2, X2, X2
+	NEGQ    CX
 	JZ      done
 
 block:
 	VBROADCASTI128 2(AX), Y2
 	VPSRLVD        q32nibsh<>+0(SB), Y2, Y2
 	VPAND          q32nibble<>+0(SB), Y2, Y2
-	VCVTPH2PS      (AX), X3
-	VBROADCASTSS   X3, Y3
 	VPMADDUBSW     (DX)(CX*8), Y2, Y2
-	VPMADDUBSW     (DX)(CX*8), Y0, Y4
-	VPSUBW         Y4, Y2, Y2
+	VPMADDUBSW     (DX)(CX*8), Y0, Y3
+	VPSUBW         Y3, Y2, Y2
 	VPMADDWD       q32ones16<>+0(SB), Y2, Y2
 	VCVTDQ2PS      Y2, Y2
-	VBROADCASTSS   (BX)(CX*1), Y4
-	VMULPS         Y4, Y3, Y4
-	VFMADD231PS    Y2, Y4, Y1
+	VCVTPH2PS      (AX), X3
+	VMULSS         (BX)(CX*1), X3, X3
+	VBROADCASTSS   X3, Y3
+	VFMADD231PS    Y2, Y3, Y1
 	ADDQ           $0x00000012, AX
 	ADDQ           $0x04, CX
 	JNZ            block
@@ -536,31 +312,63 @@ TEXT ·dotOneQ4_0AVX2(SB), NOSPLIT, $0-44
 	MOVQ    d+16(FP), BX
 	ADDQ    CX, BX
 	VMOVDQU q32eight<>+0(SB), Y0
-	NEGQ    CX
 	VXORPS  X1, X1, X1
+	NEGQ    CX
 	JZ      done
+	ADDQ    $0x08, CX
+	JG      single
 
-block:
+pair:
 	VBROADCASTI128 2(AX), Y2
 	VPSRLVD        q32nibsh<>+0(SB), Y2, Y2
 	VPAND          q32nibble<>+0(SB), Y2, Y2
-	VCVTPH2PS      (AX), X3
-	VPMADDUBSW     (DX)(CX*8), Y2, Y2
-	VPMADDUBSW     (DX)(CX*8), Y0, Y4
-	VPSUBW         Y4, Y2, Y2
+	VPMADDUBSW     -64(DX)(CX*8), Y2, Y2
+	VPMADDUBSW     -64(DX)(CX*8), Y0, Y3
+	VPSUBW         Y3, Y2, Y2
 	VPMADDWD       q32ones16<>+0(SB), Y2, Y2
-	VEXTRACTI128   $0x01, Y2, X4
-	VPADDD         X2, X4, X4
-	VPSHUFD        $0x4e, X4, X2
-	VPADDD         X2, X4, X4
-	VPSHUFD        $0x55, X4, X2
-	VPADDD         X2, X4, X4
-	VCVTDQ2PS      X4, X4
-	VMULSS         (BX)(CX*1), X3, X3
-	VFMADD231SS    X3, X4, X1
-	ADDQ           $0x00000012, AX
-	ADDQ           $0x04, CX
-	JNZ            block
+	VBROADCASTI128 20(AX), Y3
+	VPSRLVD        q32nibsh<>+0(SB), Y3, Y3
+	VPAND          q32nibble<>+0(SB), Y3, Y3
+	VPMADDUBSW     -32(DX)(CX*8), Y3, Y3
+	VPMADDUBSW     -32(DX)(CX*8), Y0, Y4
+	VPSUBW         Y4, Y3, Y3
+	VPMADDWD       q32ones16<>+0(SB), Y3, Y3
+	VPHADDD        Y3, Y2, Y2
+	VEXTRACTI128   $0x01, Y2, X3
+	VPADDD         X2, X3, X3
+	VPHADDD        X3, X3, X3
+	VCVTDQ2PS      X3, X3
+	VCVTPH2PS      (AX), X2
+	VMULSS         -8(BX)(CX*1), X2, X2
+	VFMADD231SS    X2, X3, X1
+	VCVTPH2PS      18(AX), X2
+	VMULSS         -4(BX)(CX*1), X2, X2
+	VMOVSHDUP      X3, X3
+	VFMADD231SS    X2, X3, X1
+	ADDQ           $0x00000024, AX
+	ADDQ           $0x08, CX
+	JLE            pair
+
+single:
+	SUBQ           $0x08, CX
+	JZ             done
+	VBROADCASTI128 2(AX), Y2
+	VPSRLVD        q32nibsh<>+0(SB), Y2, Y2
+	VPAND          q32nibble<>+0(SB), Y2, Y2
+	VPMADDUBSW     (DX)(CX*8), Y2, Y2
+	VPMADDUBSW     (DX)(CX*8), Y0, Y0
+	VPSUBW         Y0, Y2, Y2
+	VPMADDWD       q32ones16<>+0(SB), Y2, Y2
+	VEXTRACTI128   $0x01, Y2, X0
+	VPADDD         X2, X0, X0
+	VPSHUFD        $0x4e, X0, X2
+	VPADDD         X2, X0, X0
+	VPSHUFD        $0x55, X0, X2
+	VPADDD         X2, X0, X0
+	VCVTDQ2PS      X0, X0
+	VCVTPH2PS      (AX), X2
+	VMULSS         (BX)(CX*1), X2, X2
+	VFMADD231SS    X2, X0, X1
 
 done:
 	VMOVSS X1, ret+40(FP)
@@ -590,11 +398,15 @@ TEXT ·dot4Q4_0AVX2(SB), NOSPLIT, $0-128
 	MOVQ    d3+64(FP), R11
 	ADDQ    CX, R11
 	VMOVDQU q32eight<>+0(SB), Y0
-	NEGQ    CX
 	VXORPS  Y1, Y1, Y1
+	VXORPS  X2, X2, X2
 	VXORPS  Y2, Y2, Y2
+	VXORPS  X3, X3, X3
 	VXORPS  Y3, Y3, Y3
+	VXORPS  X4, X4, X4
 	VXORPS  Y4, Y4, Y4
+	VXORPS  X5, X5, X5
+	NEGQ    CX
 	JZ      done
 
 block:
@@ -694,43 +506,43 @@ TEXT ·dotOne4Q4_0AVX2(SB), NOSPLIT, $0-128
 	MOVQ    d3+64(FP), R11
 	ADDQ    CX, R11
 	VMOVDQU q32eight<>+0(SB), Y0
-	NEGQ    CX
 	VXORPS  X1, X1, X1
+	NEGQ    CX
 	JZ      done
 
 block:
 	VBROADCASTI128 2(AX), Y2
 	VPSRLVD        q32nibsh<>+0(SB), Y2, Y2
 	VPAND          q32nibble<>+0(SB), Y2, Y2
-	VCVTPH2PS      (AX), X3
-	VPMADDUBSW     (DX)(CX*8), Y2, Y4
-	VPMADDUBSW     (DX)(CX*8), Y0, Y5
+	VPMADDUBSW     (DX)(CX*8), Y2, Y3
+	VPMADDUBSW     (DX)(CX*8), Y0, Y4
+	VPSUBW         Y4, Y3, Y3
+	VPMADDWD       q32ones16<>+0(SB), Y3, Y3
+	VPMADDUBSW     (SI)(CX*8), Y2, Y4
+	VPMADDUBSW     (SI)(CX*8), Y0, Y5
 	VPSUBW         Y5, Y4, Y4
 	VPMADDWD       q32ones16<>+0(SB), Y4, Y4
-	VPMADDUBSW     (SI)(CX*8), Y2, Y5
-	VPMADDUBSW     (SI)(CX*8), Y0, Y6
+	VPMADDUBSW     (R8)(CX*8), Y2, Y5
+	VPMADDUBSW     (R8)(CX*8), Y0, Y6
 	VPSUBW         Y6, Y5, Y5
 	VPMADDWD       q32ones16<>+0(SB), Y5, Y5
-	VPMADDUBSW     (R8)(CX*8), Y2, Y6
-	VPMADDUBSW     (R8)(CX*8), Y0, Y7
-	VPSUBW         Y7, Y6, Y6
-	VPMADDWD       q32ones16<>+0(SB), Y6, Y6
 	VPMADDUBSW     (R10)(CX*8), Y2, Y2
-	VPMADDUBSW     (R10)(CX*8), Y0, Y7
-	VPSUBW         Y7, Y2, Y2
+	VPMADDUBSW     (R10)(CX*8), Y0, Y6
+	VPSUBW         Y6, Y2, Y2
 	VPMADDWD       q32ones16<>+0(SB), Y2, Y2
-	VPHADDD        Y5, Y4, Y4
-	VPHADDD        Y2, Y6, Y6
-	VPHADDD        Y6, Y4, Y4
-	VEXTRACTI128   $0x01, Y4, X2
-	VPADDD         X4, X2, X2
+	VPHADDD        Y4, Y3, Y3
+	VPHADDD        Y2, Y5, Y5
+	VPHADDD        Y5, Y3, Y3
+	VEXTRACTI128   $0x01, Y3, X2
+	VPADDD         X3, X2, X2
 	VCVTDQ2PS      X2, X2
+	VCVTPH2PS      (AX), X3
+	VBROADCASTSS   X3, X3
 	VMOVSS         (BX)(CX*1), X4
 	VINSERTPS      $0x10, (DI)(CX*1), X4, X4
 	VINSERTPS      $0x20, (R9)(CX*1), X4, X4
 	VINSERTPS      $0x30, (R11)(CX*1), X4, X4
-	VBROADCASTSS   X3, X3
-	VMULPS         X4, X3, X4
+	VMULPS         X3, X4, X4
 	VFMADD231PS    X4, X2, X1
 	ADDQ           $0x00000012, AX
 	ADDQ           $0x04, CX
@@ -755,8 +567,9 @@ TEXT ·dotQ5_0AVX2(SB), NOSPLIT, $0-44
 	MOVQ    d+16(FP), BX
 	ADDQ    CX, BX
 	VMOVDQU q32sixteen<>+0(SB), Y0
-	NEGQ    CX
 	VXORPS  Y1, Y1, Y1
+	VXORPS  X2, X2, X2
+	NEGQ    CX
 	JZ      done
 
 block:
@@ -769,16 +582,15 @@ block:
 	VPCMPEQB       q32allbits<>+0(SB), Y3, Y3
 	VPAND          q32sixteen<>+0(SB), Y3, Y3
 	VPOR           Y3, Y2, Y2
-	VCVTPH2PS      (AX), X3
-	VBROADCASTSS   X3, Y3
 	VPMADDUBSW     (DX)(CX*8), Y2, Y2
-	VPMADDUBSW     (DX)(CX*8), Y0, Y4
-	VPSUBW         Y4, Y2, Y2
+	VPMADDUBSW     (DX)(CX*8), Y0, Y3
+	VPSUBW         Y3, Y2, Y2
 	VPMADDWD       q32ones16<>+0(SB), Y2, Y2
 	VCVTDQ2PS      Y2, Y2
-	VBROADCASTSS   (BX)(CX*1), Y4
-	VMULPS         Y4, Y3, Y4
-	VFMADD231PS    Y2, Y4, Y1
+	VCVTPH2PS      (AX), X3
+	VMULSS         (BX)(CX*1), X3, X3
+	VBROADCASTSS   X3, Y3
+	VFMADD231PS    Y2, Y3, Y1
 	ADDQ           $0x00000016, AX
 	ADDQ           $0x04, CX
 	JNZ            block
@@ -817,11 +629,15 @@ TEXT ·dot4Q5_0AVX2(SB), NOSPLIT, $0-128
 	MOVQ    d3+64(FP), R11
 	ADDQ    CX, R11
 	VMOVDQU q32sixteen<>+0(SB), Y0
-	NEGQ    CX
 	VXORPS  Y1, Y1, Y1
+	VXORPS  X2, X2, X2
 	VXORPS  Y2, Y2, Y2
+	VXORPS  X3, X3, X3
 	VXORPS  Y3, Y3, Y3
+	VXORPS  X4, X4, X4
 	VXORPS  Y4, Y4, Y4
+	VXORPS  X5, X5, X5
+	NEGQ    CX
 	JZ      done
 
 block:
@@ -916,25 +732,24 @@ TEXT ·dotQ4_1AVX2(SB), NOSPLIT, $0-44
 	ADDQ   CX, BX
 	MOVQ   s+24(FP), SI
 	ADDQ   CX, SI
-	NEGQ   CX
 	VXORPS Y0, Y0, Y0
 	VXORPS X1, X1, X1
+	NEGQ   CX
 	JZ     done
 
 block:
 	VBROADCASTI128 4(AX), Y2
 	VPSRLVD        q32nibsh<>+0(SB), Y2, Y2
 	VPAND          q32nibble<>+0(SB), Y2, Y2
-	VCVTPH2PS      (AX), X3
-	VBROADCASTSS   X3, Y4
 	VPMADDUBSW     (DX)(CX*8), Y2, Y2
 	VPMADDWD       q32ones16<>+0(SB), Y2, Y2
 	VCVTDQ2PS      Y2, Y2
-	VBROADCASTSS   (BX)(CX*1), Y5
-	VMULPS         Y5, Y4, Y5
-	VFMADD231PS    Y2, Y5, Y0
-	VMOVSHDUP      X3, X2
-	VFMADD231SS    (SI)(CX*1), X2, X1
+	VCVTPH2PS      (AX), X3
+	VMULSS         (BX)(CX*1), X3, X4
+	VBROADCASTSS   X4, Y4
+	VFMADD231PS    Y2, Y4, Y0
+	VMOVSHDUP      X3, X3
+	VFMADD231SS    (SI)(CX*1), X3, X1
 	ADDQ           $0x00000014, AX
 	ADDQ           $0x04, CX
 	JNZ            block
@@ -981,15 +796,15 @@ TEXT ·dot4Q4_1AVX2(SB), NOSPLIT, $0-128
 	ADDQ   CX, R14
 	MOVQ   s3+96(FP), R15
 	ADDQ   CX, R15
-	NEGQ   CX
 	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
+	VXORPS X1, X1, X1
 	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	VXORPS X4, X4, X4
+	VXORPS X3, X3, X3
+	VXORPS Y4, Y4, Y4
 	VXORPS X5, X5, X5
-	VXORPS X6, X6, X6
+	VXORPS Y6, Y6, Y6
 	VXORPS X7, X7, X7
+	NEGQ   CX
 	JZ     done
 
 block:
@@ -1009,24 +824,24 @@ block:
 	VCVTDQ2PS      Y11, Y11
 	VBROADCASTSS   (R8)(CX*1), Y12
 	VMULPS         Y12, Y10, Y12
-	VFMADD231PS    Y11, Y12, Y1
+	VFMADD231PS    Y11, Y12, Y2
 	VPMADDUBSW     (R10)(CX*8), Y8, Y11
 	VPMADDWD       q32ones16<>+0(SB), Y11, Y11
 	VCVTDQ2PS      Y11, Y11
 	VBROADCASTSS   (R11)(CX*1), Y12
 	VMULPS         Y12, Y10, Y12
-	VFMADD231PS    Y11, Y12, Y2
+	VFMADD231PS    Y11, Y12, Y4
 	VPMADDUBSW     (R13)(CX*8), Y8, Y8
 	VPMADDWD       q32ones16<>+0(SB), Y8, Y8
 	VCVTDQ2PS      Y8, Y8
 	VBROADCASTSS   (R14)(CX*1), Y11
 	VMULPS         Y11, Y10, Y11
-	VFMADD231PS    Y8, Y11, Y3
-	VMOVSHDUP      X9, X8
-	VFMADD231SS    (SI)(CX*1), X8, X4
-	VFMADD231SS    (R9)(CX*1), X8, X5
-	VFMADD231SS    (R12)(CX*1), X8, X6
-	VFMADD231SS    (R15)(CX*1), X8, X7
+	VFMADD231PS    Y8, Y11, Y6
+	VMOVSHDUP      X9, X9
+	VFMADD231SS    (SI)(CX*1), X9, X1
+	VFMADD231SS    (R9)(CX*1), X9, X3
+	VFMADD231SS    (R12)(CX*1), X9, X5
+	VFMADD231SS    (R15)(CX*1), X9, X7
 	ADDQ           $0x00000014, AX
 	ADDQ           $0x04, CX
 	JNZ            block
@@ -1038,26 +853,26 @@ done:
 	VADDPS       X8, X0, X0
 	VMOVSHDUP    X0, X8
 	VADDSS       X8, X0, X0
-	VADDSS       X4, X0, X0
-	VMOVSS       X0, r0+112(FP)
-	VEXTRACTF128 $0x01, Y1, X0
-	VADDPS       X0, X1, X0
-	VMOVHLPS     X0, X0, X1
-	VADDPS       X1, X0, X0
-	VMOVSHDUP    X0, X1
 	VADDSS       X1, X0, X0
-	VADDSS       X5, X0, X0
-	VMOVSS       X0, r1+116(FP)
+	VMOVSS       X0, r0+112(FP)
 	VEXTRACTF128 $0x01, Y2, X0
 	VADDPS       X0, X2, X0
 	VMOVHLPS     X0, X0, X1
 	VADDPS       X1, X0, X0
 	VMOVSHDUP    X0, X1
 	VADDSS       X1, X0, X0
-	VADDSS       X6, X0, X0
+	VADDSS       X3, X0, X0
+	VMOVSS       X0, r1+116(FP)
+	VEXTRACTF128 $0x01, Y4, X0
+	VADDPS       X0, X4, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VADDSS       X5, X0, X0
 	VMOVSS       X0, r2+120(FP)
-	VEXTRACTF128 $0x01, Y3, X0
-	VADDPS       X0, X3, X0
+	VEXTRACTF128 $0x01, Y6, X0
+	VADDPS       X0, X6, X0
 	VMOVHLPS     X0, X0, X1
 	VADDPS       X1, X0, X0
 	VMOVSHDUP    X0, X1
@@ -1079,9 +894,9 @@ TEXT ·dotQ5_1AVX2(SB), NOSPLIT, $0-44
 	ADDQ   CX, BX
 	MOVQ   s+24(FP), SI
 	ADDQ   CX, SI
-	NEGQ   CX
 	VXORPS Y0, Y0, Y0
 	VXORPS X1, X1, X1
+	NEGQ   CX
 	JZ     done
 
 block:
@@ -1094,16 +909,15 @@ block:
 	VPCMPEQB       q32allbits<>+0(SB), Y3, Y3
 	VPAND          q32sixteen<>+0(SB), Y3, Y3
 	VPOR           Y3, Y2, Y2
-	VCVTPH2PS      (AX), X3
-	VBROADCASTSS   X3, Y4
 	VPMADDUBSW     (DX)(CX*8), Y2, Y2
 	VPMADDWD       q32ones16<>+0(SB), Y2, Y2
 	VCVTDQ2PS      Y2, Y2
-	VBROADCASTSS   (BX)(CX*1), Y5
-	VMULPS         Y5, Y4, Y5
-	VFMADD231PS    Y2, Y5, Y0
-	VMOVSHDUP      X3, X2
-	VFMADD231SS    (SI)(CX*1), X2, X1
+	VCVTPH2PS      (AX), X3
+	VMULSS         (BX)(CX*1), X3, X4
+	VBROADCASTSS   X4, Y4
+	VFMADD231PS    Y2, Y4, Y0
+	VMOVSHDUP      X3, X3
+	VFMADD231SS    (SI)(CX*1), X3, X1
 	ADDQ           $0x00000018, AX
 	ADDQ           $0x04, CX
 	JNZ            block
@@ -1150,15 +964,15 @@ TEXT ·dot4Q5_1AVX2(SB), NOSPLIT, $0-128
 	ADDQ   CX, R14
 	MOVQ   s3+96(FP), R15
 	ADDQ   CX, R15
-	NEGQ   CX
 	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
+	VXORPS X1, X1, X1
 	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	VXORPS X4, X4, X4
+	VXORPS X3, X3, X3
+	VXORPS Y4, Y4, Y4
 	VXORPS X5, X5, X5
-	VXORPS X6, X6, X6
+	VXORPS Y6, Y6, Y6
 	VXORPS X7, X7, X7
+	NEGQ   CX
 	JZ     done
 
 block:
@@ -1184,24 +998,24 @@ block:
 	VCVTDQ2PS      Y11, Y11
 	VBROADCASTSS   (R8)(CX*1), Y12
 	VMULPS         Y12, Y10, Y12
-	VFMADD231PS    Y11, Y12, Y1
+	VFMADD231PS    Y11, Y12, Y2
 	VPMADDUBSW     (R10)(CX*8), Y8, Y11
 	VPMADDWD       q32ones16<>+0(SB), Y11, Y11
 	VCVTDQ2PS      Y11, Y11
 	VBROADCASTSS   (R11)(CX*1), Y12
 	VMULPS         Y12, Y10, Y12
-	VFMADD231PS    Y11, Y12, Y2
+	VFMADD231PS    Y11, Y12, Y4
 	VPMADDUBSW     (R13)(CX*8), Y8, Y8
 	VPMADDWD       q32ones16<>+0(SB), Y8, Y8
 	VCVTDQ2PS      Y8, Y8
 	VBROADCASTSS   (R14)(CX*1), Y11
 	VMULPS         Y11, Y10, Y11
-	VFMADD231PS    Y8, Y11, Y3
-	VMOVSHDUP      X9, X8
-	VFMADD231SS    (SI)(CX*1), X8, X4
-	VFMADD231SS    (R9)(CX*1), X8, X5
-	VFMADD231SS    (R12)(CX*1), X8, X6
-	VFMADD231SS    (R15)(CX*1), X8, X7
+	VFMADD231PS    Y8, Y11, Y6
+	VMOVSHDUP      X9, X9
+	VFMADD231SS    (SI)(CX*1), X9, X1
+	VFMADD231SS    (R9)(CX*1), X9, X3
+	VFMADD231SS    (R12)(CX*1), X9, X5
+	VFMADD231SS    (R15)(CX*1), X9, X7
 	ADDQ           $0x00000018, AX
 	ADDQ           $0x04, CX
 	JNZ            block
@@ -1213,26 +1027,26 @@ done:
 	VADDPS       X8, X0, X0
 	VMOVSHDUP    X0, X8
 	VADDSS       X8, X0, X0
-	VADDSS       X4, X0, X0
-	VMOVSS       X0, r0+112(FP)
-	VEXTRACTF128 $0x01, Y1, X0
-	VADDPS       X0, X1, X0
-	VMOVHLPS     X0, X0, X1
-	VADDPS       X1, X0, X0
-	VMOVSHDUP    X0, X1
 	VADDSS       X1, X0, X0
-	VADDSS       X5, X0, X0
-	VMOVSS       X0, r1+116(FP)
+	VMOVSS       X0, r0+112(FP)
 	VEXTRACTF128 $0x01, Y2, X0
 	VADDPS       X0, X2, X0
 	VMOVHLPS     X0, X0, X1
 	VADDPS       X1, X0, X0
 	VMOVSHDUP    X0, X1
 	VADDSS       X1, X0, X0
-	VADDSS       X6, X0, X0
+	VADDSS       X3, X0, X0
+	VMOVSS       X0, r1+116(FP)
+	VEXTRACTF128 $0x01, Y4, X0
+	VADDPS       X0, X4, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VADDSS       X5, X0, X0
 	VMOVSS       X0, r2+120(FP)
-	VEXTRACTF128 $0x01, Y3, X0
-	VADDPS       X0, X3, X0
+	VEXTRACTF128 $0x01, Y6, X0
+	VADDPS       X0, X6, X0
 	VMOVHLPS     X0, X0, X1
 	VADDPS       X1, X0, X0
 	VMOVSHDUP    X0, X1
@@ -1243,7 +1057,7 @@ done:
 	RET
 
 // func dotQ8_0AVX512(w *byte, x *int8, d *float32, s *float32, nb int) float32
-// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
 TEXT ·dotQ8_0AVX512(SB), NOSPLIT, $0-44
 	MOVQ   w+0(FP), AX
 	MOVQ   nb+32(FP), CX
@@ -1252,21 +1066,22 @@ TEXT ·dotQ8_0AVX512(SB), NOSPLIT, $0-44
 	LEAQ   (DX)(CX*8), DX
 	MOVQ   d+16(FP), BX
 	ADDQ   CX, BX
-	NEGQ   CX
 	VXORPS Y0, Y0, Y0
+	VXORPS X1, X1, X1
+	NEGQ   CX
 	JZ     done
 
 block:
 	VMOVDQU      2(AX), Y1
 	VPABSB       Y1, Y2
-	VCVTPH2PS    (AX), X3
-	VBROADCASTSS X3, Y3
-	VMOVDQU      (DX)(CX*8), Y4
-	VPSIGNB      Y1, Y4, Y4
+	VMOVDQU      (DX)(CX*8), Y3
+	VPSIGNB      Y1, Y3, Y3
 	VPXOR        Y1, Y1, Y1
-	VPDPBUSD     Y4, Y2, Y1
+	VPDPBUSD     Y3, Y2, Y1
 	VCVTDQ2PS    Y1, Y1
-	VMULPS.BCST  (BX)(CX*1), Y3, Y2
+	VCVTPH2PS    (AX), X2
+	VMULSS       (BX)(CX*1), X2, X2
+	VBROADCASTSS X2, Y2
 	VFMADD231PS  Y1, Y2, Y0
 	ADDQ         $0x00000022, AX
 	ADDQ         $0x04, CX
@@ -1305,11 +1120,15 @@ TEXT ·dot4Q8_0AVX512(SB), NOSPLIT, $0-128
 	LEAQ   (R10)(CX*8), R10
 	MOVQ   d3+64(FP), R11
 	ADDQ   CX, R11
-	NEGQ   CX
 	VXORPS Y0, Y0, Y0
+	VXORPS X1, X1, X1
 	VXORPS Y1, Y1, Y1
+	VXORPS X2, X2, X2
 	VXORPS Y2, Y2, Y2
+	VXORPS X3, X3, X3
 	VXORPS Y3, Y3, Y3
+	VXORPS X4, X4, X4
+	NEGQ   CX
 	JZ     done
 
 block:
@@ -1382,7 +1201,7 @@ done:
 	RET
 
 // func dotQ4_0AVX512(w *byte, x *int8, d *float32, s *float32, nb int) float32
-// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
 TEXT ·dotQ4_0AVX512(SB), NOSPLIT, $0-44
 	MOVQ    w+0(FP), AX
 	MOVQ    nb+32(FP), CX
@@ -1392,24 +1211,25 @@ TEXT ·dotQ4_0AVX512(SB), NOSPLIT, $0-44
 	MOVQ    d+16(FP), BX
 	ADDQ    CX, BX
 	VMOVDQU q32eight<>+0(SB), Y0
-	NEGQ    CX
 	VXORPS  Y1, Y1, Y1
+	VXORPS  X2, X2, X2
+	NEGQ    CX
 	JZ      done
 
 block:
 	VBROADCASTI128 2(AX), Y2
 	VPSRLVD        q32nibsh<>+0(SB), Y2, Y2
 	VPAND          q32nibble<>+0(SB), Y2, Y2
-	VCVTPH2PS      (AX), X3
-	VBROADCASTSS   X3, Y3
+	VPXOR          Y3, Y3, Y3
 	VPXOR          Y4, Y4, Y4
-	VPXOR          Y5, Y5, Y5
-	VPDPBUSD       (DX)(CX*8), Y2, Y4
-	VPDPBUSD       (DX)(CX*8), Y0, Y5
-	VPSUBD         Y5, Y4, Y4
-	VCVTDQ2PS      Y4, Y4
-	VMULPS.BCST    (BX)(CX*1), Y3, Y2
-	VFMADD231PS    Y4, Y2, Y1
+	VPDPBUSD       (DX)(CX*8), Y2, Y3
+	VPDPBUSD       (DX)(CX*8), Y0, Y4
+	VPSUBD         Y4, Y3, Y3
+	VCVTDQ2PS      Y3, Y3
+	VCVTPH2PS      (AX), X2
+	VMULSS         (BX)(CX*1), X2, X2
+	VBROADCASTSS   X2, Y2
+	VFMADD231PS    Y3, Y2, Y1
 	ADDQ           $0x00000012, AX
 	ADDQ           $0x04, CX
 	JNZ            block
@@ -1436,32 +1256,66 @@ TEXT ·dotOneQ4_0AVX512(SB), NOSPLIT, $0-44
 	MOVQ    d+16(FP), BX
 	ADDQ    CX, BX
 	VMOVDQU q32eight<>+0(SB), Y0
-	NEGQ    CX
 	VXORPS  X1, X1, X1
+	NEGQ    CX
 	JZ      done
+	ADDQ    $0x08, CX
+	JG      single
 
-block:
+pair:
 	VBROADCASTI128 2(AX), Y2
 	VPSRLVD        q32nibsh<>+0(SB), Y2, Y2
 	VPAND          q32nibble<>+0(SB), Y2, Y2
-	VCVTPH2PS      (AX), X3
+	VPXOR          Y3, Y3, Y3
+	VPXOR          Y4, Y4, Y4
+	VPDPBUSD       -64(DX)(CX*8), Y2, Y3
+	VPDPBUSD       -64(DX)(CX*8), Y0, Y4
+	VPSUBD         Y4, Y3, Y3
+	VBROADCASTI128 20(AX), Y2
+	VPSRLVD        q32nibsh<>+0(SB), Y2, Y2
+	VPAND          q32nibble<>+0(SB), Y2, Y2
 	VPXOR          Y4, Y4, Y4
 	VPXOR          Y5, Y5, Y5
-	VPDPBUSD       (DX)(CX*8), Y2, Y4
-	VPDPBUSD       (DX)(CX*8), Y0, Y5
+	VPDPBUSD       -32(DX)(CX*8), Y2, Y4
+	VPDPBUSD       -32(DX)(CX*8), Y0, Y5
 	VPSUBD         Y5, Y4, Y4
-	VEXTRACTI128   $0x01, Y4, X2
-	VPADDD         X4, X2, X2
-	VPSHUFD        $0x4e, X2, X4
-	VPADDD         X4, X2, X2
-	VPSHUFD        $0x55, X2, X4
-	VPADDD         X4, X2, X2
+	VPHADDD        Y4, Y3, Y3
+	VEXTRACTI128   $0x01, Y3, X2
+	VPADDD         X3, X2, X2
+	VPHADDD        X2, X2, X2
 	VCVTDQ2PS      X2, X2
-	VMULSS         (BX)(CX*1), X3, X3
+	VCVTPH2PS      (AX), X3
+	VMULSS         -8(BX)(CX*1), X3, X3
 	VFMADD231SS    X3, X2, X1
-	ADDQ           $0x00000012, AX
-	ADDQ           $0x04, CX
-	JNZ            block
+	VCVTPH2PS      18(AX), X3
+	VMULSS         -4(BX)(CX*1), X3, X3
+	VMOVSHDUP      X2, X2
+	VFMADD231SS    X3, X2, X1
+	ADDQ           $0x00000024, AX
+	ADDQ           $0x08, CX
+	JLE            pair
+
+single:
+	SUBQ           $0x08, CX
+	JZ             done
+	VBROADCASTI128 2(AX), Y2
+	VPSRLVD        q32nibsh<>+0(SB), Y2, Y2
+	VPAND          q32nibble<>+0(SB), Y2, Y2
+	VPXOR          Y3, Y3, Y3
+	VPXOR          Y4, Y4, Y4
+	VPDPBUSD       (DX)(CX*8), Y2, Y3
+	VPDPBUSD       (DX)(CX*8), Y0, Y4
+	VPSUBD         Y4, Y3, Y3
+	VEXTRACTI128   $0x01, Y3, X0
+	VPADDD         X3, X0, X0
+	VPSHUFD        $0x4e, X0, X2
+	VPADDD         X2, X0, X0
+	VPSHUFD        $0x55, X0, X2
+	VPADDD         X2, X0, X0
+	VCVTDQ2PS      X0, X0
+	VCVTPH2PS      (AX), X2
+	VMULSS         (BX)(CX*1), X2, X2
+	VFMADD231SS    X2, X0, X1
 
 done:
 	VMOVSS X1, ret+40(FP)
@@ -1491,11 +1345,15 @@ TEXT ·dot4Q4_0AVX512(SB), NOSPLIT, $0-128
 	MOVQ    d3+64(FP), R11
 	ADDQ    CX, R11
 	VMOVDQU q32eight<>+0(SB), Y0
-	NEGQ    CX
 	VXORPS  Y1, Y1, Y1
+	VXORPS  X2, X2, X2
 	VXORPS  Y2, Y2, Y2
+	VXORPS  X3, X3, X3
 	VXORPS  Y3, Y3, Y3
+	VXORPS  X4, X4, X4
 	VXORPS  Y4, Y4, Y4
+	VXORPS  X5, X5, X5
+	NEGQ    CX
 	JZ      done
 
 block:
@@ -1595,47 +1453,47 @@ TEXT ·dotOne4Q4_0AVX512(SB), NOSPLIT, $0-128
 	MOVQ    d3+64(FP), R11
 	ADDQ    CX, R11
 	VMOVDQU q32eight<>+0(SB), Y0
-	NEGQ    CX
 	VXORPS  X1, X1, X1
+	NEGQ    CX
 	JZ      done
 
 block:
 	VBROADCASTI128 2(AX), Y2
 	VPSRLVD        q32nibsh<>+0(SB), Y2, Y2
 	VPAND          q32nibble<>+0(SB), Y2, Y2
-	VCVTPH2PS      (AX), X3
+	VPXOR          Y3, Y3, Y3
+	VPXOR          Y4, Y4, Y4
+	VPDPBUSD       (DX)(CX*8), Y2, Y3
+	VPDPBUSD       (DX)(CX*8), Y0, Y4
+	VPSUBD         Y4, Y3, Y3
 	VPXOR          Y4, Y4, Y4
 	VPXOR          Y5, Y5, Y5
-	VPDPBUSD       (DX)(CX*8), Y2, Y4
-	VPDPBUSD       (DX)(CX*8), Y0, Y5
+	VPDPBUSD       (SI)(CX*8), Y2, Y4
+	VPDPBUSD       (SI)(CX*8), Y0, Y5
 	VPSUBD         Y5, Y4, Y4
 	VPXOR          Y5, Y5, Y5
 	VPXOR          Y6, Y6, Y6
-	VPDPBUSD       (SI)(CX*8), Y2, Y5
-	VPDPBUSD       (SI)(CX*8), Y0, Y6
+	VPDPBUSD       (R8)(CX*8), Y2, Y5
+	VPDPBUSD       (R8)(CX*8), Y0, Y6
 	VPSUBD         Y6, Y5, Y5
 	VPXOR          Y6, Y6, Y6
 	VPXOR          Y7, Y7, Y7
-	VPDPBUSD       (R8)(CX*8), Y2, Y6
-	VPDPBUSD       (R8)(CX*8), Y0, Y7
+	VPDPBUSD       (R10)(CX*8), Y2, Y6
+	VPDPBUSD       (R10)(CX*8), Y0, Y7
 	VPSUBD         Y7, Y6, Y6
-	VPXOR          Y7, Y7, Y7
-	VPXOR          Y8, Y8, Y8
-	VPDPBUSD       (R10)(CX*8), Y2, Y7
-	VPDPBUSD       (R10)(CX*8), Y0, Y8
-	VPSUBD         Y8, Y7, Y7
-	VPHADDD        Y5, Y4, Y4
-	VPHADDD        Y7, Y6, Y6
-	VPHADDD        Y6, Y4, Y4
-	VEXTRACTI128   $0x01, Y4, X2
-	VPADDD         X4, X2, X2
+	VPHADDD        Y4, Y3, Y3
+	VPHADDD        Y6, Y5, Y5
+	VPHADDD        Y5, Y3, Y3
+	VEXTRACTI128   $0x01, Y3, X2
+	VPADDD         X3, X2, X2
 	VCVTDQ2PS      X2, X2
+	VCVTPH2PS      (AX), X3
+	VBROADCASTSS   X3, X3
 	VMOVSS         (BX)(CX*1), X4
 	VINSERTPS      $0x10, (DI)(CX*1), X4, X4
 	VINSERTPS      $0x20, (R9)(CX*1), X4, X4
 	VINSERTPS      $0x30, (R11)(CX*1), X4, X4
-	VBROADCASTSS   X3, X3
-	VMULPS         X4, X3, X4
+	VMULPS         X3, X4, X4
 	VFMADD231PS    X4, X2, X1
 	ADDQ           $0x00000012, AX
 	ADDQ           $0x04, CX
@@ -1650,7 +1508,7 @@ done:
 	RET
 
 // func dotQ5_0AVX512(w *byte, x *int8, d *float32, s *float32, nb int) float32
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3
+// Requires: AVX, AVX2, AVX512BW, AVX512VL, AVX512VNNI, F16C, FMA3
 TEXT ·dotQ5_0AVX512(SB), NOSPLIT, $0-44
 	MOVQ    w+0(FP), AX
 	MOVQ    nb+32(FP), CX
@@ -1660,8 +1518,9 @@ TEXT ·dotQ5_0AVX512(SB), NOSPLIT, $0-44
 	MOVQ    d+16(FP), BX
 	ADDQ    CX, BX
 	VMOVDQU q32sixteen<>+0(SB), Y0
-	NEGQ    CX
 	VXORPS  Y1, Y1, Y1
+	VXORPS  X2, X2, X2
+	NEGQ    CX
 	JZ      done
 
 block:
@@ -1670,16 +1529,16 @@ block:
 	VPAND          q32nibble<>+0(SB), Y2, Y2
 	KMOVD          2(AX), K1
 	VPADDB         q32sixteen<>+0(SB), Y2, K1, Y2
-	VCVTPH2PS      (AX), X3
-	VBROADCASTSS   X3, Y3
+	VPXOR          Y3, Y3, Y3
 	VPXOR          Y4, Y4, Y4
-	VPXOR          Y5, Y5, Y5
-	VPDPBUSD       (DX)(CX*8), Y2, Y4
-	VPDPBUSD       (DX)(CX*8), Y0, Y5
-	VPSUBD         Y5, Y4, Y4
-	VCVTDQ2PS      Y4, Y4
-	VMULPS.BCST    (BX)(CX*1), Y3, Y2
-	VFMADD231PS    Y4, Y2, Y1
+	VPDPBUSD       (DX)(CX*8), Y2, Y3
+	VPDPBUSD       (DX)(CX*8), Y0, Y4
+	VPSUBD         Y4, Y3, Y3
+	VCVTDQ2PS      Y3, Y3
+	VCVTPH2PS      (AX), X2
+	VMULSS         (BX)(CX*1), X2, X2
+	VBROADCASTSS   X2, Y2
+	VFMADD231PS    Y3, Y2, Y1
 	ADDQ           $0x00000016, AX
 	ADDQ           $0x04, CX
 	JNZ            block
@@ -1718,11 +1577,15 @@ TEXT ·dot4Q5_0AVX512(SB), NOSPLIT, $0-128
 	MOVQ    d3+64(FP), R11
 	ADDQ    CX, R11
 	VMOVDQU q32sixteen<>+0(SB), Y0
-	NEGQ    CX
 	VXORPS  Y1, Y1, Y1
+	VXORPS  X2, X2, X2
 	VXORPS  Y2, Y2, Y2
+	VXORPS  X3, X3, X3
 	VXORPS  Y3, Y3, Y3
+	VXORPS  X4, X4, X4
 	VXORPS  Y4, Y4, Y4
+	VXORPS  X5, X5, X5
+	NEGQ    CX
 	JZ      done
 
 block:
@@ -1802,7 +1665,7 @@ done:
 	RET
 
 // func dotQ4_1AVX512(w *byte, x *int8, d *float32, s *float32, nb int) float32
-// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
 TEXT ·dotQ4_1AVX512(SB), NOSPLIT, $0-44
 	MOVQ   w+0(FP), AX
 	MOVQ   nb+32(FP), CX
@@ -1813,23 +1676,23 @@ TEXT ·dotQ4_1AVX512(SB), NOSPLIT, $0-44
 	ADDQ   CX, BX
 	MOVQ   s+24(FP), SI
 	ADDQ   CX, SI
-	NEGQ   CX
 	VXORPS Y0, Y0, Y0
 	VXORPS X1, X1, X1
+	NEGQ   CX
 	JZ     done
 
 block:
 	VBROADCASTI128 4(AX), Y2
 	VPSRLVD        q32nibsh<>+0(SB), Y2, Y2
 	VPAND          q32nibble<>+0(SB), Y2, Y2
-	VCVTPH2PS      (AX), X3
-	VBROADCASTSS   X3, Y4
-	VPXOR          Y5, Y5, Y5
-	VPDPBUSD       (DX)(CX*8), Y2, Y5
-	VCVTDQ2PS      Y5, Y5
-	VMULPS.BCST    (BX)(CX*1), Y4, Y2
-	VFMADD231PS    Y5, Y2, Y0
-	VMOVSHDUP      X3, X2
+	VPXOR          Y3, Y3, Y3
+	VPDPBUSD       (DX)(CX*8), Y2, Y3
+	VCVTDQ2PS      Y3, Y3
+	VCVTPH2PS      (AX), X2
+	VMULSS         (BX)(CX*1), X2, X4
+	VBROADCASTSS   X4, Y4
+	VFMADD231PS    Y3, Y4, Y0
+	VMOVSHDUP      X2, X2
 	VFMADD231SS    (SI)(CX*1), X2, X1
 	ADDQ           $0x00000014, AX
 	ADDQ           $0x04, CX
@@ -1877,15 +1740,15 @@ TEXT ·dot4Q4_1AVX512(SB), NOSPLIT, $0-128
 	ADDQ   CX, R14
 	MOVQ   s3+96(FP), R15
 	ADDQ   CX, R15
-	NEGQ   CX
 	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
+	VXORPS X1, X1, X1
 	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	VXORPS X4, X4, X4
+	VXORPS X3, X3, X3
+	VXORPS Y4, Y4, Y4
 	VXORPS X5, X5, X5
-	VXORPS X6, X6, X6
+	VXORPS Y6, Y6, Y6
 	VXORPS X7, X7, X7
+	NEGQ   CX
 	JZ     done
 
 block:
@@ -1903,22 +1766,22 @@ block:
 	VPDPBUSD       (DI)(CX*8), Y8, Y11
 	VCVTDQ2PS      Y11, Y11
 	VMULPS.BCST    (R8)(CX*1), Y10, Y12
-	VFMADD231PS    Y11, Y12, Y1
+	VFMADD231PS    Y11, Y12, Y2
 	VPXOR          Y11, Y11, Y11
 	VPDPBUSD       (R10)(CX*8), Y8, Y11
 	VCVTDQ2PS      Y11, Y11
 	VMULPS.BCST    (R11)(CX*1), Y10, Y12
-	VFMADD231PS    Y11, Y12, Y2
+	VFMADD231PS    Y11, Y12, Y4
 	VPXOR          Y11, Y11, Y11
 	VPDPBUSD       (R13)(CX*8), Y8, Y11
 	VCVTDQ2PS      Y11, Y11
 	VMULPS.BCST    (R14)(CX*1), Y10, Y8
-	VFMADD231PS    Y11, Y8, Y3
-	VMOVSHDUP      X9, X8
-	VFMADD231SS    (SI)(CX*1), X8, X4
-	VFMADD231SS    (R9)(CX*1), X8, X5
-	VFMADD231SS    (R12)(CX*1), X8, X6
-	VFMADD231SS    (R15)(CX*1), X8, X7
+	VFMADD231PS    Y11, Y8, Y6
+	VMOVSHDUP      X9, X9
+	VFMADD231SS    (SI)(CX*1), X9, X1
+	VFMADD231SS    (R9)(CX*1), X9, X3
+	VFMADD231SS    (R12)(CX*1), X9, X5
+	VFMADD231SS    (R15)(CX*1), X9, X7
 	ADDQ           $0x00000014, AX
 	ADDQ           $0x04, CX
 	JNZ            block
@@ -1930,26 +1793,26 @@ done:
 	VADDPS       X8, X0, X0
 	VMOVSHDUP    X0, X8
 	VADDSS       X8, X0, X0
-	VADDSS       X4, X0, X0
-	VMOVSS       X0, r0+112(FP)
-	VEXTRACTF128 $0x01, Y1, X0
-	VADDPS       X0, X1, X0
-	VMOVHLPS     X0, X0, X1
-	VADDPS       X1, X0, X0
-	VMOVSHDUP    X0, X1
 	VADDSS       X1, X0, X0
-	VADDSS       X5, X0, X0
-	VMOVSS       X0, r1+116(FP)
+	VMOVSS       X0, r0+112(FP)
 	VEXTRACTF128 $0x01, Y2, X0
 	VADDPS       X0, X2, X0
 	VMOVHLPS     X0, X0, X1
 	VADDPS       X1, X0, X0
 	VMOVSHDUP    X0, X1
 	VADDSS       X1, X0, X0
-	VADDSS       X6, X0, X0
+	VADDSS       X3, X0, X0
+	VMOVSS       X0, r1+116(FP)
+	VEXTRACTF128 $0x01, Y4, X0
+	VADDPS       X0, X4, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VADDSS       X5, X0, X0
 	VMOVSS       X0, r2+120(FP)
-	VEXTRACTF128 $0x01, Y3, X0
-	VADDPS       X0, X3, X0
+	VEXTRACTF128 $0x01, Y6, X0
+	VADDPS       X0, X6, X0
 	VMOVHLPS     X0, X0, X1
 	VADDPS       X1, X0, X0
 	VMOVSHDUP    X0, X1
@@ -1960,7 +1823,7 @@ done:
 	RET
 
 // func dotQ5_1AVX512(w *byte, x *int8, d *float32, s *float32, nb int) float32
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3
+// Requires: AVX, AVX2, AVX512BW, AVX512VL, AVX512VNNI, F16C, FMA3
 TEXT ·dotQ5_1AVX512(SB), NOSPLIT, $0-44
 	MOVQ   w+0(FP), AX
 	MOVQ   nb+32(FP), CX
@@ -1971,9 +1834,9 @@ TEXT ·dotQ5_1AVX512(SB), NOSPLIT, $0-44
 	ADDQ   CX, BX
 	MOVQ   s+24(FP), SI
 	ADDQ   CX, SI
-	NEGQ   CX
 	VXORPS Y0, Y0, Y0
 	VXORPS X1, X1, X1
+	NEGQ   CX
 	JZ     done
 
 block:
@@ -1982,14 +1845,14 @@ block:
 	VPAND          q32nibble<>+0(SB), Y2, Y2
 	KMOVD          4(AX), K1
 	VPADDB         q32sixteen<>+0(SB), Y2, K1, Y2
-	VCVTPH2PS      (AX), X3
-	VBROADCASTSS   X3, Y4
-	VPXOR          Y5, Y5, Y5
-	VPDPBUSD       (DX)(CX*8), Y2, Y5
-	VCVTDQ2PS      Y5, Y5
-	VMULPS.BCST    (BX)(CX*1), Y4, Y2
-	VFMADD231PS    Y5, Y2, Y0
-	VMOVSHDUP      X3, X2
+	VPXOR          Y3, Y3, Y3
+	VPDPBUSD       (DX)(CX*8), Y2, Y3
+	VCVTDQ2PS      Y3, Y3
+	VCVTPH2PS      (AX), X2
+	VMULSS         (BX)(CX*1), X2, X4
+	VBROADCASTSS   X4, Y4
+	VFMADD231PS    Y3, Y4, Y0
+	VMOVSHDUP      X2, X2
 	VFMADD231SS    (SI)(CX*1), X2, X1
 	ADDQ           $0x00000018, AX
 	ADDQ           $0x04, CX
@@ -2037,15 +1900,15 @@ TEXT ·dot4Q5_1AVX512(SB), NOSPLIT, $0-128
 	ADDQ   CX, R14
 	MOVQ   s3+96(FP), R15
 	ADDQ   CX, R15
-	NEGQ   CX
 	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
+	VXORPS X1, X1, X1
 	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	VXORPS X4, X4, X4
+	VXORPS X3, X3, X3
+	VXORPS Y4, Y4, Y4
 	VXORPS X5, X5, X5
-	VXORPS X6, X6, X6
+	VXORPS Y6, Y6, Y6
 	VXORPS X7, X7, X7
+	NEGQ   CX
 	JZ     done
 
 block:
@@ -2065,22 +1928,22 @@ block:
 	VPDPBUSD       (DI)(CX*8), Y8, Y11
 	VCVTDQ2PS      Y11, Y11
 	VMULPS.BCST    (R8)(CX*1), Y10, Y12
-	VFMADD231PS    Y11, Y12, Y1
+	VFMADD231PS    Y11, Y12, Y2
 	VPXOR          Y11, Y11, Y11
 	VPDPBUSD       (R10)(CX*8), Y8, Y11
 	VCVTDQ2PS      Y11, Y11
 	VMULPS.BCST    (R11)(CX*1), Y10, Y12
-	VFMADD231PS    Y11, Y12, Y2
+	VFMADD231PS    Y11, Y12, Y4
 	VPXOR          Y11, Y11, Y11
 	VPDPBUSD       (R13)(CX*8), Y8, Y11
 	VCVTDQ2PS      Y11, Y11
 	VMULPS.BCST    (R14)(CX*1), Y10, Y8
-	VFMADD231PS    Y11, Y8, Y3
-	VMOVSHDUP      X9, X8
-	VFMADD231SS    (SI)(CX*1), X8, X4
-	VFMADD231SS    (R9)(CX*1), X8, X5
-	VFMADD231SS    (R12)(CX*1), X8, X6
-	VFMADD231SS    (R15)(CX*1), X8, X7
+	VFMADD231PS    Y11, Y8, Y6
+	VMOVSHDUP      X9, X9
+	VFMADD231SS    (SI)(CX*1), X9, X1
+	VFMADD231SS    (R9)(CX*1), X9, X3
+	VFMADD231SS    (R12)(CX*1), X9, X5
+	VFMADD231SS    (R15)(CX*1), X9, X7
 	ADDQ           $0x00000018, AX
 	ADDQ           $0x04, CX
 	JNZ            block
@@ -2092,26 +1955,26 @@ done:
 	VADDPS       X8, X0, X0
 	VMOVSHDUP    X0, X8
 	VADDSS       X8, X0, X0
-	VADDSS       X4, X0, X0
-	VMOVSS       X0, r0+112(FP)
-	VEXTRACTF128 $0x01, Y1, X0
-	VADDPS       X0, X1, X0
-	VMOVHLPS     X0, X0, X1
-	VADDPS       X1, X0, X0
-	VMOVSHDUP    X0, X1
 	VADDSS       X1, X0, X0
-	VADDSS       X5, X0, X0
-	VMOVSS       X0, r1+116(FP)
+	VMOVSS       X0, r0+112(FP)
 	VEXTRACTF128 $0x01, Y2, X0
 	VADDPS       X0, X2, X0
 	VMOVHLPS     X0, X0, X1
 	VADDPS       X1, X0, X0
 	VMOVSHDUP    X0, X1
 	VADDSS       X1, X0, X0
-	VADDSS       X6, X0, X0
+	VADDSS       X3, X0, X0
+	VMOVSS       X0, r1+116(FP)
+	VEXTRACTF128 $0x01, Y4, X0
+	VADDPS       X0, X4, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VADDSS       X5, X0, X0
 	VMOVSS       X0, r2+120(FP)
-	VEXTRACTF128 $0x01, Y3, X0
-	VADDPS       X0, X3, X0
+	VEXTRACTF128 $0x01, Y6, X0
+	VADDPS       X0, X6, X0
 	VMOVHLPS     X0, X0, X1
 	VADDPS       X1, X0, X0
 	VMOVSHDUP    X0, X1
