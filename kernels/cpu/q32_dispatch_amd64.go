@@ -17,7 +17,10 @@ type q32Row func(w *byte, x *int8, d, s *float32, nb int) float32
 type q32Rows4 func(w *byte, x0, x1, x2, x3 *int8, d0, d1, d2, d3, s0, s1, s2, s3 *float32, nb int) (r0, r1, r2, r3 float32)
 
 // q32Kernels are one instruction set's kernels for one block type: in eight
-// lanes, and for Q4_0 also in the one lane of the repacked kernels.
+// lanes, and for Q4_0 also in the one lane of the repacked kernels. They take
+// activations as quantizeAct32 makes them, levels in [−127, 127]; only a
+// block with a NaN can hold −128, and its NaN scale makes the result NaN
+// however the levels are summed.
 type q32Kernels struct {
 	size      int  // bytes per block
 	sums      bool // the activations are Q8_1, whose block sums the kernels read
@@ -47,6 +50,7 @@ func (k *q32Kernels) kernels(p path) (q32Row, q32Rows4) {
 	return k.oneLane, k.oneLanex4
 }
 
+// row is simdQuant's entry for the type.
 func (k *q32Kernels) row(w []byte, a act, p path) float32 {
 	nb := len(a.d)
 	k.check(w, &a, nb)
@@ -54,6 +58,7 @@ func (k *q32Kernels) row(w []byte, a act, p path) float32 {
 	return f(unsafe.SliceData(w), unsafe.SliceData(a.q), unsafe.SliceData(a.d), unsafe.SliceData(a.s), nb)
 }
 
+// rows4 is simdQuant4's entry for the type.
 func (k *q32Kernels) rows4(w []byte, a *[4]act, p path) [4]float32 {
 	nb := len(a[0].d)
 	for i := range a {

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"math/big"
 	"math/rand/v2"
 	"testing"
 
@@ -194,6 +195,44 @@ func TestQ32KernelsSpecialScales(t *testing.T) {
 					}
 				}
 			}
+		}
+	})
+}
+
+// TestQ32KernelsFMARoundOnce pins the one input class where the kernels and
+// the plain Go kernel differ: fma32 rounds a·b + c to float64 and then to
+// float32, and when the exact sum needs more than 53 bits and its float64
+// rounding is a float32 tie, that double rounding goes the other way from
+// the single rounding of the FMA instruction that both these kernels and
+// llama.cpp execute. Here lane 0 holds 64 after block 0, and block 1 adds
+// d·l = 1321·2⁻²⁴ · 1025·2⁻²⁴ · 793 = 2⁻¹⁸ + 2⁻⁴⁸: just above half an ulp of
+// 64, which float64 rounds to exactly half. It takes block scales 2³⁰ apart
+// within a row and a lane sum with just the right factors (2³⁰+1 =
+// 1321·1025·793); the random tests do not meet such rows.
+func TestQ32KernelsFMARoundOnce(t *testing.T) {
+	// Two Q8_0 blocks: d_w = 1 with w_0 = 16, then d_w = 1321·2⁻²⁴ with
+	// w_32 = 13; the activations have d_x = 1 and 1025·2⁻²⁴.
+	w := make([]byte, 2*34)
+	binary.LittleEndian.PutUint16(w, 0x3c00)
+	w[2] = 16
+	binary.LittleEndian.PutUint16(w[34:], 0x0529)
+	w[36] = 13
+	a := act{q: make([]int8, 64), d: []float32{1, FP16ToFP32(0x0401)}}
+	a.q[0], a.q[32] = 4, 61
+	d := new(big.Float).SetPrec(200).SetFloat64(float64(FP16ToFP32(0x0529) * a.d[1]))
+	exact := d.Mul(d, big.NewFloat(13*61))
+	exact.Add(exact, big.NewFloat(64))
+	once, _ := exact.Float32()
+	if got := q32Want(gguf.Q8_0, w, a, pathVecDot); got == once {
+		t.Logf("the Go kernel now rounds this FMA once too (%g)", got)
+	}
+	q32EachVariant(t, func(t *testing.T, v Variant) {
+		k := simdQuant[gguf.Q8_0]
+		if k == nil {
+			t.Skip("no kernel")
+		}
+		if got := k(w, a, pathVecDot); got != once {
+			t.Errorf("%g (%#x), want the single rounding %g (%#x)", got, math.Float32bits(got), once, math.Float32bits(once))
 		}
 	})
 }
@@ -410,5 +449,29 @@ func BenchmarkQ32Row(b *testing.B) {
 				}
 			}
 		}
+	}
+}
+
+// BenchmarkQ32ActQuant times the Q8_0 and Q8_1 quantizers MatMul uses on a
+// row of 2816 Gaussian values, for every variant.
+func BenchmarkQ32ActQuant(b *testing.B) {
+	defer SetVariant(Variants()[0])
+	const cols = 2816
+	x := randomData("gauss", cols, 3)
+	q, d, s := make([]int8, cols), make([]float32, cols/qk), make([]float32, cols/qk)
+	for _, v := range Variants() {
+		if err := SetVariant(v); err != nil {
+			b.Fatal(err)
+		}
+		b.Run("Q8_0/"+string(v), func(b *testing.B) {
+			for b.Loop() {
+				actQ8_0(x, q, d)
+			}
+		})
+		b.Run("Q8_1/"+string(v), func(b *testing.B) {
+			for b.Loop() {
+				actQ8_1(x, q, d, s)
+			}
+		})
 	}
 }

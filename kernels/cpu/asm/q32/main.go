@@ -3,12 +3,16 @@
 // Q8_0/Q8_1 activations and the Q8_0/Q8_1 activation quantizers.
 //
 // Every kernel reproduces the plain Go kernel of package cpu bit for bit
-// (dotBlocks32, quantizeActQ8_0/Q8_1). Integer block sums are exact in any
+// (dotBlocks32, quantizeActQ8_0/Q8_1), but for one rare class of sums named
+// below. Integer block sums are exact in any
 // order, so the instructions that form them are free to differ from ggml's;
 // the float operations are the same ones in the same order: per block
 // d = float32(d_w·d_x), then one FMA per lane (eight lanes, lane t holding the
 // integer sum of elements 4t..4t+3) or one FMA of the whole block sum (the
-// repacked Q4_0 order), the lanes folded as hsum8 at the end.
+// repacked Q4_0 order), the lanes folded as hsum8 at the end. The FMAs are
+// the instruction's, rounded once, as in llama.cpp; package cpu's fma32 models
+// them in float64, which rounds differently in one rare class of sums that
+// simd.go describes (see TestQ32KernelsFMARoundOnce).
 //
 // Two instruction sets: AVX2 (VPMADDUBSW/VPMADDWD, the Q5 high bits spread by
 // VPSHUFB) and AVX-512 with VNNI (VPDPBUSD, opmask registers and broadcast
