@@ -253,22 +253,32 @@ func TestMatMulMisuse(t *testing.T) {
 	s.MatMul(nil, gguf.Q8_0, nil, 0, 64, nil, 0)
 }
 
+// BenchmarkMatMul times single-threaded products under every variant (the
+// last name element), on a small shape and on a feed-forward-sized one.
 func BenchmarkMatMul(b *testing.B) {
-	const rows, cols = 768, 256
+	defer SetVariant(Variants()[0])
 	for _, typ := range allTypes {
-		for _, n := range []int{1, 16} {
-			b.Run(fmt.Sprintf("%v/n=%d", typ, n), func(b *testing.B) {
-				w := make([]byte, rows*typ.RowSize(cols))
-				if err := Quantize(typ, randomData("gauss", rows*cols, 1), w); err != nil {
-					b.Fatal(err)
+		for _, shape := range [][2]int{{768, 256}, {1024, 2816}} {
+			rows, cols := shape[0], shape[1]
+			for _, n := range []int{1, 16} {
+				for _, v := range Variants() {
+					if err := SetVariant(v); err != nil {
+						b.Fatal(err)
+					}
+					b.Run(fmt.Sprintf("%v/%dx%d/n=%d/%s", typ, rows, cols, n, v), func(b *testing.B) {
+						w := make([]byte, rows*typ.RowSize(cols))
+						if err := Quantize(typ, randomData("gauss", rows*cols, 1), w); err != nil {
+							b.Fatal(err)
+						}
+						x, out := randomData("gauss", n*cols, 2), make([]float32, n*rows)
+						var s Scratch
+						b.SetBytes(int64(len(w)))
+						for b.Loop() {
+							s.MatMul(out, typ, w, rows, cols, x, n)
+						}
+					})
 				}
-				x, out := randomData("gauss", n*cols, 2), make([]float32, n*rows)
-				var s Scratch
-				b.SetBytes(int64(len(w)))
-				for b.Loop() {
-					s.MatMul(out, typ, w, rows, cols, x, n)
-				}
-			})
+			}
 		}
 	}
 }

@@ -5,6 +5,14 @@ package cpu
 // The results are kept unpacked (int8 levels plus float32 scales that hold the
 // exact values ggml stores) because they live only for one MatMul.
 
+// actQ8_0 and actQ8_1 are the quantizers MatMul uses: quantizeActQ8_0 and
+// quantizeActQ8_1, or a SIMD kernel with the same results that a variant hook
+// put in their place.
+var (
+	actQ8_0 = quantizeActQ8_0
+	actQ8_1 = quantizeActQ8_1
+)
+
 // quantizeActQ8_0 is the AVX2 quantize_row_q8_0: per 32 values, d is
 // fp16(amax/127) and q = round-half-even(x·(127/amax)), the multiplier
 // computed in float32 from amax itself rather than from d.
