@@ -199,16 +199,14 @@ func TestQ32KernelsSpecialScales(t *testing.T) {
 	})
 }
 
-// TestQ32KernelsFMARoundOnce pins the one input class where the kernels and
-// the plain Go kernel differ: fma32 rounds a·b + c to float64 and then to
-// float32, and when the exact sum needs more than 53 bits and its float64
-// rounding is a float32 tie, that double rounding goes the other way from
-// the single rounding of the FMA instruction that both these kernels and
-// llama.cpp execute. Here lane 0 holds 64 after block 0, and block 1 adds
-// d·l = 1321·2⁻²⁴ · 1025·2⁻²⁴ · 793 = 2⁻¹⁸ + 2⁻⁴⁸: just above half an ulp of
-// 64, which float64 rounds to exactly half. It takes block scales 2³⁰ apart
-// within a row and a lane sum with just the right factors (2³⁰+1 =
-// 1321·1025·793); the random tests do not meet such rows.
+// TestQ32KernelsFMARoundOnce pins an input where rounding twice (a·b + c to
+// float64, then to float32) differs from the single rounding of the FMA
+// instruction that these kernels and llama.cpp execute: lane 0 holds 64 after
+// block 0, and block 1 adds d·l = 1321·2⁻²⁴ · 1025·2⁻²⁴ · 793 = 2⁻¹⁸ + 2⁻⁴⁸,
+// just above half an ulp of 64, which float64 rounds to exactly half. It
+// takes block scales 2³⁰ apart within a row and a lane sum with just the right
+// factors (2³⁰+1 = 1321·1025·793); the random tests do not meet such rows.
+// The plain Go kernel and every SIMD variant must give the single rounding.
 func TestQ32KernelsFMARoundOnce(t *testing.T) {
 	// Two Q8_0 blocks: d_w = 1 with w_0 = 16, then d_w = 1321·2⁻²⁴ with
 	// w_32 = 13; the activations have d_x = 1 and 1025·2⁻²⁴.
@@ -223,8 +221,8 @@ func TestQ32KernelsFMARoundOnce(t *testing.T) {
 	exact := d.Mul(d, big.NewFloat(13*61))
 	exact.Add(exact, big.NewFloat(64))
 	once, _ := exact.Float32()
-	if got := q32Want(gguf.Q8_0, w, a, pathVecDot); got == once {
-		t.Logf("the Go kernel now rounds this FMA once too (%g)", got)
+	if got := q32Want(gguf.Q8_0, w, a, pathVecDot); got != once {
+		t.Errorf("go: %g (%#x), want the single rounding %g (%#x)", got, math.Float32bits(got), once, math.Float32bits(once))
 	}
 	q32EachVariant(t, func(t *testing.T, v Variant) {
 		k := simdQuant[gguf.Q8_0]
