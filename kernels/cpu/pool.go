@@ -1,9 +1,6 @@
 package cpu
 
-import (
-	"runtime"
-	"sync/atomic"
-)
+import "sync/atomic"
 
 // Task is one parallel operation: Run is called once on every thread of a
 // pool with that thread's index, and splits the work by it.
@@ -23,6 +20,11 @@ type Pool struct {
 	parked  []atomic.Bool
 	wake    []chan struct{}
 	quit    atomic.Bool
+
+	// The caller parks on done when the workers take long; the worker that
+	// finishes last signals it.
+	callerParked atomic.Bool
+	done         chan struct{}
 }
 
 // spinLimit is how many polls a worker makes before parking; about tens of
@@ -32,7 +34,8 @@ const spinLimit = 20000
 // NewPool starts a pool of threads threads (at least 1).
 func NewPool(threads int) *Pool {
 	threads = max(threads, 1)
-	p := &Pool{threads: threads, parked: make([]atomic.Bool, threads-1), wake: make([]chan struct{}, threads-1)}
+	p := &Pool{threads: threads, parked: make([]atomic.Bool, threads-1), wake: make([]chan struct{}, threads-1),
+		done: make(chan struct{}, 1)}
 	for i := range p.wake {
 		p.wake[i] = make(chan struct{}, 1)
 		go p.work(i)
@@ -56,9 +59,17 @@ func (p *Pool) Run(t Task) {
 	p.wakeParked()
 	t.Run(0, p.threads)
 	for spins := 0; p.pending.Load() != 0; spins++ {
-		if spins > spinLimit {
-			runtime.Gosched()
+		if spins < spinLimit {
+			continue
 		}
+		p.callerParked.Store(true)
+		if p.pending.Load() == 0 && p.callerParked.CompareAndSwap(true, false) {
+			break // finished meanwhile, and no worker took the flag
+		}
+		// The last worker clears the flag and signals; if it already did,
+		// its token is waiting.
+		<-p.done
+		break
 	}
 	p.task = nil
 }
@@ -102,7 +113,9 @@ func (p *Pool) work(i int) {
 			return
 		}
 		p.task.Run(i+1, p.threads)
-		p.pending.Add(-1)
+		if p.pending.Add(-1) == 0 && p.callerParked.CompareAndSwap(true, false) {
+			p.done <- struct{}{}
+		}
 	}
 }
 

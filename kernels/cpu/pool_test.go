@@ -76,3 +76,27 @@ func BenchmarkPoolRun(b *testing.B) {
 		p.Run(task)
 	}
 }
+
+// slowTask keeps the workers busy long enough for the caller to park.
+type slowTask struct{ done [4]atomic.Bool }
+
+func (s *slowTask) Run(thread, _ int) {
+	if thread > 0 {
+		time.Sleep(time.Millisecond)
+	}
+	s.done[thread].Store(true)
+}
+
+func TestPoolCallerParks(t *testing.T) {
+	p := NewPool(4)
+	defer p.Close()
+	for round := 0; round < 50; round++ {
+		task := &slowTask{}
+		p.Run(task)
+		for th := range task.done {
+			if !task.done[th].Load() {
+				t.Fatalf("round %d: Run returned before thread %d finished", round, th)
+			}
+		}
+	}
+}
