@@ -1,0 +1,234 @@
+package cpu
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/godwit-ai/godwit/models/gguf"
+)
+
+// The SIMD float kernels (float_amd64.s) must give exactly the plain Go
+// kernels' bits for every input; the tests below run every variant this CPU
+// has against the Go functions themselves. A NaN result only has to be a NaN
+// (its payload may differ); everything else, infinities, −0 and subnormals
+// included, must match bit for bit.
+
+// awkwardLens are row lengths around the 16-, 32- and 64-wide blocks.
+var awkwardLens = []int{0, 1, 7, 15, 16, 17, 31, 32, 33, 48, 63, 64, 65, 127, 128, 200, 256 + 13, 1024}
+
+// forEachSIMD runs f under every SIMD variant of this CPU (none but Go's on
+// other architectures) and restores the best variant afterwards.
+func forEachSIMD(t *testing.T, f func(t *testing.T)) {
+	t.Helper()
+	defer SetVariant(Variants()[0])
+	for _, v := range Variants() {
+		if v == VariantGo {
+			continue
+		}
+		if err := SetVariant(v); err != nil {
+			t.Fatal(err)
+		}
+		t.Run(string(v), f)
+	}
+}
+
+// sameBits reports whether got and want are the same float32: equal bits,
+// or both NaN.
+func sameBits(got, want float32) bool {
+	return math.Float32bits(got) == math.Float32bits(want) || got != got && want != want
+}
+
+func checkSame(t *testing.T, what string, got, want []float32) {
+	t.Helper()
+	bad := 0
+	for i := range want {
+		if !sameBits(got[i], want[i]) {
+			if bad++; bad <= 5 {
+				t.Errorf("%s[%d] = %g (%#08x), Go gives %g (%#08x)", what, i,
+					got[i], math.Float32bits(got[i]), want[i], math.Float32bits(want[i]))
+			}
+		}
+	}
+}
+
+// spread returns n values of both signs whose magnitudes spread over 2^±e,
+// with a zero now and then, so that sums of them round at every step.
+func spread(r *rand.Rand, n, e int) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(math.Ldexp(r.NormFloat64(), r.IntN(2*e+1)-e))
+		if r.IntN(50) == 0 {
+			v[i] = 0
+		}
+	}
+	return v
+}
+
+// floatRow encodes x as a row of t and returns it with its decoded values.
+func floatRow(t gguf.Type, x []float32) ([]byte, []float32) {
+	w := make([]byte, t.RowSize(len(x)))
+	for j, v := range x {
+		switch t {
+		case gguf.F32:
+			binary.LittleEndian.PutUint32(w[4*j:], math.Float32bits(v))
+		case gguf.F16:
+			binary.LittleEndian.PutUint16(w[2*j:], FP32ToFP16(v))
+		case gguf.BF16:
+			binary.LittleEndian.PutUint16(w[2*j:], FP32ToBF16(v))
+		}
+	}
+	d := make([]float32, len(x))
+	decodeFloatRow(t, w, d)
+	return w, d
+}
+
+// goFloatDot is the plain Go row dot that simdFloat[t] replaces.
+func goFloatDot(t gguf.Type, w, x []float32, lanes16 bool) float32 {
+	switch {
+	case lanes16:
+		return dotLanes16(w, x)
+	case t == gguf.F32:
+		return vecDotF32(w, x)
+	case t == gguf.F16:
+		return vecDotF16(w, x)
+	}
+	return vecDotBF16(w, x)
+}
+
+var floatTypes = []gguf.Type{gguf.F32, gguf.F16, gguf.BF16}
+
+// TestSIMDFloatDots: simdFloat[t] equals the Go row dots in both orders for
+// random rows of every awkward length, the activations rounded to the
+// weight's precision as MatMul passes them or not.
+func TestSIMDFloatDots(t *testing.T) {
+	forEachSIMD(t, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(7, 8))
+		for _, typ := range floatTypes {
+			k := simdFloat[typ]
+			if k == nil {
+				t.Fatalf("%v: no SIMD kernel", typ)
+			}
+			for _, n := range awkwardLens {
+				for trial := range 20 {
+					// F16 holds magnitudes up to 65504, the others far more.
+					e := 12
+					if typ == gguf.F16 {
+						e = 6
+					}
+					w, wd := floatRow(typ, spread(r, n, e))
+					x := spread(r, n, e)
+					if trial%2 == 0 {
+						switch typ {
+						case gguf.F16:
+							for i, v := range x {
+								x[i] = FP16ToFP32(FP32ToFP16(v))
+							}
+						case gguf.BF16:
+							for i, v := range x {
+								x[i] = BF16ToFP32(FP32ToBF16(v))
+							}
+						}
+					}
+					for _, lanes16 := range []bool{false, true} {
+						if lanes16 && n%16 != 0 {
+							continue
+						}
+						got, want := k(w, x, lanes16), goFloatDot(typ, wd, x, lanes16)
+						if !sameBits(got, want) {
+							t.Errorf("%v n=%d lanes16=%v trial %d: %g (%#08x), Go gives %g (%#08x)",
+								typ, n, lanes16, trial, got, math.Float32bits(got), want, math.Float32bits(want))
+						}
+					}
+				}
+			}
+		}
+	})
+}
+
+// TestSIMDFloatDotsSpecial: rows with infinities, NaNs, −0 and subnormals
+// give the same results as Go (NaN for NaN).
+func TestSIMDFloatDotsSpecial(t *testing.T) {
+	special := []float32{float32(math.Inf(1)), float32(math.Inf(-1)), float32(math.NaN()),
+		float32(math.Copysign(0, -1)), 0x1p-140, -0x1p-149, 0x1p-20, 65504, -3e38}
+	forEachSIMD(t, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(9, 10))
+		for _, typ := range floatTypes {
+			for _, n := range []int{16, 64, 65, 127} {
+				for trial := range 50 {
+					w, x := spread(r, n, 4), spread(r, n, 4)
+					for range 1 + trial%3 {
+						if r.IntN(2) == 0 {
+							w[r.IntN(n)] = special[r.IntN(len(special))]
+						} else {
+							x[r.IntN(n)] = special[r.IntN(len(special))]
+						}
+					}
+					wb, wd := floatRow(typ, w)
+					for _, lanes16 := range []bool{false, n%16 == 0} {
+						got, want := simdFloat[typ](wb, x, lanes16), goFloatDot(typ, wd, x, lanes16)
+						if !sameBits(got, want) {
+							t.Errorf("%v n=%d lanes16=%v trial %d: %g, Go gives %g", typ, n, lanes16, trial, got, want)
+						}
+					}
+				}
+			}
+		}
+	})
+}
+
+// TestSIMDMatMul: MatMul of F32, F16 and BF16 weights under each SIMD
+// variant equals the Go variant's for one and five activation rows (the
+// ggml_vec_dot and tinyBLAS orders), and allocates nothing once warmed.
+func TestSIMDMatMul(t *testing.T) {
+	type shape struct{ rows, cols, n int }
+	var shapes []shape
+	for _, rows := range []int{4, 7, 8} {
+		for _, cols := range []int{16, 48, 64, 65, 127, 256 + 13, 1024} {
+			for _, n := range []int{1, 5} {
+				shapes = append(shapes, shape{rows, cols, n})
+			}
+		}
+	}
+	type input struct {
+		w   []byte
+		x   []float32
+		out []float32
+	}
+	inputs := map[gguf.Type][]input{}
+	r := rand.New(rand.NewPCG(17, 18))
+	for _, typ := range floatTypes {
+		for _, s := range shapes {
+			w := make([]byte, s.rows*typ.RowSize(s.cols))
+			for i := range s.rows {
+				row, _ := floatRow(typ, spread(r, s.cols, 6))
+				copy(w[i*typ.RowSize(s.cols):], row)
+			}
+			inputs[typ] = append(inputs[typ], input{w, spread(r, s.n*s.cols, 6), make([]float32, s.n*s.rows)})
+		}
+	}
+	want := map[gguf.Type][][]float32{}
+	SetVariant(VariantGo)
+	var sc Scratch
+	for _, typ := range floatTypes {
+		for i, s := range shapes {
+			in := inputs[typ][i]
+			sc.MatMul(in.out, typ, in.w, s.rows, s.cols, in.x, s.n)
+			want[typ] = append(want[typ], append([]float32(nil), in.out...))
+		}
+	}
+	forEachSIMD(t, func(t *testing.T) {
+		for _, typ := range floatTypes {
+			for i, s := range shapes {
+				in := inputs[typ][i]
+				sc.MatMul(in.out, typ, in.w, s.rows, s.cols, in.x, s.n)
+				checkSame(t, fmt.Sprintf("%v %d×%d n=%d", typ, s.rows, s.cols, s.n), in.out, want[typ][i])
+				if a := testing.AllocsPerRun(5, func() { sc.MatMul(in.out, typ, in.w, s.rows, s.cols, in.x, s.n) }); a != 0 {
+					t.Errorf("%v %d×%d n=%d: %v allocations per MatMul", typ, s.rows, s.cols, s.n, a)
+				}
+			}
+		}
+	})
+}
