@@ -32,11 +32,29 @@ func vecDot64F32AVX512(w []byte, x []float32) float32
 //go:noescape
 func vecDot64F16AVX512(w []byte, x []float32) float32
 
+// vecDot64F32sAVX512 is vecDot64 of w and x: the sum of the first
+// len(x) &^ 63 products, which w holds at least.
+//
+//go:noescape
+func vecDot64F32sAVX512(w []float32, x []float32) float32
+
 // vecDot32BF16AVX512 is the SIMD part of vecDotBF16 of the BF16 row w and x: the
 // float64 sum of its two accumulators over the first len(x) &^ 31 values.
 //
 //go:noescape
 func vecDot32BF16AVX512(w []byte, x []float32) float64
+
+// axpyF32AVX512 sets acc[d] = fma32(v[d], w, acc[d]) for whole registers of v
+// and returns how many values it did.
+//
+//go:noescape
+func axpyF32AVX512(acc []float32, v []float32, w float32) int
+
+// addRowsAVX512 sets dst[d] = x[d] + y[d] for whole registers of dst and
+// returns how many values it did.
+//
+//go:noescape
+func addRowsAVX512(dst []float32, x []float32, y []float32) int
 
 // dotLanes16F32AVX2 is dotLanes16 of the F32 row w and x;
 // len(x) is a multiple of 16 and w holds at least len(x) values.
@@ -68,8 +86,26 @@ func vecDot64F32AVX2(w []byte, x []float32) float32
 //go:noescape
 func vecDot64F16AVX2(w []byte, x []float32) float32
 
+// vecDot64F32sAVX2 is vecDot64 of w and x: the sum of the first
+// len(x) &^ 63 products, which w holds at least.
+//
+//go:noescape
+func vecDot64F32sAVX2(w []float32, x []float32) float32
+
 // vecDot32BF16AVX2 is the SIMD part of vecDotBF16 of the BF16 row w and x: the
 // float64 sum of its two accumulators over the first len(x) &^ 31 values.
 //
 //go:noescape
 func vecDot32BF16AVX2(w []byte, x []float32) float64
+
+// axpyF32AVX2 sets acc[d] = fma32(v[d], w, acc[d]) for whole registers of v
+// and returns how many values it did.
+//
+//go:noescape
+func axpyF32AVX2(acc []float32, v []float32, w float32) int
+
+// addRowsAVX2 sets dst[d] = x[d] + y[d] for whole registers of dst and
+// returns how many values it did.
+//
+//go:noescape
+func addRowsAVX2(dst []float32, x []float32, y []float32) int

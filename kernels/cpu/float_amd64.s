@@ -187,6 +187,50 @@ blocks_done:
 	MOVSS         X0, ret+48(FP)
 	RET
 
+// func vecDot64F32sAVX512(w []float32, x []float32) float32
+// Requires: AVX, AVX512F, SSE
+TEXT ·vecDot64F32sAVX512(SB), NOSPLIT, $0-52
+	MOVQ   w_base+0(FP), AX
+	MOVQ   x_base+24(FP), CX
+	MOVQ   x_len+32(FP), DX
+	SHRQ   $0x06, DX
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	TESTQ  DX, DX
+	JZ     blocks_done
+
+blocks:
+	VMOVUPS     (AX), Z4
+	VFMADD231PS (CX), Z4, Z0
+	VMOVUPS     64(AX), Z4
+	VFMADD231PS 64(CX), Z4, Z1
+	VMOVUPS     128(AX), Z4
+	VFMADD231PS 128(CX), Z4, Z2
+	VMOVUPS     192(AX), Z4
+	VFMADD231PS 192(CX), Z4, Z3
+	ADDQ        $0x00000100, AX
+	ADDQ        $0x00000100, CX
+	DECQ        DX
+	JNZ         blocks
+
+blocks_done:
+	VADDPS        Z2, Z0, Z0
+	VADDPS        Z3, Z1, Z1
+	VADDPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VADDPS        Y1, Y0, Y1
+	VEXTRACTF128  $0x01, Y1, X0
+	VADDPS        X0, X1, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VZEROUPPER
+	MOVSS         X0, ret+48(FP)
+	RET
+
 // func vecDot32BF16AVX512(w []byte, x []float32) float64
 // Requires: AVX, AVX512F, SSE2
 TEXT ·vecDot32BF16AVX512(SB), NOSPLIT, $0-56
@@ -235,6 +279,62 @@ blocks_done:
 	VADDSD        X1, X0, X0
 	VZEROUPPER
 	MOVSD         X0, ret+48(FP)
+	RET
+
+// func axpyF32AVX512(acc []float32, v []float32, w float32) int
+// Requires: AVX, AVX512F, SSE
+TEXT ·axpyF32AVX512(SB), NOSPLIT, $0-64
+	MOVQ         acc_base+0(FP), AX
+	MOVQ         v_base+24(FP), CX
+	MOVQ         v_len+32(FP), DX
+	SHRQ         $0x04, DX
+	MOVQ         DX, BX
+	SHLQ         $0x04, BX
+	MOVSS        w+48(FP), X0
+	VBROADCASTSS X0, Z0
+	TESTQ        DX, DX
+	JZ           regs_done
+
+regs:
+	VMOVUPS     (AX), Z1
+	VFMADD231PS (CX), Z0, Z1
+	VMOVUPS     Z1, (AX)
+	ADDQ        $0x00000040, AX
+	ADDQ        $0x00000040, CX
+	DECQ        DX
+	JNZ         regs
+
+regs_done:
+	VZEROUPPER
+	MOVQ BX, ret+56(FP)
+	RET
+
+// func addRowsAVX512(dst []float32, x []float32, y []float32) int
+// Requires: AVX, AVX512F
+TEXT ·addRowsAVX512(SB), NOSPLIT, $0-80
+	MOVQ  dst_base+0(FP), AX
+	MOVQ  x_base+24(FP), CX
+	MOVQ  y_base+48(FP), DX
+	MOVQ  dst_len+8(FP), BX
+	SHRQ  $0x04, BX
+	MOVQ  BX, SI
+	SHLQ  $0x04, SI
+	TESTQ BX, BX
+	JZ    regs_done
+
+regs:
+	VMOVUPS (CX), Z0
+	VADDPS  (DX), Z0, Z0
+	VMOVUPS Z0, (AX)
+	ADDQ    $0x00000040, AX
+	ADDQ    $0x00000040, CX
+	ADDQ    $0x00000040, DX
+	DECQ    BX
+	JNZ     regs
+
+regs_done:
+	VZEROUPPER
+	MOVQ SI, ret+72(FP)
 	RET
 
 // func dotLanes16F32AVX2(w []byte, x []float32) float32
@@ -457,6 +557,64 @@ blocks_done:
 	MOVSS        X1, ret+48(FP)
 	RET
 
+// func vecDot64F32sAVX2(w []float32, x []float32) float32
+// Requires: AVX, FMA3, SSE
+TEXT ·vecDot64F32sAVX2(SB), NOSPLIT, $0-52
+	MOVQ   w_base+0(FP), AX
+	MOVQ   x_base+24(FP), CX
+	MOVQ   x_len+32(FP), DX
+	SHRQ   $0x06, DX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	TESTQ  DX, DX
+	JZ     blocks_done
+
+blocks:
+	VMOVUPS     (AX), Y8
+	VMOVUPS     32(AX), Y9
+	VFMADD231PS (CX), Y8, Y0
+	VFMADD231PS 32(CX), Y9, Y1
+	VMOVUPS     64(AX), Y8
+	VMOVUPS     96(AX), Y9
+	VFMADD231PS 64(CX), Y8, Y2
+	VFMADD231PS 96(CX), Y9, Y3
+	VMOVUPS     128(AX), Y8
+	VMOVUPS     160(AX), Y9
+	VFMADD231PS 128(CX), Y8, Y4
+	VFMADD231PS 160(CX), Y9, Y5
+	VMOVUPS     192(AX), Y8
+	VMOVUPS     224(AX), Y9
+	VFMADD231PS 192(CX), Y8, Y6
+	VFMADD231PS 224(CX), Y9, Y7
+	ADDQ        $0x00000100, AX
+	ADDQ        $0x00000100, CX
+	DECQ        DX
+	JNZ         blocks
+
+blocks_done:
+	VADDPS       Y4, Y0, Y0
+	VADDPS       Y5, Y1, Y1
+	VADDPS       Y6, Y2, Y2
+	VADDPS       Y7, Y3, Y3
+	VADDPS       Y2, Y0, Y0
+	VADDPS       Y3, Y1, Y1
+	VADDPS       Y1, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VZEROUPPER
+	MOVSS        X1, ret+48(FP)
+	RET
+
 // func vecDot32BF16AVX2(w []byte, x []float32) float64
 // Requires: AVX, AVX2, SSE2
 TEXT ·vecDot32BF16AVX2(SB), NOSPLIT, $0-56
@@ -513,4 +671,60 @@ blocks_done:
 	VADDSD       X2, X1, X1
 	VZEROUPPER
 	MOVSD        X1, ret+48(FP)
+	RET
+
+// func axpyF32AVX2(acc []float32, v []float32, w float32) int
+// Requires: AVX, AVX2, FMA3, SSE
+TEXT ·axpyF32AVX2(SB), NOSPLIT, $0-64
+	MOVQ         acc_base+0(FP), AX
+	MOVQ         v_base+24(FP), CX
+	MOVQ         v_len+32(FP), DX
+	SHRQ         $0x03, DX
+	MOVQ         DX, BX
+	SHLQ         $0x03, BX
+	MOVSS        w+48(FP), X0
+	VBROADCASTSS X0, Y0
+	TESTQ        DX, DX
+	JZ           regs_done
+
+regs:
+	VMOVUPS     (AX), Y1
+	VFMADD231PS (CX), Y0, Y1
+	VMOVUPS     Y1, (AX)
+	ADDQ        $0x00000020, AX
+	ADDQ        $0x00000020, CX
+	DECQ        DX
+	JNZ         regs
+
+regs_done:
+	VZEROUPPER
+	MOVQ BX, ret+56(FP)
+	RET
+
+// func addRowsAVX2(dst []float32, x []float32, y []float32) int
+// Requires: AVX
+TEXT ·addRowsAVX2(SB), NOSPLIT, $0-80
+	MOVQ  dst_base+0(FP), AX
+	MOVQ  x_base+24(FP), CX
+	MOVQ  y_base+48(FP), DX
+	MOVQ  dst_len+8(FP), BX
+	SHRQ  $0x03, BX
+	MOVQ  BX, SI
+	SHLQ  $0x03, SI
+	TESTQ BX, BX
+	JZ    regs_done
+
+regs:
+	VMOVUPS (CX), Y0
+	VADDPS  (DX), Y0, Y0
+	VMOVUPS Y0, (AX)
+	ADDQ    $0x00000020, AX
+	ADDQ    $0x00000020, CX
+	ADDQ    $0x00000020, DX
+	DECQ    BX
+	JNZ     regs
+
+regs_done:
+	VZEROUPPER
+	MOVQ SI, ret+72(FP)
 	RET

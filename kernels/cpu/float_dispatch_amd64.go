@@ -3,6 +3,7 @@ package cpu
 import (
 	"encoding/binary"
 
+	"github.com/godwit-ai/godwit/kernels"
 	"github.com/godwit-ai/godwit/models/gguf"
 )
 
@@ -12,17 +13,22 @@ import (
 type floatAsm struct {
 	lanes16F32, lanes16F16, lanes16BF16 func(w []byte, x []float32) float32
 	vec64F32, vec64F16                  func(w []byte, x []float32) float32
+	vec64F32s                           func(w, x []float32) float32
 	vec32BF16                           func(w []byte, x []float32) float64
+	axpy                                func(acc, v []float32, w float32) int
+	addRows                             func(dst, x, y []float32) int
 }
 
 var (
 	floatAVX512 = floatAsm{
 		dotLanes16F32AVX512, dotLanes16F16AVX512, dotLanes16BF16AVX512,
-		vecDot64F32AVX512, vecDot64F16AVX512, vecDot32BF16AVX512,
+		vecDot64F32AVX512, vecDot64F16AVX512, vecDot64F32sAVX512, vecDot32BF16AVX512,
+		axpyF32AVX512, addRowsAVX512,
 	}
 	floatAVX2 = floatAsm{
 		dotLanes16F32AVX2, dotLanes16F16AVX2, dotLanes16BF16AVX2,
-		vecDot64F32AVX2, vecDot64F16AVX2, vecDot32BF16AVX2,
+		vecDot64F32AVX2, vecDot64F16AVX2, vecDot64F32sAVX2, vecDot32BF16AVX2,
+		axpyF32AVX2, addRowsAVX2,
 	}
 )
 
@@ -37,11 +43,13 @@ var _ = onSetVariant(func(v Variant) {
 		for _, t := range []gguf.Type{gguf.F32, gguf.F16, gguf.BF16} {
 			delete(simdFloat, t)
 		}
+		dotF32, kqv = vecDotF32, kqvGo
 		return
 	}
 	simdFloat[gguf.F32] = k.dotF32Row
 	simdFloat[gguf.F16] = k.dotF16Row
 	simdFloat[gguf.BF16] = k.dotBF16Row
+	dotF32, kqv = k.dotF32s, k.kqv
 })
 
 // dotF32Row is dotLanes16 or vecDotF32 of an F32 row. Each reslices w to the
@@ -82,4 +90,56 @@ func (k *floatAsm) dotBF16Row(w []byte, x []float32, lanes16 bool) float32 {
 		s += float64(float32(BF16ToFP32(binary.LittleEndian.Uint16(w[2*j:])) * x[j]))
 	}
 	return float32(s)
+}
+
+// dotF32s is vecDotF32.
+func (k *floatAsm) dotF32s(w, x []float32) float32 {
+	w = w[:len(x)]
+	sum := k.vec64F32s(w, x)
+	for j := len(x) &^ 63; j < len(x); j++ {
+		sum = fma32(w[j], x[j], sum)
+	}
+	return sum
+}
+
+// kqv is kqvGo with acc transposed: lane l's sums over d are the row
+// acc[l·len(o):(l+1)·len(o)], so that adding a value row and folding the
+// lanes are elementwise over d. The folds take the rows in the pairs and the
+// order of fold64 and reduce16.
+func (k *floatAsm) kqv(o, s []float32, kv kernels.KV, layer, off, width int, acc []float32) {
+	hd := len(o)
+	acc = acc[:width*hd]
+	clear(acc)
+	row := func(l int) []float32 { return acc[l*hd : (l+1)*hd] }
+	for p, w := range s {
+		v := kv.Value(layer, p)[off : off+hd]
+		r := row(p % width)
+		for d := k.axpy(r, v, w); d < hd; d++ {
+			r[d] = fma32(v[d], w, r[d])
+		}
+	}
+	if width == 64 {
+		for t := range 16 {
+			k.add(row(t), row(t), row(32+t))
+			k.add(row(16+t), row(16+t), row(48+t))
+			k.add(row(t), row(t), row(16+t))
+		}
+	}
+	for l := range 8 {
+		k.add(row(l), row(l), row(l+8))
+	}
+	for l := range 4 {
+		k.add(row(l), row(l), row(l+4))
+	}
+	k.add(row(0), row(0), row(2))
+	k.add(row(1), row(1), row(3))
+	k.add(o, row(0), row(1))
+}
+
+// add sets dst[d] = x[d] + y[d].
+func (k *floatAsm) add(dst, x, y []float32) {
+	x, y = x[:len(dst)], y[:len(dst)]
+	for d := k.addRows(dst, x, y); d < len(dst); d++ {
+		dst[d] = x[d] + y[d]
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/godwit-ai/godwit/kernels"
 	"github.com/godwit-ai/godwit/models/gguf"
 )
 
@@ -179,6 +180,55 @@ func TestSIMDFloatDotsSpecial(t *testing.T) {
 	})
 }
 
+// TestSIMDDotF32: attention's q·k equals vecDotF32.
+func TestSIMDDotF32(t *testing.T) {
+	forEachSIMD(t, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(13, 14))
+		for _, n := range awkwardLens {
+			for trial := range 20 {
+				w, x := spread(r, n, 12), spread(r, n, 12)
+				if got, want := dotF32(w, x), vecDotF32(w, x); !sameBits(got, want) {
+					t.Errorf("n=%d trial %d: %g, Go gives %g", n, trial, got, want)
+				}
+			}
+		}
+	})
+}
+
+// TestSIMDAttention: attention under each SIMD variant equals the Go
+// variant's, for one and several query rows (the 64- and 16-lane sums), head
+// widths with and without a leftover past the registers, and contexts that
+// end inside and at the end of a lane round.
+func TestSIMDAttention(t *testing.T) {
+	type shape struct{ hd, total, n int }
+	var shapes []shape
+	for _, hd := range []int{4, 8, 20, 64, 72, 128} {
+		for _, tn := range [][2]int{{1, 1}, {9, 3}, {64, 1}, {64, 2}, {130, 1}, {130, 5}, {300, 4}} {
+			shapes = append(shapes, shape{hd, tn[0], tn[1]})
+		}
+	}
+	run := func(s shape, seed uint64) []float32 {
+		r := rand.New(rand.NewPCG(seed, 15))
+		const heads, kvHeads = 4, 2
+		a := kernels.Attn{Pos0: s.total - s.n, Heads: heads, KVHeads: kvHeads, HeadDim: s.hd, Scale: 0.3}
+		kv := flatKV{k: spread(r, s.total*kvHeads*s.hd, 2), v: spread(r, s.total*kvHeads*s.hd, 8), width: kvHeads * s.hd}
+		q := spread(r, s.n*heads*s.hd, 2)
+		out := make([]float32, len(q))
+		attention(out, q, kv, a, make([]float32, s.total), make([]float32, 64*s.hd))
+		return out
+	}
+	want := make([][]float32, len(shapes))
+	SetVariant(VariantGo)
+	for i, s := range shapes {
+		want[i] = run(s, uint64(i))
+	}
+	forEachSIMD(t, func(t *testing.T) {
+		for i, s := range shapes {
+			checkSame(t, fmt.Sprintf("attention hd=%d total=%d n=%d", s.hd, s.total, s.n), run(s, uint64(i)), want[i])
+		}
+	})
+}
+
 // TestSIMDMatMul: MatMul of F32, F16 and BF16 weights under each SIMD
 // variant equals the Go variant's for one and five activation rows (the
 // ggml_vec_dot and tinyBLAS orders), and allocates nothing once warmed.
@@ -231,4 +281,22 @@ func TestSIMDMatMul(t *testing.T) {
 			}
 		}
 	})
+}
+
+// BenchmarkAttention is one thread's attention over a 512-position context,
+// 8 heads of 128, for one query row (64 lanes) and for 16 (16 lanes).
+func BenchmarkAttention(b *testing.B) {
+	const heads, hd, total = 8, 128, 512
+	for _, n := range []int{1, 16} {
+		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
+			r := rand.New(rand.NewPCG(1, 2))
+			a := kernels.Attn{Pos0: total - n, Heads: heads, KVHeads: heads, HeadDim: hd, Scale: 0.1}
+			kv := flatKV{k: randVec(r, total*heads*hd), v: randVec(r, total*heads*hd), width: heads * hd}
+			q := randVec(r, n*heads*hd)
+			out, scores, lanes := make([]float32, len(q)), make([]float32, total), make([]float32, 64*hd)
+			for b.Loop() {
+				attention(out, q, kv, a, scores, lanes)
+			}
+		})
+	}
 }

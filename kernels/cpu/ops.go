@@ -135,18 +135,29 @@ func attendHead(out, q []float32, kv kernels.KV, a kernels.Attn, j int, scores, 
 	qh := q[i*qRow+h*a.HeadDim : i*qRow+(h+1)*a.HeadDim]
 	off := (h / (a.Heads / a.KVHeads)) * a.HeadDim
 	for p := 0; p <= last; p++ {
-		s[p] = float32(vecDotF32(qh, kv.Key(a.Layer, p)[off:off+a.HeadDim]) * a.Scale)
+		s[p] = float32(dotF32(qh, kv.Key(a.Layer, p)[off:off+a.HeadDim]) * a.Scale)
 	}
 	Softmax(s)
+	kqv(out[i*qRow+h*a.HeadDim:i*qRow+(h+1)*a.HeadDim], s, kv, a.Layer, off, width, acc)
+}
+
+// Attention's kernels: dotF32 is vecDotF32 for q·k, and kqv sets the head
+// output o to the sum of the value rows at [off, off+len(o)) of layer's
+// positions weighted by s, in width lanes kept in acc.
+var (
+	dotF32 = vecDotF32
+	kqv    = kqvGo
+)
+
+func kqvGo(o, s []float32, kv kernels.KV, layer, off, width int, acc []float32) {
 	clear(acc)
 	for p, w := range s {
-		v := kv.Value(a.Layer, p)[off : off+a.HeadDim]
+		v := kv.Value(layer, p)[off : off+len(o)]
 		l := p % width
 		for d, vd := range v {
 			acc[d*width+l] = fma32(vd, w, acc[d*width+l])
 		}
 	}
-	o := out[i*qRow+h*a.HeadDim : i*qRow+(h+1)*a.HeadDim]
 	for d := range o {
 		if width == 16 {
 			o[d] = reduce16((*[16]float32)(acc[d*16:]))

@@ -5,13 +5,15 @@ import (
 	"github.com/mmcloughlin/avo/reg"
 )
 
-// dots generates the row dots of MatMul's float weights for one arch.
+// dots generates the row dots of MatMul's float weights (and of attention's
+// q·k) for one arch.
 func dots(a arch) {
 	for _, e := range []elem{f32, f16, bf16} {
 		lanes16(a, e)
 	}
-	vec64(a, f32)
-	vec64(a, f16)
+	vec64(a, f32, "w []byte")
+	vec64(a, f16, "w []byte")
+	vec64(a, f32, "w []float32")
 	vec32BF16(a)
 }
 
@@ -65,10 +67,15 @@ func lanes16(a arch, e elem) {
 // vec64 is vecDot64: four 16-lane FMA accumulators over blocks of 64 (lanes
 // 16j..16j+15 of the Go code's acc are accumulator j), folded by fold64. The
 // caller adds the len(x) mod 64 leftovers.
-func vec64(a arch, e elem) {
+func vec64(a arch, e elem, wParam string) {
 	name := "vecDot64" + e.String() + a.name
-	fn(name, "func(w []byte, x []float32) float32",
-		name+" is vecDot64 of the "+e.String()+" row w and x: the sum of the first",
+	what := "the " + e.String() + " row w"
+	if wParam == "w []float32" {
+		name = "vecDot64F32s" + a.name
+		what = "w"
+	}
+	fn(name, "func("+wParam+", x []float32) float32",
+		name+" is vecDot64 of "+what+" and x: the sum of the first",
 		"len(x) &^ 63 products, which w holds at least.")
 	wp := g.Load(g.Param("w").Base(), g.GP64())
 	xp := g.Load(g.Param("x").Base(), g.GP64())

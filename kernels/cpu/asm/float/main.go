@@ -1,9 +1,9 @@
 // Command float generates kernels/cpu/float_amd64.s and its Go stubs: the
-// F32, F16 and BF16 row dots of MatMul, each in an AVX2 and an AVX-512
-// variant.
+// F32, F16 and BF16 row dots of MatMul and the steps of attention, each in
+// an AVX2 and an AVX-512 variant.
 //
 // Every kernel adds, multiplies and fuses in exactly the order of the plain
-// Go kernel it replaces (kernels/cpu/dot.go),
+// Go kernel it replaces (kernels/cpu: dot.go, ops.go),
 // lane for lane, so that its results are bit for bit the same: a 16-lane
 // accumulator of the Go code is one ZMM register, or two YMM registers (lanes
 // 0–7 and 8–15) in AVX2, and the horizontal folds take the same pairs in the
@@ -15,8 +15,8 @@
 // describes (the float64 sum falling exactly halfway between two float32
 // values). Products of fp16 or bf16 values are exact in float32 and never get
 // there, so the F16 and BF16 dots of the rounded activations MatMul passes
-// them match for every input; F32 rows can differ in principle, and then the
-// kernels give llama.cpp's bits.
+// them match for every input; F32 rows and attention can differ in
+// principle, and then the kernels give llama.cpp's bits.
 package main
 
 import (
@@ -45,6 +45,7 @@ func main() {
 
 	for _, a := range []arch{avx512, avx2} {
 		dots(a)
+		attention(a)
 	}
 	if err := generate(*out, *stubs, *pkg); err != nil {
 		fmt.Fprintln(os.Stderr, "float:", err)
