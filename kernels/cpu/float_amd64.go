@@ -44,6 +44,18 @@ func vecDot64F32sAVX512(w []float32, x []float32) float32
 //go:noescape
 func vecDot32BF16AVX512(w []byte, x []float32) float64
 
+// roundFP16AVX512 sets dst[i] = FP16ToFP32(FP32ToFP16(src[i])) for whole registers
+// of src and returns how many values it did.
+//
+//go:noescape
+func roundFP16AVX512(dst []float32, src []float32) int
+
+// roundBF16AVX512 sets dst[i] = BF16ToFP32(FP32ToBF16(src[i])) for whole registers
+// of src and returns how many values it did.
+//
+//go:noescape
+func roundBF16AVX512(dst []float32, src []float32) int
+
 // axpyF32AVX512 sets acc[d] = fma32(v[d], w, acc[d]) for whole registers of v
 // and returns how many values it did.
 //
@@ -97,6 +109,18 @@ func vecDot64F32sAVX2(w []float32, x []float32) float32
 //
 //go:noescape
 func vecDot32BF16AVX2(w []byte, x []float32) float64
+
+// roundFP16AVX2 sets dst[i] = FP16ToFP32(FP32ToFP16(src[i])) for whole registers
+// of src and returns how many values it did.
+//
+//go:noescape
+func roundFP16AVX2(dst []float32, src []float32) int
+
+// roundBF16AVX2 sets dst[i] = BF16ToFP32(FP32ToBF16(src[i])) for whole registers
+// of src and returns how many values it did.
+//
+//go:noescape
+func roundBF16AVX2(dst []float32, src []float32) int
 
 // axpyF32AVX2 sets acc[d] = fma32(v[d], w, acc[d]) for whole registers of v
 // and returns how many values it did.

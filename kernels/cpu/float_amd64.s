@@ -2,6 +2,104 @@
 
 #include "textflag.h"
 
+DATA floatconst<>+0(SB)/4, $0x80000000
+DATA floatconst<>+4(SB)/4, $0x80000000
+DATA floatconst<>+8(SB)/4, $0x80000000
+DATA floatconst<>+12(SB)/4, $0x80000000
+DATA floatconst<>+16(SB)/4, $0x80000000
+DATA floatconst<>+20(SB)/4, $0x80000000
+DATA floatconst<>+24(SB)/4, $0x80000000
+DATA floatconst<>+28(SB)/4, $0x80000000
+DATA floatconst<>+32(SB)/4, $0x80000000
+DATA floatconst<>+36(SB)/4, $0x80000000
+DATA floatconst<>+40(SB)/4, $0x80000000
+DATA floatconst<>+44(SB)/4, $0x80000000
+DATA floatconst<>+48(SB)/4, $0x80000000
+DATA floatconst<>+52(SB)/4, $0x80000000
+DATA floatconst<>+56(SB)/4, $0x80000000
+DATA floatconst<>+60(SB)/4, $0x80000000
+DATA floatconst<>+64(SB)/4, $0x7fc00000
+DATA floatconst<>+68(SB)/4, $0x7fc00000
+DATA floatconst<>+72(SB)/4, $0x7fc00000
+DATA floatconst<>+76(SB)/4, $0x7fc00000
+DATA floatconst<>+80(SB)/4, $0x7fc00000
+DATA floatconst<>+84(SB)/4, $0x7fc00000
+DATA floatconst<>+88(SB)/4, $0x7fc00000
+DATA floatconst<>+92(SB)/4, $0x7fc00000
+DATA floatconst<>+96(SB)/4, $0x7fc00000
+DATA floatconst<>+100(SB)/4, $0x7fc00000
+DATA floatconst<>+104(SB)/4, $0x7fc00000
+DATA floatconst<>+108(SB)/4, $0x7fc00000
+DATA floatconst<>+112(SB)/4, $0x7fc00000
+DATA floatconst<>+116(SB)/4, $0x7fc00000
+DATA floatconst<>+120(SB)/4, $0x7fc00000
+DATA floatconst<>+124(SB)/4, $0x7fc00000
+DATA floatconst<>+128(SB)/4, $0x00000001
+DATA floatconst<>+132(SB)/4, $0x00000001
+DATA floatconst<>+136(SB)/4, $0x00000001
+DATA floatconst<>+140(SB)/4, $0x00000001
+DATA floatconst<>+144(SB)/4, $0x00000001
+DATA floatconst<>+148(SB)/4, $0x00000001
+DATA floatconst<>+152(SB)/4, $0x00000001
+DATA floatconst<>+156(SB)/4, $0x00000001
+DATA floatconst<>+160(SB)/4, $0x00000001
+DATA floatconst<>+164(SB)/4, $0x00000001
+DATA floatconst<>+168(SB)/4, $0x00000001
+DATA floatconst<>+172(SB)/4, $0x00000001
+DATA floatconst<>+176(SB)/4, $0x00000001
+DATA floatconst<>+180(SB)/4, $0x00000001
+DATA floatconst<>+184(SB)/4, $0x00000001
+DATA floatconst<>+188(SB)/4, $0x00000001
+DATA floatconst<>+192(SB)/4, $0x00007fff
+DATA floatconst<>+196(SB)/4, $0x00007fff
+DATA floatconst<>+200(SB)/4, $0x00007fff
+DATA floatconst<>+204(SB)/4, $0x00007fff
+DATA floatconst<>+208(SB)/4, $0x00007fff
+DATA floatconst<>+212(SB)/4, $0x00007fff
+DATA floatconst<>+216(SB)/4, $0x00007fff
+DATA floatconst<>+220(SB)/4, $0x00007fff
+DATA floatconst<>+224(SB)/4, $0x00007fff
+DATA floatconst<>+228(SB)/4, $0x00007fff
+DATA floatconst<>+232(SB)/4, $0x00007fff
+DATA floatconst<>+236(SB)/4, $0x00007fff
+DATA floatconst<>+240(SB)/4, $0x00007fff
+DATA floatconst<>+244(SB)/4, $0x00007fff
+DATA floatconst<>+248(SB)/4, $0x00007fff
+DATA floatconst<>+252(SB)/4, $0x00007fff
+DATA floatconst<>+256(SB)/4, $0xffff0000
+DATA floatconst<>+260(SB)/4, $0xffff0000
+DATA floatconst<>+264(SB)/4, $0xffff0000
+DATA floatconst<>+268(SB)/4, $0xffff0000
+DATA floatconst<>+272(SB)/4, $0xffff0000
+DATA floatconst<>+276(SB)/4, $0xffff0000
+DATA floatconst<>+280(SB)/4, $0xffff0000
+DATA floatconst<>+284(SB)/4, $0xffff0000
+DATA floatconst<>+288(SB)/4, $0xffff0000
+DATA floatconst<>+292(SB)/4, $0xffff0000
+DATA floatconst<>+296(SB)/4, $0xffff0000
+DATA floatconst<>+300(SB)/4, $0xffff0000
+DATA floatconst<>+304(SB)/4, $0xffff0000
+DATA floatconst<>+308(SB)/4, $0xffff0000
+DATA floatconst<>+312(SB)/4, $0xffff0000
+DATA floatconst<>+316(SB)/4, $0xffff0000
+DATA floatconst<>+320(SB)/4, $0x00400000
+DATA floatconst<>+324(SB)/4, $0x00400000
+DATA floatconst<>+328(SB)/4, $0x00400000
+DATA floatconst<>+332(SB)/4, $0x00400000
+DATA floatconst<>+336(SB)/4, $0x00400000
+DATA floatconst<>+340(SB)/4, $0x00400000
+DATA floatconst<>+344(SB)/4, $0x00400000
+DATA floatconst<>+348(SB)/4, $0x00400000
+DATA floatconst<>+352(SB)/4, $0x00400000
+DATA floatconst<>+356(SB)/4, $0x00400000
+DATA floatconst<>+360(SB)/4, $0x00400000
+DATA floatconst<>+364(SB)/4, $0x00400000
+DATA floatconst<>+368(SB)/4, $0x00400000
+DATA floatconst<>+372(SB)/4, $0x00400000
+DATA floatconst<>+376(SB)/4, $0x00400000
+DATA floatconst<>+380(SB)/4, $0x00400000
+GLOBL floatconst<>(SB), RODATA|NOPTR, $384
+
 // func dotLanes16F32AVX512(w []byte, x []float32) float32
 // Requires: AVX, AVX512F, SSE
 TEXT ·dotLanes16F32AVX512(SB), NOSPLIT, $0-52
@@ -279,6 +377,71 @@ blocks_done:
 	VADDSD        X1, X0, X0
 	VZEROUPPER
 	MOVSD         X0, ret+48(FP)
+	RET
+
+// func roundFP16AVX512(dst []float32, src []float32) int
+// Requires: AVX, AVX512F
+TEXT ·roundFP16AVX512(SB), NOSPLIT, $0-56
+	MOVQ  dst_base+0(FP), AX
+	MOVQ  src_base+24(FP), CX
+	MOVQ  src_len+32(FP), DX
+	SHRQ  $0x04, DX
+	MOVQ  DX, BX
+	SHLQ  $0x04, BX
+	TESTQ DX, DX
+	JZ    regs_done
+
+regs:
+	VMOVUPS   (CX), Z0
+	VCVTPS2PH $0x00, Z0, Y1
+	VCVTPH2PS Y1, Z1
+	VPANDD    floatconst<>+0(SB), Z0, Z2
+	VPORD     floatconst<>+64(SB), Z2, Z2
+	VCMPPS    $0x03, Z0, Z0, K1
+	VBLENDMPS Z2, Z1, K1, Z1
+	VMOVUPS   Z1, (AX)
+	ADDQ      $0x00000040, CX
+	ADDQ      $0x00000040, AX
+	DECQ      DX
+	JNZ       regs
+
+regs_done:
+	VZEROUPPER
+	MOVQ BX, ret+48(FP)
+	RET
+
+// func roundBF16AVX512(dst []float32, src []float32) int
+// Requires: AVX, AVX512F
+TEXT ·roundBF16AVX512(SB), NOSPLIT, $0-56
+	MOVQ  dst_base+0(FP), AX
+	MOVQ  src_base+24(FP), CX
+	MOVQ  src_len+32(FP), DX
+	SHRQ  $0x04, DX
+	MOVQ  DX, BX
+	SHLQ  $0x04, BX
+	TESTQ DX, DX
+	JZ    regs_done
+
+regs:
+	VMOVUPS   (CX), Z0
+	VPSRLD    $0x10, Z0, Z1
+	VPANDD    floatconst<>+128(SB), Z1, Z1
+	VPADDD    floatconst<>+192(SB), Z1, Z1
+	VPADDD    Z0, Z1, Z1
+	VPANDD    floatconst<>+256(SB), Z1, Z1
+	VPANDD    floatconst<>+256(SB), Z0, Z2
+	VPORD     floatconst<>+320(SB), Z2, Z2
+	VCMPPS    $0x03, Z0, Z0, K1
+	VBLENDMPS Z2, Z1, K1, Z1
+	VMOVUPS   Z1, (AX)
+	ADDQ      $0x00000040, CX
+	ADDQ      $0x00000040, AX
+	DECQ      DX
+	JNZ       regs
+
+regs_done:
+	VZEROUPPER
+	MOVQ BX, ret+48(FP)
 	RET
 
 // func axpyF32AVX512(acc []float32, v []float32, w float32) int
@@ -671,6 +834,71 @@ blocks_done:
 	VADDSD       X2, X1, X1
 	VZEROUPPER
 	MOVSD        X1, ret+48(FP)
+	RET
+
+// func roundFP16AVX2(dst []float32, src []float32) int
+// Requires: AVX, AVX2, F16C
+TEXT ·roundFP16AVX2(SB), NOSPLIT, $0-56
+	MOVQ  dst_base+0(FP), AX
+	MOVQ  src_base+24(FP), CX
+	MOVQ  src_len+32(FP), DX
+	SHRQ  $0x03, DX
+	MOVQ  DX, BX
+	SHLQ  $0x03, BX
+	TESTQ DX, DX
+	JZ    regs_done
+
+regs:
+	VMOVUPS   (CX), Y0
+	VCVTPS2PH $0x00, Y0, X1
+	VCVTPH2PS X1, Y1
+	VPAND     floatconst<>+0(SB), Y0, Y2
+	VPOR      floatconst<>+64(SB), Y2, Y2
+	VCMPPS    $0x03, Y0, Y0, Y0
+	VBLENDVPS Y0, Y2, Y1, Y1
+	VMOVUPS   Y1, (AX)
+	ADDQ      $0x00000020, CX
+	ADDQ      $0x00000020, AX
+	DECQ      DX
+	JNZ       regs
+
+regs_done:
+	VZEROUPPER
+	MOVQ BX, ret+48(FP)
+	RET
+
+// func roundBF16AVX2(dst []float32, src []float32) int
+// Requires: AVX, AVX2
+TEXT ·roundBF16AVX2(SB), NOSPLIT, $0-56
+	MOVQ  dst_base+0(FP), AX
+	MOVQ  src_base+24(FP), CX
+	MOVQ  src_len+32(FP), DX
+	SHRQ  $0x03, DX
+	MOVQ  DX, BX
+	SHLQ  $0x03, BX
+	TESTQ DX, DX
+	JZ    regs_done
+
+regs:
+	VMOVUPS   (CX), Y0
+	VPSRLD    $0x10, Y0, Y1
+	VPAND     floatconst<>+128(SB), Y1, Y1
+	VPADDD    floatconst<>+192(SB), Y1, Y1
+	VPADDD    Y0, Y1, Y1
+	VPAND     floatconst<>+256(SB), Y1, Y1
+	VPAND     floatconst<>+256(SB), Y0, Y2
+	VPOR      floatconst<>+320(SB), Y2, Y2
+	VCMPPS    $0x03, Y0, Y0, Y0
+	VBLENDVPS Y0, Y2, Y1, Y1
+	VMOVUPS   Y1, (AX)
+	ADDQ      $0x00000020, CX
+	ADDQ      $0x00000020, AX
+	DECQ      DX
+	JNZ       regs
+
+regs_done:
+	VZEROUPPER
+	MOVQ BX, ret+48(FP)
 	RET
 
 // func axpyF32AVX2(acc []float32, v []float32, w float32) int

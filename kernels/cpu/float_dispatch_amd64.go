@@ -15,6 +15,7 @@ type floatAsm struct {
 	vec64F32, vec64F16                  func(w []byte, x []float32) float32
 	vec64F32s                           func(w, x []float32) float32
 	vec32BF16                           func(w []byte, x []float32) float64
+	roundFP16, roundBF16                func(dst, src []float32) int
 	axpy                                func(acc, v []float32, w float32) int
 	addRows                             func(dst, x, y []float32) int
 }
@@ -23,12 +24,12 @@ var (
 	floatAVX512 = floatAsm{
 		dotLanes16F32AVX512, dotLanes16F16AVX512, dotLanes16BF16AVX512,
 		vecDot64F32AVX512, vecDot64F16AVX512, vecDot64F32sAVX512, vecDot32BF16AVX512,
-		axpyF32AVX512, addRowsAVX512,
+		roundFP16AVX512, roundBF16AVX512, axpyF32AVX512, addRowsAVX512,
 	}
 	floatAVX2 = floatAsm{
 		dotLanes16F32AVX2, dotLanes16F16AVX2, dotLanes16BF16AVX2,
 		vecDot64F32AVX2, vecDot64F16AVX2, vecDot64F32sAVX2, vecDot32BF16AVX2,
-		axpyF32AVX2, addRowsAVX2,
+		roundFP16AVX2, roundBF16AVX2, axpyF32AVX2, addRowsAVX2,
 	}
 )
 
@@ -43,12 +44,14 @@ var _ = onSetVariant(func(v Variant) {
 		for _, t := range []gguf.Type{gguf.F32, gguf.F16, gguf.BF16} {
 			delete(simdFloat, t)
 		}
+		roundFP16, roundBF16 = roundFP16Go, roundBF16Go
 		dotF32, kqv = vecDotF32, kqvGo
 		return
 	}
 	simdFloat[gguf.F32] = k.dotF32Row
 	simdFloat[gguf.F16] = k.dotF16Row
 	simdFloat[gguf.BF16] = k.dotBF16Row
+	roundFP16, roundBF16 = k.roundFP16Row, k.roundBF16Row
 	dotF32, kqv = k.dotF32s, k.kqv
 })
 
@@ -100,6 +103,18 @@ func (k *floatAsm) dotF32s(w, x []float32) float32 {
 		sum = fma32(w[j], x[j], sum)
 	}
 	return sum
+}
+
+func (k *floatAsm) roundFP16Row(dst, src []float32) {
+	dst = dst[:len(src)]
+	d := k.roundFP16(dst, src)
+	roundFP16Go(dst[d:], src[d:])
+}
+
+func (k *floatAsm) roundBF16Row(dst, src []float32) {
+	dst = dst[:len(src)]
+	d := k.roundBF16(dst, src)
+	roundBF16Go(dst[d:], src[d:])
 }
 
 // kqv is kqvGo with acc transposed: lane l's sums over d are the row

@@ -124,13 +124,9 @@ func TestSIMDFloatDots(t *testing.T) {
 					if trial%2 == 0 {
 						switch typ {
 						case gguf.F16:
-							for i, v := range x {
-								x[i] = FP16ToFP32(FP32ToFP16(v))
-							}
+							roundFP16Go(x, x)
 						case gguf.BF16:
-							for i, v := range x {
-								x[i] = BF16ToFP32(FP32ToBF16(v))
-							}
+							roundBF16Go(x, x)
 						}
 					}
 					for _, lanes16 := range []bool{false, true} {
@@ -172,6 +168,56 @@ func TestSIMDFloatDotsSpecial(t *testing.T) {
 						got, want := simdFloat[typ](wb, x, lanes16), goFloatDot(typ, wd, x, lanes16)
 						if !sameBits(got, want) {
 							t.Errorf("%v n=%d lanes16=%v trial %d: %g, Go gives %g", typ, n, lanes16, trial, got, want)
+						}
+					}
+				}
+			}
+		}
+	})
+}
+
+// roundingInputs returns float32 bit patterns around every rounding boundary
+// of fp16 and bf16 in every exponent, both signs, NaNs with payloads
+// included, then random patterns.
+func roundingInputs(r *rand.Rand) []float32 {
+	var v []float32
+	mans := []uint32{0, 1, 0xfff, 0x1000, 0x1001, 0x1fff, 0x2000, 0x3000, 0x7fff, 0x8000, 0x8001,
+		0x18000, 0x7fe000, 0x7ff000, 0x7fffff, 0x400000, 0x400001}
+	for sign := range uint32(2) {
+		for exp := range uint32(256) {
+			for _, m := range mans {
+				v = append(v, math.Float32frombits(sign<<31|exp<<23|m))
+			}
+			for range 8 {
+				v = append(v, math.Float32frombits(sign<<31|exp<<23|r.Uint32()&0x7fffff))
+			}
+		}
+	}
+	for range 20000 {
+		v = append(v, math.Float32frombits(r.Uint32()))
+	}
+	return v
+}
+
+// TestSIMDActivationRounding: the fp16 and bf16 roundings of MatMul equal
+// FP32ToFP16/FP32ToBF16 and back bit for bit, NaNs included.
+func TestSIMDActivationRounding(t *testing.T) {
+	in := roundingInputs(rand.New(rand.NewPCG(11, 12)))
+	forEachSIMD(t, func(t *testing.T) {
+		for _, c := range []struct {
+			name     string
+			got, ref func(dst, src []float32)
+		}{{"fp16", roundFP16, roundFP16Go}, {"bf16", roundBF16, roundBF16Go}} {
+			for _, n := range append(awkwardLens, len(in)) {
+				for off := 0; off+n <= len(in); off += max(n, len(in)/7) {
+					src := in[off : off+n]
+					got, want := make([]float32, n), make([]float32, n)
+					c.got(got, src)
+					c.ref(want, src)
+					for i := range want {
+						if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+							t.Fatalf("%s n=%d: %#08x → %#08x, Go gives %#08x", c.name, n,
+								math.Float32bits(src[i]), math.Float32bits(got[i]), math.Float32bits(want[i]))
 						}
 					}
 				}

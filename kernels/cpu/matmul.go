@@ -65,15 +65,11 @@ func (s *Scratch) MatMul(out []float32, t gguf.Type, w []byte, rows, cols int, x
 	case gguf.F32:
 	case gguf.F16:
 		s.f = grow(s.f, n*cols)
-		for i, v := range x {
-			s.f[i] = FP16ToFP32(FP32ToFP16(v))
-		}
+		roundFP16(s.f, x)
 		task.x = s.f
 	case gguf.BF16:
 		s.f = grow(s.f, n*cols)
-		for i, v := range x {
-			s.f[i] = BF16ToFP32(FP32ToBF16(v))
-		}
+		roundBF16(s.f, x)
 		task.x = s.f
 	default:
 		task.acts = s.quantizeActs(t, x, cols, n)
@@ -105,7 +101,22 @@ var (
 	// with activations already rounded to its precision; lanes16 selects
 	// tinyBLAS's order, else ggml_vec_dot's.
 	simdFloat = map[gguf.Type]func(w []byte, x []float32, lanes16 bool) float32{}
+	// roundFP16 and roundBF16 set dst[i] to src[i] rounded to fp16 or bf16.
+	roundFP16 = roundFP16Go
+	roundBF16 = roundBF16Go
 )
+
+func roundFP16Go(dst, src []float32) {
+	for i, v := range src {
+		dst[i] = FP16ToFP32(FP32ToFP16(v))
+	}
+}
+
+func roundBF16Go(dst, src []float32) {
+	for i, v := range src {
+		dst[i] = BF16ToFP32(FP32ToBF16(v))
+	}
+}
 
 // threadScratch is what one thread of a product decodes weight rows into on
 // the plain Go path.

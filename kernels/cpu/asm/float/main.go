@@ -1,9 +1,10 @@
 // Command float generates kernels/cpu/float_amd64.s and its Go stubs: the
-// F32, F16 and BF16 row dots of MatMul and the steps of attention, each in
-// an AVX2 and an AVX-512 variant.
+// F32, F16 and BF16 row dots of MatMul, the rounding of activations to fp16
+// and bf16, and the steps of attention, each in an AVX2 and an AVX-512
+// variant.
 //
 // Every kernel adds, multiplies and fuses in exactly the order of the plain
-// Go kernel it replaces (kernels/cpu: dot.go, ops.go),
+// Go kernel it replaces (kernels/cpu: dot.go, matmul.go, ops.go),
 // lane for lane, so that its results are bit for bit the same: a 16-lane
 // accumulator of the Go code is one ZMM register, or two YMM registers (lanes
 // 0–7 and 8–15) in AVX2, and the horizontal folds take the same pairs in the
@@ -43,8 +44,10 @@ func main() {
 	pkg := fs.String("pkg", "cpu", "package of the stubs")
 	fs.Parse(os.Args[1:])
 
+	constants()
 	for _, a := range []arch{avx512, avx2} {
 		dots(a)
+		rounding(a)
 		attention(a)
 	}
 	if err := generate(*out, *stubs, *pkg); err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/mmcloughlin/avo/attr"
 	"github.com/mmcloughlin/avo/operand"
 	"github.com/mmcloughlin/avo/reg"
 )
@@ -8,7 +9,8 @@ import (
 // arch is one instruction-set level. A vec holds the 16 float32 lanes of one
 // accumulator of the Go code: one ZMM register, or two YMM registers in AVX2.
 // The AVX-512 variant sticks to AVX512F and AVX512BW (the variant's CPUID
-// check): VPXORD and VEXTRACTF64X4 rather than their AVX512DQ counterparts.
+// check): VPXORD, VPANDD and VEXTRACTF64X4 rather than their AVX512DQ
+// counterparts.
 type arch struct {
 	name  string // suffix of the function names
 	parts int    // registers per vec
@@ -55,6 +57,23 @@ func (a arch) zero(r reg.VecVirtual) {
 func (a arch) zeroVec(v vec) {
 	for _, r := range v {
 		a.zero(r)
+	}
+}
+
+// and and or are the bitwise operations of one register: dst = x op m.
+func (a arch) and(m operand.Op, x, dst reg.VecVirtual) {
+	if a.parts == 1 {
+		g.VPANDD(m, x, dst)
+	} else {
+		g.VPAND(m, x, dst)
+	}
+}
+
+func (a arch) or(m operand.Op, x, dst reg.VecVirtual) {
+	if a.parts == 1 {
+		g.VPORD(m, x, dst)
+	} else {
+		g.VPOR(m, x, dst)
 	}
 }
 
@@ -121,4 +140,43 @@ func (a arch) reduce16(v vec) reg.VecVirtual {
 	g.VMOVSHDUP(l, t)
 	g.VADDSS(t, l, l)
 	return l
+}
+
+// Constants, each repeated in 16 lanes so that a ZMM or YMM operand can read
+// it straight from memory.
+var (
+	consts   operand.Mem
+	constIdx = map[string]int{}
+)
+
+var constList = []struct {
+	name string
+	bits uint32
+}{
+	{"sign", 0x80000000},
+	{"qnan", 0x7fc00000},
+	{"one_i", 1},
+	{"bf16_bias", 0x7fff},
+	{"hi16", 0xffff0000},
+	{"bf16_quiet", 0x00400000},
+}
+
+func constants() {
+	consts = g.StaticGlobal("floatconst")
+	g.DataAttributes(attr.RODATA | attr.NOPTR)
+	for i, c := range constList {
+		constIdx[c.name] = i
+		for range 16 {
+			g.AppendDatum(operand.U32(c.bits))
+		}
+	}
+}
+
+// cnst is the memory operand of a named constant, one register wide.
+func cnst(name string) operand.Mem {
+	i, ok := constIdx[name]
+	if !ok {
+		panic("no constant " + name)
+	}
+	return consts.Offset(64 * i)
 }
