@@ -68,6 +68,17 @@ func axpyF32AVX512(acc []float32, v []float32, w float32) int
 //go:noescape
 func addRowsAVX512(dst []float32, x []float32, y []float32) int
 
+// softmaxExpAVX512 sets x[i] = expf(x[i] − mx) for the first len(x) &^ 15 values
+// and returns the float64 sum of their blocks' reduce16, as Softmax adds them.
+//
+//go:noescape
+func softmaxExpAVX512(x []float32, mx float32) float64
+
+// swiGLUAVX512 is SwiGLU with the vector expf for the first len(gate) &^ 15 values.
+//
+//go:noescape
+func swiGLUAVX512(gate []float32, up []float32)
+
 // dotLanes16F32AVX2 is dotLanes16 of the F32 row w and x;
 // len(x) is a multiple of 16 and w holds at least len(x) values.
 //
@@ -133,3 +144,14 @@ func axpyF32AVX2(acc []float32, v []float32, w float32) int
 //
 //go:noescape
 func addRowsAVX2(dst []float32, x []float32, y []float32) int
+
+// softmaxExpAVX2 sets x[i] = expf(x[i] − mx) for the first len(x) &^ 15 values
+// and returns the float64 sum of their blocks' reduce16, as Softmax adds them.
+//
+//go:noescape
+func softmaxExpAVX2(x []float32, mx float32) float64
+
+// swiGLUAVX2 is SwiGLU with the vector expf for the first len(gate) &^ 15 values.
+//
+//go:noescape
+func swiGLUAVX2(gate []float32, up []float32)

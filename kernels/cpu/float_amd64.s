@@ -98,7 +98,279 @@ DATA floatconst<>+368(SB)/4, $0x00400000
 DATA floatconst<>+372(SB)/4, $0x00400000
 DATA floatconst<>+376(SB)/4, $0x00400000
 DATA floatconst<>+380(SB)/4, $0x00400000
-GLOBL floatconst<>(SB), RODATA|NOPTR, $384
+DATA floatconst<>+384(SB)/4, $0x4b400000
+DATA floatconst<>+388(SB)/4, $0x4b400000
+DATA floatconst<>+392(SB)/4, $0x4b400000
+DATA floatconst<>+396(SB)/4, $0x4b400000
+DATA floatconst<>+400(SB)/4, $0x4b400000
+DATA floatconst<>+404(SB)/4, $0x4b400000
+DATA floatconst<>+408(SB)/4, $0x4b400000
+DATA floatconst<>+412(SB)/4, $0x4b400000
+DATA floatconst<>+416(SB)/4, $0x4b400000
+DATA floatconst<>+420(SB)/4, $0x4b400000
+DATA floatconst<>+424(SB)/4, $0x4b400000
+DATA floatconst<>+428(SB)/4, $0x4b400000
+DATA floatconst<>+432(SB)/4, $0x4b400000
+DATA floatconst<>+436(SB)/4, $0x4b400000
+DATA floatconst<>+440(SB)/4, $0x4b400000
+DATA floatconst<>+444(SB)/4, $0x4b400000
+DATA floatconst<>+448(SB)/4, $0x3fb8aa3b
+DATA floatconst<>+452(SB)/4, $0x3fb8aa3b
+DATA floatconst<>+456(SB)/4, $0x3fb8aa3b
+DATA floatconst<>+460(SB)/4, $0x3fb8aa3b
+DATA floatconst<>+464(SB)/4, $0x3fb8aa3b
+DATA floatconst<>+468(SB)/4, $0x3fb8aa3b
+DATA floatconst<>+472(SB)/4, $0x3fb8aa3b
+DATA floatconst<>+476(SB)/4, $0x3fb8aa3b
+DATA floatconst<>+480(SB)/4, $0x3fb8aa3b
+DATA floatconst<>+484(SB)/4, $0x3fb8aa3b
+DATA floatconst<>+488(SB)/4, $0x3fb8aa3b
+DATA floatconst<>+492(SB)/4, $0x3fb8aa3b
+DATA floatconst<>+496(SB)/4, $0x3fb8aa3b
+DATA floatconst<>+500(SB)/4, $0x3fb8aa3b
+DATA floatconst<>+504(SB)/4, $0x3fb8aa3b
+DATA floatconst<>+508(SB)/4, $0x3fb8aa3b
+DATA floatconst<>+512(SB)/4, $0x3f317200
+DATA floatconst<>+516(SB)/4, $0x3f317200
+DATA floatconst<>+520(SB)/4, $0x3f317200
+DATA floatconst<>+524(SB)/4, $0x3f317200
+DATA floatconst<>+528(SB)/4, $0x3f317200
+DATA floatconst<>+532(SB)/4, $0x3f317200
+DATA floatconst<>+536(SB)/4, $0x3f317200
+DATA floatconst<>+540(SB)/4, $0x3f317200
+DATA floatconst<>+544(SB)/4, $0x3f317200
+DATA floatconst<>+548(SB)/4, $0x3f317200
+DATA floatconst<>+552(SB)/4, $0x3f317200
+DATA floatconst<>+556(SB)/4, $0x3f317200
+DATA floatconst<>+560(SB)/4, $0x3f317200
+DATA floatconst<>+564(SB)/4, $0x3f317200
+DATA floatconst<>+568(SB)/4, $0x3f317200
+DATA floatconst<>+572(SB)/4, $0x3f317200
+DATA floatconst<>+576(SB)/4, $0x35bfbe8e
+DATA floatconst<>+580(SB)/4, $0x35bfbe8e
+DATA floatconst<>+584(SB)/4, $0x35bfbe8e
+DATA floatconst<>+588(SB)/4, $0x35bfbe8e
+DATA floatconst<>+592(SB)/4, $0x35bfbe8e
+DATA floatconst<>+596(SB)/4, $0x35bfbe8e
+DATA floatconst<>+600(SB)/4, $0x35bfbe8e
+DATA floatconst<>+604(SB)/4, $0x35bfbe8e
+DATA floatconst<>+608(SB)/4, $0x35bfbe8e
+DATA floatconst<>+612(SB)/4, $0x35bfbe8e
+DATA floatconst<>+616(SB)/4, $0x35bfbe8e
+DATA floatconst<>+620(SB)/4, $0x35bfbe8e
+DATA floatconst<>+624(SB)/4, $0x35bfbe8e
+DATA floatconst<>+628(SB)/4, $0x35bfbe8e
+DATA floatconst<>+632(SB)/4, $0x35bfbe8e
+DATA floatconst<>+636(SB)/4, $0x35bfbe8e
+DATA floatconst<>+640(SB)/4, $0x3c072010
+DATA floatconst<>+644(SB)/4, $0x3c072010
+DATA floatconst<>+648(SB)/4, $0x3c072010
+DATA floatconst<>+652(SB)/4, $0x3c072010
+DATA floatconst<>+656(SB)/4, $0x3c072010
+DATA floatconst<>+660(SB)/4, $0x3c072010
+DATA floatconst<>+664(SB)/4, $0x3c072010
+DATA floatconst<>+668(SB)/4, $0x3c072010
+DATA floatconst<>+672(SB)/4, $0x3c072010
+DATA floatconst<>+676(SB)/4, $0x3c072010
+DATA floatconst<>+680(SB)/4, $0x3c072010
+DATA floatconst<>+684(SB)/4, $0x3c072010
+DATA floatconst<>+688(SB)/4, $0x3c072010
+DATA floatconst<>+692(SB)/4, $0x3c072010
+DATA floatconst<>+696(SB)/4, $0x3c072010
+DATA floatconst<>+700(SB)/4, $0x3c072010
+DATA floatconst<>+704(SB)/4, $0x3d2b9f17
+DATA floatconst<>+708(SB)/4, $0x3d2b9f17
+DATA floatconst<>+712(SB)/4, $0x3d2b9f17
+DATA floatconst<>+716(SB)/4, $0x3d2b9f17
+DATA floatconst<>+720(SB)/4, $0x3d2b9f17
+DATA floatconst<>+724(SB)/4, $0x3d2b9f17
+DATA floatconst<>+728(SB)/4, $0x3d2b9f17
+DATA floatconst<>+732(SB)/4, $0x3d2b9f17
+DATA floatconst<>+736(SB)/4, $0x3d2b9f17
+DATA floatconst<>+740(SB)/4, $0x3d2b9f17
+DATA floatconst<>+744(SB)/4, $0x3d2b9f17
+DATA floatconst<>+748(SB)/4, $0x3d2b9f17
+DATA floatconst<>+752(SB)/4, $0x3d2b9f17
+DATA floatconst<>+756(SB)/4, $0x3d2b9f17
+DATA floatconst<>+760(SB)/4, $0x3d2b9f17
+DATA floatconst<>+764(SB)/4, $0x3d2b9f17
+DATA floatconst<>+768(SB)/4, $0x3e2aaf33
+DATA floatconst<>+772(SB)/4, $0x3e2aaf33
+DATA floatconst<>+776(SB)/4, $0x3e2aaf33
+DATA floatconst<>+780(SB)/4, $0x3e2aaf33
+DATA floatconst<>+784(SB)/4, $0x3e2aaf33
+DATA floatconst<>+788(SB)/4, $0x3e2aaf33
+DATA floatconst<>+792(SB)/4, $0x3e2aaf33
+DATA floatconst<>+796(SB)/4, $0x3e2aaf33
+DATA floatconst<>+800(SB)/4, $0x3e2aaf33
+DATA floatconst<>+804(SB)/4, $0x3e2aaf33
+DATA floatconst<>+808(SB)/4, $0x3e2aaf33
+DATA floatconst<>+812(SB)/4, $0x3e2aaf33
+DATA floatconst<>+816(SB)/4, $0x3e2aaf33
+DATA floatconst<>+820(SB)/4, $0x3e2aaf33
+DATA floatconst<>+824(SB)/4, $0x3e2aaf33
+DATA floatconst<>+828(SB)/4, $0x3e2aaf33
+DATA floatconst<>+832(SB)/4, $0x3efffedb
+DATA floatconst<>+836(SB)/4, $0x3efffedb
+DATA floatconst<>+840(SB)/4, $0x3efffedb
+DATA floatconst<>+844(SB)/4, $0x3efffedb
+DATA floatconst<>+848(SB)/4, $0x3efffedb
+DATA floatconst<>+852(SB)/4, $0x3efffedb
+DATA floatconst<>+856(SB)/4, $0x3efffedb
+DATA floatconst<>+860(SB)/4, $0x3efffedb
+DATA floatconst<>+864(SB)/4, $0x3efffedb
+DATA floatconst<>+868(SB)/4, $0x3efffedb
+DATA floatconst<>+872(SB)/4, $0x3efffedb
+DATA floatconst<>+876(SB)/4, $0x3efffedb
+DATA floatconst<>+880(SB)/4, $0x3efffedb
+DATA floatconst<>+884(SB)/4, $0x3efffedb
+DATA floatconst<>+888(SB)/4, $0x3efffedb
+DATA floatconst<>+892(SB)/4, $0x3efffedb
+DATA floatconst<>+896(SB)/4, $0x3f7ffff6
+DATA floatconst<>+900(SB)/4, $0x3f7ffff6
+DATA floatconst<>+904(SB)/4, $0x3f7ffff6
+DATA floatconst<>+908(SB)/4, $0x3f7ffff6
+DATA floatconst<>+912(SB)/4, $0x3f7ffff6
+DATA floatconst<>+916(SB)/4, $0x3f7ffff6
+DATA floatconst<>+920(SB)/4, $0x3f7ffff6
+DATA floatconst<>+924(SB)/4, $0x3f7ffff6
+DATA floatconst<>+928(SB)/4, $0x3f7ffff6
+DATA floatconst<>+932(SB)/4, $0x3f7ffff6
+DATA floatconst<>+936(SB)/4, $0x3f7ffff6
+DATA floatconst<>+940(SB)/4, $0x3f7ffff6
+DATA floatconst<>+944(SB)/4, $0x3f7ffff6
+DATA floatconst<>+948(SB)/4, $0x3f7ffff6
+DATA floatconst<>+952(SB)/4, $0x3f7ffff6
+DATA floatconst<>+956(SB)/4, $0x3f7ffff6
+DATA floatconst<>+960(SB)/4, $0x3f800000
+DATA floatconst<>+964(SB)/4, $0x3f800000
+DATA floatconst<>+968(SB)/4, $0x3f800000
+DATA floatconst<>+972(SB)/4, $0x3f800000
+DATA floatconst<>+976(SB)/4, $0x3f800000
+DATA floatconst<>+980(SB)/4, $0x3f800000
+DATA floatconst<>+984(SB)/4, $0x3f800000
+DATA floatconst<>+988(SB)/4, $0x3f800000
+DATA floatconst<>+992(SB)/4, $0x3f800000
+DATA floatconst<>+996(SB)/4, $0x3f800000
+DATA floatconst<>+1000(SB)/4, $0x3f800000
+DATA floatconst<>+1004(SB)/4, $0x3f800000
+DATA floatconst<>+1008(SB)/4, $0x3f800000
+DATA floatconst<>+1012(SB)/4, $0x3f800000
+DATA floatconst<>+1016(SB)/4, $0x3f800000
+DATA floatconst<>+1020(SB)/4, $0x3f800000
+DATA floatconst<>+1024(SB)/4, $0x43400000
+DATA floatconst<>+1028(SB)/4, $0x43400000
+DATA floatconst<>+1032(SB)/4, $0x43400000
+DATA floatconst<>+1036(SB)/4, $0x43400000
+DATA floatconst<>+1040(SB)/4, $0x43400000
+DATA floatconst<>+1044(SB)/4, $0x43400000
+DATA floatconst<>+1048(SB)/4, $0x43400000
+DATA floatconst<>+1052(SB)/4, $0x43400000
+DATA floatconst<>+1056(SB)/4, $0x43400000
+DATA floatconst<>+1060(SB)/4, $0x43400000
+DATA floatconst<>+1064(SB)/4, $0x43400000
+DATA floatconst<>+1068(SB)/4, $0x43400000
+DATA floatconst<>+1072(SB)/4, $0x43400000
+DATA floatconst<>+1076(SB)/4, $0x43400000
+DATA floatconst<>+1080(SB)/4, $0x43400000
+DATA floatconst<>+1084(SB)/4, $0x43400000
+DATA floatconst<>+1088(SB)/4, $0xc3400000
+DATA floatconst<>+1092(SB)/4, $0xc3400000
+DATA floatconst<>+1096(SB)/4, $0xc3400000
+DATA floatconst<>+1100(SB)/4, $0xc3400000
+DATA floatconst<>+1104(SB)/4, $0xc3400000
+DATA floatconst<>+1108(SB)/4, $0xc3400000
+DATA floatconst<>+1112(SB)/4, $0xc3400000
+DATA floatconst<>+1116(SB)/4, $0xc3400000
+DATA floatconst<>+1120(SB)/4, $0xc3400000
+DATA floatconst<>+1124(SB)/4, $0xc3400000
+DATA floatconst<>+1128(SB)/4, $0xc3400000
+DATA floatconst<>+1132(SB)/4, $0xc3400000
+DATA floatconst<>+1136(SB)/4, $0xc3400000
+DATA floatconst<>+1140(SB)/4, $0xc3400000
+DATA floatconst<>+1144(SB)/4, $0xc3400000
+DATA floatconst<>+1148(SB)/4, $0xc3400000
+DATA floatconst<>+1152(SB)/4, $0x7f800000
+DATA floatconst<>+1156(SB)/4, $0x7f800000
+DATA floatconst<>+1160(SB)/4, $0x7f800000
+DATA floatconst<>+1164(SB)/4, $0x7f800000
+DATA floatconst<>+1168(SB)/4, $0x7f800000
+DATA floatconst<>+1172(SB)/4, $0x7f800000
+DATA floatconst<>+1176(SB)/4, $0x7f800000
+DATA floatconst<>+1180(SB)/4, $0x7f800000
+DATA floatconst<>+1184(SB)/4, $0x7f800000
+DATA floatconst<>+1188(SB)/4, $0x7f800000
+DATA floatconst<>+1192(SB)/4, $0x7f800000
+DATA floatconst<>+1196(SB)/4, $0x7f800000
+DATA floatconst<>+1200(SB)/4, $0x7f800000
+DATA floatconst<>+1204(SB)/4, $0x7f800000
+DATA floatconst<>+1208(SB)/4, $0x7f800000
+DATA floatconst<>+1212(SB)/4, $0x7f800000
+DATA floatconst<>+1216(SB)/4, $0x00000000
+DATA floatconst<>+1220(SB)/4, $0x00000000
+DATA floatconst<>+1224(SB)/4, $0x00000000
+DATA floatconst<>+1228(SB)/4, $0x00000000
+DATA floatconst<>+1232(SB)/4, $0x00000000
+DATA floatconst<>+1236(SB)/4, $0x00000000
+DATA floatconst<>+1240(SB)/4, $0x00000000
+DATA floatconst<>+1244(SB)/4, $0x00000000
+DATA floatconst<>+1248(SB)/4, $0x00000000
+DATA floatconst<>+1252(SB)/4, $0x00000000
+DATA floatconst<>+1256(SB)/4, $0x00000000
+DATA floatconst<>+1260(SB)/4, $0x00000000
+DATA floatconst<>+1264(SB)/4, $0x00000000
+DATA floatconst<>+1268(SB)/4, $0x00000000
+DATA floatconst<>+1272(SB)/4, $0x00000000
+DATA floatconst<>+1276(SB)/4, $0x00000000
+DATA floatconst<>+1280(SB)/4, $0x42c80000
+DATA floatconst<>+1284(SB)/4, $0x42c80000
+DATA floatconst<>+1288(SB)/4, $0x42c80000
+DATA floatconst<>+1292(SB)/4, $0x42c80000
+DATA floatconst<>+1296(SB)/4, $0x42c80000
+DATA floatconst<>+1300(SB)/4, $0x42c80000
+DATA floatconst<>+1304(SB)/4, $0x42c80000
+DATA floatconst<>+1308(SB)/4, $0x42c80000
+DATA floatconst<>+1312(SB)/4, $0x42c80000
+DATA floatconst<>+1316(SB)/4, $0x42c80000
+DATA floatconst<>+1320(SB)/4, $0x42c80000
+DATA floatconst<>+1324(SB)/4, $0x42c80000
+DATA floatconst<>+1328(SB)/4, $0x42c80000
+DATA floatconst<>+1332(SB)/4, $0x42c80000
+DATA floatconst<>+1336(SB)/4, $0x42c80000
+DATA floatconst<>+1340(SB)/4, $0x42c80000
+DATA floatconst<>+1344(SB)/4, $0xc2c80000
+DATA floatconst<>+1348(SB)/4, $0xc2c80000
+DATA floatconst<>+1352(SB)/4, $0xc2c80000
+DATA floatconst<>+1356(SB)/4, $0xc2c80000
+DATA floatconst<>+1360(SB)/4, $0xc2c80000
+DATA floatconst<>+1364(SB)/4, $0xc2c80000
+DATA floatconst<>+1368(SB)/4, $0xc2c80000
+DATA floatconst<>+1372(SB)/4, $0xc2c80000
+DATA floatconst<>+1376(SB)/4, $0xc2c80000
+DATA floatconst<>+1380(SB)/4, $0xc2c80000
+DATA floatconst<>+1384(SB)/4, $0xc2c80000
+DATA floatconst<>+1388(SB)/4, $0xc2c80000
+DATA floatconst<>+1392(SB)/4, $0xc2c80000
+DATA floatconst<>+1396(SB)/4, $0xc2c80000
+DATA floatconst<>+1400(SB)/4, $0xc2c80000
+DATA floatconst<>+1404(SB)/4, $0xc2c80000
+DATA floatconst<>+1408(SB)/4, $0x0000007f
+DATA floatconst<>+1412(SB)/4, $0x0000007f
+DATA floatconst<>+1416(SB)/4, $0x0000007f
+DATA floatconst<>+1420(SB)/4, $0x0000007f
+DATA floatconst<>+1424(SB)/4, $0x0000007f
+DATA floatconst<>+1428(SB)/4, $0x0000007f
+DATA floatconst<>+1432(SB)/4, $0x0000007f
+DATA floatconst<>+1436(SB)/4, $0x0000007f
+DATA floatconst<>+1440(SB)/4, $0x0000007f
+DATA floatconst<>+1444(SB)/4, $0x0000007f
+DATA floatconst<>+1448(SB)/4, $0x0000007f
+DATA floatconst<>+1452(SB)/4, $0x0000007f
+DATA floatconst<>+1456(SB)/4, $0x0000007f
+DATA floatconst<>+1460(SB)/4, $0x0000007f
+DATA floatconst<>+1464(SB)/4, $0x0000007f
+DATA floatconst<>+1468(SB)/4, $0x0000007f
+GLOBL floatconst<>(SB), RODATA|NOPTR, $1472
 
 // func dotLanes16F32AVX512(w []byte, x []float32) float32
 // Requires: AVX, AVX512F, SSE
@@ -498,6 +770,108 @@ regs:
 regs_done:
 	VZEROUPPER
 	MOVQ SI, ret+72(FP)
+	RET
+
+// func softmaxExpAVX512(x []float32, mx float32) float64
+// Requires: AVX, AVX512F, SSE, SSE2
+TEXT ·softmaxExpAVX512(SB), NOSPLIT, $0-40
+	MOVQ         x_base+0(FP), AX
+	MOVQ         x_len+8(FP), CX
+	SHRQ         $0x04, CX
+	MOVSS        mx+24(FP), X0
+	VBROADCASTSS X0, Z0
+	VXORPS       X1, X1, X1
+	TESTQ        CX, CX
+	JZ           blocks_done
+
+blocks:
+	VMOVUPS       (AX), Z2
+	VSUBPS        Z0, Z2, Z2
+	VMOVUPS       floatconst<>+448(SB), Z3
+	VFMADD213PS   floatconst<>+384(SB), Z2, Z3
+	VSUBPS        floatconst<>+384(SB), Z3, Z3
+	VMOVUPS       floatconst<>+512(SB), Z4
+	VFNMADD213PS  Z2, Z3, Z4
+	VFNMADD231PS  floatconst<>+576(SB), Z3, Z4
+	VMULPS        Z4, Z4, Z2
+	VMOVUPS       floatconst<>+640(SB), Z5
+	VFMADD213PS   floatconst<>+704(SB), Z4, Z5
+	VMOVUPS       floatconst<>+768(SB), Z6
+	VFMADD213PS   floatconst<>+832(SB), Z4, Z6
+	VFMADD213PS   Z6, Z2, Z5
+	VMOVUPS       floatconst<>+896(SB), Z6
+	VFMADD213PS   floatconst<>+960(SB), Z4, Z6
+	VFMADD213PS   Z6, Z2, Z5
+	VSCALEFPS     Z3, Z5, Z2
+	VCMPPS        $0x1e, floatconst<>+1024(SB), Z3, K1
+	VBLENDMPS     floatconst<>+1152(SB), Z2, K1, Z2
+	VCMPPS        $0x11, floatconst<>+1088(SB), Z3, K1
+	VBLENDMPS     floatconst<>+1216(SB), Z2, K1, Z2
+	VMOVUPS       Z2, (AX)
+	VEXTRACTF64X4 $0x01, Z2, Y3
+	VADDPS        Y3, Y2, Y3
+	VEXTRACTF128  $0x01, Y3, X2
+	VADDPS        X2, X3, X2
+	VMOVHLPS      X2, X2, X3
+	VADDPS        X3, X2, X2
+	VMOVSHDUP     X2, X3
+	VADDSS        X3, X2, X2
+	VCVTSS2SD     X2, X2, X2
+	VADDSD        X2, X1, X1
+	ADDQ          $0x00000040, AX
+	DECQ          CX
+	JNZ           blocks
+
+blocks_done:
+	VZEROUPPER
+	MOVSD X1, ret+32(FP)
+	RET
+
+// func swiGLUAVX512(gate []float32, up []float32)
+// Requires: AVX, AVX512F
+TEXT ·swiGLUAVX512(SB), NOSPLIT, $0-48
+	MOVQ  gate_base+0(FP), AX
+	MOVQ  up_base+24(FP), CX
+	MOVQ  gate_len+8(FP), DX
+	SHRQ  $0x04, DX
+	TESTQ DX, DX
+	JZ    blocks_done
+
+blocks:
+	VMOVUPS      (AX), Z0
+	VPXORD       Z1, Z1, Z1
+	VSUBPS       Z0, Z1, Z1
+	VMOVUPS      floatconst<>+448(SB), Z2
+	VFMADD213PS  floatconst<>+384(SB), Z1, Z2
+	VSUBPS       floatconst<>+384(SB), Z2, Z3
+	VMOVUPS      floatconst<>+512(SB), Z2
+	VFNMADD213PS Z1, Z3, Z2
+	VFNMADD231PS floatconst<>+576(SB), Z3, Z2
+	VMULPS       Z2, Z2, Z4
+	VMOVUPS      floatconst<>+640(SB), Z5
+	VFMADD213PS  floatconst<>+704(SB), Z2, Z5
+	VMOVUPS      floatconst<>+768(SB), Z6
+	VFMADD213PS  floatconst<>+832(SB), Z2, Z6
+	VFMADD213PS  Z6, Z4, Z5
+	VMOVUPS      floatconst<>+896(SB), Z6
+	VFMADD213PS  floatconst<>+960(SB), Z2, Z6
+	VFMADD213PS  Z6, Z4, Z5
+	VSCALEFPS    Z3, Z5, Z2
+	VCMPPS       $0x1e, floatconst<>+1024(SB), Z3, K1
+	VBLENDMPS    floatconst<>+1152(SB), Z2, K1, Z2
+	VCMPPS       $0x11, floatconst<>+1088(SB), Z3, K1
+	VBLENDMPS    floatconst<>+1216(SB), Z2, K1, Z2
+	VADDPS       floatconst<>+960(SB), Z2, Z2
+	VDIVPS       Z2, Z0, Z0
+	VMULPS       (CX), Z0, Z0
+	VMOVUPS      Z0, (AX)
+	ADDQ         $0x00000040, AX
+	ADDQ         $0x00000040, CX
+	DECQ         DX
+	JNZ          blocks
+
+blocks_done:
+	VZEROUPPER
 	RET
 
 // func dotLanes16F32AVX2(w []byte, x []float32) float32
@@ -955,4 +1329,195 @@ regs:
 regs_done:
 	VZEROUPPER
 	MOVQ SI, ret+72(FP)
+	RET
+
+// func softmaxExpAVX2(x []float32, mx float32) float64
+// Requires: AVX, AVX2, FMA3, SSE, SSE2
+TEXT ·softmaxExpAVX2(SB), NOSPLIT, $0-40
+	MOVQ         x_base+0(FP), AX
+	MOVQ         x_len+8(FP), CX
+	SHRQ         $0x04, CX
+	MOVSS        mx+24(FP), X0
+	VBROADCASTSS X0, Y0
+	VXORPS       X1, X1, X1
+	TESTQ        CX, CX
+	JZ           blocks_done
+
+blocks:
+	VMOVUPS      (AX), Y2
+	VSUBPS       Y0, Y2, Y2
+	VMOVUPS      floatconst<>+448(SB), Y3
+	VFMADD213PS  floatconst<>+384(SB), Y2, Y3
+	VSUBPS       floatconst<>+384(SB), Y3, Y3
+	VMOVUPS      floatconst<>+512(SB), Y4
+	VFNMADD213PS Y2, Y3, Y4
+	VFNMADD231PS floatconst<>+576(SB), Y3, Y4
+	VMULPS       Y4, Y4, Y5
+	VMOVUPS      floatconst<>+640(SB), Y2
+	VFMADD213PS  floatconst<>+704(SB), Y4, Y2
+	VMOVUPS      floatconst<>+768(SB), Y6
+	VFMADD213PS  floatconst<>+832(SB), Y4, Y6
+	VFMADD213PS  Y6, Y5, Y2
+	VMOVUPS      floatconst<>+896(SB), Y6
+	VFMADD213PS  floatconst<>+960(SB), Y4, Y6
+	VFMADD213PS  Y6, Y5, Y2
+	VMINPS       floatconst<>+1280(SB), Y3, Y5
+	VMAXPS       floatconst<>+1344(SB), Y5, Y5
+	VSUBPS       Y5, Y3, Y4
+	VCVTTPS2DQ   Y5, Y5
+	VPADDD       floatconst<>+1408(SB), Y5, Y5
+	VPSLLD       $0x17, Y5, Y5
+	VCVTTPS2DQ   Y4, Y4
+	VPADDD       floatconst<>+1408(SB), Y4, Y4
+	VPSLLD       $0x17, Y4, Y4
+	VMULPS       Y5, Y2, Y2
+	VMULPS       Y4, Y2, Y2
+	VCMPPS       $0x1e, floatconst<>+1024(SB), Y3, Y4
+	VBLENDVPS    Y4, floatconst<>+1152(SB), Y2, Y2
+	VCMPPS       $0x11, floatconst<>+1088(SB), Y3, Y3
+	VBLENDVPS    Y3, floatconst<>+1216(SB), Y2, Y2
+	VMOVUPS      Y2, (AX)
+	VMOVUPS      32(AX), Y3
+	VSUBPS       Y0, Y3, Y3
+	VMOVUPS      floatconst<>+448(SB), Y4
+	VFMADD213PS  floatconst<>+384(SB), Y3, Y4
+	VSUBPS       floatconst<>+384(SB), Y4, Y4
+	VMOVUPS      floatconst<>+512(SB), Y5
+	VFNMADD213PS Y3, Y4, Y5
+	VFNMADD231PS floatconst<>+576(SB), Y4, Y5
+	VMULPS       Y5, Y5, Y6
+	VMOVUPS      floatconst<>+640(SB), Y3
+	VFMADD213PS  floatconst<>+704(SB), Y5, Y3
+	VMOVUPS      floatconst<>+768(SB), Y7
+	VFMADD213PS  floatconst<>+832(SB), Y5, Y7
+	VFMADD213PS  Y7, Y6, Y3
+	VMOVUPS      floatconst<>+896(SB), Y7
+	VFMADD213PS  floatconst<>+960(SB), Y5, Y7
+	VFMADD213PS  Y7, Y6, Y3
+	VMINPS       floatconst<>+1280(SB), Y4, Y6
+	VMAXPS       floatconst<>+1344(SB), Y6, Y6
+	VSUBPS       Y6, Y4, Y5
+	VCVTTPS2DQ   Y6, Y6
+	VPADDD       floatconst<>+1408(SB), Y6, Y6
+	VPSLLD       $0x17, Y6, Y6
+	VCVTTPS2DQ   Y5, Y5
+	VPADDD       floatconst<>+1408(SB), Y5, Y5
+	VPSLLD       $0x17, Y5, Y5
+	VMULPS       Y6, Y3, Y3
+	VMULPS       Y5, Y3, Y3
+	VCMPPS       $0x1e, floatconst<>+1024(SB), Y4, Y5
+	VBLENDVPS    Y5, floatconst<>+1152(SB), Y3, Y3
+	VCMPPS       $0x11, floatconst<>+1088(SB), Y4, Y4
+	VBLENDVPS    Y4, floatconst<>+1216(SB), Y3, Y3
+	VMOVUPS      Y3, 32(AX)
+	VADDPS       Y3, Y2, Y2
+	VEXTRACTF128 $0x01, Y2, X3
+	VADDPS       X3, X2, X3
+	VMOVHLPS     X3, X3, X2
+	VADDPS       X2, X3, X3
+	VMOVSHDUP    X3, X2
+	VADDSS       X2, X3, X3
+	VCVTSS2SD    X3, X3, X3
+	VADDSD       X3, X1, X1
+	ADDQ         $0x00000040, AX
+	DECQ         CX
+	JNZ          blocks
+
+blocks_done:
+	VZEROUPPER
+	MOVSD X1, ret+32(FP)
+	RET
+
+// func swiGLUAVX2(gate []float32, up []float32)
+// Requires: AVX, AVX2, FMA3
+TEXT ·swiGLUAVX2(SB), NOSPLIT, $0-48
+	MOVQ  gate_base+0(FP), AX
+	MOVQ  up_base+24(FP), CX
+	MOVQ  gate_len+8(FP), DX
+	SHRQ  $0x04, DX
+	TESTQ DX, DX
+	JZ    blocks_done
+
+blocks:
+	VMOVUPS      (AX), Y0
+	VXORPS       Y1, Y1, Y1
+	VSUBPS       Y0, Y1, Y1
+	VMOVUPS      floatconst<>+448(SB), Y2
+	VFMADD213PS  floatconst<>+384(SB), Y1, Y2
+	VSUBPS       floatconst<>+384(SB), Y2, Y2
+	VMOVUPS      floatconst<>+512(SB), Y3
+	VFNMADD213PS Y1, Y2, Y3
+	VFNMADD231PS floatconst<>+576(SB), Y2, Y3
+	VMULPS       Y3, Y3, Y1
+	VMOVUPS      floatconst<>+640(SB), Y4
+	VFMADD213PS  floatconst<>+704(SB), Y3, Y4
+	VMOVUPS      floatconst<>+768(SB), Y5
+	VFMADD213PS  floatconst<>+832(SB), Y3, Y5
+	VFMADD213PS  Y5, Y1, Y4
+	VMOVUPS      floatconst<>+896(SB), Y5
+	VFMADD213PS  floatconst<>+960(SB), Y3, Y5
+	VFMADD213PS  Y5, Y1, Y4
+	VMINPS       floatconst<>+1280(SB), Y2, Y1
+	VMAXPS       floatconst<>+1344(SB), Y1, Y1
+	VSUBPS       Y1, Y2, Y3
+	VCVTTPS2DQ   Y1, Y1
+	VPADDD       floatconst<>+1408(SB), Y1, Y1
+	VPSLLD       $0x17, Y1, Y1
+	VCVTTPS2DQ   Y3, Y3
+	VPADDD       floatconst<>+1408(SB), Y3, Y3
+	VPSLLD       $0x17, Y3, Y3
+	VMULPS       Y1, Y4, Y1
+	VMULPS       Y3, Y1, Y1
+	VCMPPS       $0x1e, floatconst<>+1024(SB), Y2, Y3
+	VBLENDVPS    Y3, floatconst<>+1152(SB), Y1, Y1
+	VCMPPS       $0x11, floatconst<>+1088(SB), Y2, Y2
+	VBLENDVPS    Y2, floatconst<>+1216(SB), Y1, Y1
+	VADDPS       floatconst<>+960(SB), Y1, Y1
+	VDIVPS       Y1, Y0, Y0
+	VMULPS       (CX), Y0, Y0
+	VMOVUPS      Y0, (AX)
+	VMOVUPS      32(AX), Y0
+	VXORPS       Y1, Y1, Y1
+	VSUBPS       Y0, Y1, Y1
+	VMOVUPS      floatconst<>+448(SB), Y2
+	VFMADD213PS  floatconst<>+384(SB), Y1, Y2
+	VSUBPS       floatconst<>+384(SB), Y2, Y2
+	VMOVUPS      floatconst<>+512(SB), Y3
+	VFNMADD213PS Y1, Y2, Y3
+	VFNMADD231PS floatconst<>+576(SB), Y2, Y3
+	VMULPS       Y3, Y3, Y1
+	VMOVUPS      floatconst<>+640(SB), Y4
+	VFMADD213PS  floatconst<>+704(SB), Y3, Y4
+	VMOVUPS      floatconst<>+768(SB), Y5
+	VFMADD213PS  floatconst<>+832(SB), Y3, Y5
+	VFMADD213PS  Y5, Y1, Y4
+	VMOVUPS      floatconst<>+896(SB), Y5
+	VFMADD213PS  floatconst<>+960(SB), Y3, Y5
+	VFMADD213PS  Y5, Y1, Y4
+	VMINPS       floatconst<>+1280(SB), Y2, Y1
+	VMAXPS       floatconst<>+1344(SB), Y1, Y1
+	VSUBPS       Y1, Y2, Y3
+	VCVTTPS2DQ   Y1, Y1
+	VPADDD       floatconst<>+1408(SB), Y1, Y1
+	VPSLLD       $0x17, Y1, Y1
+	VCVTTPS2DQ   Y3, Y3
+	VPADDD       floatconst<>+1408(SB), Y3, Y3
+	VPSLLD       $0x17, Y3, Y3
+	VMULPS       Y1, Y4, Y1
+	VMULPS       Y3, Y1, Y1
+	VCMPPS       $0x1e, floatconst<>+1024(SB), Y2, Y3
+	VBLENDVPS    Y3, floatconst<>+1152(SB), Y1, Y1
+	VCMPPS       $0x11, floatconst<>+1088(SB), Y2, Y2
+	VBLENDVPS    Y2, floatconst<>+1216(SB), Y1, Y1
+	VADDPS       floatconst<>+960(SB), Y1, Y1
+	VDIVPS       Y1, Y0, Y0
+	VMULPS       32(CX), Y0, Y0
+	VMOVUPS      Y0, 32(AX)
+	ADDQ         $0x00000040, AX
+	ADDQ         $0x00000040, CX
+	DECQ         DX
+	JNZ          blocks
+
+blocks_done:
+	VZEROUPPER
 	RET

@@ -18,6 +18,8 @@ type floatAsm struct {
 	roundFP16, roundBF16                func(dst, src []float32) int
 	axpy                                func(acc, v []float32, w float32) int
 	addRows                             func(dst, x, y []float32) int
+	softmaxExp                          func(x []float32, mx float32) float64
+	swiGLU                              func(gate, up []float32)
 }
 
 var (
@@ -25,11 +27,13 @@ var (
 		dotLanes16F32AVX512, dotLanes16F16AVX512, dotLanes16BF16AVX512,
 		vecDot64F32AVX512, vecDot64F16AVX512, vecDot64F32sAVX512, vecDot32BF16AVX512,
 		roundFP16AVX512, roundBF16AVX512, axpyF32AVX512, addRowsAVX512,
+		softmaxExpAVX512, swiGLUAVX512,
 	}
 	floatAVX2 = floatAsm{
 		dotLanes16F32AVX2, dotLanes16F16AVX2, dotLanes16BF16AVX2,
 		vecDot64F32AVX2, vecDot64F16AVX2, vecDot64F32sAVX2, vecDot32BF16AVX2,
 		roundFP16AVX2, roundBF16AVX2, axpyF32AVX2, addRowsAVX2,
+		softmaxExpAVX2, swiGLUAVX2,
 	}
 )
 
@@ -46,6 +50,7 @@ var _ = onSetVariant(func(v Variant) {
 		}
 		roundFP16, roundBF16 = roundFP16Go, roundBF16Go
 		dotF32, kqv = vecDotF32, kqvGo
+		softmaxExp, swiGLU16 = softmaxExpGo, swiGLU16Go
 		return
 	}
 	simdFloat[gguf.F32] = k.dotF32Row
@@ -53,6 +58,7 @@ var _ = onSetVariant(func(v Variant) {
 	simdFloat[gguf.BF16] = k.dotBF16Row
 	roundFP16, roundBF16 = k.roundFP16Row, k.roundBF16Row
 	dotF32, kqv = k.dotF32s, k.kqv
+	softmaxExp, swiGLU16 = k.softmaxExpRow, k.swiGLU
 })
 
 // dotF32Row is dotLanes16 or vecDotF32 of an F32 row. Each reslices w to the
@@ -157,4 +163,15 @@ func (k *floatAsm) add(dst, x, y []float32) {
 	for d := k.addRows(dst, x, y); d < len(dst); d++ {
 		dst[d] = x[d] + y[d]
 	}
+}
+
+// softmaxExpRow is softmaxExpGo: the kernel takes the whole blocks of 16, Go
+// the last, partial one.
+func (k *floatAsm) softmaxExpRow(x []float32, mx float32) float64 {
+	n := len(x) &^ 15
+	sum := k.softmaxExp(x[:n], mx)
+	if n < len(x) {
+		sum += softmaxExpGo(x[n:], mx)
+	}
+	return sum
 }

@@ -275,6 +275,58 @@ func TestSIMDAttention(t *testing.T) {
 	})
 }
 
+// TestSIMDSoftmaxSwiGLU: Softmax and SwiGLU under each SIMD variant equal the
+// Go variant's for awkward lengths and gates large enough that expf
+// overflows and underflows.
+func TestSIMDSoftmaxSwiGLU(t *testing.T) {
+	type result struct{ sm, sw []float32 }
+	run := func(n int, seed uint64) result {
+		r := rand.New(rand.NewPCG(seed, 16))
+		sm := spread(r, n, 5)
+		if n > 3 {
+			sm[n/2] = float32(math.Inf(-1)) // a masked position
+		}
+		Softmax(sm)
+		gate, up := spread(r, n, 7), spread(r, n, 3)
+		SwiGLU(gate, up)
+		return result{sm, gate}
+	}
+	var want []result
+	SetVariant(VariantGo)
+	for i, n := range awkwardLens {
+		want = append(want, run(n, uint64(i)))
+	}
+	forEachSIMD(t, func(t *testing.T) {
+		for i, n := range awkwardLens {
+			got := run(n, uint64(i))
+			checkSame(t, fmt.Sprintf("Softmax n=%d", n), got.sm, want[i].sm)
+			checkSame(t, fmt.Sprintf("SwiGLU n=%d", n), got.sw, want[i].sw)
+		}
+	})
+}
+
+// TestSIMDExpf: the vector expf equals expf for float32 values spread over
+// the whole range (every 4099th bit pattern of each sign, so every exponent
+// and the overflow, underflow and subnormal results), and ±Inf.
+func TestSIMDExpf(t *testing.T) {
+	var x []float32
+	for b := uint32(0); b < 0x7f800000; b += 4099 {
+		x = append(x, math.Float32frombits(b), math.Float32frombits(b|0x80000000))
+	}
+	x = append(x, float32(math.Inf(1)), float32(math.Inf(-1)))
+	x = x[:len(x)&^15]
+	forEachSIMD(t, func(t *testing.T) {
+		got := append([]float32(nil), x...)
+		softmaxExp(got, 0) // x − 0 is x
+		for i, v := range x {
+			if want := expf(v); !sameBits(got[i], want) {
+				t.Fatalf("expf(%g = %#08x) = %g (%#08x), Go gives %g (%#08x)", v, math.Float32bits(v),
+					got[i], math.Float32bits(got[i]), want, math.Float32bits(want))
+			}
+		}
+	})
+}
+
 // TestSIMDMatMul: MatMul of F32, F16 and BF16 weights under each SIMD
 // variant equals the Go variant's for one and five activation rows (the
 // ggml_vec_dot and tinyBLAS orders), and allocates nothing once warmed.
@@ -344,5 +396,16 @@ func BenchmarkAttention(b *testing.B) {
 				attention(out, q, kv, a, scores, lanes)
 			}
 		})
+	}
+}
+
+// BenchmarkSwiGLU is one feed-forward row of 8192.
+func BenchmarkSwiGLU(b *testing.B) {
+	r := rand.New(rand.NewPCG(3, 4))
+	gate, up := randVec(r, 8192), randVec(r, 8192)
+	g := make([]float32, len(gate))
+	for b.Loop() {
+		copy(g, gate)
+		SwiGLU(g, up)
 	}
 }

@@ -75,6 +75,17 @@ func Softmax(x []float32) {
 	for _, v := range x {
 		mx = max(mx, v)
 	}
+	sum := softmaxExp(x, mx)
+	inv := float32(1 / sum)
+	for i, v := range x {
+		x[i] = float32(v * inv)
+	}
+}
+
+// softmaxExp sets x[i] = expf(x[i] − mx) and returns the sum of Softmax.
+var softmaxExp = softmaxExpGo
+
+func softmaxExpGo(x []float32, mx float32) float64 {
 	var sum float64
 	for b := 0; b < len(x); b += 16 {
 		var blk [16]float32
@@ -84,10 +95,7 @@ func Softmax(x []float32) {
 		}
 		sum += float64(reduce16(&blk))
 	}
-	inv := float32(1 / sum)
-	for i, v := range x {
-		x[i] = float32(v * inv)
-	}
+	return sum
 }
 
 // Dot is the f32 dot product of two equal-length vectors, summed as
@@ -173,13 +181,20 @@ func kqvGo(o, s []float32, kv kernels.KV, layer, off, width int, acc []float32) 
 // the 16-value blocks at each row).
 func SwiGLU(gate, up []float32) {
 	n := len(gate) &^ 15
+	swiGLU16(gate[:n], up[:n])
+	for i := n; i < len(gate); i++ {
+		g := gate[i]
+		e := float32(math.Exp(float64(-g)))
+		gate[i] = float32(float32(g/float32(1+e)) * up[i])
+	}
+}
+
+// swiGLU16 is SwiGLU for len(gate) a multiple of 16, all with the vector expf.
+var swiGLU16 = swiGLU16Go
+
+func swiGLU16Go(gate, up []float32) {
 	for i, g := range gate {
-		var e float32
-		if i < n {
-			e = expf(float32(0 - g))
-		} else {
-			e = float32(math.Exp(float64(-g)))
-		}
+		e := expf(float32(0 - g))
 		gate[i] = float32(float32(g/float32(1+e)) * up[i])
 	}
 }

@@ -1,10 +1,10 @@
 // Command float generates kernels/cpu/float_amd64.s and its Go stubs: the
 // F32, F16 and BF16 row dots of MatMul, the rounding of activations to fp16
-// and bf16, and the steps of attention, each in an AVX2 and an AVX-512
-// variant.
+// and bf16, the steps of attention, and the vector expf of Softmax and
+// SwiGLU, each in an AVX2 and an AVX-512 variant.
 //
 // Every kernel adds, multiplies and fuses in exactly the order of the plain
-// Go kernel it replaces (kernels/cpu: dot.go, matmul.go, ops.go),
+// Go kernel it replaces (kernels/cpu: dot.go, matmul.go, ops.go, simd.go),
 // lane for lane, so that its results are bit for bit the same: a 16-lane
 // accumulator of the Go code is one ZMM register, or two YMM registers (lanes
 // 0–7 and 8–15) in AVX2, and the horizontal folds take the same pairs in the
@@ -18,6 +18,7 @@
 // there, so the F16 and BF16 dots of the rounded activations MatMul passes
 // them match for every input; F32 rows and attention can differ in
 // principle, and then the kernels give llama.cpp's bits.
+// The vector expf equals expf on all 2³² inputs.
 package main
 
 import (
@@ -49,6 +50,7 @@ func main() {
 		dots(a)
 		rounding(a)
 		attention(a)
+		exps(a)
 	}
 	if err := generate(*out, *stubs, *pkg); err != nil {
 		fmt.Fprintln(os.Stderr, "float:", err)

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"math"
+
 	"github.com/mmcloughlin/avo/attr"
 	"github.com/mmcloughlin/avo/operand"
 	"github.com/mmcloughlin/avo/reg"
@@ -159,6 +161,23 @@ var constList = []struct {
 	{"bf16_bias", 0x7fff},
 	{"hi16", 0xffff0000},
 	{"bf16_quiet", 0x00400000},
+	{"exp_shift", math.Float32bits(0x1.8p23)},
+	{"log2e", math.Float32bits(0x1.715476p+0)},
+	{"ln2hi", math.Float32bits(0x1.62e4p-1)},
+	{"ln2lo", math.Float32bits(0x1.7f7d1cp-20)},
+	{"p5", math.Float32bits(0x1.0e4020p-7)},
+	{"p4", math.Float32bits(0x1.573e2ep-5)},
+	{"p3", math.Float32bits(0x1.555e66p-3)},
+	{"p2", math.Float32bits(0x1.fffdb6p-2)},
+	{"p1", math.Float32bits(0x1.ffffecp-1)},
+	{"one", math.Float32bits(1)},
+	{"max_n", math.Float32bits(192)},
+	{"min_n", math.Float32bits(-192)},
+	{"inf", math.Float32bits(float32(math.Inf(1)))},
+	{"zero", 0},
+	{"split_hi", math.Float32bits(100)},
+	{"split_lo", math.Float32bits(-100)},
+	{"bias_i", 127},
 }
 
 func constants() {
