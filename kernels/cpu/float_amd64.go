@@ -8,17 +8,38 @@ package cpu
 //go:noescape
 func dotLanes16F32AVX512(w []byte, x []float32) float32
 
+// dotLanes16x4F32AVX512 sets out[i] to dotLanes16 of the F32 row w and row i of
+// the four rows in x; their length, len(x)/4, is a multiple of 16 and w
+// holds at least that many values.
+//
+//go:noescape
+func dotLanes16x4F32AVX512(out *[4]float32, w []byte, x []float32)
+
 // dotLanes16F16AVX512 is dotLanes16 of the F16 row w and x;
 // len(x) is a multiple of 16 and w holds at least len(x) values.
 //
 //go:noescape
 func dotLanes16F16AVX512(w []byte, x []float32) float32
 
+// dotLanes16x4F16AVX512 sets out[i] to dotLanes16 of the F16 row w and row i of
+// the four rows in x; their length, len(x)/4, is a multiple of 16 and w
+// holds at least that many values.
+//
+//go:noescape
+func dotLanes16x4F16AVX512(out *[4]float32, w []byte, x []float32)
+
 // dotLanes16BF16AVX512 is dotLanes16 of the BF16 row w and x;
 // len(x) is a multiple of 16 and w holds at least len(x) values.
 //
 //go:noescape
 func dotLanes16BF16AVX512(w []byte, x []float32) float32
+
+// dotLanes16x4BF16AVX512 sets out[i] to dotLanes16 of the BF16 row w and row i of
+// the four rows in x; their length, len(x)/4, is a multiple of 16 and w
+// holds at least that many values.
+//
+//go:noescape
+func dotLanes16x4BF16AVX512(out *[4]float32, w []byte, x []float32)
 
 // vecDot64F32AVX512 is vecDot64 of the F32 row w and x: the sum of the first
 // len(x) &^ 63 products, which w holds at least.
@@ -85,17 +106,38 @@ func swiGLUAVX512(gate []float32, up []float32)
 //go:noescape
 func dotLanes16F32AVX2(w []byte, x []float32) float32
 
+// dotLanes16x4F32AVX2 sets out[i] to dotLanes16 of the F32 row w and row i of
+// the four rows in x; their length, len(x)/4, is a multiple of 16 and w
+// holds at least that many values.
+//
+//go:noescape
+func dotLanes16x4F32AVX2(out *[4]float32, w []byte, x []float32)
+
 // dotLanes16F16AVX2 is dotLanes16 of the F16 row w and x;
 // len(x) is a multiple of 16 and w holds at least len(x) values.
 //
 //go:noescape
 func dotLanes16F16AVX2(w []byte, x []float32) float32
 
+// dotLanes16x4F16AVX2 sets out[i] to dotLanes16 of the F16 row w and row i of
+// the four rows in x; their length, len(x)/4, is a multiple of 16 and w
+// holds at least that many values.
+//
+//go:noescape
+func dotLanes16x4F16AVX2(out *[4]float32, w []byte, x []float32)
+
 // dotLanes16BF16AVX2 is dotLanes16 of the BF16 row w and x;
 // len(x) is a multiple of 16 and w holds at least len(x) values.
 //
 //go:noescape
 func dotLanes16BF16AVX2(w []byte, x []float32) float32
+
+// dotLanes16x4BF16AVX2 sets out[i] to dotLanes16 of the BF16 row w and row i of
+// the four rows in x; their length, len(x)/4, is a multiple of 16 and w
+// holds at least that many values.
+//
+//go:noescape
+func dotLanes16x4BF16AVX2(out *[4]float32, w []byte, x []float32)
 
 // vecDot64F32AVX2 is vecDot64 of the F32 row w and x: the sum of the first
 // len(x) &^ 63 products, which w holds at least.

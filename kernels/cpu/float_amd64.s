@@ -404,6 +404,74 @@ blocks_done:
 	MOVSS         X0, ret+48(FP)
 	RET
 
+// func dotLanes16x4F32AVX512(out *[4]float32, w []byte, x []float32)
+// Requires: AVX, AVX512F
+TEXT ·dotLanes16x4F32AVX512(SB), NOSPLIT, $0-56
+	MOVQ   w_base+8(FP), AX
+	MOVQ   x_base+32(FP), CX
+	MOVQ   x_len+40(FP), DX
+	MOVQ   DX, BX
+	LEAQ   (BX)(BX*2), SI
+	SHRQ   $0x06, DX
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	TESTQ  DX, DX
+	JZ     blocks_done
+
+blocks:
+	VMOVUPS     (AX), Z4
+	VFMADD231PS (CX), Z4, Z0
+	VFMADD231PS (CX)(BX*1), Z4, Z1
+	VFMADD231PS (CX)(BX*2), Z4, Z2
+	VFMADD231PS (CX)(SI*1), Z4, Z3
+	ADDQ        $0x00000040, AX
+	ADDQ        $0x00000040, CX
+	DECQ        DX
+	JNZ         blocks
+
+blocks_done:
+	MOVQ          out+0(FP), AX
+	VEXTRACTF64X4 $0x01, Z0, Y4
+	VADDPS        Y4, Y0, Y4
+	VEXTRACTF128  $0x01, Y4, X0
+	VADDPS        X0, X4, X0
+	VMOVHLPS      X0, X0, X4
+	VADDPS        X4, X0, X0
+	VMOVSHDUP     X0, X4
+	VADDSS        X4, X0, X0
+	VMOVSS        X0, (AX)
+	VEXTRACTF64X4 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF64X4 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 8(AX)
+	VEXTRACTF64X4 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 12(AX)
+	VZEROUPPER
+	RET
+
 // func dotLanes16F16AVX512(w []byte, x []float32) float32
 // Requires: AVX, AVX512F, SSE
 TEXT ·dotLanes16F16AVX512(SB), NOSPLIT, $0-52
@@ -434,6 +502,74 @@ blocks_done:
 	VADDSS        X1, X0, X0
 	VZEROUPPER
 	MOVSS         X0, ret+48(FP)
+	RET
+
+// func dotLanes16x4F16AVX512(out *[4]float32, w []byte, x []float32)
+// Requires: AVX, AVX512F
+TEXT ·dotLanes16x4F16AVX512(SB), NOSPLIT, $0-56
+	MOVQ   w_base+8(FP), AX
+	MOVQ   x_base+32(FP), CX
+	MOVQ   x_len+40(FP), DX
+	MOVQ   DX, BX
+	LEAQ   (BX)(BX*2), SI
+	SHRQ   $0x06, DX
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	TESTQ  DX, DX
+	JZ     blocks_done
+
+blocks:
+	VCVTPH2PS   (AX), Z4
+	VFMADD231PS (CX), Z4, Z0
+	VFMADD231PS (CX)(BX*1), Z4, Z1
+	VFMADD231PS (CX)(BX*2), Z4, Z2
+	VFMADD231PS (CX)(SI*1), Z4, Z3
+	ADDQ        $0x00000020, AX
+	ADDQ        $0x00000040, CX
+	DECQ        DX
+	JNZ         blocks
+
+blocks_done:
+	MOVQ          out+0(FP), AX
+	VEXTRACTF64X4 $0x01, Z0, Y4
+	VADDPS        Y4, Y0, Y4
+	VEXTRACTF128  $0x01, Y4, X0
+	VADDPS        X0, X4, X0
+	VMOVHLPS      X0, X0, X4
+	VADDPS        X4, X0, X0
+	VMOVSHDUP     X0, X4
+	VADDSS        X4, X0, X0
+	VMOVSS        X0, (AX)
+	VEXTRACTF64X4 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF64X4 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 8(AX)
+	VEXTRACTF64X4 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 12(AX)
+	VZEROUPPER
 	RET
 
 // func dotLanes16BF16AVX512(w []byte, x []float32) float32
@@ -467,6 +603,75 @@ blocks_done:
 	VADDSS        X1, X0, X0
 	VZEROUPPER
 	MOVSS         X0, ret+48(FP)
+	RET
+
+// func dotLanes16x4BF16AVX512(out *[4]float32, w []byte, x []float32)
+// Requires: AVX, AVX512F
+TEXT ·dotLanes16x4BF16AVX512(SB), NOSPLIT, $0-56
+	MOVQ   w_base+8(FP), AX
+	MOVQ   x_base+32(FP), CX
+	MOVQ   x_len+40(FP), DX
+	MOVQ   DX, BX
+	LEAQ   (BX)(BX*2), SI
+	SHRQ   $0x06, DX
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	TESTQ  DX, DX
+	JZ     blocks_done
+
+blocks:
+	VPMOVZXWD   (AX), Z4
+	VPSLLD      $0x10, Z4, Z4
+	VFMADD231PS (CX), Z4, Z0
+	VFMADD231PS (CX)(BX*1), Z4, Z1
+	VFMADD231PS (CX)(BX*2), Z4, Z2
+	VFMADD231PS (CX)(SI*1), Z4, Z3
+	ADDQ        $0x00000020, AX
+	ADDQ        $0x00000040, CX
+	DECQ        DX
+	JNZ         blocks
+
+blocks_done:
+	MOVQ          out+0(FP), AX
+	VEXTRACTF64X4 $0x01, Z0, Y4
+	VADDPS        Y4, Y0, Y4
+	VEXTRACTF128  $0x01, Y4, X0
+	VADDPS        X0, X4, X0
+	VMOVHLPS      X0, X0, X4
+	VADDPS        X4, X0, X0
+	VMOVSHDUP     X0, X4
+	VADDSS        X4, X0, X0
+	VMOVSS        X0, (AX)
+	VEXTRACTF64X4 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF64X4 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 8(AX)
+	VEXTRACTF64X4 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 12(AX)
+	VZEROUPPER
 	RET
 
 // func vecDot64F32AVX512(w []byte, x []float32) float32
@@ -908,6 +1113,79 @@ blocks_done:
 	MOVSS        X1, ret+48(FP)
 	RET
 
+// func dotLanes16x4F32AVX2(out *[4]float32, w []byte, x []float32)
+// Requires: AVX, FMA3
+TEXT ·dotLanes16x4F32AVX2(SB), NOSPLIT, $0-56
+	MOVQ   w_base+8(FP), AX
+	MOVQ   x_base+32(FP), CX
+	MOVQ   x_len+40(FP), DX
+	MOVQ   DX, BX
+	LEAQ   (BX)(BX*2), SI
+	SHRQ   $0x06, DX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	TESTQ  DX, DX
+	JZ     blocks_done
+
+blocks:
+	VMOVUPS     (AX), Y8
+	VMOVUPS     32(AX), Y9
+	VFMADD231PS (CX), Y8, Y0
+	VFMADD231PS 32(CX), Y9, Y1
+	VFMADD231PS (CX)(BX*1), Y8, Y2
+	VFMADD231PS 32(CX)(BX*1), Y9, Y3
+	VFMADD231PS (CX)(BX*2), Y8, Y4
+	VFMADD231PS 32(CX)(BX*2), Y9, Y5
+	VFMADD231PS (CX)(SI*1), Y8, Y6
+	VFMADD231PS 32(CX)(SI*1), Y9, Y7
+	ADDQ        $0x00000040, AX
+	ADDQ        $0x00000040, CX
+	DECQ        DX
+	JNZ         blocks
+
+blocks_done:
+	MOVQ         out+0(FP), AX
+	VADDPS       Y1, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, (AX)
+	VADDPS       Y3, Y2, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, 4(AX)
+	VADDPS       Y5, Y4, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, 8(AX)
+	VADDPS       Y7, Y6, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, 12(AX)
+	VZEROUPPER
+	RET
+
 // func dotLanes16F16AVX2(w []byte, x []float32) float32
 // Requires: AVX, F16C, FMA3, SSE
 TEXT ·dotLanes16F16AVX2(SB), NOSPLIT, $0-52
@@ -940,6 +1218,79 @@ blocks_done:
 	VADDSS       X0, X1, X1
 	VZEROUPPER
 	MOVSS        X1, ret+48(FP)
+	RET
+
+// func dotLanes16x4F16AVX2(out *[4]float32, w []byte, x []float32)
+// Requires: AVX, F16C, FMA3
+TEXT ·dotLanes16x4F16AVX2(SB), NOSPLIT, $0-56
+	MOVQ   w_base+8(FP), AX
+	MOVQ   x_base+32(FP), CX
+	MOVQ   x_len+40(FP), DX
+	MOVQ   DX, BX
+	LEAQ   (BX)(BX*2), SI
+	SHRQ   $0x06, DX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	TESTQ  DX, DX
+	JZ     blocks_done
+
+blocks:
+	VCVTPH2PS   (AX), Y8
+	VCVTPH2PS   16(AX), Y9
+	VFMADD231PS (CX), Y8, Y0
+	VFMADD231PS 32(CX), Y9, Y1
+	VFMADD231PS (CX)(BX*1), Y8, Y2
+	VFMADD231PS 32(CX)(BX*1), Y9, Y3
+	VFMADD231PS (CX)(BX*2), Y8, Y4
+	VFMADD231PS 32(CX)(BX*2), Y9, Y5
+	VFMADD231PS (CX)(SI*1), Y8, Y6
+	VFMADD231PS 32(CX)(SI*1), Y9, Y7
+	ADDQ        $0x00000020, AX
+	ADDQ        $0x00000040, CX
+	DECQ        DX
+	JNZ         blocks
+
+blocks_done:
+	MOVQ         out+0(FP), AX
+	VADDPS       Y1, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, (AX)
+	VADDPS       Y3, Y2, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, 4(AX)
+	VADDPS       Y5, Y4, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, 8(AX)
+	VADDPS       Y7, Y6, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, 12(AX)
+	VZEROUPPER
 	RET
 
 // func dotLanes16BF16AVX2(w []byte, x []float32) float32
@@ -976,6 +1327,81 @@ blocks_done:
 	VADDSS       X0, X1, X1
 	VZEROUPPER
 	MOVSS        X1, ret+48(FP)
+	RET
+
+// func dotLanes16x4BF16AVX2(out *[4]float32, w []byte, x []float32)
+// Requires: AVX, AVX2, FMA3
+TEXT ·dotLanes16x4BF16AVX2(SB), NOSPLIT, $0-56
+	MOVQ   w_base+8(FP), AX
+	MOVQ   x_base+32(FP), CX
+	MOVQ   x_len+40(FP), DX
+	MOVQ   DX, BX
+	LEAQ   (BX)(BX*2), SI
+	SHRQ   $0x06, DX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	TESTQ  DX, DX
+	JZ     blocks_done
+
+blocks:
+	VPMOVZXWD   (AX), Y8
+	VPSLLD      $0x10, Y8, Y8
+	VPMOVZXWD   16(AX), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS (CX), Y8, Y0
+	VFMADD231PS 32(CX), Y9, Y1
+	VFMADD231PS (CX)(BX*1), Y8, Y2
+	VFMADD231PS 32(CX)(BX*1), Y9, Y3
+	VFMADD231PS (CX)(BX*2), Y8, Y4
+	VFMADD231PS 32(CX)(BX*2), Y9, Y5
+	VFMADD231PS (CX)(SI*1), Y8, Y6
+	VFMADD231PS 32(CX)(SI*1), Y9, Y7
+	ADDQ        $0x00000020, AX
+	ADDQ        $0x00000040, CX
+	DECQ        DX
+	JNZ         blocks
+
+blocks_done:
+	MOVQ         out+0(FP), AX
+	VADDPS       Y1, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, (AX)
+	VADDPS       Y3, Y2, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, 4(AX)
+	VADDPS       Y5, Y4, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, 8(AX)
+	VADDPS       Y7, Y6, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, 12(AX)
+	VZEROUPPER
 	RET
 
 // func vecDot64F32AVX2(w []byte, x []float32) float32

@@ -12,6 +12,7 @@ import (
 // methods below add the leftovers in Go exactly as the plain kernels do.
 type floatAsm struct {
 	lanes16F32, lanes16F16, lanes16BF16 func(w []byte, x []float32) float32
+	lanes16x4                           [3]func(out *[4]float32, w []byte, x []float32) // F32, F16, BF16
 	vec64F32, vec64F16                  func(w []byte, x []float32) float32
 	vec64F32s                           func(w, x []float32) float32
 	vec32BF16                           func(w []byte, x []float32) float64
@@ -25,12 +26,14 @@ type floatAsm struct {
 var (
 	floatAVX512 = floatAsm{
 		dotLanes16F32AVX512, dotLanes16F16AVX512, dotLanes16BF16AVX512,
+		[3]func(*[4]float32, []byte, []float32){dotLanes16x4F32AVX512, dotLanes16x4F16AVX512, dotLanes16x4BF16AVX512},
 		vecDot64F32AVX512, vecDot64F16AVX512, vecDot64F32sAVX512, vecDot32BF16AVX512,
 		roundFP16AVX512, roundBF16AVX512, axpyF32AVX512, addRowsAVX512,
 		softmaxExpAVX512, swiGLUAVX512,
 	}
 	floatAVX2 = floatAsm{
 		dotLanes16F32AVX2, dotLanes16F16AVX2, dotLanes16BF16AVX2,
+		[3]func(*[4]float32, []byte, []float32){dotLanes16x4F32AVX2, dotLanes16x4F16AVX2, dotLanes16x4BF16AVX2},
 		vecDot64F32AVX2, vecDot64F16AVX2, vecDot64F32sAVX2, vecDot32BF16AVX2,
 		roundFP16AVX2, roundBF16AVX2, axpyF32AVX2, addRowsAVX2,
 		softmaxExpAVX2, swiGLUAVX2,
@@ -47,6 +50,7 @@ var _ = onSetVariant(func(v Variant) {
 	default:
 		for _, t := range []gguf.Type{gguf.F32, gguf.F16, gguf.BF16} {
 			delete(simdFloat, t)
+			delete(simdFloat4, t)
 		}
 		roundFP16, roundBF16 = roundFP16Go, roundBF16Go
 		dotF32, kqv = vecDotF32, kqvGo
@@ -56,6 +60,9 @@ var _ = onSetVariant(func(v Variant) {
 	simdFloat[gguf.F32] = k.dotF32Row
 	simdFloat[gguf.F16] = k.dotF16Row
 	simdFloat[gguf.BF16] = k.dotBF16Row
+	for i, t := range []gguf.Type{gguf.F32, gguf.F16, gguf.BF16} {
+		simdFloat4[t] = checkFour(t.RowSize(1), k.lanes16x4[i])
+	}
 	roundFP16, roundBF16 = k.roundFP16Row, k.roundBF16Row
 	dotF32, kqv = k.dotF32s, k.kqv
 	softmaxExp, swiGLU16 = k.softmaxExpRow, k.swiGLU
@@ -73,6 +80,14 @@ func (k *floatAsm) dotF32Row(w []byte, x []float32, lanes16 bool) float32 {
 		sum = fma32(f32le(w[4*j:]), x[j], sum)
 	}
 	return sum
+}
+
+// checkFour wraps a four-row kernel for weights of size bytes a value so that
+// a w shorter than one of the four rows in x panics.
+func checkFour(size int, f func(*[4]float32, []byte, []float32)) func(*[4]float32, []byte, []float32) {
+	return func(out *[4]float32, w []byte, x []float32) {
+		f(out, w[:size*(len(x)/4)], x)
+	}
 }
 
 // dotF16Row is dotLanes16 or vecDotF16 of an F16 row.

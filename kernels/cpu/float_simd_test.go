@@ -103,7 +103,8 @@ var floatTypes = []gguf.Type{gguf.F32, gguf.F16, gguf.BF16}
 
 // TestSIMDFloatDots: simdFloat[t] equals the Go row dots in both orders for
 // random rows of every awkward length, the activations rounded to the
-// weight's precision as MatMul passes them or not.
+// weight's precision as MatMul passes them or not, and so does simdFloat4[t]
+// for four activation rows.
 func TestSIMDFloatDots(t *testing.T) {
 	forEachSIMD(t, func(t *testing.T) {
 		r := rand.New(rand.NewPCG(7, 8))
@@ -137,6 +138,16 @@ func TestSIMDFloatDots(t *testing.T) {
 						if !sameBits(got, want) {
 							t.Errorf("%v n=%d lanes16=%v trial %d: %g (%#08x), Go gives %g (%#08x)",
 								typ, n, lanes16, trial, got, math.Float32bits(got), want, math.Float32bits(want))
+						}
+					}
+					if k4 := simdFloat4[typ]; k4 != nil && n%16 == 0 {
+						x4 := append(spread(r, 3*n, e), x...)
+						var got [4]float32
+						k4(&got, w, x4)
+						for i, v := range got {
+							if want := dotLanes16(wd, x4[i*n:(i+1)*n]); !sameBits(v, want) {
+								t.Errorf("%v n=%d four rows, row %d, trial %d: %g, Go gives %g", typ, n, i, trial, v, want)
+							}
 						}
 					}
 				}
@@ -328,14 +339,15 @@ func TestSIMDExpf(t *testing.T) {
 }
 
 // TestSIMDMatMul: MatMul of F32, F16 and BF16 weights under each SIMD
-// variant equals the Go variant's for one and five activation rows (the
-// ggml_vec_dot and tinyBLAS orders), and allocates nothing once warmed.
+// variant equals the Go variant's for one, five and nine activation rows (the
+// ggml_vec_dot and tinyBLAS orders, the latter by four rows at a time and
+// then one), and allocates nothing once warmed.
 func TestSIMDMatMul(t *testing.T) {
 	type shape struct{ rows, cols, n int }
 	var shapes []shape
 	for _, rows := range []int{4, 7, 8} {
 		for _, cols := range []int{16, 48, 64, 65, 127, 256 + 13, 1024} {
-			for _, n := range []int{1, 5} {
+			for _, n := range []int{1, 5, 9} {
 				shapes = append(shapes, shape{rows, cols, n})
 			}
 		}

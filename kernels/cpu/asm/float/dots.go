@@ -10,6 +10,7 @@ import (
 func dots(a arch) {
 	for _, e := range []elem{f32, f16, bf16} {
 		lanes16(a, e)
+		lanes16x4(a, e)
 	}
 	vec64(a, f32, "w []byte")
 	vec64(a, f16, "w []byte")
@@ -62,6 +63,49 @@ func lanes16(a arch, e elem) {
 	a.fma(acc, w, operand.Mem{Base: xp})
 	next("blocks", n, []reg.Register{wp, xp}, []int{16 * e.size(), 64})
 	ret(a.reduce16(acc))
+}
+
+// lanes16x4 is dotLanes16 of one weight row with four activation rows at
+// once: each has its own accumulator, in the same order as lanes16, but the
+// weights are loaded and widened once for all four, and the four FMA chains
+// overlap, where one row's chain waits on each FMA before the next.
+func lanes16x4(a arch, e elem) {
+	name := "dotLanes16x4" + e.String() + a.name
+	fn(name, "func(out *[4]float32, w []byte, x []float32)",
+		name+" sets out[i] to dotLanes16 of the "+e.String()+" row w and row i of",
+		"the four rows in x; their length, len(x)/4, is a multiple of 16 and w",
+		"holds at least that many values.")
+	wp := g.Load(g.Param("w").Base(), g.GP64())
+	xp := g.Load(g.Param("x").Base(), g.GP64())
+	n := g.Load(g.Param("x").Len(), g.GP64())
+	// stride is one row's bytes, 4·len(x)/4; stride3 reaches the fourth.
+	stride, stride3 := g.GP64(), g.GP64()
+	g.MOVQ(n, stride)
+	g.LEAQ(operand.Mem{Base: stride, Index: stride, Scale: 2}, stride3)
+	g.SHRQ(operand.Imm(6), n)
+	rows := [4]operand.Mem{
+		{Base: xp},
+		{Base: xp, Index: stride, Scale: 1},
+		{Base: xp, Index: stride, Scale: 2},
+		{Base: xp, Index: stride3, Scale: 1},
+	}
+	acc := [4]vec{a.vec(), a.vec(), a.vec(), a.vec()}
+	for _, v := range acc {
+		a.zeroVec(v)
+	}
+	w := a.vec()
+	loop("blocks", n)
+	a.load(e, w, operand.Mem{Base: wp})
+	for i, v := range acc {
+		a.fma(v, w, rows[i])
+	}
+	next("blocks", n, []reg.Register{wp, xp}, []int{16 * e.size(), 64})
+	op := g.Load(g.Param("out"), g.GP64())
+	for i, v := range acc {
+		g.VMOVSS(a.reduce16(v), operand.Mem{Base: op, Disp: 4 * i})
+	}
+	g.VZEROUPPER()
+	g.RET()
 }
 
 // vec64 is vecDot64: four 16-lane FMA accumulators over blocks of 64 (lanes
