@@ -65,15 +65,11 @@ func (s *Scratch) MatMul(out []float32, t gguf.Type, w []byte, rows, cols int, x
 	case gguf.F32:
 	case gguf.F16:
 		s.f = grow(s.f, n*cols)
-		for i, v := range x {
-			s.f[i] = FP16ToFP32(FP32ToFP16(v))
-		}
+		roundFP16(s.f, x)
 		task.x = s.f
 	case gguf.BF16:
 		s.f = grow(s.f, n*cols)
-		for i, v := range x {
-			s.f[i] = BF16ToFP32(FP32ToBF16(v))
-		}
+		roundBF16(s.f, x)
 		task.x = s.f
 	default:
 		task.acts = s.quantizeActs(t, x, cols, n)
@@ -109,13 +105,32 @@ var (
 	// with activations already rounded to its precision; lanes16 selects
 	// tinyBLAS's order, else ggml_vec_dot's.
 	simdFloat = map[gguf.Type]func(w []byte, x []float32, lanes16 bool) float32{}
+	// simdFloat4[t], where set, is simdFloat[t] in tinyBLAS's order for
+	// four activation rows at once (x holds them one after the other).
+	simdFloat4 = map[gguf.Type]func(out *[4]float32, w []byte, x []float32){}
+	// roundFP16 and roundBF16 set dst[i] to src[i] rounded to fp16 or bf16.
+	roundFP16 = roundFP16Go
+	roundBF16 = roundBF16Go
 )
 
+func roundFP16Go(dst, src []float32) {
+	for i, v := range src {
+		dst[i] = FP16ToFP32(FP32ToFP16(v))
+	}
+}
+
+func roundBF16Go(dst, src []float32) {
+	for i, v := range src {
+		dst[i] = BF16ToFP32(FP32ToBF16(v))
+	}
+}
+
 // threadScratch is what one thread of a product decodes weight rows into on
-// the plain Go path.
+// the plain Go path, or the SIMD kernels write to.
 type threadScratch struct {
-	row []float32 // an F32/F16/BF16 weight row
-	w   wrow      // a quantized weight row
+	row  []float32  // an F32/F16/BF16 weight row
+	w    wrow       // a quantized weight row
+	four [4]float32 // the results of simdFloat4, which would escape from the stack
 }
 
 // matMulTask is one product, split across threads by weight rows.
@@ -153,9 +168,17 @@ func (m *matMulTask) float(lo, hi int, ts *threadScratch) {
 	cols, n := m.cols, m.n
 	lanes16 := n >= 2 && cols%16 == 0 && m.rows%4 == 0
 	if k := simdFloat[m.t]; k != nil {
+		k4 := simdFloat4[m.t]
 		for r := lo; r < hi; r++ {
 			wr := m.w[r*m.rowBytes : (r+1)*m.rowBytes]
-			for i := range n {
+			i := 0
+			for ; lanes16 && k4 != nil && i+4 <= n; i += 4 {
+				k4(&ts.four, wr, m.x[i*cols:(i+4)*cols])
+				for j, v := range ts.four {
+					m.out[(i+j)*m.rows+r] = v
+				}
+			}
+			for ; i < n; i++ {
 				m.out[i*m.rows+r] = k(wr, m.x[i*cols:(i+1)*cols], lanes16)
 			}
 		}

@@ -75,6 +75,17 @@ func Softmax(x []float32) {
 	for _, v := range x {
 		mx = max(mx, v)
 	}
+	sum := softmaxExp(x, mx)
+	inv := float32(1 / sum)
+	for i, v := range x {
+		x[i] = float32(v * inv)
+	}
+}
+
+// softmaxExp sets x[i] = expf(x[i] − mx) and returns the sum of Softmax.
+var softmaxExp = softmaxExpGo
+
+func softmaxExpGo(x []float32, mx float32) float64 {
 	var sum float64
 	for b := 0; b < len(x); b += 16 {
 		var blk [16]float32
@@ -84,10 +95,7 @@ func Softmax(x []float32) {
 		}
 		sum += float64(reduce16(&blk))
 	}
-	inv := float32(1 / sum)
-	for i, v := range x {
-		x[i] = float32(v * inv)
-	}
+	return sum
 }
 
 // Dot is the f32 dot product of two equal-length vectors, summed as
@@ -135,18 +143,29 @@ func attendHead(out, q []float32, kv kernels.KV, a kernels.Attn, j int, scores, 
 	qh := q[i*qRow+h*a.HeadDim : i*qRow+(h+1)*a.HeadDim]
 	off := (h / (a.Heads / a.KVHeads)) * a.HeadDim
 	for p := 0; p <= last; p++ {
-		s[p] = float32(vecDotF32(qh, kv.Key(a.Layer, p)[off:off+a.HeadDim]) * a.Scale)
+		s[p] = float32(dotF32(qh, kv.Key(a.Layer, p)[off:off+a.HeadDim]) * a.Scale)
 	}
 	Softmax(s)
+	kqv(out[i*qRow+h*a.HeadDim:i*qRow+(h+1)*a.HeadDim], s, kv, a.Layer, off, width, acc)
+}
+
+// Attention's kernels: dotF32 is vecDotF32 for q·k, and kqv sets the head
+// output o to the sum of the value rows at [off, off+len(o)) of layer's
+// positions weighted by s, in width lanes kept in acc.
+var (
+	dotF32 = vecDotF32
+	kqv    = kqvGo
+)
+
+func kqvGo(o, s []float32, kv kernels.KV, layer, off, width int, acc []float32) {
 	clear(acc)
 	for p, w := range s {
-		v := kv.Value(a.Layer, p)[off : off+a.HeadDim]
+		v := kv.Value(layer, p)[off : off+len(o)]
 		l := p % width
 		for d, vd := range v {
 			acc[d*width+l] = fma32(vd, w, acc[d*width+l])
 		}
 	}
-	o := out[i*qRow+h*a.HeadDim : i*qRow+(h+1)*a.HeadDim]
 	for d := range o {
 		if width == 16 {
 			o[d] = reduce16((*[16]float32)(acc[d*16:]))
@@ -162,13 +181,20 @@ func attendHead(out, q []float32, kv kernels.KV, a kernels.Attn, j int, scores, 
 // the 16-value blocks at each row).
 func SwiGLU(gate, up []float32) {
 	n := len(gate) &^ 15
+	swiGLU16(gate[:n], up[:n])
+	for i := n; i < len(gate); i++ {
+		g := gate[i]
+		e := float32(math.Exp(float64(-g)))
+		gate[i] = float32(float32(g/float32(1+e)) * up[i])
+	}
+}
+
+// swiGLU16 is SwiGLU for len(gate) a multiple of 16, all with the vector expf.
+var swiGLU16 = swiGLU16Go
+
+func swiGLU16Go(gate, up []float32) {
 	for i, g := range gate {
-		var e float32
-		if i < n {
-			e = expf(float32(0 - g))
-		} else {
-			e = float32(math.Exp(float64(-g)))
-		}
+		e := expf(float32(0 - g))
 		gate[i] = float32(float32(g/float32(1+e)) * up[i])
 	}
 }

@@ -1,0 +1,423 @@
+package cpu
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/godwit-ai/godwit/kernels"
+	"github.com/godwit-ai/godwit/models/gguf"
+)
+
+// The SIMD float kernels (float_amd64.s) must give exactly the plain Go
+// kernels' bits for every input; the tests below run every variant this CPU
+// has against the Go functions themselves. A NaN result only has to be a NaN
+// (its payload may differ); everything else, infinities, −0 and subnormals
+// included, must match bit for bit.
+
+// awkwardLens are row lengths around the 16-, 32- and 64-wide blocks.
+var awkwardLens = []int{0, 1, 7, 15, 16, 17, 31, 32, 33, 48, 63, 64, 65, 127, 128, 200, 256 + 13, 1024}
+
+// forEachSIMD runs f under every SIMD variant of this CPU (none but Go's on
+// other architectures) and restores the best variant afterwards.
+func forEachSIMD(t *testing.T, f func(t *testing.T)) {
+	t.Helper()
+	defer SetVariant(Variants()[0])
+	for _, v := range Variants() {
+		if v == VariantGo {
+			continue
+		}
+		if err := SetVariant(v); err != nil {
+			t.Fatal(err)
+		}
+		t.Run(string(v), f)
+	}
+}
+
+// sameBits reports whether got and want are the same float32: equal bits,
+// or both NaN.
+func sameBits(got, want float32) bool {
+	return math.Float32bits(got) == math.Float32bits(want) || got != got && want != want
+}
+
+func checkSame(t *testing.T, what string, got, want []float32) {
+	t.Helper()
+	bad := 0
+	for i := range want {
+		if !sameBits(got[i], want[i]) {
+			if bad++; bad <= 5 {
+				t.Errorf("%s[%d] = %g (%#08x), Go gives %g (%#08x)", what, i,
+					got[i], math.Float32bits(got[i]), want[i], math.Float32bits(want[i]))
+			}
+		}
+	}
+}
+
+// spread returns n values of both signs whose magnitudes spread over 2^±e,
+// with a zero now and then, so that sums of them round at every step.
+func spread(r *rand.Rand, n, e int) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(math.Ldexp(r.NormFloat64(), r.IntN(2*e+1)-e))
+		if r.IntN(50) == 0 {
+			v[i] = 0
+		}
+	}
+	return v
+}
+
+// floatRow encodes x as a row of t and returns it with its decoded values.
+func floatRow(t gguf.Type, x []float32) ([]byte, []float32) {
+	w := make([]byte, t.RowSize(len(x)))
+	for j, v := range x {
+		switch t {
+		case gguf.F32:
+			binary.LittleEndian.PutUint32(w[4*j:], math.Float32bits(v))
+		case gguf.F16:
+			binary.LittleEndian.PutUint16(w[2*j:], FP32ToFP16(v))
+		case gguf.BF16:
+			binary.LittleEndian.PutUint16(w[2*j:], FP32ToBF16(v))
+		}
+	}
+	d := make([]float32, len(x))
+	decodeFloatRow(t, w, d)
+	return w, d
+}
+
+// goFloatDot is the plain Go row dot that simdFloat[t] replaces.
+func goFloatDot(t gguf.Type, w, x []float32, lanes16 bool) float32 {
+	switch {
+	case lanes16:
+		return dotLanes16(w, x)
+	case t == gguf.F32:
+		return vecDotF32(w, x)
+	case t == gguf.F16:
+		return vecDotF16(w, x)
+	}
+	return vecDotBF16(w, x)
+}
+
+var floatTypes = []gguf.Type{gguf.F32, gguf.F16, gguf.BF16}
+
+// TestSIMDFloatDots: simdFloat[t] equals the Go row dots in both orders for
+// random rows of every awkward length, the activations rounded to the
+// weight's precision as MatMul passes them or not, and so does simdFloat4[t]
+// for four activation rows.
+func TestSIMDFloatDots(t *testing.T) {
+	forEachSIMD(t, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(7, 8))
+		for _, typ := range floatTypes {
+			k := simdFloat[typ]
+			if k == nil {
+				t.Fatalf("%v: no SIMD kernel", typ)
+			}
+			for _, n := range awkwardLens {
+				for trial := range 20 {
+					// F16 holds magnitudes up to 65504, the others far more.
+					e := 12
+					if typ == gguf.F16 {
+						e = 6
+					}
+					w, wd := floatRow(typ, spread(r, n, e))
+					x := spread(r, n, e)
+					if trial%2 == 0 {
+						switch typ {
+						case gguf.F16:
+							roundFP16Go(x, x)
+						case gguf.BF16:
+							roundBF16Go(x, x)
+						}
+					}
+					for _, lanes16 := range []bool{false, true} {
+						if lanes16 && n%16 != 0 {
+							continue
+						}
+						got, want := k(w, x, lanes16), goFloatDot(typ, wd, x, lanes16)
+						if !sameBits(got, want) {
+							t.Errorf("%v n=%d lanes16=%v trial %d: %g (%#08x), Go gives %g (%#08x)",
+								typ, n, lanes16, trial, got, math.Float32bits(got), want, math.Float32bits(want))
+						}
+					}
+					if k4 := simdFloat4[typ]; k4 != nil && n%16 == 0 {
+						x4 := append(spread(r, 3*n, e), x...)
+						var got [4]float32
+						k4(&got, w, x4)
+						for i, v := range got {
+							if want := dotLanes16(wd, x4[i*n:(i+1)*n]); !sameBits(v, want) {
+								t.Errorf("%v n=%d four rows, row %d, trial %d: %g, Go gives %g", typ, n, i, trial, v, want)
+							}
+						}
+					}
+				}
+			}
+		}
+	})
+}
+
+// TestSIMDFloatDotsSpecial: rows with infinities, NaNs, −0 and subnormals
+// give the same results as Go (NaN for NaN).
+func TestSIMDFloatDotsSpecial(t *testing.T) {
+	special := []float32{float32(math.Inf(1)), float32(math.Inf(-1)), float32(math.NaN()),
+		float32(math.Copysign(0, -1)), 0x1p-140, -0x1p-149, 0x1p-20, 65504, -3e38}
+	forEachSIMD(t, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(9, 10))
+		for _, typ := range floatTypes {
+			for _, n := range []int{16, 64, 65, 127} {
+				for trial := range 50 {
+					w, x := spread(r, n, 4), spread(r, n, 4)
+					for range 1 + trial%3 {
+						if r.IntN(2) == 0 {
+							w[r.IntN(n)] = special[r.IntN(len(special))]
+						} else {
+							x[r.IntN(n)] = special[r.IntN(len(special))]
+						}
+					}
+					wb, wd := floatRow(typ, w)
+					for _, lanes16 := range []bool{false, n%16 == 0} {
+						got, want := simdFloat[typ](wb, x, lanes16), goFloatDot(typ, wd, x, lanes16)
+						if !sameBits(got, want) {
+							t.Errorf("%v n=%d lanes16=%v trial %d: %g, Go gives %g", typ, n, lanes16, trial, got, want)
+						}
+					}
+				}
+			}
+		}
+	})
+}
+
+// roundingInputs returns float32 bit patterns around every rounding boundary
+// of fp16 and bf16 in every exponent, both signs, NaNs with payloads
+// included, then random patterns.
+func roundingInputs(r *rand.Rand) []float32 {
+	var v []float32
+	mans := []uint32{0, 1, 0xfff, 0x1000, 0x1001, 0x1fff, 0x2000, 0x3000, 0x7fff, 0x8000, 0x8001,
+		0x18000, 0x7fe000, 0x7ff000, 0x7fffff, 0x400000, 0x400001}
+	for sign := range uint32(2) {
+		for exp := range uint32(256) {
+			for _, m := range mans {
+				v = append(v, math.Float32frombits(sign<<31|exp<<23|m))
+			}
+			for range 8 {
+				v = append(v, math.Float32frombits(sign<<31|exp<<23|r.Uint32()&0x7fffff))
+			}
+		}
+	}
+	for range 20000 {
+		v = append(v, math.Float32frombits(r.Uint32()))
+	}
+	return v
+}
+
+// TestSIMDActivationRounding: the fp16 and bf16 roundings of MatMul equal
+// FP32ToFP16/FP32ToBF16 and back bit for bit, NaNs included.
+func TestSIMDActivationRounding(t *testing.T) {
+	in := roundingInputs(rand.New(rand.NewPCG(11, 12)))
+	forEachSIMD(t, func(t *testing.T) {
+		for _, c := range []struct {
+			name     string
+			got, ref func(dst, src []float32)
+		}{{"fp16", roundFP16, roundFP16Go}, {"bf16", roundBF16, roundBF16Go}} {
+			for _, n := range append(awkwardLens, len(in)) {
+				for off := 0; off+n <= len(in); off += max(n, len(in)/7) {
+					src := in[off : off+n]
+					got, want := make([]float32, n), make([]float32, n)
+					c.got(got, src)
+					c.ref(want, src)
+					for i := range want {
+						if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+							t.Fatalf("%s n=%d: %#08x → %#08x, Go gives %#08x", c.name, n,
+								math.Float32bits(src[i]), math.Float32bits(got[i]), math.Float32bits(want[i]))
+						}
+					}
+				}
+			}
+		}
+	})
+}
+
+// TestSIMDDotF32: attention's q·k equals vecDotF32.
+func TestSIMDDotF32(t *testing.T) {
+	forEachSIMD(t, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(13, 14))
+		for _, n := range awkwardLens {
+			for trial := range 20 {
+				w, x := spread(r, n, 12), spread(r, n, 12)
+				if got, want := dotF32(w, x), vecDotF32(w, x); !sameBits(got, want) {
+					t.Errorf("n=%d trial %d: %g, Go gives %g", n, trial, got, want)
+				}
+			}
+		}
+	})
+}
+
+// TestSIMDAttention: attention under each SIMD variant equals the Go
+// variant's, for one and several query rows (the 64- and 16-lane sums), head
+// widths with and without a leftover past the registers, and contexts that
+// end inside and at the end of a lane round.
+func TestSIMDAttention(t *testing.T) {
+	type shape struct{ hd, total, n int }
+	var shapes []shape
+	for _, hd := range []int{4, 8, 20, 64, 72, 128} {
+		for _, tn := range [][2]int{{1, 1}, {9, 3}, {64, 1}, {64, 2}, {130, 1}, {130, 5}, {300, 4}} {
+			shapes = append(shapes, shape{hd, tn[0], tn[1]})
+		}
+	}
+	run := func(s shape, seed uint64) []float32 {
+		r := rand.New(rand.NewPCG(seed, 15))
+		const heads, kvHeads = 4, 2
+		a := kernels.Attn{Pos0: s.total - s.n, Heads: heads, KVHeads: kvHeads, HeadDim: s.hd, Scale: 0.3}
+		kv := flatKV{k: spread(r, s.total*kvHeads*s.hd, 2), v: spread(r, s.total*kvHeads*s.hd, 8), width: kvHeads * s.hd}
+		q := spread(r, s.n*heads*s.hd, 2)
+		out := make([]float32, len(q))
+		attention(out, q, kv, a, make([]float32, s.total), make([]float32, 64*s.hd))
+		return out
+	}
+	want := make([][]float32, len(shapes))
+	SetVariant(VariantGo)
+	for i, s := range shapes {
+		want[i] = run(s, uint64(i))
+	}
+	forEachSIMD(t, func(t *testing.T) {
+		for i, s := range shapes {
+			checkSame(t, fmt.Sprintf("attention hd=%d total=%d n=%d", s.hd, s.total, s.n), run(s, uint64(i)), want[i])
+		}
+	})
+}
+
+// TestSIMDSoftmaxSwiGLU: Softmax and SwiGLU under each SIMD variant equal the
+// Go variant's for awkward lengths and gates large enough that expf
+// overflows and underflows.
+func TestSIMDSoftmaxSwiGLU(t *testing.T) {
+	type result struct{ sm, sw []float32 }
+	run := func(n int, seed uint64) result {
+		r := rand.New(rand.NewPCG(seed, 16))
+		sm := spread(r, n, 5)
+		if n > 3 {
+			sm[n/2] = float32(math.Inf(-1)) // a masked position
+		}
+		Softmax(sm)
+		gate, up := spread(r, n, 7), spread(r, n, 3)
+		SwiGLU(gate, up)
+		return result{sm, gate}
+	}
+	var want []result
+	SetVariant(VariantGo)
+	for i, n := range awkwardLens {
+		want = append(want, run(n, uint64(i)))
+	}
+	forEachSIMD(t, func(t *testing.T) {
+		for i, n := range awkwardLens {
+			got := run(n, uint64(i))
+			checkSame(t, fmt.Sprintf("Softmax n=%d", n), got.sm, want[i].sm)
+			checkSame(t, fmt.Sprintf("SwiGLU n=%d", n), got.sw, want[i].sw)
+		}
+	})
+}
+
+// TestSIMDExpf: the vector expf equals expf for float32 values spread over
+// the whole range (every 4099th bit pattern of each sign, so every exponent
+// and the overflow, underflow and subnormal results), and ±Inf.
+func TestSIMDExpf(t *testing.T) {
+	var x []float32
+	for b := uint32(0); b < 0x7f800000; b += 4099 {
+		x = append(x, math.Float32frombits(b), math.Float32frombits(b|0x80000000))
+	}
+	x = append(x, float32(math.Inf(1)), float32(math.Inf(-1)))
+	x = x[:len(x)&^15]
+	forEachSIMD(t, func(t *testing.T) {
+		got := append([]float32(nil), x...)
+		softmaxExp(got, 0) // x − 0 is x
+		for i, v := range x {
+			if want := expf(v); !sameBits(got[i], want) {
+				t.Fatalf("expf(%g = %#08x) = %g (%#08x), Go gives %g (%#08x)", v, math.Float32bits(v),
+					got[i], math.Float32bits(got[i]), want, math.Float32bits(want))
+			}
+		}
+	})
+}
+
+// TestSIMDMatMul: MatMul of F32, F16 and BF16 weights under each SIMD
+// variant equals the Go variant's for one, five and nine activation rows (the
+// ggml_vec_dot and tinyBLAS orders, the latter by four rows at a time and
+// then one), and allocates nothing once warmed.
+func TestSIMDMatMul(t *testing.T) {
+	type shape struct{ rows, cols, n int }
+	var shapes []shape
+	for _, rows := range []int{4, 7, 8} {
+		for _, cols := range []int{16, 48, 64, 65, 127, 256 + 13, 1024} {
+			for _, n := range []int{1, 5, 9} {
+				shapes = append(shapes, shape{rows, cols, n})
+			}
+		}
+	}
+	type input struct {
+		w   []byte
+		x   []float32
+		out []float32
+	}
+	inputs := map[gguf.Type][]input{}
+	r := rand.New(rand.NewPCG(17, 18))
+	for _, typ := range floatTypes {
+		for _, s := range shapes {
+			w := make([]byte, s.rows*typ.RowSize(s.cols))
+			for i := range s.rows {
+				row, _ := floatRow(typ, spread(r, s.cols, 6))
+				copy(w[i*typ.RowSize(s.cols):], row)
+			}
+			inputs[typ] = append(inputs[typ], input{w, spread(r, s.n*s.cols, 6), make([]float32, s.n*s.rows)})
+		}
+	}
+	want := map[gguf.Type][][]float32{}
+	SetVariant(VariantGo)
+	var sc Scratch
+	for _, typ := range floatTypes {
+		for i, s := range shapes {
+			in := inputs[typ][i]
+			sc.MatMul(in.out, typ, in.w, s.rows, s.cols, in.x, s.n)
+			want[typ] = append(want[typ], append([]float32(nil), in.out...))
+		}
+	}
+	forEachSIMD(t, func(t *testing.T) {
+		for _, typ := range floatTypes {
+			for i, s := range shapes {
+				in := inputs[typ][i]
+				sc.MatMul(in.out, typ, in.w, s.rows, s.cols, in.x, s.n)
+				checkSame(t, fmt.Sprintf("%v %d×%d n=%d", typ, s.rows, s.cols, s.n), in.out, want[typ][i])
+				if a := testing.AllocsPerRun(5, func() { sc.MatMul(in.out, typ, in.w, s.rows, s.cols, in.x, s.n) }); a != 0 {
+					t.Errorf("%v %d×%d n=%d: %v allocations per MatMul", typ, s.rows, s.cols, s.n, a)
+				}
+			}
+		}
+	})
+}
+
+// BenchmarkAttention is one thread's attention over a 512-position context,
+// 8 heads of 128, for one query row (64 lanes) and for 16 (16 lanes).
+func BenchmarkAttention(b *testing.B) {
+	const heads, hd, total = 8, 128, 512
+	for _, n := range []int{1, 16} {
+		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
+			r := rand.New(rand.NewPCG(1, 2))
+			a := kernels.Attn{Pos0: total - n, Heads: heads, KVHeads: heads, HeadDim: hd, Scale: 0.1}
+			kv := flatKV{k: randVec(r, total*heads*hd), v: randVec(r, total*heads*hd), width: heads * hd}
+			q := randVec(r, n*heads*hd)
+			out, scores, lanes := make([]float32, len(q)), make([]float32, total), make([]float32, 64*hd)
+			for b.Loop() {
+				attention(out, q, kv, a, scores, lanes)
+			}
+		})
+	}
+}
+
+// BenchmarkSwiGLU is one feed-forward row of 8192.
+func BenchmarkSwiGLU(b *testing.B) {
+	r := rand.New(rand.NewPCG(3, 4))
+	gate, up := randVec(r, 8192), randVec(r, 8192)
+	g := make([]float32, len(gate))
+	for b.Loop() {
+		copy(g, gate)
+		SwiGLU(g, up)
+	}
+}
