@@ -101,6 +101,10 @@ var (
 	// simdQuant[t] multiplies one weight row of type t, as stored, with one
 	// prepared activation row, in the order p selects.
 	simdQuant = map[gguf.Type]func(w []byte, a act, p path) float32{}
+	// simdQuant4[t], where set, does simdQuant[t]'s work for four activation
+	// rows at once, all taking path p, and unpacks each weight block once
+	// for the four.
+	simdQuant4 = map[gguf.Type]func(w []byte, a *[4]act, p path) [4]float32{}
 	// simdFloat[t] multiplies one F32, F16 or BF16 weight row, as stored,
 	// with activations already rounded to its precision; lanes16 selects
 	// tinyBLAS's order, else ggml_vec_dot's.
@@ -194,10 +198,20 @@ func (m *matMulTask) pathOf(i int) path {
 // quant multiplies quantized weights with the prepared activation rows.
 func (m *matMulTask) quant(lo, hi int, ts *threadScratch) {
 	if k := simdQuant[m.t]; k != nil {
+		k4 := simdQuant4[m.t]
 		for r := lo; r < hi; r++ {
 			wr := m.w[r*m.rowBytes : (r+1)*m.rowBytes]
-			for i, a := range m.acts {
-				m.out[i*m.rows+r] = k(wr, a, m.pathOf(i))
+			i := 0
+			// Groups of four start at row 0, so a group never straddles
+			// the gemm rows and the gemv rest: its rows share one path.
+			for ; k4 != nil && i+4 <= m.n; i += 4 {
+				o := k4(wr, (*[4]act)(m.acts[i:i+4]), m.pathOf(i))
+				for j, v := range o {
+					m.out[(i+j)*m.rows+r] = v
+				}
+			}
+			for ; i < m.n; i++ {
+				m.out[i*m.rows+r] = k(wr, m.acts[i], m.pathOf(i))
 			}
 		}
 		return
