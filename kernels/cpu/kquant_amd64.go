@@ -163,3 +163,8 @@ func q6KVNNI(w *byte, q *int8, d *float32, bs *int16, nb int) float32
 //
 //go:noescape
 func q6K4VNNI(w *byte, q0 *int8, q1 *int8, q2 *int8, q3 *int8, d0 *float32, d1 *float32, d2 *float32, d3 *float32, bs0 *int16, bs1 *int16, bs2 *int16, bs3 *int16, nb int) (r0 float32, r1 float32, r2 float32, r3 float32)
+
+// quantizeQ8KAVX2 is quantizeActQ8_K over nb blocks of 256 values, with AVX2.
+//
+//go:noescape
+func quantizeQ8KAVX2(x *float32, q *int8, d *float32, bs *int16, nb int)

@@ -164,6 +164,66 @@ DATA kqShift02<>+48(SB)/8, $0x0002000200020002
 DATA kqShift02<>+56(SB)/8, $0x0002000200020002
 GLOBL kqShift02<>(SB), RODATA|NOPTR, $64
 
+DATA q8kAbs<>+0(SB)/8, $0x7fffffff7fffffff
+DATA q8kAbs<>+8(SB)/8, $0x7fffffff7fffffff
+DATA q8kAbs<>+16(SB)/8, $0x7fffffff7fffffff
+DATA q8kAbs<>+24(SB)/8, $0x7fffffff7fffffff
+GLOBL q8kAbs<>(SB), RODATA|NOPTR, $32
+
+DATA q8kMagic<>+0(SB)/8, $0x4b4000004b400000
+DATA q8kMagic<>+8(SB)/8, $0x4b4000004b400000
+DATA q8kMagic<>+16(SB)/8, $0x4b4000004b400000
+DATA q8kMagic<>+24(SB)/8, $0x4b4000004b400000
+GLOBL q8kMagic<>(SB), RODATA|NOPTR, $32
+
+DATA q8kMant<>+0(SB)/8, $0x007fffff007fffff
+DATA q8kMant<>+8(SB)/8, $0x007fffff007fffff
+DATA q8kMant<>+16(SB)/8, $0x007fffff007fffff
+DATA q8kMant<>+24(SB)/8, $0x007fffff007fffff
+GLOBL q8kMant<>(SB), RODATA|NOPTR, $32
+
+DATA q8kHalf<>+0(SB)/8, $0x0040000000400000
+DATA q8kHalf<>+8(SB)/8, $0x0040000000400000
+DATA q8kHalf<>+16(SB)/8, $0x0040000000400000
+DATA q8kHalf<>+24(SB)/8, $0x0040000000400000
+GLOBL q8kHalf<>(SB), RODATA|NOPTR, $32
+
+DATA q8kC127<>+0(SB)/8, $0x0000007f0000007f
+DATA q8kC127<>+8(SB)/8, $0x0000007f0000007f
+DATA q8kC127<>+16(SB)/8, $0x0000007f0000007f
+DATA q8kC127<>+24(SB)/8, $0x0000007f0000007f
+GLOBL q8kC127<>(SB), RODATA|NOPTR, $32
+
+DATA q8kCFF<>+0(SB)/8, $0x000000ff000000ff
+DATA q8kCFF<>+8(SB)/8, $0x000000ff000000ff
+DATA q8kCFF<>+16(SB)/8, $0x000000ff000000ff
+DATA q8kCFF<>+24(SB)/8, $0x000000ff000000ff
+GLOBL q8kCFF<>(SB), RODATA|NOPTR, $32
+
+DATA q8kOnes16<>+0(SB)/8, $0x0001000100010001
+DATA q8kOnes16<>+8(SB)/8, $0x0001000100010001
+DATA q8kOnes16<>+16(SB)/8, $0x0001000100010001
+DATA q8kOnes16<>+24(SB)/8, $0x0001000100010001
+GLOBL q8kOnes16<>(SB), RODATA|NOPTR, $32
+
+DATA q8kOnes8<>+0(SB)/8, $0x0101010101010101
+DATA q8kOnes8<>+8(SB)/8, $0x0101010101010101
+DATA q8kOnes8<>+16(SB)/8, $0x0101010101010101
+DATA q8kOnes8<>+24(SB)/8, $0x0101010101010101
+GLOBL q8kOnes8<>(SB), RODATA|NOPTR, $32
+
+DATA q8kPerm<>+0(SB)/8, $0x0000000400000000
+DATA q8kPerm<>+8(SB)/8, $0x0000000500000001
+DATA q8kPerm<>+16(SB)/8, $0x0000000600000002
+DATA q8kPerm<>+24(SB)/8, $0x0000000700000003
+GLOBL q8kPerm<>(SB), RODATA|NOPTR, $32
+
+DATA q8kNeg127<>+0(SB)/8, $0x00000000c2fe0000
+GLOBL q8kNeg127<>(SB), RODATA|NOPTR, $8
+
+DATA q8kOne<>+0(SB)/8, $0x000000003f800000
+GLOBL q8kOne<>(SB), RODATA|NOPTR, $8
+
 // func q4KVecDotAVX2(w *byte, q *int8, d *float32, bs *int16, nb int) float32
 // Requires: AVX, AVX2, F16C, FMA3, SSE
 TEXT ·q4KVecDotAVX2(SB), NOSPLIT, $0-44
@@ -4948,4 +5008,404 @@ block:
 	MOVSS           X1, r1+116(FP)
 	MOVSS           X2, r2+120(FP)
 	MOVSS           X3, r3+124(FP)
+	RET
+
+// func quantizeQ8KAVX2(x *float32, q *int8, d *float32, bs *int16, nb int)
+// Requires: AVX, AVX2
+TEXT ·quantizeQ8KAVX2(SB), NOSPLIT, $0-40
+	MOVQ    x+0(FP), AX
+	MOVQ    q+8(FP), CX
+	MOVQ    d+16(FP), DX
+	MOVQ    bs+24(FP), BX
+	MOVQ    nb+32(FP), SI
+	VMOVDQU q8kAbs<>+0(SB), Y0
+
+block:
+	VPXOR        Y1, Y1, Y1
+	VPXOR        Y2, Y2, Y2
+	VPXOR        Y3, Y3, Y3
+	VPXOR        Y4, Y4, Y4
+	VANDPS       (AX), Y0, Y5
+	VMAXPS       Y1, Y5, Y1
+	VANDPS       32(AX), Y0, Y5
+	VMAXPS       Y2, Y5, Y2
+	VANDPS       64(AX), Y0, Y5
+	VMAXPS       Y3, Y5, Y3
+	VANDPS       96(AX), Y0, Y5
+	VMAXPS       Y4, Y5, Y4
+	VANDPS       128(AX), Y0, Y5
+	VMAXPS       Y1, Y5, Y1
+	VANDPS       160(AX), Y0, Y5
+	VMAXPS       Y2, Y5, Y2
+	VANDPS       192(AX), Y0, Y5
+	VMAXPS       Y3, Y5, Y3
+	VANDPS       224(AX), Y0, Y5
+	VMAXPS       Y4, Y5, Y4
+	VANDPS       256(AX), Y0, Y5
+	VMAXPS       Y1, Y5, Y1
+	VANDPS       288(AX), Y0, Y5
+	VMAXPS       Y2, Y5, Y2
+	VANDPS       320(AX), Y0, Y5
+	VMAXPS       Y3, Y5, Y3
+	VANDPS       352(AX), Y0, Y5
+	VMAXPS       Y4, Y5, Y4
+	VANDPS       384(AX), Y0, Y5
+	VMAXPS       Y1, Y5, Y1
+	VANDPS       416(AX), Y0, Y5
+	VMAXPS       Y2, Y5, Y2
+	VANDPS       448(AX), Y0, Y5
+	VMAXPS       Y3, Y5, Y3
+	VANDPS       480(AX), Y0, Y5
+	VMAXPS       Y4, Y5, Y4
+	VANDPS       512(AX), Y0, Y5
+	VMAXPS       Y1, Y5, Y1
+	VANDPS       544(AX), Y0, Y5
+	VMAXPS       Y2, Y5, Y2
+	VANDPS       576(AX), Y0, Y5
+	VMAXPS       Y3, Y5, Y3
+	VANDPS       608(AX), Y0, Y5
+	VMAXPS       Y4, Y5, Y4
+	VANDPS       640(AX), Y0, Y5
+	VMAXPS       Y1, Y5, Y1
+	VANDPS       672(AX), Y0, Y5
+	VMAXPS       Y2, Y5, Y2
+	VANDPS       704(AX), Y0, Y5
+	VMAXPS       Y3, Y5, Y3
+	VANDPS       736(AX), Y0, Y5
+	VMAXPS       Y4, Y5, Y4
+	VANDPS       768(AX), Y0, Y5
+	VMAXPS       Y1, Y5, Y1
+	VANDPS       800(AX), Y0, Y5
+	VMAXPS       Y2, Y5, Y2
+	VANDPS       832(AX), Y0, Y5
+	VMAXPS       Y3, Y5, Y3
+	VANDPS       864(AX), Y0, Y5
+	VMAXPS       Y4, Y5, Y4
+	VANDPS       896(AX), Y0, Y5
+	VMAXPS       Y1, Y5, Y1
+	VANDPS       928(AX), Y0, Y5
+	VMAXPS       Y2, Y5, Y2
+	VANDPS       960(AX), Y0, Y5
+	VMAXPS       Y3, Y5, Y3
+	VANDPS       992(AX), Y0, Y5
+	VMAXPS       Y4, Y5, Y4
+	VMAXPS       Y2, Y1, Y1
+	VMAXPS       Y4, Y3, Y3
+	VMAXPS       Y3, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X2
+	VMAXPS       X2, X1, X2
+	VPERMILPS    $0x4e, X2, X1
+	VMAXPS       X1, X2, X2
+	VPERMILPS    $0xb1, X2, X1
+	VMAXPS       X1, X2, X2
+	VMOVD        X2, DI
+	TESTL        DI, DI
+	JZ           zero
+	VBROADCASTSS X2, Y1
+	XORQ         DI, DI
+
+find:
+	VANDPS    (AX)(DI*1), Y0, Y2
+	VCMPPS    $0x00, Y1, Y2, Y2
+	VMOVMSKPS Y2, R8
+	TESTL     R8, R8
+	JNZ       found
+	ADDQ      $0x20, DI
+	JMP       find
+
+found:
+	BSFL         R8, R8
+	LEAQ         (DI)(R8*4), DI
+	VMOVSS       (AX)(DI*1), X1
+	VMOVSS       q8kNeg127<>+0(SB), X2
+	VDIVSS       X1, X2, X2
+	VMOVSS       q8kOne<>+0(SB), X1
+	VDIVSS       X2, X1, X1
+	VMOVSS       X1, (DX)
+	VBROADCASTSS X2, Y1
+	VMOVDQU      q8kPerm<>+0(SB), Y2
+	VMOVDQU      q8kOnes8<>+0(SB), Y3
+	VMULPS       (AX), Y1, Y4
+	VADDPS       q8kMagic<>+0(SB), Y4, Y4
+	VPAND        q8kMant<>+0(SB), Y4, Y4
+	VPSUBD       q8kHalf<>+0(SB), Y4, Y4
+	VPMINSD      q8kC127<>+0(SB), Y4, Y4
+	VPAND        q8kCFF<>+0(SB), Y4, Y4
+	VMULPS       32(AX), Y1, Y5
+	VADDPS       q8kMagic<>+0(SB), Y5, Y5
+	VPAND        q8kMant<>+0(SB), Y5, Y5
+	VPSUBD       q8kHalf<>+0(SB), Y5, Y5
+	VPMINSD      q8kC127<>+0(SB), Y5, Y5
+	VPAND        q8kCFF<>+0(SB), Y5, Y5
+	VMULPS       64(AX), Y1, Y6
+	VADDPS       q8kMagic<>+0(SB), Y6, Y6
+	VPAND        q8kMant<>+0(SB), Y6, Y6
+	VPSUBD       q8kHalf<>+0(SB), Y6, Y6
+	VPMINSD      q8kC127<>+0(SB), Y6, Y6
+	VPAND        q8kCFF<>+0(SB), Y6, Y6
+	VMULPS       96(AX), Y1, Y7
+	VADDPS       q8kMagic<>+0(SB), Y7, Y7
+	VPAND        q8kMant<>+0(SB), Y7, Y7
+	VPSUBD       q8kHalf<>+0(SB), Y7, Y7
+	VPMINSD      q8kC127<>+0(SB), Y7, Y7
+	VPAND        q8kCFF<>+0(SB), Y7, Y7
+	VPACKUSDW    Y5, Y4, Y4
+	VPACKUSDW    Y7, Y6, Y6
+	VPACKUSWB    Y6, Y4, Y4
+	VPERMD       Y4, Y2, Y4
+	VMOVDQU      Y4, (CX)
+	VPMADDUBSW   Y4, Y3, Y4
+	VPMADDWD     q8kOnes16<>+0(SB), Y4, Y4
+	VMULPS       128(AX), Y1, Y5
+	VADDPS       q8kMagic<>+0(SB), Y5, Y5
+	VPAND        q8kMant<>+0(SB), Y5, Y5
+	VPSUBD       q8kHalf<>+0(SB), Y5, Y5
+	VPMINSD      q8kC127<>+0(SB), Y5, Y5
+	VPAND        q8kCFF<>+0(SB), Y5, Y5
+	VMULPS       160(AX), Y1, Y6
+	VADDPS       q8kMagic<>+0(SB), Y6, Y6
+	VPAND        q8kMant<>+0(SB), Y6, Y6
+	VPSUBD       q8kHalf<>+0(SB), Y6, Y6
+	VPMINSD      q8kC127<>+0(SB), Y6, Y6
+	VPAND        q8kCFF<>+0(SB), Y6, Y6
+	VMULPS       192(AX), Y1, Y7
+	VADDPS       q8kMagic<>+0(SB), Y7, Y7
+	VPAND        q8kMant<>+0(SB), Y7, Y7
+	VPSUBD       q8kHalf<>+0(SB), Y7, Y7
+	VPMINSD      q8kC127<>+0(SB), Y7, Y7
+	VPAND        q8kCFF<>+0(SB), Y7, Y7
+	VMULPS       224(AX), Y1, Y8
+	VADDPS       q8kMagic<>+0(SB), Y8, Y8
+	VPAND        q8kMant<>+0(SB), Y8, Y8
+	VPSUBD       q8kHalf<>+0(SB), Y8, Y8
+	VPMINSD      q8kC127<>+0(SB), Y8, Y8
+	VPAND        q8kCFF<>+0(SB), Y8, Y8
+	VPACKUSDW    Y6, Y5, Y5
+	VPACKUSDW    Y8, Y7, Y7
+	VPACKUSWB    Y7, Y5, Y5
+	VPERMD       Y5, Y2, Y5
+	VMOVDQU      Y5, 32(CX)
+	VPMADDUBSW   Y5, Y3, Y5
+	VPMADDWD     q8kOnes16<>+0(SB), Y5, Y5
+	VMULPS       256(AX), Y1, Y6
+	VADDPS       q8kMagic<>+0(SB), Y6, Y6
+	VPAND        q8kMant<>+0(SB), Y6, Y6
+	VPSUBD       q8kHalf<>+0(SB), Y6, Y6
+	VPMINSD      q8kC127<>+0(SB), Y6, Y6
+	VPAND        q8kCFF<>+0(SB), Y6, Y6
+	VMULPS       288(AX), Y1, Y7
+	VADDPS       q8kMagic<>+0(SB), Y7, Y7
+	VPAND        q8kMant<>+0(SB), Y7, Y7
+	VPSUBD       q8kHalf<>+0(SB), Y7, Y7
+	VPMINSD      q8kC127<>+0(SB), Y7, Y7
+	VPAND        q8kCFF<>+0(SB), Y7, Y7
+	VMULPS       320(AX), Y1, Y8
+	VADDPS       q8kMagic<>+0(SB), Y8, Y8
+	VPAND        q8kMant<>+0(SB), Y8, Y8
+	VPSUBD       q8kHalf<>+0(SB), Y8, Y8
+	VPMINSD      q8kC127<>+0(SB), Y8, Y8
+	VPAND        q8kCFF<>+0(SB), Y8, Y8
+	VMULPS       352(AX), Y1, Y9
+	VADDPS       q8kMagic<>+0(SB), Y9, Y9
+	VPAND        q8kMant<>+0(SB), Y9, Y9
+	VPSUBD       q8kHalf<>+0(SB), Y9, Y9
+	VPMINSD      q8kC127<>+0(SB), Y9, Y9
+	VPAND        q8kCFF<>+0(SB), Y9, Y9
+	VPACKUSDW    Y7, Y6, Y6
+	VPACKUSDW    Y9, Y8, Y8
+	VPACKUSWB    Y8, Y6, Y6
+	VPERMD       Y6, Y2, Y6
+	VMOVDQU      Y6, 64(CX)
+	VPMADDUBSW   Y6, Y3, Y6
+	VPMADDWD     q8kOnes16<>+0(SB), Y6, Y6
+	VMULPS       384(AX), Y1, Y7
+	VADDPS       q8kMagic<>+0(SB), Y7, Y7
+	VPAND        q8kMant<>+0(SB), Y7, Y7
+	VPSUBD       q8kHalf<>+0(SB), Y7, Y7
+	VPMINSD      q8kC127<>+0(SB), Y7, Y7
+	VPAND        q8kCFF<>+0(SB), Y7, Y7
+	VMULPS       416(AX), Y1, Y8
+	VADDPS       q8kMagic<>+0(SB), Y8, Y8
+	VPAND        q8kMant<>+0(SB), Y8, Y8
+	VPSUBD       q8kHalf<>+0(SB), Y8, Y8
+	VPMINSD      q8kC127<>+0(SB), Y8, Y8
+	VPAND        q8kCFF<>+0(SB), Y8, Y8
+	VMULPS       448(AX), Y1, Y9
+	VADDPS       q8kMagic<>+0(SB), Y9, Y9
+	VPAND        q8kMant<>+0(SB), Y9, Y9
+	VPSUBD       q8kHalf<>+0(SB), Y9, Y9
+	VPMINSD      q8kC127<>+0(SB), Y9, Y9
+	VPAND        q8kCFF<>+0(SB), Y9, Y9
+	VMULPS       480(AX), Y1, Y10
+	VADDPS       q8kMagic<>+0(SB), Y10, Y10
+	VPAND        q8kMant<>+0(SB), Y10, Y10
+	VPSUBD       q8kHalf<>+0(SB), Y10, Y10
+	VPMINSD      q8kC127<>+0(SB), Y10, Y10
+	VPAND        q8kCFF<>+0(SB), Y10, Y10
+	VPACKUSDW    Y8, Y7, Y7
+	VPACKUSDW    Y10, Y9, Y9
+	VPACKUSWB    Y9, Y7, Y7
+	VPERMD       Y7, Y2, Y7
+	VMOVDQU      Y7, 96(CX)
+	VPMADDUBSW   Y7, Y3, Y7
+	VPMADDWD     q8kOnes16<>+0(SB), Y7, Y7
+	VPHADDD      Y5, Y4, Y4
+	VPHADDD      Y7, Y6, Y6
+	VPHADDD      Y6, Y4, Y4
+	VMULPS       512(AX), Y1, Y5
+	VADDPS       q8kMagic<>+0(SB), Y5, Y5
+	VPAND        q8kMant<>+0(SB), Y5, Y5
+	VPSUBD       q8kHalf<>+0(SB), Y5, Y5
+	VPMINSD      q8kC127<>+0(SB), Y5, Y5
+	VPAND        q8kCFF<>+0(SB), Y5, Y5
+	VMULPS       544(AX), Y1, Y6
+	VADDPS       q8kMagic<>+0(SB), Y6, Y6
+	VPAND        q8kMant<>+0(SB), Y6, Y6
+	VPSUBD       q8kHalf<>+0(SB), Y6, Y6
+	VPMINSD      q8kC127<>+0(SB), Y6, Y6
+	VPAND        q8kCFF<>+0(SB), Y6, Y6
+	VMULPS       576(AX), Y1, Y7
+	VADDPS       q8kMagic<>+0(SB), Y7, Y7
+	VPAND        q8kMant<>+0(SB), Y7, Y7
+	VPSUBD       q8kHalf<>+0(SB), Y7, Y7
+	VPMINSD      q8kC127<>+0(SB), Y7, Y7
+	VPAND        q8kCFF<>+0(SB), Y7, Y7
+	VMULPS       608(AX), Y1, Y8
+	VADDPS       q8kMagic<>+0(SB), Y8, Y8
+	VPAND        q8kMant<>+0(SB), Y8, Y8
+	VPSUBD       q8kHalf<>+0(SB), Y8, Y8
+	VPMINSD      q8kC127<>+0(SB), Y8, Y8
+	VPAND        q8kCFF<>+0(SB), Y8, Y8
+	VPACKUSDW    Y6, Y5, Y5
+	VPACKUSDW    Y8, Y7, Y7
+	VPACKUSWB    Y7, Y5, Y5
+	VPERMD       Y5, Y2, Y5
+	VMOVDQU      Y5, 128(CX)
+	VPMADDUBSW   Y5, Y3, Y5
+	VPMADDWD     q8kOnes16<>+0(SB), Y5, Y5
+	VMULPS       640(AX), Y1, Y6
+	VADDPS       q8kMagic<>+0(SB), Y6, Y6
+	VPAND        q8kMant<>+0(SB), Y6, Y6
+	VPSUBD       q8kHalf<>+0(SB), Y6, Y6
+	VPMINSD      q8kC127<>+0(SB), Y6, Y6
+	VPAND        q8kCFF<>+0(SB), Y6, Y6
+	VMULPS       672(AX), Y1, Y7
+	VADDPS       q8kMagic<>+0(SB), Y7, Y7
+	VPAND        q8kMant<>+0(SB), Y7, Y7
+	VPSUBD       q8kHalf<>+0(SB), Y7, Y7
+	VPMINSD      q8kC127<>+0(SB), Y7, Y7
+	VPAND        q8kCFF<>+0(SB), Y7, Y7
+	VMULPS       704(AX), Y1, Y8
+	VADDPS       q8kMagic<>+0(SB), Y8, Y8
+	VPAND        q8kMant<>+0(SB), Y8, Y8
+	VPSUBD       q8kHalf<>+0(SB), Y8, Y8
+	VPMINSD      q8kC127<>+0(SB), Y8, Y8
+	VPAND        q8kCFF<>+0(SB), Y8, Y8
+	VMULPS       736(AX), Y1, Y9
+	VADDPS       q8kMagic<>+0(SB), Y9, Y9
+	VPAND        q8kMant<>+0(SB), Y9, Y9
+	VPSUBD       q8kHalf<>+0(SB), Y9, Y9
+	VPMINSD      q8kC127<>+0(SB), Y9, Y9
+	VPAND        q8kCFF<>+0(SB), Y9, Y9
+	VPACKUSDW    Y7, Y6, Y6
+	VPACKUSDW    Y9, Y8, Y8
+	VPACKUSWB    Y8, Y6, Y6
+	VPERMD       Y6, Y2, Y6
+	VMOVDQU      Y6, 160(CX)
+	VPMADDUBSW   Y6, Y3, Y6
+	VPMADDWD     q8kOnes16<>+0(SB), Y6, Y6
+	VMULPS       768(AX), Y1, Y7
+	VADDPS       q8kMagic<>+0(SB), Y7, Y7
+	VPAND        q8kMant<>+0(SB), Y7, Y7
+	VPSUBD       q8kHalf<>+0(SB), Y7, Y7
+	VPMINSD      q8kC127<>+0(SB), Y7, Y7
+	VPAND        q8kCFF<>+0(SB), Y7, Y7
+	VMULPS       800(AX), Y1, Y8
+	VADDPS       q8kMagic<>+0(SB), Y8, Y8
+	VPAND        q8kMant<>+0(SB), Y8, Y8
+	VPSUBD       q8kHalf<>+0(SB), Y8, Y8
+	VPMINSD      q8kC127<>+0(SB), Y8, Y8
+	VPAND        q8kCFF<>+0(SB), Y8, Y8
+	VMULPS       832(AX), Y1, Y9
+	VADDPS       q8kMagic<>+0(SB), Y9, Y9
+	VPAND        q8kMant<>+0(SB), Y9, Y9
+	VPSUBD       q8kHalf<>+0(SB), Y9, Y9
+	VPMINSD      q8kC127<>+0(SB), Y9, Y9
+	VPAND        q8kCFF<>+0(SB), Y9, Y9
+	VMULPS       864(AX), Y1, Y10
+	VADDPS       q8kMagic<>+0(SB), Y10, Y10
+	VPAND        q8kMant<>+0(SB), Y10, Y10
+	VPSUBD       q8kHalf<>+0(SB), Y10, Y10
+	VPMINSD      q8kC127<>+0(SB), Y10, Y10
+	VPAND        q8kCFF<>+0(SB), Y10, Y10
+	VPACKUSDW    Y8, Y7, Y7
+	VPACKUSDW    Y10, Y9, Y9
+	VPACKUSWB    Y9, Y7, Y7
+	VPERMD       Y7, Y2, Y7
+	VMOVDQU      Y7, 192(CX)
+	VPMADDUBSW   Y7, Y3, Y7
+	VPMADDWD     q8kOnes16<>+0(SB), Y7, Y7
+	VMULPS       896(AX), Y1, Y8
+	VADDPS       q8kMagic<>+0(SB), Y8, Y8
+	VPAND        q8kMant<>+0(SB), Y8, Y8
+	VPSUBD       q8kHalf<>+0(SB), Y8, Y8
+	VPMINSD      q8kC127<>+0(SB), Y8, Y8
+	VPAND        q8kCFF<>+0(SB), Y8, Y8
+	VMULPS       928(AX), Y1, Y9
+	VADDPS       q8kMagic<>+0(SB), Y9, Y9
+	VPAND        q8kMant<>+0(SB), Y9, Y9
+	VPSUBD       q8kHalf<>+0(SB), Y9, Y9
+	VPMINSD      q8kC127<>+0(SB), Y9, Y9
+	VPAND        q8kCFF<>+0(SB), Y9, Y9
+	VMULPS       960(AX), Y1, Y10
+	VADDPS       q8kMagic<>+0(SB), Y10, Y10
+	VPAND        q8kMant<>+0(SB), Y10, Y10
+	VPSUBD       q8kHalf<>+0(SB), Y10, Y10
+	VPMINSD      q8kC127<>+0(SB), Y10, Y10
+	VPAND        q8kCFF<>+0(SB), Y10, Y10
+	VMULPS       992(AX), Y1, Y1
+	VADDPS       q8kMagic<>+0(SB), Y1, Y1
+	VPAND        q8kMant<>+0(SB), Y1, Y1
+	VPSUBD       q8kHalf<>+0(SB), Y1, Y1
+	VPMINSD      q8kC127<>+0(SB), Y1, Y1
+	VPAND        q8kCFF<>+0(SB), Y1, Y1
+	VPACKUSDW    Y9, Y8, Y8
+	VPACKUSDW    Y1, Y10, Y10
+	VPACKUSWB    Y10, Y8, Y8
+	VPERMD       Y8, Y2, Y8
+	VMOVDQU      Y8, 224(CX)
+	VPMADDUBSW   Y8, Y3, Y1
+	VPMADDWD     q8kOnes16<>+0(SB), Y1, Y1
+	VPHADDD      Y6, Y5, Y5
+	VPHADDD      Y1, Y7, Y7
+	VPHADDD      Y7, Y5, Y5
+	VPACKSSDW    Y5, Y4, Y4
+	VEXTRACTI128 $0x01, Y4, X1
+	VPUNPCKLWD   X1, X4, X2
+	VPUNPCKHWD   X1, X4, X1
+	VMOVDQU      X2, (BX)
+	VMOVDQU      X1, 16(BX)
+	JMP          next
+
+zero:
+	VPXOR   Y1, Y1, Y1
+	VMOVDQU Y1, (CX)
+	VMOVDQU Y1, 32(CX)
+	VMOVDQU Y1, 64(CX)
+	VMOVDQU Y1, 96(CX)
+	VMOVDQU Y1, 128(CX)
+	VMOVDQU Y1, 160(CX)
+	VMOVDQU Y1, 192(CX)
+	VMOVDQU Y1, 224(CX)
+	VMOVDQU Y1, (BX)
+	MOVL    $0x00000000, (DX)
+
+next:
+	ADDQ $0x00000400, AX
+	ADDQ $0x00000100, CX
+	ADDQ $0x04, DX
+	ADDQ $0x20, BX
+	DECQ SI
+	JNZ  block
+	VZEROUPPER
 	RET

@@ -265,6 +265,107 @@ func TestKQuantMatMulMatchesGo(t *testing.T) {
 	})
 }
 
+// kqActRows returns activation rows (multiples of 256 values) that probe
+// quantizeActQ8_K: ordinary data, ties of the largest magnitude with either
+// sign first, values on rounding boundaries, zeros (±0), NaN and infinities,
+// subnormals and values small enough that −127/max overflows.
+func kqActRows() map[string][]float32 {
+	rows := map[string][]float32{
+		"gauss":   randomData("gauss", 5*256, 11),
+		"uniform": randomData("uniform", 3*256, 12),
+		"skewed":  randomData("skewed", 2*256, 13),
+		"zeros":   make([]float32, 256),
+	}
+	negz := make([]float32, 256)
+	for i := range negz {
+		negz[i] = float32(math.Copysign(0, -1))
+	}
+	rows["-0"] = negz
+	for _, m := range []float32{127, -127} {
+		x := make([]float32, 512)
+		x[200], x[7] = -m, m // the first of the tie (index 7) wins
+		for i := 10; i < 100; i++ {
+			x[i] = float32(i-55) + 0.5 // k + 0.5 with multiplier 1: ties to even
+		}
+		x[255+256] = m
+		x[256], x[260] = -m, m // a tie within eight values
+		rows[fmt.Sprintf("ties %v", m)] = x
+	}
+	special := randomData("gauss", 4*256, 14)
+	special[3] = float32(math.NaN())
+	special[256+9] = float32(math.Inf(1))
+	special[256+10] = float32(math.Inf(-1))
+	for i := 512; i < 768; i++ {
+		special[i] = float32(math.NaN())
+	}
+	special[800] = float32(math.Inf(-1))
+	rows["special"] = special
+	// NaNs with payloads, whose levels come from the payload bits in
+	// quantizeActQ8_K (nearestInt reads the mantissa), in every position.
+	payload := randomData("gauss", 2*256, 17)
+	for i := range payload {
+		if i%3 == 0 {
+			payload[i] = math.Float32frombits(uint32(i%2)<<31 | 0x7f800001 | uint32(i*7919)&0x7fffff)
+		}
+	}
+	rows["NaN payloads"] = payload
+	tiny := make([]float32, 3*256)
+	for i := range tiny {
+		tiny[i] = math.Float32frombits(uint32(i%23+1)) * float32(1-2*(i%2)) // subnormals
+	}
+	for i := 256; i < 512; i++ {
+		tiny[i] = float32(i-300) * 1e-38 // −127/max overflows to ±Inf
+	}
+	for i := 512; i < 768; i++ {
+		tiny[i] = float32(i-600) * 1e30 // large but finite
+	}
+	rows["tiny"] = tiny
+	r := rand.New(rand.NewPCG(15, 16))
+	bits := make([]float32, 8*256)
+	for i := range bits {
+		bits[i] = math.Float32frombits(r.Uint32()) // any bit pattern
+	}
+	rows["bits"] = bits
+	return rows
+}
+
+// TestKQuantActQ8KMatchesGo: the Q8_K quantizer MatMul uses equals
+// quantizeActQ8_K bit for bit (d, levels and bsums) under every variant.
+func TestKQuantActQ8KMatchesGo(t *testing.T) {
+	kqEachVariant(t, func(t *testing.T) {
+		for name, x := range kqActRows() {
+			nb := len(x) / qkK
+			q, d, bs := make([]int8, len(x)), make([]float32, nb), make([]int16, 16*nb)
+			wq, wd, wbs := make([]int8, len(x)), make([]float32, nb), make([]int16, 16*nb)
+			for i := range q { // stale contents must be overwritten
+				q[i] = 99
+			}
+			for i := range bs {
+				bs[i] = 99
+			}
+			actQ8_K(x, q, d, bs)
+			quantizeActQ8_K(x, wq, wd, wbs)
+			for b := range nb {
+				if math.Float32bits(d[b]) != math.Float32bits(wd[b]) {
+					t.Errorf("%s block %d: d = %g, Go %g", name, b, d[b], wd[b])
+				}
+			}
+			for i := range q {
+				if q[i] != wq[i] {
+					t.Errorf("%s: q[%d] = %d, Go %d (x = %g)", name, i, q[i], wq[i], x[i])
+					break
+				}
+			}
+			for i := range bs {
+				if bs[i] != wbs[i] {
+					t.Errorf("%s: bsums[%d] = %d, Go %d", name, i, bs[i], wbs[i])
+					break
+				}
+			}
+		}
+	})
+}
+
 // TestKQuantMatMulAllocs: with a warmed Scratch, MatMul over K-quant
 // weights allocates nothing under any variant (the four-row wrappers keep
 // their pointer arrays on the stack).
@@ -361,5 +462,25 @@ func BenchmarkKQuantRow(b *testing.B) {
 				})
 			}
 		}
+	}
+}
+
+// BenchmarkKQuantActQ8K times the Q8_K quantizer MatMul uses on a
+// 4096-value activation row.
+func BenchmarkKQuantActQ8K(b *testing.B) {
+	saved := CurrentVariant()
+	defer SetVariant(saved)
+	x := randomData("gauss", 4096, 3)
+	q, d, bs := make([]int8, len(x)), make([]float32, len(x)/qkK), make([]int16, len(x)/16)
+	for _, v := range Variants() {
+		if err := SetVariant(v); err != nil {
+			b.Fatal(err)
+		}
+		b.Run(string(v), func(b *testing.B) {
+			b.SetBytes(4 * int64(len(x)))
+			for b.Loop() {
+				actQ8_K(x, q, d, bs)
+			}
+		})
 	}
 }

@@ -1,12 +1,13 @@
 // Command kquant generates the amd64 assembly of package cpu's K-quant
 // kernels: Q4_K, Q5_K and Q6_K weight rows against Q8_K activation rows, for
-// AVX2 and for AVX-512 (with and without VNNI). gen.sh runs it as
+// AVX2 and for AVX-512 (with and without VNNI), and the Q8_K activation
+// quantizer. gen.sh runs it as
 //
 //	go run ./kquant -out kquant_amd64.s -stubs kquant_amd64.go -pkg cpu
 //
 // Every kernel must give the plain Go kernels' results bit for bit (they
-// reproduce llama.cpp's float order), so the generator follows dot_k.go
-// step by step: the integer sums are exact and may be grouped
+// reproduce llama.cpp's float order), so the generator follows dot_k.go and
+// quant_act.go step by step: the integer sums are exact and may be grouped
 // freely, but each float operation is the one the Go code does, on the same
 // lane, in the same order.
 package main
@@ -112,8 +113,10 @@ func main() {
 	flag.Parse()
 	os.Args = []string{os.Args[0], "-out", "kquant_amd64.s", "-stubs", "kquant_amd64.go", "-pkg", "cpu"}
 	kquantData()
+	q8KData()
 	for _, s := range []isa{avx2, avx512, vnni} {
 		kquantKernels(s)
 	}
+	quantizeQ8K()
 	Generate()
 }
