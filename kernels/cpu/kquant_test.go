@@ -23,12 +23,15 @@ var kqTypes = []gguf.Type{gguf.Q4_K, gguf.Q5_K, gguf.Q6_K}
 // kqEachVariant runs f under every variant this CPU can run, and where it has
 // VNNI also under AVX-512 without, so that both AVX-512 kernel sets run. It
 // restores the variant afterwards.
-func kqEachVariant(t *testing.T, f func(t *testing.T)) {
+func kqEachVariant[T interface {
+	testing.TB
+	Run(string, func(T)) bool
+}](tb T, f func(T)) {
 	saved, savedVNNI := CurrentVariant(), HasVNNI
 	defer func() {
 		HasVNNI = savedVNNI
 		if err := SetVariant(saved); err != nil {
-			t.Fatal(err)
+			tb.Fatal(err)
 		}
 	}()
 	for _, v := range Variants() {
@@ -39,13 +42,13 @@ func kqEachVariant(t *testing.T, f func(t *testing.T)) {
 		for _, vnni := range vnnis {
 			HasVNNI = vnni
 			if err := SetVariant(v); err != nil {
-				t.Fatal(err)
+				tb.Fatal(err)
 			}
 			name := string(v)
 			if v == VariantAVX512 && !vnni {
 				name += "-novnni"
 			}
-			t.Run(name, f)
+			tb.Run(name, f)
 		}
 	}
 }
@@ -427,12 +430,7 @@ func TestKQuantAVX2Registers(t *testing.T) {
 // batches), under every variant.
 func BenchmarkKQuantRow(b *testing.B) {
 	const nb = 16
-	saved := CurrentVariant()
-	defer SetVariant(saved)
-	for _, v := range Variants() {
-		if err := SetVariant(v); err != nil {
-			b.Fatal(err)
-		}
+	kqEachVariant(b, func(b *testing.B) {
 		for _, typ := range kqTypes {
 			r := rand.New(rand.NewPCG(1, 2))
 			w := kqWeights(r, typ, nb)
@@ -445,7 +443,7 @@ func BenchmarkKQuantRow(b *testing.B) {
 				if k == nil {
 					k = func(w []byte, a act, p path) float32 { return kqWant(typ, w, a, p) }
 				}
-				b.Run(fmt.Sprintf("%s/%v/path%d/rows=1", v, typ, p), func(b *testing.B) {
+				b.Run(fmt.Sprintf("%v/path%d/rows=1", typ, p), func(b *testing.B) {
 					for b.Loop() {
 						k(w, a[0], p)
 					}
@@ -454,7 +452,7 @@ func BenchmarkKQuantRow(b *testing.B) {
 				if k4 == nil || p == pathGemv {
 					continue
 				}
-				b.Run(fmt.Sprintf("%s/%v/path%d/rows=4", v, typ, p), func(b *testing.B) {
+				b.Run(fmt.Sprintf("%v/path%d/rows=4", typ, p), func(b *testing.B) {
 					for b.Loop() {
 						k4(w, &a, p)
 					}
@@ -462,7 +460,7 @@ func BenchmarkKQuantRow(b *testing.B) {
 				})
 			}
 		}
-	}
+	})
 }
 
 // BenchmarkKQuantActQ8K times the Q8_K quantizer MatMul uses on a
