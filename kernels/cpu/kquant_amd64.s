@@ -361,7 +361,6 @@ TEXT ·q4KGemvAVX2(SB), NOSPLIT, $0-44
 	MOVQ  nb+32(FP), SI
 	XORQ  DI, DI
 	VPXOR X0, X0, X0
-	VPXOR X1, X1, X1
 
 block:
 	MOVL         4(AX), R8
@@ -387,90 +386,83 @@ block:
 	ANDL         $0x3f3f3f3f, R9
 	SHLQ         $0x20, R10
 	ORQ          R9, R10
-	VMOVQ        R11, X2
-	VMOVQ        R10, X3
-	VPUNPCKLQDQ  X3, X2, X2
-	VINSERTI128  $0x01, X2, Y2, Y3
-	VMOVDQU      16(AX), Y5
+	VMOVQ        R11, X1
+	VMOVQ        R10, X2
+	VPUNPCKLQDQ  X2, X1, X1
+	VINSERTI128  $0x01, X1, Y1, Y2
+	VMOVDQU      16(AX), Y4
+	VPAND        kqMask0F<>+0(SB), Y4, Y3
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        kqMask0F<>+0(SB), Y4, Y4
+	VPSHUFB      kqScaleK4<>+0(SB), Y2, Y5
+	VPSHUFB      kqScaleK4<>+32(SB), Y2, Y6
+	VPMADDUBSW   (CX)(DI*1), Y3, Y3
+	VPMADDWD     Y5, Y3, Y3
+	VPMADDUBSW   32(CX)(DI*1), Y4, Y4
+	VPMADDWD     Y6, Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VMOVDQU      48(AX), Y5
 	VPAND        kqMask0F<>+0(SB), Y5, Y4
 	VPSRLW       $0x04, Y5, Y5
 	VPAND        kqMask0F<>+0(SB), Y5, Y5
-	VPSHUFB      kqScaleK4<>+0(SB), Y3, Y6
-	VPSHUFB      kqScaleK4<>+32(SB), Y3, Y7
-	VPMADDUBSW   (CX)(DI*1), Y4, Y4
+	VPSHUFB      kqScaleK4<>+64(SB), Y2, Y6
+	VPSHUFB      kqScaleK4<>+96(SB), Y2, Y7
+	VPMADDUBSW   64(CX)(DI*1), Y4, Y4
 	VPMADDWD     Y6, Y4, Y4
-	VPMADDUBSW   32(CX)(DI*1), Y5, Y5
-	VPMADDWD     Y7, Y5, Y5
-	VPADDD       Y5, Y4, Y4
-	VMOVDQU      48(AX), Y6
-	VPAND        kqMask0F<>+0(SB), Y6, Y5
-	VPSRLW       $0x04, Y6, Y6
-	VPAND        kqMask0F<>+0(SB), Y6, Y6
-	VPSHUFB      kqScaleK4<>+64(SB), Y3, Y7
-	VPSHUFB      kqScaleK4<>+96(SB), Y3, Y8
-	VPMADDUBSW   64(CX)(DI*1), Y5, Y5
-	VPMADDWD     Y7, Y5, Y5
-	VPADDD       Y5, Y4, Y4
-	VPMADDUBSW   96(CX)(DI*1), Y6, Y5
-	VPMADDWD     Y8, Y5, Y5
-	VPADDD       Y5, Y4, Y4
-	VMOVDQU      80(AX), Y6
-	VPAND        kqMask0F<>+0(SB), Y6, Y5
-	VPSRLW       $0x04, Y6, Y6
-	VPAND        kqMask0F<>+0(SB), Y6, Y6
-	VPSHUFB      kqScaleK4<>+128(SB), Y3, Y7
-	VPSHUFB      kqScaleK4<>+160(SB), Y3, Y8
-	VPMADDUBSW   128(CX)(DI*1), Y5, Y5
-	VPMADDWD     Y7, Y5, Y5
-	VPADDD       Y5, Y4, Y4
-	VPMADDUBSW   160(CX)(DI*1), Y6, Y5
-	VPMADDWD     Y8, Y5, Y5
-	VPADDD       Y5, Y4, Y4
-	VMOVDQU      112(AX), Y6
-	VPAND        kqMask0F<>+0(SB), Y6, Y5
-	VPSRLW       $0x04, Y6, Y6
-	VPAND        kqMask0F<>+0(SB), Y6, Y6
-	VPSHUFB      kqScaleK4<>+192(SB), Y3, Y7
-	VPSHUFB      kqScaleK4<>+224(SB), Y3, Y8
-	VPMADDUBSW   192(CX)(DI*1), Y5, Y5
-	VPMADDWD     Y7, Y5, Y5
-	VPADDD       Y5, Y4, Y4
-	VPMADDUBSW   224(CX)(DI*1), Y6, Y5
-	VPMADDWD     Y8, Y5, Y5
-	VPADDD       Y5, Y4, Y4
-	VPBROADCASTD (AX), X2
-	VCVTPH2PS    X2, Y5
-	VPERMILPS    $0x00, Y5, Y6
-	VPERMILPS    $0x55, Y5, Y5
-	MOVQ         DI, R8
-	SHRQ         $0x06, R8
-	VMOVSS       (DX)(R8*1), X2
-	VMULPS       X6, X2, X6
-	VMULPS       X5, X2, X2
-	VEXTRACTI128 $0x01, Y4, X5
-	VPADDD       X5, X4, X4
-	VPSHUFD      $0x4e, X4, X5
-	VPADDD       X5, X4, X4
-	VPSHUFD      $0xb1, X4, X5
-	VPADDD       X5, X4, X4
-	VCVTDQ2PS    X4, X4
-	VFMADD231SS  X6, X4, X0
-	VPSHUFB      kqMinsK4<>+0(SB), Y3, Y3
+	VPADDD       Y4, Y3, Y3
+	VPMADDUBSW   96(CX)(DI*1), Y5, Y4
+	VPMADDWD     Y7, Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VMOVDQU      80(AX), Y5
+	VPAND        kqMask0F<>+0(SB), Y5, Y4
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        kqMask0F<>+0(SB), Y5, Y5
+	VPSHUFB      kqScaleK4<>+128(SB), Y2, Y6
+	VPSHUFB      kqScaleK4<>+160(SB), Y2, Y7
+	VPMADDUBSW   128(CX)(DI*1), Y4, Y4
+	VPMADDWD     Y6, Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VPMADDUBSW   160(CX)(DI*1), Y5, Y4
+	VPMADDWD     Y7, Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VMOVDQU      112(AX), Y5
+	VPAND        kqMask0F<>+0(SB), Y5, Y4
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        kqMask0F<>+0(SB), Y5, Y5
+	VPSHUFB      kqScaleK4<>+192(SB), Y2, Y6
+	VPSHUFB      kqScaleK4<>+224(SB), Y2, Y7
+	VPMADDUBSW   192(CX)(DI*1), Y4, Y4
+	VPMADDWD     Y6, Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VPMADDUBSW   224(CX)(DI*1), Y5, Y4
+	VPMADDWD     Y7, Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VEXTRACTI128 $0x01, Y3, X1
+	VPADDD       X1, X3, X1
+	VPSHUFB      kqMinsK4<>+0(SB), Y2, Y2
 	MOVQ         DI, R8
 	SHRQ         $0x03, R8
-	VPMADDWD     (BX)(R8*1), Y3, Y3
-	VEXTRACTI128 $0x01, Y3, X4
-	VPADDD       X4, X3, X3
-	VPSHUFD      $0x4e, X3, X4
-	VPADDD       X4, X3, X3
-	VPSHUFD      $0xb1, X3, X4
-	VPADDD       X4, X3, X3
-	VCVTDQ2PS    X3, X3
-	VFMADD231SS  X2, X3, X1
+	VPMADDWD     (BX)(R8*1), Y2, Y2
+	VEXTRACTI128 $0x01, Y2, X3
+	VPADDD       X3, X2, X3
+	VPUNPCKLDQ   X3, X1, X2
+	VPUNPCKHDQ   X3, X1, X1
+	VPADDD       X1, X2, X2
+	VPSHUFD      $0x4e, X2, X1
+	VPADDD       X1, X2, X2
+	VCVTDQ2PS    X2, X2
+	VPBROADCASTD (AX), X1
+	VCVTPH2PS    X1, X1
+	MOVQ         DI, R8
+	SHRQ         $0x06, R8
+	VBROADCASTSS (DX)(R8*1), X3
+	VMULPS       X3, X1, X1
+	VFMADD231PS  X1, X2, X0
 	ADDQ         $0x00000090, AX
 	ADDQ         $0x00000100, DI
 	DECQ         SI
 	JNZ          block
+	VMOVSHDUP    X0, X1
 	VSUBPS       X1, X0, X0
 	VZEROUPPER
 	MOVSS        X0, ret+40(FP)
@@ -1159,42 +1151,40 @@ block:
 	SHRQ         $0x03, R9
 	MOVQ         bs0+72(FP), R10
 	VPMADDWD     (R10)(R9*1), Y3, Y4
-	VEXTRACTI128 $0x01, Y4, X5
-	VPHADDD      X5, X4, X4
+	VPSHUFD      $0xb1, Y4, Y5
+	VPADDD       Y5, Y4, Y4
 	MOVQ         R8, R9
 	SHRQ         $0x03, R9
 	MOVQ         bs1+80(FP), R10
 	VPMADDWD     (R10)(R9*1), Y3, Y5
-	VEXTRACTI128 $0x01, Y5, X6
-	VPHADDD      X6, X5, X5
+	VPSHUFD      $0xb1, Y5, Y6
+	VPADDD       Y6, Y5, Y5
 	MOVQ         R8, R9
 	SHRQ         $0x03, R9
 	MOVQ         bs2+88(FP), R10
 	VPMADDWD     (R10)(R9*1), Y3, Y6
-	VEXTRACTI128 $0x01, Y6, X7
-	VPHADDD      X7, X6, X6
+	VPSHUFD      $0xb1, Y6, Y7
+	VPADDD       Y7, Y6, Y6
 	MOVQ         R8, R9
 	SHRQ         $0x03, R9
 	MOVQ         bs3+96(FP), R10
 	VPMADDWD     (R10)(R9*1), Y3, Y3
-	VEXTRACTI128 $0x01, Y3, X7
-	VPHADDD      X7, X3, X3
-	VPUNPCKLDQ   X5, X4, X7
-	VPUNPCKHDQ   X5, X4, X4
-	VPUNPCKLDQ   X3, X6, X5
-	VPUNPCKHDQ   X3, X6, X3
-	VPUNPCKLQDQ  X5, X7, X6
-	VCVTDQ2PS    X6, X6
-	VFMADD231PS  X2, X6, X1
-	VPUNPCKHQDQ  X5, X7, X5
-	VCVTDQ2PS    X5, X5
+	VPSHUFD      $0xb1, Y3, Y7
+	VPADDD       Y7, Y3, Y3
+	VPUNPCKLDQ   Y5, Y4, Y7
+	VPUNPCKHDQ   Y5, Y4, Y4
+	VPUNPCKLDQ   Y3, Y6, Y5
+	VPUNPCKHDQ   Y3, Y6, Y3
+	VPUNPCKLQDQ  Y5, Y7, Y5
+	VPUNPCKLQDQ  Y3, Y4, Y3
+	VCVTDQ2PS    Y5, Y5
+	VCVTDQ2PS    Y3, Y3
+	VEXTRACTI128 $0x01, Y5, X4
+	VEXTRACTI128 $0x01, Y3, X6
 	VFMADD231PS  X2, X5, X1
-	VPUNPCKLQDQ  X3, X4, X5
-	VCVTDQ2PS    X5, X5
-	VFMADD231PS  X2, X5, X1
-	VPUNPCKHQDQ  X3, X4, X3
-	VCVTDQ2PS    X3, X3
 	VFMADD231PS  X2, X3, X1
+	VFMADD231PS  X2, X4, X1
+	VFMADD231PS  X2, X6, X1
 	ADDQ         $0x00000090, AX
 	ADDQ         $0x00000100, R8
 	DECQ         DI
@@ -2189,7 +2179,6 @@ TEXT ·q4KGemvAVX512(SB), NOSPLIT, $0-44
 	VMOVDQU64 kqScaleK4<>+128(SB), Z4
 	VMOVDQU64 kqScaleK4<>+192(SB), Z5
 	VPXORD    X6, X6, X6
-	VPXORD    X7, X7, X7
 
 block:
 	MOVL            4(AX), R8
@@ -2215,73 +2204,66 @@ block:
 	ANDL            $0x3f3f3f3f, R9
 	SHLQ            $0x20, R10
 	ORQ             R9, R10
-	VMOVQ           R11, X8
-	VMOVQ           R10, X9
-	VPUNPCKLQDQ     X9, X8, X8
-	VSHUFI64X2      $0x00, Z8, Z8, Z9
-	VBROADCASTI64X4 16(AX), Z10
+	VMOVQ           R11, X7
+	VMOVQ           R10, X8
+	VPUNPCKLQDQ     X8, X7, X7
+	VSHUFI64X2      $0x00, Z7, Z7, Z8
+	VBROADCASTI64X4 16(AX), Z9
+	VPSRLVW         Z1, Z9, Z9
+	VPANDD          Z0, Z9, Z9
+	VPSHUFB         Z2, Z8, Z10
+	VPMADDUBSW      (CX)(DI*1), Z9, Z9
+	VPMADDWD        Z10, Z9, Z9
+	VBROADCASTI64X4 48(AX), Z10
 	VPSRLVW         Z1, Z10, Z10
 	VPANDD          Z0, Z10, Z10
-	VPSHUFB         Z2, Z9, Z11
-	VPMADDUBSW      (CX)(DI*1), Z10, Z10
+	VPSHUFB         Z3, Z8, Z11
+	VPMADDUBSW      64(CX)(DI*1), Z10, Z10
 	VPMADDWD        Z11, Z10, Z10
-	VBROADCASTI64X4 48(AX), Z11
-	VPSRLVW         Z1, Z11, Z11
-	VPANDD          Z0, Z11, Z11
-	VPSHUFB         Z3, Z9, Z12
-	VPMADDUBSW      64(CX)(DI*1), Z11, Z11
-	VPMADDWD        Z12, Z11, Z11
-	VPADDD          Z11, Z10, Z10
-	VBROADCASTI64X4 80(AX), Z11
-	VPSRLVW         Z1, Z11, Z11
-	VPANDD          Z0, Z11, Z11
-	VPSHUFB         Z4, Z9, Z12
-	VPMADDUBSW      128(CX)(DI*1), Z11, Z11
-	VPMADDWD        Z12, Z11, Z11
-	VPADDD          Z11, Z10, Z10
-	VBROADCASTI64X4 112(AX), Z11
-	VPSRLVW         Z1, Z11, Z11
-	VPANDD          Z0, Z11, Z11
-	VPSHUFB         Z5, Z9, Z12
-	VPMADDUBSW      192(CX)(DI*1), Z11, Z11
-	VPMADDWD        Z12, Z11, Z11
-	VPADDD          Z11, Z10, Z10
-	VEXTRACTI64X4   $0x01, Z10, Y11
-	VPADDD          Y11, Y10, Y11
-	VPBROADCASTD    (AX), X8
-	VCVTPH2PS       X8, Y10
-	VPERMILPS       $0x00, Y10, Y12
-	VPERMILPS       $0x55, Y10, Y10
-	MOVQ            DI, R8
-	SHRQ            $0x06, R8
-	VMOVSS          (DX)(R8*1), X8
-	VMULPS          X12, X8, X12
-	VMULPS          X10, X8, X8
-	VEXTRACTI32X4   $0x01, Y11, X10
-	VPADDD          X10, X11, X11
-	VPSHUFD         $0x4e, X11, X10
-	VPADDD          X10, X11, X11
-	VPSHUFD         $0xb1, X11, X10
-	VPADDD          X10, X11, X11
-	VCVTDQ2PS       X11, X11
-	VFMADD231SS     X12, X11, X6
-	VPSHUFB         kqMinsK4<>+0(SB), Y9, Y9
+	VPADDD          Z10, Z9, Z9
+	VBROADCASTI64X4 80(AX), Z10
+	VPSRLVW         Z1, Z10, Z10
+	VPANDD          Z0, Z10, Z10
+	VPSHUFB         Z4, Z8, Z11
+	VPMADDUBSW      128(CX)(DI*1), Z10, Z10
+	VPMADDWD        Z11, Z10, Z10
+	VPADDD          Z10, Z9, Z9
+	VBROADCASTI64X4 112(AX), Z10
+	VPSRLVW         Z1, Z10, Z10
+	VPANDD          Z0, Z10, Z10
+	VPSHUFB         Z5, Z8, Z11
+	VPMADDUBSW      192(CX)(DI*1), Z10, Z10
+	VPMADDWD        Z11, Z10, Z10
+	VPADDD          Z10, Z9, Z9
+	VEXTRACTI64X4   $0x01, Z9, Y10
+	VPADDD          Y10, Y9, Y10
+	VEXTRACTI32X4   $0x01, Y10, X7
+	VPADDD          X7, X10, X7
+	VPSHUFB         kqMinsK4<>+0(SB), Y8, Y8
 	MOVQ            DI, R8
 	SHRQ            $0x03, R8
-	VPMADDWD        (BX)(R8*1), Y9, Y9
-	VEXTRACTI32X4   $0x01, Y9, X10
-	VPADDD          X10, X9, X9
-	VPSHUFD         $0x4e, X9, X10
-	VPADDD          X10, X9, X9
-	VPSHUFD         $0xb1, X9, X10
-	VPADDD          X10, X9, X9
-	VCVTDQ2PS       X9, X9
-	VFMADD231SS     X8, X9, X7
+	VPMADDWD        (BX)(R8*1), Y8, Y8
+	VEXTRACTI32X4   $0x01, Y8, X9
+	VPADDD          X9, X8, X9
+	VPUNPCKLDQ      X9, X7, X8
+	VPUNPCKHDQ      X9, X7, X7
+	VPADDD          X7, X8, X8
+	VPSHUFD         $0x4e, X8, X7
+	VPADDD          X7, X8, X8
+	VCVTDQ2PS       X8, X8
+	VPBROADCASTD    (AX), X7
+	VCVTPH2PS       X7, X7
+	MOVQ            DI, R8
+	SHRQ            $0x06, R8
+	VBROADCASTSS    (DX)(R8*1), X9
+	VMULPS          X9, X7, X7
+	VFMADD231PS     X7, X8, X6
 	ADDQ            $0x00000090, AX
 	ADDQ            $0x00000100, DI
 	DECQ            SI
 	JNZ             block
-	VSUBPS          X7, X6, X0
+	VMOVSHDUP       X6, X0
+	VSUBPS          X0, X6, X0
 	VZEROUPPER
 	MOVSS           X0, ret+40(FP)
 	RET
@@ -2846,45 +2828,39 @@ block:
 	MOVQ            bs0+72(FP), R10
 	VPMADDWD        (R10)(R9*1), Y9, Y10
 	VPSHUFD         $0xb1, Y10, Y11
-	VPADDD          Y11, Y10, Y11
-	VPMOVQD         Y11, X10
+	VPADDD          Y11, Y10, Y10
 	MOVQ            R8, R9
 	SHRQ            $0x03, R9
 	MOVQ            bs1+80(FP), R10
 	VPMADDWD        (R10)(R9*1), Y9, Y11
 	VPSHUFD         $0xb1, Y11, Y12
-	VPADDD          Y12, Y11, Y12
-	VPMOVQD         Y12, X11
+	VPADDD          Y12, Y11, Y11
 	MOVQ            R8, R9
 	SHRQ            $0x03, R9
 	MOVQ            bs2+88(FP), R10
 	VPMADDWD        (R10)(R9*1), Y9, Y12
 	VPSHUFD         $0xb1, Y12, Y13
-	VPADDD          Y13, Y12, Y13
-	VPMOVQD         Y13, X12
+	VPADDD          Y13, Y12, Y12
 	MOVQ            R8, R9
 	SHRQ            $0x03, R9
 	MOVQ            bs3+96(FP), R10
 	VPMADDWD        (R10)(R9*1), Y9, Y9
 	VPSHUFD         $0xb1, Y9, Y13
-	VPADDD          Y13, Y9, Y13
-	VPMOVQD         Y13, X9
-	VPUNPCKLDQ      X11, X10, X13
-	VPUNPCKHDQ      X11, X10, X10
-	VPUNPCKLDQ      X9, X12, X11
-	VPUNPCKHDQ      X9, X12, X9
-	VPUNPCKLQDQ     X11, X13, X12
-	VCVTDQ2PS       X12, X12
-	VFMADD231PS     X8, X12, X7
-	VPUNPCKHQDQ     X11, X13, X11
-	VCVTDQ2PS       X11, X11
+	VPADDD          Y13, Y9, Y9
+	VPUNPCKLDQ      Y11, Y10, Y13
+	VPUNPCKHDQ      Y11, Y10, Y10
+	VPUNPCKLDQ      Y9, Y12, Y11
+	VPUNPCKHDQ      Y9, Y12, Y9
+	VPUNPCKLQDQ     Y11, Y13, Y11
+	VPUNPCKLQDQ     Y9, Y10, Y9
+	VCVTDQ2PS       Y11, Y11
+	VCVTDQ2PS       Y9, Y9
+	VEXTRACTI32X4   $0x01, Y11, X10
+	VEXTRACTI32X4   $0x01, Y9, X12
 	VFMADD231PS     X8, X11, X7
-	VPUNPCKLQDQ     X9, X10, X11
-	VCVTDQ2PS       X11, X11
-	VFMADD231PS     X8, X11, X7
-	VPUNPCKHQDQ     X9, X10, X9
-	VCVTDQ2PS       X9, X9
 	VFMADD231PS     X8, X9, X7
+	VFMADD231PS     X8, X10, X7
+	VFMADD231PS     X8, X12, X7
 	ADDQ            $0x00000090, AX
 	ADDQ            $0x00000100, R8
 	DECQ            DI
@@ -3686,7 +3662,6 @@ TEXT ·q4KGemvVNNI(SB), NOSPLIT, $0-44
 	VMOVDQU64 kqScaleK4<>+128(SB), Z4
 	VMOVDQU64 kqScaleK4<>+192(SB), Z5
 	VPXORD    X6, X6, X6
-	VPXORD    X7, X7, X7
 
 block:
 	MOVL            4(AX), R8
@@ -3712,70 +3687,63 @@ block:
 	ANDL            $0x3f3f3f3f, R9
 	SHLQ            $0x20, R10
 	ORQ             R9, R10
-	VMOVQ           R11, X8
-	VMOVQ           R10, X9
-	VPUNPCKLQDQ     X9, X8, X8
-	VSHUFI64X2      $0x00, Z8, Z8, Z9
-	VBROADCASTI64X4 16(AX), Z10
+	VMOVQ           R11, X7
+	VMOVQ           R10, X8
+	VPUNPCKLQDQ     X8, X7, X7
+	VSHUFI64X2      $0x00, Z7, Z7, Z8
+	VBROADCASTI64X4 16(AX), Z9
+	VPSRLVW         Z1, Z9, Z9
+	VPANDD          Z0, Z9, Z9
+	VPSHUFB         Z2, Z8, Z10
+	VPMADDUBSW      (CX)(DI*1), Z9, Z9
+	VPMADDWD        Z10, Z9, Z9
+	VBROADCASTI64X4 48(AX), Z10
 	VPSRLVW         Z1, Z10, Z10
 	VPANDD          Z0, Z10, Z10
-	VPSHUFB         Z2, Z9, Z11
-	VPMADDUBSW      (CX)(DI*1), Z10, Z10
-	VPMADDWD        Z11, Z10, Z10
-	VBROADCASTI64X4 48(AX), Z11
-	VPSRLVW         Z1, Z11, Z11
-	VPANDD          Z0, Z11, Z11
-	VPSHUFB         Z3, Z9, Z12
-	VPMADDUBSW      64(CX)(DI*1), Z11, Z11
-	VPDPWSSD        Z12, Z11, Z10
-	VBROADCASTI64X4 80(AX), Z11
-	VPSRLVW         Z1, Z11, Z11
-	VPANDD          Z0, Z11, Z11
-	VPSHUFB         Z4, Z9, Z12
-	VPMADDUBSW      128(CX)(DI*1), Z11, Z11
-	VPDPWSSD        Z12, Z11, Z10
-	VBROADCASTI64X4 112(AX), Z11
-	VPSRLVW         Z1, Z11, Z11
-	VPANDD          Z0, Z11, Z11
-	VPSHUFB         Z5, Z9, Z12
-	VPMADDUBSW      192(CX)(DI*1), Z11, Z11
-	VPDPWSSD        Z12, Z11, Z10
-	VEXTRACTI64X4   $0x01, Z10, Y11
-	VPADDD          Y11, Y10, Y11
-	VPBROADCASTD    (AX), X8
-	VCVTPH2PS       X8, Y10
-	VPERMILPS       $0x00, Y10, Y12
-	VPERMILPS       $0x55, Y10, Y10
-	MOVQ            DI, R8
-	SHRQ            $0x06, R8
-	VMOVSS          (DX)(R8*1), X8
-	VMULPS          X12, X8, X12
-	VMULPS          X10, X8, X8
-	VEXTRACTI32X4   $0x01, Y11, X10
-	VPADDD          X10, X11, X11
-	VPSHUFD         $0x4e, X11, X10
-	VPADDD          X10, X11, X11
-	VPSHUFD         $0xb1, X11, X10
-	VPADDD          X10, X11, X11
-	VCVTDQ2PS       X11, X11
-	VFMADD231SS     X12, X11, X6
-	VPSHUFB         kqMinsK4<>+0(SB), Y9, Y9
+	VPSHUFB         Z3, Z8, Z11
+	VPMADDUBSW      64(CX)(DI*1), Z10, Z10
+	VPDPWSSD        Z11, Z10, Z9
+	VBROADCASTI64X4 80(AX), Z10
+	VPSRLVW         Z1, Z10, Z10
+	VPANDD          Z0, Z10, Z10
+	VPSHUFB         Z4, Z8, Z11
+	VPMADDUBSW      128(CX)(DI*1), Z10, Z10
+	VPDPWSSD        Z11, Z10, Z9
+	VBROADCASTI64X4 112(AX), Z10
+	VPSRLVW         Z1, Z10, Z10
+	VPANDD          Z0, Z10, Z10
+	VPSHUFB         Z5, Z8, Z11
+	VPMADDUBSW      192(CX)(DI*1), Z10, Z10
+	VPDPWSSD        Z11, Z10, Z9
+	VEXTRACTI64X4   $0x01, Z9, Y10
+	VPADDD          Y10, Y9, Y10
+	VEXTRACTI32X4   $0x01, Y10, X7
+	VPADDD          X7, X10, X7
+	VPSHUFB         kqMinsK4<>+0(SB), Y8, Y8
 	MOVQ            DI, R8
 	SHRQ            $0x03, R8
-	VPMADDWD        (BX)(R8*1), Y9, Y9
-	VEXTRACTI32X4   $0x01, Y9, X10
-	VPADDD          X10, X9, X9
-	VPSHUFD         $0x4e, X9, X10
-	VPADDD          X10, X9, X9
-	VPSHUFD         $0xb1, X9, X10
-	VPADDD          X10, X9, X9
-	VCVTDQ2PS       X9, X9
-	VFMADD231SS     X8, X9, X7
+	VPMADDWD        (BX)(R8*1), Y8, Y8
+	VEXTRACTI32X4   $0x01, Y8, X9
+	VPADDD          X9, X8, X9
+	VPUNPCKLDQ      X9, X7, X8
+	VPUNPCKHDQ      X9, X7, X7
+	VPADDD          X7, X8, X8
+	VPSHUFD         $0x4e, X8, X7
+	VPADDD          X7, X8, X8
+	VCVTDQ2PS       X8, X8
+	VPBROADCASTD    (AX), X7
+	VCVTPH2PS       X7, X7
+	MOVQ            DI, R8
+	SHRQ            $0x06, R8
+	VBROADCASTSS    (DX)(R8*1), X9
+	VMULPS          X9, X7, X7
+	VFMADD231PS     X7, X8, X6
 	ADDQ            $0x00000090, AX
 	ADDQ            $0x00000100, DI
 	DECQ            SI
 	JNZ             block
-	VSUBPS          X7, X6, X0
+	VMOVSHDUP       X6, X0
+	VSUBPS          X0, X6, X0
 	VZEROUPPER
 	MOVSS           X0, ret+40(FP)
 	RET
@@ -4328,45 +4296,39 @@ block:
 	MOVQ            bs0+72(FP), R10
 	VPMADDWD        (R10)(R9*1), Y9, Y10
 	VPSHUFD         $0xb1, Y10, Y11
-	VPADDD          Y11, Y10, Y11
-	VPMOVQD         Y11, X10
+	VPADDD          Y11, Y10, Y10
 	MOVQ            R8, R9
 	SHRQ            $0x03, R9
 	MOVQ            bs1+80(FP), R10
 	VPMADDWD        (R10)(R9*1), Y9, Y11
 	VPSHUFD         $0xb1, Y11, Y12
-	VPADDD          Y12, Y11, Y12
-	VPMOVQD         Y12, X11
+	VPADDD          Y12, Y11, Y11
 	MOVQ            R8, R9
 	SHRQ            $0x03, R9
 	MOVQ            bs2+88(FP), R10
 	VPMADDWD        (R10)(R9*1), Y9, Y12
 	VPSHUFD         $0xb1, Y12, Y13
-	VPADDD          Y13, Y12, Y13
-	VPMOVQD         Y13, X12
+	VPADDD          Y13, Y12, Y12
 	MOVQ            R8, R9
 	SHRQ            $0x03, R9
 	MOVQ            bs3+96(FP), R10
 	VPMADDWD        (R10)(R9*1), Y9, Y9
 	VPSHUFD         $0xb1, Y9, Y13
-	VPADDD          Y13, Y9, Y13
-	VPMOVQD         Y13, X9
-	VPUNPCKLDQ      X11, X10, X13
-	VPUNPCKHDQ      X11, X10, X10
-	VPUNPCKLDQ      X9, X12, X11
-	VPUNPCKHDQ      X9, X12, X9
-	VPUNPCKLQDQ     X11, X13, X12
-	VCVTDQ2PS       X12, X12
-	VFMADD231PS     X8, X12, X7
-	VPUNPCKHQDQ     X11, X13, X11
-	VCVTDQ2PS       X11, X11
+	VPADDD          Y13, Y9, Y9
+	VPUNPCKLDQ      Y11, Y10, Y13
+	VPUNPCKHDQ      Y11, Y10, Y10
+	VPUNPCKLDQ      Y9, Y12, Y11
+	VPUNPCKHDQ      Y9, Y12, Y9
+	VPUNPCKLQDQ     Y11, Y13, Y11
+	VPUNPCKLQDQ     Y9, Y10, Y9
+	VCVTDQ2PS       Y11, Y11
+	VCVTDQ2PS       Y9, Y9
+	VEXTRACTI32X4   $0x01, Y11, X10
+	VEXTRACTI32X4   $0x01, Y9, X12
 	VFMADD231PS     X8, X11, X7
-	VPUNPCKLQDQ     X9, X10, X11
-	VCVTDQ2PS       X11, X11
-	VFMADD231PS     X8, X11, X7
-	VPUNPCKHQDQ     X9, X10, X9
-	VCVTDQ2PS       X9, X9
 	VFMADD231PS     X8, X9, X7
+	VFMADD231PS     X8, X10, X7
+	VFMADD231PS     X8, X12, X7
 	ADDQ            $0x00000090, AX
 	ADDQ            $0x00000100, R8
 	DECQ            DI

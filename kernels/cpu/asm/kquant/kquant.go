@@ -266,7 +266,7 @@ type faccs struct {
 	// Q4_K kernel, whose chunk loop needs the sixteen registers otherwise.
 	lanesMinMem Mem
 	summs       Register // Q5_K: the min sum, lane r for row r (XMM)
-	sum, sumMin Register // gemv, gemm: lane r for row r (XMM)
+	sum, sumMin Register // gemm: lane r for row r; gemv: sum and sumMin in lanes 0, 1 of sum (XMM)
 }
 
 func (g *kgen) accumulators() *faccs {
@@ -276,7 +276,11 @@ func (g *kgen) accumulators() *faccs {
 		g.zero(r)
 		return r
 	}
-	if g.p != vecDot {
+	switch g.p {
+	case gemv:
+		f.sum = x()
+		return f
+	case gemm:
 		f.sum, f.sumMin = x(), x()
 		return f
 	}
@@ -388,9 +392,10 @@ func (g *kgen) block(f *faccs) {
 		for c := range 4 {
 			VFMADD231SS(b.dm, lane(m, c), f.sumMin)
 		}
+	case g.p == gemv:
+		g.gemvBlock(b, f)
 	default:
-		// vecDot and gemv: per row, the sums over the whole super-block,
-		// eight lanes (vecDot) or their total (gemv).
+		// vecDot: per row, the eight lanes summed over the super-block.
 		accs := make([]Register, g.rows)
 		for c := range 4 {
 			wv, sv := g.weights(b, c), g.scales(b, c)
@@ -410,11 +415,6 @@ func (g *kgen) block(f *faccs) {
 				VPMADDWD(g.bsMem(r), b.sc, c)
 				VPSLLD(U8(5), c, c)
 				VPSUBD(c, v, v)
-			}
-			if g.p == gemv {
-				g.factors(b)
-				VFMADD231SS(b.d, g.hsumF(v), f.sum)
-				continue
 			}
 			VCVTDQ2PS(v, v)
 			var d Register
@@ -712,14 +712,47 @@ func (g *kgen) minProducts(b *block, r int) Register {
 	return p
 }
 
-// mins adds the min terms of the vecDot and gemv paths; dms holds each
-// row's d_x·dmin broadcast (vecDot).
+// gemvBlock adds one super-block along Q4_K's gemv: one FMA for the total
+// of the scaled sums into sum, one for the total of the min sums into
+// sumMin. Both totals come out of one reduction as [si, mi, si, mi], and
+// one FMA with d_x·[d, dmin, d, dmin] adds them to lanes 0 and 1 of f.sum,
+// which hold sum and sumMin.
+func (g *kgen) gemvBlock(b *block, f *faccs) {
+	var acc Register
+	for c := range 4 {
+		wv, sv := g.weights(b, c), g.scales(b, c)
+		if c == 0 {
+			acc = g.vec()
+		}
+		g.mac(acc, wv, sv, 0, c, c == 0)
+	}
+	half := func(y Register) Register {
+		x := XMM()
+		g.hi128(y, x)
+		VPADDD(x, y.(Vec).AsX(), x)
+		return x
+	}
+	s, m := half(g.fold(acc)), half(g.minProducts(b, 0))
+	t, u := XMM(), XMM()
+	VPUNPCKLDQ(m, s, t) // s0 m0 s1 m1
+	VPUNPCKHDQ(m, s, u) // s2 m2 s3 m3
+	VPADDD(u, t, t)
+	VPSHUFD(U8(0x4e), t, u)
+	VPADDD(u, t, t)
+	VCVTDQ2PS(t, t)
+	d, dx := XMM(), XMM()
+	VPBROADCASTD(g.wMem(0), d)
+	VCVTPH2PS(d, d)
+	VBROADCASTSS(g.dMem(0), dx)
+	VMULPS(dx, d, d)
+	VFMADD231PS(d, t, f.sum)
+}
+
+// mins adds the min terms of the vecDot path; dms holds each row's
+// d_x·dmin broadcast.
 func (g *kgen) mins(b *block, f *faccs, dms []Register) {
 	switch {
 	case g.t == q6K:
-	case g.t == q4K && g.p == gemv:
-		m := g.hsumF(g.minProducts(b, 0))
-		VFMADD231SS(b.dm, m, f.sumMin)
 	case g.t == q4K:
 		// Lane u of ggml's min accumulator gets the mins of sub-blocks
 		// 2u and 2u+1, times −d_x·dmin. It is kept twice, in lanes 2u
@@ -754,29 +787,31 @@ func (g *kgen) mins(b *block, f *faccs, dms []Register) {
 }
 
 // minsQ4Gemm4 adds the gemm min terms of four rows: per chunk c, lane r
-// gets row r's mins of sub-blocks 2c and 2c+1.
+// gets row r's mins of sub-blocks 2c and 2c+1. After the pair sums, dword
+// 2c mod 4 of 128-bit lane c/2 holds chunk c's; two rounds of unpacking
+// gather them as [chunk 0 | chunk 2] and [chunk 1 | chunk 3] over the rows.
 func (g *kgen) minsQ4Gemm4(b *block, f *faccs) {
 	var m [4]Register
 	for r := range m {
-		m[r] = g.pairs(g.minProducts(b, r))
+		m[r] = g.minProducts(b, r)
+		t := YMM()
+		VPSHUFD(U8(0xb1), m[r], t)
+		VPADDD(t, m[r], m[r])
 	}
-	lo01, hi01, lo23, hi23 := XMM(), XMM(), XMM(), XMM()
-	VPUNPCKLDQ(m[1], m[0], lo01)
-	VPUNPCKHDQ(m[1], m[0], hi01)
+	lo01, hi01, lo23, hi23 := YMM(), YMM(), YMM(), YMM()
+	VPUNPCKLDQ(m[1], m[0], lo01) // lane 0: row 0, row 1 of chunk 0; lane 1: chunk 2
+	VPUNPCKHDQ(m[1], m[0], hi01) // chunks 1 and 3
 	VPUNPCKLDQ(m[3], m[2], lo23)
 	VPUNPCKHDQ(m[3], m[2], hi23)
-	for c := range 4 {
-		t := XMM()
-		src := []Register{lo01, lo23}
-		if c >= 2 {
-			src = []Register{hi01, hi23}
-		}
-		if c%2 == 0 {
-			VPUNPCKLQDQ(src[1], src[0], t)
-		} else {
-			VPUNPCKHQDQ(src[1], src[0], t)
-		}
-		VCVTDQ2PS(t, t)
+	even, odd := YMM(), YMM()
+	VPUNPCKLQDQ(lo23, lo01, even)
+	VPUNPCKLQDQ(hi23, hi01, odd)
+	VCVTDQ2PS(even, even)
+	VCVTDQ2PS(odd, odd)
+	c2, c3 := XMM(), XMM()
+	g.hi128(even, c2)
+	g.hi128(odd, c3)
+	for _, t := range []Register{even.AsX(), odd.AsX(), c2, c3} {
 		VFMADD231PS(b.dm, t, f.sumMin)
 	}
 }
@@ -807,7 +842,12 @@ func (g *kgen) finish(f *faccs) {
 		}
 	} else {
 		res[0] = XMM()
-		VSUBPS(f.sumMin, f.sum, res[0])
+		sumMin := f.sumMin
+		if g.p == gemv {
+			sumMin = XMM()
+			VMOVSHDUP(f.sum, sumMin)
+		}
+		VSUBPS(sumMin, f.sum, res[0])
 	}
 	if g.p != vecDot && g.rows == 4 {
 		for r := 1; r < 4; r++ {
