@@ -311,7 +311,7 @@ func (s *Scratch) quantizeActs(t gguf.Type, x []float32, cols, n int) []act {
 		switch {
 		case kquant:
 			a.bsums = s.bsums[i*nb*16 : (i+1)*nb*16]
-			quantizeActQ8_K(xi, a.q, a.d, a.bsums)
+			actQ8_K(xi, a.q, a.d, a.bsums)
 		case q81:
 			a.s = s.s[i*nb : (i+1)*nb]
 			actQ8_1(xi, a.q, a.d, a.s)

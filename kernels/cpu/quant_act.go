@@ -56,6 +56,10 @@ func quantizeAct32(x []float32, q []int8) (stored, exact float32) {
 	return FP16ToFP32(FP32ToFP16(exact)), exact
 }
 
+// actQ8_K is the Q8_K quantizer MatMul uses: quantizeActQ8_K, or a SIMD
+// kernel with the same results that a variant hook put in its place.
+var actQ8_K = quantizeActQ8_K
+
 // quantizeActQ8_K is quantize_row_q8_K_ref (the x86 backend calls it as is):
 // per 256 values, the value m of largest magnitude maps to −127,
 // q = min(127, nearest(−127/m·x)), d = 1/iscale in float32, and bsums holds
