@@ -125,6 +125,11 @@ func roundBF16Go(dst, src []float32) {
 	}
 }
 
+// floatChunkBytes is how many bytes of float activations a product takes at a
+// time: about half an L2 cache, so they stay near the core across weight
+// rows, while big weights are still read few times.
+const floatChunkBytes = 1 << 20
+
 // threadScratch is what one thread of a product decodes weight rows into on
 // the plain Go path, or the SIMD kernels write to.
 type threadScratch struct {
@@ -169,17 +174,23 @@ func (m *matMulTask) float(lo, hi int, ts *threadScratch) {
 	lanes16 := n >= 2 && cols%16 == 0 && m.rows%4 == 0
 	if k := simdFloat[m.t]; k != nil {
 		k4 := simdFloat4[m.t]
-		for r := lo; r < hi; r++ {
-			wr := m.w[r*m.rowBytes : (r+1)*m.rowBytes]
-			i := 0
-			for ; lanes16 && k4 != nil && i+4 <= n; i += 4 {
-				k4(&ts.four, wr, m.x[i*cols:(i+4)*cols])
-				for j, v := range ts.four {
-					m.out[(i+j)*m.rows+r] = v
+		// Activation rows in chunks that stay in cache while the thread's
+		// weight rows stream past them.
+		chunk := max(4, floatChunkBytes/(4*cols)&^3)
+		for c0 := 0; c0 < n; c0 += chunk {
+			c1 := min(n, c0+chunk)
+			for r := lo; r < hi; r++ {
+				wr := m.w[r*m.rowBytes : (r+1)*m.rowBytes]
+				i := c0
+				for ; lanes16 && k4 != nil && i+4 <= c1; i += 4 {
+					k4(&ts.four, wr, m.x[i*cols:(i+4)*cols])
+					for j, v := range ts.four {
+						m.out[(i+j)*m.rows+r] = v
+					}
 				}
-			}
-			for ; i < n; i++ {
-				m.out[i*m.rows+r] = k(wr, m.x[i*cols:(i+1)*cols], lanes16)
+				for ; i < c1; i++ {
+					m.out[i*m.rows+r] = k(wr, m.x[i*cols:(i+1)*cols], lanes16)
+				}
 			}
 		}
 		return
