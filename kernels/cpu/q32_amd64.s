@@ -259,7 +259,7 @@ done:
 
 // func dotRows4Q8_0AVX2(w *byte, stride int, x *int8, d *float32, s *float32, nb int, rows int, out *float32)
 // Requires: AVX, AVX2, F16C, FMA3
-TEXT ·dotRows4Q8_0AVX2(SB), NOSPLIT, $0-64
+TEXT ·dotRows4Q8_0AVX2(SB), NOSPLIT, $32-64
 	MOVQ  w+0(FP), AX
 	MOVQ  stride+8(FP), CX
 	MOVQ  rows+48(FP), DX
@@ -278,18 +278,25 @@ TEXT ·dotRows4Q8_0AVX2(SB), NOSPLIT, $0-64
 group:
 	MOVQ   AX, R11
 	VXORPS Y0, Y0, Y0
-	VXORPS X1, X1, X1
 	VXORPS Y1, Y1, Y1
-	VXORPS X2, X2, X2
 	VXORPS Y2, Y2, Y2
-	VXORPS X3, X3, X3
 	VXORPS Y3, Y3, Y3
-	VXORPS X4, X4, X4
 	MOVQ   SI, DI
 	TESTQ  DI, DI
 	JZ     store
 
 block:
+	VMOVD        (R11), X4
+	VMOVD        (R11)(CX*1), X5
+	VMOVD        (R11)(CX*2), X6
+	VMOVD        (R11)(R10*1), X7
+	VPUNPCKLWD   X5, X4, X4
+	VPUNPCKLWD   X7, X6, X6
+	VPUNPCKLDQ   X6, X4, X4
+	VCVTPH2PS    X4, X4
+	VBROADCASTSS (R9)(DI*1), X5
+	VMULPS       X5, X4, X4
+	VMOVUPS      X4, (SP)
 	VMOVDQU      (R8)(DI*8), Y4
 	VMOVDQU      2(R11), Y5
 	VPABSB       Y5, Y6
@@ -297,9 +304,7 @@ block:
 	VPMADDUBSW   Y5, Y6, Y5
 	VPMADDWD     q32ones16<>+0(SB), Y5, Y5
 	VCVTDQ2PS    Y5, Y5
-	VCVTPH2PS    (R11), X6
-	VMULSS       (R9)(DI*1), X6, X6
-	VBROADCASTSS X6, Y6
+	VBROADCASTSS (SP), Y6
 	VFMADD231PS  Y5, Y6, Y0
 	VMOVDQU      2(R11)(CX*1), Y5
 	VPABSB       Y5, Y6
@@ -307,9 +312,7 @@ block:
 	VPMADDUBSW   Y5, Y6, Y5
 	VPMADDWD     q32ones16<>+0(SB), Y5, Y5
 	VCVTDQ2PS    Y5, Y5
-	VCVTPH2PS    (R11)(CX*1), X6
-	VMULSS       (R9)(DI*1), X6, X6
-	VBROADCASTSS X6, Y6
+	VBROADCASTSS 4(SP), Y6
 	VFMADD231PS  Y5, Y6, Y1
 	VMOVDQU      2(R11)(CX*2), Y5
 	VPABSB       Y5, Y6
@@ -317,9 +320,7 @@ block:
 	VPMADDUBSW   Y5, Y6, Y5
 	VPMADDWD     q32ones16<>+0(SB), Y5, Y5
 	VCVTDQ2PS    Y5, Y5
-	VCVTPH2PS    (R11)(CX*2), X6
-	VMULSS       (R9)(DI*1), X6, X6
-	VBROADCASTSS X6, Y6
+	VBROADCASTSS 8(SP), Y6
 	VFMADD231PS  Y5, Y6, Y2
 	VMOVDQU      2(R11)(R10*1), Y5
 	VPABSB       Y5, Y6
@@ -327,9 +328,7 @@ block:
 	VPMADDUBSW   Y4, Y6, Y4
 	VPMADDWD     q32ones16<>+0(SB), Y4, Y4
 	VCVTDQ2PS    Y4, Y4
-	VCVTPH2PS    (R11)(R10*1), X5
-	VMULSS       (R9)(DI*1), X5, X5
-	VBROADCASTSS X5, Y5
+	VBROADCASTSS 12(SP), Y5
 	VFMADD231PS  Y4, Y5, Y3
 	ADDQ         $0x00000022, R11
 	ADDQ         $0x04, DI
@@ -674,7 +673,7 @@ done:
 
 // func dotRows4Q4_0AVX2(w *byte, stride int, x *int8, d *float32, s *float32, nb int, rows int, out *float32)
 // Requires: AVX, AVX2, F16C, FMA3
-TEXT ·dotRows4Q4_0AVX2(SB), NOSPLIT, $0-64
+TEXT ·dotRows4Q4_0AVX2(SB), NOSPLIT, $32-64
 	MOVQ    w+0(FP), AX
 	MOVQ    stride+8(FP), CX
 	MOVQ    rows+48(FP), DX
@@ -694,18 +693,25 @@ TEXT ·dotRows4Q4_0AVX2(SB), NOSPLIT, $0-64
 group:
 	MOVQ   AX, R11
 	VXORPS Y1, Y1, Y1
-	VXORPS X2, X2, X2
 	VXORPS Y2, Y2, Y2
-	VXORPS X3, X3, X3
 	VXORPS Y3, Y3, Y3
-	VXORPS X4, X4, X4
 	VXORPS Y4, Y4, Y4
-	VXORPS X5, X5, X5
 	MOVQ   SI, DI
 	TESTQ  DI, DI
 	JZ     store
 
 block:
+	VMOVD          (R11), X5
+	VMOVD          (R11)(CX*1), X6
+	VMOVD          (R11)(CX*2), X7
+	VMOVD          (R11)(R10*1), X8
+	VPUNPCKLWD     X6, X5, X5
+	VPUNPCKLWD     X8, X7, X7
+	VPUNPCKLDQ     X7, X5, X5
+	VCVTPH2PS      X5, X5
+	VBROADCASTSS   (R9)(DI*1), X6
+	VMULPS         X6, X5, X5
+	VMOVUPS        X5, (SP)
 	VPMADDUBSW     (R8)(DI*8), Y0, Y5
 	VBROADCASTI128 2(R11), Y6
 	VPSRLVD        q32nibsh<>+0(SB), Y6, Y6
@@ -714,9 +720,7 @@ block:
 	VPSUBW         Y5, Y6, Y6
 	VPMADDWD       q32ones16<>+0(SB), Y6, Y6
 	VCVTDQ2PS      Y6, Y6
-	VCVTPH2PS      (R11), X7
-	VMULSS         (R9)(DI*1), X7, X7
-	VBROADCASTSS   X7, Y7
+	VBROADCASTSS   (SP), Y7
 	VFMADD231PS    Y6, Y7, Y1
 	VBROADCASTI128 2(R11)(CX*1), Y6
 	VPSRLVD        q32nibsh<>+0(SB), Y6, Y6
@@ -725,9 +729,7 @@ block:
 	VPSUBW         Y5, Y6, Y6
 	VPMADDWD       q32ones16<>+0(SB), Y6, Y6
 	VCVTDQ2PS      Y6, Y6
-	VCVTPH2PS      (R11)(CX*1), X7
-	VMULSS         (R9)(DI*1), X7, X7
-	VBROADCASTSS   X7, Y7
+	VBROADCASTSS   4(SP), Y7
 	VFMADD231PS    Y6, Y7, Y2
 	VBROADCASTI128 2(R11)(CX*2), Y6
 	VPSRLVD        q32nibsh<>+0(SB), Y6, Y6
@@ -736,9 +738,7 @@ block:
 	VPSUBW         Y5, Y6, Y6
 	VPMADDWD       q32ones16<>+0(SB), Y6, Y6
 	VCVTDQ2PS      Y6, Y6
-	VCVTPH2PS      (R11)(CX*2), X7
-	VMULSS         (R9)(DI*1), X7, X7
-	VBROADCASTSS   X7, Y7
+	VBROADCASTSS   8(SP), Y7
 	VFMADD231PS    Y6, Y7, Y3
 	VBROADCASTI128 2(R11)(R10*1), Y6
 	VPSRLVD        q32nibsh<>+0(SB), Y6, Y6
@@ -747,9 +747,7 @@ block:
 	VPSUBW         Y5, Y6, Y6
 	VPMADDWD       q32ones16<>+0(SB), Y6, Y6
 	VCVTDQ2PS      Y6, Y6
-	VCVTPH2PS      (R11)(R10*1), X5
-	VMULSS         (R9)(DI*1), X5, X5
-	VBROADCASTSS   X5, Y5
+	VBROADCASTSS   12(SP), Y5
 	VFMADD231PS    Y6, Y5, Y4
 	ADDQ           $0x00000012, R11
 	ADDQ           $0x04, DI
@@ -1086,7 +1084,7 @@ done:
 
 // func dotRows4Q5_0AVX2(w *byte, stride int, x *int8, d *float32, s *float32, nb int, rows int, out *float32)
 // Requires: AVX, AVX2, F16C, FMA3
-TEXT ·dotRows4Q5_0AVX2(SB), NOSPLIT, $0-64
+TEXT ·dotRows4Q5_0AVX2(SB), NOSPLIT, $32-64
 	MOVQ    w+0(FP), AX
 	MOVQ    stride+8(FP), CX
 	MOVQ    rows+48(FP), DX
@@ -1106,18 +1104,25 @@ TEXT ·dotRows4Q5_0AVX2(SB), NOSPLIT, $0-64
 group:
 	MOVQ   AX, R11
 	VXORPS Y1, Y1, Y1
-	VXORPS X2, X2, X2
 	VXORPS Y2, Y2, Y2
-	VXORPS X3, X3, X3
 	VXORPS Y3, Y3, Y3
-	VXORPS X4, X4, X4
 	VXORPS Y4, Y4, Y4
-	VXORPS X5, X5, X5
 	MOVQ   SI, DI
 	TESTQ  DI, DI
 	JZ     store
 
 block:
+	VMOVD          (R11), X5
+	VMOVD          (R11)(CX*1), X6
+	VMOVD          (R11)(CX*2), X7
+	VMOVD          (R11)(R10*1), X8
+	VPUNPCKLWD     X6, X5, X5
+	VPUNPCKLWD     X8, X7, X7
+	VPUNPCKLDQ     X7, X5, X5
+	VCVTPH2PS      X5, X5
+	VBROADCASTSS   (R9)(DI*1), X6
+	VMULPS         X6, X5, X5
+	VMOVUPS        X5, (SP)
 	VPMADDUBSW     (R8)(DI*8), Y0, Y5
 	VBROADCASTI128 6(R11), Y6
 	VPSRLVD        q32nibsh<>+0(SB), Y6, Y6
@@ -1132,9 +1137,7 @@ block:
 	VPSUBW         Y5, Y6, Y6
 	VPMADDWD       q32ones16<>+0(SB), Y6, Y6
 	VCVTDQ2PS      Y6, Y6
-	VCVTPH2PS      (R11), X7
-	VMULSS         (R9)(DI*1), X7, X7
-	VBROADCASTSS   X7, Y7
+	VBROADCASTSS   (SP), Y7
 	VFMADD231PS    Y6, Y7, Y1
 	VBROADCASTI128 6(R11)(CX*1), Y6
 	VPSRLVD        q32nibsh<>+0(SB), Y6, Y6
@@ -1149,9 +1152,7 @@ block:
 	VPSUBW         Y5, Y6, Y6
 	VPMADDWD       q32ones16<>+0(SB), Y6, Y6
 	VCVTDQ2PS      Y6, Y6
-	VCVTPH2PS      (R11)(CX*1), X7
-	VMULSS         (R9)(DI*1), X7, X7
-	VBROADCASTSS   X7, Y7
+	VBROADCASTSS   4(SP), Y7
 	VFMADD231PS    Y6, Y7, Y2
 	VBROADCASTI128 6(R11)(CX*2), Y6
 	VPSRLVD        q32nibsh<>+0(SB), Y6, Y6
@@ -1166,9 +1167,7 @@ block:
 	VPSUBW         Y5, Y6, Y6
 	VPMADDWD       q32ones16<>+0(SB), Y6, Y6
 	VCVTDQ2PS      Y6, Y6
-	VCVTPH2PS      (R11)(CX*2), X7
-	VMULSS         (R9)(DI*1), X7, X7
-	VBROADCASTSS   X7, Y7
+	VBROADCASTSS   8(SP), Y7
 	VFMADD231PS    Y6, Y7, Y3
 	VBROADCASTI128 6(R11)(R10*1), Y6
 	VPSRLVD        q32nibsh<>+0(SB), Y6, Y6
@@ -1183,9 +1182,7 @@ block:
 	VPSUBW         Y5, Y6, Y6
 	VPMADDWD       q32ones16<>+0(SB), Y6, Y6
 	VCVTDQ2PS      Y6, Y6
-	VCVTPH2PS      (R11)(R10*1), X5
-	VMULSS         (R9)(DI*1), X5, X5
-	VBROADCASTSS   X5, Y5
+	VBROADCASTSS   12(SP), Y5
 	VFMADD231PS    Y6, Y5, Y4
 	ADDQ           $0x00000016, R11
 	ADDQ           $0x04, DI
@@ -1393,7 +1390,7 @@ done:
 
 // func dotRows4Q4_1AVX2(w *byte, stride int, x *int8, d *float32, s *float32, nb int, rows int, out *float32)
 // Requires: AVX, AVX2, F16C, FMA3
-TEXT ·dotRows4Q4_1AVX2(SB), NOSPLIT, $0-64
+TEXT ·dotRows4Q4_1AVX2(SB), NOSPLIT, $32-64
 	MOVQ  w+0(FP), AX
 	MOVQ  stride+8(FP), CX
 	MOVQ  rows+48(FP), DX
@@ -1414,102 +1411,97 @@ TEXT ·dotRows4Q4_1AVX2(SB), NOSPLIT, $0-64
 group:
 	MOVQ   AX, R12
 	VXORPS Y0, Y0, Y0
-	VXORPS X1, X1, X1
+	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
-	VXORPS X3, X3, X3
+	VXORPS Y3, Y3, Y3
 	VXORPS Y4, Y4, Y4
-	VXORPS X5, X5, X5
-	VXORPS Y6, Y6, Y6
-	VXORPS X7, X7, X7
 	MOVQ   SI, DI
 	TESTQ  DI, DI
 	JZ     store
 
 block:
-	VBROADCASTI128 4(R12), Y8
-	VPSRLVD        q32nibsh<>+0(SB), Y8, Y8
-	VPAND          q32nibble<>+0(SB), Y8, Y8
-	VPMADDUBSW     (R8)(DI*8), Y8, Y8
-	VPMADDWD       q32ones16<>+0(SB), Y8, Y8
-	VCVTDQ2PS      Y8, Y8
-	VCVTPH2PS      (R12), X9
-	VMULSS         (R9)(DI*1), X9, X10
-	VBROADCASTSS   X10, Y10
-	VFMADD231PS    Y8, Y10, Y0
-	VMOVSHDUP      X9, X9
-	VFMADD231SS    (R10)(DI*1), X9, X1
-	VBROADCASTI128 4(R12)(CX*1), Y8
-	VPSRLVD        q32nibsh<>+0(SB), Y8, Y8
-	VPAND          q32nibble<>+0(SB), Y8, Y8
-	VPMADDUBSW     (R8)(DI*8), Y8, Y8
-	VPMADDWD       q32ones16<>+0(SB), Y8, Y8
-	VCVTDQ2PS      Y8, Y8
-	VCVTPH2PS      (R12)(CX*1), X9
-	VMULSS         (R9)(DI*1), X9, X10
-	VBROADCASTSS   X10, Y10
-	VFMADD231PS    Y8, Y10, Y2
-	VMOVSHDUP      X9, X9
-	VFMADD231SS    (R10)(DI*1), X9, X3
-	VBROADCASTI128 4(R12)(CX*2), Y8
-	VPSRLVD        q32nibsh<>+0(SB), Y8, Y8
-	VPAND          q32nibble<>+0(SB), Y8, Y8
-	VPMADDUBSW     (R8)(DI*8), Y8, Y8
-	VPMADDWD       q32ones16<>+0(SB), Y8, Y8
-	VCVTDQ2PS      Y8, Y8
-	VCVTPH2PS      (R12)(CX*2), X9
-	VMULSS         (R9)(DI*1), X9, X10
-	VBROADCASTSS   X10, Y10
-	VFMADD231PS    Y8, Y10, Y4
-	VMOVSHDUP      X9, X9
-	VFMADD231SS    (R10)(DI*1), X9, X5
-	VBROADCASTI128 4(R12)(R11*1), Y8
-	VPSRLVD        q32nibsh<>+0(SB), Y8, Y8
-	VPAND          q32nibble<>+0(SB), Y8, Y8
-	VPMADDUBSW     (R8)(DI*8), Y8, Y8
-	VPMADDWD       q32ones16<>+0(SB), Y8, Y8
-	VCVTDQ2PS      Y8, Y8
-	VCVTPH2PS      (R12)(R11*1), X9
-	VMULSS         (R9)(DI*1), X9, X10
-	VBROADCASTSS   X10, Y10
-	VFMADD231PS    Y8, Y10, Y6
-	VMOVSHDUP      X9, X9
-	VFMADD231SS    (R10)(DI*1), X9, X7
+	VMOVD          (R12), X5
+	VMOVD          (R12)(CX*1), X6
+	VMOVD          (R12)(CX*2), X7
+	VMOVD          (R12)(R11*1), X8
+	VPUNPCKLDQ     X6, X5, X5
+	VPUNPCKLDQ     X8, X7, X7
+	VPUNPCKLQDQ    X7, X5, X5
+	VCVTPH2PS      X5, Y5
+	VBROADCASTSS   (R10)(DI*1), Y6
+	VFMADD231PS    Y6, Y5, Y4
+	VBROADCASTSS   (R9)(DI*1), Y6
+	VMULPS         Y6, Y5, Y5
+	VMOVUPS        Y5, (SP)
+	VBROADCASTI128 4(R12), Y5
+	VPSRLVD        q32nibsh<>+0(SB), Y5, Y5
+	VPAND          q32nibble<>+0(SB), Y5, Y5
+	VPMADDUBSW     (R8)(DI*8), Y5, Y5
+	VPMADDWD       q32ones16<>+0(SB), Y5, Y5
+	VCVTDQ2PS      Y5, Y5
+	VBROADCASTSS   (SP), Y6
+	VFMADD231PS    Y5, Y6, Y0
+	VBROADCASTI128 4(R12)(CX*1), Y5
+	VPSRLVD        q32nibsh<>+0(SB), Y5, Y5
+	VPAND          q32nibble<>+0(SB), Y5, Y5
+	VPMADDUBSW     (R8)(DI*8), Y5, Y5
+	VPMADDWD       q32ones16<>+0(SB), Y5, Y5
+	VCVTDQ2PS      Y5, Y5
+	VBROADCASTSS   8(SP), Y6
+	VFMADD231PS    Y5, Y6, Y1
+	VBROADCASTI128 4(R12)(CX*2), Y5
+	VPSRLVD        q32nibsh<>+0(SB), Y5, Y5
+	VPAND          q32nibble<>+0(SB), Y5, Y5
+	VPMADDUBSW     (R8)(DI*8), Y5, Y5
+	VPMADDWD       q32ones16<>+0(SB), Y5, Y5
+	VCVTDQ2PS      Y5, Y5
+	VBROADCASTSS   16(SP), Y6
+	VFMADD231PS    Y5, Y6, Y2
+	VBROADCASTI128 4(R12)(R11*1), Y5
+	VPSRLVD        q32nibsh<>+0(SB), Y5, Y5
+	VPAND          q32nibble<>+0(SB), Y5, Y5
+	VPMADDUBSW     (R8)(DI*8), Y5, Y5
+	VPMADDWD       q32ones16<>+0(SB), Y5, Y5
+	VCVTDQ2PS      Y5, Y5
+	VBROADCASTSS   24(SP), Y6
+	VFMADD231PS    Y5, Y6, Y3
 	ADDQ           $0x00000014, R12
 	ADDQ           $0x04, DI
 	JNZ            block
 
 store:
-	VEXTRACTF128 $0x01, Y0, X8
-	VADDPS       X8, X0, X0
-	VMOVHLPS     X0, X0, X8
-	VADDPS       X8, X0, X0
-	VMOVSHDUP    X0, X8
-	VADDSS       X8, X0, X0
-	VADDSS       X1, X0, X0
+	VMOVUPS      Y4, (SP)
+	VEXTRACTF128 $0x01, Y0, X4
+	VADDPS       X4, X0, X0
+	VMOVHLPS     X0, X0, X4
+	VADDPS       X4, X0, X0
+	VMOVSHDUP    X0, X4
+	VADDSS       X4, X0, X0
+	VADDSS       4(SP), X0, X0
 	VMOVSS       X0, (BX)
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VADDSS       12(SP), X0, X0
+	VMOVSS       X0, 4(BX)
 	VEXTRACTF128 $0x01, Y2, X0
 	VADDPS       X0, X2, X0
 	VMOVHLPS     X0, X0, X1
 	VADDPS       X1, X0, X0
 	VMOVSHDUP    X0, X1
 	VADDSS       X1, X0, X0
-	VADDSS       X3, X0, X0
-	VMOVSS       X0, 4(BX)
-	VEXTRACTF128 $0x01, Y4, X0
-	VADDPS       X0, X4, X0
-	VMOVHLPS     X0, X0, X1
-	VADDPS       X1, X0, X0
-	VMOVSHDUP    X0, X1
-	VADDSS       X1, X0, X0
-	VADDSS       X5, X0, X0
+	VADDSS       20(SP), X0, X0
 	VMOVSS       X0, 8(BX)
-	VEXTRACTF128 $0x01, Y6, X0
-	VADDPS       X0, X6, X0
+	VEXTRACTF128 $0x01, Y3, X0
+	VADDPS       X0, X3, X0
 	VMOVHLPS     X0, X0, X1
 	VADDPS       X1, X0, X0
 	VMOVSHDUP    X0, X1
 	VADDSS       X1, X0, X0
-	VADDSS       X7, X0, X0
+	VADDSS       28(SP), X0, X0
 	VMOVSS       X0, 12(BX)
 	LEAQ         (AX)(CX*4), AX
 	ADDQ         $0x10, BX
@@ -1696,7 +1688,7 @@ done:
 
 // func dotRows4Q5_1AVX2(w *byte, stride int, x *int8, d *float32, s *float32, nb int, rows int, out *float32)
 // Requires: AVX, AVX2, F16C, FMA3
-TEXT ·dotRows4Q5_1AVX2(SB), NOSPLIT, $0-64
+TEXT ·dotRows4Q5_1AVX2(SB), NOSPLIT, $32-64
 	MOVQ  w+0(FP), AX
 	MOVQ  stride+8(FP), CX
 	MOVQ  rows+48(FP), DX
@@ -1717,126 +1709,121 @@ TEXT ·dotRows4Q5_1AVX2(SB), NOSPLIT, $0-64
 group:
 	MOVQ   AX, R12
 	VXORPS Y0, Y0, Y0
-	VXORPS X1, X1, X1
+	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
-	VXORPS X3, X3, X3
+	VXORPS Y3, Y3, Y3
 	VXORPS Y4, Y4, Y4
-	VXORPS X5, X5, X5
-	VXORPS Y6, Y6, Y6
-	VXORPS X7, X7, X7
 	MOVQ   SI, DI
 	TESTQ  DI, DI
 	JZ     store
 
 block:
-	VBROADCASTI128 8(R12), Y8
-	VPSRLVD        q32nibsh<>+0(SB), Y8, Y8
-	VPAND          q32nibble<>+0(SB), Y8, Y8
-	VPBROADCASTD   4(R12), Y9
-	VPSHUFB        q32bitshuf<>+0(SB), Y9, Y9
-	VPOR           q32bitsel<>+0(SB), Y9, Y9
-	VPCMPEQB       q32allbits<>+0(SB), Y9, Y9
-	VPAND          q32sixteen<>+0(SB), Y9, Y9
-	VPOR           Y9, Y8, Y8
-	VPMADDUBSW     (R8)(DI*8), Y8, Y8
-	VPMADDWD       q32ones16<>+0(SB), Y8, Y8
-	VCVTDQ2PS      Y8, Y8
-	VCVTPH2PS      (R12), X9
-	VMULSS         (R9)(DI*1), X9, X10
-	VBROADCASTSS   X10, Y10
-	VFMADD231PS    Y8, Y10, Y0
-	VMOVSHDUP      X9, X9
-	VFMADD231SS    (R10)(DI*1), X9, X1
-	VBROADCASTI128 8(R12)(CX*1), Y8
-	VPSRLVD        q32nibsh<>+0(SB), Y8, Y8
-	VPAND          q32nibble<>+0(SB), Y8, Y8
-	VPBROADCASTD   4(R12)(CX*1), Y9
-	VPSHUFB        q32bitshuf<>+0(SB), Y9, Y9
-	VPOR           q32bitsel<>+0(SB), Y9, Y9
-	VPCMPEQB       q32allbits<>+0(SB), Y9, Y9
-	VPAND          q32sixteen<>+0(SB), Y9, Y9
-	VPOR           Y9, Y8, Y8
-	VPMADDUBSW     (R8)(DI*8), Y8, Y8
-	VPMADDWD       q32ones16<>+0(SB), Y8, Y8
-	VCVTDQ2PS      Y8, Y8
-	VCVTPH2PS      (R12)(CX*1), X9
-	VMULSS         (R9)(DI*1), X9, X10
-	VBROADCASTSS   X10, Y10
-	VFMADD231PS    Y8, Y10, Y2
-	VMOVSHDUP      X9, X9
-	VFMADD231SS    (R10)(DI*1), X9, X3
-	VBROADCASTI128 8(R12)(CX*2), Y8
-	VPSRLVD        q32nibsh<>+0(SB), Y8, Y8
-	VPAND          q32nibble<>+0(SB), Y8, Y8
-	VPBROADCASTD   4(R12)(CX*2), Y9
-	VPSHUFB        q32bitshuf<>+0(SB), Y9, Y9
-	VPOR           q32bitsel<>+0(SB), Y9, Y9
-	VPCMPEQB       q32allbits<>+0(SB), Y9, Y9
-	VPAND          q32sixteen<>+0(SB), Y9, Y9
-	VPOR           Y9, Y8, Y8
-	VPMADDUBSW     (R8)(DI*8), Y8, Y8
-	VPMADDWD       q32ones16<>+0(SB), Y8, Y8
-	VCVTDQ2PS      Y8, Y8
-	VCVTPH2PS      (R12)(CX*2), X9
-	VMULSS         (R9)(DI*1), X9, X10
-	VBROADCASTSS   X10, Y10
-	VFMADD231PS    Y8, Y10, Y4
-	VMOVSHDUP      X9, X9
-	VFMADD231SS    (R10)(DI*1), X9, X5
-	VBROADCASTI128 8(R12)(R11*1), Y8
-	VPSRLVD        q32nibsh<>+0(SB), Y8, Y8
-	VPAND          q32nibble<>+0(SB), Y8, Y8
-	VPBROADCASTD   4(R12)(R11*1), Y9
-	VPSHUFB        q32bitshuf<>+0(SB), Y9, Y9
-	VPOR           q32bitsel<>+0(SB), Y9, Y9
-	VPCMPEQB       q32allbits<>+0(SB), Y9, Y9
-	VPAND          q32sixteen<>+0(SB), Y9, Y9
-	VPOR           Y9, Y8, Y8
-	VPMADDUBSW     (R8)(DI*8), Y8, Y8
-	VPMADDWD       q32ones16<>+0(SB), Y8, Y8
-	VCVTDQ2PS      Y8, Y8
-	VCVTPH2PS      (R12)(R11*1), X9
-	VMULSS         (R9)(DI*1), X9, X10
-	VBROADCASTSS   X10, Y10
-	VFMADD231PS    Y8, Y10, Y6
-	VMOVSHDUP      X9, X9
-	VFMADD231SS    (R10)(DI*1), X9, X7
+	VMOVD          (R12), X5
+	VMOVD          (R12)(CX*1), X6
+	VMOVD          (R12)(CX*2), X7
+	VMOVD          (R12)(R11*1), X8
+	VPUNPCKLDQ     X6, X5, X5
+	VPUNPCKLDQ     X8, X7, X7
+	VPUNPCKLQDQ    X7, X5, X5
+	VCVTPH2PS      X5, Y5
+	VBROADCASTSS   (R10)(DI*1), Y6
+	VFMADD231PS    Y6, Y5, Y4
+	VBROADCASTSS   (R9)(DI*1), Y6
+	VMULPS         Y6, Y5, Y5
+	VMOVUPS        Y5, (SP)
+	VBROADCASTI128 8(R12), Y5
+	VPSRLVD        q32nibsh<>+0(SB), Y5, Y5
+	VPAND          q32nibble<>+0(SB), Y5, Y5
+	VPBROADCASTD   4(R12), Y6
+	VPSHUFB        q32bitshuf<>+0(SB), Y6, Y6
+	VPOR           q32bitsel<>+0(SB), Y6, Y6
+	VPCMPEQB       q32allbits<>+0(SB), Y6, Y6
+	VPAND          q32sixteen<>+0(SB), Y6, Y6
+	VPOR           Y6, Y5, Y5
+	VPMADDUBSW     (R8)(DI*8), Y5, Y5
+	VPMADDWD       q32ones16<>+0(SB), Y5, Y5
+	VCVTDQ2PS      Y5, Y5
+	VBROADCASTSS   (SP), Y6
+	VFMADD231PS    Y5, Y6, Y0
+	VBROADCASTI128 8(R12)(CX*1), Y5
+	VPSRLVD        q32nibsh<>+0(SB), Y5, Y5
+	VPAND          q32nibble<>+0(SB), Y5, Y5
+	VPBROADCASTD   4(R12)(CX*1), Y6
+	VPSHUFB        q32bitshuf<>+0(SB), Y6, Y6
+	VPOR           q32bitsel<>+0(SB), Y6, Y6
+	VPCMPEQB       q32allbits<>+0(SB), Y6, Y6
+	VPAND          q32sixteen<>+0(SB), Y6, Y6
+	VPOR           Y6, Y5, Y5
+	VPMADDUBSW     (R8)(DI*8), Y5, Y5
+	VPMADDWD       q32ones16<>+0(SB), Y5, Y5
+	VCVTDQ2PS      Y5, Y5
+	VBROADCASTSS   8(SP), Y6
+	VFMADD231PS    Y5, Y6, Y1
+	VBROADCASTI128 8(R12)(CX*2), Y5
+	VPSRLVD        q32nibsh<>+0(SB), Y5, Y5
+	VPAND          q32nibble<>+0(SB), Y5, Y5
+	VPBROADCASTD   4(R12)(CX*2), Y6
+	VPSHUFB        q32bitshuf<>+0(SB), Y6, Y6
+	VPOR           q32bitsel<>+0(SB), Y6, Y6
+	VPCMPEQB       q32allbits<>+0(SB), Y6, Y6
+	VPAND          q32sixteen<>+0(SB), Y6, Y6
+	VPOR           Y6, Y5, Y5
+	VPMADDUBSW     (R8)(DI*8), Y5, Y5
+	VPMADDWD       q32ones16<>+0(SB), Y5, Y5
+	VCVTDQ2PS      Y5, Y5
+	VBROADCASTSS   16(SP), Y6
+	VFMADD231PS    Y5, Y6, Y2
+	VBROADCASTI128 8(R12)(R11*1), Y5
+	VPSRLVD        q32nibsh<>+0(SB), Y5, Y5
+	VPAND          q32nibble<>+0(SB), Y5, Y5
+	VPBROADCASTD   4(R12)(R11*1), Y6
+	VPSHUFB        q32bitshuf<>+0(SB), Y6, Y6
+	VPOR           q32bitsel<>+0(SB), Y6, Y6
+	VPCMPEQB       q32allbits<>+0(SB), Y6, Y6
+	VPAND          q32sixteen<>+0(SB), Y6, Y6
+	VPOR           Y6, Y5, Y5
+	VPMADDUBSW     (R8)(DI*8), Y5, Y5
+	VPMADDWD       q32ones16<>+0(SB), Y5, Y5
+	VCVTDQ2PS      Y5, Y5
+	VBROADCASTSS   24(SP), Y6
+	VFMADD231PS    Y5, Y6, Y3
 	ADDQ           $0x00000018, R12
 	ADDQ           $0x04, DI
 	JNZ            block
 
 store:
-	VEXTRACTF128 $0x01, Y0, X8
-	VADDPS       X8, X0, X0
-	VMOVHLPS     X0, X0, X8
-	VADDPS       X8, X0, X0
-	VMOVSHDUP    X0, X8
-	VADDSS       X8, X0, X0
-	VADDSS       X1, X0, X0
+	VMOVUPS      Y4, (SP)
+	VEXTRACTF128 $0x01, Y0, X4
+	VADDPS       X4, X0, X0
+	VMOVHLPS     X0, X0, X4
+	VADDPS       X4, X0, X0
+	VMOVSHDUP    X0, X4
+	VADDSS       X4, X0, X0
+	VADDSS       4(SP), X0, X0
 	VMOVSS       X0, (BX)
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VADDSS       12(SP), X0, X0
+	VMOVSS       X0, 4(BX)
 	VEXTRACTF128 $0x01, Y2, X0
 	VADDPS       X0, X2, X0
 	VMOVHLPS     X0, X0, X1
 	VADDPS       X1, X0, X0
 	VMOVSHDUP    X0, X1
 	VADDSS       X1, X0, X0
-	VADDSS       X3, X0, X0
-	VMOVSS       X0, 4(BX)
-	VEXTRACTF128 $0x01, Y4, X0
-	VADDPS       X0, X4, X0
-	VMOVHLPS     X0, X0, X1
-	VADDPS       X1, X0, X0
-	VMOVSHDUP    X0, X1
-	VADDSS       X1, X0, X0
-	VADDSS       X5, X0, X0
+	VADDSS       20(SP), X0, X0
 	VMOVSS       X0, 8(BX)
-	VEXTRACTF128 $0x01, Y6, X0
-	VADDPS       X0, X6, X0
+	VEXTRACTF128 $0x01, Y3, X0
+	VADDPS       X0, X3, X0
 	VMOVHLPS     X0, X0, X1
 	VADDPS       X1, X0, X0
 	VMOVSHDUP    X0, X1
 	VADDSS       X1, X0, X0
-	VADDSS       X7, X0, X0
+	VADDSS       28(SP), X0, X0
 	VMOVSS       X0, 12(BX)
 	LEAQ         (AX)(CX*4), AX
 	ADDQ         $0x10, BX
@@ -1992,8 +1979,8 @@ done:
 	RET
 
 // func dotRows4Q8_0AVX512(w *byte, stride int, x *int8, d *float32, s *float32, nb int, rows int, out *float32)
-// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
-TEXT ·dotRows4Q8_0AVX512(SB), NOSPLIT, $0-64
+// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·dotRows4Q8_0AVX512(SB), NOSPLIT, $32-64
 	MOVQ  w+0(FP), AX
 	MOVQ  stride+8(FP), CX
 	MOVQ  rows+48(FP), DX
@@ -2012,62 +1999,56 @@ TEXT ·dotRows4Q8_0AVX512(SB), NOSPLIT, $0-64
 group:
 	MOVQ   AX, R11
 	VXORPS Y0, Y0, Y0
-	VXORPS X1, X1, X1
 	VXORPS Y1, Y1, Y1
-	VXORPS X2, X2, X2
 	VXORPS Y2, Y2, Y2
-	VXORPS X3, X3, X3
 	VXORPS Y3, Y3, Y3
-	VXORPS X4, X4, X4
 	MOVQ   SI, DI
 	TESTQ  DI, DI
 	JZ     store
 
 block:
-	VMOVDQU      (R8)(DI*8), Y4
-	VMOVDQU      2(R11), Y5
-	VPABSB       Y5, Y6
-	VPSIGNB      Y5, Y4, Y7
-	VPXOR        Y5, Y5, Y5
-	VPDPBUSD     Y7, Y6, Y5
-	VCVTDQ2PS    Y5, Y5
-	VCVTPH2PS    (R11), X6
-	VMULSS       (R9)(DI*1), X6, X6
-	VBROADCASTSS X6, Y6
-	VFMADD231PS  Y5, Y6, Y0
-	VMOVDQU      2(R11)(CX*1), Y5
-	VPABSB       Y5, Y6
-	VPSIGNB      Y5, Y4, Y7
-	VPXOR        Y5, Y5, Y5
-	VPDPBUSD     Y7, Y6, Y5
-	VCVTDQ2PS    Y5, Y5
-	VCVTPH2PS    (R11)(CX*1), X6
-	VMULSS       (R9)(DI*1), X6, X6
-	VBROADCASTSS X6, Y6
-	VFMADD231PS  Y5, Y6, Y1
-	VMOVDQU      2(R11)(CX*2), Y5
-	VPABSB       Y5, Y6
-	VPSIGNB      Y5, Y4, Y7
-	VPXOR        Y5, Y5, Y5
-	VPDPBUSD     Y7, Y6, Y5
-	VCVTDQ2PS    Y5, Y5
-	VCVTPH2PS    (R11)(CX*2), X6
-	VMULSS       (R9)(DI*1), X6, X6
-	VBROADCASTSS X6, Y6
-	VFMADD231PS  Y5, Y6, Y2
-	VMOVDQU      2(R11)(R10*1), Y5
-	VPABSB       Y5, Y6
-	VPSIGNB      Y5, Y4, Y5
-	VPXOR        Y4, Y4, Y4
-	VPDPBUSD     Y5, Y6, Y4
-	VCVTDQ2PS    Y4, Y4
-	VCVTPH2PS    (R11)(R10*1), X5
-	VMULSS       (R9)(DI*1), X5, X5
-	VBROADCASTSS X5, Y5
-	VFMADD231PS  Y4, Y5, Y3
-	ADDQ         $0x00000022, R11
-	ADDQ         $0x04, DI
-	JNZ          block
+	VMOVD            (R11), X4
+	VMOVD            (R11)(CX*1), X5
+	VMOVD            (R11)(CX*2), X6
+	VMOVD            (R11)(R10*1), X7
+	VPUNPCKLWD       X5, X4, X4
+	VPUNPCKLWD       X7, X6, X6
+	VPUNPCKLDQ       X6, X4, X4
+	VCVTPH2PS        X4, X4
+	VMULPS.BCST      (R9)(DI*1), X4, X4
+	VMOVUPS          X4, (SP)
+	VMOVDQU          (R8)(DI*8), Y4
+	VMOVDQU          2(R11), Y5
+	VPABSB           Y5, Y6
+	VPSIGNB          Y5, Y4, Y7
+	VPXOR            Y5, Y5, Y5
+	VPDPBUSD         Y7, Y6, Y5
+	VCVTDQ2PS        Y5, Y5
+	VFMADD231PS.BCST (SP), Y5, Y0
+	VMOVDQU          2(R11)(CX*1), Y5
+	VPABSB           Y5, Y6
+	VPSIGNB          Y5, Y4, Y7
+	VPXOR            Y5, Y5, Y5
+	VPDPBUSD         Y7, Y6, Y5
+	VCVTDQ2PS        Y5, Y5
+	VFMADD231PS.BCST 4(SP), Y5, Y1
+	VMOVDQU          2(R11)(CX*2), Y5
+	VPABSB           Y5, Y6
+	VPSIGNB          Y5, Y4, Y7
+	VPXOR            Y5, Y5, Y5
+	VPDPBUSD         Y7, Y6, Y5
+	VCVTDQ2PS        Y5, Y5
+	VFMADD231PS.BCST 8(SP), Y5, Y2
+	VMOVDQU          2(R11)(R10*1), Y5
+	VPABSB           Y5, Y6
+	VPSIGNB          Y5, Y4, Y5
+	VPXOR            Y4, Y4, Y4
+	VPDPBUSD         Y5, Y6, Y4
+	VCVTDQ2PS        Y4, Y4
+	VFMADD231PS.BCST 12(SP), Y4, Y3
+	ADDQ             $0x00000022, R11
+	ADDQ             $0x04, DI
+	JNZ              block
 
 store:
 	VEXTRACTF128 $0x01, Y0, X4
@@ -2415,8 +2396,8 @@ done:
 	RET
 
 // func dotRows4Q4_0AVX512(w *byte, stride int, x *int8, d *float32, s *float32, nb int, rows int, out *float32)
-// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
-TEXT ·dotRows4Q4_0AVX512(SB), NOSPLIT, $0-64
+// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·dotRows4Q4_0AVX512(SB), NOSPLIT, $32-64
 	MOVQ    w+0(FP), AX
 	MOVQ    stride+8(FP), CX
 	MOVQ    rows+48(FP), DX
@@ -2436,67 +2417,61 @@ TEXT ·dotRows4Q4_0AVX512(SB), NOSPLIT, $0-64
 group:
 	MOVQ   AX, R11
 	VXORPS Y1, Y1, Y1
-	VXORPS X2, X2, X2
 	VXORPS Y2, Y2, Y2
-	VXORPS X3, X3, X3
 	VXORPS Y3, Y3, Y3
-	VXORPS X4, X4, X4
 	VXORPS Y4, Y4, Y4
-	VXORPS X5, X5, X5
 	MOVQ   SI, DI
 	TESTQ  DI, DI
 	JZ     store
 
 block:
-	VPXOR          Y5, Y5, Y5
-	VPDPBUSD       (R8)(DI*8), Y0, Y5
-	VBROADCASTI128 2(R11), Y6
-	VPSRLVD        q32nibsh<>+0(SB), Y6, Y6
-	VPAND          q32nibble<>+0(SB), Y6, Y6
-	VPXOR          Y7, Y7, Y7
-	VPDPBUSD       (R8)(DI*8), Y6, Y7
-	VPSUBD         Y5, Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VCVTPH2PS      (R11), X6
-	VMULSS         (R9)(DI*1), X6, X6
-	VBROADCASTSS   X6, Y6
-	VFMADD231PS    Y7, Y6, Y1
-	VBROADCASTI128 2(R11)(CX*1), Y6
-	VPSRLVD        q32nibsh<>+0(SB), Y6, Y6
-	VPAND          q32nibble<>+0(SB), Y6, Y6
-	VPXOR          Y7, Y7, Y7
-	VPDPBUSD       (R8)(DI*8), Y6, Y7
-	VPSUBD         Y5, Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VCVTPH2PS      (R11)(CX*1), X6
-	VMULSS         (R9)(DI*1), X6, X6
-	VBROADCASTSS   X6, Y6
-	VFMADD231PS    Y7, Y6, Y2
-	VBROADCASTI128 2(R11)(CX*2), Y6
-	VPSRLVD        q32nibsh<>+0(SB), Y6, Y6
-	VPAND          q32nibble<>+0(SB), Y6, Y6
-	VPXOR          Y7, Y7, Y7
-	VPDPBUSD       (R8)(DI*8), Y6, Y7
-	VPSUBD         Y5, Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VCVTPH2PS      (R11)(CX*2), X6
-	VMULSS         (R9)(DI*1), X6, X6
-	VBROADCASTSS   X6, Y6
-	VFMADD231PS    Y7, Y6, Y3
-	VBROADCASTI128 2(R11)(R10*1), Y6
-	VPSRLVD        q32nibsh<>+0(SB), Y6, Y6
-	VPAND          q32nibble<>+0(SB), Y6, Y6
-	VPXOR          Y7, Y7, Y7
-	VPDPBUSD       (R8)(DI*8), Y6, Y7
-	VPSUBD         Y5, Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VCVTPH2PS      (R11)(R10*1), X5
-	VMULSS         (R9)(DI*1), X5, X5
-	VBROADCASTSS   X5, Y5
-	VFMADD231PS    Y7, Y5, Y4
-	ADDQ           $0x00000012, R11
-	ADDQ           $0x04, DI
-	JNZ            block
+	VMOVD            (R11), X5
+	VMOVD            (R11)(CX*1), X6
+	VMOVD            (R11)(CX*2), X7
+	VMOVD            (R11)(R10*1), X8
+	VPUNPCKLWD       X6, X5, X5
+	VPUNPCKLWD       X8, X7, X7
+	VPUNPCKLDQ       X7, X5, X5
+	VCVTPH2PS        X5, X5
+	VMULPS.BCST      (R9)(DI*1), X5, X5
+	VMOVUPS          X5, (SP)
+	VPXOR            Y5, Y5, Y5
+	VPDPBUSD         (R8)(DI*8), Y0, Y5
+	VBROADCASTI128   2(R11), Y6
+	VPSRLVD          q32nibsh<>+0(SB), Y6, Y6
+	VPAND            q32nibble<>+0(SB), Y6, Y6
+	VPXOR            Y7, Y7, Y7
+	VPDPBUSD         (R8)(DI*8), Y6, Y7
+	VPSUBD           Y5, Y7, Y7
+	VCVTDQ2PS        Y7, Y7
+	VFMADD231PS.BCST (SP), Y7, Y1
+	VBROADCASTI128   2(R11)(CX*1), Y6
+	VPSRLVD          q32nibsh<>+0(SB), Y6, Y6
+	VPAND            q32nibble<>+0(SB), Y6, Y6
+	VPXOR            Y7, Y7, Y7
+	VPDPBUSD         (R8)(DI*8), Y6, Y7
+	VPSUBD           Y5, Y7, Y7
+	VCVTDQ2PS        Y7, Y7
+	VFMADD231PS.BCST 4(SP), Y7, Y2
+	VBROADCASTI128   2(R11)(CX*2), Y6
+	VPSRLVD          q32nibsh<>+0(SB), Y6, Y6
+	VPAND            q32nibble<>+0(SB), Y6, Y6
+	VPXOR            Y7, Y7, Y7
+	VPDPBUSD         (R8)(DI*8), Y6, Y7
+	VPSUBD           Y5, Y7, Y7
+	VCVTDQ2PS        Y7, Y7
+	VFMADD231PS.BCST 8(SP), Y7, Y3
+	VBROADCASTI128   2(R11)(R10*1), Y6
+	VPSRLVD          q32nibsh<>+0(SB), Y6, Y6
+	VPAND            q32nibble<>+0(SB), Y6, Y6
+	VPXOR            Y7, Y7, Y7
+	VPDPBUSD         (R8)(DI*8), Y6, Y7
+	VPSUBD           Y5, Y7, Y7
+	VCVTDQ2PS        Y7, Y7
+	VFMADD231PS.BCST 12(SP), Y7, Y4
+	ADDQ             $0x00000012, R11
+	ADDQ             $0x04, DI
+	JNZ              block
 
 store:
 	VEXTRACTF128 $0x01, Y1, X5
@@ -2804,8 +2779,8 @@ done:
 	RET
 
 // func dotRows4Q5_0AVX512(w *byte, stride int, x *int8, d *float32, s *float32, nb int, rows int, out *float32)
-// Requires: AVX, AVX2, AVX512BW, AVX512VL, AVX512VNNI, F16C, FMA3
-TEXT ·dotRows4Q5_0AVX512(SB), NOSPLIT, $0-64
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·dotRows4Q5_0AVX512(SB), NOSPLIT, $32-64
 	MOVQ    w+0(FP), AX
 	MOVQ    stride+8(FP), CX
 	MOVQ    rows+48(FP), DX
@@ -2825,75 +2800,69 @@ TEXT ·dotRows4Q5_0AVX512(SB), NOSPLIT, $0-64
 group:
 	MOVQ   AX, R11
 	VXORPS Y1, Y1, Y1
-	VXORPS X2, X2, X2
 	VXORPS Y2, Y2, Y2
-	VXORPS X3, X3, X3
 	VXORPS Y3, Y3, Y3
-	VXORPS X4, X4, X4
 	VXORPS Y4, Y4, Y4
-	VXORPS X5, X5, X5
 	MOVQ   SI, DI
 	TESTQ  DI, DI
 	JZ     store
 
 block:
-	VPXOR          Y5, Y5, Y5
-	VPDPBUSD       (R8)(DI*8), Y0, Y5
-	VBROADCASTI128 6(R11), Y6
-	VPSRLVD        q32nibsh<>+0(SB), Y6, Y6
-	VPAND          q32nibble<>+0(SB), Y6, Y6
-	KMOVD          2(R11), K1
-	VPADDB         q32sixteen<>+0(SB), Y6, K1, Y6
-	VPXOR          Y7, Y7, Y7
-	VPDPBUSD       (R8)(DI*8), Y6, Y7
-	VPSUBD         Y5, Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VCVTPH2PS      (R11), X6
-	VMULSS         (R9)(DI*1), X6, X6
-	VBROADCASTSS   X6, Y6
-	VFMADD231PS    Y7, Y6, Y1
-	VBROADCASTI128 6(R11)(CX*1), Y6
-	VPSRLVD        q32nibsh<>+0(SB), Y6, Y6
-	VPAND          q32nibble<>+0(SB), Y6, Y6
-	KMOVD          2(R11)(CX*1), K1
-	VPADDB         q32sixteen<>+0(SB), Y6, K1, Y6
-	VPXOR          Y7, Y7, Y7
-	VPDPBUSD       (R8)(DI*8), Y6, Y7
-	VPSUBD         Y5, Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VCVTPH2PS      (R11)(CX*1), X6
-	VMULSS         (R9)(DI*1), X6, X6
-	VBROADCASTSS   X6, Y6
-	VFMADD231PS    Y7, Y6, Y2
-	VBROADCASTI128 6(R11)(CX*2), Y6
-	VPSRLVD        q32nibsh<>+0(SB), Y6, Y6
-	VPAND          q32nibble<>+0(SB), Y6, Y6
-	KMOVD          2(R11)(CX*2), K1
-	VPADDB         q32sixteen<>+0(SB), Y6, K1, Y6
-	VPXOR          Y7, Y7, Y7
-	VPDPBUSD       (R8)(DI*8), Y6, Y7
-	VPSUBD         Y5, Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VCVTPH2PS      (R11)(CX*2), X6
-	VMULSS         (R9)(DI*1), X6, X6
-	VBROADCASTSS   X6, Y6
-	VFMADD231PS    Y7, Y6, Y3
-	VBROADCASTI128 6(R11)(R10*1), Y6
-	VPSRLVD        q32nibsh<>+0(SB), Y6, Y6
-	VPAND          q32nibble<>+0(SB), Y6, Y6
-	KMOVD          2(R11)(R10*1), K1
-	VPADDB         q32sixteen<>+0(SB), Y6, K1, Y6
-	VPXOR          Y7, Y7, Y7
-	VPDPBUSD       (R8)(DI*8), Y6, Y7
-	VPSUBD         Y5, Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VCVTPH2PS      (R11)(R10*1), X5
-	VMULSS         (R9)(DI*1), X5, X5
-	VBROADCASTSS   X5, Y5
-	VFMADD231PS    Y7, Y5, Y4
-	ADDQ           $0x00000016, R11
-	ADDQ           $0x04, DI
-	JNZ            block
+	VMOVD            (R11), X5
+	VMOVD            (R11)(CX*1), X6
+	VMOVD            (R11)(CX*2), X7
+	VMOVD            (R11)(R10*1), X8
+	VPUNPCKLWD       X6, X5, X5
+	VPUNPCKLWD       X8, X7, X7
+	VPUNPCKLDQ       X7, X5, X5
+	VCVTPH2PS        X5, X5
+	VMULPS.BCST      (R9)(DI*1), X5, X5
+	VMOVUPS          X5, (SP)
+	VPXOR            Y5, Y5, Y5
+	VPDPBUSD         (R8)(DI*8), Y0, Y5
+	VBROADCASTI128   6(R11), Y6
+	VPSRLVD          q32nibsh<>+0(SB), Y6, Y6
+	VPAND            q32nibble<>+0(SB), Y6, Y6
+	KMOVD            2(R11), K1
+	VPADDB           q32sixteen<>+0(SB), Y6, K1, Y6
+	VPXOR            Y7, Y7, Y7
+	VPDPBUSD         (R8)(DI*8), Y6, Y7
+	VPSUBD           Y5, Y7, Y7
+	VCVTDQ2PS        Y7, Y7
+	VFMADD231PS.BCST (SP), Y7, Y1
+	VBROADCASTI128   6(R11)(CX*1), Y6
+	VPSRLVD          q32nibsh<>+0(SB), Y6, Y6
+	VPAND            q32nibble<>+0(SB), Y6, Y6
+	KMOVD            2(R11)(CX*1), K1
+	VPADDB           q32sixteen<>+0(SB), Y6, K1, Y6
+	VPXOR            Y7, Y7, Y7
+	VPDPBUSD         (R8)(DI*8), Y6, Y7
+	VPSUBD           Y5, Y7, Y7
+	VCVTDQ2PS        Y7, Y7
+	VFMADD231PS.BCST 4(SP), Y7, Y2
+	VBROADCASTI128   6(R11)(CX*2), Y6
+	VPSRLVD          q32nibsh<>+0(SB), Y6, Y6
+	VPAND            q32nibble<>+0(SB), Y6, Y6
+	KMOVD            2(R11)(CX*2), K1
+	VPADDB           q32sixteen<>+0(SB), Y6, K1, Y6
+	VPXOR            Y7, Y7, Y7
+	VPDPBUSD         (R8)(DI*8), Y6, Y7
+	VPSUBD           Y5, Y7, Y7
+	VCVTDQ2PS        Y7, Y7
+	VFMADD231PS.BCST 8(SP), Y7, Y3
+	VBROADCASTI128   6(R11)(R10*1), Y6
+	VPSRLVD          q32nibsh<>+0(SB), Y6, Y6
+	VPAND            q32nibble<>+0(SB), Y6, Y6
+	KMOVD            2(R11)(R10*1), K1
+	VPADDB           q32sixteen<>+0(SB), Y6, K1, Y6
+	VPXOR            Y7, Y7, Y7
+	VPDPBUSD         (R8)(DI*8), Y6, Y7
+	VPSUBD           Y5, Y7, Y7
+	VCVTDQ2PS        Y7, Y7
+	VFMADD231PS.BCST 12(SP), Y7, Y4
+	ADDQ             $0x00000016, R11
+	ADDQ             $0x04, DI
+	JNZ              block
 
 store:
 	VEXTRACTF128 $0x01, Y1, X5
@@ -3092,8 +3061,8 @@ done:
 	RET
 
 // func dotRows4Q4_1AVX512(w *byte, stride int, x *int8, d *float32, s *float32, nb int, rows int, out *float32)
-// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
-TEXT ·dotRows4Q4_1AVX512(SB), NOSPLIT, $0-64
+// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·dotRows4Q4_1AVX512(SB), NOSPLIT, $32-64
 	MOVQ  w+0(FP), AX
 	MOVQ  stride+8(FP), CX
 	MOVQ  rows+48(FP), DX
@@ -3114,102 +3083,91 @@ TEXT ·dotRows4Q4_1AVX512(SB), NOSPLIT, $0-64
 group:
 	MOVQ   AX, R12
 	VXORPS Y0, Y0, Y0
-	VXORPS X1, X1, X1
+	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
-	VXORPS X3, X3, X3
+	VXORPS Y3, Y3, Y3
 	VXORPS Y4, Y4, Y4
-	VXORPS X5, X5, X5
-	VXORPS Y6, Y6, Y6
-	VXORPS X7, X7, X7
 	MOVQ   SI, DI
 	TESTQ  DI, DI
 	JZ     store
 
 block:
-	VBROADCASTI128 4(R12), Y8
-	VPSRLVD        q32nibsh<>+0(SB), Y8, Y8
-	VPAND          q32nibble<>+0(SB), Y8, Y8
-	VPXOR          Y9, Y9, Y9
-	VPDPBUSD       (R8)(DI*8), Y8, Y9
-	VCVTDQ2PS      Y9, Y9
-	VCVTPH2PS      (R12), X8
-	VMULSS         (R9)(DI*1), X8, X10
-	VBROADCASTSS   X10, Y10
-	VFMADD231PS    Y9, Y10, Y0
-	VMOVSHDUP      X8, X8
-	VFMADD231SS    (R10)(DI*1), X8, X1
-	VBROADCASTI128 4(R12)(CX*1), Y8
-	VPSRLVD        q32nibsh<>+0(SB), Y8, Y8
-	VPAND          q32nibble<>+0(SB), Y8, Y8
-	VPXOR          Y9, Y9, Y9
-	VPDPBUSD       (R8)(DI*8), Y8, Y9
-	VCVTDQ2PS      Y9, Y9
-	VCVTPH2PS      (R12)(CX*1), X8
-	VMULSS         (R9)(DI*1), X8, X10
-	VBROADCASTSS   X10, Y10
-	VFMADD231PS    Y9, Y10, Y2
-	VMOVSHDUP      X8, X8
-	VFMADD231SS    (R10)(DI*1), X8, X3
-	VBROADCASTI128 4(R12)(CX*2), Y8
-	VPSRLVD        q32nibsh<>+0(SB), Y8, Y8
-	VPAND          q32nibble<>+0(SB), Y8, Y8
-	VPXOR          Y9, Y9, Y9
-	VPDPBUSD       (R8)(DI*8), Y8, Y9
-	VCVTDQ2PS      Y9, Y9
-	VCVTPH2PS      (R12)(CX*2), X8
-	VMULSS         (R9)(DI*1), X8, X10
-	VBROADCASTSS   X10, Y10
-	VFMADD231PS    Y9, Y10, Y4
-	VMOVSHDUP      X8, X8
-	VFMADD231SS    (R10)(DI*1), X8, X5
-	VBROADCASTI128 4(R12)(R11*1), Y8
-	VPSRLVD        q32nibsh<>+0(SB), Y8, Y8
-	VPAND          q32nibble<>+0(SB), Y8, Y8
-	VPXOR          Y9, Y9, Y9
-	VPDPBUSD       (R8)(DI*8), Y8, Y9
-	VCVTDQ2PS      Y9, Y9
-	VCVTPH2PS      (R12)(R11*1), X8
-	VMULSS         (R9)(DI*1), X8, X10
-	VBROADCASTSS   X10, Y10
-	VFMADD231PS    Y9, Y10, Y6
-	VMOVSHDUP      X8, X8
-	VFMADD231SS    (R10)(DI*1), X8, X7
-	ADDQ           $0x00000014, R12
-	ADDQ           $0x04, DI
-	JNZ            block
+	VMOVD            (R12), X5
+	VMOVD            (R12)(CX*1), X6
+	VMOVD            (R12)(CX*2), X7
+	VMOVD            (R12)(R11*1), X8
+	VPUNPCKLDQ       X6, X5, X5
+	VPUNPCKLDQ       X8, X7, X7
+	VPUNPCKLQDQ      X7, X5, X5
+	VCVTPH2PS        X5, Y5
+	VFMADD231PS.BCST (R10)(DI*1), Y5, Y4
+	VMULPS.BCST      (R9)(DI*1), Y5, Y5
+	VMOVUPS          Y5, (SP)
+	VBROADCASTI128   4(R12), Y5
+	VPSRLVD          q32nibsh<>+0(SB), Y5, Y5
+	VPAND            q32nibble<>+0(SB), Y5, Y5
+	VPXOR            Y6, Y6, Y6
+	VPDPBUSD         (R8)(DI*8), Y5, Y6
+	VCVTDQ2PS        Y6, Y6
+	VFMADD231PS.BCST (SP), Y6, Y0
+	VBROADCASTI128   4(R12)(CX*1), Y5
+	VPSRLVD          q32nibsh<>+0(SB), Y5, Y5
+	VPAND            q32nibble<>+0(SB), Y5, Y5
+	VPXOR            Y6, Y6, Y6
+	VPDPBUSD         (R8)(DI*8), Y5, Y6
+	VCVTDQ2PS        Y6, Y6
+	VFMADD231PS.BCST 8(SP), Y6, Y1
+	VBROADCASTI128   4(R12)(CX*2), Y5
+	VPSRLVD          q32nibsh<>+0(SB), Y5, Y5
+	VPAND            q32nibble<>+0(SB), Y5, Y5
+	VPXOR            Y6, Y6, Y6
+	VPDPBUSD         (R8)(DI*8), Y5, Y6
+	VCVTDQ2PS        Y6, Y6
+	VFMADD231PS.BCST 16(SP), Y6, Y2
+	VBROADCASTI128   4(R12)(R11*1), Y5
+	VPSRLVD          q32nibsh<>+0(SB), Y5, Y5
+	VPAND            q32nibble<>+0(SB), Y5, Y5
+	VPXOR            Y6, Y6, Y6
+	VPDPBUSD         (R8)(DI*8), Y5, Y6
+	VCVTDQ2PS        Y6, Y6
+	VFMADD231PS.BCST 24(SP), Y6, Y3
+	ADDQ             $0x00000014, R12
+	ADDQ             $0x04, DI
+	JNZ              block
 
 store:
-	VEXTRACTF128 $0x01, Y0, X8
-	VADDPS       X8, X0, X0
-	VMOVHLPS     X0, X0, X8
-	VADDPS       X8, X0, X0
-	VMOVSHDUP    X0, X8
-	VADDSS       X8, X0, X0
-	VADDSS       X1, X0, X0
+	VMOVUPS      Y4, (SP)
+	VEXTRACTF128 $0x01, Y0, X4
+	VADDPS       X4, X0, X0
+	VMOVHLPS     X0, X0, X4
+	VADDPS       X4, X0, X0
+	VMOVSHDUP    X0, X4
+	VADDSS       X4, X0, X0
+	VADDSS       4(SP), X0, X0
 	VMOVSS       X0, (BX)
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VADDSS       12(SP), X0, X0
+	VMOVSS       X0, 4(BX)
 	VEXTRACTF128 $0x01, Y2, X0
 	VADDPS       X0, X2, X0
 	VMOVHLPS     X0, X0, X1
 	VADDPS       X1, X0, X0
 	VMOVSHDUP    X0, X1
 	VADDSS       X1, X0, X0
-	VADDSS       X3, X0, X0
-	VMOVSS       X0, 4(BX)
-	VEXTRACTF128 $0x01, Y4, X0
-	VADDPS       X0, X4, X0
-	VMOVHLPS     X0, X0, X1
-	VADDPS       X1, X0, X0
-	VMOVSHDUP    X0, X1
-	VADDSS       X1, X0, X0
-	VADDSS       X5, X0, X0
+	VADDSS       20(SP), X0, X0
 	VMOVSS       X0, 8(BX)
-	VEXTRACTF128 $0x01, Y6, X0
-	VADDPS       X0, X6, X0
+	VEXTRACTF128 $0x01, Y3, X0
+	VADDPS       X0, X3, X0
 	VMOVHLPS     X0, X0, X1
 	VADDPS       X1, X0, X0
 	VMOVSHDUP    X0, X1
 	VADDSS       X1, X0, X0
-	VADDSS       X7, X0, X0
+	VADDSS       28(SP), X0, X0
 	VMOVSS       X0, 12(BX)
 	LEAQ         (AX)(CX*4), AX
 	ADDQ         $0x10, BX
@@ -3383,8 +3341,8 @@ done:
 	RET
 
 // func dotRows4Q5_1AVX512(w *byte, stride int, x *int8, d *float32, s *float32, nb int, rows int, out *float32)
-// Requires: AVX, AVX2, AVX512BW, AVX512VL, AVX512VNNI, F16C, FMA3
-TEXT ·dotRows4Q5_1AVX512(SB), NOSPLIT, $0-64
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·dotRows4Q5_1AVX512(SB), NOSPLIT, $32-64
 	MOVQ  w+0(FP), AX
 	MOVQ  stride+8(FP), CX
 	MOVQ  rows+48(FP), DX
@@ -3405,110 +3363,99 @@ TEXT ·dotRows4Q5_1AVX512(SB), NOSPLIT, $0-64
 group:
 	MOVQ   AX, R12
 	VXORPS Y0, Y0, Y0
-	VXORPS X1, X1, X1
+	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
-	VXORPS X3, X3, X3
+	VXORPS Y3, Y3, Y3
 	VXORPS Y4, Y4, Y4
-	VXORPS X5, X5, X5
-	VXORPS Y6, Y6, Y6
-	VXORPS X7, X7, X7
 	MOVQ   SI, DI
 	TESTQ  DI, DI
 	JZ     store
 
 block:
-	VBROADCASTI128 8(R12), Y8
-	VPSRLVD        q32nibsh<>+0(SB), Y8, Y8
-	VPAND          q32nibble<>+0(SB), Y8, Y8
-	KMOVD          4(R12), K1
-	VPADDB         q32sixteen<>+0(SB), Y8, K1, Y8
-	VPXOR          Y9, Y9, Y9
-	VPDPBUSD       (R8)(DI*8), Y8, Y9
-	VCVTDQ2PS      Y9, Y9
-	VCVTPH2PS      (R12), X8
-	VMULSS         (R9)(DI*1), X8, X10
-	VBROADCASTSS   X10, Y10
-	VFMADD231PS    Y9, Y10, Y0
-	VMOVSHDUP      X8, X8
-	VFMADD231SS    (R10)(DI*1), X8, X1
-	VBROADCASTI128 8(R12)(CX*1), Y8
-	VPSRLVD        q32nibsh<>+0(SB), Y8, Y8
-	VPAND          q32nibble<>+0(SB), Y8, Y8
-	KMOVD          4(R12)(CX*1), K1
-	VPADDB         q32sixteen<>+0(SB), Y8, K1, Y8
-	VPXOR          Y9, Y9, Y9
-	VPDPBUSD       (R8)(DI*8), Y8, Y9
-	VCVTDQ2PS      Y9, Y9
-	VCVTPH2PS      (R12)(CX*1), X8
-	VMULSS         (R9)(DI*1), X8, X10
-	VBROADCASTSS   X10, Y10
-	VFMADD231PS    Y9, Y10, Y2
-	VMOVSHDUP      X8, X8
-	VFMADD231SS    (R10)(DI*1), X8, X3
-	VBROADCASTI128 8(R12)(CX*2), Y8
-	VPSRLVD        q32nibsh<>+0(SB), Y8, Y8
-	VPAND          q32nibble<>+0(SB), Y8, Y8
-	KMOVD          4(R12)(CX*2), K1
-	VPADDB         q32sixteen<>+0(SB), Y8, K1, Y8
-	VPXOR          Y9, Y9, Y9
-	VPDPBUSD       (R8)(DI*8), Y8, Y9
-	VCVTDQ2PS      Y9, Y9
-	VCVTPH2PS      (R12)(CX*2), X8
-	VMULSS         (R9)(DI*1), X8, X10
-	VBROADCASTSS   X10, Y10
-	VFMADD231PS    Y9, Y10, Y4
-	VMOVSHDUP      X8, X8
-	VFMADD231SS    (R10)(DI*1), X8, X5
-	VBROADCASTI128 8(R12)(R11*1), Y8
-	VPSRLVD        q32nibsh<>+0(SB), Y8, Y8
-	VPAND          q32nibble<>+0(SB), Y8, Y8
-	KMOVD          4(R12)(R11*1), K1
-	VPADDB         q32sixteen<>+0(SB), Y8, K1, Y8
-	VPXOR          Y9, Y9, Y9
-	VPDPBUSD       (R8)(DI*8), Y8, Y9
-	VCVTDQ2PS      Y9, Y9
-	VCVTPH2PS      (R12)(R11*1), X8
-	VMULSS         (R9)(DI*1), X8, X10
-	VBROADCASTSS   X10, Y10
-	VFMADD231PS    Y9, Y10, Y6
-	VMOVSHDUP      X8, X8
-	VFMADD231SS    (R10)(DI*1), X8, X7
-	ADDQ           $0x00000018, R12
-	ADDQ           $0x04, DI
-	JNZ            block
+	VMOVD            (R12), X5
+	VMOVD            (R12)(CX*1), X6
+	VMOVD            (R12)(CX*2), X7
+	VMOVD            (R12)(R11*1), X8
+	VPUNPCKLDQ       X6, X5, X5
+	VPUNPCKLDQ       X8, X7, X7
+	VPUNPCKLQDQ      X7, X5, X5
+	VCVTPH2PS        X5, Y5
+	VFMADD231PS.BCST (R10)(DI*1), Y5, Y4
+	VMULPS.BCST      (R9)(DI*1), Y5, Y5
+	VMOVUPS          Y5, (SP)
+	VBROADCASTI128   8(R12), Y5
+	VPSRLVD          q32nibsh<>+0(SB), Y5, Y5
+	VPAND            q32nibble<>+0(SB), Y5, Y5
+	KMOVD            4(R12), K1
+	VPADDB           q32sixteen<>+0(SB), Y5, K1, Y5
+	VPXOR            Y6, Y6, Y6
+	VPDPBUSD         (R8)(DI*8), Y5, Y6
+	VCVTDQ2PS        Y6, Y6
+	VFMADD231PS.BCST (SP), Y6, Y0
+	VBROADCASTI128   8(R12)(CX*1), Y5
+	VPSRLVD          q32nibsh<>+0(SB), Y5, Y5
+	VPAND            q32nibble<>+0(SB), Y5, Y5
+	KMOVD            4(R12)(CX*1), K1
+	VPADDB           q32sixteen<>+0(SB), Y5, K1, Y5
+	VPXOR            Y6, Y6, Y6
+	VPDPBUSD         (R8)(DI*8), Y5, Y6
+	VCVTDQ2PS        Y6, Y6
+	VFMADD231PS.BCST 8(SP), Y6, Y1
+	VBROADCASTI128   8(R12)(CX*2), Y5
+	VPSRLVD          q32nibsh<>+0(SB), Y5, Y5
+	VPAND            q32nibble<>+0(SB), Y5, Y5
+	KMOVD            4(R12)(CX*2), K1
+	VPADDB           q32sixteen<>+0(SB), Y5, K1, Y5
+	VPXOR            Y6, Y6, Y6
+	VPDPBUSD         (R8)(DI*8), Y5, Y6
+	VCVTDQ2PS        Y6, Y6
+	VFMADD231PS.BCST 16(SP), Y6, Y2
+	VBROADCASTI128   8(R12)(R11*1), Y5
+	VPSRLVD          q32nibsh<>+0(SB), Y5, Y5
+	VPAND            q32nibble<>+0(SB), Y5, Y5
+	KMOVD            4(R12)(R11*1), K1
+	VPADDB           q32sixteen<>+0(SB), Y5, K1, Y5
+	VPXOR            Y6, Y6, Y6
+	VPDPBUSD         (R8)(DI*8), Y5, Y6
+	VCVTDQ2PS        Y6, Y6
+	VFMADD231PS.BCST 24(SP), Y6, Y3
+	ADDQ             $0x00000018, R12
+	ADDQ             $0x04, DI
+	JNZ              block
 
 store:
-	VEXTRACTF128 $0x01, Y0, X8
-	VADDPS       X8, X0, X0
-	VMOVHLPS     X0, X0, X8
-	VADDPS       X8, X0, X0
-	VMOVSHDUP    X0, X8
-	VADDSS       X8, X0, X0
-	VADDSS       X1, X0, X0
+	VMOVUPS      Y4, (SP)
+	VEXTRACTF128 $0x01, Y0, X4
+	VADDPS       X4, X0, X0
+	VMOVHLPS     X0, X0, X4
+	VADDPS       X4, X0, X0
+	VMOVSHDUP    X0, X4
+	VADDSS       X4, X0, X0
+	VADDSS       4(SP), X0, X0
 	VMOVSS       X0, (BX)
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VADDSS       12(SP), X0, X0
+	VMOVSS       X0, 4(BX)
 	VEXTRACTF128 $0x01, Y2, X0
 	VADDPS       X0, X2, X0
 	VMOVHLPS     X0, X0, X1
 	VADDPS       X1, X0, X0
 	VMOVSHDUP    X0, X1
 	VADDSS       X1, X0, X0
-	VADDSS       X3, X0, X0
-	VMOVSS       X0, 4(BX)
-	VEXTRACTF128 $0x01, Y4, X0
-	VADDPS       X0, X4, X0
-	VMOVHLPS     X0, X0, X1
-	VADDPS       X1, X0, X0
-	VMOVSHDUP    X0, X1
-	VADDSS       X1, X0, X0
-	VADDSS       X5, X0, X0
+	VADDSS       20(SP), X0, X0
 	VMOVSS       X0, 8(BX)
-	VEXTRACTF128 $0x01, Y6, X0
-	VADDPS       X0, X6, X0
+	VEXTRACTF128 $0x01, Y3, X0
+	VADDPS       X0, X3, X0
 	VMOVHLPS     X0, X0, X1
 	VADDPS       X1, X0, X0
 	VMOVSHDUP    X0, X1
 	VADDSS       X1, X0, X0
-	VADDSS       X7, X0, X0
+	VADDSS       28(SP), X0, X0
 	VMOVSS       X0, 12(BX)
 	LEAQ         (AX)(CX*4), AX
 	ADDQ         $0x10, BX

@@ -107,34 +107,98 @@ func rowsKernel(f format, is isa, one bool) {
 
 // lanes8Rows4 is lanes8x1 for the four rows at blk: the activation block
 // (for Q8_0 its levels, for the _0 types its offset product) is loaded once
-// for the four, and each row keeps its accumulator and its min term.
+// for the four, and so are the four rows' scales: their d_w·d_x are formed
+// in one register and stored to the stack, from where each row's FMA reads
+// its own broadcast to eight lanes (converting, multiplying and broadcasting
+// per row took a third of the vector instructions). For the _1 types the
+// mins come along, and the four min terms' FMA chains run in the odd lanes
+// of one register.
 func (g *kernel) lanes8Rows4(blk []Mem, blocks func(func()), out Mem) {
-	var acc, summs [4]VecVirtual
+	f, vnni := g.f, g.is.vnni
+	var acc [4]VecVirtual
 	for t := range acc {
-		acc[t], summs[t] = YMM(), XMM()
+		acc[t] = YMM()
 		VXORPS(acc[t], acc[t], acc[t])
-		VXORPS(summs[t], summs[t], summs[t])
+	}
+	summs := YMM()
+	if f.min {
+		VXORPS(summs, summs, summs)
+	}
+	// dd holds row t's d_w·d_x at 4t (the _0 types) or 8t (the _1 types,
+	// with m_w·d_x after it); later, the min terms.
+	dd := AllocLocal(32)
+	step := 4
+	if f.min {
+		step = 8
+	}
+	// mulBcast multiplies dst by the float at src in every lane.
+	mulBcast := func(src Mem, dst VecVirtual) {
+		if vnni {
+			VMULPS_BCST(src, dst, dst)
+		} else {
+			t := YMM()
+			if dst.Size() == 16 {
+				t = XMM()
+			}
+			VBROADCASTSS(src, t)
+			VMULPS(t, dst, dst)
+		}
 	}
 	blocks(func() {
+		// Word 0 of each row's first dword is d_w, word 1 m_w for the _1
+		// types; only those are converted. The lanes that no row uses (m_w
+		// times d_x, d_w times s_x) are products of fp16 scales too, which
+		// are never subnormal in float32 (level bytes taken for scales
+		// could make subnormal products, which cost microcode assists).
+		var h [4]VecVirtual
+		for t := range h {
+			h[t] = XMM()
+			VMOVD(blk[t], h[t])
+		}
+		if f.min {
+			VPUNPCKLDQ(h[1], h[0], h[0])
+			VPUNPCKLDQ(h[3], h[2], h[2])
+			VPUNPCKLQDQ(h[2], h[0], h[0])
+			dm := YMM()
+			VCVTPH2PS(h[0], dm)
+			if vnni {
+				VFMADD231PS_BCST(g.sMem(0), dm, summs)
+			} else {
+				s := YMM()
+				VBROADCASTSS(g.sMem(0), s)
+				VFMADD231PS(s, dm, summs)
+			}
+			mulBcast(g.dMem(0), dm)
+			VMOVUPS(dm, dd)
+		} else {
+			VPUNPCKLWD(h[1], h[0], h[0])
+			VPUNPCKLWD(h[3], h[2], h[2])
+			VPUNPCKLDQ(h[2], h[0], h[0])
+			d := XMM()
+			VCVTPH2PS(h[0], d)
+			mulBcast(g.dMem(0), d)
+			VMOVUPS(d, dd)
+		}
 		x := g.loadX(g.xMem(0))
 		for t, b := range blk {
 			lf := g.lanes(g.unpackAt(b), x)
 			VCVTDQ2PS(lf, lf)
-			dm, d := XMM(), YMM()
-			VCVTPH2PS(b, dm)
-			VMULSS(g.dMem(0), dm, d.AsX())
-			VBROADCASTSS(d.AsX(), d)
-			VFMADD231PS(lf, d, acc[t])
-			if g.f.min {
-				VMOVSHDUP(dm, dm)
-				VFMADD231SS(g.sMem(0), dm, summs[t])
+			if vnni {
+				VFMADD231PS_BCST(dd.Offset(step*t), lf, acc[t])
+			} else {
+				d := YMM()
+				VBROADCASTSS(dd.Offset(step*t), d)
+				VFMADD231PS(lf, d, acc[t])
 			}
 		}
 	})
+	if f.min {
+		VMOVUPS(summs, dd)
+	}
 	for t := range acc {
 		r := hsum8(acc[t])
-		if g.f.min {
-			VADDSS(summs[t], r, r)
+		if f.min {
+			VADDSS(dd.Offset(8*t+4), r, r)
 		}
 		VMOVSS(r, out.Offset(4*t))
 	}
