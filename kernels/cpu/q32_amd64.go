@@ -8,6 +8,9 @@ func dotQ8_0AVX2(w *byte, x *int8, d *float32, s *float32, nb int) float32
 // dot4Q8_0AVX2 multiplies one weight row of nb Q8_0 blocks at w with four Q8_0/Q8_1 activation rows, adding in eight lanes (ggml_vec_dot, tinyBLAS_Q0_AVX); AVX2.
 func dot4Q8_0AVX2(w *byte, x0 *int8, x1 *int8, x2 *int8, x3 *int8, d0 *float32, d1 *float32, d2 *float32, d3 *float32, s0 *float32, s1 *float32, s2 *float32, s3 *float32, nb int) (r0 float32, r1 float32, r2 float32, r3 float32)
 
+// dotRows4Q8_0AVX2 multiplies rows (a multiple of 4) weight rows of nb Q8_0 blocks, stride bytes apart from w, with the Q8_0/Q8_1 activation row x, d, s and writes row r's result to out[r], adding in eight lanes, four rows at a time; AVX2.
+func dotRows4Q8_0AVX2(w *byte, stride int, x *int8, d *float32, s *float32, nb int, rows int, out *float32)
+
 // dotQ4_0AVX2 multiplies one weight row of nb Q4_0 blocks at w with the Q8_0/Q8_1 activation row x, d, s, adding in eight lanes (ggml_vec_dot, tinyBLAS_Q0_AVX); AVX2.
 func dotQ4_0AVX2(w *byte, x *int8, d *float32, s *float32, nb int) float32
 
@@ -20,11 +23,20 @@ func dot4Q4_0AVX2(w *byte, x0 *int8, x1 *int8, x2 *int8, x3 *int8, d0 *float32, 
 // dotOne4Q4_0AVX2 multiplies one weight row of nb Q4_0 blocks at w with four Q8_0/Q8_1 activation rows, adding in one lane (the repacked Q4_0 gemv and gemm); AVX2.
 func dotOne4Q4_0AVX2(w *byte, x0 *int8, x1 *int8, x2 *int8, x3 *int8, d0 *float32, d1 *float32, d2 *float32, d3 *float32, s0 *float32, s1 *float32, s2 *float32, s3 *float32, nb int) (r0 float32, r1 float32, r2 float32, r3 float32)
 
+// dotRows4Q4_0AVX2 multiplies rows (a multiple of 4) weight rows of nb Q4_0 blocks, stride bytes apart from w, with the Q8_0/Q8_1 activation row x, d, s and writes row r's result to out[r], adding in eight lanes, four rows at a time; AVX2.
+func dotRows4Q4_0AVX2(w *byte, stride int, x *int8, d *float32, s *float32, nb int, rows int, out *float32)
+
+// dotOneRows8Q4_0AVX2 multiplies rows (a multiple of 8) weight rows of nb Q4_0 blocks, stride bytes apart from w, with the Q8_0/Q8_1 activation row x, d, s and writes row r's result to out[r], adding in one lane, eight rows at a time in the lanes of one register; AVX2.
+func dotOneRows8Q4_0AVX2(w *byte, stride int, x *int8, d *float32, s *float32, nb int, rows int, out *float32)
+
 // dotQ5_0AVX2 multiplies one weight row of nb Q5_0 blocks at w with the Q8_0/Q8_1 activation row x, d, s, adding in eight lanes (ggml_vec_dot, tinyBLAS_Q0_AVX); AVX2.
 func dotQ5_0AVX2(w *byte, x *int8, d *float32, s *float32, nb int) float32
 
 // dot4Q5_0AVX2 multiplies one weight row of nb Q5_0 blocks at w with four Q8_0/Q8_1 activation rows, adding in eight lanes (ggml_vec_dot, tinyBLAS_Q0_AVX); AVX2.
 func dot4Q5_0AVX2(w *byte, x0 *int8, x1 *int8, x2 *int8, x3 *int8, d0 *float32, d1 *float32, d2 *float32, d3 *float32, s0 *float32, s1 *float32, s2 *float32, s3 *float32, nb int) (r0 float32, r1 float32, r2 float32, r3 float32)
+
+// dotRows4Q5_0AVX2 multiplies rows (a multiple of 4) weight rows of nb Q5_0 blocks, stride bytes apart from w, with the Q8_0/Q8_1 activation row x, d, s and writes row r's result to out[r], adding in eight lanes, four rows at a time; AVX2.
+func dotRows4Q5_0AVX2(w *byte, stride int, x *int8, d *float32, s *float32, nb int, rows int, out *float32)
 
 // dotQ4_1AVX2 multiplies one weight row of nb Q4_1 blocks at w with the Q8_0/Q8_1 activation row x, d, s, adding in eight lanes (ggml_vec_dot, tinyBLAS_Q0_AVX); AVX2.
 func dotQ4_1AVX2(w *byte, x *int8, d *float32, s *float32, nb int) float32
@@ -32,17 +44,26 @@ func dotQ4_1AVX2(w *byte, x *int8, d *float32, s *float32, nb int) float32
 // dot4Q4_1AVX2 multiplies one weight row of nb Q4_1 blocks at w with four Q8_0/Q8_1 activation rows, adding in eight lanes (ggml_vec_dot, tinyBLAS_Q0_AVX); AVX2.
 func dot4Q4_1AVX2(w *byte, x0 *int8, x1 *int8, x2 *int8, x3 *int8, d0 *float32, d1 *float32, d2 *float32, d3 *float32, s0 *float32, s1 *float32, s2 *float32, s3 *float32, nb int) (r0 float32, r1 float32, r2 float32, r3 float32)
 
+// dotRows4Q4_1AVX2 multiplies rows (a multiple of 4) weight rows of nb Q4_1 blocks, stride bytes apart from w, with the Q8_0/Q8_1 activation row x, d, s and writes row r's result to out[r], adding in eight lanes, four rows at a time; AVX2.
+func dotRows4Q4_1AVX2(w *byte, stride int, x *int8, d *float32, s *float32, nb int, rows int, out *float32)
+
 // dotQ5_1AVX2 multiplies one weight row of nb Q5_1 blocks at w with the Q8_0/Q8_1 activation row x, d, s, adding in eight lanes (ggml_vec_dot, tinyBLAS_Q0_AVX); AVX2.
 func dotQ5_1AVX2(w *byte, x *int8, d *float32, s *float32, nb int) float32
 
 // dot4Q5_1AVX2 multiplies one weight row of nb Q5_1 blocks at w with four Q8_0/Q8_1 activation rows, adding in eight lanes (ggml_vec_dot, tinyBLAS_Q0_AVX); AVX2.
 func dot4Q5_1AVX2(w *byte, x0 *int8, x1 *int8, x2 *int8, x3 *int8, d0 *float32, d1 *float32, d2 *float32, d3 *float32, s0 *float32, s1 *float32, s2 *float32, s3 *float32, nb int) (r0 float32, r1 float32, r2 float32, r3 float32)
 
+// dotRows4Q5_1AVX2 multiplies rows (a multiple of 4) weight rows of nb Q5_1 blocks, stride bytes apart from w, with the Q8_0/Q8_1 activation row x, d, s and writes row r's result to out[r], adding in eight lanes, four rows at a time; AVX2.
+func dotRows4Q5_1AVX2(w *byte, stride int, x *int8, d *float32, s *float32, nb int, rows int, out *float32)
+
 // dotQ8_0AVX512 multiplies one weight row of nb Q8_0 blocks at w with the Q8_0/Q8_1 activation row x, d, s, adding in eight lanes (ggml_vec_dot, tinyBLAS_Q0_AVX); AVX512.
 func dotQ8_0AVX512(w *byte, x *int8, d *float32, s *float32, nb int) float32
 
 // dot4Q8_0AVX512 multiplies one weight row of nb Q8_0 blocks at w with four Q8_0/Q8_1 activation rows, adding in eight lanes (ggml_vec_dot, tinyBLAS_Q0_AVX); AVX512.
 func dot4Q8_0AVX512(w *byte, x0 *int8, x1 *int8, x2 *int8, x3 *int8, d0 *float32, d1 *float32, d2 *float32, d3 *float32, s0 *float32, s1 *float32, s2 *float32, s3 *float32, nb int) (r0 float32, r1 float32, r2 float32, r3 float32)
+
+// dotRows4Q8_0AVX512 multiplies rows (a multiple of 4) weight rows of nb Q8_0 blocks, stride bytes apart from w, with the Q8_0/Q8_1 activation row x, d, s and writes row r's result to out[r], adding in eight lanes, four rows at a time; AVX512.
+func dotRows4Q8_0AVX512(w *byte, stride int, x *int8, d *float32, s *float32, nb int, rows int, out *float32)
 
 // dotQ4_0AVX512 multiplies one weight row of nb Q4_0 blocks at w with the Q8_0/Q8_1 activation row x, d, s, adding in eight lanes (ggml_vec_dot, tinyBLAS_Q0_AVX); AVX512.
 func dotQ4_0AVX512(w *byte, x *int8, d *float32, s *float32, nb int) float32
@@ -56,11 +77,20 @@ func dot4Q4_0AVX512(w *byte, x0 *int8, x1 *int8, x2 *int8, x3 *int8, d0 *float32
 // dotOne4Q4_0AVX512 multiplies one weight row of nb Q4_0 blocks at w with four Q8_0/Q8_1 activation rows, adding in one lane (the repacked Q4_0 gemv and gemm); AVX512.
 func dotOne4Q4_0AVX512(w *byte, x0 *int8, x1 *int8, x2 *int8, x3 *int8, d0 *float32, d1 *float32, d2 *float32, d3 *float32, s0 *float32, s1 *float32, s2 *float32, s3 *float32, nb int) (r0 float32, r1 float32, r2 float32, r3 float32)
 
+// dotRows4Q4_0AVX512 multiplies rows (a multiple of 4) weight rows of nb Q4_0 blocks, stride bytes apart from w, with the Q8_0/Q8_1 activation row x, d, s and writes row r's result to out[r], adding in eight lanes, four rows at a time; AVX512.
+func dotRows4Q4_0AVX512(w *byte, stride int, x *int8, d *float32, s *float32, nb int, rows int, out *float32)
+
+// dotOneRows8Q4_0AVX512 multiplies rows (a multiple of 8) weight rows of nb Q4_0 blocks, stride bytes apart from w, with the Q8_0/Q8_1 activation row x, d, s and writes row r's result to out[r], adding in one lane, eight rows at a time in the lanes of one register; AVX512.
+func dotOneRows8Q4_0AVX512(w *byte, stride int, x *int8, d *float32, s *float32, nb int, rows int, out *float32)
+
 // dotQ5_0AVX512 multiplies one weight row of nb Q5_0 blocks at w with the Q8_0/Q8_1 activation row x, d, s, adding in eight lanes (ggml_vec_dot, tinyBLAS_Q0_AVX); AVX512.
 func dotQ5_0AVX512(w *byte, x *int8, d *float32, s *float32, nb int) float32
 
 // dot4Q5_0AVX512 multiplies one weight row of nb Q5_0 blocks at w with four Q8_0/Q8_1 activation rows, adding in eight lanes (ggml_vec_dot, tinyBLAS_Q0_AVX); AVX512.
 func dot4Q5_0AVX512(w *byte, x0 *int8, x1 *int8, x2 *int8, x3 *int8, d0 *float32, d1 *float32, d2 *float32, d3 *float32, s0 *float32, s1 *float32, s2 *float32, s3 *float32, nb int) (r0 float32, r1 float32, r2 float32, r3 float32)
+
+// dotRows4Q5_0AVX512 multiplies rows (a multiple of 4) weight rows of nb Q5_0 blocks, stride bytes apart from w, with the Q8_0/Q8_1 activation row x, d, s and writes row r's result to out[r], adding in eight lanes, four rows at a time; AVX512.
+func dotRows4Q5_0AVX512(w *byte, stride int, x *int8, d *float32, s *float32, nb int, rows int, out *float32)
 
 // dotQ4_1AVX512 multiplies one weight row of nb Q4_1 blocks at w with the Q8_0/Q8_1 activation row x, d, s, adding in eight lanes (ggml_vec_dot, tinyBLAS_Q0_AVX); AVX512.
 func dotQ4_1AVX512(w *byte, x *int8, d *float32, s *float32, nb int) float32
@@ -68,11 +98,17 @@ func dotQ4_1AVX512(w *byte, x *int8, d *float32, s *float32, nb int) float32
 // dot4Q4_1AVX512 multiplies one weight row of nb Q4_1 blocks at w with four Q8_0/Q8_1 activation rows, adding in eight lanes (ggml_vec_dot, tinyBLAS_Q0_AVX); AVX512.
 func dot4Q4_1AVX512(w *byte, x0 *int8, x1 *int8, x2 *int8, x3 *int8, d0 *float32, d1 *float32, d2 *float32, d3 *float32, s0 *float32, s1 *float32, s2 *float32, s3 *float32, nb int) (r0 float32, r1 float32, r2 float32, r3 float32)
 
+// dotRows4Q4_1AVX512 multiplies rows (a multiple of 4) weight rows of nb Q4_1 blocks, stride bytes apart from w, with the Q8_0/Q8_1 activation row x, d, s and writes row r's result to out[r], adding in eight lanes, four rows at a time; AVX512.
+func dotRows4Q4_1AVX512(w *byte, stride int, x *int8, d *float32, s *float32, nb int, rows int, out *float32)
+
 // dotQ5_1AVX512 multiplies one weight row of nb Q5_1 blocks at w with the Q8_0/Q8_1 activation row x, d, s, adding in eight lanes (ggml_vec_dot, tinyBLAS_Q0_AVX); AVX512.
 func dotQ5_1AVX512(w *byte, x *int8, d *float32, s *float32, nb int) float32
 
 // dot4Q5_1AVX512 multiplies one weight row of nb Q5_1 blocks at w with four Q8_0/Q8_1 activation rows, adding in eight lanes (ggml_vec_dot, tinyBLAS_Q0_AVX); AVX512.
 func dot4Q5_1AVX512(w *byte, x0 *int8, x1 *int8, x2 *int8, x3 *int8, d0 *float32, d1 *float32, d2 *float32, d3 *float32, s0 *float32, s1 *float32, s2 *float32, s3 *float32, nb int) (r0 float32, r1 float32, r2 float32, r3 float32)
+
+// dotRows4Q5_1AVX512 multiplies rows (a multiple of 4) weight rows of nb Q5_1 blocks, stride bytes apart from w, with the Q8_0/Q8_1 activation row x, d, s and writes row r's result to out[r], adding in eight lanes, four rows at a time; AVX512.
+func dotRows4Q5_1AVX512(w *byte, stride int, x *int8, d *float32, s *float32, nb int, rows int, out *float32)
 
 // quantQ8_0AVX2 is quantizeActQ8_0 for nb blocks of 32 at x, bit for bit, in AVX2;
 // it reports whether x held a NaN, for which it leaves q, d and s undefined.

@@ -128,8 +128,8 @@ block:
 	VMOVDQU      2(AX), Y1
 	VPABSB       Y1, Y2
 	VMOVDQU      (DX)(CX*8), Y3
-	VPSIGNB      Y1, Y3, Y3
-	VPMADDUBSW   Y3, Y2, Y1
+	VPSIGNB      Y1, Y3, Y1
+	VPMADDUBSW   Y1, Y2, Y1
 	VPMADDWD     q32ones16<>+0(SB), Y1, Y1
 	VCVTDQ2PS    Y1, Y1
 	VCVTPH2PS    (AX), X2
@@ -214,8 +214,8 @@ block:
 	VMULPS       Y8, Y6, Y8
 	VFMADD231PS  Y7, Y8, Y2
 	VMOVDQU      (R10)(CX*8), Y7
-	VPSIGNB      Y4, Y7, Y7
-	VPMADDUBSW   Y7, Y5, Y4
+	VPSIGNB      Y4, Y7, Y4
+	VPMADDUBSW   Y4, Y5, Y4
 	VPMADDWD     q32ones16<>+0(SB), Y4, Y4
 	VCVTDQ2PS    Y4, Y4
 	VBROADCASTSS (R11)(CX*1), Y5
@@ -257,6 +257,121 @@ done:
 	VZEROUPPER
 	RET
 
+// func dotRows4Q8_0AVX2(w *byte, stride int, x *int8, d *float32, s *float32, nb int, rows int, out *float32)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·dotRows4Q8_0AVX2(SB), NOSPLIT, $32-64
+	MOVQ  w+0(FP), AX
+	MOVQ  stride+8(FP), CX
+	MOVQ  rows+48(FP), DX
+	MOVQ  out+56(FP), BX
+	MOVQ  nb+40(FP), SI
+	SHLQ  $0x02, SI
+	MOVQ  x+16(FP), R8
+	LEAQ  (R8)(SI*8), R8
+	MOVQ  d+24(FP), R9
+	ADDQ  SI, R9
+	NEGQ  SI
+	LEAQ  (CX)(CX*2), R10
+	TESTQ DX, DX
+	JZ    done
+
+group:
+	MOVQ   AX, R11
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	MOVQ   SI, DI
+	TESTQ  DI, DI
+	JZ     store
+
+block:
+	VMOVD        (R11), X4
+	VMOVD        (R11)(CX*1), X5
+	VMOVD        (R11)(CX*2), X6
+	VMOVD        (R11)(R10*1), X7
+	VPUNPCKLWD   X5, X4, X4
+	VPUNPCKLWD   X7, X6, X6
+	VPUNPCKLDQ   X6, X4, X4
+	VCVTPH2PS    X4, X4
+	VBROADCASTSS (R9)(DI*1), X5
+	VMULPS       X5, X4, X4
+	VMOVUPS      X4, (SP)
+	VMOVDQU      (R8)(DI*8), Y4
+	VMOVDQU      2(R11), Y5
+	VPABSB       Y5, Y6
+	VPSIGNB      Y5, Y4, Y5
+	VPMADDUBSW   Y5, Y6, Y5
+	VPMADDWD     q32ones16<>+0(SB), Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS (SP), Y6
+	VFMADD231PS  Y5, Y6, Y0
+	VMOVDQU      2(R11)(CX*1), Y5
+	VPABSB       Y5, Y6
+	VPSIGNB      Y5, Y4, Y5
+	VPMADDUBSW   Y5, Y6, Y5
+	VPMADDWD     q32ones16<>+0(SB), Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS 4(SP), Y6
+	VFMADD231PS  Y5, Y6, Y1
+	VMOVDQU      2(R11)(CX*2), Y5
+	VPABSB       Y5, Y6
+	VPSIGNB      Y5, Y4, Y5
+	VPMADDUBSW   Y5, Y6, Y5
+	VPMADDWD     q32ones16<>+0(SB), Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS 8(SP), Y6
+	VFMADD231PS  Y5, Y6, Y2
+	VMOVDQU      2(R11)(R10*1), Y5
+	VPABSB       Y5, Y6
+	VPSIGNB      Y5, Y4, Y4
+	VPMADDUBSW   Y4, Y6, Y4
+	VPMADDWD     q32ones16<>+0(SB), Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VBROADCASTSS 12(SP), Y5
+	VFMADD231PS  Y4, Y5, Y3
+	ADDQ         $0x00000022, R11
+	ADDQ         $0x04, DI
+	JNZ          block
+
+store:
+	VEXTRACTF128 $0x01, Y0, X4
+	VADDPS       X4, X0, X0
+	VMOVHLPS     X0, X0, X4
+	VADDPS       X4, X0, X0
+	VMOVSHDUP    X0, X4
+	VADDSS       X4, X0, X0
+	VMOVSS       X0, (BX)
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, 4(BX)
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, 8(BX)
+	VEXTRACTF128 $0x01, Y3, X0
+	VADDPS       X0, X3, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, 12(BX)
+	LEAQ         (AX)(CX*4), AX
+	ADDQ         $0x10, BX
+	SUBQ         $0x04, DX
+	JNZ          group
+
+done:
+	VZEROUPPER
+	RET
+
 // func dotQ4_0AVX2(w *byte, x *int8, d *float32, s *float32, nb int) float32
 // Requires: AVX, AVX2, F16C, FMA3
 TEXT ·dotQ4_0AVX2(SB), NOSPLIT, $0-44
@@ -277,8 +392,8 @@ block:
 	VBROADCASTI128 2(AX), Y2
 	VPSRLVD        q32nibsh<>+0(SB), Y2, Y2
 	VPAND          q32nibble<>+0(SB), Y2, Y2
-	VPMADDUBSW     (DX)(CX*8), Y2, Y2
 	VPMADDUBSW     (DX)(CX*8), Y0, Y3
+	VPMADDUBSW     (DX)(CX*8), Y2, Y2
 	VPSUBW         Y3, Y2, Y2
 	VPMADDWD       q32ones16<>+0(SB), Y2, Y2
 	VCVTDQ2PS      Y2, Y2
@@ -322,15 +437,15 @@ pair:
 	VBROADCASTI128 2(AX), Y2
 	VPSRLVD        q32nibsh<>+0(SB), Y2, Y2
 	VPAND          q32nibble<>+0(SB), Y2, Y2
-	VPMADDUBSW     -64(DX)(CX*8), Y2, Y2
 	VPMADDUBSW     -64(DX)(CX*8), Y0, Y3
+	VPMADDUBSW     -64(DX)(CX*8), Y2, Y2
 	VPSUBW         Y3, Y2, Y2
 	VPMADDWD       q32ones16<>+0(SB), Y2, Y2
 	VBROADCASTI128 20(AX), Y3
 	VPSRLVD        q32nibsh<>+0(SB), Y3, Y3
 	VPAND          q32nibble<>+0(SB), Y3, Y3
-	VPMADDUBSW     -32(DX)(CX*8), Y3, Y3
 	VPMADDUBSW     -32(DX)(CX*8), Y0, Y4
+	VPMADDUBSW     -32(DX)(CX*8), Y3, Y3
 	VPSUBW         Y4, Y3, Y3
 	VPMADDWD       q32ones16<>+0(SB), Y3, Y3
 	VPHADDD        Y3, Y2, Y2
@@ -355,8 +470,8 @@ single:
 	VBROADCASTI128 2(AX), Y2
 	VPSRLVD        q32nibsh<>+0(SB), Y2, Y2
 	VPAND          q32nibble<>+0(SB), Y2, Y2
-	VPMADDUBSW     (DX)(CX*8), Y2, Y2
 	VPMADDUBSW     (DX)(CX*8), Y0, Y0
+	VPMADDUBSW     (DX)(CX*8), Y2, Y2
 	VPSUBW         Y0, Y2, Y2
 	VPMADDWD       q32ones16<>+0(SB), Y2, Y2
 	VEXTRACTI128   $0x01, Y2, X0
@@ -415,32 +530,32 @@ block:
 	VPAND          q32nibble<>+0(SB), Y5, Y5
 	VCVTPH2PS      (AX), X6
 	VBROADCASTSS   X6, Y6
-	VPMADDUBSW     (DX)(CX*8), Y5, Y7
-	VPMADDUBSW     (DX)(CX*8), Y0, Y8
-	VPSUBW         Y8, Y7, Y7
-	VPMADDWD       q32ones16<>+0(SB), Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VBROADCASTSS   (BX)(CX*1), Y8
-	VMULPS         Y8, Y6, Y8
-	VFMADD231PS    Y7, Y8, Y1
-	VPMADDUBSW     (SI)(CX*8), Y5, Y7
-	VPMADDUBSW     (SI)(CX*8), Y0, Y8
-	VPSUBW         Y8, Y7, Y7
-	VPMADDWD       q32ones16<>+0(SB), Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VBROADCASTSS   (DI)(CX*1), Y8
-	VMULPS         Y8, Y6, Y8
-	VFMADD231PS    Y7, Y8, Y2
-	VPMADDUBSW     (R8)(CX*8), Y5, Y7
-	VPMADDUBSW     (R8)(CX*8), Y0, Y8
-	VPSUBW         Y8, Y7, Y7
-	VPMADDWD       q32ones16<>+0(SB), Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VBROADCASTSS   (R9)(CX*1), Y8
-	VMULPS         Y8, Y6, Y8
-	VFMADD231PS    Y7, Y8, Y3
-	VPMADDUBSW     (R10)(CX*8), Y5, Y5
+	VPMADDUBSW     (DX)(CX*8), Y0, Y7
+	VPMADDUBSW     (DX)(CX*8), Y5, Y8
+	VPSUBW         Y7, Y8, Y8
+	VPMADDWD       q32ones16<>+0(SB), Y8, Y8
+	VCVTDQ2PS      Y8, Y8
+	VBROADCASTSS   (BX)(CX*1), Y7
+	VMULPS         Y7, Y6, Y7
+	VFMADD231PS    Y8, Y7, Y1
+	VPMADDUBSW     (SI)(CX*8), Y0, Y7
+	VPMADDUBSW     (SI)(CX*8), Y5, Y8
+	VPSUBW         Y7, Y8, Y8
+	VPMADDWD       q32ones16<>+0(SB), Y8, Y8
+	VCVTDQ2PS      Y8, Y8
+	VBROADCASTSS   (DI)(CX*1), Y7
+	VMULPS         Y7, Y6, Y7
+	VFMADD231PS    Y8, Y7, Y2
+	VPMADDUBSW     (R8)(CX*8), Y0, Y7
+	VPMADDUBSW     (R8)(CX*8), Y5, Y8
+	VPSUBW         Y7, Y8, Y8
+	VPMADDWD       q32ones16<>+0(SB), Y8, Y8
+	VCVTDQ2PS      Y8, Y8
+	VBROADCASTSS   (R9)(CX*1), Y7
+	VMULPS         Y7, Y6, Y7
+	VFMADD231PS    Y8, Y7, Y3
 	VPMADDUBSW     (R10)(CX*8), Y0, Y7
+	VPMADDUBSW     (R10)(CX*8), Y5, Y5
 	VPSUBW         Y7, Y5, Y5
 	VPMADDWD       q32ones16<>+0(SB), Y5, Y5
 	VCVTDQ2PS      Y5, Y5
@@ -514,27 +629,27 @@ block:
 	VBROADCASTI128 2(AX), Y2
 	VPSRLVD        q32nibsh<>+0(SB), Y2, Y2
 	VPAND          q32nibble<>+0(SB), Y2, Y2
-	VPMADDUBSW     (DX)(CX*8), Y2, Y3
-	VPMADDUBSW     (DX)(CX*8), Y0, Y4
-	VPSUBW         Y4, Y3, Y3
-	VPMADDWD       q32ones16<>+0(SB), Y3, Y3
-	VPMADDUBSW     (SI)(CX*8), Y2, Y4
-	VPMADDUBSW     (SI)(CX*8), Y0, Y5
-	VPSUBW         Y5, Y4, Y4
+	VPMADDUBSW     (DX)(CX*8), Y0, Y3
+	VPMADDUBSW     (DX)(CX*8), Y2, Y4
+	VPSUBW         Y3, Y4, Y4
 	VPMADDWD       q32ones16<>+0(SB), Y4, Y4
-	VPMADDUBSW     (R8)(CX*8), Y2, Y5
-	VPMADDUBSW     (R8)(CX*8), Y0, Y6
-	VPSUBW         Y6, Y5, Y5
+	VPMADDUBSW     (SI)(CX*8), Y0, Y3
+	VPMADDUBSW     (SI)(CX*8), Y2, Y5
+	VPSUBW         Y3, Y5, Y5
 	VPMADDWD       q32ones16<>+0(SB), Y5, Y5
+	VPMADDUBSW     (R8)(CX*8), Y0, Y3
+	VPMADDUBSW     (R8)(CX*8), Y2, Y6
+	VPSUBW         Y3, Y6, Y6
+	VPMADDWD       q32ones16<>+0(SB), Y6, Y6
+	VPMADDUBSW     (R10)(CX*8), Y0, Y3
 	VPMADDUBSW     (R10)(CX*8), Y2, Y2
-	VPMADDUBSW     (R10)(CX*8), Y0, Y6
-	VPSUBW         Y6, Y2, Y2
+	VPSUBW         Y3, Y2, Y2
 	VPMADDWD       q32ones16<>+0(SB), Y2, Y2
-	VPHADDD        Y4, Y3, Y3
-	VPHADDD        Y2, Y5, Y5
-	VPHADDD        Y5, Y3, Y3
-	VEXTRACTI128   $0x01, Y3, X2
-	VPADDD         X3, X2, X2
+	VPHADDD        Y5, Y4, Y4
+	VPHADDD        Y2, Y6, Y6
+	VPHADDD        Y6, Y4, Y4
+	VEXTRACTI128   $0x01, Y4, X2
+	VPADDD         X4, X2, X2
 	VCVTDQ2PS      X2, X2
 	VCVTPH2PS      (AX), X3
 	VBROADCASTSS   X3, X3
@@ -553,6 +668,253 @@ done:
 	VEXTRACTPS $0x01, X1, r1+116(FP)
 	VEXTRACTPS $0x02, X1, r2+120(FP)
 	VEXTRACTPS $0x03, X1, r3+124(FP)
+	VZEROUPPER
+	RET
+
+// func dotRows4Q4_0AVX2(w *byte, stride int, x *int8, d *float32, s *float32, nb int, rows int, out *float32)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·dotRows4Q4_0AVX2(SB), NOSPLIT, $32-64
+	MOVQ    w+0(FP), AX
+	MOVQ    stride+8(FP), CX
+	MOVQ    rows+48(FP), DX
+	MOVQ    out+56(FP), BX
+	MOVQ    nb+40(FP), SI
+	SHLQ    $0x02, SI
+	MOVQ    x+16(FP), R8
+	LEAQ    (R8)(SI*8), R8
+	MOVQ    d+24(FP), R9
+	ADDQ    SI, R9
+	NEGQ    SI
+	VMOVDQU q32eight<>+0(SB), Y0
+	LEAQ    (CX)(CX*2), R10
+	TESTQ   DX, DX
+	JZ      done
+
+group:
+	MOVQ   AX, R11
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	MOVQ   SI, DI
+	TESTQ  DI, DI
+	JZ     store
+
+block:
+	VMOVD          (R11), X5
+	VMOVD          (R11)(CX*1), X6
+	VMOVD          (R11)(CX*2), X7
+	VMOVD          (R11)(R10*1), X8
+	VPUNPCKLWD     X6, X5, X5
+	VPUNPCKLWD     X8, X7, X7
+	VPUNPCKLDQ     X7, X5, X5
+	VCVTPH2PS      X5, X5
+	VBROADCASTSS   (R9)(DI*1), X6
+	VMULPS         X6, X5, X5
+	VMOVUPS        X5, (SP)
+	VPMADDUBSW     (R8)(DI*8), Y0, Y5
+	VBROADCASTI128 2(R11), Y6
+	VPSRLVD        q32nibsh<>+0(SB), Y6, Y6
+	VPAND          q32nibble<>+0(SB), Y6, Y6
+	VPMADDUBSW     (R8)(DI*8), Y6, Y6
+	VPSUBW         Y5, Y6, Y6
+	VPMADDWD       q32ones16<>+0(SB), Y6, Y6
+	VCVTDQ2PS      Y6, Y6
+	VBROADCASTSS   (SP), Y7
+	VFMADD231PS    Y6, Y7, Y1
+	VBROADCASTI128 2(R11)(CX*1), Y6
+	VPSRLVD        q32nibsh<>+0(SB), Y6, Y6
+	VPAND          q32nibble<>+0(SB), Y6, Y6
+	VPMADDUBSW     (R8)(DI*8), Y6, Y6
+	VPSUBW         Y5, Y6, Y6
+	VPMADDWD       q32ones16<>+0(SB), Y6, Y6
+	VCVTDQ2PS      Y6, Y6
+	VBROADCASTSS   4(SP), Y7
+	VFMADD231PS    Y6, Y7, Y2
+	VBROADCASTI128 2(R11)(CX*2), Y6
+	VPSRLVD        q32nibsh<>+0(SB), Y6, Y6
+	VPAND          q32nibble<>+0(SB), Y6, Y6
+	VPMADDUBSW     (R8)(DI*8), Y6, Y6
+	VPSUBW         Y5, Y6, Y6
+	VPMADDWD       q32ones16<>+0(SB), Y6, Y6
+	VCVTDQ2PS      Y6, Y6
+	VBROADCASTSS   8(SP), Y7
+	VFMADD231PS    Y6, Y7, Y3
+	VBROADCASTI128 2(R11)(R10*1), Y6
+	VPSRLVD        q32nibsh<>+0(SB), Y6, Y6
+	VPAND          q32nibble<>+0(SB), Y6, Y6
+	VPMADDUBSW     (R8)(DI*8), Y6, Y6
+	VPSUBW         Y5, Y6, Y6
+	VPMADDWD       q32ones16<>+0(SB), Y6, Y6
+	VCVTDQ2PS      Y6, Y6
+	VBROADCASTSS   12(SP), Y5
+	VFMADD231PS    Y6, Y5, Y4
+	ADDQ           $0x00000012, R11
+	ADDQ           $0x04, DI
+	JNZ            block
+
+store:
+	VEXTRACTF128 $0x01, Y1, X5
+	VADDPS       X5, X1, X1
+	VMOVHLPS     X1, X1, X5
+	VADDPS       X5, X1, X1
+	VMOVSHDUP    X1, X5
+	VADDSS       X5, X1, X1
+	VMOVSS       X1, (BX)
+	VEXTRACTF128 $0x01, Y2, X1
+	VADDPS       X1, X2, X1
+	VMOVHLPS     X1, X1, X2
+	VADDPS       X2, X1, X1
+	VMOVSHDUP    X1, X2
+	VADDSS       X2, X1, X1
+	VMOVSS       X1, 4(BX)
+	VEXTRACTF128 $0x01, Y3, X1
+	VADDPS       X1, X3, X1
+	VMOVHLPS     X1, X1, X2
+	VADDPS       X2, X1, X1
+	VMOVSHDUP    X1, X2
+	VADDSS       X2, X1, X1
+	VMOVSS       X1, 8(BX)
+	VEXTRACTF128 $0x01, Y4, X1
+	VADDPS       X1, X4, X1
+	VMOVHLPS     X1, X1, X2
+	VADDPS       X2, X1, X1
+	VMOVSHDUP    X1, X2
+	VADDSS       X2, X1, X1
+	VMOVSS       X1, 12(BX)
+	LEAQ         (AX)(CX*4), AX
+	ADDQ         $0x10, BX
+	SUBQ         $0x04, DX
+	JNZ          group
+
+done:
+	VZEROUPPER
+	RET
+
+// func dotOneRows8Q4_0AVX2(w *byte, stride int, x *int8, d *float32, s *float32, nb int, rows int, out *float32)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·dotOneRows8Q4_0AVX2(SB), NOSPLIT, $0-64
+	MOVQ    w+0(FP), AX
+	MOVQ    stride+8(FP), CX
+	MOVQ    rows+48(FP), DX
+	MOVQ    out+56(FP), BX
+	MOVQ    nb+40(FP), SI
+	SHLQ    $0x02, SI
+	MOVQ    x+16(FP), R8
+	LEAQ    (R8)(SI*8), R8
+	MOVQ    d+24(FP), R9
+	ADDQ    SI, R9
+	NEGQ    SI
+	VMOVDQU q32eight<>+0(SB), Y0
+	LEAQ    (CX)(CX*2), R10
+	TESTQ   DX, DX
+	JZ      done
+
+group:
+	MOVQ    AX, R11
+	LEAQ    (AX)(CX*4), R12
+	ADDQ    CX, R12
+	VXORPS  Y1, Y1, Y1
+	VMOVDQU q32nibble<>+0(SB), Y2
+	MOVQ    SI, DI
+	TESTQ   DI, DI
+	JZ      store
+
+block:
+	VMOVDQU      2(R11), X3
+	VINSERTI128  $0x01, 2(R11)(CX*4), Y3, Y3
+	VMOVDQU      2(R11)(CX*1), X4
+	VINSERTI128  $0x01, 2(R12), Y4, Y4
+	VMOVDQU      2(R11)(CX*2), X5
+	VINSERTI128  $0x01, 2(R11)(R10*2), Y5, Y5
+	VMOVDQU      2(R11)(R10*1), X6
+	VINSERTI128  $0x01, 2(R12)(CX*2), Y6, Y6
+	VPUNPCKLDQ   Y4, Y3, Y7
+	VPUNPCKHDQ   Y4, Y3, Y8
+	VPUNPCKLDQ   Y6, Y5, Y4
+	VPUNPCKHDQ   Y6, Y5, Y6
+	VPUNPCKLQDQ  Y4, Y7, Y3
+	VPUNPCKHQDQ  Y4, Y7, Y4
+	VPUNPCKLQDQ  Y6, Y8, Y5
+	VPUNPCKHQDQ  Y6, Y8, Y6
+	VPAND        Y2, Y3, Y7
+	VPBROADCASTD (R8)(DI*8), Y9
+	VPMADDUBSW   Y9, Y7, Y7
+	VPSRLD       $0x04, Y3, Y8
+	VPAND        Y2, Y8, Y8
+	VPBROADCASTD 16(R8)(DI*8), Y9
+	VPMADDUBSW   Y9, Y8, Y8
+	VPADDW       Y8, Y7, Y7
+	VPAND        Y2, Y4, Y8
+	VPBROADCASTD 4(R8)(DI*8), Y10
+	VPMADDUBSW   Y10, Y8, Y8
+	VPSRLD       $0x04, Y4, Y9
+	VPAND        Y2, Y9, Y9
+	VPBROADCASTD 20(R8)(DI*8), Y10
+	VPMADDUBSW   Y10, Y9, Y9
+	VPADDW       Y8, Y7, Y7
+	VPADDW       Y9, Y7, Y7
+	VPAND        Y2, Y5, Y8
+	VPBROADCASTD 8(R8)(DI*8), Y10
+	VPMADDUBSW   Y10, Y8, Y8
+	VPSRLD       $0x04, Y5, Y9
+	VPAND        Y2, Y9, Y9
+	VPBROADCASTD 24(R8)(DI*8), Y10
+	VPMADDUBSW   Y10, Y9, Y9
+	VPADDW       Y8, Y7, Y7
+	VPADDW       Y9, Y7, Y7
+	VPAND        Y2, Y6, Y8
+	VPBROADCASTD 12(R8)(DI*8), Y10
+	VPMADDUBSW   Y10, Y8, Y8
+	VPSRLD       $0x04, Y6, Y9
+	VPAND        Y2, Y9, Y9
+	VPBROADCASTD 28(R8)(DI*8), Y10
+	VPMADDUBSW   Y10, Y9, Y9
+	VPADDW       Y8, Y7, Y7
+	VPADDW       Y9, Y7, Y7
+	VPMADDWD     q32ones16<>+0(SB), Y7, Y7
+	VPMADDUBSW   (R8)(DI*8), Y0, Y8
+	VPMADDWD     q32ones16<>+0(SB), Y8, Y8
+	VPSHUFD      $0x4e, Y8, Y9
+	VPADDD       Y9, Y8, Y8
+	VPSHUFD      $0xb1, Y8, Y9
+	VPADDD       Y9, Y8, Y8
+	VPERMQ       $0x4e, Y8, Y9
+	VPADDD       Y9, Y8, Y8
+	VPSUBD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMOVD        (R11), X3
+	VMOVD        (R11)(CX*1), X4
+	VMOVD        (R11)(CX*2), X5
+	VMOVD        (R11)(R10*1), X6
+	VMOVD        (R11)(CX*4), X8
+	VMOVD        (R12), X9
+	VMOVD        (R11)(R10*2), X10
+	VMOVD        (R12)(CX*2), X11
+	VPUNPCKLWD   X4, X3, X3
+	VPUNPCKLWD   X6, X5, X5
+	VPUNPCKLWD   X9, X8, X8
+	VPUNPCKLWD   X11, X10, X10
+	VPUNPCKLDQ   X5, X3, X3
+	VPUNPCKLDQ   X10, X8, X8
+	VPUNPCKLQDQ  X8, X3, X3
+	VCVTPH2PS    X3, Y8
+	VBROADCASTSS (R9)(DI*1), Y9
+	VMULPS       Y9, Y8, Y8
+	VFMADD231PS  Y8, Y7, Y1
+	ADDQ         $0x00000012, R11
+	ADDQ         $0x00000012, R12
+	ADDQ         $0x04, DI
+	JNZ          block
+
+store:
+	VMOVUPS Y1, (BX)
+	LEAQ    (AX)(CX*8), AX
+	ADDQ    $0x20, BX
+	SUBQ    $0x08, DX
+	JNZ     group
+
+done:
 	VZEROUPPER
 	RET
 
@@ -582,8 +944,8 @@ block:
 	VPCMPEQB       q32allbits<>+0(SB), Y3, Y3
 	VPAND          q32sixteen<>+0(SB), Y3, Y3
 	VPOR           Y3, Y2, Y2
-	VPMADDUBSW     (DX)(CX*8), Y2, Y2
 	VPMADDUBSW     (DX)(CX*8), Y0, Y3
+	VPMADDUBSW     (DX)(CX*8), Y2, Y2
 	VPSUBW         Y3, Y2, Y2
 	VPMADDWD       q32ones16<>+0(SB), Y2, Y2
 	VCVTDQ2PS      Y2, Y2
@@ -652,32 +1014,32 @@ block:
 	VPOR           Y6, Y5, Y5
 	VCVTPH2PS      (AX), X6
 	VBROADCASTSS   X6, Y6
-	VPMADDUBSW     (DX)(CX*8), Y5, Y7
-	VPMADDUBSW     (DX)(CX*8), Y0, Y8
-	VPSUBW         Y8, Y7, Y7
-	VPMADDWD       q32ones16<>+0(SB), Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VBROADCASTSS   (BX)(CX*1), Y8
-	VMULPS         Y8, Y6, Y8
-	VFMADD231PS    Y7, Y8, Y1
-	VPMADDUBSW     (SI)(CX*8), Y5, Y7
-	VPMADDUBSW     (SI)(CX*8), Y0, Y8
-	VPSUBW         Y8, Y7, Y7
-	VPMADDWD       q32ones16<>+0(SB), Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VBROADCASTSS   (DI)(CX*1), Y8
-	VMULPS         Y8, Y6, Y8
-	VFMADD231PS    Y7, Y8, Y2
-	VPMADDUBSW     (R8)(CX*8), Y5, Y7
-	VPMADDUBSW     (R8)(CX*8), Y0, Y8
-	VPSUBW         Y8, Y7, Y7
-	VPMADDWD       q32ones16<>+0(SB), Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VBROADCASTSS   (R9)(CX*1), Y8
-	VMULPS         Y8, Y6, Y8
-	VFMADD231PS    Y7, Y8, Y3
-	VPMADDUBSW     (R10)(CX*8), Y5, Y5
+	VPMADDUBSW     (DX)(CX*8), Y0, Y7
+	VPMADDUBSW     (DX)(CX*8), Y5, Y8
+	VPSUBW         Y7, Y8, Y8
+	VPMADDWD       q32ones16<>+0(SB), Y8, Y8
+	VCVTDQ2PS      Y8, Y8
+	VBROADCASTSS   (BX)(CX*1), Y7
+	VMULPS         Y7, Y6, Y7
+	VFMADD231PS    Y8, Y7, Y1
+	VPMADDUBSW     (SI)(CX*8), Y0, Y7
+	VPMADDUBSW     (SI)(CX*8), Y5, Y8
+	VPSUBW         Y7, Y8, Y8
+	VPMADDWD       q32ones16<>+0(SB), Y8, Y8
+	VCVTDQ2PS      Y8, Y8
+	VBROADCASTSS   (DI)(CX*1), Y7
+	VMULPS         Y7, Y6, Y7
+	VFMADD231PS    Y8, Y7, Y2
+	VPMADDUBSW     (R8)(CX*8), Y0, Y7
+	VPMADDUBSW     (R8)(CX*8), Y5, Y8
+	VPSUBW         Y7, Y8, Y8
+	VPMADDWD       q32ones16<>+0(SB), Y8, Y8
+	VCVTDQ2PS      Y8, Y8
+	VBROADCASTSS   (R9)(CX*1), Y7
+	VMULPS         Y7, Y6, Y7
+	VFMADD231PS    Y8, Y7, Y3
 	VPMADDUBSW     (R10)(CX*8), Y0, Y7
+	VPMADDUBSW     (R10)(CX*8), Y5, Y5
 	VPSUBW         Y7, Y5, Y5
 	VPMADDWD       q32ones16<>+0(SB), Y5, Y5
 	VCVTDQ2PS      Y5, Y5
@@ -717,6 +1079,150 @@ done:
 	VMOVSHDUP    X0, X1
 	VADDSS       X1, X0, X0
 	VMOVSS       X0, r3+124(FP)
+	VZEROUPPER
+	RET
+
+// func dotRows4Q5_0AVX2(w *byte, stride int, x *int8, d *float32, s *float32, nb int, rows int, out *float32)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·dotRows4Q5_0AVX2(SB), NOSPLIT, $32-64
+	MOVQ    w+0(FP), AX
+	MOVQ    stride+8(FP), CX
+	MOVQ    rows+48(FP), DX
+	MOVQ    out+56(FP), BX
+	MOVQ    nb+40(FP), SI
+	SHLQ    $0x02, SI
+	MOVQ    x+16(FP), R8
+	LEAQ    (R8)(SI*8), R8
+	MOVQ    d+24(FP), R9
+	ADDQ    SI, R9
+	NEGQ    SI
+	VMOVDQU q32sixteen<>+0(SB), Y0
+	LEAQ    (CX)(CX*2), R10
+	TESTQ   DX, DX
+	JZ      done
+
+group:
+	MOVQ   AX, R11
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	MOVQ   SI, DI
+	TESTQ  DI, DI
+	JZ     store
+
+block:
+	VMOVD          (R11), X5
+	VMOVD          (R11)(CX*1), X6
+	VMOVD          (R11)(CX*2), X7
+	VMOVD          (R11)(R10*1), X8
+	VPUNPCKLWD     X6, X5, X5
+	VPUNPCKLWD     X8, X7, X7
+	VPUNPCKLDQ     X7, X5, X5
+	VCVTPH2PS      X5, X5
+	VBROADCASTSS   (R9)(DI*1), X6
+	VMULPS         X6, X5, X5
+	VMOVUPS        X5, (SP)
+	VPMADDUBSW     (R8)(DI*8), Y0, Y5
+	VBROADCASTI128 6(R11), Y6
+	VPSRLVD        q32nibsh<>+0(SB), Y6, Y6
+	VPAND          q32nibble<>+0(SB), Y6, Y6
+	VPBROADCASTD   2(R11), Y7
+	VPSHUFB        q32bitshuf<>+0(SB), Y7, Y7
+	VPOR           q32bitsel<>+0(SB), Y7, Y7
+	VPCMPEQB       q32allbits<>+0(SB), Y7, Y7
+	VPAND          q32sixteen<>+0(SB), Y7, Y7
+	VPOR           Y7, Y6, Y6
+	VPMADDUBSW     (R8)(DI*8), Y6, Y6
+	VPSUBW         Y5, Y6, Y6
+	VPMADDWD       q32ones16<>+0(SB), Y6, Y6
+	VCVTDQ2PS      Y6, Y6
+	VBROADCASTSS   (SP), Y7
+	VFMADD231PS    Y6, Y7, Y1
+	VBROADCASTI128 6(R11)(CX*1), Y6
+	VPSRLVD        q32nibsh<>+0(SB), Y6, Y6
+	VPAND          q32nibble<>+0(SB), Y6, Y6
+	VPBROADCASTD   2(R11)(CX*1), Y7
+	VPSHUFB        q32bitshuf<>+0(SB), Y7, Y7
+	VPOR           q32bitsel<>+0(SB), Y7, Y7
+	VPCMPEQB       q32allbits<>+0(SB), Y7, Y7
+	VPAND          q32sixteen<>+0(SB), Y7, Y7
+	VPOR           Y7, Y6, Y6
+	VPMADDUBSW     (R8)(DI*8), Y6, Y6
+	VPSUBW         Y5, Y6, Y6
+	VPMADDWD       q32ones16<>+0(SB), Y6, Y6
+	VCVTDQ2PS      Y6, Y6
+	VBROADCASTSS   4(SP), Y7
+	VFMADD231PS    Y6, Y7, Y2
+	VBROADCASTI128 6(R11)(CX*2), Y6
+	VPSRLVD        q32nibsh<>+0(SB), Y6, Y6
+	VPAND          q32nibble<>+0(SB), Y6, Y6
+	VPBROADCASTD   2(R11)(CX*2), Y7
+	VPSHUFB        q32bitshuf<>+0(SB), Y7, Y7
+	VPOR           q32bitsel<>+0(SB), Y7, Y7
+	VPCMPEQB       q32allbits<>+0(SB), Y7, Y7
+	VPAND          q32sixteen<>+0(SB), Y7, Y7
+	VPOR           Y7, Y6, Y6
+	VPMADDUBSW     (R8)(DI*8), Y6, Y6
+	VPSUBW         Y5, Y6, Y6
+	VPMADDWD       q32ones16<>+0(SB), Y6, Y6
+	VCVTDQ2PS      Y6, Y6
+	VBROADCASTSS   8(SP), Y7
+	VFMADD231PS    Y6, Y7, Y3
+	VBROADCASTI128 6(R11)(R10*1), Y6
+	VPSRLVD        q32nibsh<>+0(SB), Y6, Y6
+	VPAND          q32nibble<>+0(SB), Y6, Y6
+	VPBROADCASTD   2(R11)(R10*1), Y7
+	VPSHUFB        q32bitshuf<>+0(SB), Y7, Y7
+	VPOR           q32bitsel<>+0(SB), Y7, Y7
+	VPCMPEQB       q32allbits<>+0(SB), Y7, Y7
+	VPAND          q32sixteen<>+0(SB), Y7, Y7
+	VPOR           Y7, Y6, Y6
+	VPMADDUBSW     (R8)(DI*8), Y6, Y6
+	VPSUBW         Y5, Y6, Y6
+	VPMADDWD       q32ones16<>+0(SB), Y6, Y6
+	VCVTDQ2PS      Y6, Y6
+	VBROADCASTSS   12(SP), Y5
+	VFMADD231PS    Y6, Y5, Y4
+	ADDQ           $0x00000016, R11
+	ADDQ           $0x04, DI
+	JNZ            block
+
+store:
+	VEXTRACTF128 $0x01, Y1, X5
+	VADDPS       X5, X1, X1
+	VMOVHLPS     X1, X1, X5
+	VADDPS       X5, X1, X1
+	VMOVSHDUP    X1, X5
+	VADDSS       X5, X1, X1
+	VMOVSS       X1, (BX)
+	VEXTRACTF128 $0x01, Y2, X1
+	VADDPS       X1, X2, X1
+	VMOVHLPS     X1, X1, X2
+	VADDPS       X2, X1, X1
+	VMOVSHDUP    X1, X2
+	VADDSS       X2, X1, X1
+	VMOVSS       X1, 4(BX)
+	VEXTRACTF128 $0x01, Y3, X1
+	VADDPS       X1, X3, X1
+	VMOVHLPS     X1, X1, X2
+	VADDPS       X2, X1, X1
+	VMOVSHDUP    X1, X2
+	VADDSS       X2, X1, X1
+	VMOVSS       X1, 8(BX)
+	VEXTRACTF128 $0x01, Y4, X1
+	VADDPS       X1, X4, X1
+	VMOVHLPS     X1, X1, X2
+	VADDPS       X2, X1, X1
+	VMOVSHDUP    X1, X2
+	VADDSS       X2, X1, X1
+	VMOVSS       X1, 12(BX)
+	LEAQ         (AX)(CX*4), AX
+	ADDQ         $0x10, BX
+	SUBQ         $0x04, DX
+	JNZ          group
+
+done:
 	VZEROUPPER
 	RET
 
@@ -879,6 +1385,130 @@ done:
 	VADDSS       X1, X0, X0
 	VADDSS       X7, X0, X0
 	VMOVSS       X0, r3+124(FP)
+	VZEROUPPER
+	RET
+
+// func dotRows4Q4_1AVX2(w *byte, stride int, x *int8, d *float32, s *float32, nb int, rows int, out *float32)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·dotRows4Q4_1AVX2(SB), NOSPLIT, $32-64
+	MOVQ  w+0(FP), AX
+	MOVQ  stride+8(FP), CX
+	MOVQ  rows+48(FP), DX
+	MOVQ  out+56(FP), BX
+	MOVQ  nb+40(FP), SI
+	SHLQ  $0x02, SI
+	MOVQ  x+16(FP), R8
+	LEAQ  (R8)(SI*8), R8
+	MOVQ  d+24(FP), R9
+	ADDQ  SI, R9
+	MOVQ  s+32(FP), R10
+	ADDQ  SI, R10
+	NEGQ  SI
+	LEAQ  (CX)(CX*2), R11
+	TESTQ DX, DX
+	JZ    done
+
+group:
+	MOVQ   AX, R12
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	MOVQ   SI, DI
+	TESTQ  DI, DI
+	JZ     store
+
+block:
+	VMOVD          (R12), X5
+	VMOVD          (R12)(CX*1), X6
+	VMOVD          (R12)(CX*2), X7
+	VMOVD          (R12)(R11*1), X8
+	VPUNPCKLDQ     X6, X5, X5
+	VPUNPCKLDQ     X8, X7, X7
+	VPUNPCKLQDQ    X7, X5, X5
+	VCVTPH2PS      X5, Y5
+	VBROADCASTSS   (R10)(DI*1), Y6
+	VFMADD231PS    Y6, Y5, Y4
+	VBROADCASTSS   (R9)(DI*1), Y6
+	VMULPS         Y6, Y5, Y5
+	VMOVUPS        Y5, (SP)
+	VBROADCASTI128 4(R12), Y5
+	VPSRLVD        q32nibsh<>+0(SB), Y5, Y5
+	VPAND          q32nibble<>+0(SB), Y5, Y5
+	VPMADDUBSW     (R8)(DI*8), Y5, Y5
+	VPMADDWD       q32ones16<>+0(SB), Y5, Y5
+	VCVTDQ2PS      Y5, Y5
+	VBROADCASTSS   (SP), Y6
+	VFMADD231PS    Y5, Y6, Y0
+	VBROADCASTI128 4(R12)(CX*1), Y5
+	VPSRLVD        q32nibsh<>+0(SB), Y5, Y5
+	VPAND          q32nibble<>+0(SB), Y5, Y5
+	VPMADDUBSW     (R8)(DI*8), Y5, Y5
+	VPMADDWD       q32ones16<>+0(SB), Y5, Y5
+	VCVTDQ2PS      Y5, Y5
+	VBROADCASTSS   8(SP), Y6
+	VFMADD231PS    Y5, Y6, Y1
+	VBROADCASTI128 4(R12)(CX*2), Y5
+	VPSRLVD        q32nibsh<>+0(SB), Y5, Y5
+	VPAND          q32nibble<>+0(SB), Y5, Y5
+	VPMADDUBSW     (R8)(DI*8), Y5, Y5
+	VPMADDWD       q32ones16<>+0(SB), Y5, Y5
+	VCVTDQ2PS      Y5, Y5
+	VBROADCASTSS   16(SP), Y6
+	VFMADD231PS    Y5, Y6, Y2
+	VBROADCASTI128 4(R12)(R11*1), Y5
+	VPSRLVD        q32nibsh<>+0(SB), Y5, Y5
+	VPAND          q32nibble<>+0(SB), Y5, Y5
+	VPMADDUBSW     (R8)(DI*8), Y5, Y5
+	VPMADDWD       q32ones16<>+0(SB), Y5, Y5
+	VCVTDQ2PS      Y5, Y5
+	VBROADCASTSS   24(SP), Y6
+	VFMADD231PS    Y5, Y6, Y3
+	ADDQ           $0x00000014, R12
+	ADDQ           $0x04, DI
+	JNZ            block
+
+store:
+	VMOVUPS      Y4, (SP)
+	VEXTRACTF128 $0x01, Y0, X4
+	VADDPS       X4, X0, X0
+	VMOVHLPS     X0, X0, X4
+	VADDPS       X4, X0, X0
+	VMOVSHDUP    X0, X4
+	VADDSS       X4, X0, X0
+	VADDSS       4(SP), X0, X0
+	VMOVSS       X0, (BX)
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VADDSS       12(SP), X0, X0
+	VMOVSS       X0, 4(BX)
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VADDSS       20(SP), X0, X0
+	VMOVSS       X0, 8(BX)
+	VEXTRACTF128 $0x01, Y3, X0
+	VADDPS       X0, X3, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VADDSS       28(SP), X0, X0
+	VMOVSS       X0, 12(BX)
+	LEAQ         (AX)(CX*4), AX
+	ADDQ         $0x10, BX
+	SUBQ         $0x04, DX
+	JNZ          group
+
+done:
 	VZEROUPPER
 	RET
 
@@ -1056,6 +1686,154 @@ done:
 	VZEROUPPER
 	RET
 
+// func dotRows4Q5_1AVX2(w *byte, stride int, x *int8, d *float32, s *float32, nb int, rows int, out *float32)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·dotRows4Q5_1AVX2(SB), NOSPLIT, $32-64
+	MOVQ  w+0(FP), AX
+	MOVQ  stride+8(FP), CX
+	MOVQ  rows+48(FP), DX
+	MOVQ  out+56(FP), BX
+	MOVQ  nb+40(FP), SI
+	SHLQ  $0x02, SI
+	MOVQ  x+16(FP), R8
+	LEAQ  (R8)(SI*8), R8
+	MOVQ  d+24(FP), R9
+	ADDQ  SI, R9
+	MOVQ  s+32(FP), R10
+	ADDQ  SI, R10
+	NEGQ  SI
+	LEAQ  (CX)(CX*2), R11
+	TESTQ DX, DX
+	JZ    done
+
+group:
+	MOVQ   AX, R12
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	MOVQ   SI, DI
+	TESTQ  DI, DI
+	JZ     store
+
+block:
+	VMOVD          (R12), X5
+	VMOVD          (R12)(CX*1), X6
+	VMOVD          (R12)(CX*2), X7
+	VMOVD          (R12)(R11*1), X8
+	VPUNPCKLDQ     X6, X5, X5
+	VPUNPCKLDQ     X8, X7, X7
+	VPUNPCKLQDQ    X7, X5, X5
+	VCVTPH2PS      X5, Y5
+	VBROADCASTSS   (R10)(DI*1), Y6
+	VFMADD231PS    Y6, Y5, Y4
+	VBROADCASTSS   (R9)(DI*1), Y6
+	VMULPS         Y6, Y5, Y5
+	VMOVUPS        Y5, (SP)
+	VBROADCASTI128 8(R12), Y5
+	VPSRLVD        q32nibsh<>+0(SB), Y5, Y5
+	VPAND          q32nibble<>+0(SB), Y5, Y5
+	VPBROADCASTD   4(R12), Y6
+	VPSHUFB        q32bitshuf<>+0(SB), Y6, Y6
+	VPOR           q32bitsel<>+0(SB), Y6, Y6
+	VPCMPEQB       q32allbits<>+0(SB), Y6, Y6
+	VPAND          q32sixteen<>+0(SB), Y6, Y6
+	VPOR           Y6, Y5, Y5
+	VPMADDUBSW     (R8)(DI*8), Y5, Y5
+	VPMADDWD       q32ones16<>+0(SB), Y5, Y5
+	VCVTDQ2PS      Y5, Y5
+	VBROADCASTSS   (SP), Y6
+	VFMADD231PS    Y5, Y6, Y0
+	VBROADCASTI128 8(R12)(CX*1), Y5
+	VPSRLVD        q32nibsh<>+0(SB), Y5, Y5
+	VPAND          q32nibble<>+0(SB), Y5, Y5
+	VPBROADCASTD   4(R12)(CX*1), Y6
+	VPSHUFB        q32bitshuf<>+0(SB), Y6, Y6
+	VPOR           q32bitsel<>+0(SB), Y6, Y6
+	VPCMPEQB       q32allbits<>+0(SB), Y6, Y6
+	VPAND          q32sixteen<>+0(SB), Y6, Y6
+	VPOR           Y6, Y5, Y5
+	VPMADDUBSW     (R8)(DI*8), Y5, Y5
+	VPMADDWD       q32ones16<>+0(SB), Y5, Y5
+	VCVTDQ2PS      Y5, Y5
+	VBROADCASTSS   8(SP), Y6
+	VFMADD231PS    Y5, Y6, Y1
+	VBROADCASTI128 8(R12)(CX*2), Y5
+	VPSRLVD        q32nibsh<>+0(SB), Y5, Y5
+	VPAND          q32nibble<>+0(SB), Y5, Y5
+	VPBROADCASTD   4(R12)(CX*2), Y6
+	VPSHUFB        q32bitshuf<>+0(SB), Y6, Y6
+	VPOR           q32bitsel<>+0(SB), Y6, Y6
+	VPCMPEQB       q32allbits<>+0(SB), Y6, Y6
+	VPAND          q32sixteen<>+0(SB), Y6, Y6
+	VPOR           Y6, Y5, Y5
+	VPMADDUBSW     (R8)(DI*8), Y5, Y5
+	VPMADDWD       q32ones16<>+0(SB), Y5, Y5
+	VCVTDQ2PS      Y5, Y5
+	VBROADCASTSS   16(SP), Y6
+	VFMADD231PS    Y5, Y6, Y2
+	VBROADCASTI128 8(R12)(R11*1), Y5
+	VPSRLVD        q32nibsh<>+0(SB), Y5, Y5
+	VPAND          q32nibble<>+0(SB), Y5, Y5
+	VPBROADCASTD   4(R12)(R11*1), Y6
+	VPSHUFB        q32bitshuf<>+0(SB), Y6, Y6
+	VPOR           q32bitsel<>+0(SB), Y6, Y6
+	VPCMPEQB       q32allbits<>+0(SB), Y6, Y6
+	VPAND          q32sixteen<>+0(SB), Y6, Y6
+	VPOR           Y6, Y5, Y5
+	VPMADDUBSW     (R8)(DI*8), Y5, Y5
+	VPMADDWD       q32ones16<>+0(SB), Y5, Y5
+	VCVTDQ2PS      Y5, Y5
+	VBROADCASTSS   24(SP), Y6
+	VFMADD231PS    Y5, Y6, Y3
+	ADDQ           $0x00000018, R12
+	ADDQ           $0x04, DI
+	JNZ            block
+
+store:
+	VMOVUPS      Y4, (SP)
+	VEXTRACTF128 $0x01, Y0, X4
+	VADDPS       X4, X0, X0
+	VMOVHLPS     X0, X0, X4
+	VADDPS       X4, X0, X0
+	VMOVSHDUP    X0, X4
+	VADDSS       X4, X0, X0
+	VADDSS       4(SP), X0, X0
+	VMOVSS       X0, (BX)
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VADDSS       12(SP), X0, X0
+	VMOVSS       X0, 4(BX)
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VADDSS       20(SP), X0, X0
+	VMOVSS       X0, 8(BX)
+	VEXTRACTF128 $0x01, Y3, X0
+	VADDPS       X0, X3, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VADDSS       28(SP), X0, X0
+	VMOVSS       X0, 12(BX)
+	LEAQ         (AX)(CX*4), AX
+	ADDQ         $0x10, BX
+	SUBQ         $0x04, DX
+	JNZ          group
+
+done:
+	VZEROUPPER
+	RET
+
 // func dotQ8_0AVX512(w *byte, x *int8, d *float32, s *float32, nb int) float32
 // Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
 TEXT ·dotQ8_0AVX512(SB), NOSPLIT, $0-44
@@ -1136,22 +1914,22 @@ block:
 	VPABSB       Y4, Y5
 	VCVTPH2PS    (AX), X6
 	VBROADCASTSS X6, Y6
-	VMOVDQU      (DX)(CX*8), Y8
-	VPSIGNB      Y4, Y8, Y8
+	VMOVDQU      (DX)(CX*8), Y7
+	VPSIGNB      Y4, Y7, Y8
 	VPXOR        Y7, Y7, Y7
 	VPDPBUSD     Y8, Y5, Y7
 	VCVTDQ2PS    Y7, Y7
 	VMULPS.BCST  (BX)(CX*1), Y6, Y8
 	VFMADD231PS  Y7, Y8, Y0
-	VMOVDQU      (SI)(CX*8), Y8
-	VPSIGNB      Y4, Y8, Y8
+	VMOVDQU      (SI)(CX*8), Y7
+	VPSIGNB      Y4, Y7, Y8
 	VPXOR        Y7, Y7, Y7
 	VPDPBUSD     Y8, Y5, Y7
 	VCVTDQ2PS    Y7, Y7
 	VMULPS.BCST  (DI)(CX*1), Y6, Y8
 	VFMADD231PS  Y7, Y8, Y1
-	VMOVDQU      (R8)(CX*8), Y8
-	VPSIGNB      Y4, Y8, Y8
+	VMOVDQU      (R8)(CX*8), Y7
+	VPSIGNB      Y4, Y7, Y8
 	VPXOR        Y7, Y7, Y7
 	VPDPBUSD     Y8, Y5, Y7
 	VCVTDQ2PS    Y7, Y7
@@ -1200,6 +1978,116 @@ done:
 	VZEROUPPER
 	RET
 
+// func dotRows4Q8_0AVX512(w *byte, stride int, x *int8, d *float32, s *float32, nb int, rows int, out *float32)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·dotRows4Q8_0AVX512(SB), NOSPLIT, $32-64
+	MOVQ  w+0(FP), AX
+	MOVQ  stride+8(FP), CX
+	MOVQ  rows+48(FP), DX
+	MOVQ  out+56(FP), BX
+	MOVQ  nb+40(FP), SI
+	SHLQ  $0x02, SI
+	MOVQ  x+16(FP), R8
+	LEAQ  (R8)(SI*8), R8
+	MOVQ  d+24(FP), R9
+	ADDQ  SI, R9
+	NEGQ  SI
+	LEAQ  (CX)(CX*2), R10
+	TESTQ DX, DX
+	JZ    done
+
+group:
+	MOVQ   AX, R11
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	MOVQ   SI, DI
+	TESTQ  DI, DI
+	JZ     store
+
+block:
+	VMOVD            (R11), X4
+	VMOVD            (R11)(CX*1), X5
+	VMOVD            (R11)(CX*2), X6
+	VMOVD            (R11)(R10*1), X7
+	VPUNPCKLWD       X5, X4, X4
+	VPUNPCKLWD       X7, X6, X6
+	VPUNPCKLDQ       X6, X4, X4
+	VCVTPH2PS        X4, X4
+	VMULPS.BCST      (R9)(DI*1), X4, X4
+	VMOVUPS          X4, (SP)
+	VMOVDQU          (R8)(DI*8), Y4
+	VMOVDQU          2(R11), Y5
+	VPABSB           Y5, Y6
+	VPSIGNB          Y5, Y4, Y7
+	VPXOR            Y5, Y5, Y5
+	VPDPBUSD         Y7, Y6, Y5
+	VCVTDQ2PS        Y5, Y5
+	VFMADD231PS.BCST (SP), Y5, Y0
+	VMOVDQU          2(R11)(CX*1), Y5
+	VPABSB           Y5, Y6
+	VPSIGNB          Y5, Y4, Y7
+	VPXOR            Y5, Y5, Y5
+	VPDPBUSD         Y7, Y6, Y5
+	VCVTDQ2PS        Y5, Y5
+	VFMADD231PS.BCST 4(SP), Y5, Y1
+	VMOVDQU          2(R11)(CX*2), Y5
+	VPABSB           Y5, Y6
+	VPSIGNB          Y5, Y4, Y7
+	VPXOR            Y5, Y5, Y5
+	VPDPBUSD         Y7, Y6, Y5
+	VCVTDQ2PS        Y5, Y5
+	VFMADD231PS.BCST 8(SP), Y5, Y2
+	VMOVDQU          2(R11)(R10*1), Y5
+	VPABSB           Y5, Y6
+	VPSIGNB          Y5, Y4, Y5
+	VPXOR            Y4, Y4, Y4
+	VPDPBUSD         Y5, Y6, Y4
+	VCVTDQ2PS        Y4, Y4
+	VFMADD231PS.BCST 12(SP), Y4, Y3
+	ADDQ             $0x00000022, R11
+	ADDQ             $0x04, DI
+	JNZ              block
+
+store:
+	VEXTRACTF128 $0x01, Y0, X4
+	VADDPS       X4, X0, X0
+	VMOVHLPS     X0, X0, X4
+	VADDPS       X4, X0, X0
+	VMOVSHDUP    X0, X4
+	VADDSS       X4, X0, X0
+	VMOVSS       X0, (BX)
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, 4(BX)
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, 8(BX)
+	VEXTRACTF128 $0x01, Y3, X0
+	VADDPS       X0, X3, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, 12(BX)
+	LEAQ         (AX)(CX*4), AX
+	ADDQ         $0x10, BX
+	SUBQ         $0x04, DX
+	JNZ          group
+
+done:
+	VZEROUPPER
+	RET
+
 // func dotQ4_0AVX512(w *byte, x *int8, d *float32, s *float32, nb int) float32
 // Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
 TEXT ·dotQ4_0AVX512(SB), NOSPLIT, $0-44
@@ -1221,15 +2109,15 @@ block:
 	VPSRLVD        q32nibsh<>+0(SB), Y2, Y2
 	VPAND          q32nibble<>+0(SB), Y2, Y2
 	VPXOR          Y3, Y3, Y3
+	VPDPBUSD       (DX)(CX*8), Y0, Y3
 	VPXOR          Y4, Y4, Y4
-	VPDPBUSD       (DX)(CX*8), Y2, Y3
-	VPDPBUSD       (DX)(CX*8), Y0, Y4
-	VPSUBD         Y4, Y3, Y3
-	VCVTDQ2PS      Y3, Y3
+	VPDPBUSD       (DX)(CX*8), Y2, Y4
+	VPSUBD         Y3, Y4, Y4
+	VCVTDQ2PS      Y4, Y4
 	VCVTPH2PS      (AX), X2
 	VMULSS         (BX)(CX*1), X2, X2
 	VBROADCASTSS   X2, Y2
-	VFMADD231PS    Y3, Y2, Y1
+	VFMADD231PS    Y4, Y2, Y1
 	ADDQ           $0x00000012, AX
 	ADDQ           $0x04, CX
 	JNZ            block
@@ -1267,21 +2155,21 @@ pair:
 	VPSRLVD        q32nibsh<>+0(SB), Y2, Y2
 	VPAND          q32nibble<>+0(SB), Y2, Y2
 	VPXOR          Y3, Y3, Y3
+	VPDPBUSD       -64(DX)(CX*8), Y0, Y3
 	VPXOR          Y4, Y4, Y4
-	VPDPBUSD       -64(DX)(CX*8), Y2, Y3
-	VPDPBUSD       -64(DX)(CX*8), Y0, Y4
-	VPSUBD         Y4, Y3, Y3
+	VPDPBUSD       -64(DX)(CX*8), Y2, Y4
+	VPSUBD         Y3, Y4, Y4
 	VBROADCASTI128 20(AX), Y2
 	VPSRLVD        q32nibsh<>+0(SB), Y2, Y2
 	VPAND          q32nibble<>+0(SB), Y2, Y2
-	VPXOR          Y4, Y4, Y4
+	VPXOR          Y3, Y3, Y3
+	VPDPBUSD       -32(DX)(CX*8), Y0, Y3
 	VPXOR          Y5, Y5, Y5
-	VPDPBUSD       -32(DX)(CX*8), Y2, Y4
-	VPDPBUSD       -32(DX)(CX*8), Y0, Y5
-	VPSUBD         Y5, Y4, Y4
-	VPHADDD        Y4, Y3, Y3
-	VEXTRACTI128   $0x01, Y3, X2
-	VPADDD         X3, X2, X2
+	VPDPBUSD       -32(DX)(CX*8), Y2, Y5
+	VPSUBD         Y3, Y5, Y5
+	VPHADDD        Y5, Y4, Y4
+	VEXTRACTI128   $0x01, Y4, X2
+	VPADDD         X4, X2, X2
 	VPHADDD        X2, X2, X2
 	VCVTDQ2PS      X2, X2
 	VCVTPH2PS      (AX), X3
@@ -1302,20 +2190,20 @@ single:
 	VPSRLVD        q32nibsh<>+0(SB), Y2, Y2
 	VPAND          q32nibble<>+0(SB), Y2, Y2
 	VPXOR          Y3, Y3, Y3
-	VPXOR          Y4, Y4, Y4
-	VPDPBUSD       (DX)(CX*8), Y2, Y3
-	VPDPBUSD       (DX)(CX*8), Y0, Y4
-	VPSUBD         Y4, Y3, Y3
-	VEXTRACTI128   $0x01, Y3, X0
-	VPADDD         X3, X0, X0
-	VPSHUFD        $0x4e, X0, X2
-	VPADDD         X2, X0, X0
-	VPSHUFD        $0x55, X0, X2
-	VPADDD         X2, X0, X0
-	VCVTDQ2PS      X0, X0
-	VCVTPH2PS      (AX), X2
-	VMULSS         (BX)(CX*1), X2, X2
-	VFMADD231SS    X2, X0, X1
+	VPDPBUSD       (DX)(CX*8), Y0, Y3
+	VPXOR          Y0, Y0, Y0
+	VPDPBUSD       (DX)(CX*8), Y2, Y0
+	VPSUBD         Y3, Y0, Y0
+	VEXTRACTI128   $0x01, Y0, X2
+	VPADDD         X0, X2, X2
+	VPSHUFD        $0x4e, X2, X0
+	VPADDD         X0, X2, X2
+	VPSHUFD        $0x55, X2, X0
+	VPADDD         X0, X2, X2
+	VCVTDQ2PS      X2, X2
+	VCVTPH2PS      (AX), X0
+	VMULSS         (BX)(CX*1), X0, X0
+	VFMADD231SS    X0, X2, X1
 
 done:
 	VMOVSS X1, ret+40(FP)
@@ -1363,37 +2251,37 @@ block:
 	VCVTPH2PS      (AX), X6
 	VBROADCASTSS   X6, Y6
 	VPXOR          Y7, Y7, Y7
+	VPDPBUSD       (DX)(CX*8), Y0, Y7
 	VPXOR          Y8, Y8, Y8
-	VPDPBUSD       (DX)(CX*8), Y5, Y7
-	VPDPBUSD       (DX)(CX*8), Y0, Y8
-	VPSUBD         Y8, Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VMULPS.BCST    (BX)(CX*1), Y6, Y8
-	VFMADD231PS    Y7, Y8, Y1
+	VPDPBUSD       (DX)(CX*8), Y5, Y8
+	VPSUBD         Y7, Y8, Y8
+	VCVTDQ2PS      Y8, Y8
+	VMULPS.BCST    (BX)(CX*1), Y6, Y7
+	VFMADD231PS    Y8, Y7, Y1
 	VPXOR          Y7, Y7, Y7
+	VPDPBUSD       (SI)(CX*8), Y0, Y7
 	VPXOR          Y8, Y8, Y8
-	VPDPBUSD       (SI)(CX*8), Y5, Y7
-	VPDPBUSD       (SI)(CX*8), Y0, Y8
-	VPSUBD         Y8, Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VMULPS.BCST    (DI)(CX*1), Y6, Y8
-	VFMADD231PS    Y7, Y8, Y2
+	VPDPBUSD       (SI)(CX*8), Y5, Y8
+	VPSUBD         Y7, Y8, Y8
+	VCVTDQ2PS      Y8, Y8
+	VMULPS.BCST    (DI)(CX*1), Y6, Y7
+	VFMADD231PS    Y8, Y7, Y2
 	VPXOR          Y7, Y7, Y7
+	VPDPBUSD       (R8)(CX*8), Y0, Y7
 	VPXOR          Y8, Y8, Y8
-	VPDPBUSD       (R8)(CX*8), Y5, Y7
-	VPDPBUSD       (R8)(CX*8), Y0, Y8
-	VPSUBD         Y8, Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VMULPS.BCST    (R9)(CX*1), Y6, Y8
-	VFMADD231PS    Y7, Y8, Y3
+	VPDPBUSD       (R8)(CX*8), Y5, Y8
+	VPSUBD         Y7, Y8, Y8
+	VCVTDQ2PS      Y8, Y8
+	VMULPS.BCST    (R9)(CX*1), Y6, Y7
+	VFMADD231PS    Y8, Y7, Y3
 	VPXOR          Y7, Y7, Y7
+	VPDPBUSD       (R10)(CX*8), Y0, Y7
 	VPXOR          Y8, Y8, Y8
-	VPDPBUSD       (R10)(CX*8), Y5, Y7
-	VPDPBUSD       (R10)(CX*8), Y0, Y8
-	VPSUBD         Y8, Y7, Y7
-	VCVTDQ2PS      Y7, Y7
+	VPDPBUSD       (R10)(CX*8), Y5, Y8
+	VPSUBD         Y7, Y8, Y8
+	VCVTDQ2PS      Y8, Y8
 	VMULPS.BCST    (R11)(CX*1), Y6, Y5
-	VFMADD231PS    Y7, Y5, Y4
+	VFMADD231PS    Y8, Y5, Y4
 	ADDQ           $0x00000012, AX
 	ADDQ           $0x04, CX
 	JNZ            block
@@ -1462,30 +2350,30 @@ block:
 	VPSRLVD        q32nibsh<>+0(SB), Y2, Y2
 	VPAND          q32nibble<>+0(SB), Y2, Y2
 	VPXOR          Y3, Y3, Y3
+	VPDPBUSD       (DX)(CX*8), Y0, Y3
 	VPXOR          Y4, Y4, Y4
-	VPDPBUSD       (DX)(CX*8), Y2, Y3
-	VPDPBUSD       (DX)(CX*8), Y0, Y4
-	VPSUBD         Y4, Y3, Y3
-	VPXOR          Y4, Y4, Y4
+	VPDPBUSD       (DX)(CX*8), Y2, Y4
+	VPSUBD         Y3, Y4, Y4
+	VPXOR          Y3, Y3, Y3
+	VPDPBUSD       (SI)(CX*8), Y0, Y3
 	VPXOR          Y5, Y5, Y5
-	VPDPBUSD       (SI)(CX*8), Y2, Y4
-	VPDPBUSD       (SI)(CX*8), Y0, Y5
-	VPSUBD         Y5, Y4, Y4
-	VPXOR          Y5, Y5, Y5
+	VPDPBUSD       (SI)(CX*8), Y2, Y5
+	VPSUBD         Y3, Y5, Y5
+	VPXOR          Y3, Y3, Y3
+	VPDPBUSD       (R8)(CX*8), Y0, Y3
 	VPXOR          Y6, Y6, Y6
-	VPDPBUSD       (R8)(CX*8), Y2, Y5
-	VPDPBUSD       (R8)(CX*8), Y0, Y6
-	VPSUBD         Y6, Y5, Y5
-	VPXOR          Y6, Y6, Y6
+	VPDPBUSD       (R8)(CX*8), Y2, Y6
+	VPSUBD         Y3, Y6, Y6
+	VPXOR          Y3, Y3, Y3
+	VPDPBUSD       (R10)(CX*8), Y0, Y3
 	VPXOR          Y7, Y7, Y7
-	VPDPBUSD       (R10)(CX*8), Y2, Y6
-	VPDPBUSD       (R10)(CX*8), Y0, Y7
-	VPSUBD         Y7, Y6, Y6
-	VPHADDD        Y4, Y3, Y3
-	VPHADDD        Y6, Y5, Y5
-	VPHADDD        Y5, Y3, Y3
-	VEXTRACTI128   $0x01, Y3, X2
-	VPADDD         X3, X2, X2
+	VPDPBUSD       (R10)(CX*8), Y2, Y7
+	VPSUBD         Y3, Y7, Y7
+	VPHADDD        Y5, Y4, Y4
+	VPHADDD        Y7, Y6, Y6
+	VPHADDD        Y6, Y4, Y4
+	VEXTRACTI128   $0x01, Y4, X2
+	VPADDD         X4, X2, X2
 	VCVTDQ2PS      X2, X2
 	VCVTPH2PS      (AX), X3
 	VBROADCASTSS   X3, X3
@@ -1504,6 +2392,232 @@ done:
 	VEXTRACTPS $0x01, X1, r1+116(FP)
 	VEXTRACTPS $0x02, X1, r2+120(FP)
 	VEXTRACTPS $0x03, X1, r3+124(FP)
+	VZEROUPPER
+	RET
+
+// func dotRows4Q4_0AVX512(w *byte, stride int, x *int8, d *float32, s *float32, nb int, rows int, out *float32)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·dotRows4Q4_0AVX512(SB), NOSPLIT, $32-64
+	MOVQ    w+0(FP), AX
+	MOVQ    stride+8(FP), CX
+	MOVQ    rows+48(FP), DX
+	MOVQ    out+56(FP), BX
+	MOVQ    nb+40(FP), SI
+	SHLQ    $0x02, SI
+	MOVQ    x+16(FP), R8
+	LEAQ    (R8)(SI*8), R8
+	MOVQ    d+24(FP), R9
+	ADDQ    SI, R9
+	NEGQ    SI
+	VMOVDQU q32eight<>+0(SB), Y0
+	LEAQ    (CX)(CX*2), R10
+	TESTQ   DX, DX
+	JZ      done
+
+group:
+	MOVQ   AX, R11
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	MOVQ   SI, DI
+	TESTQ  DI, DI
+	JZ     store
+
+block:
+	VMOVD            (R11), X5
+	VMOVD            (R11)(CX*1), X6
+	VMOVD            (R11)(CX*2), X7
+	VMOVD            (R11)(R10*1), X8
+	VPUNPCKLWD       X6, X5, X5
+	VPUNPCKLWD       X8, X7, X7
+	VPUNPCKLDQ       X7, X5, X5
+	VCVTPH2PS        X5, X5
+	VMULPS.BCST      (R9)(DI*1), X5, X5
+	VMOVUPS          X5, (SP)
+	VPXOR            Y5, Y5, Y5
+	VPDPBUSD         (R8)(DI*8), Y0, Y5
+	VBROADCASTI128   2(R11), Y6
+	VPSRLVD          q32nibsh<>+0(SB), Y6, Y6
+	VPAND            q32nibble<>+0(SB), Y6, Y6
+	VPXOR            Y7, Y7, Y7
+	VPDPBUSD         (R8)(DI*8), Y6, Y7
+	VPSUBD           Y5, Y7, Y7
+	VCVTDQ2PS        Y7, Y7
+	VFMADD231PS.BCST (SP), Y7, Y1
+	VBROADCASTI128   2(R11)(CX*1), Y6
+	VPSRLVD          q32nibsh<>+0(SB), Y6, Y6
+	VPAND            q32nibble<>+0(SB), Y6, Y6
+	VPXOR            Y7, Y7, Y7
+	VPDPBUSD         (R8)(DI*8), Y6, Y7
+	VPSUBD           Y5, Y7, Y7
+	VCVTDQ2PS        Y7, Y7
+	VFMADD231PS.BCST 4(SP), Y7, Y2
+	VBROADCASTI128   2(R11)(CX*2), Y6
+	VPSRLVD          q32nibsh<>+0(SB), Y6, Y6
+	VPAND            q32nibble<>+0(SB), Y6, Y6
+	VPXOR            Y7, Y7, Y7
+	VPDPBUSD         (R8)(DI*8), Y6, Y7
+	VPSUBD           Y5, Y7, Y7
+	VCVTDQ2PS        Y7, Y7
+	VFMADD231PS.BCST 8(SP), Y7, Y3
+	VBROADCASTI128   2(R11)(R10*1), Y6
+	VPSRLVD          q32nibsh<>+0(SB), Y6, Y6
+	VPAND            q32nibble<>+0(SB), Y6, Y6
+	VPXOR            Y7, Y7, Y7
+	VPDPBUSD         (R8)(DI*8), Y6, Y7
+	VPSUBD           Y5, Y7, Y7
+	VCVTDQ2PS        Y7, Y7
+	VFMADD231PS.BCST 12(SP), Y7, Y4
+	ADDQ             $0x00000012, R11
+	ADDQ             $0x04, DI
+	JNZ              block
+
+store:
+	VEXTRACTF128 $0x01, Y1, X5
+	VADDPS       X5, X1, X1
+	VMOVHLPS     X1, X1, X5
+	VADDPS       X5, X1, X1
+	VMOVSHDUP    X1, X5
+	VADDSS       X5, X1, X1
+	VMOVSS       X1, (BX)
+	VEXTRACTF128 $0x01, Y2, X1
+	VADDPS       X1, X2, X1
+	VMOVHLPS     X1, X1, X2
+	VADDPS       X2, X1, X1
+	VMOVSHDUP    X1, X2
+	VADDSS       X2, X1, X1
+	VMOVSS       X1, 4(BX)
+	VEXTRACTF128 $0x01, Y3, X1
+	VADDPS       X1, X3, X1
+	VMOVHLPS     X1, X1, X2
+	VADDPS       X2, X1, X1
+	VMOVSHDUP    X1, X2
+	VADDSS       X2, X1, X1
+	VMOVSS       X1, 8(BX)
+	VEXTRACTF128 $0x01, Y4, X1
+	VADDPS       X1, X4, X1
+	VMOVHLPS     X1, X1, X2
+	VADDPS       X2, X1, X1
+	VMOVSHDUP    X1, X2
+	VADDSS       X2, X1, X1
+	VMOVSS       X1, 12(BX)
+	LEAQ         (AX)(CX*4), AX
+	ADDQ         $0x10, BX
+	SUBQ         $0x04, DX
+	JNZ          group
+
+done:
+	VZEROUPPER
+	RET
+
+// func dotOneRows8Q4_0AVX512(w *byte, stride int, x *int8, d *float32, s *float32, nb int, rows int, out *float32)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3
+TEXT ·dotOneRows8Q4_0AVX512(SB), NOSPLIT, $0-64
+	MOVQ    w+0(FP), AX
+	MOVQ    stride+8(FP), CX
+	MOVQ    rows+48(FP), DX
+	MOVQ    out+56(FP), BX
+	MOVQ    nb+40(FP), SI
+	SHLQ    $0x02, SI
+	MOVQ    x+16(FP), R8
+	LEAQ    (R8)(SI*8), R8
+	MOVQ    d+24(FP), R9
+	ADDQ    SI, R9
+	NEGQ    SI
+	VMOVDQU q32eight<>+0(SB), Y0
+	LEAQ    (CX)(CX*2), R10
+	TESTQ   DX, DX
+	JZ      done
+
+group:
+	MOVQ    AX, R11
+	LEAQ    (AX)(CX*4), R12
+	ADDQ    CX, R12
+	VXORPS  Y1, Y1, Y1
+	VMOVDQU q32nibble<>+0(SB), Y2
+	MOVQ    SI, DI
+	TESTQ   DI, DI
+	JZ      store
+
+block:
+	VMOVDQU       2(R11), X3
+	VINSERTI128   $0x01, 2(R11)(CX*4), Y3, Y3
+	VMOVDQU       2(R11)(CX*1), X4
+	VINSERTI128   $0x01, 2(R12), Y4, Y4
+	VMOVDQU       2(R11)(CX*2), X5
+	VINSERTI128   $0x01, 2(R11)(R10*2), Y5, Y5
+	VMOVDQU       2(R11)(R10*1), X6
+	VINSERTI128   $0x01, 2(R12)(CX*2), Y6, Y6
+	VPUNPCKLDQ    Y4, Y3, Y7
+	VPUNPCKHDQ    Y4, Y3, Y8
+	VPUNPCKLDQ    Y6, Y5, Y4
+	VPUNPCKHDQ    Y6, Y5, Y6
+	VPUNPCKLQDQ   Y4, Y7, Y3
+	VPUNPCKHQDQ   Y4, Y7, Y4
+	VPUNPCKLQDQ   Y6, Y8, Y5
+	VPUNPCKHQDQ   Y6, Y8, Y6
+	VPXOR         Y7, Y7, Y7
+	VPXOR         Y8, Y8, Y8
+	VPAND         Y2, Y3, Y9
+	VPDPBUSD.BCST (R8)(DI*8), Y9, Y7
+	VPANDN        Y3, Y2, Y9
+	VPDPBUSD.BCST 16(R8)(DI*8), Y9, Y8
+	VPAND         Y2, Y4, Y9
+	VPDPBUSD.BCST 4(R8)(DI*8), Y9, Y7
+	VPANDN        Y4, Y2, Y9
+	VPDPBUSD.BCST 20(R8)(DI*8), Y9, Y8
+	VPAND         Y2, Y5, Y9
+	VPDPBUSD.BCST 8(R8)(DI*8), Y9, Y7
+	VPANDN        Y5, Y2, Y9
+	VPDPBUSD.BCST 24(R8)(DI*8), Y9, Y8
+	VPAND         Y2, Y6, Y9
+	VPDPBUSD.BCST 12(R8)(DI*8), Y9, Y7
+	VPANDN        Y6, Y2, Y9
+	VPDPBUSD.BCST 28(R8)(DI*8), Y9, Y8
+	VPSRAD        $0x04, Y8, Y8
+	VPADDD        Y8, Y7, Y7
+	VPXOR         Y8, Y8, Y8
+	VPDPBUSD      (R8)(DI*8), Y0, Y8
+	VPSHUFD       $0x4e, Y8, Y9
+	VPADDD        Y9, Y8, Y8
+	VPSHUFD       $0xb1, Y8, Y9
+	VPADDD        Y9, Y8, Y8
+	VPERMQ        $0x4e, Y8, Y9
+	VPADDD        Y9, Y8, Y8
+	VPSUBD        Y8, Y7, Y7
+	VCVTDQ2PS     Y7, Y7
+	VMOVD         (R11), X3
+	VMOVD         (R11)(CX*1), X4
+	VMOVD         (R11)(CX*2), X5
+	VMOVD         (R11)(R10*1), X6
+	VMOVD         (R11)(CX*4), X8
+	VMOVD         (R12), X9
+	VMOVD         (R11)(R10*2), X10
+	VMOVD         (R12)(CX*2), X11
+	VPUNPCKLWD    X4, X3, X3
+	VPUNPCKLWD    X6, X5, X5
+	VPUNPCKLWD    X9, X8, X8
+	VPUNPCKLWD    X11, X10, X10
+	VPUNPCKLDQ    X5, X3, X3
+	VPUNPCKLDQ    X10, X8, X8
+	VPUNPCKLQDQ   X8, X3, X3
+	VCVTPH2PS     X3, Y8
+	VMULPS.BCST   (R9)(DI*1), Y8, Y8
+	VFMADD231PS   Y8, Y7, Y1
+	ADDQ          $0x00000012, R11
+	ADDQ          $0x00000012, R12
+	ADDQ          $0x04, DI
+	JNZ           block
+
+store:
+	VMOVUPS Y1, (BX)
+	LEAQ    (AX)(CX*8), AX
+	ADDQ    $0x20, BX
+	SUBQ    $0x08, DX
+	JNZ     group
+
+done:
 	VZEROUPPER
 	RET
 
@@ -1530,15 +2644,15 @@ block:
 	KMOVD          2(AX), K1
 	VPADDB         q32sixteen<>+0(SB), Y2, K1, Y2
 	VPXOR          Y3, Y3, Y3
+	VPDPBUSD       (DX)(CX*8), Y0, Y3
 	VPXOR          Y4, Y4, Y4
-	VPDPBUSD       (DX)(CX*8), Y2, Y3
-	VPDPBUSD       (DX)(CX*8), Y0, Y4
-	VPSUBD         Y4, Y3, Y3
-	VCVTDQ2PS      Y3, Y3
+	VPDPBUSD       (DX)(CX*8), Y2, Y4
+	VPSUBD         Y3, Y4, Y4
+	VCVTDQ2PS      Y4, Y4
 	VCVTPH2PS      (AX), X2
 	VMULSS         (BX)(CX*1), X2, X2
 	VBROADCASTSS   X2, Y2
-	VFMADD231PS    Y3, Y2, Y1
+	VFMADD231PS    Y4, Y2, Y1
 	ADDQ           $0x00000016, AX
 	ADDQ           $0x04, CX
 	JNZ            block
@@ -1597,37 +2711,37 @@ block:
 	VCVTPH2PS      (AX), X6
 	VBROADCASTSS   X6, Y6
 	VPXOR          Y7, Y7, Y7
+	VPDPBUSD       (DX)(CX*8), Y0, Y7
 	VPXOR          Y8, Y8, Y8
-	VPDPBUSD       (DX)(CX*8), Y5, Y7
-	VPDPBUSD       (DX)(CX*8), Y0, Y8
-	VPSUBD         Y8, Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VMULPS.BCST    (BX)(CX*1), Y6, Y8
-	VFMADD231PS    Y7, Y8, Y1
+	VPDPBUSD       (DX)(CX*8), Y5, Y8
+	VPSUBD         Y7, Y8, Y8
+	VCVTDQ2PS      Y8, Y8
+	VMULPS.BCST    (BX)(CX*1), Y6, Y7
+	VFMADD231PS    Y8, Y7, Y1
 	VPXOR          Y7, Y7, Y7
+	VPDPBUSD       (SI)(CX*8), Y0, Y7
 	VPXOR          Y8, Y8, Y8
-	VPDPBUSD       (SI)(CX*8), Y5, Y7
-	VPDPBUSD       (SI)(CX*8), Y0, Y8
-	VPSUBD         Y8, Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VMULPS.BCST    (DI)(CX*1), Y6, Y8
-	VFMADD231PS    Y7, Y8, Y2
+	VPDPBUSD       (SI)(CX*8), Y5, Y8
+	VPSUBD         Y7, Y8, Y8
+	VCVTDQ2PS      Y8, Y8
+	VMULPS.BCST    (DI)(CX*1), Y6, Y7
+	VFMADD231PS    Y8, Y7, Y2
 	VPXOR          Y7, Y7, Y7
+	VPDPBUSD       (R8)(CX*8), Y0, Y7
 	VPXOR          Y8, Y8, Y8
-	VPDPBUSD       (R8)(CX*8), Y5, Y7
-	VPDPBUSD       (R8)(CX*8), Y0, Y8
-	VPSUBD         Y8, Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VMULPS.BCST    (R9)(CX*1), Y6, Y8
-	VFMADD231PS    Y7, Y8, Y3
+	VPDPBUSD       (R8)(CX*8), Y5, Y8
+	VPSUBD         Y7, Y8, Y8
+	VCVTDQ2PS      Y8, Y8
+	VMULPS.BCST    (R9)(CX*1), Y6, Y7
+	VFMADD231PS    Y8, Y7, Y3
 	VPXOR          Y7, Y7, Y7
+	VPDPBUSD       (R10)(CX*8), Y0, Y7
 	VPXOR          Y8, Y8, Y8
-	VPDPBUSD       (R10)(CX*8), Y5, Y7
-	VPDPBUSD       (R10)(CX*8), Y0, Y8
-	VPSUBD         Y8, Y7, Y7
-	VCVTDQ2PS      Y7, Y7
+	VPDPBUSD       (R10)(CX*8), Y5, Y8
+	VPSUBD         Y7, Y8, Y8
+	VCVTDQ2PS      Y8, Y8
 	VMULPS.BCST    (R11)(CX*1), Y6, Y5
-	VFMADD231PS    Y7, Y5, Y4
+	VFMADD231PS    Y8, Y5, Y4
 	ADDQ           $0x00000016, AX
 	ADDQ           $0x04, CX
 	JNZ            block
@@ -1661,6 +2775,130 @@ done:
 	VMOVSHDUP    X0, X1
 	VADDSS       X1, X0, X0
 	VMOVSS       X0, r3+124(FP)
+	VZEROUPPER
+	RET
+
+// func dotRows4Q5_0AVX512(w *byte, stride int, x *int8, d *float32, s *float32, nb int, rows int, out *float32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·dotRows4Q5_0AVX512(SB), NOSPLIT, $32-64
+	MOVQ    w+0(FP), AX
+	MOVQ    stride+8(FP), CX
+	MOVQ    rows+48(FP), DX
+	MOVQ    out+56(FP), BX
+	MOVQ    nb+40(FP), SI
+	SHLQ    $0x02, SI
+	MOVQ    x+16(FP), R8
+	LEAQ    (R8)(SI*8), R8
+	MOVQ    d+24(FP), R9
+	ADDQ    SI, R9
+	NEGQ    SI
+	VMOVDQU q32sixteen<>+0(SB), Y0
+	LEAQ    (CX)(CX*2), R10
+	TESTQ   DX, DX
+	JZ      done
+
+group:
+	MOVQ   AX, R11
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	MOVQ   SI, DI
+	TESTQ  DI, DI
+	JZ     store
+
+block:
+	VMOVD            (R11), X5
+	VMOVD            (R11)(CX*1), X6
+	VMOVD            (R11)(CX*2), X7
+	VMOVD            (R11)(R10*1), X8
+	VPUNPCKLWD       X6, X5, X5
+	VPUNPCKLWD       X8, X7, X7
+	VPUNPCKLDQ       X7, X5, X5
+	VCVTPH2PS        X5, X5
+	VMULPS.BCST      (R9)(DI*1), X5, X5
+	VMOVUPS          X5, (SP)
+	VPXOR            Y5, Y5, Y5
+	VPDPBUSD         (R8)(DI*8), Y0, Y5
+	VBROADCASTI128   6(R11), Y6
+	VPSRLVD          q32nibsh<>+0(SB), Y6, Y6
+	VPAND            q32nibble<>+0(SB), Y6, Y6
+	KMOVD            2(R11), K1
+	VPADDB           q32sixteen<>+0(SB), Y6, K1, Y6
+	VPXOR            Y7, Y7, Y7
+	VPDPBUSD         (R8)(DI*8), Y6, Y7
+	VPSUBD           Y5, Y7, Y7
+	VCVTDQ2PS        Y7, Y7
+	VFMADD231PS.BCST (SP), Y7, Y1
+	VBROADCASTI128   6(R11)(CX*1), Y6
+	VPSRLVD          q32nibsh<>+0(SB), Y6, Y6
+	VPAND            q32nibble<>+0(SB), Y6, Y6
+	KMOVD            2(R11)(CX*1), K1
+	VPADDB           q32sixteen<>+0(SB), Y6, K1, Y6
+	VPXOR            Y7, Y7, Y7
+	VPDPBUSD         (R8)(DI*8), Y6, Y7
+	VPSUBD           Y5, Y7, Y7
+	VCVTDQ2PS        Y7, Y7
+	VFMADD231PS.BCST 4(SP), Y7, Y2
+	VBROADCASTI128   6(R11)(CX*2), Y6
+	VPSRLVD          q32nibsh<>+0(SB), Y6, Y6
+	VPAND            q32nibble<>+0(SB), Y6, Y6
+	KMOVD            2(R11)(CX*2), K1
+	VPADDB           q32sixteen<>+0(SB), Y6, K1, Y6
+	VPXOR            Y7, Y7, Y7
+	VPDPBUSD         (R8)(DI*8), Y6, Y7
+	VPSUBD           Y5, Y7, Y7
+	VCVTDQ2PS        Y7, Y7
+	VFMADD231PS.BCST 8(SP), Y7, Y3
+	VBROADCASTI128   6(R11)(R10*1), Y6
+	VPSRLVD          q32nibsh<>+0(SB), Y6, Y6
+	VPAND            q32nibble<>+0(SB), Y6, Y6
+	KMOVD            2(R11)(R10*1), K1
+	VPADDB           q32sixteen<>+0(SB), Y6, K1, Y6
+	VPXOR            Y7, Y7, Y7
+	VPDPBUSD         (R8)(DI*8), Y6, Y7
+	VPSUBD           Y5, Y7, Y7
+	VCVTDQ2PS        Y7, Y7
+	VFMADD231PS.BCST 12(SP), Y7, Y4
+	ADDQ             $0x00000016, R11
+	ADDQ             $0x04, DI
+	JNZ              block
+
+store:
+	VEXTRACTF128 $0x01, Y1, X5
+	VADDPS       X5, X1, X1
+	VMOVHLPS     X1, X1, X5
+	VADDPS       X5, X1, X1
+	VMOVSHDUP    X1, X5
+	VADDSS       X5, X1, X1
+	VMOVSS       X1, (BX)
+	VEXTRACTF128 $0x01, Y2, X1
+	VADDPS       X1, X2, X1
+	VMOVHLPS     X1, X1, X2
+	VADDPS       X2, X1, X1
+	VMOVSHDUP    X1, X2
+	VADDSS       X2, X1, X1
+	VMOVSS       X1, 4(BX)
+	VEXTRACTF128 $0x01, Y3, X1
+	VADDPS       X1, X3, X1
+	VMOVHLPS     X1, X1, X2
+	VADDPS       X2, X1, X1
+	VMOVSHDUP    X1, X2
+	VADDSS       X2, X1, X1
+	VMOVSS       X1, 8(BX)
+	VEXTRACTF128 $0x01, Y4, X1
+	VADDPS       X1, X4, X1
+	VMOVHLPS     X1, X1, X2
+	VADDPS       X2, X1, X1
+	VMOVSHDUP    X1, X2
+	VADDSS       X2, X1, X1
+	VMOVSS       X1, 12(BX)
+	LEAQ         (AX)(CX*4), AX
+	ADDQ         $0x10, BX
+	SUBQ         $0x04, DX
+	JNZ          group
+
+done:
 	VZEROUPPER
 	RET
 
@@ -1819,6 +3057,124 @@ done:
 	VADDSS       X1, X0, X0
 	VADDSS       X7, X0, X0
 	VMOVSS       X0, r3+124(FP)
+	VZEROUPPER
+	RET
+
+// func dotRows4Q4_1AVX512(w *byte, stride int, x *int8, d *float32, s *float32, nb int, rows int, out *float32)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·dotRows4Q4_1AVX512(SB), NOSPLIT, $32-64
+	MOVQ  w+0(FP), AX
+	MOVQ  stride+8(FP), CX
+	MOVQ  rows+48(FP), DX
+	MOVQ  out+56(FP), BX
+	MOVQ  nb+40(FP), SI
+	SHLQ  $0x02, SI
+	MOVQ  x+16(FP), R8
+	LEAQ  (R8)(SI*8), R8
+	MOVQ  d+24(FP), R9
+	ADDQ  SI, R9
+	MOVQ  s+32(FP), R10
+	ADDQ  SI, R10
+	NEGQ  SI
+	LEAQ  (CX)(CX*2), R11
+	TESTQ DX, DX
+	JZ    done
+
+group:
+	MOVQ   AX, R12
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	MOVQ   SI, DI
+	TESTQ  DI, DI
+	JZ     store
+
+block:
+	VMOVD            (R12), X5
+	VMOVD            (R12)(CX*1), X6
+	VMOVD            (R12)(CX*2), X7
+	VMOVD            (R12)(R11*1), X8
+	VPUNPCKLDQ       X6, X5, X5
+	VPUNPCKLDQ       X8, X7, X7
+	VPUNPCKLQDQ      X7, X5, X5
+	VCVTPH2PS        X5, Y5
+	VFMADD231PS.BCST (R10)(DI*1), Y5, Y4
+	VMULPS.BCST      (R9)(DI*1), Y5, Y5
+	VMOVUPS          Y5, (SP)
+	VBROADCASTI128   4(R12), Y5
+	VPSRLVD          q32nibsh<>+0(SB), Y5, Y5
+	VPAND            q32nibble<>+0(SB), Y5, Y5
+	VPXOR            Y6, Y6, Y6
+	VPDPBUSD         (R8)(DI*8), Y5, Y6
+	VCVTDQ2PS        Y6, Y6
+	VFMADD231PS.BCST (SP), Y6, Y0
+	VBROADCASTI128   4(R12)(CX*1), Y5
+	VPSRLVD          q32nibsh<>+0(SB), Y5, Y5
+	VPAND            q32nibble<>+0(SB), Y5, Y5
+	VPXOR            Y6, Y6, Y6
+	VPDPBUSD         (R8)(DI*8), Y5, Y6
+	VCVTDQ2PS        Y6, Y6
+	VFMADD231PS.BCST 8(SP), Y6, Y1
+	VBROADCASTI128   4(R12)(CX*2), Y5
+	VPSRLVD          q32nibsh<>+0(SB), Y5, Y5
+	VPAND            q32nibble<>+0(SB), Y5, Y5
+	VPXOR            Y6, Y6, Y6
+	VPDPBUSD         (R8)(DI*8), Y5, Y6
+	VCVTDQ2PS        Y6, Y6
+	VFMADD231PS.BCST 16(SP), Y6, Y2
+	VBROADCASTI128   4(R12)(R11*1), Y5
+	VPSRLVD          q32nibsh<>+0(SB), Y5, Y5
+	VPAND            q32nibble<>+0(SB), Y5, Y5
+	VPXOR            Y6, Y6, Y6
+	VPDPBUSD         (R8)(DI*8), Y5, Y6
+	VCVTDQ2PS        Y6, Y6
+	VFMADD231PS.BCST 24(SP), Y6, Y3
+	ADDQ             $0x00000014, R12
+	ADDQ             $0x04, DI
+	JNZ              block
+
+store:
+	VMOVUPS      Y4, (SP)
+	VEXTRACTF128 $0x01, Y0, X4
+	VADDPS       X4, X0, X0
+	VMOVHLPS     X0, X0, X4
+	VADDPS       X4, X0, X0
+	VMOVSHDUP    X0, X4
+	VADDSS       X4, X0, X0
+	VADDSS       4(SP), X0, X0
+	VMOVSS       X0, (BX)
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VADDSS       12(SP), X0, X0
+	VMOVSS       X0, 4(BX)
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VADDSS       20(SP), X0, X0
+	VMOVSS       X0, 8(BX)
+	VEXTRACTF128 $0x01, Y3, X0
+	VADDPS       X0, X3, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VADDSS       28(SP), X0, X0
+	VMOVSS       X0, 12(BX)
+	LEAQ         (AX)(CX*4), AX
+	ADDQ         $0x10, BX
+	SUBQ         $0x04, DX
+	JNZ          group
+
+done:
 	VZEROUPPER
 	RET
 
@@ -1981,6 +3337,132 @@ done:
 	VADDSS       X1, X0, X0
 	VADDSS       X7, X0, X0
 	VMOVSS       X0, r3+124(FP)
+	VZEROUPPER
+	RET
+
+// func dotRows4Q5_1AVX512(w *byte, stride int, x *int8, d *float32, s *float32, nb int, rows int, out *float32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·dotRows4Q5_1AVX512(SB), NOSPLIT, $32-64
+	MOVQ  w+0(FP), AX
+	MOVQ  stride+8(FP), CX
+	MOVQ  rows+48(FP), DX
+	MOVQ  out+56(FP), BX
+	MOVQ  nb+40(FP), SI
+	SHLQ  $0x02, SI
+	MOVQ  x+16(FP), R8
+	LEAQ  (R8)(SI*8), R8
+	MOVQ  d+24(FP), R9
+	ADDQ  SI, R9
+	MOVQ  s+32(FP), R10
+	ADDQ  SI, R10
+	NEGQ  SI
+	LEAQ  (CX)(CX*2), R11
+	TESTQ DX, DX
+	JZ    done
+
+group:
+	MOVQ   AX, R12
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	MOVQ   SI, DI
+	TESTQ  DI, DI
+	JZ     store
+
+block:
+	VMOVD            (R12), X5
+	VMOVD            (R12)(CX*1), X6
+	VMOVD            (R12)(CX*2), X7
+	VMOVD            (R12)(R11*1), X8
+	VPUNPCKLDQ       X6, X5, X5
+	VPUNPCKLDQ       X8, X7, X7
+	VPUNPCKLQDQ      X7, X5, X5
+	VCVTPH2PS        X5, Y5
+	VFMADD231PS.BCST (R10)(DI*1), Y5, Y4
+	VMULPS.BCST      (R9)(DI*1), Y5, Y5
+	VMOVUPS          Y5, (SP)
+	VBROADCASTI128   8(R12), Y5
+	VPSRLVD          q32nibsh<>+0(SB), Y5, Y5
+	VPAND            q32nibble<>+0(SB), Y5, Y5
+	KMOVD            4(R12), K1
+	VPADDB           q32sixteen<>+0(SB), Y5, K1, Y5
+	VPXOR            Y6, Y6, Y6
+	VPDPBUSD         (R8)(DI*8), Y5, Y6
+	VCVTDQ2PS        Y6, Y6
+	VFMADD231PS.BCST (SP), Y6, Y0
+	VBROADCASTI128   8(R12)(CX*1), Y5
+	VPSRLVD          q32nibsh<>+0(SB), Y5, Y5
+	VPAND            q32nibble<>+0(SB), Y5, Y5
+	KMOVD            4(R12)(CX*1), K1
+	VPADDB           q32sixteen<>+0(SB), Y5, K1, Y5
+	VPXOR            Y6, Y6, Y6
+	VPDPBUSD         (R8)(DI*8), Y5, Y6
+	VCVTDQ2PS        Y6, Y6
+	VFMADD231PS.BCST 8(SP), Y6, Y1
+	VBROADCASTI128   8(R12)(CX*2), Y5
+	VPSRLVD          q32nibsh<>+0(SB), Y5, Y5
+	VPAND            q32nibble<>+0(SB), Y5, Y5
+	KMOVD            4(R12)(CX*2), K1
+	VPADDB           q32sixteen<>+0(SB), Y5, K1, Y5
+	VPXOR            Y6, Y6, Y6
+	VPDPBUSD         (R8)(DI*8), Y5, Y6
+	VCVTDQ2PS        Y6, Y6
+	VFMADD231PS.BCST 16(SP), Y6, Y2
+	VBROADCASTI128   8(R12)(R11*1), Y5
+	VPSRLVD          q32nibsh<>+0(SB), Y5, Y5
+	VPAND            q32nibble<>+0(SB), Y5, Y5
+	KMOVD            4(R12)(R11*1), K1
+	VPADDB           q32sixteen<>+0(SB), Y5, K1, Y5
+	VPXOR            Y6, Y6, Y6
+	VPDPBUSD         (R8)(DI*8), Y5, Y6
+	VCVTDQ2PS        Y6, Y6
+	VFMADD231PS.BCST 24(SP), Y6, Y3
+	ADDQ             $0x00000018, R12
+	ADDQ             $0x04, DI
+	JNZ              block
+
+store:
+	VMOVUPS      Y4, (SP)
+	VEXTRACTF128 $0x01, Y0, X4
+	VADDPS       X4, X0, X0
+	VMOVHLPS     X0, X0, X4
+	VADDPS       X4, X0, X0
+	VMOVSHDUP    X0, X4
+	VADDSS       X4, X0, X0
+	VADDSS       4(SP), X0, X0
+	VMOVSS       X0, (BX)
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VADDSS       12(SP), X0, X0
+	VMOVSS       X0, 4(BX)
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VADDSS       20(SP), X0, X0
+	VMOVSS       X0, 8(BX)
+	VEXTRACTF128 $0x01, Y3, X0
+	VADDPS       X0, X3, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VADDSS       28(SP), X0, X0
+	VMOVSS       X0, 12(BX)
+	LEAQ         (AX)(CX*4), AX
+	ADDQ         $0x10, BX
+	SUBQ         $0x04, DX
+	JNZ          group
+
+done:
 	VZEROUPPER
 	RET
 

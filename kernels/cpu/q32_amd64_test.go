@@ -22,6 +22,10 @@ var q32Types = []gguf.Type{gguf.Q8_0, gguf.Q4_0, gguf.Q5_0, gguf.Q4_1, gguf.Q5_1
 // several trips through any unrolled or grouped code.
 var q32BlockCounts = []int{0, 1, 2, 3, 7, 33}
 
+// q32Complete reports whether variant v has every kernel of these tests: the
+// amd64 SIMD variants do; NEON has one-row kernels for Q8_0 and Q4_0 only.
+func q32Complete(v Variant) bool { return v == VariantAVX2 || v == VariantAVX512 }
+
 // q32EachVariant runs f under every variant this CPU has, then goes back to
 // the default (best) one.
 func q32EachVariant(t *testing.T, f func(t *testing.T, v Variant)) {
@@ -133,7 +137,7 @@ func TestQ32KernelsMatchGo(t *testing.T) {
 		r := rand.New(rand.NewPCG(32, uint64(len(v))))
 		for _, typ := range q32Types {
 			k, k4 := simdQuant[typ], simdQuant4[typ]
-			if v != VariantGo && (k == nil || k4 == nil) {
+			if q32Complete(v) && (k == nil || k4 == nil) {
 				t.Fatalf("%v: no kernel under variant %s", typ, v)
 			}
 			if k == nil {
@@ -147,14 +151,17 @@ func TestQ32KernelsMatchGo(t *testing.T) {
 						a[i] = q32Act(r, typ, nb)
 					}
 					for _, p := range q32Paths(typ) {
-						got4 := k4(w, &a, p)
+						var got4 [4]float32
+						if k4 != nil {
+							got4 = k4(w, &a, p)
+						}
 						for i := range a {
 							want := q32Want(typ, w, a[i], p)
 							if got := k(w, a[i], p); !sameFloat(got, want) {
 								t.Errorf("%v nb=%d path %d #%d: kernel %g (%#x), Go %g (%#x)",
 									typ, nb, p, rep, got, math.Float32bits(got), want, math.Float32bits(want))
 							}
-							if !sameFloat(got4[i], want) {
+							if k4 != nil && !sameFloat(got4[i], want) {
 								t.Errorf("%v nb=%d path %d #%d: four-row kernel, row %d: %g (%#x), Go %g (%#x)",
 									typ, nb, p, rep, i, got4[i], math.Float32bits(got4[i]), want, math.Float32bits(want))
 							}
@@ -186,12 +193,123 @@ func TestQ32KernelsSpecialScales(t *testing.T) {
 				}
 				a[2].d[0] = float32(math.Inf(1))
 				for _, p := range q32Paths(typ) {
-					got4 := k4(w, &a, p)
+					var got4 [4]float32
+					if k4 != nil {
+						got4 = k4(w, &a, p)
+					}
 					for i := range a {
 						want := q32Want(typ, w, a[i], p)
-						if got := k(w, a[i], p); !sameFloat(got, want) || !sameFloat(got4[i], want) {
+						if got := k(w, a[i], p); !sameFloat(got, want) || k4 != nil && !sameFloat(got4[i], want) {
 							t.Errorf("%v scale %#04x path %d row %d: kernels %g, %g; Go %g", typ, h, p, i, got, got4[i], want)
 						}
+					}
+				}
+			}
+		}
+	})
+}
+
+// q32RowCounts are the weight row counts for the multi-row kernels: fewer
+// than a group, whole groups of four and of eight, and groups with a rest.
+var q32RowCounts = []int{1, 2, 3, 4, 5, 7, 8, 9, 12, 13, 16, 17, 23}
+
+// q32Rows returns rows weight rows of nb blocks, stride bytes apart (the
+// bytes between rows are junk that no kernel may read as levels), as the
+// shortest slice that holds them, and one row's special block scale h at
+// block 1 of rows 2 and 8 when h is not zero.
+func q32Rows(r *rand.Rand, typ gguf.Type, nb, rows, stride int, h uint16) []byte {
+	ts := typ.TypeSize()
+	w := make([]byte, rows*stride)
+	for i := range w {
+		w[i] = 0xff
+	}
+	for i := range rows {
+		row := w[i*stride : i*stride+nb*ts]
+		copy(row, q32Weights(r, typ, nb))
+		if h != 0 && (i == 2 || i == 8) && nb > 1 {
+			binary.LittleEndian.PutUint16(row[ts:], h)
+		}
+	}
+	return w[:(rows-1)*stride+nb*ts]
+}
+
+// q32CheckRows runs simdQuantRows' kernel kr on the rows of w and compares
+// each result with the plain Go kernel's bits; the entries of out past the
+// rows must keep their values.
+func q32CheckRows(t *testing.T, kr func([]byte, int, act, path, []float32), typ gguf.Type, w []byte, stride, rows int, a act, p path, what string) {
+	t.Helper()
+	out := make([]float32, rows+8)
+	for i := range out {
+		out[i] = float32(i) + 0.5
+	}
+	kr(w, stride, a, p, out[:rows])
+	nb := len(a.d)
+	for i := range rows {
+		want := q32Want(typ, w[i*stride:i*stride+nb*typ.TypeSize()], a, p)
+		if got := out[i]; !sameFloat(got, want) {
+			t.Errorf("%v %s path %d: row %d of %d: %g (%#x), Go %g (%#x)",
+				typ, what, p, i, rows, got, math.Float32bits(got), want, math.Float32bits(want))
+		}
+	}
+	for i := rows; i < len(out); i++ {
+		if out[i] != float32(i)+0.5 {
+			t.Errorf("%v %s path %d: %d rows wrote out[%d]", typ, what, p, rows, i)
+		}
+	}
+}
+
+// TestQ32RowsKernelsMatchGo: for every variant, block type, path, row length,
+// number of weight rows and row stride, the multi-row kernels give every
+// row the plain Go kernel's bits and write nothing past out.
+func TestQ32RowsKernelsMatchGo(t *testing.T) {
+	q32EachVariant(t, func(t *testing.T, v Variant) {
+		r := rand.New(rand.NewPCG(34, uint64(len(v))))
+		for _, typ := range q32Types {
+			kr := simdQuantRows[typ]
+			if q32Complete(v) && kr == nil {
+				t.Fatalf("%v: no multi-row kernel under variant %s", typ, v)
+			}
+			if kr == nil {
+				continue
+			}
+			for _, nb := range q32BlockCounts {
+				for _, rows := range q32RowCounts {
+					for _, pad := range []int{0, 5} {
+						stride := nb*typ.TypeSize() + pad
+						w := q32Rows(r, typ, nb, rows, stride, 0)
+						a := q32Act(r, typ, nb)
+						for _, p := range q32Paths(typ) {
+							q32CheckRows(t, kr, typ, w, stride, rows, a, p, fmt.Sprintf("nb=%d stride=%d", nb, stride))
+						}
+					}
+				}
+			}
+		}
+	})
+}
+
+// TestQ32RowsKernelsSpecialScales: infinite and NaN block scales in some
+// rows of a group, or in the activation row, give what the Go kernel gives
+// in every row.
+func TestQ32RowsKernelsSpecialScales(t *testing.T) {
+	q32EachVariant(t, func(t *testing.T, v Variant) {
+		r := rand.New(rand.NewPCG(35, 0))
+		for _, typ := range q32Types {
+			kr := simdQuantRows[typ]
+			if kr == nil {
+				continue
+			}
+			const nb, rows = 3, 17
+			stride := nb * typ.TypeSize()
+			for _, h := range []uint16{0x7c00, 0xfc00, 0x7e00, 0x7c01} {
+				w := q32Rows(r, typ, nb, rows, stride, h)
+				for _, infX := range []bool{false, true} {
+					a := q32Act(r, typ, nb)
+					if infX {
+						a.d[2] = float32(math.Inf(1))
+					}
+					for _, p := range q32Paths(typ) {
+						q32CheckRows(t, kr, typ, w, stride, rows, a, p, fmt.Sprintf("scale %#04x, infinite d_x %v", h, infX))
 					}
 				}
 			}
@@ -328,12 +446,13 @@ type q32MatMulCase struct {
 	x             []float32
 }
 
-// q32MatMulCases covers odd and repacked (multiple of 8) row counts, and
-// activation row counts around the groups of four (Q4_0's gemm and gemv).
+// q32MatMulCases covers odd and repacked (multiple of 8) row counts, one
+// group of the multi-row kernels and more than rowChunk rows, and activation
+// row counts around the groups of four (Q4_0's gemm and gemv).
 func q32MatMulCases(t *testing.T) []q32MatMulCase {
 	var cs []q32MatMulCase
 	for _, typ := range q32Types {
-		for _, rows := range []int{7, 16} {
+		for _, rows := range []int{7, 8, 16, 17, 40} {
 			for _, cols := range []int{32, 96, 1056} {
 				for _, n := range []int{1, 2, 3, 4, 5, 7, 8, 9} {
 					seed := uint64(rows*10000 + cols*10 + n)
@@ -386,21 +505,23 @@ func TestQ32MatMulMatchesGo(t *testing.T) {
 }
 
 // TestQ32MatMulAllocs: with a warmed Scratch, MatMul allocates nothing under
-// any variant, through the one-row and the four-row kernels.
+// any variant, through the one-row, four-row and multi-row kernels.
 func TestQ32MatMulAllocs(t *testing.T) {
 	q32EachVariant(t, func(t *testing.T, v Variant) {
 		for _, typ := range q32Types {
 			for _, rows := range []int{9, 16} {
-				const n, c = 5, 256
-				w := make([]byte, rows*typ.RowSize(c))
-				if err := Quantize(typ, randomData("gauss", rows*c, 5), w); err != nil {
-					t.Fatal(err)
-				}
-				x, out := randomData("gauss", n*c, 6), make([]float32, n*rows)
-				var s Scratch
-				s.MatMul(out, typ, w, rows, c, x, n)
-				if a := testing.AllocsPerRun(20, func() { s.MatMul(out, typ, w, rows, c, x, n) }); a != 0 {
-					t.Errorf("%v, %d rows: %v allocations per MatMul", typ, rows, a)
+				for _, n := range []int{1, 2, 5} {
+					const c = 256
+					w := make([]byte, rows*typ.RowSize(c))
+					if err := Quantize(typ, randomData("gauss", rows*c, 5), w); err != nil {
+						t.Fatal(err)
+					}
+					x, out := randomData("gauss", n*c, 6), make([]float32, n*rows)
+					var s Scratch
+					s.MatMul(out, typ, w, rows, c, x, n)
+					if a := testing.AllocsPerRun(20, func() { s.MatMul(out, typ, w, rows, c, x, n) }); a != 0 {
+						t.Errorf("%v, %d rows, n=%d: %v allocations per MatMul", typ, rows, n, a)
+					}
 				}
 			}
 		}
@@ -442,6 +563,52 @@ func BenchmarkQ32Row(b *testing.B) {
 					b.Run(fmt.Sprintf("%v/path=%d/rows=4/%s", typ, p, v), func(b *testing.B) {
 						for b.Loop() {
 							k4(w, a, p)
+						}
+					})
+				}
+			}
+		}
+	}
+}
+
+// BenchmarkQ32Rows times 16 weight rows of 2816 elements (small enough to
+// stay in the L1 cache) against one activation row, for every variant and
+// path: through simdQuantRows ("rows") and through simdQuant row by row
+// ("each"). Both report the time per 16 rows.
+func BenchmarkQ32Rows(b *testing.B) {
+	defer SetVariant(Variants()[0])
+	const cols, rows = 2816, 16
+	for _, typ := range q32Types {
+		rb := typ.RowSize(cols)
+		w := make([]byte, rows*rb)
+		if err := Quantize(typ, randomData("gauss", rows*cols, 1), w); err != nil {
+			b.Fatal(err)
+		}
+		var s Scratch
+		a := s.quantizeActs(typ, randomData("gauss", cols, 2), cols, 1)[0]
+		out := make([]float32, rows)
+		for _, p := range q32Paths(typ) {
+			if p == pathGemm {
+				continue // the same kernels as pathGemv
+			}
+			for _, v := range Variants() {
+				if err := SetVariant(v); err != nil {
+					b.Fatal(err)
+				}
+				k, kr := simdQuant[typ], simdQuantRows[typ]
+				if kr != nil {
+					b.Run(fmt.Sprintf("%v/path=%d/rows/%s", typ, p, v), func(b *testing.B) {
+						for b.Loop() {
+							kr(w, rb, a, p, out)
+						}
+					})
+				}
+				if k != nil {
+					b.Run(fmt.Sprintf("%v/path=%d/each/%s", typ, p, v), func(b *testing.B) {
+						for b.Loop() {
+							for r := range out {
+								out[r] = k(w[r*rb:(r+1)*rb], a, p)
+							}
 						}
 					})
 				}

@@ -16,6 +16,11 @@ type q32Row func(w *byte, x *int8, d, s *float32, nb int) float32
 // q32Rows4 multiplies a weight row of nb blocks with four activation rows.
 type q32Rows4 func(w *byte, x0, x1, x2, x3 *int8, d0, d1, d2, d3, s0, s1, s2, s3 *float32, nb int) (r0, r1, r2, r3 float32)
 
+// q32Group multiplies rows weight rows of nb blocks, stride bytes apart, with
+// one activation row and writes row r's result to out[r]; rows is a multiple
+// of the kernel's group of rows.
+type q32Group func(w *byte, stride int, x *int8, d, s *float32, nb, rows int, out *float32)
+
 // q32Kernels are one instruction set's kernels for one block type: in eight
 // lanes, and for Q4_0 also in the one lane of the repacked kernels. They take
 // activations as quantizeAct32 makes them, levels in [−127, 127]; only a
@@ -28,6 +33,8 @@ type q32Kernels struct {
 	lanes8x4  q32Rows4
 	oneLane   q32Row
 	oneLanex4 q32Rows4
+	lanes8r4  q32Group // lanes8 for four weight rows at a time
+	oneLaner8 q32Group // oneLane for eight weight rows at a time
 }
 
 // check panics unless w holds nb blocks and a holds nb activation blocks:
@@ -76,21 +83,48 @@ func (k *q32Kernels) rows4(w []byte, a *[4]act, p path) [4]float32 {
 	return [4]float32{r0, r1, r2, r3}
 }
 
+// rowsOf is simdQuantRows' entry for the type: the weight rows in whole
+// groups go through the group kernel of path p, the rest one by one.
+func (k *q32Kernels) rowsOf(w []byte, rowBytes int, a act, p path, out []float32) {
+	n, nb := len(out), len(a.d)
+	if n == 0 {
+		return
+	}
+	if rowBytes < nb*k.size || len(w) < (n-1)*rowBytes+nb*k.size || len(a.q) < qk*nb || k.sums && len(a.s) < nb {
+		panic("cpu: quantized rows shorter than their activation row")
+	}
+	group, kg := 4, k.lanes8r4
+	one, _ := k.kernels(p)
+	if p != pathVecDot {
+		group, kg = 8, k.oneLaner8
+	}
+	x, d, s := unsafe.SliceData(a.q), unsafe.SliceData(a.d), unsafe.SliceData(a.s)
+	whole := n - n%group
+	if whole > 0 {
+		kg(unsafe.SliceData(w), rowBytes, x, d, s, nb, whole, &out[0])
+	}
+	for r := whole; r < n; r++ {
+		out[r] = one(unsafe.SliceData(w[r*rowBytes:]), x, d, s, nb)
+	}
+}
+
 // q32Sets lists each instruction set's kernels by block type.
 var q32Sets = map[Variant]map[gguf.Type]*q32Kernels{
 	VariantAVX2: {
-		gguf.Q8_0: {size: 34, lanes8: dotQ8_0AVX2, lanes8x4: dot4Q8_0AVX2},
-		gguf.Q4_0: {size: 18, lanes8: dotQ4_0AVX2, lanes8x4: dot4Q4_0AVX2, oneLane: dotOneQ4_0AVX2, oneLanex4: dotOne4Q4_0AVX2},
-		gguf.Q5_0: {size: 22, lanes8: dotQ5_0AVX2, lanes8x4: dot4Q5_0AVX2},
-		gguf.Q4_1: {size: 20, sums: true, lanes8: dotQ4_1AVX2, lanes8x4: dot4Q4_1AVX2},
-		gguf.Q5_1: {size: 24, sums: true, lanes8: dotQ5_1AVX2, lanes8x4: dot4Q5_1AVX2},
+		gguf.Q8_0: {size: 34, lanes8: dotQ8_0AVX2, lanes8x4: dot4Q8_0AVX2, lanes8r4: dotRows4Q8_0AVX2},
+		gguf.Q4_0: {size: 18, lanes8: dotQ4_0AVX2, lanes8x4: dot4Q4_0AVX2, oneLane: dotOneQ4_0AVX2, oneLanex4: dotOne4Q4_0AVX2,
+			lanes8r4: dotRows4Q4_0AVX2, oneLaner8: dotOneRows8Q4_0AVX2},
+		gguf.Q5_0: {size: 22, lanes8: dotQ5_0AVX2, lanes8x4: dot4Q5_0AVX2, lanes8r4: dotRows4Q5_0AVX2},
+		gguf.Q4_1: {size: 20, sums: true, lanes8: dotQ4_1AVX2, lanes8x4: dot4Q4_1AVX2, lanes8r4: dotRows4Q4_1AVX2},
+		gguf.Q5_1: {size: 24, sums: true, lanes8: dotQ5_1AVX2, lanes8x4: dot4Q5_1AVX2, lanes8r4: dotRows4Q5_1AVX2},
 	},
 	VariantAVX512: {
-		gguf.Q8_0: {size: 34, lanes8: dotQ8_0AVX512, lanes8x4: dot4Q8_0AVX512},
-		gguf.Q4_0: {size: 18, lanes8: dotQ4_0AVX512, lanes8x4: dot4Q4_0AVX512, oneLane: dotOneQ4_0AVX512, oneLanex4: dotOne4Q4_0AVX512},
-		gguf.Q5_0: {size: 22, lanes8: dotQ5_0AVX512, lanes8x4: dot4Q5_0AVX512},
-		gguf.Q4_1: {size: 20, sums: true, lanes8: dotQ4_1AVX512, lanes8x4: dot4Q4_1AVX512},
-		gguf.Q5_1: {size: 24, sums: true, lanes8: dotQ5_1AVX512, lanes8x4: dot4Q5_1AVX512},
+		gguf.Q8_0: {size: 34, lanes8: dotQ8_0AVX512, lanes8x4: dot4Q8_0AVX512, lanes8r4: dotRows4Q8_0AVX512},
+		gguf.Q4_0: {size: 18, lanes8: dotQ4_0AVX512, lanes8x4: dot4Q4_0AVX512, oneLane: dotOneQ4_0AVX512, oneLanex4: dotOne4Q4_0AVX512,
+			lanes8r4: dotRows4Q4_0AVX512, oneLaner8: dotOneRows8Q4_0AVX512},
+		gguf.Q5_0: {size: 22, lanes8: dotQ5_0AVX512, lanes8x4: dot4Q5_0AVX512, lanes8r4: dotRows4Q5_0AVX512},
+		gguf.Q4_1: {size: 20, sums: true, lanes8: dotQ4_1AVX512, lanes8x4: dot4Q4_1AVX512, lanes8r4: dotRows4Q4_1AVX512},
+		gguf.Q5_1: {size: 24, sums: true, lanes8: dotQ5_1AVX512, lanes8x4: dot4Q5_1AVX512, lanes8r4: dotRows4Q5_1AVX512},
 	},
 }
 
@@ -126,10 +160,11 @@ var _ = onSetVariant(func(v Variant) {
 	set := q32Sets[v]
 	for _, t := range []gguf.Type{gguf.Q8_0, gguf.Q4_0, gguf.Q5_0, gguf.Q4_1, gguf.Q5_1} {
 		if k := set[t]; k != nil {
-			simdQuant[t], simdQuant4[t] = k.row, k.rows4
+			simdQuant[t], simdQuant4[t], simdQuantRows[t] = k.row, k.rows4, k.rowsOf
 		} else {
 			delete(simdQuant, t)
 			delete(simdQuant4, t)
+			delete(simdQuantRows, t)
 		}
 	}
 	actQ8_0, actQ8_1 = quantizeActQ8_0, quantizeActQ8_1

@@ -34,35 +34,35 @@ func (g *kernel) wMem(off int) Mem {
 }
 
 // unpack loads the weight levels of the current block.
-func (g *kernel) unpack() levels { return g.unpackAt(0) }
+func (g *kernel) unpack() levels { return g.unpackAt(g.wMem(0)) }
 
-// unpackAt loads the weight levels of the block off bytes further.
-func (g *kernel) unpackAt(off int) levels {
+// unpackAt loads the weight levels of the block at blk.
+func (g *kernel) unpackAt(blk Mem) levels {
 	f := g.f
 	if f.bits == 8 {
 		q, u := YMM(), YMM()
-		VMOVDQU(g.wMem(off+f.qs), q)
+		VMOVDQU(blk.Offset(f.qs), q)
 		VPABSB(q, u)
 		return levels{u: u, q: q}
 	}
 	// Element j < 16 is the low nibble of byte j, element j+16 its high
 	// nibble: both halves get the 16 bytes, the upper one shifted by 4.
 	u := YMM()
-	VBROADCASTI128(g.wMem(off+f.qs), u)
+	VBROADCASTI128(blk.Offset(f.qs), u)
 	VPSRLVD(nibbleSh, u, u)
 	VPAND(nibbleMask, u, u)
 	if f.bits == 5 {
 		if g.is.vnni {
 			// Mask bit j is the fifth bit of element j.
 			k := K()
-			KMOVD(g.wMem(off+f.qh), k)
+			KMOVD(blk.Offset(f.qh), k)
 			VPADDB(offsets[16], u, k, u)
 		} else {
 			// ggml's bytes_from_bits_32: byte j gets byte j/8 of the mask,
 			// is or'ed with all bits but j%8, and so becomes 0xff exactly
 			// when bit j is set.
 			h := YMM()
-			VPBROADCASTD(g.wMem(off+f.qh), h)
+			VPBROADCASTD(blk.Offset(f.qh), h)
 			VPSHUFB(bitShuf, h, h)
 			VPOR(bitSel, h, h)
 			VPCMPEQB(allBits, h, h)
@@ -73,9 +73,40 @@ func (g *kernel) unpackAt(off int) levels {
 	return levels{u: u}
 }
 
+// xblock is an activation block as lanes reads it: its address and what
+// every weight block multiplied with it shares, loaded once: for Q8_0 the
+// levels, in a register for VPSIGNB; for the _0 types with an offset, the
+// product of the offset with the levels (int16 pair sums for AVX2, int32
+// lanes for VNNI).
+type xblock struct {
+	m    Mem
+	r, c VecVirtual
+}
+
+// loadX prepares the activation block at xm for lanes.
+func (g *kernel) loadX(xm Mem) xblock {
+	x := xblock{m: xm}
+	switch {
+	case g.f.bits == 8:
+		x.r = YMM()
+		VMOVDQU(xm, x.r)
+	case g.f.offset != 0:
+		// Σ(u−o)·x = Σu·x − Σo·x, both exact for every signed x; the
+		// AVX2 pair sums stay within ±2·31·128, so int16 holds them.
+		x.c = YMM()
+		if g.is.vnni {
+			VPXOR(x.c, x.c, x.c)
+			VPDPBUSD(xm, g.o, x.c)
+		} else {
+			VPMADDUBSW(xm, g.o, x.c)
+		}
+	}
+	return x
+}
+
 // lanes returns the eight int32 lane sums of the weight levels times the
-// activation levels at xm: lane t = Σ w_j·x_j over j = 4t..4t+3.
-func (g *kernel) lanes(lv levels, xm Mem) VecVirtual {
+// activation block x: lane t = Σ w_j·x_j over j = 4t..4t+3.
+func (g *kernel) lanes(lv levels, x xblock) VecVirtual {
 	f, vnni := g.f, g.is.vnni
 	l := YMM()
 	switch {
@@ -83,8 +114,7 @@ func (g *kernel) lanes(lv levels, xm Mem) VecVirtual {
 		// |w|·(x·sign w) = w·x; x is never −128 (quantizeAct32 gives levels
 		// in [−127, 127] for finite input), so the sign flip is exact.
 		sx := YMM()
-		VMOVDQU(xm, sx)
-		VPSIGNB(lv.q, sx, sx)
+		VPSIGNB(lv.q, x.r, sx)
 		if vnni {
 			VPXOR(l, l, l)
 			VPDPBUSD(sx, lv.u, l)
@@ -93,27 +123,21 @@ func (g *kernel) lanes(lv levels, xm Mem) VecVirtual {
 			VPMADDWD(ones16, l, l)
 		}
 	case f.offset != 0:
-		// Σ(u−o)·x = Σu·x − Σo·x, both exact for every signed x.
-		c := YMM()
 		if vnni {
 			VPXOR(l, l, l)
-			VPXOR(c, c, c)
-			VPDPBUSD(xm, lv.u, l)
-			VPDPBUSD(xm, g.o, c)
-			VPSUBD(c, l, l)
+			VPDPBUSD(x.m, lv.u, l)
+			VPSUBD(x.c, l, l)
 		} else {
-			// The pair sums stay within ±2·31·128, so int16 holds them.
-			VPMADDUBSW(xm, lv.u, l)
-			VPMADDUBSW(xm, g.o, c)
-			VPSUBW(c, l, l)
+			VPMADDUBSW(x.m, lv.u, l)
+			VPSUBW(x.c, l, l)
 			VPMADDWD(ones16, l, l)
 		}
 	default:
 		if vnni {
 			VPXOR(l, l, l)
-			VPDPBUSD(xm, lv.u, l)
+			VPDPBUSD(x.m, lv.u, l)
 		} else {
-			VPMADDUBSW(xm, lv.u, l)
+			VPMADDUBSW(x.m, lv.u, l)
 			VPMADDWD(ones16, l, l)
 		}
 	}
@@ -248,7 +272,7 @@ func (g *kernel) lanes8x1() {
 	VXORPS(summs, summs, summs)
 	g.loop(func() {
 		lv := g.unpack()
-		lf := g.lanes(lv, g.xMem(0))
+		lf := g.lanes(lv, g.loadX(g.xMem(0)))
 		VCVTDQ2PS(lf, lf)
 		// d_w in lane 0 and, for the _1 types, m in lane 1.
 		dm, d := XMM(), YMM()
@@ -283,7 +307,7 @@ func (g *kernel) lanes8x4() {
 		VCVTPH2PS(g.wMem(0), dm)
 		VBROADCASTSS(dm, dw)
 		for i := range acc {
-			lf := g.lanes(lv, g.xMem(i))
+			lf := g.lanes(lv, g.loadX(g.xMem(i)))
 			VCVTDQ2PS(lf, lf)
 			d := YMM()
 			if g.is.vnni {
@@ -335,8 +359,8 @@ func (g *kernel) oneLane1() {
 	Label("pair")
 	var l [2]VecVirtual
 	for j := range l {
-		lv := g.unpackAt(j * g.f.size)
-		l[j] = g.lanes(lv, g.xMem(0).Offset(32*j-64))
+		lv := g.unpackAt(g.wMem(j * g.f.size))
+		l[j] = g.lanes(lv, g.loadX(g.xMem(0).Offset(32*j-64)))
 	}
 	VPHADDD(l[1], l[0], l[0])
 	s := XMM()
@@ -359,7 +383,7 @@ func (g *kernel) oneLane1() {
 	Label("single")
 	SUBQ(U8(8), g.k)
 	JZ(LabelRef("done"))
-	t := hsumInt(g.lanes(g.unpack(), g.xMem(0)))
+	t := hsumInt(g.lanes(g.unpack(), g.loadX(g.xMem(0))))
 	VCVTDQ2PS(t, t)
 	d := XMM()
 	VCVTPH2PS(g.wMem(0), d)
@@ -379,7 +403,7 @@ func (g *kernel) oneLane4() {
 		lv := g.unpack()
 		var l [4]VecVirtual
 		for i := range l {
-			l[i] = g.lanes(lv, g.xMem(i))
+			l[i] = g.lanes(lv, g.loadX(g.xMem(i)))
 		}
 		VPHADDD(l[1], l[0], l[0])
 		VPHADDD(l[3], l[2], l[2])

@@ -19,9 +19,11 @@
 // operands, on 256-bit vectors: a block is 32 bytes and its lanes form one
 // FMA chain each; holding two activation rows per ZMM register measured no
 // faster). Each kernel comes for one activation row and for four, the four
-// sharing each unpacked weight block.
+// sharing each unpacked weight block, and for several weight rows with one
+// activation row (decode), whose FMA chains then run side by side.
 //
-// dot.go generates the dot products, quant.go the quantizers.
+// dot.go generates the dot products, rows.go the multi-row ones, quant.go
+// the quantizers.
 package main
 
 import (
@@ -143,6 +145,10 @@ func main() {
 				if f.name == "Q4_0" {
 					dotKernel(f, is, nact, true)
 				}
+			}
+			rowsKernel(f, is, false)
+			if f.name == "Q4_0" {
+				rowsKernel(f, is, true)
 			}
 		}
 	}
