@@ -101,6 +101,11 @@ var (
 	// rows at once, all taking path p, and unpacks each weight block once
 	// for the four.
 	simdQuant4 = map[gguf.Type]func(w []byte, a *[4]act, p path) [4]float32{}
+	// simdQuantRows[t], where set, does simdQuant[t]'s work for the
+	// len(out) weight rows that start rowBytes apart in w, writing row r's
+	// result to out[r]. One row's block sums form one chain of dependent
+	// FMAs; the kernel runs the chains of several rows side by side.
+	simdQuantRows = map[gguf.Type]func(w []byte, rowBytes int, a act, p path, out []float32){}
 	// simdFloat[t] multiplies one F32, F16 or BF16 weight row, as stored,
 	// with activations already rounded to its precision; lanes16 selects
 	// tinyBLAS's order, else ggml_vec_dot's.
@@ -232,22 +237,7 @@ func (m *matMulTask) pathOf(i int) path {
 // quant multiplies quantized weights with the prepared activation rows.
 func (m *matMulTask) quant(lo, hi int, ts *threadScratch) {
 	if k := simdQuant[m.t]; k != nil {
-		k4 := simdQuant4[m.t]
-		for r := lo; r < hi; r++ {
-			wr := m.w[r*m.rowBytes : (r+1)*m.rowBytes]
-			i := 0
-			// Groups of four start at row 0, so a group never straddles
-			// the gemm rows and the gemv rest: its rows share one path.
-			for ; k4 != nil && i+4 <= m.n; i += 4 {
-				o := k4(wr, (*[4]act)(m.acts[i:i+4]), m.pathOf(i))
-				for j, v := range o {
-					m.out[(i+j)*m.rows+r] = v
-				}
-			}
-			for ; i < m.n; i++ {
-				m.out[i*m.rows+r] = k(wr, m.acts[i], m.pathOf(i))
-			}
-		}
+		m.quantSIMD(lo, hi, k)
 		return
 	}
 	var dot func(*wrow, act, path) float32
@@ -266,6 +256,49 @@ func (m *matMulTask) quant(lo, hi int, ts *threadScratch) {
 		ts.w.decode(m.t, m.w[r*m.rowBytes:(r+1)*m.rowBytes], m.cols)
 		for i, a := range m.acts {
 			m.out[i*m.rows+r] = dot(&ts.w, a, m.pathOf(i))
+		}
+	}
+}
+
+// rowChunk is how many weight rows quantSIMD runs through all activation
+// rows at a time: few enough to stay in the cache from the first activation
+// row to the last, and a multiple of 8, so that a chunk of a thread's range
+// (which starts at a multiple of 8) keeps the groups of the eight-row
+// kernels whole.
+const rowChunk = 16
+
+// quantSIMD is quant with the SIMD kernels: activation rows in groups of
+// four through simdQuant4, the rest through simdQuantRows, or simdQuant
+// where a table has no entry.
+func (m *matMulTask) quantSIMD(lo, hi int, k func([]byte, act, path) float32) {
+	k4, kr := simdQuant4[m.t], simdQuantRows[m.t]
+	// Groups of four start at row 0, so a group never straddles the gemm
+	// rows and the gemv rest: its rows share one path.
+	n4 := 0
+	if k4 != nil {
+		n4 = m.n &^ 3
+	}
+	chunk := rowChunk
+	if m.n == 1 {
+		chunk = hi - lo // each weight row is read once anyway
+	}
+	rb := m.rowBytes
+	for r0 := lo; r0 < hi; r0 += chunk {
+		r1 := min(r0+chunk, hi)
+		for r := r0; r < r1; r++ {
+			wr := m.w[r*rb : (r+1)*rb]
+			for i := 0; i < n4; i += 4 {
+				o := k4(wr, (*[4]act)(m.acts[i:i+4]), m.pathOf(i))
+				for j, v := range o {
+					m.out[(i+j)*m.rows+r] = v
+				}
+			}
+			for i := n4; kr == nil && i < m.n; i++ {
+				m.out[i*m.rows+r] = k(wr, m.acts[i], m.pathOf(i))
+			}
+		}
+		for i := n4; kr != nil && i < m.n; i++ {
+			kr(m.w[r0*rb:r1*rb], rb, m.acts[i], m.pathOf(i), m.out[i*m.rows+r0:i*m.rows+r1])
 		}
 	}
 }
