@@ -17,10 +17,12 @@ import (
 // rows' scaled sums, and the same FMA their min sums in other lanes.
 //
 // A decode step reads each weight byte once, so it runs at the speed of
-// memory: the kernels prefetch the weights they take next (a few KiB on),
-// which took a Q4_K_M model's decode from about 30 to about 50 tokens/s on
-// one thread of the development machine; the hardware prefetchers alone
-// leave most of each row's misses exposed.
+// memory: the kernels prefetch the weights they take next (a few KiB on)
+// into L2, which took a Q4_K_M model's decode from about 30 to about 53
+// tokens/s on one thread of the development machine; the hardware
+// prefetchers alone leave most of each row's misses exposed. Prefetching
+// into L1 instead (PREFETCHT0) was about 7% slower there, into neither
+// (PREFETCHNTA) far slower.
 
 // prefetchAhead is how far ahead of the super-block in hand the vecDot rows
 // kernels prefetch; the rows are consecutive in memory in MatMul, so this is
@@ -63,11 +65,11 @@ func repeat4(a, b, c, d uint32) []uint32 {
 	return out
 }
 
-// prefetch fetches the super-block at m into the cache, one prefetch per 64
+// prefetch fetches the super-block at m into L2, one prefetch per 64
 // bytes: with every block of a row prefetched, every line of the row is.
 func (g *kgen) prefetch(m Mem) {
 	for o := 0; o < g.t.blockBytes(); o += 64 {
-		PREFETCHT0(m.Offset(o))
+		PREFETCHT1(m.Offset(o))
 	}
 }
 
