@@ -56,6 +56,30 @@ func q6KAVX2(w *byte, q *int8, d *float32, bs *int16, nb int) float32
 //go:noescape
 func q6K4AVX2(w *byte, q0 *int8, q1 *int8, q2 *int8, q3 *int8, d0 *float32, d1 *float32, d2 *float32, d3 *float32, bs0 *int16, bs1 *int16, bs2 *int16, bs3 *int16, nb int) (r0 float32, r1 float32, r2 float32, r3 float32)
 
+// q4KVecDotRowsAVX2 sets out[r] to the AVX2 dot product of nb super-blocks of Q4_K weight row r
+// (at w + r·rowBytes) with a Q8_K activation row, for r < rows, in ggml_vec_dot's eight lanes.
+//
+//go:noescape
+func q4KVecDotRowsAVX2(w *byte, rowBytes int, rows int, q *int8, d *float32, bs *int16, nb int, out *float32)
+
+// q4KGemvRowsAVX2 sets out[r] to the AVX2 dot product of nb super-blocks of Q4_K weight row r
+// (at w + r·rowBytes) with a Q8_K activation row, for r < rows, in the repacked gemv's order.
+//
+//go:noescape
+func q4KGemvRowsAVX2(w *byte, rowBytes int, rows int, q *int8, d *float32, bs *int16, nb int, out *float32)
+
+// q5KRowsAVX2 sets out[r] to the AVX2 dot product of nb super-blocks of Q5_K weight row r
+// (at w + r·rowBytes) with a Q8_K activation row, for r < rows, in ggml_vec_dot's eight lanes.
+//
+//go:noescape
+func q5KRowsAVX2(w *byte, rowBytes int, rows int, q *int8, d *float32, bs *int16, nb int, out *float32)
+
+// q6KRowsAVX2 sets out[r] to the AVX2 dot product of nb super-blocks of Q6_K weight row r
+// (at w + r·rowBytes) with a Q8_K activation row, for r < rows, in ggml_vec_dot's eight lanes.
+//
+//go:noescape
+func q6KRowsAVX2(w *byte, rowBytes int, rows int, q *int8, d *float32, bs *int16, nb int, out *float32)
+
 // q4KVecDotAVX512 is the AVX512 dot product of nb super-blocks of a Q4_K weight row with a Q8_K
 // activation row (levels q, scales d, sums bs), in ggml_vec_dot's eight lanes.
 //
@@ -110,6 +134,30 @@ func q6KAVX512(w *byte, q *int8, d *float32, bs *int16, nb int) float32
 //go:noescape
 func q6K4AVX512(w *byte, q0 *int8, q1 *int8, q2 *int8, q3 *int8, d0 *float32, d1 *float32, d2 *float32, d3 *float32, bs0 *int16, bs1 *int16, bs2 *int16, bs3 *int16, nb int) (r0 float32, r1 float32, r2 float32, r3 float32)
 
+// q4KVecDotRowsAVX512 sets out[r] to the AVX512 dot product of nb super-blocks of Q4_K weight row r
+// (at w + r·rowBytes) with a Q8_K activation row, for r < rows, in ggml_vec_dot's eight lanes.
+//
+//go:noescape
+func q4KVecDotRowsAVX512(w *byte, rowBytes int, rows int, q *int8, d *float32, bs *int16, nb int, out *float32)
+
+// q4KGemvRowsAVX512 sets out[r] to the AVX512 dot product of nb super-blocks of Q4_K weight row r
+// (at w + r·rowBytes) with a Q8_K activation row, for r < rows, in the repacked gemv's order.
+//
+//go:noescape
+func q4KGemvRowsAVX512(w *byte, rowBytes int, rows int, q *int8, d *float32, bs *int16, nb int, out *float32)
+
+// q5KRowsAVX512 sets out[r] to the AVX512 dot product of nb super-blocks of Q5_K weight row r
+// (at w + r·rowBytes) with a Q8_K activation row, for r < rows, in ggml_vec_dot's eight lanes.
+//
+//go:noescape
+func q5KRowsAVX512(w *byte, rowBytes int, rows int, q *int8, d *float32, bs *int16, nb int, out *float32)
+
+// q6KRowsAVX512 sets out[r] to the AVX512 dot product of nb super-blocks of Q6_K weight row r
+// (at w + r·rowBytes) with a Q8_K activation row, for r < rows, in ggml_vec_dot's eight lanes.
+//
+//go:noescape
+func q6KRowsAVX512(w *byte, rowBytes int, rows int, q *int8, d *float32, bs *int16, nb int, out *float32)
+
 // q4KVecDotVNNI is the VNNI dot product of nb super-blocks of a Q4_K weight row with a Q8_K
 // activation row (levels q, scales d, sums bs), in ggml_vec_dot's eight lanes.
 //
@@ -163,6 +211,30 @@ func q6KVNNI(w *byte, q *int8, d *float32, bs *int16, nb int) float32
 //
 //go:noescape
 func q6K4VNNI(w *byte, q0 *int8, q1 *int8, q2 *int8, q3 *int8, d0 *float32, d1 *float32, d2 *float32, d3 *float32, bs0 *int16, bs1 *int16, bs2 *int16, bs3 *int16, nb int) (r0 float32, r1 float32, r2 float32, r3 float32)
+
+// q4KVecDotRowsVNNI sets out[r] to the VNNI dot product of nb super-blocks of Q4_K weight row r
+// (at w + r·rowBytes) with a Q8_K activation row, for r < rows, in ggml_vec_dot's eight lanes.
+//
+//go:noescape
+func q4KVecDotRowsVNNI(w *byte, rowBytes int, rows int, q *int8, d *float32, bs *int16, nb int, out *float32)
+
+// q4KGemvRowsVNNI sets out[r] to the VNNI dot product of nb super-blocks of Q4_K weight row r
+// (at w + r·rowBytes) with a Q8_K activation row, for r < rows, in the repacked gemv's order.
+//
+//go:noescape
+func q4KGemvRowsVNNI(w *byte, rowBytes int, rows int, q *int8, d *float32, bs *int16, nb int, out *float32)
+
+// q5KRowsVNNI sets out[r] to the VNNI dot product of nb super-blocks of Q5_K weight row r
+// (at w + r·rowBytes) with a Q8_K activation row, for r < rows, in ggml_vec_dot's eight lanes.
+//
+//go:noescape
+func q5KRowsVNNI(w *byte, rowBytes int, rows int, q *int8, d *float32, bs *int16, nb int, out *float32)
+
+// q6KRowsVNNI sets out[r] to the VNNI dot product of nb super-blocks of Q6_K weight row r
+// (at w + r·rowBytes) with a Q8_K activation row, for r < rows, in ggml_vec_dot's eight lanes.
+//
+//go:noescape
+func q6KRowsVNNI(w *byte, rowBytes int, rows int, q *int8, d *float32, bs *int16, nb int, out *float32)
 
 // quantizeQ8KAVX2 is quantizeActQ8_K over nb blocks of 256 values, with AVX2.
 //

@@ -164,6 +164,50 @@ DATA kqShift02<>+48(SB)/8, $0x0002000200020002
 DATA kqShift02<>+56(SB)/8, $0x0002000200020002
 GLOBL kqShift02<>(SB), RODATA|NOPTR, $64
 
+DATA kqRowsKsShift<>+0(SB)/8, $0x0000000000000000
+DATA kqRowsKsShift<>+8(SB)/8, $0x0000000400000000
+DATA kqRowsKsShift<>+16(SB)/8, $0x0000000000000000
+DATA kqRowsKsShift<>+24(SB)/8, $0x0000000400000000
+DATA kqRowsKsShift<>+32(SB)/8, $0x0000000000000000
+DATA kqRowsKsShift<>+40(SB)/8, $0x0000000400000000
+DATA kqRowsKsShift<>+48(SB)/8, $0x0000000000000000
+DATA kqRowsKsShift<>+56(SB)/8, $0x0000000400000000
+GLOBL kqRowsKsShift<>(SB), RODATA|NOPTR, $64
+
+DATA kqRowsKsLow<>+0(SB)/8, $0x0f0f0f0f3f3f3f3f
+DATA kqRowsKsLow<>+8(SB)/8, $0x0f0f0f0f3f3f3f3f
+DATA kqRowsKsLow<>+16(SB)/8, $0x0f0f0f0f3f3f3f3f
+DATA kqRowsKsLow<>+24(SB)/8, $0x0f0f0f0f3f3f3f3f
+DATA kqRowsKsLow<>+32(SB)/8, $0x0f0f0f0f3f3f3f3f
+DATA kqRowsKsLow<>+40(SB)/8, $0x0f0f0f0f3f3f3f3f
+DATA kqRowsKsLow<>+48(SB)/8, $0x0f0f0f0f3f3f3f3f
+DATA kqRowsKsLow<>+56(SB)/8, $0x0f0f0f0f3f3f3f3f
+GLOBL kqRowsKsLow<>(SB), RODATA|NOPTR, $64
+
+DATA kqRowsKsHigh<>+0(SB)/8, $0x3030303000000000
+DATA kqRowsKsHigh<>+8(SB)/8, $0x3030303000000000
+DATA kqRowsKsHigh<>+16(SB)/8, $0x3030303000000000
+DATA kqRowsKsHigh<>+24(SB)/8, $0x3030303000000000
+DATA kqRowsKsHigh<>+32(SB)/8, $0x3030303000000000
+DATA kqRowsKsHigh<>+40(SB)/8, $0x3030303000000000
+DATA kqRowsKsHigh<>+48(SB)/8, $0x3030303000000000
+DATA kqRowsKsHigh<>+56(SB)/8, $0x3030303000000000
+GLOBL kqRowsKsHigh<>(SB), RODATA|NOPTR, $64
+
+DATA kqRowsGemvD<>+0(SB)/8, $0x0018001000080000
+DATA kqRowsGemvD<>+8(SB)/8, $0x0019001100090001
+DATA kqRowsGemvD<>+16(SB)/8, $0x0038003000280020
+DATA kqRowsGemvD<>+24(SB)/8, $0x0039003100290021
+DATA kqRowsGemvD<>+32(SB)/8, $0x0000000000000000
+DATA kqRowsGemvD<>+40(SB)/8, $0x0000000000000000
+DATA kqRowsGemvD<>+48(SB)/8, $0x0000000000000000
+DATA kqRowsGemvD<>+56(SB)/8, $0x0000000000000000
+GLOBL kqRowsGemvD<>(SB), RODATA|NOPTR, $64
+
+DATA kqRowsGemvD4<>+0(SB)/8, $0x0d0c090805040100
+DATA kqRowsGemvD4<>+8(SB)/8, $0x0f0e0b0a07060302
+GLOBL kqRowsGemvD4<>(SB), RODATA|NOPTR, $16
+
 DATA q8kAbs<>+0(SB)/8, $0x7fffffff7fffffff
 DATA q8kAbs<>+8(SB)/8, $0x7fffffff7fffffff
 DATA q8kAbs<>+16(SB)/8, $0x7fffffff7fffffff
@@ -2048,6 +2092,1027 @@ block:
 	MOVSS        X3, r3+124(FP)
 	RET
 
+// func q4KVecDotRowsAVX2(w *byte, rowBytes int, rows int, q *int8, d *float32, bs *int16, nb int, out *float32)
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
+TEXT ·q4KVecDotRowsAVX2(SB), NOSPLIT, $0-64
+	MOVQ   w+0(FP), AX
+	MOVQ   q+24(FP), CX
+	MOVQ   d+32(FP), DX
+	MOVQ   bs+40(FP), BX
+	MOVQ   nb+48(FP), SI
+	MOVQ   rows+16(FP), R8
+	MOVQ   out+56(FP), R9
+	MOVQ   rowBytes+8(FP), R10
+	IMUL3Q $0x00000090, SI, SI
+	SUBQ   SI, R10
+
+row:
+	MOVQ  nb+48(FP), SI
+	XORQ  DI, DI
+	VPXOR Y0, Y0, Y0
+	VPXOR Y1, Y1, Y1
+
+block:
+	PREFETCHT1   16384(AX)
+	PREFETCHT1   16448(AX)
+	PREFETCHT1   16512(AX)
+	MOVL         4(AX), R11
+	MOVL         8(AX), R12
+	MOVL         12(AX), R13
+	MOVL         R11, R15
+	SHRL         $0x06, R15
+	ANDL         $0x03030303, R15
+	SHLL         $0x04, R15
+	MOVL         R13, R14
+	ANDL         $0x0f0f0f0f, R14
+	ORL          R15, R14
+	ANDL         $0x3f3f3f3f, R11
+	SHLQ         $0x20, R14
+	ORQ          R11, R14
+	MOVL         R12, R15
+	SHRL         $0x06, R15
+	ANDL         $0x03030303, R15
+	SHLL         $0x04, R15
+	SHRL         $0x04, R13
+	ANDL         $0x0f0f0f0f, R13
+	ORL          R15, R13
+	ANDL         $0x3f3f3f3f, R12
+	SHLQ         $0x20, R13
+	ORQ          R12, R13
+	VMOVQ        R14, X2
+	VMOVQ        R13, X3
+	VPUNPCKLQDQ  X3, X2, X2
+	VINSERTI128  $0x01, X2, Y2, Y3
+	VMOVDQU      16(AX), Y5
+	VPAND        kqMask0F<>+0(SB), Y5, Y4
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        kqMask0F<>+0(SB), Y5, Y5
+	VPSHUFB      kqScaleK4<>+0(SB), Y3, Y6
+	VPSHUFB      kqScaleK4<>+32(SB), Y3, Y7
+	VPMADDUBSW   (CX)(DI*1), Y4, Y4
+	VPMADDWD     Y6, Y4, Y4
+	VPMADDUBSW   32(CX)(DI*1), Y5, Y5
+	VPMADDWD     Y7, Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VMOVDQU      48(AX), Y6
+	VPAND        kqMask0F<>+0(SB), Y6, Y5
+	VPSRLW       $0x04, Y6, Y6
+	VPAND        kqMask0F<>+0(SB), Y6, Y6
+	VPSHUFB      kqScaleK4<>+64(SB), Y3, Y7
+	VPSHUFB      kqScaleK4<>+96(SB), Y3, Y8
+	VPMADDUBSW   64(CX)(DI*1), Y5, Y5
+	VPMADDWD     Y7, Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VPMADDUBSW   96(CX)(DI*1), Y6, Y5
+	VPMADDWD     Y8, Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VMOVDQU      80(AX), Y6
+	VPAND        kqMask0F<>+0(SB), Y6, Y5
+	VPSRLW       $0x04, Y6, Y6
+	VPAND        kqMask0F<>+0(SB), Y6, Y6
+	VPSHUFB      kqScaleK4<>+128(SB), Y3, Y7
+	VPSHUFB      kqScaleK4<>+160(SB), Y3, Y8
+	VPMADDUBSW   128(CX)(DI*1), Y5, Y5
+	VPMADDWD     Y7, Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VPMADDUBSW   160(CX)(DI*1), Y6, Y5
+	VPMADDWD     Y8, Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VMOVDQU      112(AX), Y6
+	VPAND        kqMask0F<>+0(SB), Y6, Y5
+	VPSRLW       $0x04, Y6, Y6
+	VPAND        kqMask0F<>+0(SB), Y6, Y6
+	VPSHUFB      kqScaleK4<>+192(SB), Y3, Y7
+	VPSHUFB      kqScaleK4<>+224(SB), Y3, Y8
+	VPMADDUBSW   192(CX)(DI*1), Y5, Y5
+	VPMADDWD     Y7, Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VPMADDUBSW   224(CX)(DI*1), Y6, Y5
+	VPMADDWD     Y8, Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VPBROADCASTD (AX), X2
+	VCVTPH2PS    X2, Y5
+	VPERMILPS    $0x00, Y5, Y6
+	VPERMILPS    $0x55, Y5, Y5
+	MOVQ         DI, R11
+	SHRQ         $0x06, R11
+	VBROADCASTSS (DX)(R11*1), Y7
+	VMULPS       Y6, Y7, Y6
+	VMULPS       Y5, Y7, Y5
+	VFMADD231PS  Y6, Y4, Y0
+	VPSHUFB      kqMinsK4<>+0(SB), Y3, Y3
+	MOVQ         DI, R11
+	SHRQ         $0x03, R11
+	VPMADDWD     (BX)(R11*1), Y3, Y3
+	VPSHUFD      $0xb1, Y3, Y4
+	VPADDD       Y4, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VFNMADD231PS Y5, Y3, Y1
+	ADDQ         $0x00000090, AX
+	ADDQ         $0x00000100, DI
+	DECQ         SI
+	JNZ          block
+	VEXTRACTI128 $0x01, Y0, X2
+	VADDPS       X2, X0, X0
+	VMOVHLPS     X0, X0, X2
+	VADDPS       X2, X0, X0
+	VMOVSHDUP    X0, X2
+	VADDSS       X2, X0, X0
+	VEXTRACTI128 $0x01, Y1, X2
+	VSHUFPS      $0x88, X2, X1, X1
+	VMOVHLPS     X1, X1, X2
+	VADDPS       X2, X1, X1
+	VMOVSHDUP    X1, X2
+	VADDSS       X2, X1, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (R9)
+	ADDQ         $0x04, R9
+	ADDQ         R10, AX
+	DECQ         R8
+	JNZ          row
+	VZEROUPPER
+	RET
+
+// func q4KGemvRowsAVX2(w *byte, rowBytes int, rows int, q *int8, d *float32, bs *int16, nb int, out *float32)
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
+TEXT ·q4KGemvRowsAVX2(SB), NOSPLIT, $0-64
+	MOVQ   w+0(FP), AX
+	MOVQ   rowBytes+8(FP), CX
+	MOVQ   rows+16(FP), DX
+	SHRQ   $0x03, DX
+	MOVQ   q+24(FP), BX
+	MOVQ   d+32(FP), SI
+	MOVQ   bs+40(FP), DI
+	MOVQ   out+56(FP), R8
+	MOVQ   nb+48(FP), R9
+	LEAQ   (CX)(CX*2), R11
+	MOVQ   CX, R12
+	SHLQ   $0x03, R12
+	IMUL3Q $0xffffff70, R9, R13
+	ADDQ   R12, R13
+
+group:
+	VPXOR Y0, Y0, Y0
+	VPXOR Y1, Y1, Y1
+	XORQ  R10, R10
+	MOVQ  nb+48(FP), R9
+
+block:
+	MOVQ         R10, R14
+	SHRQ         $0x03, R14
+	VMOVDQU      (DI)(R14*1), Y2
+	VMOVD        (AX), X3
+	VPINSRD      $0x01, (AX)(CX*1), X3, X3
+	VPINSRD      $0x02, (AX)(CX*2), X3, X3
+	VPINSRD      $0x03, (AX)(R11*1), X3, X3
+	VPSHUFB      kqRowsGemvD4<>+0(SB), X3, X3
+	VCVTPH2PS    X3, Y3
+	MOVQ         R10, R14
+	SHRQ         $0x06, R14
+	VBROADCASTSS (SI)(R14*1), Y4
+	VMULPS       Y4, Y3, Y3
+	VMOVDQU      (AX), X5
+	VINSERTI128  $0x01, (AX)(CX*1), Y5, Y5
+	VPSHUFD      $0xed, Y5, Y4
+	VPSRLVD      kqRowsKsShift<>+0(SB), Y4, Y4
+	VPSHUFD      $0xa5, Y5, Y9
+	VPSRLD       $0x02, Y9, Y9
+	VPAND        kqRowsKsLow<>+0(SB), Y4, Y4
+	VPAND        kqRowsKsHigh<>+0(SB), Y9, Y9
+	VPOR         Y9, Y4, Y4
+	VPERMQ       $0x44, Y4, Y9
+	PREFETCHT1   16384(AX)
+	PREFETCHT1   16448(AX)
+	PREFETCHT1   16512(AX)
+	VMOVDQU      16(AX), Y11
+	VPAND        kqMask0F<>+0(SB), Y11, Y10
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        kqMask0F<>+0(SB), Y11, Y11
+	VPSHUFB      kqScaleK4<>+0(SB), Y9, Y12
+	VPSHUFB      kqScaleK4<>+32(SB), Y9, Y13
+	VPMADDUBSW   (BX)(R10*1), Y10, Y10
+	VPMADDWD     Y12, Y10, Y10
+	VPMADDUBSW   32(BX)(R10*1), Y11, Y11
+	VPMADDWD     Y13, Y11, Y11
+	VPADDD       Y11, Y10, Y10
+	VMOVDQU      48(AX), Y12
+	VPAND        kqMask0F<>+0(SB), Y12, Y11
+	VPSRLW       $0x04, Y12, Y12
+	VPAND        kqMask0F<>+0(SB), Y12, Y12
+	VPSHUFB      kqScaleK4<>+64(SB), Y9, Y13
+	VPSHUFB      kqScaleK4<>+96(SB), Y9, Y14
+	VPMADDUBSW   64(BX)(R10*1), Y11, Y11
+	VPMADDWD     Y13, Y11, Y11
+	VPADDD       Y11, Y10, Y10
+	VPMADDUBSW   96(BX)(R10*1), Y12, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y10, Y10
+	VMOVDQU      80(AX), Y12
+	VPAND        kqMask0F<>+0(SB), Y12, Y11
+	VPSRLW       $0x04, Y12, Y12
+	VPAND        kqMask0F<>+0(SB), Y12, Y12
+	VPSHUFB      kqScaleK4<>+128(SB), Y9, Y13
+	VPSHUFB      kqScaleK4<>+160(SB), Y9, Y14
+	VPMADDUBSW   128(BX)(R10*1), Y11, Y11
+	VPMADDWD     Y13, Y11, Y11
+	VPADDD       Y11, Y10, Y10
+	VPMADDUBSW   160(BX)(R10*1), Y12, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y10, Y10
+	VMOVDQU      112(AX), Y12
+	VPAND        kqMask0F<>+0(SB), Y12, Y11
+	VPSRLW       $0x04, Y12, Y12
+	VPAND        kqMask0F<>+0(SB), Y12, Y12
+	VPSHUFB      kqScaleK4<>+192(SB), Y9, Y13
+	VPSHUFB      kqScaleK4<>+224(SB), Y9, Y14
+	VPMADDUBSW   192(BX)(R10*1), Y11, Y11
+	VPMADDWD     Y13, Y11, Y11
+	VPADDD       Y11, Y10, Y10
+	VPMADDUBSW   224(BX)(R10*1), Y12, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y10, Y10
+	VPSHUFB      kqMinsK4<>+0(SB), Y9, Y9
+	VPMADDWD     Y2, Y9, Y9
+	VPBLENDD     $0xf0, Y9, Y10, Y11
+	VPERM2I128   $0x21, Y9, Y10, Y9
+	VPADDD       Y9, Y11, Y11
+	ADDQ         CX, AX
+	VPERMQ       $0xee, Y4, Y4
+	PREFETCHT1   16384(AX)
+	PREFETCHT1   16448(AX)
+	PREFETCHT1   16512(AX)
+	VMOVDQU      16(AX), Y10
+	VPAND        kqMask0F<>+0(SB), Y10, Y9
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        kqMask0F<>+0(SB), Y10, Y10
+	VPSHUFB      kqScaleK4<>+0(SB), Y4, Y12
+	VPSHUFB      kqScaleK4<>+32(SB), Y4, Y13
+	VPMADDUBSW   (BX)(R10*1), Y9, Y9
+	VPMADDWD     Y12, Y9, Y9
+	VPMADDUBSW   32(BX)(R10*1), Y10, Y10
+	VPMADDWD     Y13, Y10, Y10
+	VPADDD       Y10, Y9, Y9
+	VMOVDQU      48(AX), Y12
+	VPAND        kqMask0F<>+0(SB), Y12, Y10
+	VPSRLW       $0x04, Y12, Y12
+	VPAND        kqMask0F<>+0(SB), Y12, Y12
+	VPSHUFB      kqScaleK4<>+64(SB), Y4, Y13
+	VPSHUFB      kqScaleK4<>+96(SB), Y4, Y14
+	VPMADDUBSW   64(BX)(R10*1), Y10, Y10
+	VPMADDWD     Y13, Y10, Y10
+	VPADDD       Y10, Y9, Y9
+	VPMADDUBSW   96(BX)(R10*1), Y12, Y10
+	VPMADDWD     Y14, Y10, Y10
+	VPADDD       Y10, Y9, Y9
+	VMOVDQU      80(AX), Y12
+	VPAND        kqMask0F<>+0(SB), Y12, Y10
+	VPSRLW       $0x04, Y12, Y12
+	VPAND        kqMask0F<>+0(SB), Y12, Y12
+	VPSHUFB      kqScaleK4<>+128(SB), Y4, Y13
+	VPSHUFB      kqScaleK4<>+160(SB), Y4, Y14
+	VPMADDUBSW   128(BX)(R10*1), Y10, Y10
+	VPMADDWD     Y13, Y10, Y10
+	VPADDD       Y10, Y9, Y9
+	VPMADDUBSW   160(BX)(R10*1), Y12, Y10
+	VPMADDWD     Y14, Y10, Y10
+	VPADDD       Y10, Y9, Y9
+	VMOVDQU      112(AX), Y12
+	VPAND        kqMask0F<>+0(SB), Y12, Y10
+	VPSRLW       $0x04, Y12, Y12
+	VPAND        kqMask0F<>+0(SB), Y12, Y12
+	VPSHUFB      kqScaleK4<>+192(SB), Y4, Y13
+	VPSHUFB      kqScaleK4<>+224(SB), Y4, Y14
+	VPMADDUBSW   192(BX)(R10*1), Y10, Y10
+	VPMADDWD     Y13, Y10, Y10
+	VPADDD       Y10, Y9, Y9
+	VPMADDUBSW   224(BX)(R10*1), Y12, Y10
+	VPMADDWD     Y14, Y10, Y10
+	VPADDD       Y10, Y9, Y9
+	VPSHUFB      kqMinsK4<>+0(SB), Y4, Y4
+	VPMADDWD     Y2, Y4, Y4
+	VPBLENDD     $0xf0, Y4, Y9, Y10
+	VPERM2I128   $0x21, Y4, Y9, Y4
+	VPADDD       Y4, Y10, Y10
+	VPUNPCKLDQ   Y10, Y11, Y4
+	VPUNPCKHDQ   Y10, Y11, Y9
+	VPADDD       Y9, Y4, Y4
+	ADDQ         CX, AX
+	VMOVDQU      (AX), X6
+	VINSERTI128  $0x01, (AX)(CX*1), Y6, Y6
+	VPSHUFD      $0xed, Y6, Y9
+	VPSRLVD      kqRowsKsShift<>+0(SB), Y9, Y9
+	VPSHUFD      $0xa5, Y6, Y10
+	VPSRLD       $0x02, Y10, Y10
+	VPAND        kqRowsKsLow<>+0(SB), Y9, Y9
+	VPAND        kqRowsKsHigh<>+0(SB), Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPERMQ       $0x44, Y9, Y10
+	PREFETCHT1   16384(AX)
+	PREFETCHT1   16448(AX)
+	PREFETCHT1   16512(AX)
+	VMOVDQU      16(AX), Y12
+	VPAND        kqMask0F<>+0(SB), Y12, Y11
+	VPSRLW       $0x04, Y12, Y12
+	VPAND        kqMask0F<>+0(SB), Y12, Y12
+	VPSHUFB      kqScaleK4<>+0(SB), Y10, Y13
+	VPSHUFB      kqScaleK4<>+32(SB), Y10, Y14
+	VPMADDUBSW   (BX)(R10*1), Y11, Y11
+	VPMADDWD     Y13, Y11, Y11
+	VPMADDUBSW   32(BX)(R10*1), Y12, Y12
+	VPMADDWD     Y14, Y12, Y12
+	VPADDD       Y12, Y11, Y11
+	VMOVDQU      48(AX), Y13
+	VPAND        kqMask0F<>+0(SB), Y13, Y12
+	VPSRLW       $0x04, Y13, Y13
+	VPAND        kqMask0F<>+0(SB), Y13, Y13
+	VPSHUFB      kqScaleK4<>+64(SB), Y10, Y14
+	VPSHUFB      kqScaleK4<>+96(SB), Y10, Y15
+	VPMADDUBSW   64(BX)(R10*1), Y12, Y12
+	VPMADDWD     Y14, Y12, Y12
+	VPADDD       Y12, Y11, Y11
+	VPMADDUBSW   96(BX)(R10*1), Y13, Y12
+	VPMADDWD     Y15, Y12, Y12
+	VPADDD       Y12, Y11, Y11
+	VMOVDQU      80(AX), Y13
+	VPAND        kqMask0F<>+0(SB), Y13, Y12
+	VPSRLW       $0x04, Y13, Y13
+	VPAND        kqMask0F<>+0(SB), Y13, Y13
+	VPSHUFB      kqScaleK4<>+128(SB), Y10, Y14
+	VPSHUFB      kqScaleK4<>+160(SB), Y10, Y15
+	VPMADDUBSW   128(BX)(R10*1), Y12, Y12
+	VPMADDWD     Y14, Y12, Y12
+	VPADDD       Y12, Y11, Y11
+	VPMADDUBSW   160(BX)(R10*1), Y13, Y12
+	VPMADDWD     Y15, Y12, Y12
+	VPADDD       Y12, Y11, Y11
+	VMOVDQU      112(AX), Y13
+	VPAND        kqMask0F<>+0(SB), Y13, Y12
+	VPSRLW       $0x04, Y13, Y13
+	VPAND        kqMask0F<>+0(SB), Y13, Y13
+	VPSHUFB      kqScaleK4<>+192(SB), Y10, Y14
+	VPSHUFB      kqScaleK4<>+224(SB), Y10, Y15
+	VPMADDUBSW   192(BX)(R10*1), Y12, Y12
+	VPMADDWD     Y14, Y12, Y12
+	VPADDD       Y12, Y11, Y11
+	VPMADDUBSW   224(BX)(R10*1), Y13, Y12
+	VPMADDWD     Y15, Y12, Y12
+	VPADDD       Y12, Y11, Y11
+	VPSHUFB      kqMinsK4<>+0(SB), Y10, Y10
+	VPMADDWD     Y2, Y10, Y10
+	VPBLENDD     $0xf0, Y10, Y11, Y12
+	VPERM2I128   $0x21, Y10, Y11, Y10
+	VPADDD       Y10, Y12, Y12
+	ADDQ         CX, AX
+	VPERMQ       $0xee, Y9, Y9
+	PREFETCHT1   16384(AX)
+	PREFETCHT1   16448(AX)
+	PREFETCHT1   16512(AX)
+	VMOVDQU      16(AX), Y11
+	VPAND        kqMask0F<>+0(SB), Y11, Y10
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        kqMask0F<>+0(SB), Y11, Y11
+	VPSHUFB      kqScaleK4<>+0(SB), Y9, Y13
+	VPSHUFB      kqScaleK4<>+32(SB), Y9, Y14
+	VPMADDUBSW   (BX)(R10*1), Y10, Y10
+	VPMADDWD     Y13, Y10, Y10
+	VPMADDUBSW   32(BX)(R10*1), Y11, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y10, Y10
+	VMOVDQU      48(AX), Y13
+	VPAND        kqMask0F<>+0(SB), Y13, Y11
+	VPSRLW       $0x04, Y13, Y13
+	VPAND        kqMask0F<>+0(SB), Y13, Y13
+	VPSHUFB      kqScaleK4<>+64(SB), Y9, Y14
+	VPSHUFB      kqScaleK4<>+96(SB), Y9, Y15
+	VPMADDUBSW   64(BX)(R10*1), Y11, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y10, Y10
+	VPMADDUBSW   96(BX)(R10*1), Y13, Y11
+	VPMADDWD     Y15, Y11, Y11
+	VPADDD       Y11, Y10, Y10
+	VMOVDQU      80(AX), Y13
+	VPAND        kqMask0F<>+0(SB), Y13, Y11
+	VPSRLW       $0x04, Y13, Y13
+	VPAND        kqMask0F<>+0(SB), Y13, Y13
+	VPSHUFB      kqScaleK4<>+128(SB), Y9, Y14
+	VPSHUFB      kqScaleK4<>+160(SB), Y9, Y15
+	VPMADDUBSW   128(BX)(R10*1), Y11, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y10, Y10
+	VPMADDUBSW   160(BX)(R10*1), Y13, Y11
+	VPMADDWD     Y15, Y11, Y11
+	VPADDD       Y11, Y10, Y10
+	VMOVDQU      112(AX), Y13
+	VPAND        kqMask0F<>+0(SB), Y13, Y11
+	VPSRLW       $0x04, Y13, Y13
+	VPAND        kqMask0F<>+0(SB), Y13, Y13
+	VPSHUFB      kqScaleK4<>+192(SB), Y9, Y14
+	VPSHUFB      kqScaleK4<>+224(SB), Y9, Y15
+	VPMADDUBSW   192(BX)(R10*1), Y11, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y10, Y10
+	VPMADDUBSW   224(BX)(R10*1), Y13, Y11
+	VPMADDWD     Y15, Y11, Y11
+	VPADDD       Y11, Y10, Y10
+	VPSHUFB      kqMinsK4<>+0(SB), Y9, Y9
+	VPMADDWD     Y2, Y9, Y9
+	VPBLENDD     $0xf0, Y9, Y10, Y11
+	VPERM2I128   $0x21, Y9, Y10, Y9
+	VPADDD       Y9, Y11, Y11
+	VPUNPCKLDQ   Y11, Y12, Y9
+	VPUNPCKHDQ   Y11, Y12, Y10
+	VPADDD       Y10, Y9, Y9
+	VPUNPCKLQDQ  Y9, Y4, Y10
+	VPUNPCKHQDQ  Y9, Y4, Y4
+	VPADDD       Y4, Y10, Y10
+	ADDQ         CX, AX
+	VCVTDQ2PS    Y10, Y10
+	VFMADD231PS  Y3, Y10, Y0
+	VMOVD        (AX), X3
+	VPINSRD      $0x01, (AX)(CX*1), X3, X3
+	VPINSRD      $0x02, (AX)(CX*2), X3, X3
+	VPINSRD      $0x03, (AX)(R11*1), X3, X3
+	VPSHUFB      kqRowsGemvD4<>+0(SB), X3, X3
+	VCVTPH2PS    X3, Y3
+	MOVQ         R10, R14
+	SHRQ         $0x06, R14
+	VBROADCASTSS (SI)(R14*1), Y4
+	VMULPS       Y4, Y3, Y3
+	VMOVDQU      (AX), X7
+	VINSERTI128  $0x01, (AX)(CX*1), Y7, Y7
+	VPSHUFD      $0xed, Y7, Y4
+	VPSRLVD      kqRowsKsShift<>+0(SB), Y4, Y4
+	VPSHUFD      $0xa5, Y7, Y9
+	VPSRLD       $0x02, Y9, Y9
+	VPAND        kqRowsKsLow<>+0(SB), Y4, Y4
+	VPAND        kqRowsKsHigh<>+0(SB), Y9, Y9
+	VPOR         Y9, Y4, Y4
+	VPERMQ       $0x44, Y4, Y9
+	PREFETCHT1   16384(AX)
+	PREFETCHT1   16448(AX)
+	PREFETCHT1   16512(AX)
+	VMOVDQU      16(AX), Y11
+	VPAND        kqMask0F<>+0(SB), Y11, Y10
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        kqMask0F<>+0(SB), Y11, Y11
+	VPSHUFB      kqScaleK4<>+0(SB), Y9, Y12
+	VPSHUFB      kqScaleK4<>+32(SB), Y9, Y13
+	VPMADDUBSW   (BX)(R10*1), Y10, Y10
+	VPMADDWD     Y12, Y10, Y10
+	VPMADDUBSW   32(BX)(R10*1), Y11, Y11
+	VPMADDWD     Y13, Y11, Y11
+	VPADDD       Y11, Y10, Y10
+	VMOVDQU      48(AX), Y12
+	VPAND        kqMask0F<>+0(SB), Y12, Y11
+	VPSRLW       $0x04, Y12, Y12
+	VPAND        kqMask0F<>+0(SB), Y12, Y12
+	VPSHUFB      kqScaleK4<>+64(SB), Y9, Y13
+	VPSHUFB      kqScaleK4<>+96(SB), Y9, Y14
+	VPMADDUBSW   64(BX)(R10*1), Y11, Y11
+	VPMADDWD     Y13, Y11, Y11
+	VPADDD       Y11, Y10, Y10
+	VPMADDUBSW   96(BX)(R10*1), Y12, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y10, Y10
+	VMOVDQU      80(AX), Y12
+	VPAND        kqMask0F<>+0(SB), Y12, Y11
+	VPSRLW       $0x04, Y12, Y12
+	VPAND        kqMask0F<>+0(SB), Y12, Y12
+	VPSHUFB      kqScaleK4<>+128(SB), Y9, Y13
+	VPSHUFB      kqScaleK4<>+160(SB), Y9, Y14
+	VPMADDUBSW   128(BX)(R10*1), Y11, Y11
+	VPMADDWD     Y13, Y11, Y11
+	VPADDD       Y11, Y10, Y10
+	VPMADDUBSW   160(BX)(R10*1), Y12, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y10, Y10
+	VMOVDQU      112(AX), Y12
+	VPAND        kqMask0F<>+0(SB), Y12, Y11
+	VPSRLW       $0x04, Y12, Y12
+	VPAND        kqMask0F<>+0(SB), Y12, Y12
+	VPSHUFB      kqScaleK4<>+192(SB), Y9, Y13
+	VPSHUFB      kqScaleK4<>+224(SB), Y9, Y14
+	VPMADDUBSW   192(BX)(R10*1), Y11, Y11
+	VPMADDWD     Y13, Y11, Y11
+	VPADDD       Y11, Y10, Y10
+	VPMADDUBSW   224(BX)(R10*1), Y12, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y10, Y10
+	VPSHUFB      kqMinsK4<>+0(SB), Y9, Y9
+	VPMADDWD     Y2, Y9, Y9
+	VPBLENDD     $0xf0, Y9, Y10, Y11
+	VPERM2I128   $0x21, Y9, Y10, Y9
+	VPADDD       Y9, Y11, Y11
+	ADDQ         CX, AX
+	VPERMQ       $0xee, Y4, Y4
+	PREFETCHT1   16384(AX)
+	PREFETCHT1   16448(AX)
+	PREFETCHT1   16512(AX)
+	VMOVDQU      16(AX), Y10
+	VPAND        kqMask0F<>+0(SB), Y10, Y9
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        kqMask0F<>+0(SB), Y10, Y10
+	VPSHUFB      kqScaleK4<>+0(SB), Y4, Y12
+	VPSHUFB      kqScaleK4<>+32(SB), Y4, Y13
+	VPMADDUBSW   (BX)(R10*1), Y9, Y9
+	VPMADDWD     Y12, Y9, Y9
+	VPMADDUBSW   32(BX)(R10*1), Y10, Y10
+	VPMADDWD     Y13, Y10, Y10
+	VPADDD       Y10, Y9, Y9
+	VMOVDQU      48(AX), Y12
+	VPAND        kqMask0F<>+0(SB), Y12, Y10
+	VPSRLW       $0x04, Y12, Y12
+	VPAND        kqMask0F<>+0(SB), Y12, Y12
+	VPSHUFB      kqScaleK4<>+64(SB), Y4, Y13
+	VPSHUFB      kqScaleK4<>+96(SB), Y4, Y14
+	VPMADDUBSW   64(BX)(R10*1), Y10, Y10
+	VPMADDWD     Y13, Y10, Y10
+	VPADDD       Y10, Y9, Y9
+	VPMADDUBSW   96(BX)(R10*1), Y12, Y10
+	VPMADDWD     Y14, Y10, Y10
+	VPADDD       Y10, Y9, Y9
+	VMOVDQU      80(AX), Y12
+	VPAND        kqMask0F<>+0(SB), Y12, Y10
+	VPSRLW       $0x04, Y12, Y12
+	VPAND        kqMask0F<>+0(SB), Y12, Y12
+	VPSHUFB      kqScaleK4<>+128(SB), Y4, Y13
+	VPSHUFB      kqScaleK4<>+160(SB), Y4, Y14
+	VPMADDUBSW   128(BX)(R10*1), Y10, Y10
+	VPMADDWD     Y13, Y10, Y10
+	VPADDD       Y10, Y9, Y9
+	VPMADDUBSW   160(BX)(R10*1), Y12, Y10
+	VPMADDWD     Y14, Y10, Y10
+	VPADDD       Y10, Y9, Y9
+	VMOVDQU      112(AX), Y12
+	VPAND        kqMask0F<>+0(SB), Y12, Y10
+	VPSRLW       $0x04, Y12, Y12
+	VPAND        kqMask0F<>+0(SB), Y12, Y12
+	VPSHUFB      kqScaleK4<>+192(SB), Y4, Y13
+	VPSHUFB      kqScaleK4<>+224(SB), Y4, Y14
+	VPMADDUBSW   192(BX)(R10*1), Y10, Y10
+	VPMADDWD     Y13, Y10, Y10
+	VPADDD       Y10, Y9, Y9
+	VPMADDUBSW   224(BX)(R10*1), Y12, Y10
+	VPMADDWD     Y14, Y10, Y10
+	VPADDD       Y10, Y9, Y9
+	VPSHUFB      kqMinsK4<>+0(SB), Y4, Y4
+	VPMADDWD     Y2, Y4, Y4
+	VPBLENDD     $0xf0, Y4, Y9, Y10
+	VPERM2I128   $0x21, Y4, Y9, Y4
+	VPADDD       Y4, Y10, Y10
+	VPUNPCKLDQ   Y10, Y11, Y4
+	VPUNPCKHDQ   Y10, Y11, Y9
+	VPADDD       Y9, Y4, Y4
+	ADDQ         CX, AX
+	VMOVDQU      (AX), X8
+	VINSERTI128  $0x01, (AX)(CX*1), Y8, Y8
+	VPSHUFD      $0xed, Y8, Y9
+	VPSRLVD      kqRowsKsShift<>+0(SB), Y9, Y9
+	VPSHUFD      $0xa5, Y8, Y10
+	VPSRLD       $0x02, Y10, Y10
+	VPAND        kqRowsKsLow<>+0(SB), Y9, Y9
+	VPAND        kqRowsKsHigh<>+0(SB), Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPERMQ       $0x44, Y9, Y10
+	PREFETCHT1   16384(AX)
+	PREFETCHT1   16448(AX)
+	PREFETCHT1   16512(AX)
+	VMOVDQU      16(AX), Y12
+	VPAND        kqMask0F<>+0(SB), Y12, Y11
+	VPSRLW       $0x04, Y12, Y12
+	VPAND        kqMask0F<>+0(SB), Y12, Y12
+	VPSHUFB      kqScaleK4<>+0(SB), Y10, Y13
+	VPSHUFB      kqScaleK4<>+32(SB), Y10, Y14
+	VPMADDUBSW   (BX)(R10*1), Y11, Y11
+	VPMADDWD     Y13, Y11, Y11
+	VPMADDUBSW   32(BX)(R10*1), Y12, Y12
+	VPMADDWD     Y14, Y12, Y12
+	VPADDD       Y12, Y11, Y11
+	VMOVDQU      48(AX), Y13
+	VPAND        kqMask0F<>+0(SB), Y13, Y12
+	VPSRLW       $0x04, Y13, Y13
+	VPAND        kqMask0F<>+0(SB), Y13, Y13
+	VPSHUFB      kqScaleK4<>+64(SB), Y10, Y14
+	VPSHUFB      kqScaleK4<>+96(SB), Y10, Y15
+	VPMADDUBSW   64(BX)(R10*1), Y12, Y12
+	VPMADDWD     Y14, Y12, Y12
+	VPADDD       Y12, Y11, Y11
+	VPMADDUBSW   96(BX)(R10*1), Y13, Y12
+	VPMADDWD     Y15, Y12, Y12
+	VPADDD       Y12, Y11, Y11
+	VMOVDQU      80(AX), Y13
+	VPAND        kqMask0F<>+0(SB), Y13, Y12
+	VPSRLW       $0x04, Y13, Y13
+	VPAND        kqMask0F<>+0(SB), Y13, Y13
+	VPSHUFB      kqScaleK4<>+128(SB), Y10, Y14
+	VPSHUFB      kqScaleK4<>+160(SB), Y10, Y15
+	VPMADDUBSW   128(BX)(R10*1), Y12, Y12
+	VPMADDWD     Y14, Y12, Y12
+	VPADDD       Y12, Y11, Y11
+	VPMADDUBSW   160(BX)(R10*1), Y13, Y12
+	VPMADDWD     Y15, Y12, Y12
+	VPADDD       Y12, Y11, Y11
+	VMOVDQU      112(AX), Y13
+	VPAND        kqMask0F<>+0(SB), Y13, Y12
+	VPSRLW       $0x04, Y13, Y13
+	VPAND        kqMask0F<>+0(SB), Y13, Y13
+	VPSHUFB      kqScaleK4<>+192(SB), Y10, Y14
+	VPSHUFB      kqScaleK4<>+224(SB), Y10, Y15
+	VPMADDUBSW   192(BX)(R10*1), Y12, Y12
+	VPMADDWD     Y14, Y12, Y12
+	VPADDD       Y12, Y11, Y11
+	VPMADDUBSW   224(BX)(R10*1), Y13, Y12
+	VPMADDWD     Y15, Y12, Y12
+	VPADDD       Y12, Y11, Y11
+	VPSHUFB      kqMinsK4<>+0(SB), Y10, Y10
+	VPMADDWD     Y2, Y10, Y10
+	VPBLENDD     $0xf0, Y10, Y11, Y12
+	VPERM2I128   $0x21, Y10, Y11, Y10
+	VPADDD       Y10, Y12, Y12
+	ADDQ         CX, AX
+	VPERMQ       $0xee, Y9, Y9
+	PREFETCHT1   16384(AX)
+	PREFETCHT1   16448(AX)
+	PREFETCHT1   16512(AX)
+	VMOVDQU      16(AX), Y11
+	VPAND        kqMask0F<>+0(SB), Y11, Y10
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        kqMask0F<>+0(SB), Y11, Y11
+	VPSHUFB      kqScaleK4<>+0(SB), Y9, Y13
+	VPSHUFB      kqScaleK4<>+32(SB), Y9, Y14
+	VPMADDUBSW   (BX)(R10*1), Y10, Y10
+	VPMADDWD     Y13, Y10, Y10
+	VPMADDUBSW   32(BX)(R10*1), Y11, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y10, Y10
+	VMOVDQU      48(AX), Y13
+	VPAND        kqMask0F<>+0(SB), Y13, Y11
+	VPSRLW       $0x04, Y13, Y13
+	VPAND        kqMask0F<>+0(SB), Y13, Y13
+	VPSHUFB      kqScaleK4<>+64(SB), Y9, Y14
+	VPSHUFB      kqScaleK4<>+96(SB), Y9, Y15
+	VPMADDUBSW   64(BX)(R10*1), Y11, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y10, Y10
+	VPMADDUBSW   96(BX)(R10*1), Y13, Y11
+	VPMADDWD     Y15, Y11, Y11
+	VPADDD       Y11, Y10, Y10
+	VMOVDQU      80(AX), Y13
+	VPAND        kqMask0F<>+0(SB), Y13, Y11
+	VPSRLW       $0x04, Y13, Y13
+	VPAND        kqMask0F<>+0(SB), Y13, Y13
+	VPSHUFB      kqScaleK4<>+128(SB), Y9, Y14
+	VPSHUFB      kqScaleK4<>+160(SB), Y9, Y15
+	VPMADDUBSW   128(BX)(R10*1), Y11, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y10, Y10
+	VPMADDUBSW   160(BX)(R10*1), Y13, Y11
+	VPMADDWD     Y15, Y11, Y11
+	VPADDD       Y11, Y10, Y10
+	VMOVDQU      112(AX), Y13
+	VPAND        kqMask0F<>+0(SB), Y13, Y11
+	VPSRLW       $0x04, Y13, Y13
+	VPAND        kqMask0F<>+0(SB), Y13, Y13
+	VPSHUFB      kqScaleK4<>+192(SB), Y9, Y14
+	VPSHUFB      kqScaleK4<>+224(SB), Y9, Y15
+	VPMADDUBSW   192(BX)(R10*1), Y11, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y10, Y10
+	VPMADDUBSW   224(BX)(R10*1), Y13, Y11
+	VPMADDWD     Y15, Y11, Y11
+	VPADDD       Y11, Y10, Y10
+	VPSHUFB      kqMinsK4<>+0(SB), Y9, Y9
+	VPMADDWD     Y2, Y9, Y2
+	VPBLENDD     $0xf0, Y2, Y10, Y9
+	VPERM2I128   $0x21, Y2, Y10, Y2
+	VPADDD       Y2, Y9, Y9
+	VPUNPCKLDQ   Y9, Y12, Y2
+	VPUNPCKHDQ   Y9, Y12, Y9
+	VPADDD       Y9, Y2, Y2
+	VPUNPCKLQDQ  Y2, Y4, Y9
+	VPUNPCKHQDQ  Y2, Y4, Y2
+	VPADDD       Y2, Y9, Y9
+	ADDQ         CX, AX
+	VCVTDQ2PS    Y9, Y9
+	VFMADD231PS  Y3, Y9, Y1
+	SUBQ         R12, AX
+	ADDQ         $0x00000090, AX
+	ADDQ         $0x00000100, R10
+	DECQ         R9
+	JNZ          block
+	VEXTRACTF128 $0x01, Y0, X2
+	VSUBPS       X2, X0, X0
+	VMOVUPS      X0, (R8)
+	VEXTRACTF128 $0x01, Y1, X0
+	VSUBPS       X0, X1, X0
+	VMOVUPS      X0, 16(R8)
+	ADDQ         $0x20, R8
+	ADDQ         R13, AX
+	DECQ         DX
+	JNZ          group
+	VZEROUPPER
+	RET
+
+// func q5KRowsAVX2(w *byte, rowBytes int, rows int, q *int8, d *float32, bs *int16, nb int, out *float32)
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
+TEXT ·q5KRowsAVX2(SB), NOSPLIT, $0-64
+	MOVQ   w+0(FP), AX
+	MOVQ   q+24(FP), CX
+	MOVQ   d+32(FP), DX
+	MOVQ   bs+40(FP), BX
+	MOVQ   nb+48(FP), SI
+	MOVQ   rows+16(FP), R8
+	MOVQ   out+56(FP), R9
+	MOVQ   rowBytes+8(FP), R10
+	IMUL3Q $0x000000b0, SI, SI
+	SUBQ   SI, R10
+
+row:
+	MOVQ  nb+48(FP), SI
+	XORQ  DI, DI
+	VPXOR Y0, Y0, Y0
+	VPXOR X1, X1, X1
+
+block:
+	PREFETCHT1   16384(AX)
+	PREFETCHT1   16448(AX)
+	PREFETCHT1   16512(AX)
+	MOVL         4(AX), R11
+	MOVL         8(AX), R12
+	MOVL         12(AX), R13
+	MOVL         R11, R15
+	SHRL         $0x06, R15
+	ANDL         $0x03030303, R15
+	SHLL         $0x04, R15
+	MOVL         R13, R14
+	ANDL         $0x0f0f0f0f, R14
+	ORL          R15, R14
+	ANDL         $0x3f3f3f3f, R11
+	SHLQ         $0x20, R14
+	ORQ          R11, R14
+	MOVL         R12, R15
+	SHRL         $0x06, R15
+	ANDL         $0x03030303, R15
+	SHLL         $0x04, R15
+	SHRL         $0x04, R13
+	ANDL         $0x0f0f0f0f, R13
+	ORL          R15, R13
+	ANDL         $0x3f3f3f3f, R12
+	SHLQ         $0x20, R13
+	ORQ          R12, R13
+	VMOVQ        R14, X2
+	VMOVQ        R13, X3
+	VPUNPCKLQDQ  X3, X2, X2
+	VINSERTI128  $0x01, X2, Y2, Y3
+	VMOVDQU      16(AX), Y4
+	VMOVDQU      48(AX), Y6
+	VPAND        kqMask0F<>+0(SB), Y6, Y5
+	VPSRLW       $0x04, Y6, Y6
+	VPAND        kqMask0F<>+0(SB), Y6, Y6
+	VPSLLW       $0x04, Y4, Y7
+	VPAND        kqMask10<>+0(SB), Y7, Y7
+	VPOR         Y7, Y5, Y5
+	VPSLLW       $0x03, Y4, Y7
+	VPAND        kqMask10<>+0(SB), Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSHUFB      kqScaleK4<>+0(SB), Y3, Y7
+	VPSHUFB      kqScaleK4<>+32(SB), Y3, Y8
+	VPMADDUBSW   (CX)(DI*1), Y5, Y5
+	VPMADDWD     Y7, Y5, Y5
+	VPMADDUBSW   32(CX)(DI*1), Y6, Y6
+	VPMADDWD     Y8, Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VMOVDQU      80(AX), Y7
+	VPAND        kqMask0F<>+0(SB), Y7, Y6
+	VPSRLW       $0x04, Y7, Y7
+	VPAND        kqMask0F<>+0(SB), Y7, Y7
+	VPSLLW       $0x02, Y4, Y8
+	VPAND        kqMask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y6, Y6
+	VPSLLW       $0x01, Y4, Y8
+	VPAND        kqMask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y7, Y7
+	VPSHUFB      kqScaleK4<>+64(SB), Y3, Y8
+	VPSHUFB      kqScaleK4<>+96(SB), Y3, Y9
+	VPMADDUBSW   64(CX)(DI*1), Y6, Y6
+	VPMADDWD     Y8, Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VPMADDUBSW   96(CX)(DI*1), Y7, Y6
+	VPMADDWD     Y9, Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VMOVDQU      112(AX), Y7
+	VPAND        kqMask0F<>+0(SB), Y7, Y6
+	VPSRLW       $0x04, Y7, Y7
+	VPAND        kqMask0F<>+0(SB), Y7, Y7
+	VPAND        kqMask10<>+0(SB), Y4, Y8
+	VPOR         Y8, Y6, Y6
+	VPSRLW       $0x01, Y4, Y8
+	VPAND        kqMask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y7, Y7
+	VPSHUFB      kqScaleK4<>+128(SB), Y3, Y8
+	VPSHUFB      kqScaleK4<>+160(SB), Y3, Y9
+	VPMADDUBSW   128(CX)(DI*1), Y6, Y6
+	VPMADDWD     Y8, Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VPMADDUBSW   160(CX)(DI*1), Y7, Y6
+	VPMADDWD     Y9, Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VMOVDQU      144(AX), Y7
+	VPAND        kqMask0F<>+0(SB), Y7, Y6
+	VPSRLW       $0x04, Y7, Y7
+	VPAND        kqMask0F<>+0(SB), Y7, Y7
+	VPSRLW       $0x02, Y4, Y8
+	VPAND        kqMask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y6, Y6
+	VPSRLW       $0x03, Y4, Y4
+	VPAND        kqMask10<>+0(SB), Y4, Y4
+	VPOR         Y4, Y7, Y7
+	VPSHUFB      kqScaleK4<>+192(SB), Y3, Y4
+	VPSHUFB      kqScaleK4<>+224(SB), Y3, Y8
+	VPMADDUBSW   192(CX)(DI*1), Y6, Y6
+	VPMADDWD     Y4, Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VPMADDUBSW   224(CX)(DI*1), Y7, Y4
+	VPMADDWD     Y8, Y4, Y4
+	VPADDD       Y4, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VPBROADCASTD (AX), X2
+	VCVTPH2PS    X2, Y4
+	VPERMILPS    $0x00, Y4, Y6
+	VPERMILPS    $0x55, Y4, Y4
+	MOVQ         DI, R11
+	SHRQ         $0x06, R11
+	VBROADCASTSS (DX)(R11*1), Y7
+	VMULPS       Y6, Y7, Y6
+	VMULPS       Y4, Y7, Y4
+	VFMADD231PS  Y6, Y5, Y0
+	VPSHUFB      kqMinsK4<>+0(SB), Y3, Y3
+	MOVQ         DI, R11
+	SHRQ         $0x03, R11
+	VPMADDWD     (BX)(R11*1), Y3, Y3
+	VEXTRACTI128 $0x01, Y3, X2
+	VPADDD       X2, X3, X3
+	VPSHUFD      $0x4e, X3, X2
+	VPADDD       X2, X3, X3
+	VPSHUFD      $0xb1, X3, X2
+	VPADDD       X2, X3, X3
+	VCVTDQ2PS    X3, X3
+	VFNMADD231SS X4, X3, X1
+	ADDQ         $0x000000b0, AX
+	ADDQ         $0x00000100, DI
+	DECQ         SI
+	JNZ          block
+	VEXTRACTI128 $0x01, Y0, X2
+	VADDPS       X2, X0, X0
+	VMOVHLPS     X0, X0, X2
+	VADDPS       X2, X0, X0
+	VMOVSHDUP    X0, X2
+	VADDSS       X2, X0, X0
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (R9)
+	ADDQ         $0x04, R9
+	ADDQ         R10, AX
+	DECQ         R8
+	JNZ          row
+	VZEROUPPER
+	RET
+
+// func q6KRowsAVX2(w *byte, rowBytes int, rows int, q *int8, d *float32, bs *int16, nb int, out *float32)
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
+TEXT ·q6KRowsAVX2(SB), NOSPLIT, $0-64
+	MOVQ   w+0(FP), AX
+	MOVQ   q+24(FP), CX
+	MOVQ   d+32(FP), DX
+	MOVQ   bs+40(FP), BX
+	MOVQ   nb+48(FP), SI
+	MOVQ   rows+16(FP), R8
+	MOVQ   out+56(FP), R9
+	MOVQ   rowBytes+8(FP), R10
+	IMUL3Q $0x000000d2, SI, SI
+	SUBQ   SI, R10
+
+row:
+	MOVQ  nb+48(FP), SI
+	XORQ  DI, DI
+	VPXOR Y0, Y0, Y0
+
+block:
+	PREFETCHT1   16384(AX)
+	PREFETCHT1   16448(AX)
+	PREFETCHT1   16512(AX)
+	PREFETCHT1   16576(AX)
+	VPMOVSXBW    192(AX), Y1
+	VPERMQ       $0x44, Y1, Y2
+	VPERMQ       $0xee, Y1, Y3
+	VMOVDQU      128(AX), Y6
+	VMOVDQU      (AX), Y4
+	VPAND        kqMask0F<>+0(SB), Y4, Y4
+	VPSLLW       $0x04, Y6, Y5
+	VPAND        kqMask30<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VMOVDQU      32(AX), Y5
+	VPAND        kqMask0F<>+0(SB), Y5, Y5
+	VPSLLW       $0x02, Y6, Y6
+	VPAND        kqMask30<>+0(SB), Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VPSHUFB      kqScaleQ6<>+0(SB), Y2, Y6
+	VPSHUFB      kqScaleQ6<>+32(SB), Y2, Y7
+	VPMADDUBSW   (CX)(DI*1), Y4, Y4
+	VPMADDWD     Y6, Y4, Y4
+	VPMADDUBSW   32(CX)(DI*1), Y5, Y5
+	VPMADDWD     Y7, Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VMOVDQU      128(AX), Y7
+	VMOVDQU      (AX), Y5
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        kqMask0F<>+0(SB), Y5, Y5
+	VPAND        kqMask30<>+0(SB), Y7, Y6
+	VPOR         Y6, Y5, Y5
+	VMOVDQU      32(AX), Y6
+	VPSRLW       $0x04, Y6, Y6
+	VPAND        kqMask0F<>+0(SB), Y6, Y6
+	VPSRLW       $0x02, Y7, Y7
+	VPAND        kqMask30<>+0(SB), Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSHUFB      kqScaleQ6<>+64(SB), Y2, Y7
+	VPSHUFB      kqScaleQ6<>+96(SB), Y2, Y2
+	VPMADDUBSW   64(CX)(DI*1), Y5, Y5
+	VPMADDWD     Y7, Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VPMADDUBSW   96(CX)(DI*1), Y6, Y5
+	VPMADDWD     Y2, Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VMOVDQU      160(AX), Y6
+	VMOVDQU      64(AX), Y2
+	VPAND        kqMask0F<>+0(SB), Y2, Y2
+	VPSLLW       $0x04, Y6, Y5
+	VPAND        kqMask30<>+0(SB), Y5, Y5
+	VPOR         Y5, Y2, Y2
+	VMOVDQU      96(AX), Y5
+	VPAND        kqMask0F<>+0(SB), Y5, Y5
+	VPSLLW       $0x02, Y6, Y6
+	VPAND        kqMask30<>+0(SB), Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VPSHUFB      kqScaleQ6<>+0(SB), Y3, Y6
+	VPSHUFB      kqScaleQ6<>+32(SB), Y3, Y7
+	VPMADDUBSW   128(CX)(DI*1), Y2, Y2
+	VPMADDWD     Y6, Y2, Y2
+	VPADDD       Y2, Y4, Y4
+	VPMADDUBSW   160(CX)(DI*1), Y5, Y2
+	VPMADDWD     Y7, Y2, Y2
+	VPADDD       Y2, Y4, Y4
+	VMOVDQU      160(AX), Y6
+	VMOVDQU      64(AX), Y2
+	VPSRLW       $0x04, Y2, Y2
+	VPAND        kqMask0F<>+0(SB), Y2, Y2
+	VPAND        kqMask30<>+0(SB), Y6, Y5
+	VPOR         Y5, Y2, Y2
+	VMOVDQU      96(AX), Y5
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        kqMask0F<>+0(SB), Y5, Y5
+	VPSRLW       $0x02, Y6, Y6
+	VPAND        kqMask30<>+0(SB), Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VPSHUFB      kqScaleQ6<>+64(SB), Y3, Y6
+	VPSHUFB      kqScaleQ6<>+96(SB), Y3, Y3
+	VPMADDUBSW   192(CX)(DI*1), Y2, Y2
+	VPMADDWD     Y6, Y2, Y2
+	VPADDD       Y2, Y4, Y4
+	VPMADDUBSW   224(CX)(DI*1), Y5, Y2
+	VPMADDWD     Y3, Y2, Y2
+	VPADDD       Y2, Y4, Y4
+	MOVQ         DI, R11
+	SHRQ         $0x03, R11
+	VPMADDWD     (BX)(R11*1), Y1, Y1
+	VPSLLD       $0x05, Y1, Y1
+	VPSUBD       Y1, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VPBROADCASTW 208(AX), X1
+	VCVTPH2PS    X1, Y1
+	MOVQ         DI, R11
+	SHRQ         $0x06, R11
+	VBROADCASTSS (DX)(R11*1), Y2
+	VMULPS       Y1, Y2, Y1
+	VFMADD231PS  Y1, Y4, Y0
+	ADDQ         $0x000000d2, AX
+	ADDQ         $0x00000100, DI
+	DECQ         SI
+	JNZ          block
+	VEXTRACTI128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (R9)
+	ADDQ         $0x04, R9
+	ADDQ         R10, AX
+	DECQ         R8
+	JNZ          row
+	VZEROUPPER
+	RET
+
 // func q4KVecDotAVX512(w *byte, q *int8, d *float32, bs *int16, nb int) float32
 // Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, F16C, FMA3, SSE
 TEXT ·q4KVecDotAVX512(SB), NOSPLIT, $0-44
@@ -2056,13 +3121,13 @@ TEXT ·q4KVecDotAVX512(SB), NOSPLIT, $0-44
 	MOVQ      d+16(FP), DX
 	MOVQ      bs+24(FP), BX
 	MOVQ      nb+32(FP), SI
-	XORQ      DI, DI
 	VMOVDQU64 kqMask0F<>+0(SB), Z0
 	VMOVDQU64 kqShift04<>+0(SB), Z1
 	VMOVDQU64 kqScaleK4<>+0(SB), Z2
 	VMOVDQU64 kqScaleK4<>+64(SB), Z3
 	VMOVDQU64 kqScaleK4<>+128(SB), Z4
 	VMOVDQU64 kqScaleK4<>+192(SB), Z5
+	XORQ      DI, DI
 	VPXORD    Y6, Y6, Y6
 	VPXORD    Y7, Y7, Y7
 
@@ -2171,13 +3236,13 @@ TEXT ·q4KGemvAVX512(SB), NOSPLIT, $0-44
 	MOVQ      d+16(FP), DX
 	MOVQ      bs+24(FP), BX
 	MOVQ      nb+32(FP), SI
-	XORQ      DI, DI
 	VMOVDQU64 kqMask0F<>+0(SB), Z0
 	VMOVDQU64 kqShift04<>+0(SB), Z1
 	VMOVDQU64 kqScaleK4<>+0(SB), Z2
 	VMOVDQU64 kqScaleK4<>+64(SB), Z3
 	VMOVDQU64 kqScaleK4<>+128(SB), Z4
 	VMOVDQU64 kqScaleK4<>+192(SB), Z5
+	XORQ      DI, DI
 	VPXORD    X6, X6, X6
 
 block:
@@ -2276,13 +3341,13 @@ TEXT ·q4KGemmAVX512(SB), NOSPLIT, $0-44
 	MOVQ      d+16(FP), DX
 	MOVQ      bs+24(FP), BX
 	MOVQ      nb+32(FP), SI
-	XORQ      DI, DI
 	VMOVDQU64 kqMask0F<>+0(SB), Z0
 	VMOVDQU64 kqShift04<>+0(SB), Z1
 	VMOVDQU64 kqScaleK4<>+0(SB), Z2
 	VMOVDQU64 kqScaleK4<>+64(SB), Z3
 	VMOVDQU64 kqScaleK4<>+128(SB), Z4
 	VMOVDQU64 kqScaleK4<>+192(SB), Z5
+	XORQ      DI, DI
 	VPXORD    X6, X6, X6
 	VPXORD    X7, X7, X7
 
@@ -2401,13 +3466,13 @@ TEXT ·q4KVecDot4AVX512(SB), NOSPLIT, $0-128
 	MOVQ      q2+24(FP), BX
 	MOVQ      q3+32(FP), SI
 	MOVQ      nb+104(FP), DI
-	XORQ      R8, R8
 	VMOVDQU64 kqMask0F<>+0(SB), Z0
 	VMOVDQU64 kqShift04<>+0(SB), Z1
 	VMOVDQU64 kqScaleK4<>+0(SB), Z2
 	VMOVDQU64 kqScaleK4<>+64(SB), Z3
 	VMOVDQU64 kqScaleK4<>+128(SB), Z4
 	VMOVDQU64 kqScaleK4<>+192(SB), Z5
+	XORQ      R8, R8
 	VPXORD    Y6, Y6, Y6
 	VPXORD    Y7, Y7, Y7
 	VPXORD    Y8, Y8, Y8
@@ -2654,13 +3719,13 @@ TEXT ·q4KGemm4AVX512(SB), NOSPLIT, $0-128
 	MOVQ      q2+24(FP), BX
 	MOVQ      q3+32(FP), SI
 	MOVQ      nb+104(FP), DI
-	XORQ      R8, R8
 	VMOVDQU64 kqMask0F<>+0(SB), Z0
 	VMOVDQU64 kqShift04<>+0(SB), Z1
 	VMOVDQU64 kqScaleK4<>+0(SB), Z2
 	VMOVDQU64 kqScaleK4<>+64(SB), Z3
 	VMOVDQU64 kqScaleK4<>+128(SB), Z4
 	VMOVDQU64 kqScaleK4<>+192(SB), Z5
+	XORQ      R8, R8
 	VPXORD    X6, X6, X6
 	VPXORD    X7, X7, X7
 
@@ -2884,7 +3949,6 @@ TEXT ·q5KAVX512(SB), NOSPLIT, $0-44
 	MOVQ      d+16(FP), DX
 	MOVQ      bs+24(FP), BX
 	MOVQ      nb+32(FP), SI
-	XORQ      DI, DI
 	VMOVDQU64 kqMask0F<>+0(SB), Z0
 	VMOVDQU64 kqMask10<>+0(SB), Z1
 	VMOVDQU64 kqShift04<>+0(SB), Z2
@@ -2893,6 +3957,7 @@ TEXT ·q5KAVX512(SB), NOSPLIT, $0-44
 	VMOVDQU64 kqScaleK4<>+64(SB), Z5
 	VMOVDQU64 kqScaleK4<>+128(SB), Z6
 	VMOVDQU64 kqScaleK4<>+192(SB), Z7
+	XORQ      DI, DI
 	VPXORD    Y8, Y8, Y8
 	VPXORD    X9, X9, X9
 
@@ -3009,7 +4074,6 @@ TEXT ·q5K4AVX512(SB), NOSPLIT, $0-128
 	MOVQ      q2+24(FP), BX
 	MOVQ      q3+32(FP), SI
 	MOVQ      nb+104(FP), DI
-	XORQ      R8, R8
 	VMOVDQU64 kqMask0F<>+0(SB), Z0
 	VMOVDQU64 kqMask10<>+0(SB), Z1
 	VMOVDQU64 kqShift04<>+0(SB), Z2
@@ -3018,6 +4082,7 @@ TEXT ·q5K4AVX512(SB), NOSPLIT, $0-128
 	VMOVDQU64 kqScaleK4<>+64(SB), Z5
 	VMOVDQU64 kqScaleK4<>+128(SB), Z6
 	VMOVDQU64 kqScaleK4<>+192(SB), Z7
+	XORQ      R8, R8
 	VPXORD    Y8, Y8, Y8
 	VPXORD    Y9, Y9, Y9
 	VPXORD    Y10, Y10, Y10
@@ -3263,7 +4328,6 @@ TEXT ·q6KAVX512(SB), NOSPLIT, $0-44
 	MOVQ      d+16(FP), DX
 	MOVQ      bs+24(FP), BX
 	MOVQ      nb+32(FP), SI
-	XORQ      DI, DI
 	VMOVDQU64 kqMask0F<>+0(SB), Z0
 	VMOVDQU64 kqMask30<>+0(SB), Z1
 	VMOVDQU64 kqShift42<>+0(SB), Z2
@@ -3272,6 +4336,7 @@ TEXT ·q6KAVX512(SB), NOSPLIT, $0-44
 	VMOVDQU64 kqIdxQ6<>+64(SB), Z5
 	VMOVDQU64 kqIdxQ6<>+128(SB), Z6
 	VMOVDQU64 kqIdxQ6<>+192(SB), Z7
+	XORQ      DI, DI
 	VPXORD    Y8, Y8, Y8
 
 block:
@@ -3351,7 +4416,6 @@ TEXT ·q6K4AVX512(SB), NOSPLIT, $0-128
 	MOVQ      q2+24(FP), BX
 	MOVQ      q3+32(FP), SI
 	MOVQ      nb+104(FP), DI
-	XORQ      R8, R8
 	VMOVDQU64 kqMask0F<>+0(SB), Z0
 	VMOVDQU64 kqMask30<>+0(SB), Z1
 	VMOVDQU64 kqShift42<>+0(SB), Z2
@@ -3360,6 +4424,7 @@ TEXT ·q6K4AVX512(SB), NOSPLIT, $0-128
 	VMOVDQU64 kqIdxQ6<>+64(SB), Z5
 	VMOVDQU64 kqIdxQ6<>+128(SB), Z6
 	VMOVDQU64 kqIdxQ6<>+192(SB), Z7
+	XORQ      R8, R8
 	VPXORD    Y8, Y8, Y8
 	VPXORD    Y9, Y9, Y9
 	VPXORD    Y10, Y10, Y10
@@ -3534,6 +4599,769 @@ block:
 	MOVSS           X3, r3+124(FP)
 	RET
 
+// func q4KVecDotRowsAVX512(w *byte, rowBytes int, rows int, q *int8, d *float32, bs *int16, nb int, out *float32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, F16C, FMA3, MMX+
+TEXT ·q4KVecDotRowsAVX512(SB), NOSPLIT, $0-64
+	MOVQ      w+0(FP), AX
+	MOVQ      q+24(FP), CX
+	MOVQ      d+32(FP), DX
+	MOVQ      bs+40(FP), BX
+	MOVQ      nb+48(FP), SI
+	VMOVDQU64 kqMask0F<>+0(SB), Z0
+	VMOVDQU64 kqShift04<>+0(SB), Z1
+	VMOVDQU64 kqScaleK4<>+0(SB), Z2
+	VMOVDQU64 kqScaleK4<>+64(SB), Z3
+	VMOVDQU64 kqScaleK4<>+128(SB), Z4
+	VMOVDQU64 kqScaleK4<>+192(SB), Z5
+	MOVQ      rows+16(FP), R8
+	MOVQ      out+56(FP), R9
+	MOVQ      rowBytes+8(FP), R10
+	IMUL3Q    $0x00000090, SI, SI
+	SUBQ      SI, R10
+
+row:
+	MOVQ   nb+48(FP), SI
+	XORQ   DI, DI
+	VPXORD Y6, Y6, Y6
+	VPXORD Y7, Y7, Y7
+
+block:
+	PREFETCHT1      16384(AX)
+	PREFETCHT1      16448(AX)
+	PREFETCHT1      16512(AX)
+	MOVL            4(AX), R11
+	MOVL            8(AX), R12
+	MOVL            12(AX), R13
+	MOVL            R11, R15
+	SHRL            $0x06, R15
+	ANDL            $0x03030303, R15
+	SHLL            $0x04, R15
+	MOVL            R13, R14
+	ANDL            $0x0f0f0f0f, R14
+	ORL             R15, R14
+	ANDL            $0x3f3f3f3f, R11
+	SHLQ            $0x20, R14
+	ORQ             R11, R14
+	MOVL            R12, R15
+	SHRL            $0x06, R15
+	ANDL            $0x03030303, R15
+	SHLL            $0x04, R15
+	SHRL            $0x04, R13
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R15, R13
+	ANDL            $0x3f3f3f3f, R12
+	SHLQ            $0x20, R13
+	ORQ             R12, R13
+	VMOVQ           R14, X8
+	VMOVQ           R13, X9
+	VPUNPCKLQDQ     X9, X8, X8
+	VSHUFI64X2      $0x00, Z8, Z8, Z9
+	VBROADCASTI64X4 16(AX), Z10
+	VPSRLVW         Z1, Z10, Z10
+	VPANDD          Z0, Z10, Z10
+	VPSHUFB         Z2, Z9, Z11
+	VPMADDUBSW      (CX)(DI*1), Z10, Z10
+	VPMADDWD        Z11, Z10, Z10
+	VBROADCASTI64X4 48(AX), Z11
+	VPSRLVW         Z1, Z11, Z11
+	VPANDD          Z0, Z11, Z11
+	VPSHUFB         Z3, Z9, Z12
+	VPMADDUBSW      64(CX)(DI*1), Z11, Z11
+	VPMADDWD        Z12, Z11, Z11
+	VPADDD          Z11, Z10, Z10
+	VBROADCASTI64X4 80(AX), Z11
+	VPSRLVW         Z1, Z11, Z11
+	VPANDD          Z0, Z11, Z11
+	VPSHUFB         Z4, Z9, Z12
+	VPMADDUBSW      128(CX)(DI*1), Z11, Z11
+	VPMADDWD        Z12, Z11, Z11
+	VPADDD          Z11, Z10, Z10
+	VBROADCASTI64X4 112(AX), Z11
+	VPSRLVW         Z1, Z11, Z11
+	VPANDD          Z0, Z11, Z11
+	VPSHUFB         Z5, Z9, Z12
+	VPMADDUBSW      192(CX)(DI*1), Z11, Z11
+	VPMADDWD        Z12, Z11, Z11
+	VPADDD          Z11, Z10, Z10
+	VEXTRACTI64X4   $0x01, Z10, Y11
+	VPADDD          Y11, Y10, Y11
+	VCVTDQ2PS       Y11, Y11
+	VPBROADCASTD    (AX), X8
+	VCVTPH2PS       X8, Y10
+	VPERMILPS       $0x00, Y10, Y12
+	VPERMILPS       $0x55, Y10, Y10
+	MOVQ            DI, R11
+	SHRQ            $0x06, R11
+	VBROADCASTSS    (DX)(R11*1), Y13
+	VMULPS          Y12, Y13, Y12
+	VMULPS          Y10, Y13, Y10
+	VFMADD231PS     Y12, Y11, Y6
+	VPSHUFB         kqMinsK4<>+0(SB), Y9, Y9
+	MOVQ            DI, R11
+	SHRQ            $0x03, R11
+	VPMADDWD        (BX)(R11*1), Y9, Y9
+	VPSHUFD         $0xb1, Y9, Y11
+	VPADDD          Y11, Y9, Y9
+	VCVTDQ2PS       Y9, Y9
+	VFNMADD231PS    Y10, Y9, Y7
+	ADDQ            $0x00000090, AX
+	ADDQ            $0x00000100, DI
+	DECQ            SI
+	JNZ             block
+	VEXTRACTI32X4   $0x01, Y6, X8
+	VADDPS          X8, X6, X8
+	VMOVHLPS        X8, X8, X9
+	VADDPS          X9, X8, X8
+	VMOVSHDUP       X8, X9
+	VADDSS          X9, X8, X8
+	VEXTRACTI32X4   $0x01, Y7, X9
+	VSHUFPS         $0x88, X9, X7, X9
+	VMOVHLPS        X9, X9, X10
+	VADDPS          X10, X9, X9
+	VMOVSHDUP       X9, X10
+	VADDSS          X10, X9, X9
+	VADDSS          X9, X8, X8
+	VMOVSS          X8, (R9)
+	ADDQ            $0x04, R9
+	ADDQ            R10, AX
+	DECQ            R8
+	JNZ             row
+	VZEROUPPER
+	RET
+
+// func q4KGemvRowsAVX512(w *byte, rowBytes int, rows int, q *int8, d *float32, bs *int16, nb int, out *float32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, MMX+
+TEXT ·q4KGemvRowsAVX512(SB), NOSPLIT, $0-64
+	MOVQ      w+0(FP), AX
+	MOVQ      rowBytes+8(FP), CX
+	MOVQ      rows+16(FP), DX
+	SHRQ      $0x03, DX
+	MOVQ      q+24(FP), BX
+	MOVQ      d+32(FP), SI
+	MOVQ      bs+40(FP), DI
+	MOVQ      out+56(FP), R8
+	MOVQ      nb+48(FP), R9
+	LEAQ      (CX)(CX*2), R11
+	MOVQ      CX, R12
+	SHLQ      $0x03, R12
+	IMUL3Q    $0xffffff70, R9, R13
+	ADDQ      R12, R13
+	VMOVDQU64 kqMask0F<>+0(SB), Z0
+	VMOVDQU64 kqShift04<>+0(SB), Z1
+	VMOVDQU64 kqScaleK4<>+0(SB), Z2
+	VMOVDQU64 kqScaleK4<>+64(SB), Z3
+	VMOVDQU64 kqScaleK4<>+128(SB), Z4
+	VMOVDQU64 kqScaleK4<>+192(SB), Z5
+	VMOVDQU64 kqRowsKsShift<>+0(SB), Z6
+	VMOVDQU64 kqRowsKsLow<>+0(SB), Z7
+	VMOVDQU64 kqRowsKsHigh<>+0(SB), Z8
+	VMOVDQU64 kqRowsGemvD<>+0(SB), Z9
+	MOVL      $0x000000ff, R9
+	KMOVW     R9, K1
+
+group:
+	VPXORD Z10, Z10, Z10
+	XORQ   R10, R10
+	MOVQ   nb+48(FP), R9
+
+block:
+	MOVQ            R10, R14
+	SHRQ            $0x03, R14
+	VMOVDQU         (DI)(R14*1), Y11
+	VMOVDQU32       (AX), X12
+	VINSERTI32X4    $0x01, (AX)(CX*1), Z12, Z12
+	VINSERTI32X4    $0x02, (AX)(CX*2), Z12, Z12
+	VINSERTI32X4    $0x03, (AX)(R11*1), Z12, Z12
+	VPSHUFD         $0xed, Z12, Z13
+	VPSRLVD         Z6, Z13, Z13
+	VPSHUFD         $0xa5, Z12, Z14
+	VPSRLD          $0x02, Z14, Z14
+	VPANDD          Z8, Z14, Z14
+	VPTERNLOGD      $0xec, Z7, Z14, Z13
+	VSHUFI64X2      $0x00, Z13, Z13, Z14
+	PREFETCHT1      16384(AX)
+	PREFETCHT1      16448(AX)
+	PREFETCHT1      16512(AX)
+	VBROADCASTI64X4 16(AX), Z17
+	VPSRLVW         Z1, Z17, Z17
+	VPANDD          Z0, Z17, Z17
+	VPSHUFB         Z2, Z14, Z18
+	VPMADDUBSW      (BX)(R10*1), Z17, Z17
+	VPMADDWD        Z18, Z17, Z17
+	VBROADCASTI64X4 48(AX), Z18
+	VPSRLVW         Z1, Z18, Z18
+	VPANDD          Z0, Z18, Z18
+	VPSHUFB         Z3, Z14, Z19
+	VPMADDUBSW      64(BX)(R10*1), Z18, Z18
+	VPMADDWD        Z19, Z18, Z18
+	VPADDD          Z18, Z17, Z17
+	VBROADCASTI64X4 80(AX), Z18
+	VPSRLVW         Z1, Z18, Z18
+	VPANDD          Z0, Z18, Z18
+	VPSHUFB         Z4, Z14, Z19
+	VPMADDUBSW      128(BX)(R10*1), Z18, Z18
+	VPMADDWD        Z19, Z18, Z18
+	VPADDD          Z18, Z17, Z17
+	VBROADCASTI64X4 112(AX), Z18
+	VPSRLVW         Z1, Z18, Z18
+	VPANDD          Z0, Z18, Z18
+	VPSHUFB         Z5, Z14, Z19
+	VPMADDUBSW      192(BX)(R10*1), Z18, Z18
+	VPMADDWD        Z19, Z18, Z18
+	VPADDD          Z18, Z17, Z17
+	VPSHUFB         kqMinsK4<>+0(SB), Y14, Y14
+	VPMADDWD        Y11, Y14, Y15
+	VSHUFI64X2      $0x4e, Z15, Z17, Z14
+	VPADDD          Z17, Z14, K1, Z14
+	ADDQ            CX, AX
+	VSHUFI64X2      $0x55, Z13, Z13, Z17
+	PREFETCHT1      16384(AX)
+	PREFETCHT1      16448(AX)
+	PREFETCHT1      16512(AX)
+	VBROADCASTI64X4 16(AX), Z18
+	VPSRLVW         Z1, Z18, Z18
+	VPANDD          Z0, Z18, Z18
+	VPSHUFB         Z2, Z17, Z19
+	VPMADDUBSW      (BX)(R10*1), Z18, Z18
+	VPMADDWD        Z19, Z18, Z18
+	VBROADCASTI64X4 48(AX), Z19
+	VPSRLVW         Z1, Z19, Z19
+	VPANDD          Z0, Z19, Z19
+	VPSHUFB         Z3, Z17, Z20
+	VPMADDUBSW      64(BX)(R10*1), Z19, Z19
+	VPMADDWD        Z20, Z19, Z19
+	VPADDD          Z19, Z18, Z18
+	VBROADCASTI64X4 80(AX), Z19
+	VPSRLVW         Z1, Z19, Z19
+	VPANDD          Z0, Z19, Z19
+	VPSHUFB         Z4, Z17, Z20
+	VPMADDUBSW      128(BX)(R10*1), Z19, Z19
+	VPMADDWD        Z20, Z19, Z19
+	VPADDD          Z19, Z18, Z18
+	VBROADCASTI64X4 112(AX), Z19
+	VPSRLVW         Z1, Z19, Z19
+	VPANDD          Z0, Z19, Z19
+	VPSHUFB         Z5, Z17, Z20
+	VPMADDUBSW      192(BX)(R10*1), Z19, Z19
+	VPMADDWD        Z20, Z19, Z19
+	VPADDD          Z19, Z18, Z18
+	VPSHUFB         kqMinsK4<>+0(SB), Y17, Y15
+	VPMADDWD        Y11, Y15, Y15
+	VSHUFI64X2      $0x4e, Z15, Z18, Z17
+	VPADDD          Z18, Z17, K1, Z17
+	VPUNPCKLDQ      Z17, Z14, Z18
+	VPUNPCKHDQ      Z17, Z14, Z14
+	VPADDD          Z14, Z18, Z18
+	ADDQ            CX, AX
+	VSHUFI64X2      $0xaa, Z13, Z13, Z14
+	PREFETCHT1      16384(AX)
+	PREFETCHT1      16448(AX)
+	PREFETCHT1      16512(AX)
+	VBROADCASTI64X4 16(AX), Z17
+	VPSRLVW         Z1, Z17, Z17
+	VPANDD          Z0, Z17, Z17
+	VPSHUFB         Z2, Z14, Z19
+	VPMADDUBSW      (BX)(R10*1), Z17, Z17
+	VPMADDWD        Z19, Z17, Z17
+	VBROADCASTI64X4 48(AX), Z19
+	VPSRLVW         Z1, Z19, Z19
+	VPANDD          Z0, Z19, Z19
+	VPSHUFB         Z3, Z14, Z20
+	VPMADDUBSW      64(BX)(R10*1), Z19, Z19
+	VPMADDWD        Z20, Z19, Z19
+	VPADDD          Z19, Z17, Z17
+	VBROADCASTI64X4 80(AX), Z19
+	VPSRLVW         Z1, Z19, Z19
+	VPANDD          Z0, Z19, Z19
+	VPSHUFB         Z4, Z14, Z20
+	VPMADDUBSW      128(BX)(R10*1), Z19, Z19
+	VPMADDWD        Z20, Z19, Z19
+	VPADDD          Z19, Z17, Z17
+	VBROADCASTI64X4 112(AX), Z19
+	VPSRLVW         Z1, Z19, Z19
+	VPANDD          Z0, Z19, Z19
+	VPSHUFB         Z5, Z14, Z20
+	VPMADDUBSW      192(BX)(R10*1), Z19, Z19
+	VPMADDWD        Z20, Z19, Z19
+	VPADDD          Z19, Z17, Z17
+	VPSHUFB         kqMinsK4<>+0(SB), Y14, Y14
+	VPMADDWD        Y11, Y14, Y15
+	VSHUFI64X2      $0x4e, Z15, Z17, Z14
+	VPADDD          Z17, Z14, K1, Z14
+	ADDQ            CX, AX
+	VSHUFI64X2      $0xff, Z13, Z13, Z13
+	PREFETCHT1      16384(AX)
+	PREFETCHT1      16448(AX)
+	PREFETCHT1      16512(AX)
+	VBROADCASTI64X4 16(AX), Z17
+	VPSRLVW         Z1, Z17, Z17
+	VPANDD          Z0, Z17, Z17
+	VPSHUFB         Z2, Z13, Z19
+	VPMADDUBSW      (BX)(R10*1), Z17, Z17
+	VPMADDWD        Z19, Z17, Z17
+	VBROADCASTI64X4 48(AX), Z19
+	VPSRLVW         Z1, Z19, Z19
+	VPANDD          Z0, Z19, Z19
+	VPSHUFB         Z3, Z13, Z20
+	VPMADDUBSW      64(BX)(R10*1), Z19, Z19
+	VPMADDWD        Z20, Z19, Z19
+	VPADDD          Z19, Z17, Z17
+	VBROADCASTI64X4 80(AX), Z19
+	VPSRLVW         Z1, Z19, Z19
+	VPANDD          Z0, Z19, Z19
+	VPSHUFB         Z4, Z13, Z20
+	VPMADDUBSW      128(BX)(R10*1), Z19, Z19
+	VPMADDWD        Z20, Z19, Z19
+	VPADDD          Z19, Z17, Z17
+	VBROADCASTI64X4 112(AX), Z19
+	VPSRLVW         Z1, Z19, Z19
+	VPANDD          Z0, Z19, Z19
+	VPSHUFB         Z5, Z13, Z20
+	VPMADDUBSW      192(BX)(R10*1), Z19, Z19
+	VPMADDWD        Z20, Z19, Z19
+	VPADDD          Z19, Z17, Z17
+	VPSHUFB         kqMinsK4<>+0(SB), Y13, Y13
+	VPMADDWD        Y11, Y13, Y15
+	VSHUFI64X2      $0x4e, Z15, Z17, Z13
+	VPADDD          Z17, Z13, K1, Z13
+	VPUNPCKLDQ      Z13, Z14, Z17
+	VPUNPCKHDQ      Z13, Z14, Z13
+	VPADDD          Z13, Z17, Z17
+	VPUNPCKLQDQ     Z17, Z18, Z13
+	VPUNPCKHQDQ     Z17, Z18, Z14
+	VPADDD          Z14, Z13, Z13
+	ADDQ            CX, AX
+	VMOVDQU32       (AX), X16
+	VINSERTI32X4    $0x01, (AX)(CX*1), Z16, Z16
+	VINSERTI32X4    $0x02, (AX)(CX*2), Z16, Z16
+	VINSERTI32X4    $0x03, (AX)(R11*1), Z16, Z16
+	VPSHUFD         $0xed, Z16, Z14
+	VPSRLVD         Z6, Z14, Z14
+	VPSHUFD         $0xa5, Z16, Z17
+	VPSRLD          $0x02, Z17, Z17
+	VPANDD          Z8, Z17, Z17
+	VPTERNLOGD      $0xec, Z7, Z17, Z14
+	VSHUFI64X2      $0x00, Z14, Z14, Z17
+	PREFETCHT1      16384(AX)
+	PREFETCHT1      16448(AX)
+	PREFETCHT1      16512(AX)
+	VBROADCASTI64X4 16(AX), Z18
+	VPSRLVW         Z1, Z18, Z18
+	VPANDD          Z0, Z18, Z18
+	VPSHUFB         Z2, Z17, Z19
+	VPMADDUBSW      (BX)(R10*1), Z18, Z18
+	VPMADDWD        Z19, Z18, Z18
+	VBROADCASTI64X4 48(AX), Z19
+	VPSRLVW         Z1, Z19, Z19
+	VPANDD          Z0, Z19, Z19
+	VPSHUFB         Z3, Z17, Z20
+	VPMADDUBSW      64(BX)(R10*1), Z19, Z19
+	VPMADDWD        Z20, Z19, Z19
+	VPADDD          Z19, Z18, Z18
+	VBROADCASTI64X4 80(AX), Z19
+	VPSRLVW         Z1, Z19, Z19
+	VPANDD          Z0, Z19, Z19
+	VPSHUFB         Z4, Z17, Z20
+	VPMADDUBSW      128(BX)(R10*1), Z19, Z19
+	VPMADDWD        Z20, Z19, Z19
+	VPADDD          Z19, Z18, Z18
+	VBROADCASTI64X4 112(AX), Z19
+	VPSRLVW         Z1, Z19, Z19
+	VPANDD          Z0, Z19, Z19
+	VPSHUFB         Z5, Z17, Z20
+	VPMADDUBSW      192(BX)(R10*1), Z19, Z19
+	VPMADDWD        Z20, Z19, Z19
+	VPADDD          Z19, Z18, Z18
+	VPSHUFB         kqMinsK4<>+0(SB), Y17, Y15
+	VPMADDWD        Y11, Y15, Y15
+	VSHUFI64X2      $0x4e, Z15, Z18, Z17
+	VPADDD          Z18, Z17, K1, Z17
+	ADDQ            CX, AX
+	VSHUFI64X2      $0x55, Z14, Z14, Z18
+	PREFETCHT1      16384(AX)
+	PREFETCHT1      16448(AX)
+	PREFETCHT1      16512(AX)
+	VBROADCASTI64X4 16(AX), Z19
+	VPSRLVW         Z1, Z19, Z19
+	VPANDD          Z0, Z19, Z19
+	VPSHUFB         Z2, Z18, Z20
+	VPMADDUBSW      (BX)(R10*1), Z19, Z19
+	VPMADDWD        Z20, Z19, Z19
+	VBROADCASTI64X4 48(AX), Z20
+	VPSRLVW         Z1, Z20, Z20
+	VPANDD          Z0, Z20, Z20
+	VPSHUFB         Z3, Z18, Z21
+	VPMADDUBSW      64(BX)(R10*1), Z20, Z20
+	VPMADDWD        Z21, Z20, Z20
+	VPADDD          Z20, Z19, Z19
+	VBROADCASTI64X4 80(AX), Z20
+	VPSRLVW         Z1, Z20, Z20
+	VPANDD          Z0, Z20, Z20
+	VPSHUFB         Z4, Z18, Z21
+	VPMADDUBSW      128(BX)(R10*1), Z20, Z20
+	VPMADDWD        Z21, Z20, Z20
+	VPADDD          Z20, Z19, Z19
+	VBROADCASTI64X4 112(AX), Z20
+	VPSRLVW         Z1, Z20, Z20
+	VPANDD          Z0, Z20, Z20
+	VPSHUFB         Z5, Z18, Z21
+	VPMADDUBSW      192(BX)(R10*1), Z20, Z20
+	VPMADDWD        Z21, Z20, Z20
+	VPADDD          Z20, Z19, Z19
+	VPSHUFB         kqMinsK4<>+0(SB), Y18, Y15
+	VPMADDWD        Y11, Y15, Y15
+	VSHUFI64X2      $0x4e, Z15, Z19, Z18
+	VPADDD          Z19, Z18, K1, Z18
+	VPUNPCKLDQ      Z18, Z17, Z19
+	VPUNPCKHDQ      Z18, Z17, Z17
+	VPADDD          Z17, Z19, Z19
+	ADDQ            CX, AX
+	VSHUFI64X2      $0xaa, Z14, Z14, Z17
+	PREFETCHT1      16384(AX)
+	PREFETCHT1      16448(AX)
+	PREFETCHT1      16512(AX)
+	VBROADCASTI64X4 16(AX), Z18
+	VPSRLVW         Z1, Z18, Z18
+	VPANDD          Z0, Z18, Z18
+	VPSHUFB         Z2, Z17, Z20
+	VPMADDUBSW      (BX)(R10*1), Z18, Z18
+	VPMADDWD        Z20, Z18, Z18
+	VBROADCASTI64X4 48(AX), Z20
+	VPSRLVW         Z1, Z20, Z20
+	VPANDD          Z0, Z20, Z20
+	VPSHUFB         Z3, Z17, Z21
+	VPMADDUBSW      64(BX)(R10*1), Z20, Z20
+	VPMADDWD        Z21, Z20, Z20
+	VPADDD          Z20, Z18, Z18
+	VBROADCASTI64X4 80(AX), Z20
+	VPSRLVW         Z1, Z20, Z20
+	VPANDD          Z0, Z20, Z20
+	VPSHUFB         Z4, Z17, Z21
+	VPMADDUBSW      128(BX)(R10*1), Z20, Z20
+	VPMADDWD        Z21, Z20, Z20
+	VPADDD          Z20, Z18, Z18
+	VBROADCASTI64X4 112(AX), Z20
+	VPSRLVW         Z1, Z20, Z20
+	VPANDD          Z0, Z20, Z20
+	VPSHUFB         Z5, Z17, Z21
+	VPMADDUBSW      192(BX)(R10*1), Z20, Z20
+	VPMADDWD        Z21, Z20, Z20
+	VPADDD          Z20, Z18, Z18
+	VPSHUFB         kqMinsK4<>+0(SB), Y17, Y15
+	VPMADDWD        Y11, Y15, Y15
+	VSHUFI64X2      $0x4e, Z15, Z18, Z17
+	VPADDD          Z18, Z17, K1, Z17
+	ADDQ            CX, AX
+	VSHUFI64X2      $0xff, Z14, Z14, Z14
+	PREFETCHT1      16384(AX)
+	PREFETCHT1      16448(AX)
+	PREFETCHT1      16512(AX)
+	VBROADCASTI64X4 16(AX), Z18
+	VPSRLVW         Z1, Z18, Z18
+	VPANDD          Z0, Z18, Z18
+	VPSHUFB         Z2, Z14, Z20
+	VPMADDUBSW      (BX)(R10*1), Z18, Z18
+	VPMADDWD        Z20, Z18, Z18
+	VBROADCASTI64X4 48(AX), Z20
+	VPSRLVW         Z1, Z20, Z20
+	VPANDD          Z0, Z20, Z20
+	VPSHUFB         Z3, Z14, Z21
+	VPMADDUBSW      64(BX)(R10*1), Z20, Z20
+	VPMADDWD        Z21, Z20, Z20
+	VPADDD          Z20, Z18, Z18
+	VBROADCASTI64X4 80(AX), Z20
+	VPSRLVW         Z1, Z20, Z20
+	VPANDD          Z0, Z20, Z20
+	VPSHUFB         Z4, Z14, Z21
+	VPMADDUBSW      128(BX)(R10*1), Z20, Z20
+	VPMADDWD        Z21, Z20, Z20
+	VPADDD          Z20, Z18, Z18
+	VBROADCASTI64X4 112(AX), Z20
+	VPSRLVW         Z1, Z20, Z20
+	VPANDD          Z0, Z20, Z20
+	VPSHUFB         Z5, Z14, Z21
+	VPMADDUBSW      192(BX)(R10*1), Z20, Z20
+	VPMADDWD        Z21, Z20, Z20
+	VPADDD          Z20, Z18, Z18
+	VPSHUFB         kqMinsK4<>+0(SB), Y14, Y14
+	VPMADDWD        Y11, Y14, Y11
+	VSHUFI64X2      $0x4e, Z11, Z18, Z14
+	VPADDD          Z18, Z14, K1, Z14
+	VPUNPCKLDQ      Z14, Z17, Z18
+	VPUNPCKHDQ      Z14, Z17, Z14
+	VPADDD          Z14, Z18, Z18
+	VPUNPCKLQDQ     Z18, Z19, Z14
+	VPUNPCKHQDQ     Z18, Z19, Z17
+	VPADDD          Z17, Z14, Z14
+	ADDQ            CX, AX
+	VSHUFI64X2      $0x88, Z14, Z13, Z17
+	VSHUFI64X2      $0xdd, Z14, Z13, Z13
+	VPADDD          Z13, Z17, Z17
+	VCVTDQ2PS       Z17, Z17
+	VPERMT2W        Z16, Z9, Z12
+	VCVTPH2PS       Y12, Z13
+	MOVQ            R10, R14
+	SHRQ            $0x06, R14
+	VMULPS.BCST     (SI)(R14*1), Z13, Z13
+	VFMADD231PS     Z13, Z17, Z10
+	SUBQ            R12, AX
+	ADDQ            $0x00000090, AX
+	ADDQ            $0x00000100, R10
+	DECQ            R9
+	JNZ             block
+	VSHUFF64X2      $0x08, Z10, Z10, Z13
+	VSHUFF64X2      $0x0d, Z10, Z10, Z14
+	VSUBPS          Y14, Y13, Y13
+	VMOVUPS         Y13, (R8)
+	ADDQ            $0x20, R8
+	ADDQ            R13, AX
+	DECQ            DX
+	JNZ             group
+	VZEROUPPER
+	RET
+
+// func q5KRowsAVX512(w *byte, rowBytes int, rows int, q *int8, d *float32, bs *int16, nb int, out *float32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, F16C, FMA3, MMX+
+TEXT ·q5KRowsAVX512(SB), NOSPLIT, $0-64
+	MOVQ      w+0(FP), AX
+	MOVQ      q+24(FP), CX
+	MOVQ      d+32(FP), DX
+	MOVQ      bs+40(FP), BX
+	MOVQ      nb+48(FP), SI
+	VMOVDQU64 kqMask0F<>+0(SB), Z0
+	VMOVDQU64 kqMask10<>+0(SB), Z1
+	VMOVDQU64 kqShift04<>+0(SB), Z2
+	VMOVDQU64 kqShift01<>+0(SB), Z3
+	VMOVDQU64 kqScaleK4<>+0(SB), Z4
+	VMOVDQU64 kqScaleK4<>+64(SB), Z5
+	VMOVDQU64 kqScaleK4<>+128(SB), Z6
+	VMOVDQU64 kqScaleK4<>+192(SB), Z7
+	MOVQ      rows+16(FP), R8
+	MOVQ      out+56(FP), R9
+	MOVQ      rowBytes+8(FP), R10
+	IMUL3Q    $0x000000b0, SI, SI
+	SUBQ      SI, R10
+
+row:
+	MOVQ   nb+48(FP), SI
+	XORQ   DI, DI
+	VPXORD Y8, Y8, Y8
+	VPXORD X9, X9, X9
+
+block:
+	PREFETCHT1      16384(AX)
+	PREFETCHT1      16448(AX)
+	PREFETCHT1      16512(AX)
+	MOVL            4(AX), R11
+	MOVL            8(AX), R12
+	MOVL            12(AX), R13
+	MOVL            R11, R15
+	SHRL            $0x06, R15
+	ANDL            $0x03030303, R15
+	SHLL            $0x04, R15
+	MOVL            R13, R14
+	ANDL            $0x0f0f0f0f, R14
+	ORL             R15, R14
+	ANDL            $0x3f3f3f3f, R11
+	SHLQ            $0x20, R14
+	ORQ             R11, R14
+	MOVL            R12, R15
+	SHRL            $0x06, R15
+	ANDL            $0x03030303, R15
+	SHLL            $0x04, R15
+	SHRL            $0x04, R13
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R15, R13
+	ANDL            $0x3f3f3f3f, R12
+	SHLQ            $0x20, R13
+	ORQ             R12, R13
+	VMOVQ           R14, X10
+	VMOVQ           R13, X11
+	VPUNPCKLQDQ     X11, X10, X10
+	VSHUFI64X2      $0x00, Z10, Z10, Z11
+	VBROADCASTI64X4 16(AX), Z12
+	VPSRLVW         Z3, Z12, Z12
+	VBROADCASTI64X4 48(AX), Z13
+	VPSRLVW         Z2, Z13, Z13
+	VPSLLW          $0x04, Z12, Z14
+	VPANDD          Z1, Z14, Z14
+	VPTERNLOGD      $0xec, Z0, Z14, Z13
+	VPSHUFB         Z4, Z11, Z14
+	VPMADDUBSW      (CX)(DI*1), Z13, Z13
+	VPMADDWD        Z14, Z13, Z13
+	VBROADCASTI64X4 80(AX), Z14
+	VPSRLVW         Z2, Z14, Z14
+	VPSLLW          $0x02, Z12, Z15
+	VPANDD          Z1, Z15, Z15
+	VPTERNLOGD      $0xec, Z0, Z15, Z14
+	VPSHUFB         Z5, Z11, Z15
+	VPMADDUBSW      64(CX)(DI*1), Z14, Z14
+	VPMADDWD        Z15, Z14, Z14
+	VPADDD          Z14, Z13, Z13
+	VBROADCASTI64X4 112(AX), Z14
+	VPSRLVW         Z2, Z14, Z14
+	VPANDD          Z1, Z12, Z15
+	VPTERNLOGD      $0xec, Z0, Z15, Z14
+	VPSHUFB         Z6, Z11, Z15
+	VPMADDUBSW      128(CX)(DI*1), Z14, Z14
+	VPMADDWD        Z15, Z14, Z14
+	VPADDD          Z14, Z13, Z13
+	VBROADCASTI64X4 144(AX), Z14
+	VPSRLVW         Z2, Z14, Z14
+	VPSRLW          $0x02, Z12, Z12
+	VPANDD          Z1, Z12, Z12
+	VPTERNLOGD      $0xec, Z0, Z12, Z14
+	VPSHUFB         Z7, Z11, Z12
+	VPMADDUBSW      192(CX)(DI*1), Z14, Z14
+	VPMADDWD        Z12, Z14, Z14
+	VPADDD          Z14, Z13, Z13
+	VEXTRACTI64X4   $0x01, Z13, Y12
+	VPADDD          Y12, Y13, Y12
+	VCVTDQ2PS       Y12, Y12
+	VPBROADCASTD    (AX), X10
+	VCVTPH2PS       X10, Y13
+	VPERMILPS       $0x00, Y13, Y14
+	VPERMILPS       $0x55, Y13, Y13
+	MOVQ            DI, R11
+	SHRQ            $0x06, R11
+	VBROADCASTSS    (DX)(R11*1), Y15
+	VMULPS          Y14, Y15, Y14
+	VMULPS          Y13, Y15, Y13
+	VFMADD231PS     Y14, Y12, Y8
+	VPSHUFB         kqMinsK4<>+0(SB), Y11, Y11
+	MOVQ            DI, R11
+	SHRQ            $0x03, R11
+	VPMADDWD        (BX)(R11*1), Y11, Y11
+	VEXTRACTI32X4   $0x01, Y11, X10
+	VPADDD          X10, X11, X11
+	VPSHUFD         $0x4e, X11, X10
+	VPADDD          X10, X11, X11
+	VPSHUFD         $0xb1, X11, X10
+	VPADDD          X10, X11, X11
+	VCVTDQ2PS       X11, X11
+	VFNMADD231SS    X13, X11, X9
+	ADDQ            $0x000000b0, AX
+	ADDQ            $0x00000100, DI
+	DECQ            SI
+	JNZ             block
+	VEXTRACTI32X4   $0x01, Y8, X10
+	VADDPS          X10, X8, X10
+	VMOVHLPS        X10, X10, X11
+	VADDPS          X11, X10, X10
+	VMOVSHDUP       X10, X11
+	VADDSS          X11, X10, X10
+	VADDSS          X9, X10, X10
+	VMOVSS          X10, (R9)
+	ADDQ            $0x04, R9
+	ADDQ            R10, AX
+	DECQ            R8
+	JNZ             row
+	VZEROUPPER
+	RET
+
+// func q6KRowsAVX512(w *byte, rowBytes int, rows int, q *int8, d *float32, bs *int16, nb int, out *float32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, F16C, FMA3, MMX+
+TEXT ·q6KRowsAVX512(SB), NOSPLIT, $0-64
+	MOVQ      w+0(FP), AX
+	MOVQ      q+24(FP), CX
+	MOVQ      d+32(FP), DX
+	MOVQ      bs+40(FP), BX
+	MOVQ      nb+48(FP), SI
+	VMOVDQU64 kqMask0F<>+0(SB), Z0
+	VMOVDQU64 kqMask30<>+0(SB), Z1
+	VMOVDQU64 kqShift42<>+0(SB), Z2
+	VMOVDQU64 kqShift02<>+0(SB), Z3
+	VMOVDQU64 kqIdxQ6<>+0(SB), Z4
+	VMOVDQU64 kqIdxQ6<>+64(SB), Z5
+	VMOVDQU64 kqIdxQ6<>+128(SB), Z6
+	VMOVDQU64 kqIdxQ6<>+192(SB), Z7
+	MOVQ      rows+16(FP), R8
+	MOVQ      out+56(FP), R9
+	MOVQ      rowBytes+8(FP), R10
+	IMUL3Q    $0x000000d2, SI, SI
+	SUBQ      SI, R10
+
+row:
+	MOVQ   nb+48(FP), SI
+	XORQ   DI, DI
+	VPXORD Y8, Y8, Y8
+
+block:
+	PREFETCHT1      16384(AX)
+	PREFETCHT1      16448(AX)
+	PREFETCHT1      16512(AX)
+	PREFETCHT1      16576(AX)
+	VPMOVSXBW       192(AX), Y9
+	VMOVDQU64       (AX), Z10
+	VBROADCASTI64X4 128(AX), Z11
+	VPSLLVW         Z2, Z11, Z11
+	VPANDD          Z1, Z11, Z11
+	VPTERNLOGD      $0xec, Z0, Z11, Z10
+	VPERMW          Z9, Z4, Z11
+	VPMADDUBSW      (CX)(DI*1), Z10, Z10
+	VPMADDWD        Z11, Z10, Z10
+	VMOVDQU64       (AX), Z11
+	VBROADCASTI64X4 128(AX), Z12
+	VPSRLW          $0x04, Z11, Z11
+	VPSRLVW         Z3, Z12, Z12
+	VPANDD          Z1, Z12, Z12
+	VPTERNLOGD      $0xec, Z0, Z12, Z11
+	VPERMW          Z9, Z5, Z12
+	VPMADDUBSW      64(CX)(DI*1), Z11, Z11
+	VPMADDWD        Z12, Z11, Z11
+	VPADDD          Z11, Z10, Z10
+	VMOVDQU64       64(AX), Z11
+	VBROADCASTI64X4 160(AX), Z12
+	VPSLLVW         Z2, Z12, Z12
+	VPANDD          Z1, Z12, Z12
+	VPTERNLOGD      $0xec, Z0, Z12, Z11
+	VPERMW          Z9, Z6, Z12
+	VPMADDUBSW      128(CX)(DI*1), Z11, Z11
+	VPMADDWD        Z12, Z11, Z11
+	VPADDD          Z11, Z10, Z10
+	VMOVDQU64       64(AX), Z11
+	VBROADCASTI64X4 160(AX), Z12
+	VPSRLW          $0x04, Z11, Z11
+	VPSRLVW         Z3, Z12, Z12
+	VPANDD          Z1, Z12, Z12
+	VPTERNLOGD      $0xec, Z0, Z12, Z11
+	VPERMW          Z9, Z7, Z12
+	VPMADDUBSW      192(CX)(DI*1), Z11, Z11
+	VPMADDWD        Z12, Z11, Z11
+	VPADDD          Z11, Z10, Z10
+	VEXTRACTI64X4   $0x01, Z10, Y11
+	VPADDD          Y11, Y10, Y11
+	MOVQ            DI, R11
+	SHRQ            $0x03, R11
+	VPMADDWD        (BX)(R11*1), Y9, Y9
+	VPSLLD          $0x05, Y9, Y9
+	VPSUBD          Y9, Y11, Y11
+	VCVTDQ2PS       Y11, Y11
+	VPBROADCASTW    208(AX), X9
+	VCVTPH2PS       X9, Y9
+	MOVQ            DI, R11
+	SHRQ            $0x06, R11
+	VBROADCASTSS    (DX)(R11*1), Y10
+	VMULPS          Y9, Y10, Y9
+	VFMADD231PS     Y9, Y11, Y8
+	ADDQ            $0x000000d2, AX
+	ADDQ            $0x00000100, DI
+	DECQ            SI
+	JNZ             block
+	VEXTRACTI32X4   $0x01, Y8, X9
+	VADDPS          X9, X8, X9
+	VMOVHLPS        X9, X9, X10
+	VADDPS          X10, X9, X9
+	VMOVSHDUP       X9, X10
+	VADDSS          X10, X9, X9
+	VMOVSS          X9, (R9)
+	ADDQ            $0x04, R9
+	ADDQ            R10, AX
+	DECQ            R8
+	JNZ             row
+	VZEROUPPER
+	RET
+
 // func q4KVecDotVNNI(w *byte, q *int8, d *float32, bs *int16, nb int) float32
 // Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3, SSE
 TEXT ·q4KVecDotVNNI(SB), NOSPLIT, $0-44
@@ -3542,13 +5370,13 @@ TEXT ·q4KVecDotVNNI(SB), NOSPLIT, $0-44
 	MOVQ      d+16(FP), DX
 	MOVQ      bs+24(FP), BX
 	MOVQ      nb+32(FP), SI
-	XORQ      DI, DI
 	VMOVDQU64 kqMask0F<>+0(SB), Z0
 	VMOVDQU64 kqShift04<>+0(SB), Z1
 	VMOVDQU64 kqScaleK4<>+0(SB), Z2
 	VMOVDQU64 kqScaleK4<>+64(SB), Z3
 	VMOVDQU64 kqScaleK4<>+128(SB), Z4
 	VMOVDQU64 kqScaleK4<>+192(SB), Z5
+	XORQ      DI, DI
 	VPXORD    Y6, Y6, Y6
 	VPXORD    Y7, Y7, Y7
 
@@ -3654,13 +5482,13 @@ TEXT ·q4KGemvVNNI(SB), NOSPLIT, $0-44
 	MOVQ      d+16(FP), DX
 	MOVQ      bs+24(FP), BX
 	MOVQ      nb+32(FP), SI
-	XORQ      DI, DI
 	VMOVDQU64 kqMask0F<>+0(SB), Z0
 	VMOVDQU64 kqShift04<>+0(SB), Z1
 	VMOVDQU64 kqScaleK4<>+0(SB), Z2
 	VMOVDQU64 kqScaleK4<>+64(SB), Z3
 	VMOVDQU64 kqScaleK4<>+128(SB), Z4
 	VMOVDQU64 kqScaleK4<>+192(SB), Z5
+	XORQ      DI, DI
 	VPXORD    X6, X6, X6
 
 block:
@@ -3756,13 +5584,13 @@ TEXT ·q4KGemmVNNI(SB), NOSPLIT, $0-44
 	MOVQ      d+16(FP), DX
 	MOVQ      bs+24(FP), BX
 	MOVQ      nb+32(FP), SI
-	XORQ      DI, DI
 	VMOVDQU64 kqMask0F<>+0(SB), Z0
 	VMOVDQU64 kqShift04<>+0(SB), Z1
 	VMOVDQU64 kqScaleK4<>+0(SB), Z2
 	VMOVDQU64 kqScaleK4<>+64(SB), Z3
 	VMOVDQU64 kqScaleK4<>+128(SB), Z4
 	VMOVDQU64 kqScaleK4<>+192(SB), Z5
+	XORQ      DI, DI
 	VPXORD    X6, X6, X6
 	VPXORD    X7, X7, X7
 
@@ -3881,13 +5709,13 @@ TEXT ·q4KVecDot4VNNI(SB), NOSPLIT, $0-128
 	MOVQ      q2+24(FP), BX
 	MOVQ      q3+32(FP), SI
 	MOVQ      nb+104(FP), DI
-	XORQ      R8, R8
 	VMOVDQU64 kqMask0F<>+0(SB), Z0
 	VMOVDQU64 kqShift04<>+0(SB), Z1
 	VMOVDQU64 kqScaleK4<>+0(SB), Z2
 	VMOVDQU64 kqScaleK4<>+64(SB), Z3
 	VMOVDQU64 kqScaleK4<>+128(SB), Z4
 	VMOVDQU64 kqScaleK4<>+192(SB), Z5
+	XORQ      R8, R8
 	VPXORD    Y6, Y6, Y6
 	VPXORD    Y7, Y7, Y7
 	VPXORD    Y8, Y8, Y8
@@ -4122,13 +5950,13 @@ TEXT ·q4KGemm4VNNI(SB), NOSPLIT, $0-128
 	MOVQ      q2+24(FP), BX
 	MOVQ      q3+32(FP), SI
 	MOVQ      nb+104(FP), DI
-	XORQ      R8, R8
 	VMOVDQU64 kqMask0F<>+0(SB), Z0
 	VMOVDQU64 kqShift04<>+0(SB), Z1
 	VMOVDQU64 kqScaleK4<>+0(SB), Z2
 	VMOVDQU64 kqScaleK4<>+64(SB), Z3
 	VMOVDQU64 kqScaleK4<>+128(SB), Z4
 	VMOVDQU64 kqScaleK4<>+192(SB), Z5
+	XORQ      R8, R8
 	VPXORD    X6, X6, X6
 	VPXORD    X7, X7, X7
 
@@ -4352,7 +6180,6 @@ TEXT ·q5KVNNI(SB), NOSPLIT, $0-44
 	MOVQ      d+16(FP), DX
 	MOVQ      bs+24(FP), BX
 	MOVQ      nb+32(FP), SI
-	XORQ      DI, DI
 	VMOVDQU64 kqMask0F<>+0(SB), Z0
 	VMOVDQU64 kqMask10<>+0(SB), Z1
 	VMOVDQU64 kqShift04<>+0(SB), Z2
@@ -4361,6 +6188,7 @@ TEXT ·q5KVNNI(SB), NOSPLIT, $0-44
 	VMOVDQU64 kqScaleK4<>+64(SB), Z5
 	VMOVDQU64 kqScaleK4<>+128(SB), Z6
 	VMOVDQU64 kqScaleK4<>+192(SB), Z7
+	XORQ      DI, DI
 	VPXORD    Y8, Y8, Y8
 	VPXORD    X9, X9, X9
 
@@ -4474,7 +6302,6 @@ TEXT ·q5K4VNNI(SB), NOSPLIT, $0-128
 	MOVQ      q2+24(FP), BX
 	MOVQ      q3+32(FP), SI
 	MOVQ      nb+104(FP), DI
-	XORQ      R8, R8
 	VMOVDQU64 kqMask0F<>+0(SB), Z0
 	VMOVDQU64 kqMask10<>+0(SB), Z1
 	VMOVDQU64 kqShift04<>+0(SB), Z2
@@ -4483,6 +6310,7 @@ TEXT ·q5K4VNNI(SB), NOSPLIT, $0-128
 	VMOVDQU64 kqScaleK4<>+64(SB), Z5
 	VMOVDQU64 kqScaleK4<>+128(SB), Z6
 	VMOVDQU64 kqScaleK4<>+192(SB), Z7
+	XORQ      R8, R8
 	VPXORD    Y8, Y8, Y8
 	VPXORD    Y9, Y9, Y9
 	VPXORD    Y10, Y10, Y10
@@ -4716,7 +6544,6 @@ TEXT ·q6KVNNI(SB), NOSPLIT, $0-44
 	MOVQ      d+16(FP), DX
 	MOVQ      bs+24(FP), BX
 	MOVQ      nb+32(FP), SI
-	XORQ      DI, DI
 	VMOVDQU64 kqMask0F<>+0(SB), Z0
 	VMOVDQU64 kqMask30<>+0(SB), Z1
 	VMOVDQU64 kqShift42<>+0(SB), Z2
@@ -4725,6 +6552,7 @@ TEXT ·q6KVNNI(SB), NOSPLIT, $0-44
 	VMOVDQU64 kqIdxQ6<>+64(SB), Z5
 	VMOVDQU64 kqIdxQ6<>+128(SB), Z6
 	VMOVDQU64 kqIdxQ6<>+192(SB), Z7
+	XORQ      DI, DI
 	VPXORD    Y8, Y8, Y8
 
 block:
@@ -4801,7 +6629,6 @@ TEXT ·q6K4VNNI(SB), NOSPLIT, $0-128
 	MOVQ      q2+24(FP), BX
 	MOVQ      q3+32(FP), SI
 	MOVQ      nb+104(FP), DI
-	XORQ      R8, R8
 	VMOVDQU64 kqMask0F<>+0(SB), Z0
 	VMOVDQU64 kqMask30<>+0(SB), Z1
 	VMOVDQU64 kqShift42<>+0(SB), Z2
@@ -4810,6 +6637,7 @@ TEXT ·q6K4VNNI(SB), NOSPLIT, $0-128
 	VMOVDQU64 kqIdxQ6<>+64(SB), Z5
 	VMOVDQU64 kqIdxQ6<>+128(SB), Z6
 	VMOVDQU64 kqIdxQ6<>+192(SB), Z7
+	XORQ      R8, R8
 	VPXORD    Y8, Y8, Y8
 	VPXORD    Y9, Y9, Y9
 	VPXORD    Y10, Y10, Y10
@@ -4970,6 +6798,736 @@ block:
 	MOVSS           X1, r1+116(FP)
 	MOVSS           X2, r2+120(FP)
 	MOVSS           X3, r3+124(FP)
+	RET
+
+// func q4KVecDotRowsVNNI(w *byte, rowBytes int, rows int, q *int8, d *float32, bs *int16, nb int, out *float32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3, MMX+
+TEXT ·q4KVecDotRowsVNNI(SB), NOSPLIT, $0-64
+	MOVQ      w+0(FP), AX
+	MOVQ      q+24(FP), CX
+	MOVQ      d+32(FP), DX
+	MOVQ      bs+40(FP), BX
+	MOVQ      nb+48(FP), SI
+	VMOVDQU64 kqMask0F<>+0(SB), Z0
+	VMOVDQU64 kqShift04<>+0(SB), Z1
+	VMOVDQU64 kqScaleK4<>+0(SB), Z2
+	VMOVDQU64 kqScaleK4<>+64(SB), Z3
+	VMOVDQU64 kqScaleK4<>+128(SB), Z4
+	VMOVDQU64 kqScaleK4<>+192(SB), Z5
+	MOVQ      rows+16(FP), R8
+	MOVQ      out+56(FP), R9
+	MOVQ      rowBytes+8(FP), R10
+	IMUL3Q    $0x00000090, SI, SI
+	SUBQ      SI, R10
+
+row:
+	MOVQ   nb+48(FP), SI
+	XORQ   DI, DI
+	VPXORD Y6, Y6, Y6
+	VPXORD Y7, Y7, Y7
+
+block:
+	PREFETCHT1      16384(AX)
+	PREFETCHT1      16448(AX)
+	PREFETCHT1      16512(AX)
+	MOVL            4(AX), R11
+	MOVL            8(AX), R12
+	MOVL            12(AX), R13
+	MOVL            R11, R15
+	SHRL            $0x06, R15
+	ANDL            $0x03030303, R15
+	SHLL            $0x04, R15
+	MOVL            R13, R14
+	ANDL            $0x0f0f0f0f, R14
+	ORL             R15, R14
+	ANDL            $0x3f3f3f3f, R11
+	SHLQ            $0x20, R14
+	ORQ             R11, R14
+	MOVL            R12, R15
+	SHRL            $0x06, R15
+	ANDL            $0x03030303, R15
+	SHLL            $0x04, R15
+	SHRL            $0x04, R13
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R15, R13
+	ANDL            $0x3f3f3f3f, R12
+	SHLQ            $0x20, R13
+	ORQ             R12, R13
+	VMOVQ           R14, X8
+	VMOVQ           R13, X9
+	VPUNPCKLQDQ     X9, X8, X8
+	VSHUFI64X2      $0x00, Z8, Z8, Z9
+	VBROADCASTI64X4 16(AX), Z10
+	VPSRLVW         Z1, Z10, Z10
+	VPANDD          Z0, Z10, Z10
+	VPSHUFB         Z2, Z9, Z11
+	VPMADDUBSW      (CX)(DI*1), Z10, Z10
+	VPMADDWD        Z11, Z10, Z10
+	VBROADCASTI64X4 48(AX), Z11
+	VPSRLVW         Z1, Z11, Z11
+	VPANDD          Z0, Z11, Z11
+	VPSHUFB         Z3, Z9, Z12
+	VPMADDUBSW      64(CX)(DI*1), Z11, Z11
+	VPDPWSSD        Z12, Z11, Z10
+	VBROADCASTI64X4 80(AX), Z11
+	VPSRLVW         Z1, Z11, Z11
+	VPANDD          Z0, Z11, Z11
+	VPSHUFB         Z4, Z9, Z12
+	VPMADDUBSW      128(CX)(DI*1), Z11, Z11
+	VPDPWSSD        Z12, Z11, Z10
+	VBROADCASTI64X4 112(AX), Z11
+	VPSRLVW         Z1, Z11, Z11
+	VPANDD          Z0, Z11, Z11
+	VPSHUFB         Z5, Z9, Z12
+	VPMADDUBSW      192(CX)(DI*1), Z11, Z11
+	VPDPWSSD        Z12, Z11, Z10
+	VEXTRACTI64X4   $0x01, Z10, Y11
+	VPADDD          Y11, Y10, Y11
+	VCVTDQ2PS       Y11, Y11
+	VPBROADCASTD    (AX), X8
+	VCVTPH2PS       X8, Y10
+	VPERMILPS       $0x00, Y10, Y12
+	VPERMILPS       $0x55, Y10, Y10
+	MOVQ            DI, R11
+	SHRQ            $0x06, R11
+	VBROADCASTSS    (DX)(R11*1), Y13
+	VMULPS          Y12, Y13, Y12
+	VMULPS          Y10, Y13, Y10
+	VFMADD231PS     Y12, Y11, Y6
+	VPSHUFB         kqMinsK4<>+0(SB), Y9, Y9
+	MOVQ            DI, R11
+	SHRQ            $0x03, R11
+	VPMADDWD        (BX)(R11*1), Y9, Y9
+	VPSHUFD         $0xb1, Y9, Y11
+	VPADDD          Y11, Y9, Y9
+	VCVTDQ2PS       Y9, Y9
+	VFNMADD231PS    Y10, Y9, Y7
+	ADDQ            $0x00000090, AX
+	ADDQ            $0x00000100, DI
+	DECQ            SI
+	JNZ             block
+	VEXTRACTI32X4   $0x01, Y6, X8
+	VADDPS          X8, X6, X8
+	VMOVHLPS        X8, X8, X9
+	VADDPS          X9, X8, X8
+	VMOVSHDUP       X8, X9
+	VADDSS          X9, X8, X8
+	VEXTRACTI32X4   $0x01, Y7, X9
+	VSHUFPS         $0x88, X9, X7, X9
+	VMOVHLPS        X9, X9, X10
+	VADDPS          X10, X9, X9
+	VMOVSHDUP       X9, X10
+	VADDSS          X10, X9, X9
+	VADDSS          X9, X8, X8
+	VMOVSS          X8, (R9)
+	ADDQ            $0x04, R9
+	ADDQ            R10, AX
+	DECQ            R8
+	JNZ             row
+	VZEROUPPER
+	RET
+
+// func q4KGemvRowsVNNI(w *byte, rowBytes int, rows int, q *int8, d *float32, bs *int16, nb int, out *float32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
+TEXT ·q4KGemvRowsVNNI(SB), NOSPLIT, $0-64
+	MOVQ      w+0(FP), AX
+	MOVQ      rowBytes+8(FP), CX
+	MOVQ      rows+16(FP), DX
+	SHRQ      $0x03, DX
+	MOVQ      q+24(FP), BX
+	MOVQ      d+32(FP), SI
+	MOVQ      bs+40(FP), DI
+	MOVQ      out+56(FP), R8
+	MOVQ      nb+48(FP), R9
+	LEAQ      (CX)(CX*2), R11
+	MOVQ      CX, R12
+	SHLQ      $0x03, R12
+	IMUL3Q    $0xffffff70, R9, R13
+	ADDQ      R12, R13
+	VMOVDQU64 kqMask0F<>+0(SB), Z0
+	VMOVDQU64 kqShift04<>+0(SB), Z1
+	VMOVDQU64 kqScaleK4<>+0(SB), Z2
+	VMOVDQU64 kqScaleK4<>+64(SB), Z3
+	VMOVDQU64 kqScaleK4<>+128(SB), Z4
+	VMOVDQU64 kqScaleK4<>+192(SB), Z5
+	VMOVDQU64 kqRowsKsShift<>+0(SB), Z6
+	VMOVDQU64 kqRowsKsLow<>+0(SB), Z7
+	VMOVDQU64 kqRowsKsHigh<>+0(SB), Z8
+	VMOVDQU64 kqRowsGemvD<>+0(SB), Z9
+	MOVL      $0x000000ff, R9
+	KMOVW     R9, K1
+
+group:
+	VPXORD Z10, Z10, Z10
+	XORQ   R10, R10
+	MOVQ   nb+48(FP), R9
+
+block:
+	MOVQ            R10, R14
+	SHRQ            $0x03, R14
+	VMOVDQU         (DI)(R14*1), Y11
+	VMOVDQU32       (AX), X12
+	VINSERTI32X4    $0x01, (AX)(CX*1), Z12, Z12
+	VINSERTI32X4    $0x02, (AX)(CX*2), Z12, Z12
+	VINSERTI32X4    $0x03, (AX)(R11*1), Z12, Z12
+	VPSHUFD         $0xed, Z12, Z13
+	VPSRLVD         Z6, Z13, Z13
+	VPSHUFD         $0xa5, Z12, Z14
+	VPSRLD          $0x02, Z14, Z14
+	VPANDD          Z8, Z14, Z14
+	VPTERNLOGD      $0xec, Z7, Z14, Z13
+	VSHUFI64X2      $0x00, Z13, Z13, Z14
+	PREFETCHT1      16384(AX)
+	PREFETCHT1      16448(AX)
+	PREFETCHT1      16512(AX)
+	VBROADCASTI64X4 16(AX), Z17
+	VPSRLVW         Z1, Z17, Z17
+	VPANDD          Z0, Z17, Z17
+	VPSHUFB         Z2, Z14, Z18
+	VPMADDUBSW      (BX)(R10*1), Z17, Z17
+	VPMADDWD        Z18, Z17, Z17
+	VBROADCASTI64X4 48(AX), Z18
+	VPSRLVW         Z1, Z18, Z18
+	VPANDD          Z0, Z18, Z18
+	VPSHUFB         Z3, Z14, Z19
+	VPMADDUBSW      64(BX)(R10*1), Z18, Z18
+	VPDPWSSD        Z19, Z18, Z17
+	VBROADCASTI64X4 80(AX), Z18
+	VPSRLVW         Z1, Z18, Z18
+	VPANDD          Z0, Z18, Z18
+	VPSHUFB         Z4, Z14, Z19
+	VPMADDUBSW      128(BX)(R10*1), Z18, Z18
+	VPDPWSSD        Z19, Z18, Z17
+	VBROADCASTI64X4 112(AX), Z18
+	VPSRLVW         Z1, Z18, Z18
+	VPANDD          Z0, Z18, Z18
+	VPSHUFB         Z5, Z14, Z19
+	VPMADDUBSW      192(BX)(R10*1), Z18, Z18
+	VPDPWSSD        Z19, Z18, Z17
+	VPSHUFB         kqMinsK4<>+0(SB), Y14, Y14
+	VPMADDWD        Y11, Y14, Y15
+	VSHUFI64X2      $0x4e, Z15, Z17, Z14
+	VPADDD          Z17, Z14, K1, Z14
+	ADDQ            CX, AX
+	VSHUFI64X2      $0x55, Z13, Z13, Z17
+	PREFETCHT1      16384(AX)
+	PREFETCHT1      16448(AX)
+	PREFETCHT1      16512(AX)
+	VBROADCASTI64X4 16(AX), Z18
+	VPSRLVW         Z1, Z18, Z18
+	VPANDD          Z0, Z18, Z18
+	VPSHUFB         Z2, Z17, Z19
+	VPMADDUBSW      (BX)(R10*1), Z18, Z18
+	VPMADDWD        Z19, Z18, Z18
+	VBROADCASTI64X4 48(AX), Z19
+	VPSRLVW         Z1, Z19, Z19
+	VPANDD          Z0, Z19, Z19
+	VPSHUFB         Z3, Z17, Z20
+	VPMADDUBSW      64(BX)(R10*1), Z19, Z19
+	VPDPWSSD        Z20, Z19, Z18
+	VBROADCASTI64X4 80(AX), Z19
+	VPSRLVW         Z1, Z19, Z19
+	VPANDD          Z0, Z19, Z19
+	VPSHUFB         Z4, Z17, Z20
+	VPMADDUBSW      128(BX)(R10*1), Z19, Z19
+	VPDPWSSD        Z20, Z19, Z18
+	VBROADCASTI64X4 112(AX), Z19
+	VPSRLVW         Z1, Z19, Z19
+	VPANDD          Z0, Z19, Z19
+	VPSHUFB         Z5, Z17, Z20
+	VPMADDUBSW      192(BX)(R10*1), Z19, Z19
+	VPDPWSSD        Z20, Z19, Z18
+	VPSHUFB         kqMinsK4<>+0(SB), Y17, Y15
+	VPMADDWD        Y11, Y15, Y15
+	VSHUFI64X2      $0x4e, Z15, Z18, Z17
+	VPADDD          Z18, Z17, K1, Z17
+	VPUNPCKLDQ      Z17, Z14, Z18
+	VPUNPCKHDQ      Z17, Z14, Z14
+	VPADDD          Z14, Z18, Z18
+	ADDQ            CX, AX
+	VSHUFI64X2      $0xaa, Z13, Z13, Z14
+	PREFETCHT1      16384(AX)
+	PREFETCHT1      16448(AX)
+	PREFETCHT1      16512(AX)
+	VBROADCASTI64X4 16(AX), Z17
+	VPSRLVW         Z1, Z17, Z17
+	VPANDD          Z0, Z17, Z17
+	VPSHUFB         Z2, Z14, Z19
+	VPMADDUBSW      (BX)(R10*1), Z17, Z17
+	VPMADDWD        Z19, Z17, Z17
+	VBROADCASTI64X4 48(AX), Z19
+	VPSRLVW         Z1, Z19, Z19
+	VPANDD          Z0, Z19, Z19
+	VPSHUFB         Z3, Z14, Z20
+	VPMADDUBSW      64(BX)(R10*1), Z19, Z19
+	VPDPWSSD        Z20, Z19, Z17
+	VBROADCASTI64X4 80(AX), Z19
+	VPSRLVW         Z1, Z19, Z19
+	VPANDD          Z0, Z19, Z19
+	VPSHUFB         Z4, Z14, Z20
+	VPMADDUBSW      128(BX)(R10*1), Z19, Z19
+	VPDPWSSD        Z20, Z19, Z17
+	VBROADCASTI64X4 112(AX), Z19
+	VPSRLVW         Z1, Z19, Z19
+	VPANDD          Z0, Z19, Z19
+	VPSHUFB         Z5, Z14, Z20
+	VPMADDUBSW      192(BX)(R10*1), Z19, Z19
+	VPDPWSSD        Z20, Z19, Z17
+	VPSHUFB         kqMinsK4<>+0(SB), Y14, Y14
+	VPMADDWD        Y11, Y14, Y15
+	VSHUFI64X2      $0x4e, Z15, Z17, Z14
+	VPADDD          Z17, Z14, K1, Z14
+	ADDQ            CX, AX
+	VSHUFI64X2      $0xff, Z13, Z13, Z13
+	PREFETCHT1      16384(AX)
+	PREFETCHT1      16448(AX)
+	PREFETCHT1      16512(AX)
+	VBROADCASTI64X4 16(AX), Z17
+	VPSRLVW         Z1, Z17, Z17
+	VPANDD          Z0, Z17, Z17
+	VPSHUFB         Z2, Z13, Z19
+	VPMADDUBSW      (BX)(R10*1), Z17, Z17
+	VPMADDWD        Z19, Z17, Z17
+	VBROADCASTI64X4 48(AX), Z19
+	VPSRLVW         Z1, Z19, Z19
+	VPANDD          Z0, Z19, Z19
+	VPSHUFB         Z3, Z13, Z20
+	VPMADDUBSW      64(BX)(R10*1), Z19, Z19
+	VPDPWSSD        Z20, Z19, Z17
+	VBROADCASTI64X4 80(AX), Z19
+	VPSRLVW         Z1, Z19, Z19
+	VPANDD          Z0, Z19, Z19
+	VPSHUFB         Z4, Z13, Z20
+	VPMADDUBSW      128(BX)(R10*1), Z19, Z19
+	VPDPWSSD        Z20, Z19, Z17
+	VBROADCASTI64X4 112(AX), Z19
+	VPSRLVW         Z1, Z19, Z19
+	VPANDD          Z0, Z19, Z19
+	VPSHUFB         Z5, Z13, Z20
+	VPMADDUBSW      192(BX)(R10*1), Z19, Z19
+	VPDPWSSD        Z20, Z19, Z17
+	VPSHUFB         kqMinsK4<>+0(SB), Y13, Y13
+	VPMADDWD        Y11, Y13, Y15
+	VSHUFI64X2      $0x4e, Z15, Z17, Z13
+	VPADDD          Z17, Z13, K1, Z13
+	VPUNPCKLDQ      Z13, Z14, Z17
+	VPUNPCKHDQ      Z13, Z14, Z13
+	VPADDD          Z13, Z17, Z17
+	VPUNPCKLQDQ     Z17, Z18, Z13
+	VPUNPCKHQDQ     Z17, Z18, Z14
+	VPADDD          Z14, Z13, Z13
+	ADDQ            CX, AX
+	VMOVDQU32       (AX), X16
+	VINSERTI32X4    $0x01, (AX)(CX*1), Z16, Z16
+	VINSERTI32X4    $0x02, (AX)(CX*2), Z16, Z16
+	VINSERTI32X4    $0x03, (AX)(R11*1), Z16, Z16
+	VPSHUFD         $0xed, Z16, Z14
+	VPSRLVD         Z6, Z14, Z14
+	VPSHUFD         $0xa5, Z16, Z17
+	VPSRLD          $0x02, Z17, Z17
+	VPANDD          Z8, Z17, Z17
+	VPTERNLOGD      $0xec, Z7, Z17, Z14
+	VSHUFI64X2      $0x00, Z14, Z14, Z17
+	PREFETCHT1      16384(AX)
+	PREFETCHT1      16448(AX)
+	PREFETCHT1      16512(AX)
+	VBROADCASTI64X4 16(AX), Z18
+	VPSRLVW         Z1, Z18, Z18
+	VPANDD          Z0, Z18, Z18
+	VPSHUFB         Z2, Z17, Z19
+	VPMADDUBSW      (BX)(R10*1), Z18, Z18
+	VPMADDWD        Z19, Z18, Z18
+	VBROADCASTI64X4 48(AX), Z19
+	VPSRLVW         Z1, Z19, Z19
+	VPANDD          Z0, Z19, Z19
+	VPSHUFB         Z3, Z17, Z20
+	VPMADDUBSW      64(BX)(R10*1), Z19, Z19
+	VPDPWSSD        Z20, Z19, Z18
+	VBROADCASTI64X4 80(AX), Z19
+	VPSRLVW         Z1, Z19, Z19
+	VPANDD          Z0, Z19, Z19
+	VPSHUFB         Z4, Z17, Z20
+	VPMADDUBSW      128(BX)(R10*1), Z19, Z19
+	VPDPWSSD        Z20, Z19, Z18
+	VBROADCASTI64X4 112(AX), Z19
+	VPSRLVW         Z1, Z19, Z19
+	VPANDD          Z0, Z19, Z19
+	VPSHUFB         Z5, Z17, Z20
+	VPMADDUBSW      192(BX)(R10*1), Z19, Z19
+	VPDPWSSD        Z20, Z19, Z18
+	VPSHUFB         kqMinsK4<>+0(SB), Y17, Y15
+	VPMADDWD        Y11, Y15, Y15
+	VSHUFI64X2      $0x4e, Z15, Z18, Z17
+	VPADDD          Z18, Z17, K1, Z17
+	ADDQ            CX, AX
+	VSHUFI64X2      $0x55, Z14, Z14, Z18
+	PREFETCHT1      16384(AX)
+	PREFETCHT1      16448(AX)
+	PREFETCHT1      16512(AX)
+	VBROADCASTI64X4 16(AX), Z19
+	VPSRLVW         Z1, Z19, Z19
+	VPANDD          Z0, Z19, Z19
+	VPSHUFB         Z2, Z18, Z20
+	VPMADDUBSW      (BX)(R10*1), Z19, Z19
+	VPMADDWD        Z20, Z19, Z19
+	VBROADCASTI64X4 48(AX), Z20
+	VPSRLVW         Z1, Z20, Z20
+	VPANDD          Z0, Z20, Z20
+	VPSHUFB         Z3, Z18, Z21
+	VPMADDUBSW      64(BX)(R10*1), Z20, Z20
+	VPDPWSSD        Z21, Z20, Z19
+	VBROADCASTI64X4 80(AX), Z20
+	VPSRLVW         Z1, Z20, Z20
+	VPANDD          Z0, Z20, Z20
+	VPSHUFB         Z4, Z18, Z21
+	VPMADDUBSW      128(BX)(R10*1), Z20, Z20
+	VPDPWSSD        Z21, Z20, Z19
+	VBROADCASTI64X4 112(AX), Z20
+	VPSRLVW         Z1, Z20, Z20
+	VPANDD          Z0, Z20, Z20
+	VPSHUFB         Z5, Z18, Z21
+	VPMADDUBSW      192(BX)(R10*1), Z20, Z20
+	VPDPWSSD        Z21, Z20, Z19
+	VPSHUFB         kqMinsK4<>+0(SB), Y18, Y15
+	VPMADDWD        Y11, Y15, Y15
+	VSHUFI64X2      $0x4e, Z15, Z19, Z18
+	VPADDD          Z19, Z18, K1, Z18
+	VPUNPCKLDQ      Z18, Z17, Z19
+	VPUNPCKHDQ      Z18, Z17, Z17
+	VPADDD          Z17, Z19, Z19
+	ADDQ            CX, AX
+	VSHUFI64X2      $0xaa, Z14, Z14, Z17
+	PREFETCHT1      16384(AX)
+	PREFETCHT1      16448(AX)
+	PREFETCHT1      16512(AX)
+	VBROADCASTI64X4 16(AX), Z18
+	VPSRLVW         Z1, Z18, Z18
+	VPANDD          Z0, Z18, Z18
+	VPSHUFB         Z2, Z17, Z20
+	VPMADDUBSW      (BX)(R10*1), Z18, Z18
+	VPMADDWD        Z20, Z18, Z18
+	VBROADCASTI64X4 48(AX), Z20
+	VPSRLVW         Z1, Z20, Z20
+	VPANDD          Z0, Z20, Z20
+	VPSHUFB         Z3, Z17, Z21
+	VPMADDUBSW      64(BX)(R10*1), Z20, Z20
+	VPDPWSSD        Z21, Z20, Z18
+	VBROADCASTI64X4 80(AX), Z20
+	VPSRLVW         Z1, Z20, Z20
+	VPANDD          Z0, Z20, Z20
+	VPSHUFB         Z4, Z17, Z21
+	VPMADDUBSW      128(BX)(R10*1), Z20, Z20
+	VPDPWSSD        Z21, Z20, Z18
+	VBROADCASTI64X4 112(AX), Z20
+	VPSRLVW         Z1, Z20, Z20
+	VPANDD          Z0, Z20, Z20
+	VPSHUFB         Z5, Z17, Z21
+	VPMADDUBSW      192(BX)(R10*1), Z20, Z20
+	VPDPWSSD        Z21, Z20, Z18
+	VPSHUFB         kqMinsK4<>+0(SB), Y17, Y15
+	VPMADDWD        Y11, Y15, Y15
+	VSHUFI64X2      $0x4e, Z15, Z18, Z17
+	VPADDD          Z18, Z17, K1, Z17
+	ADDQ            CX, AX
+	VSHUFI64X2      $0xff, Z14, Z14, Z14
+	PREFETCHT1      16384(AX)
+	PREFETCHT1      16448(AX)
+	PREFETCHT1      16512(AX)
+	VBROADCASTI64X4 16(AX), Z18
+	VPSRLVW         Z1, Z18, Z18
+	VPANDD          Z0, Z18, Z18
+	VPSHUFB         Z2, Z14, Z20
+	VPMADDUBSW      (BX)(R10*1), Z18, Z18
+	VPMADDWD        Z20, Z18, Z18
+	VBROADCASTI64X4 48(AX), Z20
+	VPSRLVW         Z1, Z20, Z20
+	VPANDD          Z0, Z20, Z20
+	VPSHUFB         Z3, Z14, Z21
+	VPMADDUBSW      64(BX)(R10*1), Z20, Z20
+	VPDPWSSD        Z21, Z20, Z18
+	VBROADCASTI64X4 80(AX), Z20
+	VPSRLVW         Z1, Z20, Z20
+	VPANDD          Z0, Z20, Z20
+	VPSHUFB         Z4, Z14, Z21
+	VPMADDUBSW      128(BX)(R10*1), Z20, Z20
+	VPDPWSSD        Z21, Z20, Z18
+	VBROADCASTI64X4 112(AX), Z20
+	VPSRLVW         Z1, Z20, Z20
+	VPANDD          Z0, Z20, Z20
+	VPSHUFB         Z5, Z14, Z21
+	VPMADDUBSW      192(BX)(R10*1), Z20, Z20
+	VPDPWSSD        Z21, Z20, Z18
+	VPSHUFB         kqMinsK4<>+0(SB), Y14, Y14
+	VPMADDWD        Y11, Y14, Y11
+	VSHUFI64X2      $0x4e, Z11, Z18, Z14
+	VPADDD          Z18, Z14, K1, Z14
+	VPUNPCKLDQ      Z14, Z17, Z18
+	VPUNPCKHDQ      Z14, Z17, Z14
+	VPADDD          Z14, Z18, Z18
+	VPUNPCKLQDQ     Z18, Z19, Z14
+	VPUNPCKHQDQ     Z18, Z19, Z17
+	VPADDD          Z17, Z14, Z14
+	ADDQ            CX, AX
+	VSHUFI64X2      $0x88, Z14, Z13, Z17
+	VSHUFI64X2      $0xdd, Z14, Z13, Z13
+	VPADDD          Z13, Z17, Z17
+	VCVTDQ2PS       Z17, Z17
+	VPERMT2W        Z16, Z9, Z12
+	VCVTPH2PS       Y12, Z13
+	MOVQ            R10, R14
+	SHRQ            $0x06, R14
+	VMULPS.BCST     (SI)(R14*1), Z13, Z13
+	VFMADD231PS     Z13, Z17, Z10
+	SUBQ            R12, AX
+	ADDQ            $0x00000090, AX
+	ADDQ            $0x00000100, R10
+	DECQ            R9
+	JNZ             block
+	VSHUFF64X2      $0x08, Z10, Z10, Z13
+	VSHUFF64X2      $0x0d, Z10, Z10, Z14
+	VSUBPS          Y14, Y13, Y13
+	VMOVUPS         Y13, (R8)
+	ADDQ            $0x20, R8
+	ADDQ            R13, AX
+	DECQ            DX
+	JNZ             group
+	VZEROUPPER
+	RET
+
+// func q5KRowsVNNI(w *byte, rowBytes int, rows int, q *int8, d *float32, bs *int16, nb int, out *float32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3, MMX+
+TEXT ·q5KRowsVNNI(SB), NOSPLIT, $0-64
+	MOVQ      w+0(FP), AX
+	MOVQ      q+24(FP), CX
+	MOVQ      d+32(FP), DX
+	MOVQ      bs+40(FP), BX
+	MOVQ      nb+48(FP), SI
+	VMOVDQU64 kqMask0F<>+0(SB), Z0
+	VMOVDQU64 kqMask10<>+0(SB), Z1
+	VMOVDQU64 kqShift04<>+0(SB), Z2
+	VMOVDQU64 kqShift01<>+0(SB), Z3
+	VMOVDQU64 kqScaleK4<>+0(SB), Z4
+	VMOVDQU64 kqScaleK4<>+64(SB), Z5
+	VMOVDQU64 kqScaleK4<>+128(SB), Z6
+	VMOVDQU64 kqScaleK4<>+192(SB), Z7
+	MOVQ      rows+16(FP), R8
+	MOVQ      out+56(FP), R9
+	MOVQ      rowBytes+8(FP), R10
+	IMUL3Q    $0x000000b0, SI, SI
+	SUBQ      SI, R10
+
+row:
+	MOVQ   nb+48(FP), SI
+	XORQ   DI, DI
+	VPXORD Y8, Y8, Y8
+	VPXORD X9, X9, X9
+
+block:
+	PREFETCHT1      16384(AX)
+	PREFETCHT1      16448(AX)
+	PREFETCHT1      16512(AX)
+	MOVL            4(AX), R11
+	MOVL            8(AX), R12
+	MOVL            12(AX), R13
+	MOVL            R11, R15
+	SHRL            $0x06, R15
+	ANDL            $0x03030303, R15
+	SHLL            $0x04, R15
+	MOVL            R13, R14
+	ANDL            $0x0f0f0f0f, R14
+	ORL             R15, R14
+	ANDL            $0x3f3f3f3f, R11
+	SHLQ            $0x20, R14
+	ORQ             R11, R14
+	MOVL            R12, R15
+	SHRL            $0x06, R15
+	ANDL            $0x03030303, R15
+	SHLL            $0x04, R15
+	SHRL            $0x04, R13
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R15, R13
+	ANDL            $0x3f3f3f3f, R12
+	SHLQ            $0x20, R13
+	ORQ             R12, R13
+	VMOVQ           R14, X10
+	VMOVQ           R13, X11
+	VPUNPCKLQDQ     X11, X10, X10
+	VSHUFI64X2      $0x00, Z10, Z10, Z11
+	VBROADCASTI64X4 16(AX), Z12
+	VPSRLVW         Z3, Z12, Z12
+	VBROADCASTI64X4 48(AX), Z13
+	VPSRLVW         Z2, Z13, Z13
+	VPSLLW          $0x04, Z12, Z14
+	VPANDD          Z1, Z14, Z14
+	VPTERNLOGD      $0xec, Z0, Z14, Z13
+	VPSHUFB         Z4, Z11, Z14
+	VPMADDUBSW      (CX)(DI*1), Z13, Z13
+	VPMADDWD        Z14, Z13, Z13
+	VBROADCASTI64X4 80(AX), Z14
+	VPSRLVW         Z2, Z14, Z14
+	VPSLLW          $0x02, Z12, Z15
+	VPANDD          Z1, Z15, Z15
+	VPTERNLOGD      $0xec, Z0, Z15, Z14
+	VPSHUFB         Z5, Z11, Z15
+	VPMADDUBSW      64(CX)(DI*1), Z14, Z14
+	VPDPWSSD        Z15, Z14, Z13
+	VBROADCASTI64X4 112(AX), Z14
+	VPSRLVW         Z2, Z14, Z14
+	VPANDD          Z1, Z12, Z15
+	VPTERNLOGD      $0xec, Z0, Z15, Z14
+	VPSHUFB         Z6, Z11, Z15
+	VPMADDUBSW      128(CX)(DI*1), Z14, Z14
+	VPDPWSSD        Z15, Z14, Z13
+	VBROADCASTI64X4 144(AX), Z14
+	VPSRLVW         Z2, Z14, Z14
+	VPSRLW          $0x02, Z12, Z12
+	VPANDD          Z1, Z12, Z12
+	VPTERNLOGD      $0xec, Z0, Z12, Z14
+	VPSHUFB         Z7, Z11, Z12
+	VPMADDUBSW      192(CX)(DI*1), Z14, Z14
+	VPDPWSSD        Z12, Z14, Z13
+	VEXTRACTI64X4   $0x01, Z13, Y12
+	VPADDD          Y12, Y13, Y12
+	VCVTDQ2PS       Y12, Y12
+	VPBROADCASTD    (AX), X10
+	VCVTPH2PS       X10, Y13
+	VPERMILPS       $0x00, Y13, Y14
+	VPERMILPS       $0x55, Y13, Y13
+	MOVQ            DI, R11
+	SHRQ            $0x06, R11
+	VBROADCASTSS    (DX)(R11*1), Y15
+	VMULPS          Y14, Y15, Y14
+	VMULPS          Y13, Y15, Y13
+	VFMADD231PS     Y14, Y12, Y8
+	VPSHUFB         kqMinsK4<>+0(SB), Y11, Y11
+	MOVQ            DI, R11
+	SHRQ            $0x03, R11
+	VPMADDWD        (BX)(R11*1), Y11, Y11
+	VEXTRACTI32X4   $0x01, Y11, X10
+	VPADDD          X10, X11, X11
+	VPSHUFD         $0x4e, X11, X10
+	VPADDD          X10, X11, X11
+	VPSHUFD         $0xb1, X11, X10
+	VPADDD          X10, X11, X11
+	VCVTDQ2PS       X11, X11
+	VFNMADD231SS    X13, X11, X9
+	ADDQ            $0x000000b0, AX
+	ADDQ            $0x00000100, DI
+	DECQ            SI
+	JNZ             block
+	VEXTRACTI32X4   $0x01, Y8, X10
+	VADDPS          X10, X8, X10
+	VMOVHLPS        X10, X10, X11
+	VADDPS          X11, X10, X10
+	VMOVSHDUP       X10, X11
+	VADDSS          X11, X10, X10
+	VADDSS          X9, X10, X10
+	VMOVSS          X10, (R9)
+	ADDQ            $0x04, R9
+	ADDQ            R10, AX
+	DECQ            R8
+	JNZ             row
+	VZEROUPPER
+	RET
+
+// func q6KRowsVNNI(w *byte, rowBytes int, rows int, q *int8, d *float32, bs *int16, nb int, out *float32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3, MMX+
+TEXT ·q6KRowsVNNI(SB), NOSPLIT, $0-64
+	MOVQ      w+0(FP), AX
+	MOVQ      q+24(FP), CX
+	MOVQ      d+32(FP), DX
+	MOVQ      bs+40(FP), BX
+	MOVQ      nb+48(FP), SI
+	VMOVDQU64 kqMask0F<>+0(SB), Z0
+	VMOVDQU64 kqMask30<>+0(SB), Z1
+	VMOVDQU64 kqShift42<>+0(SB), Z2
+	VMOVDQU64 kqShift02<>+0(SB), Z3
+	VMOVDQU64 kqIdxQ6<>+0(SB), Z4
+	VMOVDQU64 kqIdxQ6<>+64(SB), Z5
+	VMOVDQU64 kqIdxQ6<>+128(SB), Z6
+	VMOVDQU64 kqIdxQ6<>+192(SB), Z7
+	MOVQ      rows+16(FP), R8
+	MOVQ      out+56(FP), R9
+	MOVQ      rowBytes+8(FP), R10
+	IMUL3Q    $0x000000d2, SI, SI
+	SUBQ      SI, R10
+
+row:
+	MOVQ   nb+48(FP), SI
+	XORQ   DI, DI
+	VPXORD Y8, Y8, Y8
+
+block:
+	PREFETCHT1      16384(AX)
+	PREFETCHT1      16448(AX)
+	PREFETCHT1      16512(AX)
+	PREFETCHT1      16576(AX)
+	VPMOVSXBW       192(AX), Y9
+	VMOVDQU64       (AX), Z10
+	VBROADCASTI64X4 128(AX), Z11
+	VPSLLVW         Z2, Z11, Z11
+	VPANDD          Z1, Z11, Z11
+	VPTERNLOGD      $0xec, Z0, Z11, Z10
+	VPERMW          Z9, Z4, Z11
+	VPMADDUBSW      (CX)(DI*1), Z10, Z10
+	VPMADDWD        Z11, Z10, Z10
+	VMOVDQU64       (AX), Z11
+	VBROADCASTI64X4 128(AX), Z12
+	VPSRLW          $0x04, Z11, Z11
+	VPSRLVW         Z3, Z12, Z12
+	VPANDD          Z1, Z12, Z12
+	VPTERNLOGD      $0xec, Z0, Z12, Z11
+	VPERMW          Z9, Z5, Z12
+	VPMADDUBSW      64(CX)(DI*1), Z11, Z11
+	VPDPWSSD        Z12, Z11, Z10
+	VMOVDQU64       64(AX), Z11
+	VBROADCASTI64X4 160(AX), Z12
+	VPSLLVW         Z2, Z12, Z12
+	VPANDD          Z1, Z12, Z12
+	VPTERNLOGD      $0xec, Z0, Z12, Z11
+	VPERMW          Z9, Z6, Z12
+	VPMADDUBSW      128(CX)(DI*1), Z11, Z11
+	VPDPWSSD        Z12, Z11, Z10
+	VMOVDQU64       64(AX), Z11
+	VBROADCASTI64X4 160(AX), Z12
+	VPSRLW          $0x04, Z11, Z11
+	VPSRLVW         Z3, Z12, Z12
+	VPANDD          Z1, Z12, Z12
+	VPTERNLOGD      $0xec, Z0, Z12, Z11
+	VPERMW          Z9, Z7, Z12
+	VPMADDUBSW      192(CX)(DI*1), Z11, Z11
+	VPDPWSSD        Z12, Z11, Z10
+	VEXTRACTI64X4   $0x01, Z10, Y11
+	VPADDD          Y11, Y10, Y11
+	MOVQ            DI, R11
+	SHRQ            $0x03, R11
+	VPMADDWD        (BX)(R11*1), Y9, Y9
+	VPSLLD          $0x05, Y9, Y9
+	VPSUBD          Y9, Y11, Y11
+	VCVTDQ2PS       Y11, Y11
+	VPBROADCASTW    208(AX), X9
+	VCVTPH2PS       X9, Y9
+	MOVQ            DI, R11
+	SHRQ            $0x06, R11
+	VBROADCASTSS    (DX)(R11*1), Y10
+	VMULPS          Y9, Y10, Y9
+	VFMADD231PS     Y9, Y11, Y8
+	ADDQ            $0x000000d2, AX
+	ADDQ            $0x00000100, DI
+	DECQ            SI
+	JNZ             block
+	VEXTRACTI32X4   $0x01, Y8, X9
+	VADDPS          X9, X8, X9
+	VMOVHLPS        X9, X9, X10
+	VADDPS          X10, X9, X9
+	VMOVSHDUP       X9, X10
+	VADDSS          X10, X9, X9
+	VMOVSS          X9, (R9)
+	ADDQ            $0x04, R9
+	ADDQ            R10, AX
+	DECQ            R8
+	JNZ             row
+	VZEROUPPER
 	RET
 
 // func quantizeQ8KAVX2(x *float32, q *int8, d *float32, bs *int16, nb int)

@@ -208,6 +208,61 @@ func TestKQuantKernelsMatchGo(t *testing.T) {
 	})
 }
 
+// TestKQuantRowsMatchGo: the rows kernels (consecutive weight rows with one
+// activation row) equal the Go kernels bit for bit on 1, 7, 8, 9 and 17
+// random and extreme rows of 1, 2, 3 and 5 super-blocks, along every path
+// (Q4_K's gemv takes rows in eights, the rest one by one), with the rows
+// packed or a gap apart, and write no result past the last row.
+func TestKQuantRowsMatchGo(t *testing.T) {
+	kqEachVariant(t, func(t *testing.T) {
+		for _, typ := range kqTypes {
+			kr := simdQuantRows[typ]
+			if kr == nil {
+				continue
+			}
+			r := rand.New(rand.NewPCG(uint64(typ), 9))
+			fails := 0
+			for _, nb := range []int{1, 2, 3, 5} {
+				for _, rows := range []int{1, 7, 8, 9, 17} {
+					for trial := range 6 {
+						size := nb * typ.TypeSize()
+						rowBytes := size
+						if trial%2 == 1 {
+							rowBytes += 40
+						}
+						blocks := kqWeights(r, typ, rows*nb)
+						w := make([]byte, (rows-1)*rowBytes+size)
+						for i := range w {
+							w[i] = 0xa5 // the gaps
+						}
+						for i := range rows {
+							copy(w[i*rowBytes:], blocks[i*size:(i+1)*size])
+						}
+						a := kqAct(r, nb)
+						for _, p := range kqPaths(typ) {
+							out := make([]float32, rows+1)
+							const sentinel = 0x7fc0beef
+							out[rows] = math.Float32frombits(sentinel)
+							kr(w, rowBytes, a, p, out[:rows])
+							if math.Float32bits(out[rows]) != sentinel {
+								t.Errorf("%v nb=%d rows=%d path %d: wrote out[%d]", typ, nb, rows, p, rows)
+							}
+							for i := range rows {
+								want := kqWant(typ, w[i*rowBytes:i*rowBytes+size], a, p)
+								if !kqSame(out[i], want) && fails < 5 {
+									fails++
+									t.Errorf("%v nb=%d rows=%d rowBytes=%d path %d trial %d: row %d %g (%#08x), Go %g (%#08x)",
+										typ, nb, rows, rowBytes, p, trial, i, out[i], math.Float32bits(out[i]), want, math.Float32bits(want))
+								}
+							}
+						}
+					}
+				}
+			}
+		}
+	})
+}
+
 // kqMatMulRef returns MatMul's result under the Go variant.
 func kqMatMulRef(t *testing.T, typ gguf.Type, w []byte, rows, cols int, x []float32, n int) []float32 {
 	saved := CurrentVariant()
@@ -222,10 +277,11 @@ func kqMatMulRef(t *testing.T, typ gguf.Type, w []byte, rows, cols int, x []floa
 }
 
 // TestKQuantMatMulMatchesGo: MatMul over K-quant weights gives the Go
-// variant's bits under every variant, including batches whose n mod 4 rows
-// take Q4_K's gemv after the gemm groups, weights with rows not a multiple
-// of 8 (not repacked: ggml_vec_dot's order), and activations with zero
-// blocks and outliers.
+// variant's bits under every variant, on one thread and split over three,
+// including batches whose n mod 4 rows take Q4_K's gemv after the gemm
+// groups, n = 1..5 with weight rows in eights and not (which the rows
+// kernels take), weights with rows not a multiple of 8 (not repacked:
+// ggml_vec_dot's order), and activations with zero blocks and outliers.
 func TestKQuantMatMulMatchesGo(t *testing.T) {
 	type tcase struct {
 		typ           gguf.Type
@@ -236,7 +292,9 @@ func TestKQuantMatMulMatchesGo(t *testing.T) {
 	}
 	var cases []tcase
 	for _, typ := range kqTypes {
-		for _, shape := range [][3]int{{8, 256, 1}, {16, 512, 2}, {8, 768, 3}, {16, 256, 4}, {8, 1280, 5}, {24, 512, 7}, {5, 512, 6}, {8, 256, 9}, {16, 512, 16}} {
+		for _, shape := range [][3]int{{8, 256, 1}, {16, 512, 2}, {8, 768, 3}, {16, 256, 4}, {8, 1280, 5}, {24, 512, 7}, {5, 512, 6}, {8, 256, 9}, {16, 512, 16},
+			{40, 1024, 1}, {17, 768, 1}, {9, 512, 2}, {32, 1280, 2}, {56, 512, 3}, {23, 256, 3}, {48, 768, 4}, {11, 512, 4},
+			{64, 256, 5}, {13, 768, 5}} {
 			rows, cols, n := shape[0], shape[1], shape[2]
 			seed := uint64(rows*cols + n)
 			w := make([]byte, rows*typ.RowSize(cols))
@@ -252,16 +310,20 @@ func TestKQuantMatMulMatchesGo(t *testing.T) {
 				fmt.Sprintf("%v %d×%d n=%d", typ, rows, cols, n)})
 		}
 	}
+	pool := NewPool(3)
+	defer pool.Close()
 	kqEachVariant(t, func(t *testing.T) {
-		var s Scratch
-		for _, c := range cases {
-			out := make([]float32, c.n*c.rows)
-			s.MatMul(out, c.typ, c.w, c.rows, c.cols, c.x, c.n)
-			for i := range out {
-				if !kqSame(out[i], c.want[i]) {
-					t.Errorf("%s: out[%d] = %g (%#08x), Go variant %g (%#08x)",
-						c.name, i, out[i], math.Float32bits(out[i]), c.want[i], math.Float32bits(c.want[i]))
-					break
+		for _, threads := range []*Pool{nil, pool} {
+			s := Scratch{Pool: threads}
+			for _, c := range cases {
+				out := make([]float32, c.n*c.rows)
+				s.MatMul(out, c.typ, c.w, c.rows, c.cols, c.x, c.n)
+				for i := range out {
+					if !kqSame(out[i], c.want[i]) {
+						t.Errorf("%s, pool %v: out[%d] = %g (%#08x), Go variant %g (%#08x)",
+							c.name, threads != nil, i, out[i], math.Float32bits(out[i]), c.want[i], math.Float32bits(c.want[i]))
+						break
+					}
 				}
 			}
 		}
@@ -375,7 +437,7 @@ func TestKQuantActQ8KMatchesGo(t *testing.T) {
 func TestKQuantMatMulAllocs(t *testing.T) {
 	kqEachVariant(t, func(t *testing.T) {
 		for _, typ := range kqTypes {
-			for _, n := range []int{1, 6} {
+			for _, n := range []int{1, 2, 3, 5, 6} {
 				const rows, cols = 8, 512
 				w := make([]byte, rows*typ.RowSize(cols))
 				if err := Quantize(typ, randomData("gauss", rows*cols, 5), w); err != nil {
@@ -457,6 +519,45 @@ func BenchmarkKQuantRow(b *testing.B) {
 						k4(w, &a, p)
 					}
 					b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*nb*4), "ns/block")
+				})
+			}
+		}
+	})
+}
+
+// BenchmarkKQuantRows times a decode step's kernels alone, per super-block:
+// 64 weight rows of 4 super-blocks (1024 columns) with one activation row,
+// one kernel call per weight row (simdQuant) against one call for all
+// (simdQuantRows), under every variant. The weights stay in cache: this
+// measures the arithmetic, not the memory traffic.
+func BenchmarkKQuantRows(b *testing.B) {
+	const rows, nb = 64, 4
+	kqEachVariant(b, func(b *testing.B) {
+		if len(simdQuantRows) == 0 {
+			b.Skip("no rows kernels in this variant")
+		}
+		for _, typ := range kqTypes {
+			k, kr := simdQuant[typ], simdQuantRows[typ]
+			if kr == nil {
+				continue
+			}
+			r := rand.New(rand.NewPCG(1, 2))
+			w, a, rowBytes := kqWeights(r, typ, rows*nb), kqAct(r, nb), nb*typ.TypeSize()
+			out := make([]float32, rows)
+			for _, p := range kqPaths(typ)[:min(2, len(kqPaths(typ)))] {
+				b.Run(fmt.Sprintf("%v/path%d/one", typ, p), func(b *testing.B) {
+					for b.Loop() {
+						for i := range out {
+							out[i] = k(w[i*rowBytes:(i+1)*rowBytes], a, p)
+						}
+					}
+					b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*rows*nb), "ns/block")
+				})
+				b.Run(fmt.Sprintf("%v/path%d/rows", typ, p), func(b *testing.B) {
+					for b.Loop() {
+						kr(w, rowBytes, a, p, out)
+					}
+					b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*rows*nb), "ns/block")
 				})
 			}
 		}

@@ -123,6 +123,12 @@ func kquantKernels(s isa) {
 			(&kgen{isa: s, t: t, p: vecDot, rows: rows}).gen()
 		}
 	}
+	for _, p := range []kpath{vecDot, gemv} {
+		(&kgen{isa: s, t: q4K, p: p, rows: 1, wrows: true}).gen()
+	}
+	for _, t := range []ktype{q5K, q6K} {
+		(&kgen{isa: s, t: t, p: vecDot, rows: 1, wrows: true}).gen()
+	}
 }
 
 // kgen generates one kernel.
@@ -131,6 +137,9 @@ type kgen struct {
 	t    ktype
 	p    kpath
 	rows int // activation rows: 1 or 4
+	// wrows: the kernel takes consecutive weight rows with one activation
+	// row (rows.go).
+	wrows bool
 
 	w, nb, boff Register   // weight block pointer, blocks left, 256·block index
 	q           []Register // per row: its activation levels
@@ -146,6 +155,8 @@ type kgen struct {
 	// keep them.
 	scaleStack Mem
 	onStack    bool
+
+	rc rowsConsts // the rows kernels' tables
 }
 
 func (g *kgen) name() string {
@@ -155,6 +166,9 @@ func (g *kgen) name() string {
 	}
 	if g.rows == 4 {
 		n += "4"
+	}
+	if g.wrows {
+		n += "Rows"
 	}
 	return n + g.isa.name
 }
@@ -174,11 +188,16 @@ func (g *kgen) gen() {
 		gemv:   "the repacked gemv's order",
 		gemm:   "the repacked gemm's order",
 	}[g.p]
-	if g.rows == 1 {
+	switch {
+	case g.wrows:
+		TEXT(g.name(), NOSPLIT, "func(w *byte, rowBytes, rows int, q *int8, d *float32, bs *int16, nb int, out *float32)")
+		Doc(fmt.Sprintf("%s sets out[r] to the %s dot product of nb super-blocks of %s weight row r", g.name(), g.isa.name, what),
+			fmt.Sprintf("(at w + r·rowBytes) with a Q8_K activation row, for r < rows, in %s.", order))
+	case g.rows == 1:
 		TEXT(g.name(), NOSPLIT, "func(w *byte, q *int8, d *float32, bs *int16, nb int) float32")
 		Doc(fmt.Sprintf("%s is the %s dot product of nb super-blocks of a %s weight row with a Q8_K", g.name(), g.isa.name, what),
 			fmt.Sprintf("activation row (levels q, scales d, sums bs), in %s.", order))
-	} else {
+	default:
 		// The rows come as separate pointers rather than arrays of them: a
 		// Go array would have to escape to the heap when the kernel is
 		// called through a func value.
@@ -187,6 +206,10 @@ func (g *kgen) gen() {
 			fmt.Sprintf("activation rows, each in %s.", order))
 	}
 	Pragma("noescape")
+	if g.wrows && g.p == gemv {
+		g.gemvRows()
+		return
+	}
 
 	g.w = Load(Param("w"), GP64())
 	if g.rows == 1 {
@@ -200,21 +223,37 @@ func (g *kgen) gen() {
 	}
 	g.nb = Load(Param("nb"), GP64())
 	g.boff = GP64()
-	XORQ(g.boff, g.boff)
 	g.constants()
 	if g.onStack = !g.z && g.rows == 4; g.onStack {
 		g.scaleStack = AllocLocal(8 * 32)
 	}
+	var rl *rowLoop
+	if g.wrows {
+		rl = g.rowLoopStart()
+	}
+	XORQ(g.boff, g.boff)
 	f := g.accumulators()
 
 	Label("block")
+	if g.wrows {
+		g.prefetch(Mem{Base: g.w, Disp: prefetchAhead})
+	}
 	g.block(f)
 	ADDQ(U32(g.t.blockBytes()), g.w)
 	ADDQ(U32(256), g.boff)
 	DECQ(g.nb)
 	JNZ(LabelRef("block"))
 
-	g.finish(f)
+	res := g.results(f)
+	if g.wrows {
+		g.rowLoopEnd(rl, res[0])
+		return
+	}
+	VZEROUPPER()
+	for r, v := range res {
+		Store(v, ReturnIndex(r))
+	}
+	RET()
 }
 
 func (g *kgen) constants() {
@@ -816,8 +855,9 @@ func (g *kgen) minsQ4Gemm4(b *block, f *faccs) {
 	}
 }
 
-// finish folds the accumulators into the results.
-func (g *kgen) finish(f *faccs) {
+// results folds the accumulators into the results, one per row in lane 0
+// of an XMM.
+func (g *kgen) results(f *faccs) []Register {
 	res := make([]Register, g.rows)
 	if g.p == vecDot {
 		for r := range res {
@@ -854,11 +894,7 @@ func (g *kgen) finish(f *faccs) {
 			res[r] = lane(res[0], r)
 		}
 	}
-	VZEROUPPER()
-	for r, v := range res {
-		Store(v, ReturnIndex(r))
-	}
-	RET()
+	return res
 }
 
 // Horizontal sums.

@@ -113,6 +113,7 @@ func main() {
 	flag.Parse()
 	os.Args = []string{os.Args[0], "-out", "kquant_amd64.s", "-stubs", "kquant_amd64.go", "-pkg", "cpu"}
 	kquantData()
+	rowsData()
 	q8KData()
 	for _, s := range []isa{avx2, avx512, vnni} {
 		kquantKernels(s)
