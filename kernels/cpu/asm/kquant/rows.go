@@ -17,11 +17,12 @@ import (
 // rows' scaled sums, and the same FMA their min sums in other lanes.
 //
 // A decode step reads each weight byte once, so it runs at the speed of
-// memory: the kernels prefetch the weights they take a little later into
-// L2, which took a Q4_K_M model's decode from about 30 to about 55
-// tokens/s on one thread of the development machine; the hardware
-// prefetchers alone leave most of each row's misses exposed. Prefetching
-// into L1 instead (PREFETCHT0) was about 7% slower there, into neither
+// memory, and the hardware prefetchers alone leave most of the misses
+// exposed: the kernels prefetch the weights they take a little later into
+// L2. That is most of the gain in decoding a Q4_K_M model on one thread of
+// the development machine, from about 30 to about 55 tokens/s (the same
+// prefetching in the one-row kernels reached about 50). Prefetching into L1
+// instead (PREFETCHT0) was about 7% slower there, into neither
 // (PREFETCHNTA) far slower.
 
 // prefetchAhead is how far ahead of the super-block in hand the rows
@@ -126,8 +127,8 @@ func (g *kgen) kscalesVec(v Register) Register {
 		VPTERNLOGD(U8(0xec), g.rc.ksLow, hi, lo) // lo = lo&ksLow | hi
 		return lo
 	}
-	VPAND(rtab.ksLow, lo, lo)
-	VPAND(rtab.ksHigh, hi, hi)
+	VPAND(g.rc.ksLow, lo, lo)
+	VPAND(g.rc.ksHigh, hi, hi)
 	VPOR(hi, lo, lo)
 	return lo
 }
@@ -154,7 +155,7 @@ func (g *kgen) rowsConstants() {
 // 8 (the wrapper takes any rest one row at a time). Per super-block and row
 // it makes, as gemvBlock does, the scaled sums and the min sums in integers;
 // a transposing reduction then gathers each row's two totals, and one FMA per
-// super-block (AVX2: per four rows) adds them to the row's lanes of the
+// super-block (AVX2: one per four rows) adds them to the row's lanes of the
 // accumulator: sum_r = fma(si_r, d_x·d_r, sum_r) and sumMin_r = fma(mi_r,
 // d_x·dmin_r, sumMin_r), the Go kernel's chains. The result is
 // sum_r − sumMin_r.
