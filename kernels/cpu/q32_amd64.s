@@ -258,7 +258,7 @@ done:
 	RET
 
 // func dotRows4Q8_0AVX2(w *byte, stride int, x *int8, d *float32, s *float32, nb int, rows int, out *float32)
-// Requires: AVX, AVX2, F16C, FMA3
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·dotRows4Q8_0AVX2(SB), NOSPLIT, $32-64
 	MOVQ  w+0(FP), AX
 	MOVQ  stride+8(FP), CX
@@ -286,6 +286,10 @@ group:
 	JZ     store
 
 block:
+	PREFETCHT0   512(R11)
+	PREFETCHT0   512(R11)(CX*1)
+	PREFETCHT0   512(R11)(CX*2)
+	PREFETCHT0   512(R11)(R10*1)
 	VMOVD        (R11), X4
 	VMOVD        (R11)(CX*1), X5
 	VMOVD        (R11)(CX*2), X6
@@ -672,7 +676,7 @@ done:
 	RET
 
 // func dotRows4Q4_0AVX2(w *byte, stride int, x *int8, d *float32, s *float32, nb int, rows int, out *float32)
-// Requires: AVX, AVX2, F16C, FMA3
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·dotRows4Q4_0AVX2(SB), NOSPLIT, $32-64
 	MOVQ    w+0(FP), AX
 	MOVQ    stride+8(FP), CX
@@ -701,6 +705,10 @@ group:
 	JZ     store
 
 block:
+	PREFETCHT0     512(R11)
+	PREFETCHT0     512(R11)(CX*1)
+	PREFETCHT0     512(R11)(CX*2)
+	PREFETCHT0     512(R11)(R10*1)
 	VMOVD          (R11), X5
 	VMOVD          (R11)(CX*1), X6
 	VMOVD          (R11)(CX*2), X7
@@ -792,7 +800,7 @@ done:
 	RET
 
 // func dotOneRows8Q4_0AVX2(w *byte, stride int, x *int8, d *float32, s *float32, nb int, rows int, out *float32)
-// Requires: AVX, AVX2, F16C, FMA3
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·dotOneRows8Q4_0AVX2(SB), NOSPLIT, $0-64
 	MOVQ    w+0(FP), AX
 	MOVQ    stride+8(FP), CX
@@ -821,6 +829,14 @@ group:
 	JZ      store
 
 block:
+	PREFETCHT0   768(R11)
+	PREFETCHT0   768(R11)(CX*1)
+	PREFETCHT0   768(R11)(CX*2)
+	PREFETCHT0   768(R11)(R10*1)
+	PREFETCHT0   768(R11)(CX*4)
+	PREFETCHT0   768(R12)
+	PREFETCHT0   768(R11)(R10*2)
+	PREFETCHT0   768(R12)(CX*2)
 	VMOVDQU      2(R11), X3
 	VINSERTI128  $0x01, 2(R11)(CX*4), Y3, Y3
 	VMOVDQU      2(R11)(CX*1), X4
@@ -1083,7 +1099,7 @@ done:
 	RET
 
 // func dotRows4Q5_0AVX2(w *byte, stride int, x *int8, d *float32, s *float32, nb int, rows int, out *float32)
-// Requires: AVX, AVX2, F16C, FMA3
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·dotRows4Q5_0AVX2(SB), NOSPLIT, $32-64
 	MOVQ    w+0(FP), AX
 	MOVQ    stride+8(FP), CX
@@ -1112,6 +1128,10 @@ group:
 	JZ     store
 
 block:
+	PREFETCHT0     512(R11)
+	PREFETCHT0     512(R11)(CX*1)
+	PREFETCHT0     512(R11)(CX*2)
+	PREFETCHT0     512(R11)(R10*1)
 	VMOVD          (R11), X5
 	VMOVD          (R11)(CX*1), X6
 	VMOVD          (R11)(CX*2), X7
@@ -1389,7 +1409,7 @@ done:
 	RET
 
 // func dotRows4Q4_1AVX2(w *byte, stride int, x *int8, d *float32, s *float32, nb int, rows int, out *float32)
-// Requires: AVX, AVX2, F16C, FMA3
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·dotRows4Q4_1AVX2(SB), NOSPLIT, $32-64
 	MOVQ  w+0(FP), AX
 	MOVQ  stride+8(FP), CX
@@ -1420,6 +1440,10 @@ group:
 	JZ     store
 
 block:
+	PREFETCHT0     512(R12)
+	PREFETCHT0     512(R12)(CX*1)
+	PREFETCHT0     512(R12)(CX*2)
+	PREFETCHT0     512(R12)(R11*1)
 	VMOVD          (R12), X5
 	VMOVD          (R12)(CX*1), X6
 	VMOVD          (R12)(CX*2), X7
@@ -1687,7 +1711,7 @@ done:
 	RET
 
 // func dotRows4Q5_1AVX2(w *byte, stride int, x *int8, d *float32, s *float32, nb int, rows int, out *float32)
-// Requires: AVX, AVX2, F16C, FMA3
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·dotRows4Q5_1AVX2(SB), NOSPLIT, $32-64
 	MOVQ  w+0(FP), AX
 	MOVQ  stride+8(FP), CX
@@ -1718,6 +1742,10 @@ group:
 	JZ     store
 
 block:
+	PREFETCHT0     512(R12)
+	PREFETCHT0     512(R12)(CX*1)
+	PREFETCHT0     512(R12)(CX*2)
+	PREFETCHT0     512(R12)(R11*1)
 	VMOVD          (R12), X5
 	VMOVD          (R12)(CX*1), X6
 	VMOVD          (R12)(CX*2), X7
@@ -1979,7 +2007,7 @@ done:
 	RET
 
 // func dotRows4Q8_0AVX512(w *byte, stride int, x *int8, d *float32, s *float32, nb int, rows int, out *float32)
-// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C
+// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C, MMX+
 TEXT ·dotRows4Q8_0AVX512(SB), NOSPLIT, $32-64
 	MOVQ  w+0(FP), AX
 	MOVQ  stride+8(FP), CX
@@ -2007,6 +2035,10 @@ group:
 	JZ     store
 
 block:
+	PREFETCHT0       512(R11)
+	PREFETCHT0       512(R11)(CX*1)
+	PREFETCHT0       512(R11)(CX*2)
+	PREFETCHT0       512(R11)(R10*1)
 	VMOVD            (R11), X4
 	VMOVD            (R11)(CX*1), X5
 	VMOVD            (R11)(CX*2), X6
@@ -2396,7 +2428,7 @@ done:
 	RET
 
 // func dotRows4Q4_0AVX512(w *byte, stride int, x *int8, d *float32, s *float32, nb int, rows int, out *float32)
-// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C
+// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C, MMX+
 TEXT ·dotRows4Q4_0AVX512(SB), NOSPLIT, $32-64
 	MOVQ    w+0(FP), AX
 	MOVQ    stride+8(FP), CX
@@ -2425,6 +2457,10 @@ group:
 	JZ     store
 
 block:
+	PREFETCHT0       512(R11)
+	PREFETCHT0       512(R11)(CX*1)
+	PREFETCHT0       512(R11)(CX*2)
+	PREFETCHT0       512(R11)(R10*1)
 	VMOVD            (R11), X5
 	VMOVD            (R11)(CX*1), X6
 	VMOVD            (R11)(CX*2), X7
@@ -2512,7 +2548,7 @@ done:
 	RET
 
 // func dotOneRows8Q4_0AVX512(w *byte, stride int, x *int8, d *float32, s *float32, nb int, rows int, out *float32)
-// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3
+// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3, MMX+
 TEXT ·dotOneRows8Q4_0AVX512(SB), NOSPLIT, $0-64
 	MOVQ    w+0(FP), AX
 	MOVQ    stride+8(FP), CX
@@ -2541,6 +2577,14 @@ group:
 	JZ      store
 
 block:
+	PREFETCHT0    768(R11)
+	PREFETCHT0    768(R11)(CX*1)
+	PREFETCHT0    768(R11)(CX*2)
+	PREFETCHT0    768(R11)(R10*1)
+	PREFETCHT0    768(R11)(CX*4)
+	PREFETCHT0    768(R12)
+	PREFETCHT0    768(R11)(R10*2)
+	PREFETCHT0    768(R12)(CX*2)
 	VMOVDQU       2(R11), X3
 	VINSERTI128   $0x01, 2(R11)(CX*4), Y3, Y3
 	VMOVDQU       2(R11)(CX*1), X4
@@ -2779,7 +2823,7 @@ done:
 	RET
 
 // func dotRows4Q5_0AVX512(w *byte, stride int, x *int8, d *float32, s *float32, nb int, rows int, out *float32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C, MMX+
 TEXT ·dotRows4Q5_0AVX512(SB), NOSPLIT, $32-64
 	MOVQ    w+0(FP), AX
 	MOVQ    stride+8(FP), CX
@@ -2808,6 +2852,10 @@ group:
 	JZ     store
 
 block:
+	PREFETCHT0       512(R11)
+	PREFETCHT0       512(R11)(CX*1)
+	PREFETCHT0       512(R11)(CX*2)
+	PREFETCHT0       512(R11)(R10*1)
 	VMOVD            (R11), X5
 	VMOVD            (R11)(CX*1), X6
 	VMOVD            (R11)(CX*2), X7
@@ -3061,7 +3109,7 @@ done:
 	RET
 
 // func dotRows4Q4_1AVX512(w *byte, stride int, x *int8, d *float32, s *float32, nb int, rows int, out *float32)
-// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C
+// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C, MMX+
 TEXT ·dotRows4Q4_1AVX512(SB), NOSPLIT, $32-64
 	MOVQ  w+0(FP), AX
 	MOVQ  stride+8(FP), CX
@@ -3092,6 +3140,10 @@ group:
 	JZ     store
 
 block:
+	PREFETCHT0       512(R12)
+	PREFETCHT0       512(R12)(CX*1)
+	PREFETCHT0       512(R12)(CX*2)
+	PREFETCHT0       512(R12)(R11*1)
 	VMOVD            (R12), X5
 	VMOVD            (R12)(CX*1), X6
 	VMOVD            (R12)(CX*2), X7
@@ -3341,7 +3393,7 @@ done:
 	RET
 
 // func dotRows4Q5_1AVX512(w *byte, stride int, x *int8, d *float32, s *float32, nb int, rows int, out *float32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C, MMX+
 TEXT ·dotRows4Q5_1AVX512(SB), NOSPLIT, $32-64
 	MOVQ  w+0(FP), AX
 	MOVQ  stride+8(FP), CX
@@ -3372,6 +3424,10 @@ group:
 	JZ     store
 
 block:
+	PREFETCHT0       512(R12)
+	PREFETCHT0       512(R12)(CX*1)
+	PREFETCHT0       512(R12)(CX*2)
+	PREFETCHT0       512(R12)(R11*1)
 	VMOVD            (R12), X5
 	VMOVD            (R12)(CX*1), X6
 	VMOVD            (R12)(CX*2), X7

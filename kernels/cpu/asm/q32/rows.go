@@ -68,6 +68,16 @@ func rowsKernel(f format, is isa, one bool) {
 		blk = append(blk, Mem{Base: p, Index: stride, Scale: 4}, Mem{Base: p5}, Mem{Base: p, Index: s3, Scale: 2}, Mem{Base: p5, Index: stride, Scale: 2})
 	}
 
+	// Decode reads each weight once per token, from memory: prefetching
+	// every row this many bytes ahead, on top of the hardware's prefetch,
+	// took a fifth off the products of a 0.35B model's decode step
+	// (BenchmarkQ32Decode; PREFETCHNTA gained nothing), and costs 5–8%
+	// when the rows are in L1. The distances are the best measured.
+	ahead := 512
+	if one {
+		ahead = 768
+	}
+
 	TESTQ(rows, rows)
 	JZ(LabelRef("done"))
 	Label("group")
@@ -82,6 +92,9 @@ func rowsKernel(f format, is isa, one bool) {
 		TESTQ(g.k, g.k)
 		JZ(LabelRef("store"))
 		Label("block")
+		for _, b := range blk {
+			PREFETCHT0(b.Offset(ahead))
+		}
 		body()
 		ADDQ(U32(f.size), p)
 		if one {
