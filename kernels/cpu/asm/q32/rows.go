@@ -72,7 +72,8 @@ func rowsKernel(f format, is isa, one bool) {
 	// every row this many bytes ahead, on top of the hardware's prefetch,
 	// took a fifth off the products of a 0.35B model's decode step
 	// (BenchmarkQ32Decode; PREFETCHNTA gained nothing), and costs 5–8%
-	// when the rows are in L1. The distances are the best measured.
+	// when the rows are in L1. The distances are the best measured. A
+	// prefetch past the end of w is harmless: PREFETCH never faults.
 	ahead := 512
 	if one {
 		ahead = 768
