@@ -28,18 +28,9 @@ func (l *loaded) close() {
 
 // load resolves, opens and prepares a model; log receives notices.
 func load(path string, threads int, log io.Writer) (*loaded, error) {
-	path, err := resolveModel(path, log)
+	path, m, tok, err := open(path, log)
 	if err != nil {
 		return nil, err
-	}
-	m, err := models.Load(path)
-	if err != nil {
-		return nil, err
-	}
-	tok, err := tokenizer.FromGGUF(m.File)
-	if err != nil {
-		m.Close()
-		return nil, fmt.Errorf("load %s: tokenizer: %w", path, err)
 	}
 	backend := cpu.New(threads)
 	eng, err := engine.New(m, backend)
@@ -52,20 +43,29 @@ func load(path string, threads int, log io.Writer) (*loaded, error) {
 	return &loaded{path: path, model: m, tok: tok, eng: eng, backend: backend}, nil
 }
 
-// loadTokenizer opens a model file for its tokenizer alone.
-func loadTokenizer(path string, log io.Writer) (*tokenizer.Tokenizer, func() error, error) {
-	path, err := resolveModel(path, log)
+// loadTokenizer opens a model file for its tokenizer alone; done closes it.
+func loadTokenizer(path string, log io.Writer) (tok *tokenizer.Tokenizer, done func() error, err error) {
+	_, m, tok, err := open(path, log)
 	if err != nil {
 		return nil, nil, err
 	}
+	return tok, m.Close, nil
+}
+
+// open resolves path (see resolveModel) and maps the model and its tokenizer.
+func open(path string, log io.Writer) (string, *models.Model, *tokenizer.Tokenizer, error) {
+	path, err := resolveModel(path, log)
+	if err != nil {
+		return "", nil, nil, err
+	}
 	m, err := models.Load(path)
 	if err != nil {
-		return nil, nil, err
+		return "", nil, nil, err
 	}
 	tok, err := tokenizer.FromGGUF(m.File)
 	if err != nil {
 		m.Close()
-		return nil, nil, fmt.Errorf("load %s: tokenizer: %w", path, err)
+		return "", nil, nil, fmt.Errorf("load %s: tokenizer: %w", path, err)
 	}
-	return tok, m.Close, nil
+	return path, m, tok, nil
 }

@@ -271,7 +271,7 @@ func TestSIMDAttention(t *testing.T) {
 		kv := flatKV{k: spread(r, s.total*kvHeads*s.hd, 2), v: spread(r, s.total*kvHeads*s.hd, 8), width: kvHeads * s.hd}
 		q := spread(r, s.n*heads*s.hd, 2)
 		out := make([]float32, len(q))
-		attention(out, q, kv, a, make([]float32, s.total), make([]float32, 64*s.hd))
+		Attention(out, q, kv, a, make([]float32, s.total))
 		return out
 	}
 	want := make([][]float32, len(shapes))
@@ -405,7 +405,9 @@ func BenchmarkAttention(b *testing.B) {
 			q := randVec(r, n*heads*hd)
 			out, scores, lanes := make([]float32, len(q)), make([]float32, total), make([]float32, 64*hd)
 			for b.Loop() {
-				attention(out, q, kv, a, scores, lanes)
+				for j := range len(q) / hd {
+					attendHead(out, q, kv, a, j, scores, lanes)
+				}
 			}
 		})
 	}

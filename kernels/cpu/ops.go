@@ -105,13 +105,7 @@ func Dot(a, b []float32) float32 { return vecDotF32(a, b) }
 // Attention computes causal multi-head attention with grouped KV heads into
 // out; scores must hold at least a.Pos0+n floats, where n is the number of
 // query rows in q. It allocates its lane sums (64·HeadDim floats); Backend
-// keeps them between calls.
-func Attention(out, q []float32, kv kernels.KV, a kernels.Attn, scores []float32) {
-	attention(out, q, kv, a, scores, make([]float32, 64*a.HeadDim))
-}
-
-// attention is Attention with the lane sums supplied: lanes holds at least
-// 64·HeadDim floats.
+// keeps them between calls and splits the heads across threads.
 //
 // It follows llama.cpp without flash attention: KQ is ggml_vec_dot_f32 per
 // key (q is a permuted, non-contiguous view there), the softmax is Softmax
@@ -120,9 +114,9 @@ func Attention(out, q []float32, kv kernels.KV, a kernels.Attn, scores []float32
 // has two or more rows and HeadDim is a multiple of 4, else through
 // ggml_vec_dot_f32 (4×16 lanes); position p feeds lane p mod 16 or p mod 64,
 // and the positions past the last one, zero-weighted there, add nothing.
-func attention(out, q []float32, kv kernels.KV, a kernels.Attn, scores, lanes []float32) {
-	jobs := len(q) / a.HeadDim // one per query row and head
-	for j := range jobs {
+func Attention(out, q []float32, kv kernels.KV, a kernels.Attn, scores []float32) {
+	lanes := make([]float32, 64*a.HeadDim)
+	for j := range len(q) / a.HeadDim { // one job per query row and head
 		attendHead(out, q, kv, a, j, scores, lanes)
 	}
 }
