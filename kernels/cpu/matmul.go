@@ -16,6 +16,7 @@ type Scratch struct {
 	s     []float32 // Q8_1 block sums
 	bsums []int16   // Q8_K sums of 16 levels
 	acts  []act     // the activation rows, views into q, d, s and bsums
+	tiled []byte    // the activation rows as a quantTiler packs them
 
 	// Pool, when set, splits the weight rows of each product across its
 	// threads; nil runs on the calling goroutine alone.
@@ -74,6 +75,12 @@ func (s *Scratch) MatMul(out []float32, t gguf.Type, w []byte, rows, cols int, x
 	default:
 		task.acts = s.quantizeActs(t, x, cols, n)
 		task.rep = repacked(t, rows)
+		if tl := simdQuantTile[t][b2i(task.rep)]; tl != nil && n >= tileMinRows {
+			task.tiler = tl
+			task.nTiled = n &^ 3
+			s.tiled = tl.packActs(s.tiled, task.acts[:task.nTiled])
+			task.tiled = s.tiled
+		}
 	}
 	threads := 1
 	if s.Pool != nil {
@@ -113,6 +120,10 @@ var (
 	// simdFloat4[t], where set, is simdFloat[t] in tinyBLAS's order for
 	// four activation rows at once (x holds them one after the other).
 	simdFloat4 = map[gguf.Type]func(out *[4]float32, w []byte, x []float32){}
+	// simdQuantTile[t], where set, multiplies tiles of weight rows with
+	// batches of activation rows (prompt processing): entry 1 for weights
+	// llama.cpp repacks (see repacked), entry 0 for the others.
+	simdQuantTile = map[gguf.Type][2]*quantTiler{}
 	// roundFP16 and roundBF16 set dst[i] to src[i] rounded to fp16 or bf16.
 	roundFP16 = roundFP16Go
 	roundBF16 = roundBF16Go
@@ -141,6 +152,43 @@ type threadScratch struct {
 	row  []float32  // an F32/F16/BF16 weight row
 	w    wrow       // a quantized weight row
 	four [4]float32 // the results of simdFloat4, which would escape from the stack
+	tile []byte     // a tile of weight rows as a quantTiler packs them
+	// tileOut receives a tile kernel's results for four activation rows.
+	tileOut [4 * tileRows]float32
+}
+
+// b2i is 1 for true and 0 for false.
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// tileRows is how many weight rows a quantTiler multiplies at once: one
+// per lane of a 512-bit register.
+const tileRows = 16
+
+// tileMinRows is the fewest activation rows a product takes through a
+// quantTiler: packing a tile of weights pays off only over many rows.
+const tileMinRows = 16
+
+// quantTiler multiplies a quantized weight type in tiles: up to tileRows
+// weight rows, packed so that each sits in its own lane, times activation
+// rows in groups of four, so that the kernel's sums land in lanes with no
+// horizontal reductions. Each output keeps the float order of the path
+// llama.cpp takes for it (pathGemm for repacked weights, else pathVecDot);
+// the tiles take the first n &^ 3 activation rows, the other kernels the
+// rest.
+type quantTiler struct {
+	// packActs packs the activation rows acts (a multiple of four) into
+	// buf, reused when big enough, once per product.
+	packActs func(buf []byte, acts []act) []byte
+	// mul sets out[i*ldo+r] for r < rows (at most tileRows) and i < n (a
+	// multiple of four): weight row r, at w[r*rowBytes:], times activation
+	// row i of tiled, as packActs packed them. It packs the weights in
+	// ts.tile and writes the kernel's results through ts.tileOut.
+	mul func(ts *threadScratch, w []byte, rowBytes, rows int, tiled []byte, n int, out []float32, ldo int)
 }
 
 // matMulTask is one product, split across threads by weight rows.
@@ -154,6 +202,9 @@ type matMulTask struct {
 	acts          []act     // quantized activations
 	rep           bool      // llama.cpp repacks this weight
 	threads       []threadScratch
+	tiler         *quantTiler // set when the first nTiled activation rows go through tiles
+	nTiled        int
+	tiled         []byte // those rows as tiler packs them
 }
 
 // Run computes the output columns of weight rows [lo, hi) for thread; the
@@ -237,7 +288,7 @@ func (m *matMulTask) pathOf(i int) path {
 // quant multiplies quantized weights with the prepared activation rows.
 func (m *matMulTask) quant(lo, hi int, ts *threadScratch) {
 	if k := simdQuant[m.t]; k != nil {
-		m.quantSIMD(lo, hi, k)
+		m.quantSIMD(lo, hi, k, ts)
 		return
 	}
 	var dot func(*wrow, act, path) float32
@@ -270,12 +321,15 @@ const rowChunk = 16
 // quantSIMD is quant with the SIMD kernels: activation rows in groups of
 // four through simdQuant4, the rest through simdQuantRows, or simdQuant
 // where a table has no entry.
-func (m *matMulTask) quantSIMD(lo, hi int, k func([]byte, act, path) float32) {
+func (m *matMulTask) quantSIMD(lo, hi int, k func([]byte, act, path) float32, ts *threadScratch) {
 	k4, kr := simdQuant4[m.t], simdQuantRows[m.t]
 	// Groups of four start at row 0, so a group never straddles the gemm
 	// rows and the gemv rest: its rows share one path.
 	n4 := 0
-	if k4 != nil {
+	if m.tiler != nil {
+		m.quantTiles(lo, hi, ts)
+		n4, k4 = m.nTiled, nil
+	} else if k4 != nil {
 		n4 = m.n &^ 3
 	}
 	chunk := rowChunk
@@ -287,7 +341,7 @@ func (m *matMulTask) quantSIMD(lo, hi int, k func([]byte, act, path) float32) {
 		r1 := min(r0+chunk, hi)
 		for r := r0; r < r1; r++ {
 			wr := m.w[r*rb : (r+1)*rb]
-			for i := 0; i < n4; i += 4 {
+			for i := 0; k4 != nil && i < n4; i += 4 {
 				o := k4(wr, (*[4]act)(m.acts[i:i+4]), m.pathOf(i))
 				for j, v := range o {
 					m.out[(i+j)*m.rows+r] = v
@@ -300,6 +354,15 @@ func (m *matMulTask) quantSIMD(lo, hi int, k func([]byte, act, path) float32) {
 		for i := n4; kr != nil && i < m.n; i++ {
 			kr(m.w[r0*rb:r1*rb], rb, m.acts[i], m.pathOf(i), m.out[i*m.rows+r0:i*m.rows+r1])
 		}
+	}
+}
+
+// quantTiles runs the first nTiled activation rows through the tiler, a
+// tile of weight rows at a time.
+func (m *matMulTask) quantTiles(lo, hi int, ts *threadScratch) {
+	for r0 := lo; r0 < hi; r0 += tileRows {
+		rows := min(tileRows, hi-r0)
+		m.tiler.mul(ts, m.w[r0*m.rowBytes:], m.rowBytes, rows, m.tiled, m.nTiled, m.out[r0:], m.rows)
 	}
 }
 
