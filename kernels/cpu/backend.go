@@ -80,7 +80,9 @@ func (b *Backend) SwiGLU(gate, up []float32) { SwiGLU(gate, up) }
 func (b *Backend) Add(dst, src []float32)    { Add(dst, src) }
 func (b *Backend) AddBias(x, bias []float32) { AddBias(x, bias) }
 
-// attnTask splits attention by query row and head across threads.
+// attnTask splits attention across threads by head, each thread taking
+// every query row of its heads: under the causal mask later rows attend to
+// more positions, so splitting by row would load the threads unevenly.
 type attnTask struct {
 	out, q  []float32
 	kv      kernels.KV
@@ -93,9 +95,11 @@ type attnScratch struct {
 }
 
 func (t *attnTask) Run(thread, threads int) {
-	lo, hi := split(len(t.q)/t.a.HeadDim, thread, threads, 1)
+	heads := t.a.Heads
+	n := len(t.q) / (heads * t.a.HeadDim)
+	lo, hi := split(n*heads, thread, threads, 1)
 	ts := &t.threads[thread]
-	for j := lo; j < hi; j++ {
-		attendHead(t.out, t.q, t.kv, t.a, j, ts.scores, ts.lanes)
+	for k := lo; k < hi; k++ { // k runs head-major: head k/n, row k%n
+		attendHead(t.out, t.q, t.kv, t.a, k%n*heads+k/n, ts.scores, ts.lanes)
 	}
 }

@@ -447,14 +447,15 @@ type q32MatMulCase struct {
 }
 
 // q32MatMulCases covers odd and repacked (multiple of 8) row counts, one
-// group of the multi-row kernels and more than rowChunk rows, and activation
-// row counts around the groups of four (Q4_0's gemm and gemv).
+// group of the multi-row kernels, more than rowChunk rows and partial
+// tiles, and activation row counts around the groups of four (Q4_0's gemm
+// and gemv) below and above tileMinRows.
 func q32MatMulCases(t *testing.T) []q32MatMulCase {
 	var cs []q32MatMulCase
 	for _, typ := range q32Types {
 		for _, rows := range []int{7, 8, 16, 17, 40} {
 			for _, cols := range []int{32, 96, 1056} {
-				for _, n := range []int{1, 2, 3, 4, 5, 7, 8, 9} {
+				for _, n := range []int{1, 2, 3, 4, 5, 7, 8, 9, tileMinRows, tileMinRows + 3} {
 					seed := uint64(rows*10000 + cols*10 + n)
 					w := make([]byte, rows*typ.RowSize(cols))
 					if err := Quantize(typ, randomData("gauss", rows*cols, seed), w); err != nil {
@@ -510,7 +511,7 @@ func TestQ32MatMulAllocs(t *testing.T) {
 	q32EachVariant(t, func(t *testing.T, v Variant) {
 		for _, typ := range q32Types {
 			for _, rows := range []int{9, 16} {
-				for _, n := range []int{1, 2, 5} {
+				for _, n := range []int{1, 2, 5, tileMinRows + 1} {
 					const c = 256
 					w := make([]byte, rows*typ.RowSize(c))
 					if err := Quantize(typ, randomData("gauss", rows*c, 5), w); err != nil {

@@ -1,0 +1,249 @@
+// Command tile generates the amd64 tile kernels of package cpu for the
+// 32-element block types (Q8_0, Q4_0, Q5_0, Q4_1, Q5_1): sixteen weight rows,
+// packed so that each owns one dword lane of a ZMM register, times groups of
+// four activation rows (prompt processing).
+//
+// Packed weights (tile32.go in package cpu writes them), per block:
+// the unsigned levels in eight groups of 64 bytes (group g: for each row r,
+// the four levels 4g..4g+3 at 4r), then d_w for the 16 rows as float32, then
+// for the _1 types m_w likewise. Packed activations, per block of a group of
+// four rows: their 32 levels each, their four d_x, for the _1 types their
+// four block sums s_x, and for the types with an offset its correction: −o
+// times the sum of each row's block (the one-lane kernel) or of each four
+// levels (the eight-lane kernel), so that Σ(u−o)·x = Σu·x − o·Σx exactly.
+//
+// VPDPBUSD with the four activation levels of a group broadcast to every
+// lane adds the group's sum for all sixteen rows at once, so the integer
+// sums land in lanes with no horizontal reductions. The float operations are
+// those of package cpu's dotBlocks32, in its order, lane by lane: per block
+// d = float32(d_w·d_x), then one FMA of the whole block sum (the repacked
+// Q4_0 order) or one per four-level group (the eight-lane order), folded as
+// hsum8, plus the min terms of the _1 types.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+
+	. "github.com/mmcloughlin/avo/build"
+	. "github.com/mmcloughlin/avo/operand"
+	. "github.com/mmcloughlin/avo/reg"
+)
+
+// The packed layouts, in bytes per block.
+const (
+	levelBytes = 8 * 64 // a weight tile's levels
+	actRows    = 4      // activation rows per group
+	actLevels  = actRows * 32
+)
+
+// kind is one of the kernels' float orders and what the packed data holds.
+type kind struct {
+	name    string
+	oneLane bool // one FMA per block, else one per group of four levels
+	min     bool // m_w and s_x follow (the _1 types)
+	offset  bool // the activations carry offset corrections (the _0 types)
+}
+
+// weightBytes and actBytes are the packed sizes of a block.
+func (k kind) weightBytes() int {
+	if k.min {
+		return levelBytes + 2*64
+	}
+	return levelBytes + 64
+}
+
+func (k kind) actBytes() int {
+	n := actLevels + 4*actRows
+	if k.min {
+		n += 4 * actRows
+	}
+	if k.offset && k.oneLane {
+		n += 4 * actRows
+	} else if k.offset {
+		n += 32 * actRows
+	}
+	return n
+}
+
+// Offsets within a packed activation block.
+func (k kind) dOff() int { return actLevels }
+func (k kind) sOff() int { return actLevels + 4*actRows }
+func (k kind) cOff() int {
+	if k.min {
+		return k.sOff() + 4*actRows
+	}
+	return k.sOff()
+}
+
+var kinds = []kind{
+	{name: "OneQ0", oneLane: true, offset: true},
+	{name: "Lanes8Q0", offset: true},
+	{name: "Lanes8Q1", min: true},
+}
+
+func main() {
+	flag.Parse()
+	os.Args = []string{os.Args[0], "-out", "tile_amd64.s", "-stubs", "tile_amd64.go", "-pkg", "cpu"}
+	for _, k := range kinds {
+		tileKernel(k)
+	}
+	Generate()
+}
+
+// tileKernel generates tile32<name>AVX512(w, a *byte, nb int, out *[64]float32):
+// the 16 packed weight rows at w times the packed group of four activation
+// rows at a, nb blocks each; out[16i+r] gets row r times activation row i.
+func tileKernel(k kind) {
+	name := "tile32" + k.name + "AVX512"
+	TEXT(name, NOSPLIT, "func(w, a *byte, nb int, out *[64]float32)")
+	order := "one FMA per block"
+	if !k.oneLane {
+		order = "one FMA per four levels, folded as hsum8"
+	}
+	Doc(fmt.Sprintf("%s multiplies 16 packed weight rows with a packed group of four activation rows, nb blocks each, "+
+		"and sets out[16i+r] to weight row r times activation row i, adding in package cpu's order (%s).", name, order))
+	w0 := Load(Param("w"), GP64())
+	a0 := Load(Param("a"), GP64())
+	nb := Load(Param("nb"), GP64())
+	out := Load(Param("out"), GP64())
+	if k.oneLane {
+		oneLane(k, w0, a0, nb, out)
+	} else {
+		// Eight accumulators per activation row: two rows at a time fit the
+		// registers, so the blocks are gone through twice.
+		for pass := range 2 {
+			lanes8(k, w0, a0, nb, out, 2*pass, fmt.Sprint(pass))
+		}
+	}
+	VZEROUPPER()
+	RET()
+}
+
+// oneLane: per block, the block sum of each activation row (started from its
+// correction, in two chains of four groups for latency) is converted and
+// added by one FMA with d_w·d_x.
+func oneLane(k kind, w0, a0, nb, out Register) {
+	w, a, n := GP64(), GP64(), GP64()
+	MOVQ(w0, w)
+	MOVQ(a0, a)
+	MOVQ(nb, n)
+	var acc [actRows]VecVirtual
+	for i := range acc {
+		acc[i] = ZMM()
+		VXORPS(acc[i], acc[i], acc[i])
+	}
+	// Temporaries are allocated once: avo takes an EVEX destination for an
+	// input too (merge masking), so a fresh one per block would be live
+	// throughout.
+	var s0, s1 [actRows]VecVirtual
+	for i := range actRows {
+		s0[i], s1[i] = ZMM(), ZMM()
+	}
+	lv, dw, d := ZMM(), ZMM(), ZMM()
+	TESTQ(n, n)
+	JZ(LabelRef("one_store"))
+	Label("one_block")
+	for i := range actRows {
+		VPBROADCASTD(Mem{Base: a, Disp: k.cOff() + 4*i}, s0[i])
+		VPXORD(s1[i], s1[i], s1[i])
+	}
+	for g := range 8 {
+		VMOVDQU32(Mem{Base: w, Disp: 64 * g}, lv)
+		for i := range actRows {
+			s := s0[i]
+			if g%2 == 1 {
+				s = s1[i]
+			}
+			VPDPBUSD_BCST(Mem{Base: a, Disp: 32*i + 4*g}, lv, s)
+		}
+	}
+	VMOVUPS(Mem{Base: w, Disp: levelBytes}, dw)
+	for i := range actRows {
+		VPADDD(s1[i], s0[i], s0[i])
+		VCVTDQ2PS(s0[i], s0[i])
+		VMULPS_BCST(Mem{Base: a, Disp: k.dOff() + 4*i}, dw, d)
+		VFMADD231PS(d, s0[i], acc[i])
+	}
+	ADDQ(U32(k.weightBytes()), w)
+	ADDQ(U32(k.actBytes()), a)
+	DECQ(n)
+	JNZ(LabelRef("one_block"))
+	Label("one_store")
+	for i := range actRows {
+		VMOVUPS(acc[i], Mem{Base: out, Disp: 64 * i})
+	}
+}
+
+// lanes8 does activation rows i0 and i0+1: per block and group of four
+// levels, the group sum (started from its correction) is converted and added
+// by one FMA with d_w·d_x to that group's accumulator; the _1 types' min
+// terms form one more FMA chain per row.
+func lanes8(k kind, w0, a0, nb, out Register, i0 int, pass string) {
+	w, a, n := GP64(), GP64(), GP64()
+	MOVQ(w0, w)
+	MOVQ(a0, a)
+	MOVQ(nb, n)
+	var acc [2][8]VecVirtual
+	var summs [2]VecVirtual
+	for i := range acc {
+		for g := range acc[i] {
+			acc[i][g] = ZMM()
+			VXORPS(acc[i][g], acc[i][g], acc[i][g])
+		}
+		if k.min {
+			summs[i] = ZMM()
+			VXORPS(summs[i], summs[i], summs[i])
+		}
+	}
+	// Temporaries are allocated once, as in oneLane.
+	dw, mw, lv := ZMM(), ZMM(), ZMM()
+	d := [2]VecVirtual{ZMM(), ZMM()}
+	s := [2]VecVirtual{ZMM(), ZMM()}
+	TESTQ(n, n)
+	JZ(LabelRef("lanes_store" + pass))
+	Label("lanes_block" + pass)
+	VMOVUPS(Mem{Base: w, Disp: levelBytes}, dw)
+	for i := range d {
+		VMULPS_BCST(Mem{Base: a, Disp: k.dOff() + 4*(i0+i)}, dw, d[i])
+	}
+	if k.min {
+		VMOVUPS(Mem{Base: w, Disp: levelBytes + 64}, mw)
+		for i := range summs {
+			VFMADD231PS_BCST(Mem{Base: a, Disp: k.sOff() + 4*(i0+i)}, mw, summs[i])
+		}
+	}
+	for g := range 8 {
+		VMOVDQU32(Mem{Base: w, Disp: 64 * g}, lv)
+		for i, s := range s {
+			if k.offset {
+				VPBROADCASTD(Mem{Base: a, Disp: k.cOff() + 32*(i0+i) + 4*g}, s)
+			} else {
+				VPXORD(s, s, s)
+			}
+			VPDPBUSD_BCST(Mem{Base: a, Disp: 32*(i0+i) + 4*g}, lv, s)
+			VCVTDQ2PS(s, s)
+			VFMADD231PS(d[i], s, acc[i][g])
+		}
+	}
+	ADDQ(U32(k.weightBytes()), w)
+	ADDQ(U32(k.actBytes()), a)
+	DECQ(n)
+	JNZ(LabelRef("lanes_block" + pass))
+	Label("lanes_store" + pass)
+	for i := range acc {
+		l := acc[i]
+		// hsum8: (a0+a4) + (a2+a6), (a1+a5) + (a3+a7), then the two.
+		for t := range 4 {
+			VADDPS(l[t+4], l[t], l[t])
+		}
+		VADDPS(l[2], l[0], l[0])
+		VADDPS(l[3], l[1], l[1])
+		VADDPS(l[1], l[0], l[0])
+		if k.min {
+			VADDPS(summs[i], l[0], l[0])
+		}
+		VMOVUPS(l[0], Mem{Base: out, Disp: 64 * (i0 + i)})
+	}
+}
