@@ -92,6 +92,7 @@ type attnTask struct {
 
 type attnScratch struct {
 	scores, lanes []float32
+	tiles         attnTiles
 }
 
 func (t *attnTask) Run(thread, threads int) {
@@ -99,6 +100,10 @@ func (t *attnTask) Run(thread, threads int) {
 	n := len(t.q) / (heads * t.a.HeadDim)
 	lo, hi := split(n*heads, thread, threads, 1)
 	ts := &t.threads[thread]
+	if k, ok := attnTileKernels[t.a.HeadDim]; ok && n >= attnTileMinRows {
+		t.attendTiled(ts, lo, hi, k)
+		return
+	}
 	for k := lo; k < hi; k++ { // k runs head-major: head k/n, row k%n
 		attendHead(t.out, t.q, t.kv, t.a, k%n*heads+k/n, ts.scores, ts.lanes)
 	}

@@ -2,6 +2,7 @@ package cpu
 
 import (
 	"encoding/binary"
+	"math"
 
 	"github.com/godwit-ai/godwit/kernels"
 	"github.com/godwit-ai/godwit/models/gguf"
@@ -192,7 +193,15 @@ func (k *floatAsm) softmaxExpRow(x []float32, mx float32) float64 {
 	n := len(x) &^ 15
 	sum := k.softmaxExp(x[:n], mx)
 	if n < len(x) {
-		sum += softmaxExpGo(x[n:], mx)
+		// The last block padded with −Inf, whose expf is exactly the
+		// zero that softmaxExpGo pads with.
+		var blk [16]float32
+		tail := copy(blk[:], x[n:])
+		for i := tail; i < 16; i++ {
+			blk[i] = float32(math.Inf(-1))
+		}
+		sum += k.softmaxExp(blk[:], mx)
+		copy(x[n:], blk[:tail])
 	}
 	return sum
 }

@@ -253,35 +253,42 @@ func TestSIMDDotF32(t *testing.T) {
 }
 
 // TestSIMDAttention: attention under each SIMD variant equals the Go
-// variant's, for one and several query rows (the 64- and 16-lane sums), head
-// widths with and without a leftover past the registers, and contexts that
-// end inside and at the end of a lane round.
+// variant's, for one and several query rows (the 64- and 16-lane sums, and
+// from attnTileMinRows rows the tile kernels), head widths with and without
+// a leftover past the registers, contexts that end inside and at the end of
+// a lane round, and on one thread and two (the Backend splits by head).
 func TestSIMDAttention(t *testing.T) {
 	type shape struct{ hd, total, n int }
 	var shapes []shape
 	for _, hd := range []int{4, 8, 20, 64, 72, 128} {
-		for _, tn := range [][2]int{{1, 1}, {9, 3}, {64, 1}, {64, 2}, {130, 1}, {130, 5}, {300, 4}} {
+		for _, tn := range [][2]int{{1, 1}, {9, 3}, {64, 1}, {64, 2}, {130, 1}, {130, 5}, {300, 4}, {16, 16}, {40, 33}} {
 			shapes = append(shapes, shape{hd, tn[0], tn[1]})
 		}
 	}
-	run := func(s shape, seed uint64) []float32 {
+	run := func(s shape, seed uint64, b *Backend) []float32 {
 		r := rand.New(rand.NewPCG(seed, 15))
 		const heads, kvHeads = 4, 2
 		a := kernels.Attn{Pos0: s.total - s.n, Heads: heads, KVHeads: kvHeads, HeadDim: s.hd, Scale: 0.3}
 		kv := flatKV{k: spread(r, s.total*kvHeads*s.hd, 2), v: spread(r, s.total*kvHeads*s.hd, 8), width: kvHeads * s.hd}
 		q := spread(r, s.n*heads*s.hd, 2)
 		out := make([]float32, len(q))
-		Attention(out, q, kv, a, make([]float32, s.total))
+		b.Attention(out, q, kv, a)
 		return out
 	}
+	b1, b2 := New(1), New(2)
+	defer b1.Close()
+	defer b2.Close()
 	want := make([][]float32, len(shapes))
 	SetVariant(VariantGo)
 	for i, s := range shapes {
-		want[i] = run(s, uint64(i))
+		want[i] = run(s, uint64(i), b1)
 	}
 	forEachSIMD(t, func(t *testing.T) {
-		for i, s := range shapes {
-			checkSame(t, fmt.Sprintf("attention hd=%d total=%d n=%d", s.hd, s.total, s.n), run(s, uint64(i)), want[i])
+		for _, b := range []*Backend{b1, b2} {
+			for i, s := range shapes {
+				checkSame(t, fmt.Sprintf("attention hd=%d total=%d n=%d threads=%d", s.hd, s.total, s.n, b.Threads()),
+					run(s, uint64(i), b), want[i])
+			}
 		}
 	})
 }
@@ -296,6 +303,9 @@ func TestSIMDSoftmaxSwiGLU(t *testing.T) {
 		sm := spread(r, n, 5)
 		if n > 3 {
 			sm[n/2] = float32(math.Inf(-1)) // a masked position
+		}
+		if n%5 == 2 {
+			sm[n-1] = float32(math.NaN()) // which the maximum must keep
 		}
 		Softmax(sm)
 		gate, up := spread(r, n, 7), spread(r, n, 3)

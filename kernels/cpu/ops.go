@@ -71,14 +71,28 @@ func RoPE(x []float32, pos []int32, heads, headDim int, r *kernels.Rope) {
 // block is padded with zeros, as llama.cpp's scores are (the KV length is a
 // multiple of 256 there and masked positions give exp(−∞) = 0).
 func Softmax(x []float32) {
+	sum := softmaxExp(x, maxRow(x))
+	scaleRow(x, float32(1/sum))
+}
+
+// maxRow is the largest value of x, NaN when x holds one; scaleRow sets
+// x[i] = x[i]·s.
+var (
+	maxRow   = maxRowGo
+	scaleRow = scaleRowGo
+)
+
+func maxRowGo(x []float32) float32 {
 	mx := float32(math.Inf(-1))
 	for _, v := range x {
 		mx = max(mx, v)
 	}
-	sum := softmaxExp(x, mx)
-	inv := float32(1 / sum)
+	return mx
+}
+
+func scaleRowGo(x []float32, s float32) {
 	for i, v := range x {
-		x[i] = float32(v * inv)
+		x[i] = float32(v * s)
 	}
 }
 

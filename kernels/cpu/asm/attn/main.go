@@ -1,0 +1,321 @@
+// Command attn generates the amd64 kernels of package cpu's batched
+// attention (AVX-512): scores and score-weighted value sums of one query row
+// against the keys and values of one KV head, transposed into tiles of 16
+// positions (HeadDim rows of 16 floats, one position per lane), so that each
+// position's sums run in its own lane.
+//
+// Both keep the float operations of package cpu's per-position kernels in
+// their order, lane by lane: a score is vecDotF32 of the query and the key
+// (for each t < 64 an FMA chain over the 64-element blocks, folded as fold64,
+// times the scale), and a value sum is kqvGo with 16 lanes (lane p mod 16
+// accumulating its positions by FMA in order, folded as reduce16).
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+
+	. "github.com/mmcloughlin/avo/build"
+	. "github.com/mmcloughlin/avo/operand"
+	. "github.com/mmcloughlin/avo/reg"
+)
+
+func main() {
+	flag.Parse()
+	os.Args = []string{os.Args[0], "-out", "attn_amd64.s", "-stubs", "attn_amd64.go", "-pkg", "cpu"}
+	perm := butterflyConstants()
+	for _, hd := range []int{64, 128} {
+		scores(hd)
+		values(hd, perm)
+	}
+	maxRow()
+	scaleRow()
+	Generate()
+}
+
+// scores generates attnScoresD<hd>AVX512(kt, q *float32, tiles int, scale
+// float32, s *float32): s[16τ+l] = scale · (q · key 16τ+l) for the tiles
+// tiles at kt.
+func scores(hd int) {
+	name := fmt.Sprintf("attnScoresD%dAVX512", hd)
+	TEXT(name, NOSPLIT, "func(kt, q *float32, tiles int, scale float32, s *float32)")
+	Doc(fmt.Sprintf("%s sets s[16τ+l] to scale times the dot product of the query q (%d values) and position l of "+
+		"key tile τ < tiles at kt, summed as vecDotF32.", name, hd))
+	kt := Load(Param("kt"), GP64())
+	q := Load(Param("q"), GP64())
+	n := Load(Param("tiles"), GP64())
+	s := Load(Param("s"), GP64())
+	sc := ZMM()
+	VBROADCASTSS(NewParamAddr("scale", 24), sc)
+	var r [16]VecVirtual
+	for t := range r {
+		r[t] = ZMM()
+	}
+	var a [4]VecVirtual
+	for u := range a {
+		a[u] = ZMM()
+	}
+	qb := ZMM()
+	TESTQ(n, n)
+	JZ(LabelRef("done"))
+	Label("tile")
+	for t := range 16 {
+		// fold64: (a_t + a_{32+t}) + (a_{16+t} + a_{48+t}).
+		for u, e := range []int{t, 32 + t, 16 + t, 48 + t} {
+			VXORPS(a[u], a[u], a[u])
+			for b := 0; b < hd; b += 64 {
+				VBROADCASTSS(Mem{Base: q, Disp: 4 * (b + e)}, qb)
+				VFMADD231PS(Mem{Base: kt, Disp: 64 * (b + e)}, qb, a[u])
+			}
+		}
+		VADDPS(a[1], a[0], a[0])
+		VADDPS(a[3], a[2], a[2])
+		VADDPS(a[2], a[0], r[t])
+	}
+	// reduce16 of the sixteen, lane by lane.
+	for i := range 8 {
+		VADDPS(r[i+8], r[i], r[i])
+	}
+	for i := range 4 {
+		VADDPS(r[i+4], r[i], r[i])
+	}
+	VADDPS(r[2], r[0], r[0])
+	VADDPS(r[3], r[1], r[1])
+	VADDPS(r[1], r[0], r[0])
+	VMULPS(sc, r[0], r[0])
+	VMOVUPS(r[0], Mem{Base: s})
+	ADDQ(U32(64*hd), kt)
+	ADDQ(U8(64), s)
+	DECQ(n)
+	JNZ(LabelRef("tile"))
+	Label("done")
+	VZEROUPPER()
+	RET()
+}
+
+// butterfly is the reduction of sixteen registers' lanes: at each level,
+// pairs of registers are permuted into the lanes whose sums reduce16 takes
+// next, P and Q, and added; lane k of the last register then holds the sum
+// of register perm[k].
+type butterfly struct {
+	p, q  [4]Mem // the index vectors of VPERMI2PS per level (steps 8, 4, 2, 1)
+	order Mem    // VPERMPS indices putting register j's sum in lane j
+}
+
+func butterflyConstants() butterfly {
+	var bf butterfly
+	// owner[r][k]: which register's sums lane k of register r holds.
+	owner := make([][16]int, 16)
+	for r := range owner {
+		for k := range 16 {
+			owner[r][k] = r
+		}
+	}
+	for lvl, s := range []int{8, 4, 2, 1} {
+		var ip, iq [16]uint32
+		var next [][16]int
+		for g := 0; g < 16; g += 2 * s {
+			for i := range s {
+				ip[g+i], ip[g+s+i] = uint32(g+i), uint32(16+g+i)
+				iq[g+i], iq[g+s+i] = uint32(g+s+i), uint32(16+g+s+i)
+			}
+		}
+		for r := 0; r < len(owner); r += 2 {
+			var o [16]int
+			for k, x := range ip {
+				if x < 16 {
+					o[k] = owner[r][x]
+				} else {
+					o[k] = owner[r+1][x-16]
+				}
+			}
+			next = append(next, o)
+		}
+		owner = next
+		bf.p[lvl] = dwords16(fmt.Sprintf("attnbfp%d", s), ip)
+		bf.q[lvl] = dwords16(fmt.Sprintf("attnbfq%d", s), iq)
+	}
+	var ord [16]uint32
+	for k, r := range owner[0] {
+		ord[r] = uint32(k)
+	}
+	bf.order = dwords16("attnbforder", ord)
+	return bf
+}
+
+func dwords16(name string, v [16]uint32) Mem {
+	m := GLOBL(name, RODATA|NOPTR)
+	for i, x := range v {
+		DATA(4*i, U32(x))
+	}
+	return m
+}
+
+// values generates attnValuesD<hd>AVX512(vt, s *float32, tiles int, mask
+// uint16, o *float32): o[d] = Σ_p s[p]·value p at d over the tiles at vt,
+// the last tile's positions limited to the lanes set in mask.
+func values(hd int, bf butterfly) {
+	name := fmt.Sprintf("attnValuesD%dAVX512", hd)
+	TEXT(name, NOSPLIT, "func(vt, s *float32, tiles int, mask uint16, o *float32)")
+	Doc(fmt.Sprintf("%s sets o[d] (d < %d) to the sum over the value tiles τ < tiles (at least 1) at vt of "+
+		"position l of tile τ at d times s[16τ+l], in 16 lanes folded as reduce16, the last tile taking only "+
+		"the positions whose bits are set in mask.", name, hd))
+	vt0 := Load(Param("vt"), GP64())
+	s0 := Load(Param("s"), GP64())
+	n := Load(Param("tiles"), GP64())
+	o := Load(Param("o"), GP64())
+	k := K()
+	KMOVW(NewParamAddr("mask", 24), k)
+	DECQ(n) // whole tiles before the last
+	vt, s, i := GP64(), GP64(), GP64()
+	var acc [16]VecVirtual
+	for j := range acc {
+		acc[j] = ZMM()
+	}
+	sv := ZMM()
+	p, q := ZMM(), ZMM()
+	for c := 0; c < hd; c += 16 {
+		lbl := fmt.Sprint(c)
+		for j := range acc {
+			VXORPS(acc[j], acc[j], acc[j])
+		}
+		MOVQ(vt0, vt)
+		MOVQ(s0, s)
+		MOVQ(n, i)
+		TESTQ(i, i)
+		JZ(LabelRef("last" + lbl))
+		Label("tile" + lbl)
+		VMOVUPS(Mem{Base: s}, sv)
+		for j := range acc {
+			VFMADD231PS(Mem{Base: vt, Disp: 64 * (c + j)}, sv, acc[j])
+		}
+		ADDQ(U32(64*hd), vt)
+		ADDQ(U8(64), s)
+		DECQ(i)
+		JNZ(LabelRef("tile" + lbl))
+		Label("last" + lbl)
+		VMOVUPS(Mem{Base: s}, sv)
+		for j := range acc {
+			VFMADD231PS(Mem{Base: vt, Disp: 64 * (c + j)}, sv, k, acc[j])
+		}
+		// reduce16 of each register, all sixteen at once.
+		regs := acc[:]
+		for lvl := range 4 {
+			var next []VecVirtual
+			for r := 0; r < len(regs); r += 2 {
+				VMOVDQU32(bf.p[lvl], p)
+				VPERMI2PS(regs[r+1], regs[r], p)
+				VMOVDQU32(bf.q[lvl], q)
+				VPERMI2PS(regs[r+1], regs[r], q)
+				VADDPS(q, p, regs[r])
+				next = append(next, regs[r])
+			}
+			regs = next
+		}
+		VMOVDQU32(bf.order, p)
+		VPERMPS(regs[0], p, regs[0])
+		VMOVUPS(regs[0], Mem{Base: o, Disp: 4 * c})
+	}
+	VZEROUPPER()
+	RET()
+}
+
+// maxRow generates softmaxMaxAVX512(x []float32) (mx float32, nan bool): the
+// largest of the values, and whether one is NaN (which VMAXPS does not
+// propagate; Softmax's max does).
+func maxRow() {
+	TEXT("softmaxMaxAVX512", NOSPLIT, "func(x []float32) (mx float32, nan bool)")
+	Doc("softmaxMaxAVX512 returns the largest value of x (−Inf when empty) and whether x holds a NaN.")
+	xp := Load(Param("x").Base(), GP64())
+	n := GP64()
+	Load(Param("x").Len(), n)
+	mx, v := ZMM(), ZMM()
+	inf := GP32()
+	MOVL(U32(0xff800000), inf)
+	VPBROADCASTD(inf, mx)
+	nan, k := K(), K()
+	KXORW(nan, nan, nan)
+	full := GP64()
+	MOVQ(n, full)
+	SHRQ(U8(4), full)
+	JZ(LabelRef("tail"))
+	Label("loop")
+	VMOVUPS(Mem{Base: xp}, v)
+	VCMPPS(U8(3), v, v, k) // unordered: NaN
+	KORW(k, nan, nan)
+	VMAXPS(v, mx, mx)
+	ADDQ(U8(64), xp)
+	DECQ(full)
+	JNZ(LabelRef("loop"))
+	Label("tail")
+	ANDQ(U8(15), n)
+	JZ(LabelRef("reduce"))
+	// The tail's lanes, loaded under a mask that sets the others to −Inf.
+	ones := GP32()
+	MOVL(U32(1), ones)
+	SHLXL(n.As32(), ones, ones)
+	DECL(ones)
+	KMOVW(ones, k)
+	VPBROADCASTD(inf, v)
+	VMOVUPS(Mem{Base: xp}, k, v)
+	VCMPPS(U8(3), v, v, k)
+	KORW(k, nan, nan)
+	VMAXPS(v, mx, mx)
+	Label("reduce")
+	h := YMM()
+	VEXTRACTF64X4(U8(1), mx, h)
+	VMAXPS(h, mx.AsY(), h)
+	x := XMM()
+	VEXTRACTF128(U8(1), h, x)
+	VMAXPS(x, h.AsX(), x)
+	y := XMM()
+	VPERMILPS(U8(0x4e), x, y)
+	VMAXPS(y, x, x)
+	VPERMILPS(U8(0xb1), x, y)
+	VMAXPS(y, x, x)
+	Store(x, ReturnIndex(0))
+	r := GP32()
+	KMOVW(nan, r)
+	TESTL(r, r)
+	SETNE(r.As8())
+	Store(r.As8(), ReturnIndex(1))
+	VZEROUPPER()
+	RET()
+}
+
+// scaleRow generates scaleRowAVX512(x []float32, s float32): x[i] = x[i]·s.
+func scaleRow() {
+	TEXT("scaleRowAVX512", NOSPLIT, "func(x []float32, s float32)")
+	Doc("scaleRowAVX512 sets x[i] = x[i]·s.")
+	xp := Load(Param("x").Base(), GP64())
+	n := GP64()
+	Load(Param("x").Len(), n)
+	sc, v := ZMM(), ZMM()
+	VBROADCASTSS(NewParamAddr("s", 24), sc)
+	full := GP64()
+	MOVQ(n, full)
+	SHRQ(U8(4), full)
+	JZ(LabelRef("tail"))
+	Label("loop")
+	VMULPS(Mem{Base: xp}, sc, v)
+	VMOVUPS(v, Mem{Base: xp})
+	ADDQ(U8(64), xp)
+	DECQ(full)
+	JNZ(LabelRef("loop"))
+	Label("tail")
+	ANDQ(U8(15), n)
+	JZ(LabelRef("done"))
+	ones := GP32()
+	MOVL(U32(1), ones)
+	SHLXL(n.As32(), ones, ones)
+	DECL(ones)
+	k := K()
+	KMOVW(ones, k)
+	VMOVUPS_Z(Mem{Base: xp}, k, v)
+	VMULPS(v, sc, v)
+	VMOVUPS(v, k, Mem{Base: xp})
+	Label("done")
+	VZEROUPPER()
+	RET()
+}
