@@ -112,7 +112,7 @@ func TestFlatCacheTruncate(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Put(1, 3, []float32{1, 2, 3}, []float32{4, 5, 6})
-	if got := c.Value(1, 3); got[2] != 6 || c.Key(1, 3)[0] != 1 {
+	if got := c.Value(1, 3, 0, make([]float32, 3)); got[2] != 6 || c.Key(1, 3, 1, make([]float32, 1))[0] != 2 {
 		t.Fatalf("stored %v", got)
 	}
 	c.Truncate(2)

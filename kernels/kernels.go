@@ -27,10 +27,12 @@ type Rope struct {
 }
 
 // KV gives attention read access to one sequence's cached keys and values:
-// each row is kvHeads×headDim wide.
+// each row is kvHeads×headDim wide. Key and Value return the values [off,
+// off+len(buf)) of position pos's row in layer: a view into the cache where
+// it stores f32, else buf filled with them converted (an fp16 cache).
 type KV interface {
-	Key(layer, pos int) []float32
-	Value(layer, pos int) []float32
+	Key(layer, pos, off int, buf []float32) []float32
+	Value(layer, pos, off int, buf []float32) []float32
 }
 
 // Attn describes one attention call: q holds n rows of Heads×HeadDim for
@@ -67,4 +69,10 @@ type Backend interface {
 	Add(dst, src []float32)
 	// AddBias adds bias to every len(bias)-wide row of x.
 	AddBias(x, bias []float32)
+	// SetBatchInvariant, when on, makes every row of MatMul and Attention
+	// take one summation order whatever the number of rows in the call,
+	// so that a sequence's results do not depend on what it is batched
+	// with. Off (the default), the backend sums as llama.cpp does for the
+	// call's shape, which is how its logits are matched.
+	SetBatchInvariant(on bool)
 }

@@ -33,7 +33,7 @@ type attnTiles struct {
 
 // load transposes KV head kvh of layer's positions [0, L) into tiles,
 // padding the last with zeros.
-func (at *attnTiles) load(kv kernels.KV, a kernels.Attn, kvh, L int) {
+func (at *attnTiles) load(kv kernels.KV, a kernels.Attn, kvh, L int, buf []float32) {
 	hd := a.HeadDim
 	tiles := (L + 15) / 16
 	at.kt = grow(at.kt, tiles*hd*16)
@@ -47,7 +47,7 @@ func (at *attnTiles) load(kv kernels.KV, a kernels.Attn, kvh, L int) {
 			}
 			continue
 		}
-		k, v := kv.Key(a.Layer, p)[off:off+hd], kv.Value(a.Layer, p)[off:off+hd]
+		k, v := kv.Key(a.Layer, p, off, buf[:hd]), kv.Value(a.Layer, p, off, buf[hd:2*hd])
 		for d := range hd {
 			at.kt[base+16*d], at.vt[base+16*d] = k[d], v[d]
 		}
@@ -68,7 +68,7 @@ func (t *attnTask) attendTiled(ts *attnScratch, lo, hi int, k attnKernels) {
 		h, i := j/n, j%n
 		kvh := h / (a.Heads / a.KVHeads)
 		if ts.tiles.kvHead != kvh {
-			ts.tiles.load(t.kv, a, kvh, L)
+			ts.tiles.load(t.kv, a, kvh, L, ts.buf)
 		}
 		last := a.Pos0 + i
 		tiles := last/16 + 1

@@ -71,9 +71,15 @@ func (b *Backend) Attention(out, q []float32, kv kernels.KV, a kernels.Attn) {
 		ts := &t.threads[i]
 		ts.scores = grow(ts.scores, a.Pos0+n)
 		ts.lanes = grow(ts.lanes, 64*a.HeadDim)
+		ts.buf = grow(ts.buf, 2*a.HeadDim)
 	}
 	b.pool.Run(t)
 	t.out, t.q, t.kv = nil, nil, nil
+}
+
+func (b *Backend) SetBatchInvariant(on bool) {
+	b.scratch.Invariant = on
+	b.attn.invariant = on
 }
 
 func (b *Backend) SwiGLU(gate, up []float32) { SwiGLU(gate, up) }
@@ -84,14 +90,16 @@ func (b *Backend) AddBias(x, bias []float32) { AddBias(x, bias) }
 // every query row of its heads: under the causal mask later rows attend to
 // more positions, so splitting by row would load the threads unevenly.
 type attnTask struct {
-	out, q  []float32
-	kv      kernels.KV
-	a       kernels.Attn
-	threads []attnScratch
+	out, q    []float32
+	kv        kernels.KV
+	a         kernels.Attn
+	threads   []attnScratch
+	invariant bool // one query row sums as several do (see attendHead)
 }
 
 type attnScratch struct {
 	scores, lanes []float32
+	buf           []float32 // a key and a value of one head, converted from fp16
 	tiles         attnTiles
 }
 
@@ -105,6 +113,6 @@ func (t *attnTask) Run(thread, threads int) {
 		return
 	}
 	for k := lo; k < hi; k++ { // k runs head-major: head k/n, row k%n
-		attendHead(t.out, t.q, t.kv, t.a, k%n*heads+k/n, ts.scores, ts.lanes)
+		attendHead(t.out, t.q, t.kv, t.a, k%n*heads+k/n, ts.scores, ts.lanes, ts.buf, t.invariant)
 	}
 }

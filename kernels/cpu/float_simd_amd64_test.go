@@ -413,10 +413,10 @@ func BenchmarkAttention(b *testing.B) {
 			a := kernels.Attn{Pos0: total - n, Heads: heads, KVHeads: heads, HeadDim: hd, Scale: 0.1}
 			kv := flatKV{k: randVec(r, total*heads*hd), v: randVec(r, total*heads*hd), width: heads * hd}
 			q := randVec(r, n*heads*hd)
-			out, scores, lanes := make([]float32, len(q)), make([]float32, total), make([]float32, 64*hd)
+			out, scores, lanes, buf := make([]float32, len(q)), make([]float32, total), make([]float32, 64*hd), make([]float32, hd)
 			for b.Loop() {
 				for j := range len(q) / hd {
-					attendHead(out, q, kv, a, j, scores, lanes)
+					attendHead(out, q, kv, a, j, scores, lanes, buf, false)
 				}
 			}
 		})

@@ -22,6 +22,12 @@ type Scratch struct {
 	// threads; nil runs on the calling goroutine alone.
 	Pool *Pool
 
+	// Invariant makes every activation row take the order llama.cpp
+	// takes for a batch (pathGemm for repacked weights, tinyBLAS's for
+	// float weights), whatever n is, so that a row's result does not
+	// depend on the other rows of the product.
+	Invariant bool
+
 	task    matMulTask
 	threads []threadScratch
 }
@@ -61,7 +67,7 @@ func (s *Scratch) MatMul(out []float32, t gguf.Type, w []byte, rows, cols int, x
 			rows, cols, t, n, rows*rowBytes, n*cols, n*rows, len(w), len(x), len(out)))
 	}
 	task := &s.task
-	*task = matMulTask{out: out, t: t, w: w, rowBytes: rowBytes, rows: rows, cols: cols, n: n, x: x}
+	*task = matMulTask{out: out, t: t, w: w, rowBytes: rowBytes, rows: rows, cols: cols, n: n, x: x, invariant: s.Invariant}
 	switch t {
 	case gguf.F32:
 	case gguf.F16:
@@ -201,6 +207,7 @@ type matMulTask struct {
 	x             []float32 // float activations, rounded to the weight's precision
 	acts          []act     // quantized activations
 	rep           bool      // llama.cpp repacks this weight
+	invariant     bool      // every row takes the batch order (Scratch.Invariant)
 	threads       []threadScratch
 	tiler         *quantTiler // set when the first nTiled activation rows go through tiles
 	nTiled        int
@@ -227,7 +234,7 @@ func (m *matMulTask) Run(thread, threads int) {
 // in another order.
 func (m *matMulTask) float(lo, hi int, ts *threadScratch) {
 	cols, n := m.cols, m.n
-	lanes16 := n >= 2 && cols%16 == 0 && m.rows%4 == 0
+	lanes16 := (n >= 2 || m.invariant) && cols%16 == 0 && m.rows%4 == 0
 	if k := simdFloat[m.t]; k != nil {
 		k4 := simdFloat4[m.t]
 		// Activation rows in chunks that stay in cache while the thread's
@@ -277,7 +284,7 @@ func (m *matMulTask) float(lo, hi int, ts *threadScratch) {
 // gemv.
 func (m *matMulTask) pathOf(i int) path {
 	switch {
-	case m.rep && i < m.n-m.n%4:
+	case m.rep && (i < m.n-m.n%4 || m.invariant):
 		return pathGemm
 	case m.rep:
 		return pathGemv

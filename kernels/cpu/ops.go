@@ -129,19 +129,19 @@ func Dot(a, b []float32) float32 { return vecDotF32(a, b) }
 // ggml_vec_dot_f32 (4×16 lanes); position p feeds lane p mod 16 or p mod 64,
 // and the positions past the last one, zero-weighted there, add nothing.
 func Attention(out, q []float32, kv kernels.KV, a kernels.Attn, scores []float32) {
-	lanes := make([]float32, 64*a.HeadDim)
+	lanes, buf := make([]float32, 64*a.HeadDim), make([]float32, a.HeadDim)
 	for j := range len(q) / a.HeadDim { // one job per query row and head
-		attendHead(out, q, kv, a, j, scores, lanes)
+		attendHead(out, q, kv, a, j, scores, lanes, buf, false)
 	}
 }
 
 // attendHead computes one head of one query row: job j is row j/Heads, head
-// j%Heads.
-func attendHead(out, q []float32, kv kernels.KV, a kernels.Attn, j int, scores, lanes []float32) {
+// j%Heads. invariant gives a lone query row the 16 lanes of several.
+func attendHead(out, q []float32, kv kernels.KV, a kernels.Attn, j int, scores, lanes, buf []float32, invariant bool) {
 	qRow := a.Heads * a.HeadDim
 	n := len(q) / qRow
 	width := 64
-	if n >= 2 && a.HeadDim%4 == 0 {
+	if (n >= 2 || invariant) && a.HeadDim%4 == 0 {
 		width = 16
 	}
 	acc := lanes[:width*a.HeadDim]
@@ -151,10 +151,10 @@ func attendHead(out, q []float32, kv kernels.KV, a kernels.Attn, j int, scores, 
 	qh := q[i*qRow+h*a.HeadDim : i*qRow+(h+1)*a.HeadDim]
 	off := (h / (a.Heads / a.KVHeads)) * a.HeadDim
 	for p := 0; p <= last; p++ {
-		s[p] = float32(dotF32(qh, kv.Key(a.Layer, p)[off:off+a.HeadDim]) * a.Scale)
+		s[p] = float32(dotF32(qh, kv.Key(a.Layer, p, off, buf[:a.HeadDim])) * a.Scale)
 	}
 	Softmax(s)
-	kqv(out[i*qRow+h*a.HeadDim:i*qRow+(h+1)*a.HeadDim], s, kv, a.Layer, off, width, acc)
+	kqv(out[i*qRow+h*a.HeadDim:i*qRow+(h+1)*a.HeadDim], s, kv, a.Layer, off, width, acc, buf)
 }
 
 // Attention's kernels: dotF32 is vecDotF32 for q·k, and kqv sets the head
@@ -165,10 +165,10 @@ var (
 	kqv    = kqvGo
 )
 
-func kqvGo(o, s []float32, kv kernels.KV, layer, off, width int, acc []float32) {
+func kqvGo(o, s []float32, kv kernels.KV, layer, off, width int, acc, buf []float32) {
 	clear(acc)
 	for p, w := range s {
-		v := kv.Value(layer, p)[off : off+len(o)]
+		v := kv.Value(layer, p, off, buf[:len(o)])
 		l := p % width
 		for d, vd := range v {
 			acc[d*width+l] = fma32(vd, w, acc[d*width+l])

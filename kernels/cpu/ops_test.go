@@ -90,8 +90,13 @@ type flatKV struct {
 	width int
 }
 
-func (f flatKV) Key(_, pos int) []float32   { return f.k[pos*f.width : (pos+1)*f.width] }
-func (f flatKV) Value(_, pos int) []float32 { return f.v[pos*f.width : (pos+1)*f.width] }
+func (f flatKV) Key(_, pos, off int, buf []float32) []float32 {
+	return f.k[pos*f.width+off : pos*f.width+off+len(buf)]
+}
+
+func (f flatKV) Value(_, pos, off int, buf []float32) []float32 {
+	return f.v[pos*f.width+off : pos*f.width+off+len(buf)]
+}
 
 func TestAttention(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
@@ -110,7 +115,7 @@ func TestAttention(t *testing.T) {
 			var sum, mx float64 = 0, math.Inf(-1)
 			for p := range w {
 				for d := 0; d < hd; d++ {
-					w[p] += float64(q[(i*heads+h)*hd+d]) * float64(kv.Key(0, p)[g*hd+d])
+					w[p] += float64(q[(i*heads+h)*hd+d]) * float64(kv.k[p*kv.width+g*hd+d])
 				}
 				w[p] *= 0.3
 				mx = math.Max(mx, w[p])
@@ -121,7 +126,7 @@ func TestAttention(t *testing.T) {
 			}
 			for p := range w {
 				for d := 0; d < hd; d++ {
-					want[(i*heads+h)*hd+d] += w[p] / sum * float64(kv.Value(0, p)[g*hd+d])
+					want[(i*heads+h)*hd+d] += w[p] / sum * float64(kv.v[p*kv.width+g*hd+d])
 				}
 			}
 		}

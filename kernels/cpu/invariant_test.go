@@ -1,0 +1,76 @@
+package cpu
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/godwit-ai/godwit/kernels"
+	"github.com/godwit-ai/godwit/models/gguf"
+)
+
+// TestBatchInvariant: with SetBatchInvariant on, each activation row of a
+// product and each query row of attention comes out with the same bits
+// alone as within a batch of 23 (groups of four, tiles and their leftovers),
+// for every weight type and kernel variant, on two threads.
+func TestBatchInvariant(t *testing.T) {
+	defer SetVariant(Variants()[0])
+	const rows, cols, n = 40, 512, 23
+	types := []gguf.Type{gguf.F32, gguf.F16, gguf.BF16, gguf.Q8_0, gguf.Q4_0, gguf.Q5_0, gguf.Q4_1, gguf.Q5_1,
+		gguf.Q4_K, gguf.Q5_K, gguf.Q6_K}
+	b := New(2)
+	defer b.Close()
+	b.SetBatchInvariant(true)
+	for _, v := range Variants() {
+		if err := SetVariant(v); err != nil {
+			t.Fatal(err)
+		}
+		for _, typ := range types {
+			w := make([]byte, rows*typ.RowSize(cols))
+			if err := Quantize(typ, randomData("gauss", rows*cols, 3), w); err != nil {
+				t.Fatal(err)
+			}
+			wt := &kernels.Weight{Name: "w", Type: typ, Rows: rows, Cols: cols, Data: w}
+			x := randomData("gauss", n*cols, 4)
+			all := make([]float32, n*rows)
+			b.MatMul(all, wt, x, n)
+			one := make([]float32, rows)
+			for i := range n {
+				b.MatMul(one, wt, x[i*cols:(i+1)*cols], 1)
+				if j := firstDiff(one, all[i*rows:(i+1)*rows]); j >= 0 {
+					t.Errorf("%v %v: row %d alone: out[%d] = %g, in the batch %g", v, typ, i, j, one[j], all[i*rows+j])
+				}
+			}
+		}
+		for _, hd := range []int{8, 64, 128} {
+			r := rand.New(rand.NewPCG(uint64(hd), 9))
+			const heads, kvHeads, total = 4, 2, 37
+			kv := flatKV{k: randVec(r, total*kvHeads*hd), v: randVec(r, total*kvHeads*hd), width: kvHeads * hd}
+			q := randVec(r, n*heads*hd)
+			a := kernels.Attn{Pos0: total - n, Heads: heads, KVHeads: kvHeads, HeadDim: hd, Scale: 0.2}
+			all := make([]float32, len(q))
+			b.Attention(all, q, kv, a)
+			w := heads * hd
+			for i := range n {
+				one := make([]float32, w)
+				ai := a
+				ai.Pos0 += i
+				b.Attention(one, q[i*w:(i+1)*w], kv, ai)
+				if j := firstDiff(one, all[i*w:(i+1)*w]); j >= 0 {
+					t.Errorf("%v attention hd=%d: row %d alone: out[%d] = %g, in the batch %g", v, hd, i, j, one[j], all[i*w+j])
+				}
+			}
+		}
+	}
+}
+
+// firstDiff is the first index where a and b differ in their bits, or −1.
+func firstDiff(a, b []float32) int {
+	for i := range a {
+		if math.Float32bits(a[i]) != math.Float32bits(b[i]) {
+			return i
+		}
+	}
+	return -1
+}
+
