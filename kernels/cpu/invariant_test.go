@@ -73,4 +73,3 @@ func firstDiff(a, b []float32) int {
 	}
 	return -1
 }
-
