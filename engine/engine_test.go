@@ -112,7 +112,8 @@ func TestFlatCacheTruncate(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Put(1, 3, []float32{1, 2, 3}, []float32{4, 5, 6})
-	if got := c.Value(1, 3, 0, make([]float32, 3)); got[2] != 6 || c.Key(1, 3, 1, make([]float32, 1))[0] != 2 {
+	got, _ := c.Value(1, 3, 0, 3)
+	if k, _ := c.Key(1, 3, 1, 1); got[2] != 6 || k[0] != 2 {
 		t.Fatalf("stored %v", got)
 	}
 	c.Truncate(2)

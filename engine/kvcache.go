@@ -72,10 +72,10 @@ func (c *FlatCache) Put(layer, pos int, k, v []float32) {
 	copy(c.v[layer][pos*c.width:(pos+1)*c.width], v)
 }
 
-func (c *FlatCache) Key(layer, pos, off int, buf []float32) []float32 {
-	return c.k[layer][pos*c.width+off : pos*c.width+off+len(buf)]
+func (c *FlatCache) Key(layer, pos, off, n int) ([]float32, []uint16) {
+	return c.k[layer][pos*c.width+off : pos*c.width+off+n], nil
 }
 
-func (c *FlatCache) Value(layer, pos, off int, buf []float32) []float32 {
-	return c.v[layer][pos*c.width+off : pos*c.width+off+len(buf)]
+func (c *FlatCache) Value(layer, pos, off, n int) ([]float32, []uint16) {
+	return c.v[layer][pos*c.width+off : pos*c.width+off+n], nil
 }

@@ -28,11 +28,11 @@ type Rope struct {
 
 // KV gives attention read access to one sequence's cached keys and values:
 // each row is kvHeads×headDim wide. Key and Value return the values [off,
-// off+len(buf)) of position pos's row in layer: a view into the cache where
-// it stores f32, else buf filled with them converted (an fp16 cache).
+// off+n) of position pos's row in layer as the cache stores them: f32 in
+// the first result, or fp16 bits in the second; the other is nil.
 type KV interface {
-	Key(layer, pos, off int, buf []float32) []float32
-	Value(layer, pos, off int, buf []float32) []float32
+	Key(layer, pos, off, n int) ([]float32, []uint16)
+	Value(layer, pos, off, n int) ([]float32, []uint16)
 }
 
 // Attn describes one attention call: q holds n rows of Heads×HeadDim for
@@ -69,6 +69,9 @@ type Backend interface {
 	Add(dst, src []float32)
 	// AddBias adds bias to every len(bias)-wide row of x.
 	AddBias(x, bias []float32)
+	// ToHalf sets dst[i] to src[i] rounded to fp16 (to nearest, ties to
+	// even), for caches that store fp16.
+	ToHalf(dst []uint16, src []float32)
 	// SetBatchInvariant, when on, makes every row of MatMul and Attention
 	// take one summation order whatever the number of rows in the call,
 	// so that a sequence's results do not depend on what it is batched

@@ -19,3 +19,9 @@ func softmaxMaxAVX512(x []float32) (mx float32, nan bool)
 
 // scaleRowAVX512 sets x[i] = x[i]·s.
 func scaleRowAVX512(x []float32, s float32)
+
+// fromHalfAVX512 sets dst[i] to the fp16 value src[i] for i < len(dst).
+func fromHalfAVX512(dst []float32, src []uint16)
+
+// toHalfAVX512 sets dst[i] to src[i] rounded to fp16 (to nearest, ties to even) for i < len(dst).
+func toHalfAVX512(dst []uint16, src []float32)

@@ -2646,3 +2646,70 @@ tail:
 done:
 	VZEROUPPER
 	RET
+
+// func fromHalfAVX512(dst []float32, src []uint16)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VL, BMI2
+TEXT ·fromHalfAVX512(SB), NOSPLIT, $0-48
+	MOVQ dst_base+0(FP), AX
+	MOVQ src_base+24(FP), CX
+	MOVQ dst_len+8(FP), DX
+	MOVQ DX, BX
+	SHRQ $0x04, BX
+	JZ   tail
+
+loop:
+	VCVTPH2PS (CX), Z0
+	VMOVUPS   Z0, (AX)
+	ADDQ      $0x40, AX
+	ADDQ      $0x20, CX
+	DECQ      BX
+	JNZ       loop
+
+tail:
+	ANDQ        $0x0f, DX
+	JZ          done
+	MOVL        $0x00000001, BX
+	SHLXL       DX, BX, BX
+	DECL        BX
+	KMOVW       BX, K1
+	VMOVDQU16.Z (CX), K1, Y0
+	VCVTPH2PS   Y0, Z0
+	VMOVUPS     Z0, K1, (AX)
+
+done:
+	VZEROUPPER
+	RET
+
+// func toHalfAVX512(dst []uint16, src []float32)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VL, BMI2
+TEXT ·toHalfAVX512(SB), NOSPLIT, $0-48
+	MOVQ dst_base+0(FP), AX
+	MOVQ src_base+24(FP), CX
+	MOVQ dst_len+8(FP), DX
+	MOVQ DX, BX
+	SHRQ $0x04, BX
+	JZ   tail
+
+loop:
+	VMOVUPS   (CX), Z0
+	VCVTPS2PH $0x00, Z0, Y0
+	VMOVDQU   Y0, (AX)
+	ADDQ      $0x20, AX
+	ADDQ      $0x40, CX
+	DECQ      BX
+	JNZ       loop
+
+tail:
+	ANDQ      $0x0f, DX
+	JZ        done
+	MOVL      $0x00000001, BX
+	SHLXL     DX, BX, BX
+	DECL      BX
+	KMOVW     BX, K1
+	VMOVUPS.Z (CX), K1, Z0
+	VCVTPS2PH $0x00, Z0, Y0
+	VMOVDQU16 Y0, K1, (AX)
+
+done:
+	VZEROUPPER
+	RET

@@ -47,7 +47,7 @@ func (at *attnTiles) load(kv kernels.KV, a kernels.Attn, kvh, L int, buf []float
 			}
 			continue
 		}
-		k, v := kv.Key(a.Layer, p, off, buf[:hd]), kv.Value(a.Layer, p, off, buf[hd:2*hd])
+		k, v := keyHead(kv, a.Layer, p, off, buf[:hd]), valueHead(kv, a.Layer, p, off, buf[hd:2*hd])
 		for d := range hd {
 			at.kt[base+16*d], at.vt[base+16*d] = k[d], v[d]
 		}

@@ -77,6 +77,8 @@ func (b *Backend) Attention(out, q []float32, kv kernels.KV, a kernels.Attn) {
 	t.out, t.q, t.kv = nil, nil, nil
 }
 
+func (b *Backend) ToHalf(dst []uint16, src []float32) { toHalf(dst, src) }
+
 func (b *Backend) SetBatchInvariant(on bool) {
 	b.scratch.Invariant = on
 	b.attn.invariant = on

@@ -155,7 +155,7 @@ func (k *floatAsm) kqv(o, s []float32, kv kernels.KV, layer, off, width int, acc
 	clear(acc)
 	row := func(l int) []float32 { return acc[l*hd : (l+1)*hd] }
 	for p, w := range s {
-		v := kv.Value(layer, p, off, buf[:hd])
+		v := valueHead(kv, layer, p, off, buf[:hd])
 		r := row(p % width)
 		for d := k.axpy(r, v, w); d < hd; d++ {
 			r[d] = fma32(v[d], w, r[d])

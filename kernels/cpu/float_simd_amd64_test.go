@@ -258,11 +258,14 @@ func TestSIMDDotF32(t *testing.T) {
 // a leftover past the registers, contexts that end inside and at the end of
 // a lane round, and on one thread and two (the Backend splits by head).
 func TestSIMDAttention(t *testing.T) {
-	type shape struct{ hd, total, n int }
+	type shape struct {
+		hd, total, n int
+		half         bool
+	}
 	var shapes []shape
 	for _, hd := range []int{4, 8, 20, 64, 72, 128} {
 		for _, tn := range [][2]int{{1, 1}, {9, 3}, {64, 1}, {64, 2}, {130, 1}, {130, 5}, {300, 4}, {16, 16}, {40, 33}} {
-			shapes = append(shapes, shape{hd, tn[0], tn[1]})
+			shapes = append(shapes, shape{hd, tn[0], tn[1], false}, shape{hd, tn[0], tn[1], true})
 		}
 	}
 	run := func(s shape, seed uint64, b *Backend) []float32 {
@@ -270,6 +273,9 @@ func TestSIMDAttention(t *testing.T) {
 		const heads, kvHeads = 4, 2
 		a := kernels.Attn{Pos0: s.total - s.n, Heads: heads, KVHeads: kvHeads, HeadDim: s.hd, Scale: 0.3}
 		kv := flatKV{k: spread(r, s.total*kvHeads*s.hd, 2), v: spread(r, s.total*kvHeads*s.hd, 8), width: kvHeads * s.hd}
+		if s.half {
+			kv = kv.half()
+		}
 		q := spread(r, s.n*heads*s.hd, 2)
 		out := make([]float32, len(q))
 		b.Attention(out, q, kv, a)
@@ -286,7 +292,7 @@ func TestSIMDAttention(t *testing.T) {
 	forEachSIMD(t, func(t *testing.T) {
 		for _, b := range []*Backend{b1, b2} {
 			for i, s := range shapes {
-				checkSame(t, fmt.Sprintf("attention hd=%d total=%d n=%d threads=%d", s.hd, s.total, s.n, b.Threads()),
+				checkSame(t, fmt.Sprintf("attention hd=%d total=%d n=%d half=%v threads=%d", s.hd, s.total, s.n, s.half, b.Threads()),
 					run(s, uint64(i), b), want[i])
 			}
 		}
@@ -432,4 +438,48 @@ func BenchmarkSwiGLU(b *testing.B) {
 		copy(g, gate)
 		SwiGLU(g, up)
 	}
+}
+
+// TestSIMDHalfRows: the fp16 conversions of KV caches equal FP16ToFP32 for
+// every fp16 value and FP32ToFP16 for random, tie, subnormal and special
+// floats (NaNs only as NaNs), at awkward lengths.
+func TestSIMDHalfRows(t *testing.T) {
+	all := make([]uint16, 1<<16)
+	for i := range all {
+		all[i] = uint16(i)
+	}
+	r := rand.New(rand.NewPCG(21, 22))
+	fs := make([]float32, 5000)
+	for i := range fs {
+		switch i % 5 {
+		case 0:
+			fs[i] = math.Float32frombits(r.Uint32())
+		case 1: // halfway between two fp16 values
+			fs[i] = FP16ToFP32(uint16(r.IntN(0x7c00))) + math.Float32frombits(0x33000000)*float32(1+r.IntN(2))
+		default:
+			fs[i] = float32(r.NormFloat64()) * float32(math.Pow(2, float64(r.IntN(60)-40)))
+		}
+	}
+	forEachSIMD(t, func(t *testing.T) {
+		for _, n := range append(awkwardLens, len(all)) {
+			got := make([]float32, n)
+			fromHalf(got, all[:n])
+			for i := range got {
+				if want := FP16ToFP32(all[i]); !sameBits(got[i], want) && !(got[i] != got[i] && want != want) {
+					t.Fatalf("fromHalf(%#04x) = %#08x, want %#08x", all[i], math.Float32bits(got[i]), math.Float32bits(want))
+				}
+			}
+		}
+		for _, n := range append(awkwardLens, len(fs)) {
+			got := make([]uint16, n)
+			toHalf(got, fs[:n])
+			for i, h := range got {
+				want := FP32ToFP16(fs[i])
+				nan := func(h uint16) bool { return h&0x7c00 == 0x7c00 && h&0x3ff != 0 }
+				if h != want && !(nan(h) && nan(want)) {
+					t.Fatalf("toHalf(%#08x) = %#04x, want %#04x", math.Float32bits(fs[i]), h, want)
+				}
+			}
+		}
+	})
 }

@@ -151,7 +151,7 @@ func attendHead(out, q []float32, kv kernels.KV, a kernels.Attn, j int, scores, 
 	qh := q[i*qRow+h*a.HeadDim : i*qRow+(h+1)*a.HeadDim]
 	off := (h / (a.Heads / a.KVHeads)) * a.HeadDim
 	for p := 0; p <= last; p++ {
-		s[p] = float32(dotF32(qh, kv.Key(a.Layer, p, off, buf[:a.HeadDim])) * a.Scale)
+		s[p] = float32(dotF32(qh, keyHead(kv, a.Layer, p, off, buf[:a.HeadDim])) * a.Scale)
 	}
 	Softmax(s)
 	kqv(out[i*qRow+h*a.HeadDim:i*qRow+(h+1)*a.HeadDim], s, kv, a.Layer, off, width, acc, buf)
@@ -168,7 +168,7 @@ var (
 func kqvGo(o, s []float32, kv kernels.KV, layer, off, width int, acc, buf []float32) {
 	clear(acc)
 	for p, w := range s {
-		v := kv.Value(layer, p, off, buf[:len(o)])
+		v := valueHead(kv, layer, p, off, buf[:len(o)])
 		l := p % width
 		for d, vd := range v {
 			acc[d*width+l] = fma32(vd, w, acc[d*width+l])
@@ -180,6 +180,46 @@ func kqvGo(o, s []float32, kv kernels.KV, layer, off, width int, acc, buf []floa
 		} else {
 			o[d] = fold64((*[64]float32)(acc[d*64:]))
 		}
+	}
+}
+
+// keyHead and valueHead return values [off, off+len(buf)) of position pos's
+// key or value row: a view of an f32 cache, or buf holding them converted
+// from an fp16 one.
+func keyHead(kv kernels.KV, layer, pos, off int, buf []float32) []float32 {
+	f, h := kv.Key(layer, pos, off, len(buf))
+	return asFloats(f, h, buf)
+}
+
+func valueHead(kv kernels.KV, layer, pos, off int, buf []float32) []float32 {
+	f, h := kv.Value(layer, pos, off, len(buf))
+	return asFloats(f, h, buf)
+}
+
+func asFloats(f []float32, h []uint16, buf []float32) []float32 {
+	if f != nil {
+		return f
+	}
+	fromHalf(buf, h)
+	return buf
+}
+
+// fromHalf sets dst[i] to the fp16 value src[i]; toHalf rounds src[i] to
+// fp16 (to nearest, ties to even) into dst[i].
+var (
+	fromHalf = fromHalfGo
+	toHalf   = toHalfGo
+)
+
+func fromHalfGo(dst []float32, src []uint16) {
+	for i, h := range src[:len(dst)] {
+		dst[i] = FP16ToFP32(h)
+	}
+}
+
+func toHalfGo(dst []uint16, src []float32) {
+	for i, f := range src[:len(dst)] {
+		dst[i] = FP32ToFP16(f)
 	}
 }
 

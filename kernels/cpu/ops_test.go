@@ -84,18 +84,34 @@ func TestRoPE(t *testing.T) {
 	}
 }
 
-// flatKV is a minimal kernels.KV over one layer.
+// flatKV is a minimal kernels.KV over one layer, in f32, or in fp16 (hk,
+// hv) when half is called.
 type flatKV struct {
-	k, v  []float32
-	width int
+	k, v   []float32
+	hk, hv []uint16
+	width  int
 }
 
-func (f flatKV) Key(_, pos, off int, buf []float32) []float32 {
-	return f.k[pos*f.width+off : pos*f.width+off+len(buf)]
+// half returns f stored in fp16.
+func (f flatKV) half() flatKV {
+	f.hk, f.hv = make([]uint16, len(f.k)), make([]uint16, len(f.v))
+	toHalfGo(f.hk, f.k)
+	toHalfGo(f.hv, f.v)
+	return f
 }
 
-func (f flatKV) Value(_, pos, off int, buf []float32) []float32 {
-	return f.v[pos*f.width+off : pos*f.width+off+len(buf)]
+func (f flatKV) Key(_, pos, off, n int) ([]float32, []uint16) {
+	if f.hk != nil {
+		return nil, f.hk[pos*f.width+off : pos*f.width+off+n]
+	}
+	return f.k[pos*f.width+off : pos*f.width+off+n], nil
+}
+
+func (f flatKV) Value(_, pos, off, n int) ([]float32, []uint16) {
+	if f.hv != nil {
+		return nil, f.hv[pos*f.width+off : pos*f.width+off+n]
+	}
+	return f.v[pos*f.width+off : pos*f.width+off+n], nil
 }
 
 func TestAttention(t *testing.T) {

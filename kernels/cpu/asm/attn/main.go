@@ -31,6 +31,7 @@ func main() {
 	}
 	maxRow()
 	scaleRow()
+	halfRows()
 	Generate()
 }
 
@@ -318,4 +319,63 @@ func scaleRow() {
 	Label("done")
 	VZEROUPPER()
 	RET()
+}
+
+// halfRows generates fromHalfAVX512(dst []float32, src []uint16) and
+// toHalfAVX512(dst []uint16, src []float32), converting len(dst) values with
+// F16C (rounding to nearest, ties to even).
+func halfRows() {
+	for _, to := range []bool{false, true} {
+		name, sig, doc := "fromHalfAVX512", "func(dst []float32, src []uint16)", "sets dst[i] to the fp16 value src[i]"
+		if to {
+			name, sig, doc = "toHalfAVX512", "func(dst []uint16, src []float32)", "sets dst[i] to src[i] rounded to fp16 (to nearest, ties to even)"
+		}
+		TEXT(name, NOSPLIT, sig)
+		Doc(fmt.Sprintf("%s %s for i < len(dst).", name, doc))
+		dp := Load(Param("dst").Base(), GP64())
+		sp := Load(Param("src").Base(), GP64())
+		n := GP64()
+		Load(Param("dst").Len(), n)
+		f, h := ZMM(), YMM()
+		full := GP64()
+		MOVQ(n, full)
+		SHRQ(U8(4), full)
+		JZ(LabelRef("tail"))
+		Label("loop")
+		if to {
+			VMOVUPS(Mem{Base: sp}, f)
+			VCVTPS2PH(U8(0), f, h)
+			VMOVDQU(h, Mem{Base: dp})
+			ADDQ(U8(32), dp)
+			ADDQ(U8(64), sp)
+		} else {
+			VCVTPH2PS(Mem{Base: sp}, f)
+			VMOVUPS(f, Mem{Base: dp})
+			ADDQ(U8(64), dp)
+			ADDQ(U8(32), sp)
+		}
+		DECQ(full)
+		JNZ(LabelRef("loop"))
+		Label("tail")
+		ANDQ(U8(15), n)
+		JZ(LabelRef("done"))
+		ones := GP32()
+		MOVL(U32(1), ones)
+		SHLXL(n.As32(), ones, ones)
+		DECL(ones)
+		k := K()
+		KMOVW(ones, k)
+		if to {
+			VMOVUPS_Z(Mem{Base: sp}, k, f)
+			VCVTPS2PH(U8(0), f, h)
+			VMOVDQU16(h, k, Mem{Base: dp})
+		} else {
+			VMOVDQU16_Z(Mem{Base: sp}, k, h)
+			VCVTPH2PS(h, f)
+			VMOVUPS(f, k, Mem{Base: dp})
+		}
+		Label("done")
+		VZEROUPPER()
+		RET()
+	}
 }
