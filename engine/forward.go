@@ -27,6 +27,11 @@ type Engine struct {
 	x, xb, xb2, q, k, v   []float32
 	att, gate, up, logits []float32
 	pos                   []int32
+
+	// Per-call lists, kept to allocate nothing.
+	spans      []span
+	outRows    []int
+	stepTokens []int32
 }
 
 // New prepares m to run on b. It refuses weights whose type b cannot multiply,
@@ -93,21 +98,93 @@ func (e *Engine) grow(n int) {
 
 // Forward appends tokens to the sequence held in kv and returns logits: one
 // row of Vocab values for every token when all is true, else for the last
-// token only. The returned slice is reused by the next call.
+// token only. The returned slice is reused by the next call. Its products
+// sum as llama.cpp's CPU backend does for the same batch, so its logits match
+// llama.cpp's.
 func (e *Engine) Forward(tokens []int32, kv KVCache, all bool) ([]float32, error) {
-	c := &e.Model.Config
 	n := len(tokens)
 	if n == 0 {
 		return nil, fmt.Errorf("forward: no tokens")
 	}
+	var out []int
+	if !all {
+		e.outRows = append(e.outRows[:0], n-1)
+		out = e.outRows
+	}
+	e.spans = append(e.spans[:0], span{kv: kv, n: n})
+	e.B.SetBatchInvariant(false)
+	return e.run(tokens, e.spans, out)
+}
+
+// SeqInput is one sequence's part of a Step.
+type SeqInput struct {
+	// KV holds the sequence's positions before Tokens, with room for
+	// Tokens (for a Seq, reserved).
+	KV KVCache
+	// Tokens are the next tokens: a chunk of the prompt, or the token
+	// sampled last.
+	Tokens []int32
+	// Logits asks for the logits after the last of Tokens.
+	Logits bool
+}
+
+// Step runs one forward pass over a ragged batch: each sequence appends its
+// Tokens to its cache, all rows go through each weight product together
+// (the weights are read once per step), and attention runs per sequence. It
+// returns one row of Vocab logits per input with Logits set, in order,
+// reused by the next call.
+//
+// Every row sums in one order whatever else is in the batch (the backend's
+// batch-invariant mode), so a sequence's logits are the same alone as among
+// many, and however its prompt is split into chunks.
+func (e *Engine) Step(in []SeqInput) ([]float32, error) {
+	e.stepTokens = e.stepTokens[:0]
+	e.spans = e.spans[:0]
+	e.outRows = e.outRows[:0]
+	for _, s := range in {
+		if len(s.Tokens) == 0 {
+			return nil, fmt.Errorf("step: a sequence with no tokens")
+		}
+		e.spans = append(e.spans, span{kv: s.KV, n: len(s.Tokens)})
+		e.stepTokens = append(e.stepTokens, s.Tokens...)
+		if s.Logits {
+			e.outRows = append(e.outRows, len(e.stepTokens)-1)
+		}
+	}
+	if len(e.stepTokens) == 0 {
+		return nil, fmt.Errorf("step: no sequences")
+	}
+	e.B.SetBatchInvariant(true)
+	return e.run(e.stepTokens, e.spans, e.outRows)
+}
+
+// span is one sequence's rows of a forward pass.
+type span struct {
+	kv   KVCache
+	n    int // rows
+	pos0 int // the position of its first row, set by run
+}
+
+// run is the forward pass over tokens, which the spans divide into
+// sequences in order. It returns the logits of the rows listed in out
+// (increasing), or of every row when out is nil.
+func (e *Engine) run(tokens []int32, spans []span, out []int) ([]float32, error) {
+	c := &e.Model.Config
+	n := len(tokens)
 	for _, t := range tokens {
 		if t < 0 || int(t) >= c.Vocab {
 			return nil, fmt.Errorf("forward: token id %d is outside the vocabulary (0..%d)", t, c.Vocab-1)
 		}
 	}
-	pos0 := kv.Len()
-	if err := kv.Extend(n); err != nil {
-		return nil, fmt.Errorf("forward: %w", err)
+	for i := range spans {
+		sp := &spans[i]
+		sp.pos0 = sp.kv.Len()
+		if err := sp.kv.Extend(sp.n); err != nil {
+			for _, done := range spans[:i] {
+				done.kv.Truncate(done.pos0)
+			}
+			return nil, fmt.Errorf("forward: %w", err)
+		}
 	}
 	e.grow(n)
 	dim, qw, kvw := c.Dim, c.Heads*c.HeadDim, c.KVHeads*c.HeadDim
@@ -115,8 +192,12 @@ func (e *Engine) Forward(tokens []int32, kv KVCache, all bool) ([]float32, error
 	q, k, v := e.q[:n*qw], e.k[:n*kvw], e.v[:n*kvw]
 	att, gate, up := e.att[:n*qw], e.gate[:n*c.FFN], e.up[:n*c.FFN]
 	pos := e.pos[:n]
-	for i := range pos {
-		pos[i] = int32(pos0 + i)
+	row := 0
+	for _, sp := range spans {
+		for i := range sp.n {
+			pos[row] = int32(sp.pos0 + i)
+			row++
+		}
 	}
 	b := e.B
 	m := e.Model
@@ -141,21 +222,30 @@ func (e *Engine) Forward(tokens []int32, kv KVCache, all bool) ([]float32, error
 		}
 		b.RoPE(q, pos, c.Heads, c.HeadDim, &e.rope)
 		b.RoPE(k, pos, c.KVHeads, c.HeadDim, &e.rope)
-		for i := 0; i < n; i++ {
-			kv.Put(l, pos0+i, k[i*kvw:(i+1)*kvw], v[i*kvw:(i+1)*kvw])
+		row := 0
+		for _, sp := range spans {
+			for i := range sp.n {
+				sp.kv.Put(l, sp.pos0+i, k[(row+i)*kvw:(row+i+1)*kvw], v[(row+i)*kvw:(row+i+1)*kvw])
+			}
+			b.Attention(att[row*qw:(row+sp.n)*qw], q[row*qw:(row+sp.n)*qw], sp.kv, kernels.Attn{
+				Layer: l, Pos0: sp.pos0, Heads: c.Heads, KVHeads: c.KVHeads, HeadDim: c.HeadDim,
+				Scale: float32(1 / math.Sqrt(float64(c.HeadDim))),
+			})
+			row += sp.n
 		}
-		b.Attention(att, q, kv, kernels.Attn{
-			Layer: l, Pos0: pos0, Heads: c.Heads, KVHeads: c.KVHeads, HeadDim: c.HeadDim,
-			Scale: float32(1 / math.Sqrt(float64(c.HeadDim))),
-		})
 		b.MatMul(xb2, w.O, att, n)
 		b.Add(x, xb2)
 		// Like llama.cpp, the last layer's feed-forward runs only for the rows
 		// whose logits are wanted: cheaper, and the same kernels as its own.
-		if !all && n > 1 && l == len(m.Layers)-1 {
-			x, xb, xb2 = x[(n-1)*dim:], xb[:dim], xb2[:dim]
-			gate, up = gate[:c.FFN], up[:c.FFN]
-			n = 1
+		if out != nil && l == len(m.Layers)-1 {
+			for j, r := range out {
+				if r != j {
+					copy(x[j*dim:(j+1)*dim], x[r*dim:(r+1)*dim])
+				}
+			}
+			n = len(out)
+			x, xb, xb2 = x[:n*dim], xb[:n*dim], xb2[:n*dim]
+			gate, up = gate[:n*c.FFN], up[:n*c.FFN]
 		}
 
 		// Feed-forward block: x += Wdown · (silu(Wgate·norm(x)) ⊙ Wup·norm(x)).
@@ -167,10 +257,10 @@ func (e *Engine) Forward(tokens []int32, kv KVCache, all bool) ([]float32, error
 		b.Add(x, xb2)
 	}
 
-	// Logits for every row, or (x already cut down to it) the last one.
-	out := xb[:n*dim]
-	b.RMSNorm(out, x, e.outNorm, dim, c.NormEps)
+	// Logits for every row, or (x already cut down to them) the wanted ones.
+	final := xb[:n*dim]
+	b.RMSNorm(final, x, e.outNorm, dim, c.NormEps)
 	logits := e.logits[:n*c.Vocab]
-	b.MatMul(logits, m.Output, out, n)
+	b.MatMul(logits, m.Output, final, n)
 	return logits, nil
 }
