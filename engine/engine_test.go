@@ -3,6 +3,7 @@ package engine_test
 import (
 	"bytes"
 	"context"
+	"math"
 	"strings"
 	"testing"
 
@@ -161,5 +162,65 @@ func TestThreadsDoNotChangeResults(t *testing.T) {
 			}
 		}
 		m.Close()
+	}
+}
+
+// TestStepInvariant: Step gives a sequence the same logits, bit for bit,
+// alone or batched with others, with its prompt whole or in chunks, and with
+// an f32 or fp16 pool alike between runs of the same pool type.
+func TestStepInvariant(t *testing.T) {
+	for _, rel := range []string{"models/stories260K.gguf", "models/random/qwen3-Q8_0.gguf", "models/random/llama-Q4_K_M.gguf"} {
+		m, e := open(t, rel)
+		c := m.Config
+		for _, f32 := range []bool{true, false} {
+			pool, err := engine.NewKVPool(engine.KVPoolConfig{Layers: len(m.Layers), Width: c.KVHeads * c.HeadDim,
+				Bytes: 8 << 20, F32: f32, ToHalf: e.B.ToHalf})
+			if err != nil {
+				t.Fatal(err)
+			}
+			prompt := []int32{1, 50, 60, 70, 80, 90, 100, 110, 120, 130, 140, 150, 160, 170, 180, 190, 200, 210, 220}
+			other := []int32{1, 33, 34, 35, 36, 37, 38, 39, 40}
+			// Alone, the whole prompt.
+			a := pool.NewSeq()
+			if err := a.Reserve(len(prompt)); err != nil {
+				t.Fatal(err)
+			}
+			l, err := e.Step([]engine.SeqInput{{KV: a, Tokens: prompt, Logits: true}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := append([]float32(nil), l...)
+			a.Free()
+			// In chunks of 5, each step shared with another sequence.
+			s, o := pool.NewSeq(), pool.NewSeq()
+			if err := s.Reserve(len(prompt)); err != nil {
+				t.Fatal(err)
+			}
+			if err := o.Reserve(len(other) + 10); err != nil {
+				t.Fatal(err)
+			}
+			var got []float32
+			for i := 0; i < len(prompt); i += 5 {
+				chunk := prompt[i:min(i+5, len(prompt))]
+				last := i+5 >= len(prompt)
+				in := []engine.SeqInput{{KV: o, Tokens: other[:2], Logits: true}, {KV: s, Tokens: chunk, Logits: last}}
+				other = other[2:]
+				l, err := e.Step(in)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if last {
+					got = l[c.Vocab : 2*c.Vocab]
+				}
+			}
+			for i := range want {
+				if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+					t.Errorf("%s f32=%v: logit %d batched and chunked %g, alone %g", rel, f32, i, got[i], want[i])
+					break
+				}
+			}
+			s.Free()
+			o.Free()
+		}
 	}
 }

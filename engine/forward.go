@@ -252,7 +252,7 @@ func (e *Engine) run(tokens []int32, spans []span, out []int) ([]float32, error)
 		b.RMSNorm(xb, x, e.ffnNorm[l], dim, c.NormEps)
 		b.MatMul(gate, w.Gate, xb, n)
 		b.MatMul(up, w.Up, xb, n)
-		b.SwiGLU(gate, up)
+		b.SwiGLU(gate, up, c.FFN)
 		b.MatMul(xb2, w.Down, gate, n)
 		b.Add(x, xb2)
 	}

@@ -229,9 +229,12 @@ func (s *Seq) MatchPrefix(tokens []int32) int {
 func (s *Seq) Reserve(n int) error {
 	p := s.pool
 	if s.n%p.blockSize != 0 && n > s.n {
-		// The block position s.n falls in: shared with a fork, copy it.
+		// The block position s.n falls in is about to be written: copy
+		// it if another sequence holds it too, else take it out of the
+		// prefix cache (Truncate can leave a cached block partly used).
 		i := s.n / p.blockSize
-		if b := s.blocks[i]; p.ref[b] > 1 {
+		switch b := s.blocks[i]; {
+		case p.ref[b] > 1:
 			c, err := p.take()
 			if err != nil {
 				return err
@@ -239,6 +242,8 @@ func (s *Seq) Reserve(n int) error {
 			p.copyBlock(c, b)
 			p.release(b)
 			s.blocks[i] = c
+		case p.key[b] != 0:
+			p.uncache(b)
 		}
 	}
 	for len(s.blocks)*p.blockSize < n {
@@ -250,7 +255,6 @@ func (s *Seq) Reserve(n int) error {
 	}
 	return nil
 }
-
 
 func (p *KVPool) copyBlock(dst, src int32) {
 	w := p.blockSize * p.width
@@ -333,13 +337,6 @@ func (s *Seq) Truncate(n int) {
 	}
 	s.blocks = s.blocks[:keep]
 	s.keys = s.keys[:min(len(s.keys), n/p.blockSize)]
-	// A cached block cut into will be written again: out of the cache
-	// with it, unless another sequence holds it (Reserve copies it then).
-	if n%p.blockSize != 0 {
-		if b := s.blocks[keep-1]; p.ref[b] == 1 {
-			p.uncache(b)
-		}
-	}
 }
 
 // at is where position pos's row starts in a layer's storage.

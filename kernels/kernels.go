@@ -63,8 +63,9 @@ type Backend interface {
 	RoPE(x []float32, pos []int32, heads, headDim int, r *Rope)
 	// Attention computes softmax(q·kᵀ·scale)·v per head into out (same shape as q).
 	Attention(out, q []float32, kv KV, a Attn)
-	// SwiGLU sets gate[i] = silu(gate[i])·up[i].
-	SwiGLU(gate, up []float32)
+	// SwiGLU sets gate[i] = silu(gate[i])·up[i] over rows of width
+	// values (the feed-forward width), each row on its own.
+	SwiGLU(gate, up []float32, width int)
 	// Add sets dst[i] += src[i].
 	Add(dst, src []float32)
 	// AddBias adds bias to every len(bias)-wide row of x.

@@ -84,7 +84,13 @@ func (b *Backend) SetBatchInvariant(on bool) {
 	b.attn.invariant = on
 }
 
-func (b *Backend) SwiGLU(gate, up []float32) { SwiGLU(gate, up) }
+// SwiGLU runs each row apart: ggml restarts its 16-value blocks at each
+// row, which matters when width is not a multiple of 16.
+func (b *Backend) SwiGLU(gate, up []float32, width int) {
+	for r := 0; r+width <= len(gate); r += width {
+		SwiGLU(gate[r:r+width], up[r:r+width])
+	}
+}
 func (b *Backend) Add(dst, src []float32)    { Add(dst, src) }
 func (b *Backend) AddBias(x, bias []float32) { AddBias(x, bias) }
 

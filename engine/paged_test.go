@@ -1,0 +1,198 @@
+package engine
+
+import (
+	"errors"
+	"math/rand/v2"
+	"slices"
+	"testing"
+)
+
+// checkPool verifies the pool's books against the live sequences: every
+// block's reference count is the number of live sequences holding it; each
+// unreferenced block is either free or in the eviction list, exactly once,
+// the free ones uncached; the cache index and the blocks' keys agree.
+func checkPool(t *testing.T, p *KVPool, live []*Seq, step int) {
+	t.Helper()
+	refs := make([]int32, p.blocks)
+	for _, s := range live {
+		if len(s.blocks)*p.blockSize < s.n {
+			t.Fatalf("step %d: %d positions in %d blocks", step, s.n, len(s.blocks))
+		}
+		seen := map[int32]bool{}
+		for _, b := range s.blocks {
+			if seen[b] {
+				t.Fatalf("step %d: a sequence holds block %d twice", step, b)
+			}
+			seen[b] = true
+			refs[b]++
+		}
+	}
+	inFree := make([]int, p.blocks)
+	for _, b := range p.free {
+		inFree[b]++
+	}
+	lru := 0
+	for b := p.lru.head; b >= 0; b = p.lru.next[b] {
+		lru++
+		if !p.lru.in[b] || p.ref[b] != 0 || p.key[b] == 0 {
+			t.Fatalf("step %d: block %d in the eviction list with ref %d key %x", step, b, p.ref[b], p.key[b])
+		}
+	}
+	if lru != p.lru.len {
+		t.Fatalf("step %d: eviction list of %d counted as %d", step, lru, p.lru.len)
+	}
+	for b := range p.blocks {
+		switch {
+		case p.ref[b] != refs[b]:
+			t.Fatalf("step %d: block %d has ref %d, held %d times", step, b, p.ref[b], refs[b])
+		case refs[b] > 0 && (inFree[b] > 0 || p.lru.in[b]):
+			t.Fatalf("step %d: held block %d is also free", step, b)
+		case refs[b] == 0 && inFree[b]+btoi(p.lru.in[b]) != 1:
+			t.Fatalf("step %d: unheld block %d is free %d times, evictable %v", step, b, inFree[b], p.lru.in[b])
+		case inFree[b] > 0 && p.key[b] != 0:
+			t.Fatalf("step %d: free block %d is still cached", step, b)
+		}
+		if p.key[b] != 0 && p.cached[p.key[b]] != int32(b) {
+			t.Fatalf("step %d: block %d's key is not indexed to it", step, b)
+		}
+	}
+	for h, b := range p.cached {
+		if p.key[b] != h {
+			t.Fatalf("step %d: index entry %x points at block %d keyed %x", step, h, b, p.key[b])
+		}
+	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// TestPoolRandomOps runs 20000 random sequence operations (new with
+// prefix match, grow, commit, fork, truncate, free) on a small pool, so
+// that blocks are evicted and copied on write, and checks the books after
+// each; it also checks the stored rows survive: a sequence's positions hold
+// what it wrote, whatever others did since.
+func TestPoolRandomOps(t *testing.T) {
+	const layers, width = 2, 3
+	p, err := NewKVPool(KVPoolConfig{Layers: layers, Width: width, BlockSize: 4, Bytes: 40 * layers * 2 * 4 * width * 4, F32: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	type seqState struct {
+		s      *Seq
+		tokens []int32
+	}
+	var live []*seqState
+	seqs := func() []*Seq {
+		out := make([]*Seq, len(live))
+		for i, l := range live {
+			out[i] = l.s
+		}
+		return out
+	}
+	// Row contents are a function of the token and its position, so any
+	// sequence with the same prefix holds the same rows.
+	row := func(tok int32, pos int) []float32 {
+		return []float32{float32(tok), float32(pos), float32(tok*7 + int32(pos))}
+	}
+	write := func(st *seqState, upto int) error {
+		if err := st.s.Reserve(upto); err != nil {
+			return err
+		}
+		from := st.s.Len()
+		if err := st.s.Extend(upto - from); err != nil {
+			t.Fatal(err)
+		}
+		for pos := from; pos < upto; pos++ {
+			for l := range layers {
+				st.s.Put(l, pos, row(st.tokens[pos], pos), row(st.tokens[pos], -pos))
+			}
+		}
+		st.s.Commit(st.tokens)
+		return nil
+	}
+	hits := 0
+	for step := range 20000 {
+		switch op := r.IntN(10); {
+		case op < 3 || len(live) == 0: // a new sequence from a few shared prefixes
+			n := 1 + r.IntN(20)
+			tokens := make([]int32, n+10)
+			base := int32(r.IntN(3))
+			for i := range tokens {
+				tokens[i] = base
+				if i > 4+r.IntN(8) {
+					tokens[i] = int32(r.IntN(5))
+				}
+			}
+			st := &seqState{s: p.NewSeq(), tokens: tokens}
+			hits += st.s.MatchPrefix(tokens[:n])
+			if err := write(st, n); err != nil {
+				if !errors.Is(err, ErrNoBlocks) {
+					t.Fatal(err)
+				}
+				st.s.Free()
+				break
+			}
+			live = append(live, st)
+		case op < 6: // grow
+			st := live[r.IntN(len(live))]
+			if st.s.Len() < len(st.tokens) {
+				if err := write(st, min(len(st.tokens), st.s.Len()+1+r.IntN(5))); err != nil && !errors.Is(err, ErrNoBlocks) {
+					t.Fatal(err)
+				}
+			}
+		case op < 7: // fork, then diverge
+			st := live[r.IntN(len(live))]
+			c := &seqState{s: st.s.Fork(), tokens: slices.Clone(st.tokens)}
+			for i := c.s.Len(); i < len(c.tokens); i++ {
+				c.tokens[i] = int32(5 + r.IntN(5))
+			}
+			live = append(live, c)
+		case op < 8: // truncate, then diverge
+			st := live[r.IntN(len(live))]
+			n := r.IntN(st.s.Len() + 1)
+			st.s.Truncate(n)
+			for i := n; i < len(st.tokens); i++ {
+				st.tokens[i] = int32(r.IntN(5))
+			}
+		default: // free
+			i := r.IntN(len(live))
+			live[i].s.Free()
+			live = slices.Delete(live, i, i+1)
+		}
+		checkPool(t, p, seqs(), step)
+		for _, st := range live {
+			for pos := range st.s.Len() {
+				for l := range layers {
+					k, _ := st.s.Key(l, pos, 0, width)
+					v, _ := st.s.Value(l, pos, 0, width)
+					if !slices.Equal(k, row(st.tokens[pos], pos)) || !slices.Equal(v, row(st.tokens[pos], -pos)) {
+						t.Fatalf("step %d: position %d of a sequence holds %v %v, wrote %v", step, pos, k, v, row(st.tokens[pos], pos))
+					}
+				}
+			}
+		}
+	}
+	for _, st := range live {
+		st.s.Free()
+	}
+	checkPool(t, p, nil, -1)
+	if p.Usage() != 0 || p.FreeBlocks() != p.Blocks() {
+		t.Errorf("after freeing everything: usage %v, %d of %d blocks free", p.Usage(), p.FreeBlocks(), p.Blocks())
+	}
+	if hits == 0 || p.Stats().PrefixHits != int64(hits) {
+		t.Errorf("prefix hits %d (stats %d): the test never hit the cache", hits, p.Stats().PrefixHits)
+	}
+}
+
+// TestPoolTooSmall: a budget below one block is refused with advice.
+func TestPoolTooSmall(t *testing.T) {
+	_, err := NewKVPool(KVPoolConfig{Layers: 2, Width: 64, Bytes: 1000, ToHalf: func([]uint16, []float32) {}})
+	if err == nil {
+		t.Fatal("a 1000-byte pool was accepted")
+	}
+}
