@@ -24,7 +24,14 @@ import (
 type LocalConfig struct {
 	Prompts []int // prompt-processing tests: tokens in one batch (pp512)
 	Gens    []int // generation tests: tokens decoded one at a time (tg128)
-	Reps    int
+	// Batches, when set, runs each generation test with that many
+	// sequences decoding together (engine.Step on a paged KV pool), and
+	// reports their aggregate tokens/s ("tg128 b16").
+	Batches []int
+	// Pool, when set, gives the KV pool of the batched tests; nil sizes
+	// one to fit them.
+	Pool *engine.KVPool
+	Reps int
 }
 
 // Result is one test's measurements.
@@ -165,6 +172,22 @@ func RunLocal(ctx context.Context, e *engine.Engine, cfg LocalConfig, log io.Wri
 		if g < 1 || g > e.Model.Context {
 			return nil, fmt.Errorf("generation length %d is outside 1..%d (the model's context)", g, e.Model.Context)
 		}
+		for _, b := range cfg.Batches {
+			if b < 1 {
+				return nil, fmt.Errorf("batch size %d must be at least 1", b)
+			}
+			gen := make([][]int32, b)
+			for i := range gen {
+				gen[i] = tokens(g)
+			}
+			err := run(fmt.Sprintf("tg%d b%d", g, b), g*b, func() error { return decodeBatch(e, cfg.Pool, gen) })
+			if err != nil {
+				return results, err
+			}
+		}
+		if len(cfg.Batches) > 0 {
+			continue
+		}
 		gen := tokens(g)
 		// Like llama-bench's tg test: g single-token steps from an empty context.
 		err := run(fmt.Sprintf("tg%d", g), g, func() error {
@@ -181,6 +204,48 @@ func RunLocal(ctx context.Context, e *engine.Engine, cfg LocalConfig, log io.Wri
 		}
 	}
 	return results, nil
+}
+
+// decodeBatch decodes the sequences gen together, one token of each per
+// step from empty caches, as a batch of running requests does, with their
+// KV blocks from pool (or a pool sized for them).
+func decodeBatch(e *engine.Engine, pool *engine.KVPool, gen [][]int32) error {
+	c := e.Model.Config
+	g := len(gen[0])
+	if pool == nil {
+		blocks := len(gen) * ((g + 15) / 16)
+		var err error
+		pool, err = engine.NewKVPool(engine.KVPoolConfig{Layers: len(e.Model.Layers), Width: c.KVHeads * c.HeadDim,
+			Bytes: int64(blocks) * int64(len(e.Model.Layers)) * 2 * 16 * int64(c.KVHeads*c.HeadDim) * 2, ToHalf: e.B.ToHalf})
+		if err != nil {
+			return err
+		}
+	}
+	in := make([]engine.SeqInput, len(gen))
+	defer func() {
+		for _, s := range in {
+			if s.KV != nil {
+				s.KV.(*engine.Seq).Free()
+			}
+		}
+	}()
+	for i := range in {
+		s := pool.NewSeq()
+		in[i] = engine.SeqInput{KV: s, Logits: true}
+		if err := s.Reserve(g); err != nil {
+			return fmt.Errorf("%d sequences of %d tokens do not fit the KV cache (%d blocks of %d); raise --kv-cache-mem",
+				len(gen), g, pool.Blocks(), pool.BlockSize())
+		}
+	}
+	for t := range g {
+		for i := range in {
+			in[i].Tokens = gen[i][t : t+1]
+		}
+		if _, err := e.Step(in); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func median(sorted []float64) float64 {

@@ -55,6 +55,42 @@ func TestRunLocal(t *testing.T) {
 	}
 }
 
+// TestRunLocalBatches: -b runs each generation test with that many
+// sequences at once and counts all their tokens; a pool too small for them
+// is an error that says what to raise.
+func TestRunLocalBatches(t *testing.T) {
+	m, err := models.Load(shared.Path(t, "models/stories260K.gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	b := cpu.New(0)
+	defer b.Close()
+	e, err := engine.New(m, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log bytes.Buffer
+	results, err := RunLocal(context.Background(), e, LocalConfig{Gens: []int{8}, Batches: []int{1, 3}, Reps: 1}, &log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(results) != 2 || results[0].Test != "tg8 b1" || results[1].Test != "tg8 b3" || results[1].Tokens != 24 {
+		t.Fatalf("results %+v", results)
+	}
+	small, err := engine.NewKVPool(engine.KVPoolConfig{Layers: len(m.Layers), Width: m.KVHeads * m.HeadDim, Bytes: 3 * 20480, F32: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = RunLocal(context.Background(), e, LocalConfig{Gens: []int{40}, Batches: []int{8}, Pool: small, Reps: 1}, &log)
+	if err == nil || !strings.Contains(err.Error(), "--kv-cache-mem") {
+		t.Errorf("8 sequences in %d blocks: %v", small.Blocks(), err)
+	}
+	if small.Usage() != 0 {
+		t.Errorf("the failed test left %.2f of the pool held", small.Usage())
+	}
+}
+
 func TestMedian(t *testing.T) {
 	if m := median([]float64{1, 2, 10}); m != 2 {
 		t.Errorf("odd median %g", m)

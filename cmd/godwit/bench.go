@@ -30,9 +30,10 @@ func benchLocalCmd() *cobra.Command {
 		cfg       bench.LocalConfig
 		jsonPath  string
 		profile   string
+		kv        kvFlags
 	)
 	cmd := &cobra.Command{
-		Use:   "local [-m FILE] [-p 512] [-n 128] [--reps 5] [--json FILE]",
+		Use:   "local [-m FILE] [-p 512] [-n 128] [-b 1,4,16,64] [--reps 5] [--json FILE]",
 		Short: "Time prompt processing and generation in-process, like llama-bench",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -58,6 +59,11 @@ func benchLocalCmd() *cobra.Command {
 				}
 				defer pprof.StopCPUProfile()
 			}
+			if len(cfg.Batches) > 0 {
+				if cfg.Pool, err = kv.pool(l.model, l.backend); err != nil {
+					return err
+				}
+			}
 			results, err := bench.RunLocal(ctx, l.eng, cfg, cmd.ErrOrStderr())
 			if err != nil {
 				return err
@@ -81,8 +87,11 @@ func benchLocalCmd() *cobra.Command {
 	f.IntVarP(&threads, "threads", "t", 0, "threads to compute on (0: all CPUs)")
 	f.IntSliceVarP(&cfg.Prompts, "n-prompt", "p", []int{512}, "prompt lengths to time, comma-separated (0: none)")
 	f.IntSliceVarP(&cfg.Gens, "n-gen", "n", []int{128}, "generation lengths to time, comma-separated (0: none)")
+	f.IntSliceVarP(&cfg.Batches, "batch", "b", nil,
+		"decode this many sequences together in each generation test, comma-separated; reports aggregate tokens/s")
 	f.IntVarP(&cfg.Reps, "reps", "r", 5, "repetitions of each test")
 	f.StringVar(&jsonPath, "json", "", "also write every sample to this JSON file")
 	f.StringVar(&profile, "cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof)")
+	kv.register(f)
 	return cmd
 }

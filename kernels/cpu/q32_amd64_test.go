@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/big"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/godwit-ai/godwit/models/gguf"
@@ -687,5 +688,36 @@ func BenchmarkQ32ActQuant(b *testing.B) {
 				actQ8_1(x, q, d, s)
 			}
 		})
+	}
+}
+
+// TestTile32PackMatchesGo: the assembly packers write the bytes of
+// packWeights for whole tiles, scales of every kind included.
+func TestTile32PackMatchesGo(t *testing.T) {
+	if !HasVNNI || !slices.Contains(Variants(), VariantAVX512) {
+		t.Skip("no AVX-512 VNNI")
+	}
+	r := rand.New(rand.NewPCG(31, 32))
+	for _, k := range []*tile32{
+		{pack: tile32PackQ8_0AVX512, size: 34, qs: 2, bits: 8, offset: 128},
+		{pack: tile32PackQ4_0AVX512, size: 18, qs: 2, bits: 4, offset: 8},
+	} {
+		for _, nb := range []int{1, 3, 88} {
+			const stride = 7 // bytes between rows past their blocks
+			rowBytes := nb*k.size + stride
+			w := make([]byte, tileRows*rowBytes)
+			for i := range w {
+				w[i] = byte(r.Uint32())
+			}
+			want := make([]byte, nb*k.weightBytes())
+			got := make([]byte, len(want))
+			k.packWeights(want, w, rowBytes, tileRows, nb)
+			k.pack(&w[0], rowBytes, nb, &got[0])
+			for i := range want {
+				if got[i] != want[i] {
+					t.Fatalf("bits %d nb %d: byte %d of the tile is %#x, Go packs %#x", k.bits, nb, i, got[i], want[i])
+				}
+			}
+		}
 	}
 }

@@ -21,7 +21,9 @@ const (
 
 // tile32 is the tiler of one 32-element block type.
 type tile32 struct {
-	kernel  func(w, a *byte, nb int, out *[64]float32)
+	kernel func(w, a *byte, nb int, out *[64]float32)
+	// pack, where set, is packWeights in assembly for a whole tile.
+	pack    func(w *byte, rowBytes, nb int, dst *byte)
 	size    int  // bytes per stored block
 	qs, qh  int  // offsets of the levels and of the fifth bits (0: none)
 	bits    int  // 4, 5 or 8
@@ -159,7 +161,11 @@ func (k *tile32) mul(ts *threadScratch, w []byte, rowBytes, rows int, tiled []by
 		panic("cpu: tile activations or output too short")
 	}
 	ts.tile = grow(ts.tile, nb*k.weightBytes())
-	k.packWeights(ts.tile, w, rowBytes, rows, nb)
+	if k.pack != nil && rows == tileRows {
+		k.pack(&w[0], rowBytes, nb, &ts.tile[0])
+	} else {
+		k.packWeights(ts.tile, w, rowBytes, rows, nb)
+	}
 	for g := range n / 4 {
 		k.kernel(&ts.tile[0], &tiled[g*gb], nb, &ts.tileOut)
 		for i := range 4 {
@@ -185,9 +191,12 @@ var _ = onSetVariant(func(v Variant) {
 	q1 := func(size, qs, qh, bits int) *quantTiler {
 		return (&tile32{kernel: tile32Lanes8Q1AVX512, size: size, qs: qs, qh: qh, bits: bits, min: true}).tiler()
 	}
-	simdQuantTile[gguf.Q8_0] = [2]*quantTiler{q0(34, 2, 0, 8, 128)}
-	simdQuantTile[gguf.Q4_0] = [2]*quantTiler{q0(18, 2, 0, 4, 8),
-		(&tile32{kernel: tile32OneQ0AVX512, size: 18, qs: 2, bits: 4, offset: 8, oneLane: true}).tiler()}
+	q8 := &tile32{kernel: tile32Lanes8Q0AVX512, pack: tile32PackQ8_0AVX512, size: 34, qs: 2, bits: 8, offset: 128}
+	q4 := &tile32{kernel: tile32Lanes8Q0AVX512, pack: tile32PackQ4_0AVX512, size: 18, qs: 2, bits: 4, offset: 8}
+	q4one := *q4
+	q4one.kernel, q4one.oneLane = tile32OneQ0AVX512, true
+	simdQuantTile[gguf.Q8_0] = [2]*quantTiler{q8.tiler()}
+	simdQuantTile[gguf.Q4_0] = [2]*quantTiler{q4.tiler(), q4one.tiler()}
 	simdQuantTile[gguf.Q5_0] = [2]*quantTiler{q0(22, 6, 2, 5, 16)}
 	simdQuantTile[gguf.Q4_1] = [2]*quantTiler{q1(20, 4, 0, 4)}
 	simdQuantTile[gguf.Q5_1] = [2]*quantTiler{q1(24, 8, 4, 5)}

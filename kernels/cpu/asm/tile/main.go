@@ -89,6 +89,9 @@ func main() {
 	for _, k := range kinds {
 		tileKernel(k)
 	}
+	packConstants()
+	packKernel("Q8_0", 34, 8)
+	packKernel("Q4_0", 18, 4)
 	Generate()
 }
 

@@ -1,0 +1,241 @@
+package main
+
+import (
+	"fmt"
+
+	. "github.com/mmcloughlin/avo/build"
+	. "github.com/mmcloughlin/avo/operand"
+	. "github.com/mmcloughlin/avo/reg"
+)
+
+// The packers write a tile of 16 whole weight rows in the packed layout:
+// each block's rows are loaded a register per row (or per few rows),
+// transposed with unpacks and two-table permutes so that each register ends
+// up holding one group of four levels for all 16 rows, and the scales
+// gathered and widened to float32. Which register holds which group after
+// the shuffles is worked out here by following the lanes through them.
+
+// lanes follows where each dword came from: lane i of a register holds
+// dword word of row row.
+type lanes [16]struct{ row, word int }
+
+func unpack(a, b lanes, hi, quad bool) lanes {
+	var out lanes
+	for c := 0; c < 16; c += 4 { // each 128-bit chunk on its own
+		if quad {
+			h := 0
+			if hi {
+				h = 2
+			}
+			out[c], out[c+1], out[c+2], out[c+3] = a[c+h], a[c+h+1], b[c+h], b[c+h+1]
+		} else {
+			h := 0
+			if hi {
+				h = 2
+			}
+			out[c], out[c+1], out[c+2], out[c+3] = a[c+h], b[c+h], a[c+h+1], b[c+h+1]
+		}
+	}
+	return out
+}
+
+// permQ is VPERMT2Q: qword i of the result is qword idx[i] of a (< 8) or
+// of b (8 and up).
+func permQ(a, b lanes, idx [8]int) lanes {
+	var out lanes
+	for i, x := range idx {
+		src, q := a, x
+		if x >= 8 {
+			src, q = b, x-8
+		}
+		out[2*i], out[2*i+1] = src[2*q], src[2*q+1]
+	}
+	return out
+}
+
+// tracked is a register with the provenance of its lanes.
+type tracked struct {
+	r VecVirtual
+	l lanes
+}
+
+func unpackOp(a, b tracked, hi, quad bool) tracked {
+	t := tracked{r: ZMM(), l: unpack(a.l, b.l, hi, quad)}
+	switch {
+	case quad && hi:
+		VPUNPCKHQDQ(b.r, a.r, t.r)
+	case quad:
+		VPUNPCKLQDQ(b.r, a.r, t.r)
+	case hi:
+		VPUNPCKHDQ(b.r, a.r, t.r)
+	default:
+		VPUNPCKLDQ(b.r, a.r, t.r)
+	}
+	return t
+}
+
+// group finds which of regs holds level group g for rows 0..15 in order.
+func group(regs []tracked, word int) VecVirtual {
+	for _, t := range regs {
+		ok := true
+		for i, l := range t.l {
+			if l.row != i || l.word != word {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return t.r
+		}
+	}
+	panic(fmt.Sprintf("pack: no register holds dword %d of every row", word))
+}
+
+// packKernel generates tile32Pack<name>AVX512(w *byte, rowBytes, nb int,
+// dst *byte) for Q8_0 (bits 8) or Q4_0 (bits 4).
+func packKernel(name string, size, bits int) {
+	fn := "tile32Pack" + name + "AVX512"
+	TEXT(fn, NOSPLIT, "func(w *byte, rowBytes, nb int, dst *byte)")
+	Doc(fmt.Sprintf("%s packs 16 %s weight rows, rowBytes apart from w, of nb blocks each into dst "+
+		"in the layout of the tile kernels: unsigned levels in eight groups of 64 bytes, then d_w as float32.", fn, name))
+	p0 := Load(Param("w"), GP64())
+	rb := Load(Param("rowBytes"), GP64())
+	n := Load(Param("nb"), GP64())
+	dst := Load(Param("dst"), GP64())
+	rb3 := GP64()
+	LEAQ(Mem{Base: rb, Index: rb, Scale: 2}, rb3)
+	// Rows 4k..4k+3 from base[k] at 0, rb, 2rb, 3rb.
+	base := [4]GPVirtual{p0.(GPVirtual), GP64(), GP64(), GP64()}
+	for k := 1; k < 4; k++ {
+		LEAQ(Mem{Base: base[k-1], Index: rb, Scale: 4}, base[k])
+	}
+	row := func(r, disp int) Mem {
+		m := Mem{Base: base[r/4], Disp: disp}
+		switch r % 4 {
+		case 1:
+			m.Index, m.Scale = rb, 1
+		case 2:
+			m.Index, m.Scale = rb, 2
+		case 3:
+			m.Index, m.Scale = rb3, 1
+		}
+		return m
+	}
+	// Gather indices: row r's offset r·rowBytes.
+	idx, step := ZMM(), ZMM()
+	t := GP32()
+	MOVL(U32(0), t)
+	VPBROADCASTD(t, idx)
+	VPBROADCASTD(rb.(GPVirtual).As32(), step)
+	VPMULLD(ramp, step, idx)
+	TESTQ(n, n)
+	JZ(LabelRef("done"))
+	Label("block")
+	var regs []tracked
+	if bits == 8 {
+		// Z_r: row r's 32 levels in the low half, row r+8's in the high.
+		var z [8]tracked
+		for r := range 8 {
+			z[r].r = ZMM()
+			VMOVDQU32(row(r, 2), z[r].r.AsY())
+			VINSERTI64X4(U8(1), row(r+8, 2), z[r].r, z[r].r)
+			for i := range 16 {
+				z[r].l[i].row, z[r].l[i].word = r+8*(i/8), i%8
+			}
+		}
+		var u1, u2 []tracked
+		for p := 0; p < 8; p += 2 {
+			u1 = append(u1, unpackOp(z[p], z[p+1], false, false), unpackOp(z[p], z[p+1], true, false))
+		}
+		for p := 0; p < 8; p += 4 {
+			for _, hi := range []bool{false, true} {
+				for j := range 2 {
+					u2 = append(u2, unpackOp(u1[p+j], u1[p+2+j], hi, true))
+				}
+			}
+		}
+		for i := range 4 {
+			for h, ix := range halves {
+				o := tracked{r: ZMM(), l: permQ(u2[i].l, u2[i+4].l, ix)}
+				VMOVDQU64(halfIdx[h], o.r)
+				VPERMI2Q(u2[i+4].r, u2[i].r, o.r)
+				regs = append(regs, o)
+			}
+		}
+		for g := range 8 {
+			r := group(regs, g)
+			VPXORD_BCST(flip, r, r)
+			VMOVDQU32(r, Mem{Base: dst, Disp: 64 * g})
+		}
+	} else {
+		// Z_k: rows k, k+4, k+8, k+12's 16 bytes in its four chunks.
+		var z [4]tracked
+		for k := range 4 {
+			z[k].r = ZMM()
+			VMOVDQU32(row(k, 2), z[k].r.AsX())
+			for c := 1; c < 4; c++ {
+				VINSERTI32X4(U8(c), row(k+4*c, 2), z[k].r, z[k].r)
+			}
+			for i := range 16 {
+				z[k].l[i].row, z[k].l[i].word = k+4*(i/4), i%4
+			}
+		}
+		t0, t1 := unpackOp(z[0], z[1], false, false), unpackOp(z[0], z[1], true, false)
+		t2, t3 := unpackOp(z[2], z[3], false, false), unpackOp(z[2], z[3], true, false)
+		regs = []tracked{unpackOp(t0, t2, false, true), unpackOp(t0, t2, true, true), unpackOp(t1, t3, false, true), unpackOp(t1, t3, true, true)}
+		for j := range 4 {
+			r := group(regs, j)
+			h := ZMM()
+			VPSRLD(U8(4), r, h)
+			VPANDD_BCST(nibble, r, r)
+			VPANDD_BCST(nibble, h, h)
+			VMOVDQU32(r, Mem{Base: dst, Disp: 64 * j})
+			VMOVDQU32(h, Mem{Base: dst, Disp: 64 * (j + 4)})
+		}
+	}
+	// The scales: a dword gathered from each row's block start, its low
+	// word the fp16 d.
+	k := K()
+	KXNORW(k, k, k)
+	d := ZMM()
+	VPXORD(d, d, d)
+	VPGATHERDD(Mem{Base: base[0], Index: idx, Scale: 1}, k, d)
+	VPMOVDW(d, d.AsY())
+	VCVTPH2PS(d.AsY(), d)
+	VMOVUPS(d, Mem{Base: dst, Disp: levelBytes})
+	for _, b := range base {
+		ADDQ(U8(size), b)
+	}
+	ADDQ(U32(levelBytes+64), dst)
+	DECQ(n)
+	JNZ(LabelRef("block"))
+	Label("done")
+	VZEROUPPER()
+	RET()
+}
+
+// Constants for the packers: the byte flip making Q8_0 levels unsigned,
+// the nibble mask, the gather's row numbers, and the VPERMI2Q indices
+// joining the low and the high 128-bit lanes of two registers' halves.
+var (
+	flip, nibble, ramp Mem
+	halves             = [2][8]int{{0, 1, 8, 9, 4, 5, 12, 13}, {2, 3, 10, 11, 6, 7, 14, 15}}
+	halfIdx            [2]Mem
+)
+
+func packConstants() {
+	flip = GLOBL("tile32flip", RODATA|NOPTR)
+	DATA(0, U32(0x80808080))
+	nibble = GLOBL("tile32nibble", RODATA|NOPTR)
+	DATA(0, U32(0x0f0f0f0f))
+	ramp = GLOBL("tile32ramp", RODATA|NOPTR)
+	for i := range 16 {
+		DATA(4*i, U32(uint32(i)))
+	}
+	for h, ix := range halves {
+		halfIdx[h] = GLOBL(fmt.Sprintf("tile32half%d", h), RODATA|NOPTR)
+		for i, x := range ix {
+			DATA(8*i, U64(uint64(x)))
+		}
+	}
+}
