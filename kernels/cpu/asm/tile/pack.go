@@ -131,6 +131,11 @@ func packKernel(name string, size, bits int) {
 	TESTQ(n, n)
 	JZ(LabelRef("done"))
 	Label("block")
+	// The rows stream from memory once per product: prefetching each
+	// ahead keeps more lines in flight than the hardware's own prefetch.
+	for r := range 16 {
+		PREFETCHT0(row(r, packAhead))
+	}
 	var regs []tracked
 	if bits == 8 {
 		// Z_r: row r's 32 levels in the low half, row r+8's in the high.
@@ -213,6 +218,10 @@ func packKernel(name string, size, bits int) {
 	VZEROUPPER()
 	RET()
 }
+
+// packAhead is how far ahead of the block being packed each row is
+// prefetched, in bytes.
+var packAhead = 1024
 
 // Constants for the packers: the byte flip making Q8_0 levels unsigned,
 // the nibble mask, the gather's row numbers, and the VPERMI2Q indices
