@@ -159,8 +159,10 @@ type threadScratch struct {
 	w    wrow       // a quantized weight row
 	four [4]float32 // the results of simdFloat4, which would escape from the stack
 	tile []byte     // a tile of weight rows as a quantTiler packs them
-	// tileOut receives a tile kernel's results for four activation rows.
+	// tileOut receives a tile kernel's results for four activation rows;
+	// tilePF is the cursor of its prefetches (see tile32.mul).
 	tileOut [4 * tileRows]float32
+	tilePF  [5]uintptr
 }
 
 // b2i is 1 for true and 0 for false.

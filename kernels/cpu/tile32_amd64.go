@@ -21,7 +21,7 @@ const (
 
 // tile32 is the tiler of one 32-element block type.
 type tile32 struct {
-	kernel func(w, a *byte, nb int, out *[64]float32)
+	kernel func(w, a *byte, nb int, out *[64]float32, pf *[5]uintptr)
 	// pack, where set, is packWeights in assembly for a whole tile.
 	pack    func(w *byte, rowBytes, nb int, dst *byte)
 	size    int  // bytes per stored block
@@ -166,8 +166,16 @@ func (k *tile32) mul(ts *threadScratch, w []byte, rowBytes, rows int, tiled []by
 	} else {
 		k.packWeights(ts.tile, w, rowBytes, rows, nb)
 	}
+	// The kernels prefetch the next tile's rows, where w holds them, as
+	// they go: the cursor's fields are its row, the offset in it, the
+	// lines left, the bytes of a row and the distance between rows.
+	ts.tilePF = [5]uintptr{}
+	if next := tileRows * rowBytes; len(w) >= next+tileRows*rowBytes {
+		row := nb * k.size
+		ts.tilePF = [5]uintptr{uintptr(unsafe.Pointer(&w[next])), 0, uintptr(tileRows * ((row + 63) / 64)), uintptr(row), uintptr(rowBytes)}
+	}
 	for g := range n / 4 {
-		k.kernel(&ts.tile[0], &tiled[g*gb], nb, &ts.tileOut)
+		k.kernel(&ts.tile[0], &tiled[g*gb], nb, &ts.tileOut, &ts.tilePF)
 		for i := range 4 {
 			o := (4*g + i) * ldo
 			copy(out[o:o+rows], ts.tileOut[tileRows*i:tileRows*i+rows])

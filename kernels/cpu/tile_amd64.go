@@ -2,14 +2,14 @@
 
 package cpu
 
-// tile32OneQ0AVX512 multiplies 16 packed weight rows with a packed group of four activation rows, nb blocks each, and sets out[16i+r] to weight row r times activation row i, adding in package cpu's order (one FMA per block).
-func tile32OneQ0AVX512(w *byte, a *byte, nb int, out *[64]float32)
+// tile32OneQ0AVX512 multiplies 16 packed weight rows with a packed group of four activation rows, nb blocks each, and sets out[16i+r] to weight row r times activation row i, adding in package cpu's order (one FMA per block); on the way it prefetches up to two cache lines per block from pf's cursor (see tilePF).
+func tile32OneQ0AVX512(w *byte, a *byte, nb int, out *[64]float32, pf *[5]uintptr)
 
-// tile32Lanes8Q0AVX512 multiplies 16 packed weight rows with a packed group of four activation rows, nb blocks each, and sets out[16i+r] to weight row r times activation row i, adding in package cpu's order (one FMA per four levels, folded as hsum8).
-func tile32Lanes8Q0AVX512(w *byte, a *byte, nb int, out *[64]float32)
+// tile32Lanes8Q0AVX512 multiplies 16 packed weight rows with a packed group of four activation rows, nb blocks each, and sets out[16i+r] to weight row r times activation row i, adding in package cpu's order (one FMA per four levels, folded as hsum8); on the way it prefetches up to two cache lines per block from pf's cursor (see tilePF).
+func tile32Lanes8Q0AVX512(w *byte, a *byte, nb int, out *[64]float32, pf *[5]uintptr)
 
-// tile32Lanes8Q1AVX512 multiplies 16 packed weight rows with a packed group of four activation rows, nb blocks each, and sets out[16i+r] to weight row r times activation row i, adding in package cpu's order (one FMA per four levels, folded as hsum8).
-func tile32Lanes8Q1AVX512(w *byte, a *byte, nb int, out *[64]float32)
+// tile32Lanes8Q1AVX512 multiplies 16 packed weight rows with a packed group of four activation rows, nb blocks each, and sets out[16i+r] to weight row r times activation row i, adding in package cpu's order (one FMA per four levels, folded as hsum8); on the way it prefetches up to two cache lines per block from pf's cursor (see tilePF).
+func tile32Lanes8Q1AVX512(w *byte, a *byte, nb int, out *[64]float32, pf *[5]uintptr)
 
 // tile32PackQ8_0AVX512 packs 16 Q8_0 weight rows, rowBytes apart from w, of nb blocks each into dst in the layout of the tile kernels: unsigned levels in eight groups of 64 bytes, then d_w as float32.
 func tile32PackQ8_0AVX512(w *byte, rowBytes int, nb int, dst *byte)

@@ -100,34 +100,88 @@ func main() {
 // rows at a, nb blocks each; out[16i+r] gets row r times activation row i.
 func tileKernel(k kind) {
 	name := "tile32" + k.name + "AVX512"
-	TEXT(name, NOSPLIT, "func(w, a *byte, nb int, out *[64]float32)")
+	TEXT(name, NOSPLIT, "func(w, a *byte, nb int, out *[64]float32, pf *[5]uintptr)")
 	order := "one FMA per block"
 	if !k.oneLane {
 		order = "one FMA per four levels, folded as hsum8"
 	}
 	Doc(fmt.Sprintf("%s multiplies 16 packed weight rows with a packed group of four activation rows, nb blocks each, "+
-		"and sets out[16i+r] to weight row r times activation row i, adding in package cpu's order (%s).", name, order))
+		"and sets out[16i+r] to weight row r times activation row i, adding in package cpu's order (%s); "+
+		"on the way it prefetches up to two cache lines per block from pf's cursor (see tilePF).", name, order))
 	w0 := Load(Param("w"), GP64())
 	a0 := Load(Param("a"), GP64())
 	nb := Load(Param("nb"), GP64())
 	out := Load(Param("out"), GP64())
+	pf := loadPF(Load(Param("pf"), GP64()))
 	if k.oneLane {
-		oneLane(k, w0, a0, nb, out)
+		oneLane(k, w0, a0, nb, out, pf)
 	} else {
 		// Eight accumulators per activation row: two rows at a time fit the
 		// registers, so the blocks are gone through twice.
 		for pass := range 2 {
-			lanes8(k, w0, a0, nb, out, 2*pass, fmt.Sprint(pass))
+			lanes8(k, w0, a0, nb, out, 2*pass, fmt.Sprint(pass), pf)
 		}
 	}
+	pf.store()
 	VZEROUPPER()
 	RET()
+}
+
+// prefetcher is a tilePF cursor in registers: the kernels walk it through
+// the next tile's rows while they compute on this one, so that those rows
+// come from memory in the shadow of the arithmetic.
+type prefetcher struct {
+	ptr                        Register
+	p, off, lines, bytes, step GPVirtual
+	n                          int // labels emitted
+}
+
+// The fields of a tilePF, as package cpu declares them.
+const (
+	pfP = 8 * iota
+	pfOff
+	pfLines
+	pfBytes
+	pfStride
+)
+
+func loadPF(ptr Register) *prefetcher {
+	f := &prefetcher{ptr: ptr, p: GP64(), off: GP64(), lines: GP64(), bytes: GP64(), step: GP64()}
+	MOVQ(Mem{Base: ptr, Disp: pfP}, f.p)
+	MOVQ(Mem{Base: ptr, Disp: pfOff}, f.off)
+	MOVQ(Mem{Base: ptr, Disp: pfLines}, f.lines)
+	MOVQ(Mem{Base: ptr, Disp: pfBytes}, f.bytes)
+	MOVQ(Mem{Base: ptr, Disp: pfStride}, f.step)
+	return f
+}
+
+// fetch prefetches the cursor's next line, if any, and moves it on.
+func (f *prefetcher) fetch() {
+	f.n++
+	skip, same := fmt.Sprintf("pf_skip%d", f.n), fmt.Sprintf("pf_same%d", f.n)
+	TESTQ(f.lines, f.lines)
+	JZ(LabelRef(skip))
+	PREFETCHT1(Mem{Base: f.p, Index: f.off, Scale: 1})
+	DECQ(f.lines)
+	ADDQ(U8(64), f.off)
+	CMPQ(f.off, f.bytes)
+	JB(LabelRef(same))
+	XORQ(f.off, f.off)
+	ADDQ(f.step, f.p)
+	Label(same)
+	Label(skip)
+}
+
+func (f *prefetcher) store() {
+	MOVQ(f.p, Mem{Base: f.ptr, Disp: pfP})
+	MOVQ(f.off, Mem{Base: f.ptr, Disp: pfOff})
+	MOVQ(f.lines, Mem{Base: f.ptr, Disp: pfLines})
 }
 
 // oneLane: per block, the block sum of each activation row (started from its
 // correction, in two chains of four groups for latency) is converted and
 // added by one FMA with d_w·d_x.
-func oneLane(k kind, w0, a0, nb, out Register) {
+func oneLane(k kind, w0, a0, nb, out Register, pf *prefetcher) {
 	w, a, n := GP64(), GP64(), GP64()
 	MOVQ(w0, w)
 	MOVQ(a0, a)
@@ -148,6 +202,8 @@ func oneLane(k kind, w0, a0, nb, out Register) {
 	TESTQ(n, n)
 	JZ(LabelRef("one_store"))
 	Label("one_block")
+	pf.fetch()
+	pf.fetch()
 	for i := range actRows {
 		VPBROADCASTD(Mem{Base: a, Disp: k.cOff() + 4*i}, s0[i])
 		VPXORD(s1[i], s1[i], s1[i])
@@ -183,7 +239,7 @@ func oneLane(k kind, w0, a0, nb, out Register) {
 // levels, the group sum (started from its correction) is converted and added
 // by one FMA with d_w·d_x to that group's accumulator; the _1 types' min
 // terms form one more FMA chain per row.
-func lanes8(k kind, w0, a0, nb, out Register, i0 int, pass string) {
+func lanes8(k kind, w0, a0, nb, out Register, i0 int, pass string, pf *prefetcher) {
 	w, a, n := GP64(), GP64(), GP64()
 	MOVQ(w0, w)
 	MOVQ(a0, a)
@@ -207,6 +263,7 @@ func lanes8(k kind, w0, a0, nb, out Register, i0 int, pass string) {
 	TESTQ(n, n)
 	JZ(LabelRef("lanes_store" + pass))
 	Label("lanes_block" + pass)
+	pf.fetch()
 	VMOVUPS(Mem{Base: w, Disp: levelBytes}, dw)
 	for i := range d {
 		VMULPS_BCST(Mem{Base: a, Disp: k.dOff() + 4*(i0+i)}, dw, d[i])

@@ -221,7 +221,7 @@ func packKernel(name string, size, bits int) {
 
 // packAhead is how far ahead of the block being packed each row is
 // prefetched, in bytes.
-var packAhead = 1024
+var packAhead = 768
 
 // Constants for the packers: the byte flip making Q8_0 levels unsigned,
 // the nibble mask, the gather's row numbers, and the VPERMI2Q indices
