@@ -2576,18 +2576,18 @@ TEXT ·softmaxMaxAVX512(SB), NOSPLIT, $0-29
 	SHRQ         $0x04, BX
 	JZ           tail
 
-loop:
+whole:
 	VMOVUPS (AX), Z1
 	VCMPPS  $0x03, Z1, Z1, K2
 	KORW    K2, K1, K1
 	VMAXPS  Z1, Z0, Z0
 	ADDQ    $0x40, AX
 	DECQ    BX
-	JNZ     loop
+	JNZ     whole
 
 tail:
 	ANDQ         $0x0f, CX
-	JZ           reduce
+	JZ           done
 	MOVL         $0x00000001, BX
 	SHLXL        CX, BX, BX
 	DECL         BX
@@ -2598,7 +2598,7 @@ tail:
 	KORW         K2, K1, K1
 	VMAXPS       Z1, Z0, Z0
 
-reduce:
+done:
 	VEXTRACTF64X4 $0x01, Z0, Y1
 	VMAXPS        Y1, Y0, Y1
 	VEXTRACTF128  $0x01, Y1, X0
@@ -2625,12 +2625,12 @@ TEXT ·scaleRowAVX512(SB), NOSPLIT, $0-28
 	SHRQ         $0x04, DX
 	JZ           tail
 
-loop:
+whole:
 	VMULPS  (AX), Z0, Z1
 	VMOVUPS Z1, (AX)
 	ADDQ    $0x40, AX
 	DECQ    DX
-	JNZ     loop
+	JNZ     whole
 
 tail:
 	ANDQ      $0x0f, CX
@@ -2657,13 +2657,13 @@ TEXT ·fromHalfAVX512(SB), NOSPLIT, $0-48
 	SHRQ $0x04, BX
 	JZ   tail
 
-loop:
+whole:
 	VCVTPH2PS (CX), Z0
 	VMOVUPS   Z0, (AX)
-	ADDQ      $0x40, AX
 	ADDQ      $0x20, CX
+	ADDQ      $0x40, AX
 	DECQ      BX
-	JNZ       loop
+	JNZ       whole
 
 tail:
 	ANDQ        $0x0f, DX
@@ -2690,14 +2690,14 @@ TEXT ·toHalfAVX512(SB), NOSPLIT, $0-48
 	SHRQ $0x04, BX
 	JZ   tail
 
-loop:
+whole:
 	VMOVUPS   (CX), Z0
 	VCVTPS2PH $0x00, Z0, Y0
 	VMOVDQU   Y0, (AX)
-	ADDQ      $0x20, AX
 	ADDQ      $0x40, CX
+	ADDQ      $0x20, AX
 	DECQ      BX
-	JNZ       loop
+	JNZ       whole
 
 tail:
 	ANDQ      $0x0f, DX

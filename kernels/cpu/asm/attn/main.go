@@ -237,33 +237,19 @@ func maxRow() {
 	VPBROADCASTD(inf, mx)
 	nan, k := K(), K()
 	KXORW(nan, nan, nan)
-	full := GP64()
-	MOVQ(n, full)
-	SHRQ(U8(4), full)
-	JZ(LabelRef("tail"))
-	Label("loop")
-	VMOVUPS(Mem{Base: xp}, v)
-	VCMPPS(U8(3), v, v, k) // unordered: NaN
-	KORW(k, nan, nan)
-	VMAXPS(v, mx, mx)
-	ADDQ(U8(64), xp)
-	DECQ(full)
-	JNZ(LabelRef("loop"))
-	Label("tail")
-	ANDQ(U8(15), n)
-	JZ(LabelRef("reduce"))
-	// The tail's lanes, loaded under a mask that sets the others to −Inf.
-	ones := GP32()
-	MOVL(U32(1), ones)
-	SHLXL(n.As32(), ones, ones)
-	DECL(ones)
-	KMOVW(ones, k)
-	VPBROADCASTD(inf, v)
-	VMOVUPS(Mem{Base: xp}, k, v)
-	VCMPPS(U8(3), v, v, k)
-	KORW(k, nan, nan)
-	VMAXPS(v, mx, mx)
-	Label("reduce")
+	wholeThenTail(n, xp, 64, func() {
+		VMOVUPS(Mem{Base: xp}, v)
+		VCMPPS(U8(3), v, v, k) // unordered: NaN
+		KORW(k, nan, nan)
+		VMAXPS(v, mx, mx)
+	}, func(tail Register) {
+		// The tail's lanes, loaded under a mask that sets the others to −Inf.
+		VPBROADCASTD(inf, v)
+		VMOVUPS(Mem{Base: xp}, tail, v)
+		VCMPPS(U8(3), v, v, k)
+		KORW(k, nan, nan)
+		VMAXPS(v, mx, mx)
+	})
 	h := YMM()
 	VEXTRACTF64X4(U8(1), mx, h)
 	VMAXPS(h, mx.AsY(), h)
@@ -294,29 +280,14 @@ func scaleRow() {
 	Load(Param("x").Len(), n)
 	sc, v := ZMM(), ZMM()
 	VBROADCASTSS(NewParamAddr("s", 24), sc)
-	full := GP64()
-	MOVQ(n, full)
-	SHRQ(U8(4), full)
-	JZ(LabelRef("tail"))
-	Label("loop")
-	VMULPS(Mem{Base: xp}, sc, v)
-	VMOVUPS(v, Mem{Base: xp})
-	ADDQ(U8(64), xp)
-	DECQ(full)
-	JNZ(LabelRef("loop"))
-	Label("tail")
-	ANDQ(U8(15), n)
-	JZ(LabelRef("done"))
-	ones := GP32()
-	MOVL(U32(1), ones)
-	SHLXL(n.As32(), ones, ones)
-	DECL(ones)
-	k := K()
-	KMOVW(ones, k)
-	VMOVUPS_Z(Mem{Base: xp}, k, v)
-	VMULPS(v, sc, v)
-	VMOVUPS(v, k, Mem{Base: xp})
-	Label("done")
+	wholeThenTail(n, xp, 64, func() {
+		VMULPS(Mem{Base: xp}, sc, v)
+		VMOVUPS(v, Mem{Base: xp})
+	}, func(tail Register) {
+		VMOVUPS_Z(Mem{Base: xp}, tail, v)
+		VMULPS(v, sc, v)
+		VMOVUPS(v, tail, Mem{Base: xp})
+	})
 	VZEROUPPER()
 	RET()
 }
@@ -337,45 +308,60 @@ func halfRows() {
 		n := GP64()
 		Load(Param("dst").Len(), n)
 		f, h := ZMM(), YMM()
-		full := GP64()
-		MOVQ(n, full)
-		SHRQ(U8(4), full)
-		JZ(LabelRef("tail"))
-		Label("loop")
+		// The pointers move on together: dp by the f32 or fp16 bytes of
+		// 16 values, sp by the other's.
+		dstep, sstep := 64, 32
 		if to {
-			VMOVUPS(Mem{Base: sp}, f)
-			VCVTPS2PH(U8(0), f, h)
-			VMOVDQU(h, Mem{Base: dp})
-			ADDQ(U8(32), dp)
-			ADDQ(U8(64), sp)
-		} else {
-			VCVTPH2PS(Mem{Base: sp}, f)
-			VMOVUPS(f, Mem{Base: dp})
-			ADDQ(U8(64), dp)
-			ADDQ(U8(32), sp)
+			dstep, sstep = 32, 64
 		}
-		DECQ(full)
-		JNZ(LabelRef("loop"))
-		Label("tail")
-		ANDQ(U8(15), n)
-		JZ(LabelRef("done"))
-		ones := GP32()
-		MOVL(U32(1), ones)
-		SHLXL(n.As32(), ones, ones)
-		DECL(ones)
-		k := K()
-		KMOVW(ones, k)
-		if to {
-			VMOVUPS_Z(Mem{Base: sp}, k, f)
-			VCVTPS2PH(U8(0), f, h)
-			VMOVDQU16(h, k, Mem{Base: dp})
-		} else {
-			VMOVDQU16_Z(Mem{Base: sp}, k, h)
-			VCVTPH2PS(h, f)
-			VMOVUPS(f, k, Mem{Base: dp})
-		}
-		Label("done")
+		wholeThenTail(n, dp, dstep, func() {
+			if to {
+				VMOVUPS(Mem{Base: sp}, f)
+				VCVTPS2PH(U8(0), f, h)
+				VMOVDQU(h, Mem{Base: dp})
+			} else {
+				VCVTPH2PS(Mem{Base: sp}, f)
+				VMOVUPS(f, Mem{Base: dp})
+			}
+			ADDQ(U8(sstep), sp)
+		}, func(k Register) {
+			if to {
+				VMOVUPS_Z(Mem{Base: sp}, k, f)
+				VCVTPS2PH(U8(0), f, h)
+				VMOVDQU16(h, k, Mem{Base: dp})
+			} else {
+				VMOVDQU16_Z(Mem{Base: sp}, k, h)
+				VCVTPH2PS(h, f)
+				VMOVUPS(f, k, Mem{Base: dp})
+			}
+		})
 		VZEROUPPER()
 		RET()
 	}
+}
+
+// wholeThenTail emits a loop that runs whole for every 16 of the n values,
+// advancing p by step bytes after each, then tail with a mask of the lanes
+// left, if any. It consumes n.
+func wholeThenTail(n GPVirtual, p Register, step int, whole func(), tail func(k Register)) {
+	full := GP64()
+	MOVQ(n, full)
+	SHRQ(U8(4), full)
+	JZ(LabelRef("tail"))
+	Label("whole")
+	whole()
+	ADDQ(U8(step), p)
+	DECQ(full)
+	JNZ(LabelRef("whole"))
+	Label("tail")
+	ANDQ(U8(15), n)
+	JZ(LabelRef("done"))
+	ones := GP32()
+	MOVL(U32(1), ones)
+	SHLXL(n.As32(), ones, ones)
+	DECL(ones)
+	k := K()
+	KMOVW(ones, k)
+	tail(k)
+	Label("done")
 }
