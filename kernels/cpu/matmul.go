@@ -113,6 +113,9 @@ var (
 	// simdFloat4[t], where set, is simdFloat[t] in tinyBLAS's order for
 	// four activation rows at once (x holds them one after the other).
 	simdFloat4 = map[gguf.Type]func(out *[4]float32, w []byte, x []float32){}
+	// simdFloatTile[t], where set, is simdFloat[t] in tinyBLAS's order for
+	// a register tile of weight rows by activation rows.
+	simdFloatTile = map[gguf.Type]floatTile{}
 	// roundFP16 and roundBF16 set dst[i] to src[i] rounded to fp16 or bf16.
 	roundFP16 = roundFP16Go
 	roundBF16 = roundBF16Go
@@ -128,6 +131,15 @@ func roundBF16Go(dst, src []float32) {
 	for i, v := range src {
 		dst[i] = BF16ToFP32(FP32ToBF16(v))
 	}
+}
+
+// floatTile is a family of register-tiled kernels: k[n-1](out, ldo, w, ldw,
+// x, cols) sets out[j·ldo+i] to dotLanes16 of the weight row w[i·ldw:] and
+// the activation row x[j·cols:], for i < rows and j < n; cols is a positive
+// multiple of 16 and ldw at least a row's bytes.
+type floatTile struct {
+	rows int
+	k    []func(out []float32, ldo int, w []byte, ldw int, x []float32, cols int)
 }
 
 // floatChunkBytes is how many bytes of float activations a product takes at a
@@ -177,6 +189,10 @@ func (m *matMulTask) Run(thread, threads int) {
 func (m *matMulTask) float(lo, hi int, ts *threadScratch) {
 	cols, n := m.cols, m.n
 	lanes16 := n >= 2 && cols%16 == 0 && m.rows%4 == 0
+	if tile := simdFloatTile[m.t]; lanes16 && tile.k != nil && cols > 0 {
+		m.floatTiles(lo, hi, tile)
+		return
+	}
 	if k := simdFloat[m.t]; k != nil {
 		k4 := simdFloat4[m.t]
 		// Activation rows in chunks that stay in cache while the thread's
@@ -217,6 +233,34 @@ func (m *matMulTask) float(lo, hi int, ts *threadScratch) {
 				v = vecDotBF16(ts.row, xi)
 			}
 			m.out[i*m.rows+r] = v
+		}
+	}
+}
+
+// floatTiles is float in tinyBLAS's order with the tiled kernels: weight rows
+// tile.rows at a time (the last few, if any, one by one) against activation
+// rows len(tile.k) at a time, each chunk of activation rows staying in cache
+// while the weight rows go past.
+func (m *matMulTask) floatTiles(lo, hi int, tile floatTile) {
+	cols, rows, rb := m.cols, m.rows, m.rowBytes
+	rm, rn := tile.rows, len(tile.k)
+	chunk := max(rn, floatChunkBytes/(4*cols)/rn*rn)
+	for c0 := 0; c0 < m.n; c0 += chunk {
+		c1 := min(m.n, c0+chunk)
+		r := lo
+		for ; r+rm <= hi; r += rm {
+			wr := m.w[r*rb : (r+rm)*rb]
+			for i := c0; i < c1; i += rn {
+				n := min(rn, c1-i)
+				tile.k[n-1](m.out[i*rows+r:], rows, wr, rb, m.x[i*cols:(i+n)*cols], cols)
+			}
+		}
+		// A range that is not a multiple of rm: the last rows one at a time.
+		for ; r < hi; r++ {
+			wr := m.w[r*rb : (r+1)*rb]
+			for i := c0; i < c1; i++ {
+				m.out[i*rows+r] = simdFloat[m.t](wr, m.x[i*cols:(i+1)*cols], true)
+			}
 		}
 	}
 }

@@ -12,6 +12,7 @@ func dots(a arch) {
 		lanes16(a, e)
 		lanes16x4(a, e)
 	}
+	tiles(a)
 	vec64(a, f32, "w []byte")
 	vec64(a, f16, "w []byte")
 	vec64(a, f32, "w []float32")
