@@ -4173,7 +4173,7 @@ blocks_done:
 	RET
 
 // func vecDot64F32AVX512(w []byte, x []float32) float32
-// Requires: AVX, AVX512F, AVX512VL, SSE
+// Requires: AVX, AVX512F, AVX512VL, MMX+, SSE
 TEXT ·vecDot64F32AVX512(SB), NOSPLIT, $0-52
 	MOVQ   w_base+0(FP), AX
 	MOVQ   x_base+24(FP), CX
@@ -4187,6 +4187,10 @@ TEXT ·vecDot64F32AVX512(SB), NOSPLIT, $0-52
 	JZ     blocks_done
 
 blocks:
+	PREFETCHT0  512(AX)
+	PREFETCHT0  576(AX)
+	PREFETCHT0  640(AX)
+	PREFETCHT0  704(AX)
 	VMOVUPS     (AX), Z4
 	VFMADD231PS (CX), Z4, Z0
 	VMOVUPS     64(AX), Z4
@@ -4217,7 +4221,7 @@ blocks_done:
 	RET
 
 // func vecDot64F16AVX512(w []byte, x []float32) float32
-// Requires: AVX, AVX512F, AVX512VL, SSE
+// Requires: AVX, AVX512F, AVX512VL, MMX+, SSE
 TEXT ·vecDot64F16AVX512(SB), NOSPLIT, $0-52
 	MOVQ   w_base+0(FP), AX
 	MOVQ   x_base+24(FP), CX
@@ -4231,6 +4235,8 @@ TEXT ·vecDot64F16AVX512(SB), NOSPLIT, $0-52
 	JZ     blocks_done
 
 blocks:
+	PREFETCHT0  512(AX)
+	PREFETCHT0  576(AX)
 	VCVTPH2PS   (AX), Z4
 	VFMADD231PS (CX), Z4, Z0
 	VCVTPH2PS   32(AX), Z4
@@ -5346,7 +5352,7 @@ blocks_done:
 	RET
 
 // func vecDot64F32AVX2(w []byte, x []float32) float32
-// Requires: AVX, FMA3, SSE
+// Requires: AVX, FMA3, MMX+, SSE
 TEXT ·vecDot64F32AVX2(SB), NOSPLIT, $0-52
 	MOVQ   w_base+0(FP), AX
 	MOVQ   x_base+24(FP), CX
@@ -5364,6 +5370,10 @@ TEXT ·vecDot64F32AVX2(SB), NOSPLIT, $0-52
 	JZ     blocks_done
 
 blocks:
+	PREFETCHT0  512(AX)
+	PREFETCHT0  576(AX)
+	PREFETCHT0  640(AX)
+	PREFETCHT0  704(AX)
 	VMOVUPS     (AX), Y8
 	VMOVUPS     32(AX), Y9
 	VFMADD231PS (CX), Y8, Y0
@@ -5404,7 +5414,7 @@ blocks_done:
 	RET
 
 // func vecDot64F16AVX2(w []byte, x []float32) float32
-// Requires: AVX, F16C, FMA3, SSE
+// Requires: AVX, F16C, FMA3, MMX+, SSE
 TEXT ·vecDot64F16AVX2(SB), NOSPLIT, $0-52
 	MOVQ   w_base+0(FP), AX
 	MOVQ   x_base+24(FP), CX
@@ -5422,6 +5432,8 @@ TEXT ·vecDot64F16AVX2(SB), NOSPLIT, $0-52
 	JZ     blocks_done
 
 blocks:
+	PREFETCHT0  512(AX)
+	PREFETCHT0  576(AX)
 	VCVTPH2PS   (AX), Y8
 	VCVTPH2PS   16(AX), Y9
 	VFMADD231PS (CX), Y8, Y0
