@@ -2,6 +2,7 @@ package cpu
 
 import (
 	"fmt"
+	"sync/atomic"
 
 	"github.com/godwit-ai/godwit/models/gguf"
 )
@@ -23,6 +24,7 @@ type Scratch struct {
 
 	task    matMulTask
 	threads []threadScratch
+	claimed atomic.Int64 // row chunks of a decode product taken so far
 }
 
 // grow returns buf resized to n, reusing its storage when it is big enough.
@@ -83,6 +85,8 @@ func (s *Scratch) MatMul(out []float32, t gguf.Type, w []byte, rows, cols int, x
 		s.threads = append(s.threads, threadScratch{})
 	}
 	task.threads = s.threads
+	s.claimed.Store(0)
+	task.claimed = &s.claimed
 	if threads == 1 {
 		task.Run(0, 1)
 	} else {
@@ -166,11 +170,30 @@ type matMulTask struct {
 	acts          []act     // quantized activations
 	rep           bool      // llama.cpp repacks this weight
 	threads       []threadScratch
+	claimed       *atomic.Int64 // decodeChunk rows at a time, see Run
 }
+
+// decodeChunk is how many weight rows a thread takes at a time in a product
+// with F32, F16 or BF16 weights and one activation row, a multiple of 8.
+// Such a product only streams its weights from memory; the threads' shares
+// of the bandwidth are uneven, and more so when the cores are shared with
+// other work, so a fixed split left one thread waiting on the other.
+const decodeChunk = 64
 
 // Run computes the output columns of weight rows [lo, hi) for thread; the
 // ranges are multiples of 8 rows, as llama.cpp's repacked kernels take them.
+// Float products of one activation row instead hand out chunks of
+// decodeChunk rows to whichever thread asks next.
 func (m *matMulTask) Run(thread, threads int) {
+	if m.acts == nil && m.n == 1 && threads > 1 {
+		for {
+			lo := int(m.claimed.Add(1)-1) * decodeChunk
+			if lo >= m.rows {
+				return
+			}
+			m.float(lo, min(lo+decodeChunk, m.rows), &m.threads[thread])
+		}
+	}
 	lo, hi := split(m.rows, thread, threads, 8)
 	if lo == hi {
 		return
