@@ -41,6 +41,132 @@ func dotLanes16BF16AVX512(w []byte, x []float32) float32
 //go:noescape
 func dotLanes16x4BF16AVX512(out *[4]float32, w []byte, x []float32)
 
+// dotTile4x1F32AVX512 sets out[j·ldo+i] to dotLanes16 of the F32 weight row
+// w[i·ldw:] (bytes) and the activation row x[j·cols:] for i < 4, j < 1;
+// cols is a multiple of 16, and the slices hold what that reaches.
+//
+//go:noescape
+func dotTile4x1F32AVX512(out []float32, ldo int, w []byte, ldw int, x []float32, cols int)
+
+// dotTile4x2F32AVX512 sets out[j·ldo+i] to dotLanes16 of the F32 weight row
+// w[i·ldw:] (bytes) and the activation row x[j·cols:] for i < 4, j < 2;
+// cols is a multiple of 16, and the slices hold what that reaches.
+//
+//go:noescape
+func dotTile4x2F32AVX512(out []float32, ldo int, w []byte, ldw int, x []float32, cols int)
+
+// dotTile4x3F32AVX512 sets out[j·ldo+i] to dotLanes16 of the F32 weight row
+// w[i·ldw:] (bytes) and the activation row x[j·cols:] for i < 4, j < 3;
+// cols is a multiple of 16, and the slices hold what that reaches.
+//
+//go:noescape
+func dotTile4x3F32AVX512(out []float32, ldo int, w []byte, ldw int, x []float32, cols int)
+
+// dotTile4x4F32AVX512 sets out[j·ldo+i] to dotLanes16 of the F32 weight row
+// w[i·ldw:] (bytes) and the activation row x[j·cols:] for i < 4, j < 4;
+// cols is a multiple of 16, and the slices hold what that reaches.
+//
+//go:noescape
+func dotTile4x4F32AVX512(out []float32, ldo int, w []byte, ldw int, x []float32, cols int)
+
+// dotTile4x5F32AVX512 sets out[j·ldo+i] to dotLanes16 of the F32 weight row
+// w[i·ldw:] (bytes) and the activation row x[j·cols:] for i < 4, j < 5;
+// cols is a multiple of 16, and the slices hold what that reaches.
+//
+//go:noescape
+func dotTile4x5F32AVX512(out []float32, ldo int, w []byte, ldw int, x []float32, cols int)
+
+// dotTile4x6F32AVX512 sets out[j·ldo+i] to dotLanes16 of the F32 weight row
+// w[i·ldw:] (bytes) and the activation row x[j·cols:] for i < 4, j < 6;
+// cols is a multiple of 16, and the slices hold what that reaches.
+//
+//go:noescape
+func dotTile4x6F32AVX512(out []float32, ldo int, w []byte, ldw int, x []float32, cols int)
+
+// dotTile4x1F16AVX512 sets out[j·ldo+i] to dotLanes16 of the F16 weight row
+// w[i·ldw:] (bytes) and the activation row x[j·cols:] for i < 4, j < 1;
+// cols is a multiple of 16, and the slices hold what that reaches.
+//
+//go:noescape
+func dotTile4x1F16AVX512(out []float32, ldo int, w []byte, ldw int, x []float32, cols int)
+
+// dotTile4x2F16AVX512 sets out[j·ldo+i] to dotLanes16 of the F16 weight row
+// w[i·ldw:] (bytes) and the activation row x[j·cols:] for i < 4, j < 2;
+// cols is a multiple of 16, and the slices hold what that reaches.
+//
+//go:noescape
+func dotTile4x2F16AVX512(out []float32, ldo int, w []byte, ldw int, x []float32, cols int)
+
+// dotTile4x3F16AVX512 sets out[j·ldo+i] to dotLanes16 of the F16 weight row
+// w[i·ldw:] (bytes) and the activation row x[j·cols:] for i < 4, j < 3;
+// cols is a multiple of 16, and the slices hold what that reaches.
+//
+//go:noescape
+func dotTile4x3F16AVX512(out []float32, ldo int, w []byte, ldw int, x []float32, cols int)
+
+// dotTile4x4F16AVX512 sets out[j·ldo+i] to dotLanes16 of the F16 weight row
+// w[i·ldw:] (bytes) and the activation row x[j·cols:] for i < 4, j < 4;
+// cols is a multiple of 16, and the slices hold what that reaches.
+//
+//go:noescape
+func dotTile4x4F16AVX512(out []float32, ldo int, w []byte, ldw int, x []float32, cols int)
+
+// dotTile4x5F16AVX512 sets out[j·ldo+i] to dotLanes16 of the F16 weight row
+// w[i·ldw:] (bytes) and the activation row x[j·cols:] for i < 4, j < 5;
+// cols is a multiple of 16, and the slices hold what that reaches.
+//
+//go:noescape
+func dotTile4x5F16AVX512(out []float32, ldo int, w []byte, ldw int, x []float32, cols int)
+
+// dotTile4x6F16AVX512 sets out[j·ldo+i] to dotLanes16 of the F16 weight row
+// w[i·ldw:] (bytes) and the activation row x[j·cols:] for i < 4, j < 6;
+// cols is a multiple of 16, and the slices hold what that reaches.
+//
+//go:noescape
+func dotTile4x6F16AVX512(out []float32, ldo int, w []byte, ldw int, x []float32, cols int)
+
+// dotTile4x1BF16AVX512 sets out[j·ldo+i] to dotLanes16 of the BF16 weight row
+// w[i·ldw:] (bytes) and the activation row x[j·cols:] for i < 4, j < 1;
+// cols is a multiple of 16, and the slices hold what that reaches.
+//
+//go:noescape
+func dotTile4x1BF16AVX512(out []float32, ldo int, w []byte, ldw int, x []float32, cols int)
+
+// dotTile4x2BF16AVX512 sets out[j·ldo+i] to dotLanes16 of the BF16 weight row
+// w[i·ldw:] (bytes) and the activation row x[j·cols:] for i < 4, j < 2;
+// cols is a multiple of 16, and the slices hold what that reaches.
+//
+//go:noescape
+func dotTile4x2BF16AVX512(out []float32, ldo int, w []byte, ldw int, x []float32, cols int)
+
+// dotTile4x3BF16AVX512 sets out[j·ldo+i] to dotLanes16 of the BF16 weight row
+// w[i·ldw:] (bytes) and the activation row x[j·cols:] for i < 4, j < 3;
+// cols is a multiple of 16, and the slices hold what that reaches.
+//
+//go:noescape
+func dotTile4x3BF16AVX512(out []float32, ldo int, w []byte, ldw int, x []float32, cols int)
+
+// dotTile4x4BF16AVX512 sets out[j·ldo+i] to dotLanes16 of the BF16 weight row
+// w[i·ldw:] (bytes) and the activation row x[j·cols:] for i < 4, j < 4;
+// cols is a multiple of 16, and the slices hold what that reaches.
+//
+//go:noescape
+func dotTile4x4BF16AVX512(out []float32, ldo int, w []byte, ldw int, x []float32, cols int)
+
+// dotTile4x5BF16AVX512 sets out[j·ldo+i] to dotLanes16 of the BF16 weight row
+// w[i·ldw:] (bytes) and the activation row x[j·cols:] for i < 4, j < 5;
+// cols is a multiple of 16, and the slices hold what that reaches.
+//
+//go:noescape
+func dotTile4x5BF16AVX512(out []float32, ldo int, w []byte, ldw int, x []float32, cols int)
+
+// dotTile4x6BF16AVX512 sets out[j·ldo+i] to dotLanes16 of the BF16 weight row
+// w[i·ldw:] (bytes) and the activation row x[j·cols:] for i < 4, j < 6;
+// cols is a multiple of 16, and the slices hold what that reaches.
+//
+//go:noescape
+func dotTile4x6BF16AVX512(out []float32, ldo int, w []byte, ldw int, x []float32, cols int)
+
 // vecDot64F32AVX512 is vecDot64 of the F32 row w and x: the sum of the first
 // len(x) &^ 63 products, which w holds at least.
 //
@@ -138,6 +264,48 @@ func dotLanes16BF16AVX2(w []byte, x []float32) float32
 //
 //go:noescape
 func dotLanes16x4BF16AVX2(out *[4]float32, w []byte, x []float32)
+
+// dotTile2x1F32AVX2 sets out[j·ldo+i] to dotLanes16 of the F32 weight row
+// w[i·ldw:] (bytes) and the activation row x[j·cols:] for i < 2, j < 1;
+// cols is a multiple of 16, and the slices hold what that reaches.
+//
+//go:noescape
+func dotTile2x1F32AVX2(out []float32, ldo int, w []byte, ldw int, x []float32, cols int)
+
+// dotTile2x2F32AVX2 sets out[j·ldo+i] to dotLanes16 of the F32 weight row
+// w[i·ldw:] (bytes) and the activation row x[j·cols:] for i < 2, j < 2;
+// cols is a multiple of 16, and the slices hold what that reaches.
+//
+//go:noescape
+func dotTile2x2F32AVX2(out []float32, ldo int, w []byte, ldw int, x []float32, cols int)
+
+// dotTile2x1F16AVX2 sets out[j·ldo+i] to dotLanes16 of the F16 weight row
+// w[i·ldw:] (bytes) and the activation row x[j·cols:] for i < 2, j < 1;
+// cols is a multiple of 16, and the slices hold what that reaches.
+//
+//go:noescape
+func dotTile2x1F16AVX2(out []float32, ldo int, w []byte, ldw int, x []float32, cols int)
+
+// dotTile2x2F16AVX2 sets out[j·ldo+i] to dotLanes16 of the F16 weight row
+// w[i·ldw:] (bytes) and the activation row x[j·cols:] for i < 2, j < 2;
+// cols is a multiple of 16, and the slices hold what that reaches.
+//
+//go:noescape
+func dotTile2x2F16AVX2(out []float32, ldo int, w []byte, ldw int, x []float32, cols int)
+
+// dotTile2x1BF16AVX2 sets out[j·ldo+i] to dotLanes16 of the BF16 weight row
+// w[i·ldw:] (bytes) and the activation row x[j·cols:] for i < 2, j < 1;
+// cols is a multiple of 16, and the slices hold what that reaches.
+//
+//go:noescape
+func dotTile2x1BF16AVX2(out []float32, ldo int, w []byte, ldw int, x []float32, cols int)
+
+// dotTile2x2BF16AVX2 sets out[j·ldo+i] to dotLanes16 of the BF16 weight row
+// w[i·ldw:] (bytes) and the activation row x[j·cols:] for i < 2, j < 2;
+// cols is a multiple of 16, and the slices hold what that reaches.
+//
+//go:noescape
+func dotTile2x2BF16AVX2(out []float32, ldo int, w []byte, ldw int, x []float32, cols int)
 
 // vecDot64F32AVX2 is vecDot64 of the F32 row w and x: the sum of the first
 // len(x) &^ 63 products, which w holds at least.

@@ -20,6 +20,8 @@ import (
 type floatAsm struct {
 	lanes16F32, lanes16F16, lanes16BF16 func(w []byte, x []float32) float32
 	lanes16x4                           [3]func(out *[4]float32, w []byte, x []float32) // F32, F16, BF16
+	tileRows                            int                                             // weight rows of the tiles
+	tiles                               [3][]tileKernel                                 // F32, F16, BF16; tiles[e][n-1] takes n activation rows
 	vec64F32, vec64F16                  func(w []byte, x []float32) float32
 	vec64F32s                           func(w, x []float32) float32
 	vec32BF16                           func(w []byte, x []float32) float64
@@ -34,6 +36,11 @@ var (
 	floatAVX512 = floatAsm{
 		dotLanes16F32AVX512, dotLanes16F16AVX512, dotLanes16BF16AVX512,
 		[3]func(*[4]float32, []byte, []float32){dotLanes16x4F32AVX512, dotLanes16x4F16AVX512, dotLanes16x4BF16AVX512},
+		4, [3][]tileKernel{
+			{dotTile4x1F32AVX512, dotTile4x2F32AVX512, dotTile4x3F32AVX512, dotTile4x4F32AVX512, dotTile4x5F32AVX512, dotTile4x6F32AVX512},
+			{dotTile4x1F16AVX512, dotTile4x2F16AVX512, dotTile4x3F16AVX512, dotTile4x4F16AVX512, dotTile4x5F16AVX512, dotTile4x6F16AVX512},
+			{dotTile4x1BF16AVX512, dotTile4x2BF16AVX512, dotTile4x3BF16AVX512, dotTile4x4BF16AVX512, dotTile4x5BF16AVX512, dotTile4x6BF16AVX512},
+		},
 		vecDot64F32AVX512, vecDot64F16AVX512, vecDot64F32sAVX512, vecDot32BF16AVX512,
 		roundFP16AVX512, roundBF16AVX512, axpyF32AVX512, addRowsAVX512,
 		softmaxExpAVX512, swiGLUAVX512,
@@ -41,6 +48,11 @@ var (
 	floatAVX2 = floatAsm{
 		dotLanes16F32AVX2, dotLanes16F16AVX2, dotLanes16BF16AVX2,
 		[3]func(*[4]float32, []byte, []float32){dotLanes16x4F32AVX2, dotLanes16x4F16AVX2, dotLanes16x4BF16AVX2},
+		2, [3][]tileKernel{
+			{dotTile2x1F32AVX2, dotTile2x2F32AVX2},
+			{dotTile2x1F16AVX2, dotTile2x2F16AVX2},
+			{dotTile2x1BF16AVX2, dotTile2x2BF16AVX2},
+		},
 		vecDot64F32AVX2, vecDot64F16AVX2, vecDot64F32sAVX2, vecDot32BF16AVX2,
 		roundFP16AVX2, roundBF16AVX2, axpyF32AVX2, addRowsAVX2,
 		softmaxExpAVX2, swiGLUAVX2,
@@ -58,6 +70,7 @@ var _ = onSetVariant(func(v Variant) {
 		for _, t := range []gguf.Type{gguf.F32, gguf.F16, gguf.BF16} {
 			delete(simdFloat, t)
 			delete(simdFloat4, t)
+			delete(simdFloatTile, t)
 		}
 		roundFP16, roundBF16 = roundFP16Go, roundBF16Go
 		dotF32, kqv = vecDotF32, kqvGo
@@ -69,6 +82,7 @@ var _ = onSetVariant(func(v Variant) {
 	simdFloat[gguf.BF16] = k.dotBF16Row
 	for i, t := range []gguf.Type{gguf.F32, gguf.F16, gguf.BF16} {
 		simdFloat4[t] = checkFour(t.RowSize(1), k.lanes16x4[i])
+		simdFloatTile[t] = checkTile(t.RowSize(1), k.tileRows, k.tiles[i])
 	}
 	roundFP16, roundBF16 = k.roundFP16Row, k.roundBF16Row
 	dotF32, kqv = k.dotF32s, k.kqv
@@ -95,6 +109,30 @@ func checkFour(size int, f func(*[4]float32, []byte, []float32)) func(*[4]float3
 	return func(out *[4]float32, w []byte, x []float32) {
 		f(out, w[:size*(len(x)/4)], x)
 	}
+}
+
+// tileKernel is one generated tile: out[j·ldo+i] is dotLanes16 of weight
+// row w[i·ldw:] and activation row x[j·cols:] for the tile's rows.
+type tileKernel = func(out []float32, ldo int, w []byte, ldw int, x []float32, cols int)
+
+// checkTile wraps the tiles of rm weight rows for weights of size bytes a
+// value into a floatTile whose kernels panic, rather than read or write out
+// of bounds, when the slices are too short for the tile.
+func checkTile(size, rm int, ks []tileKernel) floatTile {
+	t := floatTile{rows: rm}
+	for n, k := range ks {
+		n++
+		t.k = append(t.k, func(out []float32, ldo int, w []byte, ldw int, x []float32, cols int) {
+			if cols%16 != 0 || cols <= 0 || ldo < rm || ldw < size*cols {
+				panic("cpu: bad tile shape")
+			}
+			_ = out[(n-1)*ldo+rm-1]
+			_ = w[(rm-1)*ldw+size*cols-1]
+			_ = x[n*cols-1]
+			k(out, ldo, w, ldw, x, cols)
+		})
+	}
+	return t
 }
 
 // dotF16Row is dotLanes16 or vecDotF16 of an F16 row.

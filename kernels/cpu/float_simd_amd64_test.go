@@ -156,6 +156,63 @@ func TestSIMDFloatDots(t *testing.T) {
 	})
 }
 
+// TestSIMDFloatTiles: every tiled kernel, for each count of activation rows
+// it takes, gives each output exactly dotLanes16's bits, with weight rows
+// and outputs further apart than a tile needs, and writes nothing else.
+func TestSIMDFloatTiles(t *testing.T) {
+	forEachSIMD(t, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(9, 10))
+		for _, typ := range floatTypes {
+			tile := simdFloatTile[typ]
+			if tile.k == nil {
+				t.Fatalf("%v: no tiled kernel", typ)
+			}
+			rm := tile.rows
+			for _, cols := range []int{16, 32, 48, 64, 256 + 16, 1024} {
+				for n := 1; n <= len(tile.k); n++ {
+					e := 12
+					if typ == gguf.F16 {
+						e = 6
+					}
+					size := typ.RowSize(1)
+					ldw := size*cols + 2*size*r.IntN(3)
+					w := make([]byte, (rm-1)*ldw+size*cols)
+					wd := make([][]float32, rm)
+					for i := range rm {
+						row, dec := floatRow(typ, spread(r, cols, e))
+						copy(w[i*ldw:], row)
+						wd[i] = dec
+					}
+					x := spread(r, n*cols, e)
+					ldo := rm + r.IntN(3)
+					out := make([]float32, (n-1)*ldo+rm+1)
+					const canary = float32(-12345)
+					for i := range out {
+						out[i] = canary
+					}
+					tile.k[n-1](out, ldo, w, ldw, x, cols)
+					for j := range n {
+						for i := range rm {
+							want := dotLanes16(wd[i], x[j*cols:(j+1)*cols])
+							if got := out[j*ldo+i]; !sameBits(got, want) {
+								t.Errorf("%v cols=%d %dx%d tile, out(%d,%d) = %g, Go gives %g", typ, cols, rm, n, i, j, got, want)
+							}
+						}
+						for i := rm; j < n-1 && i < ldo; i++ {
+							if out[j*ldo+i] != canary {
+								t.Errorf("%v cols=%d %dx%d tile wrote out[%d]", typ, cols, rm, n, j*ldo+i)
+							}
+						}
+					}
+					if out[len(out)-1] != canary {
+						t.Errorf("%v cols=%d %dx%d tile wrote past its last output", typ, cols, rm, n)
+					}
+				}
+			}
+		}
+	})
+}
+
 // TestSIMDFloatDotsSpecial: rows with infinities, NaNs, −0 and subnormals
 // give the same results as Go (NaN for NaN).
 func TestSIMDFloatDotsSpecial(t *testing.T) {
@@ -361,9 +418,9 @@ func TestSIMDExpf(t *testing.T) {
 func TestSIMDMatMul(t *testing.T) {
 	type shape struct{ rows, cols, n int }
 	var shapes []shape
-	for _, rows := range []int{4, 7, 8} {
+	for _, rows := range []int{4, 7, 8, 12, 20} {
 		for _, cols := range []int{16, 48, 64, 65, 127, 256 + 13, 1024} {
-			for _, n := range []int{1, 5, 9} {
+			for _, n := range []int{1, 2, 5, 9, 13} {
 				shapes = append(shapes, shape{rows, cols, n})
 			}
 		}
@@ -395,6 +452,9 @@ func TestSIMDMatMul(t *testing.T) {
 			want[typ] = append(want[typ], append([]float32(nil), in.out...))
 		}
 	}
+	pool := NewPool(3)
+	defer pool.Close()
+	pooled := Scratch{Pool: pool}
 	forEachSIMD(t, func(t *testing.T) {
 		for _, typ := range floatTypes {
 			for i, s := range shapes {
@@ -404,6 +464,10 @@ func TestSIMDMatMul(t *testing.T) {
 				if a := testing.AllocsPerRun(5, func() { sc.MatMul(in.out, typ, in.w, s.rows, s.cols, in.x, s.n) }); a != 0 {
 					t.Errorf("%v %d×%d n=%d: %v allocations per MatMul", typ, s.rows, s.cols, s.n, a)
 				}
+				// Three threads, splitting the rows in eights, some with
+				// nothing to do.
+				pooled.MatMul(in.out, typ, in.w, s.rows, s.cols, in.x, s.n)
+				checkSame(t, fmt.Sprintf("%v %d×%d n=%d, three threads", typ, s.rows, s.cols, s.n), in.out, want[typ][i])
 			}
 		}
 	})

@@ -2,6 +2,7 @@ package cpu
 
 import (
 	"fmt"
+	"sync/atomic"
 
 	"github.com/godwit-ai/godwit/models/gguf"
 )
@@ -30,6 +31,7 @@ type Scratch struct {
 
 	task    matMulTask
 	threads []threadScratch
+	claimed atomic.Int64 // row chunks of a decode product taken so far
 }
 
 // grow returns buf resized to n, reusing its storage when it is big enough.
@@ -96,6 +98,8 @@ func (s *Scratch) MatMul(out []float32, t gguf.Type, w []byte, rows, cols int, x
 		s.threads = append(s.threads, threadScratch{})
 	}
 	task.threads = s.threads
+	s.claimed.Store(0)
+	task.claimed = &s.claimed
 	if threads == 1 {
 		task.Run(0, 1)
 	} else {
@@ -130,6 +134,9 @@ var (
 	// batches of activation rows (prompt processing): entry 1 for weights
 	// llama.cpp repacks (see repacked), entry 0 for the others.
 	simdQuantTile = map[gguf.Type][2]*quantTiler{}
+	// simdFloatTile[t], where set, is simdFloat[t] in tinyBLAS's order for
+	// a register tile of weight rows by activation rows.
+	simdFloatTile = map[gguf.Type]floatTile{}
 	// roundFP16 and roundBF16 set dst[i] to src[i] rounded to fp16 or bf16.
 	roundFP16 = roundFP16Go
 	roundBF16 = roundBF16Go
@@ -145,6 +152,15 @@ func roundBF16Go(dst, src []float32) {
 	for i, v := range src {
 		dst[i] = BF16ToFP32(FP32ToBF16(v))
 	}
+}
+
+// floatTile is a family of register-tiled kernels: k[n-1](out, ldo, w, ldw,
+// x, cols) sets out[j·ldo+i] to dotLanes16 of the weight row w[i·ldw:] and
+// the activation row x[j·cols:], for i < rows and j < n; cols is a positive
+// multiple of 16 and ldw at least a row's bytes.
+type floatTile struct {
+	rows int
+	k    []func(out []float32, ldo int, w []byte, ldw int, x []float32, cols int)
 }
 
 // floatChunkBytes is how many bytes of float activations a product takes at a
@@ -213,12 +229,31 @@ type matMulTask struct {
 	threads       []threadScratch
 	tiler         *quantTiler // set when the first nTiled activation rows go through tiles
 	nTiled        int
-	tiled         []byte // those rows as tiler packs them
+	tiled         []byte        // those rows as tiler packs them
+	claimed       *atomic.Int64 // decodeChunk rows at a time, see Run
 }
+
+// decodeChunk is how many weight rows a thread takes at a time in a product
+// with F32, F16 or BF16 weights and one activation row, a multiple of 8.
+// Such a product only streams its weights from memory; the threads' shares
+// of the bandwidth are uneven, and more so when the cores are shared with
+// other work, so a fixed split left one thread waiting on the other.
+const decodeChunk = 64
 
 // Run computes the output columns of weight rows [lo, hi) for thread; the
 // ranges are multiples of 8 rows, as llama.cpp's repacked kernels take them.
+// Float products of one activation row instead hand out chunks of
+// decodeChunk rows to whichever thread asks next.
 func (m *matMulTask) Run(thread, threads int) {
+	if m.acts == nil && m.n == 1 && threads > 1 {
+		for {
+			lo := int(m.claimed.Add(1)-1) * decodeChunk
+			if lo >= m.rows {
+				return
+			}
+			m.float(lo, min(lo+decodeChunk, m.rows), &m.threads[thread])
+		}
+	}
 	lo, hi := split(m.rows, thread, threads, 8)
 	if lo == hi {
 		return
@@ -237,6 +272,10 @@ func (m *matMulTask) Run(thread, threads int) {
 func (m *matMulTask) float(lo, hi int, ts *threadScratch) {
 	cols, n := m.cols, m.n
 	lanes16 := (n >= 2 || m.invariant) && cols%16 == 0 && m.rows%4 == 0
+	if tile := simdFloatTile[m.t]; lanes16 && tile.k != nil && cols > 0 {
+		m.floatTiles(lo, hi, tile)
+		return
+	}
 	if k := simdFloat[m.t]; k != nil {
 		k4 := simdFloat4[m.t]
 		// Activation rows in chunks that stay in cache while the thread's
@@ -277,6 +316,34 @@ func (m *matMulTask) float(lo, hi int, ts *threadScratch) {
 				v = vecDotBF16(ts.row, xi)
 			}
 			m.out[i*m.rows+r] = v
+		}
+	}
+}
+
+// floatTiles is float in tinyBLAS's order with the tiled kernels: weight rows
+// tile.rows at a time (the last few, if any, one by one) against activation
+// rows len(tile.k) at a time, each chunk of activation rows staying in cache
+// while the weight rows go past.
+func (m *matMulTask) floatTiles(lo, hi int, tile floatTile) {
+	cols, rows, rb := m.cols, m.rows, m.rowBytes
+	rm, rn := tile.rows, len(tile.k)
+	chunk := max(rn, floatChunkBytes/(4*cols)/rn*rn)
+	for c0 := 0; c0 < m.n; c0 += chunk {
+		c1 := min(m.n, c0+chunk)
+		r := lo
+		for ; r+rm <= hi; r += rm {
+			wr := m.w[r*rb : (r+rm)*rb]
+			for i := c0; i < c1; i += rn {
+				n := min(rn, c1-i)
+				tile.k[n-1](m.out[i*rows+r:], rows, wr, rb, m.x[i*cols:(i+n)*cols], cols)
+			}
+		}
+		// A range that is not a multiple of rm: the last rows one at a time.
+		for ; r < hi; r++ {
+			wr := m.w[r*rb : (r+1)*rb]
+			for i := c0; i < c1; i++ {
+				m.out[i*rows+r] = simdFloat[m.t](wr, m.x[i*cols:(i+1)*cols], true)
+			}
 		}
 	}
 }

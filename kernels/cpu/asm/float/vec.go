@@ -135,7 +135,12 @@ func (a arch) reduce16(v vec) reg.VecVirtual {
 		g.VADDPS(v[1], v[0], h)
 	}
 	l, t := g.XMM(), g.XMM()
-	g.VEXTRACTF128(operand.Imm(1), h, l)
+	if a.parts == 1 {
+		// The EVEX form, which reaches X16–X31 (the tiles use them all).
+		g.VEXTRACTF32X4(operand.Imm(1), h, l)
+	} else {
+		g.VEXTRACTF128(operand.Imm(1), h, l)
+	}
 	g.VADDPS(l, h.AsX(), l)
 	g.VMOVHLPS(l, l, t)
 	g.VADDPS(t, l, l)
