@@ -84,7 +84,7 @@ func decodeError(err error) *apiError {
 	case errors.As(err, &syn):
 		return badRequest("", "malformed JSON at byte %d: %v", syn.Offset, err)
 	case errors.As(err, &typ):
-		field := typ.Field
+		field := strings.TrimPrefix(typ.Field, "samplingFields.")
 		if field == "" {
 			return badRequest("", "the request body must be a JSON object, not %s", typ.Value)
 		}
