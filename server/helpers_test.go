@@ -41,6 +41,8 @@ type rigOptions struct {
 	bc      batcher.Config
 	blocks  int  // KV blocks of 16 positions (default 2048)
 	loading bool // do not call SetReady
+	// chatTemplate replaces the file's tokenizer.chat_template.
+	chatTemplate string
 }
 
 // startRig starts a server; everything stops when the test ends.
@@ -83,6 +85,9 @@ func startRig(t *testing.T, o rigOptions) *rig {
 	s := New(o.cfg)
 	if !o.loading {
 		tmpl, _ := m.File.String("tokenizer.chat_template")
+		if o.chatTemplate != "" {
+			tmpl = o.chatTemplate
+		}
 		if err := s.SetReady(Model{Batcher: b, Tokenizer: tok, Context: m.Context, MaxN: o.bc.MaxN, ChatTemplate: tmpl}); err != nil {
 			t.Fatal(err)
 		}
