@@ -9,9 +9,10 @@ export CGO_ENABLED := 0
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/godwit ./cmd/godwit
 
-# Until the HTTP server exists, run generates from the default model.
+# run serves the default model on http://127.0.0.1:8080 (see the README's
+# curl examples); Ctrl-C drains and stops it.
 run: build
-	./bin/godwit run -p "Once upon a time" -n 64
+	./bin/godwit serve
 
 # The seed corpus of every fuzz target runs as part of the normal tests. Where
 # qemu-user is installed, the arm64 build's tests run too.

@@ -1,0 +1,202 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/dustin/go-humanize"
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/godwit-ai/godwit/batcher"
+	"github.com/godwit-ai/godwit/models"
+	"github.com/godwit-ai/godwit/server"
+)
+
+func serveCmd() *cobra.Command {
+	var (
+		modelPath    string
+		host         string
+		port         int
+		name         string
+		apiKeys      []string
+		threads      int
+		kv           kvFlags
+		bc           batcher.Config
+		maxBody      string
+		drainTimeout time.Duration
+		templateFile string
+		logLevel     string
+	)
+	cmd := &cobra.Command{
+		Use:   "serve [-m FILE]",
+		Short: "Serve a model over an OpenAI-compatible HTTP API",
+		Long: "Serve a model over an OpenAI-compatible HTTP API: /v1/completions, /v1/chat/completions, /v1/models,\n" +
+			"/tokenize, /detokenize, /health and Prometheus /metrics. SIGTERM or SIGINT drains: new requests get 503\n" +
+			"while those in flight finish (up to --drain-timeout), then godwit exits.\n" +
+			"With no -m, godwit uses the first model in $GODWIT_MODELS or ~/.cache/godwit/models.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var level slog.Level
+			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+				return fmt.Errorf("--log-level %q: want debug, info, warn or error", logLevel)
+			}
+			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+			body, err := humanize.ParseBytes(maxBody)
+			if err != nil || body == 0 || body > 1<<30 {
+				return fmt.Errorf("--max-body-size %q: want a size such as 4MiB (at most 1GiB)", maxBody)
+			}
+			var keys []string
+			for _, k := range apiKeys {
+				if k = strings.TrimSpace(k); k != "" {
+					keys = append(keys, k)
+				}
+			}
+			path, err := resolveModel(modelPath, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			if name == "" {
+				name = strings.TrimSuffix(filepath.Base(path), ".gguf")
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+			defer stop()
+
+			// Listen first, so /health answers 503 while the model loads.
+			ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+			if err != nil {
+				return err
+			}
+			srv := server.New(server.Config{ModelName: name, APIKeys: keys, MaxBodySize: int(body), Logger: log})
+			served := make(chan error, 1)
+			go func() { served <- srv.Serve(ln) }()
+			log.Info("listening", "addr", "http://"+ln.Addr().String(), "model", name, "api_keys", len(keys))
+
+			l, err := loadWithProgress(path, threads, cmd.ErrOrStderr(), log)
+			if err != nil {
+				_ = srv.Shutdown(context.Background())
+				return err
+			}
+			defer l.close()
+			pool, err := kv.pool(l.model, l.backend)
+			if err != nil {
+				_ = srv.Shutdown(context.Background())
+				return err
+			}
+			bc.Logger = log
+			b := batcher.New(l.eng, l.tok, pool, bc)
+			tmpl, _ := l.model.File.String("tokenizer.chat_template")
+			if templateFile != "" {
+				src, err := os.ReadFile(templateFile)
+				if err != nil {
+					b.Close()
+					_ = srv.Shutdown(context.Background())
+					return err
+				}
+				tmpl = string(src)
+			}
+			if err := srv.SetReady(server.Model{Batcher: b, Tokenizer: l.tok, Context: l.model.Context, MaxN: bc.MaxN, ChatTemplate: tmpl}); err != nil {
+				b.Close()
+				_ = srv.Shutdown(context.Background())
+				return err
+			}
+			log.Info("ready", "model", name, "context", l.model.Context)
+
+			select {
+			case err := <-served:
+				b.Close()
+				return err
+			case <-ctx.Done():
+			}
+			stop() // a second signal ends the process at once
+			log.Info("draining", "in_flight", srv.InFlight(), "timeout", drainTimeout)
+			dctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+			defer cancel()
+			if err := srv.Drain(dctx); err != nil {
+				log.Warn("drain timed out; cancelling the requests left", "in_flight", srv.InFlight())
+			}
+			b.Close() // ends what is left with 503s
+			sctx, cancel2 := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel2()
+			if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+				log.Warn("shutdown", "error", err)
+			}
+			log.Info("stopped")
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&modelPath, "model", "m", "", "GGUF model file")
+	f.StringVar(&host, "host", "127.0.0.1", "address to listen on (0.0.0.0 for every interface)")
+	f.IntVar(&port, "port", 8080, "port to listen on (0: any free port, logged)")
+	f.StringVar(&name, "served-model-name", "", "model id the API answers to (default: the file name without .gguf)")
+	f.StringSliceVar(&apiKeys, "api-key", nil, "require this bearer token on /v1, /tokenize and /detokenize (repeatable, or comma-separated)")
+	f.IntVarP(&threads, "threads", "t", 0, "threads to compute on (0: all CPUs)")
+	kv.register(f)
+	f.IntVar(&bc.MaxSeqs, "max-num-seqs", 64, "most sequences in a batch")
+	f.IntVar(&bc.MaxBatchTokens, "max-batch-tokens", 512, "token budget of a batch step (decodes plus prompt chunks)")
+	f.IntVar(&bc.MaxQueue, "max-queue", 256, "most requests waiting; more get 429")
+	f.IntVar(&bc.MaxN, "max-n", 16, "largest n (samples per prompt) a request may ask for")
+	f.StringVar(&maxBody, "max-body-size", "4MiB", "largest request body; larger ones get 413")
+	f.DurationVar(&drainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM/SIGINT, how long requests in flight may take to finish")
+	f.StringVar(&templateFile, "chat-template", "", "Jinja chat template file (default: the model's tokenizer.chat_template, else a built-in one)")
+	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	return cmd
+}
+
+// loadWithProgress loads the model and reads its weights into memory once,
+// so that the first requests do not wait on the disk: with a progress bar
+// on a terminal, log lines otherwise.
+func loadWithProgress(path string, threads int, stderr io.Writer, log *slog.Logger) (*loaded, error) {
+	start := time.Now()
+	log.Info("loading model", "file", path)
+	l, err := load(path, threads, stderr)
+	if err != nil {
+		return nil, err
+	}
+	var total int64
+	for _, w := range l.model.Weights() {
+		total += int64(len(w.Data))
+	}
+	var bar *progressbar.ProgressBar
+	if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		bar = progressbar.NewOptions64(total, progressbar.OptionSetWriter(stderr), progressbar.OptionShowBytes(true),
+			progressbar.OptionSetDescription("loading "+filepath.Base(path)), progressbar.OptionClearOnFinish(),
+			progressbar.OptionThrottle(100*time.Millisecond))
+	}
+	touchWeights(l.model, func(n int) {
+		if bar != nil {
+			_ = bar.Add(n)
+		}
+	})
+	if bar != nil {
+		_ = bar.Finish()
+	}
+	log.Info("model loaded", "weights", humanize.IBytes(uint64(total)), "took", time.Since(start).Round(time.Millisecond))
+	return l, nil
+}
+
+// touchWeights reads a byte of every page of the weights, faulting the
+// mapping in; progress gets the bytes done.
+func touchWeights(m *models.Model, progress func(int)) byte {
+	var sum byte
+	for _, w := range m.Weights() {
+		for off := 0; off < len(w.Data); off += 4096 {
+			sum += w.Data[off]
+		}
+		progress(len(w.Data))
+	}
+	return sum
+}

@@ -1,0 +1,213 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/godwit-ai/godwit/internal/shared"
+)
+
+// TestMain lets a test run the test binary as godwit itself
+// (GODWIT_TEST_MAIN=1), so that serve runs as its own process.
+func TestMain(m *testing.M) {
+	if os.Getenv("GODWIT_TEST_MAIN") == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// serveProcess is godwit serve running as a child process.
+type serveProcess struct {
+	cmd  *exec.Cmd
+	url  string
+	logs *strings.Builder
+	mu   *sync.Mutex
+	done chan error
+}
+
+func startServe(t *testing.T, env []string, args ...string) *serveProcess {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, append([]string{"serve"}, args...)...)
+	cmd.Env = append(append(os.Environ(), "GODWIT_TEST_MAIN=1"), env...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &serveProcess{cmd: cmd, logs: &strings.Builder{}, mu: &sync.Mutex{}, done: make(chan error, 1)}
+	ready := make(chan string, 1)
+	go func() {
+		addr := regexp.MustCompile(`addr=(http://\S+)`)
+		sc := bufio.NewScanner(stderr)
+		url := ""
+		for sc.Scan() {
+			line := sc.Text()
+			p.mu.Lock()
+			p.logs.WriteString(line + "\n")
+			p.mu.Unlock()
+			if m := addr.FindStringSubmatch(line); m != nil {
+				url = m[1]
+			}
+			if strings.Contains(line, "msg=ready") {
+				ready <- url
+			}
+		}
+		p.done <- cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+		}
+	})
+	select {
+	case p.url = <-ready:
+	case err := <-p.done:
+		t.Fatalf("godwit serve exited: %v\n%s", err, p.log())
+	case <-time.After(20 * time.Second):
+		t.Fatalf("godwit serve did not get ready:\n%s", p.log())
+	}
+	return p
+}
+
+func (p *serveProcess) log() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.logs.String()
+}
+
+// peakRSS is the process's peak resident memory (VmHWM).
+func peakRSS(pid int) string {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown"
+}
+
+// TestServeDrainsOnSIGTERM: SIGTERM while streams are running: they
+// complete, new requests get 503, and godwit exits 0 within the drain
+// timeout. Flags come from GODWIT_* variables too.
+func TestServeDrainsOnSIGTERM(t *testing.T) {
+	stories := shared.Path(t, "models/stories260K.gguf")
+	p := startServe(t, []string{"GODWIT_SERVED_MODEL_NAME=tiny", "GODWIT_DRAIN_TIMEOUT=20s"},
+		"-m", stories, "--port", "0", "-t", "1", "--kv-cache-mem", "8MiB", "--max-num-seqs", "8")
+	if resp, err := http.Get(p.url + "/health"); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("health: %v %v", resp, err)
+	}
+	resp, err := http.Get(p.url + "/v1/models")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `"id":"tiny"`) {
+		t.Fatalf("GODWIT_SERVED_MODEL_NAME not used: %s", body)
+	}
+
+	const streams = 12
+	type result struct {
+		last   string
+		finish string
+		err    error
+	}
+	results := make(chan result, streams)
+	started := make(chan struct{}, streams)
+	for range streams {
+		go func() {
+			resp, err := http.Post(p.url+"/v1/completions", "application/json",
+				strings.NewReader(`{"model":"tiny","prompt":"Once upon a time","max_tokens":300,"ignore_eos":true,"stream":true}`))
+			if err != nil {
+				started <- struct{}{}
+				results <- result{err: err}
+				return
+			}
+			defer resp.Body.Close()
+			sc := bufio.NewScanner(resp.Body)
+			var res result
+			first := true
+			for sc.Scan() {
+				line := sc.Text()
+				if !strings.HasPrefix(line, "data: ") {
+					continue
+				}
+				if first {
+					started <- struct{}{}
+					first = false
+				}
+				res.last = line
+				if m := regexp.MustCompile(`"finish_reason":"(\w+)"`).FindStringSubmatch(line); m != nil {
+					res.finish = m[1]
+				}
+			}
+			if first {
+				started <- struct{}{}
+			}
+			res.err = sc.Err()
+			results <- res
+		}()
+	}
+	for range streams {
+		<-started
+	}
+	rss := peakRSS(p.cmd.Process.Pid)
+	sent := time.Now()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	// New requests are refused with 503 while the streams finish.
+	refused := false
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline) && !refused; {
+		resp, err := http.Post(p.url+"/v1/completions", "application/json", strings.NewReader(`{"prompt":"Once","max_tokens":1}`))
+		if err != nil {
+			break // already stopped listening: too late to see the 503
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == 503 {
+			refused = true
+			if !strings.Contains(string(body), "shutting down") {
+				t.Errorf("503 body %s", body)
+			}
+		}
+	}
+	if !refused {
+		t.Error("no new request was refused with 503 during the drain")
+	}
+	for range streams {
+		r := <-results
+		if r.err != nil || r.last != "data: [DONE]" || r.finish != "length" {
+			t.Errorf("a stream in flight did not complete: finish %q, last %q, err %v", r.finish, r.last, r.err)
+		}
+	}
+	select {
+	case err := <-p.done:
+		if err != nil {
+			t.Fatalf("exit: %v\n%s", err, p.log())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("godwit did not exit within the drain timeout\n%s", p.log())
+	}
+	t.Logf("exited 0 %v after SIGTERM; peak RSS %s", time.Since(sent).Round(time.Millisecond), rss)
+	if log := p.log(); !strings.Contains(log, "msg=draining") || !strings.Contains(log, "msg=stopped") {
+		t.Errorf("log:\n%s", log)
+	}
+}

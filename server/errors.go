@@ -1,0 +1,124 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/valyala/fasthttp"
+)
+
+// apiError is an error answered in OpenAI's shape:
+// {"error":{"message","type","param","code"}}.
+type apiError struct {
+	Status  int    `json:"-"`
+	Message string `json:"message"`
+	Type    string `json:"type"`
+	Param   any    `json:"param"` // the offending field, or null
+	Code    any    `json:"code"`  // a short machine-readable reason, or null
+}
+
+func (e *apiError) Error() string { return e.Message }
+
+// The error types, by status.
+const (
+	typeInvalid     = "invalid_request_error" // 400, 404, 413
+	typeAuth        = "authentication_error"  // 401
+	typeRateLimit   = "rate_limit_error"      // 429
+	typeServer      = "server_error"          // 500
+	typeUnavailable = "service_unavailable"   // 503
+)
+
+// badRequest is a 400 naming param ("" for none).
+func badRequest(param, format string, args ...any) *apiError {
+	e := &apiError{Status: fasthttp.StatusBadRequest, Message: fmt.Sprintf(format, args...), Type: typeInvalid}
+	if param != "" {
+		e.Param = param
+	}
+	return e
+}
+
+func notFound(code, format string, args ...any) *apiError {
+	return &apiError{Status: fasthttp.StatusNotFound, Message: fmt.Sprintf(format, args...), Type: typeInvalid, Code: code}
+}
+
+func unavailable(msg string) *apiError {
+	return &apiError{Status: fasthttp.StatusServiceUnavailable, Message: msg, Type: typeUnavailable, Code: "service_unavailable"}
+}
+
+func tooLarge(limit int) *apiError {
+	return &apiError{Status: fasthttp.StatusRequestEntityTooLarge, Type: typeInvalid, Code: "request_too_large",
+		Message: fmt.Sprintf("the request body is larger than the server's limit of %d bytes (--max-body-size)", limit)}
+}
+
+func queueFull() *apiError {
+	return &apiError{Status: fasthttp.StatusTooManyRequests, Type: typeRateLimit, Code: "queue_full",
+		Message: "too many requests are waiting; retry later"}
+}
+
+func internalError(requestID string) *apiError {
+	return &apiError{Status: fasthttp.StatusInternalServerError, Type: typeServer, Code: "internal_error",
+		Message: "internal server error (request id " + requestID + ")"}
+}
+
+// writeError answers ctx with e.
+func writeError(ctx *fasthttp.RequestCtx, e *apiError) {
+	ctx.Response.ResetBody()
+	ctx.SetStatusCode(e.Status)
+	ctx.SetContentType("application/json")
+	if e.Status == fasthttp.StatusTooManyRequests {
+		ctx.Response.Header.Set("Retry-After", "1")
+	}
+	b, _ := json.Marshal(struct {
+		Error *apiError `json:"error"`
+	}{e})
+	ctx.SetBody(b)
+}
+
+// decodeError turns a JSON decoding error into a 400 naming the field.
+func decodeError(err error) *apiError {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syn):
+		return badRequest("", "malformed JSON at byte %d: %v", syn.Offset, err)
+	case errors.As(err, &typ):
+		field := strings.TrimPrefix(typ.Field, "samplingFields.")
+		if field == "" {
+			return badRequest("", "the request body must be a JSON object, not %s", typ.Value)
+		}
+		return badRequest(field, "%s must be %s, not %s", field, jsonKind(typ.Type.Kind().String()), typ.Value)
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		return badRequest(name, "the field %q is not supported by this server", name)
+	case errors.Is(err, errEmptyBody):
+		return badRequest("", "the request body is empty; send a JSON object")
+	}
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return ae
+	}
+	return badRequest("", "malformed JSON: %v", err)
+}
+
+var errEmptyBody = errors.New("empty body")
+
+// jsonKind names a Go kind as JSON would.
+func jsonKind(k string) string {
+	switch k {
+	case "int", "int32", "int64", "uint64":
+		return "an integer"
+	case "float32", "float64":
+		return "a number"
+	case "string":
+		return "a string"
+	case "bool":
+		return "a boolean"
+	case "slice":
+		return "an array"
+	case "map", "struct":
+		return "an object"
+	}
+	return "a " + k
+}

@@ -1,0 +1,396 @@
+// Package server is godwit's OpenAI-compatible HTTP API on fasthttp:
+// /v1/completions, /v1/chat/completions (with server-sent events), /v1/models,
+// /tokenize, /detokenize, /health and Prometheus /metrics under vLLM's metric
+// names. Requests become batcher requests; errors have OpenAI's shape.
+//
+// A Server answers from the moment it listens: /health and the API answer 503
+// until SetReady hands it a loaded model, and again once Drain starts.
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/godwit-ai/godwit/batcher"
+	"github.com/godwit-ai/godwit/models/tokenizer"
+)
+
+// Config sets up a Server; the zero value takes the defaults named.
+type Config struct {
+	// ModelName is the id clients name in "model" (default "godwit").
+	ModelName string
+	// APIKeys, when not empty, are the bearer tokens the API accepts;
+	// /health and /metrics stay open.
+	APIKeys []string
+	// MaxBodySize is the largest request body in bytes (default 4 MiB);
+	// larger ones get a 413.
+	MaxBodySize int
+	// Logger receives request errors and panics (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// Model is what a Server serves once loaded.
+type Model struct {
+	Batcher   *batcher.Batcher
+	Tokenizer *tokenizer.Tokenizer
+	// Context is the model's context length in tokens.
+	Context int
+	// MaxN is the batcher's limit on n (batcher.Config.MaxN; default 16).
+	MaxN int
+	// ChatTemplate is the Jinja chat template (the file's
+	// tokenizer.chat_template); empty picks a built-in one.
+	ChatTemplate string
+}
+
+// ready is a Model prepared for serving.
+type ready struct {
+	Model
+	chat      *chatTemplate
+	bos, eos  string
+	createdAt int64
+}
+
+// Server is the HTTP API. Create it with New.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	model   atomic.Pointer[ready]
+	drain   atomic.Bool
+	metrics *metrics
+	routes  map[string]route
+
+	// In-flight generation requests (a stream counts until its last
+	// byte is written), for Drain.
+	mu       sync.Mutex
+	inflight int
+	idle     chan struct{} // closed when inflight drops to 0 while draining
+
+	srv *fasthttp.Server
+}
+
+type route struct {
+	method string
+	auth   bool // needs an API key when keys are set
+	gen    bool // a generation request: counted in flight, refused while draining
+	h      func(s *Server, ctx *fasthttp.RequestCtx, m *ready) *apiError
+}
+
+// New returns a server that answers 503 until SetReady.
+func New(cfg Config) *Server {
+	if cfg.ModelName == "" {
+		cfg.ModelName = "godwit"
+	}
+	if cfg.MaxBodySize <= 0 {
+		cfg.MaxBodySize = 4 << 20
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger}
+	s.metrics = newMetrics(s)
+	s.routes = map[string]route{
+		"/v1/completions":      {method: "POST", auth: true, gen: true, h: (*Server).completions},
+		"/v1/chat/completions": {method: "POST", auth: true, gen: true, h: (*Server).chatCompletions},
+		"/v1/models":           {method: "GET", auth: true, h: (*Server).listModels},
+		"/tokenize":            {method: "POST", auth: true, h: (*Server).tokenize},
+		"/detokenize":          {method: "POST", auth: true, h: (*Server).detokenize},
+	}
+	return s
+}
+
+// SetReady starts serving m.
+func (s *Server) SetReady(m Model) error {
+	if m.MaxN <= 0 {
+		m.MaxN = 16
+	}
+	r := &ready{Model: m, createdAt: time.Now().Unix()}
+	if id := m.Tokenizer.BOS(); id >= 0 {
+		r.bos = string(m.Tokenizer.Piece(id))
+	}
+	if id := m.Tokenizer.EOS(); id >= 0 {
+		r.eos = string(m.Tokenizer.Piece(id))
+	}
+	ct, err := newChatTemplate(m.ChatTemplate, m.Tokenizer)
+	if err != nil {
+		return err
+	}
+	r.chat = ct
+	s.model.Store(r)
+	return nil
+}
+
+// Handler is the server's request handler, for a fasthttp.Server of the
+// caller's (Serve makes one).
+func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
+	start := time.Now()
+	id := string(ctx.Request.Header.Peek("X-Request-Id"))
+	if id == "" || len(id) > 128 {
+		id = "req-" + randomHex(12)
+	}
+	ctx.Response.Header.Set("X-Request-Id", id)
+	path := string(ctx.Path())
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("panic in handler", "request_id", id, "path", path, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			ctx.Response.Reset()
+			ctx.Response.Header.Set("X-Request-Id", id)
+			writeError(ctx, internalError(id))
+		}
+		s.metrics.request(path, ctx.Response.StatusCode(), time.Since(start))
+	}()
+	switch path {
+	case "/health":
+		if s.model.Load() == nil || s.drain.Load() {
+			writeError(ctx, s.unavailable())
+			return
+		}
+		ctx.SetStatusCode(fasthttp.StatusOK)
+		return
+	case "/metrics":
+		s.metrics.write(ctx)
+		return
+	}
+	rt, ok := s.routes[path]
+	if !ok {
+		writeError(ctx, notFound("not_found", "there is no route %s %s", ctx.Method(), path))
+		return
+	}
+	if string(ctx.Method()) != rt.method {
+		ctx.Response.Header.Set("Allow", rt.method)
+		writeError(ctx, &apiError{Status: fasthttp.StatusMethodNotAllowed, Type: typeInvalid,
+			Message: fmt.Sprintf("%s takes %s, not %s", path, rt.method, ctx.Method())})
+		return
+	}
+	if rt.auth && !s.authorized(ctx) {
+		ctx.Response.Header.Set("WWW-Authenticate", "Bearer")
+		writeError(ctx, &apiError{Status: fasthttp.StatusUnauthorized, Type: typeAuth, Code: "invalid_api_key",
+			Message: "a valid API key is required: send it as Authorization: Bearer KEY"})
+		return
+	}
+	m := s.model.Load()
+	if m == nil || (rt.gen && s.drain.Load()) {
+		writeError(ctx, s.unavailable())
+		return
+	}
+	if rt.gen {
+		if !s.enter() {
+			writeError(ctx, s.unavailable())
+			return
+		}
+		// A stream leaves when its writer ends (see stream).
+		defer func() {
+			if !ctx.Response.IsBodyStream() {
+				s.leave()
+			}
+		}()
+	}
+	if rt.method == "POST" && !utf8.Valid(ctx.PostBody()) {
+		writeError(ctx, badRequest("", "the request body is not valid UTF-8"))
+		return
+	}
+	if e := rt.h(s, ctx, m); e != nil {
+		if e.Status >= 500 {
+			s.log.Error("request failed", "request_id", id, "path", path, "status", e.Status, "error", e.Message)
+		}
+		writeError(ctx, e)
+	}
+}
+
+func (s *Server) unavailable() *apiError {
+	if s.drain.Load() {
+		return unavailable("the server is shutting down")
+	}
+	return unavailable("the model is still loading")
+}
+
+// authorized checks the bearer token against the configured keys.
+func (s *Server) authorized(ctx *fasthttp.RequestCtx) bool {
+	if len(s.cfg.APIKeys) == 0 {
+		return true
+	}
+	auth := ctx.Request.Header.Peek("Authorization")
+	token, ok := bytes.CutPrefix(auth, []byte("Bearer "))
+	if !ok {
+		return false
+	}
+	good := false
+	for _, k := range s.cfg.APIKeys {
+		if subtle.ConstantTimeCompare(token, []byte(k)) == 1 {
+			good = true
+		}
+	}
+	return good
+}
+
+// enter counts a generation request in flight; it fails while draining.
+func (s *Server) enter() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.drain.Load() {
+		return false
+	}
+	s.inflight++
+	return true
+}
+
+func (s *Server) leave() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.inflight--
+	if s.inflight == 0 && s.idle != nil {
+		close(s.idle)
+		s.idle = nil
+	}
+}
+
+// InFlight is the number of generation requests being answered.
+func (s *Server) InFlight() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.inflight
+}
+
+// Drain makes /health and new generation requests answer 503 and waits
+// until the requests in flight have finished or ctx is done.
+func (s *Server) Drain(ctx context.Context) error {
+	s.mu.Lock()
+	s.drain.Store(true)
+	var idle chan struct{}
+	if s.inflight > 0 {
+		if s.idle == nil {
+			s.idle = make(chan struct{})
+		}
+		idle = s.idle
+	}
+	s.mu.Unlock()
+	if idle == nil {
+		return nil
+	}
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Serve answers requests on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.srv == nil {
+		s.srv = &fasthttp.Server{
+			Handler:            s.Handler,
+			Name:               "godwit",
+			MaxRequestBodySize: s.cfg.MaxBodySize,
+			IdleTimeout:        2 * time.Minute,
+			CloseOnShutdown:    true,
+			ErrorHandler:       s.errorHandler,
+			Logger:             slogPrinter{s.log},
+		}
+	}
+	srv := s.srv
+	s.mu.Unlock()
+	return srv.Serve(ln)
+}
+
+// Shutdown stops listening and waits for open connections until ctx is done.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	srv := s.srv
+	s.mu.Unlock()
+	if srv == nil {
+		return nil
+	}
+	return srv.ShutdownWithContext(ctx)
+}
+
+// errorHandler answers requests fasthttp could not read: an oversized body
+// gets a 413 (fasthttp's own answer would be a 400).
+func (s *Server) errorHandler(ctx *fasthttp.RequestCtx, err error) {
+	var small *fasthttp.ErrSmallBuffer
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		writeError(ctx, tooLarge(s.cfg.MaxBodySize))
+	case errors.As(err, &small):
+		writeError(ctx, &apiError{Status: fasthttp.StatusRequestHeaderFieldsTooLarge, Type: typeInvalid, Message: "the request headers are too large"})
+	default:
+		writeError(ctx, badRequest("", "cannot read the HTTP request: %v", err))
+	}
+	s.metrics.request("", ctx.Response.StatusCode(), 0)
+}
+
+type slogPrinter struct{ l *slog.Logger }
+
+func (p slogPrinter) Printf(format string, args ...any) { p.l.Debug(fmt.Sprintf(format, args...)) }
+
+// decode reads the JSON body into v, refusing unknown fields.
+func decode(ctx *fasthttp.RequestCtx, v any) *apiError {
+	body := ctx.PostBody()
+	if len(bytes.TrimSpace(body)) == 0 {
+		return decodeError(errEmptyBody)
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return decodeError(err)
+	}
+	if dec.More() {
+		return badRequest("", "malformed JSON: more than one value in the body")
+	}
+	return nil
+}
+
+// writeJSON answers 200 with v.
+func writeJSON(ctx *fasthttp.RequestCtx, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err) // our own types always marshal
+	}
+	ctx.SetContentType("application/json")
+	ctx.SetBody(b)
+}
+
+// checkModel answers 404 for a model we do not serve ("" means ours).
+func (s *Server) checkModel(name string) *apiError {
+	if name != "" && name != s.cfg.ModelName {
+		return notFound("model_not_found", "the model %q does not exist; this server serves %q", name, s.cfg.ModelName)
+	}
+	return nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// listModels answers GET /v1/models.
+func (s *Server) listModels(ctx *fasthttp.RequestCtx, m *ready) *apiError {
+	type model struct {
+		ID          string `json:"id"`
+		Object      string `json:"object"`
+		Created     int64  `json:"created"`
+		OwnedBy     string `json:"owned_by"`
+		MaxModelLen int    `json:"max_model_len"`
+	}
+	writeJSON(ctx, struct {
+		Object string  `json:"object"`
+		Data   []model `json:"data"`
+	}{"list", []model{{s.cfg.ModelName, "model", m.createdAt, "godwit", m.Context}}})
+	return nil
+}

@@ -1,0 +1,106 @@
+package server
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/godwit-ai/godwit/internal/shared"
+	"github.com/godwit-ai/godwit/models"
+	"github.com/godwit-ai/godwit/models/tokenizer"
+)
+
+// Chat templates as the Llama 3 Instruct and Qwen2 Instruct GGUF files
+// carry them in tokenizer.chat_template.
+const (
+	llama3Template = `{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>
+
+'+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>
+
+' }}{% endif %}`
+
+	qwen2Template = `{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system
+You are a helpful assistant.<|im_end|>
+' }}{% endif %}{{'<|im_start|>' + message['role'] + '
+' + message['content'] + '<|im_end|>' + '
+'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant
+' }}{% endif %}`
+
+	alternateTemplate = `{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{{ message['content'] }}{% endfor %}`
+)
+
+func storiesTokenizer(t *testing.T) *tokenizer.Tokenizer {
+	t.Helper()
+	m, err := models.Load(shared.Path(t, "models/stories260K.gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	tok, err := tokenizer.FromGGUF(m.File)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// TestChatTemplates: real models' templates render with the Jinja engine
+// exactly as their models expect, and a template's raise_exception becomes
+// an error.
+func TestChatTemplates(t *testing.T) {
+	tok := storiesTokenizer(t)
+	conv := []chatMessage{{Role: "user", Content: " Hello! "}, {Role: "assistant", Content: "Hi."}, {Role: "user", Content: "Tell me a story."}}
+	for _, c := range []struct {
+		name, src, want string
+	}{
+		{"llama3", llama3Template, "<s><|start_header_id|>user<|end_header_id|>\n\nHello!<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\nHi.<|eot_id|>" +
+			"<|start_header_id|>user<|end_header_id|>\n\nTell me a story.<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"},
+		{"qwen2", qwen2Template, "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n Hello! <|im_end|>\n" +
+			"<|im_start|>assistant\nHi.<|im_end|>\n<|im_start|>user\nTell me a story.<|im_end|>\n<|im_start|>assistant\n"},
+		{"built-in llama3", templateLlama3, "<s><|start_header_id|>user<|end_header_id|>\n\nHello!<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\nHi.<|eot_id|>" +
+			"<|start_header_id|>user<|end_header_id|>\n\nTell me a story.<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"},
+		{"built-in chatml", templateChatML, "<|im_start|>user\n Hello! <|im_end|>\n<|im_start|>assistant\nHi.<|im_end|>\n<|im_start|>user\nTell me a story.<|im_end|>\n<|im_start|>assistant\n"},
+		{"built-in llama2", templateLlama2, "<s>[INST] Hello! [/INST] Hi. </s>[INST] Tell me a story. [/INST]"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ct, err := newChatTemplate(c.src, tok)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := ct.render(conv)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != c.want {
+				t.Fatalf("rendered\n%q\nwant\n%q", got, c.want)
+			}
+			// The template's BOS is parsed as the token, never doubled.
+			ids := ct.tokens(got)
+			if ids[0] != tok.BOS() || ids[1] == tok.BOS() {
+				t.Fatalf("ids start %v", ids[:2])
+			}
+		})
+	}
+	ct, err := newChatTemplate(alternateTemplate, tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ct.render([]chatMessage{{Role: "user"}, {Role: "user"}}); err == nil || !strings.Contains(err.Error(), "must alternate") {
+		t.Fatalf("raise_exception: %v", err)
+	}
+	if _, err := newChatTemplate("{% for %}", tok); err == nil {
+		t.Fatal("a broken template compiled")
+	}
+}
+
+// TestChatTemplateFromFile: a model's tokenizer.chat_template is what chat
+// requests are rendered with; its errors are 400s.
+func TestChatTemplateFromFile(t *testing.T) {
+	r := startRig(t, rigOptions{chatTemplate: alternateTemplate})
+	resp := r.do("POST", "/v1/chat/completions", `{"messages":[{"role":"user","content":"a"},{"role":"user","content":"b"}]}`)
+	checkError(t, resp, 400, typeInvalid, "messages", "must alternate")
+	r = startRig(t, rigOptions{chatTemplate: llama3Template})
+	v := r.post("/tokenize", map[string]any{"messages": []map[string]any{{"role": "user", "content": "Hello"}}})
+	want := r.tok.Encode("<s><|start_header_id|>user<|end_header_id|>\n\nHello<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n", false, true)
+	if int(v["count"].(float64)) != len(want) {
+		t.Fatalf("%v tokens, want %d", v["count"], len(want))
+	}
+}

@@ -1,0 +1,84 @@
+package server
+
+import (
+	"encoding/json"
+
+	"github.com/valyala/fasthttp"
+)
+
+// tokenizeRequest is the body of POST /tokenize: a prompt, or chat messages
+// rendered with the chat template (vLLM's shape).
+type tokenizeRequest struct {
+	Model            string           `json:"model"`
+	Prompt           *string          `json:"prompt"`
+	Messages         []chatRequestMsg `json:"messages"`
+	AddSpecialTokens *bool            `json:"add_special_tokens"`
+}
+
+func (s *Server) tokenize(ctx *fasthttp.RequestCtx, m *ready) *apiError {
+	var req tokenizeRequest
+	if e := decode(ctx, &req); e != nil {
+		return e
+	}
+	if e := s.checkModel(req.Model); e != nil {
+		return e
+	}
+	var ids []int32
+	switch {
+	case req.Prompt != nil && req.Messages != nil:
+		return badRequest("messages", "send either prompt or messages, not both")
+	case req.Prompt != nil:
+		add := req.AddSpecialTokens == nil || *req.AddSpecialTokens
+		ids = m.Tokenizer.Encode(*req.Prompt, add, true)
+	case req.Messages != nil:
+		msgs, e := parseMessages(req.Messages)
+		if e != nil {
+			return e
+		}
+		text, err := m.chat.render(msgs)
+		if err != nil {
+			return badRequest("messages", "%v", err)
+		}
+		ids = m.chat.tokens(text)
+	default:
+		return badRequest("prompt", "prompt (or messages) is required")
+	}
+	if ids == nil {
+		ids = []int32{}
+	}
+	writeJSON(ctx, struct {
+		Count       int     `json:"count"`
+		MaxModelLen int     `json:"max_model_len"`
+		Tokens      []int32 `json:"tokens"`
+	}{len(ids), m.Context, ids})
+	return nil
+}
+
+type detokenizeRequest struct {
+	Model  string          `json:"model"`
+	Tokens json.RawMessage `json:"tokens"`
+}
+
+func (s *Server) detokenize(ctx *fasthttp.RequestCtx, m *ready) *apiError {
+	var req detokenizeRequest
+	if e := decode(ctx, &req); e != nil {
+		return e
+	}
+	if e := s.checkModel(req.Model); e != nil {
+		return e
+	}
+	var ids []int32
+	if err := json.Unmarshal(req.Tokens, &ids); err != nil || req.Tokens == nil {
+		return badRequest("tokens", "tokens must be an array of token ids")
+	}
+	vocab := m.Tokenizer.VocabSize()
+	for _, id := range ids {
+		if id < 0 || int(id) >= vocab {
+			return badRequest("tokens", "token id %d is outside the vocabulary (0..%d)", id, vocab-1)
+		}
+	}
+	writeJSON(ctx, struct {
+		Prompt string `json:"prompt"`
+	}{m.Tokenizer.Detokenize(ids, false, true)})
+	return nil
+}
