@@ -1,0 +1,269 @@
+// Command ktile generates the amd64 tile kernels of package cpu for the
+// K-quants: sixteen weight rows, packed so that each owns one dword lane of
+// a ZMM register, times groups of four Q8_K activation rows (prompt
+// processing), for AVX-512 with VNNI. gen.sh runs it as
+//
+//	go run ./ktile -out ktile_amd64.s -stubs ktile_amd64.go -pkg cpu
+//
+// Package cpu's ktile_dispatch_amd64.go packs the weights and activations
+// in the layouts described at each kernel. Every kernel must give the plain
+// Go kernels' results (dot_k.go) bit for bit: the integer sums are exact and
+// grouped freely, the float operations are dot_k.go's, lane by lane, in its
+// order.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+
+	. "github.com/mmcloughlin/avo/build"
+	. "github.com/mmcloughlin/avo/operand"
+	. "github.com/mmcloughlin/avo/reg"
+)
+
+// actRows is how many activation rows a kernel call takes.
+const actRows = 4
+
+// Q4_K packed layouts, in bytes per super-block (keep in step with
+// ktile_dispatch_amd64.go).
+//
+// Weights: the unsigned levels (0..15) in 64 groups of 64 bytes (group g:
+// for each row r, the levels 4g..4g+3 at 4r), then, as float32 for the 16
+// rows, the eight sub-block scales, the eight mins, d and dmin.
+//
+// Activations of a group of four rows: the levels in 64 groups of 16 bytes
+// (group g: for each row i, its levels 4g..4g+3 at 4i), then each row's d
+// (float32), then the sums of each 32-element sub-block (bsums[2k] +
+// bsums[2k+1], as float32), sub-block k of row i at 16k+4i.
+const (
+	q4KWLevels = 64 * 64
+	q4KWScales = q4KWLevels
+	q4KWMins   = q4KWScales + 8*64
+	q4KWD      = q4KWMins + 8*64
+	q4KWDmin   = q4KWD + 64
+	q4KWBytes  = q4KWDmin + 64
+
+	q4KALevels = 64 * 16
+	q4KAD      = q4KALevels
+	q4KABsums  = q4KAD + 16
+	q4KABytes  = q4KABsums + 8*16
+)
+
+// Q6_K packed layouts, in bytes per super-block.
+//
+// Weights: the levels (0..63, unsigned as ggml_vec_dot_q6_K_q8_K takes
+// them) times their 16-element scale, as int16, in 128 pairs of 64 bytes
+// (pair p: for each row r, elements 2p and 2p+1 at 4r), then per lane t of
+// the eight-lane order the words −32·scale[2t], −32·scale[2t+1] of each row
+// (64 bytes per t), then d as float32.
+//
+// Activations of a group of four rows: the levels as int16 in 128 pairs of
+// 16 bytes (pair p: for each row i, elements 2p and 2p+1 at 4i), then per
+// lane t the words bsums[2t], bsums[2t+1] of each row (16 bytes per t), then
+// each row's d.
+const (
+	q6KWPairs = 128 * 64
+	q6KWNeg   = q6KWPairs
+	q6KWD     = q6KWNeg + 8*64
+	q6KWBytes = q6KWD + 64
+
+	q6KAPairs = 128 * 16
+	q6KABsums = q6KAPairs
+	q6KAD     = q6KABsums + 8*16
+	q6KABytes = q6KAD + 16
+)
+
+func main() {
+	flag.Parse()
+	os.Args = []string{os.Args[0], "-out", "ktile_amd64.s", "-stubs", "ktile_amd64.go", "-pkg", "cpu"}
+	q4KGemm()
+	q6KVecDot()
+	Generate()
+}
+
+// header declares a kernel func(w, a *byte, nb int, out *[64]float32) and
+// loads its arguments.
+func header(name, doc string) (w, a, nb, out Register) {
+	TEXT(name, NOSPLIT, "func(w, a *byte, nb int, out *[64]float32)")
+	Doc(name + " multiplies 16 packed weight rows with a packed group of four Q8_K activation rows, nb super-blocks each, " +
+		"and sets out[16i+r] to weight row r times activation row i, " + doc)
+	return Load(Param("w"), GP64()), Load(Param("a"), GP64()), Load(Param("nb"), GP64()), Load(Param("out"), GP64())
+}
+
+func zeros(n int) []VecVirtual {
+	v := make([]VecVirtual, n)
+	for i := range v {
+		v[i] = ZMM()
+		VXORPS(v[i], v[i], v[i])
+	}
+	return v
+}
+
+func zmms(n int) []VecVirtual {
+	v := make([]VecVirtual, n)
+	for i := range v {
+		v[i] = ZMM()
+	}
+	return v
+}
+
+// q4KGemm is dotQ4_K along pathGemm (repacked Q4_K, rows in fours): per
+// super-block d = float32(d_w·d_x) and dm = float32(dmin·d_x); per 64
+// elements (sub-blocks k, k+1) si = sc_k·sub_k + sc_{k+1}·sub_{k+1} and mi =
+// mn_k·bsum_k + mn_{k+1}·bsum_{k+1}, each formed exactly in float32 (every
+// partial product and sum is an integer below 2²⁴), then sum += si·d and
+// sumMin += mi·dm by FMA; the result is sum − sumMin.
+func q4KGemm() {
+	w, a, n, out := header("ktileQ4KGemmAVX512", "in dotQ4_K's gemm order.")
+	sum, smin := zeros(actRows), zeros(actRows)
+	// Temporaries are allocated once: avo takes an EVEX destination for an
+	// input too, so fresh ones per block would be live throughout.
+	d, dm := zmms(actRows), zmms(actRows)
+	acc := [2][]VecVirtual{zmms(actRows), zmms(actRows)}
+	lv := zmms(2)
+	dw, sc, mn, mi := ZMM(), ZMM(), ZMM(), ZMM()
+	TESTQ(n, n)
+	JZ(LabelRef("q4k_store"))
+	Label("q4k_block")
+	VMOVUPS(Mem{Base: w, Disp: q4KWD}, dw)
+	for i := range actRows {
+		VMULPS_BCST(Mem{Base: a, Disp: q4KAD + 4*i}, dw, d[i])
+	}
+	VMOVUPS(Mem{Base: w, Disp: q4KWDmin}, dw)
+	for i := range actRows {
+		VMULPS_BCST(Mem{Base: a, Disp: q4KAD + 4*i}, dw, dm[i])
+	}
+	for p := range 4 {
+		for h := range 2 {
+			for i := range actRows {
+				VPXORD(acc[h][i], acc[h][i], acc[h][i])
+			}
+		}
+		// Sub-blocks 2p and 2p+1 side by side: eight dependency chains.
+		for gg := range 8 {
+			for h := range 2 {
+				g := 8*(2*p+h) + gg
+				VMOVDQU32(Mem{Base: w, Disp: 64 * g}, lv[h])
+				for i := range actRows {
+					VPDPBUSD_BCST(Mem{Base: a, Disp: 16*g + 4*i}, lv[h], acc[h][i])
+				}
+			}
+		}
+		k := 2 * p
+		VMOVUPS(Mem{Base: w, Disp: q4KWScales + 64*k}, sc)
+		for i := range actRows {
+			VCVTDQ2PS(acc[0][i], acc[0][i])
+			VCVTDQ2PS(acc[1][i], acc[1][i])
+			VMULPS(sc, acc[0][i], acc[0][i])
+		}
+		VMOVUPS(Mem{Base: w, Disp: q4KWScales + 64*(k+1)}, sc)
+		for i := range actRows {
+			VFMADD231PS(sc, acc[1][i], acc[0][i]) // si, exact
+			VFMADD231PS(acc[0][i], d[i], sum[i])
+		}
+		VMOVUPS(Mem{Base: w, Disp: q4KWMins + 64*k}, mn)
+		VMOVUPS(Mem{Base: w, Disp: q4KWMins + 64*(k+1)}, sc)
+		for i := range actRows {
+			VMULPS_BCST(Mem{Base: a, Disp: q4KABsums + 16*k + 4*i}, mn, mi)
+			VFMADD231PS_BCST(Mem{Base: a, Disp: q4KABsums + 16*(k+1) + 4*i}, sc, mi) // mi, exact
+			VFMADD231PS(mi, dm[i], smin[i])
+		}
+	}
+	ADDQ(U32(q4KWBytes), w)
+	ADDQ(U32(q4KABytes), a)
+	DECQ(n)
+	JNZ(LabelRef("q4k_block"))
+	Label("q4k_store")
+	for i := range actRows {
+		VSUBPS(smin[i], sum[i], sum[i])
+		VMOVUPS(sum[i], Mem{Base: out, Disp: 64 * i})
+	}
+	VZEROUPPER()
+	RET()
+}
+
+// q6KVecDot is dotQ6_K (ggml_vec_dot_q6_K_q8_K's eight lanes): per
+// super-block and lane t the exact integer v = Σ_j sc[2j+t/4]·g[8j+t] −
+// 32·(sc[2t]·bs[2t] + sc[2t+1]·bs[2t+1]), from VPDPWSSD of the pre-scaled
+// int16 weights with the int16 activations, then lane_t += d·float32(v) by
+// FMA with d = float32(d_x·d_w); the lanes are folded as hsum8. Each float
+// lane t is one register per activation row, so lanes t and t+4 are done
+// in one pass over the super-blocks, four passes in all, and folded as soon
+// as hsum8 allows to keep the registers within 32.
+func q6KVecDot() {
+	w0, a0, nb, out := header("ktileQ6KVecDotAVX512", "in dotQ6_K's order.")
+	w, a, n := GP64(), GP64(), GP64()
+	var pair [4][]VecVirtual // lane t + lane t+4 for t < 4, per row
+	var fold [2][]VecVirtual // (l0+l4)+(l2+l6), (l1+l5)+(l3+l7)
+	lane := [2][]VecVirtual{zmms(actRows), zmms(actRows)}
+	acc := [2][]VecVirtual{zmms(actRows), zmms(actRows)}
+	lv := zmms(2)
+	dw, d, v := ZMM(), ZMM(), ZMM()
+	for tp := range 4 {
+		MOVQ(w0, w)
+		MOVQ(a0, a)
+		MOVQ(nb, n)
+		for h := range 2 {
+			for i := range actRows {
+				VXORPS(lane[h][i], lane[h][i], lane[h][i])
+			}
+		}
+		label := fmt.Sprintf("q6k_block%d", tp)
+		done := fmt.Sprintf("q6k_done%d", tp)
+		TESTQ(n, n)
+		JZ(LabelRef(done))
+		Label(label)
+		for h := range 2 {
+			t := tp + 4*h
+			VMOVDQU32(Mem{Base: w, Disp: q6KWNeg + 64*t}, lv[h])
+			for i := range actRows {
+				VPXORD(acc[h][i], acc[h][i], acc[h][i])
+				VPDPWSSD_BCST(Mem{Base: a, Disp: q6KABsums + 16*t + 4*i}, lv[h], acc[h][i])
+			}
+		}
+		for j := range 8 {
+			for e := range 2 {
+				for h := range 2 {
+					t := tp + 4*h
+					p := 16*j + 2*t + e // elements 32j+4t+2e, +1
+					VMOVDQU32(Mem{Base: w, Disp: 64 * p}, lv[h])
+					for i := range actRows {
+						VPDPWSSD_BCST(Mem{Base: a, Disp: 16*p + 4*i}, lv[h], acc[h][i])
+					}
+				}
+			}
+		}
+		VMOVUPS(Mem{Base: w, Disp: q6KWD}, dw)
+		for i := range actRows {
+			VMULPS_BCST(Mem{Base: a, Disp: q6KAD + 4*i}, dw, d)
+			for h := range 2 {
+				VCVTDQ2PS(acc[h][i], v)
+				VFMADD231PS(d, v, lane[h][i])
+			}
+		}
+		ADDQ(U32(q6KWBytes), w)
+		ADDQ(U32(q6KABytes), a)
+		DECQ(n)
+		JNZ(LabelRef(label))
+		Label(done)
+		// hsum8: (l0+l4), (l1+l5), (l2+l6), (l3+l7); then (l0+l4)+(l2+l6)
+		// and (l1+l5)+(l3+l7); then those two.
+		pair[tp] = zmms(actRows)
+		for i := range actRows {
+			VADDPS(lane[1][i], lane[0][i], pair[tp][i])
+		}
+		if tp >= 2 {
+			fold[tp-2] = pair[tp-2]
+			for i := range actRows {
+				VADDPS(pair[tp][i], fold[tp-2][i], fold[tp-2][i])
+			}
+		}
+	}
+	for i := range actRows {
+		VADDPS(fold[1][i], fold[0][i], fold[0][i])
+		VMOVUPS(fold[0][i], Mem{Base: out, Disp: 64 * i})
+	}
+	VZEROUPPER()
+	RET()
+}
