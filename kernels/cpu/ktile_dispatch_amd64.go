@@ -30,13 +30,15 @@ type ktTiler struct {
 	// packW packs super-blocks [0, nb) of rows weight rows (at most
 	// tileRows, rowBytes apart in w) into dst, nb·wBytes bytes.
 	packW func(dst, w []byte, rowBytes, rows, nb int)
+	// packFull, where set, is packW in assembly for a whole tile.
+	packFull func(dst, w *byte, rowBytes, nb int)
 	// packA packs one super-block of four activation rows into dst.
 	packA func(dst []byte, a *[4]act, b int)
 }
 
 var (
 	ktQ4KGemm = &ktTiler{t: gguf.Q4_K, wBytes: ktQ4KWBytes, aBytes: ktQ4KABytes,
-		kernel: ktileQ4KGemmAVX512, packW: ktPackQ4K, packA: ktPackActQ4K}
+		kernel: ktileQ4KGemmAVX512, packW: ktPackQ4K, packFull: ktilePackQ4KAVX512, packA: ktPackActQ4K}
 	ktQ6K = &ktTiler{t: gguf.Q6_K, wBytes: ktQ6KWBytes, aBytes: ktQ6KABytes,
 		kernel: ktileQ6KVecDotAVX512, packW: ktPackQ6K, packA: ktPackActQ6K}
 
@@ -103,10 +105,15 @@ func (k *ktTiler) mul(ts *threadScratch, w []byte, rowBytes, rows int, tiled []b
 		return
 	}
 	ts.tile = grow(ts.tile, nb*k.wBytes)
-	if rows < tileRows {
+	switch {
+	case rows == tileRows && k.packFull != nil:
+		k.packFull(&ts.tile[0], &w[0], rowBytes, nb)
+	case rows < tileRows:
 		clear(ts.tile) // the unused lanes: finite, and ignored
+		fallthrough
+	default:
+		k.packW(ts.tile, w, rowBytes, rows, nb)
 	}
-	k.packW(ts.tile, w, rowBytes, rows, nb)
 	gb := nb * k.aBytes
 	for g := 0; g < n/4; g++ {
 		k.kernel(&ts.tile[0], &tiled[g*gb], nb, &ts.tileOut)

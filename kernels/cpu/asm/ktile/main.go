@@ -13,6 +13,7 @@
 package main
 
 import (
+	"encoding/binary"
 	"flag"
 	"fmt"
 	"os"
@@ -79,6 +80,7 @@ func main() {
 	os.Args = []string{os.Args[0], "-out", "ktile_amd64.s", "-stubs", "ktile_amd64.go", "-pkg", "cpu"}
 	q4KGemm()
 	q6KVecDot()
+	packQ4K()
 	Generate()
 }
 
@@ -264,6 +266,118 @@ func q6KVecDot() {
 		VADDPS(fold[1][i], fold[0][i], fold[0][i])
 		VMOVUPS(fold[0][i], Mem{Base: out, Disp: 64 * i})
 	}
+	VZEROUPPER()
+	RET()
+}
+
+// data declares a read-only table of dwords.
+func data(name string, d ...uint32) Mem {
+	m := GLOBL(name, RODATA|NOPTR)
+	b := make([]byte, 4*len(d))
+	for i, v := range d {
+		binary.LittleEndian.PutUint32(b[4*i:], v)
+	}
+	for i := 0; i < len(b); i += 8 {
+		DATA(i, U64(binary.LittleEndian.Uint64(b[i:])))
+	}
+	return m
+}
+
+// packQ4K packs a whole tile of 16 Q4_K weight rows (the layout at the top),
+// gathering dword k of the 16 rows' super-blocks into one register.
+func packQ4K() {
+	var iota []uint32
+	for r := range 16 {
+		iota = append(iota, uint32(r))
+	}
+	tabIota := data("ktIota", iota...)
+	tabM0F := data("ktMask0F", 0x0f0f0f0f, 0)
+	tabM3F := data("ktMask3F", 0x3f, 0)
+	tabM0FD := data("ktMask0FD", 0x0f, 0)
+	tabM30 := data("ktMask30", 0x30, 0)
+
+	TEXT("ktilePackQ4KAVX512", NOSPLIT, "func(dst, w *byte, rowBytes, nb int)")
+	Doc("ktilePackQ4KAVX512 packs nb super-blocks of the 16 Q4_K weight rows at w, rowBytes apart, into dst as the Q4_K tile kernel takes them.")
+	dst := Load(Param("dst"), GP64())
+	w := Load(Param("w"), GP64())
+	rb := GP64()
+	Load(Param("rowBytes"), rb)
+	n := Load(Param("nb"), GP64())
+	idx, m0f, m0fd, m3f, m30 := ZMM(), ZMM(), ZMM(), ZMM(), ZMM()
+	VPBROADCASTD(rb.As32(), idx)
+	VPMULLD(tabIota, idx, idx)
+	VPBROADCASTD(tabM0F, m0f)
+	VPBROADCASTD(tabM3F, m3f)
+	VPBROADCASTD(tabM0FD, m0fd)
+	VPBROADCASTD(tabM30, m30)
+	k := K()
+	v, lo, hi := ZMM(), ZMM(), ZMM()
+	gather := func(off int, dst VecVirtual) {
+		KXNORW(k, k, k)
+		VPGATHERDD(Mem{Base: w, Index: idx, Scale: 1, Disp: off}, k, dst)
+	}
+	TESTQ(n, n)
+	JZ(LabelRef("pack_done"))
+	Label("pack_block")
+	for kk := range 32 {
+		gather(16+4*kk, v)
+		VPANDD(m0f, v, lo)
+		VPSRLD(U8(4), v, hi)
+		VPANDD(m0f, hi, hi)
+		g := 16*(kk/8) + kk%8
+		VMOVDQU32(lo, Mem{Base: dst, Disp: 64 * g})
+		VMOVDQU32(hi, Mem{Base: dst, Disp: 64 * (g + 8)})
+	}
+	// Scales and mins: bytes 4..15 of each super-block as three dwords,
+	// s0 = scales[0..3], s1 = scales[4..7], s2 = scales[8..11].
+	s := [3]VecVirtual{ZMM(), ZMM(), ZMM()}
+	for i := range s {
+		gather(4+4*i, s[i])
+	}
+	sc, mn, t := ZMM(), ZMM(), ZMM()
+	for j := range 8 {
+		if j < 4 {
+			// sc = s[j]&63, m = s[j+4]&63
+			VPSRLD(U8(8*j), s[0], sc)
+			VPANDD(m3f, sc, sc)
+			VPSRLD(U8(8*j), s[1], mn)
+			VPANDD(m3f, mn, mn)
+		} else {
+			// sc = s[j+4]&15 | (s[j-4]>>6)<<4, m = s[j+4]>>4 | (s[j]>>6)<<4
+			b := 8 * (j - 4)
+			VPSRLD(U8(b), s[2], sc)
+			VPANDD(m0fd, sc, sc)
+			VPSRLD(U8(b+2), s[0], t)
+			VPANDD(m30, t, t)
+			VPORD(t, sc, sc)
+			VPSRLD(U8(b+4), s[2], mn)
+			VPANDD(m0fd, mn, mn)
+			VPSRLD(U8(b+2), s[1], t)
+			VPANDD(m30, t, t)
+			VPORD(t, mn, mn)
+		}
+		VCVTDQ2PS(sc, sc)
+		VCVTDQ2PS(mn, mn)
+		VMOVUPS(sc, Mem{Base: dst, Disp: q4KWScales + 64*j})
+		VMOVUPS(mn, Mem{Base: dst, Disp: q4KWMins + 64*j})
+	}
+	// d and dmin: the fp16 words 0 and 1.
+	h := YMM()
+	f := ZMM()
+	gather(0, v)
+	VPMOVDW(v, h)
+	VCVTPH2PS(h, f)
+	VMOVUPS(f, Mem{Base: dst, Disp: q4KWD})
+	VPSRLD(U8(16), v, v)
+	VPMOVDW(v, h)
+	VCVTPH2PS(h, f)
+	VMOVUPS(f, Mem{Base: dst, Disp: q4KWDmin})
+	_ = lo
+	ADDQ(U32(144), w)
+	ADDQ(U32(q4KWBytes), dst)
+	DECQ(n)
+	JNZ(LabelRef("pack_block"))
+	Label("pack_done")
 	VZEROUPPER()
 	RET()
 }
