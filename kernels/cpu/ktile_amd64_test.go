@@ -151,3 +151,24 @@ func TestKTilePackQ4K(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkKTileKernels times the tile kernels alone, on packed data that
+// stays in the L1 cache: 16 weight rows times four activation rows of
+// four super-blocks per call.
+func BenchmarkKTileKernels(b *testing.B) {
+	if !HasVNNI {
+		b.Skip("no AVX-512 VNNI")
+	}
+	const nb = 4
+	for _, k := range []*ktTiler{ktQ4KGemm, ktQ6K} {
+		b.Run(k.t.String(), func(b *testing.B) {
+			w := make([]byte, nb*k.wBytes)
+			a := make([]byte, nb*k.aBytes)
+			var out [64]float32
+			for b.Loop() {
+				k.kernel(&w[0], &a[0], nb, &out)
+			}
+			b.ReportMetric(float64(16*4*nb*qkK)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GMAC/s")
+		})
+	}
+}
