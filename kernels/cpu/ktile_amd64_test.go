@@ -25,12 +25,13 @@ func ktMatMul(typ gguf.Type, w []byte, rows, cols int, x []float32, n, threads i
 }
 
 // TestKTileMatMulMatchesGo: awkward shapes (rows not a multiple of 16,
-// activation rows 16..23 and more, several widths) give the Go results
-// under every variant, on one thread and two.
+// some not of 8, so that Q4_K takes both orders; activation rows 16..23
+// and more; several widths) give the Go results under every variant, on
+// one thread and two.
 func TestKTileMatMulMatchesGo(t *testing.T) {
 	type shape struct{ rows, cols, n int }
 	var shapes []shape
-	for _, rows := range []int{8, 16, 24, 40} {
+	for _, rows := range []int{8, 12, 16, 24, 37, 40} {
 		for _, cols := range []int{256, 768} {
 			for _, n := range []int{16, 17, 18, 19, 20, 21, 22, 23} {
 				shapes = append(shapes, shape{rows, cols, n})
@@ -39,7 +40,7 @@ func TestKTileMatMulMatchesGo(t *testing.T) {
 	}
 	shapes = append(shapes, shape{64, 1280, 36}, shape{33, 512, 16}, shape{48, 256, 0}, shape{16, 256, 4})
 	r := rand.New(rand.NewPCG(3, 9))
-	for _, typ := range []gguf.Type{gguf.Q4_K, gguf.Q6_K} {
+	for _, typ := range []gguf.Type{gguf.Q4_K, gguf.Q5_K, gguf.Q6_K} {
 		for _, sh := range shapes {
 			nb := sh.cols / qkK
 			w := kqWeights(r, typ, sh.rows*nb)
@@ -82,8 +83,10 @@ func TestKTileRegistered(t *testing.T) {
 		if got := simdQuantTile[gguf.Q4_K][1] != nil; got != on {
 			t.Errorf("Q4_K repacked tiler registered: %v, want %v", got, on)
 		}
-		if got := simdQuantTile[gguf.Q6_K][0] != nil; got != on {
-			t.Errorf("Q6_K tiler registered: %v, want %v", got, on)
+		for _, typ := range []gguf.Type{gguf.Q4_K, gguf.Q5_K, gguf.Q6_K} {
+			if got := simdQuantTile[typ][0] != nil; got != on {
+				t.Errorf("%v tiler registered: %v, want %v", typ, got, on)
+			}
 		}
 	})
 }
@@ -140,7 +143,7 @@ func TestKTilePackQ4K(t *testing.T) {
 			}
 			want := make([]byte, nb*ktQ4KWBytes)
 			got := make([]byte, nb*ktQ4KWBytes)
-			ktPackQ4K(want, w, rowBytes, 16, nb)
+			ktPackQ4K(nil, want, w, rowBytes, 16, nb)
 			ktilePackQ4KAVX512(&got[0], &w[0], rowBytes, nb)
 			for i := range want {
 				if want[i] != got[i] {
@@ -160,8 +163,12 @@ func BenchmarkKTileKernels(b *testing.B) {
 		b.Skip("no AVX-512 VNNI")
 	}
 	const nb = 4
-	for _, k := range []*ktTiler{ktQ4KGemm, ktQ6K} {
-		b.Run(k.t.String(), func(b *testing.B) {
+	for _, k := range []*ktTiler{ktQ4KGemm, ktQ4KVec, ktQ5K, ktQ6K} {
+		name := k.t.String()
+		if k == ktQ4KGemm {
+			name += "-gemm"
+		}
+		b.Run(name, func(b *testing.B) {
 			w := make([]byte, nb*k.wBytes)
 			a := make([]byte, nb*k.aBytes)
 			var out [64]float32

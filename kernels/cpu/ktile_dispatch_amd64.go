@@ -19,7 +19,8 @@ const (
 	ktQ4KWBytes = 64*64 + 8*64 + 8*64 + 64 + 64 // levels, scales, mins, d, dmin
 	ktQ4KABytes = 64*16 + 16 + 8*16             // levels, d, sub-block sums
 	ktQ6KWBytes = 128*64 + 8*64 + 64            // scaled levels, −32·scales, d
-	ktQ6KABytes = 128*16 + 8*16 + 16            // levels as int16, bsums, d
+	ktQ45WBytes = 128*64 + 4*64 + 64 + 64       // scaled levels, mins, d, dmin
+	ktL8ABytes  = 128*16 + 8*16 + 4*16 + 16     // levels as int16, bsums, sub-block sums, d
 )
 
 // ktTiler is one type's tile kernel and packers.
@@ -28,8 +29,9 @@ type ktTiler struct {
 	wBytes, aBytes int // packed bytes per super-block
 	kernel         func(w, a *byte, nb int, out *[64]float32)
 	// packW packs super-blocks [0, nb) of rows weight rows (at most
-	// tileRows, rowBytes apart in w) into dst, nb·wBytes bytes.
-	packW func(dst, w []byte, rowBytes, rows, nb int)
+	// tileRows, rowBytes apart in w) into dst, nb·wBytes bytes; it may
+	// decode rows into wr.
+	packW func(wr *wrow, dst, w []byte, rowBytes, rows, nb int)
 	// packFull, where set, is packW in assembly for a whole tile.
 	packFull func(dst, w *byte, rowBytes, nb int)
 	// packA packs one super-block of four activation rows into dst.
@@ -39,21 +41,34 @@ type ktTiler struct {
 var (
 	ktQ4KGemm = &ktTiler{t: gguf.Q4_K, wBytes: ktQ4KWBytes, aBytes: ktQ4KABytes,
 		kernel: ktileQ4KGemmAVX512, packW: ktPackQ4K, packFull: ktilePackQ4KAVX512, packA: ktPackActQ4K}
-	ktQ6K = &ktTiler{t: gguf.Q6_K, wBytes: ktQ6KWBytes, aBytes: ktQ6KABytes,
-		kernel: ktileQ6KVecDotAVX512, packW: ktPackQ6K, packA: ktPackActQ6K}
+	ktQ4KVec = &ktTiler{t: gguf.Q4_K, wBytes: ktQ45WBytes, aBytes: ktL8ABytes,
+		kernel: ktileQ4KVecDotAVX512, packA: ktPackActL8,
+		packW: func(wr *wrow, dst, w []byte, rowBytes, rows, nb int) {
+			ktPackQ45K(gguf.Q4_K, wr, dst, w, rowBytes, rows, nb)
+		}}
+	ktQ5K = &ktTiler{t: gguf.Q5_K, wBytes: ktQ45WBytes, aBytes: ktL8ABytes,
+		kernel: ktileQ5KVecDotAVX512, packA: ktPackActL8,
+		packW: func(wr *wrow, dst, w []byte, rowBytes, rows, nb int) {
+			ktPackQ45K(gguf.Q5_K, wr, dst, w, rowBytes, rows, nb)
+		}}
+	ktQ6K = &ktTiler{t: gguf.Q6_K, wBytes: ktQ6KWBytes, aBytes: ktL8ABytes,
+		kernel: ktileQ6KVecDotAVX512, packW: ktPackQ6K, packA: ktPackActL8}
 
-	ktQ4KGemmTiler = ktQ4KGemm.tiler()
-	ktQ6KTiler     = ktQ6K.tiler()
+	ktTilers = map[gguf.Type][2]*quantTiler{
+		gguf.Q4_K: {ktQ4KVec.tiler(), ktQ4KGemm.tiler()},
+		gguf.Q5_K: {ktQ5K.tiler(), nil},
+		gguf.Q6_K: {ktQ6K.tiler(), nil},
+	}
 )
 
 var _ = onSetVariant(func(v Variant) {
-	if v == VariantAVX512 && HasVNNI {
-		simdQuantTile[gguf.Q4_K] = [2]*quantTiler{1: ktQ4KGemmTiler}
-		simdQuantTile[gguf.Q6_K] = [2]*quantTiler{0: ktQ6KTiler}
-		return
+	for t, tl := range ktTilers {
+		if v == VariantAVX512 && HasVNNI {
+			simdQuantTile[t] = tl
+		} else {
+			delete(simdQuantTile, t)
+		}
 	}
-	delete(simdQuantTile, gguf.Q4_K)
-	delete(simdQuantTile, gguf.Q6_K)
 })
 
 func (k *ktTiler) tiler() *quantTiler {
@@ -112,7 +127,7 @@ func (k *ktTiler) mul(ts *threadScratch, w []byte, rowBytes, rows int, tiled []b
 		clear(ts.tile) // the unused lanes: finite, and ignored
 		fallthrough
 	default:
-		k.packW(ts.tile, w, rowBytes, rows, nb)
+		k.packW(&ts.w, ts.tile, w, rowBytes, rows, nb)
 	}
 	gb := nb * k.aBytes
 	for g := 0; g < n/4; g++ {
@@ -129,7 +144,7 @@ func i8b(q []int8) []byte { return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.Sl
 func putF32(b []byte, v float32) { binary.LittleEndian.PutUint32(b, math.Float32bits(v)) }
 
 // ktPackQ4K packs Q4_K weight rows (see asm/ktile).
-func ktPackQ4K(dst, w []byte, rowBytes, rows, nb int) {
+func ktPackQ4K(_ *wrow, dst, w []byte, rowBytes, rows, nb int) {
 	const m4 = 0x0f0f0f0f0f0f0f0f
 	for b := range nb {
 		blk := dst[b*ktQ4KWBytes : (b+1)*ktQ4KWBytes]
@@ -176,7 +191,7 @@ func ktPackActQ4K(dst []byte, a *[4]act, b int) {
 
 // ktPackQ6K packs Q6_K weight rows (see asm/ktile): each level times its
 // scale as int16.
-func ktPackQ6K(dst, w []byte, rowBytes, rows, nb int) {
+func ktPackQ6K(_ *wrow, dst, w []byte, rowBytes, rows, nb int) {
 	var q [qkK]byte
 	for b := range nb {
 		blk := dst[b*ktQ6KWBytes : (b+1)*ktQ6KWBytes]
@@ -206,9 +221,10 @@ func ktPackQ6K(dst, w []byte, rowBytes, rows, nb int) {
 	}
 }
 
-// ktPackActQ6K packs super-block b of four Q8_K rows for the Q6_K kernel.
-func ktPackActQ6K(dst []byte, a *[4]act, b int) {
-	dst = dst[:ktQ6KABytes]
+// ktPackActL8 packs super-block b of four Q8_K rows for the eight-lane
+// kernels.
+func ktPackActL8(dst []byte, a *[4]act, b int) {
+	dst = dst[:ktL8ABytes]
 	for i := range a {
 		q := a[i].q[qkK*b : qkK*b+qkK]
 		for p := range 128 {
@@ -219,6 +235,32 @@ func ktPackActQ6K(dst []byte, a *[4]act, b int) {
 		for t := range 8 {
 			binary.LittleEndian.PutUint32(dst[128*16+16*t+4*i:], uint32(uint16(bs[2*t]))|uint32(uint16(bs[2*t+1]))<<16)
 		}
-		putF32(dst[128*16+8*16+4*i:], a[i].d[b])
+		for u := range 4 {
+			s0, s1 := bsum32(bs, 2*u), bsum32(bs, 2*u+1)
+			binary.LittleEndian.PutUint32(dst[128*16+8*16+16*u+4*i:], uint32(uint16(s0))|uint32(uint16(s1))<<16)
+		}
+		putF32(dst[128*16+8*16+4*16+4*i:], a[i].d[b])
+	}
+}
+
+// ktPackQ45K packs Q4_K or Q5_K weight rows for the eight-lane kernels
+// (see asm/ktile): each level times its sub-block scale as int16.
+func ktPackQ45K(t gguf.Type, wr *wrow, dst, w []byte, rowBytes, rows, nb int) {
+	for r := range rows {
+		wr.decode(t, w[r*rowBytes:r*rowBytes+nb*t.TypeSize()], nb*qkK)
+		for b := range nb {
+			blk := dst[b*ktQ45WBytes : (b+1)*ktQ45WBytes]
+			q, sc, mn := wr.q[qkK*b:qkK*b+qkK], wr.sc[8*b:8*b+8], wr.mn[8*b:8*b+8]
+			for p := range 128 {
+				s := sc[p>>4]
+				v := uint32(uint16(s*int32(q[2*p]))) | uint32(uint16(s*int32(q[2*p+1])))<<16
+				binary.LittleEndian.PutUint32(blk[64*p+4*r:], v)
+			}
+			for u := range 4 {
+				binary.LittleEndian.PutUint32(blk[128*64+64*u+4*r:], uint32(uint16(mn[2*u]))|uint32(uint16(mn[2*u+1]))<<16)
+			}
+			putF32(blk[128*64+4*64+4*r:], wr.d[b])
+			putF32(blk[128*64+4*64+64+4*r:], wr.m[b])
+		}
 	}
 }

@@ -51,35 +51,47 @@ const (
 	q4KABytes  = q4KABsums + 8*16
 )
 
-// Q6_K packed layouts, in bytes per super-block.
+// The eight-lane kernels (ggml_vec_dot_q{4,5,6}_K_q8_K's order: Q6_K,
+// and Q4_K and Q5_K when not repacked) share the packed layouts, in bytes
+// per super-block.
 //
-// Weights: the levels (0..63, unsigned as ggml_vec_dot_q6_K_q8_K takes
-// them) times their 16-element scale, as int16, in 128 pairs of 64 bytes
-// (pair p: for each row r, elements 2p and 2p+1 at 4r), then per lane t of
-// the eight-lane order the words −32·scale[2t], −32·scale[2t+1] of each row
-// (64 bytes per t), then d as float32.
+// Weights: each level (unsigned: 0..15, 0..31 or 0..63, as the x86 kernels
+// take them) times its sub-block scale, as int16, in 128 pairs of 64 bytes
+// (pair p: for each row r, elements 2p and 2p+1 at 4r); then for Q6_K, per
+// lane t, the words −32·scale[2t], −32·scale[2t+1] of each row (64 bytes
+// per t), and d as float32; for Q4_K and Q5_K, per pair u of sub-blocks the
+// words min[2u], min[2u+1] of each row (64 bytes per u), then d and dmin as
+// float32.
 //
 // Activations of a group of four rows: the levels as int16 in 128 pairs of
 // 16 bytes (pair p: for each row i, elements 2p and 2p+1 at 4i), then per
 // lane t the words bsums[2t], bsums[2t+1] of each row (16 bytes per t), then
-// each row's d.
+// per pair u the words bsum32(2u), bsum32(2u+1) (the sums of the 32-element
+// sub-blocks), then each row's d.
 const (
-	q6KWPairs = 128 * 64
-	q6KWNeg   = q6KWPairs
-	q6KWD     = q6KWNeg + 8*64
+	l8WPairs  = 128 * 64
+	l8WNeg    = l8WPairs // Q6_K
+	l8WMins   = l8WPairs // Q4_K, Q5_K
+	q6KWD     = l8WNeg + 8*64
 	q6KWBytes = q6KWD + 64
+	q45KWD    = l8WMins + 4*64
+	q45KWDmin = q45KWD + 64
+	q45KWByte = q45KWDmin + 64
 
-	q6KAPairs = 128 * 16
-	q6KABsums = q6KAPairs
-	q6KAD     = q6KABsums + 8*16
-	q6KABytes = q6KAD + 16
+	l8APairs = 128 * 16
+	l8ABsums = l8APairs
+	l8ABs32  = l8ABsums + 8*16
+	l8AD     = l8ABs32 + 4*16
+	l8ABytes = l8AD + 16
 )
 
 func main() {
 	flag.Parse()
 	os.Args = []string{os.Args[0], "-out", "ktile_amd64.s", "-stubs", "ktile_amd64.go", "-pkg", "cpu"}
 	q4KGemm()
-	q6KVecDot()
+	lanes8(q6K)
+	lanes8(q4K)
+	lanes8(q5K)
 	packQ4K()
 	Generate()
 }
@@ -185,16 +197,35 @@ func q4KGemm() {
 	RET()
 }
 
-// q6KVecDot is dotQ6_K (ggml_vec_dot_q6_K_q8_K's eight lanes): per
-// super-block and lane t the exact integer v = Σ_j sc[2j+t/4]·g[8j+t] −
-// 32·(sc[2t]·bs[2t] + sc[2t+1]·bs[2t+1]), from VPDPWSSD of the pre-scaled
-// int16 weights with the int16 activations, then lane_t += d·float32(v) by
-// FMA with d = float32(d_x·d_w); the lanes are folded as hsum8. Each float
-// lane t is one register per activation row, so lanes t and t+4 are done
-// in one pass over the super-blocks, four passes in all, and folded as soon
-// as hsum8 allows to keep the registers within 32.
-func q6KVecDot() {
-	w0, a0, nb, out := header("ktileQ6KVecDotAVX512", "in dotQ6_K's order.")
+type ktype int
+
+const (
+	q4K ktype = iota
+	q5K
+	q6K
+)
+
+// lanes8 generates the eight-lane kernel of type t: dotQ6_K, or dotQ4_K
+// along pathVecDot, or dotQ5_K. Per super-block and lane t the exact
+// integer v = Σ_j scale·g[8j+t] (Q6_K: scale[2j+t/4], less 32·(sc[2t]·bs[2t]
+// + sc[2t+1]·bs[2t+1])) comes from VPDPWSSD of the pre-scaled int16
+// weights with the int16 activations, then lane_t += d·float32(v) by FMA
+// with d = float32(d_x·d_w); the lanes are folded as hsum8. Each float lane
+// t is one register per activation row, so lanes t and t+4 are done in one
+// pass over the super-blocks, four passes in all, folded as soon as hsum8
+// allows to keep the registers within 32. A fifth pass adds the min terms:
+// Q4_K's four lanes of −float32(d_x·dmin)·(min[2u]·bsum32(2u) +
+// min[2u+1]·bsum32(2u+1)), folded as hsum4 and added to the hsum8, or
+// Q5_K's one chain of −float32(d_x·dmin)·Σ_j min_j·bsum32(j), added
+// likewise.
+func lanes8(typ ktype) {
+	name := [...]string{"ktileQ4KVecDotAVX512", "ktileQ5KVecDotAVX512", "ktileQ6KVecDotAVX512"}[typ]
+	doc := [...]string{"in dotQ4_K's vec_dot order.", "in dotQ5_K's order.", "in dotQ6_K's order."}[typ]
+	wBytes, wD := q45KWByte, q45KWD
+	if typ == q6K {
+		wBytes, wD = q6KWBytes, q6KWD
+	}
+	w0, a0, nb, out := header(name, doc)
 	w, a, n := GP64(), GP64(), GP64()
 	var pair [4][]VecVirtual // lane t + lane t+4 for t < 4, per row
 	var fold [2][]VecVirtual // (l0+l4)+(l2+l6), (l1+l5)+(l3+l7)
@@ -202,53 +233,60 @@ func q6KVecDot() {
 	acc := [2][]VecVirtual{zmms(actRows), zmms(actRows)}
 	lv := zmms(2)
 	dw, d, v := ZMM(), ZMM(), ZMM()
-	for tp := range 4 {
+	pass := func(label string, body func()) {
 		MOVQ(w0, w)
 		MOVQ(a0, a)
 		MOVQ(nb, n)
+		TESTQ(n, n)
+		JZ(LabelRef(label + "_done"))
+		Label(label)
+		body()
+		ADDQ(U32(wBytes), w)
+		ADDQ(U32(l8ABytes), a)
+		DECQ(n)
+		JNZ(LabelRef(label))
+		Label(label + "_done")
+	}
+	for tp := range 4 {
 		for h := range 2 {
 			for i := range actRows {
 				VXORPS(lane[h][i], lane[h][i], lane[h][i])
 			}
 		}
-		label := fmt.Sprintf("q6k_block%d", tp)
-		done := fmt.Sprintf("q6k_done%d", tp)
-		TESTQ(n, n)
-		JZ(LabelRef(done))
-		Label(label)
-		for h := range 2 {
-			t := tp + 4*h
-			VMOVDQU32(Mem{Base: w, Disp: q6KWNeg + 64*t}, lv[h])
-			for i := range actRows {
-				VPXORD(acc[h][i], acc[h][i], acc[h][i])
-				VPDPWSSD_BCST(Mem{Base: a, Disp: q6KABsums + 16*t + 4*i}, lv[h], acc[h][i])
-			}
-		}
-		for j := range 8 {
-			for e := range 2 {
-				for h := range 2 {
-					t := tp + 4*h
-					p := 16*j + 2*t + e // elements 32j+4t+2e, +1
-					VMOVDQU32(Mem{Base: w, Disp: 64 * p}, lv[h])
-					for i := range actRows {
-						VPDPWSSD_BCST(Mem{Base: a, Disp: 16*p + 4*i}, lv[h], acc[h][i])
+		pass(fmt.Sprintf("%s_pass%d", typ, tp), func() {
+			for h := range 2 {
+				t := tp + 4*h
+				if typ == q6K {
+					VMOVDQU32(Mem{Base: w, Disp: l8WNeg + 64*t}, lv[h])
+				}
+				for i := range actRows {
+					VPXORD(acc[h][i], acc[h][i], acc[h][i])
+					if typ == q6K {
+						VPDPWSSD_BCST(Mem{Base: a, Disp: l8ABsums + 16*t + 4*i}, lv[h], acc[h][i])
 					}
 				}
 			}
-		}
-		VMOVUPS(Mem{Base: w, Disp: q6KWD}, dw)
-		for i := range actRows {
-			VMULPS_BCST(Mem{Base: a, Disp: q6KAD + 4*i}, dw, d)
-			for h := range 2 {
-				VCVTDQ2PS(acc[h][i], v)
-				VFMADD231PS(d, v, lane[h][i])
+			for j := range 8 {
+				for e := range 2 {
+					for h := range 2 {
+						t := tp + 4*h
+						p := 16*j + 2*t + e // elements 32j+4t+2e, +1
+						VMOVDQU32(Mem{Base: w, Disp: 64 * p}, lv[h])
+						for i := range actRows {
+							VPDPWSSD_BCST(Mem{Base: a, Disp: 16*p + 4*i}, lv[h], acc[h][i])
+						}
+					}
+				}
 			}
-		}
-		ADDQ(U32(q6KWBytes), w)
-		ADDQ(U32(q6KABytes), a)
-		DECQ(n)
-		JNZ(LabelRef(label))
-		Label(done)
+			VMOVUPS(Mem{Base: w, Disp: wD}, dw)
+			for i := range actRows {
+				VMULPS_BCST(Mem{Base: a, Disp: l8AD + 4*i}, dw, d)
+				for h := range 2 {
+					VCVTDQ2PS(acc[h][i], v)
+					VFMADD231PS(d, v, lane[h][i])
+				}
+			}
+		})
 		// hsum8: (l0+l4), (l1+l5), (l2+l6), (l3+l7); then (l0+l4)+(l2+l6)
 		// and (l1+l5)+(l3+l7); then those two.
 		pair[tp] = zmms(actRows)
@@ -262,13 +300,69 @@ func q6KVecDot() {
 			}
 		}
 	}
+	res := fold[0]
 	for i := range actRows {
-		VADDPS(fold[1][i], fold[0][i], fold[0][i])
-		VMOVUPS(fold[0][i], Mem{Base: out, Disp: 64 * i})
+		VADDPS(fold[1][i], res[i], res[i])
+	}
+	switch typ {
+	case q4K:
+		// Four min lanes per row, folded as hsum4: (m0+m2) + (m1+m3).
+		var ml [4][]VecVirtual
+		for u := range ml {
+			ml[u] = zeros(actRows)
+		}
+		mn := ZMM()
+		pass("q4K_mins", func() {
+			VMOVUPS(Mem{Base: w, Disp: q45KWDmin}, dw)
+			for u := range 4 {
+				VMOVDQU32(Mem{Base: w, Disp: l8WMins + 64*u}, mn)
+				for i := range actRows {
+					VPXORD(acc[0][i], acc[0][i], acc[0][i])
+					VPDPWSSD_BCST(Mem{Base: a, Disp: l8ABs32 + 16*u + 4*i}, mn, acc[0][i])
+					VCVTDQ2PS(acc[0][i], v)
+					VMULPS_BCST(Mem{Base: a, Disp: l8AD + 4*i}, dw, d)
+					VFNMADD231PS(d, v, ml[u][i]) // −(d_x·dmin)·m + lane
+				}
+			}
+		})
+		for i := range actRows {
+			VADDPS(ml[2][i], ml[0][i], ml[0][i])
+			VADDPS(ml[3][i], ml[1][i], ml[1][i])
+			VADDPS(ml[1][i], ml[0][i], ml[0][i])
+			VADDPS(ml[0][i], res[i], res[i])
+		}
+	case q5K:
+		summs := zeros(actRows)
+		mn := ZMM()
+		pass("q5K_mins", func() {
+			VMOVUPS(Mem{Base: w, Disp: q45KWDmin}, dw)
+			for i := range actRows {
+				VPXORD(acc[0][i], acc[0][i], acc[0][i])
+			}
+			for u := range 4 {
+				VMOVDQU32(Mem{Base: w, Disp: l8WMins + 64*u}, mn)
+				for i := range actRows {
+					VPDPWSSD_BCST(Mem{Base: a, Disp: l8ABs32 + 16*u + 4*i}, mn, acc[0][i])
+				}
+			}
+			for i := range actRows {
+				VCVTDQ2PS(acc[0][i], v)
+				VMULPS_BCST(Mem{Base: a, Disp: l8AD + 4*i}, dw, d)
+				VFNMADD231PS(d, v, summs[i])
+			}
+		})
+		for i := range actRows {
+			VADDPS(summs[i], res[i], res[i])
+		}
+	}
+	for i := range actRows {
+		VMOVUPS(res[i], Mem{Base: out, Disp: 64 * i})
 	}
 	VZEROUPPER()
 	RET()
 }
+
+func (t ktype) String() string { return [...]string{"q4K", "q5K", "q6K"}[t] }
 
 // data declares a read-only table of dwords.
 func data(name string, d ...uint32) Mem {
