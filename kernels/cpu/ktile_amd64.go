@@ -16,3 +16,6 @@ func ktileQ5KVecDotAVX512(w *byte, a *byte, nb int, out *[64]float32)
 
 // ktilePackQ4KAVX512 packs nb super-blocks of the 16 Q4_K weight rows at w, rowBytes apart, into dst as the Q4_K tile kernel takes them.
 func ktilePackQ4KAVX512(dst *byte, w *byte, rowBytes int, nb int)
+
+// ktilePackQ6KAVX512 packs nb super-blocks of the 16 Q6_K weight rows at w, rowBytes apart, into dst as the eight-lane tile kernel takes them.
+func ktilePackQ6KAVX512(dst *byte, w *byte, rowBytes int, nb int)

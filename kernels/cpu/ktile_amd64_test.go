@@ -127,28 +127,31 @@ func BenchmarkKTile(b *testing.B) {
 	}
 }
 
-// TestKTilePackQ4K: the assembly packer of whole Q4_K tiles writes what
-// the Go packer does.
-func TestKTilePackQ4K(t *testing.T) {
+// TestKTilePackFull: the assembly packers of whole tiles write what the
+// Go packers do.
+func TestKTilePackFull(t *testing.T) {
 	if !HasVNNI {
 		t.Skip("no AVX-512 VNNI")
 	}
 	r := rand.New(rand.NewPCG(1, 1))
-	for _, nb := range []int{1, 3} {
-		for _, pad := range []int{0, 32} {
-			rowBytes := nb*144 + pad
-			w := make([]byte, 16*rowBytes)
-			for row := range 16 {
-				copy(w[row*rowBytes:], kqWeights(r, gguf.Q4_K, nb))
-			}
-			want := make([]byte, nb*ktQ4KWBytes)
-			got := make([]byte, nb*ktQ4KWBytes)
-			ktPackQ4K(nil, want, w, rowBytes, 16, nb)
-			ktilePackQ4KAVX512(&got[0], &w[0], rowBytes, nb)
-			for i := range want {
-				if want[i] != got[i] {
-					t.Fatalf("nb=%d rowBytes=%d: byte %d (block %d, offset %d) = %#x, Go packer %#x",
-						nb, rowBytes, i, i/ktQ4KWBytes, i%ktQ4KWBytes, got[i], want[i])
+	for _, k := range []*ktTiler{ktQ4KGemm, ktQ6K} {
+		size := k.t.TypeSize()
+		for _, nb := range []int{1, 3} {
+			for _, pad := range []int{0, 32} {
+				rowBytes := nb*size + pad
+				w := make([]byte, 16*rowBytes)
+				for row := range 16 {
+					copy(w[row*rowBytes:], kqWeights(r, k.t, nb))
+				}
+				want := make([]byte, nb*k.wBytes)
+				got := make([]byte, nb*k.wBytes)
+				k.packW(nil, want, w, rowBytes, 16, nb)
+				k.packFull(&got[0], &w[0], rowBytes, nb)
+				for i := range want {
+					if want[i] != got[i] {
+						t.Fatalf("%v nb=%d rowBytes=%d: byte %d (block %d, offset %d) = %#x, Go packer %#x",
+							k.t, nb, rowBytes, i, i/k.wBytes, i%k.wBytes, got[i], want[i])
+					}
 				}
 			}
 		}

@@ -52,7 +52,7 @@ var (
 			ktPackQ45K(gguf.Q5_K, wr, dst, w, rowBytes, rows, nb)
 		}}
 	ktQ6K = &ktTiler{t: gguf.Q6_K, wBytes: ktQ6KWBytes, aBytes: ktL8ABytes,
-		kernel: ktileQ6KVecDotAVX512, packW: ktPackQ6K, packA: ktPackActL8}
+		kernel: ktileQ6KVecDotAVX512, packW: ktPackQ6K, packFull: ktilePackQ6KAVX512, packA: ktPackActL8}
 
 	ktTilers = map[gguf.Type][2]*quantTiler{
 		gguf.Q4_K: {ktQ4KVec.tiler(), ktQ4KGemm.tiler()},

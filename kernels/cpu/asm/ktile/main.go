@@ -93,6 +93,7 @@ func main() {
 	lanes8(q4K)
 	lanes8(q5K)
 	packQ4K()
+	packQ6K()
 	Generate()
 }
 
@@ -377,6 +378,9 @@ func data(name string, d ...uint32) Mem {
 	return m
 }
 
+// Tables packQ4K declares and packQ6K uses too.
+var tabIota, tabM0F Mem
+
 // packQ4K packs a whole tile of 16 Q4_K weight rows (the layout at the top),
 // gathering dword k of the 16 rows' super-blocks into one register.
 func packQ4K() {
@@ -384,8 +388,8 @@ func packQ4K() {
 	for r := range 16 {
 		iota = append(iota, uint32(r))
 	}
-	tabIota := data("ktIota", iota...)
-	tabM0F := data("ktMask0F", 0x0f0f0f0f, 0)
+	tabIota = data("ktIota", iota...)
+	tabM0F = data("ktMask0F", 0x0f0f0f0f, 0)
 	tabM3F := data("ktMask3F", 0x3f, 0)
 	tabM0FD := data("ktMask0FD", 0x0f, 0)
 	tabM30 := data("ktMask30", 0x30, 0)
@@ -472,6 +476,154 @@ func packQ4K() {
 	DECQ(n)
 	JNZ(LabelRef("pack_block"))
 	Label("pack_done")
+	VZEROUPPER()
+	RET()
+}
+
+// dataBytes declares a read-only table of bytes (a multiple of 8).
+func dataBytes(name string, b []byte) Mem {
+	d := make([]uint32, len(b)/4)
+	for i := range d {
+		d[i] = binary.LittleEndian.Uint32(b[4*i:])
+	}
+	return data(name, d...)
+}
+
+// perDword repeats, for each of the 16 dwords of a ZMM register, the four
+// bytes f(k) gives for its position k within its 128-bit lane (VPSHUFB
+// indices).
+func perDword(f func(k byte) [4]byte) []byte {
+	var b []byte
+	for d := range 16 {
+		v := f(byte(d % 4))
+		b = append(b, v[:]...)
+	}
+	return b
+}
+
+// packQ6K packs a whole tile of 16 Q6_K weight rows for the eight-lane
+// kernel (the layout at the top), gathering dwords of the 16 rows'
+// super-blocks into one register: four consecutive levels of each row are
+// rebuilt from ql and qh in a dword lane, split into two int16 pairs and
+// multiplied by their 16-element scale.
+func packQ6K() {
+	const z = 0x80
+	tabPairLo := dataBytes("ktPairLo", perDword(func(k byte) [4]byte { return [4]byte{4 * k, z, 4*k + 1, z} }))
+	tabPairHi := dataBytes("ktPairHi", perDword(func(k byte) [4]byte { return [4]byte{4*k + 2, z, 4*k + 3, z} }))
+	var tabScale [4]Mem // byte c of each dword into the high byte of both words
+	for c := range byte(4) {
+		tabScale[c] = dataBytes(fmt.Sprintf("ktScaleB%d", c), perDword(func(k byte) [4]byte { return [4]byte{z, 4*k + c, z, 4*k + c} }))
+	}
+	var tabNeg [2]Mem // bytes c, c+1 into the high bytes of the two words
+	for c := range byte(2) {
+		tabNeg[c] = dataBytes(fmt.Sprintf("ktNegB%d", c), perDword(func(k byte) [4]byte { return [4]byte{z, 4*k + 2*c, z, 4*k + 2*c + 1} }))
+	}
+	tabM32 := data("ktMinus32", 0xffe0ffe0, 0)
+	tabM30b := data("ktMask30b", 0x30303030, 0)
+
+	TEXT("ktilePackQ6KAVX512", NOSPLIT, "func(dst, w *byte, rowBytes, nb int)")
+	Doc("ktilePackQ6KAVX512 packs nb super-blocks of the 16 Q6_K weight rows at w, rowBytes apart, into dst as the eight-lane tile kernel takes them.")
+	dst := Load(Param("dst"), GP64())
+	w := Load(Param("w"), GP64())
+	rb := GP64()
+	Load(Param("rowBytes"), rb)
+	n := Load(Param("nb"), GP64())
+	idx, m0f, m30, m32 := ZMM(), ZMM(), ZMM(), ZMM()
+	VPBROADCASTD(rb.As32(), idx)
+	VPMULLD(tabIota, idx, idx)
+	VPBROADCASTD(tabM0F, m0f)
+	VPBROADCASTD(tabM30b, m30)
+	VPBROADCASTD(tabM32, m32)
+	pl, ph := ZMM(), ZMM()
+	VMOVDQU64(tabPairLo, pl)
+	VMOVDQU64(tabPairHi, ph)
+	k := K()
+	gather := func(off int, dst VecVirtual) {
+		KXNORW(k, k, k)
+		VPGATHERDD(Mem{Base: w, Index: idx, Scale: 1, Disp: off}, k, dst)
+	}
+	scb := [4]VecVirtual{ZMM(), ZMM(), ZMM(), ZMM()} // scale bytes 4q..4q+3
+	sc := [4]VecVirtual{ZMM(), ZMM(), ZMM(), ZMM()}
+	qa, qb, qh, x, t, lo, hi, msk := ZMM(), ZMM(), ZMM(), ZMM(), ZMM(), ZMM(), ZMM(), ZMM()
+	TESTQ(n, n)
+	JZ(LabelRef("pack6_done"))
+	Label("pack6_block")
+	for q := range 4 {
+		gather(192+4*q, scb[q])
+	}
+	// −32·scale[2t], −32·scale[2t+1].
+	for tt := range 8 {
+		VMOVDQU64(tabNeg[tt%2], msk)
+		VPSHUFB(msk, scb[tt/2], x)
+		VPSRAW(U8(8), x, x)
+		VPMULLW(m32, x, x)
+		VMOVDQU32(x, Mem{Base: dst, Disp: l8WNeg + 64*tt})
+	}
+	for h := range 2 {
+		for mq := range 2 {
+			// Scales 8h + 2s + mq for the four sets s, as words.
+			for s := range 4 {
+				si := 8*h + 2*s + mq
+				VMOVDQU64(tabScale[si%4], msk)
+				VPSHUFB(msk, scb[si/4], sc[s])
+				VPSRAW(U8(8), sc[s], sc[s])
+			}
+			for mm := range 4 {
+				m := 4*mq + mm // levels l = 4m..4m+3
+				gather(64*h+4*m, qa)
+				gather(64*h+32+4*m, qb)
+				gather(128+32*h+4*m, qh)
+				for s := range 4 {
+					// Set s: elements 128h + 32s + l.
+					src := qa
+					if s%2 == 1 {
+						src = qb
+					}
+					if s < 2 {
+						VPANDD(m0f, src, x)
+					} else {
+						VPSRLD(U8(4), src, x)
+						VPANDD(m0f, x, x)
+					}
+					switch s {
+					case 0:
+						VPSLLD(U8(4), qh, t)
+					case 1:
+						VPSLLD(U8(2), qh, t)
+					case 2:
+						t = qh
+					case 3:
+						VPSRLD(U8(2), qh, t)
+					}
+					VPTERNLOGD(U8(0xf8), m30, t, x) // x | t&m30
+					if s == 2 {
+						t = ZMM()
+					}
+					VPSHUFB(pl, x, lo)
+					VPSHUFB(ph, x, hi)
+					VPMULLW(sc[s], lo, lo)
+					VPMULLW(sc[s], hi, hi)
+					p := 64*h + 16*s + 2*m
+					VMOVDQU32(lo, Mem{Base: dst, Disp: 64 * p})
+					VMOVDQU32(hi, Mem{Base: dst, Disp: 64 * (p + 1)})
+				}
+			}
+		}
+	}
+	// d: the fp16 word at 208, read as the upper half of the dword at 206
+	// so as not to read past the super-block.
+	hw := YMM()
+	f := ZMM()
+	gather(206, x)
+	VPSRLD(U8(16), x, x)
+	VPMOVDW(x, hw)
+	VCVTPH2PS(hw, f)
+	VMOVUPS(f, Mem{Base: dst, Disp: q6KWD})
+	ADDQ(U32(210), w)
+	ADDQ(U32(q6KWBytes), dst)
+	DECQ(n)
+	JNZ(LabelRef("pack6_block"))
+	Label("pack6_done")
 	VZEROUPPER()
 	RET()
 }
