@@ -2,17 +2,17 @@
 
 package cpu
 
-// ktileQ4KGemmAVX512 multiplies 16 packed weight rows with a packed group of four Q8_K activation rows, nb super-blocks each, and sets out[16i+r] to weight row r times activation row i, in dotQ4_K's gemm order.
-func ktileQ4KGemmAVX512(w *byte, a *byte, nb int, out *[64]float32)
+// ktileQ4KGemmAVX512 multiplies 16 packed weight rows with a packed group of four Q8_K activation rows, nb super-blocks each, and sets out[i·ldo+r] to weight row r times activation row i for the rows r set in mask, in dotQ4_K's gemm order.
+func ktileQ4KGemmAVX512(w *byte, a *byte, nb int, out *float32, ldo int, mask uint16)
 
-// ktileQ6KVecDotAVX512 multiplies 16 packed weight rows with a packed group of four Q8_K activation rows, nb super-blocks each, and sets out[16i+r] to weight row r times activation row i, in dotQ6_K's order.
-func ktileQ6KVecDotAVX512(w *byte, a *byte, nb int, out *[64]float32)
+// ktileQ6KVecDotAVX512 multiplies 16 packed weight rows with a packed group of four Q8_K activation rows, nb super-blocks each, and sets out[i·ldo+r] to weight row r times activation row i for the rows r set in mask, in dotQ6_K's order.
+func ktileQ6KVecDotAVX512(w *byte, a *byte, nb int, out *float32, ldo int, mask uint16)
 
-// ktileQ4KVecDotAVX512 multiplies 16 packed weight rows with a packed group of four Q8_K activation rows, nb super-blocks each, and sets out[16i+r] to weight row r times activation row i, in dotQ4_K's vec_dot order.
-func ktileQ4KVecDotAVX512(w *byte, a *byte, nb int, out *[64]float32)
+// ktileQ4KVecDotAVX512 multiplies 16 packed weight rows with a packed group of four Q8_K activation rows, nb super-blocks each, and sets out[i·ldo+r] to weight row r times activation row i for the rows r set in mask, in dotQ4_K's vec_dot order.
+func ktileQ4KVecDotAVX512(w *byte, a *byte, nb int, out *float32, ldo int, mask uint16)
 
-// ktileQ5KVecDotAVX512 multiplies 16 packed weight rows with a packed group of four Q8_K activation rows, nb super-blocks each, and sets out[16i+r] to weight row r times activation row i, in dotQ5_K's order.
-func ktileQ5KVecDotAVX512(w *byte, a *byte, nb int, out *[64]float32)
+// ktileQ5KVecDotAVX512 multiplies 16 packed weight rows with a packed group of four Q8_K activation rows, nb super-blocks each, and sets out[i·ldo+r] to weight row r times activation row i for the rows r set in mask, in dotQ5_K's order.
+func ktileQ5KVecDotAVX512(w *byte, a *byte, nb int, out *float32, ldo int, mask uint16)
 
 // ktilePackQ4KAVX512 packs nb super-blocks of the 16 Q4_K weight rows at w, rowBytes apart, into dst as the Q4_K tile kernel takes them.
 func ktilePackQ4KAVX512(dst *byte, w *byte, rowBytes int, nb int)

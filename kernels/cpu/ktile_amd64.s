@@ -2,9 +2,9 @@
 
 #include "textflag.h"
 
-// func ktileQ4KGemmAVX512(w *byte, a *byte, nb int, out *[64]float32)
+// func ktileQ4KGemmAVX512(w *byte, a *byte, nb int, out *float32, ldo int, mask uint16)
 // Requires: AVX, AVX512DQ, AVX512F, AVX512VNNI
-TEXT ·ktileQ4KGemmAVX512(SB), NOSPLIT, $0-32
+TEXT ·ktileQ4KGemmAVX512(SB), NOSPLIT, $0-42
 	MOVQ   w+0(FP), AX
 	MOVQ   a+8(FP), CX
 	MOVQ   nb+16(FP), DX
@@ -534,19 +534,26 @@ q4k_block:
 
 q4k_store:
 	VSUBPS  Z4, Z0, Z0
-	VMOVUPS Z0, (BX)
 	VSUBPS  Z5, Z1, Z1
-	VMOVUPS Z1, 64(BX)
 	VSUBPS  Z6, Z2, Z2
-	VMOVUPS Z2, 128(BX)
 	VSUBPS  Z7, Z3, Z3
-	VMOVUPS Z3, 192(BX)
+	MOVQ    ldo+32(FP), AX
+	SHLQ    $0x02, AX
+	MOVWLZX mask+40(FP), CX
+	KMOVW   CX, K1
+	VMOVUPS Z0, K1, (BX)
+	ADDQ    AX, BX
+	VMOVUPS Z1, K1, (BX)
+	ADDQ    AX, BX
+	VMOVUPS Z2, K1, (BX)
+	ADDQ    AX, BX
+	VMOVUPS Z3, K1, (BX)
 	VZEROUPPER
 	RET
 
-// func ktileQ6KVecDotAVX512(w *byte, a *byte, nb int, out *[64]float32)
+// func ktileQ6KVecDotAVX512(w *byte, a *byte, nb int, out *float32, ldo int, mask uint16)
 // Requires: AVX, AVX512DQ, AVX512F, AVX512VNNI
-TEXT ·ktileQ6KVecDotAVX512(SB), NOSPLIT, $0-32
+TEXT ·ktileQ6KVecDotAVX512(SB), NOSPLIT, $0-42
 	MOVQ   w+0(FP), AX
 	MOVQ   a+8(FP), CX
 	MOVQ   nb+16(FP), DX
@@ -1459,16 +1466,23 @@ q6K_pass3_done:
 	VADDPS  Z22, Z18, Z18
 	VADDPS  Z23, Z19, Z19
 	VADDPS  Z24, Z20, Z20
-	VMOVUPS Z17, (BX)
-	VMOVUPS Z18, 64(BX)
-	VMOVUPS Z19, 128(BX)
-	VMOVUPS Z20, 192(BX)
+	MOVQ    ldo+32(FP), AX
+	SHLQ    $0x02, AX
+	MOVWLZX mask+40(FP), CX
+	KMOVW   CX, K1
+	VMOVUPS Z17, K1, (BX)
+	ADDQ    AX, BX
+	VMOVUPS Z18, K1, (BX)
+	ADDQ    AX, BX
+	VMOVUPS Z19, K1, (BX)
+	ADDQ    AX, BX
+	VMOVUPS Z20, K1, (BX)
 	VZEROUPPER
 	RET
 
-// func ktileQ4KVecDotAVX512(w *byte, a *byte, nb int, out *[64]float32)
+// func ktileQ4KVecDotAVX512(w *byte, a *byte, nb int, out *float32, ldo int, mask uint16)
 // Requires: AVX, AVX512DQ, AVX512F, AVX512VNNI
-TEXT ·ktileQ4KVecDotAVX512(SB), NOSPLIT, $0-32
+TEXT ·ktileQ4KVecDotAVX512(SB), NOSPLIT, $0-42
 	MOVQ   w+0(FP), AX
 	MOVQ   a+8(FP), CX
 	MOVQ   nb+16(FP), DX
@@ -2471,16 +2485,23 @@ q4K_mins_done:
 	VADDPS  Z24, Z7, Z7
 	VADDPS  Z7, Z3, Z3
 	VADDPS  Z3, Z20, Z20
-	VMOVUPS Z17, (BX)
-	VMOVUPS Z18, 64(BX)
-	VMOVUPS Z19, 128(BX)
-	VMOVUPS Z20, 192(BX)
+	MOVQ    ldo+32(FP), AX
+	SHLQ    $0x02, AX
+	MOVWLZX mask+40(FP), CX
+	KMOVW   CX, K1
+	VMOVUPS Z17, K1, (BX)
+	ADDQ    AX, BX
+	VMOVUPS Z18, K1, (BX)
+	ADDQ    AX, BX
+	VMOVUPS Z19, K1, (BX)
+	ADDQ    AX, BX
+	VMOVUPS Z20, K1, (BX)
 	VZEROUPPER
 	RET
 
-// func ktileQ5KVecDotAVX512(w *byte, a *byte, nb int, out *[64]float32)
+// func ktileQ5KVecDotAVX512(w *byte, a *byte, nb int, out *float32, ldo int, mask uint16)
 // Requires: AVX, AVX512DQ, AVX512F, AVX512VNNI
-TEXT ·ktileQ5KVecDotAVX512(SB), NOSPLIT, $0-32
+TEXT ·ktileQ5KVecDotAVX512(SB), NOSPLIT, $0-42
 	MOVQ   w+0(FP), AX
 	MOVQ   a+8(FP), CX
 	MOVQ   nb+16(FP), DX
@@ -3411,10 +3432,17 @@ q5K_mins_done:
 	VADDPS  Z1, Z18, Z18
 	VADDPS  Z2, Z19, Z19
 	VADDPS  Z3, Z20, Z20
-	VMOVUPS Z17, (BX)
-	VMOVUPS Z18, 64(BX)
-	VMOVUPS Z19, 128(BX)
-	VMOVUPS Z20, 192(BX)
+	MOVQ    ldo+32(FP), AX
+	SHLQ    $0x02, AX
+	MOVWLZX mask+40(FP), CX
+	KMOVW   CX, K1
+	VMOVUPS Z17, K1, (BX)
+	ADDQ    AX, BX
+	VMOVUPS Z18, K1, (BX)
+	ADDQ    AX, BX
+	VMOVUPS Z19, K1, (BX)
+	ADDQ    AX, BX
+	VMOVUPS Z20, K1, (BX)
 	VZEROUPPER
 	RET
 

@@ -176,7 +176,7 @@ func BenchmarkKTileKernels(b *testing.B) {
 			a := make([]byte, nb*k.aBytes)
 			var out [64]float32
 			for b.Loop() {
-				k.kernel(&w[0], &a[0], nb, &out)
+				k.kernel(&w[0], &a[0], nb, &out[0], 16, 0xffff)
 			}
 			b.ReportMetric(float64(16*4*nb*qkK)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GMAC/s")
 		})

@@ -27,7 +27,7 @@ const (
 type ktTiler struct {
 	t              gguf.Type
 	wBytes, aBytes int // packed bytes per super-block
-	kernel         func(w, a *byte, nb int, out *[64]float32)
+	kernel         func(w, a *byte, nb int, out *float32, ldo int, mask uint16)
 	// packW packs super-blocks [0, nb) of rows weight rows (at most
 	// tileRows, rowBytes apart in w) into dst, nb·wBytes bytes; it may
 	// decode rows into wr.
@@ -130,11 +130,9 @@ func (k *ktTiler) mul(ts *threadScratch, w []byte, rowBytes, rows int, tiled []b
 		k.packW(&ts.w, ts.tile, w, rowBytes, rows, nb)
 	}
 	gb := nb * k.aBytes
+	mask := uint16(1<<rows - 1)
 	for g := 0; g < n/4; g++ {
-		k.kernel(&ts.tile[0], &tiled[g*gb], nb, &ts.tileOut)
-		for i := range 4 {
-			copy(out[(4*g+i)*ldo:(4*g+i)*ldo+rows], ts.tileOut[tileRows*i:tileRows*i+rows])
-		}
+		k.kernel(&ts.tile[0], &tiled[g*gb], nb, &out[4*g*ldo], ldo, mask)
 	}
 }
 

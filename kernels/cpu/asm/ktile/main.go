@@ -97,13 +97,29 @@ func main() {
 	Generate()
 }
 
-// header declares a kernel func(w, a *byte, nb int, out *[64]float32) and
-// loads its arguments.
+// header declares a kernel func(w, a *byte, nb int, out *float32, ldo int,
+// mask uint16) and loads its arguments but the last two.
 func header(name, doc string) (w, a, nb, out Register) {
-	TEXT(name, NOSPLIT, "func(w, a *byte, nb int, out *[64]float32)")
+	TEXT(name, NOSPLIT, "func(w, a *byte, nb int, out *float32, ldo int, mask uint16)")
 	Doc(name + " multiplies 16 packed weight rows with a packed group of four Q8_K activation rows, nb super-blocks each, " +
-		"and sets out[16i+r] to weight row r times activation row i, " + doc)
+		"and sets out[i·ldo+r] to weight row r times activation row i for the rows r set in mask, " + doc)
 	return Load(Param("w"), GP64()), Load(Param("a"), GP64()), Load(Param("nb"), GP64()), Load(Param("out"), GP64())
+}
+
+// store writes the four rows' results res to out[i·ldo+r], r in mask.
+func store(res []VecVirtual, out Register) {
+	ldo, m := GP64(), GP32()
+	Load(Param("ldo"), ldo)
+	SHLQ(U8(2), ldo)
+	Load(Param("mask"), m)
+	k := K()
+	KMOVW(m, k)
+	for i, r := range res {
+		VMOVUPS(r, k, Mem{Base: out})
+		if i+1 < len(res) {
+			ADDQ(ldo, out)
+		}
+	}
 }
 
 func zeros(n int) []VecVirtual {
@@ -192,8 +208,8 @@ func q4KGemm() {
 	Label("q4k_store")
 	for i := range actRows {
 		VSUBPS(smin[i], sum[i], sum[i])
-		VMOVUPS(sum[i], Mem{Base: out, Disp: 64 * i})
 	}
+	store(sum, out)
 	VZEROUPPER()
 	RET()
 }
@@ -356,9 +372,7 @@ func lanes8(typ ktype) {
 			VADDPS(summs[i], res[i], res[i])
 		}
 	}
-	for i := range actRows {
-		VMOVUPS(res[i], Mem{Base: out, Disp: 64 * i})
-	}
+	store(res, out)
 	VZEROUPPER()
 	RET()
 }
