@@ -1,6 +1,9 @@
 package cpu
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+	"time"
+)
 
 // Task is one parallel operation: Run is called once on every thread of a
 // pool with that thread's index, and splits the work by it.
@@ -27,12 +30,37 @@ type Pool struct {
 	done         chan struct{}
 }
 
-// spinLimit is how many polls a worker makes before parking: a few hundred
-// microseconds, longer than the serial work between two ops of a forward
-// pass. Parking sooner costs a scheduler wake-up per op, which measured as a
-// second thread adding nothing to decode speed (20000 polls: 35 tokens/s on
-// two threads against 39.5 on one; 200000: 60).
-const spinLimit = 200000
+// spinTime is how long a thread polls before parking: longer than the serial
+// work between two ops of a forward pass, and than the wait for another
+// thread's share of an op. Parking sooner costs a scheduler wake-up per op,
+// which measured as a second thread adding nothing to decode speed. It is a
+// time, not a count of polls: a count tuned on one machine (200000 polls,
+// 60 tokens/s on two threads against 39.5 on one) parked too soon on
+// another day's faster polls, and two threads decoded no faster than one
+// again (0.35B Q8_0: 27 tokens/s; 48 with ten times the polls).
+const spinTime = 2 * time.Millisecond
+
+// spinCheck is how many polls go between two looks at the clock.
+const spinCheck = 1024
+
+// spinner counts polls and says when spinTime has passed since the first.
+type spinner struct {
+	polls int
+	start time.Time
+}
+
+// spin reports whether to keep polling.
+func (s *spinner) spin() bool {
+	s.polls++
+	if s.polls%spinCheck != 0 {
+		return true
+	}
+	if s.start.IsZero() {
+		s.start = time.Now()
+		return true
+	}
+	return time.Since(s.start) < spinTime
+}
 
 // NewPool starts a pool of threads threads (at least 1).
 func NewPool(threads int) *Pool {
@@ -61,8 +89,9 @@ func (p *Pool) Run(t Task) {
 	p.gen.Add(1)
 	p.wakeParked()
 	t.Run(0, p.threads)
-	for spins := 0; p.pending.Load() != 0; spins++ {
-		if spins < spinLimit {
+	var sp spinner
+	for p.pending.Load() != 0 {
+		if sp.spin() {
 			continue
 		}
 		p.callerParked.Store(true)
@@ -98,8 +127,9 @@ func (p *Pool) wakeParked() {
 func (p *Pool) work(i int) {
 	seen := uint64(0)
 	for {
-		for spins := 0; p.gen.Load() == seen; spins++ {
-			if spins < spinLimit {
+		var sp spinner
+		for p.gen.Load() == seen {
+			if sp.spin() {
 				continue
 			}
 			// Announce the park, then look once more so a task started in
@@ -109,7 +139,7 @@ func (p *Pool) work(i int) {
 				<-p.wake[i]
 			}
 			p.parked[i].Store(false)
-			spins = 0
+			sp = spinner{}
 		}
 		seen = p.gen.Load()
 		if p.quit.Load() {
