@@ -34,11 +34,12 @@ type Pool struct {
 // work between two ops of a forward pass, and than the wait for another
 // thread's share of an op. Parking sooner costs a scheduler wake-up per op,
 // which measured as a second thread adding nothing to decode speed. It is a
-// time, not a count of polls: a count tuned on one machine (200000 polls,
-// 60 tokens/s on two threads against 39.5 on one) parked too soon on
-// another day's faster polls, and two threads decoded no faster than one
-// again (0.35B Q8_0: 27 tokens/s; 48 with ten times the polls).
-const spinTime = 2 * time.Millisecond
+// time, not a count of polls: 200000 polls, tuned on one day (60 tokens/s
+// on two threads against 39.5 on one), parked too soon on another day's
+// faster polls, and two threads decoded no faster than one again (0.35B
+// Q8_0: 27 tokens/s; 300 µs: 49.7, 1 ms: 51, at twice the CPU that idle
+// pools burn in tests).
+const spinTime = 300 * time.Microsecond
 
 // spinCheck is how many polls go between two looks at the clock.
 const spinCheck = 1024
