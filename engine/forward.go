@@ -32,6 +32,7 @@ type Engine struct {
 	spans      []span
 	outRows    []int
 	stepTokens []int32
+	attnSeqs   []kernels.AttnSeq
 }
 
 // New prepares m to run on b. It refuses weights whose type b cannot multiply,
@@ -223,16 +224,18 @@ func (e *Engine) run(tokens []int32, spans []span, out []int) ([]float32, error)
 		b.RoPE(q, pos, c.Heads, c.HeadDim, &e.rope)
 		b.RoPE(k, pos, c.KVHeads, c.HeadDim, &e.rope)
 		row := 0
+		e.attnSeqs = e.attnSeqs[:0]
 		for _, sp := range spans {
 			for i := range sp.n {
 				sp.kv.Put(l, sp.pos0+i, k[(row+i)*kvw:(row+i+1)*kvw], v[(row+i)*kvw:(row+i+1)*kvw])
 			}
-			b.Attention(att[row*qw:(row+sp.n)*qw], q[row*qw:(row+sp.n)*qw], sp.kv, kernels.Attn{
-				Layer: l, Pos0: sp.pos0, Heads: c.Heads, KVHeads: c.KVHeads, HeadDim: c.HeadDim,
-				Scale: float32(1 / math.Sqrt(float64(c.HeadDim))),
-			})
+			e.attnSeqs = append(e.attnSeqs, kernels.AttnSeq{KV: sp.kv, Pos0: sp.pos0, Rows: sp.n})
 			row += sp.n
 		}
+		b.AttentionBatch(att, q, e.attnSeqs, kernels.Attn{
+			Layer: l, Heads: c.Heads, KVHeads: c.KVHeads, HeadDim: c.HeadDim,
+			Scale: float32(1 / math.Sqrt(float64(c.HeadDim))),
+		})
 		b.MatMul(xb2, w.O, att, n)
 		b.Add(x, xb2)
 		// Like llama.cpp, the last layer's feed-forward runs only for the rows

@@ -46,6 +46,13 @@ type Attn struct {
 	Scale   float32
 }
 
+// AttnSeq is one sequence's part of an AttentionBatch call.
+type AttnSeq struct {
+	KV   KV
+	Pos0 int // position of its first row
+	Rows int // its query rows
+}
+
 // Backend computes on activations held as f32 slices, row-major.
 type Backend interface {
 	Name() string
@@ -63,6 +70,11 @@ type Backend interface {
 	RoPE(x []float32, pos []int32, heads, headDim int, r *Rope)
 	// Attention computes softmax(q·kᵀ·scale)·v per head into out (same shape as q).
 	Attention(out, q []float32, kv KV, a Attn)
+	// AttentionBatch is Attention for several sequences in one call: their
+	// rows follow each other in q and out, seqs[i] saying how many are
+	// sequence i's and where its cache and first position are; a.Pos0 is
+	// not used.
+	AttentionBatch(out, q []float32, seqs []AttnSeq, a Attn)
 	// SwiGLU sets gate[i] = silu(gate[i])·up[i] over rows of width
 	// values (the feed-forward width), each row on its own.
 	SwiGLU(gate, up []float32, width int)

@@ -28,7 +28,6 @@ const attnTileMinRows = 4
 // attnTiles holds one KV head transposed into tiles.
 type attnTiles struct {
 	kt, vt []float32
-	kvHead int // the head they hold, −1 for none
 }
 
 // load transposes KV head kvh of layer's positions [0, L) into tiles,
@@ -52,30 +51,24 @@ func (at *attnTiles) load(kv kernels.KV, a kernels.Attn, kvh, L int, buf []float
 			at.kt[base+16*d], at.vt[base+16*d] = k[d], v[d]
 		}
 	}
-	at.kvHead = kvh
 }
 
-// attendTiled computes the jobs [lo, hi) of t, numbered head-major (head
-// k/n, query row k%n), through the tile kernels k.
-func (t *attnTask) attendTiled(ts *attnScratch, lo, hi int, k attnKernels) {
-	a := t.a
+// attendTiled computes the query heads that share KV head kvh, for every
+// query row of q (one sequence), through the tile kernels k.
+func attendTiled(out, q []float32, kv kernels.KV, a kernels.Attn, ts *attnScratch, kvh int, k attnKernels) {
 	qRow := a.Heads * a.HeadDim
-	n := len(t.q) / qRow
+	n := len(q) / qRow
 	L := a.Pos0 + n
-	ts.tiles.kvHead = -1
-	ts.scores = grow(ts.scores, (L+15)&^15)
-	for j := lo; j < hi; j++ {
-		h, i := j/n, j%n
-		kvh := h / (a.Heads / a.KVHeads)
-		if ts.tiles.kvHead != kvh {
-			ts.tiles.load(t.kv, a, kvh, L, ts.buf)
-		}
+	group := a.Heads / a.KVHeads
+	ts.tiles.load(kv, a, kvh, L, ts.buf)
+	for j := range n * group {
+		h, i := kvh*group+j/n, j%n
 		last := a.Pos0 + i
 		tiles := last/16 + 1
-		qh := t.q[i*qRow+h*a.HeadDim : i*qRow+(h+1)*a.HeadDim]
+		qh := q[i*qRow+h*a.HeadDim : i*qRow+(h+1)*a.HeadDim]
 		k.scores(&ts.tiles.kt[0], &qh[0], tiles, a.Scale, &ts.scores[0])
 		Softmax(ts.scores[:last+1])
-		o := t.out[i*qRow+h*a.HeadDim : i*qRow+(h+1)*a.HeadDim]
+		o := out[i*qRow+h*a.HeadDim : i*qRow+(h+1)*a.HeadDim]
 		k.values(&ts.tiles.vt[0], &ts.scores[0], tiles, uint16(1<<(last%16+1)-1), &o[0])
 	}
 }

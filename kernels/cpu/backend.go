@@ -3,6 +3,7 @@ package cpu
 import (
 	"fmt"
 	"runtime"
+	"sync/atomic"
 
 	"github.com/godwit-ai/godwit/kernels"
 	"github.com/godwit-ai/godwit/models/gguf"
@@ -15,6 +16,7 @@ type Backend struct {
 	pool    *Pool
 	scratch Scratch
 	attn    attnTask
+	one     [1]kernels.AttnSeq // Attention's one sequence
 }
 
 var _ kernels.Backend = (*Backend)(nil)
@@ -64,17 +66,37 @@ func (b *Backend) RoPE(x []float32, pos []int32, heads, headDim int, r *kernels.
 }
 
 func (b *Backend) Attention(out, q []float32, kv kernels.KV, a kernels.Attn) {
+	b.one[0] = kernels.AttnSeq{KV: kv, Pos0: a.Pos0, Rows: len(q) / (a.Heads * a.HeadDim)}
+	b.AttentionBatch(out, q, b.one[:], a)
+	b.one[0] = kernels.AttnSeq{}
+}
+
+// AttentionBatch runs all the sequences' heads as one task: the threads
+// take (sequence, head) units from a shared counter, which keeps them
+// evenly loaded however the sequences' lengths differ, and costs one
+// hand-off per call instead of one per sequence.
+func (b *Backend) AttentionBatch(out, q []float32, seqs []kernels.AttnSeq, a kernels.Attn) {
 	t := &b.attn
-	t.out, t.q, t.kv, t.a = out, q, kv, a
-	n := len(q) / (a.Heads * a.HeadDim)
+	t.out, t.q, t.seqs, t.a = out, q, seqs, a
+	t.first = t.first[:0]
+	longest, row := 0, 0
+	for _, s := range seqs {
+		t.first = append(t.first, row)
+		row += s.Rows
+		longest = max(longest, s.Pos0+s.Rows)
+	}
+	if row*a.Heads*a.HeadDim != len(q) || len(out) != len(q) {
+		panic(fmt.Sprintf("cpu: AttentionBatch: %d rows in the sequences, %d values of q, %d of out", row, len(q), len(out)))
+	}
 	for i := range t.threads {
 		ts := &t.threads[i]
-		ts.scores = grow(ts.scores, a.Pos0+n)
+		ts.scores = grow(ts.scores, (longest+15)&^15)
 		ts.lanes = grow(ts.lanes, 64*a.HeadDim)
 		ts.buf = grow(ts.buf, 2*a.HeadDim)
 	}
+	t.next.Store(0)
 	b.pool.Run(t)
-	t.out, t.q, t.kv = nil, nil, nil
+	t.out, t.q, t.seqs = nil, nil, nil
 }
 
 func (b *Backend) ToHalf(dst []uint16, src []float32) { toHalf(dst, src) }
@@ -94,13 +116,16 @@ func (b *Backend) SwiGLU(gate, up []float32, width int) {
 func (b *Backend) Add(dst, src []float32)    { Add(dst, src) }
 func (b *Backend) AddBias(x, bias []float32) { AddBias(x, bias) }
 
-// attnTask splits attention across threads by head, each thread taking
-// every query row of its heads: under the causal mask later rows attend to
-// more positions, so splitting by row would load the threads unevenly.
+// attnTask is attention over a batch of sequences, split into units of one
+// KV head of one sequence with all its query rows (under the causal mask
+// later rows attend to more positions, so splitting by rows would load the
+// threads unevenly), which threads claim in turn.
 type attnTask struct {
 	out, q    []float32
-	kv        kernels.KV
+	seqs      []kernels.AttnSeq
+	first     []int // each sequence's first row
 	a         kernels.Attn
+	next      atomic.Int64 // the next unit to claim
 	threads   []attnScratch
 	invariant bool // one query row sums as several do (see attendHead)
 }
@@ -111,16 +136,31 @@ type attnScratch struct {
 	tiles         attnTiles
 }
 
-func (t *attnTask) Run(thread, threads int) {
-	heads := t.a.Heads
-	n := len(t.q) / (heads * t.a.HeadDim)
-	lo, hi := split(n*heads, thread, threads, 1)
+func (t *attnTask) Run(thread, _ int) {
 	ts := &t.threads[thread]
-	if k, ok := attnTileKernels[t.a.HeadDim]; ok && n >= attnTileMinRows {
-		t.attendTiled(ts, lo, hi, k)
-		return
-	}
-	for k := lo; k < hi; k++ { // k runs head-major: head k/n, row k%n
-		attendHead(t.out, t.q, t.kv, t.a, k%n*heads+k/n, ts.scores, ts.lanes, ts.buf, t.invariant)
+	heads, kvHeads, width := t.a.Heads, t.a.KVHeads, t.a.Heads*t.a.HeadDim
+	group := heads / kvHeads
+	tiles, tiled := attnTileKernels[t.a.HeadDim]
+	for {
+		// A unit is one KV head of one sequence: the query heads that
+		// share it use one copy of its keys and values.
+		u := int(t.next.Add(1) - 1)
+		if u >= len(t.seqs)*kvHeads {
+			return
+		}
+		s, kvh := t.seqs[u/kvHeads], u%kvHeads
+		r0 := t.first[u/kvHeads]
+		out, q := t.out[r0*width:(r0+s.Rows)*width], t.q[r0*width:(r0+s.Rows)*width]
+		a := t.a
+		a.Pos0 = s.Pos0
+		if tiled && s.Rows >= attnTileMinRows {
+			attendTiled(out, q, s.KV, a, ts, kvh, tiles)
+			continue
+		}
+		for h := kvh * group; h < (kvh+1)*group; h++ {
+			for i := range s.Rows {
+				attendHead(out, q, s.KV, a, i*heads+h, ts.scores, ts.lanes, ts.buf, t.invariant)
+			}
+		}
 	}
 }

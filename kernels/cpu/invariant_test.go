@@ -73,3 +73,50 @@ func firstDiff(a, b []float32) int {
 	}
 	return -1
 }
+
+// TestAttentionBatch: several sequences in one AttentionBatch call, of
+// different lengths and row counts (decode rows, short and tiled prompt
+// chunks), with f32 and fp16 caches, give each sequence the bits it gets in
+// its own Attention call, under every variant, on two threads.
+func TestAttentionBatch(t *testing.T) {
+	defer SetVariant(Variants()[0])
+	b := New(2)
+	defer b.Close()
+	const heads, kvHeads = 4, 2
+	for _, v := range Variants() {
+		if err := SetVariant(v); err != nil {
+			t.Fatal(err)
+		}
+		for _, hd := range []int{8, 64} {
+			r := rand.New(rand.NewPCG(uint64(hd), 10))
+			a := kernels.Attn{Heads: heads, KVHeads: kvHeads, HeadDim: hd, Scale: 0.25}
+			w := heads * hd
+			var seqs []kernels.AttnSeq
+			var q []float32
+			for i, shape := range [][2]int{{1, 30}, {5, 0}, {1, 1}, {17, 20}, {3, 44}} {
+				rows, pos0 := shape[0], shape[1]
+				total := pos0 + rows
+				kv := flatKV{k: randVec(r, total*kvHeads*hd), v: randVec(r, total*kvHeads*hd), width: kvHeads * hd}
+				var kvi kernels.KV = kv
+				if i%2 == 1 {
+					kvi = kv.half()
+				}
+				seqs = append(seqs, kernels.AttnSeq{KV: kvi, Pos0: pos0, Rows: rows})
+				q = append(q, randVec(r, rows*w)...)
+			}
+			all := make([]float32, len(q))
+			b.AttentionBatch(all, q, seqs, a)
+			row := 0
+			for i, s := range seqs {
+				one := make([]float32, s.Rows*w)
+				ai := a
+				ai.Pos0 = s.Pos0
+				b.Attention(one, q[row*w:(row+s.Rows)*w], s.KV, ai)
+				if j := firstDiff(one, all[row*w:(row+s.Rows)*w]); j >= 0 {
+					t.Errorf("%v hd=%d: sequence %d alone: out[%d] = %g, in the batch %g", v, hd, i, j, one[j], all[row*w+j])
+				}
+				row += s.Rows
+			}
+		}
+	}
+}
