@@ -37,9 +37,10 @@ type Pool struct {
 // time, not a count of polls: 200000 polls, tuned on one day (60 tokens/s
 // on two threads against 39.5 on one), parked too soon on another day's
 // faster polls, and two threads decoded no faster than one again (0.35B
-// Q8_0: 27 tokens/s; 300 µs: 49.7, 1 ms: 51, at twice the CPU that idle
-// pools burn in tests).
-const spinTime = 300 * time.Microsecond
+// Q8_0: 27 tokens/s). Measured with a time (0.35B Q8_0 / Q4_K_M decode,
+// tokens/s): 100 µs 46 / 98, 150 µs 49 / 109, 300 µs 51 / 106, 1 ms 51;
+// longer spins also burn more CPU in pools that sit idle.
+const spinTime = 200 * time.Microsecond
 
 // spinCheck is how many polls go between two looks at the clock.
 const spinCheck = 1024
