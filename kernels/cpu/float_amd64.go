@@ -179,6 +179,18 @@ func vecDot64F32AVX512(w []byte, x []float32) float32
 //go:noescape
 func vecDot64F16AVX512(w []byte, x []float32) float32
 
+// vecDot64RowsF32AVX512 sets out[r] to vecDot64 of the F32 row at w[r·stride:] and x,
+// for r < rows; len(x) is a multiple of 64.
+//
+//go:noescape
+func vecDot64RowsF32AVX512(w []byte, stride int, rows int, x []float32, out []float32)
+
+// vecDot64RowsF16AVX512 sets out[r] to vecDot64 of the F16 row at w[r·stride:] and x,
+// for r < rows; len(x) is a multiple of 64.
+//
+//go:noescape
+func vecDot64RowsF16AVX512(w []byte, stride int, rows int, x []float32, out []float32)
+
 // vecDot64F32sAVX512 is vecDot64 of w and x: the sum of the first
 // len(x) &^ 63 products, which w holds at least.
 //
@@ -318,6 +330,18 @@ func vecDot64F32AVX2(w []byte, x []float32) float32
 //
 //go:noescape
 func vecDot64F16AVX2(w []byte, x []float32) float32
+
+// vecDot64RowsF32AVX2 sets out[r] to vecDot64 of the F32 row at w[r·stride:] and x,
+// for r < rows; len(x) is a multiple of 64.
+//
+//go:noescape
+func vecDot64RowsF32AVX2(w []byte, stride int, rows int, x []float32, out []float32)
+
+// vecDot64RowsF16AVX2 sets out[r] to vecDot64 of the F16 row at w[r·stride:] and x,
+// for r < rows; len(x) is a multiple of 64.
+//
+//go:noescape
+func vecDot64RowsF16AVX2(w []byte, stride int, rows int, x []float32, out []float32)
 
 // vecDot64F32sAVX2 is vecDot64 of w and x: the sum of the first
 // len(x) &^ 63 products, which w holds at least.

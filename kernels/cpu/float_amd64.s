@@ -4266,6 +4266,132 @@ blocks_done:
 	MOVSS         X0, ret+48(FP)
 	RET
 
+// func vecDot64RowsF32AVX512(w []byte, stride int, rows int, x []float32, out []float32)
+// Requires: AVX, AVX512F, AVX512VL, MMX+
+TEXT ·vecDot64RowsF32AVX512(SB), NOSPLIT, $0-88
+	MOVQ  w_base+0(FP), AX
+	MOVQ  stride+24(FP), CX
+	MOVQ  rows+32(FP), DX
+	MOVQ  x_base+40(FP), BX
+	MOVQ  x_len+48(FP), SI
+	SHRQ  $0x06, SI
+	MOVQ  out_base+64(FP), DI
+	TESTQ DX, DX
+	JZ    rows_done
+
+rows:
+	MOVQ   AX, R8
+	MOVQ   BX, R9
+	MOVQ   SI, R10
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	TESTQ  R10, R10
+	JZ     blocks_done
+
+blocks:
+	PREFETCHT0  3072(R8)
+	PREFETCHT0  3136(R8)
+	PREFETCHT0  3200(R8)
+	PREFETCHT0  3264(R8)
+	VMOVUPS     (R8), Z4
+	VFMADD231PS (R9), Z4, Z0
+	VMOVUPS     64(R8), Z4
+	VFMADD231PS 64(R9), Z4, Z1
+	VMOVUPS     128(R8), Z4
+	VFMADD231PS 128(R9), Z4, Z2
+	VMOVUPS     192(R8), Z4
+	VFMADD231PS 192(R9), Z4, Z3
+	ADDQ        $0x00000100, R8
+	ADDQ        $0x00000100, R9
+	DECQ        R10
+	JNZ         blocks
+
+blocks_done:
+	VADDPS        Z2, Z0, Z0
+	VADDPS        Z3, Z1, Z1
+	VADDPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y4
+	VADDPS        Y4, Y0, Y4
+	VEXTRACTF32X4 $0x01, Y4, X5
+	VADDPS        X5, X4, X5
+	VMOVHLPS      X5, X5, X4
+	VADDPS        X4, X5, X5
+	VMOVSHDUP     X5, X4
+	VADDSS        X4, X5, X5
+	VMOVSS        X5, (DI)
+	ADDQ          CX, AX
+	ADDQ          $0x04, DI
+	DECQ          DX
+	JNZ           rows
+
+rows_done:
+	VZEROUPPER
+	RET
+
+// func vecDot64RowsF16AVX512(w []byte, stride int, rows int, x []float32, out []float32)
+// Requires: AVX, AVX512F, AVX512VL, MMX+
+TEXT ·vecDot64RowsF16AVX512(SB), NOSPLIT, $0-88
+	MOVQ  w_base+0(FP), AX
+	MOVQ  stride+24(FP), CX
+	MOVQ  rows+32(FP), DX
+	MOVQ  x_base+40(FP), BX
+	MOVQ  x_len+48(FP), SI
+	SHRQ  $0x06, SI
+	MOVQ  out_base+64(FP), DI
+	TESTQ DX, DX
+	JZ    rows_done
+
+rows:
+	MOVQ   AX, R8
+	MOVQ   BX, R9
+	MOVQ   SI, R10
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	TESTQ  R10, R10
+	JZ     blocks_done
+
+blocks:
+	PREFETCHT0  3072(R8)
+	PREFETCHT0  3136(R8)
+	VCVTPH2PS   (R8), Z4
+	VFMADD231PS (R9), Z4, Z0
+	VCVTPH2PS   32(R8), Z4
+	VFMADD231PS 64(R9), Z4, Z1
+	VCVTPH2PS   64(R8), Z4
+	VFMADD231PS 128(R9), Z4, Z2
+	VCVTPH2PS   96(R8), Z4
+	VFMADD231PS 192(R9), Z4, Z3
+	ADDQ        $0x00000080, R8
+	ADDQ        $0x00000100, R9
+	DECQ        R10
+	JNZ         blocks
+
+blocks_done:
+	VADDPS        Z2, Z0, Z0
+	VADDPS        Z3, Z1, Z1
+	VADDPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y4
+	VADDPS        Y4, Y0, Y4
+	VEXTRACTF32X4 $0x01, Y4, X5
+	VADDPS        X5, X4, X5
+	VMOVHLPS      X5, X5, X4
+	VADDPS        X4, X5, X5
+	VMOVSHDUP     X5, X4
+	VADDSS        X4, X5, X5
+	VMOVSS        X5, (DI)
+	ADDQ          CX, AX
+	ADDQ          $0x04, DI
+	DECQ          DX
+	JNZ           rows
+
+rows_done:
+	VZEROUPPER
+	RET
+
 // func vecDot64F32sAVX512(w []float32, x []float32) float32
 // Requires: AVX, AVX512F, AVX512VL, SSE
 TEXT ·vecDot64F32sAVX512(SB), NOSPLIT, $0-52
@@ -5471,6 +5597,160 @@ blocks_done:
 	VADDSS       X0, X1, X1
 	VZEROUPPER
 	MOVSS        X1, ret+48(FP)
+	RET
+
+// func vecDot64RowsF32AVX2(w []byte, stride int, rows int, x []float32, out []float32)
+// Requires: AVX, FMA3, MMX+
+TEXT ·vecDot64RowsF32AVX2(SB), NOSPLIT, $0-88
+	MOVQ  w_base+0(FP), AX
+	MOVQ  stride+24(FP), CX
+	MOVQ  rows+32(FP), DX
+	MOVQ  x_base+40(FP), BX
+	MOVQ  x_len+48(FP), SI
+	SHRQ  $0x06, SI
+	MOVQ  out_base+64(FP), DI
+	TESTQ DX, DX
+	JZ    rows_done
+
+rows:
+	MOVQ   AX, R8
+	MOVQ   BX, R9
+	MOVQ   SI, R10
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	TESTQ  R10, R10
+	JZ     blocks_done
+
+blocks:
+	PREFETCHT0  3072(R8)
+	PREFETCHT0  3136(R8)
+	PREFETCHT0  3200(R8)
+	PREFETCHT0  3264(R8)
+	VMOVUPS     (R8), Y8
+	VMOVUPS     32(R8), Y9
+	VFMADD231PS (R9), Y8, Y0
+	VFMADD231PS 32(R9), Y9, Y1
+	VMOVUPS     64(R8), Y8
+	VMOVUPS     96(R8), Y9
+	VFMADD231PS 64(R9), Y8, Y2
+	VFMADD231PS 96(R9), Y9, Y3
+	VMOVUPS     128(R8), Y8
+	VMOVUPS     160(R8), Y9
+	VFMADD231PS 128(R9), Y8, Y4
+	VFMADD231PS 160(R9), Y9, Y5
+	VMOVUPS     192(R8), Y8
+	VMOVUPS     224(R8), Y9
+	VFMADD231PS 192(R9), Y8, Y6
+	VFMADD231PS 224(R9), Y9, Y7
+	ADDQ        $0x00000100, R8
+	ADDQ        $0x00000100, R9
+	DECQ        R10
+	JNZ         blocks
+
+blocks_done:
+	VADDPS       Y4, Y0, Y0
+	VADDPS       Y5, Y1, Y1
+	VADDPS       Y6, Y2, Y2
+	VADDPS       Y7, Y3, Y3
+	VADDPS       Y2, Y0, Y0
+	VADDPS       Y3, Y1, Y1
+	VADDPS       Y1, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, (DI)
+	ADDQ         CX, AX
+	ADDQ         $0x04, DI
+	DECQ         DX
+	JNZ          rows
+
+rows_done:
+	VZEROUPPER
+	RET
+
+// func vecDot64RowsF16AVX2(w []byte, stride int, rows int, x []float32, out []float32)
+// Requires: AVX, F16C, FMA3, MMX+
+TEXT ·vecDot64RowsF16AVX2(SB), NOSPLIT, $0-88
+	MOVQ  w_base+0(FP), AX
+	MOVQ  stride+24(FP), CX
+	MOVQ  rows+32(FP), DX
+	MOVQ  x_base+40(FP), BX
+	MOVQ  x_len+48(FP), SI
+	SHRQ  $0x06, SI
+	MOVQ  out_base+64(FP), DI
+	TESTQ DX, DX
+	JZ    rows_done
+
+rows:
+	MOVQ   AX, R8
+	MOVQ   BX, R9
+	MOVQ   SI, R10
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	TESTQ  R10, R10
+	JZ     blocks_done
+
+blocks:
+	PREFETCHT0  3072(R8)
+	PREFETCHT0  3136(R8)
+	VCVTPH2PS   (R8), Y8
+	VCVTPH2PS   16(R8), Y9
+	VFMADD231PS (R9), Y8, Y0
+	VFMADD231PS 32(R9), Y9, Y1
+	VCVTPH2PS   32(R8), Y8
+	VCVTPH2PS   48(R8), Y9
+	VFMADD231PS 64(R9), Y8, Y2
+	VFMADD231PS 96(R9), Y9, Y3
+	VCVTPH2PS   64(R8), Y8
+	VCVTPH2PS   80(R8), Y9
+	VFMADD231PS 128(R9), Y8, Y4
+	VFMADD231PS 160(R9), Y9, Y5
+	VCVTPH2PS   96(R8), Y8
+	VCVTPH2PS   112(R8), Y9
+	VFMADD231PS 192(R9), Y8, Y6
+	VFMADD231PS 224(R9), Y9, Y7
+	ADDQ        $0x00000080, R8
+	ADDQ        $0x00000100, R9
+	DECQ        R10
+	JNZ         blocks
+
+blocks_done:
+	VADDPS       Y4, Y0, Y0
+	VADDPS       Y5, Y1, Y1
+	VADDPS       Y6, Y2, Y2
+	VADDPS       Y7, Y3, Y3
+	VADDPS       Y2, Y0, Y0
+	VADDPS       Y3, Y1, Y1
+	VADDPS       Y1, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, (DI)
+	ADDQ         CX, AX
+	ADDQ         $0x04, DI
+	DECQ         DX
+	JNZ          rows
+
+rows_done:
+	VZEROUPPER
 	RET
 
 // func vecDot64F32sAVX2(w []float32, x []float32) float32

@@ -23,6 +23,7 @@ type floatAsm struct {
 	tileRows                            int                                             // weight rows of the tiles
 	tiles                               [3][]tileKernel                                 // F32, F16, BF16; tiles[e][n-1] takes n activation rows
 	vec64F32, vec64F16                  func(w []byte, x []float32) float32
+	vec64Rows                           [2]func(w []byte, stride, rows int, x, out []float32) // F32, F16
 	vec64F32s                           func(w, x []float32) float32
 	vec32BF16                           func(w []byte, x []float32) float64
 	roundFP16, roundBF16                func(dst, src []float32) int
@@ -41,7 +42,9 @@ var (
 			{dotTile4x1F16AVX512, dotTile4x2F16AVX512, dotTile4x3F16AVX512, dotTile4x4F16AVX512, dotTile4x5F16AVX512, dotTile4x6F16AVX512},
 			{dotTile4x1BF16AVX512, dotTile4x2BF16AVX512, dotTile4x3BF16AVX512, dotTile4x4BF16AVX512, dotTile4x5BF16AVX512, dotTile4x6BF16AVX512},
 		},
-		vecDot64F32AVX512, vecDot64F16AVX512, vecDot64F32sAVX512, vecDot32BF16AVX512,
+		vecDot64F32AVX512, vecDot64F16AVX512,
+		[2]func([]byte, int, int, []float32, []float32){vecDot64RowsF32AVX512, vecDot64RowsF16AVX512},
+		vecDot64F32sAVX512, vecDot32BF16AVX512,
 		roundFP16AVX512, roundBF16AVX512, axpyF32AVX512, addRowsAVX512,
 		softmaxExpAVX512, swiGLUAVX512,
 	}
@@ -53,7 +56,9 @@ var (
 			{dotTile2x1F16AVX2, dotTile2x2F16AVX2},
 			{dotTile2x1BF16AVX2, dotTile2x2BF16AVX2},
 		},
-		vecDot64F32AVX2, vecDot64F16AVX2, vecDot64F32sAVX2, vecDot32BF16AVX2,
+		vecDot64F32AVX2, vecDot64F16AVX2,
+		[2]func([]byte, int, int, []float32, []float32){vecDot64RowsF32AVX2, vecDot64RowsF16AVX2},
+		vecDot64F32sAVX2, vecDot32BF16AVX2,
 		roundFP16AVX2, roundBF16AVX2, axpyF32AVX2, addRowsAVX2,
 		softmaxExpAVX2, swiGLUAVX2,
 	}
@@ -71,12 +76,14 @@ var _ = onSetVariant(func(v Variant) {
 			delete(simdFloat, t)
 			delete(simdFloat4, t)
 			delete(simdFloatTile, t)
+			delete(simdFloatRows, t)
 		}
 		roundFP16, roundBF16 = roundFP16Go, roundBF16Go
 		dotF32, kqv = vecDotF32, kqvGo
 		softmaxExp, swiGLU16 = softmaxExpGo, swiGLU16Go
 		return
 	}
+	simdFloatRows[gguf.F32], simdFloatRows[gguf.F16] = k.rowsOf(0), k.rowsOf(1)
 	simdFloat[gguf.F32] = k.dotF32Row
 	simdFloat[gguf.F16] = k.dotF16Row
 	simdFloat[gguf.BF16] = k.dotBF16Row
@@ -242,4 +249,19 @@ func (k *floatAsm) softmaxExpRow(x []float32, mx float32) float64 {
 		copy(x[n:], blk[:tail])
 	}
 	return sum
+}
+
+// rowsOf is simdFloatRows' entry for F32 (e 0) or F16 (e 1): the assembly
+// behind a check of the lengths it trusts.
+func (k *floatAsm) rowsOf(e int) func(w []byte, rowBytes int, x, out []float32) {
+	size := [2]int{4, 2}[e]
+	return func(w []byte, rowBytes int, x, out []float32) {
+		if len(out) == 0 {
+			return
+		}
+		if len(x)%64 != 0 || rowBytes < size*len(x) || len(w) < (len(out)-1)*rowBytes+size*len(x) {
+			panic("cpu: float rows shorter than their activation row")
+		}
+		k.vec64Rows[e](w, rowBytes, len(out), x, out)
+	}
 }

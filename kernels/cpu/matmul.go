@@ -127,6 +127,10 @@ var (
 	// with activations already rounded to its precision; lanes16 selects
 	// tinyBLAS's order, else ggml_vec_dot's.
 	simdFloat = map[gguf.Type]func(w []byte, x []float32, lanes16 bool) float32{}
+	// simdFloatRows[t], where set, is simdFloat[t] in ggml_vec_dot's order
+	// for the len(out) weight rows that start rowBytes apart in w, against
+	// one activation row whose length is a multiple of 64.
+	simdFloatRows = map[gguf.Type]func(w []byte, rowBytes int, x, out []float32){}
 	// simdFloat4[t], where set, is simdFloat[t] in tinyBLAS's order for
 	// four activation rows at once (x holds them one after the other).
 	simdFloat4 = map[gguf.Type]func(out *[4]float32, w []byte, x []float32){}
@@ -274,6 +278,10 @@ func (m *matMulTask) float(lo, hi int, ts *threadScratch) {
 	lanes16 := (n >= 2 || m.invariant) && cols%16 == 0 && m.rows%4 == 0
 	if tile := simdFloatTile[m.t]; lanes16 && tile.k != nil && cols > 0 {
 		m.floatTiles(lo, hi, tile)
+		return
+	}
+	if kr := simdFloatRows[m.t]; kr != nil && n == 1 && !lanes16 && cols%64 == 0 && cols > 0 {
+		kr(m.w[lo*m.rowBytes:hi*m.rowBytes], m.rowBytes, m.x, m.out[lo:hi])
 		return
 	}
 	if k := simdFloat[m.t]; k != nil {

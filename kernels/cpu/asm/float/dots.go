@@ -15,6 +15,8 @@ func dots(a arch) {
 	tiles(a)
 	vec64(a, f32, "w []byte")
 	vec64(a, f16, "w []byte")
+	vec64Rows(a, f32)
+	vec64Rows(a, f16)
 	vec64(a, f32, "w []float32")
 	vec32BF16(a)
 }
@@ -188,4 +190,53 @@ func vec32BF16(a arch) {
 	g.VCVTSS2SD(s2, s2, s2)
 	g.VADDSD(s2, s1, s1)
 	ret(s1)
+}
+
+// vec64Rows is vec64 for rows weight rows, stride bytes apart, against one x
+// of len(x) a multiple of 64: decode's products, in one call instead of one
+// per row, so that the stream of weights from memory does not pause
+// between rows.
+func vec64Rows(a arch, e elem) {
+	name := "vecDot64Rows" + e.String() + a.name
+	fn(name, "func(w []byte, stride, rows int, x []float32, out []float32)",
+		name+" sets out[r] to vecDot64 of the "+e.String()+" row at w[r·stride:] and x,",
+		"for r < rows; len(x) is a multiple of 64.")
+	wp := g.Load(g.Param("w").Base(), g.GP64())
+	stride := g.Load(g.Param("stride"), g.GP64())
+	rows := g.Load(g.Param("rows"), g.GP64())
+	x0 := g.Load(g.Param("x").Base(), g.GP64())
+	nb := g.Load(g.Param("x").Len(), g.GP64())
+	g.SHRQ(operand.Imm(6), nb)
+	op := g.Load(g.Param("out").Base(), g.GP64())
+	acc := [4]vec{a.vec(), a.vec(), a.vec(), a.vec()}
+	w := a.vec()
+	rp, xp, n := g.GP64(), g.GP64(), g.GP64()
+	loop("rows", rows)
+	g.MOVQ(wp, rp)
+	g.MOVQ(x0, xp)
+	g.MOVQ(nb, n)
+	for _, v := range acc {
+		a.zeroVec(v)
+	}
+	loop("blocks", n)
+	for off := 0; off < 64*e.size(); off += 64 {
+		g.PREFETCHT0(operand.Mem{Base: rp, Disp: prefetchAhead + off})
+	}
+	for j, v := range acc {
+		a.load(e, w, operand.Mem{Base: rp, Disp: 16 * e.size() * j})
+		a.fma(v, w, operand.Mem{Base: xp, Disp: 64 * j})
+	}
+	next("blocks", n, []reg.Register{rp, xp}, []int{64 * e.size(), 256})
+	// fold64: (acc0 + acc2) + (acc1 + acc3), then reduce16.
+	a.add(acc[0], acc[2], acc[0])
+	a.add(acc[1], acc[3], acc[1])
+	a.add(acc[0], acc[1], acc[0])
+	g.VMOVSS(a.reduce16(acc[0]), operand.Mem{Base: op})
+	g.ADDQ(stride, wp)
+	g.ADDQ(operand.U8(4), op)
+	g.DECQ(rows)
+	g.JNZ(operand.LabelRef("rows"))
+	g.Label("rows_done")
+	g.VZEROUPPER()
+	g.RET()
 }
