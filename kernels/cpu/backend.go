@@ -134,6 +134,44 @@ type attnScratch struct {
 	scores, lanes []float32
 	buf           []float32 // a key and a value of one head, converted from fp16
 	tiles         attnTiles
+	head          headKV
+}
+
+// headKV holds one KV head's keys and values of positions [0, n) as f32
+// rows of HeadDim: an fp16 cache converted once for all the query heads
+// that share the KV head, where converting per query head and position
+// would repeat the work for each of them.
+type headKV struct {
+	k, v     []float32
+	hd, base int // HeadDim, and the offset of the KV head in a cache row
+}
+
+// view returns kv itself where it stores f32, else h filled with KV head
+// kvh of positions [0, n) converted.
+func (h *headKV) view(kv kernels.KV, a kernels.Attn, kvh, n int) kernels.KV {
+	hd := a.HeadDim
+	if f, _ := kv.Key(a.Layer, 0, kvh*hd, hd); f != nil {
+		return kv
+	}
+	h.k, h.v = grow(h.k, n*hd), grow(h.v, n*hd)
+	h.hd, h.base = hd, kvh*hd
+	for p := range n {
+		_, kh := kv.Key(a.Layer, p, h.base, hd)
+		_, vh := kv.Value(a.Layer, p, h.base, hd)
+		fromHalf(h.k[p*hd:(p+1)*hd], kh)
+		fromHalf(h.v[p*hd:(p+1)*hd], vh)
+	}
+	return h
+}
+
+func (h *headKV) Key(_, pos, off, n int) ([]float32, []uint16) {
+	o := pos*h.hd + off - h.base
+	return h.k[o : o+n], nil
+}
+
+func (h *headKV) Value(_, pos, off, n int) ([]float32, []uint16) {
+	o := pos*h.hd + off - h.base
+	return h.v[o : o+n], nil
 }
 
 func (t *attnTask) Run(thread, _ int) {
@@ -157,9 +195,10 @@ func (t *attnTask) Run(thread, _ int) {
 			attendTiled(out, q, s.KV, a, ts, kvh, tiles)
 			continue
 		}
+		kv := ts.head.view(s.KV, a, kvh, s.Pos0+s.Rows)
 		for h := kvh * group; h < (kvh+1)*group; h++ {
 			for i := range s.Rows {
-				attendHead(out, q, s.KV, a, i*heads+h, ts.scores, ts.lanes, ts.buf, t.invariant)
+				attendHead(out, q, kv, a, i*heads+h, ts.scores, ts.lanes, ts.buf, t.invariant)
 			}
 		}
 	}
