@@ -54,6 +54,8 @@ func serveCmd() *cobra.Command {
 				return fmt.Errorf("--log-level %q: want debug, info, warn or error", logLevel)
 			}
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+			// The loading code logs through the default logger: one format.
+			slog.SetDefault(log)
 			body, err := humanize.ParseBytes(maxBody)
 			if err != nil || body == 0 || body > 1<<30 {
 				return fmt.Errorf("--max-body-size %q: want a size such as 4MiB (at most 1GiB)", maxBody)
