@@ -33,7 +33,8 @@ type LoadConfig struct {
 	Duration time.Duration // per level and target; 0: until Requests
 	Requests int           // per level and target; 0: until Duration
 	// Warmup requests run before each measured level (not counted); at a
-	// closed-loop level they run with the level's concurrency.
+	// closed-loop level they run with the level's concurrency. Below 0:
+	// as many as the level's concurrency (one at an open-loop level).
 	Warmup int
 	Seed   uint64 // open-loop arrival times
 	SLO    SLO
@@ -79,15 +80,15 @@ func RunLoad(ctx context.Context, c *Client, targets []*Target, prompts *Prompts
 			return out, fmt.Errorf("level %v: concurrency or rate must be positive", l)
 		}
 		for _, t := range targets {
-			if cfg.Warmup > 0 {
+			if n := warmups(cfg.Warmup, l); n > 0 {
 				warm := cfg
-				warm.Duration, warm.Requests = 0, cfg.Warmup
+				warm.Duration, warm.Requests = 0, n
 				wl := l
 				if l.Rate > 0 {
 					// Warm up closed-loop: arrivals would only add waiting.
 					wl = Level{Concurrency: 1}
 				}
-				prog.Begin(fmt.Sprintf("%s %v warm-up", t.Name, l), cfg.Warmup, 0)
+				prog.Begin(fmt.Sprintf("%s %v warm-up", t.Name, l), n, 0)
 				runLevel(ctx, c, t, prompts, warm, wl, prog, 1<<30)
 				prog.End()
 			}
@@ -104,6 +105,13 @@ func RunLoad(ctx context.Context, c *Client, targets []*Target, prompts *Prompts
 		}
 	}
 	return out, nil
+}
+
+func warmups(n int, l Level) int {
+	if n >= 0 {
+		return n
+	}
+	return max(l.Concurrency, 1)
 }
 
 // runLevel runs one level against one target; request i sends
