@@ -8,8 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"slices"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -52,6 +56,8 @@ func (c *Client) http() *http.Client {
 	return http.DefaultClient
 }
 
+var idem atomic.Uint64
+
 func base(u string) string { return strings.TrimSuffix(strings.TrimSuffix(u, "/"), "/v1") }
 
 func (c *Client) post(ctx context.Context, t *Target, path string, body any) (*http.Response, error) {
@@ -64,6 +70,11 @@ func (c *Client) post(ctx context.Context, t *Target, path string, body any) (*h
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	// With an idempotency key Go's transport resends a request that failed
+	// on a kept-alive connection the server had already closed before
+	// reading it (cpp-httplib, under llama-server, closes one after a few
+	// requests); otherwise that shows as a connection error.
+	req.Header.Set("Idempotency-Key", strconv.FormatUint(idem.Add(1), 10))
 	if t.APIKey != "" {
 		req.Header.Set("Authorization", "Bearer "+t.APIKey)
 	}
@@ -189,7 +200,16 @@ func (s ServerTokenizer) Encode(ctx context.Context, text string) ([]int32, erro
 		if err := json.Unmarshal(b, &v); err != nil {
 			return nil, fmt.Errorf("POST /tokenize: %w", err)
 		}
+		if len(v.Tokens) == 0 && strings.TrimSpace(text) != "" {
+			// llama.cpp ignores "prompt" and tokenizes an absent content.
+			errs = append(errs, fmt.Errorf("POST /tokenize %v: no tokens", keys(body)))
+			continue
+		}
 		return v.Tokens, nil
 	}
 	return nil, errors.Join(errs...)
+}
+
+func keys(m map[string]any) []string {
+	return slices.Sorted(maps.Keys(m))
 }

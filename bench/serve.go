@@ -30,6 +30,7 @@ type Sample struct {
 	Chunks       int             `json:"chunks"`        // content chunks received
 	Status       int             `json:"status"`        // HTTP status; 0 when none came
 	Error        string          `json:"error,omitempty"`
+	Detail       string          `json:"detail,omitempty"` // the transport's error or the error body, cut short
 }
 
 // OK reports whether the request completed.
@@ -113,6 +114,7 @@ func (r *recorder) line(t time.Time, line []byte) {
 	}
 	if len(c.Error) > 0 && string(c.Error) != "null" {
 		r.s.Error = ErrStream
+		r.errBody.Write(c.Error)
 		return
 	}
 	if c.Usage != nil && c.Usage.CompletionTokens > 0 {
@@ -146,6 +148,11 @@ func (r *recorder) line(t time.Time, line []byte) {
 // end closes the sample at t; err is the transport's error, if any.
 func (r *recorder) end(t time.Time, err error, timedOut bool) Sample {
 	r.s.E2E = t.Sub(r.sent)
+	if err != nil {
+		r.s.Detail = err.Error()
+	} else if r.errBody.Len() > 0 {
+		r.s.Detail = string(bytes.TrimSpace(r.errBody.Bytes()))
+	}
 	switch {
 	case r.s.Error != "":
 	case timedOut:

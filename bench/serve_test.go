@@ -156,11 +156,7 @@ func (f *fakeServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "/tokenize":
 		var body map[string]any
 		_ = json.NewDecoder(r.Body).Decode(&body)
-		text, ok := body["content"].(string) // llama.cpp's shape only
-		if !ok {
-			http.Error(w, `{"error":"content is required"}`, 400)
-			return
-		}
+		text, _ := body["content"].(string) // llama.cpp's shape: "prompt" is ignored
 		ids := []int{}
 		for i := range strings.Fields(text) {
 			ids = append(ids, 100+i%50)
@@ -333,5 +329,27 @@ func TestOpenLoopAndCompare(t *testing.T) {
 		if err := Plot(&img, "x"+ext, res); err != nil || img.Len() < 1000 {
 			t.Errorf("plot %s: %v (%d bytes)", ext, err, img.Len())
 		}
+	}
+}
+
+// TestDatasetPrompts: a JSONL dataset's prompts go out as text, in order,
+// with their own max_tokens or the configured one.
+func TestDatasetPrompts(t *testing.T) {
+	d, err := ReadDataset(strings.NewReader("{\"prompt\": \"a b\", \"max_tokens\": 5}\n\n{\"prompt\": \"c\"}\n"))
+	if err != nil || len(d) != 2 {
+		t.Fatalf("%v %v", d, err)
+	}
+	p, err := NewPrompts(context.Background(), PromptConfig{OutputTokens: 9, Dataset: d}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := p.Get(0); r.Text != "a b" || r.MaxTokens != 5 || r.Tokens != nil {
+		t.Errorf("0: %+v", r)
+	}
+	if r := p.Get(3); r.Text != "c" || r.MaxTokens != 9 {
+		t.Errorf("3: %+v", r)
+	}
+	if _, err := ReadDataset(strings.NewReader("{\"text\": \"no prompt\"}\n")); err == nil {
+		t.Error("a line without a prompt should fail")
 	}
 }
