@@ -69,8 +69,6 @@ func Plot(w io.Writer, name string, results []LevelResult) error {
 	cdf.X.Label.Text = "TTFT (ms)"
 	cdf.Y.Label.Text = "fraction of requests"
 	cdf.Add(plotter.NewGrid())
-	cdf.Legend.Top = true
-	cdf.Legend.Left = false
 	var levels []Level
 	for _, r := range results {
 		if !slices.Contains(levels, r.Level) {
