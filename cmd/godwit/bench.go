@@ -19,7 +19,7 @@ func benchCmd() *cobra.Command {
 		Use:   "bench",
 		Short: "Measure godwit's speed",
 	}
-	cmd.AddCommand(benchLocalCmd())
+	cmd.AddCommand(benchLocalCmd(), benchServeCmd())
 	return cmd
 }
 
