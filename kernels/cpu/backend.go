@@ -17,6 +17,7 @@ type Backend struct {
 	scratch Scratch
 	attn    attnTask
 	one     [1]kernels.AttnSeq // Attention's one sequence
+	rows    rowsTask
 }
 
 var _ kernels.Backend = (*Backend)(nil)
@@ -57,12 +58,63 @@ func (b *Backend) GetRows(out []float32, w *kernels.Weight, ids []int32) {
 	}
 }
 
+// RMSNorm, RoPE and SwiGLU work row by row; a batch's rows are split
+// across the threads, which would otherwise wait on one another for them.
 func (b *Backend) RMSNorm(out, x, weight []float32, dim int, eps float32) {
-	RMSNorm(out, x, weight, dim, eps)
+	b.rows = rowsTask{op: opNorm, out: out, x: x, w: weight, width: dim, eps: eps}
+	b.runRows(len(x) / dim)
 }
 
 func (b *Backend) RoPE(x []float32, pos []int32, heads, headDim int, r *kernels.Rope) {
-	RoPE(x, pos, heads, headDim, r)
+	b.rows = rowsTask{op: opRoPE, x: x, pos: pos, heads: heads, width: heads * headDim, rope: r}
+	b.runRows(len(pos))
+}
+
+// rowsTask is one row-wise op over rows.
+type rowsTask struct {
+	op           int
+	rows         int
+	out, x, w    []float32
+	pos          []int32
+	heads, width int
+	eps          float32
+	rope         *kernels.Rope
+}
+
+const (
+	opNorm = iota
+	opRoPE
+	opSwiGLU
+)
+
+func (t *rowsTask) Run(thread, threads int) {
+	lo, hi := split(t.rows, thread, threads, 1)
+	if lo >= hi {
+		return
+	}
+	w := t.width
+	switch t.op {
+	case opNorm:
+		RMSNorm(t.out[lo*w:hi*w], t.x[lo*w:hi*w], t.w, w, t.eps)
+	case opRoPE:
+		RoPE(t.x[lo*w:hi*w], t.pos[lo:hi], t.heads, w/t.heads, t.rope)
+	case opSwiGLU:
+		for r := lo; r < hi; r++ {
+			SwiGLU(t.x[r*w:(r+1)*w], t.w[r*w:(r+1)*w])
+		}
+	}
+}
+
+// runRows runs b.rows over rows rows: on the pool for a batch, inline for
+// one row.
+func (b *Backend) runRows(rows int) {
+	b.rows.rows = rows
+	if rows < 2 {
+		b.rows.Run(0, 1)
+	} else {
+		b.pool.Run(&b.rows)
+	}
+	b.rows = rowsTask{}
 }
 
 func (b *Backend) Attention(out, q []float32, kv kernels.KV, a kernels.Attn) {
@@ -109,9 +161,8 @@ func (b *Backend) SetBatchInvariant(on bool) {
 // SwiGLU runs each row apart: ggml restarts its 16-value blocks at each
 // row, which matters when width is not a multiple of 16.
 func (b *Backend) SwiGLU(gate, up []float32, width int) {
-	for r := 0; r+width <= len(gate); r += width {
-		SwiGLU(gate[r:r+width], up[r:r+width])
-	}
+	b.rows = rowsTask{op: opSwiGLU, x: gate, w: up, width: width}
+	b.runRows(len(gate) / width)
 }
 func (b *Backend) Add(dst, src []float32)    { Add(dst, src) }
 func (b *Backend) AddBias(x, bias []float32) { AddBias(x, bias) }
