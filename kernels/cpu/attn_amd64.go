@@ -25,3 +25,6 @@ func fromHalfAVX512(dst []float32, src []uint16)
 
 // toHalfAVX512 sets dst[i] to src[i] rounded to fp16 (to nearest, ties to even) for i < len(dst).
 func toHalfAVX512(dst []uint16, src []float32)
+
+// attnValueRowsAVX512 adds v's rows of hd values (a multiple of 16), each times its s[p], to row p mod width of acc by FMA, in order of p.
+func attnValueRowsAVX512(acc []float32, v []float32, s []float32, hd int, width int)

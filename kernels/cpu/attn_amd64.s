@@ -2713,3 +2713,49 @@ tail:
 done:
 	VZEROUPPER
 	RET
+
+// func attnValueRowsAVX512(acc []float32, v []float32, s []float32, hd int, width int)
+// Requires: AVX, AVX512F
+TEXT ·attnValueRowsAVX512(SB), NOSPLIT, $0-88
+	MOVQ  acc_base+0(FP), AX
+	MOVQ  v_base+24(FP), CX
+	MOVQ  s_base+48(FP), DX
+	MOVQ  s_len+56(FP), BX
+	MOVQ  hd+72(FP), SI
+	MOVQ  width+80(FP), DI
+	MOVQ  SI, R8
+	SHLQ  $0x02, R8
+	SHRQ  $0x04, SI
+	XORQ  R9, R9
+	MOVQ  AX, R10
+	TESTQ BX, BX
+	JZ    done
+
+pos:
+	VBROADCASTSS (DX), Z0
+	MOVQ         SI, R11
+	XORQ         R12, R12
+
+chunk:
+	VMOVUPS     (R10)(R12*1), Z1
+	VFMADD231PS (CX)(R12*1), Z0, Z1
+	VMOVUPS     Z1, (R10)(R12*1)
+	ADDQ        $0x40, R12
+	DECQ        R11
+	JNZ         chunk
+	ADDQ        R8, CX
+	ADDQ        $0x04, DX
+	ADDQ        R8, R10
+	INCQ        R9
+	CMPQ        R9, DI
+	JB          same
+	XORQ        R9, R9
+	MOVQ        AX, R10
+
+same:
+	DECQ BX
+	JNZ  pos
+
+done:
+	VZEROUPPER
+	RET

@@ -197,22 +197,31 @@ type headKV struct {
 	hd, base int // HeadDim, and the offset of the KV head in a cache row
 }
 
-// view returns kv itself where it stores f32, else h filled with KV head
-// kvh of positions [0, n) converted.
+// view returns kv itself where it stores f32, else h loaded.
 func (h *headKV) view(kv kernels.KV, a kernels.Attn, kvh, n int) kernels.KV {
-	hd := a.HeadDim
-	if f, _ := kv.Key(a.Layer, 0, kvh*hd, hd); f != nil {
+	if f, _ := kv.Key(a.Layer, 0, kvh*a.HeadDim, a.HeadDim); f != nil {
 		return kv
 	}
+	h.load(kv, a, kvh, n)
+	return h
+}
+
+// load fills h with KV head kvh of positions [0, n) as f32 rows.
+func (h *headKV) load(kv kernels.KV, a kernels.Attn, kvh, n int) {
+	hd := a.HeadDim
 	h.k, h.v = grow(h.k, n*hd), grow(h.v, n*hd)
 	h.hd, h.base = hd, kvh*hd
 	for p := range n {
-		_, kh := kv.Key(a.Layer, p, h.base, hd)
-		_, vh := kv.Value(a.Layer, p, h.base, hd)
+		kf, kh := kv.Key(a.Layer, p, h.base, hd)
+		vf, vh := kv.Value(a.Layer, p, h.base, hd)
+		if kf != nil {
+			copy(h.k[p*hd:(p+1)*hd], kf)
+			copy(h.v[p*hd:(p+1)*hd], vf)
+			continue
+		}
 		fromHalf(h.k[p*hd:(p+1)*hd], kh)
 		fromHalf(h.v[p*hd:(p+1)*hd], vh)
 	}
-	return h
 }
 
 func (h *headKV) Key(_, pos, off, n int) ([]float32, []uint16) {
@@ -244,6 +253,15 @@ func (t *attnTask) Run(thread, _ int) {
 		a.Pos0 = s.Pos0
 		if tiled && s.Rows >= attnTileMinRows {
 			attendTiled(out, q, s.KV, a, ts, kvh, tiles)
+			continue
+		}
+		if k := attnRows; k != nil && a.HeadDim%64 == 0 {
+			ts.head.load(s.KV, a, kvh, s.Pos0+s.Rows)
+			for h := kvh * group; h < (kvh+1)*group; h++ {
+				for i := range s.Rows {
+					attendRows(out, q, &ts.head, a, i*heads+h, ts.scores, ts.lanes, t.invariant, k)
+				}
+			}
 			continue
 		}
 		kv := ts.head.view(s.KV, a, kvh, s.Pos0+s.Rows)

@@ -206,6 +206,15 @@ func (k *floatAsm) kqv(o, s []float32, kv kernels.KV, layer, off, width int, acc
 			r[d] = fma32(v[d], w, r[d])
 		}
 	}
+	k.foldLanes(o, acc, width)
+}
+
+// foldLanes sets o[d] to the fold of kqvGo's lanes, held transposed in acc
+// (lane l's sums over d in the row acc[l·hd:]): fold64 for 64 lanes, else
+// reduce16, each level of the tree an elementwise add of rows.
+func (k *floatAsm) foldLanes(o, acc []float32, width int) {
+	hd := len(o)
+	row := func(l int) []float32 { return acc[l*hd : (l+1)*hd] }
 	if width == 64 {
 		for t := range 16 {
 			k.add(row(t), row(t), row(32+t))

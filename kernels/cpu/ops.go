@@ -183,6 +183,41 @@ func kqvGo(o, s []float32, kv kernels.KV, layer, off, width int, acc, buf []floa
 	}
 }
 
+// attnRows, where set, are the kernels of attendRows.
+var attnRows *attnRowKernels
+
+// attnRowKernels compute a query row's attention over one KV head held as
+// rows one after the other (headKV), each in one call where attendHead
+// makes one per position, in the same order.
+type attnRowKernels struct {
+	// scores sets out[p] = vecDotF32(q, k[p·hd:]) for p < len(out).
+	scores func(k []float32, hd int, q, out []float32)
+	// values adds v's rows, each times s[p], to row p mod width of acc.
+	values func(acc, v, s []float32, hd, width int)
+	// fold folds width lane rows of acc into o as kqvGo does.
+	fold func(o, acc []float32, width int)
+}
+
+// attendRows is attendHead for a KV head held in h, through k.
+func attendRows(out, q []float32, h *headKV, a kernels.Attn, j int, scores, lanes []float32, invariant bool, k *attnRowKernels) {
+	qRow, hd := a.Heads*a.HeadDim, a.HeadDim
+	n := len(q) / qRow
+	width := 64
+	if (n >= 2 || invariant) && hd%4 == 0 {
+		width = 16
+	}
+	acc := lanes[:width*hd]
+	i, hh := j/a.Heads, j%a.Heads
+	last := a.Pos0 + i
+	s := scores[:last+1]
+	k.scores(h.k, hd, q[i*qRow+hh*hd:i*qRow+(hh+1)*hd], s)
+	scaleRow(s, a.Scale)
+	Softmax(s)
+	clear(acc)
+	k.values(acc, h.v, s, hd, width)
+	k.fold(out[i*qRow+hh*hd:i*qRow+(hh+1)*hd], acc, width)
+}
+
 // keyHead and valueHead return values [off, off+len(buf)) of position pos's
 // key or value row: a view of an f32 cache, or buf holding them converted
 // from an fp16 one.

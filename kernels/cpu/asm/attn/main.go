@@ -32,6 +32,7 @@ func main() {
 	maxRow()
 	scaleRow()
 	halfRows()
+	valueRows()
 	Generate()
 }
 
@@ -364,4 +365,57 @@ func wholeThenTail(n GPVirtual, p Register, step int, whole func(), tail func(k 
 	KMOVW(ones, k)
 	tail(k)
 	Label("done")
+}
+
+// valueRows generates attnValueRowsAVX512(acc, v, s []float32, hd, width int):
+// for each position p < len(s), acc[(p mod width)·hd + d] = fma(v[p·hd+d],
+// s[p], acc[…]) for d < hd (a multiple of 16): kqvGo's lane sums over value
+// rows held one after the other, in one call instead of one per position.
+func valueRows() {
+	TEXT("attnValueRowsAVX512", NOSPLIT, "func(acc, v, s []float32, hd, width int)")
+	Doc("attnValueRowsAVX512 adds v's rows of hd values (a multiple of 16), each times its s[p], to row p mod width of acc by FMA, in order of p.")
+	accBase := Load(Param("acc").Base(), GP64())
+	vp := Load(Param("v").Base(), GP64())
+	sp := Load(Param("s").Base(), GP64())
+	n := Load(Param("s").Len(), GP64())
+	hd := Load(Param("hd"), GP64())
+	width := Load(Param("width"), GP64())
+	rowBytes := GP64()
+	MOVQ(hd, rowBytes)
+	SHLQ(U8(2), rowBytes)
+	chunks := GP64()
+	MOVQ(hd, chunks)
+	SHRQ(U8(4), chunks)
+	lane, ap, c, off := GP64(), GP64(), GP64(), GP64()
+	XORQ(lane, lane)
+	MOVQ(accBase, ap)
+	w, t := ZMM(), ZMM()
+	TESTQ(n, n)
+	JZ(LabelRef("done"))
+	Label("pos")
+	VBROADCASTSS(Mem{Base: sp}, w)
+	MOVQ(chunks, c)
+	XORQ(off, off)
+	Label("chunk")
+	VMOVUPS(Mem{Base: ap, Index: off, Scale: 1}, t)
+	VFMADD231PS(Mem{Base: vp, Index: off, Scale: 1}, w, t)
+	VMOVUPS(t, Mem{Base: ap, Index: off, Scale: 1})
+	ADDQ(U8(64), off)
+	DECQ(c)
+	JNZ(LabelRef("chunk"))
+	ADDQ(rowBytes, vp)
+	ADDQ(U8(4), sp)
+	// The next accumulator row, back to the first after width of them.
+	ADDQ(rowBytes, ap)
+	INCQ(lane)
+	CMPQ(lane, width)
+	JB(LabelRef("same"))
+	XORQ(lane, lane)
+	MOVQ(accBase, ap)
+	Label("same")
+	DECQ(n)
+	JNZ(LabelRef("pos"))
+	Label("done")
+	VZEROUPPER()
+	RET()
 }
