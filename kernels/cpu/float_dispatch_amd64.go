@@ -241,20 +241,25 @@ func (k *floatAsm) add(dst, x, y []float32) {
 	}
 }
 
-// softmaxExpRow is softmaxExpGo: the kernel takes the whole blocks of 16, Go
-// the last, partial one.
+// softmaxExpRow is softmaxExpGo: the kernel takes the whole blocks of 16, and
+// the last, partial one padded with −Inf, whose expf is exactly the zero that
+// softmaxExpGo pads with.
 func (k *floatAsm) softmaxExpRow(x []float32, mx float32) float64 {
 	n := len(x) &^ 15
 	sum := k.softmaxExp(x[:n], mx)
 	if n < len(x) {
-		// The last block padded with −Inf, whose expf is exactly the
-		// zero that softmaxExpGo pads with.
+		// The assembly is called by name: through the func field, blk
+		// would escape to the heap.
 		var blk [16]float32
 		tail := copy(blk[:], x[n:])
 		for i := tail; i < 16; i++ {
 			blk[i] = float32(math.Inf(-1))
 		}
-		sum += k.softmaxExp(blk[:], mx)
+		if k == &floatAVX512 {
+			sum += softmaxExpAVX512(blk[:], mx)
+		} else {
+			sum += softmaxExpAVX2(blk[:], mx)
+		}
 		copy(x[n:], blk[:tail])
 	}
 	return sum

@@ -34,10 +34,12 @@ type Scratch struct {
 	claimed atomic.Int64 // row chunks of a decode product taken so far
 }
 
-// grow returns buf resized to n, reusing its storage when it is big enough.
+// grow returns buf resized to n, reusing its storage when it is big enough,
+// else at least doubling it, so that buffers that follow a growing context
+// reallocate rarely.
 func grow[T any](buf []T, n int) []T {
 	if cap(buf) < n {
-		return make([]T, n)
+		return make([]T, n, max(n, 2*cap(buf)))
 	}
 	return buf[:n]
 }
