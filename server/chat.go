@@ -255,19 +255,7 @@ func (s *Server) chatCompletions(ctx *fasthttp.RequestCtx, m *ready) *apiError {
 				return err
 			}
 		}
-		var u usage
-		last := make([]time.Time, j.choices())
-		for {
-			t, ok := j.next(last)
-			if !ok {
-				break
-			}
-			if t.ev.Err != nil {
-				return writeEvent(w, errorEvent(eventError(t.ev.Err)))
-			}
-			if t.ev.Usage != nil {
-				u.add(t.ev.Usage)
-			}
+		u, stop, err := j.eachEvent(w, func(t tagged) error {
 			c := chatChunkChoice{Index: t.choice, Logprobs: logprobs(t)}
 			if t.ev.Text != "" {
 				text := t.ev.Text
@@ -277,11 +265,12 @@ func (s *Server) chatCompletions(ctx *fasthttp.RequestCtx, m *ready) *apiError {
 				c.FinishReason = &t.ev.Finish
 			}
 			if c.Delta.Content == nil && c.FinishReason == nil && c.Logprobs == nil {
-				continue
+				return nil
 			}
-			if err := writeEvent(w, chunk(c)); err != nil {
-				return err
-			}
+			return writeEvent(w, chunk(c))
+		})
+		if stop || err != nil {
+			return err
 		}
 		if includeUsage {
 			b, _ := json.Marshal(u)

@@ -267,19 +267,7 @@ func (s *Server) completions(ctx *fasthttp.RequestCtx, m *ready) *apiError {
 				}
 			}
 		}
-		var u usage
-		last := make([]time.Time, j.choices())
-		for {
-			t, ok := j.next(last)
-			if !ok {
-				break
-			}
-			if t.ev.Err != nil {
-				return writeEvent(w, errorEvent(eventError(t.ev.Err)))
-			}
-			if t.ev.Usage != nil {
-				u.add(t.ev.Usage)
-			}
+		u, stop, err := j.eachEvent(w, func(t tagged) error {
 			out := completionChoice{Index: t.choice, Text: t.ev.Text}
 			if t.ev.Finish != "" {
 				out.FinishReason = &t.ev.Finish
@@ -291,11 +279,12 @@ func (s *Server) completions(ctx *fasthttp.RequestCtx, m *ready) *apiError {
 				out.Logprobs = one
 			}
 			if out.Text == "" && out.FinishReason == nil && out.Logprobs == nil {
-				continue // text held back (a partial character or stop string)
+				return nil // text held back (a partial character or stop string)
 			}
-			if err := writeEvent(w, chunk([]completionChoice{out})); err != nil {
-				return err
-			}
+			return writeEvent(w, chunk([]completionChoice{out}))
+		})
+		if stop || err != nil {
+			return err
 		}
 		if includeUsage {
 			b, _ := json.Marshal(u)

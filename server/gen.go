@@ -289,6 +289,29 @@ func (j *job) next(last []time.Time) (tagged, bool) {
 	return t, true
 }
 
+// eachEvent passes the events of j to emit in order and returns their
+// total usage. An event that carries an error is written as an error event
+// instead and ends the stream: stop is then true, and no more may be
+// written but for what err reports.
+func (j *job) eachEvent(w sseWriter, emit func(t tagged) error) (u usage, stop bool, err error) {
+	last := make([]time.Time, j.choices())
+	for {
+		t, ok := j.next(last)
+		if !ok {
+			return u, false, nil
+		}
+		if t.ev.Err != nil {
+			return u, true, writeEvent(w, errorEvent(eventError(t.ev.Err)))
+		}
+		if t.ev.Usage != nil {
+			u.add(t.ev.Usage)
+		}
+		if err := emit(t); err != nil {
+			return u, false, err
+		}
+	}
+}
+
 // usage is OpenAI's token count of a response.
 type usage struct {
 	PromptTokens     int `json:"prompt_tokens"`
