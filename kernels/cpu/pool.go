@@ -42,6 +42,10 @@ type Pool struct {
 // longer spins also burn more CPU in pools that sit idle.
 const spinTime = 200 * time.Microsecond
 
+// parkCheck is how long a parked worker sleeps before it looks for a task
+// again on its own.
+const parkCheck = 50 * time.Millisecond
+
 // spinCheck is how many polls go between two looks at the clock.
 const spinCheck = 1024
 
@@ -96,7 +100,7 @@ func (p *Pool) Run(t Task) {
 		if sp.spin() {
 			continue
 		}
-		p.callerParked.Store(true)
+		p.callerParked.Swap(true) // a full barrier before the look, as in work
 		if p.pending.Load() == 0 && p.callerParked.CompareAndSwap(true, false) {
 			break // finished meanwhile, and no worker took the flag
 		}
@@ -128,6 +132,11 @@ func (p *Pool) wakeParked() {
 
 func (p *Pool) work(i int) {
 	seen := uint64(0)
+	// A parked worker looks again every parkCheck even without a wake-up,
+	// so that one lost by some platform's emulation costs a delay, not a
+	// hang.
+	check := time.NewTimer(parkCheck)
+	check.Stop()
 	for {
 		var sp spinner
 		for p.gen.Load() == seen {
@@ -136,9 +145,19 @@ func (p *Pool) work(i int) {
 			}
 			// Announce the park, then look once more so a task started in
 			// between is not missed; a stale wake-up only causes a re-check.
-			p.parked[i].Store(true)
+			// The announcement is a swap, not a store: the look must not
+			// be ordered before it, and a read-modify-write is a full
+			// barrier even where emulation (qemu-user running arm64 on
+			// x86) keeps a release store and an acquire load apart less
+			// strictly than the hardware does, which lost wake-ups there.
+			p.parked[i].Swap(true)
 			if p.gen.Load() == seen {
-				<-p.wake[i]
+				check.Reset(parkCheck)
+				select {
+				case <-p.wake[i]:
+				case <-check.C:
+				}
+				check.Stop()
 			}
 			p.parked[i].Store(false)
 			sp = spinner{}
