@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/godwit-ai/godwit/engine"
@@ -152,8 +153,11 @@ type Batcher struct {
 	closed  bool
 	wake    chan struct{}
 	done    chan struct{}
-	stats   Stats
-	waiting int // queue plus the loop's own waiting sequences
+	stats   Stats // the gauges, as publish last set them
+	waiting int   // queue plus the loop's own waiting sequences
+
+	// Counters the loop bumps and Stats reads, without the lock.
+	steps, preemptions, promptTokens, genTokens atomic.Int64
 
 	// Owned by the loop.
 	wait    []*seq // waiting sequences, front first
@@ -261,8 +265,11 @@ func (b *Batcher) signal() {
 // Stats returns the current gauges and counters.
 func (b *Batcher) Stats() Stats {
 	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.stats
+	s := b.stats
+	b.mu.Unlock()
+	s.Steps, s.Preemptions = b.steps.Load(), b.preemptions.Load()
+	s.PromptTokens, s.GenerationTokens = b.promptTokens.Load(), b.genTokens.Load()
+	return s
 }
 
 // Close stops the batcher: requests still waiting or running end with
@@ -444,16 +451,14 @@ func (b *Batcher) step() {
 		b.running = slices.DeleteFunc(b.running, func(s *seq) bool { return slices.Contains(b.stepped, s) })
 		return
 	}
-	b.mu.Lock()
-	b.stats.Steps++
-	b.mu.Unlock()
+	b.steps.Add(1)
 	vocab := b.e.Model.Vocab
 	row := 0
 	var finished []*seq
 	for i, s := range b.stepped {
 		n := len(b.inputs[i].Tokens)
 		if s.gen == 0 {
-			b.countPrompt(n)
+			b.promptTokens.Add(int64(n))
 		}
 		s.done += n
 		s.kv.Commit(s.tokens)
@@ -481,12 +486,6 @@ func (b *Batcher) schedule(s *seq, n int) {
 	b.stepped = append(b.stepped, s)
 }
 
-func (b *Batcher) countPrompt(n int) {
-	b.mu.Lock()
-	b.stats.PromptTokens += int64(n)
-	b.mu.Unlock()
-}
-
 // preempt frees s's blocks and puts it back at the front of the queue; it
 // will recompute its prompt and what it generated (the prefix cache may
 // still hold much of it).
@@ -494,9 +493,7 @@ func (b *Batcher) preempt(s *seq) {
 	s.kv.Free()
 	s.done = 0
 	b.wait = append([]*seq{s}, b.wait...)
-	b.mu.Lock()
-	b.stats.Preemptions++
-	b.mu.Unlock()
+	b.preemptions.Add(1)
 	b.cfg.Logger.Debug("preempted a sequence", "tokens", len(s.tokens), "free_blocks", b.pool.FreeBlocks())
 }
 
@@ -539,9 +536,7 @@ func (b *Batcher) emit(s *seq, logits []float32) bool {
 	}
 	s.gen++
 	g.genTotal++
-	b.mu.Lock()
-	b.stats.GenerationTokens++
-	b.mu.Unlock()
+	b.genTokens.Add(1)
 	switch {
 	case !g.req.IgnoreEOS && b.tok.IsEOG(id):
 		ev.Text = s.finalText()

@@ -52,7 +52,7 @@ func (r *rig) start(t *testing.T, blocks int, cfg batcher.Config) (*batcher.Batc
 	c := r.m.Config
 	width := c.KVHeads * c.HeadDim
 	pool, err := engine.NewKVPool(engine.KVPoolConfig{Layers: len(r.m.Layers), Width: width,
-		Bytes: int64(blocks) * int64(len(r.m.Layers)) * 2 * 16 * int64(width) * 2, ToHalf: b.ToHalf})
+		Bytes: engine.KVBytes(len(r.m.Layers), width, 16*blocks, false), ToHalf: b.ToHalf})
 	if err != nil {
 		t.Fatal(err)
 	}

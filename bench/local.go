@@ -216,7 +216,7 @@ func decodeBatch(e *engine.Engine, pool *engine.KVPool, gen [][]int32) error {
 		blocks := len(gen) * ((g + 15) / 16)
 		var err error
 		pool, err = engine.NewKVPool(engine.KVPoolConfig{Layers: len(e.Model.Layers), Width: c.KVHeads * c.HeadDim,
-			Bytes: int64(blocks) * int64(len(e.Model.Layers)) * 2 * 16 * int64(c.KVHeads*c.HeadDim) * 2, ToHalf: e.B.ToHalf})
+			Bytes: engine.KVBytes(len(e.Model.Layers), c.KVHeads*c.HeadDim, 16*blocks, false), ToHalf: e.B.ToHalf})
 		if err != nil {
 			return err
 		}

@@ -194,11 +194,13 @@ func (e *Engine) run(tokens []int32, spans []span, out []int) ([]float32, error)
 	att, gate, up := e.att[:n*qw], e.gate[:n*c.FFN], e.up[:n*c.FFN]
 	pos := e.pos[:n]
 	row := 0
+	e.attnSeqs = e.attnSeqs[:0]
 	for _, sp := range spans {
 		for i := range sp.n {
 			pos[row] = int32(sp.pos0 + i)
 			row++
 		}
+		e.attnSeqs = append(e.attnSeqs, kernels.AttnSeq{KV: sp.kv, Pos0: sp.pos0, Rows: sp.n})
 	}
 	b := e.B
 	m := e.Model
@@ -224,12 +226,10 @@ func (e *Engine) run(tokens []int32, spans []span, out []int) ([]float32, error)
 		b.RoPE(q, pos, c.Heads, c.HeadDim, &e.rope)
 		b.RoPE(k, pos, c.KVHeads, c.HeadDim, &e.rope)
 		row := 0
-		e.attnSeqs = e.attnSeqs[:0]
 		for _, sp := range spans {
 			for i := range sp.n {
 				sp.kv.Put(l, sp.pos0+i, k[(row+i)*kvw:(row+i+1)*kvw], v[(row+i)*kvw:(row+i+1)*kvw])
 			}
-			e.attnSeqs = append(e.attnSeqs, kernels.AttnSeq{KV: sp.kv, Pos0: sp.pos0, Rows: sp.n})
 			row += sp.n
 		}
 		b.AttentionBatch(att, q, e.attnSeqs, kernels.Attn{

@@ -59,6 +59,16 @@ type KVPoolConfig struct {
 	ToHalf func(dst []uint16, src []float32)
 }
 
+// KVBytes is the memory that positions positions take in a pool of layers
+// layers of width-wide rows (keys and values), in f32 or fp16.
+func KVBytes(layers, width, positions int, f32 bool) int64 {
+	elem := int64(2)
+	if f32 {
+		elem = 4
+	}
+	return int64(layers) * 2 * int64(positions) * int64(width) * elem
+}
+
 // ErrNoBlocks is returned when the pool has no free block left.
 var ErrNoBlocks = errors.New("kv cache: out of blocks")
 
@@ -68,11 +78,7 @@ func NewKVPool(cfg KVPoolConfig) (*KVPool, error) {
 	if bs <= 0 {
 		bs = 16
 	}
-	elem := int64(2)
-	if cfg.F32 {
-		elem = 4
-	}
-	per := int64(cfg.Layers) * 2 * int64(bs) * int64(cfg.Width) * elem
+	per := KVBytes(cfg.Layers, cfg.Width, bs, cfg.F32)
 	if per <= 0 {
 		return nil, fmt.Errorf("kv cache: bad shape: %d layers of %d values", cfg.Layers, cfg.Width)
 	}

@@ -37,11 +37,7 @@ func (k *kvFlags) bytes(m *models.Model) (int64, error) {
 		}
 		return int64(n), nil
 	}
-	elem := int64(2)
-	if k.f32 {
-		elem = 4
-	}
-	perPos := int64(len(m.Layers)) * 2 * int64(m.KVHeads*m.HeadDim) * elem
+	perPos := engine.KVBytes(len(m.Layers), m.KVHeads*m.HeadDim, 1, k.f32)
 	limit := 64 * int64(m.Context) * perPos
 	if avail := memAvailable(); avail > 0 {
 		return max(min(avail/4, limit), 16*perPos), nil

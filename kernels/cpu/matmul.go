@@ -217,7 +217,7 @@ type quantTiler struct {
 	// mul sets out[i*ldo+r] for r < rows (at most tileRows) and i < n (a
 	// multiple of four): weight row r, at w[r*rowBytes:], times activation
 	// row i of tiled, as packActs packed them. It packs the weights in
-	// ts.tile and writes the kernel's results through ts.tileOut.
+	// ts.tile, and may use ts's other tile buffers.
 	mul func(ts *threadScratch, w []byte, rowBytes, rows int, tiled []byte, n int, out []float32, ldo int)
 }
 

@@ -135,15 +135,21 @@ func Attention(out, q []float32, kv kernels.KV, a kernels.Attn, scores []float32
 	}
 }
 
+// laneWidth is how many lanes the value sums of a call with n query rows take
+// in llama.cpp: tinyBLAS's 16 for a batch when hd is a multiple of 4, else
+// ggml_vec_dot's 64; invariant gives one row the 16 of a batch.
+func laneWidth(n, hd int, invariant bool) int {
+	if (n >= 2 || invariant) && hd%4 == 0 {
+		return 16
+	}
+	return 64
+}
+
 // attendHead computes one head of one query row: job j is row j/Heads, head
 // j%Heads. invariant gives a lone query row the 16 lanes of several.
 func attendHead(out, q []float32, kv kernels.KV, a kernels.Attn, j int, scores, lanes, buf []float32, invariant bool) {
 	qRow := a.Heads * a.HeadDim
-	n := len(q) / qRow
-	width := 64
-	if (n >= 2 || invariant) && a.HeadDim%4 == 0 {
-		width = 16
-	}
+	width := laneWidth(len(q)/qRow, a.HeadDim, invariant)
 	acc := lanes[:width*a.HeadDim]
 	i, h := j/a.Heads, j%a.Heads
 	last := a.Pos0 + i
@@ -201,11 +207,7 @@ type attnRowKernels struct {
 // attendRows is attendHead for a KV head held in h, through k.
 func attendRows(out, q []float32, h *headKV, a kernels.Attn, j int, scores, lanes []float32, invariant bool, k *attnRowKernels) {
 	qRow, hd := a.Heads*a.HeadDim, a.HeadDim
-	n := len(q) / qRow
-	width := 64
-	if (n >= 2 || invariant) && hd%4 == 0 {
-		width = 16
-	}
+	width := laneWidth(len(q)/qRow, hd, invariant)
 	acc := lanes[:width*hd]
 	i, hh := j/a.Heads, j%a.Heads
 	last := a.Pos0 + i

@@ -137,12 +137,18 @@ func vec64(a arch, e elem, wParam string) {
 	n := g.Load(g.Param("x").Len(), g.GP64())
 	g.SHRQ(operand.Imm(6), n)
 	acc := [4]vec{a.vec(), a.vec(), a.vec(), a.vec()}
+	ret(vec64Sum(a, e, acc, a.vec(), wp, xp, n, wParam == "w []byte"))
+}
+
+// vec64Sum emits vecDot64 of the row at wp and the n blocks of 64 at xp into
+// the accumulators acc (w a scratch register), prefetching ahead in the row
+// when prefetch is set, and returns its fold64.
+func vec64Sum(a arch, e elem, acc [4]vec, w vec, wp, xp, n reg.Register, prefetch bool) reg.VecVirtual {
 	for _, v := range acc {
 		a.zeroVec(v)
 	}
-	w := a.vec()
 	loop("blocks", n)
-	if wParam == "w []byte" {
+	if prefetch {
 		for off := 0; off < 64*e.size(); off += 64 {
 			g.PREFETCHT0(operand.Mem{Base: wp, Disp: prefetchAhead + off})
 		}
@@ -156,7 +162,7 @@ func vec64(a arch, e elem, wParam string) {
 	a.add(acc[0], acc[2], acc[0])
 	a.add(acc[1], acc[3], acc[1])
 	a.add(acc[0], acc[1], acc[0])
-	ret(a.reduce16(acc[0]))
+	return a.reduce16(acc[0])
 }
 
 // vec32BF16 is the SIMD part of vecDotBF16: two 16-lane accumulators over
@@ -215,23 +221,7 @@ func vec64Rows(a arch, e elem) {
 	g.MOVQ(wp, rp)
 	g.MOVQ(x0, xp)
 	g.MOVQ(nb, n)
-	for _, v := range acc {
-		a.zeroVec(v)
-	}
-	loop("blocks", n)
-	for off := 0; off < 64*e.size(); off += 64 {
-		g.PREFETCHT0(operand.Mem{Base: rp, Disp: prefetchAhead + off})
-	}
-	for j, v := range acc {
-		a.load(e, w, operand.Mem{Base: rp, Disp: 16 * e.size() * j})
-		a.fma(v, w, operand.Mem{Base: xp, Disp: 64 * j})
-	}
-	next("blocks", n, []reg.Register{rp, xp}, []int{64 * e.size(), 256})
-	// fold64: (acc0 + acc2) + (acc1 + acc3), then reduce16.
-	a.add(acc[0], acc[2], acc[0])
-	a.add(acc[1], acc[3], acc[1])
-	a.add(acc[0], acc[1], acc[0])
-	g.VMOVSS(a.reduce16(acc[0]), operand.Mem{Base: op})
+	g.VMOVSS(vec64Sum(a, e, acc, w, rp, xp, n, true), operand.Mem{Base: op})
 	g.ADDQ(stride, wp)
 	g.ADDQ(operand.U8(4), op)
 	g.DECQ(rows)
