@@ -17,6 +17,10 @@ type Engine struct {
 	B     kernels.Backend
 	rope  kernels.Rope
 
+	// PreparedBytes is the memory the backend's own copies of the
+	// weights take (see kernels.Backend.Prepare).
+	PreparedBytes int
+
 	// Norm weights and biases as f32, converted once at start.
 	attnNorm, ffnNorm, qNorm, kNorm [][]float32
 	qBias, kBias, vBias             [][]float32
@@ -66,6 +70,9 @@ func New(m *models.Model, b kernels.Backend) (*Engine, error) {
 	}
 	e.outNorm = vec(m.OutputNorm)
 	e.rope.FreqFactors = vec(m.RopeFreqs)
+	for _, w := range m.Matrices() {
+		e.PreparedBytes += b.Prepare(w)
+	}
 	return e, nil
 }
 

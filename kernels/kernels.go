@@ -58,6 +58,11 @@ type Backend interface {
 	Name() string
 	// Supports reports whether weights of type t can be multiplied.
 	Supports(t gguf.Type) bool
+	// Prepare tells the backend that w will be multiplied (MatMul), so
+	// that it may keep a copy in the layout its kernels read fastest, as
+	// llama.cpp repacks weights at load. It returns the bytes that copy
+	// takes (0: none). Call it before multiplying with w; w is not changed.
+	Prepare(w *Weight) int
 	// MatMul sets out[i*w.Rows+r] = Σ_c w[r][c]·x[i*w.Cols+c] for i < n.
 	MatMul(out []float32, w *Weight, x []float32, n int)
 	// GetRows writes row ids[i] of w, as f32, to out[i*w.Cols:].

@@ -191,6 +191,17 @@ func (m *Model) Weights() []*kernels.Weight {
 	return ws
 }
 
+// Matrices lists the weights that are multiplied (MatMul): the layers'
+// projections and the output, which may be the embeddings themselves.
+func (m *Model) Matrices() []*kernels.Weight {
+	ws := []*kernels.Weight{m.Output}
+	for i := range m.Layers {
+		l := &m.Layers[i]
+		ws = append(ws, l.Q, l.K, l.V, l.O, l.Gate, l.Up, l.Down)
+	}
+	return ws
+}
+
 // meta reads "<arch>.<key>" values, remembering the first type error.
 type meta struct {
 	f    *gguf.File

@@ -5,6 +5,8 @@ import (
 	"io"
 	"log/slog"
 
+	"github.com/dustin/go-humanize"
+
 	"github.com/godwit-ai/godwit/engine"
 	"github.com/godwit-ai/godwit/kernels/cpu"
 	"github.com/godwit-ai/godwit/models"
@@ -39,7 +41,8 @@ func load(path string, threads int, log io.Writer) (*loaded, error) {
 		m.Close()
 		return nil, fmt.Errorf("load %s: %w", path, err)
 	}
-	slog.Info("cpu backend", "threads", backend.Threads(), "kernels", cpu.CurrentVariant())
+	slog.Info("cpu backend", "threads", backend.Threads(), "kernels", cpu.CurrentVariant(),
+		"repacked_weights", humanize.IBytes(uint64(eng.PreparedBytes)))
 	return &loaded{path: path, model: m, tok: tok, eng: eng, backend: backend}, nil
 }
 

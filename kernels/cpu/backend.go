@@ -18,6 +18,7 @@ type Backend struct {
 	attn    attnTask
 	one     [1]kernels.AttnSeq // Attention's one sequence
 	rows    rowsTask
+	packed  map[*kernels.Weight]*Packed // weights Prepare packed
 }
 
 var _ kernels.Backend = (*Backend)(nil)
@@ -44,7 +45,27 @@ func (b *Backend) Name() string { return "cpu" }
 
 func (b *Backend) Supports(t gguf.Type) bool { return Supported(t) }
 
+// Prepare packs w when this CPU has tile kernels for its type (see Pack).
+func (b *Backend) Prepare(w *kernels.Weight) int {
+	if _, ok := b.packed[w]; ok {
+		return 0
+	}
+	p := Pack(w.Type, w.Data, w.Rows, w.Cols)
+	if p == nil {
+		return 0
+	}
+	if b.packed == nil {
+		b.packed = map[*kernels.Weight]*Packed{}
+	}
+	b.packed[w] = p
+	return p.Bytes()
+}
+
 func (b *Backend) MatMul(out []float32, w *kernels.Weight, x []float32, n int) {
+	if p := b.packed[w]; p != nil {
+		b.scratch.MatMulPacked(out, p, x, n)
+		return
+	}
 	b.scratch.MatMul(out, w.Type, w.Data, w.Rows, w.Cols, x, n)
 }
 

@@ -30,15 +30,20 @@ func TestBatchInvariant(t *testing.T) {
 			if err := Quantize(typ, randomData("gauss", rows*cols, 3), w); err != nil {
 				t.Fatal(err)
 			}
-			wt := &kernels.Weight{Name: "w", Type: typ, Rows: rows, Cols: cols, Data: w}
+			// The same weight as stored and as Prepare may pack it.
+			stored := &kernels.Weight{Name: "w", Type: typ, Rows: rows, Cols: cols, Data: w}
+			prepared := *stored
+			b.Prepare(&prepared)
 			x := randomData("gauss", n*cols, 4)
-			all := make([]float32, n*rows)
-			b.MatMul(all, wt, x, n)
-			one := make([]float32, rows)
-			for i := range n {
-				b.MatMul(one, wt, x[i*cols:(i+1)*cols], 1)
-				if j := firstDiff(one, all[i*rows:(i+1)*rows]); j >= 0 {
-					t.Errorf("%v %v: row %d alone: out[%d] = %g, in the batch %g", v, typ, i, j, one[j], all[i*rows+j])
+			for _, wt := range []*kernels.Weight{stored, &prepared} {
+				all := make([]float32, n*rows)
+				b.MatMul(all, wt, x, n)
+				one := make([]float32, rows)
+				for i := range n {
+					b.MatMul(one, wt, x[i*cols:(i+1)*cols], 1)
+					if j := firstDiff(one, all[i*rows:(i+1)*rows]); j >= 0 {
+						t.Errorf("%v %v (prepared: %v): row %d alone: out[%d] = %g, in the batch %g", v, typ, wt == &prepared, i, j, one[j], all[i*rows+j])
+					}
 				}
 			}
 		}

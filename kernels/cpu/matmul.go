@@ -92,6 +92,12 @@ func (s *Scratch) MatMul(out []float32, t gguf.Type, w []byte, rows, cols int, x
 			task.tiled = s.tiled
 		}
 	}
+	s.run()
+}
+
+// run runs s.task on the pool, if any, with s's thread scratch.
+func (s *Scratch) run() {
+	task := &s.task
 	threads := 1
 	if s.Pool != nil {
 		threads = s.Pool.Threads()
@@ -235,8 +241,9 @@ type matMulTask struct {
 	threads       []threadScratch
 	tiler         *quantTiler // set when the first nTiled activation rows go through tiles
 	nTiled        int
-	tiled         []byte        // those rows as tiler packs them
+	tiled         []byte        // those rows as tiler packs them, or as packed.k does
 	claimed       *atomic.Int64 // decodeChunk rows at a time, see Run
+	packed        *Packed       // set instead of w for a packed weight
 }
 
 // decodeChunk is how many weight rows a thread takes at a time in a product
@@ -251,6 +258,10 @@ const decodeChunk = 64
 // Float products of one activation row instead hand out chunks of
 // decodeChunk rows to whichever thread asks next.
 func (m *matMulTask) Run(thread, threads int) {
+	if m.packed != nil {
+		m.packedTiles(thread, threads)
+		return
+	}
 	if m.acts == nil && m.n == 1 && threads > 1 {
 		for {
 			lo := int(m.claimed.Add(1)-1) * decodeChunk

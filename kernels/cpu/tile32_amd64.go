@@ -16,6 +16,7 @@ import (
 // Packed sizes, in bytes per block, as in asm/tile.
 const (
 	tileLevelBytes = 8 * 64 // a weight tile's levels: eight groups of four for 16 rows
+	tileScaleBytes = 2 * 16 // the 16 rows' fp16 d_w (or m_w)
 	tileActLevels  = 4 * qk // the levels of a group of four activation rows
 )
 
@@ -34,9 +35,9 @@ type tile32 struct {
 
 func (k *tile32) weightBytes() int {
 	if k.min {
-		return tileLevelBytes + 2*64
+		return tileLevelBytes + 2*tileScaleBytes
 	}
-	return tileLevelBytes + 64
+	return tileLevelBytes + tileScaleBytes
 }
 
 func (k *tile32) actBytes() int {
@@ -53,19 +54,23 @@ func (k *tile32) actBytes() int {
 	return n
 }
 
-// packActs packs the activation rows in groups of four; per block: the four
-// rows' levels, their d_x, their s_x (the _1 types), and the offset
-// corrections: −offset times the sum of each row's block (one lane) or of
-// each four levels (eight lanes).
+// packActs packs the activation rows in groups of four, the last padded with
+// zero rows; per block: the four rows' levels, their d_x, their s_x (the _1
+// types), and the offset corrections: −offset times the sum of each row's
+// block (one lane) or of each four levels (eight lanes).
 func (k *tile32) packActs(buf []byte, acts []act) []byte {
 	nb := len(acts[0].d)
 	ab := k.actBytes()
-	buf = grow(buf, len(acts)/4*nb*ab)
+	groups := (len(acts) + 3) / 4
+	buf = grow(buf, groups*nb*ab)
+	if len(acts)%4 != 0 {
+		clear(buf[(groups-1)*nb*ab:])
+	}
 	off := int32(k.offset)
-	for g := range len(acts) / 4 {
+	for g := range groups {
 		for b := range nb {
 			p := buf[(g*nb+b)*ab : (g*nb+b+1)*ab]
-			for i := range 4 {
+			for i := range min(4, len(acts)-4*g) {
 				a := &acts[4*g+i]
 				x := a.q[qk*b : qk*b+qk]
 				copy(p[qk*i:qk*i+qk], unsafe.Slice((*byte)(unsafe.Pointer(&x[0])), qk))
@@ -109,8 +114,8 @@ var fifthBits = func() (t [16]uint32) {
 
 // packWeights packs rows weight rows of nb blocks, rowBytes apart in w, into
 // dst: unsigned levels in eight groups of 64 bytes (row r's four levels of
-// group g at 64g+4r), then d_w and, for the _1 types, m_w for the 16 rows.
-// Rows past rows are zero.
+// group g at 64g+4r), then the fp16 d_w and, for the _1 types, m_w of the 16
+// rows. Rows past rows are zero.
 func (k *tile32) packWeights(dst, w []byte, rowBytes, rows, nb int) {
 	wb := k.weightBytes()
 	if rows < tileRows {
@@ -122,9 +127,9 @@ func (k *tile32) packWeights(dst, w []byte, rowBytes, rows, nb int) {
 		for b := range nb {
 			blk := row[b*k.size : (b+1)*k.size]
 			p := dst[b*wb : (b+1)*wb]
-			le.PutUint32(p[tileLevelBytes+4*r:], math.Float32bits(getF16(blk)))
+			copy(p[tileLevelBytes+2*r:tileLevelBytes+2*r+2], blk[:2])
 			if k.min {
-				le.PutUint32(p[tileLevelBytes+64+4*r:], math.Float32bits(getF16(blk[2:])))
+				copy(p[tileLevelBytes+tileScaleBytes+2*r:tileLevelBytes+tileScaleBytes+2*r+2], blk[2:4])
 			}
 			if k.bits == 8 {
 				for g := range 8 {
@@ -185,12 +190,35 @@ func (k *tile32) mul(ts *threadScratch, w []byte, rowBytes, rows int, tiled []by
 
 func (k *tile32) tiler() *quantTiler { return &quantTiler{packActs: k.packActs, mul: k.mul} }
 
+// q8Tile is the tiler of Q8_0, and q8Packed its kernels for weights packed at
+// load: one value each, so that a Packed made under this variant is known
+// for one after any number of variant changes.
+var (
+	q8Tile   = &tile32{kernel: tile32Lanes8Q0AVX512, pack: tile32PackQ8_0AVX512, size: 34, qs: 2, bits: 8, offset: 128}
+	q8Packed = &packedKernels{
+		tileBytes: func(nb int) int { return nb * q8Tile.weightBytes() },
+		pack: func(dst, w []byte, rowBytes, rows, nb int) {
+			if rows == tileRows {
+				q8Tile.pack(&w[0], rowBytes, nb, &dst[0])
+			} else {
+				q8Tile.packWeights(dst, w, rowBytes, rows, nb)
+			}
+		},
+		packActs: q8Tile.packActs,
+		actBytes: func(nb int) int { return nb * q8Tile.actBytes() },
+		x1:       tile32Lanes8Q0x1AVX512,
+		x2:       tile32Lanes8Q0x2AVX512,
+		x4:       tile32Lanes8Q0AVX512,
+	}
+)
+
 var _ = onSetVariant(func(v Variant) {
 	types := []gguf.Type{gguf.Q8_0, gguf.Q4_0, gguf.Q5_0, gguf.Q4_1, gguf.Q5_1}
 	if v != VariantAVX512 || !HasVNNI {
 		for _, t := range types {
 			delete(simdQuantTile, t)
 		}
+		delete(simdPacked, gguf.Q8_0)
 		return
 	}
 	q0 := func(size, qs, qh, bits, offset int) *quantTiler {
@@ -199,11 +227,11 @@ var _ = onSetVariant(func(v Variant) {
 	q1 := func(size, qs, qh, bits int) *quantTiler {
 		return (&tile32{kernel: tile32Lanes8Q1AVX512, size: size, qs: qs, qh: qh, bits: bits, min: true}).tiler()
 	}
-	q8 := &tile32{kernel: tile32Lanes8Q0AVX512, pack: tile32PackQ8_0AVX512, size: 34, qs: 2, bits: 8, offset: 128}
 	q4 := &tile32{kernel: tile32Lanes8Q0AVX512, pack: tile32PackQ4_0AVX512, size: 18, qs: 2, bits: 4, offset: 8}
 	q4one := *q4
 	q4one.kernel, q4one.oneLane = tile32OneQ0AVX512, true
-	simdQuantTile[gguf.Q8_0] = [2]*quantTiler{q8.tiler()}
+	simdQuantTile[gguf.Q8_0] = [2]*quantTiler{q8Tile.tiler()}
+	simdPacked[gguf.Q8_0] = q8Packed
 	simdQuantTile[gguf.Q4_0] = [2]*quantTiler{q4.tiler(), q4one.tiler()}
 	simdQuantTile[gguf.Q5_0] = [2]*quantTiler{q0(22, 6, 2, 5, 16)}
 	simdQuantTile[gguf.Q4_1] = [2]*quantTiler{q1(20, 4, 0, 4)}

@@ -96,7 +96,7 @@ pf_skip2:
 	VPDPBUSD.BCST 60(CX), Z12, Z7
 	VPDPBUSD.BCST 92(CX), Z12, Z9
 	VPDPBUSD.BCST 124(CX), Z12, Z11
-	VMOVUPS       512(AX), Z12
+	VCVTPH2PS     512(AX), Z12
 	VPADDD        Z5, Z4, Z4
 	VCVTDQ2PS     Z4, Z4
 	VMULPS.BCST   128(CX), Z12, Z13
@@ -113,7 +113,7 @@ pf_skip2:
 	VCVTDQ2PS     Z10, Z10
 	VMULPS.BCST   140(CX), Z12, Z13
 	VFMADD231PS   Z13, Z10, Z3
-	ADDQ          $0x00000240, AX
+	ADDQ          $0x00000220, AX
 	ADDQ          $0x000000a0, CX
 	DECQ          DX
 	JNZ           one_block
@@ -177,7 +177,19 @@ lanes_block0:
 
 pf_same1:
 pf_skip1:
-	VMOVUPS       512(R12), Z16
+	TESTQ      R9, R9
+	JZ         pf_skip2
+	PREFETCHT1 (DI)(R8*1)
+	DECQ       R9
+	ADDQ       $0x40, R8
+	CMPQ       R8, R10
+	JB         pf_same2
+	XORQ       R8, R8
+	ADDQ       R11, DI
+
+pf_same2:
+pf_skip2:
+	VCVTPH2PS     512(R12), Z16
 	VMULPS.BCST   128(R13), Z16, Z17
 	VMULPS.BCST   132(R13), Z16, Z18
 	VMOVDQU32     (R12), Z16
@@ -252,7 +264,7 @@ pf_skip1:
 	VPDPBUSD.BCST 60(R13), Z16, Z19
 	VCVTDQ2PS     Z19, Z19
 	VFMADD231PS   Z18, Z19, Z15
-	ADDQ          $0x00000240, R12
+	ADDQ          $0x00000220, R12
 	ADDQ          $0x00000110, R13
 	DECQ          R14
 	JNZ           lanes_block0
@@ -296,18 +308,30 @@ lanes_store0:
 
 lanes_block1:
 	TESTQ      R9, R9
-	JZ         pf_skip2
+	JZ         pf_skip3
 	PREFETCHT1 (DI)(R8*1)
 	DECQ       R9
 	ADDQ       $0x40, R8
 	CMPQ       R8, R10
-	JB         pf_same2
+	JB         pf_same3
 	XORQ       R8, R8
 	ADDQ       R11, DI
 
-pf_same2:
-pf_skip2:
-	VMOVUPS       512(AX), Z16
+pf_same3:
+pf_skip3:
+	TESTQ      R9, R9
+	JZ         pf_skip4
+	PREFETCHT1 (DI)(R8*1)
+	DECQ       R9
+	ADDQ       $0x40, R8
+	CMPQ       R8, R10
+	JB         pf_same4
+	XORQ       R8, R8
+	ADDQ       R11, DI
+
+pf_same4:
+pf_skip4:
+	VCVTPH2PS     512(AX), Z16
 	VMULPS.BCST   136(CX), Z16, Z17
 	VMULPS.BCST   140(CX), Z16, Z18
 	VMOVDQU32     (AX), Z16
@@ -382,7 +406,7 @@ pf_skip2:
 	VPDPBUSD.BCST 124(CX), Z16, Z19
 	VCVTDQ2PS     Z19, Z19
 	VFMADD231PS   Z18, Z19, Z15
-	ADDQ          $0x00000240, AX
+	ADDQ          $0x00000220, AX
 	ADDQ          $0x00000110, CX
 	DECQ          DX
 	JNZ           lanes_block1
@@ -404,6 +428,351 @@ lanes_store1:
 	VADDPS  Z11, Z9, Z9
 	VADDPS  Z9, Z8, Z8
 	VMOVUPS Z8, 192(BX)
+	MOVQ    DI, (SI)
+	MOVQ    R8, 8(SI)
+	MOVQ    R9, 16(SI)
+	VZEROUPPER
+	RET
+
+// func tile32Lanes8Q0x1AVX512(w *byte, a *byte, nb int, out *[64]float32, pf *[5]uintptr)
+// Requires: AVX, AVX512DQ, AVX512F, AVX512VNNI, MMX+
+TEXT ·tile32Lanes8Q0x1AVX512(SB), NOSPLIT, $0-40
+	MOVQ   w+0(FP), AX
+	MOVQ   a+8(FP), CX
+	MOVQ   nb+16(FP), DX
+	MOVQ   out+24(FP), BX
+	MOVQ   pf+32(FP), SI
+	MOVQ   (SI), DI
+	MOVQ   8(SI), R8
+	MOVQ   16(SI), R9
+	MOVQ   24(SI), R10
+	MOVQ   32(SI), R11
+	MOVQ   CX, CX
+	VXORPS Z0, Z0, Z0
+	VXORPS Z1, Z1, Z1
+	VXORPS Z2, Z2, Z2
+	VXORPS Z3, Z3, Z3
+	VXORPS Z4, Z4, Z4
+	VXORPS Z5, Z5, Z5
+	VXORPS Z6, Z6, Z6
+	VXORPS Z7, Z7, Z7
+	TESTQ  DX, DX
+	JZ     lanes_store0
+
+lanes_block0:
+	TESTQ      R9, R9
+	JZ         pf_skip1
+	PREFETCHT1 (DI)(R8*1)
+	DECQ       R9
+	ADDQ       $0x40, R8
+	CMPQ       R8, R10
+	JB         pf_same1
+	XORQ       R8, R8
+	ADDQ       R11, DI
+
+pf_same1:
+pf_skip1:
+	TESTQ      R9, R9
+	JZ         pf_skip2
+	PREFETCHT1 (DI)(R8*1)
+	DECQ       R9
+	ADDQ       $0x40, R8
+	CMPQ       R8, R10
+	JB         pf_same2
+	XORQ       R8, R8
+	ADDQ       R11, DI
+
+pf_same2:
+pf_skip2:
+	TESTQ      R9, R9
+	JZ         pf_skip3
+	PREFETCHT1 (DI)(R8*1)
+	DECQ       R9
+	ADDQ       $0x40, R8
+	CMPQ       R8, R10
+	JB         pf_same3
+	XORQ       R8, R8
+	ADDQ       R11, DI
+
+pf_same3:
+pf_skip3:
+	TESTQ      R9, R9
+	JZ         pf_skip4
+	PREFETCHT1 (DI)(R8*1)
+	DECQ       R9
+	ADDQ       $0x40, R8
+	CMPQ       R8, R10
+	JB         pf_same4
+	XORQ       R8, R8
+	ADDQ       R11, DI
+
+pf_same4:
+pf_skip4:
+	TESTQ      R9, R9
+	JZ         pf_skip5
+	PREFETCHT1 (DI)(R8*1)
+	DECQ       R9
+	ADDQ       $0x40, R8
+	CMPQ       R8, R10
+	JB         pf_same5
+	XORQ       R8, R8
+	ADDQ       R11, DI
+
+pf_same5:
+pf_skip5:
+	VCVTPH2PS     512(AX), Z8
+	VMULPS.BCST   128(CX), Z8, Z9
+	VMOVDQU32     (AX), Z8
+	VPBROADCASTD  144(CX), Z10
+	VPDPBUSD.BCST (CX), Z8, Z10
+	VCVTDQ2PS     Z10, Z10
+	VFMADD231PS   Z9, Z10, Z0
+	VMOVDQU32     64(AX), Z8
+	VPBROADCASTD  148(CX), Z10
+	VPDPBUSD.BCST 4(CX), Z8, Z10
+	VCVTDQ2PS     Z10, Z10
+	VFMADD231PS   Z9, Z10, Z1
+	VMOVDQU32     128(AX), Z8
+	VPBROADCASTD  152(CX), Z10
+	VPDPBUSD.BCST 8(CX), Z8, Z10
+	VCVTDQ2PS     Z10, Z10
+	VFMADD231PS   Z9, Z10, Z2
+	VMOVDQU32     192(AX), Z8
+	VPBROADCASTD  156(CX), Z10
+	VPDPBUSD.BCST 12(CX), Z8, Z10
+	VCVTDQ2PS     Z10, Z10
+	VFMADD231PS   Z9, Z10, Z3
+	VMOVDQU32     256(AX), Z8
+	VPBROADCASTD  160(CX), Z10
+	VPDPBUSD.BCST 16(CX), Z8, Z10
+	VCVTDQ2PS     Z10, Z10
+	VFMADD231PS   Z9, Z10, Z4
+	VMOVDQU32     320(AX), Z8
+	VPBROADCASTD  164(CX), Z10
+	VPDPBUSD.BCST 20(CX), Z8, Z10
+	VCVTDQ2PS     Z10, Z10
+	VFMADD231PS   Z9, Z10, Z5
+	VMOVDQU32     384(AX), Z8
+	VPBROADCASTD  168(CX), Z10
+	VPDPBUSD.BCST 24(CX), Z8, Z10
+	VCVTDQ2PS     Z10, Z10
+	VFMADD231PS   Z9, Z10, Z6
+	VMOVDQU32     448(AX), Z8
+	VPBROADCASTD  172(CX), Z10
+	VPDPBUSD.BCST 28(CX), Z8, Z10
+	VCVTDQ2PS     Z10, Z10
+	VFMADD231PS   Z9, Z10, Z7
+	ADDQ          $0x00000220, AX
+	ADDQ          $0x00000110, CX
+	DECQ          DX
+	JNZ           lanes_block0
+
+lanes_store0:
+	VADDPS  Z4, Z0, Z0
+	VADDPS  Z5, Z1, Z1
+	VADDPS  Z6, Z2, Z2
+	VADDPS  Z7, Z3, Z3
+	VADDPS  Z2, Z0, Z0
+	VADDPS  Z3, Z1, Z1
+	VADDPS  Z1, Z0, Z0
+	VMOVUPS Z0, (BX)
+	MOVQ    DI, (SI)
+	MOVQ    R8, 8(SI)
+	MOVQ    R9, 16(SI)
+	VZEROUPPER
+	RET
+
+// func tile32Lanes8Q0x2AVX512(w *byte, a *byte, nb int, out *[64]float32, pf *[5]uintptr)
+// Requires: AVX, AVX512DQ, AVX512F, AVX512VNNI, MMX+
+TEXT ·tile32Lanes8Q0x2AVX512(SB), NOSPLIT, $0-40
+	MOVQ   w+0(FP), AX
+	MOVQ   a+8(FP), CX
+	MOVQ   nb+16(FP), DX
+	MOVQ   out+24(FP), BX
+	MOVQ   pf+32(FP), SI
+	MOVQ   (SI), DI
+	MOVQ   8(SI), R8
+	MOVQ   16(SI), R9
+	MOVQ   24(SI), R10
+	MOVQ   32(SI), R11
+	MOVQ   CX, CX
+	VXORPS Z0, Z0, Z0
+	VXORPS Z1, Z1, Z1
+	VXORPS Z2, Z2, Z2
+	VXORPS Z3, Z3, Z3
+	VXORPS Z4, Z4, Z4
+	VXORPS Z5, Z5, Z5
+	VXORPS Z6, Z6, Z6
+	VXORPS Z7, Z7, Z7
+	VXORPS Z8, Z8, Z8
+	VXORPS Z9, Z9, Z9
+	VXORPS Z10, Z10, Z10
+	VXORPS Z11, Z11, Z11
+	VXORPS Z12, Z12, Z12
+	VXORPS Z13, Z13, Z13
+	VXORPS Z14, Z14, Z14
+	VXORPS Z15, Z15, Z15
+	TESTQ  DX, DX
+	JZ     lanes_store0
+
+lanes_block0:
+	TESTQ      R9, R9
+	JZ         pf_skip1
+	PREFETCHT1 (DI)(R8*1)
+	DECQ       R9
+	ADDQ       $0x40, R8
+	CMPQ       R8, R10
+	JB         pf_same1
+	XORQ       R8, R8
+	ADDQ       R11, DI
+
+pf_same1:
+pf_skip1:
+	TESTQ      R9, R9
+	JZ         pf_skip2
+	PREFETCHT1 (DI)(R8*1)
+	DECQ       R9
+	ADDQ       $0x40, R8
+	CMPQ       R8, R10
+	JB         pf_same2
+	XORQ       R8, R8
+	ADDQ       R11, DI
+
+pf_same2:
+pf_skip2:
+	TESTQ      R9, R9
+	JZ         pf_skip3
+	PREFETCHT1 (DI)(R8*1)
+	DECQ       R9
+	ADDQ       $0x40, R8
+	CMPQ       R8, R10
+	JB         pf_same3
+	XORQ       R8, R8
+	ADDQ       R11, DI
+
+pf_same3:
+pf_skip3:
+	TESTQ      R9, R9
+	JZ         pf_skip4
+	PREFETCHT1 (DI)(R8*1)
+	DECQ       R9
+	ADDQ       $0x40, R8
+	CMPQ       R8, R10
+	JB         pf_same4
+	XORQ       R8, R8
+	ADDQ       R11, DI
+
+pf_same4:
+pf_skip4:
+	TESTQ      R9, R9
+	JZ         pf_skip5
+	PREFETCHT1 (DI)(R8*1)
+	DECQ       R9
+	ADDQ       $0x40, R8
+	CMPQ       R8, R10
+	JB         pf_same5
+	XORQ       R8, R8
+	ADDQ       R11, DI
+
+pf_same5:
+pf_skip5:
+	VCVTPH2PS     512(AX), Z16
+	VMULPS.BCST   128(CX), Z16, Z17
+	VMULPS.BCST   132(CX), Z16, Z18
+	VMOVDQU32     (AX), Z16
+	VPBROADCASTD  144(CX), Z19
+	VPDPBUSD.BCST (CX), Z16, Z19
+	VCVTDQ2PS     Z19, Z19
+	VFMADD231PS   Z17, Z19, Z0
+	VPBROADCASTD  176(CX), Z19
+	VPDPBUSD.BCST 32(CX), Z16, Z19
+	VCVTDQ2PS     Z19, Z19
+	VFMADD231PS   Z18, Z19, Z8
+	VMOVDQU32     64(AX), Z16
+	VPBROADCASTD  148(CX), Z19
+	VPDPBUSD.BCST 4(CX), Z16, Z19
+	VCVTDQ2PS     Z19, Z19
+	VFMADD231PS   Z17, Z19, Z1
+	VPBROADCASTD  180(CX), Z19
+	VPDPBUSD.BCST 36(CX), Z16, Z19
+	VCVTDQ2PS     Z19, Z19
+	VFMADD231PS   Z18, Z19, Z9
+	VMOVDQU32     128(AX), Z16
+	VPBROADCASTD  152(CX), Z19
+	VPDPBUSD.BCST 8(CX), Z16, Z19
+	VCVTDQ2PS     Z19, Z19
+	VFMADD231PS   Z17, Z19, Z2
+	VPBROADCASTD  184(CX), Z19
+	VPDPBUSD.BCST 40(CX), Z16, Z19
+	VCVTDQ2PS     Z19, Z19
+	VFMADD231PS   Z18, Z19, Z10
+	VMOVDQU32     192(AX), Z16
+	VPBROADCASTD  156(CX), Z19
+	VPDPBUSD.BCST 12(CX), Z16, Z19
+	VCVTDQ2PS     Z19, Z19
+	VFMADD231PS   Z17, Z19, Z3
+	VPBROADCASTD  188(CX), Z19
+	VPDPBUSD.BCST 44(CX), Z16, Z19
+	VCVTDQ2PS     Z19, Z19
+	VFMADD231PS   Z18, Z19, Z11
+	VMOVDQU32     256(AX), Z16
+	VPBROADCASTD  160(CX), Z19
+	VPDPBUSD.BCST 16(CX), Z16, Z19
+	VCVTDQ2PS     Z19, Z19
+	VFMADD231PS   Z17, Z19, Z4
+	VPBROADCASTD  192(CX), Z19
+	VPDPBUSD.BCST 48(CX), Z16, Z19
+	VCVTDQ2PS     Z19, Z19
+	VFMADD231PS   Z18, Z19, Z12
+	VMOVDQU32     320(AX), Z16
+	VPBROADCASTD  164(CX), Z19
+	VPDPBUSD.BCST 20(CX), Z16, Z19
+	VCVTDQ2PS     Z19, Z19
+	VFMADD231PS   Z17, Z19, Z5
+	VPBROADCASTD  196(CX), Z19
+	VPDPBUSD.BCST 52(CX), Z16, Z19
+	VCVTDQ2PS     Z19, Z19
+	VFMADD231PS   Z18, Z19, Z13
+	VMOVDQU32     384(AX), Z16
+	VPBROADCASTD  168(CX), Z19
+	VPDPBUSD.BCST 24(CX), Z16, Z19
+	VCVTDQ2PS     Z19, Z19
+	VFMADD231PS   Z17, Z19, Z6
+	VPBROADCASTD  200(CX), Z19
+	VPDPBUSD.BCST 56(CX), Z16, Z19
+	VCVTDQ2PS     Z19, Z19
+	VFMADD231PS   Z18, Z19, Z14
+	VMOVDQU32     448(AX), Z16
+	VPBROADCASTD  172(CX), Z19
+	VPDPBUSD.BCST 28(CX), Z16, Z19
+	VCVTDQ2PS     Z19, Z19
+	VFMADD231PS   Z17, Z19, Z7
+	VPBROADCASTD  204(CX), Z19
+	VPDPBUSD.BCST 60(CX), Z16, Z19
+	VCVTDQ2PS     Z19, Z19
+	VFMADD231PS   Z18, Z19, Z15
+	ADDQ          $0x00000220, AX
+	ADDQ          $0x00000110, CX
+	DECQ          DX
+	JNZ           lanes_block0
+
+lanes_store0:
+	VADDPS  Z4, Z0, Z0
+	VADDPS  Z5, Z1, Z1
+	VADDPS  Z6, Z2, Z2
+	VADDPS  Z7, Z3, Z3
+	VADDPS  Z2, Z0, Z0
+	VADDPS  Z3, Z1, Z1
+	VADDPS  Z1, Z0, Z0
+	VMOVUPS Z0, (BX)
+	VADDPS  Z12, Z8, Z8
+	VADDPS  Z13, Z9, Z9
+	VADDPS  Z14, Z10, Z10
+	VADDPS  Z15, Z11, Z11
+	VADDPS  Z10, Z8, Z8
+	VADDPS  Z11, Z9, Z9
+	VADDPS  Z9, Z8, Z8
+	VMOVUPS Z8, 64(BX)
 	MOVQ    DI, (SI)
 	MOVQ    R8, 8(SI)
 	MOVQ    R9, 16(SI)
@@ -460,10 +829,22 @@ lanes_block0:
 
 pf_same1:
 pf_skip1:
-	VMOVUPS          512(R12), Z18
+	TESTQ      R9, R9
+	JZ         pf_skip2
+	PREFETCHT1 (DI)(R8*1)
+	DECQ       R9
+	ADDQ       $0x40, R8
+	CMPQ       R8, R10
+	JB         pf_same2
+	XORQ       R8, R8
+	ADDQ       R11, DI
+
+pf_same2:
+pf_skip2:
+	VCVTPH2PS        512(R12), Z18
 	VMULPS.BCST      128(R13), Z18, Z19
 	VMULPS.BCST      132(R13), Z18, Z24
-	VMOVUPS          576(R12), Z18
+	VCVTPH2PS        544(R12), Z18
 	VFMADD231PS.BCST 144(R13), Z18, Z8
 	VFMADD231PS.BCST 148(R13), Z18, Z17
 	VMOVDQU32        (R12), Z18
@@ -538,7 +919,7 @@ pf_skip1:
 	VPDPBUSD.BCST    60(R13), Z18, Z21
 	VCVTDQ2PS        Z21, Z21
 	VFMADD231PS      Z24, Z21, Z16
-	ADDQ             $0x00000280, R12
+	ADDQ             $0x00000240, R12
 	ADDQ             $0x000000a0, R13
 	DECQ             R14
 	JNZ              lanes_block0
@@ -586,21 +967,33 @@ lanes_store0:
 
 lanes_block1:
 	TESTQ      R9, R9
-	JZ         pf_skip2
+	JZ         pf_skip3
 	PREFETCHT1 (DI)(R8*1)
 	DECQ       R9
 	ADDQ       $0x40, R8
 	CMPQ       R8, R10
-	JB         pf_same2
+	JB         pf_same3
 	XORQ       R8, R8
 	ADDQ       R11, DI
 
-pf_same2:
-pf_skip2:
-	VMOVUPS          512(AX), Z18
+pf_same3:
+pf_skip3:
+	TESTQ      R9, R9
+	JZ         pf_skip4
+	PREFETCHT1 (DI)(R8*1)
+	DECQ       R9
+	ADDQ       $0x40, R8
+	CMPQ       R8, R10
+	JB         pf_same4
+	XORQ       R8, R8
+	ADDQ       R11, DI
+
+pf_same4:
+pf_skip4:
+	VCVTPH2PS        512(AX), Z18
 	VMULPS.BCST      136(CX), Z18, Z19
 	VMULPS.BCST      140(CX), Z18, Z20
-	VMOVUPS          576(AX), Z18
+	VCVTPH2PS        544(AX), Z18
 	VFMADD231PS.BCST 152(CX), Z18, Z8
 	VFMADD231PS.BCST 156(CX), Z18, Z17
 	VMOVDQU32        (AX), Z18
@@ -675,7 +1068,7 @@ pf_skip2:
 	VPDPBUSD.BCST    124(CX), Z18, Z23
 	VCVTDQ2PS        Z23, Z23
 	VFMADD231PS      Z20, Z23, Z16
-	ADDQ             $0x00000280, AX
+	ADDQ             $0x00000240, AX
 	ADDQ             $0x000000a0, CX
 	DECQ             DX
 	JNZ              lanes_block1
@@ -851,14 +1244,12 @@ block:
 	KXNORW       K1, K1, K1
 	VPXORD       Z19, Z19, Z19
 	VPGATHERDD   (AX)(Z0*1), K1, Z19
-	VPMOVDW      Z19, Y19
-	VCVTPH2PS    Y19, Z19
-	VMOVUPS      Z19, 512(BX)
+	VPMOVDW      Z19, 512(BX)
 	ADDQ         $0x22, AX
 	ADDQ         $0x22, DI
 	ADDQ         $0x22, R8
 	ADDQ         $0x22, R9
-	ADDQ         $0x00000240, BX
+	ADDQ         $0x00000220, BX
 	DECQ         DX
 	JNZ          block
 
@@ -948,14 +1339,12 @@ block:
 	KXNORW       K1, K1, K1
 	VPXORD       Z10, Z10, Z10
 	VPGATHERDD   (AX)(Z0*1), K1, Z10
-	VPMOVDW      Z10, Y10
-	VCVTPH2PS    Y10, Z10
-	VMOVUPS      Z10, 512(BX)
+	VPMOVDW      Z10, 512(BX)
 	ADDQ         $0x12, AX
 	ADDQ         $0x12, DI
 	ADDQ         $0x12, R8
 	ADDQ         $0x12, R9
-	ADDQ         $0x00000240, BX
+	ADDQ         $0x00000220, BX
 	DECQ         DX
 	JNZ          block
 

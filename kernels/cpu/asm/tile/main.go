@@ -5,8 +5,9 @@
 //
 // Packed weights (tile32.go in package cpu writes them), per block:
 // the unsigned levels in eight groups of 64 bytes (group g: for each row r,
-// the four levels 4g..4g+3 at 4r), then d_w for the 16 rows as float32, then
-// for the _1 types m_w likewise. Packed activations, per block of a group of
+// the four levels 4g..4g+3 at 4r), then d_w for the 16 rows as fp16, then
+// for the _1 types m_w likewise. A Q8_0 tile thus takes exactly the bytes of
+// its 16 stored rows, which lets package cpu keep Q8_0 weights packed. Packed activations, per block of a group of
 // four rows: their 32 levels each, their four d_x, for the _1 types their
 // four block sums s_x, and for the types with an offset its correction: −o
 // times the sum of each row's block (the one-lane kernel) or of each four
@@ -44,14 +45,18 @@ type kind struct {
 	oneLane bool // one FMA per block, else one per group of four levels
 	min     bool // m_w and s_x follow (the _1 types)
 	offset  bool // the activations carry offset corrections (the _0 types)
+	rows    int  // the eight-lane kernels: activation rows 0..rows-1 of the group (0: all four)
 }
+
+// scaleBytes is the size of the 16 rows' fp16 d_w (or m_w).
+const scaleBytes = 2 * 16
 
 // weightBytes and actBytes are the packed sizes of a block.
 func (k kind) weightBytes() int {
 	if k.min {
-		return levelBytes + 2*64
+		return levelBytes + 2*scaleBytes
 	}
-	return levelBytes + 64
+	return levelBytes + scaleBytes
 }
 
 func (k kind) actBytes() int {
@@ -77,9 +82,13 @@ func (k kind) cOff() int {
 	return k.sOff()
 }
 
+// The one- and two-row Q0 kernels serve products of fewer activation rows
+// (decode) with prepacked Q8_0 weights.
 var kinds = []kind{
 	{name: "OneQ0", oneLane: true, offset: true},
 	{name: "Lanes8Q0", offset: true},
+	{name: "Lanes8Q0x1", offset: true, rows: 1},
+	{name: "Lanes8Q0x2", offset: true, rows: 2},
 	{name: "Lanes8Q1", min: true},
 }
 
@@ -97,7 +106,8 @@ func main() {
 
 // tileKernel generates tile32<name>AVX512(w, a *byte, nb int, out *[64]float32):
 // the 16 packed weight rows at w times the packed group of four activation
-// rows at a, nb blocks each; out[16i+r] gets row r times activation row i.
+// rows at a (its first k.rows), nb blocks each; out[16i+r] gets row r times
+// activation row i.
 func tileKernel(k kind) {
 	name := "tile32" + k.name + "AVX512"
 	TEXT(name, NOSPLIT, "func(w, a *byte, nb int, out *[64]float32, pf *[5]uintptr)")
@@ -105,9 +115,13 @@ func tileKernel(k kind) {
 	if !k.oneLane {
 		order = "one FMA per four levels, folded as hsum8"
 	}
-	Doc(fmt.Sprintf("%s multiplies 16 packed weight rows with a packed group of four activation rows, nb blocks each, "+
+	which := "a packed group of four activation rows"
+	if k.rows != 0 {
+		which = fmt.Sprintf("the first %d activation rows of a packed group", k.rows)
+	}
+	Doc(fmt.Sprintf("%s multiplies 16 packed weight rows with %s, nb blocks each, "+
 		"and sets out[16i+r] to weight row r times activation row i, adding in package cpu's order (%s); "+
-		"on the way it prefetches up to two cache lines per block from pf's cursor (see tilePF).", name, order))
+		"on the way it prefetches cache lines from pf's cursor (see tilePF).", name, which, order))
 	w0 := Load(Param("w"), GP64())
 	a0 := Load(Param("a"), GP64())
 	nb := Load(Param("nb"), GP64())
@@ -117,9 +131,13 @@ func tileKernel(k kind) {
 		oneLane(k, w0, a0, nb, out, pf)
 	} else {
 		// Eight accumulators per activation row: two rows at a time fit the
-		// registers, so the blocks are gone through twice.
-		for pass := range 2 {
-			lanes8(k, w0, a0, nb, out, 2*pass, fmt.Sprint(pass), pf)
+		// registers, so the blocks are gone through once per two rows.
+		rows := k.rows
+		if rows == 0 {
+			rows = actRows
+		}
+		for pass := 0; 2*pass < rows; pass++ {
+			lanes8(k, w0, a0, nb, out, 2*pass, min(2, rows-2*pass), fmt.Sprint(pass), pf)
 		}
 	}
 	pf.store()
@@ -218,7 +236,7 @@ func oneLane(k kind, w0, a0, nb, out Register, pf *prefetcher) {
 			VPDPBUSD_BCST(Mem{Base: a, Disp: 32*i + 4*g}, lv, s)
 		}
 	}
-	VMOVUPS(Mem{Base: w, Disp: levelBytes}, dw)
+	VCVTPH2PS(Mem{Base: w, Disp: levelBytes}, dw)
 	for i := range actRows {
 		VPADDD(s1[i], s0[i], s0[i])
 		VCVTDQ2PS(s0[i], s0[i])
@@ -235,17 +253,17 @@ func oneLane(k kind, w0, a0, nb, out Register, pf *prefetcher) {
 	}
 }
 
-// lanes8 does activation rows i0 and i0+1: per block and group of four
-// levels, the group sum (started from its correction) is converted and added
-// by one FMA with d_w·d_x to that group's accumulator; the _1 types' min
-// terms form one more FMA chain per row.
-func lanes8(k kind, w0, a0, nb, out Register, i0 int, pass string, pf *prefetcher) {
+// lanes8 does activation rows i0..i0+rows-1 (rows 1 or 2): per block and
+// group of four levels, the group sum (started from its correction) is
+// converted and added by one FMA with d_w·d_x to that group's accumulator;
+// the _1 types' min terms form one more FMA chain per row.
+func lanes8(k kind, w0, a0, nb, out Register, i0, rows int, pass string, pf *prefetcher) {
 	w, a, n := GP64(), GP64(), GP64()
 	MOVQ(w0, w)
 	MOVQ(a0, a)
 	MOVQ(nb, n)
-	var acc [2][8]VecVirtual
-	var summs [2]VecVirtual
+	acc := make([][8]VecVirtual, rows)
+	summs := make([]VecVirtual, rows)
 	for i := range acc {
 		for g := range acc[i] {
 			acc[i][g] = ZMM()
@@ -258,18 +276,26 @@ func lanes8(k kind, w0, a0, nb, out Register, i0 int, pass string, pf *prefetche
 	}
 	// Temporaries are allocated once, as in oneLane.
 	dw, mw, lv := ZMM(), ZMM(), ZMM()
-	d := [2]VecVirtual{ZMM(), ZMM()}
-	s := [2]VecVirtual{ZMM(), ZMM()}
+	d := []VecVirtual{ZMM(), ZMM()}[:rows]
+	s := []VecVirtual{ZMM(), ZMM()}[:rows]
 	TESTQ(n, n)
 	JZ(LabelRef("lanes_store" + pass))
 	Label("lanes_block" + pass)
-	pf.fetch()
-	VMOVUPS(Mem{Base: w, Disp: levelBytes}, dw)
+	// A tile's blocks take about nine lines: the kernels of fewer rows,
+	// called once per tile, fetch more of the next tile per block.
+	fetches := 2
+	if k.rows != 0 {
+		fetches = 5
+	}
+	for range fetches {
+		pf.fetch()
+	}
+	VCVTPH2PS(Mem{Base: w, Disp: levelBytes}, dw)
 	for i := range d {
 		VMULPS_BCST(Mem{Base: a, Disp: k.dOff() + 4*(i0+i)}, dw, d[i])
 	}
 	if k.min {
-		VMOVUPS(Mem{Base: w, Disp: levelBytes + 64}, mw)
+		VCVTPH2PS(Mem{Base: w, Disp: levelBytes + scaleBytes}, mw)
 		for i := range summs {
 			VFMADD231PS_BCST(Mem{Base: a, Disp: k.sOff() + 4*(i0+i)}, mw, summs[i])
 		}

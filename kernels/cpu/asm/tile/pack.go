@@ -11,9 +11,9 @@ import (
 // The packers write a tile of 16 whole weight rows in the packed layout:
 // each block's rows are loaded a register per row (or per few rows),
 // transposed with unpacks and two-table permutes so that each register ends
-// up holding one group of four levels for all 16 rows, and the scales
-// gathered and widened to float32. Which register holds which group after
-// the shuffles is worked out here by following the lanes through them.
+// up holding one group of four levels for all 16 rows, and the fp16 scales
+// gathered as they are. Which register holds which group after the shuffles
+// is worked out here by following the lanes through them.
 
 // lanes follows where each dword came from: lane i of a register holds
 // dword word of row row.
@@ -97,7 +97,7 @@ func packKernel(name string, size, bits int) {
 	fn := "tile32Pack" + name + "AVX512"
 	TEXT(fn, NOSPLIT, "func(w *byte, rowBytes, nb int, dst *byte)")
 	Doc(fmt.Sprintf("%s packs 16 %s weight rows, rowBytes apart from w, of nb blocks each into dst "+
-		"in the layout of the tile kernels: unsigned levels in eight groups of 64 bytes, then d_w as float32.", fn, name))
+		"in the layout of the tile kernels: unsigned levels in eight groups of 64 bytes, then the fp16 d_w.", fn, name))
 	p0 := Load(Param("w"), GP64())
 	rb := Load(Param("rowBytes"), GP64())
 	n := Load(Param("nb"), GP64())
@@ -205,13 +205,11 @@ func packKernel(name string, size, bits int) {
 	d := ZMM()
 	VPXORD(d, d, d)
 	VPGATHERDD(Mem{Base: base[0], Index: idx, Scale: 1}, k, d)
-	VPMOVDW(d, d.AsY())
-	VCVTPH2PS(d.AsY(), d)
-	VMOVUPS(d, Mem{Base: dst, Disp: levelBytes})
+	VPMOVDW(d, Mem{Base: dst, Disp: levelBytes})
 	for _, b := range base {
 		ADDQ(U8(size), b)
 	}
-	ADDQ(U32(levelBytes+64), dst)
+	ADDQ(U32(levelBytes+scaleBytes), dst)
 	DECQ(n)
 	JNZ(LabelRef("block"))
 	Label("done")

@@ -1,0 +1,66 @@
+package cpu
+
+import (
+	"testing"
+
+	"github.com/godwit-ai/godwit/models/gguf"
+)
+
+// TestPackedMatMul checks that products with weights packed at load equal
+// those with the weights as stored, bit for bit, for row counts that fill
+// tiles or not and any number of activation rows, and that a packed weight
+// still multiplies correctly after a change of kernel variant.
+func TestPackedMatMul(t *testing.T) {
+	defer SetVariant(Variants()[0])
+	var s Scratch
+	s.Pool = NewPool(2)
+	defer s.Pool.Close()
+	for _, v := range Variants() {
+		if err := SetVariant(v); err != nil {
+			t.Fatal(err)
+		}
+		for _, shape := range [][2]int{{16, 32}, {40, 96}, {263, 512}} {
+			rows, cols := shape[0], shape[1]
+			w := make([]byte, rows*gguf.Q8_0.RowSize(cols))
+			if err := Quantize(gguf.Q8_0, randomData("gauss", rows*cols, uint64(rows)), w); err != nil {
+				t.Fatal(err)
+			}
+			p := Pack(gguf.Q8_0, w, rows, cols)
+			if want := v == VariantAVX512 && HasVNNI; (p != nil) != want {
+				t.Fatalf("%v: Pack gave a packed weight: %v, want %v", v, p != nil, want)
+			}
+			if p == nil {
+				continue
+			}
+			if p.Bytes() != ((rows+15)/16)*16*gguf.Q8_0.RowSize(cols) {
+				t.Errorf("%v %d×%d: packed into %d bytes, want the stored rows' size padded to a tile", v, rows, cols, p.Bytes())
+			}
+			for _, n := range []int{0, 1, 2, 3, 4, 5, 7, 16, 21} {
+				x := randomData("gauss", n*cols, uint64(n+cols))
+				want := make([]float32, n*rows)
+				s.MatMul(want, gguf.Q8_0, w, rows, cols, x, n)
+				got := make([]float32, n*rows)
+				s.MatMulPacked(got, p, x, n)
+				if j := firstDiff(got, want); j >= 0 {
+					t.Errorf("%v %d×%d n=%d: packed out[%d] = %g, stored %g", v, rows, cols, n, j, got[j], want[j])
+				}
+				for _, other := range Variants() {
+					if other == v {
+						continue
+					}
+					if err := SetVariant(other); err != nil {
+						t.Fatal(err)
+					}
+					s.MatMul(want, gguf.Q8_0, w, rows, cols, x, n)
+					s.MatMulPacked(got, p, x, n)
+					if j := firstDiff(got, want); j >= 0 {
+						t.Errorf("packed for %v, run on %v: %d×%d n=%d: out[%d] = %g, stored %g", v, other, rows, cols, n, j, got[j], want[j])
+					}
+					if err := SetVariant(v); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+		}
+	}
+}
