@@ -21,14 +21,19 @@ type Packed struct {
 	k          *packedKernels
 }
 
-// packedKernels are the kernels of one packed type: each sets out[16i+r] to
-// weight row r of a tile times activation row i of a packed group of four,
-// for its first 1, 2 or 4 activation rows, in the type's one float order
-// (llama.cpp's vec_dot order, which is also its batch order for the type, so
-// the invariant and the llama.cpp orders coincide).
+// packedKernels pack one type and multiply it in two float orders: orders[0]
+// is llama.cpp's for a product of that shape, orders[1] the one of
+// batch-invariant products (Scratch.Invariant).
 type packedKernels struct {
 	tileBytes func(nb int) int // a tile's size
 	pack      func(dst, w []byte, rowBytes, rows, nb int)
+	orders    [2]packedOrder
+}
+
+// packedOrder is a set of tile kernels of one float order: each sets
+// out[16i+r] to weight row r of a tile times activation row i of a packed
+// group of four, for the group's first 1, 2 or 4 activation rows.
+type packedOrder struct {
 	// packActs packs activation rows in groups of four, the last group
 	// padded with zero rows.
 	packActs   func(buf []byte, acts []act) []byte
@@ -79,9 +84,10 @@ func (s *Scratch) MatMulPacked(out []float32, p *Packed, x []float32, n int) {
 	if n == 0 {
 		return
 	}
+	o := &p.k.orders[b2i(s.Invariant)]
 	acts := s.quantizeActs(p.t, x, p.cols, n)
-	s.tiled = p.k.packActs(s.tiled, acts)
-	s.task = matMulTask{out: out, t: p.t, rows: p.rows, cols: p.cols, n: n, packed: p, tiled: s.tiled}
+	s.tiled = o.packActs(s.tiled, acts)
+	s.task = matMulTask{out: out, t: p.t, rows: p.rows, cols: p.cols, n: n, packed: p, order: o, tiled: s.tiled}
 	s.run()
 }
 
@@ -90,32 +96,39 @@ func (s *Scratch) MatMulPacked(out []float32, p *Packed, x []float32, n int) {
 // a thread slowed by other work on its core leaves its share to the others.
 const packedClaims = 8
 
-// packedTiles is Run for packed weights.
+// packedTiles is Run for packed weights. A thread claims its next chunk
+// before it starts on the last tile of this one, so that it knows which tile
+// to prefetch.
 func (m *matMulTask) packedTiles(thread, threads int) {
 	p, ts := m.packed, &m.threads[thread]
 	tiles := (p.rows + tileRows - 1) / tileRows
 	chunk := max(1, tiles/(threads*packedClaims))
-	for {
-		c := int(m.claimed.Add(1)-1) * chunk
-		if c >= tiles {
-			return
+	claim := func() int { return int(m.claimed.Add(1)-1) * chunk }
+	for c := claim(); c < tiles; {
+		end, next := min(c+chunk, tiles), tiles
+		for t := c; t < end; t++ {
+			if t+1 < end {
+				next = t + 1
+			} else {
+				next = claim()
+			}
+			m.packedTile(t, min(next, tiles), ts)
 		}
-		for t := c; t < min(c+chunk, tiles); t++ {
-			m.packedTile(t, tiles, ts)
-		}
+		c = next
 	}
 }
 
-// packedTile multiplies tile t of tiles with every activation row.
-func (m *matMulTask) packedTile(t, tiles int, ts *threadScratch) {
-	p, k := m.packed, m.packed.k
+// packedTile multiplies tile t with every activation row, prefetching tile
+// next (none when it is past the last).
+func (m *matMulTask) packedTile(t, next int, ts *threadScratch) {
+	p, k := m.packed, m.order
 	nb := p.cols / p.t.BlockSize()
-	tb, ab := k.tileBytes(nb), k.actBytes(nb)
+	tb, ab := p.k.tileBytes(nb), k.actBytes(nb)
 	w := p.tiles[t*tb : (t+1)*tb]
 	// The kernels prefetch the next tile as they go (see tile32.mul).
 	ts.tilePF = [5]uintptr{}
-	if t+1 < tiles {
-		ts.tilePF = [5]uintptr{uintptr(unsafe.Pointer(&p.tiles[(t+1)*tb])), 0, uintptr(tb / 64), uintptr(tb), uintptr(tb)}
+	if next*tb < len(p.tiles) {
+		ts.tilePF = [5]uintptr{uintptr(unsafe.Pointer(&p.tiles[next*tb])), 0, uintptr(tb / 64), uintptr(tb), uintptr(tb)}
 	}
 	r0 := t * tileRows
 	rows := min(tileRows, p.rows-r0)

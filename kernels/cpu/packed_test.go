@@ -8,8 +8,9 @@ import (
 
 // TestPackedMatMul checks that products with weights packed at load equal
 // those with the weights as stored, bit for bit, for row counts that fill
-// tiles or not and any number of activation rows, and that a packed weight
-// still multiplies correctly after a change of kernel variant.
+// tiles or not, any number of activation rows and both float orders, and
+// that a packed weight still multiplies correctly after a change of kernel
+// variant.
 func TestPackedMatMul(t *testing.T) {
 	defer SetVariant(Variants()[0])
 	var s Scratch
@@ -35,14 +36,20 @@ func TestPackedMatMul(t *testing.T) {
 			if p.Bytes() != ((rows+15)/16)*16*gguf.Q8_0.RowSize(cols) {
 				t.Errorf("%v %d×%d: packed into %d bytes, want the stored rows' size padded to a tile", v, rows, cols, p.Bytes())
 			}
-			for _, n := range []int{0, 1, 2, 3, 4, 5, 7, 16, 21} {
+			for _, c := range []struct {
+				n         int
+				invariant bool
+			}{{0, false}, {1, false}, {2, false}, {3, false}, {4, false}, {5, false}, {7, false}, {16, false}, {21, false},
+				{1, true}, {2, true}, {3, true}, {4, true}, {6, true}, {16, true}, {23, true}} {
+				n := c.n
+				s.Invariant = c.invariant
 				x := randomData("gauss", n*cols, uint64(n+cols))
 				want := make([]float32, n*rows)
 				s.MatMul(want, gguf.Q8_0, w, rows, cols, x, n)
 				got := make([]float32, n*rows)
 				s.MatMulPacked(got, p, x, n)
 				if j := firstDiff(got, want); j >= 0 {
-					t.Errorf("%v %d×%d n=%d: packed out[%d] = %g, stored %g", v, rows, cols, n, j, got[j], want[j])
+					t.Errorf("%v %d×%d n=%d invariant=%v: packed out[%d] = %g, stored %g", v, rows, cols, n, c.invariant, j, got[j], want[j])
 				}
 				for _, other := range Variants() {
 					if other == v {
@@ -54,7 +61,7 @@ func TestPackedMatMul(t *testing.T) {
 					s.MatMul(want, gguf.Q8_0, w, rows, cols, x, n)
 					s.MatMulPacked(got, p, x, n)
 					if j := firstDiff(got, want); j >= 0 {
-						t.Errorf("packed for %v, run on %v: %d×%d n=%d: out[%d] = %g, stored %g", v, other, rows, cols, n, j, got[j], want[j])
+						t.Errorf("packed for %v, run on %v: %d×%d n=%d invariant=%v: out[%d] = %g, stored %g", v, other, rows, cols, n, c.invariant, j, got[j], want[j])
 					}
 					if err := SetVariant(v); err != nil {
 						t.Fatal(err)

@@ -5,8 +5,14 @@ package cpu
 // dotQ8_0AVX2 multiplies one weight row of nb Q8_0 blocks at w with the Q8_0/Q8_1 activation row x, d, s, adding in eight lanes (ggml_vec_dot, tinyBLAS_Q0_AVX); AVX2.
 func dotQ8_0AVX2(w *byte, x *int8, d *float32, s *float32, nb int) float32
 
+// dotOneQ8_0AVX2 multiplies one weight row of nb Q8_0 blocks at w with the Q8_0/Q8_1 activation row x, d, s, adding in one lane (the repacked Q4_0 gemv and gemm); AVX2.
+func dotOneQ8_0AVX2(w *byte, x *int8, d *float32, s *float32, nb int) float32
+
 // dot4Q8_0AVX2 multiplies one weight row of nb Q8_0 blocks at w with four Q8_0/Q8_1 activation rows, adding in eight lanes (ggml_vec_dot, tinyBLAS_Q0_AVX); AVX2.
 func dot4Q8_0AVX2(w *byte, x0 *int8, x1 *int8, x2 *int8, x3 *int8, d0 *float32, d1 *float32, d2 *float32, d3 *float32, s0 *float32, s1 *float32, s2 *float32, s3 *float32, nb int) (r0 float32, r1 float32, r2 float32, r3 float32)
+
+// dotOne4Q8_0AVX2 multiplies one weight row of nb Q8_0 blocks at w with four Q8_0/Q8_1 activation rows, adding in one lane (the repacked Q4_0 gemv and gemm); AVX2.
+func dotOne4Q8_0AVX2(w *byte, x0 *int8, x1 *int8, x2 *int8, x3 *int8, d0 *float32, d1 *float32, d2 *float32, d3 *float32, s0 *float32, s1 *float32, s2 *float32, s3 *float32, nb int) (r0 float32, r1 float32, r2 float32, r3 float32)
 
 // dotRows4Q8_0AVX2 multiplies rows (a multiple of 4) weight rows of nb Q8_0 blocks, stride bytes apart from w, with the Q8_0/Q8_1 activation row x, d, s and writes row r's result to out[r], adding in eight lanes, four rows at a time; AVX2.
 func dotRows4Q8_0AVX2(w *byte, stride int, x *int8, d *float32, s *float32, nb int, rows int, out *float32)
@@ -59,8 +65,14 @@ func dotRows4Q5_1AVX2(w *byte, stride int, x *int8, d *float32, s *float32, nb i
 // dotQ8_0AVX512 multiplies one weight row of nb Q8_0 blocks at w with the Q8_0/Q8_1 activation row x, d, s, adding in eight lanes (ggml_vec_dot, tinyBLAS_Q0_AVX); AVX512.
 func dotQ8_0AVX512(w *byte, x *int8, d *float32, s *float32, nb int) float32
 
+// dotOneQ8_0AVX512 multiplies one weight row of nb Q8_0 blocks at w with the Q8_0/Q8_1 activation row x, d, s, adding in one lane (the repacked Q4_0 gemv and gemm); AVX512.
+func dotOneQ8_0AVX512(w *byte, x *int8, d *float32, s *float32, nb int) float32
+
 // dot4Q8_0AVX512 multiplies one weight row of nb Q8_0 blocks at w with four Q8_0/Q8_1 activation rows, adding in eight lanes (ggml_vec_dot, tinyBLAS_Q0_AVX); AVX512.
 func dot4Q8_0AVX512(w *byte, x0 *int8, x1 *int8, x2 *int8, x3 *int8, d0 *float32, d1 *float32, d2 *float32, d3 *float32, s0 *float32, s1 *float32, s2 *float32, s3 *float32, nb int) (r0 float32, r1 float32, r2 float32, r3 float32)
+
+// dotOne4Q8_0AVX512 multiplies one weight row of nb Q8_0 blocks at w with four Q8_0/Q8_1 activation rows, adding in one lane (the repacked Q4_0 gemv and gemm); AVX512.
+func dotOne4Q8_0AVX512(w *byte, x0 *int8, x1 *int8, x2 *int8, x3 *int8, d0 *float32, d1 *float32, d2 *float32, d3 *float32, s0 *float32, s1 *float32, s2 *float32, s3 *float32, nb int) (r0 float32, r1 float32, r2 float32, r3 float32)
 
 // dotRows4Q8_0AVX512 multiplies rows (a multiple of 4) weight rows of nb Q8_0 blocks, stride bytes apart from w, with the Q8_0/Q8_1 activation row x, d, s and writes row r's result to out[r], adding in eight lanes, four rows at a time; AVX512.
 func dotRows4Q8_0AVX512(w *byte, stride int, x *int8, d *float32, s *float32, nb int, rows int, out *float32)

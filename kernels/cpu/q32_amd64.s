@@ -151,6 +151,76 @@ done:
 	VZEROUPPER
 	RET
 
+// func dotOneQ8_0AVX2(w *byte, x *int8, d *float32, s *float32, nb int) float32
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·dotOneQ8_0AVX2(SB), NOSPLIT, $0-44
+	MOVQ   w+0(FP), AX
+	MOVQ   nb+32(FP), CX
+	SHLQ   $0x02, CX
+	MOVQ   x+8(FP), DX
+	LEAQ   (DX)(CX*8), DX
+	MOVQ   d+16(FP), BX
+	ADDQ   CX, BX
+	VXORPS X0, X0, X0
+	NEGQ   CX
+	JZ     done
+	ADDQ   $0x08, CX
+	JG     single
+
+pair:
+	VMOVDQU      2(AX), Y1
+	VPABSB       Y1, Y2
+	VMOVDQU      -64(DX)(CX*8), Y3
+	VPSIGNB      Y1, Y3, Y1
+	VPMADDUBSW   Y1, Y2, Y1
+	VPMADDWD     q32ones16<>+0(SB), Y1, Y1
+	VMOVDQU      36(AX), Y2
+	VPABSB       Y2, Y3
+	VMOVDQU      -32(DX)(CX*8), Y4
+	VPSIGNB      Y2, Y4, Y2
+	VPMADDUBSW   Y2, Y3, Y2
+	VPMADDWD     q32ones16<>+0(SB), Y2, Y2
+	VPHADDD      Y2, Y1, Y1
+	VEXTRACTI128 $0x01, Y1, X2
+	VPADDD       X1, X2, X2
+	VPHADDD      X2, X2, X2
+	VCVTDQ2PS    X2, X2
+	VCVTPH2PS    (AX), X1
+	VMULSS       -8(BX)(CX*1), X1, X1
+	VFMADD231SS  X1, X2, X0
+	VCVTPH2PS    34(AX), X1
+	VMULSS       -4(BX)(CX*1), X1, X1
+	VMOVSHDUP    X2, X2
+	VFMADD231SS  X1, X2, X0
+	ADDQ         $0x00000044, AX
+	ADDQ         $0x08, CX
+	JLE          pair
+
+single:
+	SUBQ         $0x08, CX
+	JZ           done
+	VMOVDQU      2(AX), Y1
+	VPABSB       Y1, Y2
+	VMOVDQU      (DX)(CX*8), Y3
+	VPSIGNB      Y1, Y3, Y1
+	VPMADDUBSW   Y1, Y2, Y1
+	VPMADDWD     q32ones16<>+0(SB), Y1, Y1
+	VEXTRACTI128 $0x01, Y1, X2
+	VPADDD       X1, X2, X2
+	VPSHUFD      $0x4e, X2, X1
+	VPADDD       X1, X2, X2
+	VPSHUFD      $0x55, X2, X1
+	VPADDD       X1, X2, X2
+	VCVTDQ2PS    X2, X2
+	VCVTPH2PS    (AX), X1
+	VMULSS       (BX)(CX*1), X1, X1
+	VFMADD231SS  X1, X2, X0
+
+done:
+	VMOVSS X0, ret+40(FP)
+	VZEROUPPER
+	RET
+
 // func dot4Q8_0AVX2(w *byte, x0 *int8, x1 *int8, x2 *int8, x3 *int8, d0 *float32, d1 *float32, d2 *float32, d3 *float32, s0 *float32, s1 *float32, s2 *float32, s3 *float32, nb int) (r0 float32, r1 float32, r2 float32, r3 float32)
 // Requires: AVX, AVX2, F16C, FMA3
 TEXT ·dot4Q8_0AVX2(SB), NOSPLIT, $0-128
@@ -254,6 +324,77 @@ done:
 	VMOVSHDUP    X0, X1
 	VADDSS       X1, X0, X0
 	VMOVSS       X0, r3+124(FP)
+	VZEROUPPER
+	RET
+
+// func dotOne4Q8_0AVX2(w *byte, x0 *int8, x1 *int8, x2 *int8, x3 *int8, d0 *float32, d1 *float32, d2 *float32, d3 *float32, s0 *float32, s1 *float32, s2 *float32, s3 *float32, nb int) (r0 float32, r1 float32, r2 float32, r3 float32)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·dotOne4Q8_0AVX2(SB), NOSPLIT, $0-128
+	MOVQ   w+0(FP), AX
+	MOVQ   nb+104(FP), CX
+	SHLQ   $0x02, CX
+	MOVQ   x0+8(FP), DX
+	LEAQ   (DX)(CX*8), DX
+	MOVQ   d0+40(FP), BX
+	ADDQ   CX, BX
+	MOVQ   x1+16(FP), SI
+	LEAQ   (SI)(CX*8), SI
+	MOVQ   d1+48(FP), DI
+	ADDQ   CX, DI
+	MOVQ   x2+24(FP), R8
+	LEAQ   (R8)(CX*8), R8
+	MOVQ   d2+56(FP), R9
+	ADDQ   CX, R9
+	MOVQ   x3+32(FP), R10
+	LEAQ   (R10)(CX*8), R10
+	MOVQ   d3+64(FP), R11
+	ADDQ   CX, R11
+	VXORPS X0, X0, X0
+	NEGQ   CX
+	JZ     done
+
+block:
+	VMOVDQU      2(AX), Y1
+	VPABSB       Y1, Y2
+	VMOVDQU      (DX)(CX*8), Y3
+	VPSIGNB      Y1, Y3, Y3
+	VPMADDUBSW   Y3, Y2, Y3
+	VPMADDWD     q32ones16<>+0(SB), Y3, Y3
+	VMOVDQU      (SI)(CX*8), Y4
+	VPSIGNB      Y1, Y4, Y4
+	VPMADDUBSW   Y4, Y2, Y4
+	VPMADDWD     q32ones16<>+0(SB), Y4, Y4
+	VMOVDQU      (R8)(CX*8), Y5
+	VPSIGNB      Y1, Y5, Y5
+	VPMADDUBSW   Y5, Y2, Y5
+	VPMADDWD     q32ones16<>+0(SB), Y5, Y5
+	VMOVDQU      (R10)(CX*8), Y6
+	VPSIGNB      Y1, Y6, Y1
+	VPMADDUBSW   Y1, Y2, Y1
+	VPMADDWD     q32ones16<>+0(SB), Y1, Y1
+	VPHADDD      Y4, Y3, Y3
+	VPHADDD      Y1, Y5, Y5
+	VPHADDD      Y5, Y3, Y3
+	VEXTRACTI128 $0x01, Y3, X1
+	VPADDD       X3, X1, X1
+	VCVTDQ2PS    X1, X1
+	VCVTPH2PS    (AX), X2
+	VBROADCASTSS X2, X2
+	VMOVSS       (BX)(CX*1), X3
+	VINSERTPS    $0x10, (DI)(CX*1), X3, X3
+	VINSERTPS    $0x20, (R9)(CX*1), X3, X3
+	VINSERTPS    $0x30, (R11)(CX*1), X3, X3
+	VMULPS       X2, X3, X3
+	VFMADD231PS  X3, X1, X0
+	ADDQ         $0x00000022, AX
+	ADDQ         $0x04, CX
+	JNZ          block
+
+done:
+	VMOVSS     X0, r0+112(FP)
+	VEXTRACTPS $0x01, X0, r1+116(FP)
+	VEXTRACTPS $0x02, X0, r2+120(FP)
+	VEXTRACTPS $0x03, X0, r3+124(FP)
 	VZEROUPPER
 	RET
 
@@ -1904,6 +2045,76 @@ done:
 	VZEROUPPER
 	RET
 
+// func dotOneQ8_0AVX512(w *byte, x *int8, d *float32, s *float32, nb int) float32
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
+TEXT ·dotOneQ8_0AVX512(SB), NOSPLIT, $0-44
+	MOVQ   w+0(FP), AX
+	MOVQ   nb+32(FP), CX
+	SHLQ   $0x02, CX
+	MOVQ   x+8(FP), DX
+	LEAQ   (DX)(CX*8), DX
+	MOVQ   d+16(FP), BX
+	ADDQ   CX, BX
+	VXORPS X0, X0, X0
+	NEGQ   CX
+	JZ     done
+	ADDQ   $0x08, CX
+	JG     single
+
+pair:
+	VMOVDQU      2(AX), Y1
+	VPABSB       Y1, Y2
+	VMOVDQU      -64(DX)(CX*8), Y3
+	VPSIGNB      Y1, Y3, Y3
+	VPXOR        Y1, Y1, Y1
+	VPDPBUSD     Y3, Y2, Y1
+	VMOVDQU      36(AX), Y2
+	VPABSB       Y2, Y3
+	VMOVDQU      -32(DX)(CX*8), Y4
+	VPSIGNB      Y2, Y4, Y4
+	VPXOR        Y2, Y2, Y2
+	VPDPBUSD     Y4, Y3, Y2
+	VPHADDD      Y2, Y1, Y1
+	VEXTRACTI128 $0x01, Y1, X2
+	VPADDD       X1, X2, X2
+	VPHADDD      X2, X2, X2
+	VCVTDQ2PS    X2, X2
+	VCVTPH2PS    (AX), X1
+	VMULSS       -8(BX)(CX*1), X1, X1
+	VFMADD231SS  X1, X2, X0
+	VCVTPH2PS    34(AX), X1
+	VMULSS       -4(BX)(CX*1), X1, X1
+	VMOVSHDUP    X2, X2
+	VFMADD231SS  X1, X2, X0
+	ADDQ         $0x00000044, AX
+	ADDQ         $0x08, CX
+	JLE          pair
+
+single:
+	SUBQ         $0x08, CX
+	JZ           done
+	VMOVDQU      2(AX), Y1
+	VPABSB       Y1, Y2
+	VMOVDQU      (DX)(CX*8), Y3
+	VPSIGNB      Y1, Y3, Y3
+	VPXOR        Y1, Y1, Y1
+	VPDPBUSD     Y3, Y2, Y1
+	VEXTRACTI128 $0x01, Y1, X2
+	VPADDD       X1, X2, X2
+	VPSHUFD      $0x4e, X2, X1
+	VPADDD       X1, X2, X2
+	VPSHUFD      $0x55, X2, X1
+	VPADDD       X1, X2, X2
+	VCVTDQ2PS    X2, X2
+	VCVTPH2PS    (AX), X1
+	VMULSS       (BX)(CX*1), X1, X1
+	VFMADD231SS  X1, X2, X0
+
+done:
+	VMOVSS X0, ret+40(FP)
+	VZEROUPPER
+	RET
+
 // func dot4Q8_0AVX512(w *byte, x0 *int8, x1 *int8, x2 *int8, x3 *int8, d0 *float32, d1 *float32, d2 *float32, d3 *float32, s0 *float32, s1 *float32, s2 *float32, s3 *float32, nb int) (r0 float32, r1 float32, r2 float32, r3 float32)
 // Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3
 TEXT ·dot4Q8_0AVX512(SB), NOSPLIT, $0-128
@@ -2003,6 +2214,77 @@ done:
 	VMOVSHDUP    X0, X1
 	VADDSS       X1, X0, X0
 	VMOVSS       X0, r3+124(FP)
+	VZEROUPPER
+	RET
+
+// func dotOne4Q8_0AVX512(w *byte, x0 *int8, x1 *int8, x2 *int8, x3 *int8, d0 *float32, d1 *float32, d2 *float32, d3 *float32, s0 *float32, s1 *float32, s2 *float32, s3 *float32, nb int) (r0 float32, r1 float32, r2 float32, r3 float32)
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
+TEXT ·dotOne4Q8_0AVX512(SB), NOSPLIT, $0-128
+	MOVQ   w+0(FP), AX
+	MOVQ   nb+104(FP), CX
+	SHLQ   $0x02, CX
+	MOVQ   x0+8(FP), DX
+	LEAQ   (DX)(CX*8), DX
+	MOVQ   d0+40(FP), BX
+	ADDQ   CX, BX
+	MOVQ   x1+16(FP), SI
+	LEAQ   (SI)(CX*8), SI
+	MOVQ   d1+48(FP), DI
+	ADDQ   CX, DI
+	MOVQ   x2+24(FP), R8
+	LEAQ   (R8)(CX*8), R8
+	MOVQ   d2+56(FP), R9
+	ADDQ   CX, R9
+	MOVQ   x3+32(FP), R10
+	LEAQ   (R10)(CX*8), R10
+	MOVQ   d3+64(FP), R11
+	ADDQ   CX, R11
+	VXORPS X0, X0, X0
+	NEGQ   CX
+	JZ     done
+
+block:
+	VMOVDQU      2(AX), Y1
+	VPABSB       Y1, Y2
+	VMOVDQU      (DX)(CX*8), Y3
+	VPSIGNB      Y1, Y3, Y4
+	VPXOR        Y3, Y3, Y3
+	VPDPBUSD     Y4, Y2, Y3
+	VMOVDQU      (SI)(CX*8), Y4
+	VPSIGNB      Y1, Y4, Y5
+	VPXOR        Y4, Y4, Y4
+	VPDPBUSD     Y5, Y2, Y4
+	VMOVDQU      (R8)(CX*8), Y5
+	VPSIGNB      Y1, Y5, Y6
+	VPXOR        Y5, Y5, Y5
+	VPDPBUSD     Y6, Y2, Y5
+	VMOVDQU      (R10)(CX*8), Y6
+	VPSIGNB      Y1, Y6, Y6
+	VPXOR        Y1, Y1, Y1
+	VPDPBUSD     Y6, Y2, Y1
+	VPHADDD      Y4, Y3, Y3
+	VPHADDD      Y1, Y5, Y5
+	VPHADDD      Y5, Y3, Y3
+	VEXTRACTI128 $0x01, Y3, X1
+	VPADDD       X3, X1, X1
+	VCVTDQ2PS    X1, X1
+	VCVTPH2PS    (AX), X2
+	VBROADCASTSS X2, X2
+	VMOVSS       (BX)(CX*1), X3
+	VINSERTPS    $0x10, (DI)(CX*1), X3, X3
+	VINSERTPS    $0x20, (R9)(CX*1), X3, X3
+	VINSERTPS    $0x30, (R11)(CX*1), X3, X3
+	VMULPS       X2, X3, X3
+	VFMADD231PS  X3, X1, X0
+	ADDQ         $0x00000022, AX
+	ADDQ         $0x04, CX
+	JNZ          block
+
+done:
+	VMOVSS     X0, r0+112(FP)
+	VEXTRACTPS $0x01, X0, r1+116(FP)
+	VEXTRACTPS $0x02, X0, r2+120(FP)
+	VEXTRACTPS $0x03, X0, r3+124(FP)
 	VZEROUPPER
 	RET
 

@@ -116,10 +116,14 @@ func q32Want(typ gguf.Type, w []byte, a act, p path) float32 {
 	return dotBlocks32Path(&r, a, p)
 }
 
-// q32Paths are the paths llama.cpp takes for typ: only Q4_0 is repacked.
+// q32Paths are the paths a product of typ can take: Q4_0 is repacked, and
+// Q8_0 takes the repacked batch order in batch-invariant products.
 func q32Paths(typ gguf.Type) []path {
-	if typ == gguf.Q4_0 {
+	switch typ {
+	case gguf.Q4_0:
 		return []path{pathVecDot, pathGemv, pathGemm}
+	case gguf.Q8_0:
+		return []path{pathVecDot, pathGemm}
 	}
 	return []path{pathVecDot}
 }

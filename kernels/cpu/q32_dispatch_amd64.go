@@ -22,7 +22,7 @@ type q32Rows4 func(w *byte, x0, x1, x2, x3 *int8, d0, d1, d2, d3, s0, s1, s2, s3
 type q32Group func(w *byte, stride int, x *int8, d, s *float32, nb, rows int, out *float32)
 
 // q32Kernels are one instruction set's kernels for one block type: in eight
-// lanes, and for Q4_0 also in the one lane of the repacked kernels. They take
+// lanes, and for Q4_0 and Q8_0 also in the one lane of the repacked kernels. They take
 // activations as quantizeAct32 makes them, levels in [−127, 127]; only a
 // block with a NaN can hold −128, and its NaN scale makes the result NaN
 // however the levels are summed.
@@ -34,7 +34,7 @@ type q32Kernels struct {
 	oneLane   q32Row
 	oneLanex4 q32Rows4
 	lanes8r4  q32Group // lanes8 for four weight rows at a time
-	oneLaner8 q32Group // oneLane for eight weight rows at a time
+	oneLaner8 q32Group // oneLane for eight weight rows at a time (Q4_0)
 }
 
 // check panics unless w holds nb blocks and a holds nb activation blocks:
@@ -45,14 +45,14 @@ func (k *q32Kernels) check(w []byte, a *act, nb int) {
 	}
 }
 
-// kernels returns the pair for path p; only Q4_0 weights are repacked, so
-// only they take another path than pathVecDot.
+// kernels returns the pair for path p; only Q4_0 and Q8_0 take another
+// path than pathVecDot (see matMulTask.rep).
 func (k *q32Kernels) kernels(p path) (q32Row, q32Rows4) {
 	if p == pathVecDot {
 		return k.lanes8, k.lanes8x4
 	}
 	if k.oneLane == nil {
-		panic("cpu: no one-lane kernel for a weight type that is never repacked")
+		panic("cpu: no one-lane kernel for a weight type that only takes the eight lanes")
 	}
 	return k.oneLane, k.oneLanex4
 }
@@ -100,6 +100,9 @@ func (k *q32Kernels) rowsOf(w []byte, rowBytes int, a act, p path, out []float32
 	}
 	x, d, s := unsafe.SliceData(a.q), unsafe.SliceData(a.d), unsafe.SliceData(a.s)
 	whole := n - n%group
+	if kg == nil {
+		whole = 0
+	}
 	if whole > 0 {
 		kg(unsafe.SliceData(w), rowBytes, x, d, s, nb, whole, &out[0])
 	}
@@ -111,7 +114,8 @@ func (k *q32Kernels) rowsOf(w []byte, rowBytes int, a act, p path, out []float32
 // q32Sets lists each instruction set's kernels by block type.
 var q32Sets = map[Variant]map[gguf.Type]*q32Kernels{
 	VariantAVX2: {
-		gguf.Q8_0: {size: 34, lanes8: dotQ8_0AVX2, lanes8x4: dot4Q8_0AVX2, lanes8r4: dotRows4Q8_0AVX2},
+		gguf.Q8_0: {size: 34, lanes8: dotQ8_0AVX2, lanes8x4: dot4Q8_0AVX2, oneLane: dotOneQ8_0AVX2, oneLanex4: dotOne4Q8_0AVX2,
+			lanes8r4: dotRows4Q8_0AVX2},
 		gguf.Q4_0: {size: 18, lanes8: dotQ4_0AVX2, lanes8x4: dot4Q4_0AVX2, oneLane: dotOneQ4_0AVX2, oneLanex4: dotOne4Q4_0AVX2,
 			lanes8r4: dotRows4Q4_0AVX2, oneLaner8: dotOneRows8Q4_0AVX2},
 		gguf.Q5_0: {size: 22, lanes8: dotQ5_0AVX2, lanes8x4: dot4Q5_0AVX2, lanes8r4: dotRows4Q5_0AVX2},
@@ -119,7 +123,8 @@ var q32Sets = map[Variant]map[gguf.Type]*q32Kernels{
 		gguf.Q5_1: {size: 24, sums: true, lanes8: dotQ5_1AVX2, lanes8x4: dot4Q5_1AVX2, lanes8r4: dotRows4Q5_1AVX2},
 	},
 	VariantAVX512: {
-		gguf.Q8_0: {size: 34, lanes8: dotQ8_0AVX512, lanes8x4: dot4Q8_0AVX512, lanes8r4: dotRows4Q8_0AVX512},
+		gguf.Q8_0: {size: 34, lanes8: dotQ8_0AVX512, lanes8x4: dot4Q8_0AVX512, oneLane: dotOneQ8_0AVX512, oneLanex4: dotOne4Q8_0AVX512,
+			lanes8r4: dotRows4Q8_0AVX512},
 		gguf.Q4_0: {size: 18, lanes8: dotQ4_0AVX512, lanes8x4: dot4Q4_0AVX512, oneLane: dotOneQ4_0AVX512, oneLanex4: dotOne4Q4_0AVX512,
 			lanes8r4: dotRows4Q4_0AVX512, oneLaner8: dotOneRows8Q4_0AVX512},
 		gguf.Q5_0: {size: 22, lanes8: dotQ5_0AVX512, lanes8x4: dot4Q5_0AVX512, lanes8r4: dotRows4Q5_0AVX512},

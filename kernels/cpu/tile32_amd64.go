@@ -190,12 +190,14 @@ func (k *tile32) mul(ts *threadScratch, w []byte, rowBytes, rows int, tiled []by
 
 func (k *tile32) tiler() *quantTiler { return &quantTiler{packActs: k.packActs, mul: k.mul} }
 
-// q8Tile is the tiler of Q8_0, and q8Packed its kernels for weights packed at
-// load: one value each, so that a Packed made under this variant is known
-// for one after any number of variant changes.
+// q8Tile and q8OneTile are the tilers of Q8_0 in eight lanes and in one
+// (the batch-invariant order), and q8Packed its kernels for weights packed
+// at load: one value each, so that a Packed made under this variant is
+// known for one after any number of variant changes.
 var (
-	q8Tile   = &tile32{kernel: tile32Lanes8Q0AVX512, pack: tile32PackQ8_0AVX512, size: 34, qs: 2, bits: 8, offset: 128}
-	q8Packed = &packedKernels{
+	q8Tile    = &tile32{kernel: tile32Lanes8Q0AVX512, pack: tile32PackQ8_0AVX512, size: 34, qs: 2, bits: 8, offset: 128}
+	q8OneTile = &tile32{kernel: tile32OneQ0AVX512, pack: tile32PackQ8_0AVX512, size: 34, qs: 2, bits: 8, offset: 128, oneLane: true}
+	q8Packed  = &packedKernels{
 		tileBytes: func(nb int) int { return nb * q8Tile.weightBytes() },
 		pack: func(dst, w []byte, rowBytes, rows, nb int) {
 			if rows == tileRows {
@@ -204,11 +206,12 @@ var (
 				q8Tile.packWeights(dst, w, rowBytes, rows, nb)
 			}
 		},
-		packActs: q8Tile.packActs,
-		actBytes: func(nb int) int { return nb * q8Tile.actBytes() },
-		x1:       tile32Lanes8Q0x1AVX512,
-		x2:       tile32Lanes8Q0x2AVX512,
-		x4:       tile32Lanes8Q0AVX512,
+		orders: [2]packedOrder{
+			{packActs: q8Tile.packActs, actBytes: func(nb int) int { return nb * q8Tile.actBytes() },
+				x1: tile32Lanes8Q0x1AVX512, x2: tile32Lanes8Q0x2AVX512, x4: tile32Lanes8Q0AVX512},
+			{packActs: q8OneTile.packActs, actBytes: func(nb int) int { return nb * q8OneTile.actBytes() },
+				x1: tile32OneQ0x1AVX512, x2: tile32OneQ0x2AVX512, x4: tile32OneQ0AVX512},
+		},
 	}
 )
 
@@ -230,7 +233,7 @@ var _ = onSetVariant(func(v Variant) {
 	q4 := &tile32{kernel: tile32Lanes8Q0AVX512, pack: tile32PackQ4_0AVX512, size: 18, qs: 2, bits: 4, offset: 8}
 	q4one := *q4
 	q4one.kernel, q4one.oneLane = tile32OneQ0AVX512, true
-	simdQuantTile[gguf.Q8_0] = [2]*quantTiler{q8Tile.tiler()}
+	simdQuantTile[gguf.Q8_0] = [2]*quantTiler{q8Tile.tiler(), q8OneTile.tiler()}
 	simdPacked[gguf.Q8_0] = q8Packed
 	simdQuantTile[gguf.Q4_0] = [2]*quantTiler{q4.tiler(), q4one.tiler()}
 	simdQuantTile[gguf.Q5_0] = [2]*quantTiler{q0(22, 6, 2, 5, 16)}

@@ -5,6 +5,12 @@ package cpu
 // tile32OneQ0AVX512 multiplies 16 packed weight rows with a packed group of four activation rows, nb blocks each, and sets out[16i+r] to weight row r times activation row i, adding in package cpu's order (one FMA per block); on the way it prefetches cache lines from pf's cursor (see tilePF).
 func tile32OneQ0AVX512(w *byte, a *byte, nb int, out *[64]float32, pf *[5]uintptr)
 
+// tile32OneQ0x1AVX512 multiplies 16 packed weight rows with the first 1 activation rows of a packed group, nb blocks each, and sets out[16i+r] to weight row r times activation row i, adding in package cpu's order (one FMA per block); on the way it prefetches cache lines from pf's cursor (see tilePF).
+func tile32OneQ0x1AVX512(w *byte, a *byte, nb int, out *[64]float32, pf *[5]uintptr)
+
+// tile32OneQ0x2AVX512 multiplies 16 packed weight rows with the first 2 activation rows of a packed group, nb blocks each, and sets out[16i+r] to weight row r times activation row i, adding in package cpu's order (one FMA per block); on the way it prefetches cache lines from pf's cursor (see tilePF).
+func tile32OneQ0x2AVX512(w *byte, a *byte, nb int, out *[64]float32, pf *[5]uintptr)
+
 // tile32Lanes8Q0AVX512 multiplies 16 packed weight rows with a packed group of four activation rows, nb blocks each, and sets out[16i+r] to weight row r times activation row i, adding in package cpu's order (one FMA per four levels, folded as hsum8); on the way it prefetches cache lines from pf's cursor (see tilePF).
 func tile32Lanes8Q0AVX512(w *byte, a *byte, nb int, out *[64]float32, pf *[5]uintptr)
 

@@ -129,6 +129,252 @@ one_store:
 	VZEROUPPER
 	RET
 
+// func tile32OneQ0x1AVX512(w *byte, a *byte, nb int, out *[64]float32, pf *[5]uintptr)
+// Requires: AVX, AVX512DQ, AVX512F, AVX512VNNI, MMX+
+TEXT ·tile32OneQ0x1AVX512(SB), NOSPLIT, $0-40
+	MOVQ   w+0(FP), AX
+	MOVQ   a+8(FP), CX
+	MOVQ   nb+16(FP), DX
+	MOVQ   out+24(FP), BX
+	MOVQ   pf+32(FP), SI
+	MOVQ   (SI), DI
+	MOVQ   8(SI), R8
+	MOVQ   16(SI), R9
+	MOVQ   24(SI), R10
+	MOVQ   32(SI), R11
+	MOVQ   CX, CX
+	VXORPS Z0, Z0, Z0
+	TESTQ  DX, DX
+	JZ     one_store
+
+one_block:
+	TESTQ      R9, R9
+	JZ         pf_skip1
+	PREFETCHT1 (DI)(R8*1)
+	DECQ       R9
+	ADDQ       $0x40, R8
+	CMPQ       R8, R10
+	JB         pf_same1
+	XORQ       R8, R8
+	ADDQ       R11, DI
+
+pf_same1:
+pf_skip1:
+	TESTQ      R9, R9
+	JZ         pf_skip2
+	PREFETCHT1 (DI)(R8*1)
+	DECQ       R9
+	ADDQ       $0x40, R8
+	CMPQ       R8, R10
+	JB         pf_same2
+	XORQ       R8, R8
+	ADDQ       R11, DI
+
+pf_same2:
+pf_skip2:
+	TESTQ      R9, R9
+	JZ         pf_skip3
+	PREFETCHT1 (DI)(R8*1)
+	DECQ       R9
+	ADDQ       $0x40, R8
+	CMPQ       R8, R10
+	JB         pf_same3
+	XORQ       R8, R8
+	ADDQ       R11, DI
+
+pf_same3:
+pf_skip3:
+	TESTQ      R9, R9
+	JZ         pf_skip4
+	PREFETCHT1 (DI)(R8*1)
+	DECQ       R9
+	ADDQ       $0x40, R8
+	CMPQ       R8, R10
+	JB         pf_same4
+	XORQ       R8, R8
+	ADDQ       R11, DI
+
+pf_same4:
+pf_skip4:
+	TESTQ      R9, R9
+	JZ         pf_skip5
+	PREFETCHT1 (DI)(R8*1)
+	DECQ       R9
+	ADDQ       $0x40, R8
+	CMPQ       R8, R10
+	JB         pf_same5
+	XORQ       R8, R8
+	ADDQ       R11, DI
+
+pf_same5:
+pf_skip5:
+	VPBROADCASTD  144(CX), Z1
+	VPXORD        Z2, Z2, Z2
+	VMOVDQU32     (AX), Z3
+	VPDPBUSD.BCST (CX), Z3, Z1
+	VMOVDQU32     64(AX), Z3
+	VPDPBUSD.BCST 4(CX), Z3, Z2
+	VMOVDQU32     128(AX), Z3
+	VPDPBUSD.BCST 8(CX), Z3, Z1
+	VMOVDQU32     192(AX), Z3
+	VPDPBUSD.BCST 12(CX), Z3, Z2
+	VMOVDQU32     256(AX), Z3
+	VPDPBUSD.BCST 16(CX), Z3, Z1
+	VMOVDQU32     320(AX), Z3
+	VPDPBUSD.BCST 20(CX), Z3, Z2
+	VMOVDQU32     384(AX), Z3
+	VPDPBUSD.BCST 24(CX), Z3, Z1
+	VMOVDQU32     448(AX), Z3
+	VPDPBUSD.BCST 28(CX), Z3, Z2
+	VCVTPH2PS     512(AX), Z3
+	VPADDD        Z2, Z1, Z1
+	VCVTDQ2PS     Z1, Z1
+	VMULPS.BCST   128(CX), Z3, Z3
+	VFMADD231PS   Z3, Z1, Z0
+	ADDQ          $0x00000220, AX
+	ADDQ          $0x000000a0, CX
+	DECQ          DX
+	JNZ           one_block
+
+one_store:
+	VMOVUPS Z0, (BX)
+	MOVQ    DI, (SI)
+	MOVQ    R8, 8(SI)
+	MOVQ    R9, 16(SI)
+	VZEROUPPER
+	RET
+
+// func tile32OneQ0x2AVX512(w *byte, a *byte, nb int, out *[64]float32, pf *[5]uintptr)
+// Requires: AVX, AVX512DQ, AVX512F, AVX512VNNI, MMX+
+TEXT ·tile32OneQ0x2AVX512(SB), NOSPLIT, $0-40
+	MOVQ   w+0(FP), AX
+	MOVQ   a+8(FP), CX
+	MOVQ   nb+16(FP), DX
+	MOVQ   out+24(FP), BX
+	MOVQ   pf+32(FP), SI
+	MOVQ   (SI), DI
+	MOVQ   8(SI), R8
+	MOVQ   16(SI), R9
+	MOVQ   24(SI), R10
+	MOVQ   32(SI), R11
+	MOVQ   CX, CX
+	VXORPS Z0, Z0, Z0
+	VXORPS Z1, Z1, Z1
+	TESTQ  DX, DX
+	JZ     one_store
+
+one_block:
+	TESTQ      R9, R9
+	JZ         pf_skip1
+	PREFETCHT1 (DI)(R8*1)
+	DECQ       R9
+	ADDQ       $0x40, R8
+	CMPQ       R8, R10
+	JB         pf_same1
+	XORQ       R8, R8
+	ADDQ       R11, DI
+
+pf_same1:
+pf_skip1:
+	TESTQ      R9, R9
+	JZ         pf_skip2
+	PREFETCHT1 (DI)(R8*1)
+	DECQ       R9
+	ADDQ       $0x40, R8
+	CMPQ       R8, R10
+	JB         pf_same2
+	XORQ       R8, R8
+	ADDQ       R11, DI
+
+pf_same2:
+pf_skip2:
+	TESTQ      R9, R9
+	JZ         pf_skip3
+	PREFETCHT1 (DI)(R8*1)
+	DECQ       R9
+	ADDQ       $0x40, R8
+	CMPQ       R8, R10
+	JB         pf_same3
+	XORQ       R8, R8
+	ADDQ       R11, DI
+
+pf_same3:
+pf_skip3:
+	TESTQ      R9, R9
+	JZ         pf_skip4
+	PREFETCHT1 (DI)(R8*1)
+	DECQ       R9
+	ADDQ       $0x40, R8
+	CMPQ       R8, R10
+	JB         pf_same4
+	XORQ       R8, R8
+	ADDQ       R11, DI
+
+pf_same4:
+pf_skip4:
+	TESTQ      R9, R9
+	JZ         pf_skip5
+	PREFETCHT1 (DI)(R8*1)
+	DECQ       R9
+	ADDQ       $0x40, R8
+	CMPQ       R8, R10
+	JB         pf_same5
+	XORQ       R8, R8
+	ADDQ       R11, DI
+
+pf_same5:
+pf_skip5:
+	VPBROADCASTD  144(CX), Z2
+	VPXORD        Z3, Z3, Z3
+	VPBROADCASTD  148(CX), Z4
+	VPXORD        Z5, Z5, Z5
+	VMOVDQU32     (AX), Z6
+	VPDPBUSD.BCST (CX), Z6, Z2
+	VPDPBUSD.BCST 32(CX), Z6, Z4
+	VMOVDQU32     64(AX), Z6
+	VPDPBUSD.BCST 4(CX), Z6, Z3
+	VPDPBUSD.BCST 36(CX), Z6, Z5
+	VMOVDQU32     128(AX), Z6
+	VPDPBUSD.BCST 8(CX), Z6, Z2
+	VPDPBUSD.BCST 40(CX), Z6, Z4
+	VMOVDQU32     192(AX), Z6
+	VPDPBUSD.BCST 12(CX), Z6, Z3
+	VPDPBUSD.BCST 44(CX), Z6, Z5
+	VMOVDQU32     256(AX), Z6
+	VPDPBUSD.BCST 16(CX), Z6, Z2
+	VPDPBUSD.BCST 48(CX), Z6, Z4
+	VMOVDQU32     320(AX), Z6
+	VPDPBUSD.BCST 20(CX), Z6, Z3
+	VPDPBUSD.BCST 52(CX), Z6, Z5
+	VMOVDQU32     384(AX), Z6
+	VPDPBUSD.BCST 24(CX), Z6, Z2
+	VPDPBUSD.BCST 56(CX), Z6, Z4
+	VMOVDQU32     448(AX), Z6
+	VPDPBUSD.BCST 28(CX), Z6, Z3
+	VPDPBUSD.BCST 60(CX), Z6, Z5
+	VCVTPH2PS     512(AX), Z6
+	VPADDD        Z3, Z2, Z2
+	VCVTDQ2PS     Z2, Z2
+	VMULPS.BCST   128(CX), Z6, Z7
+	VFMADD231PS   Z7, Z2, Z0
+	VPADDD        Z5, Z4, Z4
+	VCVTDQ2PS     Z4, Z4
+	VMULPS.BCST   132(CX), Z6, Z7
+	VFMADD231PS   Z7, Z4, Z1
+	ADDQ          $0x00000220, AX
+	ADDQ          $0x000000a0, CX
+	DECQ          DX
+	JNZ           one_block
+
+one_store:
+	VMOVUPS Z0, (BX)
+	VMOVUPS Z1, 64(BX)
+	MOVQ    DI, (SI)
+	MOVQ    R8, 8(SI)
+	MOVQ    R9, 16(SI)
+	VZEROUPPER
+	RET
+
 // func tile32Lanes8Q0AVX512(w *byte, a *byte, nb int, out *[64]float32, pf *[5]uintptr)
 // Requires: AVX, AVX512DQ, AVX512F, AVX512VNNI, MMX+
 TEXT ·tile32Lanes8Q0AVX512(SB), NOSPLIT, $0-40
@@ -177,18 +423,6 @@ lanes_block0:
 
 pf_same1:
 pf_skip1:
-	TESTQ      R9, R9
-	JZ         pf_skip2
-	PREFETCHT1 (DI)(R8*1)
-	DECQ       R9
-	ADDQ       $0x40, R8
-	CMPQ       R8, R10
-	JB         pf_same2
-	XORQ       R8, R8
-	ADDQ       R11, DI
-
-pf_same2:
-pf_skip2:
 	VCVTPH2PS     512(R12), Z16
 	VMULPS.BCST   128(R13), Z16, Z17
 	VMULPS.BCST   132(R13), Z16, Z18
@@ -308,29 +542,17 @@ lanes_store0:
 
 lanes_block1:
 	TESTQ      R9, R9
-	JZ         pf_skip3
+	JZ         pf_skip2
 	PREFETCHT1 (DI)(R8*1)
 	DECQ       R9
 	ADDQ       $0x40, R8
 	CMPQ       R8, R10
-	JB         pf_same3
+	JB         pf_same2
 	XORQ       R8, R8
 	ADDQ       R11, DI
 
-pf_same3:
-pf_skip3:
-	TESTQ      R9, R9
-	JZ         pf_skip4
-	PREFETCHT1 (DI)(R8*1)
-	DECQ       R9
-	ADDQ       $0x40, R8
-	CMPQ       R8, R10
-	JB         pf_same4
-	XORQ       R8, R8
-	ADDQ       R11, DI
-
-pf_same4:
-pf_skip4:
+pf_same2:
+pf_skip2:
 	VCVTPH2PS     512(AX), Z16
 	VMULPS.BCST   136(CX), Z16, Z17
 	VMULPS.BCST   140(CX), Z16, Z18
@@ -829,18 +1051,6 @@ lanes_block0:
 
 pf_same1:
 pf_skip1:
-	TESTQ      R9, R9
-	JZ         pf_skip2
-	PREFETCHT1 (DI)(R8*1)
-	DECQ       R9
-	ADDQ       $0x40, R8
-	CMPQ       R8, R10
-	JB         pf_same2
-	XORQ       R8, R8
-	ADDQ       R11, DI
-
-pf_same2:
-pf_skip2:
 	VCVTPH2PS        512(R12), Z18
 	VMULPS.BCST      128(R13), Z18, Z19
 	VMULPS.BCST      132(R13), Z18, Z24
@@ -967,29 +1177,17 @@ lanes_store0:
 
 lanes_block1:
 	TESTQ      R9, R9
-	JZ         pf_skip3
+	JZ         pf_skip2
 	PREFETCHT1 (DI)(R8*1)
 	DECQ       R9
 	ADDQ       $0x40, R8
 	CMPQ       R8, R10
-	JB         pf_same3
+	JB         pf_same2
 	XORQ       R8, R8
 	ADDQ       R11, DI
 
-pf_same3:
-pf_skip3:
-	TESTQ      R9, R9
-	JZ         pf_skip4
-	PREFETCHT1 (DI)(R8*1)
-	DECQ       R9
-	ADDQ       $0x40, R8
-	CMPQ       R8, R10
-	JB         pf_same4
-	XORQ       R8, R8
-	ADDQ       R11, DI
-
-pf_same4:
-pf_skip4:
+pf_same2:
+pf_skip2:
 	VCVTPH2PS        512(AX), Z18
 	VMULPS.BCST      136(CX), Z18, Z19
 	VMULPS.BCST      140(CX), Z18, Z20

@@ -140,9 +140,12 @@ func main() {
 	constants()
 	for _, is := range isas {
 		for _, f := range formats {
+			// The one-lane order is repacked Q4_0's, and the order
+			// Q8_0 takes in batch-invariant products; only Q4_0 has a
+			// one-lane kernel of eight weight rows.
 			for _, nact := range []int{1, 4} {
 				dotKernel(f, is, nact, false)
-				if f.name == "Q4_0" {
+				if f.name == "Q4_0" || f.name == "Q8_0" {
 					dotKernel(f, is, nact, true)
 				}
 			}

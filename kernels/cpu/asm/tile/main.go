@@ -45,7 +45,7 @@ type kind struct {
 	oneLane bool // one FMA per block, else one per group of four levels
 	min     bool // m_w and s_x follow (the _1 types)
 	offset  bool // the activations carry offset corrections (the _0 types)
-	rows    int  // the eight-lane kernels: activation rows 0..rows-1 of the group (0: all four)
+	rows    int  // activation rows 0..rows-1 of the group (0: all four)
 }
 
 // scaleBytes is the size of the 16 rows' fp16 d_w (or m_w).
@@ -83,9 +83,11 @@ func (k kind) cOff() int {
 }
 
 // The one- and two-row Q0 kernels serve products of fewer activation rows
-// (decode) with prepacked Q8_0 weights.
+// (decode) with Q8_0 weights packed at load.
 var kinds = []kind{
 	{name: "OneQ0", oneLane: true, offset: true},
+	{name: "OneQ0x1", oneLane: true, offset: true, rows: 1},
+	{name: "OneQ0x2", oneLane: true, offset: true, rows: 2},
 	{name: "Lanes8Q0", offset: true},
 	{name: "Lanes8Q0x1", offset: true, rows: 1},
 	{name: "Lanes8Q0x2", offset: true, rows: 2},
@@ -127,15 +129,15 @@ func tileKernel(k kind) {
 	nb := Load(Param("nb"), GP64())
 	out := Load(Param("out"), GP64())
 	pf := loadPF(Load(Param("pf"), GP64()))
+	rows := k.rows
+	if rows == 0 {
+		rows = actRows
+	}
 	if k.oneLane {
-		oneLane(k, w0, a0, nb, out, pf)
+		oneLane(k, w0, a0, nb, out, rows, pf)
 	} else {
 		// Eight accumulators per activation row: two rows at a time fit the
 		// registers, so the blocks are gone through once per two rows.
-		rows := k.rows
-		if rows == 0 {
-			rows = actRows
-		}
 		for pass := 0; 2*pass < rows; pass++ {
 			lanes8(k, w0, a0, nb, out, 2*pass, min(2, rows-2*pass), fmt.Sprint(pass), pf)
 		}
@@ -196,15 +198,15 @@ func (f *prefetcher) store() {
 	MOVQ(f.lines, Mem{Base: f.ptr, Disp: pfLines})
 }
 
-// oneLane: per block, the block sum of each activation row (started from its
-// correction, in two chains of four groups for latency) is converted and
-// added by one FMA with d_w·d_x.
-func oneLane(k kind, w0, a0, nb, out Register, pf *prefetcher) {
+// oneLane: per block, the block sum of each of activation rows 0..rows-1
+// (started from its correction, in two chains of four groups for latency)
+// is converted and added by one FMA with d_w·d_x.
+func oneLane(k kind, w0, a0, nb, out Register, rows int, pf *prefetcher) {
 	w, a, n := GP64(), GP64(), GP64()
 	MOVQ(w0, w)
 	MOVQ(a0, a)
 	MOVQ(nb, n)
-	var acc [actRows]VecVirtual
+	acc := make([]VecVirtual, rows)
 	for i := range acc {
 		acc[i] = ZMM()
 		VXORPS(acc[i], acc[i], acc[i])
@@ -212,23 +214,29 @@ func oneLane(k kind, w0, a0, nb, out Register, pf *prefetcher) {
 	// Temporaries are allocated once: avo takes an EVEX destination for an
 	// input too (merge masking), so a fresh one per block would be live
 	// throughout.
-	var s0, s1 [actRows]VecVirtual
-	for i := range actRows {
+	s0, s1 := make([]VecVirtual, rows), make([]VecVirtual, rows)
+	for i := range rows {
 		s0[i], s1[i] = ZMM(), ZMM()
 	}
 	lv, dw, d := ZMM(), ZMM(), ZMM()
 	TESTQ(n, n)
 	JZ(LabelRef("one_store"))
 	Label("one_block")
-	pf.fetch()
-	pf.fetch()
-	for i := range actRows {
+	// As in lanes8: the kernels of fewer rows fetch more per block.
+	fetches := 2
+	if k.rows != 0 {
+		fetches = 5
+	}
+	for range fetches {
+		pf.fetch()
+	}
+	for i := range rows {
 		VPBROADCASTD(Mem{Base: a, Disp: k.cOff() + 4*i}, s0[i])
 		VPXORD(s1[i], s1[i], s1[i])
 	}
 	for g := range 8 {
 		VMOVDQU32(Mem{Base: w, Disp: 64 * g}, lv)
-		for i := range actRows {
+		for i := range rows {
 			s := s0[i]
 			if g%2 == 1 {
 				s = s1[i]
@@ -237,7 +245,7 @@ func oneLane(k kind, w0, a0, nb, out Register, pf *prefetcher) {
 		}
 	}
 	VCVTPH2PS(Mem{Base: w, Disp: levelBytes}, dw)
-	for i := range actRows {
+	for i := range rows {
 		VPADDD(s1[i], s0[i], s0[i])
 		VCVTDQ2PS(s0[i], s0[i])
 		VMULPS_BCST(Mem{Base: a, Disp: k.dOff() + 4*i}, dw, d)
@@ -248,7 +256,7 @@ func oneLane(k kind, w0, a0, nb, out Register, pf *prefetcher) {
 	DECQ(n)
 	JNZ(LabelRef("one_block"))
 	Label("one_store")
-	for i := range actRows {
+	for i := range rows {
 		VMOVUPS(acc[i], Mem{Base: out, Disp: 64 * i})
 	}
 }
@@ -283,7 +291,7 @@ func lanes8(k kind, w0, a0, nb, out Register, i0, rows int, pass string, pf *pre
 	Label("lanes_block" + pass)
 	// A tile's blocks take about nine lines: the kernels of fewer rows,
 	// called once per tile, fetch more of the next tile per block.
-	fetches := 2
+	fetches := 1
 	if k.rows != 0 {
 		fetches = 5
 	}
