@@ -199,8 +199,12 @@ func (f *prefetcher) store() {
 }
 
 // oneLane: per block, the block sum of each of activation rows 0..rows-1
-// (started from its correction, in two chains of four groups for latency)
-// is converted and added by one FMA with d_w·d_x.
+// (started from its correction) is converted and added by one FMA with
+// d_w·d_x. With four rows the sum is one chain of eight VPDPBUSD: the
+// blocks' chains are independent, so the out-of-order core overlaps them,
+// and a second chain would cost two more instructions per row. With fewer
+// rows, which wait on memory rather than on the vector units, two chains of
+// four halve the latency a block takes.
 func oneLane(k kind, w0, a0, nb, out Register, rows int, pf *prefetcher) {
 	w, a, n := GP64(), GP64(), GP64()
 	MOVQ(w0, w)
@@ -214,9 +218,15 @@ func oneLane(k kind, w0, a0, nb, out Register, rows int, pf *prefetcher) {
 	// Temporaries are allocated once: avo takes an EVEX destination for an
 	// input too (merge masking), so a fresh one per block would be live
 	// throughout.
-	s0, s1 := make([]VecVirtual, rows), make([]VecVirtual, rows)
-	for i := range rows {
-		s0[i], s1[i] = ZMM(), ZMM()
+	chains := 1
+	if rows < actRows {
+		chains = 2
+	}
+	s := make([][]VecVirtual, chains)
+	for c := range s {
+		for range rows {
+			s[c] = append(s[c], ZMM())
+		}
 	}
 	lv, dw, d := ZMM(), ZMM(), ZMM()
 	TESTQ(n, n)
@@ -231,25 +241,25 @@ func oneLane(k kind, w0, a0, nb, out Register, rows int, pf *prefetcher) {
 		pf.fetch()
 	}
 	for i := range rows {
-		VPBROADCASTD(Mem{Base: a, Disp: k.cOff() + 4*i}, s0[i])
-		VPXORD(s1[i], s1[i], s1[i])
+		VPBROADCASTD(Mem{Base: a, Disp: k.cOff() + 4*i}, s[0][i])
+		if chains > 1 {
+			VPXORD(s[1][i], s[1][i], s[1][i])
+		}
 	}
 	for g := range 8 {
 		VMOVDQU32(Mem{Base: w, Disp: 64 * g}, lv)
 		for i := range rows {
-			s := s0[i]
-			if g%2 == 1 {
-				s = s1[i]
-			}
-			VPDPBUSD_BCST(Mem{Base: a, Disp: 32*i + 4*g}, lv, s)
+			VPDPBUSD_BCST(Mem{Base: a, Disp: 32*i + 4*g}, lv, s[g%chains][i])
 		}
 	}
 	VCVTPH2PS(Mem{Base: w, Disp: levelBytes}, dw)
 	for i := range rows {
-		VPADDD(s1[i], s0[i], s0[i])
-		VCVTDQ2PS(s0[i], s0[i])
+		if chains > 1 {
+			VPADDD(s[1][i], s[0][i], s[0][i])
+		}
+		VCVTDQ2PS(s[0][i], s[0][i])
 		VMULPS_BCST(Mem{Base: a, Disp: k.dOff() + 4*i}, dw, d)
-		VFMADD231PS(d, s0[i], acc[i])
+		VFMADD231PS(d, s[0][i], acc[i])
 	}
 	ADDQ(U32(k.weightBytes()), w)
 	ADDQ(U32(k.actBytes()), a)
