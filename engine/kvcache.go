@@ -79,3 +79,5 @@ func (c *FlatCache) Key(layer, pos, off, n int) ([]float32, []uint16) {
 func (c *FlatCache) Value(layer, pos, off, n int) ([]float32, []uint16) {
 	return c.v[layer][pos*c.width+off : pos*c.width+off+n], nil
 }
+
+func (c *FlatCache) Run(pos int) int { return c.n - pos }

@@ -370,6 +370,9 @@ func (s *Seq) Key(layer, pos, off, n int) ([]float32, []uint16) {
 	return p.k32[layer][o : o+n], nil
 }
 
+// Run is the positions from pos to the end of its block.
+func (s *Seq) Run(pos int) int { return s.pool.blockSize - pos%s.pool.blockSize }
+
 func (s *Seq) Value(layer, pos, off, n int) ([]float32, []uint16) {
 	p, o := s.pool, s.at(pos)+off
 	if p.half {

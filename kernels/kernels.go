@@ -30,9 +30,14 @@ type Rope struct {
 // each row is kvHeads×headDim wide. Key and Value return the values [off,
 // off+n) of position pos's row in layer as the cache stores them: f32 in
 // the first result, or fp16 bits in the second; the other is nil.
+//
+// Run says how many positions from pos on (at least 1) have their rows
+// stored one after another, so that Key and Value may be asked for values
+// that run on into the following rows of such a run (a paged cache's block).
 type KV interface {
 	Key(layer, pos, off, n int) ([]float32, []uint16)
 	Value(layer, pos, off, n int) ([]float32, []uint16)
+	Run(pos int) int
 }
 
 // Attn describes one attention call: q holds n rows of Heads×HeadDim for

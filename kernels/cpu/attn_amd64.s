@@ -2714,6 +2714,38 @@ done:
 	VZEROUPPER
 	RET
 
+// func fromHalfRowsAVX512(dst []float32, src []uint16, cols int, stride int)
+// Requires: AVX, AVX512F, MMX+
+TEXT ·fromHalfRowsAVX512(SB), NOSPLIT, $0-64
+	MOVQ dst_base+0(FP), AX
+	MOVQ src_base+24(FP), CX
+	MOVQ dst_len+8(FP), DX
+	MOVQ cols+48(FP), BX
+	MOVQ stride+56(FP), SI
+	SHLQ $0x01, SI
+
+row:
+	CMPQ DX, BX
+	JB   done
+	LEAQ (CX)(SI*4), DI
+	XORQ R8, R8
+
+chunk:
+	PREFETCHT0 (DI)(R8*2)
+	VCVTPH2PS  (CX)(R8*2), Z0
+	VMOVUPS    Z0, (AX)(R8*4)
+	ADDQ       $0x10, R8
+	CMPQ       R8, BX
+	JB         chunk
+	LEAQ       (AX)(BX*4), AX
+	ADDQ       SI, CX
+	SUBQ       BX, DX
+	JMP        row
+
+done:
+	VZEROUPPER
+	RET
+
 // func attnValueRowsAVX512(acc []float32, v []float32, s []float32, hd int, width int)
 // Requires: AVX, AVX512F
 TEXT ·attnValueRowsAVX512(SB), NOSPLIT, $0-88

@@ -11,11 +11,11 @@ import (
 var _ = onSetVariant(func(v Variant) {
 	clear(attnTileKernels)
 	maxRow, scaleRow = maxRowGo, scaleRowGo
-	fromHalf, toHalf = fromHalfGo, toHalfGo
+	fromHalf, toHalf, fromHalfRows = fromHalfGo, toHalfGo, fromHalfRowsGo
 	attnRows = nil
 	if v == VariantAVX512 {
 		attnRows = &attnRowKernels{scores: scoreRowsAVX512, values: valueRowsAVX512, fold: floatAVX512.foldLanes}
-		fromHalf, toHalf = fromHalfSIMD, toHalfSIMD
+		fromHalf, toHalf, fromHalfRows = fromHalfSIMD, toHalfSIMD, fromHalfRowsSIMD
 		attnTileKernels[64] = attnKernels{attnScoresD64AVX512, attnValuesD64AVX512}
 		attnTileKernels[128] = attnKernels{attnScoresD128AVX512, attnValuesD128AVX512}
 		maxRow, scaleRow = maxRowAVX512, scaleRowAVX512
@@ -37,6 +37,20 @@ func fromHalfSIMD(dst []float32, src []uint16) {
 		panic("cpu: fp16 source shorter than its destination")
 	}
 	fromHalfAVX512(dst, src)
+}
+
+// fromHalfRowsSIMD is fromHalfRowsGo, in assembly for rows of a multiple of
+// 16 values.
+func fromHalfRowsSIMD(dst []float32, src []uint16, cols, stride int) {
+	rows := len(dst) / cols
+	if rows > 0 && len(src) < (rows-1)*stride+cols {
+		panic("cpu: fp16 rows shorter than their destination")
+	}
+	if cols%16 != 0 {
+		fromHalfRowsGo(dst, src, cols, stride)
+		return
+	}
+	fromHalfRowsAVX512(dst[:rows*cols], src, cols, stride)
 }
 
 func toHalfSIMD(dst []uint16, src []float32) {

@@ -227,23 +227,32 @@ func (h *headKV) view(kv kernels.KV, a kernels.Attn, kvh, n int) kernels.KV {
 	return h
 }
 
-// load fills h with KV head kvh of positions [0, n) as f32 rows.
+// load fills h with KV head kvh of positions [0, n) as f32 rows, a run of
+// the cache's rows (see kernels.KV) at a time.
 func (h *headKV) load(kv kernels.KV, a kernels.Attn, kvh, n int) {
-	hd := a.HeadDim
+	hd, width := a.HeadDim, a.KVHeads*a.HeadDim
 	h.k, h.v = grow(h.k, n*hd), grow(h.v, n*hd)
 	h.hd, h.base = hd, kvh*hd
-	for p := range n {
-		kf, kh := kv.Key(a.Layer, p, h.base, hd)
-		vf, vh := kv.Value(a.Layer, p, h.base, hd)
+	for p := 0; p < n; {
+		m := min(kv.Run(p), n-p)
+		span := (m-1)*width + hd
+		kf, kh := kv.Key(a.Layer, p, h.base, span)
+		vf, vh := kv.Value(a.Layer, p, h.base, span)
+		dk, dv := h.k[p*hd:(p+m)*hd], h.v[p*hd:(p+m)*hd]
 		if kf != nil {
-			copy(h.k[p*hd:(p+1)*hd], kf)
-			copy(h.v[p*hd:(p+1)*hd], vf)
-			continue
+			for r := range m {
+				copy(dk[r*hd:(r+1)*hd], kf[r*width:])
+				copy(dv[r*hd:(r+1)*hd], vf[r*width:])
+			}
+		} else {
+			fromHalfRows(dk, kh, hd, width)
+			fromHalfRows(dv, vh, hd, width)
 		}
-		fromHalf(h.k[p*hd:(p+1)*hd], kh)
-		fromHalf(h.v[p*hd:(p+1)*hd], vh)
+		p += m
 	}
 }
+
+func (h *headKV) Run(pos int) int { return len(h.k)/h.hd - pos }
 
 func (h *headKV) Key(_, pos, off, n int) ([]float32, []uint16) {
 	o := pos*h.hd + off - h.base

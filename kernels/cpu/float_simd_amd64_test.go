@@ -545,5 +545,17 @@ func TestSIMDHalfRows(t *testing.T) {
 				}
 			}
 		}
+		// Rows a cache row apart, as a KV head's keys lie in a block.
+		for _, c := range [][3]int{{64, 256, 16}, {128, 128, 3}, {16, 40, 7}, {24, 64, 5}, {64, 64, 1}} {
+			cols, stride, rows := c[0], c[1], c[2]
+			got := make([]float32, rows*cols)
+			fromHalfRows(got, all[:(rows-1)*stride+cols], cols, stride)
+			for i, v := range got {
+				h := all[i/cols*stride+i%cols]
+				if want := FP16ToFP32(h); !sameBits(v, want) && !(v != v && want != want) {
+					t.Fatalf("fromHalfRows cols=%d stride=%d: value %d of %#04x = %#08x, want %#08x", cols, stride, i, h, math.Float32bits(v), math.Float32bits(want))
+				}
+			}
+		}
 	})
 }

@@ -243,10 +243,19 @@ func asFloats(f []float32, h []uint16, buf []float32) []float32 {
 
 // fromHalf sets dst[i] to the fp16 value src[i]; toHalf rounds src[i] to
 // fp16 (to nearest, ties to even) into dst[i].
+// fromHalfRows converts the rows of cols values that start stride values
+// apart in src into the rows of dst, one after the other.
 var (
-	fromHalf = fromHalfGo
-	toHalf   = toHalfGo
+	fromHalf     = fromHalfGo
+	toHalf       = toHalfGo
+	fromHalfRows = fromHalfRowsGo
 )
+
+func fromHalfRowsGo(dst []float32, src []uint16, cols, stride int) {
+	for r := range len(dst) / cols {
+		fromHalf(dst[r*cols:(r+1)*cols], src[r*stride:])
+	}
+}
 
 func fromHalfGo(dst []float32, src []uint16) {
 	for i, h := range src[:len(dst)] {

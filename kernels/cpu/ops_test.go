@@ -107,6 +107,8 @@ func (f flatKV) Key(_, pos, off, n int) ([]float32, []uint16) {
 	return f.k[pos*f.width+off : pos*f.width+off+n], nil
 }
 
+func (f flatKV) Run(pos int) int { return len(f.k)/f.width - pos }
+
 func (f flatKV) Value(_, pos, off, n int) ([]float32, []uint16) {
 	if f.hv != nil {
 		return nil, f.hv[pos*f.width+off : pos*f.width+off+n]

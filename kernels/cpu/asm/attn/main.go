@@ -32,6 +32,7 @@ func main() {
 	maxRow()
 	scaleRow()
 	halfRows()
+	halfRowsStrided()
 	valueRows()
 	Generate()
 }
@@ -365,6 +366,44 @@ func wholeThenTail(n GPVirtual, p Register, step int, whole func(), tail func(k 
 	KMOVW(ones, k)
 	tail(k)
 	Label("done")
+}
+
+// halfRowsStrided generates fromHalfRowsAVX512(dst []float32, src []uint16,
+// cols, stride int): row r of len(dst)/cols, from src[r·stride:] (cols
+// values, a multiple of 16), converted to dst[r·cols:]. A KV head's keys of
+// successive positions lie a cache row apart: the rows four ahead are
+// prefetched, so that their misses overlap the conversion.
+func halfRowsStrided() {
+	TEXT("fromHalfRowsAVX512", NOSPLIT, "func(dst []float32, src []uint16, cols, stride int)")
+	Doc("fromHalfRowsAVX512 converts the fp16 rows of cols values (a multiple of 16) that start stride values apart in src into the rows of dst, one after the other, prefetching the source rows four ahead.")
+	dp := Load(Param("dst").Base(), GP64())
+	sp := Load(Param("src").Base(), GP64())
+	n := Load(Param("dst").Len(), GP64())
+	cols := Load(Param("cols"), GP64())
+	stride := Load(Param("stride"), GP64())
+	SHLQ(U8(1), stride) // in bytes
+	ahead := GP64()
+	f := ZMM()
+	Label("row")
+	CMPQ(n, cols)
+	JB(LabelRef("done"))
+	LEAQ(Mem{Base: sp, Index: stride, Scale: 4}, ahead)
+	i := GP64()
+	XORQ(i, i)
+	Label("chunk")
+	PREFETCHT0(Mem{Base: ahead, Index: i, Scale: 2})
+	VCVTPH2PS(Mem{Base: sp, Index: i, Scale: 2}, f)
+	VMOVUPS(f, Mem{Base: dp, Index: i, Scale: 4})
+	ADDQ(U8(16), i)
+	CMPQ(i, cols)
+	JB(LabelRef("chunk"))
+	LEAQ(Mem{Base: dp, Index: cols, Scale: 4}, dp)
+	ADDQ(stride, sp)
+	SUBQ(cols, n)
+	JMP(LabelRef("row"))
+	Label("done")
+	VZEROUPPER()
+	RET()
 }
 
 // valueRows generates attnValueRowsAVX512(acc, v, s []float32, hd, width int):
