@@ -38,7 +38,7 @@ type packedOrder struct {
 	// padded with zero rows.
 	packActs   func(buf []byte, acts []act) []byte
 	actBytes   func(nb int) int // a packed group's size
-	x1, x2, x4 func(w, a *byte, nb int, out *[64]float32, pf *[5]uintptr)
+	x1, x2, x4 func(w, a *byte, nb int, out *float32, ldo int, pf *[5]uintptr)
 }
 
 // simdPacked[t], where set, packs and multiplies weights of type t (filled
@@ -133,14 +133,20 @@ func (m *matMulTask) packedTile(t, next int, ts *threadScratch) {
 	r0 := t * tileRows
 	rows := min(tileRows, p.rows-r0)
 	for g := 0; 4*g < m.n; g++ {
-		kern, n := k.x4, min(4, m.n-4*g)
+		kern, n, kn := k.x4, min(4, m.n-4*g), 4
 		switch n {
 		case 1:
-			kern = k.x1
+			kern, kn = k.x1, 1
 		case 2:
-			kern = k.x2
+			kern, kn = k.x2, 2
 		}
-		kern(&w[0], &m.tiled[g*ab], nb, &ts.tileOut, &ts.tilePF)
+		// A whole tile's results go straight to out, unless the kernel
+		// writes rows past it.
+		if rows == tileRows && kn == n {
+			kern(&w[0], &m.tiled[g*ab], nb, &m.out[4*g*p.rows+r0], p.rows, &ts.tilePF)
+			continue
+		}
+		kern(&w[0], &m.tiled[g*ab], nb, &ts.tileOut[0], tileRows, &ts.tilePF)
 		for i := range n {
 			o := (4*g+i)*p.rows + r0
 			copy(m.out[o:o+rows], ts.tileOut[tileRows*i:tileRows*i+rows])

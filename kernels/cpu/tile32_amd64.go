@@ -22,7 +22,7 @@ const (
 
 // tile32 is the tiler of one 32-element block type.
 type tile32 struct {
-	kernel func(w, a *byte, nb int, out *[64]float32, pf *[5]uintptr)
+	kernel func(w, a *byte, nb int, out *float32, ldo int, pf *[5]uintptr)
 	// pack, where set, is packWeights in assembly for a whole tile.
 	pack    func(w *byte, rowBytes, nb int, dst *byte)
 	size    int  // bytes per stored block
@@ -180,7 +180,11 @@ func (k *tile32) mul(ts *threadScratch, w []byte, rowBytes, rows int, tiled []by
 		ts.tilePF = [5]uintptr{uintptr(unsafe.Pointer(&w[next])), 0, uintptr(tileRows * ((row + 63) / 64)), uintptr(row), uintptr(rowBytes)}
 	}
 	for g := range n / 4 {
-		k.kernel(&ts.tile[0], &tiled[g*gb], nb, &ts.tileOut, &ts.tilePF)
+		if rows == tileRows {
+			k.kernel(&ts.tile[0], &tiled[g*gb], nb, &out[4*g*ldo], ldo, &ts.tilePF)
+			continue
+		}
+		k.kernel(&ts.tile[0], &tiled[g*gb], nb, &ts.tileOut[0], tileRows, &ts.tilePF)
 		for i := range 4 {
 			o := (4*g + i) * ldo
 			copy(out[o:o+rows], ts.tileOut[tileRows*i:tileRows*i+rows])

@@ -2,26 +2,26 @@
 
 package cpu
 
-// tile32OneQ0AVX512 multiplies 16 packed weight rows with a packed group of four activation rows, nb blocks each, and sets out[16i+r] to weight row r times activation row i, adding in package cpu's order (one FMA per block); on the way it prefetches cache lines from pf's cursor (see tilePF).
-func tile32OneQ0AVX512(w *byte, a *byte, nb int, out *[64]float32, pf *[5]uintptr)
+// tile32OneQ0AVX512 multiplies 16 packed weight rows with a packed group of four activation rows, nb blocks each, and sets out[ldo·i+r] to weight row r times activation row i, adding in package cpu's order (one FMA per block); on the way it prefetches cache lines from pf's cursor (see tilePF).
+func tile32OneQ0AVX512(w *byte, a *byte, nb int, out *float32, ldo int, pf *[5]uintptr)
 
-// tile32OneQ0x1AVX512 multiplies 16 packed weight rows with the first 1 activation rows of a packed group, nb blocks each, and sets out[16i+r] to weight row r times activation row i, adding in package cpu's order (one FMA per block); on the way it prefetches cache lines from pf's cursor (see tilePF).
-func tile32OneQ0x1AVX512(w *byte, a *byte, nb int, out *[64]float32, pf *[5]uintptr)
+// tile32OneQ0x1AVX512 multiplies 16 packed weight rows with the first 1 activation rows of a packed group, nb blocks each, and sets out[ldo·i+r] to weight row r times activation row i, adding in package cpu's order (one FMA per block); on the way it prefetches cache lines from pf's cursor (see tilePF).
+func tile32OneQ0x1AVX512(w *byte, a *byte, nb int, out *float32, ldo int, pf *[5]uintptr)
 
-// tile32OneQ0x2AVX512 multiplies 16 packed weight rows with the first 2 activation rows of a packed group, nb blocks each, and sets out[16i+r] to weight row r times activation row i, adding in package cpu's order (one FMA per block); on the way it prefetches cache lines from pf's cursor (see tilePF).
-func tile32OneQ0x2AVX512(w *byte, a *byte, nb int, out *[64]float32, pf *[5]uintptr)
+// tile32OneQ0x2AVX512 multiplies 16 packed weight rows with the first 2 activation rows of a packed group, nb blocks each, and sets out[ldo·i+r] to weight row r times activation row i, adding in package cpu's order (one FMA per block); on the way it prefetches cache lines from pf's cursor (see tilePF).
+func tile32OneQ0x2AVX512(w *byte, a *byte, nb int, out *float32, ldo int, pf *[5]uintptr)
 
-// tile32Lanes8Q0AVX512 multiplies 16 packed weight rows with a packed group of four activation rows, nb blocks each, and sets out[16i+r] to weight row r times activation row i, adding in package cpu's order (one FMA per four levels, folded as hsum8); on the way it prefetches cache lines from pf's cursor (see tilePF).
-func tile32Lanes8Q0AVX512(w *byte, a *byte, nb int, out *[64]float32, pf *[5]uintptr)
+// tile32Lanes8Q0AVX512 multiplies 16 packed weight rows with a packed group of four activation rows, nb blocks each, and sets out[ldo·i+r] to weight row r times activation row i, adding in package cpu's order (one FMA per four levels, folded as hsum8); on the way it prefetches cache lines from pf's cursor (see tilePF).
+func tile32Lanes8Q0AVX512(w *byte, a *byte, nb int, out *float32, ldo int, pf *[5]uintptr)
 
-// tile32Lanes8Q0x1AVX512 multiplies 16 packed weight rows with the first 1 activation rows of a packed group, nb blocks each, and sets out[16i+r] to weight row r times activation row i, adding in package cpu's order (one FMA per four levels, folded as hsum8); on the way it prefetches cache lines from pf's cursor (see tilePF).
-func tile32Lanes8Q0x1AVX512(w *byte, a *byte, nb int, out *[64]float32, pf *[5]uintptr)
+// tile32Lanes8Q0x1AVX512 multiplies 16 packed weight rows with the first 1 activation rows of a packed group, nb blocks each, and sets out[ldo·i+r] to weight row r times activation row i, adding in package cpu's order (one FMA per four levels, folded as hsum8); on the way it prefetches cache lines from pf's cursor (see tilePF).
+func tile32Lanes8Q0x1AVX512(w *byte, a *byte, nb int, out *float32, ldo int, pf *[5]uintptr)
 
-// tile32Lanes8Q0x2AVX512 multiplies 16 packed weight rows with the first 2 activation rows of a packed group, nb blocks each, and sets out[16i+r] to weight row r times activation row i, adding in package cpu's order (one FMA per four levels, folded as hsum8); on the way it prefetches cache lines from pf's cursor (see tilePF).
-func tile32Lanes8Q0x2AVX512(w *byte, a *byte, nb int, out *[64]float32, pf *[5]uintptr)
+// tile32Lanes8Q0x2AVX512 multiplies 16 packed weight rows with the first 2 activation rows of a packed group, nb blocks each, and sets out[ldo·i+r] to weight row r times activation row i, adding in package cpu's order (one FMA per four levels, folded as hsum8); on the way it prefetches cache lines from pf's cursor (see tilePF).
+func tile32Lanes8Q0x2AVX512(w *byte, a *byte, nb int, out *float32, ldo int, pf *[5]uintptr)
 
-// tile32Lanes8Q1AVX512 multiplies 16 packed weight rows with a packed group of four activation rows, nb blocks each, and sets out[16i+r] to weight row r times activation row i, adding in package cpu's order (one FMA per four levels, folded as hsum8); on the way it prefetches cache lines from pf's cursor (see tilePF).
-func tile32Lanes8Q1AVX512(w *byte, a *byte, nb int, out *[64]float32, pf *[5]uintptr)
+// tile32Lanes8Q1AVX512 multiplies 16 packed weight rows with a packed group of four activation rows, nb blocks each, and sets out[ldo·i+r] to weight row r times activation row i, adding in package cpu's order (one FMA per four levels, folded as hsum8); on the way it prefetches cache lines from pf's cursor (see tilePF).
+func tile32Lanes8Q1AVX512(w *byte, a *byte, nb int, out *float32, ldo int, pf *[5]uintptr)
 
 // tile32PackQ8_0AVX512 packs 16 Q8_0 weight rows, rowBytes apart from w, of nb blocks each into dst in the layout of the tile kernels: unsigned levels in eight groups of 64 bytes, then the fp16 d_w.
 func tile32PackQ8_0AVX512(w *byte, rowBytes int, nb int, dst *byte)

@@ -2,19 +2,21 @@
 
 #include "textflag.h"
 
-// func tile32OneQ0AVX512(w *byte, a *byte, nb int, out *[64]float32, pf *[5]uintptr)
+// func tile32OneQ0AVX512(w *byte, a *byte, nb int, out *float32, ldo int, pf *[5]uintptr)
 // Requires: AVX, AVX512DQ, AVX512F, AVX512VNNI, MMX+
-TEXT ·tile32OneQ0AVX512(SB), NOSPLIT, $0-40
+TEXT ·tile32OneQ0AVX512(SB), NOSPLIT, $0-48
 	MOVQ   w+0(FP), AX
 	MOVQ   a+8(FP), CX
 	MOVQ   nb+16(FP), DX
 	MOVQ   out+24(FP), BX
-	MOVQ   pf+32(FP), SI
-	MOVQ   (SI), DI
-	MOVQ   8(SI), R8
-	MOVQ   16(SI), R9
-	MOVQ   24(SI), R10
-	MOVQ   32(SI), R11
+	MOVQ   ldo+32(FP), SI
+	SHLQ   $0x02, SI
+	MOVQ   pf+40(FP), DI
+	MOVQ   (DI), R8
+	MOVQ   8(DI), R9
+	MOVQ   16(DI), R10
+	MOVQ   24(DI), R11
+	MOVQ   32(DI), R12
 	MOVQ   CX, CX
 	VXORPS Z0, Z0, Z0
 	VXORPS Z1, Z1, Z1
@@ -24,27 +26,27 @@ TEXT ·tile32OneQ0AVX512(SB), NOSPLIT, $0-40
 	JZ     one_store
 
 one_block:
-	TESTQ      R9, R9
+	TESTQ      R10, R10
 	JZ         pf_skip1
-	PREFETCHT1 (DI)(R8*1)
-	DECQ       R9
-	ADDQ       $0x40, R8
-	CMPQ       R8, R10
+	PREFETCHT1 (R8)(R9*1)
+	DECQ       R10
+	ADDQ       $0x40, R9
+	CMPQ       R9, R11
 	JB         pf_same1
-	XORQ       R8, R8
-	ADDQ       R11, DI
+	XORQ       R9, R9
+	ADDQ       R12, R8
 
 pf_same1:
 pf_skip1:
-	TESTQ      R9, R9
+	TESTQ      R10, R10
 	JZ         pf_skip2
-	PREFETCHT1 (DI)(R8*1)
-	DECQ       R9
-	ADDQ       $0x40, R8
-	CMPQ       R8, R10
+	PREFETCHT1 (R8)(R9*1)
+	DECQ       R10
+	ADDQ       $0x40, R9
+	CMPQ       R9, R11
 	JB         pf_same2
-	XORQ       R8, R8
-	ADDQ       R11, DI
+	XORQ       R9, R9
+	ADDQ       R12, R8
 
 pf_same2:
 pf_skip2:
@@ -112,23 +114,28 @@ pf_skip2:
 
 one_store:
 	VMOVUPS Z0, (BX)
-	VMOVUPS Z1, 64(BX)
-	VMOVUPS Z2, 128(BX)
-	VMOVUPS Z3, 192(BX)
-	MOVQ    DI, (SI)
-	MOVQ    R8, 8(SI)
-	MOVQ    R9, 16(SI)
+	IMUL3Q  $0x01, SI, AX
+	VMOVUPS Z1, (BX)(AX*1)
+	IMUL3Q  $0x02, SI, AX
+	VMOVUPS Z2, (BX)(AX*1)
+	IMUL3Q  $0x03, SI, AX
+	VMOVUPS Z3, (BX)(AX*1)
+	MOVQ    R8, (DI)
+	MOVQ    R9, 8(DI)
+	MOVQ    R10, 16(DI)
 	VZEROUPPER
 	RET
 
-// func tile32OneQ0x1AVX512(w *byte, a *byte, nb int, out *[64]float32, pf *[5]uintptr)
+// func tile32OneQ0x1AVX512(w *byte, a *byte, nb int, out *float32, ldo int, pf *[5]uintptr)
 // Requires: AVX, AVX512DQ, AVX512F, AVX512VNNI, MMX+
-TEXT ·tile32OneQ0x1AVX512(SB), NOSPLIT, $0-40
+TEXT ·tile32OneQ0x1AVX512(SB), NOSPLIT, $0-48
 	MOVQ   w+0(FP), AX
 	MOVQ   a+8(FP), CX
 	MOVQ   nb+16(FP), DX
 	MOVQ   out+24(FP), BX
-	MOVQ   pf+32(FP), SI
+	MOVQ   ldo+32(FP), SI
+	SHLQ   $0x02, SI
+	MOVQ   pf+40(FP), SI
 	MOVQ   (SI), DI
 	MOVQ   8(SI), R8
 	MOVQ   16(SI), R9
@@ -236,19 +243,21 @@ one_store:
 	VZEROUPPER
 	RET
 
-// func tile32OneQ0x2AVX512(w *byte, a *byte, nb int, out *[64]float32, pf *[5]uintptr)
+// func tile32OneQ0x2AVX512(w *byte, a *byte, nb int, out *float32, ldo int, pf *[5]uintptr)
 // Requires: AVX, AVX512DQ, AVX512F, AVX512VNNI, MMX+
-TEXT ·tile32OneQ0x2AVX512(SB), NOSPLIT, $0-40
+TEXT ·tile32OneQ0x2AVX512(SB), NOSPLIT, $0-48
 	MOVQ   w+0(FP), AX
 	MOVQ   a+8(FP), CX
 	MOVQ   nb+16(FP), DX
 	MOVQ   out+24(FP), BX
-	MOVQ   pf+32(FP), SI
-	MOVQ   (SI), DI
-	MOVQ   8(SI), R8
-	MOVQ   16(SI), R9
-	MOVQ   24(SI), R10
-	MOVQ   32(SI), R11
+	MOVQ   ldo+32(FP), SI
+	SHLQ   $0x02, SI
+	MOVQ   pf+40(FP), DI
+	MOVQ   (DI), R8
+	MOVQ   8(DI), R9
+	MOVQ   16(DI), R10
+	MOVQ   24(DI), R11
+	MOVQ   32(DI), R12
 	MOVQ   CX, CX
 	VXORPS Z0, Z0, Z0
 	VXORPS Z1, Z1, Z1
@@ -256,63 +265,63 @@ TEXT ·tile32OneQ0x2AVX512(SB), NOSPLIT, $0-40
 	JZ     one_store
 
 one_block:
-	TESTQ      R9, R9
+	TESTQ      R10, R10
 	JZ         pf_skip1
-	PREFETCHT1 (DI)(R8*1)
-	DECQ       R9
-	ADDQ       $0x40, R8
-	CMPQ       R8, R10
+	PREFETCHT1 (R8)(R9*1)
+	DECQ       R10
+	ADDQ       $0x40, R9
+	CMPQ       R9, R11
 	JB         pf_same1
-	XORQ       R8, R8
-	ADDQ       R11, DI
+	XORQ       R9, R9
+	ADDQ       R12, R8
 
 pf_same1:
 pf_skip1:
-	TESTQ      R9, R9
+	TESTQ      R10, R10
 	JZ         pf_skip2
-	PREFETCHT1 (DI)(R8*1)
-	DECQ       R9
-	ADDQ       $0x40, R8
-	CMPQ       R8, R10
+	PREFETCHT1 (R8)(R9*1)
+	DECQ       R10
+	ADDQ       $0x40, R9
+	CMPQ       R9, R11
 	JB         pf_same2
-	XORQ       R8, R8
-	ADDQ       R11, DI
+	XORQ       R9, R9
+	ADDQ       R12, R8
 
 pf_same2:
 pf_skip2:
-	TESTQ      R9, R9
+	TESTQ      R10, R10
 	JZ         pf_skip3
-	PREFETCHT1 (DI)(R8*1)
-	DECQ       R9
-	ADDQ       $0x40, R8
-	CMPQ       R8, R10
+	PREFETCHT1 (R8)(R9*1)
+	DECQ       R10
+	ADDQ       $0x40, R9
+	CMPQ       R9, R11
 	JB         pf_same3
-	XORQ       R8, R8
-	ADDQ       R11, DI
+	XORQ       R9, R9
+	ADDQ       R12, R8
 
 pf_same3:
 pf_skip3:
-	TESTQ      R9, R9
+	TESTQ      R10, R10
 	JZ         pf_skip4
-	PREFETCHT1 (DI)(R8*1)
-	DECQ       R9
-	ADDQ       $0x40, R8
-	CMPQ       R8, R10
+	PREFETCHT1 (R8)(R9*1)
+	DECQ       R10
+	ADDQ       $0x40, R9
+	CMPQ       R9, R11
 	JB         pf_same4
-	XORQ       R8, R8
-	ADDQ       R11, DI
+	XORQ       R9, R9
+	ADDQ       R12, R8
 
 pf_same4:
 pf_skip4:
-	TESTQ      R9, R9
+	TESTQ      R10, R10
 	JZ         pf_skip5
-	PREFETCHT1 (DI)(R8*1)
-	DECQ       R9
-	ADDQ       $0x40, R8
-	CMPQ       R8, R10
+	PREFETCHT1 (R8)(R9*1)
+	DECQ       R10
+	ADDQ       $0x40, R9
+	CMPQ       R9, R11
 	JB         pf_same5
-	XORQ       R8, R8
-	ADDQ       R11, DI
+	XORQ       R9, R9
+	ADDQ       R12, R8
 
 pf_same5:
 pf_skip5:
@@ -360,29 +369,32 @@ pf_skip5:
 
 one_store:
 	VMOVUPS Z0, (BX)
-	VMOVUPS Z1, 64(BX)
-	MOVQ    DI, (SI)
-	MOVQ    R8, 8(SI)
-	MOVQ    R9, 16(SI)
+	IMUL3Q  $0x01, SI, AX
+	VMOVUPS Z1, (BX)(AX*1)
+	MOVQ    R8, (DI)
+	MOVQ    R9, 8(DI)
+	MOVQ    R10, 16(DI)
 	VZEROUPPER
 	RET
 
-// func tile32Lanes8Q0AVX512(w *byte, a *byte, nb int, out *[64]float32, pf *[5]uintptr)
+// func tile32Lanes8Q0AVX512(w *byte, a *byte, nb int, out *float32, ldo int, pf *[5]uintptr)
 // Requires: AVX, AVX512DQ, AVX512F, AVX512VNNI, MMX+
-TEXT ·tile32Lanes8Q0AVX512(SB), NOSPLIT, $0-40
+TEXT ·tile32Lanes8Q0AVX512(SB), NOSPLIT, $0-48
 	MOVQ   w+0(FP), AX
 	MOVQ   a+8(FP), CX
 	MOVQ   nb+16(FP), DX
 	MOVQ   out+24(FP), BX
-	MOVQ   pf+32(FP), SI
-	MOVQ   (SI), DI
-	MOVQ   8(SI), R8
-	MOVQ   16(SI), R9
-	MOVQ   24(SI), R10
-	MOVQ   32(SI), R11
-	MOVQ   AX, R12
-	MOVQ   CX, R13
-	MOVQ   DX, R14
+	MOVQ   ldo+32(FP), SI
+	SHLQ   $0x02, SI
+	MOVQ   pf+40(FP), DI
+	MOVQ   (DI), R8
+	MOVQ   8(DI), R9
+	MOVQ   16(DI), R10
+	MOVQ   24(DI), R11
+	MOVQ   32(DI), R12
+	MOVQ   AX, R13
+	MOVQ   CX, R14
+	MOVQ   DX, R15
 	VXORPS Z0, Z0, Z0
 	VXORPS Z1, Z1, Z1
 	VXORPS Z2, Z2, Z2
@@ -399,100 +411,100 @@ TEXT ·tile32Lanes8Q0AVX512(SB), NOSPLIT, $0-40
 	VXORPS Z13, Z13, Z13
 	VXORPS Z14, Z14, Z14
 	VXORPS Z15, Z15, Z15
-	TESTQ  R14, R14
+	TESTQ  R15, R15
 	JZ     lanes_store0
 
 lanes_block0:
-	TESTQ      R9, R9
+	TESTQ      R10, R10
 	JZ         pf_skip1
-	PREFETCHT1 (DI)(R8*1)
-	DECQ       R9
-	ADDQ       $0x40, R8
-	CMPQ       R8, R10
+	PREFETCHT1 (R8)(R9*1)
+	DECQ       R10
+	ADDQ       $0x40, R9
+	CMPQ       R9, R11
 	JB         pf_same1
-	XORQ       R8, R8
-	ADDQ       R11, DI
+	XORQ       R9, R9
+	ADDQ       R12, R8
 
 pf_same1:
 pf_skip1:
-	VCVTPH2PS     512(R12), Z16
-	VMULPS.BCST   128(R13), Z16, Z17
-	VMULPS.BCST   132(R13), Z16, Z18
-	VMOVDQU32     (R12), Z16
-	VPBROADCASTD  144(R13), Z19
-	VPDPBUSD.BCST (R13), Z16, Z19
+	VCVTPH2PS     512(R13), Z16
+	VMULPS.BCST   128(R14), Z16, Z17
+	VMULPS.BCST   132(R14), Z16, Z18
+	VMOVDQU32     (R13), Z16
+	VPBROADCASTD  144(R14), Z19
+	VPDPBUSD.BCST (R14), Z16, Z19
 	VCVTDQ2PS     Z19, Z19
 	VFMADD231PS   Z17, Z19, Z0
-	VPBROADCASTD  176(R13), Z19
-	VPDPBUSD.BCST 32(R13), Z16, Z19
+	VPBROADCASTD  176(R14), Z19
+	VPDPBUSD.BCST 32(R14), Z16, Z19
 	VCVTDQ2PS     Z19, Z19
 	VFMADD231PS   Z18, Z19, Z8
-	VMOVDQU32     64(R12), Z16
-	VPBROADCASTD  148(R13), Z19
-	VPDPBUSD.BCST 4(R13), Z16, Z19
+	VMOVDQU32     64(R13), Z16
+	VPBROADCASTD  148(R14), Z19
+	VPDPBUSD.BCST 4(R14), Z16, Z19
 	VCVTDQ2PS     Z19, Z19
 	VFMADD231PS   Z17, Z19, Z1
-	VPBROADCASTD  180(R13), Z19
-	VPDPBUSD.BCST 36(R13), Z16, Z19
+	VPBROADCASTD  180(R14), Z19
+	VPDPBUSD.BCST 36(R14), Z16, Z19
 	VCVTDQ2PS     Z19, Z19
 	VFMADD231PS   Z18, Z19, Z9
-	VMOVDQU32     128(R12), Z16
-	VPBROADCASTD  152(R13), Z19
-	VPDPBUSD.BCST 8(R13), Z16, Z19
+	VMOVDQU32     128(R13), Z16
+	VPBROADCASTD  152(R14), Z19
+	VPDPBUSD.BCST 8(R14), Z16, Z19
 	VCVTDQ2PS     Z19, Z19
 	VFMADD231PS   Z17, Z19, Z2
-	VPBROADCASTD  184(R13), Z19
-	VPDPBUSD.BCST 40(R13), Z16, Z19
+	VPBROADCASTD  184(R14), Z19
+	VPDPBUSD.BCST 40(R14), Z16, Z19
 	VCVTDQ2PS     Z19, Z19
 	VFMADD231PS   Z18, Z19, Z10
-	VMOVDQU32     192(R12), Z16
-	VPBROADCASTD  156(R13), Z19
-	VPDPBUSD.BCST 12(R13), Z16, Z19
+	VMOVDQU32     192(R13), Z16
+	VPBROADCASTD  156(R14), Z19
+	VPDPBUSD.BCST 12(R14), Z16, Z19
 	VCVTDQ2PS     Z19, Z19
 	VFMADD231PS   Z17, Z19, Z3
-	VPBROADCASTD  188(R13), Z19
-	VPDPBUSD.BCST 44(R13), Z16, Z19
+	VPBROADCASTD  188(R14), Z19
+	VPDPBUSD.BCST 44(R14), Z16, Z19
 	VCVTDQ2PS     Z19, Z19
 	VFMADD231PS   Z18, Z19, Z11
-	VMOVDQU32     256(R12), Z16
-	VPBROADCASTD  160(R13), Z19
-	VPDPBUSD.BCST 16(R13), Z16, Z19
+	VMOVDQU32     256(R13), Z16
+	VPBROADCASTD  160(R14), Z19
+	VPDPBUSD.BCST 16(R14), Z16, Z19
 	VCVTDQ2PS     Z19, Z19
 	VFMADD231PS   Z17, Z19, Z4
-	VPBROADCASTD  192(R13), Z19
-	VPDPBUSD.BCST 48(R13), Z16, Z19
+	VPBROADCASTD  192(R14), Z19
+	VPDPBUSD.BCST 48(R14), Z16, Z19
 	VCVTDQ2PS     Z19, Z19
 	VFMADD231PS   Z18, Z19, Z12
-	VMOVDQU32     320(R12), Z16
-	VPBROADCASTD  164(R13), Z19
-	VPDPBUSD.BCST 20(R13), Z16, Z19
+	VMOVDQU32     320(R13), Z16
+	VPBROADCASTD  164(R14), Z19
+	VPDPBUSD.BCST 20(R14), Z16, Z19
 	VCVTDQ2PS     Z19, Z19
 	VFMADD231PS   Z17, Z19, Z5
-	VPBROADCASTD  196(R13), Z19
-	VPDPBUSD.BCST 52(R13), Z16, Z19
+	VPBROADCASTD  196(R14), Z19
+	VPDPBUSD.BCST 52(R14), Z16, Z19
 	VCVTDQ2PS     Z19, Z19
 	VFMADD231PS   Z18, Z19, Z13
-	VMOVDQU32     384(R12), Z16
-	VPBROADCASTD  168(R13), Z19
-	VPDPBUSD.BCST 24(R13), Z16, Z19
+	VMOVDQU32     384(R13), Z16
+	VPBROADCASTD  168(R14), Z19
+	VPDPBUSD.BCST 24(R14), Z16, Z19
 	VCVTDQ2PS     Z19, Z19
 	VFMADD231PS   Z17, Z19, Z6
-	VPBROADCASTD  200(R13), Z19
-	VPDPBUSD.BCST 56(R13), Z16, Z19
+	VPBROADCASTD  200(R14), Z19
+	VPDPBUSD.BCST 56(R14), Z16, Z19
 	VCVTDQ2PS     Z19, Z19
 	VFMADD231PS   Z18, Z19, Z14
-	VMOVDQU32     448(R12), Z16
-	VPBROADCASTD  172(R13), Z19
-	VPDPBUSD.BCST 28(R13), Z16, Z19
+	VMOVDQU32     448(R13), Z16
+	VPBROADCASTD  172(R14), Z19
+	VPDPBUSD.BCST 28(R14), Z16, Z19
 	VCVTDQ2PS     Z19, Z19
 	VFMADD231PS   Z17, Z19, Z7
-	VPBROADCASTD  204(R13), Z19
-	VPDPBUSD.BCST 60(R13), Z16, Z19
+	VPBROADCASTD  204(R14), Z19
+	VPDPBUSD.BCST 60(R14), Z16, Z19
 	VCVTDQ2PS     Z19, Z19
 	VFMADD231PS   Z18, Z19, Z15
-	ADDQ          $0x00000220, R12
-	ADDQ          $0x00000110, R13
-	DECQ          R14
+	ADDQ          $0x00000220, R13
+	ADDQ          $0x00000110, R14
+	DECQ          R15
 	JNZ           lanes_block0
 
 lanes_store0:
@@ -511,7 +523,8 @@ lanes_store0:
 	VADDPS  Z10, Z8, Z8
 	VADDPS  Z11, Z9, Z9
 	VADDPS  Z9, Z8, Z8
-	VMOVUPS Z8, 64(BX)
+	IMUL3Q  $0x01, SI, R13
+	VMOVUPS Z8, (BX)(R13*1)
 	MOVQ    CX, CX
 	VXORPS  Z0, Z0, Z0
 	VXORPS  Z1, Z1, Z1
@@ -533,15 +546,15 @@ lanes_store0:
 	JZ      lanes_store1
 
 lanes_block1:
-	TESTQ      R9, R9
+	TESTQ      R10, R10
 	JZ         pf_skip2
-	PREFETCHT1 (DI)(R8*1)
-	DECQ       R9
-	ADDQ       $0x40, R8
-	CMPQ       R8, R10
+	PREFETCHT1 (R8)(R9*1)
+	DECQ       R10
+	ADDQ       $0x40, R9
+	CMPQ       R9, R11
 	JB         pf_same2
-	XORQ       R8, R8
-	ADDQ       R11, DI
+	XORQ       R9, R9
+	ADDQ       R12, R8
 
 pf_same2:
 pf_skip2:
@@ -633,7 +646,8 @@ lanes_store1:
 	VADDPS  Z2, Z0, Z0
 	VADDPS  Z3, Z1, Z1
 	VADDPS  Z1, Z0, Z0
-	VMOVUPS Z0, 128(BX)
+	IMUL3Q  $0x02, SI, AX
+	VMOVUPS Z0, (BX)(AX*1)
 	VADDPS  Z12, Z8, Z8
 	VADDPS  Z13, Z9, Z9
 	VADDPS  Z14, Z10, Z10
@@ -641,21 +655,24 @@ lanes_store1:
 	VADDPS  Z10, Z8, Z8
 	VADDPS  Z11, Z9, Z9
 	VADDPS  Z9, Z8, Z8
-	VMOVUPS Z8, 192(BX)
-	MOVQ    DI, (SI)
-	MOVQ    R8, 8(SI)
-	MOVQ    R9, 16(SI)
+	IMUL3Q  $0x03, SI, AX
+	VMOVUPS Z8, (BX)(AX*1)
+	MOVQ    R8, (DI)
+	MOVQ    R9, 8(DI)
+	MOVQ    R10, 16(DI)
 	VZEROUPPER
 	RET
 
-// func tile32Lanes8Q0x1AVX512(w *byte, a *byte, nb int, out *[64]float32, pf *[5]uintptr)
+// func tile32Lanes8Q0x1AVX512(w *byte, a *byte, nb int, out *float32, ldo int, pf *[5]uintptr)
 // Requires: AVX, AVX512DQ, AVX512F, AVX512VNNI, MMX+
-TEXT ·tile32Lanes8Q0x1AVX512(SB), NOSPLIT, $0-40
+TEXT ·tile32Lanes8Q0x1AVX512(SB), NOSPLIT, $0-48
 	MOVQ   w+0(FP), AX
 	MOVQ   a+8(FP), CX
 	MOVQ   nb+16(FP), DX
 	MOVQ   out+24(FP), BX
-	MOVQ   pf+32(FP), SI
+	MOVQ   ldo+32(FP), SI
+	SHLQ   $0x02, SI
+	MOVQ   pf+40(FP), SI
 	MOVQ   (SI), DI
 	MOVQ   8(SI), R8
 	MOVQ   16(SI), R9
@@ -796,19 +813,21 @@ lanes_store0:
 	VZEROUPPER
 	RET
 
-// func tile32Lanes8Q0x2AVX512(w *byte, a *byte, nb int, out *[64]float32, pf *[5]uintptr)
+// func tile32Lanes8Q0x2AVX512(w *byte, a *byte, nb int, out *float32, ldo int, pf *[5]uintptr)
 // Requires: AVX, AVX512DQ, AVX512F, AVX512VNNI, MMX+
-TEXT ·tile32Lanes8Q0x2AVX512(SB), NOSPLIT, $0-40
+TEXT ·tile32Lanes8Q0x2AVX512(SB), NOSPLIT, $0-48
 	MOVQ   w+0(FP), AX
 	MOVQ   a+8(FP), CX
 	MOVQ   nb+16(FP), DX
 	MOVQ   out+24(FP), BX
-	MOVQ   pf+32(FP), SI
-	MOVQ   (SI), DI
-	MOVQ   8(SI), R8
-	MOVQ   16(SI), R9
-	MOVQ   24(SI), R10
-	MOVQ   32(SI), R11
+	MOVQ   ldo+32(FP), SI
+	SHLQ   $0x02, SI
+	MOVQ   pf+40(FP), DI
+	MOVQ   (DI), R8
+	MOVQ   8(DI), R9
+	MOVQ   16(DI), R10
+	MOVQ   24(DI), R11
+	MOVQ   32(DI), R12
 	MOVQ   CX, CX
 	VXORPS Z0, Z0, Z0
 	VXORPS Z1, Z1, Z1
@@ -830,63 +849,63 @@ TEXT ·tile32Lanes8Q0x2AVX512(SB), NOSPLIT, $0-40
 	JZ     lanes_store0
 
 lanes_block0:
-	TESTQ      R9, R9
+	TESTQ      R10, R10
 	JZ         pf_skip1
-	PREFETCHT1 (DI)(R8*1)
-	DECQ       R9
-	ADDQ       $0x40, R8
-	CMPQ       R8, R10
+	PREFETCHT1 (R8)(R9*1)
+	DECQ       R10
+	ADDQ       $0x40, R9
+	CMPQ       R9, R11
 	JB         pf_same1
-	XORQ       R8, R8
-	ADDQ       R11, DI
+	XORQ       R9, R9
+	ADDQ       R12, R8
 
 pf_same1:
 pf_skip1:
-	TESTQ      R9, R9
+	TESTQ      R10, R10
 	JZ         pf_skip2
-	PREFETCHT1 (DI)(R8*1)
-	DECQ       R9
-	ADDQ       $0x40, R8
-	CMPQ       R8, R10
+	PREFETCHT1 (R8)(R9*1)
+	DECQ       R10
+	ADDQ       $0x40, R9
+	CMPQ       R9, R11
 	JB         pf_same2
-	XORQ       R8, R8
-	ADDQ       R11, DI
+	XORQ       R9, R9
+	ADDQ       R12, R8
 
 pf_same2:
 pf_skip2:
-	TESTQ      R9, R9
+	TESTQ      R10, R10
 	JZ         pf_skip3
-	PREFETCHT1 (DI)(R8*1)
-	DECQ       R9
-	ADDQ       $0x40, R8
-	CMPQ       R8, R10
+	PREFETCHT1 (R8)(R9*1)
+	DECQ       R10
+	ADDQ       $0x40, R9
+	CMPQ       R9, R11
 	JB         pf_same3
-	XORQ       R8, R8
-	ADDQ       R11, DI
+	XORQ       R9, R9
+	ADDQ       R12, R8
 
 pf_same3:
 pf_skip3:
-	TESTQ      R9, R9
+	TESTQ      R10, R10
 	JZ         pf_skip4
-	PREFETCHT1 (DI)(R8*1)
-	DECQ       R9
-	ADDQ       $0x40, R8
-	CMPQ       R8, R10
+	PREFETCHT1 (R8)(R9*1)
+	DECQ       R10
+	ADDQ       $0x40, R9
+	CMPQ       R9, R11
 	JB         pf_same4
-	XORQ       R8, R8
-	ADDQ       R11, DI
+	XORQ       R9, R9
+	ADDQ       R12, R8
 
 pf_same4:
 pf_skip4:
-	TESTQ      R9, R9
+	TESTQ      R10, R10
 	JZ         pf_skip5
-	PREFETCHT1 (DI)(R8*1)
-	DECQ       R9
-	ADDQ       $0x40, R8
-	CMPQ       R8, R10
+	PREFETCHT1 (R8)(R9*1)
+	DECQ       R10
+	ADDQ       $0x40, R9
+	CMPQ       R9, R11
 	JB         pf_same5
-	XORQ       R8, R8
-	ADDQ       R11, DI
+	XORQ       R9, R9
+	ADDQ       R12, R8
 
 pf_same5:
 pf_skip5:
@@ -986,29 +1005,32 @@ lanes_store0:
 	VADDPS  Z10, Z8, Z8
 	VADDPS  Z11, Z9, Z9
 	VADDPS  Z9, Z8, Z8
-	VMOVUPS Z8, 64(BX)
-	MOVQ    DI, (SI)
-	MOVQ    R8, 8(SI)
-	MOVQ    R9, 16(SI)
+	IMUL3Q  $0x01, SI, AX
+	VMOVUPS Z8, (BX)(AX*1)
+	MOVQ    R8, (DI)
+	MOVQ    R9, 8(DI)
+	MOVQ    R10, 16(DI)
 	VZEROUPPER
 	RET
 
-// func tile32Lanes8Q1AVX512(w *byte, a *byte, nb int, out *[64]float32, pf *[5]uintptr)
+// func tile32Lanes8Q1AVX512(w *byte, a *byte, nb int, out *float32, ldo int, pf *[5]uintptr)
 // Requires: AVX, AVX512DQ, AVX512F, AVX512VNNI, MMX+
-TEXT ·tile32Lanes8Q1AVX512(SB), NOSPLIT, $0-40
+TEXT ·tile32Lanes8Q1AVX512(SB), NOSPLIT, $0-48
 	MOVQ   w+0(FP), AX
 	MOVQ   a+8(FP), CX
 	MOVQ   nb+16(FP), DX
 	MOVQ   out+24(FP), BX
-	MOVQ   pf+32(FP), SI
-	MOVQ   (SI), DI
-	MOVQ   8(SI), R8
-	MOVQ   16(SI), R9
-	MOVQ   24(SI), R10
-	MOVQ   32(SI), R11
-	MOVQ   AX, R12
-	MOVQ   CX, R13
-	MOVQ   DX, R14
+	MOVQ   ldo+32(FP), SI
+	SHLQ   $0x02, SI
+	MOVQ   pf+40(FP), DI
+	MOVQ   (DI), R8
+	MOVQ   8(DI), R9
+	MOVQ   16(DI), R10
+	MOVQ   24(DI), R11
+	MOVQ   32(DI), R12
+	MOVQ   AX, R13
+	MOVQ   CX, R14
+	MOVQ   DX, R15
 	VXORPS Z0, Z0, Z0
 	VXORPS Z1, Z1, Z1
 	VXORPS Z2, Z2, Z2
@@ -1027,103 +1049,103 @@ TEXT ·tile32Lanes8Q1AVX512(SB), NOSPLIT, $0-40
 	VXORPS Z15, Z15, Z15
 	VXORPS Z16, Z16, Z16
 	VXORPS Z17, Z17, Z17
-	TESTQ  R14, R14
+	TESTQ  R15, R15
 	JZ     lanes_store0
 
 lanes_block0:
-	TESTQ      R9, R9
+	TESTQ      R10, R10
 	JZ         pf_skip1
-	PREFETCHT1 (DI)(R8*1)
-	DECQ       R9
-	ADDQ       $0x40, R8
-	CMPQ       R8, R10
+	PREFETCHT1 (R8)(R9*1)
+	DECQ       R10
+	ADDQ       $0x40, R9
+	CMPQ       R9, R11
 	JB         pf_same1
-	XORQ       R8, R8
-	ADDQ       R11, DI
+	XORQ       R9, R9
+	ADDQ       R12, R8
 
 pf_same1:
 pf_skip1:
-	VCVTPH2PS        512(R12), Z18
-	VMULPS.BCST      128(R13), Z18, Z19
-	VMULPS.BCST      132(R13), Z18, Z24
-	VCVTPH2PS        544(R12), Z18
-	VFMADD231PS.BCST 144(R13), Z18, Z8
-	VFMADD231PS.BCST 148(R13), Z18, Z17
-	VMOVDQU32        (R12), Z18
+	VCVTPH2PS        512(R13), Z18
+	VMULPS.BCST      128(R14), Z18, Z19
+	VMULPS.BCST      132(R14), Z18, Z24
+	VCVTPH2PS        544(R13), Z18
+	VFMADD231PS.BCST 144(R14), Z18, Z8
+	VFMADD231PS.BCST 148(R14), Z18, Z17
+	VMOVDQU32        (R13), Z18
 	VPXORD           Z20, Z20, Z20
-	VPDPBUSD.BCST    (R13), Z18, Z20
+	VPDPBUSD.BCST    (R14), Z18, Z20
 	VCVTDQ2PS        Z20, Z20
 	VFMADD231PS      Z19, Z20, Z0
 	VPXORD           Z21, Z21, Z21
-	VPDPBUSD.BCST    32(R13), Z18, Z21
+	VPDPBUSD.BCST    32(R14), Z18, Z21
 	VCVTDQ2PS        Z21, Z21
 	VFMADD231PS      Z24, Z21, Z9
-	VMOVDQU32        64(R12), Z18
+	VMOVDQU32        64(R13), Z18
 	VPXORD           Z20, Z20, Z20
-	VPDPBUSD.BCST    4(R13), Z18, Z20
+	VPDPBUSD.BCST    4(R14), Z18, Z20
 	VCVTDQ2PS        Z20, Z20
 	VFMADD231PS      Z19, Z20, Z1
 	VPXORD           Z21, Z21, Z21
-	VPDPBUSD.BCST    36(R13), Z18, Z21
+	VPDPBUSD.BCST    36(R14), Z18, Z21
 	VCVTDQ2PS        Z21, Z21
 	VFMADD231PS      Z24, Z21, Z10
-	VMOVDQU32        128(R12), Z18
+	VMOVDQU32        128(R13), Z18
 	VPXORD           Z20, Z20, Z20
-	VPDPBUSD.BCST    8(R13), Z18, Z20
+	VPDPBUSD.BCST    8(R14), Z18, Z20
 	VCVTDQ2PS        Z20, Z20
 	VFMADD231PS      Z19, Z20, Z2
 	VPXORD           Z21, Z21, Z21
-	VPDPBUSD.BCST    40(R13), Z18, Z21
+	VPDPBUSD.BCST    40(R14), Z18, Z21
 	VCVTDQ2PS        Z21, Z21
 	VFMADD231PS      Z24, Z21, Z11
-	VMOVDQU32        192(R12), Z18
+	VMOVDQU32        192(R13), Z18
 	VPXORD           Z20, Z20, Z20
-	VPDPBUSD.BCST    12(R13), Z18, Z20
+	VPDPBUSD.BCST    12(R14), Z18, Z20
 	VCVTDQ2PS        Z20, Z20
 	VFMADD231PS      Z19, Z20, Z3
 	VPXORD           Z21, Z21, Z21
-	VPDPBUSD.BCST    44(R13), Z18, Z21
+	VPDPBUSD.BCST    44(R14), Z18, Z21
 	VCVTDQ2PS        Z21, Z21
 	VFMADD231PS      Z24, Z21, Z12
-	VMOVDQU32        256(R12), Z18
+	VMOVDQU32        256(R13), Z18
 	VPXORD           Z20, Z20, Z20
-	VPDPBUSD.BCST    16(R13), Z18, Z20
+	VPDPBUSD.BCST    16(R14), Z18, Z20
 	VCVTDQ2PS        Z20, Z20
 	VFMADD231PS      Z19, Z20, Z4
 	VPXORD           Z21, Z21, Z21
-	VPDPBUSD.BCST    48(R13), Z18, Z21
+	VPDPBUSD.BCST    48(R14), Z18, Z21
 	VCVTDQ2PS        Z21, Z21
 	VFMADD231PS      Z24, Z21, Z13
-	VMOVDQU32        320(R12), Z18
+	VMOVDQU32        320(R13), Z18
 	VPXORD           Z20, Z20, Z20
-	VPDPBUSD.BCST    20(R13), Z18, Z20
+	VPDPBUSD.BCST    20(R14), Z18, Z20
 	VCVTDQ2PS        Z20, Z20
 	VFMADD231PS      Z19, Z20, Z5
 	VPXORD           Z21, Z21, Z21
-	VPDPBUSD.BCST    52(R13), Z18, Z21
+	VPDPBUSD.BCST    52(R14), Z18, Z21
 	VCVTDQ2PS        Z21, Z21
 	VFMADD231PS      Z24, Z21, Z14
-	VMOVDQU32        384(R12), Z18
+	VMOVDQU32        384(R13), Z18
 	VPXORD           Z20, Z20, Z20
-	VPDPBUSD.BCST    24(R13), Z18, Z20
+	VPDPBUSD.BCST    24(R14), Z18, Z20
 	VCVTDQ2PS        Z20, Z20
 	VFMADD231PS      Z19, Z20, Z6
 	VPXORD           Z21, Z21, Z21
-	VPDPBUSD.BCST    56(R13), Z18, Z21
+	VPDPBUSD.BCST    56(R14), Z18, Z21
 	VCVTDQ2PS        Z21, Z21
 	VFMADD231PS      Z24, Z21, Z15
-	VMOVDQU32        448(R12), Z18
+	VMOVDQU32        448(R13), Z18
 	VPXORD           Z20, Z20, Z20
-	VPDPBUSD.BCST    28(R13), Z18, Z20
+	VPDPBUSD.BCST    28(R14), Z18, Z20
 	VCVTDQ2PS        Z20, Z20
 	VFMADD231PS      Z19, Z20, Z7
 	VPXORD           Z21, Z21, Z21
-	VPDPBUSD.BCST    60(R13), Z18, Z21
+	VPDPBUSD.BCST    60(R14), Z18, Z21
 	VCVTDQ2PS        Z21, Z21
 	VFMADD231PS      Z24, Z21, Z16
-	ADDQ             $0x00000240, R12
-	ADDQ             $0x000000a0, R13
-	DECQ             R14
+	ADDQ             $0x00000240, R13
+	ADDQ             $0x000000a0, R14
+	DECQ             R15
 	JNZ              lanes_block0
 
 lanes_store0:
@@ -1144,7 +1166,8 @@ lanes_store0:
 	VADDPS  Z12, Z10, Z10
 	VADDPS  Z10, Z9, Z9
 	VADDPS  Z17, Z9, Z9
-	VMOVUPS Z9, 64(BX)
+	IMUL3Q  $0x01, SI, R13
+	VMOVUPS Z9, (BX)(R13*1)
 	MOVQ    CX, CX
 	VXORPS  Z0, Z0, Z0
 	VXORPS  Z1, Z1, Z1
@@ -1168,15 +1191,15 @@ lanes_store0:
 	JZ      lanes_store1
 
 lanes_block1:
-	TESTQ      R9, R9
+	TESTQ      R10, R10
 	JZ         pf_skip2
-	PREFETCHT1 (DI)(R8*1)
-	DECQ       R9
-	ADDQ       $0x40, R8
-	CMPQ       R8, R10
+	PREFETCHT1 (R8)(R9*1)
+	DECQ       R10
+	ADDQ       $0x40, R9
+	CMPQ       R9, R11
 	JB         pf_same2
-	XORQ       R8, R8
-	ADDQ       R11, DI
+	XORQ       R9, R9
+	ADDQ       R12, R8
 
 pf_same2:
 pf_skip2:
@@ -1272,7 +1295,8 @@ lanes_store1:
 	VADDPS  Z3, Z1, Z1
 	VADDPS  Z1, Z0, Z0
 	VADDPS  Z8, Z0, Z0
-	VMOVUPS Z0, 128(BX)
+	IMUL3Q  $0x02, SI, AX
+	VMOVUPS Z0, (BX)(AX*1)
 	VADDPS  Z13, Z9, Z9
 	VADDPS  Z14, Z10, Z10
 	VADDPS  Z15, Z11, Z11
@@ -1281,10 +1305,11 @@ lanes_store1:
 	VADDPS  Z12, Z10, Z10
 	VADDPS  Z10, Z9, Z9
 	VADDPS  Z17, Z9, Z9
-	VMOVUPS Z9, 192(BX)
-	MOVQ    DI, (SI)
-	MOVQ    R8, 8(SI)
-	MOVQ    R9, 16(SI)
+	IMUL3Q  $0x03, SI, AX
+	VMOVUPS Z9, (BX)(AX*1)
+	MOVQ    R8, (DI)
+	MOVQ    R9, 8(DI)
+	MOVQ    R10, 16(DI)
 	VZEROUPPER
 	RET
 

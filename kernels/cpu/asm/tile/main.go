@@ -106,13 +106,13 @@ func main() {
 	Generate()
 }
 
-// tileKernel generates tile32<name>AVX512(w, a *byte, nb int, out *[64]float32):
-// the 16 packed weight rows at w times the packed group of four activation
-// rows at a (its first k.rows), nb blocks each; out[16i+r] gets row r times
-// activation row i.
+// tileKernel generates tile32<name>AVX512(w, a *byte, nb int, out *float32,
+// ldo int, pf *[5]uintptr): the 16 packed weight rows at w times the packed
+// group of four activation rows at a (its first k.rows), nb blocks each;
+// out[ldo·i+r] gets row r times activation row i.
 func tileKernel(k kind) {
 	name := "tile32" + k.name + "AVX512"
-	TEXT(name, NOSPLIT, "func(w, a *byte, nb int, out *[64]float32, pf *[5]uintptr)")
+	TEXT(name, NOSPLIT, "func(w, a *byte, nb int, out *float32, ldo int, pf *[5]uintptr)")
 	order := "one FMA per block"
 	if !k.oneLane {
 		order = "one FMA per four levels, folded as hsum8"
@@ -122,12 +122,13 @@ func tileKernel(k kind) {
 		which = fmt.Sprintf("the first %d activation rows of a packed group", k.rows)
 	}
 	Doc(fmt.Sprintf("%s multiplies 16 packed weight rows with %s, nb blocks each, "+
-		"and sets out[16i+r] to weight row r times activation row i, adding in package cpu's order (%s); "+
+		"and sets out[ldo·i+r] to weight row r times activation row i, adding in package cpu's order (%s); "+
 		"on the way it prefetches cache lines from pf's cursor (see tilePF).", name, which, order))
 	w0 := Load(Param("w"), GP64())
 	a0 := Load(Param("a"), GP64())
 	nb := Load(Param("nb"), GP64())
-	out := Load(Param("out"), GP64())
+	out := rowStore{base: Load(Param("out"), GP64()), ldo: Load(Param("ldo"), GP64())}
+	SHLQ(U8(2), out.ldo) // in bytes
 	pf := loadPF(Load(Param("pf"), GP64()))
 	rows := k.rows
 	if rows == 0 {
@@ -145,6 +146,20 @@ func tileKernel(k kind) {
 	pf.store()
 	VZEROUPPER()
 	RET()
+}
+
+// rowStore is where the kernels store activation row i's 16 results: ldo
+// bytes apart from base.
+type rowStore struct{ base, ldo Register }
+
+func (o rowStore) store(v VecVirtual, i int) {
+	if i == 0 {
+		VMOVUPS(v, Mem{Base: o.base})
+		return
+	}
+	t := GP64()
+	IMUL3Q(U8(i), o.ldo, t)
+	VMOVUPS(v, Mem{Base: o.base, Index: t, Scale: 1})
 }
 
 // prefetcher is a tilePF cursor in registers: the kernels walk it through
@@ -205,7 +220,7 @@ func (f *prefetcher) store() {
 // and a second chain would cost two more instructions per row. With fewer
 // rows, which wait on memory rather than on the vector units, two chains of
 // four halve the latency a block takes.
-func oneLane(k kind, w0, a0, nb, out Register, rows int, pf *prefetcher) {
+func oneLane(k kind, w0, a0, nb Register, out rowStore, rows int, pf *prefetcher) {
 	w, a, n := GP64(), GP64(), GP64()
 	MOVQ(w0, w)
 	MOVQ(a0, a)
@@ -267,7 +282,7 @@ func oneLane(k kind, w0, a0, nb, out Register, rows int, pf *prefetcher) {
 	JNZ(LabelRef("one_block"))
 	Label("one_store")
 	for i := range rows {
-		VMOVUPS(acc[i], Mem{Base: out, Disp: 64 * i})
+		out.store(acc[i], i)
 	}
 }
 
@@ -275,7 +290,7 @@ func oneLane(k kind, w0, a0, nb, out Register, rows int, pf *prefetcher) {
 // group of four levels, the group sum (started from its correction) is
 // converted and added by one FMA with d_w·d_x to that group's accumulator;
 // the _1 types' min terms form one more FMA chain per row.
-func lanes8(k kind, w0, a0, nb, out Register, i0, rows int, pass string, pf *prefetcher) {
+func lanes8(k kind, w0, a0, nb Register, out rowStore, i0, rows int, pass string, pf *prefetcher) {
 	w, a, n := GP64(), GP64(), GP64()
 	MOVQ(w0, w)
 	MOVQ(a0, a)
@@ -348,6 +363,6 @@ func lanes8(k kind, w0, a0, nb, out Register, i0, rows int, pass string, pf *pre
 		if k.min {
 			VADDPS(summs[i], l[0], l[0])
 		}
-		VMOVUPS(l[0], Mem{Base: out, Disp: 64 * (i0 + i)})
+		out.store(l[0], i0+i)
 	}
 }
