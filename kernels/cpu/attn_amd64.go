@@ -31,3 +31,9 @@ func fromHalfRowsAVX512(dst []float32, src []uint16, cols int, stride int)
 
 // attnValueRowsAVX512 adds v's rows of hd values (a multiple of 16), each times its s[p], to row p mod width of acc by FMA, in order of p.
 func attnValueRowsAVX512(acc []float32, v []float32, s []float32, hd int, width int)
+
+// ropeNormAVX512 rotates the pairs (2i, 2i+1), for 2i < len(a) (a multiple of 16), of each of the heads of hd values at x by the tables a and b of ropeTable's normal layout.
+func ropeNormAVX512(x []float32, heads int, hd int, a []float32, b []float32)
+
+// ropeNeoxAVX512 rotates the pairs (i, i+len(a)/2), for i < len(a)/2 (a multiple of 16), of each of the heads of hd values at x by the tables a and b of ropeTable's NEOX layout.
+func ropeNeoxAVX512(x []float32, heads int, hd int, a []float32, b []float32)

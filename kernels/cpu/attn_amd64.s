@@ -2791,3 +2791,78 @@ same:
 done:
 	VZEROUPPER
 	RET
+
+// func ropeNormAVX512(x []float32, heads int, hd int, a []float32, b []float32)
+// Requires: AVX, AVX512F
+TEXT ·ropeNormAVX512(SB), NOSPLIT, $0-88
+	MOVQ  x_base+0(FP), AX
+	MOVQ  heads+24(FP), CX
+	MOVQ  hd+32(FP), DX
+	MOVQ  a_base+40(FP), BX
+	MOVQ  b_base+64(FP), SI
+	MOVQ  a_len+48(FP), DI
+	SHLQ  $0x02, DX
+	MOVL  $0x0000aaaa, R8
+	KMOVW R8, K1
+
+norm_head:
+	TESTQ CX, CX
+	JZ    norm_done
+	XORQ  R8, R8
+
+norm_chunk:
+	VMOVUPS     (AX)(R8*4), Z0
+	VPERMILPS   $0xb1, Z0, Z1
+	VBLENDMPS   Z1, Z0, K1, Z2
+	VBLENDMPS   Z0, Z1, K1, Z3
+	VMULPS      (SI)(R8*4), Z3, Z0
+	VFMADD231PS (BX)(R8*4), Z2, Z0
+	VMOVUPS     Z0, (AX)(R8*4)
+	ADDQ        $0x10, R8
+	CMPQ        R8, DI
+	JB          norm_chunk
+	ADDQ        DX, AX
+	DECQ        CX
+	JMP         norm_head
+
+norm_done:
+	VZEROUPPER
+	RET
+
+// func ropeNeoxAVX512(x []float32, heads int, hd int, a []float32, b []float32)
+// Requires: AVX, AVX512F
+TEXT ·ropeNeoxAVX512(SB), NOSPLIT, $0-88
+	MOVQ x_base+0(FP), AX
+	MOVQ heads+24(FP), CX
+	MOVQ hd+32(FP), DX
+	MOVQ a_base+40(FP), BX
+	MOVQ b_base+64(FP), SI
+	MOVQ a_len+48(FP), DI
+	SHRQ $0x01, DI
+	SHLQ $0x02, DX
+
+neox_head:
+	TESTQ CX, CX
+	JZ    neox_done
+	XORQ  R8, R8
+
+neox_chunk:
+	LEAQ        (R8)(DI*1), R9
+	VMOVUPS     (AX)(R8*4), Z0
+	VMOVUPS     (AX)(R9*4), Z1
+	VMULPS      (SI)(R8*4), Z1, Z2
+	VFMADD231PS (BX)(R8*4), Z0, Z2
+	VMULPS      (SI)(R9*4), Z1, Z1
+	VFMADD231PS (BX)(R9*4), Z0, Z1
+	VMOVUPS     Z2, (AX)(R8*4)
+	VMOVUPS     Z1, (AX)(R9*4)
+	ADDQ        $0x10, R8
+	CMPQ        R8, DI
+	JB          neox_chunk
+	ADDQ        DX, AX
+	DECQ        CX
+	JMP         neox_head
+
+neox_done:
+	VZEROUPPER
+	RET

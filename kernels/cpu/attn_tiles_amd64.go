@@ -13,7 +13,9 @@ var _ = onSetVariant(func(v Variant) {
 	maxRow, scaleRow = maxRowGo, scaleRowGo
 	fromHalf, toHalf, fromHalfRows = fromHalfGo, toHalfGo, fromHalfRowsGo
 	attnRows = nil
+	clear(ropeRotate)
 	if v == VariantAVX512 {
+		ropeRotate[false], ropeRotate[true] = ropeNormAVX512, ropeNeoxAVX512
 		attnRows = &attnRowKernels{scores: scoreRowsAVX512, values: valueRowsAVX512, fold: floatAVX512.foldLanes}
 		fromHalf, toHalf, fromHalfRows = fromHalfSIMD, toHalfSIMD, fromHalfRowsSIMD
 		attnTileKernels[64] = attnKernels{attnScoresD64AVX512, attnValuesD64AVX512}

@@ -19,6 +19,7 @@ type Backend struct {
 	one     [1]kernels.AttnSeq // Attention's one sequence
 	rows    rowsTask
 	packed  map[*kernels.Weight]*Packed // weights Prepare packed
+	rope    ropeTable                   // RoPE's rotations of the positions seen
 }
 
 var _ kernels.Backend = (*Backend)(nil)
@@ -87,7 +88,12 @@ func (b *Backend) RMSNorm(out, x, weight []float32, dim int, eps float32) {
 }
 
 func (b *Backend) RoPE(x []float32, pos []int32, heads, headDim int, r *kernels.Rope) {
-	b.rows = rowsTask{op: opRoPE, x: x, pos: pos, heads: heads, width: heads * headDim, rope: r}
+	last := int32(-1)
+	for _, p := range pos {
+		last = max(last, p)
+	}
+	b.rope.cover(r, int(last)+1)
+	b.rows = rowsTask{op: opRoPE, x: x, pos: pos, heads: heads, width: heads * headDim, table: &b.rope}
 	b.runRows(len(pos))
 }
 
@@ -99,7 +105,7 @@ type rowsTask struct {
 	pos          []int32
 	heads, width int
 	eps          float32
-	rope         *kernels.Rope
+	table        *ropeTable
 }
 
 const (
@@ -118,7 +124,9 @@ func (t *rowsTask) Run(thread, threads int) {
 	case opNorm:
 		RMSNorm(t.out[lo*w:hi*w], t.x[lo*w:hi*w], t.w, w, t.eps)
 	case opRoPE:
-		RoPE(t.x[lo*w:hi*w], t.pos[lo:hi], t.heads, w/t.heads, t.rope)
+		for r := lo; r < hi; r++ {
+			t.table.rotate(t.x[r*w:(r+1)*w], int(t.pos[r]), t.heads, w/t.heads)
+		}
 	case opSwiGLU:
 		for r := lo; r < hi; r++ {
 			SwiGLU(t.x[r*w:(r+1)*w], t.w[r*w:(r+1)*w])

@@ -84,6 +84,39 @@ func TestRoPE(t *testing.T) {
 	}
 }
 
+// TestRoPETable checks the backend's RoPE, which rotates from a table of
+// the positions it has seen, against the plain RoPE bit for bit, for every
+// variant, both pair layouts, dims that the assembly takes or not, and
+// positions out of order that make the table grow.
+func TestRoPETable(t *testing.T) {
+	defer SetVariant(Variants()[0])
+	b := New(2)
+	defer b.Close()
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, v := range Variants() {
+		if err := SetVariant(v); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []struct{ heads, headDim, dims int }{{4, 64, 64}, {2, 128, 64}, {3, 16, 12}, {2, 64, 32}} {
+			for _, neox := range []bool{false, true} {
+				for _, factors := range [][]float32{nil, randVec(r, c.dims/2)} {
+					rope := &kernels.Rope{Dims: c.dims, Base: 500000, FreqScale: 0.25, FreqFactors: factors, Neox: neox}
+					// Positions seen before come again after the table grew.
+					for _, pos := range [][]int32{{3}, {0, 1, 2}, {700, 5, 64, 63}, {4000}, {3, 2}, {4001, 0, 699}} {
+						x := randVec(r, len(pos)*c.heads*c.headDim)
+						want := append([]float32(nil), x...)
+						RoPE(want, pos, c.heads, c.headDim, rope)
+						b.RoPE(x, pos, c.heads, c.headDim, rope)
+						if j := firstDiff(x, want); j >= 0 {
+							t.Errorf("%v %+v neox=%v factors=%v pos=%v: value %d = %g, want %g", v, c, neox, factors != nil, pos, j, x[j], want[j])
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
 // flatKV is a minimal kernels.KV over one layer, in f32, or in fp16 (hk,
 // hv) when half is called.
 type flatKV struct {

@@ -34,6 +34,7 @@ func main() {
 	halfRows()
 	halfRowsStrided()
 	valueRows()
+	rope()
 	Generate()
 }
 
