@@ -37,6 +37,8 @@ type Engine struct {
 	outRows    []int
 	stepTokens []int32
 	attnSeqs   []kernels.AttnSeq
+	outs       [][]float32 // MatMuls' arguments
+	ws         []*kernels.Weight
 }
 
 // New prepares m to run on b. It refuses weights whose type b cannot multiply,
@@ -218,9 +220,8 @@ func (e *Engine) run(tokens []int32, spans []span, out []int) ([]float32, error)
 
 		// Attention block: x += Wo · attention(rope(Wq·norm(x)), rope(Wk·norm(x)), Wv·norm(x)).
 		b.RMSNorm(xb, x, e.attnNorm[l], dim, c.NormEps)
-		b.MatMul(q, w.Q, xb, n)
-		b.MatMul(k, w.K, xb, n)
-		b.MatMul(v, w.V, xb, n)
+		e.outs, e.ws = append(e.outs[:0], q, k, v), append(e.ws[:0], w.Q, w.K, w.V)
+		b.MatMuls(e.outs, e.ws, xb, n)
 		if e.qBias[l] != nil {
 			b.AddBias(q, e.qBias[l])
 			b.AddBias(k, e.kBias[l])
@@ -260,8 +261,8 @@ func (e *Engine) run(tokens []int32, spans []span, out []int) ([]float32, error)
 
 		// Feed-forward block: x += Wdown · (silu(Wgate·norm(x)) ⊙ Wup·norm(x)).
 		b.RMSNorm(xb, x, e.ffnNorm[l], dim, c.NormEps)
-		b.MatMul(gate, w.Gate, xb, n)
-		b.MatMul(up, w.Up, xb, n)
+		e.outs, e.ws = append(e.outs[:0], gate, up), append(e.ws[:0], w.Gate, w.Up)
+		b.MatMuls(e.outs, e.ws, xb, n)
 		b.SwiGLU(gate, up, c.FFN)
 		b.MatMul(xb2, w.Down, gate, n)
 		b.Add(x, xb2)

@@ -70,6 +70,10 @@ type Backend interface {
 	Prepare(w *Weight) int
 	// MatMul sets out[i*w.Rows+r] = Σ_c w[r][c]·x[i*w.Cols+c] for i < n.
 	MatMul(out []float32, w *Weight, x []float32, n int)
+	// MatMuls is MatMul of x with each of ws into the matching outs: the
+	// products of one input (a layer's query, key and value projections),
+	// which a backend may run as one.
+	MatMuls(outs [][]float32, ws []*Weight, x []float32, n int)
 	// GetRows writes row ids[i] of w, as f32, to out[i*w.Cols:].
 	GetRows(out []float32, w *Weight, ids []int32)
 	// RMSNorm normalises each dim-wide row of x into out and multiplies by

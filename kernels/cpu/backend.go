@@ -19,6 +19,7 @@ type Backend struct {
 	one     [1]kernels.AttnSeq // Attention's one sequence
 	rows    rowsTask
 	packed  map[*kernels.Weight]*Packed // weights Prepare packed
+	ps      []*Packed                   // MatMuls' packed weights
 	rope    ropeTable                   // RoPE's rotations of the positions seen
 }
 
@@ -68,6 +69,27 @@ func (b *Backend) MatMul(out []float32, w *kernels.Weight, x []float32, n int) {
 		return
 	}
 	b.scratch.MatMul(out, w.Type, w.Data, w.Rows, w.Cols, x, n)
+}
+
+// MatMuls runs weights packed alike as one product (see MatMulsPacked),
+// anything else one by one.
+func (b *Backend) MatMuls(outs [][]float32, ws []*kernels.Weight, x []float32, n int) {
+	b.ps = b.ps[:0]
+	for _, w := range ws {
+		p := b.packed[w]
+		if p == nil || w.Type != ws[0].Type || w.Cols != ws[0].Cols {
+			break
+		}
+		b.ps = append(b.ps, p)
+	}
+	if len(b.ps) == len(ws) {
+		b.scratch.MatMulsPacked(outs, b.ps, x, n)
+	} else {
+		for i, w := range ws {
+			b.MatMul(outs[i], w, x, n)
+		}
+	}
+	clear(b.ps)
 }
 
 func (b *Backend) GetRows(out []float32, w *kernels.Weight, ids []int32) {

@@ -33,6 +33,8 @@ type Scratch struct {
 	Invariant bool
 
 	task    matMulTask
+	one     [1]packedProduct // MatMulPacked's product
+	prods   []packedProduct  // MatMulsPacked's products
 	threads []threadScratch
 	claimed atomic.Int64 // row chunks of a decode product taken so far
 }
@@ -246,10 +248,11 @@ type matMulTask struct {
 	threads       []threadScratch
 	tiler         *quantTiler // set when the first nTiled activation rows go through tiles
 	nTiled        int
-	tiled         []byte        // those rows as tiler packs them, or as packed.k does
-	claimed       *atomic.Int64 // decodeChunk rows at a time, see Run
-	packed        *Packed       // set instead of w for a packed weight
-	order         *packedOrder  // the kernels for packed
+	tiled         []byte          // those rows as tiler packs them, or as packed.k does
+	claimed       *atomic.Int64   // decodeChunk rows at a time, see Run
+	packed        []packedProduct // set instead of w for packed weights
+	nTiles        int             // the tiles of packed
+	order         *packedOrder    // the kernels for packed
 }
 
 // decodeChunk is how many weight rows a thread takes at a time in a product

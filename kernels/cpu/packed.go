@@ -73,21 +73,66 @@ func (p *Packed) Bytes() int { return len(p.tiles) }
 
 // MatMulPacked is MatMul with a packed weight.
 func (s *Scratch) MatMulPacked(out []float32, p *Packed, x []float32, n int) {
-	if simdPacked[p.t] != p.k {
-		s.MatMul(out, p.t, p.w, p.rows, p.cols, x, n)
-		return
+	s.one = [1]packedProduct{{p: p, out: out}}
+	s.matMulsPacked(s.one[:], x, n)
+	s.one = [1]packedProduct{}
+}
+
+// MatMulsPacked sets outs[i] to the product of ps[i] with x, as MatMulPacked
+// would, for weights of one type and width: the activations are prepared
+// once for all of them, and the threads take the tiles of all of them as
+// one product (the query, key and value projections of a layer, or its gate
+// and up projections).
+func (s *Scratch) MatMulsPacked(outs [][]float32, ps []*Packed, x []float32, n int) {
+	if len(outs) != len(ps) {
+		panic(fmt.Sprintf("cpu: MatMulsPacked: %d outputs for %d weights", len(outs), len(ps)))
 	}
-	if len(x) != n*p.cols || len(out) != n*p.rows {
-		panic(fmt.Sprintf("cpu: MatMulPacked: %d×%d %v weights, %d activation rows: want len(x)=%d len(out)=%d, got %d %d",
-			p.rows, p.cols, p.t, n, n*p.cols, n*p.rows, len(x), len(out)))
+	s.prods = s.prods[:0]
+	for i, p := range ps {
+		if p.t != ps[0].t || p.cols != ps[0].cols {
+			panic(fmt.Sprintf("cpu: MatMulsPacked: weights of types %v and %v, widths %d and %d", ps[0].t, p.t, ps[0].cols, p.cols))
+		}
+		s.prods = append(s.prods, packedProduct{p: p, out: outs[i]})
+	}
+	s.matMulsPacked(s.prods, x, n)
+	clear(s.prods)
+}
+
+// packedProduct is one weight of a packed product, where its results go,
+// and the number of the product's tiles before its own.
+type packedProduct struct {
+	p     *Packed
+	out   []float32
+	first int
+}
+
+func (s *Scratch) matMulsPacked(prods []packedProduct, x []float32, n int) {
+	p := prods[0].p
+	for _, pr := range prods {
+		if simdPacked[pr.p.t] != pr.p.k {
+			// Packed under another variant: the stored rows, one by one.
+			for _, pr := range prods {
+				s.MatMul(pr.out, pr.p.t, pr.p.w, pr.p.rows, pr.p.cols, x, n)
+			}
+			return
+		}
+		if len(x) != n*pr.p.cols || len(pr.out) != n*pr.p.rows {
+			panic(fmt.Sprintf("cpu: MatMulPacked: %d×%d %v weights, %d activation rows: want len(x)=%d len(out)=%d, got %d %d",
+				pr.p.rows, pr.p.cols, pr.p.t, n, n*pr.p.cols, n*pr.p.rows, len(x), len(pr.out)))
+		}
 	}
 	if n == 0 {
 		return
 	}
+	tiles := 0
+	for i := range prods {
+		prods[i].first = tiles
+		tiles += (prods[i].p.rows + tileRows - 1) / tileRows
+	}
 	o := &p.k.orders[b2i(s.Invariant)]
 	acts := s.quantizeActs(p.t, x, p.cols, n)
 	s.tiled = o.packActs(s.tiled, acts)
-	s.task = matMulTask{out: out, t: p.t, rows: p.rows, cols: p.cols, n: n, packed: p, order: o, tiled: s.tiled}
+	s.task = matMulTask{t: p.t, cols: p.cols, n: n, packed: prods, nTiles: tiles, order: o, tiled: s.tiled}
 	s.run()
 }
 
@@ -100,8 +145,7 @@ const packedClaims = 8
 // before it starts on the last tile of this one, so that it knows which tile
 // to prefetch.
 func (m *matMulTask) packedTiles(thread, threads int) {
-	p, ts := m.packed, &m.threads[thread]
-	tiles := (p.rows + tileRows - 1) / tileRows
+	ts, tiles := &m.threads[thread], m.nTiles
 	chunk := max(1, tiles/(threads*packedClaims))
 	claim := func() int { return int(m.claimed.Add(1)-1) * chunk }
 	for c := claim(); c < tiles; {
@@ -118,17 +162,29 @@ func (m *matMulTask) packedTiles(thread, threads int) {
 	}
 }
 
+// product finds the weight that tile t of the task belongs to, and t's
+// number among its tiles.
+func (m *matMulTask) product(t int) (*packedProduct, int) {
+	i := len(m.packed) - 1
+	for m.packed[i].first > t {
+		i--
+	}
+	return &m.packed[i], t - m.packed[i].first
+}
+
 // packedTile multiplies tile t with every activation row, prefetching tile
-// next (none when it is past the last).
+// next (none when it is the task's tile count).
 func (m *matMulTask) packedTile(t, next int, ts *threadScratch) {
-	p, k := m.packed, m.order
+	pr, t := m.product(t)
+	p, k := pr.p, m.order
 	nb := p.cols / p.t.BlockSize()
 	tb, ab := p.k.tileBytes(nb), k.actBytes(nb)
 	w := p.tiles[t*tb : (t+1)*tb]
 	// The kernels prefetch the next tile as they go (see tile32.mul).
 	ts.tilePF = [5]uintptr{}
-	if next*tb < len(p.tiles) {
-		ts.tilePF = [5]uintptr{uintptr(unsafe.Pointer(&p.tiles[next*tb])), 0, uintptr(tb / 64), uintptr(tb), uintptr(tb)}
+	if next < m.nTiles {
+		np, nt := m.product(next)
+		ts.tilePF = [5]uintptr{uintptr(unsafe.Pointer(&np.p.tiles[nt*tb])), 0, uintptr(tb / 64), uintptr(tb), uintptr(tb)}
 	}
 	r0 := t * tileRows
 	rows := min(tileRows, p.rows-r0)
@@ -143,13 +199,13 @@ func (m *matMulTask) packedTile(t, next int, ts *threadScratch) {
 		// A whole tile's results go straight to out, unless the kernel
 		// writes rows past it.
 		if rows == tileRows && kn == n {
-			kern(&w[0], &m.tiled[g*ab], nb, &m.out[4*g*p.rows+r0], p.rows, &ts.tilePF)
+			kern(&w[0], &m.tiled[g*ab], nb, &pr.out[4*g*p.rows+r0], p.rows, &ts.tilePF)
 			continue
 		}
 		kern(&w[0], &m.tiled[g*ab], nb, &ts.tileOut[0], tileRows, &ts.tilePF)
 		for i := range n {
 			o := (4*g+i)*p.rows + r0
-			copy(m.out[o:o+rows], ts.tileOut[tileRows*i:tileRows*i+rows])
+			copy(pr.out[o:o+rows], ts.tileOut[tileRows*i:tileRows*i+rows])
 		}
 	}
 }

@@ -71,3 +71,43 @@ func TestPackedMatMul(t *testing.T) {
 		}
 	}
 }
+
+// TestMatMulsPacked checks that weights multiplied as one product give what
+// each gives alone, bit for bit, tiles of all of them shared by the threads.
+func TestMatMulsPacked(t *testing.T) {
+	var s Scratch
+	s.Pool = NewPool(2)
+	defer s.Pool.Close()
+	const cols = 256
+	var ps []*Packed
+	for i, rows := range []int{256, 40, 64} {
+		w := make([]byte, rows*gguf.Q8_0.RowSize(cols))
+		if err := Quantize(gguf.Q8_0, randomData("gauss", rows*cols, uint64(i)), w); err != nil {
+			t.Fatal(err)
+		}
+		if p := Pack(gguf.Q8_0, w, rows, cols); p != nil {
+			ps = append(ps, p)
+		}
+	}
+	if len(ps) == 0 {
+		t.Skip("no packed kernels on this CPU")
+	}
+	for _, invariant := range []bool{false, true} {
+		s.Invariant = invariant
+		for _, n := range []int{1, 3, 16, 21} {
+			x := randomData("gauss", n*cols, uint64(n))
+			outs := make([][]float32, len(ps))
+			for i, p := range ps {
+				outs[i] = make([]float32, n*p.rows)
+			}
+			s.MatMulsPacked(outs, ps, x, n)
+			for i, p := range ps {
+				want := make([]float32, n*p.rows)
+				s.MatMulPacked(want, p, x, n)
+				if j := firstDiff(outs[i], want); j >= 0 {
+					t.Errorf("invariant=%v n=%d weight %d: out[%d] = %g together, %g alone", invariant, n, i, j, outs[i][j], want[j])
+				}
+			}
+		}
+	}
+}
