@@ -29,6 +29,9 @@ func toHalfAVX512(dst []uint16, src []float32)
 // fromHalfRowsAVX512 converts the fp16 rows of cols values (a multiple of 16) that start stride values apart in src into the rows of dst, one after the other, prefetching the source rows four ahead.
 func fromHalfRowsAVX512(dst []float32, src []uint16, cols int, stride int)
 
+// prefetchRowsAVX512 prefetches the fp16 rows of cols values that start stride values apart in src, as many as src holds.
+func prefetchRowsAVX512(src []uint16, cols int, stride int)
+
 // attnValueRowsAVX512 adds v's rows of hd values (a multiple of 16), each times its s[p], to row p mod width of acc by FMA, in order of p.
 func attnValueRowsAVX512(acc []float32, v []float32, s []float32, hd int, width int)
 

@@ -2746,6 +2746,31 @@ done:
 	VZEROUPPER
 	RET
 
+// func prefetchRowsAVX512(src []uint16, cols int, stride int)
+// Requires: MMX+
+TEXT ·prefetchRowsAVX512(SB), NOSPLIT, $0-40
+	MOVQ src_base+0(FP), AX
+	MOVQ src_len+8(FP), CX
+	MOVQ cols+24(FP), DX
+	MOVQ stride+32(FP), BX
+
+pf_row:
+	CMPQ CX, DX
+	JL   pf_done
+	XORQ SI, SI
+
+pf_line:
+	PREFETCHT0 (AX)(SI*2)
+	ADDQ       $0x20, SI
+	CMPQ       SI, DX
+	JB         pf_line
+	LEAQ       (AX)(BX*2), AX
+	SUBQ       BX, CX
+	JMP        pf_row
+
+pf_done:
+	RET
+
 // func attnValueRowsAVX512(acc []float32, v []float32, s []float32, hd int, width int)
 // Requires: AVX, AVX512F
 TEXT ·attnValueRowsAVX512(SB), NOSPLIT, $0-88

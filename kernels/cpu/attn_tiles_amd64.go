@@ -11,13 +11,13 @@ import (
 var _ = onSetVariant(func(v Variant) {
 	clear(attnTileKernels)
 	maxRow, scaleRow = maxRowGo, scaleRowGo
-	fromHalf, toHalf, fromHalfRows = fromHalfGo, toHalfGo, fromHalfRowsGo
+	fromHalf, toHalf, fromHalfRows, prefetchRows = fromHalfGo, toHalfGo, fromHalfRowsGo, func([]uint16, int, int) {}
 	attnRows = nil
 	clear(ropeRotate)
 	if v == VariantAVX512 {
 		ropeRotate[false], ropeRotate[true] = ropeNormAVX512, ropeNeoxAVX512
 		attnRows = &attnRowKernels{scores: scoreRowsAVX512, values: valueRowsAVX512, fold: floatAVX512.foldLanes}
-		fromHalf, toHalf, fromHalfRows = fromHalfSIMD, toHalfSIMD, fromHalfRowsSIMD
+		fromHalf, toHalf, fromHalfRows, prefetchRows = fromHalfSIMD, toHalfSIMD, fromHalfRowsSIMD, prefetchRowsAVX512
 		attnTileKernels[64] = attnKernels{attnScoresD64AVX512, attnValuesD64AVX512}
 		attnTileKernels[128] = attnKernels{attnScoresD128AVX512, attnValuesD128AVX512}
 		maxRow, scaleRow = maxRowAVX512, scaleRowAVX512

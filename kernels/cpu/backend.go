@@ -268,6 +268,18 @@ func (h *headKV) load(kv kernels.KV, a kernels.Attn, kvh, n int) {
 		span := (m-1)*width + hd
 		kf, kh := kv.Key(a.Layer, p, h.base, span)
 		vf, vh := kv.Value(a.Layer, p, h.base, span)
+		if kh != nil && p == 0 {
+			prefetchRows(kh, hd, width)
+			prefetchRows(vh, hd, width)
+		}
+		if next := p + m; kh != nil && next < n {
+			// The next run lies elsewhere: its misses overlap this one's.
+			nm := min(kv.Run(next), n-next)
+			_, nk := kv.Key(a.Layer, next, h.base, (nm-1)*width+hd)
+			_, nv := kv.Value(a.Layer, next, h.base, (nm-1)*width+hd)
+			prefetchRows(nk, hd, width)
+			prefetchRows(nv, hd, width)
+		}
 		dk, dv := h.k[p*hd:(p+m)*hd], h.v[p*hd:(p+m)*hd]
 		if kf != nil {
 			for r := range m {

@@ -249,6 +249,9 @@ var (
 	fromHalf     = fromHalfGo
 	toHalf       = toHalfGo
 	fromHalfRows = fromHalfRowsGo
+	// prefetchRows asks for the cache lines of the rows of cols values
+	// that start stride values apart in src, where the CPU can.
+	prefetchRows = func(src []uint16, cols, stride int) {}
 )
 
 func fromHalfRowsGo(dst []float32, src []uint16, cols, stride int) {

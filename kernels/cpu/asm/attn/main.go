@@ -33,6 +33,7 @@ func main() {
 	scaleRow()
 	halfRows()
 	halfRowsStrided()
+	prefetchRows()
 	valueRows()
 	rope()
 	Generate()
@@ -404,6 +405,33 @@ func halfRowsStrided() {
 	JMP(LabelRef("row"))
 	Label("done")
 	VZEROUPPER()
+	RET()
+}
+
+// prefetchRows generates prefetchRowsAVX512(src []uint16, cols, stride
+// int): every cache line of the rows of cols values that start stride
+// values apart in src, fetched into L1.
+func prefetchRows() {
+	TEXT("prefetchRowsAVX512", NOSPLIT, "func(src []uint16, cols, stride int)")
+	Doc("prefetchRowsAVX512 prefetches the fp16 rows of cols values that start stride values apart in src, as many as src holds.")
+	sp := Load(Param("src").Base(), GP64())
+	n := Load(Param("src").Len(), GP64())
+	cols := Load(Param("cols"), GP64())
+	stride := Load(Param("stride"), GP64())
+	i := GP64()
+	Label("pf_row")
+	CMPQ(n, cols)
+	JL(LabelRef("pf_done")) // signed: n goes below zero past the last row
+	XORQ(i, i)
+	Label("pf_line")
+	PREFETCHT0(Mem{Base: sp, Index: i, Scale: 2})
+	ADDQ(U8(32), i)
+	CMPQ(i, cols)
+	JB(LabelRef("pf_line"))
+	LEAQ(Mem{Base: sp, Index: stride, Scale: 2}, sp)
+	SUBQ(stride, n)
+	JMP(LabelRef("pf_row"))
+	Label("pf_done")
 	RET()
 }
 
