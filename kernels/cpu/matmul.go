@@ -253,6 +253,9 @@ type matMulTask struct {
 	packed        []packedProduct // set instead of w for packed weights
 	nTiles        int             // the tiles of packed
 	order         *packedOrder    // the kernels for packed
+	// The threads first quantize and pack x's rows into acts and tiled,
+	// a group of four at a time, then meet before the tiles.
+	groups, met atomic.Int32
 }
 
 // decodeChunk is how many weight rows a thread takes at a time in a product
@@ -503,6 +506,28 @@ func repacked(t gguf.Type, rows int) bool {
 // quantizeActs converts the n activation rows of x to the companion format of
 // weight type t, once for all weight rows.
 func (s *Scratch) quantizeActs(t gguf.Type, x []float32, cols, n int) []act {
+	acts := s.actRows(t, cols, n)
+	for i := range acts {
+		quantizeAct(t, x[i*cols:(i+1)*cols], &acts[i])
+	}
+	return acts
+}
+
+// quantizeAct converts one activation row to a, which actRows laid out.
+func quantizeAct(t gguf.Type, x []float32, a *act) {
+	switch {
+	case t.BlockSize() == qkK:
+		actQ8_K(x, a.q, a.d, a.bsums)
+	case t == gguf.Q4_1 || t == gguf.Q5_1:
+		actQ8_1(x, a.q, a.d, a.s)
+	default:
+		actQ8_0(x, a.q, a.d)
+	}
+}
+
+// actRows lays out n activation rows of cols values in t's companion
+// format over s's buffers, to be filled by quantizeAct.
+func (s *Scratch) actRows(t gguf.Type, cols, n int) []act {
 	kquant := t.BlockSize() == qkK
 	q81 := t == gguf.Q4_1 || t == gguf.Q5_1
 	nb := cols / qk
@@ -520,16 +545,11 @@ func (s *Scratch) quantizeActs(t gguf.Type, x []float32, cols, n int) []act {
 	s.acts = grow(s.acts, n)
 	for i := range n {
 		a := act{q: s.q[i*cols : (i+1)*cols], d: s.d[i*nb : (i+1)*nb]}
-		xi := x[i*cols : (i+1)*cols]
 		switch {
 		case kquant:
 			a.bsums = s.bsums[i*nb*16 : (i+1)*nb*16]
-			actQ8_K(xi, a.q, a.d, a.bsums)
 		case q81:
 			a.s = s.s[i*nb : (i+1)*nb]
-			actQ8_1(xi, a.q, a.d, a.s)
-		default:
-			actQ8_0(xi, a.q, a.d)
 		}
 		s.acts[i] = a
 	}

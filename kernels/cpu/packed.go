@@ -130,9 +130,9 @@ func (s *Scratch) matMulsPacked(prods []packedProduct, x []float32, n int) {
 		tiles += (prods[i].p.rows + tileRows - 1) / tileRows
 	}
 	o := &p.k.orders[b2i(s.Invariant)]
-	acts := s.quantizeActs(p.t, x, p.cols, n)
-	s.tiled = o.packActs(s.tiled, acts)
-	s.task = matMulTask{t: p.t, cols: p.cols, n: n, packed: prods, nTiles: tiles, order: o, tiled: s.tiled}
+	s.tiled = grow(s.tiled, (n+3)/4*o.actBytes(p.cols/p.t.BlockSize()))
+	s.task = matMulTask{t: p.t, cols: p.cols, n: n, x: x, acts: s.actRows(p.t, p.cols, n),
+		packed: prods, nTiles: tiles, order: o, tiled: s.tiled}
 	s.run()
 }
 
@@ -145,6 +145,7 @@ const packedClaims = 8
 // before it starts on the last tile of this one, so that it knows which tile
 // to prefetch.
 func (m *matMulTask) packedTiles(thread, threads int) {
+	m.prepareActs(threads)
 	ts, tiles := &m.threads[thread], m.nTiles
 	chunk := max(1, tiles/(threads*packedClaims))
 	claim := func() int { return int(m.claimed.Add(1)-1) * chunk }
@@ -159,6 +160,28 @@ func (m *matMulTask) packedTiles(thread, threads int) {
 			m.packedTile(t, min(next, tiles), ts)
 		}
 		c = next
+	}
+}
+
+// prepareActs quantizes and packs the activation rows, the threads taking
+// groups of four as they come, and returns when all threads are done with
+// them.
+func (m *matMulTask) prepareActs(threads int) {
+	gb := m.order.actBytes(m.cols / m.t.BlockSize())
+	for {
+		g := int(m.groups.Add(1) - 1)
+		if 4*g >= m.n {
+			break
+		}
+		rows := m.acts[4*g : min(4*g+4, m.n)]
+		for i := range rows {
+			r := 4*g + i
+			quantizeAct(m.t, m.x[r*m.cols:(r+1)*m.cols], &rows[i])
+		}
+		m.order.packActs(m.tiled[g*gb:(g+1)*gb], rows)
+	}
+	m.met.Add(1)
+	for m.met.Load() < int32(threads) {
 	}
 }
 
