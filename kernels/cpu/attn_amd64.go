@@ -32,6 +32,9 @@ func fromHalfRowsAVX512(dst []float32, src []uint16, cols int, stride int)
 // prefetchRowsAVX512 prefetches the fp16 rows of cols values that start stride values apart in src, as many as src holds.
 func prefetchRowsAVX512(src []uint16, cols int, stride int)
 
+// foldLanes16AVX512 sets o[d] to the sum of acc's 16 rows of len(o) values at d, in foldLanes' order, for len(o) a multiple of 16.
+func foldLanes16AVX512(o []float32, acc []float32)
+
 // attnValueRowsAVX512 adds v's rows of hd values (a multiple of 16), each times its s[p], to row p mod width of acc by FMA, in order of p.
 func attnValueRowsAVX512(acc []float32, v []float32, s []float32, hd int, width int)
 

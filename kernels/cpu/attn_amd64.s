@@ -2771,6 +2771,63 @@ pf_line:
 pf_done:
 	RET
 
+// func foldLanes16AVX512(o []float32, acc []float32)
+// Requires: AVX, AVX512F
+TEXT ·foldLanes16AVX512(SB), NOSPLIT, $0-48
+	MOVQ o_base+0(FP), AX
+	MOVQ acc_base+24(FP), CX
+	MOVQ o_len+8(FP), DX
+	MOVQ DX, BX
+	SHLQ $0x02, BX
+	XORQ R10, R10
+
+fold_chunk:
+	CMPQ    R10, DX
+	JAE     fold_done
+	LEAQ    (CX)(R10*4), SI
+	LEAQ    (SI)(BX*4), DI
+	LEAQ    (DI)(BX*4), R8
+	LEAQ    (R8)(BX*4), R9
+	LEAQ    (BX)(BX*2), R11
+	VMOVUPS (SI), Z0
+	VMOVUPS (SI)(BX*1), Z1
+	VMOVUPS (SI)(BX*2), Z2
+	VMOVUPS (SI)(R11*1), Z3
+	VMOVUPS (DI), Z4
+	VMOVUPS (DI)(BX*1), Z5
+	VMOVUPS (DI)(BX*2), Z6
+	VMOVUPS (DI)(R11*1), Z7
+	VMOVUPS (R8), Z8
+	VMOVUPS (R8)(BX*1), Z9
+	VMOVUPS (R8)(BX*2), Z10
+	VMOVUPS (R8)(R11*1), Z11
+	VMOVUPS (R9), Z12
+	VMOVUPS (R9)(BX*1), Z13
+	VMOVUPS (R9)(BX*2), Z14
+	VMOVUPS (R9)(R11*1), Z15
+	VADDPS  Z8, Z0, Z0
+	VADDPS  Z9, Z1, Z1
+	VADDPS  Z10, Z2, Z2
+	VADDPS  Z11, Z3, Z3
+	VADDPS  Z12, Z4, Z4
+	VADDPS  Z13, Z5, Z5
+	VADDPS  Z14, Z6, Z6
+	VADDPS  Z15, Z7, Z7
+	VADDPS  Z4, Z0, Z0
+	VADDPS  Z5, Z1, Z1
+	VADDPS  Z6, Z2, Z2
+	VADDPS  Z7, Z3, Z3
+	VADDPS  Z2, Z0, Z0
+	VADDPS  Z3, Z1, Z1
+	VADDPS  Z1, Z0, Z0
+	VMOVUPS Z0, (AX)(R10*4)
+	ADDQ    $0x10, R10
+	JMP     fold_chunk
+
+fold_done:
+	VZEROUPPER
+	RET
+
 // func attnValueRowsAVX512(acc []float32, v []float32, s []float32, hd int, width int)
 // Requires: AVX, AVX512F
 TEXT ·attnValueRowsAVX512(SB), NOSPLIT, $0-88

@@ -16,7 +16,7 @@ var _ = onSetVariant(func(v Variant) {
 	clear(ropeRotate)
 	if v == VariantAVX512 {
 		ropeRotate[false], ropeRotate[true] = ropeNormAVX512, ropeNeoxAVX512
-		attnRows = &attnRowKernels{scores: scoreRowsAVX512, values: valueRowsAVX512, fold: floatAVX512.foldLanes}
+		attnRows = &attnRowKernels{scores: scoreRowsAVX512, values: valueRowsAVX512, fold: foldLanesAVX512}
 		fromHalf, toHalf, fromHalfRows, prefetchRows = fromHalfSIMD, toHalfSIMD, fromHalfRowsSIMD, prefetchRowsAVX512
 		attnTileKernels[64] = attnKernels{attnScoresD64AVX512, attnValuesD64AVX512}
 		attnTileKernels[128] = attnKernels{attnScoresD128AVX512, attnValuesD128AVX512}
@@ -39,6 +39,16 @@ func fromHalfSIMD(dst []float32, src []uint16) {
 		panic("cpu: fp16 source shorter than its destination")
 	}
 	fromHalfAVX512(dst, src)
+}
+
+// foldLanesAVX512 is foldLanes, 16 lanes of a multiple of 16 values in one
+// call.
+func foldLanesAVX512(o, acc []float32, width int) {
+	if width != 16 || len(o)%16 != 0 {
+		floatAVX512.foldLanes(o, acc, width)
+		return
+	}
+	foldLanes16AVX512(o, acc[:16*len(o)])
 }
 
 // fromHalfRowsSIMD is fromHalfRowsGo, in assembly for rows of a multiple of

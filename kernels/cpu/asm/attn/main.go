@@ -34,6 +34,7 @@ func main() {
 	halfRows()
 	halfRowsStrided()
 	prefetchRows()
+	foldLanes16()
 	valueRows()
 	rope()
 	Generate()
@@ -432,6 +433,65 @@ func prefetchRows() {
 	SUBQ(stride, n)
 	JMP(LabelRef("pf_row"))
 	Label("pf_done")
+	RET()
+}
+
+// foldLanes16 generates foldLanes16AVX512(o, acc []float32): the 16 lane
+// rows of len(o) values (a multiple of 16) in acc folded into o as package
+// cpu's foldLanes folds them, a chunk of 16 columns at a time in registers:
+// rows l and l+8, then l and l+4, then 0 and 2, 1 and 3, then the two.
+func foldLanes16() {
+	TEXT("foldLanes16AVX512", NOSPLIT, "func(o, acc []float32)")
+	Doc("foldLanes16AVX512 sets o[d] to the sum of acc's 16 rows of len(o) values at d, in foldLanes' order, for len(o) a multiple of 16.")
+	op := Load(Param("o").Base(), GP64())
+	ap := Load(Param("acc").Base(), GP64())
+	hd := Load(Param("o").Len(), GP64())
+	stride := GP64()
+	MOVQ(hd, stride)
+	SHLQ(U8(2), stride)
+	r := make([]VecVirtual, 16)
+	for l := range r {
+		r[l] = ZMM()
+	}
+	rowPtr := [4]GPVirtual{GP64(), GP64(), GP64(), GP64()}
+	i := GP64()
+	XORQ(i, i)
+	Label("fold_chunk")
+	CMPQ(i, hd)
+	JAE(LabelRef("fold_done"))
+	// Rows 4k..4k+3 from rowPtr[k] at 0, stride, 2·stride, 3·stride.
+	LEAQ(Mem{Base: ap, Index: i, Scale: 4}, rowPtr[0])
+	for k := 1; k < 4; k++ {
+		LEAQ(Mem{Base: rowPtr[k-1], Index: stride, Scale: 4}, rowPtr[k])
+	}
+	s3 := GP64()
+	LEAQ(Mem{Base: stride, Index: stride, Scale: 2}, s3)
+	for l := range 16 {
+		m := Mem{Base: rowPtr[l/4]}
+		switch l % 4 {
+		case 1:
+			m.Index, m.Scale = stride, 1
+		case 2:
+			m.Index, m.Scale = stride, 2
+		case 3:
+			m.Index, m.Scale = s3, 1
+		}
+		VMOVUPS(m, r[l])
+	}
+	for l := range 8 {
+		VADDPS(r[l+8], r[l], r[l])
+	}
+	for l := range 4 {
+		VADDPS(r[l+4], r[l], r[l])
+	}
+	VADDPS(r[2], r[0], r[0])
+	VADDPS(r[3], r[1], r[1])
+	VADDPS(r[1], r[0], r[0])
+	VMOVUPS(r[0], Mem{Base: op, Index: i, Scale: 4})
+	ADDQ(U8(16), i)
+	JMP(LabelRef("fold_chunk"))
+	Label("fold_done")
+	VZEROUPPER()
 	RET()
 }
 
