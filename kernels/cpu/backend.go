@@ -215,8 +215,13 @@ func (b *Backend) SwiGLU(gate, up []float32, width int) {
 	b.rows = rowsTask{op: opSwiGLU, x: gate, w: up, width: width}
 	b.runRows(len(gate) / width)
 }
-func (b *Backend) Add(dst, src []float32)    { Add(dst, src) }
-func (b *Backend) AddBias(x, bias []float32) { AddBias(x, bias) }
+func (b *Backend) Add(dst, src []float32) { addInto(dst, src) }
+
+func (b *Backend) AddBias(x, bias []float32) {
+	for r := 0; r+len(bias) <= len(x); r += len(bias) {
+		addInto(x[r:r+len(bias)], bias)
+	}
+}
 
 // attnTask is attention over a batch of sequences, split into units of one
 // KV head of one sequence with all its query rows (under the causal mask

@@ -81,6 +81,7 @@ var _ = onSetVariant(func(v Variant) {
 		roundFP16, roundBF16 = roundFP16Go, roundBF16Go
 		dotF32, kqv = vecDotF32, kqvGo
 		softmaxExp, swiGLU16 = softmaxExpGo, swiGLU16Go
+		addInto = Add
 		return
 	}
 	simdFloatRows[gguf.F32], simdFloatRows[gguf.F16] = k.rowsOf(0), k.rowsOf(1)
@@ -94,6 +95,7 @@ var _ = onSetVariant(func(v Variant) {
 	roundFP16, roundBF16 = k.roundFP16Row, k.roundBF16Row
 	dotF32, kqv = k.dotF32s, k.kqv
 	softmaxExp, swiGLU16 = k.softmaxExpRow, k.swiGLU
+	addInto = func(dst, src []float32) { k.add(dst, dst, src) }
 })
 
 // dotF32Row is dotLanes16 or vecDotF32 of an F32 row. Each reslices w to the

@@ -296,6 +296,9 @@ func swiGLU16Go(gate, up []float32) {
 	}
 }
 
+// addInto is Add with the variant's vector kernel, where it has one.
+var addInto = Add
+
 // Add sets dst[i] += src[i].
 func Add(dst, src []float32) {
 	for i, v := range src {
