@@ -12,18 +12,42 @@ import (
 // simd.go), so that results round as llama.cpp's do.
 
 // RMSNorm normalises each dim-wide row of x into out, then scales by weight.
+// A row's sum of squares is one chain of float64 additions in order, as
+// ggml's; four rows' chains run side by side.
 func RMSNorm(out, x, weight []float32, dim int, eps float32) {
-	for r := 0; r+dim <= len(x); r += dim {
-		row, o := x[r:r+dim], out[r:r+dim]
+	rows := len(x) / dim
+	r := 0
+	for ; r+4 <= rows; r += 4 {
+		x0 := x[r*dim : (r+1)*dim]
+		x1, x2, x3 := x[(r+1)*dim:(r+2)*dim], x[(r+2)*dim:(r+3)*dim], x[(r+3)*dim:(r+4)*dim]
+		x1, x2, x3 = x1[:len(x0)], x2[:len(x0)], x3[:len(x0)]
+		var s0, s1, s2, s3 float64
+		for i, v := range x0 {
+			s0 += float64(v * v)
+			s1 += float64(x1[i] * x1[i])
+			s2 += float64(x2[i] * x2[i])
+			s3 += float64(x3[i] * x3[i])
+		}
+		for j, sum := range [4]float64{s0, s1, s2, s3} {
+			normRow(out[(r+j)*dim:(r+j+1)*dim], x[(r+j)*dim:(r+j+1)*dim], weight, sum, eps)
+		}
+	}
+	for ; r < rows; r++ {
+		row := x[r*dim : (r+1)*dim]
 		var sum float64
 		for _, v := range row {
 			sum += float64(v * v)
 		}
-		mean := float32(sum / float64(dim))
-		scale := 1 / float32(math.Sqrt(float64(mean+eps)))
-		for i, v := range row {
-			o[i] = v * scale * weight[i]
-		}
+		normRow(out[r*dim:(r+1)*dim], row, weight, sum, eps)
+	}
+}
+
+// normRow scales row into o by its sum of squares, then by weight.
+func normRow(o, row, weight []float32, sum float64, eps float32) {
+	mean := float32(sum / float64(len(row)))
+	scale := 1 / float32(math.Sqrt(float64(mean+eps)))
+	for i, v := range row {
+		o[i] = v * scale * weight[i]
 	}
 }
 

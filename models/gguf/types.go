@@ -46,7 +46,9 @@ type typeInfo struct {
 	typeSize  int // bytes per block
 }
 
-var types = map[Type]typeInfo{
+// types is indexed by Type (an array: the sizes are looked up in the inner
+// loops of the kernels); ids without an entry have a zero blockSize.
+var types = [...]typeInfo{
 	F32:     {"F32", 1, 4},
 	F16:     {"F16", 1, 2},
 	Q4_0:    {"Q4_0", 32, 18},
@@ -80,34 +82,42 @@ var types = map[Type]typeInfo{
 	TQ2_0:   {"TQ2_0", 256, 66},
 }
 
+// info is t's entry in types, zero for an unknown id.
+func (t Type) info() typeInfo {
+	if uint64(t) < uint64(len(types)) {
+		return types[t]
+	}
+	return typeInfo{}
+}
+
 // Known reports whether t is a type whose block layout this package knows.
-func (t Type) Known() bool { _, ok := types[t]; return ok }
+func (t Type) Known() bool { return t.info().blockSize != 0 }
 
 func (t Type) String() string {
-	if ti, ok := types[t]; ok {
-		return ti.name
+	if t.Known() {
+		return types[t].name
 	}
 	return fmt.Sprintf("type(%d)", uint32(t))
 }
 
 // BlockSize is the number of elements in one block (1 for plain types).
-func (t Type) BlockSize() int { return types[t].blockSize }
+func (t Type) BlockSize() int { return t.info().blockSize }
 
 // TypeSize is the number of bytes in one block.
-func (t Type) TypeSize() int { return types[t].typeSize }
+func (t Type) TypeSize() int { return t.info().typeSize }
 
 // RowSize is the number of bytes holding n elements; n must be a multiple of
 // the block size.
 func (t Type) RowSize(n int) int {
-	ti := types[t]
+	ti := t.info()
 	return n / ti.blockSize * ti.typeSize
 }
 
 // ParseType maps a type name such as "Q4_K" to its Type.
 func ParseType(name string) (Type, error) {
 	for t, ti := range types {
-		if ti.name == name {
-			return t, nil
+		if ti.blockSize != 0 && ti.name == name {
+			return Type(t), nil
 		}
 	}
 	return 0, fmt.Errorf("unknown tensor type %q", name)
