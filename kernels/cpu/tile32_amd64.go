@@ -24,13 +24,16 @@ const (
 type tile32 struct {
 	kernel func(w, a *byte, nb int, out *float32, ldo int, pf *[5]uintptr)
 	// pack, where set, is packWeights in assembly for a whole tile.
-	pack    func(w *byte, rowBytes, nb int, dst *byte)
-	size    int  // bytes per stored block
-	qs, qh  int  // offsets of the levels and of the fifth bits (0: none)
-	bits    int  // 4, 5 or 8
-	offset  int  // subtracted from the stored levels (the _0 types)
-	min     bool // a min follows d, and the activations are Q8_1
-	oneLane bool // the repacked Q4_0 order, else the eight-lane one
+	pack func(w *byte, rowBytes, nb int, dst *byte)
+	// packGroup, where set, is packActs in assembly for a group of rows
+	// laid out as Scratch.actRows lays them out.
+	packGroup func(q *int8, cols int, d *float32, nb, rows int, dst *byte)
+	size      int  // bytes per stored block
+	qs, qh    int  // offsets of the levels and of the fifth bits (0: none)
+	bits      int  // 4, 5 or 8
+	offset    int  // subtracted from the stored levels (the _0 types)
+	min       bool // a min follows d, and the activations are Q8_1
+	oneLane   bool // the repacked Q4_0 order, else the eight-lane one
 }
 
 func (k *tile32) weightBytes() int {
@@ -63,6 +66,14 @@ func (k *tile32) packActs(buf []byte, acts []act) []byte {
 	ab := k.actBytes()
 	groups := (len(acts) + 3) / 4
 	buf = grow(buf, groups*nb*ab)
+	if k.packGroup != nil && adjacent(acts) {
+		cols := len(acts[0].q)
+		for g := range groups {
+			rows := min(4, len(acts)-4*g)
+			k.packGroup(&acts[4*g].q[0], cols, &acts[4*g].d[0], nb, rows, &buf[g*nb*ab])
+		}
+		return buf
+	}
 	if len(acts)%4 != 0 {
 		clear(buf[(groups-1)*nb*ab:])
 	}
@@ -98,6 +109,20 @@ func (k *tile32) packActs(buf []byte, acts []act) []byte {
 		}
 	}
 	return buf
+}
+
+// adjacent reports whether the activation rows' levels and scales follow
+// one another in memory, as Scratch.actRows lays them out.
+func adjacent(acts []act) bool {
+	cols, nb := len(acts[0].q), len(acts[0].d)
+	for i := range acts {
+		if len(acts[i].q) != cols || len(acts[i].d) != nb ||
+			&acts[i].q[0] != &unsafe.Slice(&acts[0].q[0], len(acts)*cols)[i*cols] ||
+			&acts[i].d[0] != &unsafe.Slice(&acts[0].d[0], len(acts)*nb)[i*nb] {
+			return false
+		}
+	}
+	return true
 }
 
 // fifthBits[m] spreads the four bits of m to bit 4 of four bytes.
@@ -200,8 +225,9 @@ func (k *tile32) tiler() *quantTiler { return &quantTiler{packActs: k.packActs, 
 // known for one after any number of variant changes.
 var (
 	q8Tile    = &tile32{kernel: tile32Lanes8Q0AVX512, pack: tile32PackQ8_0AVX512, size: 34, qs: 2, bits: 8, offset: 128}
-	q8OneTile = &tile32{kernel: tile32OneQ0AVX512, pack: tile32PackQ8_0AVX512, size: 34, qs: 2, bits: 8, offset: 128, oneLane: true}
-	q8Packed  = &packedKernels{
+	q8OneTile = &tile32{kernel: tile32OneQ0AVX512, pack: tile32PackQ8_0AVX512, packGroup: tile32PackActsOneAVX512,
+		size: 34, qs: 2, bits: 8, offset: 128, oneLane: true}
+	q8Packed = &packedKernels{
 		tileBytes: func(nb int) int { return nb * q8Tile.weightBytes() },
 		pack: func(dst, w []byte, rowBytes, rows, nb int) {
 			if rows == tileRows {

@@ -28,3 +28,6 @@ func tile32PackQ8_0AVX512(w *byte, rowBytes int, nb int, dst *byte)
 
 // tile32PackQ4_0AVX512 packs 16 Q4_0 weight rows, rowBytes apart from w, of nb blocks each into dst in the layout of the tile kernels: unsigned levels in eight groups of 64 bytes, then the fp16 d_w.
 func tile32PackQ4_0AVX512(w *byte, rowBytes int, nb int, dst *byte)
+
+// tile32PackActsOneAVX512 packs rows (1 to 4) Q8_0 activation rows, levels cols apart from q and scales nb apart from d, for the one-lane tile kernels, as tile32.packActs does.
+func tile32PackActsOneAVX512(q *int8, cols int, d *float32, nb int, rows int, dst *byte)

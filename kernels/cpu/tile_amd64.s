@@ -1566,3 +1566,140 @@ block:
 done:
 	VZEROUPPER
 	RET
+
+// func tile32PackActsOneAVX512(q *int8, cols int, d *float32, nb int, rows int, dst *byte)
+// Requires: AVX, AVX2
+TEXT ·tile32PackActsOneAVX512(SB), NOSPLIT, $0-48
+	MOVQ         q+0(FP), AX
+	MOVQ         cols+8(FP), CX
+	MOVQ         d+16(FP), DX
+	MOVQ         nb+24(FP), BX
+	MOVQ         rows+32(FP), SI
+	MOVQ         dst+40(FP), DI
+	MOVQ         BX, R8
+	SHLQ         $0x02, BX
+	VPXOR        Y0, Y0, Y0
+	VPBROADCASTD tile32flip<>+0(SB), Y2
+	TESTQ        R8, R8
+	JZ           acts_done
+
+acts_block:
+	MOVQ         AX, R10
+	MOVQ         DX, R11
+	CMPQ         SI, $0x00
+	JLE          acts_zero0
+	VMOVDQU      (R10), Y1
+	VMOVDQU      Y1, (DI)
+	VPXOR        Y2, Y1, Y1
+	VPSADBW      Y0, Y1, Y1
+	VEXTRACTI128 $0x01, Y1, X3
+	VPADDQ       X3, X1, X1
+	VPSHUFD      $0x4e, X1, X3
+	VPADDQ       X3, X1, X1
+	VMOVD        X1, R9
+	SHLL         $0x07, R9
+	NEGL         R9
+	ADDL         $0x00080000, R9
+	MOVL         R9, 144(DI)
+	MOVL         (R11), R9
+	MOVL         R9, 128(DI)
+	ADDQ         CX, R10
+	ADDQ         BX, R11
+	JMP          acts_next0
+
+acts_zero0:
+	VMOVDQU Y0, (DI)
+	MOVL    $0x00000000, 128(DI)
+	MOVL    $0x00000000, 144(DI)
+
+acts_next0:
+	CMPQ         SI, $0x01
+	JLE          acts_zero1
+	VMOVDQU      (R10), Y1
+	VMOVDQU      Y1, 32(DI)
+	VPXOR        Y2, Y1, Y1
+	VPSADBW      Y0, Y1, Y1
+	VEXTRACTI128 $0x01, Y1, X3
+	VPADDQ       X3, X1, X1
+	VPSHUFD      $0x4e, X1, X3
+	VPADDQ       X3, X1, X1
+	VMOVD        X1, R9
+	SHLL         $0x07, R9
+	NEGL         R9
+	ADDL         $0x00080000, R9
+	MOVL         R9, 148(DI)
+	MOVL         (R11), R9
+	MOVL         R9, 132(DI)
+	ADDQ         CX, R10
+	ADDQ         BX, R11
+	JMP          acts_next1
+
+acts_zero1:
+	VMOVDQU Y0, 32(DI)
+	MOVL    $0x00000000, 132(DI)
+	MOVL    $0x00000000, 148(DI)
+
+acts_next1:
+	CMPQ         SI, $0x02
+	JLE          acts_zero2
+	VMOVDQU      (R10), Y1
+	VMOVDQU      Y1, 64(DI)
+	VPXOR        Y2, Y1, Y1
+	VPSADBW      Y0, Y1, Y1
+	VEXTRACTI128 $0x01, Y1, X3
+	VPADDQ       X3, X1, X1
+	VPSHUFD      $0x4e, X1, X3
+	VPADDQ       X3, X1, X1
+	VMOVD        X1, R9
+	SHLL         $0x07, R9
+	NEGL         R9
+	ADDL         $0x00080000, R9
+	MOVL         R9, 152(DI)
+	MOVL         (R11), R9
+	MOVL         R9, 136(DI)
+	ADDQ         CX, R10
+	ADDQ         BX, R11
+	JMP          acts_next2
+
+acts_zero2:
+	VMOVDQU Y0, 64(DI)
+	MOVL    $0x00000000, 136(DI)
+	MOVL    $0x00000000, 152(DI)
+
+acts_next2:
+	CMPQ         SI, $0x03
+	JLE          acts_zero3
+	VMOVDQU      (R10), Y1
+	VMOVDQU      Y1, 96(DI)
+	VPXOR        Y2, Y1, Y1
+	VPSADBW      Y0, Y1, Y1
+	VEXTRACTI128 $0x01, Y1, X3
+	VPADDQ       X3, X1, X1
+	VPSHUFD      $0x4e, X1, X3
+	VPADDQ       X3, X1, X1
+	VMOVD        X1, R9
+	SHLL         $0x07, R9
+	NEGL         R9
+	ADDL         $0x00080000, R9
+	MOVL         R9, 156(DI)
+	MOVL         (R11), R9
+	MOVL         R9, 140(DI)
+	ADDQ         CX, R10
+	ADDQ         BX, R11
+	JMP          acts_next3
+
+acts_zero3:
+	VMOVDQU Y0, 96(DI)
+	MOVL    $0x00000000, 140(DI)
+	MOVL    $0x00000000, 156(DI)
+
+acts_next3:
+	ADDQ $0x20, AX
+	ADDQ $0x04, DX
+	ADDQ $0x000000a0, DI
+	DECQ R8
+	JNZ  acts_block
+
+acts_done:
+	VZEROUPPER
+	RET

@@ -103,6 +103,7 @@ func main() {
 	packConstants()
 	packKernel("Q8_0", 34, 8)
 	packKernel("Q4_0", 18, 4)
+	packActsOne()
 	Generate()
 }
 

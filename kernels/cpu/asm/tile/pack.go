@@ -246,3 +246,69 @@ func packConstants() {
 		}
 	}
 }
+
+// packActsOne generates tile32PackActsOneAVX512(q *int8, cols int, d
+// *float32, nb, rows int, dst *byte): the group of rows (1 to 4) activation
+// rows of Q8_0 levels at q (row i at q+i·cols) and scales at d (row i at
+// d+i·nb) packed for the one-lane kernels, rows past rows zero: per block
+// the four rows' 32 levels, their d_x, and −128 times each row's level sum
+// (VPSADBW of the levels made unsigned gives the sum plus 32·128).
+func packActsOne() {
+	TEXT("tile32PackActsOneAVX512", NOSPLIT, "func(q *int8, cols int, d *float32, nb, rows int, dst *byte)")
+	Doc("tile32PackActsOneAVX512 packs rows (1 to 4) Q8_0 activation rows, levels cols apart from q and scales nb apart from d, for the one-lane tile kernels, as tile32.packActs does.")
+	q := Load(Param("q"), GP64())
+	cols := Load(Param("cols"), GP64())
+	d := Load(Param("d"), GP64())
+	nb := Load(Param("nb"), GP64())
+	rows := Load(Param("rows"), GP64())
+	dst := Load(Param("dst"), GP64())
+	n, t, qi, di := GP64(), GP64(), GP64(), GP64()
+	MOVQ(nb, n)
+	SHLQ(U8(2), nb) // a row of scales, in bytes
+	zero, lv, u, sum, hi, flipY := YMM(), YMM(), YMM(), YMM(), YMM(), YMM()
+	VPXOR(zero, zero, zero)
+	VPBROADCASTD(flip, flipY)
+	TESTQ(n, n)
+	JZ(LabelRef("acts_done"))
+	Label("acts_block")
+	MOVQ(q, qi)
+	MOVQ(d, di)
+	for i := range 4 {
+		skip := fmt.Sprintf("acts_zero%d", i)
+		next := fmt.Sprintf("acts_next%d", i)
+		CMPQ(rows, U8(i))
+		JLE(LabelRef(skip))
+		VMOVDQU(Mem{Base: qi}, lv)
+		VMOVDQU(lv, Mem{Base: dst, Disp: 32 * i})
+		VPXOR(flipY, lv, u)
+		VPSADBW(zero, u, sum)
+		VEXTRACTI128(U8(1), sum, hi.AsX())
+		VPADDQ(hi.AsX(), sum.AsX(), sum.AsX())
+		VPSHUFD(U8(0x4e), sum.AsX(), hi.AsX())
+		VPADDQ(hi.AsX(), sum.AsX(), sum.AsX())
+		VMOVD(sum.AsX(), t.As32())
+		// −128·(Σu − 4096) = 524288 − 128·Σu.
+		SHLL(U8(7), t.As32())
+		NEGL(t.As32())
+		ADDL(U32(524288), t.As32())
+		MOVL(t.As32(), Mem{Base: dst, Disp: actLevels + 16 + 4*i})
+		MOVL(Mem{Base: di}, t.As32())
+		MOVL(t.As32(), Mem{Base: dst, Disp: actLevels + 4*i})
+		ADDQ(cols, qi)
+		ADDQ(nb, di)
+		JMP(LabelRef(next))
+		Label(skip)
+		VMOVDQU(zero, Mem{Base: dst, Disp: 32 * i})
+		MOVL(U32(0), Mem{Base: dst, Disp: actLevels + 4*i})
+		MOVL(U32(0), Mem{Base: dst, Disp: actLevels + 16 + 4*i})
+		Label(next)
+	}
+	ADDQ(U8(32), q)
+	ADDQ(U8(4), d)
+	ADDQ(U32(actLevels+32), dst)
+	DECQ(n)
+	JNZ(LabelRef("acts_block"))
+	Label("acts_done")
+	VZEROUPPER()
+	RET()
+}
