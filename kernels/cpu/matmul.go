@@ -253,6 +253,9 @@ type matMulTask struct {
 	packed        []packedProduct // set instead of w for packed weights
 	nTiles        int             // the tiles of packed
 	order         *packedOrder    // the kernels for packed
+	// A block count, and the bytes of a packed tile and of a packed group
+	// of activation rows.
+	nb, tileBytes, groupBytes int
 	// The threads first quantize and pack x's rows into acts and tiled,
 	// a group of four at a time, then meet before the tiles.
 	groups, met atomic.Int32

@@ -131,8 +131,10 @@ func (s *Scratch) matMulsPacked(prods []packedProduct, x []float32, n int) {
 	}
 	o := &p.k.orders[b2i(s.Invariant)]
 	s.tiled = grow(s.tiled, (n+3)/4*o.actBytes(p.cols/p.t.BlockSize()))
+	nb := p.cols / p.t.BlockSize()
 	s.task = matMulTask{t: p.t, cols: p.cols, n: n, x: x, acts: s.actRows(p.t, p.cols, n),
-		packed: prods, nTiles: tiles, order: o, tiled: s.tiled}
+		packed: prods, nTiles: tiles, order: o, tiled: s.tiled,
+		nb: nb, tileBytes: p.k.tileBytes(nb), groupBytes: o.actBytes(nb)}
 	s.run()
 }
 
@@ -167,7 +169,7 @@ func (m *matMulTask) packedTiles(thread, threads int) {
 // groups of four as they come, and returns when all threads are done with
 // them.
 func (m *matMulTask) prepareActs(threads int) {
-	gb := m.order.actBytes(m.cols / m.t.BlockSize())
+	gb := m.groupBytes
 	for {
 		g := int(m.groups.Add(1) - 1)
 		if 4*g >= m.n {
@@ -200,8 +202,7 @@ func (m *matMulTask) product(t int) (*packedProduct, int) {
 func (m *matMulTask) packedTile(t, next int, ts *threadScratch) {
 	pr, t := m.product(t)
 	p, k := pr.p, m.order
-	nb := p.cols / p.t.BlockSize()
-	tb, ab := p.k.tileBytes(nb), k.actBytes(nb)
+	nb, tb, ab := m.nb, m.tileBytes, m.groupBytes
 	w := p.tiles[t*tb : (t+1)*tb]
 	// The kernels prefetch the next tile as they go (see tile32.mul).
 	ts.tilePF = [5]uintptr{}
