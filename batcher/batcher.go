@@ -164,6 +164,7 @@ type Batcher struct {
 	running []*seq // in admission order
 	inputs  []engine.SeqInput
 	stepped []*seq
+	ending  []ending // the step's requests' last events
 	top     []sample.TokenLogProb
 }
 
@@ -478,6 +479,20 @@ func (b *Batcher) step() {
 	if len(finished) > 0 {
 		b.running = slices.DeleteFunc(b.running, func(s *seq) bool { return slices.Contains(finished, s) })
 	}
+	// A client that reads the metrics once its request is done must find
+	// it gone from them.
+	b.publish()
+	for _, e := range b.ending {
+		e.stream.push(e.ev)
+	}
+	clear(b.ending)
+	b.ending = b.ending[:0]
+}
+
+// ending is a request's last event, held until the step's end.
+type ending struct {
+	stream *Stream
+	ev     Event
 }
 
 // schedule adds n of s's tokens to the step.
@@ -564,6 +579,9 @@ func (b *Batcher) emit(s *seq, logits []float32) bool {
 		ev.Finished = true
 		ev.Usage = &Usage{PromptTokens: s.prompt, CompletionTokens: g.genTotal, CachedTokens: g.cached}
 		ev.Timing = &Timing{Queue: g.started.Sub(g.arrived), FirstToken: g.first.Sub(g.arrived), Total: now.Sub(g.arrived)}
+		// Sent once the gauges no longer count the request (see step).
+		b.ending = append(b.ending, ending{g.stream, ev})
+		return true
 	}
 	g.stream.push(ev)
 	return true
