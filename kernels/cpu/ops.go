@@ -53,23 +53,10 @@ func normRow(o, row, weight []float32, sum float64, eps float32) {
 
 // RoPE rotates each head of each row of x in place; row i is at position pos[i].
 func RoPE(x []float32, pos []int32, heads, headDim int, r *kernels.Rope) {
-	freqScale := r.FreqScale
-	if freqScale == 0 {
-		freqScale = 1
-	}
-	thetaScale := float32(math.Pow(float64(r.Base), -2.0/float64(r.Dims)))
 	half := r.Dims / 2
 	rowLen := heads * headDim
 	for i, p := range pos {
-		theta := float32(p)
-		for i0 := 0; i0 < r.Dims; i0 += 2 {
-			t := theta
-			if r.FreqFactors != nil {
-				t /= r.FreqFactors[i0/2]
-			}
-			t *= freqScale
-			cos, sin := sinfcosf(t, true), sinfcosf(t, false) // glibc's cosf and sinf, as ggml's rope cache
-			theta *= thetaScale
+		ropeAngles(r, int(p), func(i0 int, cos, sin float32) {
 			// Pair members: (i0, i0+1) in normal mode, (i0/2, i0/2+half) in NEOX mode.
 			a, b := i0, i0+1
 			if r.Neox {
@@ -84,7 +71,27 @@ func RoPE(x []float32, pos []int32, heads, headDim int, r *kernels.Rope) {
 				x[base+a] = fma32(x0, cos, -float32(x1*sin))
 				x[base+b] = fma32(x0, sin, float32(x1*cos))
 			}
+		})
+	}
+}
+
+// ropeAngles calls f with the cosine and sine of each pair i0 (0, 2, 4, …)
+// of position p's rotation, as ggml's rope cache works them out.
+func ropeAngles(r *kernels.Rope, p int, f func(i0 int, cos, sin float32)) {
+	freqScale := r.FreqScale
+	if freqScale == 0 {
+		freqScale = 1
+	}
+	thetaScale := float32(math.Pow(float64(r.Base), -2.0/float64(r.Dims)))
+	theta := float32(p)
+	for i0 := 0; i0 < r.Dims; i0 += 2 {
+		t := theta
+		if r.FreqFactors != nil {
+			t /= r.FreqFactors[i0/2]
 		}
+		t *= freqScale
+		f(i0, sinfcosf(t, true), sinfcosf(t, false)) // glibc's cosf and sinf
+		theta *= thetaScale
 	}
 }
 

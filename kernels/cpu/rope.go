@@ -1,10 +1,6 @@
 package cpu
 
-import (
-	"math"
-
-	"github.com/godwit-ai/godwit/kernels"
-)
+import "github.com/godwit-ai/godwit/kernels"
 
 // ropeTable holds the factors of every rotation of positions [0, n) for one
 // Rope, so that the cosines and sines a row needs are worked out once per
@@ -38,29 +34,16 @@ func (t *ropeTable) cover(r *kernels.Rope, n int) {
 	}
 	dims := r.Dims
 	t.a, t.b = extend(t.a, t.n*dims, n*dims), extend(t.b, t.n*dims, n*dims)
-	freqScale := r.FreqScale
-	if freqScale == 0 {
-		freqScale = 1
-	}
-	thetaScale := float32(math.Pow(float64(r.Base), -2.0/float64(dims)))
 	half := dims / 2
 	for p := t.n; p < n; p++ {
 		a, b := t.a[p*dims:(p+1)*dims], t.b[p*dims:(p+1)*dims]
-		theta := float32(p)
-		for i0 := 0; i0 < dims; i0 += 2 {
-			th := theta
-			if r.FreqFactors != nil {
-				th /= r.FreqFactors[i0/2]
-			}
-			th *= freqScale
-			cos, sin := sinfcosf(th, true), sinfcosf(th, false) // glibc's cosf and sinf, as ggml's rope cache
-			theta *= thetaScale
+		ropeAngles(r, p, func(i0 int, cos, sin float32) {
 			if r.Neox {
 				a[i0/2], a[i0/2+half], b[i0/2], b[i0/2+half] = cos, sin, -sin, cos
 			} else {
 				a[i0], a[i0+1], b[i0], b[i0+1] = cos, sin, -sin, cos
 			}
-		}
+		})
 	}
 	t.n = n
 }
