@@ -2874,6 +2874,59 @@ done:
 	VZEROUPPER
 	RET
 
+// func attnValueRowsF16AVX512(acc []float32, v []uint16, s []float32, hd int, width int, stride int, lane int)
+// Requires: AVX, AVX512F
+TEXT ·attnValueRowsF16AVX512(SB), NOSPLIT, $0-104
+	MOVQ  acc_base+0(FP), AX
+	MOVQ  v_base+24(FP), CX
+	MOVQ  s_base+48(FP), DX
+	MOVQ  s_len+56(FP), BX
+	MOVQ  hd+72(FP), SI
+	MOVQ  width+80(FP), DI
+	MOVQ  stride+88(FP), R8
+	MOVQ  lane+96(FP), R9
+	SHLQ  $0x01, R8
+	MOVQ  SI, R10
+	SHLQ  $0x02, R10
+	SHRQ  $0x04, SI
+	MOVQ  R9, R11
+	IMULQ R10, R11
+	ADDQ  AX, R11
+	TESTQ BX, BX
+	JZ    half_done
+
+half_pos:
+	VBROADCASTSS (DX), Z0
+	MOVQ         SI, R12
+	XORQ         R13, R13
+	XORQ         R14, R14
+
+half_chunk:
+	VCVTPH2PS   (CX)(R14*1), Z2
+	VMOVUPS     (R11)(R13*1), Z1
+	VFMADD231PS Z2, Z0, Z1
+	VMOVUPS     Z1, (R11)(R13*1)
+	ADDQ        $0x40, R13
+	ADDQ        $0x20, R14
+	DECQ        R12
+	JNZ         half_chunk
+	ADDQ        R8, CX
+	ADDQ        $0x04, DX
+	ADDQ        R10, R11
+	INCQ        R9
+	CMPQ        R9, DI
+	JB          half_same
+	XORQ        R9, R9
+	MOVQ        AX, R11
+
+half_same:
+	DECQ BX
+	JNZ  half_pos
+
+half_done:
+	VZEROUPPER
+	RET
+
 // func ropeNormAVX512(x []float32, heads int, hd int, a []float32, b []float32)
 // Requires: AVX, AVX512F
 TEXT ·ropeNormAVX512(SB), NOSPLIT, $0-88

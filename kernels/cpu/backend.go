@@ -333,6 +333,14 @@ func (t *attnTask) Run(thread, _ int) {
 			continue
 		}
 		if k := attnRows; k != nil && a.HeadDim%64 == 0 {
+			if _, h := s.KV.Key(a.Layer, 0, 0, 1); h != nil && k.scoresHalf != nil {
+				for h := kvh * group; h < (kvh+1)*group; h++ {
+					for i := range s.Rows {
+						attendRowsHalf(out, q, s.KV, a, kvh, i*heads+h, ts.scores, ts.lanes, t.invariant, h == kvh*group && i == 0, k)
+					}
+				}
+				continue
+			}
 			ts.head.load(s.KV, a, kvh, s.Pos0+s.Rows)
 			for h := kvh * group; h < (kvh+1)*group; h++ {
 				for i := range s.Rows {

@@ -233,6 +233,11 @@ type attnRowKernels struct {
 	values func(acc, v, s []float32, hd, width int)
 	// fold folds width lane rows of acc into o as kqvGo does.
 	fold func(o, acc []float32, width int)
+	// scoresHalf and valuesHalf, where set, are scores and values for
+	// fp16 rows that start stride values apart (a run of a paged cache's
+	// rows); valuesHalf's position 0 goes to lane row lane.
+	scoresHalf func(k []uint16, stride int, q, out []float32)
+	valuesHalf func(acc []float32, v []uint16, s []float32, hd, width, stride, lane int)
 }
 
 // attendRows is attendHead for a KV head held in h, through k.
@@ -248,6 +253,51 @@ func attendRows(out, q []float32, h *headKV, a kernels.Attn, j int, scores, lane
 	Softmax(s)
 	clear(acc)
 	k.values(acc, h.v, s, hd, width)
+	k.fold(out[i*qRow+hh*hd:i*qRow+(hh+1)*hd], acc, width)
+}
+
+// attendRowsHalf is attendRows reading an fp16 cache as it stands, a run of
+// rows at a time, with no copy of the KV head; the first query head of a KV
+// head (first) prefetches each next run as it goes.
+func attendRowsHalf(out, q []float32, kv kernels.KV, a kernels.Attn, kvh, j int, scores, lanes []float32, invariant, first bool, k *attnRowKernels) {
+	qRow, hd, stride := a.Heads*a.HeadDim, a.HeadDim, a.KVHeads*a.HeadDim
+	width := laneWidth(len(q)/qRow, hd, invariant)
+	acc := lanes[:width*hd]
+	i, hh := j/a.Heads, j%a.Heads
+	n := a.Pos0 + i + 1
+	s := scores[:n]
+	run := func(p int, value bool) (int, []uint16) {
+		m := min(kv.Run(p), n-p)
+		span := (m-1)*stride + hd
+		if value {
+			_, h := kv.Value(a.Layer, p, kvh*hd, span)
+			return m, h
+		}
+		_, h := kv.Key(a.Layer, p, kvh*hd, span)
+		return m, h
+	}
+	qh := q[i*qRow+hh*hd : i*qRow+(hh+1)*hd]
+	for p := 0; p < n; {
+		m, kh := run(p, false)
+		if first && p+m < n {
+			_, next := run(p+m, false)
+			prefetchRows(next, hd, stride)
+		}
+		k.scoresHalf(kh, stride, qh, s[p:p+m])
+		p += m
+	}
+	scaleRow(s, a.Scale)
+	Softmax(s)
+	clear(acc)
+	for p := 0; p < n; {
+		m, vh := run(p, true)
+		if first && p+m < n {
+			_, next := run(p+m, true)
+			prefetchRows(next, hd, stride)
+		}
+		k.valuesHalf(acc, vh, s[p:p+m], hd, width, stride, p%width)
+		p += m
+	}
 	k.fold(out[i*qRow+hh*hd:i*qRow+(hh+1)*hd], acc, width)
 }
 

@@ -123,10 +123,13 @@ type flatKV struct {
 	k, v   []float32
 	hk, hv []uint16
 	width  int
+	block  int // positions a run holds (0: all)
 }
 
-// half returns f stored in fp16.
+// half returns f stored in fp16, in runs of 16 positions as a paged cache
+// gives them.
 func (f flatKV) half() flatKV {
+	f.block = 16
 	f.hk, f.hv = make([]uint16, len(f.k)), make([]uint16, len(f.v))
 	toHalfGo(f.hk, f.k)
 	toHalfGo(f.hv, f.v)
@@ -140,7 +143,12 @@ func (f flatKV) Key(_, pos, off, n int) ([]float32, []uint16) {
 	return f.k[pos*f.width+off : pos*f.width+off+n], nil
 }
 
-func (f flatKV) Run(pos int) int { return len(f.k)/f.width - pos }
+func (f flatKV) Run(pos int) int {
+	if f.block > 0 {
+		return f.block - pos%f.block
+	}
+	return len(f.k)/f.width - pos
+}
 
 func (f flatKV) Value(_, pos, off, n int) ([]float32, []uint16) {
 	if f.hv != nil {
