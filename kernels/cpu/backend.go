@@ -242,6 +242,7 @@ type attnScratch struct {
 	buf           []float32 // a key and a value of one head, converted from fp16
 	tiles         attnTiles
 	head          headKV
+	runs          []halfRun // an fp16 cache's runs of the unit's KV head
 }
 
 // headKV holds one KV head's keys and values of positions [0, n) as f32
@@ -334,9 +335,10 @@ func (t *attnTask) Run(thread, _ int) {
 		}
 		if k := attnRows; k != nil && a.HeadDim%64 == 0 {
 			if _, h := s.KV.Key(a.Layer, 0, 0, 1); h != nil && k.scoresHalf != nil {
+				ts.runs = halfRuns(ts.runs, s.KV, a, kvh, s.Pos0+s.Rows)
 				for h := kvh * group; h < (kvh+1)*group; h++ {
 					for i := range s.Rows {
-						attendRowsHalf(out, q, s.KV, a, kvh, i*heads+h, ts.scores, ts.lanes, t.invariant, h == kvh*group && i == 0, k)
+						attendRowsHalf(out, q, ts.runs, a, i*heads+h, ts.scores, ts.lanes, t.invariant, h == kvh*group && i == 0, k)
 					}
 				}
 				continue

@@ -256,46 +256,66 @@ func attendRows(out, q []float32, h *headKV, a kernels.Attn, j int, scores, lane
 	k.fold(out[i*qRow+hh*hd:i*qRow+(hh+1)*hd], acc, width)
 }
 
-// attendRowsHalf is attendRows reading an fp16 cache as it stands, a run of
-// rows at a time, with no copy of the KV head; the first query head of a KV
-// head (first) prefetches each next run as it goes.
-func attendRowsHalf(out, q []float32, kv kernels.KV, a kernels.Attn, kvh, j int, scores, lanes []float32, invariant, first bool, k *attnRowKernels) {
+// halfRun is a run of an fp16 cache's rows for one KV head: its positions
+// and the views of its keys and values.
+type halfRun struct {
+	m      int
+	kh, vh []uint16
+}
+
+// halfRuns lists the runs of KV head kvh over positions [0, n), once for
+// all the query heads that share it.
+func halfRuns(runs []halfRun, kv kernels.KV, a kernels.Attn, kvh, n int) []halfRun {
+	hd, stride := a.HeadDim, a.KVHeads*a.HeadDim
+	runs = runs[:0]
+	for p := 0; p < n; {
+		m := min(kv.Run(p), n-p)
+		span := (m-1)*stride + hd
+		_, kh := kv.Key(a.Layer, p, kvh*hd, span)
+		_, vh := kv.Value(a.Layer, p, kvh*hd, span)
+		runs = append(runs, halfRun{m, kh, vh})
+		p += m
+	}
+	return runs
+}
+
+// attendRowsHalf is attendRows reading an fp16 cache as it stands, through
+// its runs (halfRuns), with no copy of the KV head; the first query head of
+// a KV head (first) prefetches each next run as it goes. Query row i
+// attends to the positions of the runs up to Pos0+i.
+func attendRowsHalf(out, q []float32, runs []halfRun, a kernels.Attn, j int, scores, lanes []float32, invariant, first bool, k *attnRowKernels) {
 	qRow, hd, stride := a.Heads*a.HeadDim, a.HeadDim, a.KVHeads*a.HeadDim
 	width := laneWidth(len(q)/qRow, hd, invariant)
 	acc := lanes[:width*hd]
 	i, hh := j/a.Heads, j%a.Heads
 	n := a.Pos0 + i + 1
 	s := scores[:n]
-	run := func(p int, value bool) (int, []uint16) {
-		m := min(kv.Run(p), n-p)
-		span := (m-1)*stride + hd
-		if value {
-			_, h := kv.Value(a.Layer, p, kvh*hd, span)
-			return m, h
-		}
-		_, h := kv.Key(a.Layer, p, kvh*hd, span)
-		return m, h
-	}
 	qh := q[i*qRow+hh*hd : i*qRow+(hh+1)*hd]
-	for p := 0; p < n; {
-		m, kh := run(p, false)
-		if first && p+m < n {
-			_, next := run(p+m, false)
-			prefetchRows(next, hd, stride)
+	p := 0
+	for r, run := range runs {
+		m := min(run.m, n-p)
+		if m <= 0 {
+			break
 		}
-		k.scoresHalf(kh, stride, qh, s[p:p+m])
+		if first && r+1 < len(runs) {
+			prefetchRows(runs[r+1].kh, hd, stride)
+		}
+		k.scoresHalf(run.kh, stride, qh, s[p:p+m])
 		p += m
 	}
 	scaleRow(s, a.Scale)
 	Softmax(s)
 	clear(acc)
-	for p := 0; p < n; {
-		m, vh := run(p, true)
-		if first && p+m < n {
-			_, next := run(p+m, true)
-			prefetchRows(next, hd, stride)
+	p = 0
+	for r, run := range runs {
+		m := min(run.m, n-p)
+		if m <= 0 {
+			break
 		}
-		k.valuesHalf(acc, vh, s[p:p+m], hd, width, stride, p%width)
+		if first && r+1 < len(runs) {
+			prefetchRows(runs[r+1].vh, hd, stride)
+		}
+		k.valuesHalf(acc, run.vh, s[p:p+m], hd, width, stride, p%width)
 		p += m
 	}
 	k.fold(out[i*qRow+hh*hd:i*qRow+(hh+1)*hd], acc, width)
