@@ -271,7 +271,8 @@ const decodeChunk = 64
 // Run computes the output columns of weight rows [lo, hi) for thread; the
 // ranges are multiples of 8 rows, as llama.cpp's repacked kernels take them.
 // Float products of one activation row instead hand out chunks of
-// decodeChunk rows to whichever thread asks next.
+// decodeChunk rows to whichever thread asks next, and packed weights chunks
+// of tiles (see packedTiles).
 func (m *matMulTask) Run(thread, threads int) {
 	if m.packed != nil {
 		m.packedTiles(thread, threads)

@@ -31,7 +31,7 @@ type packedKernels struct {
 }
 
 // packedOrder is a set of tile kernels of one float order: each sets
-// out[16i+r] to weight row r of a tile times activation row i of a packed
+// out[ldo·i+r] to weight row r of a tile times activation row i of a packed
 // group of four, for the group's first 1, 2 or 4 activation rows.
 type packedOrder struct {
 	// packActs packs activation rows in groups of four, the last group
@@ -106,6 +106,8 @@ type packedProduct struct {
 	first int
 }
 
+// matMulsPacked runs prods with x as one task, or, for weights packed under
+// another variant, each product with the stored rows.
 func (s *Scratch) matMulsPacked(prods []packedProduct, x []float32, n int) {
 	p := prods[0].p
 	for _, pr := range prods {
@@ -130,8 +132,8 @@ func (s *Scratch) matMulsPacked(prods []packedProduct, x []float32, n int) {
 		tiles += (prods[i].p.rows + tileRows - 1) / tileRows
 	}
 	o := &p.k.orders[b2i(s.Invariant)]
-	s.tiled = grow(s.tiled, (n+3)/4*o.actBytes(p.cols/p.t.BlockSize()))
 	nb := p.cols / p.t.BlockSize()
+	s.tiled = grow(s.tiled, (n+3)/4*o.actBytes(nb))
 	s.task = matMulTask{t: p.t, cols: p.cols, n: n, x: x, acts: s.actRows(p.t, p.cols, n),
 		packed: prods, nTiles: tiles, order: o, tiled: s.tiled,
 		nb: nb, tileBytes: p.k.tileBytes(nb), groupBytes: o.actBytes(nb)}
