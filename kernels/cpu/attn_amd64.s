@@ -2839,9 +2839,9 @@ TEXT ·attnValueRowsAVX512(SB), NOSPLIT, $0-88
 	MOVQ  width+80(FP), DI
 	MOVQ  SI, R8
 	SHLQ  $0x02, R8
-	SHRQ  $0x04, SI
 	XORQ  R9, R9
 	MOVQ  AX, R10
+	SHRQ  $0x04, SI
 	TESTQ BX, BX
 	JZ    done
 
@@ -2849,12 +2849,14 @@ pos:
 	VBROADCASTSS (DX), Z0
 	MOVQ         SI, R11
 	XORQ         R12, R12
+	XORQ         R13, R13
 
 chunk:
 	VMOVUPS     (R10)(R12*1), Z1
-	VFMADD231PS (CX)(R12*1), Z0, Z1
+	VFMADD231PS (CX)(R13*1), Z0, Z1
 	VMOVUPS     Z1, (R10)(R12*1)
 	ADDQ        $0x40, R12
+	ADDQ        $0x40, R13
 	DECQ        R11
 	JNZ         chunk
 	ADDQ        R8, CX
@@ -2883,47 +2885,47 @@ TEXT ·attnValueRowsF16AVX512(SB), NOSPLIT, $0-104
 	MOVQ  s_len+56(FP), BX
 	MOVQ  hd+72(FP), SI
 	MOVQ  width+80(FP), DI
-	MOVQ  stride+88(FP), R8
+	MOVQ  SI, R8
+	SHLQ  $0x02, R8
+	MOVQ  stride+88(FP), R11
+	SHLQ  $0x01, R11
 	MOVQ  lane+96(FP), R9
-	SHLQ  $0x01, R8
-	MOVQ  SI, R10
-	SHLQ  $0x02, R10
+	MOVQ  R9, R10
+	IMULQ R8, R10
+	ADDQ  AX, R10
 	SHRQ  $0x04, SI
-	MOVQ  R9, R11
-	IMULQ R10, R11
-	ADDQ  AX, R11
 	TESTQ BX, BX
-	JZ    half_done
+	JZ    done
 
-half_pos:
+pos:
 	VBROADCASTSS (DX), Z0
 	MOVQ         SI, R12
 	XORQ         R13, R13
 	XORQ         R14, R14
 
-half_chunk:
+chunk:
+	VMOVUPS     (R10)(R13*1), Z1
 	VCVTPH2PS   (CX)(R14*1), Z2
-	VMOVUPS     (R11)(R13*1), Z1
 	VFMADD231PS Z2, Z0, Z1
-	VMOVUPS     Z1, (R11)(R13*1)
+	VMOVUPS     Z1, (R10)(R13*1)
 	ADDQ        $0x40, R13
 	ADDQ        $0x20, R14
 	DECQ        R12
-	JNZ         half_chunk
-	ADDQ        R8, CX
+	JNZ         chunk
+	ADDQ        R11, CX
 	ADDQ        $0x04, DX
-	ADDQ        R10, R11
+	ADDQ        R8, R10
 	INCQ        R9
 	CMPQ        R9, DI
-	JB          half_same
+	JB          same
 	XORQ        R9, R9
-	MOVQ        AX, R11
+	MOVQ        AX, R10
 
-half_same:
+same:
 	DECQ BX
-	JNZ  half_pos
+	JNZ  pos
 
-half_done:
+done:
 	VZEROUPPER
 	RET
 

@@ -215,13 +215,8 @@ func (b *Backend) SwiGLU(gate, up []float32, width int) {
 	b.rows = rowsTask{op: opSwiGLU, x: gate, w: up, width: width}
 	b.runRows(len(gate) / width)
 }
-func (b *Backend) Add(dst, src []float32) { addInto(dst, src) }
-
-func (b *Backend) AddBias(x, bias []float32) {
-	for r := 0; r+len(bias) <= len(x); r += len(bias) {
-		addInto(x[r:r+len(bias)], bias)
-	}
-}
+func (b *Backend) Add(dst, src []float32)    { addInto(dst, src) }
+func (b *Backend) AddBias(x, bias []float32) { AddBias(x, bias) }
 
 // attnTask is attention over a batch of sequences, split into units of one
 // KV head of one sequence with all its query rows (under the causal mask
@@ -274,18 +269,6 @@ func (h *headKV) load(kv kernels.KV, a kernels.Attn, kvh, n int) {
 		span := (m-1)*width + hd
 		kf, kh := kv.Key(a.Layer, p, h.base, span)
 		vf, vh := kv.Value(a.Layer, p, h.base, span)
-		if kh != nil && p == 0 {
-			prefetchRows(kh, hd, width)
-			prefetchRows(vh, hd, width)
-		}
-		if next := p + m; kh != nil && next < n {
-			// The next run lies elsewhere: its misses overlap this one's.
-			nm := min(kv.Run(next), n-next)
-			_, nk := kv.Key(a.Layer, next, h.base, (nm-1)*width+hd)
-			_, nv := kv.Value(a.Layer, next, h.base, (nm-1)*width+hd)
-			prefetchRows(nk, hd, width)
-			prefetchRows(nv, hd, width)
-		}
 		dk, dv := h.k[p*hd:(p+m)*hd], h.v[p*hd:(p+m)*hd]
 		if kf != nil {
 			for r := range m {
@@ -334,7 +317,7 @@ func (t *attnTask) Run(thread, _ int) {
 			continue
 		}
 		if k := attnRows; k != nil && a.HeadDim%64 == 0 {
-			if _, h := s.KV.Key(a.Layer, 0, 0, 1); h != nil && k.scoresHalf != nil {
+			if _, half := s.KV.Key(a.Layer, 0, 0, 1); half != nil {
 				ts.runs = halfRuns(ts.runs, s.KV, a, kvh, s.Pos0+s.Rows)
 				for h := kvh * group; h < (kvh+1)*group; h++ {
 					for i := range s.Rows {

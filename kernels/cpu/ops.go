@@ -233,8 +233,7 @@ type attnRowKernels struct {
 	values func(acc, v, s []float32, hd, width int)
 	// fold folds width lane rows of acc into o as kqvGo does.
 	fold func(o, acc []float32, width int)
-	// scoresHalf and valuesHalf, where set, are scores and values for
-	// fp16 rows that start stride values apart (a run of a paged cache's
+	// scoresHalf and valuesHalf are scores and values for fp16 rows that start stride values apart (a run of a paged cache's
 	// rows); valuesHalf's position 0 goes to lane row lane.
 	scoresHalf func(k []uint16, stride int, q, out []float32)
 	valuesHalf func(acc []float32, v []uint16, s []float32, hd, width, stride, lane int)
@@ -410,6 +409,6 @@ func Add(dst, src []float32) {
 // AddBias adds bias to every len(bias)-wide row of x.
 func AddBias(x, bias []float32) {
 	for r := 0; r+len(bias) <= len(x); r += len(bias) {
-		Add(x[r:r+len(bias)], bias)
+		addInto(x[r:r+len(bias)], bias)
 	}
 }

@@ -1,6 +1,10 @@
 package cpu
 
-import "github.com/godwit-ai/godwit/kernels"
+import (
+	"slices"
+
+	"github.com/godwit-ai/godwit/kernels"
+)
 
 // ropeTable holds the factors of every rotation of positions [0, n) for one
 // Rope, so that the cosines and sines a row needs are worked out once per
@@ -33,7 +37,8 @@ func (t *ropeTable) cover(r *kernels.Rope, n int) {
 		return
 	}
 	dims := r.Dims
-	t.a, t.b = extend(t.a, t.n*dims, n*dims), extend(t.b, t.n*dims, n*dims)
+	t.a = slices.Grow(t.a[:t.n*dims], (n-t.n)*dims)[:n*dims]
+	t.b = slices.Grow(t.b[:t.n*dims], (n-t.n)*dims)[:n*dims]
 	half := dims / 2
 	for p := t.n; p < n; p++ {
 		a, b := t.a[p*dims:(p+1)*dims], t.b[p*dims:(p+1)*dims]
@@ -46,17 +51,6 @@ func (t *ropeTable) cover(r *kernels.Rope, n int) {
 		})
 	}
 	t.n = n
-}
-
-// extend returns buf resized to n, its first keep values kept, at least
-// doubling its storage when it grows.
-func extend(buf []float32, keep, n int) []float32 {
-	if cap(buf) >= n {
-		return buf[:n]
-	}
-	out := make([]float32, n, max(n, 2*cap(buf)))
-	copy(out, buf[:keep])
-	return out
 }
 
 // rotate applies the table's rotation of position pos to each of the heads

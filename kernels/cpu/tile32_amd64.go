@@ -115,10 +115,11 @@ func (k *tile32) packActs(buf []byte, acts []act) []byte {
 // one another in memory, as Scratch.actRows lays them out.
 func adjacent(acts []act) bool {
 	cols, nb := len(acts[0].q), len(acts[0].d)
-	for i := range acts {
-		if len(acts[i].q) != cols || len(acts[i].d) != nb ||
-			&acts[i].q[0] != &unsafe.Slice(&acts[0].q[0], len(acts)*cols)[i*cols] ||
-			&acts[i].d[0] != &unsafe.Slice(&acts[0].d[0], len(acts)*nb)[i*nb] {
+	q0, d0 := uintptr(unsafe.Pointer(&acts[0].q[0])), uintptr(unsafe.Pointer(&acts[0].d[0]))
+	for i, a := range acts {
+		if len(a.q) != cols || len(a.d) != nb ||
+			uintptr(unsafe.Pointer(&a.q[0])) != q0+uintptr(i*cols) ||
+			uintptr(unsafe.Pointer(&a.d[0])) != d0+uintptr(4*i*nb) {
 			return false
 		}
 	}
