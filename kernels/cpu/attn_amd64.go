@@ -8,11 +8,23 @@ func attnScoresD64AVX512(kt *float32, q *float32, tiles int, scale float32, s *f
 // attnValuesD64AVX512 sets o[d] (d < 64) to the sum over the value tiles τ < tiles (at least 1) at vt of position l of tile τ at d times s[16τ+l], in 16 lanes folded as reduce16, the last tile taking only the positions whose bits are set in mask.
 func attnValuesD64AVX512(vt *float32, s *float32, tiles int, mask uint16, o *float32)
 
+// attnDecodeScoresD64AVX512 sets, for each head g < heads (query at q+64·g values, scores at s+sStride·g bytes) and position p < m (mask has the low m bits set), the score to scale times vecDot64 of the query and the fp16 key row at k+stride·p bytes, converting the rows once into buf (16·64 floats).
+func attnDecodeScoresD64AVX512(k *uint16, stride int, m int, q *float32, heads int, s *float32, sStride int, buf *float32, scale float32, mask uint16)
+
+// attnDecodeValuesD64AVX512 adds, for p < m and g < heads, the fp16 value row at v+stride·p bytes (64 values) times s[p] of head g (at s+sStride·g bytes) to row (lane+p) mod width of head g's lane sums (at acc+accStride·g bytes) by FMA, in order of p.
+func attnDecodeValuesD64AVX512(v *uint16, stride int, m int, s *float32, sStride int, heads int, acc *float32, accStride int, lane int, width int)
+
 // attnScoresD128AVX512 sets s[16τ+l] to scale times the dot product of the query q (128 values) and position l of key tile τ < tiles at kt, summed as vecDotF32.
 func attnScoresD128AVX512(kt *float32, q *float32, tiles int, scale float32, s *float32)
 
 // attnValuesD128AVX512 sets o[d] (d < 128) to the sum over the value tiles τ < tiles (at least 1) at vt of position l of tile τ at d times s[16τ+l], in 16 lanes folded as reduce16, the last tile taking only the positions whose bits are set in mask.
 func attnValuesD128AVX512(vt *float32, s *float32, tiles int, mask uint16, o *float32)
+
+// attnDecodeScoresD128AVX512 sets, for each head g < heads (query at q+128·g values, scores at s+sStride·g bytes) and position p < m (mask has the low m bits set), the score to scale times vecDot64 of the query and the fp16 key row at k+stride·p bytes, converting the rows once into buf (16·128 floats).
+func attnDecodeScoresD128AVX512(k *uint16, stride int, m int, q *float32, heads int, s *float32, sStride int, buf *float32, scale float32, mask uint16)
+
+// attnDecodeValuesD128AVX512 adds, for p < m and g < heads, the fp16 value row at v+stride·p bytes (128 values) times s[p] of head g (at s+sStride·g bytes) to row (lane+p) mod width of head g's lane sums (at acc+accStride·g bytes) by FMA, in order of p.
+func attnDecodeValuesD128AVX512(v *uint16, stride int, m int, s *float32, sStride int, heads int, acc *float32, accStride int, lane int, width int)
 
 // softmaxMaxAVX512 returns the largest value of x (−Inf when empty) and whether x holds a NaN.
 func softmaxMaxAVX512(x []float32) (mx float32, nan bool)
@@ -35,8 +47,8 @@ func prefetchRowsAVX512(src []uint16, cols int, stride int)
 // foldLanes16AVX512 sets o[d] to the sum of acc's 16 rows of len(o) values at d, in foldLanes' order, for len(o) a multiple of 16.
 func foldLanes16AVX512(o []float32, acc []float32)
 
-// attnValueRowsAVX512 adds v's rows of hd values (a multiple of 16), each times its s[p], to row p mod width of acc by FMA, in order of p.
-func attnValueRowsAVX512(acc []float32, v []float32, s []float32, hd int, width int)
+// attnValueRowsAVX512 adds v's rows of hd values (a multiple of 16), each times its s[p], to row (lane+p) mod width of acc by FMA, in order of p.
+func attnValueRowsAVX512(acc []float32, v []float32, s []float32, hd int, width int, lane int)
 
 // attnValueRowsF16AVX512 adds the fp16 rows of hd values (a multiple of 16) that start stride values apart in v, each times its s[p], to row (lane+p) mod width of acc by FMA, in order of p.
 func attnValueRowsF16AVX512(acc []float32, v []uint16, s []float32, hd int, width int, stride int, lane int)

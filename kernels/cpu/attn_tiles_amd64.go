@@ -10,6 +10,7 @@ import (
 // caches are AVX-512 only.
 var _ = onSetVariant(func(v Variant) {
 	clear(attnTileKernels)
+	clear(attnDecode)
 	maxRow, scaleRow = maxRowGo, scaleRowGo
 	fromHalf, toHalf, fromHalfRows, prefetchRows = fromHalfGo, toHalfGo, fromHalfRowsGo, func([]uint16, int, int) {}
 	attnRows = nil
@@ -21,6 +22,8 @@ var _ = onSetVariant(func(v Variant) {
 		fromHalf, toHalf, fromHalfRows, prefetchRows = fromHalfSIMD, toHalfSIMD, fromHalfRowsSIMD, prefetchRowsAVX512
 		attnTileKernels[64] = attnKernels{attnScoresD64AVX512, attnValuesD64AVX512}
 		attnTileKernels[128] = attnKernels{attnScoresD128AVX512, attnValuesD128AVX512}
+		attnDecode[64] = attnDecodeKernels{attnDecodeScoresD64AVX512, attnDecodeValuesD64AVX512}
+		attnDecode[128] = attnDecodeKernels{attnDecodeScoresD128AVX512, attnDecodeValuesD128AVX512}
 		maxRow, scaleRow = maxRowAVX512, scaleRowAVX512
 	}
 })
@@ -106,9 +109,9 @@ func valueRowsHalfAVX512(acc []float32, v []uint16, s []float32, hd, width, stri
 }
 
 // valueRowsAVX512 checks the lengths attnValueRowsAVX512 trusts.
-func valueRowsAVX512(acc, v, s []float32, hd, width int) {
-	if hd%16 != 0 || len(acc) < width*hd || len(v) < len(s)*hd || width < 1 {
+func valueRowsAVX512(acc, v, s []float32, hd, width, lane int) {
+	if hd%16 != 0 || len(acc) < width*hd || len(v) < len(s)*hd || width < 1 || lane < 0 || lane >= width {
 		panic("cpu: value rows shorter than their weights")
 	}
-	attnValueRowsAVX512(acc, v, s, hd, width)
+	attnValueRowsAVX512(acc, v, s, hd, width, lane)
 }

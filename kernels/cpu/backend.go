@@ -193,9 +193,11 @@ func (b *Backend) AttentionBatch(out, q []float32, seqs []kernels.AttnSeq, a ker
 	}
 	for i := range t.threads {
 		ts := &t.threads[i]
-		ts.scores = grow(ts.scores, (longest+15)&^15)
-		ts.lanes = grow(ts.lanes, 64*a.HeadDim)
+		group := a.Heads / a.KVHeads
+		ts.scores = grow(ts.scores, group*((longest+15)&^15))
+		ts.lanes = grow(ts.lanes, group*64*a.HeadDim)
 		ts.buf = grow(ts.buf, 2*a.HeadDim)
+		ts.kb = grow(ts.kb, 16*a.HeadDim)
 	}
 	t.next.Store(0)
 	b.pool.Run(t)
@@ -238,6 +240,7 @@ type attnScratch struct {
 	tiles         attnTiles
 	head          headKV
 	runs          []halfRun // an fp16 cache's runs of the unit's KV head
+	kb            []float32 // 16 key rows converted to f32 (attendGroupHalf)
 }
 
 // headKV holds one KV head's keys and values of positions [0, n) as f32
@@ -319,6 +322,12 @@ func (t *attnTask) Run(thread, _ int) {
 		if k := attnRows; k != nil && a.HeadDim%64 == 0 {
 			if _, half := s.KV.Key(a.Layer, 0, 0, 1); half != nil {
 				ts.runs = halfRuns(ts.runs, s.KV, a, kvh, s.Pos0+s.Rows)
+				if dk, ok := attnDecode[a.HeadDim]; ok {
+					for i := range s.Rows {
+						attendGroupHalf(out, q, ts.runs, a, i, kvh*group, group, len(ts.scores)/group, ts, t.invariant, k, dk)
+					}
+					continue
+				}
 				for h := kvh * group; h < (kvh+1)*group; h++ {
 					for i := range s.Rows {
 						attendRowsHalf(out, q, ts.runs, a, i*heads+h, ts.scores, ts.lanes, t.invariant, h == kvh*group && i == 0, k)

@@ -50,19 +50,23 @@ func TestBatchInvariant(t *testing.T) {
 		for _, hd := range []int{8, 64, 128} {
 			r := rand.New(rand.NewPCG(uint64(hd), 9))
 			const heads, kvHeads, total = 4, 2, 37
-			kv := flatKV{k: randVec(r, total*kvHeads*hd), v: randVec(r, total*kvHeads*hd), width: kvHeads * hd}
+			f32 := flatKV{k: randVec(r, total*kvHeads*hd), v: randVec(r, total*kvHeads*hd), width: kvHeads * hd}
 			q := randVec(r, n*heads*hd)
 			a := kernels.Attn{Pos0: total - n, Heads: heads, KVHeads: kvHeads, HeadDim: hd, Scale: 0.2}
-			all := make([]float32, len(q))
-			b.Attention(all, q, kv, a)
-			w := heads * hd
-			for i := range n {
-				one := make([]float32, w)
-				ai := a
-				ai.Pos0 += i
-				b.Attention(one, q[i*w:(i+1)*w], kv, ai)
-				if j := firstDiff(one, all[i*w:(i+1)*w]); j >= 0 {
-					t.Errorf("%v attention hd=%d: row %d alone: out[%d] = %g, in the batch %g", v, hd, i, j, one[j], all[i*w+j])
+			// An fp16 cache too: a lone row reads it in runs, the batch
+			// through tiles.
+			for _, kv := range []flatKV{f32, f32.half()} {
+				all := make([]float32, len(q))
+				b.Attention(all, q, kv, a)
+				w := heads * hd
+				for i := range n {
+					one := make([]float32, w)
+					ai := a
+					ai.Pos0 += i
+					b.Attention(one, q[i*w:(i+1)*w], kv, ai)
+					if j := firstDiff(one, all[i*w:(i+1)*w]); j >= 0 {
+						t.Errorf("%v attention hd=%d fp16=%v: row %d alone: out[%d] = %g, in the batch %g", v, hd, kv.hk != nil, i, j, one[j], all[i*w+j])
+					}
 				}
 			}
 		}

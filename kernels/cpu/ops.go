@@ -229,8 +229,9 @@ var attnRows *attnRowKernels
 type attnRowKernels struct {
 	// scores sets out[p] = vecDotF32(q, k[p·hd:]) for p < len(out).
 	scores func(k []float32, hd int, q, out []float32)
-	// values adds v's rows, each times s[p], to row p mod width of acc.
-	values func(acc, v, s []float32, hd, width int)
+	// values adds v's rows, each times s[p], to row (lane+p) mod width of
+	// acc.
+	values func(acc, v, s []float32, hd, width, lane int)
 	// fold folds width lane rows of acc into o as kqvGo does.
 	fold func(o, acc []float32, width int)
 	// scoresHalf and valuesHalf are scores and values for fp16 rows that start stride values apart (a run of a paged cache's
@@ -251,7 +252,7 @@ func attendRows(out, q []float32, h *headKV, a kernels.Attn, j int, scores, lane
 	scaleRow(s, a.Scale)
 	Softmax(s)
 	clear(acc)
-	k.values(acc, h.v, s, hd, width)
+	k.values(acc, h.v, s, hd, width, 0)
 	k.fold(out[i*qRow+hh*hd:i*qRow+(hh+1)*hd], acc, width)
 }
 
@@ -318,6 +319,78 @@ func attendRowsHalf(out, q []float32, runs []halfRun, a kernels.Attn, j int, sco
 		p += m
 	}
 	k.fold(out[i*qRow+hh*hd:i*qRow+(hh+1)*hd], acc, width)
+}
+
+// attnDecode holds, by HeadDim, the decode kernels of the variant in use
+// (attendGroupHalf); other HeadDims take attendRowsHalf.
+var attnDecode = map[int]attnDecodeKernels{}
+
+// attnDecodeKernels compute the query heads of one query row that share a
+// KV head against up to 16 fp16 rows of a run at a time, converting each
+// key and value row once for all of them, in attendRowsHalf's order.
+type attnDecodeKernels struct {
+	// scores sets head g's s[p] (at s+sStride·g bytes) to scale times
+	// scoresHalf's score of the query at q+HeadDim·g and key row p < m ≤ 16
+	// (stride bytes apart); mask has the low m bits set and buf holds 16
+	// rows of HeadDim floats.
+	scores func(k *uint16, stride, m int, q *float32, heads int, s *float32, sStride int, buf *float32, scale float32, mask uint16)
+	// values adds value row p < m times head g's s[p] (at s+sStride·g
+	// bytes) to lane row (lane+p) mod width of head g's lane sums (at
+	// acc+accStride·g bytes), as valuesHalf does.
+	values func(v *uint16, stride, m int, s *float32, sStride, heads int, acc *float32, accStride, lane, width int)
+}
+
+// attendGroupHalf is attendRowsHalf for query row i and all group query
+// heads from h0 on, which share one KV head, through the kernels dk: each
+// key and value row is converted once for the group. Head g's scores take
+// ts.scores[g·sStride:] and its lane sums ts.lanes[g·width·HeadDim:].
+func attendGroupHalf(out, q []float32, runs []halfRun, a kernels.Attn, i, h0, group, sStride int, ts *attnScratch, invariant bool, k *attnRowKernels, dk attnDecodeKernels) {
+	qRow, hd, stride := a.Heads*a.HeadDim, a.HeadDim, a.KVHeads*a.HeadDim
+	width := laneWidth(len(q)/qRow, hd, invariant)
+	n := a.Pos0 + i + 1
+	aStride := width * hd
+	if len(ts.scores) < (group-1)*sStride+n || len(ts.lanes) < group*aStride || len(ts.kb) < 16*hd ||
+		len(q) < i*qRow+(h0+group)*hd {
+		panic("cpu: attention scratch too short for a group of heads")
+	}
+	qh := &q[i*qRow+h0*hd]
+	// Each run, in chunks of up to 16 positions; the first chunk of a run
+	// prefetches the next run's rows (of keys, then of values).
+	chunks := func(f func(kh, vh []uint16, p, m int), values bool) {
+		p := 0
+		for r, run := range runs {
+			if r+1 < len(runs) && p+run.m < n {
+				if values {
+					prefetchRows(runs[r+1].vh, hd, stride)
+				} else {
+					prefetchRows(runs[r+1].kh, hd, stride)
+				}
+			}
+			for o := 0; o < run.m && p < n; o += 16 {
+				m := min(16, run.m-o, n-p)
+				if len(run.kh) < (o+m-1)*stride+hd || len(run.vh) < (o+m-1)*stride+hd {
+					panic("cpu: fp16 run shorter than its positions")
+				}
+				f(run.kh[o*stride:], run.vh[o*stride:], p, m)
+				p += m
+			}
+		}
+	}
+	chunks(func(kh, _ []uint16, p, m int) {
+		dk.scores(&kh[0], 2*stride, m, qh, group, &ts.scores[p], 4*sStride, &ts.kb[0], a.Scale, uint16(1)<<m-1)
+	}, false)
+	prefetchRows(runs[0].vh, hd, stride)
+	for g := range group {
+		Softmax(ts.scores[g*sStride : g*sStride+n])
+	}
+	clear(ts.lanes[:group*aStride])
+	chunks(func(_, vh []uint16, p, m int) {
+		dk.values(&vh[0], 2*stride, m, &ts.scores[p], 4*sStride, group, &ts.lanes[0], 4*aStride, p%width, width)
+	}, true)
+	for g := range group {
+		o := i*qRow + (h0+g)*hd
+		k.fold(out[o:o+hd], ts.lanes[g*aStride:(g+1)*aStride], width)
+	}
 }
 
 // keyHead and valueHead return values [off, off+len(buf)) of position pos's

@@ -28,6 +28,8 @@ func main() {
 	for _, hd := range []int{64, 128} {
 		scores(hd)
 		values(hd, perm)
+		decodeScores(hd, perm)
+		decodeValues(hd)
 	}
 	maxRow()
 	scaleRow()
@@ -496,21 +498,21 @@ func foldLanes16() {
 	RET()
 }
 
-// valueRows generates attnValueRowsAVX512(acc, v, s []float32, hd, width
-// int): for each position p < len(s), acc[(p mod width)·hd + d] =
+// valueRows generates attnValueRowsAVX512(acc, v, s []float32, hd, width,
+// lane int): for each position p < len(s), acc[((lane+p) mod width)·hd + d] =
 // fma(v[p·hd+d], s[p], acc[…]) for d < hd (a multiple of 16): kqvGo's lane
 // sums over value rows held one after the other, in one call instead of one
 // per position. With half it generates attnValueRowsF16AVX512(acc []float32,
 // v []uint16, s []float32, hd, width, stride, lane int) instead: fp16 value
 // rows stride values apart (a run of a paged cache's block), converted as
-// they are read, position 0 going to accumulator row lane.
+// they are read.
 func valueRows(half bool) {
 	if half {
 		TEXT("attnValueRowsF16AVX512", NOSPLIT, "func(acc []float32, v []uint16, s []float32, hd, width, stride, lane int)")
 		Doc("attnValueRowsF16AVX512 adds the fp16 rows of hd values (a multiple of 16) that start stride values apart in v, each times its s[p], to row (lane+p) mod width of acc by FMA, in order of p.")
 	} else {
-		TEXT("attnValueRowsAVX512", NOSPLIT, "func(acc, v, s []float32, hd, width int)")
-		Doc("attnValueRowsAVX512 adds v's rows of hd values (a multiple of 16), each times its s[p], to row p mod width of acc by FMA, in order of p.")
+		TEXT("attnValueRowsAVX512", NOSPLIT, "func(acc, v, s []float32, hd, width, lane int)")
+		Doc("attnValueRowsAVX512 adds v's rows of hd values (a multiple of 16), each times its s[p], to row (lane+p) mod width of acc by FMA, in order of p.")
 	}
 	accBase := Load(Param("acc").Base(), GP64())
 	vp := Load(Param("v").Base(), GP64())
@@ -524,18 +526,14 @@ func valueRows(half bool) {
 	// The bytes from one value row to the next, and of 16 values of one.
 	var vStride Register = rowBytes
 	vStep := 64
-	lane, ap := GP64(), GP64()
 	if half {
 		vStride, vStep = Load(Param("stride"), GP64()), 32
 		SHLQ(U8(1), vStride)
-		Load(Param("lane"), lane)
-		MOVQ(lane, ap)
-		IMULQ(rowBytes, ap)
-		ADDQ(accBase, ap)
-	} else {
-		XORQ(lane, lane)
-		MOVQ(accBase, ap)
 	}
+	lane, ap := Load(Param("lane"), GP64()), GP64()
+	MOVQ(lane, ap)
+	IMULQ(rowBytes, ap)
+	ADDQ(accBase, ap)
 	chunks := GP64()
 	MOVQ(hd, chunks)
 	SHRQ(U8(4), chunks)
@@ -572,6 +570,181 @@ func valueRows(half bool) {
 	MOVQ(accBase, ap)
 	Label("same")
 	DECQ(n)
+	JNZ(LabelRef("pos"))
+	Label("done")
+	VZEROUPPER()
+	RET()
+}
+
+// decodeScores generates attnDecodeScoresD<hd>AVX512: the scores of one
+// query row's heads that share a KV head against a run of m ≤ 16 fp16 key
+// rows of a paged cache (stride bytes apart). The rows are converted once,
+// into buf (16 rows of hd floats; those past m are zero), for all the
+// heads. Each head then takes every row as vecDot64RowsF32AVX512 does (an
+// FMA chain per 16 values over the 64-value blocks, the four chains added
+// (0+2)+(1+3)), and the sixteen rows' lanes are folded at once by the
+// butterfly, in vecDot64's order, so that a position's score is the one the
+// per-row kernel gives, times scale.
+func decodeScores(hd int, bf butterfly) {
+	name := fmt.Sprintf("attnDecodeScoresD%dAVX512", hd)
+	TEXT(name, NOSPLIT, "func(k *uint16, stride, m int, q *float32, heads int, s *float32, sStride int, buf *float32, scale float32, mask uint16)")
+	Doc(fmt.Sprintf("%s sets, for each head g < heads (query at q+%d·g values, scores at s+sStride·g bytes) and "+
+		"position p < m (mask has the low m bits set), the score to scale times vecDot64 of the query and the fp16 key "+
+		"row at k+stride·p bytes, converting the rows once into buf (16·%d floats).", name, hd, hd))
+	kp := Load(Param("k"), GP64())
+	stride := Load(Param("stride"), GP64())
+	m := Load(Param("m"), GP64())
+	qp := Load(Param("q"), GP64())
+	heads := Load(Param("heads"), GP64())
+	sp := Load(Param("s"), GP64())
+	sStride := Load(Param("sStride"), GP64())
+	buf := Load(Param("buf"), GP64())
+	sc := ZMM()
+	VBROADCASTSS(NewParamAddr("scale", 64), sc)
+	mk := K()
+	KMOVW(NewParamAddr("mask", 68), mk)
+	chunks := hd / 16
+	row, bp := GP64(), GP64()
+	t := ZMM()
+	MOVQ(buf, bp)
+	XORQ(row, row)
+	Label("conv")
+	for c := range chunks {
+		VCVTPH2PS(Mem{Base: kp, Disp: 32 * c}, t)
+		VMOVUPS(t, Mem{Base: bp, Disp: 64 * c})
+	}
+	ADDQ(stride, kp)
+	ADDQ(U32(4*hd), bp)
+	INCQ(row)
+	CMPQ(row, m)
+	JB(LabelRef("conv"))
+	VXORPS(t, t, t)
+	Label("zero")
+	CMPQ(row, U8(16))
+	JAE(LabelRef("heads"))
+	for c := range chunks {
+		VMOVUPS(t, Mem{Base: bp, Disp: 64 * c})
+	}
+	ADDQ(U32(4*hd), bp)
+	INCQ(row)
+	JMP(LabelRef("zero"))
+	Label("heads")
+	qv := make([]VecVirtual, chunks)
+	for c := range qv {
+		qv[c] = ZMM()
+	}
+	var r [16]VecVirtual
+	for i := range r {
+		r[i] = ZMM()
+	}
+	var a [4]VecVirtual
+	for j := range a {
+		a[j] = ZMM()
+	}
+	TESTQ(heads, heads)
+	JZ(LabelRef("done"))
+	Label("head")
+	for c := range qv {
+		VMOVUPS(Mem{Base: qp, Disp: 64 * c}, qv[c])
+	}
+	for i := range r {
+		for j := range a {
+			VXORPS(a[j], a[j], a[j])
+			for b := 0; b < hd; b += 64 {
+				c := b/16 + j
+				VFMADD231PS(Mem{Base: buf, Disp: 4*hd*i + 64*c}, qv[c], a[j])
+			}
+		}
+		VADDPS(a[2], a[0], a[0])
+		VADDPS(a[3], a[1], a[1])
+		VADDPS(a[1], a[0], r[i])
+	}
+	p, q := a[0], a[1]
+	regs := r[:]
+	for lvl := range 4 {
+		var next []VecVirtual
+		for i := 0; i < len(regs); i += 2 {
+			VMOVDQU32(bf.p[lvl], p)
+			VPERMI2PS(regs[i+1], regs[i], p)
+			VMOVDQU32(bf.q[lvl], q)
+			VPERMI2PS(regs[i+1], regs[i], q)
+			VADDPS(q, p, regs[i])
+			next = append(next, regs[i])
+		}
+		regs = next
+	}
+	VMOVDQU32(bf.order, p)
+	VPERMPS(regs[0], p, regs[0])
+	VMULPS(sc, regs[0], regs[0])
+	VMOVUPS(regs[0], mk, Mem{Base: sp})
+	ADDQ(U32(4*hd), qp)
+	ADDQ(sStride, sp)
+	DECQ(heads)
+	JNZ(LabelRef("head"))
+	Label("done")
+	VZEROUPPER()
+	RET()
+}
+
+// decodeValues generates attnDecodeValuesD<hd>AVX512: for each of m fp16
+// value rows of a paged cache's run (stride bytes apart), converted once,
+// and each head g < heads, acc row (lane+p) mod width of head g (accStride
+// bytes from the last) gets fma(value, s_g[p], acc) as attnValueRowsAVX512
+// adds it.
+func decodeValues(hd int) {
+	name := fmt.Sprintf("attnDecodeValuesD%dAVX512", hd)
+	TEXT(name, NOSPLIT, "func(v *uint16, stride, m int, s *float32, sStride, heads int, acc *float32, accStride, lane, width int)")
+	Doc(fmt.Sprintf("%s adds, for p < m and g < heads, the fp16 value row at v+stride·p bytes (%d values) times "+
+		"s[p] of head g (at s+sStride·g bytes) to row (lane+p) mod width of head g's lane sums (at acc+accStride·g "+
+		"bytes) by FMA, in order of p.", name, hd))
+	vp := Load(Param("v"), GP64())
+	stride := Load(Param("stride"), GP64())
+	m := Load(Param("m"), GP64())
+	sp := Load(Param("s"), GP64())
+	sStride := Load(Param("sStride"), GP64())
+	heads := Load(Param("heads"), GP64())
+	acc := Load(Param("acc"), GP64())
+	accStride := Load(Param("accStride"), GP64())
+	lane := Load(Param("lane"), GP64())
+	width := Load(Param("width"), GP64())
+	chunks := hd / 16
+	vv := make([]VecVirtual, chunks)
+	for c := range vv {
+		vv[c] = ZMM()
+	}
+	w, t := ZMM(), ZMM()
+	row, g, sg, ag := GP64(), GP64(), GP64(), GP64()
+	TESTQ(m, m)
+	JZ(LabelRef("done"))
+	Label("pos")
+	for c := range vv {
+		VCVTPH2PS(Mem{Base: vp, Disp: 32 * c}, vv[c])
+	}
+	// This position's lane row of head 0.
+	IMUL3Q(U32(4*hd), lane, row)
+	ADDQ(acc, row)
+	MOVQ(heads, g)
+	MOVQ(sp, sg)
+	MOVQ(row, ag)
+	Label("head")
+	VBROADCASTSS(Mem{Base: sg}, w)
+	for c := range vv {
+		VMOVUPS(Mem{Base: ag, Disp: 64 * c}, t)
+		VFMADD231PS(vv[c], w, t)
+		VMOVUPS(t, Mem{Base: ag, Disp: 64 * c})
+	}
+	ADDQ(sStride, sg)
+	ADDQ(accStride, ag)
+	DECQ(g)
+	JNZ(LabelRef("head"))
+	ADDQ(stride, vp)
+	ADDQ(U8(4), sp)
+	INCQ(lane)
+	CMPQ(lane, width)
+	JB(LabelRef("same"))
+	XORQ(lane, lane)
+	Label("same")
+	DECQ(m)
 	JNZ(LabelRef("pos"))
 	Label("done")
 	VZEROUPPER()
