@@ -175,9 +175,10 @@ func (b *Backend) Attention(out, q []float32, kv kernels.KV, a kernels.Attn) {
 }
 
 // AttentionBatch runs all the sequences' heads as one task: the threads
-// take (sequence, head) units from a shared counter, which keeps them
-// evenly loaded however the sequences' lengths differ, and costs one
-// hand-off per call instead of one per sequence.
+// take (sequence, KV head) units, or whole sequences when there are many
+// (attnSeqUnits), from a shared counter, which keeps them evenly loaded
+// however the sequences' lengths differ, and costs one hand-off per call
+// instead of one per sequence.
 func (b *Backend) AttentionBatch(out, q []float32, seqs []kernels.AttnSeq, a kernels.Attn) {
 	t := &b.attn
 	t.out, t.q, t.seqs, t.a = out, q, seqs, a
@@ -298,56 +299,75 @@ func (h *headKV) Value(_, pos, off, n int) ([]float32, []uint16) {
 	return h.v[o : o+n], nil
 }
 
-func (t *attnTask) Run(thread, _ int) {
+// attnSeqUnits is how many sequences per thread a batch needs for attention
+// to split it by sequence rather than by KV head.
+const attnSeqUnits = 4
+
+func (t *attnTask) Run(thread, threads int) {
 	ts := &t.threads[thread]
+	units := len(t.seqs) * t.a.KVHeads
+	// With sequences enough to keep every thread busy, a thread takes all
+	// of a sequence's KV heads at once: it then reads the cache's rows
+	// (every KV head side by side) from end to end, which the hardware
+	// prefetches better than a quarter of each.
+	per := 1
+	if len(t.seqs) >= attnSeqUnits*threads {
+		per = t.a.KVHeads
+	}
+	for {
+		u := int(t.next.Add(1)-1) * per
+		if u >= units {
+			return
+		}
+		for end := u + per; u < end; u++ {
+			t.unit(ts, u)
+		}
+	}
+}
+
+// unit computes unit u: one KV head of one sequence, the query heads that
+// share it using one copy of its keys and values.
+func (t *attnTask) unit(ts *attnScratch, u int) {
 	heads, kvHeads, width := t.a.Heads, t.a.KVHeads, t.a.Heads*t.a.HeadDim
 	group := heads / kvHeads
 	tiles, tiled := attnTileKernels[t.a.HeadDim]
-	for {
-		// A unit is one KV head of one sequence: the query heads that
-		// share it use one copy of its keys and values.
-		u := int(t.next.Add(1) - 1)
-		if u >= len(t.seqs)*kvHeads {
-			return
-		}
-		s, kvh := t.seqs[u/kvHeads], u%kvHeads
-		r0 := t.first[u/kvHeads]
-		out, q := t.out[r0*width:(r0+s.Rows)*width], t.q[r0*width:(r0+s.Rows)*width]
-		a := t.a
-		a.Pos0 = s.Pos0
-		if tiled && s.Rows >= attnTileMinRows {
-			attendTiled(out, q, s.KV, a, ts, kvh, tiles)
-			continue
-		}
-		if k := attnRows; k != nil && a.HeadDim%64 == 0 {
-			if _, half := s.KV.Key(a.Layer, 0, 0, 1); half != nil {
-				ts.runs = halfRuns(ts.runs, s.KV, a, kvh, s.Pos0+s.Rows)
-				if dk, ok := attnDecode[a.HeadDim]; ok {
-					for i := range s.Rows {
-						attendGroupHalf(out, q, ts.runs, a, i, kvh*group, group, len(ts.scores)/group, ts, t.invariant, k, dk)
-					}
-					continue
+	s, kvh := t.seqs[u/kvHeads], u%kvHeads
+	r0 := t.first[u/kvHeads]
+	out, q := t.out[r0*width:(r0+s.Rows)*width], t.q[r0*width:(r0+s.Rows)*width]
+	a := t.a
+	a.Pos0 = s.Pos0
+	if tiled && s.Rows >= attnTileMinRows {
+		attendTiled(out, q, s.KV, a, ts, kvh, tiles)
+		return
+	}
+	if k := attnRows; k != nil && a.HeadDim%64 == 0 {
+		if _, half := s.KV.Key(a.Layer, 0, 0, 1); half != nil {
+			ts.runs = halfRuns(ts.runs, s.KV, a, kvh, s.Pos0+s.Rows)
+			if dk, ok := attnDecode[a.HeadDim]; ok {
+				for i := range s.Rows {
+					attendGroupHalf(out, q, ts.runs, a, i, kvh*group, group, len(ts.scores)/group, ts, t.invariant, k, dk)
 				}
-				for h := kvh * group; h < (kvh+1)*group; h++ {
-					for i := range s.Rows {
-						attendRowsHalf(out, q, ts.runs, a, i*heads+h, ts.scores, ts.lanes, t.invariant, h == kvh*group && i == 0, k)
-					}
-				}
-				continue
+				return
 			}
-			ts.head.load(s.KV, a, kvh, s.Pos0+s.Rows)
 			for h := kvh * group; h < (kvh+1)*group; h++ {
 				for i := range s.Rows {
-					attendRows(out, q, &ts.head, a, i*heads+h, ts.scores, ts.lanes, t.invariant, k)
+					attendRowsHalf(out, q, ts.runs, a, i*heads+h, ts.scores, ts.lanes, t.invariant, h == kvh*group && i == 0, k)
 				}
 			}
-			continue
+			return
 		}
-		kv := ts.head.view(s.KV, a, kvh, s.Pos0+s.Rows)
+		ts.head.load(s.KV, a, kvh, s.Pos0+s.Rows)
 		for h := kvh * group; h < (kvh+1)*group; h++ {
 			for i := range s.Rows {
-				attendHead(out, q, kv, a, i*heads+h, ts.scores, ts.lanes, ts.buf, t.invariant)
+				attendRows(out, q, &ts.head, a, i*heads+h, ts.scores, ts.lanes, t.invariant, k)
 			}
+		}
+		return
+	}
+	kv := ts.head.view(s.KV, a, kvh, s.Pos0+s.Rows)
+	for h := kvh * group; h < (kvh+1)*group; h++ {
+		for i := range s.Rows {
+			attendHead(out, q, kv, a, i*heads+h, ts.scores, ts.lanes, ts.buf, t.invariant)
 		}
 	}
 }

@@ -102,7 +102,9 @@ func TestAttentionBatch(t *testing.T) {
 			w := heads * hd
 			var seqs []kernels.AttnSeq
 			var q []float32
-			for i, shape := range [][2]int{{1, 30}, {5, 0}, {1, 1}, {17, 20}, {3, 44}} {
+			// Nine sequences: on two threads, enough to be split by
+			// sequence (attnSeqUnits).
+			for i, shape := range [][2]int{{1, 30}, {5, 0}, {1, 1}, {17, 20}, {3, 44}, {1, 16}, {1, 63}, {2, 15}, {1, 0}} {
 				rows, pos0 := shape[0], shape[1]
 				total := pos0 + rows
 				kv := flatKV{k: randVec(r, total*kvHeads*hd), v: randVec(r, total*kvHeads*hd), width: kvHeads * hd}
