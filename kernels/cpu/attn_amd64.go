@@ -47,11 +47,8 @@ func prefetchRowsAVX512(src []uint16, cols int, stride int)
 // foldLanes16AVX512 sets o[d] to the sum of acc's 16 rows of len(o) values at d, in foldLanes' order, for len(o) a multiple of 16.
 func foldLanes16AVX512(o []float32, acc []float32)
 
-// attnValueRowsAVX512 adds v's rows of hd values (a multiple of 16), each times its s[p], to row (lane+p) mod width of acc by FMA, in order of p.
-func attnValueRowsAVX512(acc []float32, v []float32, s []float32, hd int, width int, lane int)
-
-// attnValueRowsF16AVX512 adds the fp16 rows of hd values (a multiple of 16) that start stride values apart in v, each times its s[p], to row (lane+p) mod width of acc by FMA, in order of p.
-func attnValueRowsF16AVX512(acc []float32, v []uint16, s []float32, hd int, width int, stride int, lane int)
+// attnValueRowsAVX512 adds v's rows of hd values (a multiple of 16), each times its s[p], to row p mod width of acc by FMA, in order of p.
+func attnValueRowsAVX512(acc []float32, v []float32, s []float32, hd int, width int)
 
 // ropeNormAVX512 rotates the pairs (2i, 2i+1), for 2i < len(a) (a multiple of 16), of each of the heads of hd values at x by the tables a and b of ropeTable's normal layout.
 func ropeNormAVX512(x []float32, heads int, hd int, a []float32, b []float32)

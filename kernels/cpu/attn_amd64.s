@@ -3674,9 +3674,9 @@ fold_done:
 	VZEROUPPER
 	RET
 
-// func attnValueRowsAVX512(acc []float32, v []float32, s []float32, hd int, width int, lane int)
+// func attnValueRowsAVX512(acc []float32, v []float32, s []float32, hd int, width int)
 // Requires: AVX, AVX512F
-TEXT ·attnValueRowsAVX512(SB), NOSPLIT, $0-96
+TEXT ·attnValueRowsAVX512(SB), NOSPLIT, $0-88
 	MOVQ  acc_base+0(FP), AX
 	MOVQ  v_base+24(FP), CX
 	MOVQ  s_base+48(FP), DX
@@ -3685,10 +3685,8 @@ TEXT ·attnValueRowsAVX512(SB), NOSPLIT, $0-96
 	MOVQ  width+80(FP), DI
 	MOVQ  SI, R8
 	SHLQ  $0x02, R8
-	MOVQ  lane+88(FP), R9
-	MOVQ  R9, R10
-	IMULQ R8, R10
-	ADDQ  AX, R10
+	XORQ  R9, R9
+	MOVQ  AX, R10
 	SHRQ  $0x04, SI
 	TESTQ BX, BX
 	JZ    done
@@ -3697,14 +3695,12 @@ pos:
 	VBROADCASTSS (DX), Z0
 	MOVQ         SI, R11
 	XORQ         R12, R12
-	XORQ         R13, R13
 
 chunk:
 	VMOVUPS     (R10)(R12*1), Z1
-	VFMADD231PS (CX)(R13*1), Z0, Z1
+	VFMADD231PS (CX)(R12*1), Z0, Z1
 	VMOVUPS     Z1, (R10)(R12*1)
 	ADDQ        $0x40, R12
-	ADDQ        $0x40, R13
 	DECQ        R11
 	JNZ         chunk
 	ADDQ        R8, CX
@@ -3715,59 +3711,6 @@ chunk:
 	JB          same
 	XORQ        R9, R9
 	MOVQ        AX, R10
-
-same:
-	DECQ BX
-	JNZ  pos
-
-done:
-	VZEROUPPER
-	RET
-
-// func attnValueRowsF16AVX512(acc []float32, v []uint16, s []float32, hd int, width int, stride int, lane int)
-// Requires: AVX, AVX512F
-TEXT ·attnValueRowsF16AVX512(SB), NOSPLIT, $0-104
-	MOVQ  acc_base+0(FP), AX
-	MOVQ  v_base+24(FP), CX
-	MOVQ  s_base+48(FP), DX
-	MOVQ  s_len+56(FP), BX
-	MOVQ  hd+72(FP), SI
-	MOVQ  width+80(FP), DI
-	MOVQ  SI, R8
-	SHLQ  $0x02, R8
-	MOVQ  stride+88(FP), R9
-	SHLQ  $0x01, R9
-	MOVQ  lane+96(FP), R10
-	MOVQ  R10, R11
-	IMULQ R8, R11
-	ADDQ  AX, R11
-	SHRQ  $0x04, SI
-	TESTQ BX, BX
-	JZ    done
-
-pos:
-	VBROADCASTSS (DX), Z0
-	MOVQ         SI, R12
-	XORQ         R13, R13
-	XORQ         R14, R14
-
-chunk:
-	VMOVUPS     (R11)(R13*1), Z1
-	VCVTPH2PS   (CX)(R14*1), Z2
-	VFMADD231PS Z2, Z0, Z1
-	VMOVUPS     Z1, (R11)(R13*1)
-	ADDQ        $0x40, R13
-	ADDQ        $0x20, R14
-	DECQ        R12
-	JNZ         chunk
-	ADDQ        R9, CX
-	ADDQ        $0x04, DX
-	ADDQ        R8, R11
-	INCQ        R10
-	CMPQ        R10, DI
-	JB          same
-	XORQ        R10, R10
-	MOVQ        AX, R11
 
 same:
 	DECQ BX

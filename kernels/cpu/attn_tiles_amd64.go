@@ -17,8 +17,7 @@ var _ = onSetVariant(func(v Variant) {
 	clear(ropeRotate)
 	if v == VariantAVX512 {
 		ropeRotate[false], ropeRotate[true] = ropeNormAVX512, ropeNeoxAVX512
-		attnRows = &attnRowKernels{scores: scoreRowsAVX512, values: valueRowsAVX512, fold: foldLanesAVX512,
-			scoresHalf: scoreRowsHalfAVX512, valuesHalf: valueRowsHalfAVX512}
+		attnRows = &attnRowKernels{scores: scoreRowsAVX512, values: valueRowsAVX512, fold: foldLanesAVX512}
 		fromHalf, toHalf, fromHalfRows, prefetchRows = fromHalfSIMD, toHalfSIMD, fromHalfRowsSIMD, prefetchRowsAVX512
 		attnTileKernels[64] = attnKernels{attnScoresD64AVX512, attnValuesD64AVX512}
 		attnTileKernels[128] = attnKernels{attnScoresD128AVX512, attnValuesD128AVX512}
@@ -87,31 +86,10 @@ func scoreRowsAVX512(k []float32, hd int, q, out []float32) {
 	}
 }
 
-// scoreRowsHalfAVX512 is scoreRowsAVX512 for fp16 key rows stride values
-// apart: vecDot64 converts them as it reads, the same products as of the
-// rows converted first.
-func scoreRowsHalfAVX512(k []uint16, stride int, q, out []float32) {
-	hd := len(q)
-	if hd%64 != 0 || len(out) > 0 && len(k) < (len(out)-1)*stride+hd {
-		panic("cpu: key rows shorter than their scores")
-	}
-	if len(out) > 0 {
-		vecDot64RowsF16AVX512(unsafe.Slice((*byte)(unsafe.Pointer(&k[0])), 2*len(k)), 2*stride, len(out), q, out)
-	}
-}
-
-// valueRowsHalfAVX512 checks the lengths attnValueRowsF16AVX512 trusts.
-func valueRowsHalfAVX512(acc []float32, v []uint16, s []float32, hd, width, stride, lane int) {
-	if hd%16 != 0 || len(acc) < width*hd || width < 1 || lane < 0 || lane >= width || len(s) > 0 && len(v) < (len(s)-1)*stride+hd {
-		panic("cpu: value rows shorter than their weights")
-	}
-	attnValueRowsF16AVX512(acc, v, s, hd, width, stride, lane)
-}
-
 // valueRowsAVX512 checks the lengths attnValueRowsAVX512 trusts.
-func valueRowsAVX512(acc, v, s []float32, hd, width, lane int) {
-	if hd%16 != 0 || len(acc) < width*hd || len(v) < len(s)*hd || width < 1 || lane < 0 || lane >= width {
+func valueRowsAVX512(acc, v, s []float32, hd, width int) {
+	if hd%16 != 0 || len(acc) < width*hd || len(v) < len(s)*hd || width < 1 {
 		panic("cpu: value rows shorter than their weights")
 	}
-	attnValueRowsAVX512(acc, v, s, hd, width, lane)
+	attnValueRowsAVX512(acc, v, s, hd, width)
 }

@@ -341,20 +341,16 @@ func (t *attnTask) unit(ts *attnScratch, u int) {
 		return
 	}
 	if k := attnRows; k != nil && a.HeadDim%64 == 0 {
-		if _, half := s.KV.Key(a.Layer, 0, 0, 1); half != nil {
-			ts.runs = halfRuns(ts.runs, s.KV, a, kvh, s.Pos0+s.Rows)
-			if dk, ok := attnDecode[a.HeadDim]; ok {
+		// An fp16 cache is read where it lies when there are decode
+		// kernels for the HeadDim, else from an f32 copy of the KV head.
+		if dk, ok := attnDecode[a.HeadDim]; ok {
+			if _, half := s.KV.Key(a.Layer, 0, 0, 1); half != nil {
+				ts.runs = halfRuns(ts.runs, s.KV, a, kvh, s.Pos0+s.Rows)
 				for i := range s.Rows {
 					attendGroupHalf(out, q, ts.runs, a, i, kvh*group, group, len(ts.scores)/group, ts, t.invariant, k, dk)
 				}
 				return
 			}
-			for h := kvh * group; h < (kvh+1)*group; h++ {
-				for i := range s.Rows {
-					attendRowsHalf(out, q, ts.runs, a, i*heads+h, ts.scores, ts.lanes, t.invariant, h == kvh*group && i == 0, k)
-				}
-			}
-			return
 		}
 		ts.head.load(s.KV, a, kvh, s.Pos0+s.Rows)
 		for h := kvh * group; h < (kvh+1)*group; h++ {

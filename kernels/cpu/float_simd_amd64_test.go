@@ -312,15 +312,16 @@ func TestSIMDDotF32(t *testing.T) {
 // TestSIMDAttention: attention under each SIMD variant equals the Go
 // variant's, for one and several query rows (the 64- and 16-lane sums, and
 // from attnTileMinRows rows the tile kernels), head widths with and without
-// a leftover past the registers, contexts that end inside and at the end of
-// a lane round, and on one thread and two (the Backend splits by head).
+// a leftover past the registers and with and without decode kernels (192),
+// contexts that end inside and at the end of a lane round, and on one
+// thread and two (the Backend splits by head).
 func TestSIMDAttention(t *testing.T) {
 	type shape struct {
 		hd, total, n int
 		half         bool
 	}
 	var shapes []shape
-	for _, hd := range []int{4, 8, 20, 64, 72, 128} {
+	for _, hd := range []int{4, 8, 20, 64, 72, 128, 192} {
 		for _, tn := range [][2]int{{1, 1}, {9, 3}, {64, 1}, {64, 2}, {130, 1}, {130, 5}, {300, 4}, {16, 16}, {40, 33}} {
 			shapes = append(shapes, shape{hd, tn[0], tn[1], false}, shape{hd, tn[0], tn[1], true})
 		}

@@ -229,15 +229,10 @@ var attnRows *attnRowKernels
 type attnRowKernels struct {
 	// scores sets out[p] = vecDotF32(q, k[p·hd:]) for p < len(out).
 	scores func(k []float32, hd int, q, out []float32)
-	// values adds v's rows, each times s[p], to row (lane+p) mod width of
-	// acc.
-	values func(acc, v, s []float32, hd, width, lane int)
+	// values adds v's rows, each times s[p], to row p mod width of acc.
+	values func(acc, v, s []float32, hd, width int)
 	// fold folds width lane rows of acc into o as kqvGo does.
 	fold func(o, acc []float32, width int)
-	// scoresHalf and valuesHalf are scores and values for fp16 rows that start stride values apart (a run of a paged cache's
-	// rows); valuesHalf's position 0 goes to lane row lane.
-	scoresHalf func(k []uint16, stride int, q, out []float32)
-	valuesHalf func(acc []float32, v []uint16, s []float32, hd, width, stride, lane int)
 }
 
 // attendRows is attendHead for a KV head held in h, through k.
@@ -252,7 +247,7 @@ func attendRows(out, q []float32, h *headKV, a kernels.Attn, j int, scores, lane
 	scaleRow(s, a.Scale)
 	Softmax(s)
 	clear(acc)
-	k.values(acc, h.v, s, hd, width, 0)
+	k.values(acc, h.v, s, hd, width)
 	k.fold(out[i*qRow+hh*hd:i*qRow+(hh+1)*hd], acc, width)
 }
 
@@ -279,71 +274,32 @@ func halfRuns(runs []halfRun, kv kernels.KV, a kernels.Attn, kvh, n int) []halfR
 	return runs
 }
 
-// attendRowsHalf is attendRows reading an fp16 cache as it stands, through
-// its runs (halfRuns), with no copy of the KV head; the first query head of
-// a KV head (first) prefetches each next run as it goes. Query row i
-// attends to the positions of the runs up to Pos0+i.
-func attendRowsHalf(out, q []float32, runs []halfRun, a kernels.Attn, j int, scores, lanes []float32, invariant, first bool, k *attnRowKernels) {
-	qRow, hd, stride := a.Heads*a.HeadDim, a.HeadDim, a.KVHeads*a.HeadDim
-	width := laneWidth(len(q)/qRow, hd, invariant)
-	acc := lanes[:width*hd]
-	i, hh := j/a.Heads, j%a.Heads
-	n := a.Pos0 + i + 1
-	s := scores[:n]
-	qh := q[i*qRow+hh*hd : i*qRow+(hh+1)*hd]
-	p := 0
-	for r, run := range runs {
-		m := min(run.m, n-p)
-		if m <= 0 {
-			break
-		}
-		if first && r+1 < len(runs) {
-			prefetchRows(runs[r+1].kh, hd, stride)
-		}
-		k.scoresHalf(run.kh, stride, qh, s[p:p+m])
-		p += m
-	}
-	scaleRow(s, a.Scale)
-	Softmax(s)
-	clear(acc)
-	p = 0
-	for r, run := range runs {
-		m := min(run.m, n-p)
-		if m <= 0 {
-			break
-		}
-		if first && r+1 < len(runs) {
-			prefetchRows(runs[r+1].vh, hd, stride)
-		}
-		k.valuesHalf(acc, run.vh, s[p:p+m], hd, width, stride, p%width)
-		p += m
-	}
-	k.fold(out[i*qRow+hh*hd:i*qRow+(hh+1)*hd], acc, width)
-}
-
 // attnDecode holds, by HeadDim, the decode kernels of the variant in use
-// (attendGroupHalf); other HeadDims take attendRowsHalf.
+// (attendGroupHalf); other HeadDims take attendRows on an f32 copy.
 var attnDecode = map[int]attnDecodeKernels{}
 
 // attnDecodeKernels compute the query heads of one query row that share a
 // KV head against up to 16 fp16 rows of a run at a time, converting each
-// key and value row once for all of them, in attendRowsHalf's order.
+// key and value row once for all of them, in attendRows's order.
 type attnDecodeKernels struct {
 	// scores sets head g's s[p] (at s+sStride·g bytes) to scale times
-	// scoresHalf's score of the query at q+HeadDim·g and key row p < m ≤ 16
+	// the vecDotF32 of the query at q+HeadDim·g and key row p < m ≤ 16
 	// (stride bytes apart); mask has the low m bits set and buf holds 16
 	// rows of HeadDim floats.
 	scores func(k *uint16, stride, m int, q *float32, heads int, s *float32, sStride int, buf *float32, scale float32, mask uint16)
 	// values adds value row p < m times head g's s[p] (at s+sStride·g
 	// bytes) to lane row (lane+p) mod width of head g's lane sums (at
-	// acc+accStride·g bytes), as valuesHalf does.
+	// acc+accStride·g bytes) by FMA, in order of p.
 	values func(v *uint16, stride, m int, s *float32, sStride, heads int, acc *float32, accStride, lane, width int)
 }
 
-// attendGroupHalf is attendRowsHalf for query row i and all group query
-// heads from h0 on, which share one KV head, through the kernels dk: each
-// key and value row is converted once for the group. Head g's scores take
-// ts.scores[g·sStride:] and its lane sums ts.lanes[g·width·HeadDim:].
+// attendGroupHalf is attendRows for query row i and all group query heads
+// from h0 on, which share one KV head, reading an fp16 cache where it lies,
+// through its runs (halfRuns) and the kernels dk: each key and value row is
+// converted once for the group, and each run's first chunk prefetches the
+// next run. Head g's scores take ts.scores[g·sStride:] and its lane sums
+// ts.lanes[g·width·HeadDim:]. Query row i attends to the positions of the
+// runs up to Pos0+i.
 func attendGroupHalf(out, q []float32, runs []halfRun, a kernels.Attn, i, h0, group, sStride int, ts *attnScratch, invariant bool, k *attnRowKernels, dk attnDecodeKernels) {
 	qRow, hd, stride := a.Heads*a.HeadDim, a.HeadDim, a.KVHeads*a.HeadDim
 	width := laneWidth(len(q)/qRow, hd, invariant)

@@ -37,8 +37,7 @@ func main() {
 	halfRowsStrided()
 	prefetchRows()
 	foldLanes16()
-	valueRows(false)
-	valueRows(true)
+	valueRows()
 	rope()
 	Generate()
 }
@@ -498,22 +497,14 @@ func foldLanes16() {
 	RET()
 }
 
-// valueRows generates attnValueRowsAVX512(acc, v, s []float32, hd, width,
-// lane int): for each position p < len(s), acc[((lane+p) mod width)·hd + d] =
+// valueRows generates attnValueRowsAVX512(acc, v, s []float32, hd, width
+// int): for each position p < len(s), acc[(p mod width)·hd + d] =
 // fma(v[p·hd+d], s[p], acc[…]) for d < hd (a multiple of 16): kqvGo's lane
 // sums over value rows held one after the other, in one call instead of one
-// per position. With half it generates attnValueRowsF16AVX512(acc []float32,
-// v []uint16, s []float32, hd, width, stride, lane int) instead: fp16 value
-// rows stride values apart (a run of a paged cache's block), converted as
-// they are read.
-func valueRows(half bool) {
-	if half {
-		TEXT("attnValueRowsF16AVX512", NOSPLIT, "func(acc []float32, v []uint16, s []float32, hd, width, stride, lane int)")
-		Doc("attnValueRowsF16AVX512 adds the fp16 rows of hd values (a multiple of 16) that start stride values apart in v, each times its s[p], to row (lane+p) mod width of acc by FMA, in order of p.")
-	} else {
-		TEXT("attnValueRowsAVX512", NOSPLIT, "func(acc, v, s []float32, hd, width, lane int)")
-		Doc("attnValueRowsAVX512 adds v's rows of hd values (a multiple of 16), each times its s[p], to row (lane+p) mod width of acc by FMA, in order of p.")
-	}
+// per position.
+func valueRows() {
+	TEXT("attnValueRowsAVX512", NOSPLIT, "func(acc, v, s []float32, hd, width int)")
+	Doc("attnValueRowsAVX512 adds v's rows of hd values (a multiple of 16), each times its s[p], to row p mod width of acc by FMA, in order of p.")
 	accBase := Load(Param("acc").Base(), GP64())
 	vp := Load(Param("v").Base(), GP64())
 	sp := Load(Param("s").Base(), GP64())
@@ -523,43 +514,28 @@ func valueRows(half bool) {
 	rowBytes := GP64()
 	MOVQ(hd, rowBytes)
 	SHLQ(U8(2), rowBytes)
-	// The bytes from one value row to the next, and of 16 values of one.
-	var vStride Register = rowBytes
-	vStep := 64
-	if half {
-		vStride, vStep = Load(Param("stride"), GP64()), 32
-		SHLQ(U8(1), vStride)
-	}
-	lane, ap := Load(Param("lane"), GP64()), GP64()
-	MOVQ(lane, ap)
-	IMULQ(rowBytes, ap)
-	ADDQ(accBase, ap)
+	lane, ap := GP64(), GP64()
+	XORQ(lane, lane)
+	MOVQ(accBase, ap)
 	chunks := GP64()
 	MOVQ(hd, chunks)
 	SHRQ(U8(4), chunks)
-	c, off, voff := GP64(), GP64(), GP64()
-	w, t, u := ZMM(), ZMM(), ZMM()
+	c, off := GP64(), GP64()
+	w, t := ZMM(), ZMM()
 	TESTQ(n, n)
 	JZ(LabelRef("done"))
 	Label("pos")
 	VBROADCASTSS(Mem{Base: sp}, w)
 	MOVQ(chunks, c)
 	XORQ(off, off)
-	XORQ(voff, voff)
 	Label("chunk")
 	VMOVUPS(Mem{Base: ap, Index: off, Scale: 1}, t)
-	if half {
-		VCVTPH2PS(Mem{Base: vp, Index: voff, Scale: 1}, u)
-		VFMADD231PS(u, w, t)
-	} else {
-		VFMADD231PS(Mem{Base: vp, Index: voff, Scale: 1}, w, t)
-	}
+	VFMADD231PS(Mem{Base: vp, Index: off, Scale: 1}, w, t)
 	VMOVUPS(t, Mem{Base: ap, Index: off, Scale: 1})
 	ADDQ(U8(64), off)
-	ADDQ(U8(vStep), voff)
 	DECQ(c)
 	JNZ(LabelRef("chunk"))
-	ADDQ(vStride, vp)
+	ADDQ(rowBytes, vp)
 	ADDQ(U8(4), sp)
 	// The next accumulator row, back to the first after width of them.
 	ADDQ(rowBytes, ap)
