@@ -32,6 +32,9 @@ func softmaxMaxAVX512(x []float32) (mx float32, nan bool)
 // scaleRowAVX512 sets x[i] = x[i]·s.
 func scaleRowAVX512(x []float32, s float32)
 
+// normScaleAVX512 sets o[i] = (x[i]·s)·w[i] for i < len(o).
+func normScaleAVX512(o []float32, x []float32, w []float32, s float32)
+
 // fromHalfAVX512 sets dst[i] to the fp16 value src[i] for i < len(dst).
 func fromHalfAVX512(dst []float32, src []uint16)
 

@@ -3493,6 +3493,45 @@ done:
 	VZEROUPPER
 	RET
 
+// func normScaleAVX512(o []float32, x []float32, w []float32, s float32)
+// Requires: AVX, AVX512F, BMI2
+TEXT ·normScaleAVX512(SB), NOSPLIT, $0-76
+	MOVQ         o_base+0(FP), AX
+	MOVQ         x_base+24(FP), CX
+	MOVQ         w_base+48(FP), DX
+	MOVQ         o_len+8(FP), BX
+	VBROADCASTSS s+72(FP), Z0
+	SUBQ         AX, CX
+	SUBQ         AX, DX
+	MOVQ         BX, SI
+	SHRQ         $0x04, SI
+	JZ           tail
+
+whole:
+	VMULPS  (AX)(CX*1), Z0, Z1
+	VMULPS  (AX)(DX*1), Z1, Z1
+	VMOVUPS Z1, (AX)
+	ADDQ    $0x40, AX
+	DECQ    SI
+	JNZ     whole
+
+tail:
+	ANDQ      $0x0f, BX
+	JZ        done
+	MOVL      $0x00000001, SI
+	SHLXL     BX, SI, SI
+	DECL      SI
+	KMOVW     SI, K1
+	VMOVUPS.Z (AX)(CX*1), K1, Z1
+	VMULPS    Z1, Z0, Z1
+	VMOVUPS.Z (AX)(DX*1), K1, Z0
+	VMULPS    Z0, Z1, Z1
+	VMOVUPS   Z1, K1, (AX)
+
+done:
+	VZEROUPPER
+	RET
+
 // func fromHalfAVX512(dst []float32, src []uint16)
 // Requires: AVX, AVX512BW, AVX512F, AVX512VL, BMI2
 TEXT ·fromHalfAVX512(SB), NOSPLIT, $0-48

@@ -357,6 +357,36 @@ func TestSIMDAttention(t *testing.T) {
 	})
 }
 
+// TestSIMDRMSNorm: RMSNorm under each SIMD variant equals the Go variant's,
+// for row widths with and without a tail past the vectors and batches of
+// fewer and more rows than it sums side by side, in place too.
+func TestSIMDRMSNorm(t *testing.T) {
+	run := func(dim, rows int, seed uint64, inPlace bool) []float32 {
+		r := rand.New(rand.NewPCG(seed, 17))
+		x, w := spread(r, rows*dim, 6), spread(r, dim, 2)
+		out := x
+		if !inPlace {
+			out = make([]float32, len(x))
+		}
+		RMSNorm(out, x, w, dim, 1e-6)
+		return out
+	}
+	type shape struct{ dim, rows int }
+	shapes := []shape{{1, 1}, {15, 3}, {16, 4}, {67, 5}, {768, 16}, {2048, 9}}
+	want := make([][]float32, len(shapes))
+	SetVariant(VariantGo)
+	for i, s := range shapes {
+		want[i] = run(s.dim, s.rows, uint64(i), false)
+	}
+	forEachSIMD(t, func(t *testing.T) {
+		for i, s := range shapes {
+			for _, inPlace := range []bool{false, true} {
+				checkSame(t, fmt.Sprintf("rmsnorm dim=%d rows=%d in place=%v", s.dim, s.rows, inPlace), run(s.dim, s.rows, uint64(i), inPlace), want[i])
+			}
+		}
+	})
+}
+
 // TestSIMDSoftmaxSwiGLU: Softmax and SwiGLU under each SIMD variant equal the
 // Go variant's for awkward lengths and gates large enough that expf
 // overflows and underflows.

@@ -45,9 +45,17 @@ func RMSNorm(out, x, weight []float32, dim int, eps float32) {
 // normRow scales row into o by its sum of squares, then by weight.
 func normRow(o, row, weight []float32, sum float64, eps float32) {
 	mean := float32(sum / float64(len(row)))
-	scale := 1 / float32(math.Sqrt(float64(mean+eps)))
-	for i, v := range row {
-		o[i] = v * scale * weight[i]
+	normScale(o, row, weight, 1/float32(math.Sqrt(float64(mean+eps))))
+}
+
+// normScale sets o[i] = x[i]·s·w[i] for i < len(o): normScaleGo, or the
+// variant's vector kernel.
+var normScale = normScaleGo
+
+func normScaleGo(o, x, w []float32, s float32) {
+	x, w = x[:len(o)], w[:len(o)]
+	for i, v := range x {
+		o[i] = v * s * w[i]
 	}
 }
 

@@ -33,6 +33,7 @@ func main() {
 	}
 	maxRow()
 	scaleRow()
+	normScale()
 	halfRows()
 	halfRowsStrided()
 	prefetchRows()
@@ -294,6 +295,37 @@ func scaleRow() {
 		VMOVUPS_Z(Mem{Base: xp}, tail, v)
 		VMULPS(v, sc, v)
 		VMOVUPS(v, tail, Mem{Base: xp})
+	})
+	VZEROUPPER()
+	RET()
+}
+
+// normScale generates normScaleAVX512(o, x, w []float32, s float32):
+// o[i] = x[i]·s·w[i], RMSNorm's last step, in that order.
+func normScale() {
+	TEXT("normScaleAVX512", NOSPLIT, "func(o, x, w []float32, s float32)")
+	Doc("normScaleAVX512 sets o[i] = (x[i]·s)·w[i] for i < len(o).")
+	op := Load(Param("o").Base(), GP64())
+	xp := Load(Param("x").Base(), GP64())
+	wp := Load(Param("w").Base(), GP64())
+	n := GP64()
+	Load(Param("o").Len(), n)
+	sc, v := ZMM(), ZMM()
+	VBROADCASTSS(NewParamAddr("s", 72), sc)
+	// o, x and w move on together: x and w as offsets from o.
+	SUBQ(op, xp)
+	SUBQ(op, wp)
+	wholeThenTail(n, op, 64, func() {
+		VMULPS(Mem{Base: op, Index: xp, Scale: 1}, sc, v)
+		VMULPS(Mem{Base: op, Index: wp, Scale: 1}, v, v)
+		VMOVUPS(v, Mem{Base: op})
+	}, func(tail Register) {
+		VMOVUPS_Z(Mem{Base: op, Index: xp, Scale: 1}, tail, v)
+		VMULPS(v, sc, v)
+		t := ZMM()
+		VMOVUPS_Z(Mem{Base: op, Index: wp, Scale: 1}, tail, t)
+		VMULPS(t, v, v)
+		VMOVUPS(v, tail, Mem{Base: op})
 	})
 	VZEROUPPER()
 	RET()
