@@ -153,6 +153,28 @@ func butterflyConstants() butterfly {
 	return bf
 }
 
+// fold emits the butterfly over regs (sixteen registers, overwritten), with
+// p and q for the permutations, and returns the register whose lane j then
+// holds the sum of regs[j]'s lanes, folded as reduce16.
+func (bf butterfly) fold(regs [16]VecVirtual, p, q VecVirtual) VecVirtual {
+	rs := regs[:]
+	for lvl := range 4 {
+		var next []VecVirtual
+		for r := 0; r < len(rs); r += 2 {
+			VMOVDQU32(bf.p[lvl], p)
+			VPERMI2PS(rs[r+1], rs[r], p)
+			VMOVDQU32(bf.q[lvl], q)
+			VPERMI2PS(rs[r+1], rs[r], q)
+			VADDPS(q, p, rs[r])
+			next = append(next, rs[r])
+		}
+		rs = next
+	}
+	VMOVDQU32(bf.order, p)
+	VPERMPS(rs[0], p, rs[0])
+	return rs[0]
+}
+
 func dwords16(name string, v [16]uint32) Mem {
 	m := GLOBL(name, RODATA|NOPTR)
 	for i, x := range v {
@@ -209,22 +231,7 @@ func values(hd int, bf butterfly) {
 			VFMADD231PS(Mem{Base: vt, Disp: 64 * (c + j)}, sv, k, acc[j])
 		}
 		// reduce16 of each register, all sixteen at once.
-		regs := acc[:]
-		for lvl := range 4 {
-			var next []VecVirtual
-			for r := 0; r < len(regs); r += 2 {
-				VMOVDQU32(bf.p[lvl], p)
-				VPERMI2PS(regs[r+1], regs[r], p)
-				VMOVDQU32(bf.q[lvl], q)
-				VPERMI2PS(regs[r+1], regs[r], q)
-				VADDPS(q, p, regs[r])
-				next = append(next, regs[r])
-			}
-			regs = next
-		}
-		VMOVDQU32(bf.order, p)
-		VPERMPS(regs[0], p, regs[0])
-		VMOVUPS(regs[0], Mem{Base: o, Disp: 4 * c})
+		VMOVUPS(bf.fold(acc, p, q), Mem{Base: o, Disp: 4 * c})
 	}
 	VZEROUPPER()
 	RET()
@@ -667,24 +674,9 @@ func decodeScores(hd int, bf butterfly) {
 		VADDPS(a[3], a[1], a[1])
 		VADDPS(a[1], a[0], r[i])
 	}
-	p, q := a[0], a[1]
-	regs := r[:]
-	for lvl := range 4 {
-		var next []VecVirtual
-		for i := 0; i < len(regs); i += 2 {
-			VMOVDQU32(bf.p[lvl], p)
-			VPERMI2PS(regs[i+1], regs[i], p)
-			VMOVDQU32(bf.q[lvl], q)
-			VPERMI2PS(regs[i+1], regs[i], q)
-			VADDPS(q, p, regs[i])
-			next = append(next, regs[i])
-		}
-		regs = next
-	}
-	VMOVDQU32(bf.order, p)
-	VPERMPS(regs[0], p, regs[0])
-	VMULPS(sc, regs[0], regs[0])
-	VMOVUPS(regs[0], mk, Mem{Base: sp})
+	sum := bf.fold(r, a[0], a[1])
+	VMULPS(sc, sum, sum)
+	VMOVUPS(sum, mk, Mem{Base: sp})
 	ADDQ(U32(4*hd), qp)
 	ADDQ(sStride, sp)
 	DECQ(heads)
