@@ -39,6 +39,8 @@ type packedOrder struct {
 	packActs   func(buf []byte, acts []act) []byte
 	actBytes   func(nb int) int // a packed group's size
 	x1, x2, x4 func(w, a *byte, nb int, out *float32, ldo int, pf *[5]uintptr)
+	// x4s, where set, is x4 for several groups ab bytes apart in one call.
+	x4s func(w, a *byte, nb int, out *float32, ldo int, pf *[5]uintptr, groups, ab int)
 }
 
 // simdPacked[t], where set, packs and multiplies weights of type t (filled
@@ -214,7 +216,14 @@ func (m *matMulTask) packedTile(t, next int, ts *threadScratch) {
 	}
 	r0 := t * tileRows
 	rows := min(tileRows, p.rows-r0)
-	for g := 0; 4*g < m.n; g++ {
+	// Whole groups of a whole tile in one call, where the order has a
+	// kernel for it.
+	g := 0
+	if full := m.n / 4; k.x4s != nil && rows == tileRows && full > 0 {
+		k.x4s(&w[0], &m.tiled[0], nb, &pr.out[r0], p.rows, &ts.tilePF, full, ab)
+		g = full
+	}
+	for ; 4*g < m.n; g++ {
 		kern, n, kn := k.x4, min(4, m.n-4*g), 4
 		switch n {
 		case 1:

@@ -100,6 +100,7 @@ func main() {
 	for _, k := range kinds {
 		tileKernel(k)
 	}
+	tileKernelGroups(kinds[0])
 	packConstants()
 	packKernel("Q8_0", 34, 8)
 	packKernel("Q4_0", 18, 4)
@@ -366,4 +367,36 @@ func lanes8(k kind, w0, a0, nb Register, out rowStore, i0, rows int, pass string
 		}
 		out.store(l[0], i0+i)
 	}
+}
+
+// tileKernelGroups generates tile32OneQ0GroupsAVX512(w, a *byte, nb int,
+// out *float32, ldo int, pf *[5]uintptr, groups, ab int): the four-row
+// kernel of kind k for groups packed groups of activation rows, ab bytes
+// apart, one after the other in one call, the prefetch cursor running on
+// through them.
+func tileKernelGroups(k kind) {
+	name := "tile32" + k.name + "GroupsAVX512"
+	TEXT(name, NOSPLIT, "func(w, a *byte, nb int, out *float32, ldo int, pf *[5]uintptr, groups, ab int)")
+	Doc(fmt.Sprintf("%s is tile32%sAVX512 for groups groups of four activation rows ab bytes apart, the results of "+
+		"group g from row 4g of out on.", name, k.name))
+	a0 := Load(Param("a"), GP64())
+	out := rowStore{base: Load(Param("out"), GP64()), ldo: Load(Param("ldo"), GP64())}
+	SHLQ(U8(2), out.ldo)
+	pf := loadPF(Load(Param("pf"), GP64()))
+	g := Load(Param("groups"), GP64())
+	ab := Load(Param("ab"), GP64())
+	TESTQ(g, g)
+	JZ(LabelRef("groups_done"))
+	Label("group")
+	w0 := Load(Param("w"), GP64())
+	nb := Load(Param("nb"), GP64())
+	oneLane(k, w0, a0, nb, out, actRows, pf)
+	ADDQ(ab, a0)
+	LEAQ(Mem{Base: out.base, Index: out.ldo, Scale: 4}, out.base)
+	DECQ(g)
+	JNZ(LabelRef("group"))
+	Label("groups_done")
+	pf.store()
+	VZEROUPPER()
+	RET()
 }
