@@ -39,8 +39,9 @@ type packedOrder struct {
 	packActs   func(buf []byte, acts []act) []byte
 	actBytes   func(nb int) int // a packed group's size
 	x1, x2, x4 func(w, a *byte, nb int, out *float32, ldo int, pf *[5]uintptr)
-	// x4s, where set, is x4 for several groups ab bytes apart in one call.
-	x4s func(w, a *byte, nb int, out *float32, ldo int, pf *[5]uintptr, groups, ab int)
+	// x4s, where set, is x4 for tiles consecutive whole tiles and groups
+	// groups ab bytes apart in one call, the last tile prefetching pf's.
+	x4s func(w, a *byte, nb int, out *float32, ldo int, pf *[5]uintptr, groups, ab, tiles int)
 }
 
 // simdPacked[t], where set, packs and multiplies weights of type t (filled
@@ -148,8 +149,8 @@ func (s *Scratch) matMulsPacked(prods []packedProduct, x []float32, n int) {
 const packedClaims = 8
 
 // packedTiles is Run for packed weights. A thread claims its next chunk
-// before it starts on the last tile of this one, so that it knows which tile
-// to prefetch.
+// before it starts on the last tile (or run of tiles) of this one, so that
+// it knows which tile to prefetch.
 func (m *matMulTask) packedTiles(thread, threads int) {
 	m.prepareActs(threads)
 	ts, tiles := &m.threads[thread], m.nTiles
@@ -157,15 +158,50 @@ func (m *matMulTask) packedTiles(thread, threads int) {
 	claim := func() int { return int(m.claimed.Add(1)-1) * chunk }
 	for c := claim(); c < tiles; {
 		end, next := min(c+chunk, tiles), tiles
-		for t := c; t < end; t++ {
-			if t+1 < end {
-				next = t + 1
+		for t := c; t < end; {
+			// A run of whole tiles of one product goes in one call where
+			// the order has a kernel for it and the groups are whole; any
+			// other tile alone.
+			pr, lt := m.product(t)
+			n := 0
+			if m.order.x4s != nil && m.n%4 == 0 {
+				n = min(end-t, pr.p.rows/tileRows-lt)
+			}
+			step := max(n, 1)
+			if t+step < end {
+				next = t + step
 			} else {
 				next = claim()
 			}
-			m.packedTile(t, min(next, tiles), ts)
+			if n > 0 {
+				m.packedRun(pr, lt, n, min(next, tiles), ts)
+			} else {
+				m.packedTile(t, min(next, tiles), ts)
+			}
+			t += step
 		}
 		c = next
+	}
+}
+
+// packedRun multiplies tiles lt..lt+n-1 of pr, all whole, with every
+// activation row (whole groups of four) in one call, prefetching tile next
+// of the task after them.
+func (m *matMulTask) packedRun(pr *packedProduct, lt, n, next int, ts *threadScratch) {
+	p, tb := pr.p, m.tileBytes
+	m.setPF(next, ts)
+	w := p.tiles[lt*tb : (lt+n)*tb]
+	m.order.x4s(&w[0], &m.tiled[0], m.nb, &pr.out[lt*tileRows], p.rows, &ts.tilePF, m.n/4, m.groupBytes, n)
+}
+
+// setPF points ts's prefetch cursor at tile next of the task (none when it
+// is the task's tile count).
+func (m *matMulTask) setPF(next int, ts *threadScratch) {
+	ts.tilePF = [5]uintptr{}
+	if next < m.nTiles {
+		tb := m.tileBytes
+		np, nt := m.product(next)
+		ts.tilePF = [5]uintptr{uintptr(unsafe.Pointer(&np.p.tiles[nt*tb])), 0, uintptr(tb / 64), uintptr(tb), uintptr(tb)}
 	}
 }
 
@@ -209,21 +245,10 @@ func (m *matMulTask) packedTile(t, next int, ts *threadScratch) {
 	nb, tb, ab := m.nb, m.tileBytes, m.groupBytes
 	w := p.tiles[t*tb : (t+1)*tb]
 	// The kernels prefetch the next tile as they go (see tile32.mul).
-	ts.tilePF = [5]uintptr{}
-	if next < m.nTiles {
-		np, nt := m.product(next)
-		ts.tilePF = [5]uintptr{uintptr(unsafe.Pointer(&np.p.tiles[nt*tb])), 0, uintptr(tb / 64), uintptr(tb), uintptr(tb)}
-	}
+	m.setPF(next, ts)
 	r0 := t * tileRows
 	rows := min(tileRows, p.rows-r0)
-	// Whole groups of a whole tile in one call, where the order has a
-	// kernel for it.
-	g := 0
-	if full := m.n / 4; k.x4s != nil && rows == tileRows && full > 0 {
-		k.x4s(&w[0], &m.tiled[0], nb, &pr.out[r0], p.rows, &ts.tilePF, full, ab)
-		g = full
-	}
-	for ; 4*g < m.n; g++ {
+	for g := 0; 4*g < m.n; g++ {
 		kern, n, kn := k.x4, min(4, m.n-4*g), 4
 		switch n {
 		case 1:

@@ -241,7 +241,7 @@ var (
 			{packActs: q8Tile.packActs, actBytes: func(nb int) int { return nb * q8Tile.actBytes() },
 				x1: tile32Lanes8Q0x1AVX512, x2: tile32Lanes8Q0x2AVX512, x4: tile32Lanes8Q0AVX512},
 			{packActs: q8OneTile.packActs, actBytes: func(nb int) int { return nb * q8OneTile.actBytes() },
-				x1: tile32OneQ0x1AVX512, x2: tile32OneQ0x2AVX512, x4: tile32OneQ0AVX512, x4s: tile32OneQ0GroupsAVX512},
+				x1: tile32OneQ0x1AVX512, x2: tile32OneQ0x2AVX512, x4: tile32OneQ0AVX512, x4s: tile32OneQ0TilesAVX512},
 		},
 	}
 )

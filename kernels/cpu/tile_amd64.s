@@ -1313,28 +1313,53 @@ lanes_store1:
 	VZEROUPPER
 	RET
 
-// func tile32OneQ0GroupsAVX512(w *byte, a *byte, nb int, out *float32, ldo int, pf *[5]uintptr, groups int, ab int)
+// func tile32OneQ0TilesAVX512(w *byte, a *byte, nb int, out *float32, ldo int, pf *[5]uintptr, groups int, ab int, tiles int)
 // Requires: AVX, AVX512DQ, AVX512F, AVX512VNNI, MMX+
-TEXT ·tile32OneQ0GroupsAVX512(SB), NOSPLIT, $0-64
-	MOVQ  a+8(FP), AX
-	MOVQ  out+24(FP), CX
-	MOVQ  ldo+32(FP), DX
-	SHLQ  $0x02, DX
-	MOVQ  pf+40(FP), BX
-	MOVQ  (BX), SI
-	MOVQ  8(BX), DI
-	MOVQ  16(BX), R8
-	MOVQ  24(BX), R9
-	MOVQ  32(BX), R10
-	MOVQ  groups+48(FP), R11
-	MOVQ  ab+56(FP), R12
-	TESTQ R11, R11
-	JZ    groups_done
+TEXT ·tile32OneQ0TilesAVX512(SB), NOSPLIT, $32-72
+	MOVQ   w+0(FP), AX
+	MOVQ   AX, (SP)
+	MOVQ   out+24(FP), AX
+	MOVQ   AX, 8(SP)
+	MOVQ   tiles+64(FP), AX
+	MOVQ   AX, 16(SP)
+	MOVQ   nb+16(FP), AX
+	IMUL3Q $0x00000220, AX, AX
+	MOVQ   AX, 24(SP)
+	MOVQ   ldo+32(FP), AX
+	SHLQ   $0x02, AX
+	MOVQ   pf+40(FP), CX
+	CMPQ   16(SP), $0x00
+	JE     tiles_done
+
+tile:
+	CMPQ 16(SP), $0x01
+	JE   tile_last
+	MOVQ 24(SP), DI
+	MOVQ (SP), DX
+	ADDQ DI, DX
+	XORQ BX, BX
+	MOVQ DI, SI
+	SHRQ $0x06, SI
+	MOVQ DI, R8
+	JMP  tile_go
+
+tile_last:
+	MOVQ (CX), DX
+	MOVQ 8(CX), BX
+	MOVQ 16(CX), SI
+	MOVQ 24(CX), DI
+	MOVQ 32(CX), R8
+
+tile_go:
+	MOVQ a+8(FP), R9
+	MOVQ 8(SP), R10
+	MOVQ groups+48(FP), R11
+	MOVQ ab+56(FP), R12
 
 group:
-	MOVQ   w+0(FP), R13
+	MOVQ   (SP), R13
 	MOVQ   nb+16(FP), R14
-	MOVQ   AX, R15
+	MOVQ   R9, R15
 	VXORPS Z0, Z0, Z0
 	VXORPS Z1, Z1, Z1
 	VXORPS Z2, Z2, Z2
@@ -1343,27 +1368,27 @@ group:
 	JZ     one_store
 
 one_block:
-	TESTQ      R8, R8
+	TESTQ      SI, SI
 	JZ         pf_skip1
-	PREFETCHT1 (SI)(DI*1)
-	DECQ       R8
-	ADDQ       $0x40, DI
-	CMPQ       DI, R9
+	PREFETCHT1 (DX)(BX*1)
+	DECQ       SI
+	ADDQ       $0x40, BX
+	CMPQ       BX, DI
 	JB         pf_same1
-	XORQ       DI, DI
-	ADDQ       R10, SI
+	XORQ       BX, BX
+	ADDQ       R8, DX
 
 pf_same1:
 pf_skip1:
-	TESTQ      R8, R8
+	TESTQ      SI, SI
 	JZ         pf_skip2
-	PREFETCHT1 (SI)(DI*1)
-	DECQ       R8
-	ADDQ       $0x40, DI
-	CMPQ       DI, R9
+	PREFETCHT1 (DX)(BX*1)
+	DECQ       SI
+	ADDQ       $0x40, BX
+	CMPQ       BX, DI
 	JB         pf_same2
-	XORQ       DI, DI
-	ADDQ       R10, SI
+	XORQ       BX, BX
+	ADDQ       R8, DX
 
 pf_same2:
 pf_skip2:
@@ -1430,22 +1455,27 @@ pf_skip2:
 	JNZ           one_block
 
 one_store:
-	VMOVUPS Z0, (CX)
-	IMUL3Q  $0x01, DX, R13
-	VMOVUPS Z1, (CX)(R13*1)
-	IMUL3Q  $0x02, DX, R13
-	VMOVUPS Z2, (CX)(R13*1)
-	IMUL3Q  $0x03, DX, R13
-	VMOVUPS Z3, (CX)(R13*1)
-	ADDQ    R12, AX
-	LEAQ    (CX)(DX*4), CX
+	VMOVUPS Z0, (R10)
+	IMUL3Q  $0x01, AX, R13
+	VMOVUPS Z1, (R10)(R13*1)
+	IMUL3Q  $0x02, AX, R13
+	VMOVUPS Z2, (R10)(R13*1)
+	IMUL3Q  $0x03, AX, R13
+	VMOVUPS Z3, (R10)(R13*1)
+	ADDQ    R12, R9
+	LEAQ    (R10)(AX*4), R10
 	DECQ    R11
 	JNZ     group
+	MOVQ    24(SP), DI
+	ADDQ    DI, (SP)
+	ADDQ    $0x40, 8(SP)
+	DECQ    16(SP)
+	JNZ     tile
+	MOVQ    DX, (CX)
+	MOVQ    BX, 8(CX)
+	MOVQ    SI, 16(CX)
 
-groups_done:
-	MOVQ SI, (BX)
-	MOVQ DI, 8(BX)
-	MOVQ R8, 16(BX)
+tiles_done:
 	VZEROUPPER
 	RET
 

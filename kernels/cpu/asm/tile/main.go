@@ -100,7 +100,7 @@ func main() {
 	for _, k := range kinds {
 		tileKernel(k)
 	}
-	tileKernelGroups(kinds[0])
+	tileKernelTiles(kinds[0])
 	packConstants()
 	packKernel("Q8_0", 34, 8)
 	packKernel("Q4_0", 18, 4)
@@ -369,34 +369,76 @@ func lanes8(k kind, w0, a0, nb Register, out rowStore, i0, rows int, pass string
 	}
 }
 
-// tileKernelGroups generates tile32OneQ0GroupsAVX512(w, a *byte, nb int,
-// out *float32, ldo int, pf *[5]uintptr, groups, ab int): the four-row
-// kernel of kind k for groups packed groups of activation rows, ab bytes
-// apart, one after the other in one call, the prefetch cursor running on
-// through them.
-func tileKernelGroups(k kind) {
-	name := "tile32" + k.name + "GroupsAVX512"
-	TEXT(name, NOSPLIT, "func(w, a *byte, nb int, out *float32, ldo int, pf *[5]uintptr, groups, ab int)")
-	Doc(fmt.Sprintf("%s is tile32%sAVX512 for groups groups of four activation rows ab bytes apart, the results of "+
-		"group g from row 4g of out on.", name, k.name))
+// tileKernelTiles generates tile32OneQ0TilesAVX512(w, a *byte, nb int,
+// out *float32, ldo int, pf *[5]uintptr, groups, ab, tiles int): the
+// four-row kernel of kind k for tiles consecutive tiles at w (16 columns of
+// out apart) and, for each, groups packed groups of activation rows ab bytes
+// apart (the results of group g from row 4g of out on), in one call. Each
+// tile prefetches the next, and the last one pf's cursor.
+func tileKernelTiles(k kind) {
+	name := "tile32" + k.name + "TilesAVX512"
+	TEXT(name, NOSPLIT, "func(w, a *byte, nb int, out *float32, ldo int, pf *[5]uintptr, groups, ab, tiles int)")
+	Doc(fmt.Sprintf("%s is tile32%sAVX512 for tiles consecutive tiles at w, out 16 columns apart, each times groups "+
+		"groups of four activation rows ab bytes apart (group g's results from row 4g of out on); each tile prefetches "+
+		"the next one, the last one from pf's cursor (see tilePF).", name, k.name))
+	// The tile's weights and results, the tiles left and a tile's size.
+	tileW, tileOut, left, size := AllocLocal(8), AllocLocal(8), AllocLocal(8), AllocLocal(8)
+	for _, c := range []struct {
+		param string
+		to    Mem
+	}{{"w", tileW}, {"out", tileOut}, {"tiles", left}} {
+		r := Load(Param(c.param), GP64())
+		MOVQ(r, c.to)
+	}
+	tb := Load(Param("nb"), GP64())
+	IMUL3Q(U32(k.weightBytes()), tb, tb)
+	MOVQ(tb, size)
+	ldo := Load(Param("ldo"), GP64())
+	SHLQ(U8(2), ldo)
+	pf := &prefetcher{ptr: Load(Param("pf"), GP64()), p: GP64(), off: GP64(), lines: GP64(), bytes: GP64(), step: GP64()}
+	CMPQ(left, U8(0))
+	JE(LabelRef("tiles_done"))
+	Label("tile")
+	// The cursor: the next tile of this call, or pf's for the last one.
+	CMPQ(left, U8(1))
+	JE(LabelRef("tile_last"))
+	MOVQ(size, pf.bytes)
+	MOVQ(tileW, pf.p)
+	ADDQ(pf.bytes, pf.p)
+	XORQ(pf.off, pf.off)
+	MOVQ(pf.bytes, pf.lines)
+	SHRQ(U8(6), pf.lines)
+	MOVQ(pf.bytes, pf.step)
+	JMP(LabelRef("tile_go"))
+	Label("tile_last")
+	MOVQ(Mem{Base: pf.ptr, Disp: pfP}, pf.p)
+	MOVQ(Mem{Base: pf.ptr, Disp: pfOff}, pf.off)
+	MOVQ(Mem{Base: pf.ptr, Disp: pfLines}, pf.lines)
+	MOVQ(Mem{Base: pf.ptr, Disp: pfBytes}, pf.bytes)
+	MOVQ(Mem{Base: pf.ptr, Disp: pfStride}, pf.step)
+	Label("tile_go")
 	a0 := Load(Param("a"), GP64())
-	out := rowStore{base: Load(Param("out"), GP64()), ldo: Load(Param("ldo"), GP64())}
-	SHLQ(U8(2), out.ldo)
-	pf := loadPF(Load(Param("pf"), GP64()))
+	out := rowStore{base: GP64(), ldo: ldo}
+	MOVQ(tileOut, out.base)
 	g := Load(Param("groups"), GP64())
 	ab := Load(Param("ab"), GP64())
-	TESTQ(g, g)
-	JZ(LabelRef("groups_done"))
 	Label("group")
-	w0 := Load(Param("w"), GP64())
+	w0 := GP64()
+	MOVQ(tileW, w0)
 	nb := Load(Param("nb"), GP64())
 	oneLane(k, w0, a0, nb, out, actRows, pf)
 	ADDQ(ab, a0)
 	LEAQ(Mem{Base: out.base, Index: out.ldo, Scale: 4}, out.base)
 	DECQ(g)
 	JNZ(LabelRef("group"))
-	Label("groups_done")
+	t := GP64()
+	MOVQ(size, t)
+	ADDQ(t, tileW)
+	ADDQ(U8(4*16), tileOut)
+	DECQ(left)
+	JNZ(LabelRef("tile"))
 	pf.store()
+	Label("tiles_done")
 	VZEROUPPER()
 	RET()
 }
