@@ -319,11 +319,19 @@ func TestSIMDAttention(t *testing.T) {
 	type shape struct {
 		hd, total, n int
 		half         bool
+		block        int // the fp16 cache's run length, when not 16
 	}
 	var shapes []shape
 	for _, hd := range []int{4, 8, 20, 64, 72, 128, 192} {
 		for _, tn := range [][2]int{{1, 1}, {9, 3}, {64, 1}, {64, 2}, {130, 1}, {130, 5}, {300, 4}, {16, 16}, {40, 33}} {
-			shapes = append(shapes, shape{hd, tn[0], tn[1], false}, shape{hd, tn[0], tn[1], true})
+			shapes = append(shapes, shape{hd, tn[0], tn[1], false, 0}, shape{hd, tn[0], tn[1], true, 0})
+		}
+	}
+	// Runs shorter and longer than the 16 positions decode reads at a
+	// time, and one run of the whole cache.
+	for _, block := range []int{8, 40, -1} {
+		for _, tn := range [][2]int{{130, 1}, {97, 2}} {
+			shapes = append(shapes, shape{64, tn[0], tn[1], true, block})
 		}
 	}
 	run := func(s shape, seed uint64, b *Backend) []float32 {
@@ -333,6 +341,9 @@ func TestSIMDAttention(t *testing.T) {
 		kv := flatKV{k: spread(r, s.total*kvHeads*s.hd, 2), v: spread(r, s.total*kvHeads*s.hd, 8), width: kvHeads * s.hd}
 		if s.half {
 			kv = kv.half()
+			if s.block != 0 {
+				kv.block = max(s.block, 0)
+			}
 		}
 		q := spread(r, s.n*heads*s.hd, 2)
 		out := make([]float32, len(q))
@@ -350,7 +361,7 @@ func TestSIMDAttention(t *testing.T) {
 	forEachSIMD(t, func(t *testing.T) {
 		for _, b := range []*Backend{b1, b2} {
 			for i, s := range shapes {
-				checkSame(t, fmt.Sprintf("attention hd=%d total=%d n=%d half=%v threads=%d", s.hd, s.total, s.n, s.half, b.Threads()),
+				checkSame(t, fmt.Sprintf("attention hd=%d total=%d n=%d half=%v block=%d threads=%d", s.hd, s.total, s.n, s.half, s.block, b.Threads()),
 					run(s, uint64(i), b), want[i])
 			}
 		}
