@@ -192,9 +192,9 @@ func (b *Backend) AttentionBatch(out, q []float32, seqs []kernels.AttnSeq, a ker
 	if row*a.Heads*a.HeadDim != len(q) || len(out) != len(q) {
 		panic(fmt.Sprintf("cpu: AttentionBatch: %d rows in the sequences, %d values of q, %d of out", row, len(q), len(out)))
 	}
+	group := a.Heads / a.KVHeads
 	for i := range t.threads {
 		ts := &t.threads[i]
-		group := a.Heads / a.KVHeads
 		ts.scores = grow(ts.scores, group*((longest+15)&^15))
 		ts.lanes = grow(ts.lanes, group*64*a.HeadDim)
 		ts.buf = grow(ts.buf, 2*a.HeadDim)

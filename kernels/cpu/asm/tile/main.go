@@ -184,12 +184,17 @@ const (
 
 func loadPF(ptr Register) *prefetcher {
 	f := &prefetcher{ptr: ptr, p: GP64(), off: GP64(), lines: GP64(), bytes: GP64(), step: GP64()}
-	MOVQ(Mem{Base: ptr, Disp: pfP}, f.p)
-	MOVQ(Mem{Base: ptr, Disp: pfOff}, f.off)
-	MOVQ(Mem{Base: ptr, Disp: pfLines}, f.lines)
-	MOVQ(Mem{Base: ptr, Disp: pfBytes}, f.bytes)
-	MOVQ(Mem{Base: ptr, Disp: pfStride}, f.step)
+	f.load()
 	return f
+}
+
+// load reads the cursor from the tilePF at f.ptr.
+func (f *prefetcher) load() {
+	MOVQ(Mem{Base: f.ptr, Disp: pfP}, f.p)
+	MOVQ(Mem{Base: f.ptr, Disp: pfOff}, f.off)
+	MOVQ(Mem{Base: f.ptr, Disp: pfLines}, f.lines)
+	MOVQ(Mem{Base: f.ptr, Disp: pfBytes}, f.bytes)
+	MOVQ(Mem{Base: f.ptr, Disp: pfStride}, f.step)
 }
 
 // fetch prefetches the cursor's next line, if any, and moves it on.
@@ -411,11 +416,7 @@ func tileKernelTiles(k kind) {
 	MOVQ(pf.bytes, pf.step)
 	JMP(LabelRef("tile_go"))
 	Label("tile_last")
-	MOVQ(Mem{Base: pf.ptr, Disp: pfP}, pf.p)
-	MOVQ(Mem{Base: pf.ptr, Disp: pfOff}, pf.off)
-	MOVQ(Mem{Base: pf.ptr, Disp: pfLines}, pf.lines)
-	MOVQ(Mem{Base: pf.ptr, Disp: pfBytes}, pf.bytes)
-	MOVQ(Mem{Base: pf.ptr, Disp: pfStride}, pf.step)
+	pf.load()
 	Label("tile_go")
 	a0 := Load(Param("a"), GP64())
 	out := rowStore{base: GP64(), ldo: ldo}
