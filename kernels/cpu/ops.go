@@ -318,38 +318,39 @@ func attendGroupHalf(out, q []float32, runs []halfRun, a kernels.Attn, i, h0, gr
 		panic("cpu: attention scratch too short for a group of heads")
 	}
 	qh := &q[i*qRow+h0*hd]
-	// Each run of keys (then of values), in chunks of up to 16 positions;
-	// the first chunk of a run prefetches the next run's rows.
-	chunks := func(rows func(halfRun) []uint16, f func(h []uint16, p, m int)) {
+	// Each run, in chunks of up to 16 positions; the first chunk of a run
+	// prefetches the next run's rows (of keys, then of values).
+	chunks := func(f func(kh, vh []uint16, p, m int), values bool) {
 		p := 0
 		for r, run := range runs {
 			if r+1 < len(runs) && p+run.m < n {
-				prefetchRows(rows(runs[r+1]), hd, stride)
+				if values {
+					prefetchRows(runs[r+1].vh, hd, stride)
+				} else {
+					prefetchRows(runs[r+1].kh, hd, stride)
+				}
 			}
-			h := rows(run)
 			for o := 0; o < run.m && p < n; o += 16 {
 				m := min(16, run.m-o, n-p)
-				if len(h) < (o+m-1)*stride+hd {
+				if len(run.kh) < (o+m-1)*stride+hd || len(run.vh) < (o+m-1)*stride+hd {
 					panic("cpu: fp16 run shorter than its positions")
 				}
-				f(h[o*stride:], p, m)
+				f(run.kh[o*stride:], run.vh[o*stride:], p, m)
 				p += m
 			}
 		}
 	}
-	keys := func(r halfRun) []uint16 { return r.kh }
-	values := func(r halfRun) []uint16 { return r.vh }
-	chunks(keys, func(kh []uint16, p, m int) {
+	chunks(func(kh, _ []uint16, p, m int) {
 		dk.scores(&kh[0], 2*stride, m, qh, group, &ts.scores[p], 4*sStride, &ts.kb[0], a.Scale, uint16(1)<<m-1)
-	})
+	}, false)
 	prefetchRows(runs[0].vh, hd, stride)
 	for g := range group {
 		Softmax(ts.scores[g*sStride : g*sStride+n])
 	}
 	clear(ts.lanes[:group*aStride])
-	chunks(values, func(vh []uint16, p, m int) {
+	chunks(func(_, vh []uint16, p, m int) {
 		dk.values(&vh[0], 2*stride, m, &ts.scores[p], 4*sStride, group, &ts.lanes[0], 4*aStride, p%width, width)
-	})
+	}, true)
 	for g := range group {
 		o := i*qRow + (h0+g)*hd
 		k.fold(out[o:o+hd], ts.lanes[g*aStride:(g+1)*aStride], width)
