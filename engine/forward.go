@@ -15,7 +15,7 @@ import (
 type Engine struct {
 	Model *models.Model
 	B     kernels.Backend
-	rope  kernels.Rope
+	rope  models.Rope
 
 	// PreparedBytes is the memory the backend's own copies of the
 	// weights take (see kernels.Backend.Prepare).
@@ -38,7 +38,7 @@ type Engine struct {
 	stepTokens []int32
 	attnSeqs   []kernels.AttnSeq
 	outs       [][]float32 // MatMuls' arguments
-	ws         []*kernels.Weight
+	ws         []*models.Weight
 }
 
 // New prepares m to run on b. It refuses weights whose type b cannot multiply,
@@ -53,7 +53,7 @@ func New(m *models.Model, b kernels.Backend) (*Engine, error) {
 		return nil, fmt.Errorf("value head width %d differs from key head width %d, which is not supported", m.ValueDim, m.HeadDim)
 	}
 	e := &Engine{Model: m, B: b, rope: m.Rope}
-	vec := func(w *kernels.Weight) []float32 {
+	vec := func(w *models.Weight) []float32 {
 		if w == nil {
 			return nil
 		}

@@ -4,27 +4,10 @@
 // implements it on the CPU; a CUDA backend implements the same interface.
 package kernels
 
-import "github.com/godwit-ai/godwit/models/gguf"
-
-// Weight is a matrix in its stored type: Rows rows (output features) of Cols
-// elements (input features), row-major, each row Type.RowSize(Cols) bytes.
-// In GGUF terms Cols is Shape[0] and Rows is Shape[1].
-type Weight struct {
-	Name string
-	Type gguf.Type
-	Rows int
-	Cols int
-	Data []byte
-}
-
-// Rope describes rotary position embedding as ggml applies it.
-type Rope struct {
-	Dims        int       // leading dimensions of each head that rotate
-	Base        float32   // frequency base θ
-	FreqScale   float32   // position scale (1/linear scaling factor); 0 means 1
-	FreqFactors []float32 // per-pair divisors of the frequency (rope_freqs), or nil
-	Neox        bool      // rotate pairs (i, i+Dims/2) instead of (2i, 2i+1)
-}
+import (
+	"github.com/godwit-ai/godwit/models"
+	"github.com/godwit-ai/godwit/models/gguf"
+)
 
 // KV gives attention read access to one sequence's cached keys and values:
 // each row is kvHeads×headDim wide. Key and Value return the values [off,
@@ -67,21 +50,21 @@ type Backend interface {
 	// that it may keep a copy in the layout its kernels read fastest, as
 	// llama.cpp repacks weights at load. It returns the bytes that copy
 	// takes (0: none). Call it before multiplying with w; w is not changed.
-	Prepare(w *Weight) int
+	Prepare(w *models.Weight) int
 	// MatMul sets out[i*w.Rows+r] = Σ_c w[r][c]·x[i*w.Cols+c] for i < n.
-	MatMul(out []float32, w *Weight, x []float32, n int)
+	MatMul(out []float32, w *models.Weight, x []float32, n int)
 	// MatMuls is MatMul of x with each of ws into the matching outs: the
 	// products of one input (a layer's query, key and value projections),
 	// which a backend may run as one.
-	MatMuls(outs [][]float32, ws []*Weight, x []float32, n int)
+	MatMuls(outs [][]float32, ws []*models.Weight, x []float32, n int)
 	// GetRows writes row ids[i] of w, as f32, to out[i*w.Cols:].
-	GetRows(out []float32, w *Weight, ids []int32)
+	GetRows(out []float32, w *models.Weight, ids []int32)
 	// RMSNorm normalises each dim-wide row of x into out and multiplies by
 	// weight elementwise.
 	RMSNorm(out, x, weight []float32, dim int, eps float32)
 	// RoPE rotates, in place, each head of the rows of x (row i at position
 	// pos[i]); each row holds heads×headDim values.
-	RoPE(x []float32, pos []int32, heads, headDim int, r *Rope)
+	RoPE(x []float32, pos []int32, heads, headDim int, r *models.Rope)
 	// Attention computes softmax(q·kᵀ·scale)·v per head into out (same shape as q).
 	Attention(out, q []float32, kv KV, a Attn)
 	// AttentionBatch is Attention for several sequences in one call: their

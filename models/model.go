@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/godwit-ai/godwit/kernels"
 	"github.com/godwit-ai/godwit/models/gguf"
 )
 
@@ -29,18 +28,18 @@ type Config struct {
 	Vocab    int
 	Context  int // trained context length
 	NormEps  float32
-	Rope     kernels.Rope // FreqFactors are filled by the engine from RopeFreqs
+	Rope     Rope // FreqFactors are filled by the engine from RopeFreqs
 }
 
 // Layer holds one transformer block's weights. Biases and q/k norms are nil
 // when the architecture has none.
 type Layer struct {
-	AttnNorm            *kernels.Weight
-	Q, K, V, O          *kernels.Weight
-	QBias, KBias, VBias *kernels.Weight
-	QNorm, KNorm        *kernels.Weight
-	FFNNorm             *kernels.Weight
-	Gate, Up, Down      *kernels.Weight
+	AttnNorm            *Weight
+	Q, K, V, O          *Weight
+	QBias, KBias, VBias *Weight
+	QNorm, KNorm        *Weight
+	FFNNorm             *Weight
+	Gate, Up, Down      *Weight
 }
 
 // Model is a loaded model: its configuration and weights, which point into
@@ -48,10 +47,10 @@ type Layer struct {
 type Model struct {
 	Config
 	File       *gguf.File
-	Embed      *kernels.Weight
-	OutputNorm *kernels.Weight
-	Output     *kernels.Weight // Embed itself when the embeddings are tied
-	RopeFreqs  *kernels.Weight // nil unless the file has rope_freqs.weight
+	Embed      *Weight
+	OutputNorm *Weight
+	Output     *Weight // Embed itself when the embeddings are tied
+	RopeFreqs  *Weight // nil unless the file has rope_freqs.weight
 	Layers     []Layer
 	Tied       bool
 }
@@ -96,7 +95,7 @@ func FromFile(f *gguf.File) (*Model, error) {
 	}
 	c.Context = md.int("context_length", 2048)
 	c.NormEps = md.float("attention.layer_norm_rms_epsilon", 1e-5)
-	c.Rope = kernels.Rope{
+	c.Rope = Rope{
 		Dims: md.int("rope.dimension_count", c.HeadDim),
 		Base: md.float("rope.freq_base", 10000),
 		Neox: arch != "llama",
@@ -172,8 +171,8 @@ func FromFile(f *gguf.File) (*Model, error) {
 }
 
 // Weights lists every weight of the model once, for checks over all of them.
-func (m *Model) Weights() []*kernels.Weight {
-	ws := []*kernels.Weight{m.Embed, m.OutputNorm}
+func (m *Model) Weights() []*Weight {
+	ws := []*Weight{m.Embed, m.OutputNorm}
 	if !m.Tied {
 		ws = append(ws, m.Output)
 	}
@@ -182,7 +181,7 @@ func (m *Model) Weights() []*kernels.Weight {
 	}
 	for i := range m.Layers {
 		l := &m.Layers[i]
-		for _, w := range []*kernels.Weight{l.AttnNorm, l.Q, l.K, l.V, l.O, l.QBias, l.KBias, l.VBias, l.QNorm, l.KNorm, l.FFNNorm, l.Gate, l.Up, l.Down} {
+		for _, w := range []*Weight{l.AttnNorm, l.Q, l.K, l.V, l.O, l.QBias, l.KBias, l.VBias, l.QNorm, l.KNorm, l.FFNNorm, l.Gate, l.Up, l.Down} {
 			if w != nil {
 				ws = append(ws, w)
 			}
@@ -193,8 +192,8 @@ func (m *Model) Weights() []*kernels.Weight {
 
 // Matrices lists the weights that are multiplied (MatMul): the layers'
 // projections and the output, which may be the embeddings themselves.
-func (m *Model) Matrices() []*kernels.Weight {
-	ws := []*kernels.Weight{m.Output}
+func (m *Model) Matrices() []*Weight {
+	ws := []*Weight{m.Output}
 	for i := range m.Layers {
 		l := &m.Layers[i]
 		ws = append(ws, l.Q, l.K, l.V, l.O, l.Gate, l.Up, l.Down)
@@ -252,7 +251,7 @@ func (t *tensors) fail(format string, args ...any) {
 }
 
 // matrix finds a rows×cols weight; rows < 0 accepts any row count.
-func (t *tensors) matrix(name string, rows, cols int) *kernels.Weight {
+func (t *tensors) matrix(name string, rows, cols int) *Weight {
 	g, ok := t.f.Tensor(name)
 	if !ok {
 		t.fail("tensor %q is missing", name)
@@ -266,11 +265,11 @@ func (t *tensors) matrix(name string, rows, cols int) *kernels.Weight {
 		t.fail("tensor %q has shape %v, want %s", name, g.Shape, want)
 		return nil
 	}
-	return &kernels.Weight{Name: name, Type: g.Type, Rows: int(g.Shape[1]), Cols: cols, Data: g.Data}
+	return &Weight{Name: name, Type: g.Type, Rows: int(g.Shape[1]), Cols: cols, Data: g.Data}
 }
 
 // vector finds a one-dimensional weight of n elements as a 1×n matrix.
-func (t *tensors) vector(name string, n int) *kernels.Weight {
+func (t *tensors) vector(name string, n int) *Weight {
 	g, ok := t.f.Tensor(name)
 	if !ok {
 		t.fail("tensor %q is missing", name)
@@ -280,5 +279,5 @@ func (t *tensors) vector(name string, n int) *kernels.Weight {
 		t.fail("tensor %q has shape %v, want [%d]", name, g.Shape, n)
 		return nil
 	}
-	return &kernels.Weight{Name: name, Type: g.Type, Rows: 1, Cols: n, Data: g.Data}
+	return &Weight{Name: name, Type: g.Type, Rows: 1, Cols: n, Data: g.Data}
 }

@@ -7,8 +7,8 @@ import (
 	"path/filepath"
 	"sort"
 
+	"github.com/godwit-ai/godwit/internal/synth"
 	"github.com/godwit-ai/godwit/models/gguf"
-	"github.com/godwit-ai/godwit/models/synth"
 )
 
 // demoName is the file and general.name of the demo model.

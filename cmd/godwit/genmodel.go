@@ -5,8 +5,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/godwit-ai/godwit/internal/synth"
 	"github.com/godwit-ai/godwit/models/gguf"
-	"github.com/godwit-ai/godwit/models/synth"
 )
 
 func genModelCmd() *cobra.Command {

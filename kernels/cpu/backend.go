@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 
 	"github.com/godwit-ai/godwit/kernels"
+	"github.com/godwit-ai/godwit/models"
 	"github.com/godwit-ai/godwit/models/gguf"
 )
 
@@ -18,9 +19,9 @@ type Backend struct {
 	attn    attnTask
 	one     [1]kernels.AttnSeq // Attention's one sequence
 	rows    rowsTask
-	packed  map[*kernels.Weight]*Packed // weights Prepare packed
-	ps      []*Packed                   // MatMuls' packed weights
-	rope    ropeTable                   // RoPE's rotations of the positions seen
+	packed  map[*models.Weight]*Packed // weights Prepare packed
+	ps      []*Packed                  // MatMuls' packed weights
+	rope    ropeTable                  // RoPE's rotations of the positions seen
 }
 
 var _ kernels.Backend = (*Backend)(nil)
@@ -48,7 +49,7 @@ func (b *Backend) Name() string { return "cpu" }
 func (b *Backend) Supports(t gguf.Type) bool { return Supported(t) }
 
 // Prepare packs w when this CPU has tile kernels for its type (see Pack).
-func (b *Backend) Prepare(w *kernels.Weight) int {
+func (b *Backend) Prepare(w *models.Weight) int {
 	if _, ok := b.packed[w]; ok {
 		return 0
 	}
@@ -57,13 +58,13 @@ func (b *Backend) Prepare(w *kernels.Weight) int {
 		return 0
 	}
 	if b.packed == nil {
-		b.packed = map[*kernels.Weight]*Packed{}
+		b.packed = map[*models.Weight]*Packed{}
 	}
 	b.packed[w] = p
 	return p.Bytes()
 }
 
-func (b *Backend) MatMul(out []float32, w *kernels.Weight, x []float32, n int) {
+func (b *Backend) MatMul(out []float32, w *models.Weight, x []float32, n int) {
 	if p := b.packed[w]; p != nil {
 		b.scratch.MatMulPacked(out, p, x, n)
 		return
@@ -73,7 +74,7 @@ func (b *Backend) MatMul(out []float32, w *kernels.Weight, x []float32, n int) {
 
 // MatMuls runs weights packed alike as one product (see MatMulsPacked),
 // anything else one by one.
-func (b *Backend) MatMuls(outs [][]float32, ws []*kernels.Weight, x []float32, n int) {
+func (b *Backend) MatMuls(outs [][]float32, ws []*models.Weight, x []float32, n int) {
 	b.ps = b.ps[:0]
 	for _, w := range ws {
 		p := b.packed[w]
@@ -92,7 +93,7 @@ func (b *Backend) MatMuls(outs [][]float32, ws []*kernels.Weight, x []float32, n
 	clear(b.ps)
 }
 
-func (b *Backend) GetRows(out []float32, w *kernels.Weight, ids []int32) {
+func (b *Backend) GetRows(out []float32, w *models.Weight, ids []int32) {
 	size := w.Type.RowSize(w.Cols)
 	for i, id := range ids {
 		row := w.Data[int(id)*size : (int(id)+1)*size]
@@ -109,7 +110,7 @@ func (b *Backend) RMSNorm(out, x, weight []float32, dim int, eps float32) {
 	b.runRows(len(x) / dim)
 }
 
-func (b *Backend) RoPE(x []float32, pos []int32, heads, headDim int, r *kernels.Rope) {
+func (b *Backend) RoPE(x []float32, pos []int32, heads, headDim int, r *models.Rope) {
 	last := int32(-1)
 	for _, p := range pos {
 		last = max(last, p)

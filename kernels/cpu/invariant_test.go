@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/godwit-ai/godwit/kernels"
+	"github.com/godwit-ai/godwit/models"
 	"github.com/godwit-ai/godwit/models/gguf"
 )
 
@@ -31,11 +32,11 @@ func TestBatchInvariant(t *testing.T) {
 				t.Fatal(err)
 			}
 			// The same weight as stored and as Prepare may pack it.
-			stored := &kernels.Weight{Name: "w", Type: typ, Rows: rows, Cols: cols, Data: w}
+			stored := &models.Weight{Name: "w", Type: typ, Rows: rows, Cols: cols, Data: w}
 			prepared := *stored
 			b.Prepare(&prepared)
 			x := randomData("gauss", n*cols, 4)
-			for _, wt := range []*kernels.Weight{stored, &prepared} {
+			for _, wt := range []*models.Weight{stored, &prepared} {
 				all := make([]float32, n*rows)
 				b.MatMul(all, wt, x, n)
 				one := make([]float32, rows)

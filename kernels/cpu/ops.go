@@ -4,6 +4,7 @@ import (
 	"math"
 
 	"github.com/godwit-ai/godwit/kernels"
+	"github.com/godwit-ai/godwit/models"
 )
 
 // The operations follow ggml's CPU code as llama.cpp's AVX512F build runs it,
@@ -60,7 +61,7 @@ func normScaleGo(o, x, w []float32, s float32) {
 }
 
 // RoPE rotates each head of each row of x in place; row i is at position pos[i].
-func RoPE(x []float32, pos []int32, heads, headDim int, r *kernels.Rope) {
+func RoPE(x []float32, pos []int32, heads, headDim int, r *models.Rope) {
 	half := r.Dims / 2
 	rowLen := heads * headDim
 	for i, p := range pos {
@@ -85,7 +86,7 @@ func RoPE(x []float32, pos []int32, heads, headDim int, r *kernels.Rope) {
 
 // ropeAngles calls f with the cosine and sine of each pair i0 (0, 2, 4, …)
 // of position p's rotation, as ggml's rope cache works them out.
-func ropeAngles(r *kernels.Rope, p int, f func(i0 int, cos, sin float32)) {
+func ropeAngles(r *models.Rope, p int, f func(i0 int, cos, sin float32)) {
 	freqScale := r.FreqScale
 	if freqScale == 0 {
 		freqScale = 1

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/godwit-ai/godwit/kernels"
+	"github.com/godwit-ai/godwit/models"
 )
 
 func randVec(r *rand.Rand, n int) []float32 {
@@ -53,7 +54,7 @@ func TestRoPE(t *testing.T) {
 	ff := []float32{1, 1, 2, 4, 8, 8}
 	for _, neox := range []bool{false, true} {
 		for _, factors := range [][]float32{nil, ff} {
-			rope := &kernels.Rope{Dims: dims, Base: 10000, FreqScale: 0.5, FreqFactors: factors, Neox: neox}
+			rope := &models.Rope{Dims: dims, Base: 10000, FreqScale: 0.5, FreqFactors: factors, Neox: neox}
 			pos := []int32{0, 5, 37}
 			x := randVec(r, len(pos)*heads*headDim)
 			want := make([]float64, len(x))
@@ -100,7 +101,7 @@ func TestRoPETable(t *testing.T) {
 		for _, c := range []struct{ heads, headDim, dims int }{{4, 64, 64}, {2, 128, 64}, {3, 16, 12}, {2, 64, 32}} {
 			for _, neox := range []bool{false, true} {
 				for _, factors := range [][]float32{nil, randVec(r, c.dims/2)} {
-					rope := &kernels.Rope{Dims: c.dims, Base: 500000, FreqScale: 0.25, FreqFactors: factors, Neox: neox}
+					rope := &models.Rope{Dims: c.dims, Base: 500000, FreqScale: 0.25, FreqFactors: factors, Neox: neox}
 					// Positions seen before come again after the table grew.
 					for _, pos := range [][]int32{{3}, {0, 1, 2}, {700, 5, 64, 63}, {4000}, {3, 2}, {4001, 0, 699}} {
 						x := randVec(r, len(pos)*c.heads*c.headDim)

@@ -3,7 +3,7 @@ package cpu
 import (
 	"slices"
 
-	"github.com/godwit-ai/godwit/kernels"
+	"github.com/godwit-ai/godwit/models"
 )
 
 // ropeTable holds the factors of every rotation of positions [0, n) for one
@@ -15,13 +15,13 @@ import (
 // then the cosines. A rotated value is then fma(x0, a, x1·b) for its pair's
 // x0 and x1 in the right places, exactly ggml's rotate_pairs.
 type ropeTable struct {
-	rope kernels.Rope // the Rope the table is for; FreqFactors compared by identity
+	rope models.Rope // the Rope the table is for; FreqFactors compared by identity
 	n    int
 	a, b []float32
 }
 
 // of reports whether the table was made for r.
-func (t *ropeTable) of(r *kernels.Rope) bool {
+func (t *ropeTable) of(r *models.Rope) bool {
 	same := len(r.FreqFactors) == len(t.rope.FreqFactors) &&
 		(len(r.FreqFactors) == 0 || &r.FreqFactors[0] == &t.rope.FreqFactors[0])
 	return same && r.Dims == t.rope.Dims && r.Base == t.rope.Base && r.FreqScale == t.rope.FreqScale && r.Neox == t.rope.Neox
@@ -29,7 +29,7 @@ func (t *ropeTable) of(r *kernels.Rope) bool {
 
 // cover makes the table hold positions [0, n) of r, computing the ones it
 // lacks.
-func (t *ropeTable) cover(r *kernels.Rope, n int) {
+func (t *ropeTable) cover(r *models.Rope, n int) {
 	if !t.of(r) {
 		*t = ropeTable{rope: *r}
 	}
