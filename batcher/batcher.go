@@ -12,7 +12,6 @@ package batcher
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
@@ -42,32 +41,22 @@ type Config struct {
 
 func (c Config) withDefaults() Config {
 	if c.MaxBatchTokens <= 0 {
-		c.MaxBatchTokens = 512
+		c.MaxBatchTokens = DefaultMaxBatchTokens
 	}
 	if c.MaxSeqs <= 0 {
-		c.MaxSeqs = 64
+		c.MaxSeqs = DefaultMaxSeqs
 	}
 	if c.MaxQueue <= 0 {
-		c.MaxQueue = 256
+		c.MaxQueue = DefaultMaxQueue
 	}
 	if c.MaxN <= 0 {
-		c.MaxN = 16
+		c.MaxN = DefaultMaxN
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	return c
 }
-
-// Errors of Submit.
-var (
-	// ErrQueueFull: the waiting queue is at Config.MaxQueue; retry later.
-	ErrQueueFull = errors.New("batcher: too many requests waiting")
-	// ErrClosed: the batcher is shut down.
-	ErrClosed = errors.New("batcher: closed")
-	// ErrInvalid wraps every rejection of a malformed request.
-	ErrInvalid = errors.New("batcher: invalid request")
-)
 
 // Request is one generation request.
 type Request struct {
@@ -140,9 +129,19 @@ type Stats struct {
 	Steps            int64
 }
 
+// Runner executes the forward pass of a step: *engine.Engine, or a fake in
+// tests.
+type Runner interface {
+	// Step appends each input's tokens to its cache and returns Vocab
+	// logits for every input that asks for them, in order.
+	Step(in []engine.SeqInput) ([]float32, error)
+	Vocab() int   // logits per row
+	Context() int // the model's context length
+}
+
 // Batcher runs requests on an engine. Create it with New; Close stops it.
 type Batcher struct {
-	e    *engine.Engine
+	e    Runner
 	tok  *tokenizer.Tokenizer
 	pool *engine.KVPool
 	cfg  Config
@@ -168,10 +167,10 @@ type Batcher struct {
 	top     []sample.TokenLogProb
 }
 
-// New starts a batcher on e, decoding text with tok and keeping KV blocks in
-// pool.
-func New(e *engine.Engine, tok *tokenizer.Tokenizer, pool *engine.KVPool, cfg Config) *Batcher {
-	b := &Batcher{e: e, tok: tok, pool: pool, cfg: cfg.withDefaults(), ctx: e.Model.Context,
+// New starts a batcher on e (the engine), decoding text with tok and keeping
+// KV blocks in pool.
+func New(e Runner, tok *tokenizer.Tokenizer, pool *engine.KVPool, cfg Config) *Batcher {
+	b := &Batcher{e: e, tok: tok, pool: pool, cfg: cfg.withDefaults(), ctx: e.Context(),
 		wake: make(chan struct{}, 1), done: make(chan struct{})}
 	b.stats.KVBlocks = pool.Blocks()
 	go b.loop()
@@ -212,34 +211,11 @@ type seq struct {
 // Submit queues r and returns the stream of its events. ctx cancels it: the
 // request leaves the batch and frees its blocks by the next step.
 func (b *Batcher) Submit(ctx context.Context, r Request) (*Stream, error) {
+	if err := r.Validate(b.limits()); err != nil {
+		return nil, err
+	}
 	if r.N == 0 {
 		r.N = 1
-	}
-	vocab := b.e.Model.Vocab
-	switch {
-	case len(r.Prompt) == 0:
-		return nil, fmt.Errorf("%w: empty prompt", ErrInvalid)
-	case r.MaxTokens < 1:
-		return nil, fmt.Errorf("%w: max_tokens %d must be at least 1", ErrInvalid, r.MaxTokens)
-	case r.N < 1 || r.N > b.cfg.MaxN:
-		return nil, fmt.Errorf("%w: n %d must be between 1 and %d", ErrInvalid, r.N, b.cfg.MaxN)
-	case len(r.Prompt) >= b.ctx:
-		return nil, fmt.Errorf("%w: the prompt has %d tokens, and the model's context is %d", ErrInvalid, len(r.Prompt), b.ctx)
-	case r.Logprobs < 0 || r.Logprobs > 20:
-		return nil, fmt.Errorf("%w: logprobs %d must be between 0 and 20", ErrInvalid, r.Logprobs)
-	}
-	for _, id := range r.Prompt {
-		if id < 0 || int(id) >= vocab {
-			return nil, fmt.Errorf("%w: token id %d is outside the vocabulary (0..%d)", ErrInvalid, id, vocab-1)
-		}
-	}
-	if err := r.Sampling.Validate(vocab); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
-	}
-	// Sequences need a block per BlockSize positions; a request that
-	// cannot fit the whole pool alone could never finish.
-	if need := (len(r.Prompt) + 1 + b.pool.BlockSize() - 1) / b.pool.BlockSize(); need > b.pool.Blocks() {
-		return nil, fmt.Errorf("%w: the prompt needs %d KV blocks and the pool has %d; raise --kv-cache-mem", ErrInvalid, need, b.pool.Blocks())
 	}
 	g := &group{req: r, ctx: ctx, stream: newStream(), arrived: time.Now(), left: r.N}
 	b.mu.Lock()
@@ -254,6 +230,10 @@ func (b *Batcher) Submit(ctx context.Context, r Request) (*Stream, error) {
 	b.waiting++
 	b.signal()
 	return g.stream, nil
+}
+
+func (b *Batcher) limits() Limits {
+	return Limits{Vocab: b.e.Vocab(), Context: b.ctx, MaxN: b.cfg.MaxN, BlockSize: b.pool.BlockSize(), Blocks: b.pool.Blocks()}
 }
 
 func (b *Batcher) signal() {
@@ -324,7 +304,7 @@ func (s *seq) init(b *Batcher, index int) {
 	if p.HasSeed {
 		p.Seed += uint64(index)
 	}
-	sm, err := sample.New(p, b.e.Model.Vocab)
+	sm, err := sample.New(p, b.e.Vocab())
 	if err != nil {
 		panic(err) // validated in Submit
 	}
@@ -453,7 +433,7 @@ func (b *Batcher) step() {
 		return
 	}
 	b.steps.Add(1)
-	vocab := b.e.Model.Vocab
+	vocab := b.e.Vocab()
 	row := 0
 	var finished []*seq
 	for i, s := range b.stepped {
@@ -543,7 +523,7 @@ func (b *Batcher) emit(s *seq, logits []float32) bool {
 			b.top = make([]sample.TokenLogProb, g.req.Logprobs)
 		}
 		ev.Logprob = s.sampler.LogProbs(logits, s.tokens, id, g.req.Logprobs, b.top[:g.req.Logprobs])
-		ev.Top = slices.Clone(b.top[:min(g.req.Logprobs, b.e.Model.Vocab)])
+		ev.Top = slices.Clone(b.top[:min(g.req.Logprobs, b.e.Vocab())])
 	}
 	if id == sample.NoToken {
 		b.fail(s, errors.New("batcher: no token has a finite logit after sampling filters and bias"))

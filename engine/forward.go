@@ -78,6 +78,12 @@ func New(m *models.Model, b kernels.Backend) (*Engine, error) {
 	return e, nil
 }
 
+// Vocab is the number of logits a row produces.
+func (e *Engine) Vocab() int { return e.Model.Vocab }
+
+// Context is the model's context length in positions.
+func (e *Engine) Context() int { return e.Model.Context }
+
 // NewCache returns an empty KV cache sized for this model, holding at most
 // maxLen positions (the model's context length when maxLen ≤ 0).
 func (e *Engine) NewCache(maxLen int) *FlatCache {
