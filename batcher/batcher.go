@@ -12,7 +12,9 @@ package batcher
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -287,7 +289,7 @@ func (b *Batcher) loop() {
 			<-b.wake
 			continue
 		}
-		b.step()
+		b.safeStep()
 		b.publish()
 	}
 }
@@ -354,6 +356,31 @@ func (b *Batcher) fail(s *seq, err error) {
 	if g.left == 0 {
 		g.stream.push(Event{Index: s.index, Token: -1, Err: g.err, At: time.Now(), Finished: true})
 	}
+}
+
+// safeStep is step with a recover: a panic (in a kernel, say) fails the
+// step's requests with KindInternal, logs its stack once, and the loop goes
+// on serving the others.
+func (b *Batcher) safeStep() {
+	defer func() {
+		r := recover()
+		if r == nil {
+			return
+		}
+		b.cfg.Logger.Error("a step panicked; its requests fail", "panic", r, "stack", string(debug.Stack()))
+		err := &Error{Kind: KindInternal, Msg: fmt.Sprintf("generation failed: %v", r)}
+		for _, s := range b.stepped {
+			if slices.Contains(b.running, s) {
+				b.fail(s, err)
+			}
+		}
+		b.running = slices.DeleteFunc(b.running, func(s *seq) bool { return slices.Contains(b.stepped, s) })
+		for _, e := range b.ending {
+			e.stream.push(e.ev)
+		}
+		b.ending = b.ending[:0]
+	}()
+	b.step()
 }
 
 // step schedules and runs one forward pass.
