@@ -11,7 +11,6 @@ package batcher
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
@@ -142,12 +141,16 @@ type Runner interface {
 }
 
 // Batcher runs requests on an engine. Create it with New; Close stops it.
+//
+// Each step is three pieces with plain data between them: the scheduler
+// (sched.go) makes a plan, the runner executes its forward pass, and the
+// output processor (output.go) turns the logits into tokens and events.
 type Batcher struct {
-	e    Runner
-	tok  *tokenizer.Tokenizer
-	pool *engine.KVPool
-	cfg  Config
-	ctx  int // the model's context length
+	run   Runner
+	out   outputs
+	sched scheduler
+	cfg   Config
+	lim   Limits
 
 	mu      sync.Mutex
 	queue   []*group // submitted, not yet taken by the loop
@@ -161,18 +164,20 @@ type Batcher struct {
 	steps, preemptions, promptTokens, genTokens atomic.Int64
 
 	// Owned by the loop.
-	wait    []*seq // waiting sequences, front first
-	running []*seq // in admission order
 	inputs  []engine.SeqInput
-	stepped []*seq
 	ending  []ending // the step's requests' last events
-	top     []sample.TokenLogProb
+	dropped []*seq
 }
 
-// New starts a batcher on e (the engine), decoding text with tok and keeping
+// New starts a batcher on r (the engine), decoding text with tok and keeping
 // KV blocks in pool.
-func New(e Runner, tok *tokenizer.Tokenizer, pool *engine.KVPool, cfg Config) *Batcher {
-	b := &Batcher{e: e, tok: tok, pool: pool, cfg: cfg.withDefaults(), ctx: e.Context(),
+func New(r Runner, tok *tokenizer.Tokenizer, pool *engine.KVPool, cfg Config) *Batcher {
+	cfg = cfg.withDefaults()
+	b := &Batcher{run: r, cfg: cfg,
+		out:   outputs{tok: tok, vocab: r.Vocab(), ctx: r.Context()},
+		sched: scheduler{maxTokens: cfg.MaxBatchTokens, maxSeqs: cfg.MaxSeqs, pool: pool},
+		lim: Limits{Vocab: r.Vocab(), Context: r.Context(), MaxN: cfg.MaxN,
+			BlockSize: pool.BlockSize(), Blocks: pool.Blocks()},
 		wake: make(chan struct{}, 1), done: make(chan struct{})}
 	b.stats.KVBlocks = pool.Blocks()
 	go b.loop()
@@ -195,25 +200,28 @@ type group struct {
 
 // seq is one sample being generated.
 type seq struct {
-	g       *group
-	index   int
-	kv      *engine.Seq
-	tokens  []int32 // prompt then generated
-	prompt  int     // len of the request's prompt
-	gen     int     // tokens generated
-	done    int     // tokens whose KV is computed
-	sampler *sample.Sampler
-	decoder *tokenizer.StreamDecoder
-	stop    stopMatcher
+	g      *group
+	index  int
+	kv     *engine.Seq
+	tokens []int32 // prompt then generated
+	prompt int     // len of the request's prompt
+	gen    int     // tokens generated
+	done   int     // tokens whose KV is computed
 	// forks is how many more samples to fork off once the prompt's
 	// logits are ready (the first sample of a group carries them).
 	forks int
+
+	// The output processor's.
+	sampler *sample.Sampler
+	decoder *tokenizer.StreamDecoder
+	stop    stopMatcher
 }
 
 // Submit queues r and returns the stream of its events. ctx cancels it: the
-// request leaves the batch and frees its blocks by the next step.
+// request leaves the batch and frees its blocks by the next step. Its
+// errors are *Error values.
 func (b *Batcher) Submit(ctx context.Context, r Request) (*Stream, error) {
-	if err := r.Validate(b.limits()); err != nil {
+	if err := r.Validate(b.lim); err != nil {
 		return nil, err
 	}
 	if r.N == 0 {
@@ -232,10 +240,6 @@ func (b *Batcher) Submit(ctx context.Context, r Request) (*Stream, error) {
 	b.waiting++
 	b.signal()
 	return g.stream, nil
-}
-
-func (b *Batcher) limits() Limits {
-	return Limits{Vocab: b.e.Vocab(), Context: b.ctx, MaxN: b.cfg.MaxN, BlockSize: b.pool.BlockSize(), Blocks: b.pool.Blocks()}
 }
 
 func (b *Batcher) signal() {
@@ -273,77 +277,46 @@ func (b *Batcher) loop() {
 		b.mu.Lock()
 		closed := b.closed
 		for _, g := range b.queue {
-			b.wait = append(b.wait, b.newSeq(g))
+			s := &seq{g: g, kv: b.sched.pool.NewSeq(), tokens: slices.Clone(g.req.Prompt), prompt: len(g.req.Prompt), forks: g.req.N - 1}
+			b.out.init(s, 0)
+			b.sched.add(s)
 		}
 		b.queue = b.queue[:0]
 		b.mu.Unlock()
 		if closed {
-			for _, s := range append(b.running, b.wait...) {
+			for _, s := range b.sched.drop(func(*seq) bool { return true }, nil) {
 				b.fail(s, ErrClosed)
 			}
 			return
 		}
-		b.dropCancelled()
-		if len(b.running) == 0 && len(b.wait) == 0 {
+		b.dropped = b.sched.drop(func(s *seq) bool { return s.g.ctx.Err() != nil }, b.dropped[:0])
+		for _, s := range b.dropped {
+			b.fail(s, &Error{Kind: KindCancelled, Msg: "the request was cancelled", Err: s.g.ctx.Err()})
+		}
+		if b.sched.idle() {
 			b.publish()
 			<-b.wake
 			continue
 		}
-		b.safeStep()
+		b.step()
 		b.publish()
 	}
 }
 
-func (b *Batcher) newSeq(g *group) *seq {
-	s := &seq{g: g, kv: b.pool.NewSeq(), tokens: slices.Clone(g.req.Prompt), prompt: len(g.req.Prompt), forks: g.req.N - 1}
-	s.init(b, 0)
-	return s
-}
-
-// init gives s its sampler, decoder and stop matcher as sample index.
-func (s *seq) init(b *Batcher, index int) {
-	p := s.g.req.Sampling
-	if p.HasSeed {
-		p.Seed += uint64(index)
-	}
-	sm, err := sample.New(p, b.e.Vocab())
-	if err != nil {
-		panic(err) // validated in Submit
-	}
-	s.index, s.sampler, s.decoder = index, sm, b.tok.NewStreamDecoder()
-	s.stop = stopMatcher{stops: s.g.req.Stop}
-}
-
 // publish updates the gauges others read.
 func (b *Batcher) publish() {
-	ps := b.pool.Stats()
+	pool := b.sched.pool
+	ps := pool.Stats()
 	b.mu.Lock()
-	b.stats.Running, b.stats.Waiting = len(b.running), len(b.wait)+len(b.queue)
+	b.stats.Running, b.stats.Waiting = len(b.sched.running), len(b.sched.waiting)+len(b.queue)
 	b.waiting = b.stats.Waiting
-	b.stats.KVUsage = b.pool.Usage()
+	b.stats.KVUsage = pool.Usage()
 	b.stats.PrefixQueries, b.stats.PrefixHits = ps.PrefixQueries, ps.PrefixHits
 	b.mu.Unlock()
 }
 
-// dropCancelled ends the sequences whose request context is done.
-func (b *Batcher) dropCancelled() {
-	keep := func(list []*seq) []*seq {
-		out := list[:0]
-		for _, s := range list {
-			if err := s.g.ctx.Err(); err != nil {
-				b.fail(s, err)
-				continue
-			}
-			out = append(out, s)
-		}
-		return out
-	}
-	b.running = keep(b.running)
-	b.wait = keep(b.wait)
-}
-
-// fail ends s with err, freeing its blocks; the request's stream ends once
-// all its samples have.
+// fail ends s, already out of the scheduler's queues, with err; the
+// request's stream ends once all its samples have.
 func (b *Batcher) fail(s *seq, err error) {
 	s.kv.Free()
 	g := s.g
@@ -358,137 +331,96 @@ func (b *Batcher) fail(s *seq, err error) {
 	}
 }
 
-// safeStep is step with a recover: a panic (in a kernel, say) fails the
-// step's requests with KindInternal, logs its stack once, and the loop goes
-// on serving the others.
-func (b *Batcher) safeStep() {
+// step plans, runs and processes one forward pass. A panic in it (in a
+// kernel, say) fails the step's requests with KindInternal, with the stack
+// logged once, and the loop goes on serving the others.
+func (b *Batcher) step() {
+	var p *plan
 	defer func() {
 		r := recover()
 		if r == nil {
 			return
 		}
 		b.cfg.Logger.Error("a step panicked; its requests fail", "panic", r, "stack", string(debug.Stack()))
-		err := &Error{Kind: KindInternal, Msg: fmt.Sprintf("generation failed: %v", r)}
-		for _, s := range b.stepped {
-			if slices.Contains(b.running, s) {
-				b.fail(s, err)
-			}
+		if p != nil {
+			b.failWork(p, &Error{Kind: KindInternal, Msg: fmt.Sprintf("generation failed: %v", r)})
 		}
-		b.running = slices.DeleteFunc(b.running, func(s *seq) bool { return slices.Contains(b.stepped, s) })
-		for _, e := range b.ending {
-			e.stream.push(e.ev)
-		}
-		b.ending = b.ending[:0]
 	}()
-	b.step()
-}
-
-// step schedules and runs one forward pass.
-func (b *Batcher) step() {
-	budget := b.cfg.MaxBatchTokens
-	b.inputs, b.stepped = b.inputs[:0], b.stepped[:0]
-	// Running sequences first, oldest first: a decode takes one token, a
-	// prompt being prefilled a chunk. Blocks that run out are taken from
-	// the most recently admitted sequence, which goes back to the front
-	// of the queue.
-	for i := 0; i < len(b.running) && budget > 0; i++ {
-		s := b.running[i]
-		n := min(len(s.tokens)-s.done, budget)
-		for {
-			err := s.kv.Reserve(s.done + n)
-			if err == nil {
-				break
-			}
-			victim := b.running[len(b.running)-1]
-			b.preempt(victim)
-			b.running = b.running[:len(b.running)-1]
-			if victim == s {
-				n = 0
-				break
-			}
-		}
-		if n == 0 {
-			break
-		}
-		b.schedule(s, n)
-		budget -= n
+	p = b.sched.schedule()
+	for _, s := range p.preempted {
+		b.preemptions.Add(1)
+		b.cfg.Logger.Debug("preempted a sequence", "tokens", len(s.tokens), "free_blocks", b.sched.pool.FreeBlocks())
 	}
-	// Then waiting sequences, in order, while blocks and budget allow.
-	for len(b.wait) > 0 && budget > 0 && len(b.running) < b.cfg.MaxSeqs {
-		s := b.wait[0]
-		if s.done == 0 && s.kv.Len() == 0 {
-			cached := s.kv.MatchPrefix(s.tokens)
-			s.done = cached
-			if s.gen == 0 && s.g.started.IsZero() {
-				s.g.cached = cached
-			}
-		}
-		n := min(len(s.tokens)-s.done, budget)
-		if err := s.kv.Reserve(s.done + n); err != nil {
-			// A chunk as long as the blocks it got, else it waits for
-			// running sequences to finish, its cached blocks released.
-			n = min(n, s.kv.Blocks()*b.pool.BlockSize()-s.done)
-			if n <= 0 {
-				s.kv.Free()
-				s.done = 0
-				break
-			}
-		}
-		b.wait = b.wait[1:]
-		b.running = append(b.running, s)
-		if s.g.started.IsZero() {
-			s.g.started = time.Now()
-		}
-		b.schedule(s, n)
-		budget -= n
+	for _, s := range p.failed {
+		b.fail(s, &Error{Kind: KindInternal, Msg: "no KV block free with nothing running"})
 	}
-	if len(b.inputs) == 0 {
-		if len(b.running) == 0 && len(b.wait) > 0 {
-			// Nothing runs and the first waiting request cannot get a
-			// block: the pool is held by nothing, so this cannot be.
-			b.fail(b.wait[0], errors.New("batcher: no KV block free with nothing running"))
-			b.wait = b.wait[1:]
-		}
+	if len(p.work) == 0 {
 		return
 	}
-	logits, err := b.e.Step(b.inputs)
+	logits, err := b.execute(p)
 	if err != nil {
-		for _, s := range b.stepped {
-			b.fail(s, err)
-		}
-		b.running = slices.DeleteFunc(b.running, func(s *seq) bool { return slices.Contains(b.stepped, s) })
+		b.failWork(p, &Error{Kind: KindInternal, Msg: "generation failed: " + err.Error(), Err: err})
 		return
 	}
 	b.steps.Add(1)
-	vocab := b.e.Vocab()
+	b.sched.commit(p)
+	now := time.Now()
 	row := 0
-	var finished []*seq
-	for i, s := range b.stepped {
-		n := len(b.inputs[i].Tokens)
-		if s.gen == 0 {
-			b.promptTokens.Add(int64(n))
+	for i := range p.work {
+		w := &p.work[i]
+		g := w.seq.g
+		if w.admitted && g.started.IsZero() {
+			g.started, g.cached = now, w.cached
 		}
-		s.done += n
-		s.kv.Commit(s.tokens)
-		if !b.inputs[i].Logits {
+		if w.seq.gen == 0 {
+			b.promptTokens.Add(int64(w.n))
+		}
+		if !w.logits {
 			continue
 		}
-		l := logits[row*vocab : (row+1)*vocab]
+		l := logits[row*b.out.vocab : (row+1)*b.out.vocab]
 		row++
-		children := b.forkAll(s)
-		for _, c := range append([]*seq{s}, children...) {
-			if b.emit(c, l) {
-				finished = append(finished, c)
-			}
+		for j, c := range w.forks {
+			b.out.init(c, j+1)
 		}
-		b.running = append(b.running, children...)
-	}
-	if len(finished) > 0 {
-		b.running = slices.DeleteFunc(b.running, func(s *seq) bool { return slices.Contains(finished, s) })
+		b.emit(w.seq, l, now)
+		for _, c := range w.forks {
+			b.emit(c, l, now)
+		}
 	}
 	// A client that reads the metrics once its request is done must find
 	// it gone from them.
 	b.publish()
+	b.flushEndings()
+}
+
+// execute is the model runner's part of a step: it hands the plan's work to
+// the runner as engine inputs and returns their logits.
+func (b *Batcher) execute(p *plan) ([]float32, error) {
+	clear(b.inputs)
+	b.inputs = b.inputs[:0]
+	for _, w := range p.work {
+		s := w.seq
+		b.inputs = append(b.inputs, engine.SeqInput{KV: s.kv, Tokens: s.tokens[s.done : s.done+w.n], Logits: w.logits})
+	}
+	return b.run.Step(b.inputs)
+}
+
+// failWork fails every sequence of p still running, and sends the endings
+// already decided.
+func (b *Batcher) failWork(p *plan, err *Error) {
+	for i := range p.work {
+		for _, s := range append([]*seq{p.work[i].seq}, p.work[i].forks...) {
+			if slices.Contains(b.sched.running, s) {
+				b.sched.finish(s)
+				b.fail(s, err)
+			}
+		}
+	}
+	b.flushEndings()
+}
+
+func (b *Batcher) flushEndings() {
 	for _, e := range b.ending {
 		e.stream.push(e.ev)
 	}
@@ -502,106 +434,36 @@ type ending struct {
 	ev     Event
 }
 
-// schedule adds n of s's tokens to the step.
-func (b *Batcher) schedule(s *seq, n int) {
-	b.inputs = append(b.inputs, engine.SeqInput{KV: s.kv, Tokens: s.tokens[s.done : s.done+n], Logits: s.done+n == len(s.tokens)})
-	b.stepped = append(b.stepped, s)
-}
-
-// preempt frees s's blocks and puts it back at the front of the queue; it
-// will recompute its prompt and what it generated (the prefix cache may
-// still hold much of it).
-func (b *Batcher) preempt(s *seq) {
-	s.kv.Free()
-	s.done = 0
-	b.wait = append([]*seq{s}, b.wait...)
-	b.preemptions.Add(1)
-	b.cfg.Logger.Debug("preempted a sequence", "tokens", len(s.tokens), "free_blocks", b.pool.FreeBlocks())
-}
-
-// forkAll splits off the samples of s's request still to come, sharing
-// its prompt's blocks.
-func (b *Batcher) forkAll(s *seq) []*seq {
-	if s.forks == 0 {
-		return nil
-	}
-	var out []*seq
-	for i := 1; i <= s.forks; i++ {
-		c := &seq{g: s.g, kv: s.kv.Fork(), tokens: slices.Clone(s.tokens), prompt: s.prompt, done: s.done}
-		c.init(b, i)
-		out = append(out, c)
-	}
-	s.forks = 0
-	return out
-}
-
-// emit samples s's next token from logits and streams it; it reports
-// whether s finished.
-func (b *Batcher) emit(s *seq, logits []float32) bool {
+// emit samples s's next token from logits and streams its event; a sample
+// that ends leaves the scheduler.
+func (b *Batcher) emit(s *seq, logits []float32, now time.Time) {
 	g := s.g
-	id := s.sampler.Sample(logits, s.tokens)
-	now := time.Now()
 	if g.first.IsZero() {
 		g.first = now
 	}
-	ev := Event{Index: s.index, Token: id, At: now}
-	if g.req.Logprobs > 0 {
-		if cap(b.top) < g.req.Logprobs {
-			b.top = make([]sample.TokenLogProb, g.req.Logprobs)
-		}
-		ev.Logprob = s.sampler.LogProbs(logits, s.tokens, id, g.req.Logprobs, b.top[:g.req.Logprobs])
-		ev.Top = slices.Clone(b.top[:min(g.req.Logprobs, b.e.Vocab())])
+	ev, err := b.out.next(s, logits, now)
+	if err != nil {
+		b.sched.finish(s)
+		b.fail(s, err)
+		return
 	}
-	if id == sample.NoToken {
-		b.fail(s, errors.New("batcher: no token has a finite logit after sampling filters and bias"))
-		return true
-	}
-	s.gen++
 	g.genTotal++
 	b.genTokens.Add(1)
-	switch {
-	case !g.req.IgnoreEOS && b.tok.IsEOG(id):
-		ev.Text = s.finalText()
-		ev.Finish = FinishStop
-	default:
-		text, stopped := s.stop.add(s.decoder.Add(id))
-		ev.Text = text
-		switch {
-		case stopped:
-			ev.Finish = FinishStop
-		case s.gen >= g.req.MaxTokens || len(s.tokens)+1 >= b.ctx:
-			// The context counts the prompt and every generated token.
-			ev.Finish = FinishLength
-			ev.Text += s.finalText()
-		}
-	}
 	if ev.Finish == "" {
-		s.tokens = append(s.tokens, id)
 		g.stream.push(ev)
-		return false
+		return
 	}
-	s.kv.Free()
+	b.sched.finish(s)
 	g.left--
-	if g.left == 0 {
-		ev.Finished = true
-		ev.Usage = &Usage{PromptTokens: s.prompt, CompletionTokens: g.genTotal, CachedTokens: g.cached}
-		ev.Timing = &Timing{Queue: g.started.Sub(g.arrived), FirstToken: g.first.Sub(g.arrived), Total: now.Sub(g.arrived)}
-		// Sent once the gauges no longer count the request (see step).
-		b.ending = append(b.ending, ending{g.stream, ev})
-		return true
+	if g.left > 0 {
+		g.stream.push(ev)
+		return
 	}
-	g.stream.push(ev)
-	return true
-}
-
-// finalText is what s's decoder and stop matcher still hold when it ends
-// without a stop string.
-func (s *seq) finalText() string {
-	text, stopped := s.stop.add(s.decoder.Flush())
-	if stopped {
-		return text
-	}
-	return text + s.stop.flush()
+	ev.Finished = true
+	ev.Usage = &Usage{PromptTokens: s.prompt, CompletionTokens: g.genTotal, CachedTokens: g.cached}
+	ev.Timing = &Timing{Queue: g.started.Sub(g.arrived), FirstToken: g.first.Sub(g.arrived), Total: now.Sub(g.arrived)}
+	// Sent once the gauges no longer count the request (see step).
+	b.ending = append(b.ending, ending{g.stream, ev})
 }
 
 // Stream delivers one request's events in order. Next blocks for the next

@@ -1,0 +1,87 @@
+package batcher
+
+import (
+	"slices"
+	"time"
+
+	"github.com/godwit-ai/godwit/engine/sample"
+	"github.com/godwit-ai/godwit/models/tokenizer"
+)
+
+// outputs is the output processor: it turns a sequence's logits into its
+// next token and event — sampling, log-probabilities, detokenizing, stop
+// strings — and decides when the sample ends.
+type outputs struct {
+	tok   *tokenizer.Tokenizer
+	vocab int
+	ctx   int                   // the model's context length
+	top   []sample.TokenLogProb // scratch for the alternatives
+}
+
+// init gives s its sampler, decoder and stop matcher as sample index of its
+// request (the seed of sample i is the request's plus i).
+func (o *outputs) init(s *seq, index int) {
+	p := s.g.req.Sampling
+	if p.HasSeed {
+		p.Seed += uint64(index)
+	}
+	sm, err := sample.New(p, o.vocab)
+	if err != nil {
+		panic(err) // validated in Submit
+	}
+	s.index, s.sampler, s.decoder = index, sm, o.tok.NewStreamDecoder()
+	s.stop = stopMatcher{stops: s.g.req.Stop}
+}
+
+// errNoToken ends a sample with no token to draw: Validate refuses a bias
+// that bans every token, so the model's logits were not finite.
+var errNoToken = &Error{Kind: KindInternal, Msg: "no token has a finite logit after sampling filters and bias"}
+
+// next samples s's next token from logits and returns its event: Finish is
+// set when the sample ends (an end-of-generation token, a stop string, its
+// max_tokens or the context); an error means it cannot go on. A token that
+// does not end the sample is appended to s.tokens.
+func (o *outputs) next(s *seq, logits []float32, now time.Time) (Event, error) {
+	req := &s.g.req
+	id := s.sampler.Sample(logits, s.tokens)
+	if id == sample.NoToken {
+		return Event{}, errNoToken
+	}
+	ev := Event{Index: s.index, Token: id, At: now}
+	if req.Logprobs > 0 {
+		if cap(o.top) < req.Logprobs {
+			o.top = make([]sample.TokenLogProb, req.Logprobs)
+		}
+		ev.Logprob = s.sampler.LogProbs(logits, s.tokens, id, req.Logprobs, o.top[:req.Logprobs])
+		ev.Top = slices.Clone(o.top[:min(req.Logprobs, o.vocab)])
+	}
+	s.gen++
+	if !req.IgnoreEOS && o.tok.IsEOG(id) {
+		ev.Text = s.finalText()
+		ev.Finish = FinishStop
+		return ev, nil
+	}
+	text, stopped := s.stop.add(s.decoder.Add(id))
+	ev.Text = text
+	switch {
+	case stopped:
+		ev.Finish = FinishStop
+	case s.gen >= req.MaxTokens || len(s.tokens)+1 >= o.ctx:
+		// The context counts the prompt and every generated token.
+		ev.Finish = FinishLength
+		ev.Text += s.finalText()
+	default:
+		s.tokens = append(s.tokens, id)
+	}
+	return ev, nil
+}
+
+// finalText is what s's decoder and stop matcher still hold when it ends
+// without a stop string.
+func (s *seq) finalText() string {
+	text, stopped := s.stop.add(s.decoder.Flush())
+	if stopped {
+		return text
+	}
+	return text + s.stop.flush()
+}
