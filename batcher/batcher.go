@@ -299,7 +299,6 @@ func (b *Batcher) loop() {
 			continue
 		}
 		b.step()
-		b.publish()
 	}
 }
 
@@ -347,6 +346,9 @@ func (b *Batcher) step() {
 		}
 	}()
 	p = b.sched.schedule()
+	b.publish()
+	// The gauges count what the step runs and what waits behind it
+	// (Submit's queue limit reads them).
 	for _, s := range p.preempted {
 		b.preemptions.Add(1)
 		b.cfg.Logger.Debug("preempted a sequence", "tokens", len(s.tokens), "free_blocks", b.sched.pool.FreeBlocks())

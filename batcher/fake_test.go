@@ -1,0 +1,161 @@
+package batcher
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/godwit-ai/godwit/engine"
+	"github.com/godwit-ai/godwit/models/tokenizer"
+)
+
+// fakeRunner stands in for the engine: each sequence's cache grows by its
+// tokens and every row asked for has its largest logit at token 3 ("▁a").
+// gate, when set, holds each step until it receives; panicAt makes that
+// step (counted from 1) panic.
+type fakeRunner struct {
+	vocab   int
+	steps   atomic.Int64
+	entered chan struct{}
+	gate    chan struct{}
+	panicAt int64
+}
+
+func (f *fakeRunner) Vocab() int   { return f.vocab }
+func (f *fakeRunner) Context() int { return 256 }
+
+func (f *fakeRunner) Step(in []engine.SeqInput) ([]float32, error) {
+	n := f.steps.Add(1)
+	select {
+	case f.entered <- struct{}{}:
+	default:
+	}
+	if f.gate != nil {
+		<-f.gate
+	}
+	if n == f.panicAt {
+		panic("injected fault")
+	}
+	var out []float32
+	for _, s := range in {
+		if err := s.KV.Extend(len(s.Tokens)); err != nil {
+			return nil, err
+		}
+		if s.Logits {
+			row := make([]float32, f.vocab)
+			row[3] = 1
+			out = append(out, row...)
+		}
+	}
+	return out, nil
+}
+
+// fakeBatcher is a batcher on a fakeRunner, with a tokenizer of a handful
+// of tokens and a pool of 16 blocks: no model, no engine.
+func fakeBatcher(t *testing.T, f *fakeRunner, cfg Config) *Batcher {
+	t.Helper()
+	v := tokenizer.DefaultVocab("llama", "")
+	v.Tokens = []string{"<unk>", "<s>", "</s>", "▁a", "b"}
+	v.Types = []int32{tokenizer.TypeUnknown, tokenizer.TypeControl, tokenizer.TypeControl, tokenizer.TypeNormal, tokenizer.TypeNormal}
+	tok, err := tokenizer.New(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.vocab = tok.VocabSize()
+	pool, err := engine.NewKVPool(engine.KVPoolConfig{Layers: 1, Width: 1, F32: true, Bytes: engine.KVBytes(1, 1, 16*16, true)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := New(f, tok, pool, cfg)
+	t.Cleanup(b.Close)
+	return b
+}
+
+// finish reads st to its end and returns its text and final error.
+func finish(t *testing.T, st *Stream) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var text strings.Builder
+	for {
+		ev, ok := st.Next(ctx)
+		if !ok {
+			t.Fatal("the stream ended without a final event")
+		}
+		text.WriteString(ev.Text)
+		if ev.Finished {
+			return text.String(), ev.Err
+		}
+	}
+}
+
+// TestSchedQueueFull: with a request running and MaxQueue waiting, the next
+// one is refused with KindQueueFull, and once the queue drains every
+// accepted request completes.
+func TestSchedQueueFull(t *testing.T) {
+	f := &fakeRunner{entered: make(chan struct{}, 1), gate: make(chan struct{})}
+	b := fakeBatcher(t, f, Config{MaxQueue: 2, MaxSeqs: 1})
+	release := sync.OnceFunc(func() { close(f.gate) })
+	t.Cleanup(release) // before Close, which waits for the step
+	req := Request{Prompt: []int32{1, 3}, MaxTokens: 2}
+	var streams []*Stream
+	st, err := b.Submit(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	streams = append(streams, st)
+	<-f.entered // the first request runs, held in its step
+	for range 2 {
+		st, err := b.Submit(context.Background(), req)
+		if err != nil {
+			t.Fatalf("a request within MaxQueue was refused: %v", err)
+		}
+		streams = append(streams, st)
+	}
+	_, err = b.Submit(context.Background(), req)
+	var e *Error
+	if !errors.As(err, &e) || e.Kind != KindQueueFull || !errors.Is(err, ErrQueueFull) {
+		t.Fatalf("past MaxQueue: %v, want a KindQueueFull error", err)
+	}
+	release()
+	for i, st := range streams {
+		if text, err := finish(t, st); err != nil || text != " a a" {
+			t.Errorf("request %d: %q, %v; want \" a a\"", i, text, err)
+		}
+	}
+}
+
+// TestStepPanic: a step that panics fails its requests with KindInternal,
+// logs the stack once, and the batcher serves the next request.
+func TestStepPanic(t *testing.T) {
+	var log bytes.Buffer
+	f := &fakeRunner{panicAt: 2}
+	b := fakeBatcher(t, f, Config{Logger: slog.New(slog.NewTextHandler(&log, nil))})
+	st, err := b.Submit(context.Background(), Request{Prompt: []int32{1, 3}, MaxTokens: 4, N: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = finish(t, st)
+	if !errors.Is(err, ErrInternal) || !strings.Contains(err.Error(), "injected fault") {
+		t.Fatalf("the panicking step's request ended with %v, want a KindInternal error naming the panic", err)
+	}
+	st, err = b.Submit(context.Background(), Request{Prompt: []int32{1, 3}, MaxTokens: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if text, err := finish(t, st); err != nil || text != " a a a" {
+		t.Fatalf("the next request: %q, %v", text, err)
+	}
+	if n := strings.Count(log.String(), "injected fault"); n != 1 || !strings.Contains(log.String(), "goroutine ") {
+		t.Errorf("the log names the panic %d times (want 1, with its stack):\n%s", n, log.String())
+	}
+	if s := b.Stats(); s.Running != 0 || s.KVUsage != 0 {
+		t.Errorf("after the panic and the next request: %d running, KV usage %v", s.Running, s.KVUsage)
+	}
+}
