@@ -108,7 +108,6 @@ func (e *Engine) grow(n int) {
 	e.att = make([]float32, n*c.Heads*c.ValueDim)
 	e.gate = make([]float32, n*c.FFN)
 	e.up = make([]float32, n*c.FFN)
-	e.logits = make([]float32, n*c.Vocab)
 	e.pos = make([]int32, n)
 }
 
@@ -122,14 +121,17 @@ func (e *Engine) Forward(tokens []int32, kv KVCache, all bool) ([]float32, error
 	if n == 0 {
 		return nil, fmt.Errorf("forward: no tokens")
 	}
-	var out []int
-	if !all {
-		e.outRows = append(e.outRows[:0], n-1)
-		out = e.outRows
+	e.outRows = e.outRows[:0]
+	if all {
+		for i := range n {
+			e.outRows = append(e.outRows, i)
+		}
+	} else {
+		e.outRows = append(e.outRows, n-1)
 	}
 	e.spans = append(e.spans[:0], span{kv: kv, n: n})
 	e.B.SetBatchInvariant(false)
-	return e.run(tokens, e.spans, out)
+	return e.run(tokens, e.spans, e.outRows)
 }
 
 // SeqInput is one sequence's part of a Step.
@@ -147,8 +149,8 @@ type SeqInput struct {
 // Step runs one forward pass over a ragged batch: each sequence appends its
 // Tokens to its cache, all rows go through each weight product together
 // (the weights are read once per step), and attention runs per sequence. It
-// returns one row of Vocab logits per input with Logits set, in order,
-// reused by the next call.
+// returns one row of Vocab logits per input with Logits set, in order, and
+// an empty slice when none has it set; the slice is reused by the next call.
 //
 // Every row sums in one order whatever else is in the batch (the backend's
 // batch-invariant mode), so a sequence's logits are the same alone as among
@@ -183,7 +185,7 @@ type span struct {
 
 // run is the forward pass over tokens, which the spans divide into
 // sequences in order. It returns the logits of the rows listed in out
-// (increasing), or of every row when out is nil.
+// (increasing), one Vocab-wide row each: none when out is empty.
 func (e *Engine) run(tokens []int32, spans []span, out []int) ([]float32, error) {
 	c := &e.Model.Config
 	n := len(tokens)
@@ -246,6 +248,12 @@ func (e *Engine) run(tokens []int32, spans []span, out []int) ([]float32, error)
 			}
 			row += sp.n
 		}
+		last := l == len(m.Layers)-1
+		if last && len(out) == 0 {
+			// Only the cache was wanted of this step (a prompt chunk
+			// before its last): the rest of the layer feeds no logits.
+			return e.logits[:0], nil
+		}
 		b.AttentionBatch(att, q, e.attnSeqs, kernels.Attn{
 			Layer: l, Heads: c.Heads, KVHeads: c.KVHeads, HeadDim: c.HeadDim,
 			Scale: float32(1 / math.Sqrt(float64(c.HeadDim))),
@@ -254,7 +262,7 @@ func (e *Engine) run(tokens []int32, spans []span, out []int) ([]float32, error)
 		b.Add(x, xb2)
 		// Like llama.cpp, the last layer's feed-forward runs only for the rows
 		// whose logits are wanted: cheaper, and the same kernels as its own.
-		if out != nil && l == len(m.Layers)-1 {
+		if last {
 			for j, r := range out {
 				if r != j {
 					copy(x[j*dim:(j+1)*dim], x[r*dim:(r+1)*dim])
@@ -274,7 +282,12 @@ func (e *Engine) run(tokens []int32, spans []span, out []int) ([]float32, error)
 		b.Add(x, xb2)
 	}
 
-	// Logits for every row, or (x already cut down to them) the wanted ones.
+	// Logits for the wanted rows, which x has been cut down to: the buffer
+	// follows their number, not the step's rows (a prompt chunk's
+	// rows × a 150k vocabulary would be hundreds of megabytes).
+	if need := n * c.Vocab; cap(e.logits) < need {
+		e.logits = make([]float32, need)
+	}
 	final := xb[:n*dim]
 	b.RMSNorm(final, x, e.outNorm, dim, c.NormEps)
 	logits := e.logits[:n*c.Vocab]
