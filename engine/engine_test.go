@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/godwit-ai/godwit/engine"
 	"github.com/godwit-ai/godwit/internal/shared"
+	"github.com/godwit-ai/godwit/kernels"
 	"github.com/godwit-ai/godwit/kernels/cpu"
 	"github.com/godwit-ai/godwit/models"
 	"github.com/godwit-ai/godwit/models/gguf"
@@ -113,9 +115,13 @@ func TestFlatCacheTruncate(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Put(1, 3, []float32{1, 2, 3}, []float32{4, 5, 6})
-	got, _ := c.Value(1, 3, 0, 3)
-	if k, _ := c.Key(1, 3, 1, 1); got[2] != 6 || k[0] != 2 {
-		t.Fatalf("stored %v", got)
+	// One block: position 3 of block 0 is the fourth row.
+	kv := c.Storage()
+	if kv.Width != 3 || kv.BlockSize != 10 || !slices.Equal(c.Table(), []int32{0}) || kv.Type != kernels.KVF32 {
+		t.Fatalf("storage %+v, table %v", kv, c.Table())
+	}
+	if k, v := kv.K32[1][9:12], kv.V32[1][9:12]; !slices.Equal(k, []float32{1, 2, 3}) || !slices.Equal(v, []float32{4, 5, 6}) {
+		t.Fatalf("stored %v %v", k, v)
 	}
 	c.Truncate(2)
 	if c.Len() != 2 {

@@ -137,7 +137,8 @@ func (e *Engine) Forward(tokens []int32, kv KVCache, all bool) ([]float32, error
 // SeqInput is one sequence's part of a Step.
 type SeqInput struct {
 	// KV holds the sequence's positions before Tokens, with room for
-	// Tokens (for a Seq, reserved).
+	// Tokens (for a Seq, reserved). The inputs of one Step share its
+	// Storage (Seqs of one KVPool).
 	KV KVCache
 	// Tokens are the next tokens: a chunk of the prompt, or the token
 	// sampled last.
@@ -194,6 +195,12 @@ func (e *Engine) run(tokens []int32, spans []span, out []int) ([]float32, error)
 			return nil, fmt.Errorf("forward: token id %d is outside the vocabulary (0..%d)", t, c.Vocab-1)
 		}
 	}
+	kv := spans[0].kv.Storage()
+	for _, sp := range spans[1:] {
+		if sp.kv.Storage() != kv {
+			return nil, fmt.Errorf("forward: sequences batched from different KV caches")
+		}
+	}
 	for i := range spans {
 		sp := &spans[i]
 		sp.pos0 = sp.kv.Len()
@@ -217,7 +224,7 @@ func (e *Engine) run(tokens []int32, spans []span, out []int) ([]float32, error)
 			pos[row] = int32(sp.pos0 + i)
 			row++
 		}
-		e.attnSeqs = append(e.attnSeqs, kernels.AttnSeq{KV: sp.kv, Pos0: sp.pos0, Rows: sp.n})
+		e.attnSeqs = append(e.attnSeqs, kernels.AttnSeq{Blocks: sp.kv.Table(), Pos0: sp.pos0, Rows: sp.n})
 	}
 	b := e.B
 	m := e.Model
@@ -254,7 +261,7 @@ func (e *Engine) run(tokens []int32, spans []span, out []int) ([]float32, error)
 			// before its last): the rest of the layer feeds no logits.
 			return e.logits[:0], nil
 		}
-		b.AttentionBatch(att, q, e.attnSeqs, kernels.Attn{
+		b.AttentionBatch(att, q, kv, e.attnSeqs, kernels.Attn{
 			Layer: l, Heads: c.Heads, KVHeads: c.KVHeads, HeadDim: c.HeadDim,
 			Scale: float32(1 / math.Sqrt(float64(c.HeadDim))),
 		})
