@@ -93,6 +93,19 @@ func TestForwardErrors(t *testing.T) {
 	if _, err := e.Forward([]int32{1, 2, 3, 4, 5}, kv, false); err == nil || !strings.Contains(err.Error(), "exceed") {
 		t.Errorf("overfull cache: %v", err)
 	}
+	// A Step batches sequences of one storage only, and refuses others
+	// before touching any cache.
+	pool, err := engine.NewKVPool(engine.KVPoolConfig{Layers: len(m.Layers), Width: m.KVHeads * m.HeadDim, Bytes: 1 << 20, F32: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, flat := pool.NewSeq(), e.NewCache(0)
+	if err := s.Reserve(1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Step([]engine.SeqInput{{KV: s, Tokens: []int32{1}}, {KV: flat, Tokens: []int32{1}}}); err == nil || !strings.Contains(err.Error(), "different KV caches") || s.Len()+flat.Len() != 0 {
+		t.Errorf("sequences of two caches in one step: %v, lengths %d and %d", err, s.Len(), flat.Len())
+	}
 	if _, err := e.Generate(context.Background(), nil, 3, e.NewCache(0), engine.Greedy{}, func(int32) bool { return true }); err == nil {
 		t.Error("empty prompt: no error")
 	}
