@@ -45,7 +45,7 @@ func BenchmarkDecodeAttention(b *testing.B) {
 						s.Put(l, p, k, v)
 					}
 				}
-				batch[i] = kernels.AttnSeq{KV: s, Pos0: ctx - 1, Rows: 1}
+				batch[i] = kernels.AttnSeq{Blocks: s.Table(), Pos0: ctx - 1, Rows: 1}
 			}
 			q := make([]float32, seqs*heads*hd)
 			for j := range q {
@@ -54,7 +54,7 @@ func BenchmarkDecodeAttention(b *testing.B) {
 			out := make([]float32, len(q))
 			for b.Loop() {
 				for l := range layers {
-					be.AttentionBatch(out, q, batch, kernels.Attn{Layer: l, Heads: heads, KVHeads: kvHeads, HeadDim: hd, Scale: 0.125})
+					be.AttentionBatch(out, q, &pool.kv, batch, kernels.Attn{Layer: l, Heads: heads, KVHeads: kvHeads, HeadDim: hd, Scale: 0.125})
 				}
 			}
 		})

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/godwit-ai/godwit/engine"
 	"github.com/godwit-ai/godwit/internal/shared"
+	"github.com/godwit-ai/godwit/kernels"
 	"github.com/godwit-ai/godwit/kernels/cpu"
 	"github.com/godwit-ai/godwit/models"
 	"github.com/godwit-ai/godwit/models/gguf"
@@ -91,6 +93,19 @@ func TestForwardErrors(t *testing.T) {
 	if _, err := e.Forward([]int32{1, 2, 3, 4, 5}, kv, false); err == nil || !strings.Contains(err.Error(), "exceed") {
 		t.Errorf("overfull cache: %v", err)
 	}
+	// A Step batches sequences of one storage only, and refuses others
+	// before touching any cache.
+	pool, err := engine.NewKVPool(engine.KVPoolConfig{Layers: len(m.Layers), Width: m.KVHeads * m.HeadDim, Bytes: 1 << 20, F32: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, flat := pool.NewSeq(), e.NewCache(0)
+	if err := s.Reserve(1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Step([]engine.SeqInput{{KV: s, Tokens: []int32{1}}, {KV: flat, Tokens: []int32{1}}}); err == nil || !strings.Contains(err.Error(), "different KV caches") || s.Len()+flat.Len() != 0 {
+		t.Errorf("sequences of two caches in one step: %v, lengths %d and %d", err, s.Len(), flat.Len())
+	}
 	if _, err := e.Generate(context.Background(), nil, 3, e.NewCache(0), engine.Greedy{}, func(int32) bool { return true }); err == nil {
 		t.Error("empty prompt: no error")
 	}
@@ -113,9 +128,13 @@ func TestFlatCacheTruncate(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Put(1, 3, []float32{1, 2, 3}, []float32{4, 5, 6})
-	got, _ := c.Value(1, 3, 0, 3)
-	if k, _ := c.Key(1, 3, 1, 1); got[2] != 6 || k[0] != 2 {
-		t.Fatalf("stored %v", got)
+	// One block: position 3 of block 0 is the fourth row.
+	kv := c.Storage()
+	if kv.Width != 3 || kv.BlockSize != 10 || !slices.Equal(c.Table(), []int32{0}) || kv.Type != kernels.KVF32 {
+		t.Fatalf("storage %+v, table %v", kv, c.Table())
+	}
+	if k, v := kv.K32[1][9:12], kv.V32[1][9:12]; !slices.Equal(k, []float32{1, 2, 3}) || !slices.Equal(v, []float32{4, 5, 6}) {
+		t.Fatalf("stored %v %v", k, v)
 	}
 	c.Truncate(2)
 	if c.Len() != 2 {
@@ -256,5 +275,101 @@ func TestStepAllocs(t *testing.T) {
 	}
 	if a := testing.AllocsPerRun(20, step); a != 0 {
 		t.Errorf("%v allocations per step", a)
+	}
+}
+
+// TestStepOutputRows: Step returns one row of logits per input that asks
+// for them, in order, and none when no input asks, on a fresh engine and
+// after steps that did or did not ask; each row is the one the sequence
+// gets alone.
+func TestStepOutputRows(t *testing.T) {
+	m, e := open(t, "models/stories260K.gguf")
+	c := m.Config
+	pool, err := engine.NewKVPool(engine.KVPoolConfig{Layers: len(m.Layers), Width: c.KVHeads * c.HeadDim,
+		Bytes: 8 << 20, ToHalf: e.B.ToHalf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := []int32{1, 50, 60, 70, 80, 90, 100, 110, 120, 130, 140}
+	b := []int32{1, 33, 34, 35, 36, 37, 38}
+	forward := func(all bool) []float32 {
+		l, err := e.Forward(a[:4], e.NewCache(0), all)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return append([]float32(nil), l...)
+	}
+	forwardAll, forwardLast := forward(true), forward(false)
+	if len(forwardAll) != 4*c.Vocab || len(forwardLast) != c.Vocab {
+		t.Fatalf("forward: %d logits for all rows, %d for the last", len(forwardAll), len(forwardLast))
+	}
+	seq := func(n int) *engine.Seq {
+		s := pool.NewSeq()
+		if err := s.Reserve(n); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	// alone is the logits after tokens, run as one Step on a new sequence.
+	alone := func(tokens []int32) []float32 {
+		s := seq(len(tokens))
+		defer s.Free()
+		l, err := e.Step([]engine.SeqInput{{KV: s, Tokens: tokens, Logits: true}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return append([]float32(nil), l...)
+	}
+	wantA5, wantA11, wantB7, wantA10 := alone(a[:5]), alone(a), alone(b), alone(a[:10])
+
+	// A fresh engine, since the reference steps above asked for logits.
+	e, err = engine.New(m, cpu.New(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sa, sb := seq(len(a)), seq(len(b))
+	steps := []struct {
+		in   []engine.SeqInput
+		want [][]float32
+	}{
+		{[]engine.SeqInput{{KV: sa, Tokens: a[:3]}}, nil},
+		{[]engine.SeqInput{{KV: sa, Tokens: a[3:5], Logits: true}, {KV: sb, Tokens: b[:4]}}, [][]float32{wantA5}},
+		{[]engine.SeqInput{{KV: sb, Tokens: b[4:6]}, {KV: sa, Tokens: a[5:9]}}, nil},
+		{[]engine.SeqInput{{KV: sb, Tokens: b[6:], Logits: true}, {KV: sa, Tokens: a[9:10], Logits: true}}, [][]float32{wantB7, wantA10}},
+		{[]engine.SeqInput{{KV: sa, Tokens: a[10:], Logits: true}}, [][]float32{wantA11}},
+	}
+	for i, st := range steps {
+		got, err := e.Step(st.in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(st.want)*c.Vocab {
+			t.Fatalf("step %d: %d logits, want %d rows of %d", i, len(got), len(st.want), c.Vocab)
+		}
+		for r, want := range st.want {
+			if d, j := maxDiff(got[r*c.Vocab:(r+1)*c.Vocab], want); d != 0 {
+				t.Errorf("step %d row %d: logit %d differs by %g from the sequence alone", i, r, j, d)
+			}
+		}
+	}
+	if sa.Len() != len(a) || sb.Len() != len(b) {
+		t.Errorf("caches hold %d and %d positions, want %d and %d", sa.Len(), sb.Len(), len(a), len(b))
+	}
+	// Forward keeps its rows after Steps: all of them, or the last.
+	for _, all := range []bool{true, false} {
+		got, err := e.Forward(a[:4], e.NewCache(0), all)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := forwardAll
+		if !all {
+			want = forwardLast
+		}
+		if len(got) != len(want) {
+			t.Fatalf("forward all=%v: %d logits, want %d", all, len(got), len(want))
+		}
+		if d, j := maxDiff(got, want); d != 0 {
+			t.Errorf("forward all=%v after steps: logit %d differs by %g from a fresh engine's", all, j, d)
+		}
 	}
 }

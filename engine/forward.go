@@ -108,7 +108,6 @@ func (e *Engine) grow(n int) {
 	e.att = make([]float32, n*c.Heads*c.ValueDim)
 	e.gate = make([]float32, n*c.FFN)
 	e.up = make([]float32, n*c.FFN)
-	e.logits = make([]float32, n*c.Vocab)
 	e.pos = make([]int32, n)
 }
 
@@ -122,20 +121,24 @@ func (e *Engine) Forward(tokens []int32, kv KVCache, all bool) ([]float32, error
 	if n == 0 {
 		return nil, fmt.Errorf("forward: no tokens")
 	}
-	var out []int
-	if !all {
-		e.outRows = append(e.outRows[:0], n-1)
-		out = e.outRows
+	e.outRows = e.outRows[:0]
+	if all {
+		for i := range n {
+			e.outRows = append(e.outRows, i)
+		}
+	} else {
+		e.outRows = append(e.outRows, n-1)
 	}
 	e.spans = append(e.spans[:0], span{kv: kv, n: n})
 	e.B.SetBatchInvariant(false)
-	return e.run(tokens, e.spans, out)
+	return e.run(tokens, e.spans, e.outRows)
 }
 
 // SeqInput is one sequence's part of a Step.
 type SeqInput struct {
 	// KV holds the sequence's positions before Tokens, with room for
-	// Tokens (for a Seq, reserved).
+	// Tokens (for a Seq, reserved). The inputs of one Step share its
+	// Storage (Seqs of one KVPool).
 	KV KVCache
 	// Tokens are the next tokens: a chunk of the prompt, or the token
 	// sampled last.
@@ -147,8 +150,8 @@ type SeqInput struct {
 // Step runs one forward pass over a ragged batch: each sequence appends its
 // Tokens to its cache, all rows go through each weight product together
 // (the weights are read once per step), and attention runs per sequence. It
-// returns one row of Vocab logits per input with Logits set, in order,
-// reused by the next call.
+// returns one row of Vocab logits per input with Logits set, in order, and
+// an empty slice when none has it set; the slice is reused by the next call.
 //
 // Every row sums in one order whatever else is in the batch (the backend's
 // batch-invariant mode), so a sequence's logits are the same alone as among
@@ -183,13 +186,19 @@ type span struct {
 
 // run is the forward pass over tokens, which the spans divide into
 // sequences in order. It returns the logits of the rows listed in out
-// (increasing), or of every row when out is nil.
+// (increasing), one Vocab-wide row each: none when out is empty.
 func (e *Engine) run(tokens []int32, spans []span, out []int) ([]float32, error) {
 	c := &e.Model.Config
 	n := len(tokens)
 	for _, t := range tokens {
 		if t < 0 || int(t) >= c.Vocab {
 			return nil, fmt.Errorf("forward: token id %d is outside the vocabulary (0..%d)", t, c.Vocab-1)
+		}
+	}
+	kv := spans[0].kv.Storage()
+	for _, sp := range spans[1:] {
+		if sp.kv.Storage() != kv {
+			return nil, fmt.Errorf("forward: sequences batched from different KV caches")
 		}
 	}
 	for i := range spans {
@@ -215,7 +224,7 @@ func (e *Engine) run(tokens []int32, spans []span, out []int) ([]float32, error)
 			pos[row] = int32(sp.pos0 + i)
 			row++
 		}
-		e.attnSeqs = append(e.attnSeqs, kernels.AttnSeq{KV: sp.kv, Pos0: sp.pos0, Rows: sp.n})
+		e.attnSeqs = append(e.attnSeqs, kernels.AttnSeq{Blocks: sp.kv.Table(), Pos0: sp.pos0, Rows: sp.n})
 	}
 	b := e.B
 	m := e.Model
@@ -246,7 +255,13 @@ func (e *Engine) run(tokens []int32, spans []span, out []int) ([]float32, error)
 			}
 			row += sp.n
 		}
-		b.AttentionBatch(att, q, e.attnSeqs, kernels.Attn{
+		last := l == len(m.Layers)-1
+		if last && len(out) == 0 {
+			// Only the cache was wanted of this step (a prompt chunk
+			// before its last): the rest of the layer feeds no logits.
+			return e.logits[:0], nil
+		}
+		b.AttentionBatch(att, q, kv, e.attnSeqs, kernels.Attn{
 			Layer: l, Heads: c.Heads, KVHeads: c.KVHeads, HeadDim: c.HeadDim,
 			Scale: float32(1 / math.Sqrt(float64(c.HeadDim))),
 		})
@@ -254,7 +269,7 @@ func (e *Engine) run(tokens []int32, spans []span, out []int) ([]float32, error)
 		b.Add(x, xb2)
 		// Like llama.cpp, the last layer's feed-forward runs only for the rows
 		// whose logits are wanted: cheaper, and the same kernels as its own.
-		if out != nil && l == len(m.Layers)-1 {
+		if last {
 			for j, r := range out {
 				if r != j {
 					copy(x[j*dim:(j+1)*dim], x[r*dim:(r+1)*dim])
@@ -274,7 +289,12 @@ func (e *Engine) run(tokens []int32, spans []span, out []int) ([]float32, error)
 		b.Add(x, xb2)
 	}
 
-	// Logits for every row, or (x already cut down to them) the wanted ones.
+	// Logits for the wanted rows, which x has been cut down to: the buffer
+	// follows their number, not the step's rows (a prompt chunk's
+	// rows × a 150k vocabulary would be hundreds of megabytes).
+	if need := n * c.Vocab; cap(e.logits) < need {
+		e.logits = make([]float32, need)
+	}
 	final := xb[:n*dim]
 	b.RMSNorm(final, x, e.outNorm, dim, c.NormEps)
 	logits := e.logits[:n*c.Vocab]

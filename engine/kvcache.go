@@ -7,10 +7,9 @@ import (
 )
 
 // KVCache holds one sequence's keys and values for every layer. Positions
-// are appended by Extend, filled by Put during the forward pass, and read by
-// attention through Key and Value.
+// are appended by Extend and filled by Put during the forward pass;
+// attention reads them where they lie, in Storage at the block table Table.
 type KVCache interface {
-	kernels.KV
 	// Len is the number of positions held.
 	Len() int
 	// Extend adds n positions; it fails when the cache cannot hold them.
@@ -19,39 +18,47 @@ type KVCache interface {
 	Truncate(n int)
 	// Put stores the key and value rows of one position in one layer.
 	Put(layer, pos int, k, v []float32)
+	// Storage is the storage the positions are in, which sequences
+	// batched in one Step share.
+	Storage() *kernels.KVCache
+	// Table is the block table of the positions held, valid until the
+	// next Extend, Truncate or Reserve.
+	Table() []int32
 }
 
 // FlatCache is a KVCache in contiguous f32 slices per layer, grown as the
-// sequence grows up to a maximum length.
+// sequence grows up to a maximum length: one block of that length.
 type FlatCache struct {
-	width  int // kvHeads × headDim
-	maxLen int
-	n      int
-	k, v   [][]float32
+	n     int
+	kv    kernels.KVCache // its K32 and V32 hold the positions held
+	table [1]int32        // its one block, 0
 }
 
 // NewFlatCache returns an empty cache for layers layers of rows width floats
 // wide, holding at most maxLen positions.
 func NewFlatCache(layers, width, maxLen int) *FlatCache {
-	return &FlatCache{width: width, maxLen: maxLen, k: make([][]float32, layers), v: make([][]float32, layers)}
+	return &FlatCache{kv: kernels.KVCache{Type: kernels.KVF32, BlockSize: max(maxLen, 1), Width: width,
+		K32: make([][]float32, layers), V32: make([][]float32, layers)}}
 }
 
 func (c *FlatCache) Len() int { return c.n }
 
 func (c *FlatCache) Extend(n int) error {
-	if c.n+n > c.maxLen {
-		return fmt.Errorf("kv cache: %d positions would exceed its %d", c.n+n, c.maxLen)
+	width, maxLen := c.kv.Width, c.kv.BlockSize
+	if c.n+n > maxLen {
+		return fmt.Errorf("kv cache: %d positions would exceed its %d", c.n+n, maxLen)
 	}
-	need := (c.n + n) * c.width
-	for l := range c.k {
-		if need > cap(c.k[l]) {
-			size := max(need, 2*cap(c.k[l]))
-			size = min(size, c.maxLen*c.width)
-			c.k[l] = append(make([]float32, 0, size), c.k[l]...)
-			c.v[l] = append(make([]float32, 0, size), c.v[l]...)
+	need := (c.n + n) * width
+	k, v := c.kv.K32, c.kv.V32
+	for l := range k {
+		if need > cap(k[l]) {
+			size := max(need, 2*cap(k[l]))
+			size = min(size, maxLen*width)
+			k[l] = append(make([]float32, 0, size), k[l]...)
+			v[l] = append(make([]float32, 0, size), v[l]...)
 		}
-		c.k[l] = c.k[l][:need]
-		c.v[l] = c.v[l][:need]
+		k[l] = k[l][:need]
+		v[l] = v[l][:need]
 	}
 	c.n += n
 	return nil
@@ -60,24 +67,19 @@ func (c *FlatCache) Extend(n int) error {
 func (c *FlatCache) Truncate(n int) {
 	if n < c.n {
 		c.n = n
-		for l := range c.k {
-			c.k[l] = c.k[l][:n*c.width]
-			c.v[l] = c.v[l][:n*c.width]
+		for l := range c.kv.K32 {
+			c.kv.K32[l] = c.kv.K32[l][:n*c.kv.Width]
+			c.kv.V32[l] = c.kv.V32[l][:n*c.kv.Width]
 		}
 	}
 }
 
 func (c *FlatCache) Put(layer, pos int, k, v []float32) {
-	copy(c.k[layer][pos*c.width:(pos+1)*c.width], k)
-	copy(c.v[layer][pos*c.width:(pos+1)*c.width], v)
+	w := c.kv.Width
+	copy(c.kv.K32[layer][pos*w:(pos+1)*w], k)
+	copy(c.kv.V32[layer][pos*w:(pos+1)*w], v)
 }
 
-func (c *FlatCache) Key(layer, pos, off, n int) ([]float32, []uint16) {
-	return c.k[layer][pos*c.width+off : pos*c.width+off+n], nil
-}
+func (c *FlatCache) Storage() *kernels.KVCache { return &c.kv }
 
-func (c *FlatCache) Value(layer, pos, off, n int) ([]float32, []uint16) {
-	return c.v[layer][pos*c.width+off : pos*c.width+off+n], nil
-}
-
-func (c *FlatCache) Run(pos int) int { return c.n - pos }
+func (c *FlatCache) Table() []int32 { return c.table[:] }

@@ -5,12 +5,15 @@ import (
 	"fmt"
 	"hash/maphash"
 	"slices"
+
+	"github.com/godwit-ai/godwit/kernels"
 )
 
 // KVPool is a paged KV cache, as vLLM's PagedAttention keeps it: one pool of
 // fixed-size blocks (BlockSize positions of every layer's key and value
 // rows) that sequences take as they grow, each through its own block table
-// (a Seq). No sequence reserves memory for its maximum length.
+// (a Seq). No sequence reserves memory for its maximum length. Attention
+// reads the blocks where they lie, as a kernels.KVCache.
 //
 // Full blocks are also a prefix cache: each is keyed by a hash of every token
 // up to its end, so a new sequence whose prompt starts with the same tokens
@@ -24,12 +27,10 @@ import (
 type KVPool struct {
 	blockSize, layers, width int
 	blocks                   int
-	half                     bool
 	toHalf                   func(dst []uint16, src []float32)
 
-	// Storage per layer: block b's position s at ((b·blockSize)+s)·width.
-	k32, v32 [][]float32
-	k16, v16 [][]uint16
+	// The blocks, which attention reads through the sequences' tables.
+	kv kernels.KVCache
 
 	ref    []int32
 	key    []uint64         // a full block's prefix hash; 0 when not cached
@@ -92,15 +93,19 @@ func NewKVPool(cfg KVPoolConfig) (*KVPool, error) {
 	if !cfg.F32 && cfg.ToHalf == nil {
 		return nil, errors.New("kv cache: an fp16 pool needs a ToHalf conversion")
 	}
-	p := &KVPool{blockSize: bs, layers: cfg.Layers, width: cfg.Width, blocks: int(n), half: !cfg.F32, toHalf: cfg.ToHalf,
+	p := &KVPool{blockSize: bs, layers: cfg.Layers, width: cfg.Width, blocks: int(n), toHalf: cfg.ToHalf,
+		kv:  kernels.KVCache{Type: kernels.KVF32, BlockSize: bs, Width: cfg.Width},
 		ref: make([]int32, n), key: make([]uint64, n), tokens: make([][]int32, n), parent: make([]uint64, n),
 		cached: map[uint64]int32{}, seed: maphash.MakeSeed()}
+	if !cfg.F32 {
+		p.kv.Type = kernels.KVF16
+	}
 	size := int(n) * bs * cfg.Width
 	for range cfg.Layers {
-		if p.half {
-			p.k16, p.v16 = append(p.k16, make([]uint16, size)), append(p.v16, make([]uint16, size))
+		if p.half() {
+			p.kv.K16, p.kv.V16 = append(p.kv.K16, make([]uint16, size)), append(p.kv.V16, make([]uint16, size))
 		} else {
-			p.k32, p.v32 = append(p.k32, make([]float32, size)), append(p.v32, make([]float32, size))
+			p.kv.K32, p.kv.V32 = append(p.kv.K32, make([]float32, size)), append(p.kv.V32, make([]float32, size))
 		}
 	}
 	p.lru.init(int(n))
@@ -109,6 +114,9 @@ func NewKVPool(cfg KVPoolConfig) (*KVPool, error) {
 	}
 	return p, nil
 }
+
+// half reports whether the pool stores fp16.
+func (p *KVPool) half() bool { return p.kv.Type == kernels.KVF16 }
 
 // BlockSize is the number of positions per block.
 func (p *KVPool) BlockSize() int { return p.blockSize }
@@ -264,13 +272,14 @@ func (s *Seq) Reserve(n int) error {
 
 func (p *KVPool) copyBlock(dst, src int32) {
 	w := p.blockSize * p.width
+	kv := &p.kv
 	for l := range p.layers {
-		if p.half {
-			copy(p.k16[l][int(dst)*w:][:w], p.k16[l][int(src)*w:][:w])
-			copy(p.v16[l][int(dst)*w:][:w], p.v16[l][int(src)*w:][:w])
+		if p.half() {
+			copy(kv.K16[l][int(dst)*w:][:w], kv.K16[l][int(src)*w:][:w])
+			copy(kv.V16[l][int(dst)*w:][:w], kv.V16[l][int(src)*w:][:w])
 		} else {
-			copy(p.k32[l][int(dst)*w:][:w], p.k32[l][int(src)*w:][:w])
-			copy(p.v32[l][int(dst)*w:][:w], p.v32[l][int(src)*w:][:w])
+			copy(kv.K32[l][int(dst)*w:][:w], kv.K32[l][int(src)*w:][:w])
+			copy(kv.V32[l][int(dst)*w:][:w], kv.V32[l][int(src)*w:][:w])
 		}
 	}
 }
@@ -353,33 +362,20 @@ func (s *Seq) at(pos int) int {
 
 func (s *Seq) Put(layer, pos int, k, v []float32) {
 	p, o := s.pool, s.at(pos)
-	if p.half {
-		p.toHalf(p.k16[layer][o:o+p.width], k)
-		p.toHalf(p.v16[layer][o:o+p.width], v)
+	if p.half() {
+		p.toHalf(p.kv.K16[layer][o:o+p.width], k)
+		p.toHalf(p.kv.V16[layer][o:o+p.width], v)
 		return
 	}
-	copy(p.k32[layer][o:o+p.width], k)
-	copy(p.v32[layer][o:o+p.width], v)
+	copy(p.kv.K32[layer][o:o+p.width], k)
+	copy(p.kv.V32[layer][o:o+p.width], v)
 }
 
-func (s *Seq) Key(layer, pos, off, n int) ([]float32, []uint16) {
-	p, o := s.pool, s.at(pos)+off
-	if p.half {
-		return nil, p.k16[layer][o : o+n]
-	}
-	return p.k32[layer][o : o+n], nil
-}
+// Storage is the pool's storage, shared by all its sequences.
+func (s *Seq) Storage() *kernels.KVCache { return &s.pool.kv }
 
-// Run is the positions from pos to the end of its block.
-func (s *Seq) Run(pos int) int { return s.pool.blockSize - pos%s.pool.blockSize }
-
-func (s *Seq) Value(layer, pos, off, n int) ([]float32, []uint16) {
-	p, o := s.pool, s.at(pos)+off
-	if p.half {
-		return nil, p.v16[layer][o : o+n]
-	}
-	return p.v32[layer][o : o+n], nil
-}
+// Table is s's block table.
+func (s *Seq) Table() []int32 { return s.blocks }
 
 // lruList is a doubly linked list of blocks, oldest first, in arrays.
 type lruList struct {

@@ -165,11 +165,14 @@ func TestPoolRandomOps(t *testing.T) {
 			live = slices.Delete(live, i, i+1)
 		}
 		checkPool(t, p, seqs(), step)
+		// The rows are read as attention reads them: through the block
+		// table, in the storage laid out as kernels.KVCache says.
 		for _, st := range live {
+			kv, table := st.s.Storage(), st.s.Table()
 			for pos := range st.s.Len() {
+				o := (int(table[pos/kv.BlockSize])*kv.BlockSize + pos%kv.BlockSize) * kv.Width
 				for l := range layers {
-					k, _ := st.s.Key(l, pos, 0, width)
-					v, _ := st.s.Value(l, pos, 0, width)
+					k, v := kv.K32[l][o:o+width], kv.V32[l][o:o+width]
 					if !slices.Equal(k, row(st.tokens[pos], pos)) || !slices.Equal(v, row(st.tokens[pos], -pos)) {
 						t.Fatalf("step %d: position %d of a sequence holds %v %v, wrote %v", step, pos, k, v, row(st.tokens[pos], pos))
 					}

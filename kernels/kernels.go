@@ -9,22 +9,31 @@ import (
 	"github.com/godwit-ai/godwit/models/gguf"
 )
 
-// KV gives attention read access to one sequence's cached keys and values:
-// each row is kvHeads×headDim wide. Key and Value return the values [off,
-// off+n) of position pos's row in layer as the cache stores them: f32 in
-// the first result, or fp16 bits in the second; the other is nil.
-//
-// Run says how many positions from pos on (at least 1) have their rows
-// stored one after another, so that Key and Value may be asked for values
-// that run on into the following rows of such a run (a paged cache's block).
-type KV interface {
-	Key(layer, pos, off, n int) ([]float32, []uint16)
-	Value(layer, pos, off, n int) ([]float32, []uint16)
-	Run(pos int) int
+// KVType is the element type a KV cache stores.
+type KVType uint8
+
+const (
+	KVF32 KVType = iota // float32
+	KVF16               // fp16 bits
+)
+
+// KVCache is paged KV storage as plain data, which attention reads through
+// each sequence's block table (AttnSeq.Blocks). Per layer, keys and values
+// apart, blocks of BlockSize positions lie one after another, each position
+// a row of Width values (kvHeads×headDim): position s of block b starts at
+// (b·BlockSize+s)·Width in K32[l] and V32[l] when Type is KVF32, or in K16[l]
+// and V16[l] when it is KVF16. A single contiguous sequence is one block as
+// long as it may grow, its rows stored only as far as it has grown.
+type KVCache struct {
+	Type             KVType
+	BlockSize, Width int
+	K32, V32         [][]float32
+	K16, V16         [][]uint16
 }
 
 // Attn describes one attention call: q holds n rows of Heads×HeadDim for
-// positions Pos0..Pos0+n-1, each attending causally to positions 0..its own.
+// positions Pos0..Pos0+n-1 (of one sequence; see AttnSeq for several), each
+// attending causally to positions 0..its own.
 type Attn struct {
 	Layer   int
 	Pos0    int
@@ -36,9 +45,9 @@ type Attn struct {
 
 // AttnSeq is one sequence's part of an AttentionBatch call.
 type AttnSeq struct {
-	KV   KV
-	Pos0 int // position of its first row
-	Rows int // its query rows
+	Blocks []int32 // block table: position p is in block Blocks[p/BlockSize]
+	Pos0   int     // position of its first row
+	Rows   int     // its query rows
 }
 
 // Backend computes on activations held as f32 slices, row-major.
@@ -65,13 +74,15 @@ type Backend interface {
 	// RoPE rotates, in place, each head of the rows of x (row i at position
 	// pos[i]); each row holds heads×headDim values.
 	RoPE(x []float32, pos []int32, heads, headDim int, r *models.Rope)
-	// Attention computes softmax(q·kᵀ·scale)·v per head into out (same shape as q).
-	Attention(out, q []float32, kv KV, a Attn)
-	// AttentionBatch is Attention for several sequences in one call: their
-	// rows follow each other in q and out, seqs[i] saying how many are
-	// sequence i's and where its cache and first position are; a.Pos0 is
-	// not used.
-	AttentionBatch(out, q []float32, seqs []AttnSeq, a Attn)
+	// Attention computes softmax(q·kᵀ·scale)·v per head into out (same
+	// shape as q) for one sequence, whose keys and values are in kv at the
+	// block table blocks.
+	Attention(out, q []float32, kv *KVCache, blocks []int32, a Attn)
+	// AttentionBatch is Attention for several sequences of one cache in
+	// one call: their rows follow each other in q and out, seqs[i] saying
+	// how many are sequence i's, its block table and its first position;
+	// a.Pos0 is not used.
+	AttentionBatch(out, q []float32, kv *KVCache, seqs []AttnSeq, a Attn)
 	// SwiGLU sets gate[i] = silu(gate[i])·up[i] over rows of width
 	// values (the feed-forward width), each row on its own.
 	SwiGLU(gate, up []float32, width int)

@@ -30,32 +30,43 @@ type attnTiles struct {
 	kt, vt []float32
 }
 
-// load transposes KV head kvh of layer's positions [0, L) into tiles,
-// padding the last with zeros.
-func (at *attnTiles) load(kv kernels.KV, a kernels.Attn, kvh, L int, buf []float32) {
-	hd := a.HeadDim
+// load transposes KV head kvh of kv's positions [0, L) into tiles, padding
+// the last with zeros; buf holds a key and a value converted from fp16.
+func (at *attnTiles) load(kv seqKV, a kernels.Attn, kvh, L int, buf []float32) {
+	hd, c := a.HeadDim, kv.c
 	tiles := (L + 15) / 16
 	at.kt = grow(at.kt, tiles*hd*16)
 	at.vt = grow(at.vt, tiles*hd*16)
-	off := kvh * hd
-	for p := range tiles * 16 {
-		base := (p/16)*hd*16 + p%16
-		if p >= L {
-			for d := range hd {
-				at.kt[base+16*d], at.vt[base+16*d] = 0, 0
+	for p0 := 0; p0 < L; {
+		m, row := kv.run(p0, L)
+		row += kvh * hd
+		for p := p0; p < p0+m; p, row = p+1, row+c.Width {
+			var k, v []float32
+			if c.Type == kernels.KVF32 {
+				k, v = c.K32[kv.layer][row:row+hd], c.V32[kv.layer][row:row+hd]
+			} else {
+				k, v = buf[:hd], buf[hd:2*hd]
+				fromHalf(k, c.K16[kv.layer][row:row+hd])
+				fromHalf(v, c.V16[kv.layer][row:row+hd])
 			}
-			continue
+			base := (p/16)*hd*16 + p%16
+			for d := range hd {
+				at.kt[base+16*d], at.vt[base+16*d] = k[d], v[d]
+			}
 		}
-		k, v := keyHead(kv, a.Layer, p, off, buf[:hd]), valueHead(kv, a.Layer, p, off, buf[hd:2*hd])
+		p0 += m
+	}
+	for p := L; p < tiles*16; p++ {
+		base := (p/16)*hd*16 + p%16
 		for d := range hd {
-			at.kt[base+16*d], at.vt[base+16*d] = k[d], v[d]
+			at.kt[base+16*d], at.vt[base+16*d] = 0, 0
 		}
 	}
 }
 
 // attendTiled computes the query heads that share KV head kvh, for every
 // query row of q (one sequence), through the tile kernels k.
-func attendTiled(out, q []float32, kv kernels.KV, a kernels.Attn, ts *attnScratch, kvh int, k attnKernels) {
+func attendTiled(out, q []float32, kv seqKV, a kernels.Attn, ts *attnScratch, kvh int, k attnKernels) {
 	qRow := a.Heads * a.HeadDim
 	n := len(q) / qRow
 	L := a.Pos0 + n

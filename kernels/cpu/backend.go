@@ -169,9 +169,9 @@ func (b *Backend) runRows(rows int) {
 	b.rows = rowsTask{}
 }
 
-func (b *Backend) Attention(out, q []float32, kv kernels.KV, a kernels.Attn) {
-	b.one[0] = kernels.AttnSeq{KV: kv, Pos0: a.Pos0, Rows: len(q) / (a.Heads * a.HeadDim)}
-	b.AttentionBatch(out, q, b.one[:], a)
+func (b *Backend) Attention(out, q []float32, kv *kernels.KVCache, blocks []int32, a kernels.Attn) {
+	b.one[0] = kernels.AttnSeq{Blocks: blocks, Pos0: a.Pos0, Rows: len(q) / (a.Heads * a.HeadDim)}
+	b.AttentionBatch(out, q, kv, b.one[:], a)
 	b.one[0] = kernels.AttnSeq{}
 }
 
@@ -180,9 +180,9 @@ func (b *Backend) Attention(out, q []float32, kv kernels.KV, a kernels.Attn) {
 // (attnSeqUnits), from a shared counter, which keeps them evenly loaded
 // however the sequences' lengths differ, and costs one hand-off per call
 // instead of one per sequence.
-func (b *Backend) AttentionBatch(out, q []float32, seqs []kernels.AttnSeq, a kernels.Attn) {
+func (b *Backend) AttentionBatch(out, q []float32, kv *kernels.KVCache, seqs []kernels.AttnSeq, a kernels.Attn) {
 	t := &b.attn
-	t.out, t.q, t.seqs, t.a = out, q, seqs, a
+	t.out, t.q, t.kv, t.seqs, t.a = out, q, kv, seqs, a
 	t.first = t.first[:0]
 	longest, row := 0, 0
 	for _, s := range seqs {
@@ -190,8 +190,8 @@ func (b *Backend) AttentionBatch(out, q []float32, seqs []kernels.AttnSeq, a ker
 		row += s.Rows
 		longest = max(longest, s.Pos0+s.Rows)
 	}
-	if row*a.Heads*a.HeadDim != len(q) || len(out) != len(q) {
-		panic(fmt.Sprintf("cpu: AttentionBatch: %d rows in the sequences, %d values of q, %d of out", row, len(q), len(out)))
+	if row*a.Heads*a.HeadDim != len(q) || len(out) != len(q) || kv.Width != a.KVHeads*a.HeadDim {
+		panic(fmt.Sprintf("cpu: AttentionBatch: %d rows in the sequences, %d values of q, %d of out, cache rows of %d", row, len(q), len(out), kv.Width))
 	}
 	group := a.Heads / a.KVHeads
 	for i := range t.threads {
@@ -203,7 +203,7 @@ func (b *Backend) AttentionBatch(out, q []float32, seqs []kernels.AttnSeq, a ker
 	}
 	t.next.Store(0)
 	b.pool.Run(t)
-	t.out, t.q, t.seqs = nil, nil, nil
+	t.out, t.q, t.kv, t.seqs = nil, nil, nil, nil
 }
 
 func (b *Backend) ToHalf(dst []uint16, src []float32) { toHalf(dst, src) }
@@ -228,6 +228,7 @@ func (b *Backend) AddBias(x, bias []float32) { AddBias(x, bias) }
 // threads unevenly), which threads claim in turn.
 type attnTask struct {
 	out, q    []float32
+	kv        *kernels.KVCache
 	seqs      []kernels.AttnSeq
 	first     []int // each sequence's first row
 	a         kernels.Attn
@@ -238,66 +239,77 @@ type attnTask struct {
 
 type attnScratch struct {
 	scores, lanes []float32
-	buf           []float32 // a key and a value of one head, converted from fp16
+	buf           []float32 // a key and a value of one head, converted from fp16 (attnTiles.load)
 	tiles         attnTiles
 	head          headKV
 	runs          []halfRun // an fp16 cache's runs of the unit's KV head
 	kb            []float32 // 16 key rows converted to f32 (attendGroupHalf)
 }
 
+// seqKV is one sequence's keys and values in one layer of a cache.
+type seqKV struct {
+	c      *kernels.KVCache
+	layer  int
+	blocks []int32
+}
+
+// run returns how many of positions [p, n) lie one after another from p
+// on (to the end of p's block), and where p's row starts in the layer's
+// storage.
+func (s seqKV) run(p, n int) (m, at int) {
+	bs := s.c.BlockSize
+	o := p % bs
+	return min(bs-o, n-p), (int(s.blocks[p/bs])*bs + o) * s.c.Width
+}
+
 // headKV holds one KV head's keys and values of positions [0, n) as f32
-// rows of HeadDim: an fp16 cache converted once for all the query heads
-// that share the KV head, where converting per query head and position
-// would repeat the work for each of them.
+// rows, row p at k[p·stride:] and v[p·stride:]: in the cache itself where it
+// stores f32 in one block (view), else rows of HeadDim one after another in
+// buffers of its own, converted from fp16 once for all the query heads that
+// share the KV head, where converting per query head and position would
+// repeat the work for each of them.
 type headKV struct {
-	k, v     []float32
-	hd, base int // HeadDim, and the offset of the KV head in a cache row
+	k, v       []float32
+	stride     int
+	ownK, ownV []float32 // load's rows
 }
 
-// view returns kv itself where it stores f32, else h loaded.
-func (h *headKV) view(kv kernels.KV, a kernels.Attn, kvh, n int) kernels.KV {
-	if f, _ := kv.Key(a.Layer, 0, kvh*a.HeadDim, a.HeadDim); f != nil {
-		return kv
+// view points h at KV head kvh of s's positions [0, n) where the cache
+// holds them as f32 rows in one block, else loads them.
+func (h *headKV) view(s seqKV, a kernels.Attn, kvh, n int) {
+	if s.c.Type == kernels.KVF32 {
+		if m, at := s.run(0, n); m == n {
+			at += kvh * a.HeadDim
+			h.k, h.v, h.stride = s.c.K32[s.layer][at:], s.c.V32[s.layer][at:], s.c.Width
+			return
+		}
 	}
-	h.load(kv, a, kvh, n)
-	return h
+	h.load(s, a, kvh, n)
 }
 
-// load fills h with KV head kvh of positions [0, n) as f32 rows, a run of
-// the cache's rows (see kernels.KV) at a time.
-func (h *headKV) load(kv kernels.KV, a kernels.Attn, kvh, n int) {
-	hd, width := a.HeadDim, a.KVHeads*a.HeadDim
-	h.k, h.v = grow(h.k, n*hd), grow(h.v, n*hd)
-	h.hd, h.base = hd, kvh*hd
+// load fills h's own rows with KV head kvh of s's positions [0, n), a
+// block's run of rows at a time.
+func (h *headKV) load(s seqKV, a kernels.Attn, kvh, n int) {
+	hd, width := a.HeadDim, s.c.Width
+	h.ownK, h.ownV = grow(h.ownK, n*hd), grow(h.ownV, n*hd)
+	h.k, h.v, h.stride = h.ownK, h.ownV, hd
 	for p := 0; p < n; {
-		m := min(kv.Run(p), n-p)
+		m, at := s.run(p, n)
+		at += kvh * hd
 		span := (m-1)*width + hd
-		kf, kh := kv.Key(a.Layer, p, h.base, span)
-		vf, vh := kv.Value(a.Layer, p, h.base, span)
 		dk, dv := h.k[p*hd:(p+m)*hd], h.v[p*hd:(p+m)*hd]
-		if kf != nil {
+		if s.c.Type == kernels.KVF32 {
+			kf, vf := s.c.K32[s.layer][at:at+span], s.c.V32[s.layer][at:at+span]
 			for r := range m {
 				copy(dk[r*hd:(r+1)*hd], kf[r*width:])
 				copy(dv[r*hd:(r+1)*hd], vf[r*width:])
 			}
 		} else {
-			fromHalfRows(dk, kh, hd, width)
-			fromHalfRows(dv, vh, hd, width)
+			fromHalfRows(dk, s.c.K16[s.layer][at:at+span], hd, width)
+			fromHalfRows(dv, s.c.V16[s.layer][at:at+span], hd, width)
 		}
 		p += m
 	}
-}
-
-func (h *headKV) Run(pos int) int { return len(h.k)/h.hd - pos }
-
-func (h *headKV) Key(_, pos, off, n int) ([]float32, []uint16) {
-	o := pos*h.hd + off - h.base
-	return h.k[o : o+n], nil
-}
-
-func (h *headKV) Value(_, pos, off, n int) ([]float32, []uint16) {
-	o := pos*h.hd + off - h.base
-	return h.v[o : o+n], nil
 }
 
 // attnSeqUnits is how many sequences per thread a batch needs for attention
@@ -337,23 +349,22 @@ func (t *attnTask) unit(ts *attnScratch, u int) {
 	out, q := t.out[r0*width:(r0+s.Rows)*width], t.q[r0*width:(r0+s.Rows)*width]
 	a := t.a
 	a.Pos0 = s.Pos0
+	kv, n := seqKV{t.kv, a.Layer, s.Blocks}, s.Pos0+s.Rows
 	if tiled && s.Rows >= attnTileMinRows {
-		attendTiled(out, q, s.KV, a, ts, kvh, tiles)
+		attendTiled(out, q, kv, a, ts, kvh, tiles)
 		return
 	}
 	if k := attnRows; k != nil && a.HeadDim%64 == 0 {
 		// An fp16 cache is read where it lies when there are decode
 		// kernels for the HeadDim, else from an f32 copy of the KV head.
-		if dk, ok := attnDecode[a.HeadDim]; ok {
-			if _, half := s.KV.Key(a.Layer, 0, 0, 1); half != nil {
-				ts.runs = halfRuns(ts.runs, s.KV, a, kvh, s.Pos0+s.Rows)
-				for i := range s.Rows {
-					attendGroupHalf(out, q, ts.runs, a, i, kvh*group, group, len(ts.scores)/group, ts, t.invariant, k, dk)
-				}
-				return
+		if dk, ok := attnDecode[a.HeadDim]; ok && t.kv.Type == kernels.KVF16 {
+			ts.runs = halfRuns(ts.runs, kv, a, kvh, n)
+			for i := range s.Rows {
+				attendGroupHalf(out, q, ts.runs, a, i, kvh*group, group, len(ts.scores)/group, ts, t.invariant, k, dk)
 			}
+			return
 		}
-		ts.head.load(s.KV, a, kvh, s.Pos0+s.Rows)
+		ts.head.load(kv, a, kvh, n)
 		for h := kvh * group; h < (kvh+1)*group; h++ {
 			for i := range s.Rows {
 				attendRows(out, q, &ts.head, a, i*heads+h, ts.scores, ts.lanes, t.invariant, k)
@@ -361,10 +372,10 @@ func (t *attnTask) unit(ts *attnScratch, u int) {
 		}
 		return
 	}
-	kv := ts.head.view(s.KV, a, kvh, s.Pos0+s.Rows)
+	ts.head.view(kv, a, kvh, n)
 	for h := kvh * group; h < (kvh+1)*group; h++ {
 		for i := range s.Rows {
-			attendHead(out, q, kv, a, i*heads+h, ts.scores, ts.lanes, ts.buf, t.invariant)
+			attendHead(out, q, &ts.head, a, i*heads+h, ts.scores, ts.lanes, t.invariant)
 		}
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"math"
 
-	"github.com/godwit-ai/godwit/kernels"
 	"github.com/godwit-ai/godwit/models/gguf"
 )
 
@@ -196,13 +195,13 @@ func (k *floatAsm) roundBF16Row(dst, src []float32) {
 // acc[l·len(o):(l+1)·len(o)], so that adding a value row and folding the
 // lanes are elementwise over d. The folds take the rows in the pairs and the
 // order of fold64 and reduce16.
-func (k *floatAsm) kqv(o, s []float32, kv kernels.KV, layer, off, width int, acc, buf []float32) {
+func (k *floatAsm) kqv(o, s, vs []float32, stride, width int, acc []float32) {
 	hd := len(o)
 	acc = acc[:width*hd]
 	clear(acc)
 	row := func(l int) []float32 { return acc[l*hd : (l+1)*hd] }
 	for p, w := range s {
-		v := valueHead(kv, layer, p, off, buf[:hd])
+		v := vs[p*stride : p*stride+hd]
 		r := row(p % width)
 		for d := k.axpy(r, v, w); d < hd; d++ {
 			r[d] = fma32(v[d], w, r[d])

@@ -319,7 +319,7 @@ func TestSIMDAttention(t *testing.T) {
 	type shape struct {
 		hd, total, n int
 		half         bool
-		block        int // the fp16 cache's run length, when not 16
+		block        int // the fp16 cache's block size, when not 16 (-1: one block)
 	}
 	var shapes []shape
 	for _, hd := range []int{4, 8, 20, 64, 72, 128, 192} {
@@ -347,7 +347,8 @@ func TestSIMDAttention(t *testing.T) {
 		}
 		q := spread(r, s.n*heads*s.hd, 2)
 		out := make([]float32, len(q))
-		b.Attention(out, q, kv, a)
+		c, blocks := kv.cache()
+		b.Attention(out, q, c, blocks, a)
 		return out
 	}
 	b1, b2 := New(1), New(2)
@@ -523,12 +524,16 @@ func BenchmarkAttention(b *testing.B) {
 		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
 			r := rand.New(rand.NewPCG(1, 2))
 			a := kernels.Attn{Pos0: total - n, Heads: heads, KVHeads: heads, HeadDim: hd, Scale: 0.1}
-			kv := flatKV{k: randVec(r, total*heads*hd), v: randVec(r, total*heads*hd), width: heads * hd}
+			k, v := randVec(r, total*heads*hd), randVec(r, total*heads*hd)
 			q := randVec(r, n*heads*hd)
-			out, scores, lanes, buf := make([]float32, len(q)), make([]float32, total), make([]float32, 64*hd), make([]float32, hd)
+			out, scores, lanes := make([]float32, len(q)), make([]float32, total), make([]float32, 64*hd)
+			kvs := make([]headKV, heads) // each KV head, read in place
+			for h := range kvs {
+				kvs[h] = headKV{k: k[h*hd:], v: v[h*hd:], stride: heads * hd}
+			}
 			for b.Loop() {
 				for j := range len(q) / hd {
-					attendHead(out, q, kv, a, j, scores, lanes, buf, false)
+					attendHead(out, q, &kvs[j%heads], a, j, scores, lanes, false)
 				}
 			}
 		})

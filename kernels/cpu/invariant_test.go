@@ -57,16 +57,17 @@ func TestBatchInvariant(t *testing.T) {
 			// An fp16 cache too: a lone row reads it in runs, the batch
 			// through tiles.
 			for _, kv := range []flatKV{f32, f32.half()} {
+				c, blocks := kv.cache()
 				all := make([]float32, len(q))
-				b.Attention(all, q, kv, a)
+				b.Attention(all, q, c, blocks, a)
 				w := heads * hd
 				for i := range n {
 					one := make([]float32, w)
 					ai := a
 					ai.Pos0 += i
-					b.Attention(one, q[i*w:(i+1)*w], kv, ai)
+					b.Attention(one, q[i*w:(i+1)*w], c, blocks, ai)
 					if j := firstDiff(one, all[i*w:(i+1)*w]); j >= 0 {
-						t.Errorf("%v attention hd=%d fp16=%v: row %d alone: out[%d] = %g, in the batch %g", v, hd, kv.hk != nil, i, j, one[j], all[i*w+j])
+						t.Errorf("%v attention hd=%d fp16=%v: row %d alone: out[%d] = %g, in the batch %g", v, hd, kv.fp16, i, j, one[j], all[i*w+j])
 					}
 				}
 			}
@@ -84,9 +85,10 @@ func firstDiff(a, b []float32) int {
 	return -1
 }
 
-// TestAttentionBatch: several sequences in one AttentionBatch call, of
-// different lengths and row counts (decode rows, short and tiled prompt
-// chunks), with f32 and fp16 caches, give each sequence the bits it gets in
+// TestAttentionBatch: several sequences of one cache in one AttentionBatch
+// call, of different lengths and row counts (decode rows, short and tiled
+// prompt chunks), with f32 caches in one block per sequence or in blocks of
+// 16 and fp16 caches in blocks of 16, give each sequence the bits it gets in
 // its own Attention call, under every variant, on two threads.
 func TestAttentionBatch(t *testing.T) {
 	defer SetVariant(Variants()[0])
@@ -101,33 +103,39 @@ func TestAttentionBatch(t *testing.T) {
 			r := rand.New(rand.NewPCG(uint64(hd), 10))
 			a := kernels.Attn{Heads: heads, KVHeads: kvHeads, HeadDim: hd, Scale: 0.25}
 			w := heads * hd
+			var kvs []flatKV
 			var seqs []kernels.AttnSeq
 			var q []float32
 			// Nine sequences: on two threads, enough to be split by
 			// sequence (attnSeqUnits).
-			for i, shape := range [][2]int{{1, 30}, {5, 0}, {1, 1}, {17, 20}, {3, 44}, {1, 16}, {1, 63}, {2, 15}, {1, 0}} {
+			for _, shape := range [][2]int{{1, 30}, {5, 0}, {1, 1}, {17, 20}, {3, 44}, {1, 16}, {1, 63}, {2, 15}, {1, 0}} {
 				rows, pos0 := shape[0], shape[1]
 				total := pos0 + rows
-				kv := flatKV{k: randVec(r, total*kvHeads*hd), v: randVec(r, total*kvHeads*hd), width: kvHeads * hd}
-				var kvi kernels.KV = kv
-				if i%2 == 1 {
-					kvi = kv.half()
-				}
-				seqs = append(seqs, kernels.AttnSeq{KV: kvi, Pos0: pos0, Rows: rows})
+				kvs = append(kvs, flatKV{k: randVec(r, total*kvHeads*hd), v: randVec(r, total*kvHeads*hd), width: kvHeads * hd})
+				seqs = append(seqs, kernels.AttnSeq{Pos0: pos0, Rows: rows})
 				q = append(q, randVec(r, rows*w)...)
 			}
-			all := make([]float32, len(q))
-			b.AttentionBatch(all, q, seqs, a)
-			row := 0
-			for i, s := range seqs {
-				one := make([]float32, s.Rows*w)
-				ai := a
-				ai.Pos0 = s.Pos0
-				b.Attention(one, q[row*w:(row+s.Rows)*w], s.KV, ai)
-				if j := firstDiff(one, all[row*w:(row+s.Rows)*w]); j >= 0 {
-					t.Errorf("%v hd=%d: sequence %d alone: out[%d] = %g, in the batch %g", v, hd, i, j, one[j], all[row*w+j])
+			for _, layout := range []struct {
+				fp16  bool
+				block int
+			}{{false, 0}, {false, 16}, {true, 16}} {
+				c, tables := testCache(layout.fp16, layout.block, kvHeads*hd, kvs...)
+				for i := range seqs {
+					seqs[i].Blocks = tables[i]
 				}
-				row += s.Rows
+				all := make([]float32, len(q))
+				b.AttentionBatch(all, q, c, seqs, a)
+				row := 0
+				for i, s := range seqs {
+					one := make([]float32, s.Rows*w)
+					ai := a
+					ai.Pos0 = s.Pos0
+					b.Attention(one, q[row*w:(row+s.Rows)*w], c, s.Blocks, ai)
+					if j := firstDiff(one, all[row*w:(row+s.Rows)*w]); j >= 0 {
+						t.Errorf("%v hd=%d %+v: sequence %d alone: out[%d] = %g, in the batch %g", v, hd, layout, i, j, one[j], all[row*w+j])
+					}
+					row += s.Rows
+				}
 			}
 		}
 	}

@@ -157,9 +157,11 @@ func softmaxExpGo(x []float32, mx float32) float64 {
 func Dot(a, b []float32) float32 { return vecDotF32(a, b) }
 
 // Attention computes causal multi-head attention with grouped KV heads into
-// out; scores must hold at least a.Pos0+n floats, where n is the number of
-// query rows in q. It allocates its lane sums (64·HeadDim floats); Backend
-// keeps them between calls and splits the heads across threads.
+// out, for one sequence whose keys and values are in kv at the block table
+// blocks; scores must hold at least a.Pos0+n floats, where n is the number of
+// query rows in q. It allocates its lane sums (64·HeadDim floats) and the
+// copies of the KV heads; Backend keeps them between calls and splits the
+// heads across threads.
 //
 // It follows llama.cpp without flash attention: KQ is ggml_vec_dot_f32 per
 // key (q is a permuted, non-contiguous view there), the softmax is Softmax
@@ -168,10 +170,17 @@ func Dot(a, b []float32) float32 { return vecDotF32(a, b) }
 // has two or more rows and HeadDim is a multiple of 4, else through
 // ggml_vec_dot_f32 (4×16 lanes); position p feeds lane p mod 16 or p mod 64,
 // and the positions past the last one, zero-weighted there, add nothing.
-func Attention(out, q []float32, kv kernels.KV, a kernels.Attn, scores []float32) {
-	lanes, buf := make([]float32, 64*a.HeadDim), make([]float32, a.HeadDim)
-	for j := range len(q) / a.HeadDim { // one job per query row and head
-		attendHead(out, q, kv, a, j, scores, lanes, buf, false)
+func Attention(out, q []float32, kv *kernels.KVCache, blocks []int32, a kernels.Attn, scores []float32) {
+	lanes := make([]float32, 64*a.HeadDim)
+	n, group := len(q)/(a.Heads*a.HeadDim), a.Heads/a.KVHeads
+	var h headKV
+	for kvh := range a.KVHeads {
+		h.view(seqKV{kv, a.Layer, blocks}, a, kvh, a.Pos0+n)
+		for hh := kvh * group; hh < (kvh+1)*group; hh++ {
+			for i := range n { // one job per query row and head
+				attendHead(out, q, &h, a, i*a.Heads+hh, scores, lanes, false)
+			}
+		}
 	}
 }
 
@@ -185,36 +194,36 @@ func laneWidth(n, hd int, invariant bool) int {
 	return 64
 }
 
-// attendHead computes one head of one query row: job j is row j/Heads, head
-// j%Heads. invariant gives a lone query row the 16 lanes of several.
-func attendHead(out, q []float32, kv kernels.KV, a kernels.Attn, j int, scores, lanes, buf []float32, invariant bool) {
-	qRow := a.Heads * a.HeadDim
-	width := laneWidth(len(q)/qRow, a.HeadDim, invariant)
-	acc := lanes[:width*a.HeadDim]
-	i, h := j/a.Heads, j%a.Heads
+// attendHead computes one head of one query row from h, which holds the
+// head's KV head: job j is row j/Heads, head j%Heads. invariant gives a
+// lone query row the 16 lanes of several.
+func attendHead(out, q []float32, h *headKV, a kernels.Attn, j int, scores, lanes []float32, invariant bool) {
+	qRow, hd := a.Heads*a.HeadDim, a.HeadDim
+	width := laneWidth(len(q)/qRow, hd, invariant)
+	acc := lanes[:width*hd]
+	i, hh := j/a.Heads, j%a.Heads
 	last := a.Pos0 + i
 	s := scores[:last+1]
-	qh := q[i*qRow+h*a.HeadDim : i*qRow+(h+1)*a.HeadDim]
-	off := (h / (a.Heads / a.KVHeads)) * a.HeadDim
+	qh := q[i*qRow+hh*hd : i*qRow+(hh+1)*hd]
 	for p := 0; p <= last; p++ {
-		s[p] = float32(dotF32(qh, keyHead(kv, a.Layer, p, off, buf[:a.HeadDim])) * a.Scale)
+		s[p] = float32(dotF32(qh, h.k[p*h.stride:p*h.stride+hd]) * a.Scale)
 	}
 	Softmax(s)
-	kqv(out[i*qRow+h*a.HeadDim:i*qRow+(h+1)*a.HeadDim], s, kv, a.Layer, off, width, acc, buf)
+	kqv(out[i*qRow+hh*hd:i*qRow+(hh+1)*hd], s, h.v, h.stride, width, acc)
 }
 
 // Attention's kernels: dotF32 is vecDotF32 for q·k, and kqv sets the head
-// output o to the sum of the value rows at [off, off+len(o)) of layer's
-// positions weighted by s, in width lanes kept in acc.
+// output o to the sum of the value rows (row p at v[p·stride:], len(o)
+// wide) weighted by s, in width lanes kept in acc.
 var (
 	dotF32 = vecDotF32
 	kqv    = kqvGo
 )
 
-func kqvGo(o, s []float32, kv kernels.KV, layer, off, width int, acc, buf []float32) {
+func kqvGo(o, s, vs []float32, stride, width int, acc []float32) {
 	clear(acc)
 	for p, w := range s {
-		v := valueHead(kv, layer, p, off, buf[:len(o)])
+		v := vs[p*stride : p*stride+len(o)]
 		l := p % width
 		for d, vd := range v {
 			acc[d*width+l] = fma32(vd, w, acc[d*width+l])
@@ -267,17 +276,16 @@ type halfRun struct {
 	kh, vh []uint16
 }
 
-// halfRuns lists the runs of KV head kvh over positions [0, n), once for
-// all the query heads that share it.
-func halfRuns(runs []halfRun, kv kernels.KV, a kernels.Attn, kvh, n int) []halfRun {
-	hd, stride := a.HeadDim, a.KVHeads*a.HeadDim
+// halfRuns lists the runs of KV head kvh of an fp16 cache over positions
+// [0, n), a block's rows each, once for all the query heads that share it.
+func halfRuns(runs []halfRun, kv seqKV, a kernels.Attn, kvh, n int) []halfRun {
+	hd, stride := a.HeadDim, kv.c.Width
 	runs = runs[:0]
 	for p := 0; p < n; {
-		m := min(kv.Run(p), n-p)
+		m, at := kv.run(p, n)
+		at += kvh * hd
 		span := (m-1)*stride + hd
-		_, kh := kv.Key(a.Layer, p, kvh*hd, span)
-		_, vh := kv.Value(a.Layer, p, kvh*hd, span)
-		runs = append(runs, halfRun{m, kh, vh})
+		runs = append(runs, halfRun{m, kv.c.K16[kv.layer][at : at+span], kv.c.V16[kv.layer][at : at+span]})
 		p += m
 	}
 	return runs
@@ -356,27 +364,6 @@ func attendGroupHalf(out, q []float32, runs []halfRun, a kernels.Attn, i, h0, gr
 		o := i*qRow + (h0+g)*hd
 		k.fold(out[o:o+hd], ts.lanes[g*aStride:(g+1)*aStride], width)
 	}
-}
-
-// keyHead and valueHead return values [off, off+len(buf)) of position pos's
-// key or value row: a view of an f32 cache, or buf holding them converted
-// from an fp16 one.
-func keyHead(kv kernels.KV, layer, pos, off int, buf []float32) []float32 {
-	f, h := kv.Key(layer, pos, off, len(buf))
-	return asFloats(f, h, buf)
-}
-
-func valueHead(kv kernels.KV, layer, pos, off int, buf []float32) []float32 {
-	f, h := kv.Value(layer, pos, off, len(buf))
-	return asFloats(f, h, buf)
-}
-
-func asFloats(f []float32, h []uint16, buf []float32) []float32 {
-	if f != nil {
-		return f
-	}
-	fromHalf(buf, h)
-	return buf
 }
 
 // fromHalf sets dst[i] to the fp16 value src[i]; toHalf rounds src[i] to

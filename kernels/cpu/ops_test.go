@@ -1,6 +1,7 @@
 package cpu
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -118,44 +119,68 @@ func TestRoPETable(t *testing.T) {
 	}
 }
 
-// flatKV is a minimal kernels.KV over one layer, in f32, or in fp16 (hk,
-// hv) when half is called.
+// flatKV is one sequence's keys and values in one layer, rows of width
+// values in position order, which cache lays out as a kernels.KVCache: f32
+// or fp16, in one block or in blocks of block positions.
 type flatKV struct {
-	k, v   []float32
-	hk, hv []uint16
-	width  int
-	block  int // positions a run holds (0: all)
+	k, v  []float32
+	width int
+	fp16  bool
+	block int // positions per block (0: one block of all)
 }
 
-// half returns f stored in fp16, in runs of 16 positions as a paged cache
+// half returns f stored in fp16, in blocks of 16 positions as a paged cache
 // gives them.
 func (f flatKV) half() flatKV {
-	f.block = 16
-	f.hk, f.hv = make([]uint16, len(f.k)), make([]uint16, len(f.v))
-	toHalfGo(f.hk, f.k)
-	toHalfGo(f.hv, f.v)
+	f.fp16, f.block = true, 16
 	return f
 }
 
-func (f flatKV) Key(_, pos, off, n int) ([]float32, []uint16) {
-	if f.hk != nil {
-		return nil, f.hk[pos*f.width+off : pos*f.width+off+n]
-	}
-	return f.k[pos*f.width+off : pos*f.width+off+n], nil
+// cache returns f's rows as a one-layer cache and f's block table in it.
+func (f flatKV) cache() (*kernels.KVCache, []int32) {
+	c, tables := testCache(f.fp16, f.block, f.width, f)
+	return c, tables[0]
 }
 
-func (f flatKV) Run(pos int) int {
-	if f.block > 0 {
-		return f.block - pos%f.block
+// testCache lays sequences' rows out as one layer of a cache of
+// width-wide rows, f32 or fp16, in blocks of block positions (0: one block
+// per sequence, as long as the longest), and returns it with each
+// sequence's block table. The blocks are stored in the reverse of the
+// order they are taken in, so that reading the rows needs the tables.
+func testCache(fp16 bool, block, width int, seqs ...flatKV) (*kernels.KVCache, [][]int32) {
+	if block == 0 {
+		for _, s := range seqs {
+			block = max(block, len(s.k)/width)
+		}
 	}
-	return len(f.k)/f.width - pos
-}
-
-func (f flatKV) Value(_, pos, off, n int) ([]float32, []uint16) {
-	if f.hv != nil {
-		return nil, f.hv[pos*f.width+off : pos*f.width+off+n]
+	blocks := 0
+	for _, s := range seqs {
+		blocks += (len(s.k)/width + block - 1) / block
 	}
-	return f.v[pos*f.width+off : pos*f.width+off+n], nil
+	c := &kernels.KVCache{Type: kernels.KVF32, BlockSize: block, Width: width}
+	k, v := make([]float32, blocks*block*width), make([]float32, blocks*block*width)
+	var tables [][]int32
+	next := blocks
+	for _, s := range seqs {
+		var table []int32
+		for p := 0; p < len(s.k)/width; p += block {
+			next--
+			table = append(table, int32(next))
+			n := min(block, len(s.k)/width-p)
+			copy(k[next*block*width:], s.k[p*width:(p+n)*width])
+			copy(v[next*block*width:], s.v[p*width:(p+n)*width])
+		}
+		tables = append(tables, table)
+	}
+	if fp16 {
+		c.Type = kernels.KVF16
+		c.K16, c.V16 = [][]uint16{make([]uint16, len(k))}, [][]uint16{make([]uint16, len(v))}
+		toHalfGo(c.K16[0], k)
+		toHalfGo(c.V16[0], v)
+	} else {
+		c.K32, c.V32 = [][]float32{k}, [][]float32{v}
+	}
+	return c, tables
 }
 
 func TestAttention(t *testing.T) {
@@ -164,8 +189,6 @@ func TestAttention(t *testing.T) {
 	a := kernels.Attn{Pos0: total - n, Heads: heads, KVHeads: kvHeads, HeadDim: hd, Scale: 0.3}
 	kv := flatKV{k: randVec(r, total*kvHeads*hd), v: randVec(r, total*kvHeads*hd), width: kvHeads * hd}
 	q := randVec(r, n*heads*hd)
-	out := make([]float32, len(q))
-	Attention(out, q, kv, a, make([]float32, total))
 	want := make([]float64, len(q))
 	for i := 0; i < n; i++ {
 		for h := 0; h < heads; h++ {
@@ -191,7 +214,15 @@ func TestAttention(t *testing.T) {
 			}
 		}
 	}
-	close32(t, "attention", out, want, 1e-5)
+	// One block, read in place, and blocks of 4 positions, gathered
+	// through the block table.
+	for _, block := range []int{0, 4} {
+		kv.block = block
+		c, blocks := kv.cache()
+		out := make([]float32, len(q))
+		Attention(out, q, c, blocks, a, make([]float32, total))
+		close32(t, fmt.Sprintf("attention in blocks of %d", block), out, want, 1e-5)
+	}
 }
 
 func TestSwiGLUAndAdd(t *testing.T) {
