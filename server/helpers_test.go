@@ -88,7 +88,7 @@ func startRig(t *testing.T, o rigOptions) *rig {
 		if o.chatTemplate != "" {
 			tmpl = o.chatTemplate
 		}
-		if err := s.SetReady(Model{Batcher: b, Tokenizer: tok, Context: m.Context, MaxN: o.bc.MaxN, ChatTemplate: tmpl}); err != nil {
+		if err := s.SetReady(Model{Batcher: b, Tokenizer: tok, Context: m.Context, ChatTemplate: tmpl}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -50,8 +50,6 @@ type Model struct {
 	Tokenizer *tokenizer.Tokenizer
 	// Context is the model's context length in tokens.
 	Context int
-	// MaxN is the batcher's limit on n (batcher.Config.MaxN; default 16).
-	MaxN int
 	// ChatTemplate is the Jinja chat template (the file's
 	// tokenizer.chat_template); empty picks a built-in one.
 	ChatTemplate string
@@ -115,9 +113,6 @@ func New(cfg Config) *Server {
 
 // SetReady starts serving m.
 func (s *Server) SetReady(m Model) error {
-	if m.MaxN <= 0 {
-		m.MaxN = 16
-	}
 	r := &ready{Model: m, createdAt: time.Now().Unix()}
 	if id := m.Tokenizer.BOS(); id >= 0 {
 		r.bos = string(m.Tokenizer.Piece(id))

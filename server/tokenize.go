@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/godwit-ai/godwit/batcher"
 )
 
 // tokenizeRequest is the body of POST /tokenize: a prompt, or chat messages
@@ -71,11 +73,8 @@ func (s *Server) detokenize(ctx *fasthttp.RequestCtx, m *ready) *apiError {
 	if err := json.Unmarshal(req.Tokens, &ids); err != nil || req.Tokens == nil {
 		return badRequest("tokens", "tokens must be an array of token ids")
 	}
-	vocab := m.Tokenizer.VocabSize()
-	for _, id := range ids {
-		if id < 0 || int(id) >= vocab {
-			return badRequest("tokens", "token id %d is outside the vocabulary (0..%d)", id, vocab-1)
-		}
+	if err := batcher.CheckTokens("tokens", ids, m.Tokenizer.VocabSize()); err != nil {
+		return generationError(err, nil)
 	}
 	writeJSON(ctx, struct {
 		Prompt string `json:"prompt"`
