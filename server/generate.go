@@ -74,7 +74,9 @@ func generate[C, D any](s *Server, ctx *fasthttp.RequestCtx, m *ready, g generat
 		streamChunks(s, ctx, j, g.includeUsage, sh)
 		return nil
 	}
-	jctx, cancel := context.WithCancel(context.Background())
+	// Nothing is written until the response is whole, so only watching
+	// the connection tells that the client hung up.
+	jctx, cancel := clientContext(ctx)
 	defer cancel()
 	j, e := s.start(jctx, m, g, sh.idPrefix, sh.fields)
 	if e != nil {
