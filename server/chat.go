@@ -64,6 +64,19 @@ func parseMessages(in []chatRequestMsg) ([]chatMessage, *apiError) {
 	return out, nil
 }
 
+// chatPrompt is the token ids of messages rendered with the chat template.
+func (m *ready) chatPrompt(messages []chatRequestMsg) ([]int32, *apiError) {
+	msgs, e := parseMessages(messages)
+	if e != nil {
+		return nil, e
+	}
+	text, err := m.chat.render(msgs)
+	if err != nil {
+		return nil, badRequest("messages", "%v", err)
+	}
+	return m.chat.tokens(text), nil
+}
+
 type chatMsg struct {
 	Role    string `json:"role"`
 	Content string `json:"content"`
@@ -115,10 +128,7 @@ func byteList(s string) []int {
 
 func (s *Server) chatCompletions(ctx *fasthttp.RequestCtx, m *ready) *apiError {
 	var req chatRequest
-	if e := decode(ctx, &req); e != nil {
-		return e
-	}
-	if e := s.checkModel(req.Model); e != nil {
+	if e := s.decodeRequest(ctx, &req, &req.Model); e != nil {
 		return e
 	}
 	// The batcher names logprobs and max_tokens; chat's fields may differ.
@@ -145,15 +155,10 @@ func (s *Server) chatCompletions(ctx *fasthttp.RequestCtx, m *ready) *apiError {
 			base.Logprobs = nTop
 		}
 	}
-	msgs, e := parseMessages(req.Messages)
+	ids, e := m.chatPrompt(req.Messages)
 	if e != nil {
 		return e
 	}
-	text, err := m.chat.render(msgs)
-	if err != nil {
-		return badRequest("messages", "%v", err)
-	}
-	ids := m.chat.tokens(text)
 	if req.MaxTokens == nil {
 		// Chat has no default length in OpenAI's API: the rest of the
 		// context.

@@ -129,10 +129,7 @@ func (l *completionLogprobs) add(id int32, lp float32, top []tokenLogprob, withT
 
 func (s *Server) completions(ctx *fasthttp.RequestCtx, m *ready) *apiError {
 	var req completionRequest
-	if e := decode(ctx, &req); e != nil {
-		return e
-	}
-	if e := s.checkModel(req.Model); e != nil {
+	if e := s.decodeRequest(ctx, &req, &req.Model); e != nil {
 		return e
 	}
 	base, e := req.request()

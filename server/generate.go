@@ -42,25 +42,16 @@ type shape[C, D any] struct {
 	delta func(t tagged) (D, bool)
 }
 
-// fullResponse is a whole completions or chat response.
-type fullResponse[C any] struct {
+// envelope is a completions or chat response, whole or a streamed chunk.
+// Usage is a usage in a whole response; in a chunk it is absent, or, when
+// include_usage is asked for, JSON null until the last chunk has it.
+type envelope[T any] struct {
 	ID      string `json:"id"`
 	Object  string `json:"object"`
 	Created int64  `json:"created"`
 	Model   string `json:"model"`
-	Choices []C    `json:"choices"`
-	Usage   usage  `json:"usage"`
-}
-
-// chunk is a streamed completions or chat response; usage is null until
-// the last chunk when include_usage is asked for, and absent otherwise.
-type chunk[D any] struct {
-	ID      string          `json:"id"`
-	Object  string          `json:"object"`
-	Created int64           `json:"created"`
-	Model   string          `json:"model"`
-	Choices []D             `json:"choices"`
-	Usage   json.RawMessage `json:"usage,omitempty"`
+	Choices []T    `json:"choices"`
+	Usage   any    `json:"usage,omitempty"`
 }
 
 // generate runs g and answers with a whole response or a stream of chunks
@@ -86,25 +77,17 @@ func generate[C, D any](s *Server, ctx *fasthttp.RequestCtx, m *ready, g generat
 	for i := range choices {
 		choices[i] = sh.choice(i)
 	}
-	var u usage
-	last := make([]time.Time, j.choices())
-	for {
-		t, ok := j.next(last)
-		if !ok {
-			break
-		}
-		if t.ev.Err != nil {
-			return generationError(t.ev.Err, sh.fields)
-		}
+	u, failed, _ := j.each(sh.fields, func(t tagged) error {
 		sh.add(&choices[t.choice], t)
-		if t.ev.Usage != nil {
-			u.add(t.ev.Usage)
-		}
+		return nil
+	})
+	if failed != nil {
+		return failed
 	}
 	if jctx.Err() != nil { // the events stopped because the client left
 		return generationError(batcher.ErrCancelled, nil)
 	}
-	writeJSON(ctx, fullResponse[C]{ID: j.id, Object: sh.object, Created: j.created, Model: s.cfg.ModelName, Choices: choices, Usage: u})
+	writeJSON(ctx, envelope[C]{ID: j.id, Object: sh.object, Created: j.created, Model: s.cfg.ModelName, Choices: choices, Usage: u})
 	return nil
 }
 
@@ -112,44 +95,37 @@ func generate[C, D any](s *Server, ctx *fasthttp.RequestCtx, m *ready, g generat
 // usage when asked for and [DONE].
 func streamChunks[C, D any](s *Server, ctx *fasthttp.RequestCtx, j *job, includeUsage bool, sh shape[C, D]) {
 	s.stream(ctx, j, func(w *bufio.Writer) error {
-		send := func(choices []D, u json.RawMessage) error {
-			return writeEvent(w, chunk[D]{ID: j.id, Object: sh.chunkObject, Created: j.created, Model: s.cfg.ModelName, Choices: choices, Usage: u})
+		send := func(choices []D, u any) error {
+			return writeEvent(w, envelope[D]{ID: j.id, Object: sh.chunkObject, Created: j.created, Model: s.cfg.ModelName, Choices: choices, Usage: u})
 		}
-		var null json.RawMessage
+		// Chunks before the last have no usage, or null with include_usage.
+		var noUsage any
 		if includeUsage {
-			null = json.RawMessage("null")
+			noUsage = json.RawMessage("null")
 		}
 		for i := range j.choices() {
 			if d, ok := sh.opening(i); ok {
-				if err := send([]D{d}, null); err != nil {
+				if err := send([]D{d}, noUsage); err != nil {
 					return err
 				}
 			}
 		}
-		var u usage
-		last := make([]time.Time, j.choices())
-		for {
-			t, ok := j.next(last)
-			if !ok {
-				break
-			}
-			if t.ev.Err != nil {
-				// The status is sent; the error goes in an event, and
-				// the stream ends without [DONE].
-				return writeEvent(w, errorEvent(generationError(t.ev.Err, sh.fields)))
-			}
-			if t.ev.Usage != nil {
-				u.add(t.ev.Usage)
-			}
+		u, failed, err := j.each(sh.fields, func(t tagged) error {
 			if d, ok := sh.delta(t); ok {
-				if err := send([]D{d}, null); err != nil {
-					return err
-				}
+				return send([]D{d}, noUsage)
 			}
+			return nil
+		})
+		switch {
+		case err != nil:
+			return err
+		case failed != nil:
+			// The status is sent; the error goes in an event, and the
+			// stream ends without [DONE].
+			return writeEvent(w, errorEvent(failed))
 		}
 		if includeUsage {
-			b, _ := json.Marshal(u)
-			if err := send([]D{}, b); err != nil {
+			if err := send([]D{}, u); err != nil {
 				return err
 			}
 		}
@@ -255,6 +231,28 @@ func (s *Server) start(ctx context.Context, m *ready, g generation, idPrefix str
 
 // choices is the number of choices the job produces.
 func (j *job) choices() int { return len(j.streams) * j.n }
+
+// each passes j's events to f in order and returns their total usage. It
+// stops at f's first error, or at an event that carries one, which it
+// returns as failed, mapped to its answer (fields as in shape).
+func (j *job) each(fields map[string]string, f func(t tagged) error) (u usage, failed *apiError, err error) {
+	last := make([]time.Time, j.choices())
+	for {
+		t, ok := j.next(last)
+		if !ok {
+			return u, nil, nil
+		}
+		if t.ev.Err != nil {
+			return u, generationError(t.ev.Err, fields), nil
+		}
+		if t.ev.Usage != nil {
+			u.add(t.ev.Usage)
+		}
+		if err := f(t); err != nil {
+			return u, nil, err
+		}
+	}
+}
 
 // next returns the next event; ok is false when every stream has ended.
 // It records the latency metrics as events pass.

@@ -50,15 +50,7 @@ type rigOptions struct {
 // startRig starts a server; everything stops when the test ends.
 func startRig(t *testing.T, o rigOptions) *rig {
 	t.Helper()
-	m, err := models.Load(shared.Path(t, "models/stories260K.gguf"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
-	tok, err := tokenizer.FromGGUF(m.File)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, tok := loadStories(t)
 	be := cpu.New(1)
 	t.Cleanup(be.Close)
 	e, err := engine.New(m, be)
@@ -112,6 +104,22 @@ func startRig(t *testing.T, o rigOptions) *rig {
 		_ = s.Shutdown(ctx)
 	})
 	return &rig{t: t, url: "http://" + ln.Addr().String(), srv: s, b: b, tok: tok, pool: pool, logs: logs, logw: logw}
+}
+
+// loadStories loads stories260K and its tokenizer; the model closes when
+// the test ends.
+func loadStories(t *testing.T) (*models.Model, *tokenizer.Tokenizer) {
+	t.Helper()
+	m, err := models.Load(shared.Path(t, "models/stories260K.gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	tok, err := tokenizer.FromGGUF(m.File)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, tok
 }
 
 type lockedWriter struct {
@@ -269,6 +277,18 @@ func (r *rig) waitMetric(name string, within time.Duration, ok func(float64) boo
 			r.t.Fatalf("%s is still %v after %v", name, v, within)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitNoneInFlight waits until the server answers no generation request.
+func (r *rig) waitNoneInFlight(within time.Duration) {
+	r.t.Helper()
+	deadline := time.Now().Add(within)
+	for r.srv.InFlight() != 0 {
+		if time.Now().After(deadline) {
+			r.t.Fatalf("%d requests still in flight after %v", r.srv.InFlight(), within)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 

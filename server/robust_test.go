@@ -92,13 +92,7 @@ func TestDisconnectCancels(t *testing.T) {
 	if st.GenerationTokens >= 2000 {
 		t.Fatalf("the request ran to the end: %d tokens", st.GenerationTokens)
 	}
-	deadline := time.Now().Add(2 * time.Second)
-	for r.srv.InFlight() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d requests still in flight", r.srv.InFlight())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	r.waitNoneInFlight(2 * time.Second)
 }
 
 // TestQueueFull: past the queue limit a request gets 429 with Retry-After.
@@ -277,13 +271,7 @@ func TestLoad(t *testing.T) {
 	if busy.Load() == 0 {
 		t.Error("the queue never filled: no 429 was answered")
 	}
-	deadline := time.Now().Add(2 * time.Second)
-	for r.srv.InFlight() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d requests in flight after the load", r.srv.InFlight())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	r.waitNoneInFlight(2 * time.Second)
 	// The hung-up requests cost nothing afterwards: the next request is
 	// served at once from an empty batch.
 	start := time.Now()
@@ -315,6 +303,17 @@ func peakRSS() string {
 	return "unknown"
 }
 
+// dial opens a raw connection to the server; it closes when the test ends.
+func (r *rig) dial() net.Conn {
+	r.t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(r.url, "http://"))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
 // rawPost writes a POST of body to path on conn, as HTTP/1.1 with
 // keep-alive.
 func rawPost(t *testing.T, conn net.Conn, path, body string) {
@@ -330,11 +329,7 @@ func rawPost(t *testing.T, conn net.Conn, path, body string) {
 // its client hanging up.
 func TestNonStreamedDisconnectCancels(t *testing.T) {
 	r := startRig(t, rigOptions{})
-	conn, err := net.Dial("tcp", strings.TrimPrefix(r.url, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := r.dial()
 	const n, maxTokens = 4, 2000
 	rawPost(t, conn, "/v1/completions", fmt.Sprintf(`{"prompt":"Once upon a time","max_tokens":%d,"n":%d,"ignore_eos":true}`, maxTokens, n))
 	r.waitMetric("vllm:num_requests_running", 2*time.Second, func(v float64) bool { return v == n })
@@ -347,13 +342,7 @@ func TestNonStreamedDisconnectCancels(t *testing.T) {
 		t.Fatalf("the request ran to its end (%d tokens), so the hang-up went unseen", st.GenerationTokens)
 	}
 	r.waitIdle(time.Second)
-	deadline := time.Now().Add(2 * time.Second)
-	for r.srv.InFlight() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d requests still in flight", r.srv.InFlight())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	r.waitNoneInFlight(2 * time.Second)
 	if v := r.metric(`godwit_http_requests_total{code="499",path="/v1/completions"}`); v != 1 {
 		t.Errorf("%v requests counted as 499, want 1", v)
 	}
@@ -365,11 +354,7 @@ func TestNonStreamedDisconnectCancels(t *testing.T) {
 // after it, and the connection serves a third.
 func TestKeepAlivePipelined(t *testing.T) {
 	r := startRig(t, rigOptions{})
-	conn, err := net.Dial("tcp", strings.TrimPrefix(r.url, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := r.dial()
 	conn.SetDeadline(time.Now().Add(20 * time.Second))
 	br := bufio.NewReader(conn)
 	read := func(maxTokens int) {

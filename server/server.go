@@ -360,9 +360,14 @@ func writeJSON(ctx *fasthttp.RequestCtx, v any) {
 	ctx.SetBody(b)
 }
 
-// checkModel answers 404 for a model we do not serve ("" means ours).
-func (s *Server) checkModel(name string) *apiError {
-	if name != "" && name != s.cfg.ModelName {
+// decodeRequest reads the JSON body into v, an API request whose model
+// field model points at, and answers 404 for a model we do not serve (""
+// means ours).
+func (s *Server) decodeRequest(ctx *fasthttp.RequestCtx, v any, model *string) *apiError {
+	if e := decode(ctx, v); e != nil {
+		return e
+	}
+	if name := *model; name != "" && name != s.cfg.ModelName {
 		return notFound("model_not_found", "the model %q does not exist; this server serves %q", name, s.cfg.ModelName)
 	}
 	return nil

@@ -19,10 +19,7 @@ type tokenizeRequest struct {
 
 func (s *Server) tokenize(ctx *fasthttp.RequestCtx, m *ready) *apiError {
 	var req tokenizeRequest
-	if e := decode(ctx, &req); e != nil {
-		return e
-	}
-	if e := s.checkModel(req.Model); e != nil {
+	if e := s.decodeRequest(ctx, &req, &req.Model); e != nil {
 		return e
 	}
 	var ids []int32
@@ -33,15 +30,10 @@ func (s *Server) tokenize(ctx *fasthttp.RequestCtx, m *ready) *apiError {
 		add := req.AddSpecialTokens == nil || *req.AddSpecialTokens
 		ids = m.Tokenizer.Encode(*req.Prompt, add, true)
 	case req.Messages != nil:
-		msgs, e := parseMessages(req.Messages)
-		if e != nil {
+		var e *apiError
+		if ids, e = m.chatPrompt(req.Messages); e != nil {
 			return e
 		}
-		text, err := m.chat.render(msgs)
-		if err != nil {
-			return badRequest("messages", "%v", err)
-		}
-		ids = m.chat.tokens(text)
 	default:
 		return badRequest("prompt", "prompt (or messages) is required")
 	}
@@ -63,10 +55,7 @@ type detokenizeRequest struct {
 
 func (s *Server) detokenize(ctx *fasthttp.RequestCtx, m *ready) *apiError {
 	var req detokenizeRequest
-	if e := decode(ctx, &req); e != nil {
-		return e
-	}
-	if e := s.checkModel(req.Model); e != nil {
+	if e := s.decodeRequest(ctx, &req, &req.Model); e != nil {
 		return e
 	}
 	var ids []int32
