@@ -1,6 +1,11 @@
 package batcher
 
-import "fmt"
+import (
+	"errors"
+	"fmt"
+
+	"github.com/godwit-ai/godwit/engine/sample"
+)
 
 // Defaults and fixed limits, in one place for the batcher, the server and
 // the command's flags.
@@ -12,6 +17,10 @@ const (
 	// MaxLogprobs is the most alternatives a token's logprobs may list
 	// (OpenAI's limit).
 	MaxLogprobs = 20
+	// MaxPenalty bounds presence_penalty and frequency_penalty either
+	// way, and MaxLogitBias a logit_bias value (OpenAI's limits).
+	MaxPenalty   = 2
+	MaxLogitBias = 100
 )
 
 // Limits are what a request is checked against: the model's and the KV
@@ -43,18 +52,44 @@ func (r *Request) Validate(l Limits) error {
 	case len(r.Prompt) >= l.Context:
 		return &Error{Kind: KindTooLong, Param: "prompt", Msg: tooLongMsg(len(r.Prompt), l.Context)}
 	}
-	for _, id := range r.Prompt {
-		if id < 0 || int(id) >= l.Vocab {
-			return invalid("prompt", "token id %d is outside the vocabulary (0..%d)", id, l.Vocab-1)
+	if err := CheckTokens("prompt", r.Prompt, l.Vocab); err != nil {
+		return err
+	}
+	for _, pen := range []struct {
+		param string
+		v     float32
+	}{{"presence_penalty", r.Sampling.PresencePenalty}, {"frequency_penalty", r.Sampling.FrequencyPenalty}} {
+		if !(pen.v >= -MaxPenalty && pen.v <= MaxPenalty) {
+			return invalid(pen.param, "%s must be in [-%d, %d], got %v", pen.param, MaxPenalty, MaxPenalty, pen.v)
+		}
+	}
+	for id, v := range r.Sampling.LogitBias {
+		if !(v >= -MaxLogitBias && v <= MaxLogitBias) {
+			return invalid("logit_bias", "logit_bias values must be in [-%d, %d], got %v for token %d", MaxLogitBias, MaxLogitBias, v, id)
 		}
 	}
 	if err := r.Sampling.Validate(l.Vocab); err != nil {
-		return &Error{Kind: KindInvalid, Msg: err.Error(), Err: err}
+		e := &Error{Kind: KindInvalid, Msg: err.Error(), Err: err}
+		if pe := (*sample.ParamError)(nil); errors.As(err, &pe) {
+			e.Param = pe.Param
+		}
+		return e
 	}
 	// Sequences need a block per BlockSize positions; a request that
 	// cannot fit the whole pool alone could never finish.
 	if need := (len(r.Prompt) + 1 + l.BlockSize - 1) / l.BlockSize; need > l.Blocks {
 		return &Error{Kind: KindTooLong, Param: "prompt", Msg: poolMsg(need, l.Blocks)}
+	}
+	return nil
+}
+
+// CheckTokens reports the first of ids outside a vocabulary of vocab tokens
+// as a KindInvalid *Error naming param.
+func CheckTokens(param string, ids []int32, vocab int) error {
+	for _, id := range ids {
+		if id < 0 || int(id) >= vocab {
+			return invalid(param, "%s holds token id %d, outside the vocabulary (0..%d)", param, id, vocab-1)
+		}
 	}
 	return nil
 }

@@ -1,10 +1,8 @@
 package server
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
-	"time"
 
 	"github.com/valyala/fasthttp"
 )
@@ -66,6 +64,19 @@ func parseMessages(in []chatRequestMsg) ([]chatMessage, *apiError) {
 	return out, nil
 }
 
+// chatPrompt is the token ids of messages rendered with the chat template.
+func (m *ready) chatPrompt(messages []chatRequestMsg) ([]int32, *apiError) {
+	msgs, e := parseMessages(messages)
+	if e != nil {
+		return nil, e
+	}
+	text, err := m.chat.render(msgs)
+	if err != nil {
+		return nil, badRequest("messages", "%v", err)
+	}
+	return m.chat.tokens(text), nil
+}
+
 type chatMsg struct {
 	Role    string `json:"role"`
 	Content string `json:"content"`
@@ -95,15 +106,6 @@ type chatChoice struct {
 	FinishReason *string       `json:"finish_reason"`
 }
 
-type chatResponse struct {
-	ID      string       `json:"id"`
-	Object  string       `json:"object"`
-	Created int64        `json:"created"`
-	Model   string       `json:"model"`
-	Choices []chatChoice `json:"choices"`
-	Usage   usage        `json:"usage"`
-}
-
 type chatDelta struct {
 	Role    string  `json:"role,omitempty"`
 	Content *string `json:"content,omitempty"`
@@ -116,15 +118,6 @@ type chatChunkChoice struct {
 	FinishReason *string       `json:"finish_reason"`
 }
 
-type chatChunk struct {
-	ID      string            `json:"id"`
-	Object  string            `json:"object"`
-	Created int64             `json:"created"`
-	Model   string            `json:"model"`
-	Choices []chatChunkChoice `json:"choices"`
-	Usage   json.RawMessage   `json:"usage,omitempty"`
-}
-
 func byteList(s string) []int {
 	out := make([]int, len(s))
 	for i := range len(s) {
@@ -135,64 +128,45 @@ func byteList(s string) []int {
 
 func (s *Server) chatCompletions(ctx *fasthttp.RequestCtx, m *ready) *apiError {
 	var req chatRequest
-	if e := decode(ctx, &req); e != nil {
+	if e := s.decodeRequest(ctx, &req, &req.Model); e != nil {
 		return e
 	}
-	if e := s.checkModel(req.Model); e != nil {
-		return e
-	}
-	param := "max_tokens"
+	// The batcher names logprobs and max_tokens; chat's fields may differ.
+	param, fields := "max_tokens", map[string]string{"logprobs": "top_logprobs"}
 	if req.MaxCompletionTokens != nil {
 		if req.MaxTokens != nil && *req.MaxTokens != *req.MaxCompletionTokens {
 			return badRequest("max_completion_tokens", "max_tokens and max_completion_tokens differ; send one")
 		}
 		req.MaxTokens, param = req.MaxCompletionTokens, "max_completion_tokens"
+		fields["max_tokens"] = param
 	}
-	base, e := req.request(m, param)
+	base, e := req.request()
+	if e != nil {
+		return e
+	}
+	if req.TopLogprobs != nil && !req.Logprobs {
+		return badRequest("top_logprobs", "top_logprobs needs logprobs: true")
+	}
+	nTop := 0
+	if req.Logprobs {
+		base.Logprobs = 1 // the sampled token's own, even with no alternatives
+		if req.TopLogprobs != nil && *req.TopLogprobs != 0 {
+			nTop = *req.TopLogprobs
+			base.Logprobs = nTop
+		}
+	}
+	ids, e := m.chatPrompt(req.Messages)
 	if e != nil {
 		return e
 	}
 	if req.MaxTokens == nil {
 		// Chat has no default length in OpenAI's API: the rest of the
-		// context, worked out once the prompt's length is known.
-		base.MaxTokens = 0
-	}
-	if req.TopLogprobs != nil {
-		if !req.Logprobs {
-			return badRequest("top_logprobs", "top_logprobs needs logprobs: true")
-		}
-		if *req.TopLogprobs < 0 || *req.TopLogprobs > 20 {
-			return badRequest("top_logprobs", "top_logprobs must be between 0 and 20, got %d", *req.TopLogprobs)
-		}
-	}
-	nTop := 0
-	if req.Logprobs {
-		if req.TopLogprobs != nil {
-			nTop = *req.TopLogprobs
-		}
-		base.Logprobs = max(nTop, 1)
-	}
-	msgs, e := parseMessages(req.Messages)
-	if e != nil {
-		return e
-	}
-	text, err := m.chat.render(msgs)
-	if err != nil {
-		return badRequest("messages", "%v", err)
-	}
-	ids := m.chat.tokens(text)
-	if base.MaxTokens == 0 {
+		// context.
 		base.MaxTokens = max(m.Context-len(ids), 1)
 	}
 	if e := checkContext(m, len(ids), base.MaxTokens, param); e != nil {
 		return e
 	}
-	j, e := s.start(m, base, [][]int32{ids})
-	if e != nil {
-		return e
-	}
-	id := "chatcmpl-" + randomHex(12)
-	created := time.Now().Unix()
 	logprobs := func(t tagged) *chatLogprobs {
 		if !req.Logprobs || t.ev.Token < 0 {
 			return nil
@@ -204,82 +178,36 @@ func (s *Server) chatCompletions(ctx *fasthttp.RequestCtx, m *ready) *apiError {
 		}
 		return &chatLogprobs{Content: []chatLogprob{lp}}
 	}
-
-	if !req.Stream {
-		defer j.cancel()
-		choices := make([]chatChoice, j.choices())
-		for i := range choices {
-			choices[i] = chatChoice{Index: i, Message: chatMsg{Role: "assistant"}}
+	g := generation{base: base, prompts: [][]int32{ids}, stream: req.Stream, includeUsage: req.includeUsage()}
+	return generate(s, ctx, m, g, shape[chatChoice, chatChunkChoice]{
+		idPrefix: "chatcmpl-", object: "chat.completion", chunkObject: "chat.completion.chunk", fields: fields,
+		choice: func(i int) chatChoice {
+			c := chatChoice{Index: i, Message: chatMsg{Role: "assistant"}}
 			if req.Logprobs {
-				choices[i].Logprobs = &chatLogprobs{Content: []chatLogprob{}}
+				c.Logprobs = &chatLogprobs{Content: []chatLogprob{}}
 			}
-		}
-		var u usage
-		last := make([]time.Time, j.choices())
-		for {
-			t, ok := j.next(last)
-			if !ok {
-				break
-			}
-			if t.ev.Err != nil {
-				return eventError(t.ev.Err)
-			}
-			c := &choices[t.choice]
+			return c
+		},
+		add: func(c *chatChoice, t tagged) {
 			c.Message.Content += t.ev.Text
 			if lp := logprobs(t); lp != nil {
 				c.Logprobs.Content = append(c.Logprobs.Content, lp.Content...)
 			}
-			if t.ev.Finish != "" {
-				c.FinishReason = &t.ev.Finish
+			if f := finish(t); f != nil {
+				c.FinishReason = f
 			}
-			if t.ev.Usage != nil {
-				u.add(t.ev.Usage)
-			}
-		}
-		writeJSON(ctx, chatResponse{ID: id, Object: "chat.completion", Created: created, Model: s.cfg.ModelName, Choices: choices, Usage: u})
-		return nil
-	}
-
-	includeUsage := req.includeUsage()
-	chunk := func(c chatChunkChoice) chatChunk {
-		out := chatChunk{ID: id, Object: "chat.completion.chunk", Created: created, Model: s.cfg.ModelName, Choices: []chatChunkChoice{c}}
-		if includeUsage {
-			out.Usage = json.RawMessage("null")
-		}
-		return out
-	}
-	s.stream(ctx, j, func(w *bufio.Writer) error {
-		empty := ""
-		for i := range j.choices() {
-			if err := writeEvent(w, chunk(chatChunkChoice{Index: i, Delta: chatDelta{Role: "assistant", Content: &empty}})); err != nil {
-				return err
-			}
-		}
-		u, stop, err := j.eachEvent(w, func(t tagged) error {
-			c := chatChunkChoice{Index: t.choice, Logprobs: logprobs(t)}
+		},
+		opening: func(i int) (chatChunkChoice, bool) {
+			empty := ""
+			return chatChunkChoice{Index: i, Delta: chatDelta{Role: "assistant", Content: &empty}}, true
+		},
+		delta: func(t tagged) (chatChunkChoice, bool) {
+			c := chatChunkChoice{Index: t.choice, Logprobs: logprobs(t), FinishReason: finish(t)}
 			if t.ev.Text != "" {
 				text := t.ev.Text
 				c.Delta.Content = &text
 			}
-			if t.ev.Finish != "" {
-				c.FinishReason = &t.ev.Finish
-			}
-			if c.Delta.Content == nil && c.FinishReason == nil && c.Logprobs == nil {
-				return nil
-			}
-			return writeEvent(w, chunk(c))
-		})
-		if stop || err != nil {
-			return err
-		}
-		if includeUsage {
-			b, _ := json.Marshal(u)
-			out := chatChunk{ID: id, Object: "chat.completion.chunk", Created: created, Model: s.cfg.ModelName, Choices: []chatChunkChoice{}, Usage: b}
-			if err := writeEvent(w, out); err != nil {
-				return err
-			}
-		}
-		return writeEvent(w, "[DONE]")
+			return c, c.Delta.Content != nil || c.FinishReason != nil || c.Logprobs != nil
+		},
 	})
-	return nil
 }

@@ -1,11 +1,8 @@
 package server
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
-	"strings"
-	"time"
 	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
@@ -117,26 +114,6 @@ type completionChoice struct {
 	FinishReason *string             `json:"finish_reason"`
 }
 
-type completionResponse struct {
-	ID      string             `json:"id"`
-	Object  string             `json:"object"`
-	Created int64              `json:"created"`
-	Model   string             `json:"model"`
-	Choices []completionChoice `json:"choices"`
-	Usage   *usage             `json:"usage,omitempty"`
-}
-
-// completionChunk is a streamed completion; usage is null until the last
-// chunk when include_usage is asked for, and absent otherwise.
-type completionChunk struct {
-	ID      string             `json:"id"`
-	Object  string             `json:"object"`
-	Created int64              `json:"created"`
-	Model   string             `json:"model"`
-	Choices []completionChoice `json:"choices"`
-	Usage   json.RawMessage    `json:"usage,omitempty"`
-}
-
 // add appends a generated token to the logprobs, its text starting at the
 // current offset.
 func (l *completionLogprobs) add(id int32, lp float32, top []tokenLogprob, withTop bool) {
@@ -152,24 +129,21 @@ func (l *completionLogprobs) add(id int32, lp float32, top []tokenLogprob, withT
 
 func (s *Server) completions(ctx *fasthttp.RequestCtx, m *ready) *apiError {
 	var req completionRequest
-	if e := decode(ctx, &req); e != nil {
+	if e := s.decodeRequest(ctx, &req, &req.Model); e != nil {
 		return e
 	}
-	if e := s.checkModel(req.Model); e != nil {
-		return e
-	}
-	base, e := req.request(m, "max_tokens")
+	base, e := req.request()
 	if e != nil {
 		return e
 	}
 	if req.Logprobs != nil {
-		if *req.Logprobs < 0 || *req.Logprobs > 20 {
-			return badRequest("logprobs", "logprobs must be between 0 and 20, got %d", *req.Logprobs)
-		}
 		if req.Echo {
 			return badRequest("echo", "echo together with logprobs is not supported: the prompt's log-probabilities are not computed")
 		}
-		base.Logprobs = max(*req.Logprobs, 1)
+		base.Logprobs = *req.Logprobs
+		if base.Logprobs == 0 {
+			base.Logprobs = 1 // the sampled token's own
+		}
 	}
 	prompts, e := parsePrompts(m, req.Prompt)
 	if e != nil {
@@ -182,29 +156,7 @@ func (s *Server) completions(ctx *fasthttp.RequestCtx, m *ready) *apiError {
 		}
 		ids[i] = p.ids
 	}
-	j, e := s.start(m, base, ids)
-	if e != nil {
-		return e
-	}
-	id := "cmpl-" + randomHex(12)
-	created := time.Now().Unix()
 	withTop := req.Logprobs != nil && *req.Logprobs > 0
-	newChoices := func() []completionChoice {
-		out := make([]completionChoice, j.choices())
-		for i := range out {
-			out[i].Index = i
-			if req.Logprobs != nil {
-				out[i].Logprobs = &completionLogprobs{m: m}
-			}
-			if req.Echo {
-				out[i].Text = prompts[i/j.n].text
-				if out[i].Logprobs != nil {
-					out[i].Logprobs.runes = utf8.RuneCountInString(out[i].Text)
-				}
-			}
-		}
-		return out
-	}
 	top := func(t tagged) []tokenLogprob {
 		if !withTop {
 			return nil
@@ -217,21 +169,29 @@ func (s *Server) completions(ctx *fasthttp.RequestCtx, m *ready) *apiError {
 		}
 		return append(out, tokenLogprob{tokenText(m, t.ev.Token), logprob(t.ev.Logprob)})
 	}
-
-	if !req.Stream {
-		defer j.cancel()
-		choices := newChoices()
-		var u usage
-		last := make([]time.Time, j.choices())
-		for {
-			t, ok := j.next(last)
-			if !ok {
-				break
+	// The text a choice starts with: its prompt when echoed.
+	echo := func(i int) string {
+		if !req.Echo {
+			return ""
+		}
+		return prompts[i/base.N].text
+	}
+	// Characters streamed so far per choice, for text_offset.
+	runes := make([]int, len(prompts)*base.N)
+	for i := range runes {
+		runes[i] = utf8.RuneCountInString(echo(i))
+	}
+	g := generation{base: base, prompts: ids, stream: req.Stream, includeUsage: req.includeUsage()}
+	return generate(s, ctx, m, g, shape[completionChoice, completionChoice]{
+		idPrefix: "cmpl-", object: "text_completion", chunkObject: "text_completion",
+		choice: func(i int) completionChoice {
+			c := completionChoice{Index: i, Text: echo(i)}
+			if req.Logprobs != nil {
+				c.Logprobs = &completionLogprobs{m: m, runes: runes[i]}
 			}
-			if t.ev.Err != nil {
-				return eventError(t.ev.Err)
-			}
-			c := &choices[t.choice]
+			return c
+		},
+		add: func(c *completionChoice, t tagged) {
 			if t.ev.Token >= 0 && c.Logprobs != nil {
 				c.Logprobs.add(t.ev.Token, t.ev.Logprob, top(t), withTop)
 			}
@@ -239,85 +199,21 @@ func (s *Server) completions(ctx *fasthttp.RequestCtx, m *ready) *apiError {
 			if c.Logprobs != nil {
 				c.Logprobs.runes += utf8.RuneCountInString(t.ev.Text)
 			}
-			if t.ev.Finish != "" {
-				c.FinishReason = &t.ev.Finish
+			if f := finish(t); f != nil {
+				c.FinishReason = f
 			}
-			if t.ev.Usage != nil {
-				u.add(t.ev.Usage)
+		},
+		opening: func(i int) (completionChoice, bool) {
+			return completionChoice{Index: i, Text: echo(i)}, req.Echo
+		},
+		delta: func(t tagged) (completionChoice, bool) {
+			c := completionChoice{Index: t.choice, Text: t.ev.Text, FinishReason: finish(t)}
+			if req.Logprobs != nil && t.ev.Token >= 0 {
+				c.Logprobs = &completionLogprobs{m: m, runes: runes[t.choice]}
+				c.Logprobs.add(t.ev.Token, t.ev.Logprob, top(t), withTop)
 			}
-		}
-		writeJSON(ctx, completionResponse{ID: id, Object: "text_completion", Created: created, Model: s.cfg.ModelName, Choices: choices, Usage: &u})
-		return nil
-	}
-
-	includeUsage := req.includeUsage()
-	chunk := func(choices []completionChoice) completionChunk {
-		c := completionChunk{ID: id, Object: "text_completion", Created: created, Model: s.cfg.ModelName, Choices: choices}
-		if includeUsage {
-			c.Usage = json.RawMessage("null")
-		}
-		return c
-	}
-	s.stream(ctx, j, func(w *bufio.Writer) error {
-		state := newChoices()
-		if req.Echo {
-			for i := range state {
-				if err := writeEvent(w, chunk([]completionChoice{{Index: i, Text: state[i].Text}})); err != nil {
-					return err
-				}
-			}
-		}
-		u, stop, err := j.eachEvent(w, func(t tagged) error {
-			out := completionChoice{Index: t.choice, Text: t.ev.Text}
-			if t.ev.Finish != "" {
-				out.FinishReason = &t.ev.Finish
-			}
-			if lp := state[t.choice].Logprobs; lp != nil && t.ev.Token >= 0 {
-				one := &completionLogprobs{m: m, runes: lp.runes}
-				one.add(t.ev.Token, t.ev.Logprob, top(t), withTop)
-				lp.runes += utf8.RuneCountInString(t.ev.Text)
-				out.Logprobs = one
-			}
-			if out.Text == "" && out.FinishReason == nil && out.Logprobs == nil {
-				return nil // text held back (a partial character or stop string)
-			}
-			return writeEvent(w, chunk([]completionChoice{out}))
-		})
-		if stop || err != nil {
-			return err
-		}
-		if includeUsage {
-			b, _ := json.Marshal(u)
-			c := chunk([]completionChoice{})
-			c.Usage = b
-			if err := writeEvent(w, c); err != nil {
-				return err
-			}
-		}
-		return writeEvent(w, "[DONE]")
-	})
-	return nil
-}
-
-// stream answers with server-sent events written by write; a failed write
-// (the client hung up) cancels the job, freeing its KV blocks by the next
-// step.
-func (s *Server) stream(ctx *fasthttp.RequestCtx, j *job, write func(w *bufio.Writer) error) {
-	ctx.SetContentType("text/event-stream; charset=utf-8")
-	ctx.Response.Header.Set("Cache-Control", "no-cache")
-	ctx.Response.Header.Set("X-Accel-Buffering", "no")
-	rid := string(ctx.Response.Header.Peek("X-Request-Id"))
-	ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
-		defer s.leave()
-		defer j.cancel()
-		defer func() {
-			if p := recover(); p != nil {
-				s.log.Error("panic in stream", "request_id", rid, "panic", p)
-				_ = writeEvent(w, errorEvent(internalError(rid)))
-			}
-		}()
-		if err := write(w); err != nil && !strings.Contains(err.Error(), "closed") {
-			s.log.Debug("stream ended early", "request_id", rid, "error", err)
-		}
+			runes[t.choice] += utf8.RuneCountInString(t.ev.Text)
+			return c, c.Text != "" || c.FinishReason != nil || c.Logprobs != nil
+		},
 	})
 }

@@ -1,12 +1,15 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/godwit-ai/godwit/batcher"
 )
 
 // apiError is an error answered in OpenAI's shape:
@@ -60,6 +63,38 @@ func queueFull() *apiError {
 func internalError(requestID string) *apiError {
 	return &apiError{Status: fasthttp.StatusInternalServerError, Type: typeServer, Code: "internal_error",
 		Message: "internal server error (request id " + requestID + ")"}
+}
+
+// statusClientClosed is nginx's status for a request whose client hung up
+// before the answer; nobody reads it, but the request metrics count it.
+const statusClientClosed = 499
+
+// generationError maps an error of the batcher (from Submit, or ending a
+// request's events) to its answer by its Kind. fields renames the request
+// field at fault where the endpoint calls it otherwise.
+func generationError(err error, fields map[string]string) *apiError {
+	kind := batcher.KindInternal
+	var be *batcher.Error
+	switch {
+	case errors.As(err, &be):
+		kind = be.Kind
+	case errors.Is(err, context.Canceled):
+		kind = batcher.KindCancelled
+	}
+	switch kind {
+	case batcher.KindInvalid, batcher.KindTooLong:
+		if name, ok := fields[be.Param]; ok {
+			return badRequest(name, "%s (the request's %s)", be.Error(), name)
+		}
+		return badRequest(be.Param, "%s", be.Error())
+	case batcher.KindQueueFull:
+		return queueFull()
+	case batcher.KindClosed:
+		return unavailable("the server is shutting down; retry on another instance or later")
+	case batcher.KindCancelled:
+		return &apiError{Status: statusClientClosed, Type: typeInvalid, Code: "client_closed", Message: "the client closed the connection"}
+	}
+	return &apiError{Status: fasthttp.StatusInternalServerError, Type: typeServer, Code: "generation_failed", Message: err.Error()}
 }
 
 // writeError answers ctx with e.

@@ -43,20 +43,14 @@ type rigOptions struct {
 	loading bool // do not call SetReady
 	// chatTemplate replaces the file's tokenizer.chat_template.
 	chatTemplate string
+	// runner, when set, wraps the engine the batcher steps.
+	runner func(batcher.Runner) batcher.Runner
 }
 
 // startRig starts a server; everything stops when the test ends.
 func startRig(t *testing.T, o rigOptions) *rig {
 	t.Helper()
-	m, err := models.Load(shared.Path(t, "models/stories260K.gguf"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
-	tok, err := tokenizer.FromGGUF(m.File)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, tok := loadStories(t)
 	be := cpu.New(1)
 	t.Cleanup(be.Close)
 	e, err := engine.New(m, be)
@@ -72,13 +66,20 @@ func startRig(t *testing.T, o rigOptions) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := batcher.New(e, tok, pool, o.bc)
-	t.Cleanup(b.Close)
 	logs := &bytes.Buffer{}
 	logw := &lockedWriter{w: logs}
 	if o.cfg.Logger == nil {
 		o.cfg.Logger = slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
+	if o.bc.Logger == nil {
+		o.bc.Logger = o.cfg.Logger
+	}
+	var runner batcher.Runner = e
+	if o.runner != nil {
+		runner = o.runner(e)
+	}
+	b := batcher.New(runner, tok, pool, o.bc)
+	t.Cleanup(b.Close)
 	if o.cfg.ModelName == "" {
 		o.cfg.ModelName = "stories260K"
 	}
@@ -88,7 +89,7 @@ func startRig(t *testing.T, o rigOptions) *rig {
 		if o.chatTemplate != "" {
 			tmpl = o.chatTemplate
 		}
-		if err := s.SetReady(Model{Batcher: b, Tokenizer: tok, Context: m.Context, MaxN: o.bc.MaxN, ChatTemplate: tmpl}); err != nil {
+		if err := s.SetReady(Model{Batcher: b, Tokenizer: tok, Context: m.Context, ChatTemplate: tmpl}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -103,6 +104,22 @@ func startRig(t *testing.T, o rigOptions) *rig {
 		_ = s.Shutdown(ctx)
 	})
 	return &rig{t: t, url: "http://" + ln.Addr().String(), srv: s, b: b, tok: tok, pool: pool, logs: logs, logw: logw}
+}
+
+// loadStories loads stories260K and its tokenizer; the model closes when
+// the test ends.
+func loadStories(t *testing.T) (*models.Model, *tokenizer.Tokenizer) {
+	t.Helper()
+	m, err := models.Load(shared.Path(t, "models/stories260K.gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	tok, err := tokenizer.FromGGUF(m.File)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, tok
 }
 
 type lockedWriter struct {
@@ -224,6 +241,55 @@ func readSSE(t *testing.T, body io.Reader) (events []map[string]any, done bool) 
 		events = append(events, ev)
 	}
 	return events, done
+}
+
+// metric reads a sample of the server's /metrics by name ("" labels match
+// any), failing the test when it is missing.
+func (r *rig) metric(name string) float64 {
+	r.t.Helper()
+	resp := r.do("GET", "/metrics", "")
+	for _, line := range strings.Split(string(resp.body), "\n") {
+		rest, ok := strings.CutPrefix(line, name)
+		if !ok || rest == "" || (rest[0] != ' ' && rest[0] != '{') {
+			continue
+		}
+		v, err := strconv.ParseFloat(rest[strings.LastIndexByte(rest, ' ')+1:], 64)
+		if err != nil {
+			r.t.Fatalf("metric line %q: %v", line, err)
+		}
+		return v
+	}
+	r.t.Fatalf("no %s in /metrics:\n%s", name, resp.body)
+	return 0
+}
+
+// waitMetric polls the metric every 20 ms until ok holds for it, or fails
+// the test after within; it returns how long that took.
+func (r *rig) waitMetric(name string, within time.Duration, ok func(float64) bool) time.Duration {
+	r.t.Helper()
+	start := time.Now()
+	for {
+		v := r.metric(name)
+		if ok(v) {
+			return time.Since(start)
+		}
+		if time.Since(start) > within {
+			r.t.Fatalf("%s is still %v after %v", name, v, within)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitNoneInFlight waits until the server answers no generation request.
+func (r *rig) waitNoneInFlight(within time.Duration) {
+	r.t.Helper()
+	deadline := time.Now().Add(within)
+	for r.srv.InFlight() != 0 {
+		if time.Now().After(deadline) {
+			r.t.Fatalf("%d requests still in flight after %v", r.srv.InFlight(), within)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // waitIdle waits until the batcher has nothing running or waiting and

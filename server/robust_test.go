@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"strconv"
@@ -17,6 +18,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/godwit-ai/godwit/batcher"
+	"github.com/godwit-ai/godwit/engine"
 )
 
 // TestPanicIs500: a panic in a handler answers 500 with the request id, the
@@ -90,13 +92,7 @@ func TestDisconnectCancels(t *testing.T) {
 	if st.GenerationTokens >= 2000 {
 		t.Fatalf("the request ran to the end: %d tokens", st.GenerationTokens)
 	}
-	deadline := time.Now().Add(2 * time.Second)
-	for r.srv.InFlight() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d requests still in flight", r.srv.InFlight())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	r.waitNoneInFlight(2 * time.Second)
 }
 
 // TestQueueFull: past the queue limit a request gets 429 with Retry-After.
@@ -275,13 +271,7 @@ func TestLoad(t *testing.T) {
 	if busy.Load() == 0 {
 		t.Error("the queue never filled: no 429 was answered")
 	}
-	deadline := time.Now().Add(2 * time.Second)
-	for r.srv.InFlight() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d requests in flight after the load", r.srv.InFlight())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	r.waitNoneInFlight(2 * time.Second)
 	// The hung-up requests cost nothing afterwards: the next request is
 	// served at once from an empty batch.
 	start := time.Now()
@@ -311,4 +301,134 @@ func peakRSS() string {
 		}
 	}
 	return "unknown"
+}
+
+// dial opens a raw connection to the server; it closes when the test ends.
+func (r *rig) dial() net.Conn {
+	r.t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(r.url, "http://"))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// rawPost writes a POST of body to path on conn, as HTTP/1.1 with
+// keep-alive.
+func rawPost(t *testing.T, conn net.Conn, path, body string) {
+	t.Helper()
+	req := fmt.Sprintf("POST %s HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", path, len(body), body)
+	if _, err := conn.Write([]byte(req)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestNonStreamedDisconnectCancels: a non-streamed request, which writes
+// nothing until its answer is whole, stops generating within a second of
+// its client hanging up.
+func TestNonStreamedDisconnectCancels(t *testing.T) {
+	r := startRig(t, rigOptions{})
+	conn := r.dial()
+	const n, maxTokens = 4, 2000
+	rawPost(t, conn, "/v1/completions", fmt.Sprintf(`{"prompt":"Once upon a time","max_tokens":%d,"n":%d,"ignore_eos":true}`, maxTokens, n))
+	r.waitMetric("vllm:num_requests_running", 2*time.Second, func(v float64) bool { return v == n })
+	conn.Close()
+	took := r.waitMetric("vllm:num_requests_running", 2*time.Second, func(v float64) bool { return v == 0 })
+	if took > time.Second {
+		t.Errorf("the request ran on for %v after its client hung up", took)
+	}
+	if st := r.b.Stats(); st.GenerationTokens >= n*maxTokens {
+		t.Fatalf("the request ran to its end (%d tokens), so the hang-up went unseen", st.GenerationTokens)
+	}
+	r.waitIdle(time.Second)
+	r.waitNoneInFlight(2 * time.Second)
+	if v := r.metric(`godwit_http_requests_total{code="499",path="/v1/completions"}`); v != 1 {
+		t.Errorf("%v requests counted as 499, want 1", v)
+	}
+}
+
+// TestKeepAlivePipelined: watching the connection of a non-streamed request
+// leaves keep-alive alone: a request pipelined behind it on the same
+// connection (waiting in the socket while the first generates) is answered
+// after it, and the connection serves a third.
+func TestKeepAlivePipelined(t *testing.T) {
+	r := startRig(t, rigOptions{})
+	conn := r.dial()
+	conn.SetDeadline(time.Now().Add(20 * time.Second))
+	br := bufio.NewReader(conn)
+	read := func(maxTokens int) {
+		t.Helper()
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v map[string]any
+		err = json.NewDecoder(resp.Body).Decode(&v)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("status %d: %v", resp.StatusCode, err)
+		}
+		if _, completion, _ := usageOf(t, v); completion != maxTokens {
+			t.Fatalf("%d tokens, want %d: %v", completion, maxTokens, v)
+		}
+	}
+	body := func(maxTokens int) string {
+		return fmt.Sprintf(`{"prompt":"Once upon a time","max_tokens":%d,"ignore_eos":true}`, maxTokens)
+	}
+	rawPost(t, conn, "/v1/completions", body(200))
+	// Sent once the first runs, the second waits in the socket, where
+	// the watch of the first sees it.
+	r.waitMetric("vllm:num_requests_running", 2*time.Second, func(v float64) bool { return v == 1 })
+	rawPost(t, conn, "/v1/completions", body(3))
+	read(200)
+	read(3)
+	rawPost(t, conn, "/v1/completions", body(5))
+	read(5)
+}
+
+// stepFault is the engine with one step that panics: the first to run two
+// sequences or more, so that both requests of a two-prompt completion are in
+// it.
+type stepFault struct {
+	batcher.Runner
+	fired atomic.Bool
+}
+
+func (f *stepFault) Step(in []engine.SeqInput) ([]float32, error) {
+	if len(in) >= 2 && f.fired.CompareAndSwap(false, true) {
+		panic("injected step fault")
+	}
+	return f.Runner.Step(in)
+}
+
+// TestStepPanicIs500: the requests of a step that panics get a 500 with an
+// OpenAI error body, the stack is logged once, and later requests are
+// served.
+func TestStepPanicIs500(t *testing.T) {
+	fault := &stepFault{}
+	r := startRig(t, rigOptions{runner: func(e batcher.Runner) batcher.Runner { fault.Runner = e; return fault }})
+	body := `{"prompt":["Once upon a time","There was a dog"],"max_tokens":20,"ignore_eos":true,"temperature":0}`
+	resp := r.do("POST", "/v1/completions", body)
+	checkError(t, resp, 500, typeServer, "", "injected step fault")
+	if !fault.fired.Load() {
+		t.Fatal("the fault never fired")
+	}
+	r.waitIdle(2 * time.Second)
+	// The same request now runs, and its greedy text is the golden one.
+	_, golden := goldenContinuation(t)
+	v := r.post("/v1/completions", map[string]any{"prompt": []string{"Once upon a time", "There was a dog"}, "max_tokens": 16, "temperature": 0})
+	if got, want := choiceTexts(t, v)[0], r.tok.Detokenize(golden[:16], false, false); got != want {
+		t.Fatalf("text after the fault %q\nwant %q", got, want)
+	}
+	if text := choiceTexts(t, v)[1]; text == "" || finishReason(v, 1) == "" {
+		t.Fatalf("second choice after the fault: %q, finish %q", text, finishReason(v, 1))
+	}
+	logs := r.logText()
+	if n := strings.Count(logs, "runtime/debug.Stack()"); n != 1 {
+		t.Fatalf("%d stacks logged, want 1:\n%s", n, logs)
+	}
+	if n := strings.Count(logs, "a step panicked"); n != 1 {
+		t.Fatalf("the panic logged %d times, want 1:\n%s", n, logs)
+	}
 }

@@ -50,8 +50,6 @@ type Model struct {
 	Tokenizer *tokenizer.Tokenizer
 	// Context is the model's context length in tokens.
 	Context int
-	// MaxN is the batcher's limit on n (batcher.Config.MaxN; default 16).
-	MaxN int
 	// ChatTemplate is the Jinja chat template (the file's
 	// tokenizer.chat_template); empty picks a built-in one.
 	ChatTemplate string
@@ -115,9 +113,6 @@ func New(cfg Config) *Server {
 
 // SetReady starts serving m.
 func (s *Server) SetReady(m Model) error {
-	if m.MaxN <= 0 {
-		m.MaxN = 16
-	}
 	r := &ready{Model: m, createdAt: time.Now().Unix()}
 	if id := m.Tokenizer.BOS(); id >= 0 {
 		r.bos = string(m.Tokenizer.Piece(id))
@@ -365,9 +360,14 @@ func writeJSON(ctx *fasthttp.RequestCtx, v any) {
 	ctx.SetBody(b)
 }
 
-// checkModel answers 404 for a model we do not serve ("" means ours).
-func (s *Server) checkModel(name string) *apiError {
-	if name != "" && name != s.cfg.ModelName {
+// decodeRequest reads the JSON body into v, an API request whose model
+// field model points at, and answers 404 for a model we do not serve (""
+// means ours).
+func (s *Server) decodeRequest(ctx *fasthttp.RequestCtx, v any, model *string) *apiError {
+	if e := decode(ctx, v); e != nil {
+		return e
+	}
+	if name := *model; name != "" && name != s.cfg.ModelName {
 		return notFound("model_not_found", "the model %q does not exist; this server serves %q", name, s.cfg.ModelName)
 	}
 	return nil

@@ -3,10 +3,6 @@ package server
 import (
 	"strings"
 	"testing"
-
-	"github.com/godwit-ai/godwit/internal/shared"
-	"github.com/godwit-ai/godwit/models"
-	"github.com/godwit-ai/godwit/models/tokenizer"
 )
 
 // Chat templates as the Llama 3 Instruct and Qwen2 Instruct GGUF files
@@ -28,25 +24,11 @@ You are a helpful assistant.<|im_end|>
 	alternateTemplate = `{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{{ message['content'] }}{% endfor %}`
 )
 
-func storiesTokenizer(t *testing.T) *tokenizer.Tokenizer {
-	t.Helper()
-	m, err := models.Load(shared.Path(t, "models/stories260K.gguf"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
-	tok, err := tokenizer.FromGGUF(m.File)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
-}
-
 // TestChatTemplates: real models' templates render with the Jinja engine
 // exactly as their models expect, and a template's raise_exception becomes
 // an error.
 func TestChatTemplates(t *testing.T) {
-	tok := storiesTokenizer(t)
+	_, tok := loadStories(t)
 	conv := []chatMessage{{Role: "user", Content: " Hello! "}, {Role: "assistant", Content: "Hi."}, {Role: "user", Content: "Tell me a story."}}
 	for _, c := range []struct {
 		name, src, want string

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/godwit-ai/godwit/batcher"
 )
 
 // tokenizeRequest is the body of POST /tokenize: a prompt, or chat messages
@@ -17,10 +19,7 @@ type tokenizeRequest struct {
 
 func (s *Server) tokenize(ctx *fasthttp.RequestCtx, m *ready) *apiError {
 	var req tokenizeRequest
-	if e := decode(ctx, &req); e != nil {
-		return e
-	}
-	if e := s.checkModel(req.Model); e != nil {
+	if e := s.decodeRequest(ctx, &req, &req.Model); e != nil {
 		return e
 	}
 	var ids []int32
@@ -31,15 +30,10 @@ func (s *Server) tokenize(ctx *fasthttp.RequestCtx, m *ready) *apiError {
 		add := req.AddSpecialTokens == nil || *req.AddSpecialTokens
 		ids = m.Tokenizer.Encode(*req.Prompt, add, true)
 	case req.Messages != nil:
-		msgs, e := parseMessages(req.Messages)
-		if e != nil {
+		var e *apiError
+		if ids, e = m.chatPrompt(req.Messages); e != nil {
 			return e
 		}
-		text, err := m.chat.render(msgs)
-		if err != nil {
-			return badRequest("messages", "%v", err)
-		}
-		ids = m.chat.tokens(text)
 	default:
 		return badRequest("prompt", "prompt (or messages) is required")
 	}
@@ -61,21 +55,15 @@ type detokenizeRequest struct {
 
 func (s *Server) detokenize(ctx *fasthttp.RequestCtx, m *ready) *apiError {
 	var req detokenizeRequest
-	if e := decode(ctx, &req); e != nil {
-		return e
-	}
-	if e := s.checkModel(req.Model); e != nil {
+	if e := s.decodeRequest(ctx, &req, &req.Model); e != nil {
 		return e
 	}
 	var ids []int32
 	if err := json.Unmarshal(req.Tokens, &ids); err != nil || req.Tokens == nil {
 		return badRequest("tokens", "tokens must be an array of token ids")
 	}
-	vocab := m.Tokenizer.VocabSize()
-	for _, id := range ids {
-		if id < 0 || int(id) >= vocab {
-			return badRequest("tokens", "token id %d is outside the vocabulary (0..%d)", id, vocab-1)
-		}
+	if err := batcher.CheckTokens("tokens", ids, m.Tokenizer.VocabSize()); err != nil {
+		return generationError(err, nil)
 	}
 	writeJSON(ctx, struct {
 		Prompt string `json:"prompt"`

@@ -109,7 +109,7 @@ func serveCmd() *cobra.Command {
 				}
 				tmpl = string(src)
 			}
-			if err := srv.SetReady(server.Model{Batcher: b, Tokenizer: l.tok, Context: l.model.Context, MaxN: bc.MaxN, ChatTemplate: tmpl}); err != nil {
+			if err := srv.SetReady(server.Model{Batcher: b, Tokenizer: l.tok, Context: l.model.Context, ChatTemplate: tmpl}); err != nil {
 				b.Close()
 				_ = srv.Shutdown(context.Background())
 				return err
@@ -147,10 +147,10 @@ func serveCmd() *cobra.Command {
 	f.StringSliceVar(&apiKeys, "api-key", nil, "require this bearer token on /v1, /tokenize and /detokenize (repeatable, or comma-separated)")
 	f.IntVarP(&threads, "threads", "t", 0, "threads to compute on (0: all CPUs)")
 	kv.register(f)
-	f.IntVar(&bc.MaxSeqs, "max-num-seqs", 64, "most sequences in a batch")
-	f.IntVar(&bc.MaxBatchTokens, "max-batch-tokens", 512, "token budget of a batch step (decodes plus prompt chunks)")
-	f.IntVar(&bc.MaxQueue, "max-queue", 256, "most requests waiting; more get 429")
-	f.IntVar(&bc.MaxN, "max-n", 16, "largest n (samples per prompt) a request may ask for")
+	f.IntVar(&bc.MaxSeqs, "max-num-seqs", batcher.DefaultMaxSeqs, "most sequences in a batch")
+	f.IntVar(&bc.MaxBatchTokens, "max-batch-tokens", batcher.DefaultMaxBatchTokens, "token budget of a batch step (decodes plus prompt chunks)")
+	f.IntVar(&bc.MaxQueue, "max-queue", batcher.DefaultMaxQueue, "most requests waiting; more get 429")
+	f.IntVar(&bc.MaxN, "max-n", batcher.DefaultMaxN, "largest n (samples per prompt) a request may ask for")
 	f.StringVar(&maxBody, "max-body-size", "4MiB", "largest request body; larger ones get 413")
 	f.DurationVar(&drainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM/SIGINT, how long requests in flight may take to finish")
 	f.StringVar(&templateFile, "chat-template", "", "Jinja chat template file (default: the model's tokenizer.chat_template, else a built-in one)")

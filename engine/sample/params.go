@@ -6,9 +6,21 @@ import (
 	"math"
 )
 
-// ErrInvalid is wrapped by every error Validate returns, so an API layer can
-// map any of them to a client error without matching message text.
+// ErrInvalid matches every error Validate returns (errors.Is), so an API
+// layer can map any of them to a client error without matching message text.
 var ErrInvalid = errors.New("sample: invalid parameters")
+
+// ParamError is a setting out of range. Param is the setting's name in the
+// OpenAI API, so that a server can name the request field at fault.
+type ParamError struct {
+	Param string
+	Msg   string // what is wrong, naming the setting
+}
+
+func (e *ParamError) Error() string { return e.Msg }
+
+// Is makes errors.Is(err, ErrInvalid) hold.
+func (e *ParamError) Is(target error) bool { return target == ErrInvalid }
 
 // Params are the sampling settings of one request. The zero value is greedy
 // decoding (Temperature 0) with no bias and no penalties.
@@ -47,45 +59,45 @@ type Params struct {
 }
 
 // Validate reports the first setting that is out of range for a vocabulary of
-// vocab tokens. Every error wraps ErrInvalid.
+// vocab tokens, as a *ParamError (which matches ErrInvalid).
 func (p Params) Validate(vocab int) error {
-	bad := func(format string, args ...any) error {
-		return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...)
+	bad := func(param, format string, args ...any) error {
+		return &ParamError{Param: param, Msg: fmt.Sprintf(format, args...)}
 	}
 	finite := func(v float32) bool { return !math.IsNaN(float64(v)) && !math.IsInf(float64(v), 0) }
 	switch {
 	case vocab <= 0:
-		return bad("vocabulary size %d must be positive", vocab)
+		return bad("", "vocabulary size %d must be positive", vocab)
 	case !finite(p.Temperature) || p.Temperature < 0:
-		return bad("temperature %v must be finite and >= 0", p.Temperature)
+		return bad("temperature", "temperature must be finite and at least 0, got %v", p.Temperature)
 	case p.TopK < 0:
-		return bad("top_k %d must be >= 0", p.TopK)
+		return bad("top_k", "top_k must be 0 (off) or positive, got %d", p.TopK)
 	case !(p.TopP >= 0 && p.TopP <= 1): // also catches NaN
-		return bad("top_p %v must lie in (0, 1] (0 disables it)", p.TopP)
+		return bad("top_p", "top_p must be in (0, 1], got %v", p.TopP)
 	case !(p.MinP >= 0 && p.MinP <= 1):
-		return bad("min_p %v must lie in [0, 1]", p.MinP)
+		return bad("min_p", "min_p must be in [0, 1], got %v", p.MinP)
 	case !finite(p.RepetitionPenalty) || p.RepetitionPenalty < 0:
-		return bad("repetition_penalty %v must be finite and > 0 (0 or 1 disables it)", p.RepetitionPenalty)
+		return bad("repetition_penalty", "repetition_penalty must be finite and above 0 (1 is off), got %v", p.RepetitionPenalty)
 	case !finite(p.PresencePenalty):
-		return bad("presence_penalty %v must be finite", p.PresencePenalty)
+		return bad("presence_penalty", "presence_penalty must be finite, got %v", p.PresencePenalty)
 	case !finite(p.FrequencyPenalty):
-		return bad("frequency_penalty %v must be finite", p.FrequencyPenalty)
+		return bad("frequency_penalty", "frequency_penalty must be finite, got %v", p.FrequencyPenalty)
 	case p.PenaltyLastN < 0:
-		return bad("penalty_last_n %d must be >= 0 (0 means the whole history)", p.PenaltyLastN)
+		return bad("penalty_last_n", "penalty_last_n must be at least 0 (0 means the whole history), got %d", p.PenaltyLastN)
 	}
 	banned := 0
 	for id, b := range p.LogitBias {
 		switch {
 		case id < 0 || int(id) >= vocab:
-			return bad("logit_bias token id %d outside the vocabulary [0, %d)", id, vocab)
+			return bad("logit_bias", "logit_bias names token id %d, outside the vocabulary (0..%d)", id, vocab-1)
 		case math.IsNaN(float64(b)) || math.IsInf(float64(b), 1):
-			return bad("logit_bias for token %d is %v; use -Inf to ban or a finite value", id, b)
+			return bad("logit_bias", "logit_bias for token %d is %v; use -Inf to ban it or a finite value", id, b)
 		case math.IsInf(float64(b), -1):
 			banned++
 		}
 	}
 	if banned == vocab {
-		return bad("logit_bias bans every token")
+		return bad("logit_bias", "logit_bias bans every token; leave at least one allowed")
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -454,35 +455,42 @@ func TestAllBanned(t *testing.T) {
 func TestValidate(t *testing.T) {
 	nan := float32(math.NaN())
 	inf := float32(math.Inf(1))
-	bad := []Params{
-		{Temperature: -0.1},
-		{Temperature: nan},
-		{Temperature: inf},
-		{TopK: -1},
-		{TopP: -0.1},
-		{TopP: 1.01},
-		{TopP: nan},
-		{MinP: -0.01},
-		{MinP: 1.5},
-		{MinP: nan},
-		{RepetitionPenalty: -1},
-		{RepetitionPenalty: nan},
-		{PresencePenalty: nan},
-		{FrequencyPenalty: inf},
-		{PenaltyLastN: -1},
-		{LogitBias: map[int32]float32{10: 1}},
-		{LogitBias: map[int32]float32{-1: 1}},
-		{LogitBias: map[int32]float32{3: nan}},
-		{LogitBias: map[int32]float32{3: inf}},
-		{LogitBias: map[int32]float32{0: negInf, 1: negInf, 2: negInf, 3: negInf, 4: negInf, 5: negInf, 6: negInf, 7: negInf, 8: negInf, 9: negInf}},
+	bad := []struct {
+		p     Params
+		param string
+	}{
+		{Params{Temperature: -0.1}, "temperature"},
+		{Params{Temperature: nan}, "temperature"},
+		{Params{Temperature: inf}, "temperature"},
+		{Params{TopK: -1}, "top_k"},
+		{Params{TopP: -0.1}, "top_p"},
+		{Params{TopP: 1.01}, "top_p"},
+		{Params{TopP: nan}, "top_p"},
+		{Params{MinP: -0.01}, "min_p"},
+		{Params{MinP: 1.5}, "min_p"},
+		{Params{MinP: nan}, "min_p"},
+		{Params{RepetitionPenalty: -1}, "repetition_penalty"},
+		{Params{RepetitionPenalty: nan}, "repetition_penalty"},
+		{Params{PresencePenalty: nan}, "presence_penalty"},
+		{Params{FrequencyPenalty: inf}, "frequency_penalty"},
+		{Params{PenaltyLastN: -1}, "penalty_last_n"},
+		{Params{LogitBias: map[int32]float32{10: 1}}, "logit_bias"},
+		{Params{LogitBias: map[int32]float32{-1: 1}}, "logit_bias"},
+		{Params{LogitBias: map[int32]float32{3: nan}}, "logit_bias"},
+		{Params{LogitBias: map[int32]float32{3: inf}}, "logit_bias"},
+		{Params{LogitBias: map[int32]float32{0: negInf, 1: negInf, 2: negInf, 3: negInf, 4: negInf, 5: negInf, 6: negInf, 7: negInf, 8: negInf, 9: negInf}}, "logit_bias"},
 	}
-	for _, p := range bad {
-		err := p.Validate(10)
+	for _, c := range bad {
+		err := c.p.Validate(10)
 		if !errors.Is(err, ErrInvalid) {
-			t.Errorf("Validate(%+v) = %v, want an ErrInvalid error", p, err)
+			t.Errorf("Validate(%+v) = %v, want an ErrInvalid error", c.p, err)
 		}
-		if _, err := New(p, 10); err == nil {
-			t.Errorf("New(%+v) succeeded", p)
+		var pe *ParamError
+		if !errors.As(err, &pe) || pe.Param != c.param || !strings.Contains(pe.Msg, c.param) {
+			t.Errorf("Validate(%+v) = %#v, want a *ParamError naming %s", c.p, err, c.param)
+		}
+		if _, err := New(c.p, 10); err == nil {
+			t.Errorf("New(%+v) succeeded", c.p)
 		}
 	}
 	if err := (Params{}).Validate(0); !errors.Is(err, ErrInvalid) {
