@@ -8,6 +8,7 @@ import (
 
 	"github.com/godwit-ai/godwit/engine"
 	"github.com/godwit-ai/godwit/internal/shared"
+	"github.com/godwit-ai/godwit/kernels"
 	"github.com/godwit-ai/godwit/kernels/cpu"
 	"github.com/godwit-ai/godwit/models"
 )
@@ -19,7 +20,9 @@ func TestRunLocal(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	e, err := engine.New(m, cpu.New(0))
+	b := cpu.New(0)
+	defer b.Close()
+	e, err := engine.New(m, b, kernels.OrderLlama)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +69,7 @@ func TestRunLocalBatches(t *testing.T) {
 	defer m.Close()
 	b := cpu.New(0)
 	defer b.Close()
-	e, err := engine.New(m, b)
+	e, err := engine.New(m, b, kernels.OrderBatchInvariant)
 	if err != nil {
 		t.Fatal(err)
 	}

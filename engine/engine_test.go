@@ -9,6 +9,7 @@ import (
 
 	"github.com/godwit-ai/godwit/engine"
 	"github.com/godwit-ai/godwit/internal/shared"
+	"github.com/godwit-ai/godwit/kernels"
 	"github.com/godwit-ai/godwit/kernels/cpu"
 	"github.com/godwit-ai/godwit/models"
 	"github.com/godwit-ai/godwit/models/gguf"
@@ -48,7 +49,9 @@ func TestRefusesUnsupportedType(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = engine.New(m, cpu.New(0))
+	be := cpu.New(0)
+	defer be.Close()
+	_, err = engine.New(m, be, kernels.OrderLlama)
 	if err == nil || !strings.Contains(err.Error(), `tensor "blk.0.attn_q.weight" has type Q3_K`) {
 		t.Fatalf("got %v", err)
 	}
@@ -57,7 +60,7 @@ func TestRefusesUnsupportedType(t *testing.T) {
 // TestPromptBatchEqualsSteps: a prompt fed in one batch and fed token by
 // token give the same final logits.
 func TestPromptBatchEqualsSteps(t *testing.T) {
-	m, e := open(t, "models/random/qwen2-F32.gguf")
+	m, e := open(t, "models/random/qwen2-F32.gguf", best, kernels.OrderLlama)
 	prompt := []int32{1, 403, 407, 261, 378, 9, 77}
 	batch, err := e.Forward(prompt, e.NewCache(0), false)
 	if err != nil {
@@ -80,7 +83,7 @@ func TestPromptBatchEqualsSteps(t *testing.T) {
 }
 
 func TestForwardErrors(t *testing.T) {
-	m, e := open(t, "models/stories260K.gguf")
+	m, e := open(t, "models/stories260K.gguf", best, kernels.OrderLlama)
 	if _, err := e.Forward([]int32{1, int32(m.Vocab)}, e.NewCache(0), false); err == nil || !strings.Contains(err.Error(), "outside the vocabulary") {
 		t.Errorf("token outside the vocabulary: %v", err)
 	}
@@ -140,7 +143,7 @@ func TestThreadsDoNotChangeResults(t *testing.T) {
 		var want []float32
 		for _, threads := range []int{1, 2, 3} {
 			b := cpu.New(threads)
-			e, err := engine.New(m, b)
+			e, err := engine.New(m, b, kernels.OrderLlama)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -170,7 +173,7 @@ func TestThreadsDoNotChangeResults(t *testing.T) {
 // an f32 or fp16 pool alike between runs of the same pool type.
 func TestStepInvariant(t *testing.T) {
 	for _, rel := range []string{"models/stories260K.gguf", "models/random/qwen3-Q8_0.gguf", "models/random/llama-Q4_K_M.gguf"} {
-		m, e := open(t, rel)
+		m, e := open(t, rel, best, kernels.OrderBatchInvariant)
 		c := m.Config
 		for _, f32 := range []bool{true, false} {
 			pool, err := engine.NewKVPool(engine.KVPoolConfig{Layers: len(m.Layers), Width: c.KVHeads * c.HeadDim,
@@ -228,7 +231,7 @@ func TestStepInvariant(t *testing.T) {
 // TestStepAllocs: once warmed up, decode steps of four sequences allocate
 // nothing.
 func TestStepAllocs(t *testing.T) {
-	m, e := open(t, "models/random/qwen3-Q8_0.gguf")
+	m, e := open(t, "models/random/qwen3-Q8_0.gguf", best, kernels.OrderBatchInvariant)
 	c := m.Config
 	pool, err := engine.NewKVPool(engine.KVPoolConfig{Layers: len(m.Layers), Width: c.KVHeads * c.HeadDim,
 		Bytes: 8 << 20, ToHalf: e.B.ToHalf})

@@ -11,7 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/godwit-ai/godwit/bench"
-	"github.com/godwit-ai/godwit/kernels/cpu"
+	"github.com/godwit-ai/godwit/kernels"
 )
 
 func benchCmd() *cobra.Command {
@@ -37,14 +37,14 @@ func benchLocalCmd() *cobra.Command {
 		Short: "Time prompt processing and generation in-process, like llama-bench",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			l, err := load(modelPath, threads, cmd.ErrOrStderr())
+			l, err := load(modelPath, threads, kernels.OrderLlama, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
 			defer l.close()
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
 			defer stop()
-			sys := bench.Describe(l.path, l.model, fmt.Sprintf("cpu/%s", cpu.CurrentVariant()), l.backend.Threads())
+			sys := bench.Describe(l.path, l.model, fmt.Sprintf("cpu/%s", l.backend.Variant()), l.backend.Threads())
 			// As in llama-bench, a length of 0 skips that kind of test.
 			cfg.Prompts = slices.DeleteFunc(cfg.Prompts, func(n int) bool { return n == 0 })
 			cfg.Gens = slices.DeleteFunc(cfg.Gens, func(n int) bool { return n == 0 })

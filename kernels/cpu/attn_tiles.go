@@ -8,10 +8,6 @@ import "github.com/godwit-ai/godwit/kernels"
 // query row's scores and value sums one tile at a time, each position in its
 // own lane, in the float order of attendHead.
 
-// attnTileKernels holds, by HeadDim, the kernels of the variant in use;
-// HeadDims without an entry take attendHead row by row.
-var attnTileKernels = map[int]attnKernels{}
-
 // attnKernels are the tile kernels for one HeadDim.
 type attnKernels struct {
 	// scores sets s[16τ+l] = scale·(q · key 16τ+l) for tiles tiles of keys.
@@ -32,7 +28,7 @@ type attnTiles struct {
 
 // load transposes KV head kvh of layer's positions [0, L) into tiles,
 // padding the last with zeros.
-func (at *attnTiles) load(kv kernels.KV, a kernels.Attn, kvh, L int, buf []float32) {
+func (at *attnTiles) load(ks *kernelSet, kv kernels.KV, a kernels.Attn, kvh, L int, buf []float32) {
 	hd := a.HeadDim
 	tiles := (L + 15) / 16
 	at.kt = grow(at.kt, tiles*hd*16)
@@ -46,7 +42,7 @@ func (at *attnTiles) load(kv kernels.KV, a kernels.Attn, kvh, L int, buf []float
 			}
 			continue
 		}
-		k, v := keyHead(kv, a.Layer, p, off, buf[:hd]), valueHead(kv, a.Layer, p, off, buf[hd:2*hd])
+		k, v := ks.keyHead(kv, a.Layer, p, off, buf[:hd]), ks.valueHead(kv, a.Layer, p, off, buf[hd:2*hd])
 		for d := range hd {
 			at.kt[base+16*d], at.vt[base+16*d] = k[d], v[d]
 		}
@@ -55,19 +51,19 @@ func (at *attnTiles) load(kv kernels.KV, a kernels.Attn, kvh, L int, buf []float
 
 // attendTiled computes the query heads that share KV head kvh, for every
 // query row of q (one sequence), through the tile kernels k.
-func attendTiled(out, q []float32, kv kernels.KV, a kernels.Attn, ts *attnScratch, kvh int, k attnKernels) {
+func (ks *kernelSet) attendTiled(out, q []float32, kv kernels.KV, a kernels.Attn, ts *attnScratch, kvh int, k attnKernels) {
 	qRow := a.Heads * a.HeadDim
 	n := len(q) / qRow
 	L := a.Pos0 + n
 	group := a.Heads / a.KVHeads
-	ts.tiles.load(kv, a, kvh, L, ts.buf)
+	ts.tiles.load(ks, kv, a, kvh, L, ts.buf)
 	for j := range n * group {
 		h, i := kvh*group+j/n, j%n
 		last := a.Pos0 + i
 		tiles := last/16 + 1
 		qh := q[i*qRow+h*a.HeadDim : i*qRow+(h+1)*a.HeadDim]
 		k.scores(&ts.tiles.kt[0], &qh[0], tiles, a.Scale, &ts.scores[0])
-		Softmax(ts.scores[:last+1])
+		ks.softmax(ts.scores[:last+1])
 		o := out[i*qRow+h*a.HeadDim : i*qRow+(h+1)*a.HeadDim]
 		k.values(&ts.tiles.vt[0], &ts.scores[0], tiles, uint16(1<<(last%16+1)-1), &o[0])
 	}
