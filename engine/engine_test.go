@@ -228,6 +228,41 @@ func TestStepInvariant(t *testing.T) {
 	}
 }
 
+// TestForwardStepSameOrder: an engine's Forward and Step sum in the order it
+// was built with, so a prompt gives the same logits, bit for bit, through
+// either (an f32 pool, as the flat cache stores f32).
+func TestForwardStepSameOrder(t *testing.T) {
+	prompt := []int32{1, 50, 60, 70, 80, 90, 100, 110, 120}
+	for _, o := range []kernels.Order{kernels.OrderLlama, kernels.OrderBatchInvariant} {
+		m, e := open(t, "models/random/qwen3-Q8_0.gguf", best, o)
+		c := m.Config
+		pool, err := engine.NewKVPool(engine.KVPoolConfig{Layers: len(m.Layers), Width: c.KVHeads * c.HeadDim,
+			Bytes: 8 << 20, F32: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := pool.NewSeq()
+		if err := s.Reserve(len(prompt)); err != nil {
+			t.Fatal(err)
+		}
+		l, err := e.Step([]engine.SeqInput{{KV: s, Tokens: prompt, Logits: true}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		step := append([]float32(nil), l...)
+		fwd, err := e.Forward(prompt, e.NewCache(0), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range fwd {
+			if math.Float32bits(fwd[i]) != math.Float32bits(step[i]) {
+				t.Errorf("order %v: logit %d is %g through Forward, %g through Step", o, i, fwd[i], step[i])
+				break
+			}
+		}
+	}
+}
+
 // TestStepAllocs: once warmed up, decode steps of four sequences allocate
 // nothing.
 func TestStepAllocs(t *testing.T) {

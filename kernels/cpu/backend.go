@@ -30,11 +30,7 @@ var _ kernels.Backend = (*Backend)(nil)
 // New returns a CPU backend running on threads threads (all CPUs when
 // threads ≤ 0), with the best kernel variant this CPU has (see Variants).
 func New(threads int) *Backend {
-	b, err := NewVariant(Variants()[0], threads)
-	if err != nil {
-		panic(err) // Variants lists only what this CPU runs
-	}
-	return b
+	return newBackend(kernelsFor(Variants()[0], cpuDot), threads)
 }
 
 // NewVariant is New with the kernels of variant v, which must be one of

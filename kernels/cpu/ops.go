@@ -142,25 +142,6 @@ func softmaxExpGo(x []float32, mx float32) float64 {
 // ggml_vec_dot_f32 does (see vecDot64).
 func Dot(a, b []float32) float32 { return vecDotF32(a, b) }
 
-// attention computes causal multi-head attention with grouped KV heads into
-// out; scores must hold at least a.Pos0+n floats, where n is the number of
-// query rows in q. It allocates its lane sums (64·HeadDim floats); Backend
-// keeps them between calls and splits the heads across threads.
-//
-// It follows llama.cpp without flash attention: KQ is ggml_vec_dot_f32 per
-// key (q is a permuted, non-contiguous view there), the softmax is softmax
-// after scaling, and KQV multiplies the transposed V cache by the scores.
-// That product goes through llamafile's tinyBLAS (16 lanes) when the batch
-// has two or more rows and HeadDim is a multiple of 4, else through
-// ggml_vec_dot_f32 (4×16 lanes); position p feeds lane p mod 16 or p mod 64,
-// and the positions past the last one, zero-weighted there, add nothing.
-func (k *kernelSet) attention(out, q []float32, kv kernels.KV, a kernels.Attn, scores []float32) {
-	lanes, buf := make([]float32, 64*a.HeadDim), make([]float32, a.HeadDim)
-	for j := range len(q) / a.HeadDim { // one job per query row and head
-		k.attendHead(out, q, kv, a, j, scores, lanes, buf)
-	}
-}
-
 // laneWidth is how many lanes the value sums of a call with n query rows take
 // in llama.cpp: tinyBLAS's 16 for a batch when hd is a multiple of 4, else
 // ggml_vec_dot's 64; kernels.OrderBatchInvariant gives one row the 16 of a
@@ -172,8 +153,19 @@ func laneWidth(n, hd int, o kernels.Order) int {
 	return 64
 }
 
-// attendHead computes one head of one query row: job j is row j/Heads, head
-// j%Heads.
+// attendHead computes one head of one query row of causal multi-head
+// attention with grouped KV heads: job j is row j/Heads, head j%Heads;
+// scores must hold at least a.Pos0+n floats, where n is the number of query
+// rows in q, and lanes 64·HeadDim.
+//
+// It follows llama.cpp without flash attention: KQ is ggml_vec_dot_f32 per
+// key (q is a permuted, non-contiguous view there), the softmax is
+// kernelSet.softmax after scaling, and KQV multiplies the transposed V cache
+// by the scores. That product goes through llamafile's tinyBLAS (16 lanes)
+// when the batch has two or more rows and HeadDim is a multiple of 4, else
+// through ggml_vec_dot_f32 (4×16 lanes); position p feeds lane p mod 16 or
+// p mod 64, and the positions past the last one, zero-weighted there, add
+// nothing.
 func (k *kernelSet) attendHead(out, q []float32, kv kernels.KV, a kernels.Attn, j int, scores, lanes, buf []float32) {
 	qRow := a.Heads * a.HeadDim
 	width := laneWidth(len(q)/qRow, a.HeadDim, a.Order)

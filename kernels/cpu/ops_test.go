@@ -157,6 +157,15 @@ func (f flatKV) Value(_, pos, off, n int) ([]float32, []uint16) {
 	return f.v[pos*f.width+off : pos*f.width+off+n], nil
 }
 
+// attention is attendHead for every query row and head of q, with lane sums
+// of its own.
+func (k *kernelSet) attention(out, q []float32, kv kernels.KV, a kernels.Attn, scores []float32) {
+	lanes, buf := make([]float32, 64*a.HeadDim), make([]float32, a.HeadDim)
+	for j := range len(q) / a.HeadDim { // one job per query row and head
+		k.attendHead(out, q, kv, a, j, scores, lanes, buf)
+	}
+}
+
 func TestAttention(t *testing.T) {
 	t.Parallel()
 	r := rand.New(rand.NewPCG(5, 6))
