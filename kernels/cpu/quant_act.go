@@ -3,7 +3,9 @@ package cpu
 // Activation quantizers: how llama.cpp's CPU backend (x86 build) converts an
 // activation row to the weight type's companion format before a dot product.
 // The results are kept unpacked (int8 levels plus float32 scales that hold the
-// exact values ggml stores) because they live only for one MatMul.
+// exact values ggml stores) because they live only for one MatMul. A kernel
+// set's actQ8_0, actQ8_1 and actQ8_K are these or SIMD kernels with the same
+// results.
 
 // quantizeActQ8_0 is the AVX2 quantize_row_q8_0: per 32 values, d is
 // fp16(amax/127) and q = round-half-even(x·(127/amax)), the multiplier
