@@ -14,6 +14,7 @@ import (
 	"github.com/godwit-ai/godwit/engine"
 	"github.com/godwit-ai/godwit/engine/sample"
 	"github.com/godwit-ai/godwit/internal/shared"
+	"github.com/godwit-ai/godwit/kernels"
 	"github.com/godwit-ai/godwit/kernels/cpu"
 	"github.com/godwit-ai/godwit/models"
 	"github.com/godwit-ai/godwit/models/tokenizer"
@@ -45,7 +46,7 @@ func (r *rig) start(t *testing.T, blocks int, cfg batcher.Config) (*batcher.Batc
 	t.Helper()
 	b := cpu.New(2)
 	t.Cleanup(b.Close)
-	e, err := engine.New(r.m, b)
+	e, err := engine.New(r.m, b, kernels.OrderBatchInvariant)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,12 +15,18 @@ import (
 	"github.com/klauspost/cpuid/v2"
 
 	"github.com/godwit-ai/godwit/engine"
+	"github.com/godwit-ai/godwit/kernels"
 	"github.com/godwit-ai/godwit/models"
 	"github.com/godwit-ai/godwit/models/gguf"
 )
 
 // LocalConfig is what `godwit bench local` runs: every prompt length and
 // every generation length, each Reps times after one warm-up run.
+//
+// How depends on the engine's order. With kernels.OrderBatchInvariant the
+// tests take the serving path: engine.Step on sequences of a paged KV pool,
+// a prompt in one step, then one token per step. With kernels.OrderLlama
+// they take engine.Forward on a flat cache, as llama-bench runs llama.cpp.
 type LocalConfig struct {
 	Prompts []int // prompt-processing tests: tokens in one batch (pp512)
 	Gens    []int // generation tests: tokens decoded one at a time (tg128)
@@ -28,8 +34,9 @@ type LocalConfig struct {
 	// sequences decoding together (engine.Step on a paged KV pool), and
 	// reports their aggregate tokens/s ("tg128 b16").
 	Batches []int
-	// Pool, when set, gives the KV pool of the batched tests; nil sizes
-	// one to fit them.
+	// Pool, when set, gives the KV pool of the tests that run on one
+	// (batched, or in the batch-invariant order); nil sizes one to fit
+	// each test.
 	Pool *engine.KVPool
 	Reps int
 }
@@ -51,6 +58,7 @@ type System struct {
 	Cores      int      `json:"logical_cores"`
 	Features   []string `json:"cpu_features"`
 	Backend    string   `json:"backend"`
+	Order      string   `json:"order"` // the engine's kernels.Order
 	Threads    int      `json:"threads"`
 	GoVersion  string   `json:"go_version"`
 	Model      string   `json:"model"`
@@ -65,9 +73,10 @@ type Report struct {
 	Results []Result `json:"results"`
 }
 
-// Describe fills System for a loaded model.
-func Describe(path string, m *models.Model, backend string, threads int) System {
+// Describe fills System for a loaded model run in order o.
+func Describe(path string, m *models.Model, backend string, threads int, o kernels.Order) System {
 	s := System{
+		Order:     o.String(),
 		Threads:   threads,
 		CPU:       cpuid.CPU.BrandName,
 		Cores:     runtime.NumCPU(),
@@ -155,16 +164,24 @@ func RunLocal(ctx context.Context, e *engine.Engine, cfg LocalConfig, log io.Wri
 		results = append(results, r)
 		return nil
 	}
+	serving := e.Order() == kernels.OrderBatchInvariant
 	for _, p := range cfg.Prompts {
 		if p < 1 || p > e.Model.Context {
 			return nil, fmt.Errorf("prompt length %d is outside 1..%d (the model's context)", p, e.Model.Context)
 		}
 		prompt := tokens(p)
-		err := run(fmt.Sprintf("pp%d", p), p, func() error {
+		once := func() error {
 			_, err := e.Forward(prompt, e.NewCache(p), false)
 			return err
-		})
-		if err != nil {
+		}
+		if serving {
+			pool, err := poolFor(e, cfg.Pool, 1, p)
+			if err != nil {
+				return results, err
+			}
+			once = func() error { return decode(e, pool, [][]int32{prompt}, p) }
+		}
+		if err := run(fmt.Sprintf("pp%d", p), p, once); err != nil {
 			return results, err
 		}
 	}
@@ -180,8 +197,11 @@ func RunLocal(ctx context.Context, e *engine.Engine, cfg LocalConfig, log io.Wri
 			for i := range gen {
 				gen[i] = tokens(g)
 			}
-			err := run(fmt.Sprintf("tg%d b%d", g, b), g*b, func() error { return decodeBatch(e, cfg.Pool, gen) })
+			pool, err := poolFor(e, cfg.Pool, b, g)
 			if err != nil {
+				return results, err
+			}
+			if err := run(fmt.Sprintf("tg%d b%d", g, b), g*b, func() error { return decode(e, pool, gen, 1) }); err != nil {
 				return results, err
 			}
 		}
@@ -190,7 +210,7 @@ func RunLocal(ctx context.Context, e *engine.Engine, cfg LocalConfig, log io.Wri
 		}
 		gen := tokens(g)
 		// Like llama-bench's tg test: g single-token steps from an empty context.
-		err := run(fmt.Sprintf("tg%d", g), g, func() error {
+		once := func() error {
 			kv := e.NewCache(g)
 			for i := range gen {
 				if _, err := e.Forward(gen[i:i+1], kv, false); err != nil {
@@ -198,29 +218,39 @@ func RunLocal(ctx context.Context, e *engine.Engine, cfg LocalConfig, log io.Wri
 				}
 			}
 			return nil
-		})
-		if err != nil {
+		}
+		if serving {
+			pool, err := poolFor(e, cfg.Pool, 1, g)
+			if err != nil {
+				return results, err
+			}
+			once = func() error { return decode(e, pool, [][]int32{gen}, 1) }
+		}
+		if err := run(fmt.Sprintf("tg%d", g), g, once); err != nil {
 			return results, err
 		}
 	}
 	return results, nil
 }
 
-// decodeBatch decodes the sequences gen together, one token of each per
-// step from empty caches, as a batch of running requests does, with their
-// KV blocks from pool (or a pool sized for them).
-func decodeBatch(e *engine.Engine, pool *engine.KVPool, gen [][]int32) error {
-	c := e.Model.Config
-	g := len(gen[0])
-	if pool == nil {
-		blocks := len(gen) * ((g + 15) / 16)
-		var err error
-		pool, err = engine.NewKVPool(engine.KVPoolConfig{Layers: len(e.Model.Layers), Width: c.KVHeads * c.HeadDim,
-			Bytes: engine.KVBytes(len(e.Model.Layers), c.KVHeads*c.HeadDim, 16*blocks, false), ToHalf: e.B.ToHalf})
-		if err != nil {
-			return err
-		}
+// poolFor returns pool, or when it is nil a KV pool sized for seqs sequences
+// of n positions.
+func poolFor(e *engine.Engine, pool *engine.KVPool, seqs, n int) (*engine.KVPool, error) {
+	if pool != nil {
+		return pool, nil
 	}
+	c := e.Model.Config
+	blocks := seqs * ((n + 15) / 16)
+	return engine.NewKVPool(engine.KVPoolConfig{Layers: len(e.Model.Layers), Width: c.KVHeads * c.HeadDim,
+		Bytes: engine.KVBytes(len(e.Model.Layers), c.KVHeads*c.HeadDim, 16*blocks, false), ToHalf: e.B.ToHalf})
+}
+
+// decode runs the sequences gen together through engine.Step from empty
+// caches, as a batch of running requests does, with their KV blocks from
+// pool: chunk tokens of each per step (1 to generate; a whole prompt to
+// process it in one step).
+func decode(e *engine.Engine, pool *engine.KVPool, gen [][]int32, chunk int) error {
+	g := len(gen[0])
 	in := make([]engine.SeqInput, len(gen))
 	defer func() {
 		for _, s := range in {
@@ -237,9 +267,9 @@ func decodeBatch(e *engine.Engine, pool *engine.KVPool, gen [][]int32) error {
 				len(gen), g, pool.Blocks(), pool.BlockSize())
 		}
 	}
-	for t := range g {
+	for t := 0; t < g; t += chunk {
 		for i := range in {
-			in[i].Tokens = gen[i][t : t+1]
+			in[i].Tokens = gen[i][t:min(t+chunk, g)]
 		}
 		if _, err := e.Step(in); err != nil {
 			return err
@@ -258,7 +288,8 @@ func median(sorted []float64) float64 {
 
 // WriteTable prints the results as a Markdown table like llama-bench's.
 func WriteTable(w io.Writer, s System, results []Result) {
-	fmt.Fprintf(w, "cpu: %s (%d logical cores), features: %s\n\n", s.CPU, s.Cores, strings.Join(s.Features, " "))
+	fmt.Fprintf(w, "cpu: %s (%d logical cores), features: %s\n", s.CPU, s.Cores, strings.Join(s.Features, " "))
+	fmt.Fprintf(w, "order: %s\n\n", s.Order)
 	fmt.Fprintln(w, "| model | size | params | backend | threads | test | t/s (median) | min | max |")
 	fmt.Fprintln(w, "| --- | ---: | ---: | --- | ---: | --- | ---: | ---: | ---: |")
 	for _, r := range results {

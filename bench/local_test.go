@@ -8,18 +8,29 @@ import (
 
 	"github.com/godwit-ai/godwit/engine"
 	"github.com/godwit-ai/godwit/internal/shared"
+	"github.com/godwit-ai/godwit/kernels"
 	"github.com/godwit-ai/godwit/kernels/cpu"
 	"github.com/godwit-ai/godwit/models"
 )
 
+// TestRunLocal runs the tests in both orders: the serving path (Step on a
+// paged cache) and llama-bench's (Forward on a flat one).
 func TestRunLocal(t *testing.T) {
+	for _, o := range []kernels.Order{kernels.OrderBatchInvariant, kernels.OrderLlama} {
+		t.Run(o.String(), func(t *testing.T) { testRunLocal(t, o) })
+	}
+}
+
+func testRunLocal(t *testing.T, o kernels.Order) {
 	path := shared.Path(t, "models/random/llama-Q4_K_M.gguf")
 	m, err := models.Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	e, err := engine.New(m, cpu.New(0))
+	b := cpu.New(0)
+	defer b.Close()
+	e, err := engine.New(m, b, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,13 +52,14 @@ func TestRunLocal(t *testing.T) {
 			}
 		}
 	}
-	sys := Describe(path, m, "cpu", 1)
-	if sys.ModelType != "Q4_K_M" || sys.Params != 1836288 {
+	sys := Describe(path, m, "cpu", 1, o)
+	if sys.ModelType != "Q4_K_M" || sys.Params != 1836288 || sys.Order != o.String() {
 		t.Errorf("system %+v", sys)
 	}
 	var table bytes.Buffer
 	WriteTable(&table, sys, results)
-	if !strings.Contains(table.String(), "| llama-Q4_K_M Q4_K_M |") || !strings.Contains(table.String(), "| tg8 |") {
+	if !strings.Contains(table.String(), "| llama-Q4_K_M Q4_K_M |") || !strings.Contains(table.String(), "| tg8 |") ||
+		!strings.Contains(table.String(), "order: "+o.String()+"\n") {
 		t.Errorf("table:\n%s", table.String())
 	}
 	if _, err := RunLocal(context.Background(), e, LocalConfig{Prompts: []int{1 << 20}, Reps: 1}, &log); err == nil {
@@ -66,7 +78,7 @@ func TestRunLocalBatches(t *testing.T) {
 	defer m.Close()
 	b := cpu.New(0)
 	defer b.Close()
-	e, err := engine.New(m, b)
+	e, err := engine.New(m, b, kernels.OrderBatchInvariant)
 	if err != nil {
 		t.Fatal(err)
 	}

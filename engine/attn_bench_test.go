@@ -20,7 +20,6 @@ func BenchmarkDecodeAttention(b *testing.B) {
 		b.Run(fmt.Sprintf("ctx=%d", ctx), func(b *testing.B) {
 			be := cpu.New(2)
 			defer be.Close()
-			be.SetBatchInvariant(true)
 			width := kvHeads * hd
 			pool, err := NewKVPool(KVPoolConfig{Layers: layers, Width: width, Bytes: KVBytes(layers, width, seqs*ctx, false), ToHalf: be.ToHalf})
 			if err != nil {
@@ -54,7 +53,8 @@ func BenchmarkDecodeAttention(b *testing.B) {
 			out := make([]float32, len(q))
 			for b.Loop() {
 				for l := range layers {
-					be.AttentionBatch(out, q, &pool.kv, batch, kernels.Attn{Layer: l, Heads: heads, KVHeads: kvHeads, HeadDim: hd, Scale: 0.125})
+					be.AttentionBatch(out, q, &pool.kv, batch, kernels.Attn{Layer: l, Heads: heads, KVHeads: kvHeads, HeadDim: hd, Scale: 0.125,
+						Order: kernels.OrderBatchInvariant})
 				}
 			}
 		})

@@ -50,7 +50,9 @@ func TestRefusesUnsupportedType(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = engine.New(m, cpu.New(0))
+	be := cpu.New(0)
+	defer be.Close()
+	_, err = engine.New(m, be, kernels.OrderLlama)
 	if err == nil || !strings.Contains(err.Error(), `tensor "blk.0.attn_q.weight" has type Q3_K`) {
 		t.Fatalf("got %v", err)
 	}
@@ -59,7 +61,7 @@ func TestRefusesUnsupportedType(t *testing.T) {
 // TestPromptBatchEqualsSteps: a prompt fed in one batch and fed token by
 // token give the same final logits.
 func TestPromptBatchEqualsSteps(t *testing.T) {
-	m, e := open(t, "models/random/qwen2-F32.gguf")
+	m, e := open(t, "models/random/qwen2-F32.gguf", best, kernels.OrderLlama)
 	prompt := []int32{1, 403, 407, 261, 378, 9, 77}
 	batch, err := e.Forward(prompt, e.NewCache(0), false)
 	if err != nil {
@@ -82,7 +84,7 @@ func TestPromptBatchEqualsSteps(t *testing.T) {
 }
 
 func TestForwardErrors(t *testing.T) {
-	m, e := open(t, "models/stories260K.gguf")
+	m, e := open(t, "models/stories260K.gguf", best, kernels.OrderLlama)
 	if _, err := e.Forward([]int32{1, int32(m.Vocab)}, e.NewCache(0), false); err == nil || !strings.Contains(err.Error(), "outside the vocabulary") {
 		t.Errorf("token outside the vocabulary: %v", err)
 	}
@@ -159,7 +161,7 @@ func TestThreadsDoNotChangeResults(t *testing.T) {
 		var want []float32
 		for _, threads := range []int{1, 2, 3} {
 			b := cpu.New(threads)
-			e, err := engine.New(m, b)
+			e, err := engine.New(m, b, kernels.OrderLlama)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -189,7 +191,7 @@ func TestThreadsDoNotChangeResults(t *testing.T) {
 // an f32 or fp16 pool alike between runs of the same pool type.
 func TestStepInvariant(t *testing.T) {
 	for _, rel := range []string{"models/stories260K.gguf", "models/random/qwen3-Q8_0.gguf", "models/random/llama-Q4_K_M.gguf"} {
-		m, e := open(t, rel)
+		m, e := open(t, rel, best, kernels.OrderBatchInvariant)
 		c := m.Config
 		for _, f32 := range []bool{true, false} {
 			pool, err := engine.NewKVPool(engine.KVPoolConfig{Layers: len(m.Layers), Width: c.KVHeads * c.HeadDim,
@@ -244,10 +246,45 @@ func TestStepInvariant(t *testing.T) {
 	}
 }
 
+// TestForwardStepSameOrder: an engine's Forward and Step sum in the order it
+// was built with, so a prompt gives the same logits, bit for bit, through
+// either (an f32 pool, as the flat cache stores f32).
+func TestForwardStepSameOrder(t *testing.T) {
+	prompt := []int32{1, 50, 60, 70, 80, 90, 100, 110, 120}
+	for _, o := range []kernels.Order{kernels.OrderLlama, kernels.OrderBatchInvariant} {
+		m, e := open(t, "models/random/qwen3-Q8_0.gguf", best, o)
+		c := m.Config
+		pool, err := engine.NewKVPool(engine.KVPoolConfig{Layers: len(m.Layers), Width: c.KVHeads * c.HeadDim,
+			Bytes: 8 << 20, F32: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := pool.NewSeq()
+		if err := s.Reserve(len(prompt)); err != nil {
+			t.Fatal(err)
+		}
+		l, err := e.Step([]engine.SeqInput{{KV: s, Tokens: prompt, Logits: true}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		step := append([]float32(nil), l...)
+		fwd, err := e.Forward(prompt, e.NewCache(0), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range fwd {
+			if math.Float32bits(fwd[i]) != math.Float32bits(step[i]) {
+				t.Errorf("order %v: logit %d is %g through Forward, %g through Step", o, i, fwd[i], step[i])
+				break
+			}
+		}
+	}
+}
+
 // TestStepAllocs: once warmed up, decode steps of four sequences allocate
 // nothing.
 func TestStepAllocs(t *testing.T) {
-	m, e := open(t, "models/random/qwen3-Q8_0.gguf")
+	m, e := open(t, "models/random/qwen3-Q8_0.gguf", best, kernels.OrderBatchInvariant)
 	c := m.Config
 	pool, err := engine.NewKVPool(engine.KVPoolConfig{Layers: len(m.Layers), Width: c.KVHeads * c.HeadDim,
 		Bytes: 8 << 20, ToHalf: e.B.ToHalf})
@@ -283,7 +320,7 @@ func TestStepAllocs(t *testing.T) {
 // after steps that did or did not ask; each row is the one the sequence
 // gets alone.
 func TestStepOutputRows(t *testing.T) {
-	m, e := open(t, "models/stories260K.gguf")
+	m, e := open(t, "models/stories260K.gguf", cpu.Variants()[0], kernels.OrderBatchInvariant)
 	c := m.Config
 	pool, err := engine.NewKVPool(engine.KVPoolConfig{Layers: len(m.Layers), Width: c.KVHeads * c.HeadDim,
 		Bytes: 8 << 20, ToHalf: e.B.ToHalf})
@@ -323,7 +360,7 @@ func TestStepOutputRows(t *testing.T) {
 	wantA5, wantA11, wantB7, wantA10 := alone(a[:5]), alone(a), alone(b), alone(a[:10])
 
 	// A fresh engine, since the reference steps above asked for logits.
-	e, err = engine.New(m, cpu.New(0))
+	e, err = engine.New(m, cpu.New(0), e.Order())
 	if err != nil {
 		t.Fatal(err)
 	}

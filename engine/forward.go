@@ -16,6 +16,7 @@ type Engine struct {
 	Model *models.Model
 	B     kernels.Backend
 	rope  models.Rope
+	order kernels.Order // how every product and attention sums
 
 	// PreparedBytes is the memory the backend's own copies of the
 	// weights take (see kernels.Backend.Prepare).
@@ -41,9 +42,11 @@ type Engine struct {
 	ws         []*models.Weight
 }
 
-// New prepares m to run on b. It refuses weights whose type b cannot multiply,
-// naming the tensor.
-func New(m *models.Model, b kernels.Backend) (*Engine, error) {
+// New prepares m to run on b, summing in order o: kernels.OrderLlama to match
+// llama.cpp's logits, kernels.OrderBatchInvariant for a sequence's results
+// not to depend on what it is batched with. It refuses weights whose type b
+// cannot multiply, naming the tensor.
+func New(m *models.Model, b kernels.Backend, o kernels.Order) (*Engine, error) {
 	for _, w := range m.Weights() {
 		if !b.Supports(w.Type) {
 			return nil, fmt.Errorf("tensor %q has type %s, which the %s backend does not support", w.Name, w.Type, b.Name())
@@ -52,7 +55,7 @@ func New(m *models.Model, b kernels.Backend) (*Engine, error) {
 	if m.ValueDim != m.HeadDim {
 		return nil, fmt.Errorf("value head width %d differs from key head width %d, which is not supported", m.ValueDim, m.HeadDim)
 	}
-	e := &Engine{Model: m, B: b, rope: m.Rope}
+	e := &Engine{Model: m, B: b, rope: m.Rope, order: o}
 	vec := func(w *models.Weight) []float32 {
 		if w == nil {
 			return nil
@@ -77,6 +80,9 @@ func New(m *models.Model, b kernels.Backend) (*Engine, error) {
 	}
 	return e, nil
 }
+
+// Order is how the engine's products and attention sum (see New).
+func (e *Engine) Order() kernels.Order { return e.order }
 
 // Vocab is the number of logits a row produces.
 func (e *Engine) Vocab() int { return e.Model.Vocab }
@@ -113,9 +119,9 @@ func (e *Engine) grow(n int) {
 
 // Forward appends tokens to the sequence held in kv and returns logits: one
 // row of Vocab values for every token when all is true, else for the last
-// token only. The returned slice is reused by the next call. Its products
-// sum as llama.cpp's CPU backend does for the same batch, so its logits match
-// llama.cpp's.
+// token only. The returned slice is reused by the next call. With
+// kernels.OrderLlama its products sum as llama.cpp's CPU backend does for the
+// same batch, so its logits match llama.cpp's.
 func (e *Engine) Forward(tokens []int32, kv KVCache, all bool) ([]float32, error) {
 	n := len(tokens)
 	if n == 0 {
@@ -130,7 +136,6 @@ func (e *Engine) Forward(tokens []int32, kv KVCache, all bool) ([]float32, error
 		e.outRows = append(e.outRows, n-1)
 	}
 	e.spans = append(e.spans[:0], span{kv: kv, n: n})
-	e.B.SetBatchInvariant(false)
 	return e.run(tokens, e.spans, e.outRows)
 }
 
@@ -153,9 +158,9 @@ type SeqInput struct {
 // returns one row of Vocab logits per input with Logits set, in order, and
 // an empty slice when none has it set; the slice is reused by the next call.
 //
-// Every row sums in one order whatever else is in the batch (the backend's
-// batch-invariant mode), so a sequence's logits are the same alone as among
-// many, and however its prompt is split into chunks.
+// With kernels.OrderBatchInvariant every row sums in one order whatever else
+// is in the batch, so a sequence's logits are the same alone as among many,
+// and however its prompt is split into chunks.
 func (e *Engine) Step(in []SeqInput) ([]float32, error) {
 	e.stepTokens = e.stepTokens[:0]
 	e.spans = e.spans[:0]
@@ -173,7 +178,6 @@ func (e *Engine) Step(in []SeqInput) ([]float32, error) {
 	if len(e.stepTokens) == 0 {
 		return nil, fmt.Errorf("step: no sequences")
 	}
-	e.B.SetBatchInvariant(true)
 	return e.run(e.stepTokens, e.spans, e.outRows)
 }
 
@@ -236,7 +240,7 @@ func (e *Engine) run(tokens []int32, spans []span, out []int) ([]float32, error)
 		// Attention block: x += Wo · attention(rope(Wq·norm(x)), rope(Wk·norm(x)), Wv·norm(x)).
 		b.RMSNorm(xb, x, e.attnNorm[l], dim, c.NormEps)
 		e.outs, e.ws = append(e.outs[:0], q, k, v), append(e.ws[:0], w.Q, w.K, w.V)
-		b.MatMuls(e.outs, e.ws, xb, n)
+		b.MatMuls(e.outs, e.ws, xb, n, e.order)
 		if e.qBias[l] != nil {
 			b.AddBias(q, e.qBias[l])
 			b.AddBias(k, e.kBias[l])
@@ -263,9 +267,9 @@ func (e *Engine) run(tokens []int32, spans []span, out []int) ([]float32, error)
 		}
 		b.AttentionBatch(att, q, kv, e.attnSeqs, kernels.Attn{
 			Layer: l, Heads: c.Heads, KVHeads: c.KVHeads, HeadDim: c.HeadDim,
-			Scale: float32(1 / math.Sqrt(float64(c.HeadDim))),
+			Scale: float32(1 / math.Sqrt(float64(c.HeadDim))), Order: e.order,
 		})
-		b.MatMul(xb2, w.O, att, n)
+		b.MatMul(xb2, w.O, att, n, e.order)
 		b.Add(x, xb2)
 		// Like llama.cpp, the last layer's feed-forward runs only for the rows
 		// whose logits are wanted: cheaper, and the same kernels as its own.
@@ -283,9 +287,9 @@ func (e *Engine) run(tokens []int32, spans []span, out []int) ([]float32, error)
 		// Feed-forward block: x += Wdown · (silu(Wgate·norm(x)) ⊙ Wup·norm(x)).
 		b.RMSNorm(xb, x, e.ffnNorm[l], dim, c.NormEps)
 		e.outs, e.ws = append(e.outs[:0], gate, up), append(e.ws[:0], w.Gate, w.Up)
-		b.MatMuls(e.outs, e.ws, xb, n)
+		b.MatMuls(e.outs, e.ws, xb, n, e.order)
 		b.SwiGLU(gate, up, c.FFN)
-		b.MatMul(xb2, w.Down, gate, n)
+		b.MatMul(xb2, w.Down, gate, n, e.order)
 		b.Add(x, xb2)
 	}
 
@@ -298,6 +302,6 @@ func (e *Engine) run(tokens []int32, spans []span, out []int) ([]float32, error)
 	final := xb[:n*dim]
 	b.RMSNorm(final, x, e.outNorm, dim, c.NormEps)
 	logits := e.logits[:n*c.Vocab]
-	b.MatMul(logits, m.Output, final, n)
+	b.MatMul(logits, m.Output, final, n, e.order)
 	return logits, nil
 }

@@ -13,32 +13,41 @@ import (
 
 	"github.com/godwit-ai/godwit/engine"
 	"github.com/godwit-ai/godwit/internal/shared"
+	"github.com/godwit-ai/godwit/kernels"
 	"github.com/godwit-ai/godwit/kernels/cpu"
 	"github.com/godwit-ai/godwit/models"
 	"github.com/godwit-ai/godwit/models/tokenizer"
 )
 
 // eachVariant runs f once per kernel variant this CPU has (the SIMD ones and
-// plain Go), as a subtest, and restores the default variant afterwards.
-func eachVariant(t *testing.T, f func(t *testing.T)) {
-	best := cpu.CurrentVariant()
-	defer cpu.SetVariant(best)
+// plain Go), as parallel subtests.
+func eachVariant(t *testing.T, f func(t *testing.T, v cpu.Variant)) {
 	for _, v := range cpu.Variants() {
-		if err := cpu.SetVariant(v); err != nil {
-			t.Fatal(err)
-		}
-		t.Run(string(v), f)
+		t.Run(string(v), func(t *testing.T) {
+			t.Parallel()
+			f(t, v)
+		})
 	}
 }
 
-func open(t *testing.T, rel string) (*models.Model, *engine.Engine) {
+// best is the variant cpu.New picks.
+var best = cpu.Variants()[0]
+
+// open loads the model at rel and builds an engine on a backend of variant v
+// summing in order o; the test's end closes both.
+func open(t *testing.T, rel string, v cpu.Variant, o kernels.Order) (*models.Model, *engine.Engine) {
 	t.Helper()
 	m, err := models.Load(shared.Path(t, rel))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.Close() })
-	e, err := engine.New(m, cpu.New(0))
+	b, err := cpu.NewVariant(v, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	e, err := engine.New(m, b, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,10 +127,10 @@ func modelPath(name string) string {
 // with every kernel variant.
 func TestStoriesGreedy(t *testing.T) { eachVariant(t, storiesGreedy) }
 
-func storiesGreedy(t *testing.T) {
+func storiesGreedy(t *testing.T, v cpu.Variant) {
 	for _, g := range readStoriesGolden(t) {
 		t.Run(g.model+"/"+strconv.Quote(g.prompt), func(t *testing.T) {
-			m, e := open(t, modelPath(g.model))
+			m, e := open(t, modelPath(g.model), v, kernels.OrderLlama)
 			tok, err := tokenizer.FromGGUF(m.File)
 			if err != nil {
 				t.Fatal(err)
@@ -154,13 +163,13 @@ func storiesGreedy(t *testing.T) {
 // match llama.cpp's (F32 KV cache) within 1e-4, with every kernel variant.
 func TestStoriesLogits(t *testing.T) { eachVariant(t, storiesLogits) }
 
-func storiesLogits(t *testing.T) {
+func storiesLogits(t *testing.T, v cpu.Variant) {
 	var golden struct {
 		Tokens []int32
 		Logits [][]float32
 	}
 	readJSON(t, "golden/stories260K_llamacpp_logits_once_upon_a_time_f32kv.json", &golden)
-	m, e := open(t, "models/stories260K.gguf")
+	m, e := open(t, "models/stories260K.gguf", v, kernels.OrderLlama)
 	logits, err := e.Forward(golden.Tokens, e.NewCache(0), true)
 	if err != nil {
 		t.Fatal(err)
@@ -205,7 +214,7 @@ func readJSON(t *testing.T, rel string, v any) {
 // variant.
 func TestRandomModels(t *testing.T) { eachVariant(t, randomModels) }
 
-func randomModels(t *testing.T) {
+func randomModels(t *testing.T, v cpu.Variant) {
 	files, _ := filepath.Glob(filepath.Join(shared.Path(t, "models/random"), "*.gguf"))
 	if len(files) == 0 {
 		t.Fatal("no random models found")
@@ -215,7 +224,7 @@ func randomModels(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			var g randomGolden
 			readJSON(t, "models/random/"+name+".golden.json", &g)
-			m, e := open(t, "models/random/"+name+".gguf")
+			m, e := open(t, "models/random/"+name+".gguf", v, kernels.OrderLlama)
 			run := g.Runs[0]
 			typ := name[strings.LastIndex(name, "-")+1:]
 

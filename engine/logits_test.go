@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/godwit-ai/godwit/internal/synth"
+	"github.com/godwit-ai/godwit/kernels"
 	"github.com/godwit-ai/godwit/kernels/cpu"
 	"github.com/godwit-ai/godwit/models"
 	"github.com/godwit-ai/godwit/models/gguf"
@@ -38,7 +39,7 @@ func TestLogitsBufferFollowsOutputRows(t *testing.T) {
 	}
 	b := cpu.New(0)
 	defer b.Close()
-	e, err := New(m, b)
+	e, err := New(m, b, kernels.OrderBatchInvariant)
 	if err != nil {
 		t.Fatal(err)
 	}

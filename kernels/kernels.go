@@ -5,6 +5,8 @@
 package kernels
 
 import (
+	"fmt"
+
 	"github.com/godwit-ai/godwit/models"
 	"github.com/godwit-ai/godwit/models/gguf"
 )
@@ -31,9 +33,33 @@ type KVCache struct {
 	K16, V16         [][]uint16
 }
 
+// Order is how products and attention sum their terms.
+type Order uint8
+
+const (
+	// OrderLlama sums as llama.cpp's CPU backend does for the call's shape
+	// (matches its logits; what llama-bench measures).
+	OrderLlama Order = iota
+	// OrderBatchInvariant: every row sums in one order whatever the number
+	// of rows in the call (serving), so that a sequence's results do not
+	// depend on what it is batched with.
+	OrderBatchInvariant
+)
+
+// String names the order as command-line flags take it.
+func (o Order) String() string {
+	switch o {
+	case OrderLlama:
+		return "llama"
+	case OrderBatchInvariant:
+		return "batch-invariant"
+	}
+	return fmt.Sprintf("Order(%d)", uint8(o))
+}
+
 // Attn describes one attention call: q holds n rows of Heads×HeadDim for
 // positions Pos0..Pos0+n-1 (of one sequence; see AttnSeq for several), each
-// attending causally to positions 0..its own.
+// attending causally to positions 0..its own, summing in Order.
 type Attn struct {
 	Layer   int
 	Pos0    int
@@ -41,6 +67,7 @@ type Attn struct {
 	KVHeads int
 	HeadDim int
 	Scale   float32
+	Order   Order
 }
 
 // AttnSeq is one sequence's part of an AttentionBatch call.
@@ -60,12 +87,13 @@ type Backend interface {
 	// llama.cpp repacks weights at load. It returns the bytes that copy
 	// takes (0: none). Call it before multiplying with w; w is not changed.
 	Prepare(w *models.Weight) int
-	// MatMul sets out[i*w.Rows+r] = Σ_c w[r][c]·x[i*w.Cols+c] for i < n.
-	MatMul(out []float32, w *models.Weight, x []float32, n int)
+	// MatMul sets out[i*w.Rows+r] = Σ_c w[r][c]·x[i*w.Cols+c] for i < n,
+	// summing in order o.
+	MatMul(out []float32, w *models.Weight, x []float32, n int, o Order)
 	// MatMuls is MatMul of x with each of ws into the matching outs: the
 	// products of one input (a layer's query, key and value projections),
 	// which a backend may run as one.
-	MatMuls(outs [][]float32, ws []*models.Weight, x []float32, n int)
+	MatMuls(outs [][]float32, ws []*models.Weight, x []float32, n int, o Order)
 	// GetRows writes row ids[i] of w, as f32, to out[i*w.Cols:].
 	GetRows(out []float32, w *models.Weight, ids []int32)
 	// RMSNorm normalises each dim-wide row of x into out and multiplies by
@@ -93,10 +121,4 @@ type Backend interface {
 	// ToHalf sets dst[i] to src[i] rounded to fp16 (to nearest, ties to
 	// even), for caches that store fp16.
 	ToHalf(dst []uint16, src []float32)
-	// SetBatchInvariant, when on, makes every row of MatMul and Attention
-	// take one summation order whatever the number of rows in the call,
-	// so that a sequence's results do not depend on what it is batched
-	// with. Off (the default), the backend sums as llama.cpp does for the
-	// call's shape, which is how its logits are matched.
-	SetBatchInvariant(on bool)
 }

@@ -27,7 +27,8 @@ for r in $(seq "$rounds"); do
 	for t in $types; do
 		m="$models/llama-0.35B-$t.gguf"
 		echo "== round $r: $t" >&2
-		$godwit bench local -m "$m" -p 512 -n 128 -t "$threads" -r "$reps" | tee -a "$out/godwit.$t"
+		# llama.cpp's order and single-sequence path, as llama-bench measures it.
+		$godwit bench local --order llama -m "$m" -p 512 -n 128 -t "$threads" -r "$reps" | tee -a "$out/godwit.$t"
 		if [ -n "${LLAMA_BENCH:-}" ]; then
 			"$LLAMA_BENCH" -m "$m" -p 512 -n 128 -t "$threads" -r "$reps" -o md 2>/dev/null | grep '^| llama' | tee -a "$out/llama.$t"
 		fi

@@ -19,6 +19,7 @@ import (
 	"github.com/godwit-ai/godwit/batcher"
 	"github.com/godwit-ai/godwit/engine"
 	"github.com/godwit-ai/godwit/internal/shared"
+	"github.com/godwit-ai/godwit/kernels"
 	"github.com/godwit-ai/godwit/kernels/cpu"
 	"github.com/godwit-ai/godwit/models"
 	"github.com/godwit-ai/godwit/models/tokenizer"
@@ -53,7 +54,7 @@ func startRig(t *testing.T, o rigOptions) *rig {
 	m, tok := loadStories(t)
 	be := cpu.New(1)
 	t.Cleanup(be.Close)
-	e, err := engine.New(m, be)
+	e, err := engine.New(m, be, kernels.OrderBatchInvariant)
 	if err != nil {
 		t.Fatal(err)
 	}

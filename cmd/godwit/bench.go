@@ -11,7 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/godwit-ai/godwit/bench"
-	"github.com/godwit-ai/godwit/kernels/cpu"
+	"github.com/godwit-ai/godwit/kernels"
 )
 
 func benchCmd() *cobra.Command {
@@ -30,6 +30,7 @@ func benchLocalCmd() *cobra.Command {
 		cfg       bench.LocalConfig
 		jsonPath  string
 		profile   string
+		order     string
 		kv        kvFlags
 	)
 	cmd := &cobra.Command{
@@ -37,14 +38,23 @@ func benchLocalCmd() *cobra.Command {
 		Short: "Time prompt processing and generation in-process, like llama-bench",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			l, err := load(modelPath, threads, cmd.ErrOrStderr())
+			var o kernels.Order
+			switch order {
+			case "batch-invariant":
+				o = kernels.OrderBatchInvariant
+			case "llama":
+				o = kernels.OrderLlama
+			default:
+				return fmt.Errorf("--order %q: want batch-invariant or llama", order)
+			}
+			l, err := load(modelPath, threads, o, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
 			defer l.close()
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
 			defer stop()
-			sys := bench.Describe(l.path, l.model, fmt.Sprintf("cpu/%s", cpu.CurrentVariant()), l.backend.Threads())
+			sys := bench.Describe(l.path, l.model, fmt.Sprintf("cpu/%s", l.backend.Variant()), l.backend.Threads(), o)
 			// As in llama-bench, a length of 0 skips that kind of test.
 			cfg.Prompts = slices.DeleteFunc(cfg.Prompts, func(n int) bool { return n == 0 })
 			cfg.Gens = slices.DeleteFunc(cfg.Gens, func(n int) bool { return n == 0 })
@@ -59,7 +69,7 @@ func benchLocalCmd() *cobra.Command {
 				}
 				defer pprof.StopCPUProfile()
 			}
-			if len(cfg.Batches) > 0 {
+			if len(cfg.Batches) > 0 || o == kernels.OrderBatchInvariant {
 				if cfg.Pool, err = kv.pool(l.model, l.backend); err != nil {
 					return err
 				}
@@ -92,6 +102,8 @@ func benchLocalCmd() *cobra.Command {
 	f.IntVarP(&cfg.Reps, "reps", "r", 5, "repetitions of each test")
 	f.StringVar(&jsonPath, "json", "", "also write every sample to this JSON file")
 	f.StringVar(&profile, "cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof)")
+	f.StringVar(&order, "order", "batch-invariant",
+		"summation order: batch-invariant (the serving path: engine steps on a paged KV cache) or llama (llama.cpp's, as llama-bench measures it)")
 	kv.register(f)
 	return cmd
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/dustin/go-humanize"
 
 	"github.com/godwit-ai/godwit/engine"
+	"github.com/godwit-ai/godwit/kernels"
 	"github.com/godwit-ai/godwit/kernels/cpu"
 	"github.com/godwit-ai/godwit/models"
 	"github.com/godwit-ai/godwit/models/tokenizer"
@@ -28,20 +29,21 @@ func (l *loaded) close() {
 	l.model.Close()
 }
 
-// load resolves, opens and prepares a model; log receives notices.
-func load(path string, threads int, log io.Writer) (*loaded, error) {
+// load resolves, opens and prepares a model to run in order o; log receives
+// notices.
+func load(path string, threads int, o kernels.Order, log io.Writer) (*loaded, error) {
 	path, m, tok, err := open(path, log)
 	if err != nil {
 		return nil, err
 	}
 	backend := cpu.New(threads)
-	eng, err := engine.New(m, backend)
+	eng, err := engine.New(m, backend, o)
 	if err != nil {
 		backend.Close()
 		m.Close()
 		return nil, fmt.Errorf("load %s: %w", path, err)
 	}
-	slog.Info("cpu backend", "threads", backend.Threads(), "kernels", cpu.CurrentVariant(),
+	slog.Info("cpu backend", "threads", backend.Threads(), "kernels", backend.Variant(), "order", o,
 		"repacked_weights", humanize.IBytes(uint64(eng.PreparedBytes)))
 	return &loaded{path: path, model: m, tok: tok, eng: eng, backend: backend}, nil
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/godwit-ai/godwit/engine/sample"
+	"github.com/godwit-ai/godwit/kernels"
 )
 
 func runCmd() *cobra.Command {
@@ -37,7 +38,8 @@ func runCmd() *cobra.Command {
 			if seed >= 0 {
 				p.Seed, p.HasSeed = uint64(seed), true
 			}
-			l, err := load(modelPath, threads, cmd.ErrOrStderr())
+			// run mirrors llama-cli, so it sums as llama.cpp does.
+			l, err := load(modelPath, threads, kernels.OrderLlama, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/godwit-ai/godwit/batcher"
+	"github.com/godwit-ai/godwit/kernels"
 	"github.com/godwit-ai/godwit/models"
 	"github.com/godwit-ai/godwit/server"
 )
@@ -164,7 +165,8 @@ func serveCmd() *cobra.Command {
 func loadWithProgress(path string, threads int, stderr io.Writer, log *slog.Logger) (*loaded, error) {
 	start := time.Now()
 	log.Info("loading model", "file", path)
-	l, err := load(path, threads, stderr)
+	// A request's results must not depend on what it is batched with.
+	l, err := load(path, threads, kernels.OrderBatchInvariant, stderr)
 	if err != nil {
 		return nil, err
 	}

@@ -8,10 +8,6 @@ import "github.com/godwit-ai/godwit/kernels"
 // query row's scores and value sums one tile at a time, each position in its
 // own lane, in the float order of attendHead.
 
-// attnTileKernels holds, by HeadDim, the kernels of the variant in use;
-// HeadDims without an entry take attendHead row by row.
-var attnTileKernels = map[int]attnKernels{}
-
 // attnKernels are the tile kernels for one HeadDim.
 type attnKernels struct {
 	// scores sets s[16τ+l] = scale·(q · key 16τ+l) for tiles tiles of keys.
@@ -31,8 +27,8 @@ type attnTiles struct {
 }
 
 // load transposes KV head kvh of kv's positions [0, L) into tiles, padding
-// the last with zeros; buf holds a key and a value converted from fp16.
-func (at *attnTiles) load(kv seqKV, a kernels.Attn, kvh, L int, buf []float32) {
+// the last with zeros; buf holds a key and a value converted from fp16 by ks.
+func (at *attnTiles) load(ks *kernelSet, kv seqKV, a kernels.Attn, kvh, L int, buf []float32) {
 	hd, c := a.HeadDim, kv.c
 	tiles := (L + 15) / 16
 	at.kt = grow(at.kt, tiles*hd*16)
@@ -46,8 +42,8 @@ func (at *attnTiles) load(kv seqKV, a kernels.Attn, kvh, L int, buf []float32) {
 				k, v = c.K32[kv.layer][row:row+hd], c.V32[kv.layer][row:row+hd]
 			} else {
 				k, v = buf[:hd], buf[hd:2*hd]
-				fromHalf(k, c.K16[kv.layer][row:row+hd])
-				fromHalf(v, c.V16[kv.layer][row:row+hd])
+				ks.fromHalf(k, c.K16[kv.layer][row:row+hd])
+				ks.fromHalf(v, c.V16[kv.layer][row:row+hd])
 			}
 			base := (p/16)*hd*16 + p%16
 			for d := range hd {
@@ -66,19 +62,19 @@ func (at *attnTiles) load(kv seqKV, a kernels.Attn, kvh, L int, buf []float32) {
 
 // attendTiled computes the query heads that share KV head kvh, for every
 // query row of q (one sequence), through the tile kernels k.
-func attendTiled(out, q []float32, kv seqKV, a kernels.Attn, ts *attnScratch, kvh int, k attnKernels) {
+func (ks *kernelSet) attendTiled(out, q []float32, kv seqKV, a kernels.Attn, ts *attnScratch, kvh int, k attnKernels) {
 	qRow := a.Heads * a.HeadDim
 	n := len(q) / qRow
 	L := a.Pos0 + n
 	group := a.Heads / a.KVHeads
-	ts.tiles.load(kv, a, kvh, L, ts.buf)
+	ts.tiles.load(ks, kv, a, kvh, L, ts.buf)
 	for j := range n * group {
 		h, i := kvh*group+j/n, j%n
 		last := a.Pos0 + i
 		tiles := last/16 + 1
 		qh := q[i*qRow+h*a.HeadDim : i*qRow+(h+1)*a.HeadDim]
 		k.scores(&ts.tiles.kt[0], &qh[0], tiles, a.Scale, &ts.scores[0])
-		Softmax(ts.scores[:last+1])
+		ks.softmax(ts.scores[:last+1])
 		o := out[i*qRow+h*a.HeadDim : i*qRow+(h+1)*a.HeadDim]
 		k.values(&ts.tiles.vt[0], &ts.scores[0], tiles, uint16(1<<(last%16+1)-1), &o[0])
 	}

@@ -14,6 +14,7 @@ import (
 // attention run on a pool of threads; the cheap elementwise operations run on
 // the caller's. Not safe for concurrent use (it reuses scratch buffers).
 type Backend struct {
+	k       *kernelSet
 	pool    *Pool
 	scratch Scratch
 	attn    attnTask
@@ -29,14 +30,33 @@ var _ kernels.Backend = (*Backend)(nil)
 // New returns a CPU backend running on threads threads (all CPUs when
 // threads ≤ 0), with the best kernel variant this CPU has (see Variants).
 func New(threads int) *Backend {
+	return newBackend(kernelsFor(Variants()[0], cpuDot), threads)
+}
+
+// NewVariant is New with the kernels of variant v, which must be one of
+// Variants.
+func NewVariant(v Variant, threads int) (*Backend, error) {
+	k, err := kernelsOf(v)
+	if err != nil {
+		return nil, err
+	}
+	return newBackend(k, threads), nil
+}
+
+// newBackend returns a backend computing with the kernel set k.
+func newBackend(k *kernelSet, threads int) *Backend {
 	if threads <= 0 {
 		threads = runtime.NumCPU()
 	}
-	b := &Backend{pool: NewPool(threads)}
-	b.scratch.Pool = b.pool
+	b := &Backend{k: k, pool: NewPool(threads)}
+	b.scratch.Pool, b.scratch.k = b.pool, k
+	b.attn.k = k
 	b.attn.threads = make([]attnScratch, threads)
 	return b
 }
+
+// Variant is the kernel variant the backend computes with.
+func (b *Backend) Variant() Variant { return b.k.variant }
 
 // Close stops the backend's threads.
 func (b *Backend) Close() { b.pool.Close() }
@@ -48,12 +68,13 @@ func (b *Backend) Name() string { return "cpu" }
 
 func (b *Backend) Supports(t gguf.Type) bool { return Supported(t) }
 
-// Prepare packs w when this CPU has tile kernels for its type (see Pack).
+// Prepare packs w when the backend's kernels have tiles for its type (see
+// kernelSet.pack).
 func (b *Backend) Prepare(w *models.Weight) int {
 	if _, ok := b.packed[w]; ok {
 		return 0
 	}
-	p := Pack(w.Type, w.Data, w.Rows, w.Cols)
+	p := b.k.pack(w.Type, w.Data, w.Rows, w.Cols)
 	if p == nil {
 		return 0
 	}
@@ -64,17 +85,17 @@ func (b *Backend) Prepare(w *models.Weight) int {
 	return p.Bytes()
 }
 
-func (b *Backend) MatMul(out []float32, w *models.Weight, x []float32, n int) {
+func (b *Backend) MatMul(out []float32, w *models.Weight, x []float32, n int, o kernels.Order) {
 	if p := b.packed[w]; p != nil {
-		b.scratch.MatMulPacked(out, p, x, n)
+		b.scratch.MatMulPacked(out, p, x, n, o)
 		return
 	}
-	b.scratch.MatMul(out, w.Type, w.Data, w.Rows, w.Cols, x, n)
+	b.scratch.MatMul(out, w.Type, w.Data, w.Rows, w.Cols, x, n, o)
 }
 
 // MatMuls runs weights packed alike as one product (see MatMulsPacked),
 // anything else one by one.
-func (b *Backend) MatMuls(outs [][]float32, ws []*models.Weight, x []float32, n int) {
+func (b *Backend) MatMuls(outs [][]float32, ws []*models.Weight, x []float32, n int, o kernels.Order) {
 	b.ps = b.ps[:0]
 	for _, w := range ws {
 		p := b.packed[w]
@@ -84,10 +105,10 @@ func (b *Backend) MatMuls(outs [][]float32, ws []*models.Weight, x []float32, n 
 		b.ps = append(b.ps, p)
 	}
 	if len(b.ps) == len(ws) {
-		b.scratch.MatMulsPacked(outs, b.ps, x, n)
+		b.scratch.MatMulsPacked(outs, b.ps, x, n, o)
 	} else {
 		for i, w := range ws {
-			b.MatMul(outs[i], w, x, n)
+			b.MatMul(outs[i], w, x, n, o)
 		}
 	}
 	clear(b.ps)
@@ -106,7 +127,7 @@ func (b *Backend) GetRows(out []float32, w *models.Weight, ids []int32) {
 // RMSNorm, RoPE and SwiGLU work row by row; a batch's rows are split
 // across the threads, which would otherwise wait on one another for them.
 func (b *Backend) RMSNorm(out, x, weight []float32, dim int, eps float32) {
-	b.rows = rowsTask{op: opNorm, out: out, x: x, w: weight, width: dim, eps: eps}
+	b.rows = rowsTask{k: b.k, op: opNorm, out: out, x: x, w: weight, width: dim, eps: eps}
 	b.runRows(len(x) / dim)
 }
 
@@ -116,12 +137,13 @@ func (b *Backend) RoPE(x []float32, pos []int32, heads, headDim int, r *models.R
 		last = max(last, p)
 	}
 	b.rope.cover(r, int(last)+1)
-	b.rows = rowsTask{op: opRoPE, x: x, pos: pos, heads: heads, width: heads * headDim, table: &b.rope}
+	b.rows = rowsTask{k: b.k, op: opRoPE, x: x, pos: pos, heads: heads, width: heads * headDim, table: &b.rope}
 	b.runRows(len(pos))
 }
 
 // rowsTask is one row-wise op over rows.
 type rowsTask struct {
+	k            *kernelSet
 	op           int
 	rows         int
 	out, x, w    []float32
@@ -145,14 +167,14 @@ func (t *rowsTask) Run(thread, threads int) {
 	w := t.width
 	switch t.op {
 	case opNorm:
-		RMSNorm(t.out[lo*w:hi*w], t.x[lo*w:hi*w], t.w, w, t.eps)
+		t.k.rmsNorm(t.out[lo*w:hi*w], t.x[lo*w:hi*w], t.w, w, t.eps)
 	case opRoPE:
 		for r := lo; r < hi; r++ {
-			t.table.rotate(t.x[r*w:(r+1)*w], int(t.pos[r]), t.heads, w/t.heads)
+			t.table.rotate(t.k, t.x[r*w:(r+1)*w], int(t.pos[r]), t.heads, w/t.heads)
 		}
 	case opSwiGLU:
 		for r := lo; r < hi; r++ {
-			SwiGLU(t.x[r*w:(r+1)*w], t.w[r*w:(r+1)*w])
+			t.k.swiGLU(t.x[r*w:(r+1)*w], t.w[r*w:(r+1)*w])
 		}
 	}
 }
@@ -206,35 +228,30 @@ func (b *Backend) AttentionBatch(out, q []float32, kv *kernels.KVCache, seqs []k
 	t.out, t.q, t.kv, t.seqs = nil, nil, nil, nil
 }
 
-func (b *Backend) ToHalf(dst []uint16, src []float32) { toHalf(dst, src) }
-
-func (b *Backend) SetBatchInvariant(on bool) {
-	b.scratch.Invariant = on
-	b.attn.invariant = on
-}
+func (b *Backend) ToHalf(dst []uint16, src []float32) { b.k.toHalf(dst, src) }
 
 // SwiGLU runs each row apart: ggml restarts its 16-value blocks at each
 // row, which matters when width is not a multiple of 16.
 func (b *Backend) SwiGLU(gate, up []float32, width int) {
-	b.rows = rowsTask{op: opSwiGLU, x: gate, w: up, width: width}
+	b.rows = rowsTask{k: b.k, op: opSwiGLU, x: gate, w: up, width: width}
 	b.runRows(len(gate) / width)
 }
-func (b *Backend) Add(dst, src []float32)    { addInto(dst, src) }
-func (b *Backend) AddBias(x, bias []float32) { AddBias(x, bias) }
+func (b *Backend) Add(dst, src []float32)    { b.k.add(dst, src) }
+func (b *Backend) AddBias(x, bias []float32) { b.k.addBias(x, bias) }
 
 // attnTask is attention over a batch of sequences, split into units of one
 // KV head of one sequence with all its query rows (under the causal mask
 // later rows attend to more positions, so splitting by rows would load the
 // threads unevenly), which threads claim in turn.
 type attnTask struct {
-	out, q    []float32
-	kv        *kernels.KVCache
-	seqs      []kernels.AttnSeq
-	first     []int // each sequence's first row
-	a         kernels.Attn
-	next      atomic.Int64 // the next unit to claim
-	threads   []attnScratch
-	invariant bool // one query row sums as several do (see attendHead)
+	k       *kernelSet
+	out, q  []float32
+	kv      *kernels.KVCache
+	seqs    []kernels.AttnSeq
+	first   []int // each sequence's first row
+	a       kernels.Attn
+	next    atomic.Int64 // the next unit to claim
+	threads []attnScratch
 }
 
 type attnScratch struct {
@@ -276,7 +293,7 @@ type headKV struct {
 
 // view points h at KV head kvh of s's positions [0, n) where the cache
 // holds them as f32 rows in one block, else loads them.
-func (h *headKV) view(s seqKV, a kernels.Attn, kvh, n int) {
+func (h *headKV) view(ks *kernelSet, s seqKV, a kernels.Attn, kvh, n int) {
 	if s.c.Type == kernels.KVF32 {
 		if m, at := s.run(0, n); m == n {
 			at += kvh * a.HeadDim
@@ -284,12 +301,12 @@ func (h *headKV) view(s seqKV, a kernels.Attn, kvh, n int) {
 			return
 		}
 	}
-	h.load(s, a, kvh, n)
+	h.load(ks, s, a, kvh, n)
 }
 
 // load fills h's own rows with KV head kvh of s's positions [0, n), a
-// block's run of rows at a time.
-func (h *headKV) load(s seqKV, a kernels.Attn, kvh, n int) {
+// block's run of rows at a time, converting fp16 with ks.
+func (h *headKV) load(ks *kernelSet, s seqKV, a kernels.Attn, kvh, n int) {
 	hd, width := a.HeadDim, s.c.Width
 	h.ownK, h.ownV = grow(h.ownK, n*hd), grow(h.ownV, n*hd)
 	h.k, h.v, h.stride = h.ownK, h.ownV, hd
@@ -305,8 +322,8 @@ func (h *headKV) load(s seqKV, a kernels.Attn, kvh, n int) {
 				copy(dv[r*hd:(r+1)*hd], vf[r*width:])
 			}
 		} else {
-			fromHalfRows(dk, s.c.K16[s.layer][at:at+span], hd, width)
-			fromHalfRows(dv, s.c.V16[s.layer][at:at+span], hd, width)
+			ks.fromHalfRows(dk, s.c.K16[s.layer][at:at+span], hd, width)
+			ks.fromHalfRows(dv, s.c.V16[s.layer][at:at+span], hd, width)
 		}
 		p += m
 	}
@@ -343,7 +360,7 @@ func (t *attnTask) Run(thread, threads int) {
 func (t *attnTask) unit(ts *attnScratch, u int) {
 	heads, kvHeads, width := t.a.Heads, t.a.KVHeads, t.a.Heads*t.a.HeadDim
 	group := heads / kvHeads
-	tiles, tiled := attnTileKernels[t.a.HeadDim]
+	tiles, tiled := t.k.attnTile[t.a.HeadDim]
 	s, kvh := t.seqs[u/kvHeads], u%kvHeads
 	r0 := t.first[u/kvHeads]
 	out, q := t.out[r0*width:(r0+s.Rows)*width], t.q[r0*width:(r0+s.Rows)*width]
@@ -351,31 +368,31 @@ func (t *attnTask) unit(ts *attnScratch, u int) {
 	a.Pos0 = s.Pos0
 	kv, n := seqKV{t.kv, a.Layer, s.Blocks}, s.Pos0+s.Rows
 	if tiled && s.Rows >= attnTileMinRows {
-		attendTiled(out, q, kv, a, ts, kvh, tiles)
+		t.k.attendTiled(out, q, kv, a, ts, kvh, tiles)
 		return
 	}
-	if k := attnRows; k != nil && a.HeadDim%64 == 0 {
+	if t.k.attnRows != nil && a.HeadDim%64 == 0 {
 		// An fp16 cache is read where it lies when there are decode
 		// kernels for the HeadDim, else from an f32 copy of the KV head.
-		if dk, ok := attnDecode[a.HeadDim]; ok && t.kv.Type == kernels.KVF16 {
+		if dk, ok := t.k.attnDecode[a.HeadDim]; ok && t.kv.Type == kernels.KVF16 {
 			ts.runs = halfRuns(ts.runs, kv, a, kvh, n)
 			for i := range s.Rows {
-				attendGroupHalf(out, q, ts.runs, a, i, kvh*group, group, len(ts.scores)/group, ts, t.invariant, k, dk)
+				t.k.attendGroupHalf(out, q, ts.runs, a, i, kvh*group, group, len(ts.scores)/group, ts, dk)
 			}
 			return
 		}
-		ts.head.load(kv, a, kvh, n)
+		ts.head.load(t.k, kv, a, kvh, n)
 		for h := kvh * group; h < (kvh+1)*group; h++ {
 			for i := range s.Rows {
-				attendRows(out, q, &ts.head, a, i*heads+h, ts.scores, ts.lanes, t.invariant, k)
+				t.k.attendRows(out, q, &ts.head, a, i*heads+h, ts.scores, ts.lanes)
 			}
 		}
 		return
 	}
-	ts.head.view(kv, a, kvh, n)
+	ts.head.view(t.k, kv, a, kvh, n)
 	for h := kvh * group; h < (kvh+1)*group; h++ {
 		for i := range s.Rows {
-			attendHead(out, q, &ts.head, a, i*heads+h, ts.scores, ts.lanes, t.invariant)
+			t.k.attendHead(out, q, &ts.head, a, i*heads+h, ts.scores, ts.lanes)
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/godwit-ai/godwit/kernels"
 	"github.com/godwit-ai/godwit/models/gguf"
 )
 
@@ -49,14 +50,14 @@ func BenchmarkF16Bandwidth(b *testing.B) {
 	for name, w := range sources {
 		for _, threads := range []int{1, 2} {
 			b.Run(name+"/"+string(rune('0'+threads)), func(b *testing.B) {
-				s := Scratch{Pool: NewPool(threads)}
+				s := Scratch{Pool: NewPool(threads), k: best()}
 				defer s.Pool.Close()
 				// One layer's worth of rows per product, as decode does.
 				step := 4 << 20 / (2 * cols)
 				b.SetBytes(int64(size))
 				for b.Loop() {
 					for r := 0; r+step <= rows; r += step {
-						s.MatMul(out[r:r+step], gguf.F16, w[r*2*cols:(r+step)*2*cols], step, cols, x, 1)
+						s.MatMul(out[r:r+step], gguf.F16, w[r*2*cols:(r+step)*2*cols], step, cols, x, 1, kernels.OrderLlama)
 					}
 				}
 			})

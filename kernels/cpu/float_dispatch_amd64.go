@@ -63,39 +63,22 @@ var (
 	}
 )
 
-var _ = onSetVariant(func(v Variant) {
-	var k *floatAsm
-	switch v {
-	case VariantAVX512:
-		k = &floatAVX512
-	case VariantAVX2:
-		k = &floatAVX2
-	default:
-		for _, t := range []gguf.Type{gguf.F32, gguf.F16, gguf.BF16} {
-			delete(simdFloat, t)
-			delete(simdFloat4, t)
-			delete(simdFloatTile, t)
-			delete(simdFloatRows, t)
-		}
-		roundFP16, roundBF16 = roundFP16Go, roundBF16Go
-		dotF32, kqv = vecDotF32, kqvGo
-		softmaxExp, swiGLU16 = softmaxExpGo, swiGLU16Go
-		addInto = Add
-		return
-	}
-	simdFloatRows[gguf.F32], simdFloatRows[gguf.F16] = k.rowsOf(0), k.rowsOf(1)
-	simdFloat[gguf.F32] = k.dotF32Row
-	simdFloat[gguf.F16] = k.dotF16Row
-	simdFloat[gguf.BF16] = k.dotBF16Row
+// addFloat puts fa's kernels in k: the float products, the activation
+// roundings and the vector parts of attention, softmax, SwiGLU and Add.
+func (k *kernelSet) addFloat(fa *floatAsm) {
+	k.floatRows[gguf.F32], k.floatRows[gguf.F16] = fa.rowsOf(0), fa.rowsOf(1)
+	k.float[gguf.F32] = fa.dotF32Row
+	k.float[gguf.F16] = fa.dotF16Row
+	k.float[gguf.BF16] = fa.dotBF16Row
 	for i, t := range []gguf.Type{gguf.F32, gguf.F16, gguf.BF16} {
-		simdFloat4[t] = checkFour(t.RowSize(1), k.lanes16x4[i])
-		simdFloatTile[t] = checkTile(t.RowSize(1), k.tileRows, k.tiles[i])
+		k.float4[t] = checkFour(t.RowSize(1), fa.lanes16x4[i])
+		k.floatTile[t] = checkTile(t.RowSize(1), fa.tileRows, fa.tiles[i])
 	}
-	roundFP16, roundBF16 = k.roundFP16Row, k.roundBF16Row
-	dotF32, kqv = k.dotF32s, k.kqv
-	softmaxExp, swiGLU16 = k.softmaxExpRow, k.swiGLU
-	addInto = func(dst, src []float32) { k.add(dst, dst, src) }
-})
+	k.roundFP16, k.roundBF16 = fa.roundFP16Row, fa.roundBF16Row
+	k.dotF32, k.kqv = fa.dotF32s, fa.kqv
+	k.softmaxExp, k.swiGLU16 = fa.softmaxExpRow, fa.swiGLU
+	k.add = func(dst, src []float32) { fa.add(dst, dst, src) }
+}
 
 // dotF32Row is dotLanes16 or vecDotF32 of an F32 row. Each reslices w to the
 // length the kernels read, so that a short row panics instead.
@@ -266,7 +249,7 @@ func (k *floatAsm) softmaxExpRow(x []float32, mx float32) float64 {
 	return sum
 }
 
-// rowsOf is simdFloatRows' entry for F32 (e 0) or F16 (e 1): the assembly
+// rowsOf is kernelSet.floatRows' entry for F32 (e 0) or F16 (e 1): the assembly
 // behind a check of the lengths it trusts.
 func (k *floatAsm) rowsOf(e int) func(w []byte, rowBytes int, x, out []float32) {
 	size := [2]int{4, 2}[e]

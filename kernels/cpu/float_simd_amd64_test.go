@@ -20,19 +20,15 @@ import (
 // awkwardLens are row lengths around the 16-, 32- and 64-wide blocks.
 var awkwardLens = []int{0, 1, 7, 15, 16, 17, 31, 32, 33, 48, 63, 64, 65, 127, 128, 200, 256 + 13, 1024}
 
-// forEachSIMD runs f under every SIMD variant of this CPU (none but Go's on
-// other architectures) and restores the best variant afterwards.
-func forEachSIMD(t *testing.T, f func(t *testing.T)) {
+// forEachSIMD runs f, as a subtest, with every SIMD kernel set of this CPU
+// (none on other architectures).
+func forEachSIMD(t *testing.T, f func(t *testing.T, k *kernelSet)) {
 	t.Helper()
-	defer SetVariant(Variants()[0])
-	for _, v := range Variants() {
-		if v == VariantGo {
+	for _, k := range testSets() {
+		if k.variant == VariantGo {
 			continue
 		}
-		if err := SetVariant(v); err != nil {
-			t.Fatal(err)
-		}
-		t.Run(string(v), f)
+		t.Run(k.String(), func(t *testing.T) { f(t, k) })
 	}
 }
 
@@ -86,7 +82,7 @@ func floatRow(t gguf.Type, x []float32) ([]byte, []float32) {
 	return w, d
 }
 
-// goFloatDot is the plain Go row dot that simdFloat[t] replaces.
+// goFloatDot is the plain Go row dot that kernelSet.float[t] replaces.
 func goFloatDot(t gguf.Type, w, x []float32, lanes16 bool) float32 {
 	switch {
 	case lanes16:
@@ -101,15 +97,16 @@ func goFloatDot(t gguf.Type, w, x []float32, lanes16 bool) float32 {
 
 var floatTypes = []gguf.Type{gguf.F32, gguf.F16, gguf.BF16}
 
-// TestSIMDFloatDots: simdFloat[t] equals the Go row dots in both orders for
-// random rows of every awkward length, the activations rounded to the
-// weight's precision as MatMul passes them or not, and so does simdFloat4[t]
-// for four activation rows.
+// TestSIMDFloatDots: kernelSet.float[t] equals the Go row dots in both
+// orders for random rows of every awkward length, the activations rounded to
+// the weight's precision as MatMul passes them or not, and so does
+// kernelSet.float4[t] for four activation rows.
 func TestSIMDFloatDots(t *testing.T) {
-	forEachSIMD(t, func(t *testing.T) {
+	t.Parallel()
+	forEachSIMD(t, func(t *testing.T, ks *kernelSet) {
 		r := rand.New(rand.NewPCG(7, 8))
 		for _, typ := range floatTypes {
-			k := simdFloat[typ]
+			k := ks.float[typ]
 			if k == nil {
 				t.Fatalf("%v: no SIMD kernel", typ)
 			}
@@ -140,7 +137,7 @@ func TestSIMDFloatDots(t *testing.T) {
 								typ, n, lanes16, trial, got, math.Float32bits(got), want, math.Float32bits(want))
 						}
 					}
-					if k4 := simdFloat4[typ]; k4 != nil && n%16 == 0 {
+					if k4 := ks.float4[typ]; k4 != nil && n%16 == 0 {
 						x4 := append(spread(r, 3*n, e), x...)
 						var got [4]float32
 						k4(&got, w, x4)
@@ -160,10 +157,11 @@ func TestSIMDFloatDots(t *testing.T) {
 // it takes, gives each output exactly dotLanes16's bits, with weight rows
 // and outputs further apart than a tile needs, and writes nothing else.
 func TestSIMDFloatTiles(t *testing.T) {
-	forEachSIMD(t, func(t *testing.T) {
+	t.Parallel()
+	forEachSIMD(t, func(t *testing.T, ks *kernelSet) {
 		r := rand.New(rand.NewPCG(9, 10))
 		for _, typ := range floatTypes {
-			tile := simdFloatTile[typ]
+			tile := ks.floatTile[typ]
 			if tile.k == nil {
 				t.Fatalf("%v: no tiled kernel", typ)
 			}
@@ -216,9 +214,10 @@ func TestSIMDFloatTiles(t *testing.T) {
 // TestSIMDFloatDotsSpecial: rows with infinities, NaNs, −0 and subnormals
 // give the same results as Go (NaN for NaN).
 func TestSIMDFloatDotsSpecial(t *testing.T) {
+	t.Parallel()
 	special := []float32{float32(math.Inf(1)), float32(math.Inf(-1)), float32(math.NaN()),
 		float32(math.Copysign(0, -1)), 0x1p-140, -0x1p-149, 0x1p-20, 65504, -3e38}
-	forEachSIMD(t, func(t *testing.T) {
+	forEachSIMD(t, func(t *testing.T, ks *kernelSet) {
 		r := rand.New(rand.NewPCG(9, 10))
 		for _, typ := range floatTypes {
 			for _, n := range []int{16, 64, 65, 127} {
@@ -233,7 +232,7 @@ func TestSIMDFloatDotsSpecial(t *testing.T) {
 					}
 					wb, wd := floatRow(typ, w)
 					for _, lanes16 := range []bool{false, n%16 == 0} {
-						got, want := simdFloat[typ](wb, x, lanes16), goFloatDot(typ, wd, x, lanes16)
+						got, want := ks.float[typ](wb, x, lanes16), goFloatDot(typ, wd, x, lanes16)
 						if !sameBits(got, want) {
 							t.Errorf("%v n=%d lanes16=%v trial %d: %g, Go gives %g", typ, n, lanes16, trial, got, want)
 						}
@@ -270,12 +269,13 @@ func roundingInputs(r *rand.Rand) []float32 {
 // TestSIMDActivationRounding: the fp16 and bf16 roundings of MatMul equal
 // FP32ToFP16/FP32ToBF16 and back bit for bit, NaNs included.
 func TestSIMDActivationRounding(t *testing.T) {
+	t.Parallel()
 	in := roundingInputs(rand.New(rand.NewPCG(11, 12)))
-	forEachSIMD(t, func(t *testing.T) {
+	forEachSIMD(t, func(t *testing.T, ks *kernelSet) {
 		for _, c := range []struct {
 			name     string
 			got, ref func(dst, src []float32)
-		}{{"fp16", roundFP16, roundFP16Go}, {"bf16", roundBF16, roundBF16Go}} {
+		}{{"fp16", ks.roundFP16, roundFP16Go}, {"bf16", ks.roundBF16, roundBF16Go}} {
 			for _, n := range append(awkwardLens, len(in)) {
 				for off := 0; off+n <= len(in); off += max(n, len(in)/7) {
 					src := in[off : off+n]
@@ -296,12 +296,13 @@ func TestSIMDActivationRounding(t *testing.T) {
 
 // TestSIMDDotF32: attention's q·k equals vecDotF32.
 func TestSIMDDotF32(t *testing.T) {
-	forEachSIMD(t, func(t *testing.T) {
+	t.Parallel()
+	forEachSIMD(t, func(t *testing.T, ks *kernelSet) {
 		r := rand.New(rand.NewPCG(13, 14))
 		for _, n := range awkwardLens {
 			for trial := range 20 {
 				w, x := spread(r, n, 12), spread(r, n, 12)
-				if got, want := dotF32(w, x), vecDotF32(w, x); !sameBits(got, want) {
+				if got, want := ks.dotF32(w, x), vecDotF32(w, x); !sameBits(got, want) {
 					t.Errorf("n=%d trial %d: %g, Go gives %g", n, trial, got, want)
 				}
 			}
@@ -316,6 +317,7 @@ func TestSIMDDotF32(t *testing.T) {
 // contexts that end inside and at the end of a lane round, and on one
 // thread and two (the Backend splits by head).
 func TestSIMDAttention(t *testing.T) {
+	t.Parallel()
 	type shape struct {
 		hd, total, n int
 		half         bool
@@ -351,15 +353,16 @@ func TestSIMDAttention(t *testing.T) {
 		b.Attention(out, q, c, blocks, a)
 		return out
 	}
-	b1, b2 := New(1), New(2)
-	defer b1.Close()
-	defer b2.Close()
+	g := newBackend(goSet(), 1)
+	defer g.Close()
 	want := make([][]float32, len(shapes))
-	SetVariant(VariantGo)
 	for i, s := range shapes {
-		want[i] = run(s, uint64(i), b1)
+		want[i] = run(s, uint64(i), g)
 	}
-	forEachSIMD(t, func(t *testing.T) {
+	forEachSIMD(t, func(t *testing.T, ks *kernelSet) {
+		b1, b2 := newBackend(ks, 1), newBackend(ks, 2)
+		defer b1.Close()
+		defer b2.Close()
 		for _, b := range []*Backend{b1, b2} {
 			for i, s := range shapes {
 				checkSame(t, fmt.Sprintf("attention hd=%d total=%d n=%d half=%v block=%d threads=%d", s.hd, s.total, s.n, s.half, s.block, b.Threads()),
@@ -373,27 +376,27 @@ func TestSIMDAttention(t *testing.T) {
 // for row widths with and without a tail past the vectors and batches of
 // fewer and more rows than it sums side by side, in place too.
 func TestSIMDRMSNorm(t *testing.T) {
-	run := func(dim, rows int, seed uint64, inPlace bool) []float32 {
+	t.Parallel()
+	run := func(k *kernelSet, dim, rows int, seed uint64, inPlace bool) []float32 {
 		r := rand.New(rand.NewPCG(seed, 17))
 		x, w := spread(r, rows*dim, 6), spread(r, dim, 2)
 		out := x
 		if !inPlace {
 			out = make([]float32, len(x))
 		}
-		RMSNorm(out, x, w, dim, 1e-6)
+		k.rmsNorm(out, x, w, dim, 1e-6)
 		return out
 	}
 	type shape struct{ dim, rows int }
 	shapes := []shape{{1, 1}, {15, 3}, {16, 4}, {67, 5}, {768, 16}, {2048, 9}}
 	want := make([][]float32, len(shapes))
-	SetVariant(VariantGo)
 	for i, s := range shapes {
-		want[i] = run(s.dim, s.rows, uint64(i), false)
+		want[i] = run(goSet(), s.dim, s.rows, uint64(i), false)
 	}
-	forEachSIMD(t, func(t *testing.T) {
+	forEachSIMD(t, func(t *testing.T, ks *kernelSet) {
 		for i, s := range shapes {
 			for _, inPlace := range []bool{false, true} {
-				checkSame(t, fmt.Sprintf("rmsnorm dim=%d rows=%d in place=%v", s.dim, s.rows, inPlace), run(s.dim, s.rows, uint64(i), inPlace), want[i])
+				checkSame(t, fmt.Sprintf("rmsnorm dim=%d rows=%d in place=%v", s.dim, s.rows, inPlace), run(ks, s.dim, s.rows, uint64(i), inPlace), want[i])
 			}
 		}
 	})
@@ -403,8 +406,9 @@ func TestSIMDRMSNorm(t *testing.T) {
 // Go variant's for awkward lengths and gates large enough that expf
 // overflows and underflows.
 func TestSIMDSoftmaxSwiGLU(t *testing.T) {
+	t.Parallel()
 	type result struct{ sm, sw []float32 }
-	run := func(n int, seed uint64) result {
+	run := func(k *kernelSet, n int, seed uint64) result {
 		r := rand.New(rand.NewPCG(seed, 16))
 		sm := spread(r, n, 5)
 		if n > 3 {
@@ -413,19 +417,18 @@ func TestSIMDSoftmaxSwiGLU(t *testing.T) {
 		if n%5 == 2 {
 			sm[n-1] = float32(math.NaN()) // which the maximum must keep
 		}
-		Softmax(sm)
+		k.softmax(sm)
 		gate, up := spread(r, n, 7), spread(r, n, 3)
-		SwiGLU(gate, up)
+		k.swiGLU(gate, up)
 		return result{sm, gate}
 	}
 	var want []result
-	SetVariant(VariantGo)
 	for i, n := range awkwardLens {
-		want = append(want, run(n, uint64(i)))
+		want = append(want, run(goSet(), n, uint64(i)))
 	}
-	forEachSIMD(t, func(t *testing.T) {
+	forEachSIMD(t, func(t *testing.T, ks *kernelSet) {
 		for i, n := range awkwardLens {
-			got := run(n, uint64(i))
+			got := run(ks, n, uint64(i))
 			checkSame(t, fmt.Sprintf("Softmax n=%d", n), got.sm, want[i].sm)
 			checkSame(t, fmt.Sprintf("SwiGLU n=%d", n), got.sw, want[i].sw)
 		}
@@ -436,15 +439,16 @@ func TestSIMDSoftmaxSwiGLU(t *testing.T) {
 // the whole range (every 4099th bit pattern of each sign, so every exponent
 // and the overflow, underflow and subnormal results), and ±Inf.
 func TestSIMDExpf(t *testing.T) {
+	t.Parallel()
 	var x []float32
 	for b := uint32(0); b < 0x7f800000; b += 4099 {
 		x = append(x, math.Float32frombits(b), math.Float32frombits(b|0x80000000))
 	}
 	x = append(x, float32(math.Inf(1)), float32(math.Inf(-1)))
 	x = x[:len(x)&^15]
-	forEachSIMD(t, func(t *testing.T) {
+	forEachSIMD(t, func(t *testing.T, ks *kernelSet) {
 		got := append([]float32(nil), x...)
-		softmaxExp(got, 0) // x − 0 is x
+		ks.softmaxExp(got, 0) // x − 0 is x
 		for i, v := range x {
 			if want := expf(v); !sameBits(got[i], want) {
 				t.Fatalf("expf(%g = %#08x) = %g (%#08x), Go gives %g (%#08x)", v, math.Float32bits(v),
@@ -486,30 +490,30 @@ func TestSIMDMatMul(t *testing.T) {
 		}
 	}
 	want := map[gguf.Type][][]float32{}
-	SetVariant(VariantGo)
-	var sc Scratch
+	sc := Scratch{k: goSet()}
 	for _, typ := range floatTypes {
 		for i, s := range shapes {
 			in := inputs[typ][i]
-			sc.MatMul(in.out, typ, in.w, s.rows, s.cols, in.x, s.n)
+			sc.MatMul(in.out, typ, in.w, s.rows, s.cols, in.x, s.n, kernels.OrderLlama)
 			want[typ] = append(want[typ], append([]float32(nil), in.out...))
 		}
 	}
 	pool := NewPool(3)
 	defer pool.Close()
 	pooled := Scratch{Pool: pool}
-	forEachSIMD(t, func(t *testing.T) {
+	forEachSIMD(t, func(t *testing.T, ks *kernelSet) {
+		sc.k, pooled.k = ks, ks
 		for _, typ := range floatTypes {
 			for i, s := range shapes {
 				in := inputs[typ][i]
-				sc.MatMul(in.out, typ, in.w, s.rows, s.cols, in.x, s.n)
+				sc.MatMul(in.out, typ, in.w, s.rows, s.cols, in.x, s.n, kernels.OrderLlama)
 				checkSame(t, fmt.Sprintf("%v %d×%d n=%d", typ, s.rows, s.cols, s.n), in.out, want[typ][i])
-				if a := testing.AllocsPerRun(5, func() { sc.MatMul(in.out, typ, in.w, s.rows, s.cols, in.x, s.n) }); a != 0 {
+				if a := testing.AllocsPerRun(5, func() { sc.MatMul(in.out, typ, in.w, s.rows, s.cols, in.x, s.n, kernels.OrderLlama) }); a != 0 {
 					t.Errorf("%v %d×%d n=%d: %v allocations per MatMul", typ, s.rows, s.cols, s.n, a)
 				}
 				// Three threads, splitting the rows in eights, some with
 				// nothing to do.
-				pooled.MatMul(in.out, typ, in.w, s.rows, s.cols, in.x, s.n)
+				pooled.MatMul(in.out, typ, in.w, s.rows, s.cols, in.x, s.n, kernels.OrderLlama)
 				checkSame(t, fmt.Sprintf("%v %d×%d n=%d, three threads", typ, s.rows, s.cols, s.n), in.out, want[typ][i])
 			}
 		}
@@ -533,7 +537,7 @@ func BenchmarkAttention(b *testing.B) {
 			}
 			for b.Loop() {
 				for j := range len(q) / hd {
-					attendHead(out, q, &kvs[j%heads], a, j, scores, lanes, false)
+					best().attendHead(out, q, &kvs[j%heads], a, j, scores, lanes)
 				}
 			}
 		})
@@ -547,7 +551,7 @@ func BenchmarkSwiGLU(b *testing.B) {
 	g := make([]float32, len(gate))
 	for b.Loop() {
 		copy(g, gate)
-		SwiGLU(g, up)
+		best().swiGLU(g, up)
 	}
 }
 
@@ -555,6 +559,7 @@ func BenchmarkSwiGLU(b *testing.B) {
 // every fp16 value and FP32ToFP16 for random, tie, subnormal and special
 // floats (NaNs only as NaNs), at awkward lengths.
 func TestSIMDHalfRows(t *testing.T) {
+	t.Parallel()
 	all := make([]uint16, 1<<16)
 	for i := range all {
 		all[i] = uint16(i)
@@ -571,10 +576,10 @@ func TestSIMDHalfRows(t *testing.T) {
 			fs[i] = float32(r.NormFloat64()) * float32(math.Pow(2, float64(r.IntN(60)-40)))
 		}
 	}
-	forEachSIMD(t, func(t *testing.T) {
+	forEachSIMD(t, func(t *testing.T, ks *kernelSet) {
 		for _, n := range append(awkwardLens, len(all)) {
 			got := make([]float32, n)
-			fromHalf(got, all[:n])
+			ks.fromHalf(got, all[:n])
 			for i := range got {
 				if want := FP16ToFP32(all[i]); !sameBits(got[i], want) && !(got[i] != got[i] && want != want) {
 					t.Fatalf("fromHalf(%#04x) = %#08x, want %#08x", all[i], math.Float32bits(got[i]), math.Float32bits(want))
@@ -583,7 +588,7 @@ func TestSIMDHalfRows(t *testing.T) {
 		}
 		for _, n := range append(awkwardLens, len(fs)) {
 			got := make([]uint16, n)
-			toHalf(got, fs[:n])
+			ks.toHalf(got, fs[:n])
 			for i, h := range got {
 				want := FP32ToFP16(fs[i])
 				nan := func(h uint16) bool { return h&0x7c00 == 0x7c00 && h&0x3ff != 0 }
@@ -596,7 +601,7 @@ func TestSIMDHalfRows(t *testing.T) {
 		for _, c := range [][3]int{{64, 256, 16}, {128, 128, 3}, {16, 40, 7}, {24, 64, 5}, {64, 64, 1}} {
 			cols, stride, rows := c[0], c[1], c[2]
 			got := make([]float32, rows*cols)
-			fromHalfRows(got, all[:(rows-1)*stride+cols], cols, stride)
+			ks.fromHalfRows(got, all[:(rows-1)*stride+cols], cols, stride)
 			for i, v := range got {
 				h := all[i/cols*stride+i%cols]
 				if want := FP16ToFP32(h); !sameBits(v, want) && !(v != v && want != want) {

@@ -10,22 +10,19 @@ import (
 	"github.com/godwit-ai/godwit/models/gguf"
 )
 
-// TestBatchInvariant: with SetBatchInvariant on, each activation row of a
-// product and each query row of attention comes out with the same bits
+// TestBatchInvariant: in kernels.OrderBatchInvariant, each activation row of
+// a product and each query row of attention comes out with the same bits
 // alone as within a batch of 23 (groups of four, tiles and their leftovers),
-// for every weight type and kernel variant, on two threads.
+// for every weight type and kernel set, on two threads.
 func TestBatchInvariant(t *testing.T) {
-	defer SetVariant(Variants()[0])
+	t.Parallel()
 	const rows, cols, n = 40, 512, 23
+	const o = kernels.OrderBatchInvariant
 	types := []gguf.Type{gguf.F32, gguf.F16, gguf.BF16, gguf.Q8_0, gguf.Q4_0, gguf.Q5_0, gguf.Q4_1, gguf.Q5_1,
 		gguf.Q4_K, gguf.Q5_K, gguf.Q6_K}
-	b := New(2)
-	defer b.Close()
-	b.SetBatchInvariant(true)
-	for _, v := range Variants() {
-		if err := SetVariant(v); err != nil {
-			t.Fatal(err)
-		}
+	for _, v := range testSets() {
+		b := newBackend(v, 2)
+		defer b.Close()
 		for _, typ := range types {
 			w := make([]byte, rows*typ.RowSize(cols))
 			if err := Quantize(typ, randomData("gauss", rows*cols, 3), w); err != nil {
@@ -38,10 +35,10 @@ func TestBatchInvariant(t *testing.T) {
 			x := randomData("gauss", n*cols, 4)
 			for _, wt := range []*models.Weight{stored, &prepared} {
 				all := make([]float32, n*rows)
-				b.MatMul(all, wt, x, n)
+				b.MatMul(all, wt, x, n, o)
 				one := make([]float32, rows)
 				for i := range n {
-					b.MatMul(one, wt, x[i*cols:(i+1)*cols], 1)
+					b.MatMul(one, wt, x[i*cols:(i+1)*cols], 1, o)
 					if j := firstDiff(one, all[i*rows:(i+1)*rows]); j >= 0 {
 						t.Errorf("%v %v (prepared: %v): row %d alone: out[%d] = %g, in the batch %g", v, typ, wt == &prepared, i, j, one[j], all[i*rows+j])
 					}
@@ -53,7 +50,7 @@ func TestBatchInvariant(t *testing.T) {
 			const heads, kvHeads, total = 4, 2, 37
 			f32 := flatKV{k: randVec(r, total*kvHeads*hd), v: randVec(r, total*kvHeads*hd), width: kvHeads * hd}
 			q := randVec(r, n*heads*hd)
-			a := kernels.Attn{Pos0: total - n, Heads: heads, KVHeads: kvHeads, HeadDim: hd, Scale: 0.2}
+			a := kernels.Attn{Pos0: total - n, Heads: heads, KVHeads: kvHeads, HeadDim: hd, Scale: 0.2, Order: o}
 			// An fp16 cache too: a lone row reads it in runs, the batch
 			// through tiles.
 			for _, kv := range []flatKV{f32, f32.half()} {
@@ -89,16 +86,13 @@ func firstDiff(a, b []float32) int {
 // call, of different lengths and row counts (decode rows, short and tiled
 // prompt chunks), with f32 caches in one block per sequence or in blocks of
 // 16 and fp16 caches in blocks of 16, give each sequence the bits it gets in
-// its own Attention call, under every variant, on two threads.
+// its own Attention call, under every kernel set, on two threads.
 func TestAttentionBatch(t *testing.T) {
-	defer SetVariant(Variants()[0])
-	b := New(2)
-	defer b.Close()
+	t.Parallel()
 	const heads, kvHeads = 4, 2
-	for _, v := range Variants() {
-		if err := SetVariant(v); err != nil {
-			t.Fatal(err)
-		}
+	for _, v := range testSets() {
+		b := newBackend(v, 2)
+		defer b.Close()
 		for _, hd := range []int{8, 64} {
 			r := rand.New(rand.NewPCG(uint64(hd), 10))
 			a := kernels.Attn{Heads: heads, KVHeads: kvHeads, HeadDim: hd, Scale: 0.25}

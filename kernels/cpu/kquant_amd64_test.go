@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/godwit-ai/godwit/kernels"
 	"github.com/godwit-ai/godwit/models/gguf"
 )
 
@@ -20,36 +21,15 @@ import (
 
 var kqTypes = []gguf.Type{gguf.Q4_K, gguf.Q5_K, gguf.Q6_K}
 
-// kqEachVariant runs f under every variant this CPU can run, and where it has
-// VNNI also under AVX-512 without, so that both AVX-512 kernel sets run. It
-// restores the variant afterwards.
+// kqEachVariant runs f, as a subtest, with every kernel set this CPU can run,
+// AVX-512 with VNNI and without among them where it has VNNI, so that both
+// AVX-512 kernel sets run.
 func kqEachVariant[T interface {
 	testing.TB
 	Run(string, func(T)) bool
-}](tb T, f func(T)) {
-	saved, savedVNNI := CurrentVariant(), HasVNNI
-	defer func() {
-		HasVNNI = savedVNNI
-		if err := SetVariant(saved); err != nil {
-			tb.Fatal(err)
-		}
-	}()
-	for _, v := range Variants() {
-		vnnis := []bool{savedVNNI}
-		if v == VariantAVX512 && savedVNNI {
-			vnnis = []bool{true, false}
-		}
-		for _, vnni := range vnnis {
-			HasVNNI = vnni
-			if err := SetVariant(v); err != nil {
-				tb.Fatal(err)
-			}
-			name := string(v)
-			if v == VariantAVX512 && !vnni {
-				name += "-novnni"
-			}
-			tb.Run(name, f)
-		}
+}](tb T, f func(T, *kernelSet)) {
+	for _, k := range testSets() {
+		tb.Run(k.String(), func(tb T) { f(tb, k) })
 	}
 }
 
@@ -165,9 +145,10 @@ func kqSame(got, want float32) bool { return math.Float32bits(got) == math.Float
 // variant equal the Go kernels bit for bit on random and extreme rows of 1,
 // 2, 3 and 5 super-blocks, along every path.
 func TestKQuantKernelsMatchGo(t *testing.T) {
-	kqEachVariant(t, func(t *testing.T) {
+	t.Parallel()
+	kqEachVariant(t, func(t *testing.T, ks *kernelSet) {
 		for _, typ := range kqTypes {
-			k, k4 := simdQuant[typ], simdQuant4[typ]
+			k, k4 := ks.quant[typ], ks.quant4[typ]
 			if k == nil {
 				continue
 			}
@@ -214,9 +195,10 @@ func TestKQuantKernelsMatchGo(t *testing.T) {
 // (Q4_K's gemv takes rows in eights, the rest one by one), with the rows
 // packed or a gap apart, and write no result past the last row.
 func TestKQuantRowsMatchGo(t *testing.T) {
-	kqEachVariant(t, func(t *testing.T) {
+	t.Parallel()
+	kqEachVariant(t, func(t *testing.T, ks *kernelSet) {
 		for _, typ := range kqTypes {
-			kr := simdQuantRows[typ]
+			kr := ks.quantRows[typ]
 			if kr == nil {
 				continue
 			}
@@ -263,16 +245,11 @@ func TestKQuantRowsMatchGo(t *testing.T) {
 	})
 }
 
-// kqMatMulRef returns MatMul's result under the Go variant.
-func kqMatMulRef(t *testing.T, typ gguf.Type, w []byte, rows, cols int, x []float32, n int) []float32 {
-	saved := CurrentVariant()
-	defer SetVariant(saved)
-	if err := SetVariant(VariantGo); err != nil {
-		t.Fatal(err)
-	}
+// kqMatMulRef returns MatMul's result with the plain Go kernels.
+func kqMatMulRef(typ gguf.Type, w []byte, rows, cols int, x []float32, n int) []float32 {
 	out := make([]float32, n*rows)
-	var s Scratch
-	s.MatMul(out, typ, w, rows, cols, x, n)
+	s := Scratch{k: goSet()}
+	s.MatMul(out, typ, w, rows, cols, x, n, kernels.OrderLlama)
 	return out
 }
 
@@ -283,6 +260,7 @@ func kqMatMulRef(t *testing.T, typ gguf.Type, w []byte, rows, cols int, x []floa
 // kernels take), weights with rows not a multiple of 8 (not repacked:
 // ggml_vec_dot's order), and activations with zero blocks and outliers.
 func TestKQuantMatMulMatchesGo(t *testing.T) {
+	t.Parallel()
 	type tcase struct {
 		typ           gguf.Type
 		rows, cols, n int
@@ -306,18 +284,18 @@ func TestKQuantMatMulMatchesGo(t *testing.T) {
 				clear(x[cols : cols+256]) // a zero block
 			}
 			x[len(x)-1] = 1e4 // an outlier
-			cases = append(cases, tcase{typ, rows, cols, n, w, x, kqMatMulRef(t, typ, w, rows, cols, x, n),
+			cases = append(cases, tcase{typ, rows, cols, n, w, x, kqMatMulRef(typ, w, rows, cols, x, n),
 				fmt.Sprintf("%v %d×%d n=%d", typ, rows, cols, n)})
 		}
 	}
 	pool := NewPool(3)
 	defer pool.Close()
-	kqEachVariant(t, func(t *testing.T) {
+	kqEachVariant(t, func(t *testing.T, ks *kernelSet) {
 		for _, threads := range []*Pool{nil, pool} {
-			s := Scratch{Pool: threads}
+			s := Scratch{Pool: threads, k: ks}
 			for _, c := range cases {
 				out := make([]float32, c.n*c.rows)
-				s.MatMul(out, c.typ, c.w, c.rows, c.cols, c.x, c.n)
+				s.MatMul(out, c.typ, c.w, c.rows, c.cols, c.x, c.n, kernels.OrderLlama)
 				for i := range out {
 					if !kqSame(out[i], c.want[i]) {
 						t.Errorf("%s, pool %v: out[%d] = %g (%#08x), Go variant %g (%#08x)",
@@ -397,7 +375,8 @@ func kqActRows() map[string][]float32 {
 // TestKQuantActQ8KMatchesGo: the Q8_K quantizer MatMul uses equals
 // quantizeActQ8_K bit for bit (d, levels and bsums) under every variant.
 func TestKQuantActQ8KMatchesGo(t *testing.T) {
-	kqEachVariant(t, func(t *testing.T) {
+	t.Parallel()
+	kqEachVariant(t, func(t *testing.T, ks *kernelSet) {
 		for name, x := range kqActRows() {
 			nb := len(x) / qkK
 			q, d, bs := make([]int8, len(x)), make([]float32, nb), make([]int16, 16*nb)
@@ -408,7 +387,7 @@ func TestKQuantActQ8KMatchesGo(t *testing.T) {
 			for i := range bs {
 				bs[i] = 99
 			}
-			actQ8_K(x, q, d, bs)
+			ks.actQ8_K(x, q, d, bs)
 			quantizeActQ8_K(x, wq, wd, wbs)
 			for b := range nb {
 				if math.Float32bits(d[b]) != math.Float32bits(wd[b]) {
@@ -435,7 +414,7 @@ func TestKQuantActQ8KMatchesGo(t *testing.T) {
 // weights allocates nothing under any variant (the four-row wrappers keep
 // their pointer arrays on the stack).
 func TestKQuantMatMulAllocs(t *testing.T) {
-	kqEachVariant(t, func(t *testing.T) {
+	kqEachVariant(t, func(t *testing.T, ks *kernelSet) {
 		for _, typ := range kqTypes {
 			for _, n := range []int{1, 2, 3, 5, 6} {
 				const rows, cols = 8, 512
@@ -444,9 +423,9 @@ func TestKQuantMatMulAllocs(t *testing.T) {
 					t.Fatal(err)
 				}
 				x, out := randomData("gauss", n*cols, 6), make([]float32, n*rows)
-				var s Scratch
-				s.MatMul(out, typ, w, rows, cols, x, n)
-				if a := testing.AllocsPerRun(20, func() { s.MatMul(out, typ, w, rows, cols, x, n) }); a != 0 {
+				s := Scratch{k: ks}
+				s.MatMul(out, typ, w, rows, cols, x, n, kernels.OrderLlama)
+				if a := testing.AllocsPerRun(20, func() { s.MatMul(out, typ, w, rows, cols, x, n, kernels.OrderLlama) }); a != 0 {
 					t.Errorf("%v n=%d: %v allocations per MatMul", typ, n, a)
 				}
 			}
@@ -458,6 +437,7 @@ func TestKQuantMatMulAllocs(t *testing.T) {
 // CPUs without AVX-512, so they may not name X16–X31 (or ZMM or mask
 // registers), which the register allocator could otherwise hand out.
 func TestKQuantAVX2Registers(t *testing.T) {
+	t.Parallel()
 	f, err := os.Open("kquant_amd64.s")
 	if err != nil {
 		t.Fatal(err)
@@ -492,7 +472,7 @@ func TestKQuantAVX2Registers(t *testing.T) {
 // batches), under every variant.
 func BenchmarkKQuantRow(b *testing.B) {
 	const nb = 16
-	kqEachVariant(b, func(b *testing.B) {
+	kqEachVariant(b, func(b *testing.B, ks *kernelSet) {
 		for _, typ := range kqTypes {
 			r := rand.New(rand.NewPCG(1, 2))
 			w := kqWeights(r, typ, nb)
@@ -501,7 +481,7 @@ func BenchmarkKQuantRow(b *testing.B) {
 				a[i] = kqAct(r, nb)
 			}
 			for _, p := range kqPaths(typ) {
-				k, k4 := simdQuant[typ], simdQuant4[typ]
+				k, k4 := ks.quant[typ], ks.quant4[typ]
 				if k == nil {
 					k = func(w []byte, a act, p path) float32 { return kqWant(typ, w, a, p) }
 				}
@@ -527,17 +507,17 @@ func BenchmarkKQuantRow(b *testing.B) {
 
 // BenchmarkKQuantRows times a decode step's kernels alone, per super-block:
 // 64 weight rows of 4 super-blocks (1024 columns) with one activation row,
-// one kernel call per weight row (simdQuant) against one call for all
-// (simdQuantRows), under every variant. The weights stay in cache: this
+// one kernel call per weight row (kernelSet.quant) against one call for all
+// (kernelSet.quantRows), under every variant. The weights stay in cache: this
 // measures the arithmetic, not the memory traffic.
 func BenchmarkKQuantRows(b *testing.B) {
 	const rows, nb = 64, 4
-	kqEachVariant(b, func(b *testing.B) {
-		if len(simdQuantRows) == 0 {
+	kqEachVariant(b, func(b *testing.B, ks *kernelSet) {
+		if len(ks.quantRows) == 0 {
 			b.Skip("no rows kernels in this variant")
 		}
 		for _, typ := range kqTypes {
-			k, kr := simdQuant[typ], simdQuantRows[typ]
+			k, kr := ks.quant[typ], ks.quantRows[typ]
 			if kr == nil {
 				continue
 			}
@@ -567,18 +547,14 @@ func BenchmarkKQuantRows(b *testing.B) {
 // BenchmarkKQuantActQ8K times the Q8_K quantizer MatMul uses on a
 // 4096-value activation row.
 func BenchmarkKQuantActQ8K(b *testing.B) {
-	saved := CurrentVariant()
-	defer SetVariant(saved)
 	x := randomData("gauss", 4096, 3)
 	q, d, bs := make([]int8, len(x)), make([]float32, len(x)/qkK), make([]int16, len(x)/16)
 	for _, v := range Variants() {
-		if err := SetVariant(v); err != nil {
-			b.Fatal(err)
-		}
+		k := kernelsFor(v, cpuDot)
 		b.Run(string(v), func(b *testing.B) {
 			b.SetBytes(4 * int64(len(x)))
 			for b.Loop() {
-				actQ8_K(x, q, d, bs)
+				k.actQ8_K(x, q, d, bs)
 			}
 		})
 	}

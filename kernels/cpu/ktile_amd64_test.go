@@ -2,25 +2,27 @@ package cpu
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"testing"
 
+	"github.com/godwit-ai/godwit/kernels"
 	"github.com/godwit-ai/godwit/models/gguf"
 )
 
 // Tests of the K-quant tile kernels (ktile_amd64.s): MatMul through them
 // must equal the plain Go MatMul bit for bit.
 
-// ktMatMul runs MatMul under the current variant, with threads threads.
-func ktMatMul(typ gguf.Type, w []byte, rows, cols int, x []float32, n, threads int) []float32 {
-	var s Scratch
+// ktMatMul runs MatMul with the kernel set k, with threads threads.
+func ktMatMul(k *kernelSet, typ gguf.Type, w []byte, rows, cols int, x []float32, n, threads int) []float32 {
+	s := Scratch{k: k}
 	if threads > 1 {
 		s.Pool = NewPool(threads)
 		defer s.Pool.Close()
 	}
 	out := make([]float32, n*rows)
-	s.MatMul(out, typ, w, rows, cols, x, n)
+	s.MatMul(out, typ, w, rows, cols, x, n, kernels.OrderLlama)
 	return out
 }
 
@@ -29,6 +31,7 @@ func ktMatMul(typ gguf.Type, w []byte, rows, cols int, x []float32, n, threads i
 // and more; several widths) give the Go results under every variant, on
 // one thread and two.
 func TestKTileMatMulMatchesGo(t *testing.T) {
+	t.Parallel()
 	type shape struct{ rows, cols, n int }
 	var shapes []shape
 	for _, rows := range []int{8, 12, 16, 24, 37, 40} {
@@ -48,13 +51,10 @@ func TestKTileMatMulMatchesGo(t *testing.T) {
 			for i := range x {
 				x[i] = float32(r.NormFloat64()) * float32(math.Ldexp(1, r.IntN(8)-4))
 			}
-			if err := SetVariant(VariantGo); err != nil {
-				t.Fatal(err)
-			}
-			want := ktMatMul(typ, w, sh.rows, sh.cols, x, sh.n, 1)
-			kqEachVariant(t, func(t *testing.T) {
+			want := ktMatMul(goSet(), typ, w, sh.rows, sh.cols, x, sh.n, 1)
+			kqEachVariant(t, func(t *testing.T, ks *kernelSet) {
 				for _, threads := range []int{1, 2} {
-					got := ktMatMul(typ, w, sh.rows, sh.cols, x, sh.n, threads)
+					got := ktMatMul(ks, typ, w, sh.rows, sh.cols, x, sh.n, threads)
 					bad := 0
 					for i := range got {
 						if !kqSame(got[i], want[i]) {
@@ -78,13 +78,14 @@ func TestKTileMatMulMatchesGo(t *testing.T) {
 // TestKTileRegistered: under AVX-512 with VNNI the tilers are in place,
 // else not.
 func TestKTileRegistered(t *testing.T) {
-	kqEachVariant(t, func(t *testing.T) {
-		on := CurrentVariant() == VariantAVX512 && HasVNNI
-		if got := simdQuantTile[gguf.Q4_K][1] != nil; got != on {
+	t.Parallel()
+	kqEachVariant(t, func(t *testing.T, ks *kernelSet) {
+		on := ks.variant == VariantAVX512 && ks.dot
+		if got := ks.quantTile[gguf.Q4_K][1] != nil; got != on {
 			t.Errorf("Q4_K repacked tiler registered: %v, want %v", got, on)
 		}
 		for _, typ := range []gguf.Type{gguf.Q4_K, gguf.Q5_K, gguf.Q6_K} {
-			if got := simdQuantTile[typ][0] != nil; got != on {
+			if got := ks.quantTile[typ][0] != nil; got != on {
 				t.Errorf("%v tiler registered: %v, want %v", typ, got, on)
 			}
 		}
@@ -94,12 +95,9 @@ func TestKTileRegistered(t *testing.T) {
 // BenchmarkKTile times MatMul on prompt-sized batches of K-quant weights
 // with the tilers and without (the four-row kernels), under AVX-512 VNNI.
 func BenchmarkKTile(b *testing.B) {
-	if !HasVNNI {
+	k, err := kernelsOf(VariantAVX512)
+	if err != nil || !k.dot {
 		b.Skip("no AVX-512 VNNI")
-	}
-	defer SetVariant(Variants()[0])
-	if err := SetVariant(VariantAVX512); err != nil {
-		b.Skip(err)
 	}
 	const rows, cols, n = 512, 1024, 128
 	r := rand.New(rand.NewPCG(1, 2))
@@ -110,16 +108,18 @@ func BenchmarkKTile(b *testing.B) {
 	out := make([]float32, n*rows)
 	for _, typ := range []gguf.Type{gguf.Q4_K, gguf.Q6_K} {
 		w := kqWeights(r, typ, rows*cols/qkK)
-		saved := simdQuantTile[typ]
+		// The same set without the tilers of typ.
+		untiled := *k
+		untiled.quantTile = maps.Clone(k.quantTile)
+		delete(untiled.quantTile, typ)
 		for _, tiled := range []bool{true, false} {
 			b.Run(fmt.Sprintf("%v/tiles=%v", typ, tiled), func(b *testing.B) {
+				s := Scratch{k: k}
 				if !tiled {
-					delete(simdQuantTile, typ)
-					defer func() { simdQuantTile[typ] = saved }()
+					s.k = &untiled
 				}
-				var s Scratch
 				for b.Loop() {
-					s.MatMul(out, typ, w, rows, cols, x, n)
+					s.MatMul(out, typ, w, rows, cols, x, n, kernels.OrderLlama)
 				}
 				b.ReportMetric(float64(2*rows*cols*n)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GOP/s")
 			})
@@ -130,7 +130,8 @@ func BenchmarkKTile(b *testing.B) {
 // TestKTilePackFull: the assembly packers of whole tiles write what the
 // Go packers do.
 func TestKTilePackFull(t *testing.T) {
-	if !HasVNNI {
+	t.Parallel()
+	if !cpuDot {
 		t.Skip("no AVX-512 VNNI")
 	}
 	r := rand.New(rand.NewPCG(1, 1))
@@ -162,7 +163,7 @@ func TestKTilePackFull(t *testing.T) {
 // stays in the L1 cache: 16 weight rows times four activation rows of
 // four super-blocks per call.
 func BenchmarkKTileKernels(b *testing.B) {
-	if !HasVNNI {
+	if !cpuDot {
 		b.Skip("no AVX-512 VNNI")
 	}
 	const nb = 4

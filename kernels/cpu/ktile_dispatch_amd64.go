@@ -61,15 +61,12 @@ var (
 	}
 )
 
-var _ = onSetVariant(func(v Variant) {
+// addKTiles puts the K-quant tilers in k (AVX-512 with VNNI).
+func (k *kernelSet) addKTiles() {
 	for t, tl := range ktTilers {
-		if v == VariantAVX512 && HasVNNI {
-			simdQuantTile[t] = tl
-		} else {
-			delete(simdQuantTile, t)
-		}
+		k.quantTile[t] = tl
 	}
-})
+}
 
 func (k *ktTiler) tiler() *quantTiler {
 	return &quantTiler{packActs: k.packActs, mul: k.mul}

@@ -4,12 +4,14 @@ import (
 	"fmt"
 	"sync/atomic"
 
+	"github.com/godwit-ai/godwit/kernels"
 	"github.com/godwit-ai/godwit/models/gguf"
 )
 
 // Scratch holds reusable buffers for the activations converted to a weight
 // type's companion format, so that MatMul allocates nothing once warmed up.
-// Its zero value is ready to use; it is not safe for concurrent use.
+// Its zero value is ready to use, with the plain Go kernels; it is not safe
+// for concurrent use.
 type Scratch struct {
 	f     []float32 // activations rounded to fp16 or bf16
 	q     []int8    // quantized activation levels
@@ -23,14 +25,8 @@ type Scratch struct {
 	// threads; nil runs on the calling goroutine alone.
 	Pool *Pool
 
-	// Invariant makes every activation row take the order llama.cpp
-	// takes for a batch (pathGemm for repacked weights, tinyBLAS's for
-	// float weights), whatever n is, so that a row's result does not
-	// depend on the other rows of the product. Q8_0 takes pathGemm's
-	// order too, though llama.cpp does not repack it: its own batch order
-	// costs three vector instructions per four levels of a row, which
-	// made a batch of 16 compute-bound at a fraction of the speed.
-	Invariant bool
+	// k holds the kernels the products run (nil: the plain Go ones).
+	k *kernelSet
 
 	task    matMulTask
 	one     [1]packedProduct // MatMulPacked's product
@@ -60,10 +56,18 @@ func grow[T any](buf []T, n int) []T {
 // for t, the shape and n (see matMulFloat and path), so the result rounds
 // exactly like llama.cpp's rather than like an exact product.
 //
+// With o kernels.OrderBatchInvariant, every activation row takes the order
+// llama.cpp takes for a batch (pathGemm for repacked weights, tinyBLAS's for
+// float weights), whatever n is, so that a row's result does not depend on
+// the other rows of the product. Q8_0 takes pathGemm's order too, though
+// llama.cpp does not repack it: its own batch order costs three vector
+// instructions per four levels of a row, which made a batch of 16
+// compute-bound at a fraction of the speed.
+//
 // It panics when t is not Supported, cols is not a multiple of t's block size,
 // or the lengths of w, x and out are not exactly rows·t.RowSize(cols), n·cols
 // and n·rows: these are programming errors in the caller, not data errors.
-func (s *Scratch) MatMul(out []float32, t gguf.Type, w []byte, rows, cols int, x []float32, n int) {
+func (s *Scratch) MatMul(out []float32, t gguf.Type, w []byte, rows, cols int, x []float32, n int, o kernels.Order) {
 	if !Supported(t) {
 		panic(fmt.Sprintf("cpu: MatMul: tensor type %v is not supported", t))
 	}
@@ -75,24 +79,26 @@ func (s *Scratch) MatMul(out []float32, t gguf.Type, w []byte, rows, cols int, x
 		panic(fmt.Sprintf("cpu: MatMul: %d×%d %v weights, %d activation rows: want len(w)=%d len(x)=%d len(out)=%d, got %d %d %d",
 			rows, cols, t, n, rows*rowBytes, n*cols, n*rows, len(w), len(x), len(out)))
 	}
+	k := s.kernels()
+	invariant := o == kernels.OrderBatchInvariant
 	task := &s.task
-	*task = matMulTask{out: out, t: t, w: w, rowBytes: rowBytes, rows: rows, cols: cols, n: n, x: x, invariant: s.Invariant}
+	*task = matMulTask{k: k, out: out, t: t, w: w, rowBytes: rowBytes, rows: rows, cols: cols, n: n, x: x, invariant: invariant}
 	switch t {
 	case gguf.F32:
 	case gguf.F16:
 		s.f = grow(s.f, n*cols)
-		roundFP16(s.f, x)
+		k.roundFP16(s.f, x)
 		task.x = s.f
 	case gguf.BF16:
 		s.f = grow(s.f, n*cols)
-		roundBF16(s.f, x)
+		k.roundBF16(s.f, x)
 		task.x = s.f
 	default:
 		task.acts = s.quantizeActs(t, x, cols, n)
 		// Q8_0 takes the repacked order in batch-invariant products: one
 		// FMA per block rather than eight, for the many rows of a batch.
-		task.rep = repacked(t, rows) || s.Invariant && t == gguf.Q8_0
-		if tl := simdQuantTile[t][b2i(task.rep)]; tl != nil && n >= tileMinRows {
+		task.rep = repacked(t, rows) || invariant && t == gguf.Q8_0
+		if tl := k.quantTile[t][b2i(task.rep)]; tl != nil && n >= tileMinRows {
 			task.tiler = tl
 			task.nTiled = n &^ 3
 			s.tiled = tl.packActs(s.tiled, task.acts[:task.nTiled])
@@ -100,6 +106,14 @@ func (s *Scratch) MatMul(out []float32, t gguf.Type, w []byte, rows, cols int, x
 		}
 	}
 	s.run()
+}
+
+// kernels is the set s computes with.
+func (s *Scratch) kernels() *kernelSet {
+	if s.k == nil {
+		return kernelsFor(VariantGo, false)
+	}
+	return s.k
 }
 
 // run runs s.task on the pool, if any, with s's thread scratch.
@@ -122,44 +136,6 @@ func (s *Scratch) run() {
 	}
 	*task = matMulTask{}
 }
-
-// SIMD kernels, filled in by the variant hooks of the assembly files; a nil
-// entry means the plain Go path. Each adds in exactly the plain Go order.
-var (
-	// simdQuant[t] multiplies one weight row of type t, as stored, with one
-	// prepared activation row, in the order p selects.
-	simdQuant = map[gguf.Type]func(w []byte, a act, p path) float32{}
-	// simdQuant4[t], where set, does simdQuant[t]'s work for four activation
-	// rows at once, all taking path p, and unpacks each weight block once
-	// for the four.
-	simdQuant4 = map[gguf.Type]func(w []byte, a *[4]act, p path) [4]float32{}
-	// simdQuantRows[t], where set, does simdQuant[t]'s work for the
-	// len(out) weight rows that start rowBytes apart in w, writing row r's
-	// result to out[r]. One row's block sums form one chain of dependent
-	// FMAs; the kernel runs the chains of several rows side by side.
-	simdQuantRows = map[gguf.Type]func(w []byte, rowBytes int, a act, p path, out []float32){}
-	// simdFloat[t] multiplies one F32, F16 or BF16 weight row, as stored,
-	// with activations already rounded to its precision; lanes16 selects
-	// tinyBLAS's order, else ggml_vec_dot's.
-	simdFloat = map[gguf.Type]func(w []byte, x []float32, lanes16 bool) float32{}
-	// simdFloatRows[t], where set, is simdFloat[t] in ggml_vec_dot's order
-	// for the len(out) weight rows that start rowBytes apart in w, against
-	// one activation row whose length is a multiple of 64.
-	simdFloatRows = map[gguf.Type]func(w []byte, rowBytes int, x, out []float32){}
-	// simdFloat4[t], where set, is simdFloat[t] in tinyBLAS's order for
-	// four activation rows at once (x holds them one after the other).
-	simdFloat4 = map[gguf.Type]func(out *[4]float32, w []byte, x []float32){}
-	// simdQuantTile[t], where set, multiplies tiles of weight rows with
-	// batches of activation rows (prompt processing): entry 1 for weights
-	// llama.cpp repacks (see repacked), entry 0 for the others.
-	simdQuantTile = map[gguf.Type][2]*quantTiler{}
-	// simdFloatTile[t], where set, is simdFloat[t] in tinyBLAS's order for
-	// a register tile of weight rows by activation rows.
-	simdFloatTile = map[gguf.Type]floatTile{}
-	// roundFP16 and roundBF16 set dst[i] to src[i] rounded to fp16 or bf16.
-	roundFP16 = roundFP16Go
-	roundBF16 = roundBF16Go
-)
 
 func roundFP16Go(dst, src []float32) {
 	for i, v := range src {
@@ -192,7 +168,7 @@ const floatChunkBytes = 1 << 20
 type threadScratch struct {
 	row  []float32  // an F32/F16/BF16 weight row
 	w    wrow       // a quantized weight row
-	four [4]float32 // the results of simdFloat4, which would escape from the stack
+	four [4]float32 // the results of kernelSet.float4, which would escape from the stack
 	tile []byte     // a tile of weight rows as a quantTiler packs them
 	// tileOut receives a tile kernel's results for four activation rows;
 	// tilePF is the cursor of its prefetches (see tile32.mul).
@@ -236,6 +212,7 @@ type quantTiler struct {
 
 // matMulTask is one product, split across threads by weight rows.
 type matMulTask struct {
+	k             *kernelSet
 	out           []float32
 	t             gguf.Type
 	w             []byte
@@ -244,7 +221,7 @@ type matMulTask struct {
 	x             []float32 // float activations, rounded to the weight's precision
 	acts          []act     // quantized activations
 	rep           bool      // llama.cpp repacks this weight
-	invariant     bool      // every row takes the batch order (Scratch.Invariant)
+	invariant     bool      // every row takes the batch order (kernels.OrderBatchInvariant)
 	threads       []threadScratch
 	tiler         *quantTiler // set when the first nTiled activation rows go through tiles
 	nTiled        int
@@ -305,16 +282,16 @@ func (m *matMulTask) Run(thread, threads int) {
 func (m *matMulTask) float(lo, hi int, ts *threadScratch) {
 	cols, n := m.cols, m.n
 	lanes16 := (n >= 2 || m.invariant) && cols%16 == 0 && m.rows%4 == 0
-	if tile := simdFloatTile[m.t]; lanes16 && tile.k != nil && cols > 0 {
+	if tile := m.k.floatTile[m.t]; lanes16 && tile.k != nil && cols > 0 {
 		m.floatTiles(lo, hi, tile)
 		return
 	}
-	if kr := simdFloatRows[m.t]; kr != nil && n == 1 && !lanes16 && cols%64 == 0 && cols > 0 {
+	if kr := m.k.floatRows[m.t]; kr != nil && n == 1 && !lanes16 && cols%64 == 0 && cols > 0 {
 		kr(m.w[lo*m.rowBytes:hi*m.rowBytes], m.rowBytes, m.x, m.out[lo:hi])
 		return
 	}
-	if k := simdFloat[m.t]; k != nil {
-		k4 := simdFloat4[m.t]
+	if k := m.k.float[m.t]; k != nil {
+		k4 := m.k.float4[m.t]
 		// Activation rows in chunks that stay in cache while the thread's
 		// weight rows stream past them.
 		chunk := max(4, floatChunkBytes/(4*cols)&^3)
@@ -364,6 +341,7 @@ func (m *matMulTask) float(lo, hi int, ts *threadScratch) {
 func (m *matMulTask) floatTiles(lo, hi int, tile floatTile) {
 	cols, rows, rb := m.cols, m.rows, m.rowBytes
 	rm, rn := tile.rows, len(tile.k)
+	one := m.k.float[m.t]
 	chunk := max(rn, floatChunkBytes/(4*cols)/rn*rn)
 	for c0 := 0; c0 < m.n; c0 += chunk {
 		c1 := min(m.n, c0+chunk)
@@ -379,7 +357,7 @@ func (m *matMulTask) floatTiles(lo, hi int, tile floatTile) {
 		for ; r < hi; r++ {
 			wr := m.w[r*rb : (r+1)*rb]
 			for i := c0; i < c1; i++ {
-				m.out[i*rows+r] = simdFloat[m.t](wr, m.x[i*cols:(i+1)*cols], true)
+				m.out[i*rows+r] = one(wr, m.x[i*cols:(i+1)*cols], true)
 			}
 		}
 	}
@@ -400,7 +378,7 @@ func (m *matMulTask) pathOf(i int) path {
 
 // quant multiplies quantized weights with the prepared activation rows.
 func (m *matMulTask) quant(lo, hi int, ts *threadScratch) {
-	if k := simdQuant[m.t]; k != nil {
+	if k := m.k.quant[m.t]; k != nil {
 		m.quantSIMD(lo, hi, k, ts)
 		return
 	}
@@ -432,10 +410,10 @@ func (m *matMulTask) quant(lo, hi int, ts *threadScratch) {
 const rowChunk = 16
 
 // quantSIMD is quant with the SIMD kernels: activation rows in groups of
-// four through simdQuant4, the rest through simdQuantRows, or simdQuant
-// where a table has no entry.
+// four through quant4, the rest through quantRows, or quant where a table
+// has no entry.
 func (m *matMulTask) quantSIMD(lo, hi int, k func([]byte, act, path) float32, ts *threadScratch) {
-	k4, kr := simdQuant4[m.t], simdQuantRows[m.t]
+	k4, kr := m.k.quant4[m.t], m.k.quantRows[m.t]
 	// Groups of four start at row 0, so a group never straddles the gemm
 	// rows and the gemv rest: its rows share one path.
 	n4 := 0
@@ -510,22 +488,22 @@ func repacked(t gguf.Type, rows int) bool {
 // quantizeActs converts the n activation rows of x to the companion format of
 // weight type t, once for all weight rows.
 func (s *Scratch) quantizeActs(t gguf.Type, x []float32, cols, n int) []act {
-	acts := s.actRows(t, cols, n)
+	acts, k := s.actRows(t, cols, n), s.kernels()
 	for i := range acts {
-		quantizeAct(t, x[i*cols:(i+1)*cols], &acts[i])
+		k.quantizeAct(t, x[i*cols:(i+1)*cols], &acts[i])
 	}
 	return acts
 }
 
 // quantizeAct converts one activation row to a, which actRows laid out.
-func quantizeAct(t gguf.Type, x []float32, a *act) {
+func (k *kernelSet) quantizeAct(t gguf.Type, x []float32, a *act) {
 	switch {
 	case t.BlockSize() == qkK:
-		actQ8_K(x, a.q, a.d, a.bsums)
+		k.actQ8_K(x, a.q, a.d, a.bsums)
 	case t == gguf.Q4_1 || t == gguf.Q5_1:
-		actQ8_1(x, a.q, a.d, a.s)
+		k.actQ8_1(x, a.q, a.d, a.s)
 	default:
-		actQ8_0(x, a.q, a.d)
+		k.actQ8_0(x, a.q, a.d)
 	}
 }
 

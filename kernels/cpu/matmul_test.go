@@ -6,6 +6,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/godwit-ai/godwit/kernels"
 	"github.com/godwit-ai/godwit/models/gguf"
 )
 
@@ -94,10 +95,11 @@ func matMulShapes(typ gguf.Type) (cols []int, rows []int, ns []int) {
 // Σ|w·x'| (+ Σ|m·s|), about 8 float32 ulps of the magnitude summed (the worst
 // seen is under 1e-7).
 func TestMatMulReference(t *testing.T) {
+	t.Parallel()
 	const tol = 5e-7
 	for _, typ := range allTypes {
 		cols, rowsList, ns := matMulShapes(typ)
-		var s Scratch
+		s := Scratch{k: best()}
 		worst := 0.0
 		for _, c := range cols {
 			for _, rows := range rowsList {
@@ -116,7 +118,7 @@ func TestMatMulReference(t *testing.T) {
 						clear(x[c : c+min(c, 32)]) // an all-zero block
 					}
 					out := make([]float32, n*rows)
-					s.MatMul(out, typ, w, rows, c, x, n)
+					s.MatMul(out, typ, w, rows, c, x, n, kernels.OrderLlama)
 					for i := range n {
 						xr, sums := companion(typ, x[i*c:(i+1)*c])
 						for r := range rows {
@@ -157,6 +159,7 @@ func TestMatMulReference(t *testing.T) {
 // TestActivationRounding pins the companion formats on constructed values
 // where the x86 SIMD path and ggml's scalar reference disagree.
 func TestActivationRounding(t *testing.T) {
+	t.Parallel()
 	// Q8_0: amax = 127 makes the multiplier exactly 1, so x = k + 0.5 is a tie:
 	// _mm256_round_ps rounds it to even (the scalar roundf would not).
 	x := make([]float32, 32)
@@ -220,9 +223,9 @@ func TestMatMulAllocs(t *testing.T) {
 			t.Fatal(err)
 		}
 		x, out := randomData("gauss", n*c, 6), make([]float32, n*rows)
-		var s Scratch
-		s.MatMul(out, typ, w, rows, c, x, n)
-		if a := testing.AllocsPerRun(20, func() { s.MatMul(out, typ, w, rows, c, x, n) }); a != 0 {
+		s := Scratch{k: best()}
+		s.MatMul(out, typ, w, rows, c, x, n, kernels.OrderLlama)
+		if a := testing.AllocsPerRun(20, func() { s.MatMul(out, typ, w, rows, c, x, n, kernels.OrderLlama) }); a != 0 {
 			t.Errorf("%v: %v allocations per MatMul", typ, a)
 		}
 	}
@@ -230,15 +233,16 @@ func TestMatMulAllocs(t *testing.T) {
 
 // TestMatMulMisuse: shapes that cannot be right panic.
 func TestMatMulMisuse(t *testing.T) {
+	t.Parallel()
 	w := make([]byte, 2*gguf.Q8_0.RowSize(64))
 	x, out := make([]float32, 64), make([]float32, 2)
-	var s Scratch
+	s := Scratch{k: best()}
 	for name, f := range map[string]func(){
-		"unsupported type": func() { s.MatMul(out, gguf.Q2_K, w, 2, 64, x, 1) },
-		"partial block":    func() { s.MatMul(out, gguf.Q8_0, w, 2, 48, x[:48], 1) },
-		"short weights":    func() { s.MatMul(out, gguf.Q8_0, w[:100], 2, 64, x, 1) },
-		"short x":          func() { s.MatMul(out, gguf.Q8_0, w, 2, 64, x[:63], 1) },
-		"long out":         func() { s.MatMul(make([]float32, 3), gguf.Q8_0, w, 2, 64, x, 1) },
+		"unsupported type": func() { s.MatMul(out, gguf.Q2_K, w, 2, 64, x, 1, kernels.OrderLlama) },
+		"partial block":    func() { s.MatMul(out, gguf.Q8_0, w, 2, 48, x[:48], 1, kernels.OrderLlama) },
+		"short weights":    func() { s.MatMul(out, gguf.Q8_0, w[:100], 2, 64, x, 1, kernels.OrderLlama) },
+		"short x":          func() { s.MatMul(out, gguf.Q8_0, w, 2, 64, x[:63], 1, kernels.OrderLlama) },
+		"long out":         func() { s.MatMul(make([]float32, 3), gguf.Q8_0, w, 2, 64, x, 1, kernels.OrderLlama) },
 	} {
 		func() {
 			defer func() {
@@ -249,32 +253,28 @@ func TestMatMulMisuse(t *testing.T) {
 			f()
 		}()
 	}
-	s.MatMul(out, gguf.Q8_0, w, 2, 64, x, 1) // the right shapes do not panic
-	s.MatMul(nil, gguf.Q8_0, nil, 0, 64, nil, 0)
+	s.MatMul(out, gguf.Q8_0, w, 2, 64, x, 1, kernels.OrderLlama) // the right shapes do not panic
+	s.MatMul(nil, gguf.Q8_0, nil, 0, 64, nil, 0, kernels.OrderLlama)
 }
 
 // BenchmarkMatMul times single-threaded products under every variant (the
 // last name element), on a small shape and on a feed-forward-sized one.
 func BenchmarkMatMul(b *testing.B) {
-	defer SetVariant(Variants()[0])
 	for _, typ := range allTypes {
 		for _, shape := range [][2]int{{768, 256}, {1024, 2816}} {
 			rows, cols := shape[0], shape[1]
 			for _, n := range []int{1, 16} {
 				for _, v := range Variants() {
-					if err := SetVariant(v); err != nil {
-						b.Fatal(err)
-					}
 					b.Run(fmt.Sprintf("%v/%dx%d/n=%d/%s", typ, rows, cols, n, v), func(b *testing.B) {
 						w := make([]byte, rows*typ.RowSize(cols))
 						if err := Quantize(typ, randomData("gauss", rows*cols, 1), w); err != nil {
 							b.Fatal(err)
 						}
 						x, out := randomData("gauss", n*cols, 2), make([]float32, n*rows)
-						var s Scratch
+						s := Scratch{k: kernelsFor(v, cpuDot)}
 						b.SetBytes(int64(len(w)))
 						for b.Loop() {
-							s.MatMul(out, typ, w, rows, cols, x, n)
+							s.MatMul(out, typ, w, rows, cols, x, n, kernels.OrderLlama)
 						}
 					})
 				}

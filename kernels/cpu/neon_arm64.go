@@ -1,9 +1,6 @@
 package cpu
 
-import (
-	"github.com/godwit-ai/godwit/models/gguf"
-	"github.com/klauspost/cpuid/v2"
-)
+import "github.com/godwit-ai/godwit/models/gguf"
 
 // The NEON kernels (neon_arm64.s) for Q8_0, Q4_0, F32 and F16 weights. They
 // keep the lanes of llama.cpp's x86 kernels, which the plain Go kernels model
@@ -11,13 +8,6 @@ import (
 // AVX register, four for a 16-lane AVX-512 one, FMLA and FMADD are the fused
 // multiply-adds, and the folds add the same lanes in the same order, so the
 // results equal the Go kernels' bit for bit.
-
-// hasSDOT reports whether the CPU has SDOT (FEAT_DotProd: Cortex-A55/A76 and
-// later, Graviton2 and later; not the Cortex-A72 of a Raspberry Pi 4). SDOT
-// sums four adjacent byte products into a 32-bit lane, exactly the integer
-// lanes of the block kernels, in one instruction instead of SMULL, SADDLP and
-// ADDP; the sums are the same. A variable so that the tests can run both.
-var hasSDOT = cpuid.CPU.Supports(cpuid.ASIMDDP)
 
 // dotQ8_0NEON multiplies a Q8_0 weight row w (34-byte blocks) with Q8_0
 // activation levels x and scales dx, len(dx) blocks: in eight lanes folded
@@ -56,14 +46,20 @@ func vecDotF16NEON(w []byte, x []float32) float32
 // The wrappers slice w to exactly the bytes the kernel reads, so that a short
 // row panics here instead of being read past its end.
 
-func dotQ8_0Row(w []byte, a act, p path) float32 {
+// neonBlocks are the Q8_0 and Q4_0 row kernels, summing their integer lanes
+// with SDOT where sdot is set, else with SMULL, SADDLP and ADDP. SDOT sums
+// four adjacent byte products into a 32-bit lane, exactly the integer lanes
+// of the block kernels, in one instruction; the sums are the same.
+type neonBlocks struct{ sdot bool }
+
+func (k neonBlocks) dotQ8_0Row(w []byte, a act, p path) float32 {
 	nb := len(a.d)
-	return dotQ8_0NEON(w[:nb*gguf.Q8_0.TypeSize()], a.q[:nb*qk], a.d, p != pathVecDot, hasSDOT)
+	return dotQ8_0NEON(w[:nb*gguf.Q8_0.TypeSize()], a.q[:nb*qk], a.d, p != pathVecDot, k.sdot)
 }
 
-func dotQ4_0Row(w []byte, a act, p path) float32 {
+func (k neonBlocks) dotQ4_0Row(w []byte, a act, p path) float32 {
 	nb := len(a.d)
-	return dotQ4_0NEON(w[:nb*gguf.Q4_0.TypeSize()], a.q[:nb*qk], a.d, p != pathVecDot, hasSDOT)
+	return dotQ4_0NEON(w[:nb*gguf.Q4_0.TypeSize()], a.q[:nb*qk], a.d, p != pathVecDot, k.sdot)
 }
 
 func dotF32Row(w []byte, x []float32, lanes16 bool) float32 {
@@ -82,14 +78,9 @@ func dotF16Row(w []byte, x []float32, lanes16 bool) float32 {
 	return vecDotF16NEON(w, x)
 }
 
-var _ = onSetVariant(func(v Variant) {
-	if v == VariantNEON {
-		simdQuant[gguf.Q8_0], simdQuant[gguf.Q4_0] = dotQ8_0Row, dotQ4_0Row
-		simdFloat[gguf.F32], simdFloat[gguf.F16] = dotF32Row, dotF16Row
-		return
-	}
-	delete(simdQuant, gguf.Q8_0)
-	delete(simdQuant, gguf.Q4_0)
-	delete(simdFloat, gguf.F32)
-	delete(simdFloat, gguf.F16)
-})
+// addNEON puts the NEON kernels in k, with SDOT where k.dot is set.
+func (k *kernelSet) addNEON() {
+	b := neonBlocks{sdot: k.dot}
+	k.quant[gguf.Q8_0], k.quant[gguf.Q4_0] = b.dotQ8_0Row, b.dotQ4_0Row
+	k.float[gguf.F32], k.float[gguf.F16] = dotF32Row, dotF16Row
+}

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/godwit-ai/godwit/kernels"
 	"github.com/godwit-ai/godwit/models/gguf"
 )
 
@@ -17,17 +18,16 @@ import (
 // sdotModes are the integer-lane paths this CPU can run: SMULL always, SDOT
 // where present (qemu-user emulates it).
 func sdotModes() []bool {
-	if hasSDOT {
+	if cpuDot {
 		return []bool{false, true}
 	}
 	return []bool{false}
 }
 
-// withSDOT runs f with the block kernels on the given integer-lane path.
-func withSDOT(sdot bool, f func()) {
-	defer func(old bool) { hasSDOT = old }(hasSDOT)
-	hasSDOT = sdot
-	f()
+// neonRowKernels are the NEON block kernels on the given integer-lane path.
+func neonRowKernels(sdot bool) map[gguf.Type]func([]byte, act, path) float32 {
+	b := neonBlocks{sdot: sdot}
+	return map[gguf.Type]func([]byte, act, path) float32{gguf.Q8_0: b.dotQ8_0Row, gguf.Q4_0: b.dotQ4_0Row}
 }
 
 // randomFP16 returns a finite fp16 value, subnormals included: the scales of
@@ -67,11 +67,11 @@ func randomAct(r *rand.Rand, nb int) act {
 }
 
 func TestNEONBlockKernels(t *testing.T) {
-	if !hasSDOT {
+	t.Parallel()
+	if !cpuDot {
 		t.Log("no SDOT on this CPU: only the SMULL path runs")
 	}
 	r := rand.New(rand.NewPCG(1, 2))
-	kernels := map[gguf.Type]func([]byte, act, path) float32{gguf.Q8_0: dotQ8_0Row, gguf.Q4_0: dotQ4_0Row}
 	for _, typ := range []gguf.Type{gguf.Q8_0, gguf.Q4_0} {
 		for _, nb := range []int{1, 2, 3, 7, 33} {
 			for trial := range 20 {
@@ -81,8 +81,7 @@ func TestNEONBlockKernels(t *testing.T) {
 				for _, p := range []path{pathVecDot, pathGemv, pathGemm} {
 					want := dotBlocks32Path(&row, a, p)
 					for _, sdot := range sdotModes() {
-						var got float32
-						withSDOT(sdot, func() { got = kernels[typ](w, a, p) })
+						got := neonRowKernels(sdot)[typ](w, a, p)
 						if math.Float32bits(got) != math.Float32bits(want) {
 							t.Errorf("%v, %d blocks, trial %d, path %d, sdot %v: NEON %g (%#08x), Go %g (%#08x)",
 								typ, nb, trial, p, sdot, got, math.Float32bits(got), want, math.Float32bits(want))
@@ -95,6 +94,7 @@ func TestNEONBlockKernels(t *testing.T) {
 }
 
 func TestNEONFloatKernels(t *testing.T) {
+	t.Parallel()
 	r := rand.New(rand.NewPCG(3, 4))
 	for _, typ := range []gguf.Type{gguf.F32, gguf.F16} {
 		for _, n := range []int{0, 1, 3, 16, 63, 64, 65, 127, 128, 256 + 13, 512} {
@@ -139,7 +139,7 @@ func TestNEONFloatKernels(t *testing.T) {
 // row counts that do and do not repack Q4_0 and batch sizes that take
 // tinyBLAS, gemm and gemv.
 func TestNEONMatMul(t *testing.T) {
-	defer SetVariant(CurrentVariant())
+	t.Parallel()
 	for _, typ := range allTypes {
 		var colsList []int
 		switch bs := typ.BlockSize(); bs {
@@ -161,18 +161,13 @@ func TestNEONMatMul(t *testing.T) {
 						t.Fatal(err)
 					}
 					x := randomData("gauss", n*cols, seed+1)
-					var s Scratch
+					s := Scratch{k: goSet()}
 					want := make([]float32, n*rows)
-					if err := SetVariant(VariantGo); err != nil {
-						t.Fatal(err)
-					}
-					s.MatMul(want, typ, w, rows, cols, x, n)
-					if err := SetVariant(VariantNEON); err != nil {
-						t.Fatal(err)
-					}
+					s.MatMul(want, typ, w, rows, cols, x, n, kernels.OrderLlama)
 					for _, sdot := range sdotModes() {
 						got := make([]float32, n*rows)
-						withSDOT(sdot, func() { s.MatMul(got, typ, w, rows, cols, x, n) })
+						s.k = kernelsFor(VariantNEON, sdot)
+						s.MatMul(got, typ, w, rows, cols, x, n, kernels.OrderLlama)
 						for i := range got {
 							if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
 								t.Errorf("%v %d×%d, n=%d, sdot %v: out[%d] NEON %g, Go %g",
@@ -192,15 +187,13 @@ func BenchmarkNEONKernels(b *testing.B) {
 	const nb = 64 // a 2048-wide row
 	for _, typ := range []gguf.Type{gguf.Q8_0, gguf.Q4_0} {
 		w, a := randomBlocks(r, typ, nb), randomAct(r, nb)
-		k := map[gguf.Type]func([]byte, act, path) float32{gguf.Q8_0: dotQ8_0Row, gguf.Q4_0: dotQ4_0Row}[typ]
 		for _, sdot := range sdotModes() {
+			k := neonRowKernels(sdot)[typ]
 			b.Run(fmt.Sprintf("%v/sdot=%v", typ, sdot), func(b *testing.B) {
 				b.SetBytes(int64(len(w)))
-				withSDOT(sdot, func() {
-					for b.Loop() {
-						k(w, a, pathVecDot)
-					}
-				})
+				for b.Loop() {
+					k(w, a, pathVecDot)
+				}
 			})
 		}
 	}

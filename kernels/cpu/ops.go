@@ -12,10 +12,10 @@ import (
 // denominators in float64, everything else in float32, the vector exp of
 // simd.go), so that results round as llama.cpp's do.
 
-// RMSNorm normalises each dim-wide row of x into out, then scales by weight.
+// rmsNorm normalises each dim-wide row of x into out, then scales by weight.
 // A row's sum of squares is one chain of float64 additions in order, as
 // ggml's; four rows' chains run side by side.
-func RMSNorm(out, x, weight []float32, dim int, eps float32) {
+func (k *kernelSet) rmsNorm(out, x, weight []float32, dim int, eps float32) {
 	rows := len(x) / dim
 	r := 0
 	for ; r+4 <= rows; r += 4 {
@@ -30,7 +30,7 @@ func RMSNorm(out, x, weight []float32, dim int, eps float32) {
 			s3 += float64(x3[i] * x3[i])
 		}
 		for j, sum := range [4]float64{s0, s1, s2, s3} {
-			normRow(out[(r+j)*dim:(r+j+1)*dim], x[(r+j)*dim:(r+j+1)*dim], weight, sum, eps)
+			k.normRow(out[(r+j)*dim:(r+j+1)*dim], x[(r+j)*dim:(r+j+1)*dim], weight, sum, eps)
 		}
 	}
 	for ; r < rows; r++ {
@@ -39,19 +39,15 @@ func RMSNorm(out, x, weight []float32, dim int, eps float32) {
 		for _, v := range row {
 			sum += float64(v * v)
 		}
-		normRow(out[r*dim:(r+1)*dim], row, weight, sum, eps)
+		k.normRow(out[r*dim:(r+1)*dim], row, weight, sum, eps)
 	}
 }
 
 // normRow scales row into o by its sum of squares, then by weight.
-func normRow(o, row, weight []float32, sum float64, eps float32) {
+func (k *kernelSet) normRow(o, row, weight []float32, sum float64, eps float32) {
 	mean := float32(sum / float64(len(row)))
-	normScale(o, row, weight, 1/float32(math.Sqrt(float64(mean+eps))))
+	k.normScale(o, row, weight, 1/float32(math.Sqrt(float64(mean+eps))))
 }
-
-// normScale sets o[i] = x[i]·s·w[i] for i < len(o): normScaleGo, or the
-// variant's vector kernel.
-var normScale = normScaleGo
 
 func normScaleGo(o, x, w []float32, s float32) {
 	x, w = x[:len(o)], w[:len(o)]
@@ -104,23 +100,16 @@ func ropeAngles(r *models.Rope, p int, f func(i0 int, cos, sin float32)) {
 	}
 }
 
-// Softmax replaces x by softmax(x) in place as ggml_soft_max does it for one
+// softmax replaces x by softmax(x) in place as ggml_soft_max does it for one
 // row of attention scores: the maximum subtracted, exp taken 16 values at a
 // time with the vector expf, each 16 summed by _mm512_reduce_add_ps and those
 // sums added in float64, then every value scaled by float32(1/sum). The last
 // block is padded with zeros, as llama.cpp's scores are (the KV length is a
 // multiple of 256 there and masked positions give exp(−∞) = 0).
-func Softmax(x []float32) {
-	sum := softmaxExp(x, maxRow(x))
-	scaleRow(x, float32(1/sum))
+func (k *kernelSet) softmax(x []float32) {
+	sum := k.softmaxExp(x, k.maxRow(x))
+	k.scaleRow(x, float32(1/sum))
 }
-
-// maxRow is the largest value of x, NaN when x holds one; scaleRow sets
-// x[i] = x[i]·s.
-var (
-	maxRow   = maxRowGo
-	scaleRow = scaleRowGo
-)
 
 func maxRowGo(x []float32) float32 {
 	mx := float32(math.Inf(-1))
@@ -135,9 +124,6 @@ func scaleRowGo(x []float32, s float32) {
 		x[i] = float32(v * s)
 	}
 }
-
-// softmaxExp sets x[i] = expf(x[i] − mx) and returns the sum of Softmax.
-var softmaxExp = softmaxExpGo
 
 func softmaxExpGo(x []float32, mx float32) float64 {
 	var sum float64
@@ -156,69 +142,45 @@ func softmaxExpGo(x []float32, mx float32) float64 {
 // ggml_vec_dot_f32 does (see vecDot64).
 func Dot(a, b []float32) float32 { return vecDotF32(a, b) }
 
-// Attention computes causal multi-head attention with grouped KV heads into
-// out, for one sequence whose keys and values are in kv at the block table
-// blocks; scores must hold at least a.Pos0+n floats, where n is the number of
-// query rows in q. It allocates its lane sums (64·HeadDim floats) and the
-// copies of the KV heads; Backend keeps them between calls and splits the
-// heads across threads.
-//
-// It follows llama.cpp without flash attention: KQ is ggml_vec_dot_f32 per
-// key (q is a permuted, non-contiguous view there), the softmax is Softmax
-// after scaling, and KQV multiplies the transposed V cache by the scores.
-// That product goes through llamafile's tinyBLAS (16 lanes) when the batch
-// has two or more rows and HeadDim is a multiple of 4, else through
-// ggml_vec_dot_f32 (4×16 lanes); position p feeds lane p mod 16 or p mod 64,
-// and the positions past the last one, zero-weighted there, add nothing.
-func Attention(out, q []float32, kv *kernels.KVCache, blocks []int32, a kernels.Attn, scores []float32) {
-	lanes := make([]float32, 64*a.HeadDim)
-	n, group := len(q)/(a.Heads*a.HeadDim), a.Heads/a.KVHeads
-	var h headKV
-	for kvh := range a.KVHeads {
-		h.view(seqKV{kv, a.Layer, blocks}, a, kvh, a.Pos0+n)
-		for hh := kvh * group; hh < (kvh+1)*group; hh++ {
-			for i := range n { // one job per query row and head
-				attendHead(out, q, &h, a, i*a.Heads+hh, scores, lanes, false)
-			}
-		}
-	}
-}
-
 // laneWidth is how many lanes the value sums of a call with n query rows take
 // in llama.cpp: tinyBLAS's 16 for a batch when hd is a multiple of 4, else
-// ggml_vec_dot's 64; invariant gives one row the 16 of a batch.
-func laneWidth(n, hd int, invariant bool) int {
-	if (n >= 2 || invariant) && hd%4 == 0 {
+// ggml_vec_dot's 64; kernels.OrderBatchInvariant gives one row the 16 of a
+// batch.
+func laneWidth(n, hd int, o kernels.Order) int {
+	if (n >= 2 || o == kernels.OrderBatchInvariant) && hd%4 == 0 {
 		return 16
 	}
 	return 64
 }
 
-// attendHead computes one head of one query row from h, which holds the
-// head's KV head: job j is row j/Heads, head j%Heads. invariant gives a
-// lone query row the 16 lanes of several.
-func attendHead(out, q []float32, h *headKV, a kernels.Attn, j int, scores, lanes []float32, invariant bool) {
+// attendHead computes one head of one query row of causal multi-head
+// attention with grouped KV heads from h, which holds the query head's KV
+// head: job j is row j/Heads, head j%Heads; scores must hold at least
+// a.Pos0+n floats, where n is the number of query rows in q, and lanes
+// 64·HeadDim.
+//
+// It follows llama.cpp without flash attention: KQ is ggml_vec_dot_f32 per
+// key (q is a permuted, non-contiguous view there), the softmax is
+// kernelSet.softmax after scaling, and KQV multiplies the transposed V cache
+// by the scores. That product goes through llamafile's tinyBLAS (16 lanes)
+// when the batch has two or more rows and HeadDim is a multiple of 4, else
+// through ggml_vec_dot_f32 (4×16 lanes); position p feeds lane p mod 16 or
+// p mod 64, and the positions past the last one, zero-weighted there, add
+// nothing.
+func (k *kernelSet) attendHead(out, q []float32, h *headKV, a kernels.Attn, j int, scores, lanes []float32) {
 	qRow, hd := a.Heads*a.HeadDim, a.HeadDim
-	width := laneWidth(len(q)/qRow, hd, invariant)
+	width := laneWidth(len(q)/qRow, hd, a.Order)
 	acc := lanes[:width*hd]
 	i, hh := j/a.Heads, j%a.Heads
 	last := a.Pos0 + i
 	s := scores[:last+1]
 	qh := q[i*qRow+hh*hd : i*qRow+(hh+1)*hd]
 	for p := 0; p <= last; p++ {
-		s[p] = float32(dotF32(qh, h.k[p*h.stride:p*h.stride+hd]) * a.Scale)
+		s[p] = float32(k.dotF32(qh, h.k[p*h.stride:p*h.stride+hd]) * a.Scale)
 	}
-	Softmax(s)
-	kqv(out[i*qRow+hh*hd:i*qRow+(hh+1)*hd], s, h.v, h.stride, width, acc)
+	k.softmax(s)
+	k.kqv(out[i*qRow+hh*hd:i*qRow+(hh+1)*hd], s, h.v, h.stride, width, acc)
 }
-
-// Attention's kernels: dotF32 is vecDotF32 for q·k, and kqv sets the head
-// output o to the sum of the value rows (row p at v[p·stride:], len(o)
-// wide) weighted by s, in width lanes kept in acc.
-var (
-	dotF32 = vecDotF32
-	kqv    = kqvGo
-)
 
 func kqvGo(o, s, vs []float32, stride, width int, acc []float32) {
 	clear(acc)
@@ -238,9 +200,6 @@ func kqvGo(o, s, vs []float32, stride, width int, acc []float32) {
 	}
 }
 
-// attnRows, where set, are the kernels of attendRows.
-var attnRows *attnRowKernels
-
 // attnRowKernels compute a query row's attention over one KV head held as
 // rows one after the other (headKV), each in one call where attendHead
 // makes one per position, in the same order.
@@ -253,17 +212,18 @@ type attnRowKernels struct {
 	fold func(o, acc []float32, width int)
 }
 
-// attendRows is attendHead for a KV head held in h, through k.
-func attendRows(out, q []float32, h *headKV, a kernels.Attn, j int, scores, lanes []float32, invariant bool, k *attnRowKernels) {
+// attendRows is attendHead for a KV head held in h, through ks.attnRows.
+func (ks *kernelSet) attendRows(out, q []float32, h *headKV, a kernels.Attn, j int, scores, lanes []float32) {
+	k := ks.attnRows
 	qRow, hd := a.Heads*a.HeadDim, a.HeadDim
-	width := laneWidth(len(q)/qRow, hd, invariant)
+	width := laneWidth(len(q)/qRow, hd, a.Order)
 	acc := lanes[:width*hd]
 	i, hh := j/a.Heads, j%a.Heads
 	last := a.Pos0 + i
 	s := scores[:last+1]
 	k.scores(h.k, hd, q[i*qRow+hh*hd:i*qRow+(hh+1)*hd], s)
-	scaleRow(s, a.Scale)
-	Softmax(s)
+	ks.scaleRow(s, a.Scale)
+	ks.softmax(s)
 	clear(acc)
 	k.values(acc, h.v, s, hd, width)
 	k.fold(out[i*qRow+hh*hd:i*qRow+(hh+1)*hd], acc, width)
@@ -291,10 +251,6 @@ func halfRuns(runs []halfRun, kv seqKV, a kernels.Attn, kvh, n int) []halfRun {
 	return runs
 }
 
-// attnDecode holds, by HeadDim, the decode kernels of the variant in use
-// (attendGroupHalf); other HeadDims take attendRows on an f32 copy.
-var attnDecode = map[int]attnDecodeKernels{}
-
 // attnDecodeKernels compute the query heads of one query row that share a
 // KV head against up to 16 fp16 rows of a run at a time, converting each
 // key and value row once for all of them, in attendRows's order.
@@ -317,9 +273,10 @@ type attnDecodeKernels struct {
 // next run. Head g's scores take ts.scores[g·sStride:] and its lane sums
 // ts.lanes[g·width·HeadDim:]. Query row i attends to the positions of the
 // runs up to Pos0+i.
-func attendGroupHalf(out, q []float32, runs []halfRun, a kernels.Attn, i, h0, group, sStride int, ts *attnScratch, invariant bool, k *attnRowKernels, dk attnDecodeKernels) {
+func (ks *kernelSet) attendGroupHalf(out, q []float32, runs []halfRun, a kernels.Attn, i, h0, group, sStride int, ts *attnScratch, dk attnDecodeKernels) {
+	k := ks.attnRows
 	qRow, hd, stride := a.Heads*a.HeadDim, a.HeadDim, a.KVHeads*a.HeadDim
-	width := laneWidth(len(q)/qRow, hd, invariant)
+	width := laneWidth(len(q)/qRow, hd, a.Order)
 	n := a.Pos0 + i + 1
 	aStride := width * hd
 	if len(ts.scores) < (group-1)*sStride+n || len(ts.lanes) < group*aStride || len(ts.kb) < 16*hd ||
@@ -334,9 +291,9 @@ func attendGroupHalf(out, q []float32, runs []halfRun, a kernels.Attn, i, h0, gr
 		for r, run := range runs {
 			if r+1 < len(runs) && p+run.m < n {
 				if values {
-					prefetchRows(runs[r+1].vh, hd, stride)
+					ks.prefetchRows(runs[r+1].vh, hd, stride)
 				} else {
-					prefetchRows(runs[r+1].kh, hd, stride)
+					ks.prefetchRows(runs[r+1].kh, hd, stride)
 				}
 			}
 			for o := 0; o < run.m && p < n; o += 16 {
@@ -352,9 +309,9 @@ func attendGroupHalf(out, q []float32, runs []halfRun, a kernels.Attn, i, h0, gr
 	chunks(func(kh, _ []uint16, p, m int) {
 		dk.scores(&kh[0], 2*stride, m, qh, group, &ts.scores[p], 4*sStride, &ts.kb[0], a.Scale, uint16(1)<<m-1)
 	}, false)
-	prefetchRows(runs[0].vh, hd, stride)
+	ks.prefetchRows(runs[0].vh, hd, stride)
 	for g := range group {
-		Softmax(ts.scores[g*sStride : g*sStride+n])
+		ks.softmax(ts.scores[g*sStride : g*sStride+n])
 	}
 	clear(ts.lanes[:group*aStride])
 	chunks(func(_, vh []uint16, p, m int) {
@@ -366,22 +323,9 @@ func attendGroupHalf(out, q []float32, runs []halfRun, a kernels.Attn, i, h0, gr
 	}
 }
 
-// fromHalf sets dst[i] to the fp16 value src[i]; toHalf rounds src[i] to
-// fp16 (to nearest, ties to even) into dst[i].
-// fromHalfRows converts the rows of cols values that start stride values
-// apart in src into the rows of dst, one after the other.
-var (
-	fromHalf     = fromHalfGo
-	toHalf       = toHalfGo
-	fromHalfRows = fromHalfRowsGo
-	// prefetchRows asks for the cache lines of the rows of cols values
-	// that start stride values apart in src, where the CPU can.
-	prefetchRows = func(src []uint16, cols, stride int) {}
-)
-
 func fromHalfRowsGo(dst []float32, src []uint16, cols, stride int) {
 	for r := range len(dst) / cols {
-		fromHalf(dst[r*cols:(r+1)*cols], src[r*stride:])
+		fromHalfGo(dst[r*cols:(r+1)*cols], src[r*stride:])
 	}
 }
 
@@ -397,22 +341,19 @@ func toHalfGo(dst []uint16, src []float32) {
 	}
 }
 
-// SwiGLU sets gate[i] = silu(gate[i])·up[i] as ggml_vec_swiglu_f32 does:
+// swiGLU sets gate[i] = silu(gate[i])·up[i] as ggml_vec_swiglu_f32 does:
 // silu(x) = x/(1 + expf(−x)) with the vector expf for each 16 values, libm's
 // expf for a tail. Rows are taken to be a multiple of 16 wide (ggml restarts
 // the 16-value blocks at each row).
-func SwiGLU(gate, up []float32) {
+func (k *kernelSet) swiGLU(gate, up []float32) {
 	n := len(gate) &^ 15
-	swiGLU16(gate[:n], up[:n])
+	k.swiGLU16(gate[:n], up[:n])
 	for i := n; i < len(gate); i++ {
 		g := gate[i]
 		e := float32(math.Exp(float64(-g)))
 		gate[i] = float32(float32(g/float32(1+e)) * up[i])
 	}
 }
-
-// swiGLU16 is SwiGLU for len(gate) a multiple of 16, all with the vector expf.
-var swiGLU16 = swiGLU16Go
 
 func swiGLU16Go(gate, up []float32) {
 	for i, g := range gate {
@@ -421,9 +362,6 @@ func swiGLU16Go(gate, up []float32) {
 	}
 }
 
-// addInto is Add with the variant's vector kernel, where it has one.
-var addInto = Add
-
 // Add sets dst[i] += src[i].
 func Add(dst, src []float32) {
 	for i, v := range src {
@@ -431,9 +369,9 @@ func Add(dst, src []float32) {
 	}
 }
 
-// AddBias adds bias to every len(bias)-wide row of x.
-func AddBias(x, bias []float32) {
+// addBias adds bias to every len(bias)-wide row of x.
+func (k *kernelSet) addBias(x, bias []float32) {
 	for r := 0; r+len(bias) <= len(x); r += len(bias) {
-		addInto(x[r:r+len(bias)], bias)
+		k.add(x[r:r+len(bias)], bias)
 	}
 }

@@ -28,11 +28,12 @@ func close32(t *testing.T, what string, got []float32, want []float64, tol float
 }
 
 func TestRMSNorm(t *testing.T) {
+	t.Parallel()
 	r := rand.New(rand.NewPCG(1, 2))
 	const dim = 67
 	x, w := randVec(r, 3*dim), randVec(r, dim)
 	out := make([]float32, len(x))
-	RMSNorm(out, x, w, dim, 1e-5)
+	best().rmsNorm(out, x, w, dim, 1e-5)
 	want := make([]float64, len(x))
 	for row := 0; row < 3; row++ {
 		var ss float64
@@ -45,11 +46,12 @@ func TestRMSNorm(t *testing.T) {
 		}
 	}
 	close32(t, "rmsnorm", out, want, 1e-6)
-	RMSNorm(x, x, w, dim, 1e-5) // in place
+	best().rmsNorm(x, x, w, dim, 1e-5) // in place
 	close32(t, "rmsnorm in place", x, want, 1e-6)
 }
 
 func TestRoPE(t *testing.T) {
+	t.Parallel()
 	r := rand.New(rand.NewPCG(3, 4))
 	const heads, headDim, dims = 3, 16, 12
 	ff := []float32{1, 1, 2, 4, 8, 8}
@@ -88,17 +90,14 @@ func TestRoPE(t *testing.T) {
 
 // TestRoPETable checks the backend's RoPE, which rotates from a table of
 // the positions it has seen, against the plain RoPE bit for bit, for every
-// variant, both pair layouts, dims that the assembly takes or not, and
+// kernel set, both pair layouts, dims that the assembly takes or not, and
 // positions out of order that make the table grow.
 func TestRoPETable(t *testing.T) {
-	defer SetVariant(Variants()[0])
-	b := New(2)
-	defer b.Close()
+	t.Parallel()
 	r := rand.New(rand.NewPCG(5, 6))
-	for _, v := range Variants() {
-		if err := SetVariant(v); err != nil {
-			t.Fatal(err)
-		}
+	for _, v := range testSets() {
+		b := newBackend(v, 2)
+		defer b.Close()
 		for _, c := range []struct{ heads, headDim, dims int }{{4, 64, 64}, {2, 128, 64}, {3, 16, 12}, {2, 64, 32}} {
 			for _, neox := range []bool{false, true} {
 				for _, factors := range [][]float32{nil, randVec(r, c.dims/2)} {
@@ -183,7 +182,24 @@ func testCache(fp16 bool, block, width int, seqs ...flatKV) (*kernels.KVCache, [
 	return c, tables
 }
 
+// attention is attendHead for every query row and head of q, over the one
+// sequence at blocks in kv, with lane sums of its own.
+func (k *kernelSet) attention(out, q []float32, kv *kernels.KVCache, blocks []int32, a kernels.Attn, scores []float32) {
+	lanes := make([]float32, 64*a.HeadDim)
+	n, group := len(q)/(a.Heads*a.HeadDim), a.Heads/a.KVHeads
+	var h headKV
+	for kvh := range a.KVHeads {
+		h.view(k, seqKV{kv, a.Layer, blocks}, a, kvh, a.Pos0+n)
+		for hh := kvh * group; hh < (kvh+1)*group; hh++ {
+			for i := range n { // one job per query row and head
+				k.attendHead(out, q, &h, a, i*a.Heads+hh, scores, lanes)
+			}
+		}
+	}
+}
+
 func TestAttention(t *testing.T) {
+	t.Parallel()
 	r := rand.New(rand.NewPCG(5, 6))
 	const heads, kvHeads, hd, total, n = 4, 2, 8, 9, 3
 	a := kernels.Attn{Pos0: total - n, Heads: heads, KVHeads: kvHeads, HeadDim: hd, Scale: 0.3}
@@ -220,17 +236,18 @@ func TestAttention(t *testing.T) {
 		kv.block = block
 		c, blocks := kv.cache()
 		out := make([]float32, len(q))
-		Attention(out, q, c, blocks, a, make([]float32, total))
+		best().attention(out, q, c, blocks, a, make([]float32, total))
 		close32(t, fmt.Sprintf("attention in blocks of %d", block), out, want, 1e-5)
 	}
 }
 
 func TestSwiGLUAndAdd(t *testing.T) {
+	t.Parallel()
 	g, u := []float32{-2, 0, 1.5}, []float32{3, 4, -1}
-	SwiGLU(g, u)
+	best().swiGLU(g, u)
 	want := []float64{-2 / (1 + math.Exp(2)) * 3, 0, 1.5 / (1 + math.Exp(-1.5)) * -1}
 	close32(t, "swiglu", g, want, 1e-6)
 	x := []float32{1, 2, 3, 4}
-	AddBias(x, []float32{10, 20})
+	best().addBias(x, []float32{10, 20})
 	close32(t, "addbias", x, []float64{11, 22, 13, 24}, 0)
 }

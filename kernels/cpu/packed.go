@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"unsafe"
 
+	"github.com/godwit-ai/godwit/kernels"
 	"github.com/godwit-ai/godwit/models/gguf"
 )
 
@@ -16,14 +17,14 @@ import (
 type Packed struct {
 	t          gguf.Type
 	rows, cols int
-	w          []byte // the stored layout, for a variant without k
+	w          []byte // the stored layout, for a kernel set without k
 	tiles      []byte // ⌈rows/16⌉ tiles of 16 rows, the last padded with zero rows
 	k          *packedKernels
 }
 
 // packedKernels pack one type and multiply it in two float orders: orders[0]
-// is llama.cpp's for a product of that shape, orders[1] the one of
-// batch-invariant products (Scratch.Invariant).
+// is llama.cpp's for a product of that shape (kernels.OrderLlama), orders[1]
+// the one of batch-invariant products (kernels.OrderBatchInvariant).
 type packedKernels struct {
 	tileBytes func(nb int) int // a tile's size
 	pack      func(dst, w []byte, rowBytes, rows, nb int)
@@ -44,21 +45,17 @@ type packedOrder struct {
 	x4s func(w, a *byte, nb int, out *float32, ldo int, pf *[5]uintptr, groups, ab, tiles int)
 }
 
-// simdPacked[t], where set, packs and multiplies weights of type t (filled
-// by the variant hooks of the assembly files).
-var simdPacked = map[gguf.Type]*packedKernels{}
-
-// Pack returns the rows×cols weight w of type t packed for this CPU's tile
+// pack returns the rows×cols weight w of type t packed for ks's tile
 // kernels, or nil when it has none for t (MatMul then takes w as stored).
-// w stays referenced, for a later change of variant.
-func Pack(t gguf.Type, w []byte, rows, cols int) *Packed {
-	k := simdPacked[t]
+// w stays referenced, for products under a set without those kernels.
+func (ks *kernelSet) pack(t gguf.Type, w []byte, rows, cols int) *Packed {
+	k := ks.packed[t]
 	if k == nil || rows <= 0 || cols <= 0 || cols%t.BlockSize() != 0 {
 		return nil
 	}
 	rowBytes := t.RowSize(cols)
 	if len(w) != rows*rowBytes {
-		panic(fmt.Sprintf("cpu: Pack: %d×%d %v weights need %d bytes, got %d", rows, cols, t, rows*rowBytes, len(w)))
+		panic(fmt.Sprintf("cpu: pack: %d×%d %v weights need %d bytes, got %d", rows, cols, t, rows*rowBytes, len(w)))
 	}
 	nb := cols / t.BlockSize()
 	tb := k.tileBytes(nb)
@@ -75,9 +72,9 @@ func Pack(t gguf.Type, w []byte, rows, cols int) *Packed {
 func (p *Packed) Bytes() int { return len(p.tiles) }
 
 // MatMulPacked is MatMul with a packed weight.
-func (s *Scratch) MatMulPacked(out []float32, p *Packed, x []float32, n int) {
+func (s *Scratch) MatMulPacked(out []float32, p *Packed, x []float32, n int, o kernels.Order) {
 	s.one = [1]packedProduct{{p: p, out: out}}
-	s.matMulsPacked(s.one[:], x, n)
+	s.matMulsPacked(s.one[:], x, n, o)
 	s.one = [1]packedProduct{}
 }
 
@@ -86,7 +83,7 @@ func (s *Scratch) MatMulPacked(out []float32, p *Packed, x []float32, n int) {
 // once for all of them, and the threads take the tiles of all of them as
 // one product (the query, key and value projections of a layer, or its gate
 // and up projections).
-func (s *Scratch) MatMulsPacked(outs [][]float32, ps []*Packed, x []float32, n int) {
+func (s *Scratch) MatMulsPacked(outs [][]float32, ps []*Packed, x []float32, n int, o kernels.Order) {
 	if len(outs) != len(ps) {
 		panic(fmt.Sprintf("cpu: MatMulsPacked: %d outputs for %d weights", len(outs), len(ps)))
 	}
@@ -97,7 +94,7 @@ func (s *Scratch) MatMulsPacked(outs [][]float32, ps []*Packed, x []float32, n i
 		}
 		s.prods = append(s.prods, packedProduct{p: p, out: outs[i]})
 	}
-	s.matMulsPacked(s.prods, x, n)
+	s.matMulsPacked(s.prods, x, n, o)
 	clear(s.prods)
 }
 
@@ -109,15 +106,15 @@ type packedProduct struct {
 	first int
 }
 
-// matMulsPacked runs prods with x as one task, or, for weights packed under
-// another variant, each product with the stored rows.
-func (s *Scratch) matMulsPacked(prods []packedProduct, x []float32, n int) {
-	p := prods[0].p
+// matMulsPacked runs prods with x as one task, or, for weights packed for
+// another kernel set, each product with the stored rows.
+func (s *Scratch) matMulsPacked(prods []packedProduct, x []float32, n int, o kernels.Order) {
+	p, k := prods[0].p, s.kernels()
 	for _, pr := range prods {
-		if simdPacked[pr.p.t] != pr.p.k {
-			// Packed under another variant: the stored rows, one by one.
+		if k.packed[pr.p.t] != pr.p.k {
+			// Packed for another set: the stored rows, one by one.
 			for _, pr := range prods {
-				s.MatMul(pr.out, pr.p.t, pr.p.w, pr.p.rows, pr.p.cols, x, n)
+				s.MatMul(pr.out, pr.p.t, pr.p.w, pr.p.rows, pr.p.cols, x, n, o)
 			}
 			return
 		}
@@ -134,12 +131,12 @@ func (s *Scratch) matMulsPacked(prods []packedProduct, x []float32, n int) {
 		prods[i].first = tiles
 		tiles += (prods[i].p.rows + tileRows - 1) / tileRows
 	}
-	o := &p.k.orders[b2i(s.Invariant)]
+	po := &p.k.orders[b2i(o == kernels.OrderBatchInvariant)]
 	nb := p.cols / p.t.BlockSize()
-	s.tiled = grow(s.tiled, (n+3)/4*o.actBytes(nb))
-	s.task = matMulTask{t: p.t, cols: p.cols, n: n, x: x, acts: s.actRows(p.t, p.cols, n),
-		packed: prods, nTiles: tiles, order: o, tiled: s.tiled,
-		nb: nb, tileBytes: p.k.tileBytes(nb), groupBytes: o.actBytes(nb)}
+	s.tiled = grow(s.tiled, (n+3)/4*po.actBytes(nb))
+	s.task = matMulTask{k: k, t: p.t, cols: p.cols, n: n, x: x, acts: s.actRows(p.t, p.cols, n),
+		packed: prods, nTiles: tiles, order: po, tiled: s.tiled,
+		nb: nb, tileBytes: p.k.tileBytes(nb), groupBytes: po.actBytes(nb)}
 	s.run()
 }
 
@@ -218,7 +215,7 @@ func (m *matMulTask) prepareActs(threads int) {
 		rows := m.acts[4*g : min(4*g+4, m.n)]
 		for i := range rows {
 			r := 4*g + i
-			quantizeAct(m.t, m.x[r*m.cols:(r+1)*m.cols], &rows[i])
+			m.k.quantizeAct(m.t, m.x[r*m.cols:(r+1)*m.cols], &rows[i])
 		}
 		m.order.packActs(m.tiled[g*gb:(g+1)*gb], rows)
 	}

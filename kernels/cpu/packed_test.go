@@ -3,32 +3,37 @@ package cpu
 import (
 	"testing"
 
+	"github.com/godwit-ai/godwit/kernels"
 	"github.com/godwit-ai/godwit/models/gguf"
 )
+
+// orderOf is the order a test's invariant flag names.
+func orderOf(invariant bool) kernels.Order {
+	if invariant {
+		return kernels.OrderBatchInvariant
+	}
+	return kernels.OrderLlama
+}
 
 // TestPackedMatMul checks that products with weights packed at load equal
 // those with the weights as stored, bit for bit, for row counts that fill
 // tiles or not, any number of activation rows and both float orders, and
-// that a packed weight still multiplies correctly after a change of kernel
-// variant.
+// that a packed weight still multiplies correctly with another kernel set.
 func TestPackedMatMul(t *testing.T) {
-	defer SetVariant(Variants()[0])
+	t.Parallel()
 	var s Scratch
 	s.Pool = NewPool(2)
 	defer s.Pool.Close()
-	for _, v := range Variants() {
-		if err := SetVariant(v); err != nil {
-			t.Fatal(err)
-		}
+	for _, v := range testSets() {
 		for _, shape := range [][2]int{{16, 32}, {40, 96}, {263, 512}} {
 			rows, cols := shape[0], shape[1]
 			w := make([]byte, rows*gguf.Q8_0.RowSize(cols))
 			if err := Quantize(gguf.Q8_0, randomData("gauss", rows*cols, uint64(rows)), w); err != nil {
 				t.Fatal(err)
 			}
-			p := Pack(gguf.Q8_0, w, rows, cols)
-			if want := v == VariantAVX512 && HasVNNI; (p != nil) != want {
-				t.Fatalf("%v: Pack gave a packed weight: %v, want %v", v, p != nil, want)
+			p := v.pack(gguf.Q8_0, w, rows, cols)
+			if want := v.variant == VariantAVX512 && v.dot; (p != nil) != want {
+				t.Fatalf("%v: pack gave a packed weight: %v, want %v", v, p != nil, want)
 			}
 			if p == nil {
 				continue
@@ -41,30 +46,25 @@ func TestPackedMatMul(t *testing.T) {
 				invariant bool
 			}{{0, false}, {1, false}, {2, false}, {3, false}, {4, false}, {5, false}, {7, false}, {16, false}, {21, false},
 				{1, true}, {2, true}, {3, true}, {4, true}, {6, true}, {16, true}, {23, true}} {
-				n := c.n
-				s.Invariant = c.invariant
+				n, o := c.n, orderOf(c.invariant)
+				s.k = v
 				x := randomData("gauss", n*cols, uint64(n+cols))
 				want := make([]float32, n*rows)
-				s.MatMul(want, gguf.Q8_0, w, rows, cols, x, n)
+				s.MatMul(want, gguf.Q8_0, w, rows, cols, x, n, o)
 				got := make([]float32, n*rows)
-				s.MatMulPacked(got, p, x, n)
+				s.MatMulPacked(got, p, x, n, o)
 				if j := firstDiff(got, want); j >= 0 {
 					t.Errorf("%v %d×%d n=%d invariant=%v: packed out[%d] = %g, stored %g", v, rows, cols, n, c.invariant, j, got[j], want[j])
 				}
-				for _, other := range Variants() {
+				for _, other := range testSets() {
 					if other == v {
 						continue
 					}
-					if err := SetVariant(other); err != nil {
-						t.Fatal(err)
-					}
-					s.MatMul(want, gguf.Q8_0, w, rows, cols, x, n)
-					s.MatMulPacked(got, p, x, n)
+					s.k = other
+					s.MatMul(want, gguf.Q8_0, w, rows, cols, x, n, o)
+					s.MatMulPacked(got, p, x, n, o)
 					if j := firstDiff(got, want); j >= 0 {
 						t.Errorf("packed for %v, run on %v: %d×%d n=%d invariant=%v: out[%d] = %g, stored %g", v, other, rows, cols, n, c.invariant, j, got[j], want[j])
-					}
-					if err := SetVariant(v); err != nil {
-						t.Fatal(err)
 					}
 				}
 			}
@@ -75,7 +75,8 @@ func TestPackedMatMul(t *testing.T) {
 // TestMatMulsPacked checks that weights multiplied as one product give what
 // each gives alone, bit for bit, tiles of all of them shared by the threads.
 func TestMatMulsPacked(t *testing.T) {
-	var s Scratch
+	t.Parallel()
+	s := Scratch{k: best()}
 	s.Pool = NewPool(2)
 	defer s.Pool.Close()
 	const cols = 256
@@ -85,7 +86,7 @@ func TestMatMulsPacked(t *testing.T) {
 		if err := Quantize(gguf.Q8_0, randomData("gauss", rows*cols, uint64(i)), w); err != nil {
 			t.Fatal(err)
 		}
-		if p := Pack(gguf.Q8_0, w, rows, cols); p != nil {
+		if p := s.k.pack(gguf.Q8_0, w, rows, cols); p != nil {
 			ps = append(ps, p)
 		}
 	}
@@ -93,17 +94,17 @@ func TestMatMulsPacked(t *testing.T) {
 		t.Skip("no packed kernels on this CPU")
 	}
 	for _, invariant := range []bool{false, true} {
-		s.Invariant = invariant
+		o := orderOf(invariant)
 		for _, n := range []int{1, 3, 16, 21} {
 			x := randomData("gauss", n*cols, uint64(n))
 			outs := make([][]float32, len(ps))
 			for i, p := range ps {
 				outs[i] = make([]float32, n*p.rows)
 			}
-			s.MatMulsPacked(outs, ps, x, n)
+			s.MatMulsPacked(outs, ps, x, n, o)
 			for i, p := range ps {
 				want := make([]float32, n*p.rows)
-				s.MatMulPacked(want, p, x, n)
+				s.MatMulPacked(want, p, x, n, o)
 				if j := firstDiff(outs[i], want); j >= 0 {
 					t.Errorf("invariant=%v n=%d weight %d: out[%d] = %g together, %g alone", invariant, n, i, j, outs[i][j], want[j])
 				}

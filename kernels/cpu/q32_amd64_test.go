@@ -9,6 +9,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/godwit-ai/godwit/kernels"
 	"github.com/godwit-ai/godwit/models/gguf"
 )
 
@@ -27,16 +28,11 @@ var q32BlockCounts = []int{0, 1, 2, 3, 7, 33}
 // amd64 SIMD variants do; NEON has one-row kernels for Q8_0 and Q4_0 only.
 func q32Complete(v Variant) bool { return v == VariantAVX2 || v == VariantAVX512 }
 
-// q32EachVariant runs f under every variant this CPU has, then goes back to
-// the default (best) one.
-func q32EachVariant(t *testing.T, f func(t *testing.T, v Variant)) {
+// q32EachVariant runs f, as a subtest, with every kernel set this CPU has.
+func q32EachVariant(t *testing.T, f func(t *testing.T, k *kernelSet)) {
 	t.Helper()
-	defer SetVariant(Variants()[0])
-	for _, v := range Variants() {
-		if err := SetVariant(v); err != nil {
-			t.Fatal(err)
-		}
-		t.Run(string(v), func(t *testing.T) { f(t, v) })
+	for _, k := range testSets() {
+		t.Run(k.String(), func(t *testing.T) { f(t, k) })
 	}
 }
 
@@ -138,10 +134,12 @@ func sameFloat(got, want float32) bool {
 // TestQ32KernelsMatchGo: for every variant, block type, path and row length,
 // the one-row and four-row kernels give the plain Go kernel's bits.
 func TestQ32KernelsMatchGo(t *testing.T) {
-	q32EachVariant(t, func(t *testing.T, v Variant) {
+	t.Parallel()
+	q32EachVariant(t, func(t *testing.T, ks *kernelSet) {
+		v := ks.variant
 		r := rand.New(rand.NewPCG(32, uint64(len(v))))
 		for _, typ := range q32Types {
-			k, k4 := simdQuant[typ], simdQuant4[typ]
+			k, k4 := ks.quant[typ], ks.quant4[typ]
 			if q32Complete(v) && (k == nil || k4 == nil) {
 				t.Fatalf("%v: no kernel under variant %s", typ, v)
 			}
@@ -181,10 +179,11 @@ func TestQ32KernelsMatchGo(t *testing.T) {
 // TestQ32KernelsSpecialScales: infinite and NaN block scales give what the Go
 // kernel gives (NaN or ±Inf), in every lane order.
 func TestQ32KernelsSpecialScales(t *testing.T) {
-	q32EachVariant(t, func(t *testing.T, v Variant) {
+	t.Parallel()
+	q32EachVariant(t, func(t *testing.T, ks *kernelSet) {
 		r := rand.New(rand.NewPCG(33, 0))
 		for _, typ := range q32Types {
-			k, k4 := simdQuant[typ], simdQuant4[typ]
+			k, k4 := ks.quant[typ], ks.quant4[typ]
 			if k == nil {
 				continue
 			}
@@ -238,7 +237,7 @@ func q32Rows(r *rand.Rand, typ gguf.Type, nb, rows, stride int, h uint16) []byte
 	return w[:(rows-1)*stride+nb*ts]
 }
 
-// q32CheckRows runs simdQuantRows' kernel kr on the rows of w and compares
+// q32CheckRows runs kernelSet.quantRows' kernel kr on the rows of w and compares
 // each result with the plain Go kernel's bits; the entries of out past the
 // rows must keep their values.
 func q32CheckRows(t *testing.T, kr func([]byte, int, act, path, []float32), typ gguf.Type, w []byte, stride, rows int, a act, p path, what string) {
@@ -267,10 +266,12 @@ func q32CheckRows(t *testing.T, kr func([]byte, int, act, path, []float32), typ 
 // number of weight rows and row stride, the multi-row kernels give every
 // row the plain Go kernel's bits and write nothing past out.
 func TestQ32RowsKernelsMatchGo(t *testing.T) {
-	q32EachVariant(t, func(t *testing.T, v Variant) {
+	t.Parallel()
+	q32EachVariant(t, func(t *testing.T, ks *kernelSet) {
+		v := ks.variant
 		r := rand.New(rand.NewPCG(34, uint64(len(v))))
 		for _, typ := range q32Types {
-			kr := simdQuantRows[typ]
+			kr := ks.quantRows[typ]
 			if q32Complete(v) && kr == nil {
 				t.Fatalf("%v: no multi-row kernel under variant %s", typ, v)
 			}
@@ -297,10 +298,11 @@ func TestQ32RowsKernelsMatchGo(t *testing.T) {
 // rows of a group, or in the activation row, give what the Go kernel gives
 // in every row.
 func TestQ32RowsKernelsSpecialScales(t *testing.T) {
-	q32EachVariant(t, func(t *testing.T, v Variant) {
+	t.Parallel()
+	q32EachVariant(t, func(t *testing.T, ks *kernelSet) {
 		r := rand.New(rand.NewPCG(35, 0))
 		for _, typ := range q32Types {
-			kr := simdQuantRows[typ]
+			kr := ks.quantRows[typ]
 			if kr == nil {
 				continue
 			}
@@ -331,6 +333,7 @@ func TestQ32RowsKernelsSpecialScales(t *testing.T) {
 // factors (2³⁰+1 = 1321·1025·793); the random tests do not meet such rows.
 // The plain Go kernel and every SIMD variant must give the single rounding.
 func TestQ32KernelsFMARoundOnce(t *testing.T) {
+	t.Parallel()
 	// Two Q8_0 blocks: d_w = 1 with w_0 = 16, then d_w = 1321·2⁻²⁴ with
 	// w_32 = 13; the activations have d_x = 1 and 1025·2⁻²⁴.
 	w := make([]byte, 2*34)
@@ -347,8 +350,8 @@ func TestQ32KernelsFMARoundOnce(t *testing.T) {
 	if got := q32Want(gguf.Q8_0, w, a, pathVecDot); got != once {
 		t.Errorf("go: %g (%#x), want the single rounding %g (%#x)", got, math.Float32bits(got), once, math.Float32bits(once))
 	}
-	q32EachVariant(t, func(t *testing.T, v Variant) {
-		k := simdQuant[gguf.Q8_0]
+	q32EachVariant(t, func(t *testing.T, ks *kernelSet) {
+		k := ks.quant[gguf.Q8_0]
 		if k == nil {
 			t.Skip("no kernel")
 		}
@@ -413,17 +416,18 @@ func q32ActRows(nb int) map[string][]float32 {
 // TestQ32ActQuantMatchesGo: the quantizers MatMul uses give the levels, scales
 // and Q8_1 sums of quantizeActQ8_0 and quantizeActQ8_1, bit for bit.
 func TestQ32ActQuantMatchesGo(t *testing.T) {
-	q32EachVariant(t, func(t *testing.T, v Variant) {
+	t.Parallel()
+	q32EachVariant(t, func(t *testing.T, ks *kernelSet) {
 		for _, nb := range q32BlockCounts {
 			for name, x := range q32ActRows(nb) {
 				q, d, s := make([]int8, len(x)), make([]float32, nb), make([]float32, nb)
 				wq, wd, ws := make([]int8, len(x)), make([]float32, nb), make([]float32, nb)
 				for _, q81 := range []bool{false, true} {
 					if q81 {
-						actQ8_1(x, q, d, s)
+						ks.actQ8_1(x, q, d, s)
 						quantizeActQ8_1(x, wq, wd, ws)
 					} else {
-						actQ8_0(x, q, d)
+						ks.actQ8_0(x, q, d)
 						quantizeActQ8_0(x, wq, wd)
 					}
 					what := fmt.Sprintf("%s nb=%d Q8_1=%v", name, nb, q81)
@@ -481,24 +485,22 @@ func q32MatMulCases(t *testing.T) []q32MatMulCase {
 // TestQ32MatMulMatchesGo: MatMul under every variant, on one thread and on
 // two, gives VariantGo's bits for every block type and shape.
 func TestQ32MatMulMatchesGo(t *testing.T) {
+	t.Parallel()
 	cases := q32MatMulCases(t)
 	want := make([][]float32, len(cases))
-	if err := SetVariant(VariantGo); err != nil {
-		t.Fatal(err)
-	}
-	var s Scratch
+	s := Scratch{k: goSet()}
 	for i, c := range cases {
 		want[i] = make([]float32, c.n*c.rows)
-		s.MatMul(want[i], c.typ, c.w, c.rows, c.cols, c.x, c.n)
+		s.MatMul(want[i], c.typ, c.w, c.rows, c.cols, c.x, c.n, kernels.OrderLlama)
 	}
 	pool := NewPool(2)
 	defer pool.Close()
-	q32EachVariant(t, func(t *testing.T, v Variant) {
+	q32EachVariant(t, func(t *testing.T, ks *kernelSet) {
 		for _, threaded := range []*Pool{nil, pool} {
-			s := Scratch{Pool: threaded}
+			s := Scratch{Pool: threaded, k: ks}
 			for i, c := range cases {
 				got := make([]float32, c.n*c.rows)
-				s.MatMul(got, c.typ, c.w, c.rows, c.cols, c.x, c.n)
+				s.MatMul(got, c.typ, c.w, c.rows, c.cols, c.x, c.n, kernels.OrderLlama)
 				for j := range got {
 					if math.Float32bits(got[j]) != math.Float32bits(want[i][j]) {
 						t.Errorf("%v %d×%d n=%d threads=%v: out[%d] = %g, Go %g", c.typ, c.rows, c.cols, c.n, threaded != nil, j, got[j], want[i][j])
@@ -513,7 +515,7 @@ func TestQ32MatMulMatchesGo(t *testing.T) {
 // TestQ32MatMulAllocs: with a warmed Scratch, MatMul allocates nothing under
 // any variant, through the one-row, four-row and multi-row kernels.
 func TestQ32MatMulAllocs(t *testing.T) {
-	q32EachVariant(t, func(t *testing.T, v Variant) {
+	q32EachVariant(t, func(t *testing.T, ks *kernelSet) {
 		for _, typ := range q32Types {
 			for _, rows := range []int{9, 16} {
 				for _, n := range []int{1, 2, 5, tileMinRows + 1} {
@@ -523,9 +525,9 @@ func TestQ32MatMulAllocs(t *testing.T) {
 						t.Fatal(err)
 					}
 					x, out := randomData("gauss", n*c, 6), make([]float32, n*rows)
-					var s Scratch
-					s.MatMul(out, typ, w, rows, c, x, n)
-					if a := testing.AllocsPerRun(20, func() { s.MatMul(out, typ, w, rows, c, x, n) }); a != 0 {
+					s := Scratch{k: ks}
+					s.MatMul(out, typ, w, rows, c, x, n, kernels.OrderLlama)
+					if a := testing.AllocsPerRun(20, func() { s.MatMul(out, typ, w, rows, c, x, n, kernels.OrderLlama) }); a != 0 {
 						t.Errorf("%v, %d rows, n=%d: %v allocations per MatMul", typ, rows, n, a)
 					}
 				}
@@ -539,7 +541,6 @@ func TestQ32MatMulAllocs(t *testing.T) {
 // for every variant and path. The data are quantized Gaussians: the
 // subnormal scales of the tests would time microcode assists instead.
 func BenchmarkQ32Row(b *testing.B) {
-	defer SetVariant(Variants()[0])
 	const cols = 2816
 	for _, typ := range q32Types {
 		w := make([]byte, typ.RowSize(cols))
@@ -553,10 +554,7 @@ func BenchmarkQ32Row(b *testing.B) {
 				continue // the same kernels as pathGemv
 			}
 			for _, v := range Variants() {
-				if err := SetVariant(v); err != nil {
-					b.Fatal(err)
-				}
-				k, k4 := simdQuant[typ], simdQuant4[typ]
+				k, k4 := kernelsFor(v, cpuDot).quant[typ], kernelsFor(v, cpuDot).quant4[typ]
 				if k == nil {
 					k = func(w []byte, a act, p path) float32 { return q32Want(typ, w, a, p) }
 				}
@@ -579,10 +577,9 @@ func BenchmarkQ32Row(b *testing.B) {
 
 // BenchmarkQ32Rows times 16 weight rows of 2816 elements (small enough to
 // stay in the L1 cache) against one activation row, for every variant and
-// path: through simdQuantRows ("rows") and through simdQuant row by row
-// ("each"). Both report the time per 16 rows.
+// path: through kernelSet.quantRows ("rows") and through kernelSet.quant row
+// by row ("each"). Both report the time per 16 rows.
 func BenchmarkQ32Rows(b *testing.B) {
-	defer SetVariant(Variants()[0])
 	const cols, rows = 2816, 16
 	for _, typ := range q32Types {
 		rb := typ.RowSize(cols)
@@ -598,10 +595,7 @@ func BenchmarkQ32Rows(b *testing.B) {
 				continue // the same kernels as pathGemv
 			}
 			for _, v := range Variants() {
-				if err := SetVariant(v); err != nil {
-					b.Fatal(err)
-				}
-				k, kr := simdQuant[typ], simdQuantRows[typ]
+				k, kr := kernelsFor(v, cpuDot).quant[typ], kernelsFor(v, cpuDot).quantRows[typ]
 				if kr != nil {
 					b.Run(fmt.Sprintf("%v/path=%d/rows/%s", typ, p, v), func(b *testing.B) {
 						for b.Loop() {
@@ -631,7 +625,6 @@ func BenchmarkQ32Rows(b *testing.B) {
 // stream from memory as in decode. The blocks have scale 1 and levels from
 // a fixed pattern: the time does not depend on the values.
 func BenchmarkQ32Decode(b *testing.B) {
-	defer SetVariant(Variants()[0])
 	shapes := [][2]int{{1024, 1024}, {512, 1024}, {512, 1024}, {1024, 1024}, {2816, 1024}, {2816, 1024}, {1024, 2816}}
 	for _, typ := range []gguf.Type{gguf.Q4_0, gguf.Q8_0} {
 		type matrix struct {
@@ -655,15 +648,12 @@ func BenchmarkQ32Decode(b *testing.B) {
 		}
 		x, out := randomData("gauss", 2816, 2), make([]float32, 2816)
 		for _, v := range Variants() {
-			if err := SetVariant(v); err != nil {
-				b.Fatal(err)
-			}
 			b.Run(fmt.Sprintf("%v/%s", typ, v), func(b *testing.B) {
-				var s Scratch
+				s := Scratch{k: kernelsFor(v, cpuDot)}
 				b.SetBytes(bytes)
 				for b.Loop() {
 					for _, m := range ms {
-						s.MatMul(out[:m.rows], typ, m.w, m.rows, m.cols, x[:m.cols], 1)
+						s.MatMul(out[:m.rows], typ, m.w, m.rows, m.cols, x[:m.cols], 1, kernels.OrderLlama)
 					}
 				}
 			})
@@ -674,22 +664,19 @@ func BenchmarkQ32Decode(b *testing.B) {
 // BenchmarkQ32ActQuant times the Q8_0 and Q8_1 quantizers MatMul uses on a
 // row of 2816 Gaussian values, for every variant.
 func BenchmarkQ32ActQuant(b *testing.B) {
-	defer SetVariant(Variants()[0])
 	const cols = 2816
 	x := randomData("gauss", cols, 3)
 	q, d, s := make([]int8, cols), make([]float32, cols/qk), make([]float32, cols/qk)
 	for _, v := range Variants() {
-		if err := SetVariant(v); err != nil {
-			b.Fatal(err)
-		}
+		k := kernelsFor(v, cpuDot)
 		b.Run("Q8_0/"+string(v), func(b *testing.B) {
 			for b.Loop() {
-				actQ8_0(x, q, d)
+				k.actQ8_0(x, q, d)
 			}
 		})
 		b.Run("Q8_1/"+string(v), func(b *testing.B) {
 			for b.Loop() {
-				actQ8_1(x, q, d, s)
+				k.actQ8_1(x, q, d, s)
 			}
 		})
 	}
@@ -698,7 +685,8 @@ func BenchmarkQ32ActQuant(b *testing.B) {
 // TestTile32PackMatchesGo: the assembly packers write the bytes of
 // packWeights for whole tiles, scales of every kind included.
 func TestTile32PackMatchesGo(t *testing.T) {
-	if !HasVNNI || !slices.Contains(Variants(), VariantAVX512) {
+	t.Parallel()
+	if !cpuDot || !slices.Contains(Variants(), VariantAVX512) {
 		t.Skip("no AVX-512 VNNI")
 	}
 	r := rand.New(rand.NewPCG(31, 32))

@@ -3,15 +3,9 @@ package cpu
 // Activation quantizers: how llama.cpp's CPU backend (x86 build) converts an
 // activation row to the weight type's companion format before a dot product.
 // The results are kept unpacked (int8 levels plus float32 scales that hold the
-// exact values ggml stores) because they live only for one MatMul.
-
-// actQ8_0 and actQ8_1 are the quantizers MatMul uses: quantizeActQ8_0 and
-// quantizeActQ8_1, or a SIMD kernel with the same results that a variant hook
-// put in their place.
-var (
-	actQ8_0 = quantizeActQ8_0
-	actQ8_1 = quantizeActQ8_1
-)
+// exact values ggml stores) because they live only for one MatMul. A kernel
+// set's actQ8_0, actQ8_1 and actQ8_K are these or SIMD kernels with the same
+// results.
 
 // quantizeActQ8_0 is the AVX2 quantize_row_q8_0: per 32 values, d is
 // fp16(amax/127) and q = round-half-even(x·(127/amax)), the multiplier
@@ -55,10 +49,6 @@ func quantizeAct32(x []float32, q []int8) (stored, exact float32) {
 	}
 	return FP16ToFP32(FP32ToFP16(exact)), exact
 }
-
-// actQ8_K is the Q8_K quantizer MatMul uses: quantizeActQ8_K, or a SIMD
-// kernel with the same results that a variant hook put in its place.
-var actQ8_K = quantizeActQ8_K
 
 // quantizeActQ8_K is quantize_row_q8_K_ref (the x86 backend calls it as is):
 // per 256 values, the value m of largest magnitude maps to −127,

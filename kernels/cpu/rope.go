@@ -54,11 +54,11 @@ func (t *ropeTable) cover(r *models.Rope, n int) {
 }
 
 // rotate applies the table's rotation of position pos to each of the heads
-// of headDim values at x (one row).
-func (t *ropeTable) rotate(x []float32, pos, heads, headDim int) {
+// of headDim values at x (one row), with ks's kernel where it has one.
+func (t *ropeTable) rotate(ks *kernelSet, x []float32, pos, heads, headDim int) {
 	dims := t.rope.Dims
 	a, b := t.a[pos*dims:(pos+1)*dims], t.b[pos*dims:(pos+1)*dims]
-	if k := ropeRotate[t.rope.Neox]; k != nil && dims%32 == 0 && len(x) >= (heads-1)*headDim+dims {
+	if k := ks.ropeRotate[b2i(t.rope.Neox)]; k != nil && dims%32 == 0 && len(x) >= (heads-1)*headDim+dims {
 		k(x, heads, headDim, a, b)
 		return
 	}
@@ -78,7 +78,3 @@ func (t *ropeTable) rotate(x []float32, pos, heads, headDim int) {
 		}
 	}
 }
-
-// ropeRotate[neox], where set, is rotate's loop in assembly, for dims a
-// multiple of 32.
-var ropeRotate = map[bool]func(x []float32, heads, hd int, a, b []float32){}

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/godwit-ai/godwit/kernels"
 	"github.com/godwit-ai/godwit/models/gguf"
 )
 
@@ -37,6 +38,7 @@ func checkBits(t *testing.T, what string, got []float32, want []uint32) {
 }
 
 func TestExpfMatchesGGML(t *testing.T) {
+	t.Parallel()
 	cases := [][2]uint32{
 		{0x00000000, 0x3f800000},
 		{0x80000000, 0x3f800000},
@@ -117,15 +119,23 @@ func TestExpfMatchesGGML(t *testing.T) {
 	}
 }
 
+// TestSoftmaxMatchesGGML runs under every kernel set.
 func TestSoftmaxMatchesGGML(t *testing.T) {
+	t.Parallel()
+	for _, k := range testSets() {
+		softmaxMatchesGGML(t, k)
+	}
+}
+
+func softmaxMatchesGGML(t *testing.T, k *kernelSet) {
 	// 40 scores scaled by 1/8, as ggml_soft_max_ext does for a KV row of 256
 	// with the 216 positions past them masked.
 	s := detInputs(2, 40)
 	for i, v := range s {
 		s[i] = float32(v*8) * 0.125
 	}
-	Softmax(s)
-	checkBits(t, "softmax", s, []uint32{
+	k.softmax(s)
+	checkBits(t, "softmax "+k.String(), s, []uint32{
 		0x3ca4afa9, 0x3d39ed00, 0x3c0d4807, 0x3b6fa3d4, 0x3bd963de, 0x3b80b480,
 		0x3c87c3e0, 0x3b0bbf22, 0x3c3d010f, 0x3bb2093e, 0x3cab8a17, 0x3d87db1e,
 		0x3a8fccf1, 0x3c81a496, 0x3cca9146, 0x3d81394e, 0x3d0cafed, 0x3d9ac626,
@@ -136,14 +146,22 @@ func TestSoftmaxMatchesGGML(t *testing.T) {
 	})
 }
 
+// TestSwiGLUMatchesGGML runs under every kernel set.
 func TestSwiGLUMatchesGGML(t *testing.T) {
+	t.Parallel()
+	for _, k := range testSets() {
+		swiGLUMatchesGGML(t, k)
+	}
+}
+
+func swiGLUMatchesGGML(t *testing.T, k *kernelSet) {
 	gu := detInputs(3, 96)
 	g, u := make([]float32, 48), make([]float32, 48)
 	for i := range g {
 		g[i], u[i] = gu[2*i], gu[2*i+1]
 	}
-	SwiGLU(g, u)
-	checkBits(t, "swiglu", g, []uint32{
+	k.swiGLU(g, u)
+	checkBits(t, "swiglu "+k.String(), g, []uint32{
 		0x4090dfb5, 0xbf64d456, 0x3d9ea0ea, 0xbf009d5b, 0xbd2cb7b4, 0x3da06682,
 		0xbf4c85c5, 0xbf018c21, 0xbe8424b5, 0x3f87f5ae, 0xbfc2d6bf, 0x3fb3d386,
 		0x3f679d4f, 0xbe8a123b, 0xbe3616fb, 0x403e5651, 0xbe9e1bcc, 0xc0059083,
@@ -156,6 +174,7 @@ func TestSwiGLUMatchesGGML(t *testing.T) {
 }
 
 func TestDotMatchesGGML(t *testing.T) {
+	t.Parallel()
 	ab := detInputs(4, 200)
 	a, b := make([]float32, 100), make([]float32, 100)
 	for i := range a {
@@ -165,8 +184,10 @@ func TestDotMatchesGGML(t *testing.T) {
 }
 
 // TestQuantDotMatchesGGML multiplies one weight row (quantized by the
-// reference quantizer) by one activation row: the ggml_vec_dot_*_q8_* path.
+// reference quantizer) by one activation row: the ggml_vec_dot_*_q8_* path,
+// under every kernel set.
 func TestQuantDotMatchesGGML(t *testing.T) {
+	t.Parallel()
 	wx := detInputs(5, 1024)
 	w, x := make([]float32, 512), make([]float32, 512)
 	for i := range w {
@@ -182,19 +203,22 @@ func TestQuantDotMatchesGGML(t *testing.T) {
 		gguf.Q5_K: 0xc1507e41,
 		gguf.Q6_K: 0xc15955b0,
 	}
-	var s Scratch
-	for typ, bits := range want {
-		wq := make([]byte, typ.RowSize(len(w)))
-		if err := Quantize(typ, w, wq); err != nil {
-			t.Fatal(err)
+	for _, k := range testSets() {
+		s := Scratch{k: k}
+		for typ, bits := range want {
+			wq := make([]byte, typ.RowSize(len(w)))
+			if err := Quantize(typ, w, wq); err != nil {
+				t.Fatal(err)
+			}
+			out := make([]float32, 1)
+			s.MatMul(out, typ, wq, 1, len(w), x, 1, kernels.OrderLlama)
+			checkBits(t, typ.String()+" "+k.String(), out, []uint32{bits})
 		}
-		out := make([]float32, 1)
-		s.MatMul(out, typ, wq, 1, len(w), x, 1)
-		checkBits(t, typ.String(), out, []uint32{bits})
 	}
 }
 
 func TestSinfCosfMatchGlibc(t *testing.T) {
+	t.Parallel()
 	// The first 16 are RoPE angles (base 10000, positions < 40) where glibc's
 	// result is not the correctly rounded one.
 	cases := [][3]uint32{
@@ -243,6 +267,7 @@ func TestSinfCosfMatchGlibc(t *testing.T) {
 // sums built to sit a hair off a float32 halfway point, where adding in
 // float64 and then rounding to float32 would round twice and go wrong.
 func TestFMA32RoundsOnce(t *testing.T) {
+	t.Parallel()
 	exact := func(a, b, c float32) float32 {
 		x := new(big.Float).SetPrec(200).SetFloat64(float64(a))
 		x.Mul(x, new(big.Float).SetPrec(200).SetFloat64(float64(b)))
