@@ -130,7 +130,7 @@ func RunLocal(ctx context.Context, e *engine.Engine, cfg LocalConfig, log io.Wri
 		return nil, fmt.Errorf("reps must be at least 1, got %d", cfg.Reps)
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
-	vocab := e.Model.Vocab
+	vocab := e.Vocab()
 	tokens := func(n int) []int32 {
 		t := make([]int32, n)
 		for i := range t {
@@ -166,8 +166,8 @@ func RunLocal(ctx context.Context, e *engine.Engine, cfg LocalConfig, log io.Wri
 	}
 	serving := e.Order() == kernels.OrderBatchInvariant
 	for _, p := range cfg.Prompts {
-		if p < 1 || p > e.Model.Context {
-			return nil, fmt.Errorf("prompt length %d is outside 1..%d (the model's context)", p, e.Model.Context)
+		if p < 1 || p > e.Context() {
+			return nil, fmt.Errorf("prompt length %d is outside 1..%d (the model's context)", p, e.Context())
 		}
 		prompt := tokens(p)
 		once := func() error {
@@ -186,8 +186,8 @@ func RunLocal(ctx context.Context, e *engine.Engine, cfg LocalConfig, log io.Wri
 		}
 	}
 	for _, g := range cfg.Gens {
-		if g < 1 || g > e.Model.Context {
-			return nil, fmt.Errorf("generation length %d is outside 1..%d (the model's context)", g, e.Model.Context)
+		if g < 1 || g > e.Context() {
+			return nil, fmt.Errorf("generation length %d is outside 1..%d (the model's context)", g, e.Context())
 		}
 		for _, b := range cfg.Batches {
 			if b < 1 {
@@ -239,10 +239,8 @@ func poolFor(e *engine.Engine, pool *engine.KVPool, seqs, n int) (*engine.KVPool
 	if pool != nil {
 		return pool, nil
 	}
-	c := e.Model.Config
 	blocks := seqs * ((n + 15) / 16)
-	return engine.NewKVPool(engine.KVPoolConfig{Layers: len(e.Model.Layers), Width: c.KVHeads * c.HeadDim,
-		Bytes: engine.KVBytes(len(e.Model.Layers), c.KVHeads*c.HeadDim, 16*blocks, false), ToHalf: e.B.ToHalf})
+	return e.NewKVPool(e.KVBytes(16*blocks, false), false)
 }
 
 // decode runs the sequences gen together through engine.Step from empty

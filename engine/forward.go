@@ -90,6 +90,19 @@ func (e *Engine) Vocab() int { return e.Model.Vocab }
 // Context is the model's context length in positions.
 func (e *Engine) Context() int { return e.Model.Context }
 
+// KVBytes is the memory positions positions of this model's keys and values
+// take in a KV pool, f32 or fp16.
+func (e *Engine) KVBytes(positions int, f32 bool) int64 {
+	return KVBytes(len(e.Model.Layers), e.Model.KVHeads*e.Model.HeadDim, positions, f32)
+}
+
+// NewKVPool returns a KV pool for this model of as many blocks as bytes
+// hold, f32 or fp16 (rounded by the engine's backend).
+func (e *Engine) NewKVPool(bytes int64, f32 bool) (*KVPool, error) {
+	return NewKVPool(KVPoolConfig{Layers: len(e.Model.Layers), Width: e.Model.KVHeads * e.Model.HeadDim, Bytes: bytes,
+		F32: f32, ToHalf: e.B.ToHalf})
+}
+
 // NewCache returns an empty KV cache sized for this model, holding at most
 // maxLen positions (the model's context length when maxLen ≤ 0).
 func (e *Engine) NewCache(maxLen int) *FlatCache {
