@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -93,14 +92,6 @@ func serveCmd() *cobra.Command {
 				return err
 			}
 			defer l.close()
-			// The kernel threads spin between the ops of a forward pass, so
-			// while the batcher steps they hold a P each; with no P left,
-			// the goroutines that write tokens to clients run only when the
-			// scheduler preempts one (10 to 20 ms), and tokens leave in
-			// bursts. One P more than the kernel threads keeps one for them.
-			if procs := l.backend.Threads() + 1; runtime.GOMAXPROCS(0) < procs {
-				runtime.GOMAXPROCS(procs)
-			}
 			pool, err := kv.pool(l.model, l.backend)
 			if err != nil {
 				_ = srv.Shutdown(context.Background())
