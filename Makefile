@@ -15,11 +15,13 @@ run: build
 	./bin/godwit serve
 
 # The seed corpus of every fuzz target runs as part of the normal tests. Where
-# qemu-user is installed, the arm64 build's tests run too.
+# qemu-user is installed, the arm64 build's tests run too. internal/testsummary
+# ends with "N passed, N failed, N skipped" and why tests skipped: without
+# ../shared most do, and go test alone would still say ok.
 QEMU_ARM64 := $(shell command -v qemu-aarch64-static 2>/dev/null)
 test: vet asm-check $(if $(QEMU_ARM64),test-arm64)
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
-	$(GO) test -count=1 -timeout 20m ./...
+	GO=$(GO) $(GO) run ./internal/testsummary -count=1 -timeout 20m ./...
 
 # The NEON kernels against the Go ones and the engine's goldens under every
 # variant, as an arm64 build run by qemu-user (Debian: qemu-user-static).

@@ -13,6 +13,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"runtime/debug"
 	"slices"
 	"sync"
@@ -299,6 +300,12 @@ func (b *Batcher) loop() {
 			continue
 		}
 		b.step()
+		// The goroutines that write this step's tokens to clients are
+		// runnable on this P, and the kernel pool's workers hold the
+		// others while they spin through the next step: without a yield
+		// they run only when the scheduler preempts one, 10 to 20 ms
+		// later, and tokens leave in bursts.
+		runtime.Gosched()
 	}
 }
 

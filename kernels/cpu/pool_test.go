@@ -1,6 +1,9 @@
 package cpu
 
 import (
+	"fmt"
+	"runtime"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -98,5 +101,58 @@ func TestPoolCallerParks(t *testing.T) {
 				t.Fatalf("round %d: Run returned before thread %d finished", round, th)
 			}
 		}
+	}
+}
+
+// busyTask keeps every thread busy for d, as the ops of a forward pass do.
+type busyTask time.Duration
+
+func (d busyTask) Run(_, _ int) {
+	for start := time.Now(); time.Since(start) < time.Duration(d); {
+	}
+}
+
+// BenchmarkPoolWakeOther: how long a goroutine woken between two runs of
+// back-to-back tasks waits to run, as a stream's writer is woken between
+// two steps of the batcher (3 ms of 50 µs ops here), with as many Ps as
+// the pool has threads. The spinning threads hold every P: without a yield
+// it runs only when the scheduler preempts one, 10 to 20 ms later on an
+// idle machine; the batcher yields after each step.
+func BenchmarkPoolWakeOther(b *testing.B) {
+	const threads = 2
+	for _, yield := range []bool{false, true} {
+		b.Run(fmt.Sprintf("yield=%v", yield), func(b *testing.B) {
+			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(threads))
+			p := NewPool(threads)
+			defer p.Close()
+			woken := make(chan time.Time, 1)
+			done := make(chan []time.Duration)
+			go func() {
+				var waits []time.Duration
+				for at := range woken {
+					waits = append(waits, time.Since(at))
+				}
+				done <- waits
+			}()
+			for b.Loop() {
+				for range 60 {
+					p.Run(busyTask(50 * time.Microsecond))
+				}
+				select {
+				case woken <- time.Now():
+				default: // still waiting from the step before
+				}
+				if yield {
+					runtime.Gosched()
+				}
+			}
+			close(woken)
+			waits := <-done
+			slices.Sort(waits)
+			if len(waits) > 0 {
+				b.ReportMetric(float64(waits[len(waits)/2].Microseconds()), "wait-p50-µs")
+				b.ReportMetric(float64(waits[len(waits)-1].Microseconds()), "wait-max-µs")
+			}
+		})
 	}
 }
