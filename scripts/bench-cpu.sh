@@ -4,7 +4,10 @@
 # the Llama 2 vocabulary) in Q4_0, Q8_0, Q4_K_M and F16, written once into
 # $BENCH_MODELS. With LLAMA_BENCH set to a llama-bench binary, each godwit run
 # is followed by llama-bench on the same file with the same threads, ROUNDS
-# times, and a table of ratios godwit ÷ llama.cpp closes the run.
+# times, and a table of ratios godwit ÷ llama.cpp closes the run. With BASELINE
+# set to another godwit binary (an earlier build), each run is followed by
+# that binary's on the same file, and a table of ratios this ÷ baseline
+# closes the run: before and after a change, interleaved.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 models="${BENCH_MODELS:-$HOME/.cache/godwit/bench}"
@@ -32,8 +35,32 @@ for r in $(seq "$rounds"); do
 		if [ -n "${LLAMA_BENCH:-}" ]; then
 			"$LLAMA_BENCH" -m "$m" -p 512 -n 128 -t "$threads" -r "$reps" -o md 2>/dev/null | grep '^| llama' | tee -a "$out/llama.$t"
 		fi
+		if [ -n "${BASELINE:-}" ]; then
+			# Builds before --order took llama.cpp's order without it.
+			order="--order llama"
+			"$BASELINE" bench local --help 2>&1 | grep -q -- --order || order=""
+			"$BASELINE" bench local $order -m "$m" -p 512 -n 128 -t "$threads" -r "$reps" | tee -a "$out/baseline.$t"
+		fi
 	done
 done
+
+# median of the godwit rows of test $2 in file $1 (... | test | median | min | max |)
+median() {
+	awk -F'|' -v t=" $2 " '$7 == t {print $8+0}' "$1" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'
+}
+
+if [ -n "${BASELINE:-}" ]; then
+	echo
+	echo "| type | test | godwit t/s (median of rounds) | baseline t/s | ratio |"
+	echo "| --- | --- | ---: | ---: | ---: |"
+	for t in $types; do
+		for test in pp512 tg128; do
+			g=$(median "$out/godwit.$t" "$test")
+			b=$(median "$out/baseline.$t" "$test")
+			awk -v t="$t" -v s="$test" -v g="$g" -v b="$b" 'BEGIN {printf "| %s | %s | %.2f | %.2f | %.2f |\n", t, s, g, b, g / b}'
+		done
+	done
+fi
 
 [ -n "${LLAMA_BENCH:-}" ] || exit 0
 # Each godwit row: ... | test | median | min | max |; each llama-bench row: ... | test | mean ± sd |.
@@ -42,7 +69,7 @@ echo "| type | test | godwit t/s (median of rounds) | llama.cpp t/s | ratio |"
 echo "| --- | --- | ---: | ---: | ---: |"
 for t in $types; do
 	for test in pp512 tg128; do
-		g=$(awk -F'|' -v t=" $test " '$7 == t {print $8+0}' "$out/godwit.$t" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+		g=$(median "$out/godwit.$t" "$test")
 		l=$(awk -F'|' -v t="$test" '$7 ~ t {split($8, v, "±"); print v[1]+0}' "$out/llama.$t" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
 		awk -v t="$t" -v s="$test" -v g="$g" -v l="$l" 'BEGIN {printf "| %s | %s | %.2f | %.2f | %.2f |\n", t, s, g, l, g / l}'
 	done
