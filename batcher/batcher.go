@@ -353,9 +353,9 @@ func (b *Batcher) step() {
 		}
 	}()
 	p = b.sched.schedule()
-	b.publish()
 	// The gauges count what the step runs and what waits behind it
 	// (Submit's queue limit reads them).
+	b.publish()
 	for _, s := range p.preempted {
 		b.preemptions.Add(1)
 		b.cfg.Logger.Debug("preempted a sequence", "tokens", len(s.tokens), "free_blocks", b.sched.pool.FreeBlocks())
@@ -365,6 +365,12 @@ func (b *Batcher) step() {
 	}
 	if len(p.work) == 0 {
 		return
+	}
+	start := time.Now()
+	for _, w := range p.work {
+		if g := w.seq.g; w.admitted && g.started.IsZero() {
+			g.started, g.cached = start, w.cached
+		}
 	}
 	logits, err := b.execute(p)
 	if err != nil {
@@ -377,10 +383,6 @@ func (b *Batcher) step() {
 	row := 0
 	for i := range p.work {
 		w := &p.work[i]
-		g := w.seq.g
-		if w.admitted && g.started.IsZero() {
-			g.started, g.cached = now, w.cached
-		}
 		if w.seq.gen == 0 {
 			b.promptTokens.Add(int64(w.n))
 		}
