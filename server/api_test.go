@@ -465,6 +465,8 @@ func TestBadRequests(t *testing.T) {
 		{name: "stream_options without stream", body: `{"prompt":"a","stream_options":{"include_usage":true}}`, status: 400, typ: typeInvalid, param: "stream_options"},
 		{name: "invalid UTF-8", body: "{\"prompt\":\"a\xff\"}", status: 400, typ: typeInvalid, says: "UTF-8"},
 		{name: "beyond the context", body: `{"prompt":"Once upon a time","max_tokens":2045}`, status: 400, typ: typeInvalid, param: "max_tokens", says: "2048 tokens, but 2050"},
+		{name: "max_tokens that overflows a sum", body: `{"prompt":"Once upon a time","max_tokens":9223372036854775807}`, status: 400, typ: typeInvalid, param: "max_tokens", says: "9223372036854775812 tokens were requested"},
+		{name: "chat: max_completion_tokens that overflows a sum", path: "/v1/chat/completions", body: `{"messages":[{"role":"user","content":"x"}],"max_completion_tokens":9223372036854775807}`, status: 400, typ: typeInvalid, param: "max_completion_tokens"},
 		{name: "chat: no messages", path: "/v1/chat/completions", body: `{"messages":[]}`, status: 400, typ: typeInvalid, param: "messages"},
 		{name: "chat: bad role", path: "/v1/chat/completions", body: `{"messages":[{"role":"wizard","content":"x"}]}`, status: 400, typ: typeInvalid, param: "messages"},
 		{name: "chat: image part", path: "/v1/chat/completions", body: `{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}]}`, status: 400, typ: typeInvalid, param: "messages"},

@@ -140,11 +140,12 @@ func parseStop(raw json.RawMessage) ([]string, *apiError) {
 
 // checkContext refuses a prompt whose length plus max_tokens is beyond the
 // model's context.
+// It compares without adding, so that no max_tokens overflows past the check.
 func checkContext(m *ready, promptLen, maxTokens int, param string) *apiError {
-	if promptLen+maxTokens > m.Context {
+	if maxTokens > m.Context-promptLen {
 		return badRequest(param, "this model's maximum context length is %d tokens, but %d tokens were requested "+
 			"(%d in the prompt and %d for the completion); shorten the prompt or lower %s",
-			m.Context, promptLen+maxTokens, promptLen, maxTokens, param)
+			m.Context, uint64(promptLen)+uint64(maxTokens), promptLen, maxTokens, param)
 	}
 	return nil
 }

@@ -61,11 +61,9 @@ func serveCmd() *cobra.Command {
 			if err != nil || body == 0 || body > 1<<30 {
 				return fmt.Errorf("--max-body-size %q: want a size such as 4MiB (at most 1GiB)", maxBody)
 			}
-			var keys []string
-			for _, k := range apiKeys {
-				if k = strings.TrimSpace(k); k != "" {
-					keys = append(keys, k)
-				}
+			keys, err := checkAPIKeys(apiKeys, cmd.Flags().Changed("api-key"))
+			if err != nil {
+				return err
 			}
 			path, err := resolveModel(modelPath, cmd.ErrOrStderr())
 			if err != nil {
@@ -203,4 +201,21 @@ func touchWeights(m *models.Model, progress func(int)) byte {
 		progress(len(w.Data))
 	}
 	return sum
+}
+
+// checkAPIKeys trims the --api-key values. Given at all (set says so), every
+// one must be non-empty: --api-key "$KEY" with KEY unset would otherwise
+// start a server open to anyone, so an empty key fails closed.
+func checkAPIKeys(keys []string, set bool) ([]string, error) {
+	var out []string
+	for _, k := range keys {
+		if k = strings.TrimSpace(k); k == "" {
+			return nil, errors.New("--api-key: an empty key would leave the API open; give a non-empty key, or leave --api-key out")
+		}
+		out = append(out, k)
+	}
+	if set && len(out) == 0 {
+		return nil, errors.New("--api-key: an empty key would leave the API open; give a non-empty key, or leave --api-key out")
+	}
+	return out, nil
 }

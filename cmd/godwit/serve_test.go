@@ -211,3 +211,24 @@ func TestServeDrainsOnSIGTERM(t *testing.T) {
 		t.Errorf("log:\n%s", log)
 	}
 }
+
+// TestServeRefusesEmptyAPIKey: --api-key "$KEY" with KEY unset (or blank,
+// or a list of blanks) is a start-up error, not a server without
+// authentication.
+func TestServeRefusesEmptyAPIKey(t *testing.T) {
+	for _, key := range []string{"", " ", ","} {
+		_, _, err := godwit(t, "serve", "--api-key", key, "--port", "0", "-m", "/nonexistent.gguf")
+		if err == nil || !strings.Contains(err.Error(), "empty key") {
+			t.Errorf("--api-key %q: %v, want an error about the empty key", key, err)
+		}
+	}
+	for _, c := range []struct {
+		keys []string
+		set  bool
+		want int
+	}{{nil, false, 0}, {[]string{" a ", "b"}, true, 2}} {
+		if keys, err := checkAPIKeys(c.keys, c.set); err != nil || len(keys) != c.want {
+			t.Errorf("checkAPIKeys(%q, %v) = %q, %v", c.keys, c.set, keys, err)
+		}
+	}
+}
