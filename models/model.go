@@ -7,6 +7,7 @@ package models
 
 import (
 	"fmt"
+	"math"
 	"strings"
 
 	"github.com/godwit-ai/godwit/models/gguf"
@@ -69,6 +70,28 @@ func Load(path string) (*Model, error) {
 	return m, nil
 }
 
+// maxContext bounds context_length: far beyond any model's, and small enough
+// that a position never overflows the arithmetic sized by it.
+const maxContext = 1 << 24
+
+// checkRanges refuses hyperparameters that would load but break every
+// request: a NaN epsilon gives no finite logit, a context of 0 refuses every
+// prompt. The error names the key and its value.
+func checkRanges(arch string, c Config) error {
+	finite := func(v float32) bool { return !math.IsNaN(float64(v)) && !math.IsInf(float64(v), 0) }
+	switch {
+	case !finite(c.NormEps) || c.NormEps <= 0 || c.NormEps >= 1:
+		return fmt.Errorf("metadata %s.attention.layer_norm_rms_epsilon is %v: want a finite value in (0, 1)", arch, c.NormEps)
+	case c.Context < 2 || c.Context > maxContext:
+		return fmt.Errorf("metadata %s.context_length is %d: want 2 to %d", arch, c.Context, maxContext)
+	case !finite(c.Rope.Base) || c.Rope.Base <= 0:
+		return fmt.Errorf("metadata %s.rope.freq_base is %v: want a finite value above 0", arch, c.Rope.Base)
+	case !finite(c.Rope.FreqScale) || c.Rope.FreqScale < 0:
+		return fmt.Errorf("metadata %s.rope.scaling.factor gives a frequency scale of %v: want a finite factor above 0", arch, c.Rope.FreqScale)
+	}
+	return nil
+}
+
 // Close releases the file's mapping; the weights are unusable afterwards.
 func (m *Model) Close() error { return m.File.Close() }
 
@@ -115,6 +138,9 @@ func FromFile(f *gguf.File) (*Model, error) {
 	if c.Dim <= 0 || c.Layers <= 0 || c.Heads <= 0 || c.KVHeads <= 0 || c.FFN <= 0 || c.HeadDim <= 0 {
 		return nil, fmt.Errorf("metadata gives an impossible shape: embedding %d, layers %d, heads %d/%d, head dim %d, ffn %d",
 			c.Dim, c.Layers, c.Heads, c.KVHeads, c.HeadDim, c.FFN)
+	}
+	if err := checkRanges(arch, c); err != nil {
+		return nil, err
 	}
 	if c.Heads%c.KVHeads != 0 {
 		return nil, fmt.Errorf("head_count %d is not a multiple of head_count_kv %d", c.Heads, c.KVHeads)

@@ -2,6 +2,7 @@ package models
 
 import (
 	"bytes"
+	"math"
 	"strings"
 	"testing"
 
@@ -91,6 +92,12 @@ func TestRefusals(t *testing.T) {
 		{"heads", func(w *gguf.Writer) { w.Set("llama.attention.head_count_kv", gguf.Uint32(3)) }, "", "not a multiple"},
 		{"rope scaling", func(w *gguf.Writer) { w.Set("llama.rope.scaling.type", gguf.String("yarn")) }, "", `rope scaling "yarn" is not supported`},
 		{"metadata type", func(w *gguf.Writer) { w.Set("llama.block_count", gguf.String("five")) }, "", "llama.block_count: want a non-negative integer"},
+		{"NaN epsilon", func(w *gguf.Writer) {
+			w.Set("llama.attention.layer_norm_rms_epsilon", gguf.Float32(float32(math.NaN())))
+		}, "", "llama.attention.layer_norm_rms_epsilon is NaN"},
+		{"zero epsilon", func(w *gguf.Writer) { w.Set("llama.attention.layer_norm_rms_epsilon", gguf.Float32(0)) }, "", "layer_norm_rms_epsilon is 0"},
+		{"zero context", func(w *gguf.Writer) { w.Set("llama.context_length", gguf.Uint32(0)) }, "", "llama.context_length is 0: want 2 to"},
+		{"infinite rope base", func(w *gguf.Writer) { w.Set("llama.rope.freq_base", gguf.Float32(float32(math.Inf(1)))) }, "", "llama.rope.freq_base is +Inf"},
 	}
 	for _, c := range cases {
 		_, err := rewrite(t, src, c.edit, c.drop)
