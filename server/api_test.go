@@ -482,6 +482,8 @@ func TestBadRequests(t *testing.T) {
 		{name: "body over the limit", body: big, status: 413, typ: typeInvalid, says: "65536"},
 		{name: "no API key", rig: keyed, body: `{"prompt":"a"}`, status: 401, typ: typeAuth},
 		{name: "wrong API key", rig: keyed, body: `{"prompt":"a"}`, headers: []string{"Authorization", "Bearer nope"}, status: 401, typ: typeAuth},
+		{name: "health takes GET", method: "POST", path: "/health", status: 405, typ: typeInvalid, says: "GET"},
+		{name: "metrics takes GET", method: "DELETE", path: "/metrics", status: 405, typ: typeInvalid, says: "GET"},
 		{name: "models need the key", rig: keyed, method: "GET", path: "/v1/models", status: 401, typ: typeAuth},
 		{name: "loading", rig: loading, body: `{"prompt":"a"}`, status: 503, typ: typeUnavailable, says: "loading"},
 		{name: "health while loading", rig: loading, method: "GET", path: "/health", status: 503, typ: typeUnavailable},
@@ -501,14 +503,16 @@ func TestBadRequests(t *testing.T) {
 			checkError(t, resp, c.status, c.typ, c.param, c.says)
 		})
 	}
-	// The right keys work.
-	for _, k := range []string{"k1", "k2"} {
-		if resp := keyed.do("POST", "/v1/completions", `{"prompt":"a","max_tokens":1}`, "Authorization", "Bearer "+k); resp.status != 200 {
-			t.Fatalf("key %s: %d %s", k, resp.status, resp.body)
+	// The right keys work, whatever the case of the scheme (RFC 9110).
+	for _, auth := range []string{"Bearer k1", "Bearer k2", "bearer k1", "BEARER k2"} {
+		if resp := keyed.do("POST", "/v1/completions", `{"prompt":"a","max_tokens":1}`, "Authorization", auth); resp.status != 200 {
+			t.Fatalf("Authorization: %s: %d %s", auth, resp.status, resp.body)
 		}
 	}
-	if resp := keyed.do("GET", "/health", ""); resp.status != 200 {
-		t.Fatalf("health needs no key: %d", resp.status)
+	for _, method := range []string{"GET", "HEAD"} {
+		if resp := keyed.do(method, "/health", ""); resp.status != 200 {
+			t.Fatalf("%s /health needs no key: %d", method, resp.status)
+		}
 	}
 	// Nothing was left behind.
 	r.waitIdle(2e9)

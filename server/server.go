@@ -149,6 +149,16 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 		s.metrics.request(path, ctx.Response.StatusCode(), time.Since(start))
 	}()
 	switch path {
+	case "/health", "/metrics":
+		// Read-only; HEAD too, for probes that send it.
+		if m := string(ctx.Method()); m != "GET" && m != "HEAD" {
+			ctx.Response.Header.Set("Allow", "GET, HEAD")
+			writeError(ctx, &apiError{Status: fasthttp.StatusMethodNotAllowed, Type: typeInvalid,
+				Message: fmt.Sprintf("%s takes GET, not %s", path, m)})
+			return
+		}
+	}
+	switch path {
 	case "/health":
 		if s.model.Load() == nil || s.drain.Load() {
 			writeError(ctx, s.unavailable())
@@ -218,9 +228,9 @@ func (s *Server) authorized(ctx *fasthttp.RequestCtx) bool {
 	if len(s.cfg.APIKeys) == 0 {
 		return true
 	}
-	auth := ctx.Request.Header.Peek("Authorization")
-	token, ok := bytes.CutPrefix(auth, []byte("Bearer "))
-	if !ok {
+	// The scheme is case-insensitive (RFC 9110, 11.1): "bearer KEY" too.
+	scheme, token, ok := bytes.Cut(ctx.Request.Header.Peek("Authorization"), []byte(" "))
+	if !ok || !bytes.EqualFold(scheme, []byte("Bearer")) {
 		return false
 	}
 	good := false
