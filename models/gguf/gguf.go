@@ -70,7 +70,14 @@ type File struct {
 }
 
 // Open maps and parses a GGUF file.
+// Anything but a regular file is refused before it is opened: opening a
+// FIFO would block until something writes to it.
 func Open(path string) (*File, error) {
+	if st, err := os.Stat(path); err != nil {
+		return nil, err
+	} else if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file (%v); give the path of a .gguf file", path, st.Mode().Type())
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err

@@ -3,8 +3,11 @@ package gguf
 import (
 	"bytes"
 	"errors"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/godwit-ai/godwit/internal/shared"
 )
@@ -135,6 +138,31 @@ func TestHostileCounts(t *testing.T) {
 	for _, c := range []struct{ nt, nkv uint64 }{{1 << 60, 1}, {0, 1 << 60}, {0, 1}} {
 		if _, err := Parse(hdr(c.nt, c.nkv)); err == nil {
 			t.Errorf("counts %v: no error", c)
+		}
+	}
+}
+
+// TestOpenRefusesNonRegular: a FIFO or a directory as the model path is an
+// error at once, where opening a FIFO would block until something wrote to it.
+func TestOpenRefusesNonRegular(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "model.gguf")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skipf("no FIFO here: %v", err)
+	}
+	for _, p := range []string{fifo, dir} {
+		done := make(chan error, 1)
+		go func() {
+			_, err := Open(p)
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+				t.Errorf("Open(%s): %v, want a refusal of a file that is not regular", p, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("Open(%s) blocked", p)
 		}
 	}
 }
