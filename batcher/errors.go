@@ -1,9 +1,6 @@
 package batcher
 
-import (
-	"errors"
-	"fmt"
-)
+import "fmt"
 
 // Kind classifies why a request failed, so that an API layer maps failures
 // to answers (HTTP status codes) without reading message text.
@@ -74,13 +71,4 @@ var (
 // invalid is a KindInvalid error naming param.
 func invalid(param, format string, args ...any) *Error {
 	return &Error{Kind: KindInvalid, Param: param, Msg: fmt.Sprintf(format, args...)}
-}
-
-// kindOf returns err's Kind, KindInternal for an error that is no *Error.
-func kindOf(err error) Kind {
-	var e *Error
-	if errors.As(err, &e) {
-		return e.Kind
-	}
-	return KindInternal
 }

@@ -50,7 +50,7 @@ func (r *Request) Validate(l Limits) error {
 	case r.Logprobs < 0 || r.Logprobs > MaxLogprobs:
 		return invalid("logprobs", "logprobs must be between 0 and %d, got %d", MaxLogprobs, r.Logprobs)
 	case len(r.Prompt) >= l.Context:
-		return &Error{Kind: KindTooLong, Param: "prompt", Msg: tooLongMsg(len(r.Prompt), l.Context)}
+		return &Error{Kind: KindTooLong, Param: "prompt", Msg: fmt.Sprintf("the prompt has %d tokens, and the model's context is %d; shorten the prompt", len(r.Prompt), l.Context)}
 	}
 	if err := CheckTokens("prompt", r.Prompt, l.Vocab); err != nil {
 		return err
@@ -78,7 +78,7 @@ func (r *Request) Validate(l Limits) error {
 	// Sequences need a block per BlockSize positions; a request that
 	// cannot fit the whole pool alone could never finish.
 	if need := (len(r.Prompt) + 1 + l.BlockSize - 1) / l.BlockSize; need > l.Blocks {
-		return &Error{Kind: KindTooLong, Param: "prompt", Msg: poolMsg(need, l.Blocks)}
+		return &Error{Kind: KindTooLong, Param: "prompt", Msg: fmt.Sprintf("the prompt needs %d KV blocks and the pool has %d; raise --kv-cache-mem", need, l.Blocks)}
 	}
 	return nil
 }
@@ -92,12 +92,4 @@ func CheckTokens(param string, ids []int32, vocab int) error {
 		}
 	}
 	return nil
-}
-
-func tooLongMsg(prompt, context int) string {
-	return fmt.Sprintf("the prompt has %d tokens, and the model's context is %d; shorten the prompt", prompt, context)
-}
-
-func poolMsg(need, blocks int) string {
-	return fmt.Sprintf("the prompt needs %d KV blocks and the pool has %d; raise --kv-cache-mem", need, blocks)
 }

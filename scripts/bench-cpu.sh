@@ -49,29 +49,30 @@ median() {
 	awk -F'|' -v t=" $2 " '$7 == t {print $8+0}' "$1" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'
 }
 
-if [ -n "${BASELINE:-}" ]; then
+# llama_median: the same of llama-bench's rows (... | test | mean ± sd |)
+llama_median() {
+	awk -F'|' -v t="$2" '$7 ~ t {split($8, v, "±"); print v[1]+0}' "$1" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'
+}
+
+# ratios NAME FILE READ: godwit against the reference runs in $out/FILE.<type>,
+# whose medians READ gives.
+ratios() {
 	echo
-	echo "| type | test | godwit t/s (median of rounds) | baseline t/s | ratio |"
+	echo "| type | test | godwit t/s (median of rounds) | $1 t/s | ratio |"
 	echo "| --- | --- | ---: | ---: | ---: |"
 	for t in $types; do
 		for test in pp512 tg128; do
 			g=$(median "$out/godwit.$t" "$test")
-			b=$(median "$out/baseline.$t" "$test")
-			awk -v t="$t" -v s="$test" -v g="$g" -v b="$b" 'BEGIN {printf "| %s | %s | %.2f | %.2f | %.2f |\n", t, s, g, b, g / b}'
+			r=$("$3" "$out/$2.$t" "$test")
+			awk -v t="$t" -v s="$test" -v g="$g" -v r="$r" 'BEGIN {printf "| %s | %s | %.2f | %.2f | %.2f |\n", t, s, g, r, g / r}'
 		done
 	done
-fi
+}
 
-[ -n "${LLAMA_BENCH:-}" ] || exit 0
-# Each godwit row: ... | test | median | min | max |; each llama-bench row: ... | test | mean ± sd |.
-echo
-echo "| type | test | godwit t/s (median of rounds) | llama.cpp t/s | ratio |"
-echo "| --- | --- | ---: | ---: | ---: |"
-for t in $types; do
-	for test in pp512 tg128; do
-		g=$(median "$out/godwit.$t" "$test")
-		l=$(awk -F'|' -v t="$test" '$7 ~ t {split($8, v, "±"); print v[1]+0}' "$out/llama.$t" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-		awk -v t="$t" -v s="$test" -v g="$g" -v l="$l" 'BEGIN {printf "| %s | %s | %.2f | %.2f | %.2f |\n", t, s, g, l, g / l}'
-	done
-done
+if [ -n "${BASELINE:-}" ]; then
+	ratios baseline baseline median
+fi
+if [ -n "${LLAMA_BENCH:-}" ]; then
+	ratios llama.cpp llama llama_median
+fi
 rm -rf "$out"

@@ -70,7 +70,7 @@ func benchLocalCmd() *cobra.Command {
 				defer pprof.StopCPUProfile()
 			}
 			if len(cfg.Batches) > 0 || o == kernels.OrderBatchInvariant {
-				if cfg.Pool, err = kv.pool(l.model, l.backend); err != nil {
+				if cfg.Pool, err = kv.pool(l.eng); err != nil {
 					return err
 				}
 			}

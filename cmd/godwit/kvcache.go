@@ -12,8 +12,6 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/godwit-ai/godwit/engine"
-	"github.com/godwit-ai/godwit/kernels"
-	"github.com/godwit-ai/godwit/models"
 )
 
 // kvFlags are the paged KV cache's settings, for the commands that batch.
@@ -28,8 +26,8 @@ func (k *kvFlags) register(f *pflag.FlagSet) {
 	f.BoolVar(&k.f32, "kv-cache-f32", false, "store the KV cache in f32 instead of fp16 (twice the memory)")
 }
 
-// bytes resolves --kv-cache-mem for model m.
-func (k *kvFlags) bytes(m *models.Model) (int64, error) {
+// bytes resolves --kv-cache-mem for e's model.
+func (k *kvFlags) bytes(e *engine.Engine) (int64, error) {
 	if k.mem != "auto" && k.mem != "" {
 		n, err := humanize.ParseBytes(k.mem)
 		if err != nil || n == 0 {
@@ -37,22 +35,21 @@ func (k *kvFlags) bytes(m *models.Model) (int64, error) {
 		}
 		return int64(n), nil
 	}
-	perPos := engine.KVBytes(len(m.Layers), m.KVHeads*m.HeadDim, 1, k.f32)
-	limit := 64 * int64(m.Context) * perPos
+	perPos := e.KVBytes(1, k.f32)
+	limit := 64 * int64(e.Context()) * perPos
 	if avail := memAvailable(); avail > 0 {
 		return max(min(avail/4, limit), 16*perPos), nil
 	}
 	return min(1<<30, limit), nil
 }
 
-// pool allocates the KV pool for m on b and logs its size.
-func (k *kvFlags) pool(m *models.Model, b kernels.Backend) (*engine.KVPool, error) {
-	n, err := k.bytes(m)
+// pool allocates the KV pool for e's model and logs its size.
+func (k *kvFlags) pool(e *engine.Engine) (*engine.KVPool, error) {
+	n, err := k.bytes(e)
 	if err != nil {
 		return nil, err
 	}
-	p, err := engine.NewKVPool(engine.KVPoolConfig{Layers: len(m.Layers), Width: m.KVHeads * m.HeadDim, Bytes: n,
-		F32: k.f32, ToHalf: b.ToHalf})
+	p, err := e.NewKVPool(n, k.f32)
 	if err != nil {
 		return nil, err
 	}

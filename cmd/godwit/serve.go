@@ -91,7 +91,7 @@ func serveCmd() *cobra.Command {
 				return err
 			}
 			defer l.close()
-			pool, err := kv.pool(l.model, l.backend)
+			pool, err := kv.pool(l.eng)
 			if err != nil {
 				_ = srv.Shutdown(context.Background())
 				return err
