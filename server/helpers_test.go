@@ -27,7 +27,7 @@ import (
 
 // rig is a server on loopback serving stories260K with the real engine.
 type rig struct {
-	t    *testing.T
+	t    testing.TB
 	url  string
 	srv  *Server
 	b    *batcher.Batcher
@@ -49,7 +49,7 @@ type rigOptions struct {
 }
 
 // startRig starts a server; everything stops when the test ends.
-func startRig(t *testing.T, o rigOptions) *rig {
+func startRig(t testing.TB, o rigOptions) *rig {
 	t.Helper()
 	m, tok := loadStories(t)
 	be := cpu.New(1)
@@ -109,7 +109,7 @@ func startRig(t *testing.T, o rigOptions) *rig {
 
 // loadStories loads stories260K and its tokenizer; the model closes when
 // the test ends.
-func loadStories(t *testing.T) (*models.Model, *tokenizer.Tokenizer) {
+func loadStories(t testing.TB) (*models.Model, *tokenizer.Tokenizer) {
 	t.Helper()
 	m, err := models.Load(shared.Path(t, "models/stories260K.gguf"))
 	if err != nil {
@@ -148,7 +148,7 @@ type response struct {
 	body   []byte
 }
 
-func (r response) json(t *testing.T) map[string]any {
+func (r response) json(t testing.TB) map[string]any {
 	t.Helper()
 	var v map[string]any
 	if err := json.Unmarshal(r.body, &v); err != nil {
@@ -215,7 +215,7 @@ func (r *rig) sse(path string, v any) (events []map[string]any, done bool) {
 	return readSSE(r.t, resp.Body)
 }
 
-func readSSE(t *testing.T, body io.Reader) (events []map[string]any, done bool) {
+func readSSE(t testing.TB, body io.Reader) (events []map[string]any, done bool) {
 	t.Helper()
 	sc := bufio.NewScanner(body)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
@@ -312,7 +312,7 @@ func (r *rig) waitIdle(within time.Duration) batcher.Stats {
 
 // goldenContinuation reads the greedy ids of stories260K after "Once upon
 // a time" from ../shared/golden/stories260K_greedy.txt.
-func goldenContinuation(t *testing.T) (promptIDs, ids []int32) {
+func goldenContinuation(t testing.TB) (promptIDs, ids []int32) {
 	t.Helper()
 	f, err := os.Open(shared.Path(t, "golden/stories260K_greedy.txt"))
 	if err != nil {
@@ -348,7 +348,7 @@ func goldenContinuation(t *testing.T) (promptIDs, ids []int32) {
 }
 
 // choiceTexts returns the choices' texts by index.
-func choiceTexts(t *testing.T, v map[string]any) []string {
+func choiceTexts(t testing.TB, v map[string]any) []string {
 	t.Helper()
 	cs := v["choices"].([]any)
 	out := make([]string, len(cs))
@@ -375,7 +375,7 @@ func finishReason(v map[string]any, i int) string {
 	return ""
 }
 
-func usageOf(t *testing.T, v map[string]any) (prompt, completion, total int) {
+func usageOf(t testing.TB, v map[string]any) (prompt, completion, total int) {
 	t.Helper()
 	u, ok := v["usage"].(map[string]any)
 	if !ok {
