@@ -44,10 +44,15 @@ asm-check:
 	for f in $$tmp/*; do [ -e $$f ] || continue; cmp -s $$f kernels/cpu/$$(basename $$f) || { echo "kernels/cpu/$$(basename $$f) is stale: run make asm"; rm -rf $$tmp; exit 1; }; done; \
 	rm -rf $$tmp
 
-# Fuzz the GGUF parser (FUZZTIME=10m by default).
+# Fuzz each target in turn, FUZZTIME apiece (10m by default): the GGUF
+# parser and the request bodies of both generation endpoints.
 FUZZTIME ?= 10m
+FUZZ_TARGETS := ./models/gguf/:FuzzParse ./server/:FuzzCompletionRequest ./server/:FuzzChatRequest
 fuzz:
-	$(GO) test ./models/gguf/ -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
+	@for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $${t#*:} for $(FUZZTIME)"; \
+		$(GO) test $${t%%:*} -run '^$$' -fuzz "^$${t#*:}\$$" -fuzztime $(FUZZTIME) || exit 1; \
+	done
 
 # CPU benchmark of docs/performance.md (godwit's side; set LLAMA_BENCH to a
 # llama-bench binary to interleave llama.cpp and get ratios).
