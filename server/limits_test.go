@@ -46,7 +46,7 @@ func isReset(err error) bool {
 func TestSlowloris(t *testing.T) {
 	const timeout = 500 * time.Millisecond
 	r := startRig(t, rigOptions{cfg: Config{HeaderTimeout: timeout}})
-	const n = 50
+	const n = 100
 	head := "POST /v1/completions HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nX-Padding: " + strings.Repeat("a", 1000)
 	var wg sync.WaitGroup
 	errs := make(chan string, n)
@@ -221,7 +221,7 @@ func TestLongAnswersOutliveTimeouts(t *testing.T) {
 
 // TestHTTP10Stream: an HTTP/1.0 client, which cannot read chunked encoding,
 // gets its stream close-delimited: no Transfer-Encoding, no length, events
-// whole, the connection closed after [DONE].
+// whole, the connection closed after [DONE]; hanging up cancels it.
 func TestHTTP10Stream(t *testing.T) {
 	r := startRig(t, rigOptions{})
 	conn := r.dial()
@@ -251,6 +251,19 @@ func TestHTTP10Stream(t *testing.T) {
 	}
 	r.waitNoneInFlight(2 * time.Second)
 	r.waitIdle(2 * time.Second)
+
+	// A client that hangs up mid-stream cancels its request, as on HTTP/1.1.
+	conn = r.dial()
+	body = `{"prompt":"Once upon a time","max_tokens":2000,"ignore_eos":true,"stream":true}`
+	fmt.Fprintf(conn, "POST /v1/completions HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	if _, err := bufio.NewReader(conn).ReadString('}'); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	r.waitNoneInFlight(2 * time.Second)
+	if st := r.waitIdle(2 * time.Second); st.GenerationTokens >= 8+2000 {
+		t.Fatalf("the stream ran to its end (%d tokens), so the hang-up went unseen", st.GenerationTokens)
+	}
 }
 
 // TestHeadLimits: a 12 KiB bearer token authenticates; headers over the
