@@ -123,6 +123,10 @@ func decodeError(err error) *apiError {
 		if field == "" {
 			return badRequest("", "the request body must be a JSON object, not %s", typ.Value)
 		}
+		if num, ok := strings.CutPrefix(typ.Value, "number "); ok {
+			// A number of the right kind that does not fit (1e400, 1e30 for an integer).
+			return badRequest(field, "%s must be %s in range, got %s", field, jsonKind(typ.Type.Kind().String()), num)
+		}
 		return badRequest(field, "%s must be %s, not %s", field, jsonKind(typ.Type.Kind().String()), typ.Value)
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)

@@ -48,10 +48,11 @@ func (f *samplingFields) request() (batcher.Request, *apiError) {
 	r := batcher.Request{MaxTokens: defaultMaxTokens, N: 1, IgnoreEOS: f.IgnoreEOS}
 	// The batcher and the sampler read 0 as "unset" (Go's zero value) for
 	// these, where the API has 0 out of range: an explicit 0 is refused
-	// here, the rest of their ranges there.
+	// here, the rest of their ranges there. n below 1 is refused here
+	// whole, since the endpoints size their choices by it before submitting.
 	switch {
-	case f.N != nil && *f.N == 0:
-		return r, badRequest("n", "n must be at least 1, got 0")
+	case f.N != nil && *f.N < 1:
+		return r, badRequest("n", "n must be at least 1, got %d", *f.N)
 	case f.TopP != nil && *f.TopP == 0:
 		return r, badRequest("top_p", "top_p must be in (0, 1], got 0; send 1 to turn it off")
 	case f.RepetitionPenalty != nil && *f.RepetitionPenalty == 0:

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"net"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -141,7 +142,7 @@ func (s *Server) stream(ctx *fasthttp.RequestCtx, j *job, write func(w *bufio.Wr
 	ctx.Response.Header.Set("Cache-Control", "no-cache")
 	ctx.Response.Header.Set("X-Accel-Buffering", "no")
 	rid := string(ctx.Response.Header.Peek("X-Request-Id"))
-	ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
+	body := func(w *bufio.Writer) {
 		defer s.leave()
 		defer j.cancel()
 		defer func() {
@@ -155,6 +156,22 @@ func (s *Server) stream(ctx *fasthttp.RequestCtx, j *job, write func(w *bufio.Wr
 		if err := write(w); err != nil {
 			s.log.Debug("stream ended early: the client is gone", "request_id", rid, "error", err)
 		}
+	}
+	if ctx.Request.Header.IsHTTP11() {
+		ctx.SetBodyStreamWriter(body)
+		return
+	}
+	// HTTP/1.0 has no chunked encoding, which fasthttp would send all the
+	// same: the body runs to the connection's end instead, written on the
+	// connection itself once the handler returns.
+	ctx.Response.Header.SetContentLength(-2) // no length, Connection: close
+	head := append([]byte(nil), ctx.Response.Header.Header()...)
+	ctx.HijackSetNoResponse(true)
+	ctx.Hijack(func(c net.Conn) {
+		w := bufio.NewWriter(c)
+		_, _ = w.Write(head) // a failure sticks: the first event's write reports it
+		body(w)
+		_ = w.Flush()
 	})
 }
 

@@ -42,7 +42,44 @@ type Config struct {
 	MaxBodySize int
 	// Logger receives request errors and panics (default slog.Default()).
 	Logger *slog.Logger
+
+	// HeaderTimeout bounds the wait for a request's headers, from the
+	// connection's opening or a keep-alive request's first byte (default
+	// 10 s): a client that sends nothing, or a byte at a time, cannot hold
+	// a connection. Late requests get a 408 and the connection closes.
+	HeaderTimeout time.Duration
+	// BodyTimeout bounds reading a request's body once its headers are in
+	// (default 60 s). Neither timeout touches the answer: a stream may run
+	// for as long as it generates.
+	BodyTimeout time.Duration
+	// IdleTimeout is how long a keep-alive connection may wait for its
+	// next request (default 2 min).
+	IdleTimeout time.Duration
+	// MaxConns is the most connections served at once (default 4096);
+	// more are answered 503 and closed.
+	MaxConns int
+	// MaxConnsPerIP, when above 0, is the most connections from one
+	// address; more are answered 429 and closed. 0 (the default) sets no
+	// limit, since clients behind one proxy or NAT share an address.
+	MaxConnsPerIP int
 }
+
+// Defaults of Config.
+const (
+	DefaultHeaderTimeout = 10 * time.Second
+	DefaultBodyTimeout   = 60 * time.Second
+	DefaultIdleTimeout   = 2 * time.Minute
+	DefaultMaxConns      = 4096
+)
+
+// Limits of a request's head, fixed: the API needs no more. Headers get
+// maxHeaderBytes (room for a long bearer token; larger get a 431) and the
+// request target maxURLBytes (longer gets a 414): a connection's read
+// buffer is maxHeaderBytes, so MaxConns bounds their memory.
+const (
+	maxHeaderBytes = 32 << 10
+	maxURLBytes    = 4 << 10
+)
 
 // Model is what a Server serves once loaded.
 type Model struct {
@@ -99,6 +136,17 @@ func New(cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	for _, d := range []struct {
+		v   *time.Duration
+		def time.Duration
+	}{{&cfg.HeaderTimeout, DefaultHeaderTimeout}, {&cfg.BodyTimeout, DefaultBodyTimeout}, {&cfg.IdleTimeout, DefaultIdleTimeout}} {
+		if *d.v <= 0 {
+			*d.v = d.def
+		}
+	}
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = DefaultMaxConns
+	}
 	s := &Server{cfg: cfg, log: cfg.Logger}
 	s.metrics = newMetrics(s)
 	s.routes = map[string]route{
@@ -148,6 +196,11 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 		}
 		s.metrics.request(path, ctx.Response.StatusCode(), time.Since(start))
 	}()
+	if n := len(ctx.Request.Header.RequestURI()); n > maxURLBytes {
+		writeError(ctx, &apiError{Status: fasthttp.StatusRequestURITooLong, Type: typeInvalid, Code: "uri_too_long",
+			Message: fmt.Sprintf("the request target is %d bytes, over the limit of %d; the API takes its parameters in the body", n, maxURLBytes)})
+		return
+	}
 	switch path {
 	case "/health", "/metrics":
 		// Read-only; HEAD too, for probes that send it.
@@ -199,7 +252,7 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 		}
 		// A stream leaves when its writer ends (see stream).
 		defer func() {
-			if !ctx.Response.IsBodyStream() {
+			if !ctx.Response.IsBodyStream() && !ctx.Hijacked() {
 				s.leave()
 			}
 		}()
@@ -302,10 +355,23 @@ func (s *Server) Serve(ln net.Listener) error {
 			Handler:            s.Handler,
 			Name:               "godwit",
 			MaxRequestBodySize: s.cfg.MaxBodySize,
-			IdleTimeout:        2 * time.Minute,
-			CloseOnShutdown:    true,
-			ErrorHandler:       s.errorHandler,
-			Logger:             slogPrinter{s.log},
+			ReadBufferSize:     maxHeaderBytes,
+			// fasthttp's ReadTimeout runs from the connection's opening (a
+			// keep-alive request's first byte) to the end of the request;
+			// HeaderReceived restarts it for the body. No write deadline is
+			// set, and reads stop while a request is answered, so neither
+			// cuts a long stream or the hang-up watch (which peeks at the
+			// socket directly).
+			ReadTimeout: s.cfg.HeaderTimeout,
+			HeaderReceived: func(*fasthttp.RequestHeader) fasthttp.RequestConfig {
+				return fasthttp.RequestConfig{ReadTimeout: s.cfg.BodyTimeout}
+			},
+			IdleTimeout:     s.cfg.IdleTimeout,
+			Concurrency:     s.cfg.MaxConns,
+			MaxConnsPerIP:   s.cfg.MaxConnsPerIP,
+			CloseOnShutdown: true,
+			ErrorHandler:    s.errorHandler,
+			Logger:          slogPrinter{s.log},
 		}
 	}
 	srv := s.srv
@@ -325,14 +391,20 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 // errorHandler answers requests fasthttp could not read: an oversized body
-// gets a 413 (fasthttp's own answer would be a 400).
+// gets a 413 (fasthttp's own answer would be a 400), a late one a 408.
 func (s *Server) errorHandler(ctx *fasthttp.RequestCtx, err error) {
 	var small *fasthttp.ErrSmallBuffer
+	var nerr net.Error
 	switch {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		writeError(ctx, tooLarge(s.cfg.MaxBodySize))
 	case errors.As(err, &small):
-		writeError(ctx, &apiError{Status: fasthttp.StatusRequestHeaderFieldsTooLarge, Type: typeInvalid, Message: "the request headers are too large"})
+		writeError(ctx, &apiError{Status: fasthttp.StatusRequestHeaderFieldsTooLarge, Type: typeInvalid,
+			Message: fmt.Sprintf("the request line and headers are larger than %d KiB", maxHeaderBytes>>10)})
+	case errors.As(err, &nerr) && nerr.Timeout():
+		writeError(ctx, &apiError{Status: fasthttp.StatusRequestTimeout, Type: typeInvalid, Code: "request_timeout",
+			Message: fmt.Sprintf("the request did not arrive in time: headers must arrive within %v and the body within %v of them (--header-timeout, --body-timeout)",
+				s.cfg.HeaderTimeout, s.cfg.BodyTimeout)})
 	default:
 		writeError(ctx, badRequest("", "cannot read the HTTP request: %v", err))
 	}

@@ -26,8 +26,13 @@ import (
 	"github.com/godwit-ai/godwit/server"
 )
 
-func serveCmd() *cobra.Command {
+// loadFunc loads the model serve serves (loadWithProgress; tests pass one
+// that blocks).
+type loadFunc func(path string, threads int, stderr io.Writer, log *slog.Logger) (*loaded, error)
+
+func serveCmd(loadModel loadFunc) *cobra.Command {
 	var (
+		sc           server.Config
 		modelPath    string
 		host         string
 		port         int
@@ -46,7 +51,7 @@ func serveCmd() *cobra.Command {
 		Short: "Serve a model over an OpenAI-compatible HTTP API",
 		Long: "Serve a model over an OpenAI-compatible HTTP API: /v1/completions, /v1/chat/completions, /v1/models,\n" +
 			"/tokenize, /detokenize, /health and Prometheus /metrics. SIGTERM or SIGINT drains: new requests get 503\n" +
-			"while those in flight finish (up to --drain-timeout), then godwit exits.\n" +
+			"while those in flight finish (up to --drain-timeout), then godwit exits; while the model loads, it exits at once.\n" +
 			"With no -m, godwit uses the first model in $GODWIT_MODELS or ~/.cache/godwit/models.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -65,6 +70,9 @@ func serveCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := checkConnLimits(sc); err != nil {
+				return err
+			}
 			path, err := resolveModel(modelPath, cmd.ErrOrStderr())
 			if err != nil {
 				return err
@@ -72,7 +80,7 @@ func serveCmd() *cobra.Command {
 			if name == "" {
 				name = strings.TrimSuffix(filepath.Base(path), ".gguf")
 			}
-			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, os.Interrupt)
 			defer stop()
 
 			// Listen first, so /health answers 503 while the model loads.
@@ -80,14 +88,19 @@ func serveCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			srv := server.New(server.Config{ModelName: name, APIKeys: keys, MaxBodySize: int(body), Logger: log})
+			sc.ModelName, sc.APIKeys, sc.MaxBodySize, sc.Logger = name, keys, int(body), log
+			srv := server.New(sc)
 			served := make(chan error, 1)
 			go func() { served <- srv.Serve(ln) }()
 			log.Info("listening", "addr", "http://"+ln.Addr().String(), "model", name, "api_keys", len(keys))
 
-			l, err := loadWithProgress(path, threads, cmd.ErrOrStderr(), log)
+			l, err := loadUnlessInterrupted(ctx, func() (*loaded, error) {
+				return loadModel(path, threads, cmd.ErrOrStderr(), log)
+			})
 			if err != nil {
-				_ = srv.Shutdown(context.Background())
+				sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				defer cancel()
+				_ = srv.Shutdown(sctx)
 				return err
 			}
 			defer l.close()
@@ -152,9 +165,60 @@ func serveCmd() *cobra.Command {
 	f.IntVar(&bc.MaxN, "max-n", batcher.DefaultMaxN, "largest n (samples per prompt) a request may ask for")
 	f.StringVar(&maxBody, "max-body-size", "4MiB", "largest request body; larger ones get 413")
 	f.DurationVar(&drainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM/SIGINT, how long requests in flight may take to finish")
+	f.DurationVar(&sc.HeaderTimeout, "header-timeout", server.DefaultHeaderTimeout, "how long a client may take to send a request's headers; later gets 408 and the connection closes")
+	f.DurationVar(&sc.BodyTimeout, "body-timeout", server.DefaultBodyTimeout, "how long a client may take to send a request's body after its headers (answers are not timed)")
+	f.DurationVar(&sc.IdleTimeout, "idle-timeout", server.DefaultIdleTimeout, "how long a keep-alive connection may wait for its next request")
+	f.IntVar(&sc.MaxConns, "max-conns", server.DefaultMaxConns, "most connections at once; more get 503 and are closed")
+	f.IntVar(&sc.MaxConnsPerIP, "max-conns-per-ip", 0, "most connections from one address, more get 429 (0: no limit)")
 	f.StringVar(&templateFile, "chat-template", "", "Jinja chat template file (default: the model's tokenizer.chat_template, else a built-in one)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
+}
+
+// loadUnlessInterrupted runs load until it returns or ctx ends (a signal).
+// A load cannot be stopped midway (a read from a stalled disk blocks), so
+// it is left behind for the process's exit, closed should it still finish.
+func loadUnlessInterrupted(ctx context.Context, load func() (*loaded, error)) (*loaded, error) {
+	type result struct {
+		l   *loaded
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		l, err := load()
+		done <- result{l, err}
+	}()
+	select {
+	case r := <-done:
+		return r.l, r.err
+	case <-ctx.Done():
+		go func() {
+			if r := <-done; r.l != nil {
+				r.l.close()
+			}
+		}()
+		return nil, errors.New("interrupted while loading the model")
+	}
+}
+
+// checkConnLimits refuses timeouts and connection caps that would turn a
+// limit off or make every request fail.
+func checkConnLimits(c server.Config) error {
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+	}{{"--header-timeout", c.HeaderTimeout}, {"--body-timeout", c.BodyTimeout}, {"--idle-timeout", c.IdleTimeout}} {
+		if d.v <= 0 {
+			return fmt.Errorf("%s %v: want a positive duration such as 10s", d.flag, d.v)
+		}
+	}
+	if c.MaxConns < 1 {
+		return fmt.Errorf("--max-conns %d: want at least 1", c.MaxConns)
+	}
+	if c.MaxConnsPerIP < 0 {
+		return fmt.Errorf("--max-conns-per-ip %d: want 0 (no limit) or more", c.MaxConnsPerIP)
+	}
+	return nil
 }
 
 // loadWithProgress loads the model and reads its weights into memory once,
