@@ -27,6 +27,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/godwit-ai/godwit/batcher"
+	"github.com/godwit-ai/godwit/internal/jinja"
 	"github.com/godwit-ai/godwit/models/tokenizer"
 )
 
@@ -42,6 +43,11 @@ type Config struct {
 	MaxBodySize int
 	// Logger receives request errors and panics (default slog.Default()).
 	Logger *slog.Logger
+	// ChatTemplateLimits bound each render of the chat template, which
+	// comes with the model and may be hostile; a zero field takes
+	// jinja.DefaultLimits'. A request whose render goes past them gets a
+	// 400.
+	ChatTemplateLimits jinja.Limits
 }
 
 // Model is what a Server serves once loaded.
@@ -53,6 +59,8 @@ type Model struct {
 	// ChatTemplate is the Jinja chat template (the file's
 	// tokenizer.chat_template); empty picks a built-in one.
 	ChatTemplate string
+	// ChatTemplateName names ChatTemplate in errors (default "gguf").
+	ChatTemplateName string
 }
 
 // ready is a Model prepared for serving.
@@ -99,6 +107,12 @@ func New(cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.ChatTemplateLimits.Steps <= 0 {
+		cfg.ChatTemplateLimits.Steps = jinja.DefaultLimits.Steps
+	}
+	if cfg.ChatTemplateLimits.OutputBytes <= 0 {
+		cfg.ChatTemplateLimits.OutputBytes = jinja.DefaultLimits.OutputBytes
+	}
 	s := &Server{cfg: cfg, log: cfg.Logger}
 	s.metrics = newMetrics(s)
 	s.routes = map[string]route{
@@ -120,7 +134,7 @@ func (s *Server) SetReady(m Model) error {
 	if id := m.Tokenizer.EOS(); id >= 0 {
 		r.eos = string(m.Tokenizer.Piece(id))
 	}
-	ct, err := newChatTemplate(m.ChatTemplate, m.Tokenizer)
+	ct, err := newChatTemplate(m.ChatTemplate, m.ChatTemplateName, m.Tokenizer, s.cfg.ChatTemplateLimits)
 	if err != nil {
 		return err
 	}

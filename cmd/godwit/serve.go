@@ -21,6 +21,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/godwit-ai/godwit/batcher"
+	"github.com/godwit-ai/godwit/internal/jinja"
 	"github.com/godwit-ai/godwit/kernels"
 	"github.com/godwit-ai/godwit/models"
 	"github.com/godwit-ai/godwit/server"
@@ -39,6 +40,8 @@ func serveCmd() *cobra.Command {
 		maxBody      string
 		drainTimeout time.Duration
 		templateFile string
+		tmplBytes    string
+		tmplSteps    int
 		logLevel     string
 	)
 	cmd := &cobra.Command{
@@ -61,6 +64,26 @@ func serveCmd() *cobra.Command {
 			if err != nil || body == 0 || body > 1<<30 {
 				return fmt.Errorf("--max-body-size %q: want a size such as 4MiB (at most 1GiB)", maxBody)
 			}
+			tmplMax, err := humanize.ParseBytes(tmplBytes)
+			if err != nil || tmplMax == 0 || tmplMax > 1<<30 {
+				return fmt.Errorf("--chat-template-max-bytes %q: want a size such as 8MiB (at most 1GiB)", tmplBytes)
+			}
+			if tmplSteps <= 0 {
+				return fmt.Errorf("--chat-template-max-steps %d: want a positive number", tmplSteps)
+			}
+			// A --chat-template that does not parse fails now, not after
+			// the model has loaded.
+			var tmplSrc string
+			if templateFile != "" {
+				src, err := os.ReadFile(templateFile)
+				if err != nil {
+					return err
+				}
+				if _, err := jinja.Parse(string(src)); err != nil {
+					return fmt.Errorf("chat template (%s): %w", templateFile, err)
+				}
+				tmplSrc = string(src)
+			}
 			keys, err := checkAPIKeys(apiKeys, cmd.Flags().Changed("api-key"))
 			if err != nil {
 				return err
@@ -80,7 +103,8 @@ func serveCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			srv := server.New(server.Config{ModelName: name, APIKeys: keys, MaxBodySize: int(body), Logger: log})
+			srv := server.New(server.Config{ModelName: name, APIKeys: keys, MaxBodySize: int(body), Logger: log,
+				ChatTemplateLimits: jinja.Limits{Steps: tmplSteps, OutputBytes: int(tmplMax)}})
 			served := make(chan error, 1)
 			go func() { served <- srv.Serve(ln) }()
 			log.Info("listening", "addr", "http://"+ln.Addr().String(), "model", name, "api_keys", len(keys))
@@ -99,16 +123,12 @@ func serveCmd() *cobra.Command {
 			bc.Logger = log
 			b := batcher.New(l.eng, l.tok, pool, bc)
 			tmpl, _ := l.model.File.String("tokenizer.chat_template")
+			tmplName := "gguf"
 			if templateFile != "" {
-				src, err := os.ReadFile(templateFile)
-				if err != nil {
-					b.Close()
-					_ = srv.Shutdown(context.Background())
-					return err
-				}
-				tmpl = string(src)
+				tmpl, tmplName = tmplSrc, templateFile
 			}
-			if err := srv.SetReady(server.Model{Batcher: b, Tokenizer: l.tok, Context: l.model.Context, ChatTemplate: tmpl}); err != nil {
+			if err := srv.SetReady(server.Model{Batcher: b, Tokenizer: l.tok, Context: l.model.Context,
+				ChatTemplate: tmpl, ChatTemplateName: tmplName}); err != nil {
 				b.Close()
 				_ = srv.Shutdown(context.Background())
 				return err
@@ -153,6 +173,9 @@ func serveCmd() *cobra.Command {
 	f.StringVar(&maxBody, "max-body-size", "4MiB", "largest request body; larger ones get 413")
 	f.DurationVar(&drainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM/SIGINT, how long requests in flight may take to finish")
 	f.StringVar(&templateFile, "chat-template", "", "Jinja chat template file (default: the model's tokenizer.chat_template, else a built-in one)")
+	f.StringVar(&tmplBytes, "chat-template-max-bytes", humanize.IBytes(uint64(jinja.DefaultLimits.OutputBytes)),
+		"largest prompt a chat template may render (the strings it builds may come to 16 times as much); past it a request gets 400")
+	f.IntVar(&tmplSteps, "chat-template-max-steps", jinja.DefaultLimits.Steps, "most evaluation steps of one chat template render; past them a request gets 400")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }
