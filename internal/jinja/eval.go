@@ -91,7 +91,7 @@ func (e *evaluator) step() {
 func (e *evaluator) charge(n int) {
 	e.bytes += n
 	if n < 0 || e.bytes > allocFactor*e.lim.OutputBytes {
-		e.limit("value bytes", allocFactor*e.lim.OutputBytes)
+		e.limit("bytes of values", allocFactor*e.lim.OutputBytes)
 	}
 }
 
@@ -550,7 +550,7 @@ func (e *evaluator) callMacro(mv *macroVal, args []Value, kw []kwVal, caller Val
 	}
 	e.depth++
 	if e.depth > maxCallDepth {
-		e.limit("macro call depth", maxCallDepth)
+		e.limit("nested macro calls", maxCallDepth)
 	}
 	defer func() { e.depth-- }()
 	inner := &scope{vars: make(map[string]Value, len(m.params)+1), parent: mv.scope}

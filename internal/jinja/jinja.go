@@ -51,8 +51,8 @@ func (e *Error) Error() string { return fmt.Sprintf("line %s: %s", e.Pos, e.Msg)
 
 // LimitError is a render past one of its Limits.
 type LimitError struct {
-	// What is past its bound: "steps", "output bytes", "value bytes",
-	// or "macro call depth".
+	// What is past its bound: "steps", "output bytes", "bytes of values",
+	// or "nested macro calls".
 	What  string
 	Limit int
 	Pos   string
