@@ -251,7 +251,7 @@ func init() {
 		"trim":       fTrim,
 		"unique":     fUnique,
 		"upper":      func(e *evaluator, v Value, _ []Value, _ []kwVal) Value { return e.mapStr(e.str(v), strings.ToUpper) },
-		"wordcount":  func(e *evaluator, v Value, _ []Value, _ []kwVal) Value { return len(strings.Fields(e.str(v))) },
+		"wordcount":  func(e *evaluator, v Value, _ []Value, _ []kwVal) Value { return len(e.fields(e.str(v), -1)) },
 	}
 }
 
@@ -489,7 +489,7 @@ func fIndent(e *evaluator, v Value, args []Value, kw []kwVal) Value {
 		ind = strings.Repeat(" ", max(n, 0))
 	}
 	first, blank := truth(arg(args, kw, 1, "first", false)), truth(arg(args, kw, 2, "blank", false))
-	lines := splitLines(s + "\n")
+	lines := e.splitLines(s + "\n")
 	out := e.newStr()
 	if first {
 		out.str(ind)
@@ -508,8 +508,13 @@ func fIndent(e *evaluator, v Value, args []Value, kw []kwVal) Value {
 }
 
 // splitLines is Python's str.splitlines.
-func splitLines(s string) []string {
+func (e *evaluator) splitLines(s string) []string {
 	var lines []string
+	add := func(l string) {
+		e.step()
+		e.charge(16)
+		lines = append(lines, l)
+	}
 	start := 0
 	for i, r := range s {
 		switch r {
@@ -518,12 +523,12 @@ func splitLines(s string) []string {
 				start = i + 1
 				continue
 			}
-			lines = append(lines, s[start:i])
+			add(s[start:i])
 			start = i + utf8.RuneLen(r)
 		}
 	}
 	if start < len(s) {
-		lines = append(lines, s[start:])
+		add(s[start:])
 	}
 	return lines
 }
@@ -649,11 +654,11 @@ func (e *evaluator) extreme(v Value, smallest bool) Value {
 	best := items[0]
 	for _, it := range items[1:] {
 		e.step()
-		lt, ok := less(it, best)
+		lt, ok := e.less(it, best)
 		if !ok {
 			e.fail("cannot compare %s and %s", typeName(it), typeName(best))
 		}
-		gt, _ := less(best, it)
+		gt, _ := e.less(best, it)
 		if smallest && lt || !smallest && gt {
 			best = it
 		}
@@ -785,12 +790,12 @@ func (e *evaluator) sortValues(items []Value, key func(Value) Value, caseSensiti
 	}
 	slices.SortStableFunc(idx, func(a, b int) int {
 		e.step()
-		if lt, ok := less(keys[a], keys[b]); !ok {
+		if lt, ok := e.less(keys[a], keys[b]); !ok {
 			e.fail("'<' not supported between instances of '%s' and '%s'", typeName(keys[a]), typeName(keys[b]))
 		} else if lt {
 			return -1
 		}
-		if lt, _ := less(keys[b], keys[a]); lt {
+		if lt, _ := e.less(keys[b], keys[a]); lt {
 			return 1
 		}
 		return 0
@@ -857,7 +862,7 @@ func fUnique(e *evaluator, v Value, args []Value, kw []kwVal) Value {
 		dup := false
 		for _, x := range seen {
 			e.step()
-			if equal(x, k) {
+			if e.equal(x, k) {
 				dup = true
 				break
 			}
@@ -1102,7 +1107,7 @@ func init() {
 			return e.split(s, arg(args, kw, 0, "sep", nil), e.wantInt(arg(args, kw, 1, "maxsplit", -1), "split"))
 		},
 		"splitlines": func(e *evaluator, s string, _ []Value, _ []kwVal) Value {
-			return e.strList(splitLines(s))
+			return e.strList(e.splitLines(s))
 		},
 		"startswith": affix(strings.HasPrefix),
 		"endswith":   affix(strings.HasSuffix),
@@ -1191,26 +1196,38 @@ func (e *evaluator) strList(ss []string) *list {
 // split is Python's str.split.
 func (e *evaluator) split(s string, sep Value, n int) Value {
 	if sep == nil {
-		f := strings.FieldsFunc(s, isSpace)
-		if n >= 0 && len(f) > n {
-			// Python keeps the rest after the n-th split, leading blanks gone.
-			rest := s
-			for range n {
-				rest = strings.TrimLeftFunc(rest, isSpace)
-				rest = rest[strings.IndexFunc(rest, isSpace):]
-			}
-			f = append(f[:n], strings.TrimLeftFunc(rest, isSpace))
-		}
-		return e.strList(f)
+		return e.strList(e.fields(s, n))
 	}
 	sp := e.wantStr(sep, "split")
 	if sp == "" {
 		e.fail("empty separator")
 	}
+	parts := strings.Count(s, sp) + 1
 	if n >= 0 {
-		n++
+		parts = min(parts, n+1)
 	}
-	return e.strList(strings.SplitN(s, sp, n))
+	e.charge(16 * parts)
+	return e.strList(strings.SplitN(s, sp, parts))
+}
+
+// fields splits s at runs of blanks, at most n times when n >= 0; the last
+// field keeps the rest, less its leading blanks, as Python's split().
+func (e *evaluator) fields(s string, n int) []string {
+	var out []string
+	for {
+		s = strings.TrimLeftFunc(s, isSpace)
+		if s == "" {
+			return out
+		}
+		e.step()
+		e.charge(16)
+		end := strings.IndexFunc(s, isSpace)
+		if end < 0 || n >= 0 && len(out) == n {
+			return append(out, s)
+		}
+		out = append(out, s[:end])
+		s = s[end:]
+	}
 }
 
 // format is Python's str.format for the plain fields {}, {0} and {name}.

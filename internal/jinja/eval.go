@@ -40,6 +40,7 @@ type evaluator struct {
 	steps int
 	bytes int // of the values built
 	depth int // of macro calls
+	nest  int // of the values a walk (repr, tojson, ==, <) is in
 	out   strWriter
 	pos   pos // of the statement or expression being evaluated
 }
@@ -86,6 +87,18 @@ func (e *evaluator) step() {
 		e.limit("steps", e.lim.Steps)
 	}
 }
+
+// enter steps into a value nested in the one a walk is at; leave steps
+// out. Walks are bounded in depth, as the Go stack is not.
+func (e *evaluator) enter() {
+	e.step()
+	e.nest++
+	if e.nest > maxValueDepth {
+		e.limit("nested values", maxValueDepth)
+	}
+}
+
+func (e *evaluator) leave() { e.nest-- }
 
 // charge counts n bytes of values built against the render's bound.
 func (e *evaluator) charge(n int) {
@@ -231,6 +244,9 @@ func (e *evaluator) unpack(v Value, n int) []Value {
 	case *list:
 		items = v.items
 	case string:
+		if runeLen(v) != n {
+			e.fail("expected %d values to unpack, got %d", n, runeLen(v))
+		}
 		for _, r := range v {
 			items = append(items, string(r))
 		}
@@ -732,9 +748,9 @@ func abs(i int) int {
 func (e *evaluator) compare(op string, l, r Value) bool {
 	switch op {
 	case "==":
-		return equal(l, r)
+		return e.equal(l, r)
 	case "!=":
-		return !equal(l, r)
+		return !e.equal(l, r)
 	case "in":
 		return e.contains(r, l)
 	case "notin":
@@ -744,7 +760,7 @@ func (e *evaluator) compare(op string, l, r Value) bool {
 	if op == ">" || op == "<=" {
 		a, b = r, l
 	}
-	lt, ok := less(a, b)
+	lt, ok := e.less(a, b)
 	if !ok {
 		e.fail("'%s' not supported between instances of '%s' and '%s'", op, typeName(l), typeName(r))
 	}
@@ -766,7 +782,7 @@ func (e *evaluator) contains(c, x Value) bool {
 	case *list:
 		for _, it := range c.items {
 			e.step()
-			if equal(it, x) {
+			if e.equal(it, x) {
 				return true
 			}
 		}

@@ -37,8 +37,9 @@ const allocFactor = 16
 
 // Nesting bounds, for the parser's and the evaluator's stacks.
 const (
-	maxNesting   = 200 // blocks and expressions in the source
-	maxCallDepth = 100 // macro calls within macro calls
+	maxNesting    = 200 // blocks and expressions in the source
+	maxCallDepth  = 100 // macro calls within macro calls
+	maxValueDepth = 500 // lists and dicts within each other, for walks over them
 )
 
 // Error is a template error, with its line:column position.
@@ -52,7 +53,7 @@ func (e *Error) Error() string { return fmt.Sprintf("line %s: %s", e.Pos, e.Msg)
 // LimitError is a render past one of its Limits.
 type LimitError struct {
 	// What is past its bound: "steps", "output bytes", "bytes of values",
-	// or "nested macro calls".
+	// "nested macro calls" or "nested values".
 	What  string
 	Limit int
 	Pos   string

@@ -257,7 +257,8 @@ func pyFloat(f float64) string {
 
 // writeRepr writes Python's repr(v).
 func (w *strWriter) writeRepr(v Value) {
-	w.e.step()
+	w.e.enter()
+	defer w.e.leave()
 	switch v := v.(type) {
 	case string:
 		w.str(pyRepr(v))
@@ -337,7 +338,8 @@ func pyRepr(s string) string {
 // writeJSON writes v as transformers' tojson does: Python's json.dumps
 // with ensure_ascii off; indent < 0 is none.
 func (w *strWriter) writeJSON(v Value, indent, depth int) {
-	w.e.step()
+	w.e.enter()
+	defer w.e.leave()
 	nl := func(d int) {
 		w.byte('\n')
 		for range d * indent {
@@ -476,7 +478,9 @@ func num(v Value) (i int, f float64, isFloat, ok bool) {
 }
 
 // equal is Python's ==.
-func equal(a, b Value) bool {
+func (e *evaluator) equal(a, b Value) bool {
+	e.enter()
+	defer e.leave()
 	if _, _, _, ok := num(a); ok {
 		if _, _, _, ok := num(b); ok {
 			ai, af, afl, _ := num(a)
@@ -499,7 +503,7 @@ func equal(a, b Value) bool {
 		return ok && a == s
 	case *list:
 		l, ok := b.(*list)
-		return ok && slices.EqualFunc(a.items, l.items, equal)
+		return ok && slices.EqualFunc(a.items, l.items, e.equal)
 	case *dict:
 		d, ok := b.(*dict)
 		if !ok || len(a.keys) != len(d.keys) {
@@ -507,7 +511,7 @@ func equal(a, b Value) bool {
 		}
 		for _, k := range a.keys {
 			v, ok := d.m[k]
-			if !ok || !equal(a.m[k], v) {
+			if !ok || !e.equal(a.m[k], v) {
 				return false
 			}
 		}
@@ -520,7 +524,9 @@ func equal(a, b Value) bool {
 }
 
 // less is Python's <; ok is false for values it does not order.
-func less(a, b Value) (lt, ok bool) {
+func (e *evaluator) less(a, b Value) (lt, ok bool) {
+	e.enter()
+	defer e.leave()
 	_, af, afl, aok := num(a)
 	_, bf, bfl, bok := num(b)
 	if aok && bok {
@@ -539,8 +545,8 @@ func less(a, b Value) (lt, ok bool) {
 	case *list:
 		if l, ok := b.(*list); ok {
 			for i := 0; i < len(a.items) && i < len(l.items); i++ {
-				if !equal(a.items[i], l.items[i]) {
-					return less(a.items[i], l.items[i])
+				if !e.equal(a.items[i], l.items[i]) {
+					return e.less(a.items[i], l.items[i])
 				}
 			}
 			return len(a.items) < len(l.items), true
