@@ -509,12 +509,19 @@ func fIndent(e *evaluator, v Value, args []Value, kw []kwVal) Value {
 
 // splitLines is Python's str.splitlines.
 func (e *evaluator) splitLines(s string) []string {
-	var lines []string
-	add := func(l string) {
+	n := 0
+	eachLine(s, func(string) { n++ })
+	e.charge(16 * n)
+	lines := make([]string, 0, n)
+	eachLine(s, func(l string) {
 		e.step()
-		e.charge(16)
 		lines = append(lines, l)
-	}
+	})
+	return lines
+}
+
+// eachLine calls f with each of s's lines, as Python's splitlines splits.
+func eachLine(s string, f func(string)) {
 	start := 0
 	for i, r := range s {
 		switch r {
@@ -523,14 +530,13 @@ func (e *evaluator) splitLines(s string) []string {
 				start = i + 1
 				continue
 			}
-			add(s[start:i])
+			f(s[start:i])
 			start = i + utf8.RuneLen(r)
 		}
 	}
 	if start < len(s) {
-		add(s[start:])
+		f(s[start:])
 	}
-	return lines
 }
 
 func fItems(e *evaluator, v Value, _ []Value, _ []kwVal) Value {
@@ -1213,19 +1219,29 @@ func (e *evaluator) split(s string, sep Value, n int) Value {
 // fields splits s at runs of blanks, at most n times when n >= 0; the last
 // field keeps the rest, less its leading blanks, as Python's split().
 func (e *evaluator) fields(s string, n int) []string {
-	var out []string
-	for {
+	count := 0
+	eachField(s, n, func(string) { count++ })
+	e.charge(16 * count)
+	out := make([]string, 0, count)
+	eachField(s, n, func(f string) {
+		e.step()
+		out = append(out, f)
+	})
+	return out
+}
+
+func eachField(s string, n int, f func(string)) {
+	for i := 0; ; i++ {
 		s = strings.TrimLeftFunc(s, isSpace)
 		if s == "" {
-			return out
+			return
 		}
-		e.step()
-		e.charge(16)
 		end := strings.IndexFunc(s, isSpace)
-		if end < 0 || n >= 0 && len(out) == n {
-			return append(out, s)
+		if end < 0 || n >= 0 && i == n {
+			f(s)
+			return
 		}
-		out = append(out, s[:end])
+		f(s[:end])
 		s = s[end:]
 	}
 }
