@@ -251,7 +251,7 @@ func init() {
 		"trim":       fTrim,
 		"unique":     fUnique,
 		"upper":      func(e *evaluator, v Value, _ []Value, _ []kwVal) Value { return e.mapStr(e.str(v), strings.ToUpper) },
-		"wordcount":  func(e *evaluator, v Value, _ []Value, _ []kwVal) Value { return len(e.fields(e.str(v), -1)) },
+		"wordcount":  fWordcount,
 	}
 }
 
@@ -366,6 +366,7 @@ func fFloat(e *evaluator, v Value, args []Value, kw []kwVal) Value {
 	def := arg(args, kw, 0, "default", 0.0)
 	switch v := v.(type) {
 	case string:
+		e.scan(len(v))
 		f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
 		if err != nil {
 			return def
@@ -385,6 +386,7 @@ func fInt(e *evaluator, v Value, args []Value, kw []kwVal) Value {
 	def := arg(args, kw, 0, "default", 0)
 	switch v := v.(type) {
 	case string:
+		e.scan(len(v))
 		s := strings.ReplaceAll(strings.TrimSpace(v), "_", "")
 		if i, err := strconv.ParseInt(s, e.wantInt(arg(args, kw, 1, "base", 10), "int"), 64); err == nil {
 			return int(i)
@@ -435,9 +437,16 @@ func fFormat(e *evaluator, v Value, args []Value, _ []kwVal) Value {
 		}
 		a := args[next]
 		next++
-		if len(spec) > 6 {
-			e.fail("format spec %q is too long", spec)
+		// fmt pads to the width before the writer sees it.
+		width := 0
+		for _, part := range strings.FieldsFunc(spec, func(r rune) bool { return r < '0' || r > '9' }) {
+			n, err := strconv.Atoi(part)
+			if err != nil || n > e.lim.OutputBytes {
+				e.limit("output bytes", e.lim.OutputBytes)
+			}
+			width += n
 		}
+		e.chargeStr(width)
 		var s string
 		switch verb {
 		case 's':
@@ -457,7 +466,7 @@ func fFormat(e *evaluator, v Value, args []Value, _ []kwVal) Value {
 			}
 			s = fmt.Sprintf("%"+spec+"f", x)
 		case 'c':
-			if c, ok := a.(string); ok && runeLen(c) == 1 {
+			if c, ok := a.(string); ok && e.runeLen(c) == 1 {
 				s = c
 			} else if n := e.wantInt(a, "format"); n >= 0 && n <= unicode.MaxRune {
 				s = string(rune(n))
@@ -576,7 +585,7 @@ func fJoin(e *evaluator, v Value, args []Value, kw []kwVal) Value {
 func fLength(e *evaluator, v Value, _ []Value, _ []kwVal) Value {
 	switch v := v.(type) {
 	case string:
-		return runeLen(v)
+		return e.runeLen(v)
 	case *list:
 		return len(v.items)
 	case *dict:
@@ -840,8 +849,15 @@ func fToJSON(e *evaluator, v Value, args []Value, kw []kwVal) Value {
 	return w.done()
 }
 
+func fWordcount(e *evaluator, v Value, _ []Value, _ []kwVal) Value {
+	s := e.str(v)
+	e.scan(len(s))
+	return len(e.fields(s, -1))
+}
+
 func fTrim(e *evaluator, v Value, args []Value, kw []kwVal) Value {
 	s := e.str(v)
+	e.scan(len(s))
 	if c := arg(args, kw, 0, "chars", nil); c != nil {
 		return strings.Trim(s, e.str(c))
 	}
@@ -1038,7 +1054,10 @@ func method(obj Value, name string) Value {
 	switch o := obj.(type) {
 	case string:
 		if f, ok := strMethods[name]; ok {
-			return builtin(func(e *evaluator, args []Value, kw []kwVal) Value { return f(e, o, args, kw) })
+			return builtin(func(e *evaluator, args []Value, kw []kwVal) Value {
+				e.scan(len(o))
+				return f(e, o, args, kw)
+			})
 		}
 	case *dict:
 		if f, ok := dictMethods[name]; ok && !o.ns {
@@ -1102,7 +1121,7 @@ func init() {
 			if i < 0 {
 				return -1
 			}
-			return runeLen(s[:i])
+			return e.runeLen(s[:i])
 		}
 	}
 	strMethods = map[string]func(e *evaluator, s string, args []Value, kw []kwVal) Value{
@@ -1133,7 +1152,7 @@ func init() {
 			}
 			sub := e.wantStr(args[0], "count")
 			if sub == "" {
-				return runeLen(s) + 1
+				return e.runeLen(s) + 1
 			}
 			return strings.Count(s, sub)
 		},

@@ -100,6 +100,13 @@ func (e *evaluator) enter() {
 
 func (e *evaluator) leave() { e.nest-- }
 
+// scan counts a pass over n bytes as steps, one a 64 bytes, so that
+// passes over long strings are bounded in time as the steps are.
+func (e *evaluator) scan(n int) {
+	e.steps += n >> 6
+	e.step()
+}
+
 // charge counts n bytes of values built against the render's bound.
 func (e *evaluator) charge(n int) {
 	e.bytes += n
@@ -244,8 +251,8 @@ func (e *evaluator) unpack(v Value, n int) []Value {
 	case *list:
 		items = v.items
 	case string:
-		if runeLen(v) != n {
-			e.fail("expected %d values to unpack, got %d", n, runeLen(v))
+		if e.runeLen(v) != n {
+			e.fail("expected %d values to unpack, got %d", n, e.runeLen(v))
 		}
 		for _, r := range v {
 			items = append(items, string(r))
@@ -778,6 +785,7 @@ func (e *evaluator) contains(c, x Value) bool {
 		if !ok {
 			e.fail("'in <string>' requires string as left operand, not %s", typeName(x))
 		}
+		e.scan(len(c))
 		return strings.Contains(c, s)
 	case *list:
 		for _, it := range c.items {
@@ -833,6 +841,9 @@ func (e *evaluator) getItem(obj, idx Value) Value {
 	case undefined:
 		e.fail("%s", o.hint)
 	case *dict:
+		if s, ok := idx.(string); ok {
+			e.scan(len(s))
+		}
 		if hashable(idx) {
 			if v, ok := o.m[idx]; ok {
 				return v
@@ -849,13 +860,15 @@ func (e *evaluator) getItem(obj, idx Value) Value {
 		}
 	case string:
 		if i, ok := idx.(int); ok {
-			rs := []rune(o)
-			e.charge(4 * len(rs))
 			if i < 0 {
-				i += len(rs)
+				i += e.runeLen(o)
 			}
-			if i >= 0 && i < len(rs) {
-				return string(rs[i])
+			e.scan(len(o))
+			for j, r := range o {
+				if i == 0 {
+					return o[j : j+utf8.RuneLen(r)]
+				}
+				i--
 			}
 		}
 	case rangeVal:
@@ -878,7 +891,22 @@ func (e *evaluator) getItem(obj, idx Value) Value {
 			return m
 		}
 	}
-	return undefined{fmt.Sprintf("'%s object' has no attribute '%s'", typeName(obj), e.str(idx))}
+	return undefined{fmt.Sprintf("'%s object' has no attribute '%s'", typeName(obj), keyText(idx))}
+}
+
+// keyText is a missing key as an error message shows it: a long one is
+// cut, so that a lookup costs no more than its key's hash.
+func keyText(k Value) string {
+	switch k := k.(type) {
+	case string:
+		if len(k) > 40 {
+			return strings.ToValidUTF8(k[:40], "") + "..."
+		}
+		return k
+	case *list, *dict:
+		return typeName(k)
+	}
+	return scalarStr(k)
 }
 
 func (e *evaluator) slice(x *sliceExpr, sc *scope) Value {

@@ -1,6 +1,9 @@
 package jinja
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // Statements.
 type (
@@ -608,11 +611,15 @@ func (p *parser) parsePrimary() expr {
 		}
 		return &nameExpr{t.pos, t.s}
 	case tString:
-		s := t.s
-		for p.peek().kind == tString {
-			s += p.next().s
+		if p.peek().kind != tString {
+			return &lit{t.s}
 		}
-		return &lit{s}
+		var b strings.Builder // adjacent literals join, as in Python
+		b.WriteString(t.s)
+		for p.peek().kind == tString {
+			b.WriteString(p.next().s)
+		}
+		return &lit{b.String()}
 	case tInt:
 		return &lit{t.i}
 	case tFloat:

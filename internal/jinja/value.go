@@ -500,7 +500,11 @@ func (e *evaluator) equal(a, b Value) bool {
 		return ok
 	case string:
 		s, ok := b.(string)
-		return ok && a == s
+		if !ok || len(a) != len(s) {
+			return false
+		}
+		e.scan(len(a))
+		return a == s
 	case *list:
 		l, ok := b.(*list)
 		return ok && slices.EqualFunc(a.items, l.items, e.equal)
@@ -540,6 +544,7 @@ func (e *evaluator) less(a, b Value) (lt, ok bool) {
 	switch a := a.(type) {
 	case string:
 		if s, ok := b.(string); ok {
+			e.scan(min(len(a), len(s)))
 			return a < s, true
 		}
 	case *list:
@@ -565,4 +570,7 @@ func hashable(v Value) bool {
 }
 
 // runeLen is Python's len() of a string.
-func runeLen(s string) int { return utf8.RuneCountInString(s) }
+func (e *evaluator) runeLen(s string) int {
+	e.scan(len(s))
+	return utf8.RuneCountInString(s)
+}
