@@ -332,34 +332,30 @@ func fEscape(e *evaluator, v Value, _ []Value, _ []kwVal) Value {
 	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&#34;", "'", "&#39;").Replace(s)
 }
 
-func fFirst(e *evaluator, v Value, _ []Value, _ []kwVal) Value {
+func fFirst(e *evaluator, v Value, _ []Value, _ []kwVal) Value { return e.end(v, false) }
+
+func fLast(e *evaluator, v Value, _ []Value, _ []kwVal) Value { return e.end(v, true) }
+
+// end is v's first or last item.
+func (e *evaluator) end(v Value, last bool) Value {
 	if s, ok := v.(string); ok {
 		r, n := utf8.DecodeRuneInString(s)
+		if last {
+			r, n = utf8.DecodeLastRuneInString(s)
+		}
 		if n == 0 {
-			return undefined{"No first item, sequence was empty."}
+			return undefined{"the sequence is empty"}
 		}
 		return string(r)
 	}
 	s := e.iterate(v)
-	if s.n == 0 {
-		return undefined{"No first item, sequence was empty."}
+	switch {
+	case s.n == 0:
+		return undefined{"the sequence is empty"}
+	case last:
+		return s.item(s.n - 1)
 	}
 	return s.item(0)
-}
-
-func fLast(e *evaluator, v Value, _ []Value, _ []kwVal) Value {
-	if s, ok := v.(string); ok {
-		r, n := utf8.DecodeLastRuneInString(s)
-		if n == 0 {
-			return undefined{"No last item, sequence was empty."}
-		}
-		return string(r)
-	}
-	s := e.iterate(v)
-	if s.n == 0 {
-		return undefined{"No last item, sequence was empty."}
-	}
-	return s.item(s.n - 1)
 }
 
 func fFloat(e *evaluator, v Value, args []Value, kw []kwVal) Value {

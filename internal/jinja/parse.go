@@ -2,6 +2,7 @@ package jinja
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -486,23 +487,21 @@ func (p *parser) parseExpr() expr {
 	return x
 }
 
-func (p *parser) parseOr() expr {
-	x := p.parseAnd()
-	for p.isName("or") {
-		t := p.next()
-		x = &binExpr{t.pos, "or", x, p.parseAnd()}
+// binary parses operands joined by any of ops, left to right.
+func (p *parser) binary(operand func() expr, ops ...string) expr {
+	x := operand()
+	for {
+		t := p.peek()
+		if t.kind != tOp && t.kind != tName || !slices.Contains(ops, t.s) {
+			return x
+		}
+		p.i++
+		x = &binExpr{t.pos, t.s, x, operand()}
 	}
-	return x
 }
 
-func (p *parser) parseAnd() expr {
-	x := p.parseNot()
-	for p.isName("and") {
-		t := p.next()
-		x = &binExpr{t.pos, "and", x, p.parseNot()}
-	}
-	return x
-}
+func (p *parser) parseOr() expr  { return p.binary(p.parseAnd, "or") }
+func (p *parser) parseAnd() expr { return p.binary(p.parseNot, "and") }
 
 func (p *parser) parseNot() expr {
 	if p.isName("not") {
@@ -516,7 +515,7 @@ func (p *parser) parseNot() expr {
 
 func (p *parser) parseCompare() expr {
 	t := p.peek()
-	x := p.parseMath1()
+	x := p.binary(p.parseConcat, "+", "-")
 	c := &compareExpr{p: t.pos, first: x}
 	for {
 		k := p.peek()
@@ -536,7 +535,7 @@ func (p *parser) parseCompare() expr {
 			break
 		}
 		c.ops = append(c.ops, op)
-		c.rest = append(c.rest, p.parseMath1())
+		c.rest = append(c.rest, p.binary(p.parseConcat, "+", "-"))
 	}
 	if len(c.ops) == 0 {
 		return x
@@ -544,40 +543,13 @@ func (p *parser) parseCompare() expr {
 	return c
 }
 
-func (p *parser) parseMath1() expr {
-	x := p.parseConcat()
-	for p.isOp("+") || p.isOp("-") {
-		t := p.next()
-		x = &binExpr{t.pos, t.s, x, p.parseConcat()}
-	}
-	return x
-}
-
+// parseConcat parses ~, which binds tighter than + and -, as in Jinja.
 func (p *parser) parseConcat() expr {
-	x := p.parseMath2()
-	for p.isOp("~") {
-		t := p.next()
-		x = &binExpr{t.pos, "~", x, p.parseMath2()}
-	}
-	return x
-}
-
-func (p *parser) parseMath2() expr {
-	x := p.parsePow()
-	for p.isOp("*") || p.isOp("/") || p.isOp("//") || p.isOp("%") {
-		t := p.next()
-		x = &binExpr{t.pos, t.s, x, p.parsePow()}
-	}
-	return x
-}
-
-func (p *parser) parsePow() expr {
-	x := p.parseUnary(true)
-	for p.isOp("**") {
-		t := p.next()
-		x = &binExpr{t.pos, "**", x, p.parseUnary(true)}
-	}
-	return x
+	return p.binary(func() expr {
+		return p.binary(func() expr {
+			return p.binary(func() expr { return p.parseUnary(true) }, "**")
+		}, "*", "/", "//", "%")
+	}, "~")
 }
 
 func (p *parser) parseUnary(filters bool) expr {

@@ -340,12 +340,6 @@ func pyRepr(s string) string {
 func (w *strWriter) writeJSON(v Value, indent, depth int) {
 	w.e.enter()
 	defer w.e.leave()
-	nl := func(d int) {
-		w.byte('\n')
-		for range d * indent {
-			w.byte(' ')
-		}
-	}
 	switch v := v.(type) {
 	case nil:
 		w.str("null")
@@ -371,43 +365,12 @@ func (w *strWriter) writeJSON(v Value, indent, depth int) {
 	case string:
 		w.jsonString(v)
 	case *list:
-		if len(v.items) == 0 {
-			w.str("[]")
-			return
-		}
-		w.byte('[')
-		for i, x := range v.items {
-			if i > 0 {
-				w.byte(',')
-				if indent < 0 {
-					w.byte(' ')
-				}
-			}
-			if indent >= 0 {
-				nl(depth + 1)
-			}
-			w.writeJSON(x, indent, depth+1)
-		}
-		if indent >= 0 {
-			nl(depth)
-		}
-		w.byte(']')
+		w.jsonItems('[', ']', len(v.items), indent, depth, func(i int) {
+			w.writeJSON(v.items[i], indent, depth+1)
+		})
 	case *dict:
-		if len(v.keys) == 0 {
-			w.str("{}")
-			return
-		}
-		w.byte('{')
-		for i, k := range v.keys {
-			if i > 0 {
-				w.byte(',')
-				if indent < 0 {
-					w.byte(' ')
-				}
-			}
-			if indent >= 0 {
-				nl(depth + 1)
-			}
+		w.jsonItems('{', '}', len(v.keys), indent, depth, func(i int) {
+			k := v.keys[i]
 			switch k := k.(type) {
 			case string:
 				w.jsonString(k)
@@ -418,13 +381,38 @@ func (w *strWriter) writeJSON(v Value, indent, depth int) {
 			}
 			w.str(": ")
 			w.writeJSON(v.m[k], indent, depth+1)
-		}
-		if indent >= 0 {
-			nl(depth)
-		}
-		w.byte('}')
+		})
 	default:
 		w.e.fail("Object of type %s is not JSON serializable", typeName(v))
+	}
+}
+
+// jsonItems writes n items between open and end, spaced as json.dumps
+// spaces them.
+func (w *strWriter) jsonItems(open, end byte, n, indent, depth int, item func(int)) {
+	w.byte(open)
+	for i := range n {
+		if i > 0 {
+			w.byte(',')
+			if indent < 0 {
+				w.byte(' ')
+			}
+		}
+		if indent >= 0 {
+			w.newline(indent, depth+1)
+		}
+		item(i)
+	}
+	if n > 0 && indent >= 0 {
+		w.newline(indent, depth)
+	}
+	w.byte(end)
+}
+
+func (w *strWriter) newline(indent, depth int) {
+	w.byte('\n')
+	for range depth * indent {
+		w.byte(' ')
 	}
 }
 
