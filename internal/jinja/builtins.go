@@ -1,7 +1,10 @@
 package jinja
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"math"
 	"slices"
 	"strconv"
@@ -73,7 +76,55 @@ func init() {
 		"dict":            builtin(fnDict),
 		"raise_exception": builtin(fnRaise),
 		"strftime_now":    builtin(fnStrftimeNow),
+		"joiner":          builtin(fnJoiner),
+		"cycler":          builtin(fnCycler),
 	}
+}
+
+// fnJoiner returns a function that returns "" the first time, then the
+// separator.
+func fnJoiner(e *evaluator, args []Value, kw []kwVal) Value {
+	sep := e.str(arg(args, kw, 0, "sep", ", "))
+	first := true
+	return builtin(func(*evaluator, []Value, []kwVal) Value {
+		if first {
+			first = false
+			return ""
+		}
+		return sep
+	})
+}
+
+// cycler is Jinja's cycler: next() returns its items in turn.
+type cycler struct {
+	items []Value
+	i     int
+}
+
+func fnCycler(e *evaluator, args []Value, _ []kwVal) Value {
+	if len(args) == 0 {
+		e.fail("cycler wants at least one item")
+	}
+	return &cycler{items: args}
+}
+
+func (c *cycler) attr(name string) Value {
+	switch name {
+	case "current":
+		return c.items[c.i]
+	case "next":
+		return builtin(func(*evaluator, []Value, []kwVal) Value {
+			v := c.items[c.i]
+			c.i = (c.i + 1) % len(c.items)
+			return v
+		})
+	case "reset":
+		return builtin(func(*evaluator, []Value, []kwVal) Value {
+			c.i = 0
+			return nil
+		})
+	}
+	return undefined{fmt.Sprintf("'Cycler' object has no attribute '%s'", name)}
 }
 
 func fnRange(e *evaluator, args []Value, _ []kwVal) Value {
@@ -224,6 +275,8 @@ func init() {
 		"first":      fFirst,
 		"float":      fFloat,
 		"format":     fFormat,
+		"from_json":  fFromJSON,
+		"fromjson":   fFromJSON,
 		"indent":     fIndent,
 		"int":        fInt,
 		"items":      fItems,
@@ -478,6 +531,70 @@ func fFormat(e *evaluator, v Value, args []Value, _ []kwVal) Value {
 		e.fail("not all arguments converted during string formatting")
 	}
 	return w.done()
+}
+
+// fFromJSON parses JSON, keeping objects' key order. It is no Jinja
+// filter, but templates written for other engines call it.
+func fFromJSON(e *evaluator, v Value, _ []Value, _ []kwVal) Value {
+	s := e.wantStr(v, "from_json")
+	e.scan(len(s))
+	e.charge(4 * len(s)) // the values, roughly
+	d := json.NewDecoder(strings.NewReader(s))
+	d.UseNumber()
+	x, err := e.decodeJSON(d)
+	if err == nil {
+		if _, err = d.Token(); err == io.EOF {
+			return x
+		}
+		err = errors.New("data after the value")
+	}
+	e.fail("from_json: %v", err)
+	return nil
+}
+
+func (e *evaluator) decodeJSON(d *json.Decoder) (Value, error) {
+	e.enter()
+	defer e.leave()
+	t, err := d.Token()
+	if err != nil {
+		return nil, err
+	}
+	switch t := t.(type) {
+	case json.Delim:
+		if t == '[' {
+			l := &list{}
+			for d.More() {
+				x, err := e.decodeJSON(d)
+				if err != nil {
+					return nil, err
+				}
+				l.items = append(l.items, x)
+			}
+			_, err := d.Token()
+			return l, err
+		}
+		m := newDict(0)
+		for d.More() {
+			k, err := d.Token()
+			if err != nil {
+				return nil, err
+			}
+			x, err := e.decodeJSON(d)
+			if err != nil {
+				return nil, err
+			}
+			m.set(k, x)
+		}
+		_, err := d.Token()
+		return m, err
+	case json.Number:
+		if i, err := t.Int64(); err == nil {
+			return int(i), nil
+		}
+		f, err := t.Float64()
+		return f, err
+	}
+	return t, nil // a string, a bool or nil
 }
 
 func fIndent(e *evaluator, v Value, args []Value, kw []kwVal) Value {

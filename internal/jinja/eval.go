@@ -187,6 +187,13 @@ func (e *evaluator) exec(body []node, sc *scope) ctl {
 		case *setNode:
 			e.pos = n.p
 			e.set(n, sc)
+		case *filterNode:
+			e.pos = n.p
+			var v Value = e.capture(n.body, sc)
+			for _, f := range n.filters {
+				v = e.filter(f, v, sc)
+			}
+			e.out.writeStr(v)
 		case *macroNode:
 			sc.set(n.m.name, &macroVal{m: n.m, scope: sc})
 		case *callNode:
@@ -233,9 +240,14 @@ func (e *evaluator) set(n *setNode, sc *scope) {
 
 // capture renders body to a string, as a block set or a macro does.
 func (e *evaluator) capture(body []node, sc *scope) string {
+	return e.captureRun(func() ctl { return e.exec(body, sc) })
+}
+
+// captureRun returns what run writes.
+func (e *evaluator) captureRun(run func() ctl) string {
 	saved := e.out
 	e.out = strWriter{e: e}
-	c := e.exec(body, sc)
+	c := run()
 	s := e.out.done()
 	e.out = saved
 	if c != ctlNone {
@@ -309,10 +321,36 @@ type loopVal struct {
 	s     seq
 	i     int
 	depth int
+	n     *forNode // for loop(items) in a recursive loop
+	sc    *scope
 }
 
 func (e *evaluator) forLoop(n *forNode, sc *scope) {
-	s := e.iterate(e.eval(n.iter, sc))
+	e.runLoop(n, sc, e.eval(n.iter, sc), 1)
+}
+
+// recurse is loop(items) in a recursive loop: the loop's text over items,
+// one level deeper.
+func (e *evaluator) recurse(l *loopVal, args []Value) Value {
+	if !l.n.recursive {
+		e.fail("'LoopContext' object is not callable (the loop is not recursive)")
+	}
+	if len(args) != 1 {
+		e.fail("loop() takes one argument")
+	}
+	e.depth++
+	if e.depth > maxCallDepth {
+		e.limit("nested macro calls", maxCallDepth)
+	}
+	defer func() { e.depth-- }()
+	return e.captureRun(func() ctl {
+		e.runLoop(l.n, l.sc, args[0], l.depth+1)
+		return ctlNone
+	})
+}
+
+func (e *evaluator) runLoop(n *forNode, sc *scope, iter Value, depth int) {
+	s := e.iterate(iter)
 	if n.cond != nil {
 		// The filter runs first, so that loop.length and loop.last count
 		// the items that pass it.
@@ -329,12 +367,7 @@ func (e *evaluator) forLoop(n *forNode, sc *scope) {
 		}
 		s = seq{n: len(kept), list: kept}
 	}
-	lp := &loopVal{s: s, depth: 1}
-	if outer, ok := sc.lookup("loop"); ok {
-		if o, ok := outer.(*loopVal); ok {
-			lp.depth = o.depth + 1
-		}
-	}
+	lp := &loopVal{s: s, depth: depth, n: n, sc: sc}
 	// One scope serves every iteration, emptied each time: what the body
 	// sets does not outlive its iteration, as in Jinja.
 	inner := &scope{vars: make(map[string]Value, len(n.targets)+1), parent: sc}
@@ -559,6 +592,8 @@ func (e *evaluator) call(x *callExpr, sc *scope, caller Value) Value {
 		return f(e, args, kw)
 	case *macroVal:
 		return e.callMacro(f, args, kw, caller)
+	case *loopVal:
+		return e.recurse(f, args)
 	case undefined:
 		e.fail("%s", f.hint)
 	}
@@ -822,6 +857,8 @@ func (e *evaluator) getAttr(obj Value, name string) Value {
 		e.fail("%s", o.hint)
 	case *loopVal:
 		return o.attr(e, name)
+	case *cycler:
+		return o.attr(name)
 	}
 	if m := method(obj, name); m != nil {
 		return m

@@ -22,7 +22,11 @@ func vars() map[string]any {
 			map[string]any{"name": "Bob", "age": 1},
 			map[string]any{"name": "cy"},
 		},
-		"tools":     []any{},
+		"tools": []any{},
+		"t": []any{
+			map[string]any{"n": 1, "c": []any{map[string]any{"n": 2, "c": []any{map[string]any{"n": 3}}}}},
+			map[string]any{"n": 4},
+		},
 		"bos_token": "<s>",
 	}
 }
@@ -51,6 +55,9 @@ func TestRender(t *testing.T) {
 		{"{{ d | tojson }}|{{ d | tojson(indent=2) }}|{{ 'é\"\n' | tojson }}|{{ [1.5, none, true, 'x'] | tojson }}|{{ {} | tojson }}|{{ [] | tojson(indent=2) }}", "{\"a\": [1, 2], \"b\": 1}|{\n  \"a\": [\n    1,\n    2\n  ],\n  \"b\": 1\n}|\"é\\\"\\n\"|[1.5, null, true, \"x\"]|{}|[]", ""},
 		{"{{ 'a,b,c'.split(',') }}|{{ ' a  b '.split() }}|{{ 'xxhixx'.strip('x') }}|{{ 'abc'.startswith('a') }}|{{ 'abc'.endswith(('x','c')) }}|{{ 'aXa'.replace('a', 'b') }}|{{ '{} and {name}'.format(1, name='n') }}|{{ 'banana'.count('a') }}|{{ 'banana'.find('n') }}|{{ 'hello world'.title() }}|{{ ' x '.rstrip() }}|{{ ' x '.lstrip() }}", "['a', 'b', 'c']|['a', 'b']|hi|True|True|bXb|1 and n|3|2|Hello World| x|x ", ""},
 		{"{{ ' a  b c '.split(maxsplit=1) }}|{{ 'a b'.split(none, 0) }}|{{ '  a b  '.split(none, 1) }}|{{ 'a\\r\\nb\\rc'.splitlines() }}|{{ 'a b  c' | wordcount }}", "['a', 'b c ']|['a b']|['a', 'b  ']|['a', 'b', 'c']|3", ""},
+		{"{% for a in [1] %}{% for b in [1] %}{{ loop.depth }}{% endfor %}{% endfor %}|{% for x in t recursive %}[{{ x.n }}{{ loop.depth }}{% if x.c %}{{ loop(x.c) }}{% endif %}]{% endfor %}", "1|[11[22[33]]][41]", ""},
+		{"{% filter upper %}ab{{ 1 }}{% endfilter %}|{% set j = joiner(', ') %}{% for i in [1,2,3] %}{{ j() }}{{ i }}{% endfor %}|{% set c = cycler('a','b') %}{{ c.next() }}{{ c.next() }}{{ c.current }}{{ c.next() }}{% set _ = c.reset() %}{{ c.current }}", "AB1|1, 2, 3|abaaa", ""},
+		{`{% set v = '{"b": [1, 2.5, null, true], "a": "x"}' | from_json %}{{ v.b[1] }} {{ v | tojson }}`, `2.5 {"b": [1, 2.5, null, true], "a": "x"}`, ""},
 		{"{{ d.get('a') }}|{{ d.get('z', 'dz') }}|{{ d.keys() | list }}|{{ d.values() | list }}|{{ d['b'] }}|{{ d.b }}|{{ d.zz }}|{{ messages[-1].content }}|{{ messages[5] }}", "[1, 2]|dz|['a', 'b']|[[1, 2], 1]|1|1||yo|", ""},
 		{"{{ items[::-1] }}|{{ items[1:] }}|{{ items[:-1] }}|{{ 'hello'[1:3] }}|{{ 'hello'[::-1] }}|{{ items[0] }}|{{ 'héllo'[1] }}", "[2, 1, 3]|[1, 2]|[3, 1]|el|olleh|3|é", ""},
 		{"{{ 1 is odd }}{{ 2 is even }}{{ 'x' is string }}{{ 1 is number }}{{ 1 is integer }}{{ 1.0 is float }}{{ d is mapping }}{{ items is iterable }}{{ items is sequence }}{{ true is boolean }}{{ true is true }}{{ false is false }}{{ 3 is divisibleby 3 }}{{ 1 is eq 1 }}{{ 'a' is in 'abc' }}{{ none is not none }}", "TrueTrueTrueTrueTrueTrueTrueTrueTrueTrueTrueTrueTrueTrueTrueFalse", ""},
@@ -163,6 +170,8 @@ func TestHostile(t *testing.T) {
 		{"long string measured", "{% set s = 'x' * 4000000 %}{% for i in range(1000000) %}{% if s | length %}{% endif %}{% endfor %}", "steps"},
 		{"long key looked up", "{% set s = 'x' * 4000000 %}{% set d = {} %}{% for i in range(1000000) %}{{ d[s] }}{% endfor %}", "steps"},
 		{"wide format", "{{ '%999999999s' | format('x') }}", "output bytes"},
+		{"recursive loop", "{% for x in [[]] recursive %}{{ loop([[]]) }}{% endfor %}", "nested macro calls"},
+		{"deep from_json", "{{ ('[' * 100000) | from_json }}", "nested values"},
 		{"recursive macro", "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", "nested macro calls"},
 		{"macro fan-out", "{% macro f(n) %}{% if n > 0 %}{{ f(n-1) }}{{ f(n-1) }}{% endif %}{% endmacro %}{{ f(60) }}", "steps"},
 		{"huge tojson indent", "{{ [[[[1]]]] | tojson(indent=100000000) }}", "output bytes"},

@@ -28,6 +28,9 @@ type (
 		cond    expr // the loop's "if" filter, or nil
 		body    []node
 		els     []node
+		// recursive: the body may call loop(items) to run itself over
+		// items, one level deeper.
+		recursive bool
 	}
 	// setNode is {% set a = x %}, {% set a, b = x %} or {% set ns.a = x %}
 	// (attr set); with body, the block form.
@@ -38,6 +41,11 @@ type (
 		x       expr
 		body    []node
 		filters []*filterExpr
+	}
+	filterNode struct {
+		p       pos
+		filters []*filterExpr
+		body    []node
 	}
 	macroNode struct {
 		p pos
@@ -293,7 +301,7 @@ func (p *parser) parseBody() ([]node, string) {
 				p.fail(kw, "expected a statement, found %s", describe(kw))
 			}
 			switch kw.s {
-			case "endfor", "endif", "elif", "else", "endset", "endmacro", "endcall", "endgeneration":
+			case "endfor", "endif", "elif", "else", "endset", "endmacro", "endcall", "endfilter", "endgeneration":
 				p.i++
 				return body, kw.s
 			}
@@ -355,9 +363,7 @@ func (p *parser) parseStatement() node {
 		if p.acceptName("if") {
 			n.cond = p.parseExpr()
 		}
-		if p.isName("recursive") {
-			p.fail(p.peek(), "recursive loops are not supported")
-		}
+		n.recursive = p.acceptName("recursive")
 		p.blockEnd()
 		var end string
 		n.body, end = p.parseBlock(t, "else", "endfor")
@@ -414,6 +420,19 @@ func (p *parser) parseStatement() node {
 		caller.body, _ = p.parseBlock(t, "endcall")
 		p.blockEnd()
 		return &callNode{t.pos, c, caller}
+	case "filter":
+		// {% filter f %}body{% endfilter %}: body's text through f.
+		n := &filterNode{p: t.pos}
+		for {
+			n.filters = append(n.filters, p.parseFilter(nil))
+			if !p.accept("|") {
+				break
+			}
+		}
+		p.blockEnd()
+		n.body, _ = p.parseBlock(t, "endfilter")
+		p.blockEnd()
+		return n
 	case "break", "continue":
 		p.blockEnd()
 		return &loopCtl{t.pos, t.s == "break"}

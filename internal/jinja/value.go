@@ -80,10 +80,6 @@ func fromGo(v any) (Value, error) {
 		return v, nil
 	case int64:
 		return int(v), nil
-	case int32:
-		return int(v), nil
-	case float32:
-		return float64(v), nil
 	case []any:
 		l := &list{items: make([]Value, len(v))}
 		for i, x := range v {
@@ -163,6 +159,8 @@ func typeName(v Value) string {
 		return "range"
 	case *loopVal:
 		return "LoopContext"
+	case *cycler:
+		return "Cycler"
 	}
 	return "function"
 }
