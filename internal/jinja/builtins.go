@@ -124,7 +124,7 @@ func (c *cycler) attr(name string) Value {
 			return nil
 		})
 	}
-	return undefined{fmt.Sprintf("'Cycler' object has no attribute '%s'", name)}
+	return undefined{obj: "Cycler", key: name}
 }
 
 func fnRange(e *evaluator, args []Value, _ []kwVal) Value {
@@ -397,14 +397,14 @@ func (e *evaluator) end(v Value, last bool) Value {
 			r, n = utf8.DecodeLastRuneInString(s)
 		}
 		if n == 0 {
-			return undefined{"the sequence is empty"}
+			return undefined{msg: "the sequence is empty"}
 		}
 		return string(r)
 	}
 	s := e.iterate(v)
 	switch {
 	case s.n == 0:
-		return undefined{"the sequence is empty"}
+		return undefined{msg: "the sequence is empty"}
 	case last:
 		return s.item(s.n - 1)
 	}
@@ -777,7 +777,7 @@ func (e *evaluator) path(v, attr Value) Value {
 func (e *evaluator) extreme(v Value, smallest bool) Value {
 	items := e.items(v)
 	if len(items) == 0 {
-		return undefined{"No aggregated item, sequence was empty."}
+		return undefined{msg: "No aggregated item, sequence was empty."}
 	}
 	best := items[0]
 	for _, it := range items[1:] {
@@ -1413,7 +1413,7 @@ func (e *evaluator) format(s string, args []Value, kw []kwVal) Value {
 			}
 			v = args[n]
 		default:
-			v = arg(nil, kw, 0, field, undefined{})
+			v = arg(nil, kw, 0, field, undefined{msg: "missing"})
 			if _, ok := v.(undefined); ok {
 				e.fail("KeyError: '%s'", field)
 			}

@@ -148,6 +148,9 @@ func (e *evaluator) str(v Value) string {
 
 // newList returns a list of n items, charged to the value bytes.
 func (e *evaluator) newList(n int) *list {
+	if n > allocFactor*e.lim.OutputBytes/16 {
+		e.limit("bytes of values", allocFactor*e.lim.OutputBytes)
+	}
 	e.charge(16 * n)
 	return &list{items: make([]Value, 0, n)}
 }
@@ -420,12 +423,12 @@ func (l *loopVal) attr(e *evaluator, name string) Value {
 		return l.depth - 1
 	case "previtem":
 		if l.i == 0 {
-			return undefined{"there is no previous item"}
+			return undefined{msg: "there is no previous item"}
 		}
 		return l.s.item(l.i - 1)
 	case "nextitem":
 		if l.i+1 >= n {
-			return undefined{"there is no next item"}
+			return undefined{msg: "there is no next item"}
 		}
 		return l.s.item(l.i + 1)
 	case "cycle":
@@ -436,7 +439,7 @@ func (l *loopVal) attr(e *evaluator, name string) Value {
 			return args[l.i%len(args)]
 		})
 	}
-	return undefined{fmt.Sprintf("'LoopContext' object has no attribute '%s'", name)}
+	return undefined{obj: "LoopContext", key: name}
 }
 
 func (e *evaluator) eval(x expr, sc *scope) Value {
@@ -451,7 +454,7 @@ func (e *evaluator) eval(x expr, sc *scope) Value {
 		if g, ok := globals[x.name]; ok {
 			return g
 		}
-		return undefined{fmt.Sprintf("'%s' is undefined", x.name)}
+		return undefined{key: x.name}
 	case *attrExpr:
 		e.pos = x.p
 		return e.getAttr(e.eval(x.x, sc), x.name)
@@ -525,7 +528,7 @@ func (e *evaluator) eval(x expr, sc *scope) Value {
 			return e.eval(x.then, sc)
 		}
 		if x.other == nil {
-			return undefined{"the condition was false and there is no else"}
+			return undefined{msg: "the condition was false and there is no else"}
 		}
 		return e.eval(x.other, sc)
 	case *listExpr:
@@ -595,7 +598,7 @@ func (e *evaluator) call(x *callExpr, sc *scope, caller Value) Value {
 	case *loopVal:
 		return e.recurse(f, args)
 	case undefined:
-		e.fail("%s", f.hint)
+		e.fail("%s", f.hint())
 	}
 	e.fail("'%s' object is not callable", typeName(fn))
 	return nil
@@ -619,7 +622,7 @@ func (e *evaluator) callMacro(mv *macroVal, args []Value, kw []kwVal, caller Val
 		case m.defaults[i] != nil:
 			inner.vars[p] = e.eval(m.defaults[i], inner)
 		default:
-			inner.vars[p] = undefined{fmt.Sprintf("parameter '%s' was not provided", p)}
+			inner.vars[p] = undefined{key: p}
 		}
 	}
 	for _, k := range kw {
@@ -646,10 +649,10 @@ func (e *evaluator) binary(op string, l, r Value) Value {
 		return e.concat(e.str(l), e.str(r))
 	}
 	if _, ok := l.(undefined); ok {
-		e.fail("%s", l.(undefined).hint)
+		e.fail("%s", l.(undefined).hint())
 	}
 	if _, ok := r.(undefined); ok {
-		e.fail("%s", r.(undefined).hint)
+		e.fail("%s", r.(undefined).hint())
 	}
 	li, lf, lfl, lok := num(l)
 	ri, rf, rfl, rok := num(r)
@@ -854,7 +857,7 @@ func (e *evaluator) contains(c, x Value) bool {
 func (e *evaluator) getAttr(obj Value, name string) Value {
 	switch o := obj.(type) {
 	case undefined:
-		e.fail("%s", o.hint)
+		e.fail("%s", o.hint())
 	case *loopVal:
 		return o.attr(e, name)
 	case *cycler:
@@ -868,7 +871,7 @@ func (e *evaluator) getAttr(obj Value, name string) Value {
 			return v
 		}
 	}
-	return undefined{fmt.Sprintf("'%s object' has no attribute '%s'", typeName(obj), name)}
+	return undefined{obj: typeName(obj), key: name}
 }
 
 // getItem is obj[idx]: an item, else (for a string idx) a method, else
@@ -876,7 +879,7 @@ func (e *evaluator) getAttr(obj Value, name string) Value {
 func (e *evaluator) getItem(obj, idx Value) Value {
 	switch o := obj.(type) {
 	case undefined:
-		e.fail("%s", o.hint)
+		e.fail("%s", o.hint())
 	case *dict:
 		if s, ok := idx.(string); ok {
 			e.scan(len(s))
@@ -928,7 +931,7 @@ func (e *evaluator) getItem(obj, idx Value) Value {
 			return m
 		}
 	}
-	return undefined{fmt.Sprintf("'%s object' has no attribute '%s'", typeName(obj), keyText(idx))}
+	return undefined{obj: typeName(obj), key: idx}
 }
 
 // keyText is a missing key as an error message shows it: a long one is
@@ -977,7 +980,7 @@ func (e *evaluator) slice(x *sliceExpr, sc *scope) Value {
 	case rangeVal:
 		n, at = o.len(), func(i int) Value { return o.start + i*o.step }
 	case undefined:
-		e.fail("%s", o.hint)
+		e.fail("%s", o.hint())
 	default:
 		e.fail("'%s' object is not subscriptable", typeName(obj))
 	}

@@ -319,6 +319,8 @@ func FuzzRender(f *testing.F) {
 		"{{ d | tojson(indent=2) }}{{ items[::-1] }}{{ 'a,b'.split(',') | join('-') }}",
 		"{%- if x is defined -%}{{ x }}{%- elif n > 2 %}{{ n // 2 }}{% else %}{{ none }}{% endif %}",
 		"{# c #}{% raw %}{{ x }}{% endraw %}{{ '%s' | format(1) }}{{ '{}'.format(2) }}",
+		"{{ range == range }}{{ [joiner()] == [joiner()] }}{{ {}[range] is defined }}{{ loop == namespace }}",
+		"{% for x in t recursive %}{{ loop(x.c) }}{% endfor %}{% filter upper %}{{ cycler(1).next() }}{% endfilter %}",
 		"{% for k, v in d.items() %}{{ loop.index }}{{ k }}{{ v | string | length }}{% endfor %}",
 	} {
 		f.Add(s)

@@ -18,7 +18,23 @@ type Value = any
 // undefined is a missing variable, attribute or item. As jinja2.Undefined
 // (what transformers uses) it prints as "", is false, iterates as empty,
 // and errors when used further: its attributes, items, arithmetic.
-type undefined struct{ hint string }
+// Templates look up missing attributes all the time (message.tool_calls),
+// so the error message is built only when it is needed.
+type undefined struct {
+	msg string // the message, or "" for one made from obj and key
+	obj string // the type of the object without key, or "" for a name
+	key Value  // the missing name, attribute or item
+}
+
+func (u undefined) hint() string {
+	switch {
+	case u.msg != "":
+		return u.msg
+	case u.obj == "":
+		return fmt.Sprintf("'%s' is undefined", u.key)
+	}
+	return fmt.Sprintf("'%s object' has no attribute '%s'", u.obj, keyText(u.key))
+}
 
 // list is a list or a tuple.
 type list struct {
@@ -47,13 +63,21 @@ func (d *dict) set(k, v Value) {
 type rangeVal struct{ start, stop, step int }
 
 func (r rangeVal) len() int {
+	// In uint64, as stop-start may overflow an int.
+	var span, step uint64
 	switch {
 	case r.step > 0 && r.start < r.stop:
-		return (r.stop - r.start + r.step - 1) / r.step
+		span, step = uint64(r.stop)-uint64(r.start), uint64(r.step)
 	case r.step < 0 && r.start > r.stop:
-		return (r.start - r.stop - r.step - 1) / -r.step
+		span, step = uint64(r.start)-uint64(r.stop), -uint64(r.step)
+	default:
+		return 0
 	}
-	return 0
+	n := span / step
+	if span%step != 0 {
+		n++
+	}
+	return int(min(n, math.MaxInt))
 }
 
 // builtin is a global function or a bound method.
@@ -509,6 +533,8 @@ func (e *evaluator) equal(a, b Value) bool {
 	case rangeVal:
 		r, ok := b.(rangeVal)
 		return ok && a == r
+	case builtin:
+		return false // Go funcs do not compare
 	}
 	return a == b
 }
