@@ -27,6 +27,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/godwit-ai/godwit/batcher"
+	"github.com/godwit-ai/godwit/internal/jinja"
 	"github.com/godwit-ai/godwit/models/tokenizer"
 )
 
@@ -62,6 +63,11 @@ type Config struct {
 	// address; more are answered 429 and closed. 0 (the default) sets no
 	// limit, since clients behind one proxy or NAT share an address.
 	MaxConnsPerIP int
+	// ChatTemplateLimits bound each render of the chat template, which
+	// comes with the model and may be hostile; a zero field takes
+	// jinja.DefaultLimits'. A request whose render goes past them gets a
+	// 400.
+	ChatTemplateLimits jinja.Limits
 }
 
 // Defaults of Config.
@@ -90,6 +96,8 @@ type Model struct {
 	// ChatTemplate is the Jinja chat template (the file's
 	// tokenizer.chat_template); empty picks a built-in one.
 	ChatTemplate string
+	// ChatTemplateName names ChatTemplate in errors (default "gguf").
+	ChatTemplateName string
 }
 
 // ready is a Model prepared for serving.
@@ -147,6 +155,12 @@ func New(cfg Config) *Server {
 	if cfg.MaxConns <= 0 {
 		cfg.MaxConns = DefaultMaxConns
 	}
+	if cfg.ChatTemplateLimits.Steps <= 0 {
+		cfg.ChatTemplateLimits.Steps = jinja.DefaultLimits.Steps
+	}
+	if cfg.ChatTemplateLimits.OutputBytes <= 0 {
+		cfg.ChatTemplateLimits.OutputBytes = jinja.DefaultLimits.OutputBytes
+	}
 	s := &Server{cfg: cfg, log: cfg.Logger}
 	s.metrics = newMetrics(s)
 	s.routes = map[string]route{
@@ -168,7 +182,7 @@ func (s *Server) SetReady(m Model) error {
 	if id := m.Tokenizer.EOS(); id >= 0 {
 		r.eos = string(m.Tokenizer.Piece(id))
 	}
-	ct, err := newChatTemplate(m.ChatTemplate, m.Tokenizer)
+	ct, err := newChatTemplate(m.ChatTemplate, m.ChatTemplateName, m.Tokenizer, s.cfg.ChatTemplateLimits)
 	if err != nil {
 		return err
 	}

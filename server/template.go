@@ -1,11 +1,10 @@
 package server
 
 import (
+	"errors"
 	"fmt"
-	"strings"
 
-	"github.com/ardanlabs/jinja"
-
+	"github.com/godwit-ai/godwit/internal/jinja"
 	"github.com/godwit-ai/godwit/models/tokenizer"
 )
 
@@ -36,25 +35,29 @@ const (
 
 // chatTemplate renders chat messages into a prompt.
 type chatTemplate struct {
-	name string // "gguf" or the built-in's name
+	name string // "gguf", a file's name or the built-in's name
 	t    *jinja.Template
+	lim  jinja.Limits
 	tok  *tokenizer.Tokenizer
 	bos  string
 	eos  string
 }
 
-// newChatTemplate compiles src, or picks a built-in template for tok's
-// family when src is empty.
-func newChatTemplate(src string, tok *tokenizer.Tokenizer) (*chatTemplate, error) {
-	name := "gguf"
+// newChatTemplate parses src, named name ("gguf" when empty), or picks a
+// built-in template for tok's family when src is empty. Renders are
+// bounded by lim.
+func newChatTemplate(src, name string, tok *tokenizer.Tokenizer, lim jinja.Limits) (*chatTemplate, error) {
+	if name == "" {
+		name = "gguf"
+	}
 	if src == "" {
 		name, src = builtinTemplate(tok)
 	}
-	t, err := jinja.Compile(src)
+	t, err := jinja.Parse(src)
 	if err != nil {
 		return nil, fmt.Errorf("chat template (%s): %w", name, err)
 	}
-	ct := &chatTemplate{name: name, t: t, tok: tok}
+	ct := &chatTemplate{name: name, t: t, lim: lim, tok: tok}
 	if id := tok.BOS(); id >= 0 {
 		ct.bos = tok.Token(id)
 	}
@@ -104,9 +107,21 @@ func (c *chatTemplate) render(msgs []chatMessage) (string, error) {
 		"add_generation_prompt": true,
 		"bos_token":             c.bos,
 		"eos_token":             c.eos,
-	})
+	}, c.lim)
+	if le, ok := errors.AsType[*jinja.LimitError](err); ok {
+		raise := ""
+		switch le.What {
+		case "steps":
+			raise = ", or raise --chat-template-max-steps if it is genuine"
+		case "output bytes", "bytes of values":
+			raise = ", or raise --chat-template-max-bytes if it is genuine"
+		}
+		return "", fmt.Errorf("the chat template (%s) exceeded its render budget of %d %s at line %s: "+
+			"the template is broken or hostile; serve the model with another one (--chat-template FILE)%s",
+			c.name, le.Limit, le.What, le.Pos, raise)
+	}
 	if err != nil {
-		return "", fmt.Errorf("the chat template failed: %s", strings.TrimPrefix(err.Error(), "jinja: "))
+		return "", fmt.Errorf("the chat template (%s) failed: %w", c.name, err)
 	}
 	return out, nil
 }

@@ -1,8 +1,15 @@
 package server
 
 import (
+	"io"
+	"net/http"
+	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/godwit-ai/godwit/internal/jinja"
 )
 
 // Chat templates as the Llama 3 Instruct and Qwen2 Instruct GGUF files
@@ -43,7 +50,7 @@ func TestChatTemplates(t *testing.T) {
 		{"built-in llama2", templateLlama2, "<s>[INST] Hello! [/INST] Hi. </s>[INST] Tell me a story. [/INST]"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			ct, err := newChatTemplate(c.src, tok)
+			ct, err := newChatTemplate(c.src, "", tok, jinja.DefaultLimits)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -61,14 +68,14 @@ func TestChatTemplates(t *testing.T) {
 			}
 		})
 	}
-	ct, err := newChatTemplate(alternateTemplate, tok)
+	ct, err := newChatTemplate(alternateTemplate, "", tok, jinja.DefaultLimits)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := ct.render([]chatMessage{{Role: "user"}, {Role: "user"}}); err == nil || !strings.Contains(err.Error(), "must alternate") {
 		t.Fatalf("raise_exception: %v", err)
 	}
-	if _, err := newChatTemplate("{% for %}", tok); err == nil {
+	if _, err := newChatTemplate("{% for %}", "", tok, jinja.DefaultLimits); err == nil {
 		t.Fatal("a broken template compiled")
 	}
 }
@@ -84,5 +91,78 @@ func TestChatTemplateFromFile(t *testing.T) {
 	want := r.tok.Encode("<s><|start_header_id|>user<|end_header_id|>\n\nHello<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n", false, true)
 	if int(v["count"].(float64)) != len(want) {
 		t.Fatalf("%v tokens, want %d", v["count"], len(want))
+	}
+}
+
+// TestChatTemplateBudget: a hostile template (a loop of a billion turns,
+// or one that doubles a string) answers 400 at once on both endpoints that
+// render it, naming the template; the server's memory stays small and it
+// goes on answering.
+func TestChatTemplateBudget(t *testing.T) {
+	client := &http.Client{Timeout: 10 * time.Second} // a hang fails, not waits
+	post := func(r *rig, path, body string) response {
+		t.Helper()
+		start := time.Now()
+		resp, err := client.Post(r.url+path, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatalf("%s: no answer: %v", path, err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s answered %d in %v", path, resp.StatusCode, time.Since(start).Round(time.Millisecond))
+		return response{resp.StatusCode, resp.Header, b}
+	}
+	msgs := `{"messages":[{"role":"user","content":"Hello"}]}`
+	r := startRig(t, rigOptions{chatTemplate: "{% for i in range(1000000000) %}x{% endfor %}"})
+	small := startRig(t, rigOptions{chatTemplate: "{% set ns = namespace(s='x') %}{% for i in range(100) %}{% set ns.s = ns.s + ns.s %}{% endfor %}",
+		cfg: Config{ChatTemplateLimits: jinja.Limits{OutputBytes: 1 << 20}}})
+	good := startRig(t, rigOptions{chatTemplate: llama3Template})
+
+	// The heap's peak, sampled while the requests run.
+	var peak atomic.Uint64
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	var base runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&base)
+	go func() {
+		defer close(sampled)
+		var m runtime.MemStats
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+			runtime.ReadMemStats(&m)
+			if m.HeapInuse > peak.Load() {
+				peak.Store(m.HeapInuse)
+			}
+		}
+	}()
+
+	for _, path := range []string{"/v1/chat/completions", "/tokenize"} {
+		checkError(t, post(r, path, msgs), 400, typeInvalid, "messages",
+			"the chat template (gguf) exceeded its render budget of 5000000 steps")
+	}
+	checkError(t, post(small, "/tokenize", msgs), 400, typeInvalid, "messages",
+		"budget of 1048576 output bytes at line 1:76: the template is broken or hostile; serve the model with another one (--chat-template FILE), or raise --chat-template-max-bytes")
+	// The server still answers: other endpoints on the same rig, and
+	// chat on a rig with a sound template.
+	if resp := post(r, "/v1/completions", `{"prompt":"Once","max_tokens":2}`); resp.status != 200 {
+		t.Fatalf("completions after the hostile template: %d %s", resp.status, resp.body)
+	}
+	if resp := post(good, "/tokenize", msgs); resp.status != 200 {
+		t.Fatalf("tokenize with a sound template: %d %s", resp.status, resp.body)
+	}
+	close(stop)
+	<-sampled
+	grew := int64(peak.Load()) - int64(base.HeapInuse)
+	t.Logf("heap in use grew by at most %d MiB", grew>>20)
+	if grew > 100<<20 {
+		t.Errorf("heap in use grew by %d MiB", grew>>20)
 	}
 }

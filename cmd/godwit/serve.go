@@ -21,6 +21,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/godwit-ai/godwit/batcher"
+	"github.com/godwit-ai/godwit/internal/jinja"
 	"github.com/godwit-ai/godwit/kernels"
 	"github.com/godwit-ai/godwit/models"
 	"github.com/godwit-ai/godwit/server"
@@ -44,6 +45,8 @@ func serveCmd(loadModel loadFunc) *cobra.Command {
 		maxBody      string
 		drainTimeout time.Duration
 		templateFile string
+		tmplBytes    string
+		tmplSteps    int
 		logLevel     string
 	)
 	cmd := &cobra.Command{
@@ -65,6 +68,26 @@ func serveCmd(loadModel loadFunc) *cobra.Command {
 			body, err := humanize.ParseBytes(maxBody)
 			if err != nil || body == 0 || body > 1<<30 {
 				return fmt.Errorf("--max-body-size %q: want a size such as 4MiB (at most 1GiB)", maxBody)
+			}
+			tmplMax, err := humanize.ParseBytes(tmplBytes)
+			if err != nil || tmplMax == 0 || tmplMax > 1<<30 {
+				return fmt.Errorf("--chat-template-max-bytes %q: want a size such as 8MiB (at most 1GiB)", tmplBytes)
+			}
+			if tmplSteps <= 0 {
+				return fmt.Errorf("--chat-template-max-steps %d: want a positive number", tmplSteps)
+			}
+			// A --chat-template that does not parse fails now, not after
+			// the model has loaded.
+			var tmplSrc string
+			if templateFile != "" {
+				src, err := os.ReadFile(templateFile)
+				if err != nil {
+					return err
+				}
+				if _, err := jinja.Parse(string(src)); err != nil {
+					return fmt.Errorf("chat template (%s): %w", templateFile, err)
+				}
+				tmplSrc = string(src)
 			}
 			keys, err := checkAPIKeys(apiKeys, cmd.Flags().Changed("api-key"))
 			if err != nil {
@@ -89,6 +112,7 @@ func serveCmd(loadModel loadFunc) *cobra.Command {
 				return err
 			}
 			sc.ModelName, sc.APIKeys, sc.MaxBodySize, sc.Logger = name, keys, int(body), log
+			sc.ChatTemplateLimits = jinja.Limits{Steps: tmplSteps, OutputBytes: int(tmplMax)}
 			srv := server.New(sc)
 			served := make(chan error, 1)
 			go func() { served <- srv.Serve(ln) }()
@@ -112,16 +136,12 @@ func serveCmd(loadModel loadFunc) *cobra.Command {
 			bc.Logger = log
 			b := batcher.New(l.eng, l.tok, pool, bc)
 			tmpl, _ := l.model.File.String("tokenizer.chat_template")
+			tmplName := "gguf"
 			if templateFile != "" {
-				src, err := os.ReadFile(templateFile)
-				if err != nil {
-					b.Close()
-					_ = srv.Shutdown(context.Background())
-					return err
-				}
-				tmpl = string(src)
+				tmpl, tmplName = tmplSrc, templateFile
 			}
-			if err := srv.SetReady(server.Model{Batcher: b, Tokenizer: l.tok, Context: l.model.Context, ChatTemplate: tmpl}); err != nil {
+			if err := srv.SetReady(server.Model{Batcher: b, Tokenizer: l.tok, Context: l.model.Context,
+				ChatTemplate: tmpl, ChatTemplateName: tmplName}); err != nil {
 				b.Close()
 				_ = srv.Shutdown(context.Background())
 				return err
@@ -171,6 +191,9 @@ func serveCmd(loadModel loadFunc) *cobra.Command {
 	f.IntVar(&sc.MaxConns, "max-conns", server.DefaultMaxConns, "most connections at once; more get 503 and are closed")
 	f.IntVar(&sc.MaxConnsPerIP, "max-conns-per-ip", 0, "most connections from one address, more get 429 (0: no limit)")
 	f.StringVar(&templateFile, "chat-template", "", "Jinja chat template file (default: the model's tokenizer.chat_template, else a built-in one)")
+	f.StringVar(&tmplBytes, "chat-template-max-bytes", humanize.IBytes(uint64(jinja.DefaultLimits.OutputBytes)),
+		"largest prompt a chat template may render (the strings it builds may come to 16 times as much); past it a request gets 400")
+	f.IntVar(&tmplSteps, "chat-template-max-steps", jinja.DefaultLimits.Steps, "most evaluation steps of one chat template render; past them a request gets 400")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -229,6 +230,26 @@ func TestServeRefusesEmptyAPIKey(t *testing.T) {
 	}{{nil, false, 0}, {[]string{" a ", "b"}, true, 2}} {
 		if keys, err := checkAPIKeys(c.keys, c.set); err != nil || len(keys) != c.want {
 			t.Errorf("checkAPIKeys(%q, %v) = %q, %v", c.keys, c.set, keys, err)
+		}
+	}
+}
+
+// TestServeChatTemplateFlags: a --chat-template that does not parse is a
+// start-up error naming the file, before the model loads; the render
+// budget's flags are checked.
+func TestServeChatTemplateFlags(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "bad.jinja")
+	if err := os.WriteFile(bad, []byte("{% for m in messages %}{{ m.content }}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := godwit(t, "serve", "--chat-template", bad, "--port", "0", "-m", "/nonexistent.gguf")
+	if err == nil || !strings.Contains(err.Error(), "chat template ("+bad+"): line 1:4: {% for %} is not closed") {
+		t.Errorf("broken --chat-template: %v", err)
+	}
+	for _, args := range [][]string{{"--chat-template-max-bytes", "0"}, {"--chat-template-max-bytes", "lots"}, {"--chat-template-max-steps", "0"}} {
+		_, _, err := godwit(t, append([]string{"serve", "--port", "0", "-m", "/nonexistent.gguf"}, args...)...)
+		if err == nil || !strings.Contains(err.Error(), args[0]) {
+			t.Errorf("%s %s: %v", args[0], args[1], err)
 		}
 	}
 }
