@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/godwit-ai/godwit/batcher"
 )
 
 // chatRequest is the body of POST /v1/chat/completions.
@@ -161,12 +163,13 @@ func (s *Server) chatCompletions(ctx *fasthttp.RequestCtx, m *ready) *apiError {
 	}
 	if req.MaxTokens == nil {
 		// Chat has no default length in OpenAI's API: the rest of the
-		// context.
-		base.MaxTokens = max(m.Context-len(ids), 1)
+		// context, or of the KV cache when that is smaller.
+		base.MaxTokens = m.fitMaxTokens(len(ids), m.Context)
 	}
 	if e := checkContext(m, len(ids), base.MaxTokens, param); e != nil {
 		return e
 	}
+	base.Prompt = ids
 	logprobs := func(t tagged) *chatLogprobs {
 		if !req.Logprobs || t.ev.Token < 0 {
 			return nil
@@ -178,7 +181,7 @@ func (s *Server) chatCompletions(ctx *fasthttp.RequestCtx, m *ready) *apiError {
 		}
 		return &chatLogprobs{Content: []chatLogprob{lp}}
 	}
-	g := generation{base: base, prompts: [][]int32{ids}, stream: req.Stream, includeUsage: req.includeUsage()}
+	g := generation{reqs: []batcher.Request{base}, stream: req.Stream, includeUsage: req.includeUsage()}
 	return generate(s, ctx, m, g, shape[chatChoice, chatChunkChoice]{
 		idPrefix: "chatcmpl-", object: "chat.completion", chunkObject: "chat.completion.chunk", fields: fields,
 		choice: func(i int) chatChoice {
