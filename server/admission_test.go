@@ -2,6 +2,7 @@ package server
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -120,4 +121,33 @@ func TestQueueAdmitsWholeRequests(t *testing.T) {
 	if s := r.waitIdle(2 * time.Second); s.GenerationTokens != 8 {
 		t.Fatalf("%d tokens generated, want 8: %+v", s.GenerationTokens, s)
 	}
+}
+
+// TestLongPromptRefusedUntokenized: a prompt whose bytes alone show that
+// its tokens cannot fit the context (no token stands for more than so many
+// bytes) is refused with a 400 naming it, from that bound, before it is
+// tokenized; on completions and on chat.
+func TestLongPromptRefusedUntokenized(t *testing.T) {
+	r := startRig(t, rigOptions{})
+	text := strings.Repeat("Once upon a time, there was a little girl. ", 3<<20/43)
+	least := r.tok.MinTokens(len(text))
+	if least < 2*r.srv.model.Load().Context {
+		t.Fatalf("a %d-byte text is at least %d tokens: no test", len(text), least)
+	}
+	says := fmt.Sprintf("at least %d tokens", least)
+	body, _ := json.Marshal(map[string]any{"prompt": text, "max_tokens": 1})
+	checkError(t, r.do("POST", "/v1/completions", string(body)), 400, typeInvalid, "prompt", says)
+	body, _ = json.Marshal(map[string]any{"prompt": []string{"Once", text}, "max_tokens": 1})
+	checkError(t, r.do("POST", "/v1/completions", string(body)), 400, typeInvalid, "prompt", says)
+	body, _ = json.Marshal(map[string]any{"messages": []map[string]any{{"role": "user", "content": text}}})
+	checkError(t, r.do("POST", "/v1/chat/completions", string(body)), 400, typeInvalid, "messages", "at least")
+	// Just within the bound, the prompt is tokenized and refused for its
+	// tokens.
+	ctx := r.srv.model.Load().Context
+	short := text[:4*ctx]
+	if r.tok.MinTokens(len(short)) >= ctx || len(r.tok.Encode(short, true, true)) <= ctx {
+		t.Fatalf("%d bytes: not within the bound and beyond the context", len(short))
+	}
+	body, _ = json.Marshal(map[string]any{"prompt": short, "max_tokens": 1})
+	checkError(t, r.do("POST", "/v1/completions", string(body)), 400, typeInvalid, "max_tokens", "maximum context length")
 }

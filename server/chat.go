@@ -67,7 +67,9 @@ func parseMessages(in []chatRequestMsg) ([]chatMessage, *apiError) {
 }
 
 // chatPrompt is the token ids of messages rendered with the chat template.
-func (m *ready) chatPrompt(messages []chatRequestMsg) ([]int32, *apiError) {
+// With bounded, a rendering too long for the context is refused before it
+// is tokenized.
+func (m *ready) chatPrompt(messages []chatRequestMsg, bounded bool) ([]int32, *apiError) {
 	msgs, e := parseMessages(messages)
 	if e != nil {
 		return nil, e
@@ -75,6 +77,11 @@ func (m *ready) chatPrompt(messages []chatRequestMsg) ([]int32, *apiError) {
 	text, err := m.chat.render(msgs)
 	if err != nil {
 		return nil, badRequest("messages", "%v", err)
+	}
+	if bounded {
+		if e := m.checkTextLength("messages", len(text)); e != nil {
+			return nil, e
+		}
 	}
 	return m.chat.tokens(text), nil
 }
@@ -157,7 +164,7 @@ func (s *Server) chatCompletions(ctx *fasthttp.RequestCtx, m *ready) *apiError {
 			base.Logprobs = nTop
 		}
 	}
-	ids, e := m.chatPrompt(req.Messages)
+	ids, e := m.chatPrompt(req.Messages, true)
 	if e != nil {
 		return e
 	}

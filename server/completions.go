@@ -29,14 +29,18 @@ type prompt struct {
 }
 
 // parsePrompts reads prompt: a string, an array of strings, an array of
-// token ids, or an array of arrays of token ids. More than maxPrompts
-// prompts are refused before any is tokenized.
+// token ids, or an array of arrays of token ids. Before any is tokenized,
+// more than maxPrompts prompts are refused, and so is a string too long
+// for the context whatever its tokens.
 func parsePrompts(m *ready, raw json.RawMessage, maxPrompts int) ([]prompt, *apiError) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || string(raw) == "null" {
 		return nil, badRequest("prompt", "prompt is required")
 	}
 	encode := func(s string) (prompt, *apiError) {
+		if e := m.checkTextLength("prompt", len(s)); e != nil {
+			return prompt{}, e
+		}
 		return prompt{ids: m.Tokenizer.Encode(s, true, true), text: s}, nil
 	}
 	ids := func(v []int32) prompt {

@@ -31,7 +31,7 @@ func (s *Server) tokenize(ctx *fasthttp.RequestCtx, m *ready) *apiError {
 		ids = m.Tokenizer.Encode(*req.Prompt, add, true)
 	case req.Messages != nil:
 		var e *apiError
-		if ids, e = m.chatPrompt(req.Messages); e != nil {
+		if ids, e = m.chatPrompt(req.Messages, false); e != nil {
 			return e
 		}
 	default:

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"unicode/utf8"
 )
 
 // Token types, as stored in tokenizer.ggml.token_type.
@@ -108,6 +109,9 @@ type Tokenizer struct {
 	byteTokens [256]int32
 
 	specials []int32 // tokens matched in the text, longest first
+	// maxCover is the most bytes of input text one token can stand for,
+	// 0 when there is no bound (a token that strips the spaces beside it).
+	maxCover int
 	eog      map[int32]bool
 
 	bos, eos, unk  int32
@@ -200,7 +204,41 @@ func New(v Vocab) (*Tokenizer, error) {
 			t.byteTokens[b] = t.byteToken(byte(b))
 		}
 	}
+	t.maxCover = t.longestCover()
 	return t, nil
+}
+
+// longestCover is the most bytes of input text a token can stand for.
+// Every token comes from a stretch of the input: a special token from its
+// own text (and, with a strip flag, any run of spaces beside it: no bound);
+// an SPM piece from at most its bytes (U+2581 from a space or itself); a
+// byte-level BPE piece from at most one byte per character of it (GPT-2's
+// byte alphabet; an invalid byte, re-encoded as U+FFFD, takes three). Any
+// token may be a merge's result, whatever its type, so all count.
+func (t *Tokenizer) longestCover() int {
+	most := 1
+	for i, s := range t.tokens {
+		if t.attrs[i]&(attrLStrip|attrRStrip) != 0 {
+			return 0
+		}
+		n := len(s)
+		if t.kind == kindBPE && t.attrs[i]&(attrControl|attrUserDefined|attrUnknown) == 0 {
+			n = utf8.RuneCountInString(s)
+		}
+		most = max(most, n)
+	}
+	return most
+}
+
+// MinTokens is a lower bound on the number of tokens Encode makes of a text
+// of n bytes, computed without reading it: a long prompt can be refused
+// before the work of tokenizing it. It is 0 when the vocabulary gives no
+// bound.
+func (t *Tokenizer) MinTokens(n int) int {
+	if t.maxCover == 0 {
+		return 0
+	}
+	return (n + t.maxCover - 1) / t.maxCover
 }
 
 func typeAttr(ty int32) uint16 {

@@ -125,3 +125,35 @@ func TestVocabDeepseekLLM(t *testing.T)   { checkVocab(t, "deepseek-llm", identi
 func TestVocabDeepseekCoder(t *testing.T) { checkVocab(t, "deepseek-coder", identity) }
 func TestVocabLlamaBPE(t *testing.T)      { checkVocab(t, "llama-bpe", identity) }
 func TestVocabQwen2(t *testing.T)         { checkVocab(t, "qwen2", identity) }
+
+// TestMinTokens: MinTokens is a lower bound on the tokens of every test
+// string of every vocabulary, with special tokens parsed or not, and of
+// texts built to be covered by few tokens: each vocabulary's longest
+// tokens written out, and long runs of spaces.
+func TestMinTokens(t *testing.T) {
+	for _, name := range []string{"llama-spm", "phi-3", "gpt-2", "mpt", "starcoder", "refact", "falcon", "deepseek-llm", "deepseek-coder", "llama-bpe", "qwen2"} {
+		rel := "vocab/ggml-vocab-" + name + ".gguf"
+		tok := load(t, rel)
+		texts := []string{strings.Repeat(" ", 1000), strings.Repeat("\n", 1000), strings.Repeat("\u2581", 300)}
+		for _, c := range readCases(t, rel) {
+			texts = append(texts, c.text)
+		}
+		long := slices.Clone(tok.tokens)
+		slices.SortFunc(long, func(a, b string) int { return len(b) - len(a) })
+		texts = append(texts, strings.Join(long[:50], ""))
+		for _, s := range long[:50] {
+			texts = append(texts, s, strings.Repeat(s, 20))
+		}
+		for _, s := range texts {
+			for _, parse := range []bool{false, true} {
+				if n, least := len(tok.Encode(s, false, parse)), tok.MinTokens(len(s)); least > n {
+					t.Errorf("%s: %q (%d bytes, parse special %v): %d tokens, but MinTokens says at least %d",
+						name, s[:min(len(s), 60)], len(s), parse, n, least)
+				}
+			}
+		}
+		if tok.MinTokens(1<<20) == 0 && name != "phi-3" {
+			t.Errorf("%s: no bound", name)
+		}
+	}
+}
