@@ -11,7 +11,12 @@ func (t *Tokenizer) encodeBPE(text string, out []int32) []int32 {
 		syms []symbol
 	)
 	q := bigramQueue{less: bpeBefore}
-	for _, w := range splitWords(text, t.steps) {
+	// The words are merged one at a time from the codepoints and their
+	// lengths, so that only one word's symbols exist at once.
+	cpts, segs := splitWords(text, t.steps)
+	for start := 0; len(segs) > 0; segs = segs[1:] {
+		w := cpts[start : start+int(segs[0])]
+		start += int(segs[0])
 		buf = buf[:0]
 		var tmp []byte
 		for _, c := range w {
@@ -24,12 +29,12 @@ func (t *Tokenizer) encodeBPE(text string, out []int32) []int32 {
 
 		syms = syms[:0]
 		if _, ok := t.ids[word]; ok && t.ignoreMerges {
-			syms = append(syms, symbol{start: 0, n: len(word), prev: -1, next: -1})
+			syms = append(syms, symbol{start: 0, n: int32(len(word)), prev: -1, next: -1})
 		} else {
 			syms = splitSymbols(word, syms)
 		}
 		q.items = q.items[:0]
-		try := func(left, right int) {
+		try := func(left, right int32) {
 			if left < 0 || right < 0 {
 				return
 			}
@@ -40,7 +45,7 @@ func (t *Tokenizer) encodeBPE(text string, out []int32) []int32 {
 			}
 			q.push(bigram{left: left, right: right, size: l.n + r.n, rank: rank})
 		}
-		for i := 1; i < len(syms); i++ {
+		for i := int32(1); i < int32(len(syms)); i++ {
 			try(i-1, i)
 		}
 		for len(q.items) > 0 {

@@ -2,6 +2,7 @@ package tokenizer
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/dlclark/regexp2"
@@ -11,7 +12,7 @@ import (
 // smaller segments. A pre-tokenizer is a list of steps applied in turn, as
 // llama.cpp's unicode_regex_split applies its list of regexes.
 type splitStep interface {
-	split(cpts []rune, segs []int) []int
+	split(cpts []rune, segs []int32) []int32
 }
 
 // preTokenizer describes one tokenizer.ggml.pre value.
@@ -131,21 +132,16 @@ func compileSteps(regexes []string) ([]splitStep, error) {
 	return steps, nil
 }
 
-// splitWords runs the steps over text and returns its words, re-encoded from
-// the codepoints (so invalid UTF-8 bytes come out as U+FFFD, as in llama.cpp).
-func splitWords(text string, steps []splitStep) [][]rune {
-	cpts := decodeCpts(text)
-	segs := []int{len(cpts)}
+// splitWords runs the steps over text and returns its codepoints and the
+// lengths of its words in them, in order (invalid UTF-8 bytes are U+FFFD, as
+// in llama.cpp).
+func splitWords(text string, steps []splitStep) (cpts []rune, words []int32) {
+	cpts = decodeCpts(text)
+	words = []int32{int32(len(cpts))}
 	for _, s := range steps {
-		segs = s.split(cpts, segs)
+		words = s.split(cpts, words)
 	}
-	words := make([][]rune, 0, len(segs))
-	start := 0
-	for _, n := range segs {
-		words = append(words, cpts[start:start+n])
-		start += n
-	}
-	return words
+	return cpts, words
 }
 
 // outOfRange stands for a position outside the segment being scanned.
@@ -157,7 +153,7 @@ type segScanner struct {
 	cpts     []rune
 	lo, hi   int
 	prev     int
-	out      []int
+	out      []int32
 	flagMemo []uint16
 }
 
@@ -180,19 +176,20 @@ func (s *segScanner) flags(p int) uint16 {
 func (s *segScanner) cut(end int) int {
 	n := end - s.prev
 	if n > 0 {
-		s.out = append(s.out, n)
+		s.out = append(s.out, int32(n))
 	}
 	s.prev = end
 	return n
 }
 
 // forEachSegment calls scan on a scanner positioned over each segment.
-func forEachSegment(cpts []rune, segs []int, scan func(s *segScanner)) []int {
-	s := &segScanner{cpts: cpts, out: make([]int, 0, len(segs))}
+func forEachSegment(cpts []rune, segs []int32, scan func(s *segScanner)) []int32 {
+	s := &segScanner{cpts: cpts, out: make([]int32, 0, len(segs))}
 	start := 0
-	for _, n := range segs {
+	for _, n32 := range segs {
+		n := int(n32)
 		s.lo, s.hi, s.prev = start, start+n, start
-		s.flagMemo = s.flagMemo[:0]
+		s.flagMemo = slices.Grow(s.flagMemo[:0], n)
 		for _, c := range cpts[start : start+n] {
 			s.flagMemo = append(s.flagMemo, cptFlags(c))
 		}
@@ -210,7 +207,7 @@ const wordClass = flagSpace | catLetter | catNumber
 // alternative takes.
 type scanGPT2 struct{}
 
-func (scanGPT2) split(cpts []rune, segs []int) []int {
+func (scanGPT2) split(cpts []rune, segs []int32) []int32 {
 	return forEachSegment(cpts, segs, func(s *segScanner) {
 		for pos := s.lo; pos < s.hi; {
 			c, f := s.cpts[pos], s.flags(pos)
@@ -291,7 +288,7 @@ func (s *segScanner) whitespace(pos int, newlines bool) int {
 // and, with maxDigits 1, for Qwen2's, which has \p{N} for \p{N}{1,3}.
 type scanLlama3 struct{ maxDigits int }
 
-func (sc scanLlama3) split(cpts []rune, segs []int) []int {
+func (sc scanLlama3) split(cpts []rune, segs []int32) []int32 {
 	return forEachSegment(cpts, segs, func(s *segScanner) {
 		for pos := s.lo; pos < s.hi; {
 			c, f := s.cpts[pos], s.flags(pos)
@@ -521,24 +518,25 @@ func (r *regexStep) view(cpts []rune) []rune {
 	return v
 }
 
-func (r *regexStep) split(cpts []rune, segs []int) []int {
+func (r *regexStep) split(cpts []rune, segs []int32) []int32 {
 	v := r.view(cpts)
-	out := make([]int, 0, len(segs))
+	out := make([]int32, 0, len(segs))
 	start := 0
-	for _, n := range segs {
+	for _, n32 := range segs {
+		n := int(n32)
 		seg := v[start : start+n]
 		done := 0
 		m, err := r.re.FindRunesMatch(seg)
 		for err == nil && m != nil {
 			if m.Index > done {
-				out = append(out, m.Index-done)
+				out = append(out, int32(m.Index-done))
 			}
-			out = append(out, m.Length)
+			out = append(out, int32(m.Length))
 			done = m.Index + m.Length
 			m, err = r.re.FindNextMatch(m)
 		}
 		if done < n {
-			out = append(out, n-done)
+			out = append(out, int32(n-done))
 		}
 		start += n
 	}

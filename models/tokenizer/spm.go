@@ -4,10 +4,12 @@ package tokenizer
 const spmSpace = "\u2581"
 
 // symbol is a run of the text being merged, linked to its live neighbours.
-// A symbol merged into its left neighbour keeps n == 0.
+// A symbol merged into its left neighbour keeps n == 0. Offsets are int32,
+// as in the merge queue, so that a long text costs 16 bytes a character
+// (texts are limited to 2 GiB).
 type symbol struct {
-	start, n   int
-	prev, next int
+	start, n   int32
+	prev, next int32
 }
 
 // splitSymbols cuts s into one symbol per UTF-8 sequence, sized by the lead
@@ -16,11 +18,11 @@ type symbol struct {
 func splitSymbols(s string, syms []symbol) []symbol {
 	for off := 0; off < len(s); {
 		n := min(utf8Len(s[off]), len(s)-off)
-		next := len(syms) + 1
+		next := int32(len(syms) + 1)
 		if off+n == len(s) {
 			next = -1
 		}
-		syms = append(syms, symbol{start: off, n: n, prev: len(syms) - 1, next: next})
+		syms = append(syms, symbol{start: int32(off), n: int32(n), prev: int32(len(syms) - 1), next: next})
 		off += n
 	}
 	return syms
@@ -29,8 +31,8 @@ func splitSymbols(s string, syms []symbol) []symbol {
 // bigram is a candidate merge of two adjacent symbols. size is their joint
 // length when queued: if either has changed since, the candidate is stale.
 type bigram struct {
-	left, right int
-	size        int
+	left, right int32
+	size        int32
 	score       float32 // SPM: higher merges first
 	rank        int32   // BPE: lower merges first
 }
@@ -102,20 +104,87 @@ func merge(syms []symbol, b bigram) bool {
 	return true
 }
 
+// spmJoins lists every pair of adjacent symbols (as symbolPair packs them)
+// that occurs inside some token: a merge can only join two symbols whose
+// pair is listed, since every merge makes a token.
+func spmJoins(tokens []string) map[uint64]struct{} {
+	joins := map[uint64]struct{}{}
+	var syms []symbol
+	for _, s := range tokens {
+		syms = splitSymbols(s, syms[:0])
+		for i := 1; i < len(syms); i++ {
+			a, b := syms[i-1], syms[i]
+			joins[symbolPair(s[a.start:a.start+a.n], s[b.start:b.start+b.n])] = struct{}{}
+		}
+	}
+	return joins
+}
+
+// symbolPair packs two symbols of at most 4 bytes each. Zero padding can
+// make two pairs alike (a cut-short sequence and a full one ending in a NUL
+// byte), which only keeps a boundary that could have been cut.
+func symbolPair(a, b string) uint64 {
+	pack := func(s string) uint64 {
+		var v uint64
+		for i := range 4 {
+			v <<= 8
+			if i < len(s) {
+				v |= uint64(s[i])
+			}
+		}
+		return v
+	}
+	return pack(a)<<32 | pack(b)
+}
+
+// spmMerger is the scratch space of encodeSPM, reused from one stretch of
+// text to the next.
+type spmMerger struct {
+	syms []symbol
+	q    bigramQueue
+}
+
 // encodeSPM appends the tokens of text (spaces already escaped) to out, as
-// llama.cpp's llm_tokenizer_spm: starting from single characters, it keeps
-// merging the adjacent pair whose concatenation is the highest-scoring
-// vocabulary entry. A final piece that is not in the vocabulary can only be a
-// single character (every merge produces a vocabulary entry), so it is
-// spelled with byte tokens; llama.cpp's re-segmentation of merged pieces
-// never applies.
+// llama.cpp's llm_tokenizer_spm, which merges over the whole text: where no
+// token holds the two symbols either side of a boundary, no merge can ever
+// cross it, so the merges on either side are independent of the other's
+// and come out the same when the text is cut there and each side merged
+// alone. encodeSPM cuts it at every such boundary, so that its memory
+// follows the longest stretch between them rather than the text.
 func (t *Tokenizer) encodeSPM(text string, out []int32) []int32 {
-	syms := splitSymbols(text, nil)
+	m := spmMerger{q: bigramQueue{less: spmBefore}}
+	start, prev := 0, -1
+	for off := 0; off < len(text); {
+		n := min(utf8Len(text[off]), len(text)-off)
+		if prev >= 0 {
+			if _, ok := t.joins[symbolPair(text[prev:off], text[off:off+n])]; !ok {
+				out = t.mergeSPM(text[start:off], out, &m)
+				start = off
+			}
+		}
+		prev = off
+		off += n
+	}
+	return t.mergeSPM(text[start:], out, &m)
+}
+
+// mergeSPM appends the tokens of text to out: starting from single
+// characters, it keeps merging the adjacent pair whose concatenation is the
+// highest-scoring vocabulary entry. A final piece that is not in the
+// vocabulary can only be a single character (every merge produces a
+// vocabulary entry), so it is spelled with byte tokens; llama.cpp's
+// re-segmentation of merged pieces never applies. Called on a whole text,
+// it is llama.cpp's algorithm as it stands, and the tests' oracle for
+// encodeSPM's cuts.
+func (t *Tokenizer) mergeSPM(text string, out []int32, m *spmMerger) []int32 {
+	syms := splitSymbols(text, m.syms[:0])
+	m.syms = syms
 	if len(syms) == 0 {
 		return out
 	}
-	q := bigramQueue{less: spmBefore}
-	try := func(left, right int) {
+	q := &m.q
+	q.items = q.items[:0]
+	try := func(left, right int32) {
 		if left < 0 || right < 0 {
 			return
 		}
@@ -130,7 +199,7 @@ func (t *Tokenizer) encodeSPM(text string, out []int32) []int32 {
 		}
 		q.push(bigram{left: left, right: right, size: l.n + r.n, score: score})
 	}
-	for i := 1; i < len(syms); i++ {
+	for i := int32(1); i < int32(len(syms)); i++ {
 		try(i-1, i)
 	}
 	for len(q.items) > 0 {
@@ -141,7 +210,7 @@ func (t *Tokenizer) encodeSPM(text string, out []int32) []int32 {
 		try(syms[b.left].prev, b.left)
 		try(b.left, syms[b.left].next)
 	}
-	for i := 0; i != -1; i = syms[i].next {
+	for i := int32(0); i != -1; i = syms[i].next {
 		s := syms[i]
 		piece := text[s.start : s.start+s.n]
 		if id, ok := t.ids[piece]; ok {

@@ -107,6 +107,7 @@ type Tokenizer struct {
 
 	// SPM
 	byteTokens [256]int32
+	joins      map[uint64]struct{} // see spmJoins
 
 	specials []int32 // tokens matched in the text, longest first
 	// maxCover is the most bytes of input text one token can stand for,
@@ -203,6 +204,7 @@ func New(v Vocab) (*Tokenizer, error) {
 		for b := range t.byteTokens {
 			t.byteTokens[b] = t.byteToken(byte(b))
 		}
+		t.joins = spmJoins(t.tokens)
 	}
 	t.maxCover = t.longestCover()
 	return t, nil

@@ -1,6 +1,7 @@
 package tokenizer
 
 import (
+	"math/rand/v2"
 	"os"
 	"slices"
 	"strconv"
@@ -154,6 +155,46 @@ func TestMinTokens(t *testing.T) {
 		}
 		if tok.MinTokens(1<<20) == 0 && name != "phi-3" {
 			t.Errorf("%s: no bound", name)
+		}
+	}
+}
+
+// TestSPMCutsExact: encodeSPM, which cuts the text where no merge can cross,
+// gives the ids of llama.cpp's merge over the whole text (mergeSPM alone),
+// for every SPM vocabulary's test strings run together and for long texts
+// of random pieces of the vocabulary, spaces and stray bytes.
+func TestSPMCutsExact(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, rel := range []string{"vocab/ggml-vocab-llama-spm.gguf", "vocab/ggml-vocab-phi-3.gguf", "models/stories260K.gguf"} {
+		tok := load(t, rel)
+		var texts []string
+		if strings.HasPrefix(rel, "vocab/") {
+			var all []string
+			for _, c := range readCases(t, rel) {
+				all = append(all, c.text)
+			}
+			texts = append(texts, strings.Join(all, " "))
+		}
+		for range 20 {
+			var b strings.Builder
+			for range 2000 {
+				switch rng.IntN(10) {
+				case 0:
+					b.WriteString(strings.Repeat(" ", rng.IntN(4)+1))
+				case 1:
+					b.WriteByte(byte(rng.IntN(256)))
+				default:
+					b.WriteString(tok.tokens[rng.IntN(len(tok.tokens))])
+				}
+			}
+			texts = append(texts, b.String())
+		}
+		for i, s := range texts {
+			s = strings.ReplaceAll(" "+s, " ", spmSpace)
+			want := tok.mergeSPM(s, nil, &spmMerger{q: bigramQueue{less: spmBefore}})
+			if got := tok.encodeSPM(s, nil); !slices.Equal(got, want) {
+				t.Errorf("%s: text %d (%d bytes): the cut encoding differs from the whole merge", rel, i, len(s))
+			}
 		}
 	}
 }
