@@ -1,5 +1,7 @@
 package tokenizer
 
+import "slices"
+
 // encodeBPE appends the tokens of text to out, as llama.cpp's
 // llm_tokenizer_bpe: the pre-tokenizer cuts the text into words, each word is
 // spelled in GPT-2's byte alphabet and merged pair by pair, lowest merge rank
@@ -33,7 +35,7 @@ func (t *Tokenizer) encodeBPE(text string, out []int32) []int32 {
 		} else {
 			syms = splitSymbols(word, syms)
 		}
-		q.items = q.items[:0]
+		q.items = slices.Grow(q.items[:0], len(syms))
 		try := func(left, right int32) {
 			if left < 0 || right < 0 {
 				return

@@ -1,5 +1,7 @@
 package tokenizer
 
+import "slices"
+
 // spmSpace is SentencePiece's visible space, U+2581.
 const spmSpace = "\u2581"
 
@@ -14,8 +16,15 @@ type symbol struct {
 
 // splitSymbols cuts s into one symbol per UTF-8 sequence, sized by the lead
 // byte alone as llama.cpp does (invalid bytes stand alone; a truncated
-// sequence at the end is cut short).
+// sequence at the end is cut short). It counts them first and grows syms
+// once: growing a long text's symbols by appending would allocate five
+// times their size.
 func splitSymbols(s string, syms []symbol) []symbol {
+	n := 0
+	for off := 0; off < len(s); off += utf8Len(s[off]) {
+		n++
+	}
+	syms = slices.Grow(syms, n)
 	for off := 0; off < len(s); {
 		n := min(utf8Len(s[off]), len(s)-off)
 		next := int32(len(syms) + 1)
@@ -183,7 +192,8 @@ func (t *Tokenizer) mergeSPM(text string, out []int32, m *spmMerger) []int32 {
 		return out
 	}
 	q := &m.q
-	q.items = q.items[:0]
+	// One candidate per adjacent pair to start with; few more later.
+	q.items = slices.Grow(q.items[:0], len(syms))
 	try := func(left, right int32) {
 		if left < 0 || right < 0 {
 			return
