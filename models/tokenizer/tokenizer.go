@@ -453,11 +453,7 @@ func (t *Tokenizer) Encode(text string, addSpecial, parseSpecial bool) []int32 {
 				prevSpecial = true
 				continue
 			}
-			s := f.text
-			if t.addSpacePrefix && prevSpecial {
-				s = " " + s
-			}
-			out = t.encodeSPM(strings.ReplaceAll(s, " ", spmSpace), out)
+			out = t.encodeSPM(escapeSpaces(f.text, t.addSpacePrefix && prevSpecial), out)
 			prevSpecial = false
 		}
 	case kindBPE:
@@ -473,6 +469,27 @@ func (t *Tokenizer) Encode(text string, addSpecial, parseSpecial bool) []int32 {
 		out = append(out, t.eos)
 	}
 	return out
+}
+
+// escapeSpaces is s with its spaces written as U+2581, after one more when
+// prefix is set, in one allocation.
+func escapeSpaces(s string, prefix bool) string {
+	spaces := strings.Count(s, " ")
+	var b strings.Builder
+	b.Grow(len(s) + (spaces+1)*(len(spmSpace)-1) + 1)
+	if prefix {
+		b.WriteString(spmSpace)
+	}
+	for {
+		i := strings.IndexByte(s, ' ')
+		if i < 0 {
+			b.WriteString(s)
+			return b.String()
+		}
+		b.WriteString(s[:i])
+		b.WriteString(spmSpace)
+		s = s[i+1:]
+	}
 }
 
 // partition cuts the special tokens out of text, longest token first, as
