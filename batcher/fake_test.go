@@ -194,17 +194,21 @@ func TestValidateKVRoom(t *testing.T) {
 }
 
 // TestFullPoolCompletes: a request whose prompt and max_tokens fill the
-// pool (and the fake's context) exactly runs to its end.
+// pool (and the fake's context) exactly runs to its end, and so does the
+// next one, with another prompt, while the first one's blocks all sit in
+// the prefix cache: cached blocks give way.
 func TestFullPoolCompletes(t *testing.T) {
 	f := &fakeRunner{}
 	b := fakeBatcher(t, f, Config{})
-	st, err := b.Submit(context.Background(), Request{Prompt: []int32{1, 3, 3, 3, 3, 3, 3, 3}, MaxTokens: 248, IgnoreEOS: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	text, err := finish(t, st)
-	if err != nil || text != strings.Repeat(" a", 248) {
-		t.Fatalf("%d bytes of text, %v; want 248 tokens", len(text), err)
+	for _, prompt := range [][]int32{{1, 3, 3, 3, 3, 3, 3, 3}, {1, 4, 4, 4, 4, 4, 4, 4}} {
+		st, err := b.Submit(context.Background(), Request{Prompt: prompt, MaxTokens: 248, IgnoreEOS: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		text, err := finish(t, st)
+		if err != nil || text != strings.Repeat(" a", 248) {
+			t.Fatalf("prompt %v: %d bytes of text, %v; want 248 tokens", prompt, len(text), err)
+		}
 	}
 }
 

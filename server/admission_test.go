@@ -34,6 +34,8 @@ func TestKVRoomAdmission(t *testing.T) {
 	if got := v["usage"].(map[string]any)["completion_tokens"].(float64); int(got) != 256-prompt || finishReason(v, 0) != "length" {
 		t.Fatalf("prompt plus max_tokens = 256: %v tokens, finish %q; want %d, length", got, finishReason(v, 0), 256-prompt)
 	}
+	// The pool is now all prefix cache, of another prompt: those blocks
+	// give way.
 	v = r.post("/v1/chat/completions", map[string]any{"messages": []map[string]any{{"role": "user", "content": "Once upon a time"}}, "ignore_eos": true})
 	u := v["usage"].(map[string]any)
 	if total := u["prompt_tokens"].(float64) + u["completion_tokens"].(float64); total != 256 {
