@@ -19,7 +19,7 @@ type symbol struct {
 // sequence at the end is cut short). It counts them first and grows syms
 // once: growing a long text's symbols by appending would allocate five
 // times their size.
-func splitSymbols(s string, syms []symbol) []symbol {
+func splitSymbols[S string | []byte](s S, syms []symbol) []symbol {
 	n := 0
 	for off := 0; off < len(s); off += utf8Len(s[off]) {
 		n++

@@ -101,7 +101,7 @@ type Tokenizer struct {
 	ids    map[string]int32
 
 	// BPE
-	ranks        map[mergePair]int32
+	ranks        map[string]int32 // by appendMergeKey
 	steps        []splitStep
 	ignoreMerges bool
 
@@ -121,8 +121,6 @@ type Tokenizer struct {
 	addSpacePrefix bool
 	cleanSpaces    bool
 }
-
-type mergePair struct{ left, right string }
 
 // New builds a Tokenizer from v. It fails for an unknown model or
 // pre-tokenizer, naming it.
@@ -161,18 +159,20 @@ func New(v Vocab) (*Tokenizer, error) {
 			return nil, err
 		}
 		t.steps, t.ignoreMerges, t.cleanSpaces = steps, p.ignoreMerges, p.cleanSpaces
-		t.ranks = make(map[mergePair]int32, len(v.Merges))
+		t.ranks = make(map[string]int32, len(v.Merges))
+		var key []byte
 		for i, m := range v.Merges {
 			// llama.cpp splits at the first space after the first byte, so
 			// a merge may start with a space; a later duplicate keeps the
 			// earlier rank.
-			var pair mergePair
+			var left, right string
 			if j := strings.IndexByte(m[min(1, len(m)):], ' '); j >= 0 {
 				j += min(1, len(m))
-				pair = mergePair{m[:j], m[j+1:]}
+				left, right = m[:j], m[j+1:]
 			}
-			if _, dup := t.ranks[pair]; !dup {
-				t.ranks[pair] = int32(i)
+			key = appendMergeKey(key[:0], left, right)
+			if _, dup := t.ranks[string(key)]; !dup {
+				t.ranks[string(key)] = int32(i)
 			}
 		}
 	default:
