@@ -12,7 +12,7 @@ func (t *Tokenizer) encodeBPE(text string, out []int32) []int32 {
 		word, tmp, key []byte
 		syms           []symbol
 	)
-	q := bigramQueue{less: bpeBefore}
+	var q bigramQueue
 	// The words are merged one at a time from the codepoints and their
 	// lengths, so that only one word's symbols exist at once, and looked
 	// up as bytes (a map index of string(b) does not allocate).
@@ -45,7 +45,7 @@ func (t *Tokenizer) encodeBPE(text string, out []int32) []int32 {
 			if !ok {
 				return
 			}
-			q.push(bigram{left: left, right: right, size: l.n + r.n, rank: rank})
+			q.push(bigram{left: left, size: l.n + r.n, prio: uint32(rank)})
 		}
 		for i := int32(1); i < int32(len(syms)); i++ {
 			try(i-1, i)

@@ -1,6 +1,9 @@
 package tokenizer
 
-import "slices"
+import (
+	"math"
+	"slices"
+)
 
 // spmSpace is SentencePiece's visible space, U+2581.
 const spmSpace = "\u2581"
@@ -37,20 +40,41 @@ func splitSymbols[S string | []byte](s S, syms []symbol) []symbol {
 	return syms
 }
 
-// bigram is a candidate merge of two adjacent symbols. size is their joint
-// length when queued: if either has changed since, the candidate is stale.
+// bigram is a candidate merge of a symbol with its right neighbour, 12
+// bytes. size is their joint length when queued: if either has changed
+// since, the candidate is stale. The right neighbour is not kept: while the
+// left symbol keeps its length it keeps its neighbour (only a merge into it
+// changes either), so merge finds it as left's next.
 type bigram struct {
-	left, right int32
-	size        int32
-	score       float32 // SPM: higher merges first
-	rank        int32   // BPE: lower merges first
+	left int32
+	size int32
+	prio uint32 // lower merges first: a BPE rank, or spmPrio of a score
 }
 
-// bigramQueue is a binary heap of bigrams under less (true when a must come
-// out before b).
+// spmPrio orders SPM scores as bigram.prio does, highest first: the float's
+// bits made to sort as unsigned integers, then inverted. Both zeros are the
+// same score.
+func spmPrio(score float32) uint32 {
+	if score == 0 {
+		score = 0
+	}
+	b := math.Float32bits(score)
+	if b&(1<<31) != 0 {
+		b = ^b
+	} else {
+		b |= 1 << 31
+	}
+	return ^b
+}
+
+// bigramQueue is a binary heap of bigrams, lowest prio first, ties to the
+// leftmost pair, as in llama.cpp.
 type bigramQueue struct {
 	items []bigram
-	less  func(a, b *bigram) bool
+}
+
+func before(a, b *bigram) bool {
+	return a.prio < b.prio || (a.prio == b.prio && a.left < b.left)
 }
 
 func (q *bigramQueue) push(b bigram) {
@@ -58,7 +82,7 @@ func (q *bigramQueue) push(b bigram) {
 	i := len(q.items) - 1
 	for i > 0 {
 		p := (i - 1) / 2
-		if !q.less(&q.items[i], &q.items[p]) {
+		if !before(&q.items[i], &q.items[p]) {
 			break
 		}
 		q.items[i], q.items[p] = q.items[p], q.items[i]
@@ -73,10 +97,10 @@ func (q *bigramQueue) pop() bigram {
 	q.items = q.items[:last]
 	for i := 0; ; {
 		l, r, m := 2*i+1, 2*i+2, i
-		if l < last && q.less(&q.items[l], &q.items[m]) {
+		if l < last && before(&q.items[l], &q.items[m]) {
 			m = l
 		}
-		if r < last && q.less(&q.items[r], &q.items[m]) {
+		if r < last && before(&q.items[r], &q.items[m]) {
 			m = r
 		}
 		if m == i {
@@ -88,20 +112,15 @@ func (q *bigramQueue) pop() bigram {
 	return top
 }
 
-// Ties go to the leftmost pair in both tokenizers, as in llama.cpp.
-func spmBefore(a, b *bigram) bool {
-	return a.score > b.score || (a.score == b.score && a.left < b.left)
-}
-
-func bpeBefore(a, b *bigram) bool {
-	return a.rank < b.rank || (a.rank == b.rank && a.left < b.left)
-}
-
-// merge joins the right symbol of b into the left one if the candidate is
+// merge joins b's left symbol's right neighbour into it if the candidate is
 // still current, and reports whether it did.
 func merge(syms []symbol, b bigram) bool {
-	l, r := &syms[b.left], &syms[b.right]
-	if l.n == 0 || r.n == 0 || l.n+r.n != b.size {
+	l := &syms[b.left]
+	if l.n == 0 || l.next < 0 {
+		return false
+	}
+	r := &syms[l.next]
+	if r.n == 0 || l.n+r.n != b.size {
 		return false
 	}
 	l.n += r.n
@@ -161,7 +180,7 @@ type spmMerger struct {
 // alone. encodeSPM cuts it at every such boundary, so that its memory
 // follows the longest stretch between them rather than the text.
 func (t *Tokenizer) encodeSPM(text string, out []int32) []int32 {
-	m := spmMerger{q: bigramQueue{less: spmBefore}}
+	var m spmMerger
 	start, prev := 0, -1
 	for off := 0; off < len(text); {
 		n := min(utf8Len(text[off]), len(text)-off)
@@ -207,7 +226,7 @@ func (t *Tokenizer) mergeSPM(text string, out []int32, m *spmMerger) []int32 {
 		if t.scores != nil {
 			score = t.scores[id]
 		}
-		q.push(bigram{left: left, right: right, size: l.n + r.n, score: score})
+		q.push(bigram{left: left, size: l.n + r.n, prio: spmPrio(score)})
 	}
 	for i := int32(1); i < int32(len(syms)); i++ {
 		try(i-1, i)

@@ -1,6 +1,7 @@
 package tokenizer
 
 import (
+	"math"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -191,9 +192,26 @@ func TestSPMCutsExact(t *testing.T) {
 		}
 		for i, s := range texts {
 			s = strings.ReplaceAll(" "+s, " ", spmSpace)
-			want := tok.mergeSPM(s, nil, &spmMerger{q: bigramQueue{less: spmBefore}})
+			want := tok.mergeSPM(s, nil, &spmMerger{})
 			if got := tok.encodeSPM(s, nil); !slices.Equal(got, want) {
 				t.Errorf("%s: text %d (%d bytes): the cut encoding differs from the whole merge", rel, i, len(s))
+			}
+		}
+	}
+}
+
+// TestSPMPrio: spmPrio orders scores as comparing the floats does, highest
+// first, with both zeros alike.
+func TestSPMPrio(t *testing.T) {
+	inf := float32(math.Inf(1))
+	vals := []float32{-inf, -1e30, -3.5, -1, -1e-40, float32(math.Copysign(0, -1)), 0, 1e-40, 0.25, 1, 7, 1e30, inf}
+	for _, a := range vals {
+		for _, b := range vals {
+			if got, want := spmPrio(a) < spmPrio(b), a > b; got != want {
+				t.Errorf("%v before %v: %v, want %v", a, b, got, want)
+			}
+			if got, want := spmPrio(a) == spmPrio(b), a == b; got != want {
+				t.Errorf("%v alike %v: %v, want %v", a, b, got, want)
 			}
 		}
 	}
