@@ -150,11 +150,15 @@ const outOfRange rune = -1
 // segScanner gives the scanners llama.cpp's view of one segment: positions
 // outside it read as outOfRange with no flags.
 type segScanner struct {
-	cpts     []rune
-	lo, hi   int
-	prev     int
-	out      []int32
+	cpts   []rune
+	lo, hi int
+	prev   int
+	out    []int32
+	// flagMemo holds the flags of a segment's codepoints, unless ascii
+	// says they are all ASCII and their flags are a table's: the memo of
+	// a long text is twice its size again.
 	flagMemo []uint16
+	ascii    bool
 }
 
 func (s *segScanner) at(p int) rune {
@@ -165,10 +169,13 @@ func (s *segScanner) at(p int) rune {
 }
 
 func (s *segScanner) flags(p int) uint16 {
-	if p >= s.lo && p < s.hi {
-		return s.flagMemo[p-s.lo]
+	switch {
+	case p < s.lo || p >= s.hi:
+		return 0
+	case s.ascii:
+		return asciiFlags[s.cpts[p]]
 	}
-	return 0
+	return s.flagMemo[p-s.lo]
 }
 
 // cut ends the current word at end, dropping it when empty, and returns its
@@ -189,9 +196,13 @@ func forEachSegment(cpts []rune, segs []int32, scan func(s *segScanner)) []int32
 	for _, n32 := range segs {
 		n := int(n32)
 		s.lo, s.hi, s.prev = start, start+n, start
-		s.flagMemo = slices.Grow(s.flagMemo[:0], n)
-		for _, c := range cpts[start : start+n] {
-			s.flagMemo = append(s.flagMemo, cptFlags(c))
+		seg := cpts[start : start+n]
+		s.ascii = !slices.ContainsFunc(seg, func(c rune) bool { return c < 0 || c >= 128 })
+		if !s.ascii {
+			s.flagMemo = slices.Grow(s.flagMemo[:0], n)
+			for _, c := range seg {
+				s.flagMemo = append(s.flagMemo, cptFlags(c))
+			}
 		}
 		scan(s)
 		start += n
