@@ -435,7 +435,8 @@ type fragment struct {
 // Encode tokenizes text. With addSpecial, BOS and EOS are added as the
 // vocabulary says; with parseSpecial, control tokens written in the text
 // (such as "<|im_start|>") become those tokens. User-defined tokens are
-// always matched in the text, as in llama.cpp.
+// always matched in the text, as in llama.cpp. The text must be under 2 GiB
+// (the merges keep int32 offsets, to be compact).
 func (t *Tokenizer) Encode(text string, addSpecial, parseSpecial bool) []int32 {
 	frags := t.partition(text, parseSpecial)
 	var out []int32
