@@ -496,8 +496,11 @@ func newRegexStep(expr string) (*regexStep, error) {
 	return &regexStep{re: re, collapsed: collapsed}, nil
 }
 
-func (r *regexStep) view(cpts []rune) []rune {
-	v := make([]rune, len(cpts))
+// view writes into v (reused) what the regex reads of cpts: non-ASCII
+// whitespace as a stand-in space and, when the regex names collapsed
+// categories, other non-ASCII codepoints as their category's stand-in.
+func (r *regexStep) view(v, cpts []rune) []rune {
+	v = slices.Grow(v[:0], len(cpts))[:len(cpts)]
 	for i, c := range cpts {
 		if c < 0x80 {
 			v[i] = c
@@ -530,12 +533,14 @@ func (r *regexStep) view(cpts []rune) []rune {
 }
 
 func (r *regexStep) split(cpts []rune, segs []int32) []int32 {
-	v := r.view(cpts)
+	// The view is made a segment at a time into one buffer: the regex
+	// is done with a segment before the next.
+	var seg []rune
 	out := make([]int32, 0, len(segs))
 	start := 0
 	for _, n32 := range segs {
 		n := int(n32)
-		seg := v[start : start+n]
+		seg = r.view(seg, cpts[start:start+n])
 		done := 0
 		m, err := r.re.FindRunesMatch(seg)
 		for err == nil && m != nil {
