@@ -32,8 +32,9 @@ type Config struct {
 	MaxBatchTokens int
 	// MaxSeqs is the most sequences running at once (default 64).
 	MaxSeqs int
-	// MaxQueue is the most requests waiting; Submit fails beyond it with
-	// ErrQueueFull (default 256).
+	// MaxQueue is the most sequences waiting (a request of n samples
+	// counts n); Submit fails beyond it with ErrQueueFull, and a request
+	// larger than the whole queue with KindInvalid (default 256).
 	MaxQueue int
 	// MaxN is the most samples one request may ask for (default 16).
 	MaxN int
@@ -159,7 +160,7 @@ type Batcher struct {
 	wake    chan struct{}
 	done    chan struct{}
 	stats   Stats // the gauges, as publish last set them
-	waiting int   // queue plus the loop's own waiting sequences
+	waiting int   // sequences in queue and in the loop's own waiting list
 
 	// Counters the loop bumps and Stats reads, without the lock.
 	steps, preemptions, promptTokens, genTokens atomic.Int64
@@ -177,7 +178,7 @@ func New(r Runner, tok *tokenizer.Tokenizer, pool *engine.KVPool, cfg Config) *B
 	b := &Batcher{run: r, cfg: cfg,
 		out:   outputs{tok: tok, vocab: r.Vocab(), ctx: r.Context()},
 		sched: scheduler{maxTokens: cfg.MaxBatchTokens, maxSeqs: cfg.MaxSeqs, pool: pool},
-		lim: Limits{Vocab: r.Vocab(), Context: r.Context(), MaxN: cfg.MaxN,
+		lim: Limits{Vocab: r.Vocab(), Context: r.Context(), MaxN: cfg.MaxN, MaxQueue: cfg.MaxQueue,
 			BlockSize: pool.BlockSize(), Blocks: pool.Blocks()},
 		wake: make(chan struct{}, 1), done: make(chan struct{})}
 	b.stats.KVBlocks = pool.Blocks()
@@ -222,25 +223,55 @@ type seq struct {
 // request leaves the batch and frees its blocks by the next step. Its
 // errors are *Error values.
 func (b *Batcher) Submit(ctx context.Context, r Request) (*Stream, error) {
-	if err := r.Validate(b.lim); err != nil {
+	st, err := b.SubmitAll(ctx, []Request{r})
+	if err != nil {
 		return nil, err
 	}
-	if r.N == 0 {
-		r.N = 1
+	return st[0], nil
+}
+
+// SubmitAll queues rs as one: either all of them or, on an error, none, so
+// that no part of a refused request runs. The queue counts sequences (a
+// request's N): rs needing more than MaxQueue could never be queued and
+// fail with KindInvalid; rs that would overfill the queue as it is now
+// fail with ErrQueueFull, which waiting may cure.
+func (b *Batcher) SubmitAll(ctx context.Context, rs []Request) ([]*Stream, error) {
+	seqs := 0
+	for i := range rs {
+		if err := rs[i].Validate(b.lim); err != nil {
+			return nil, err
+		}
+		seqs += max(rs[i].N, 1)
 	}
-	g := &group{req: r, ctx: ctx, stream: newStream(), arrived: time.Now(), left: r.N}
+	if seqs > b.lim.MaxQueue {
+		param := "prompt"
+		if len(rs) == 1 {
+			param = "n"
+		}
+		return nil, invalid(param, "the request needs %d sequences (%d prompts of n=%d), and the server queues at most %d (--max-queue); send fewer prompts or a smaller n per request",
+			seqs, len(rs), max(rs[0].N, 1), b.lim.MaxQueue)
+	}
+	now := time.Now()
+	groups := make([]*group, len(rs))
+	streams := make([]*Stream, len(rs))
+	for i, r := range rs {
+		r.N = max(r.N, 1)
+		groups[i] = &group{req: r, ctx: ctx, stream: newStream(), arrived: now, left: r.N}
+		streams[i] = groups[i].stream
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	switch {
 	case b.closed:
 		return nil, ErrClosed
-	case b.waiting >= b.cfg.MaxQueue:
+	case b.waiting+seqs > b.lim.MaxQueue:
 		return nil, ErrQueueFull
 	}
-	b.queue = append(b.queue, g)
-	b.waiting++
+	b.queue = append(b.queue, groups...)
+	b.waiting += seqs
+	b.stats.Waiting += len(groups) // the gauge counts them while a step runs
 	b.signal()
-	return g.stream, nil
+	return streams, nil
 }
 
 func (b *Batcher) signal() {
@@ -249,6 +280,9 @@ func (b *Batcher) signal() {
 	default:
 	}
 }
+
+// Limits are what requests are checked against.
+func (b *Batcher) Limits() Limits { return b.lim }
 
 // Stats returns the current gauges and counters.
 func (b *Batcher) Stats() Stats {
@@ -315,7 +349,13 @@ func (b *Batcher) publish() {
 	ps := pool.Stats()
 	b.mu.Lock()
 	b.stats.Running, b.stats.Waiting = len(b.sched.running), len(b.sched.waiting)+len(b.queue)
-	b.waiting = b.stats.Waiting
+	b.waiting = 0
+	for _, s := range b.sched.waiting {
+		b.waiting += 1 + s.forks
+	}
+	for _, g := range b.queue {
+		b.waiting += g.req.N
+	}
 	b.stats.KVUsage = pool.Usage()
 	b.stats.PrefixQueries, b.stats.PrefixHits = ps.PrefixQueries, ps.PrefixHits
 	b.mu.Unlock()

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -157,5 +158,114 @@ func TestStepPanic(t *testing.T) {
 	}
 	if s := b.Stats(); s.Running != 0 || s.KVUsage != 0 {
 		t.Errorf("after the panic and the next request: %d running, KV usage %v", s.Running, s.KVUsage)
+	}
+}
+
+// TestValidateKVRoom: one sample's prompt plus max_tokens must fit the
+// whole pool (16 blocks of 16 here): exactly full is accepted, one more is
+// refused naming max_tokens, and a prompt that fills the pool alone names
+// the prompt. n does not change the bound: samples can take turns.
+func TestValidateKVRoom(t *testing.T) {
+	l := Limits{Vocab: 5, Context: 1024, MaxN: 16, MaxQueue: 256, BlockSize: 16, Blocks: 16}
+	prompt := make([]int32, 6)
+	for _, tc := range []struct {
+		prompt, maxTokens, n int
+		param                string // "" for accepted
+	}{
+		{6, 250, 1, ""},
+		{6, 250, 4, ""},
+		{6, 251, 1, "max_tokens"},
+		{6, 1000, 1, "max_tokens"},
+		{255, 1, 1, ""},
+		{256, 1, 1, "prompt"},
+	} {
+		r := Request{Prompt: make([]int32, tc.prompt), MaxTokens: tc.maxTokens, N: tc.n}
+		copy(r.Prompt, prompt)
+		err := r.Validate(l)
+		var e *Error
+		switch {
+		case tc.param == "" && err != nil:
+			t.Errorf("prompt %d, max_tokens %d, n %d: %v, want accepted", tc.prompt, tc.maxTokens, tc.n, err)
+		case tc.param != "" && (!errors.As(err, &e) || e.Kind != KindTooLong || e.Param != tc.param ||
+			!strings.Contains(e.Msg, "256") || !strings.Contains(e.Msg, "--kv-cache-mem")):
+			t.Errorf("prompt %d, max_tokens %d: %#v, want KindTooLong on %s naming the 256 positions and --kv-cache-mem", tc.prompt, tc.maxTokens, err, tc.param)
+		}
+	}
+}
+
+// TestFullPoolCompletes: a request whose prompt and max_tokens fill the
+// pool (and the fake's context) exactly runs to its end, and so does the
+// next one, with another prompt, while the first one's blocks all sit in
+// the prefix cache: cached blocks give way.
+func TestFullPoolCompletes(t *testing.T) {
+	f := &fakeRunner{}
+	b := fakeBatcher(t, f, Config{})
+	for _, prompt := range [][]int32{{1, 3, 3, 3, 3, 3, 3, 3}, {1, 4, 4, 4, 4, 4, 4, 4}} {
+		st, err := b.Submit(context.Background(), Request{Prompt: prompt, MaxTokens: 248, IgnoreEOS: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		text, err := finish(t, st)
+		if err != nil || text != strings.Repeat(" a", 248) {
+			t.Fatalf("prompt %v: %d bytes of text, %v; want 248 tokens", prompt, len(text), err)
+		}
+	}
+}
+
+// TestSubmitAllAtomic: the queue counts sequences and admits whole
+// requests. A request larger than the queue is refused as invalid (waiting
+// cannot help), one that does not fit what is left gets ErrQueueFull, and
+// no part of a refused request ever runs.
+func TestSubmitAllAtomic(t *testing.T) {
+	f := &fakeRunner{entered: make(chan struct{}, 1), gate: make(chan struct{})}
+	b := fakeBatcher(t, f, Config{MaxQueue: 4, MaxSeqs: 1})
+	release := sync.OnceFunc(func() { close(f.gate) })
+	t.Cleanup(release)
+	req := Request{Prompt: []int32{1, 3}, MaxTokens: 2}
+	reqs := func(k, n int) []Request {
+		r := req
+		r.N = n
+		return slices.Repeat([]Request{r}, k)
+	}
+	var streams []*Stream
+	st, err := b.Submit(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	streams = append(streams, st)
+	<-f.entered // it runs, held in its step; the queue is empty
+
+	for _, tc := range []struct {
+		k, n  int
+		param string
+	}{{5, 1, "prompt"}, {3, 2, "prompt"}, {1, 5, "n"}} {
+		_, err := b.SubmitAll(context.Background(), reqs(tc.k, tc.n))
+		var e *Error
+		if !errors.As(err, &e) || e.Kind != KindInvalid || e.Param != tc.param || !strings.Contains(e.Msg, "--max-queue") {
+			t.Errorf("%d prompts of n=%d into a queue of 4: %v, want KindInvalid on %s", tc.k, tc.n, err, tc.param)
+		}
+	}
+	got, err := b.SubmitAll(context.Background(), reqs(1, 3))
+	if err != nil {
+		t.Fatalf("3 sequences into an empty queue of 4: %v", err)
+	}
+	streams = append(streams, got...)
+	if _, err := b.SubmitAll(context.Background(), reqs(2, 1)); !errors.Is(err, ErrQueueFull) {
+		t.Errorf("2 sequences with 1 place left: %v, want ErrQueueFull", err)
+	}
+	got, err = b.SubmitAll(context.Background(), reqs(1, 1))
+	if err != nil {
+		t.Fatalf("1 sequence with 1 place left: %v (a refused request kept its place)", err)
+	}
+	streams = append(streams, got...)
+	release()
+	for i, st := range streams {
+		if _, err := finish(t, st); err != nil {
+			t.Errorf("request %d: %v", i, err)
+		}
+	}
+	// 5 samples of 2 tokens: nothing of the refused requests ran.
+	if s := b.Stats(); s.GenerationTokens != 10 {
+		t.Errorf("%d tokens generated, want 10 (the accepted requests' only)", s.GenerationTokens)
 	}
 }

@@ -126,6 +126,9 @@ func tokens(from, n int) []int32 {
 	return out
 }
 
+// repeat is n copies of step.
+func repeat(step string, n int) []string { return slices.Repeat([]string{step}, n) }
+
 func TestSched(t *testing.T) {
 	for _, tc := range []struct {
 		name                    string
@@ -266,9 +269,23 @@ func TestSched(t *testing.T) {
 		// the same step (A holds both blocks), and recomputes 10+1 tokens.
 		want: []string{"A:16 B:10", "A:1 | preempt B | done A", "B:11", "B:1 | done B"},
 	}, {
+		// Validate refuses such a request (prompt plus max_tokens beyond
+		// the pool); the scheduler still ends it rather than loop.
 		name: "a sequence that outgrows the pool alone is preempted by itself and fails", blocks: 1, budget: 64, maxSeqs: 8,
 		setup: func(r *schedRig) []string { r.submit("A", tokens(1, 15), 1, 4); return nil },
 		want:  []string{"A:15", "A:1", " | preempt A | fail A"},
+	}, {
+		name: "prompt plus max_tokens as large as the pool completes", blocks: 1, budget: 64, maxSeqs: 8,
+		setup: func(r *schedRig) []string { r.submit("A", tokens(1, 13), 1, 3); return nil },
+		want:  []string{"A:13", "A:1", "A:1 | done A"},
+	}, {
+		name: "samples that fit the pool alone but not together take turns", blocks: 2, budget: 64, maxSeqs: 8,
+		// Each sample needs both blocks by its end (16 + 16 = 32), so the
+		// second is preempted and runs once the first is done, its
+		// prompt's block from the prefix cache.
+		setup: func(r *schedRig) []string { r.submit("A", tokens(1, 16), 2, 16); return nil },
+		want: slices.Concat([]string{"A:16 | fork A.1", "A:1 | preempt A.1"}, repeat("A:1", 13), []string{"A:1 | done A", "A.1:1+16"},
+			repeat("A.1:1", 13), []string{"A.1:1 | done A.1"}),
 	}, {
 		name: "n samples fork once the prompt's logits are ready", blocks: 8, budget: 64, maxSeqs: 8,
 		setup: func(r *schedRig) []string { r.submit("A", tokens(1, 5), 3, 2); return nil },

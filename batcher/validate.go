@@ -29,9 +29,13 @@ type Limits struct {
 	Vocab     int // token ids are in [0, Vocab)
 	Context   int // the model's context length
 	MaxN      int // the most samples of one prompt
+	MaxQueue  int // the most sequences waiting
 	BlockSize int // KV positions per block
 	Blocks    int // KV blocks in the pool
 }
+
+// Room is the most positions one sequence may hold: the whole pool.
+func (l Limits) Room() int { return l.Blocks * l.BlockSize }
 
 // Validate reports the first thing wrong with r under l as an *Error that
 // names the field at fault (OpenAI's name for it). A zero N counts as 1.
@@ -75,10 +79,19 @@ func (r *Request) Validate(l Limits) error {
 		}
 		return e
 	}
-	// Sequences need a block per BlockSize positions; a request that
-	// cannot fit the whole pool alone could never finish.
-	if need := (len(r.Prompt) + 1 + l.BlockSize - 1) / l.BlockSize; need > l.Blocks {
-		return &Error{Kind: KindTooLong, Param: "prompt", Msg: fmt.Sprintf("the prompt needs %d KV blocks and the pool has %d; raise --kv-cache-mem", need, l.Blocks)}
+	// Each sample needs KV positions for its prompt and what it generates
+	// (all but the last token, which is sampled and never fed back; one
+	// more is counted, so that prompt plus max_tokens is the bound a
+	// client can read). The bound is per sample: the forks of n > 1
+	// share the prompt's blocks, and when blocks run short the scheduler
+	// preempts all but one, so a request runs whenever one sample fits
+	// the pool alone, and one that does not could never finish.
+	if room := l.Room(); len(r.Prompt) >= room {
+		return &Error{Kind: KindTooLong, Param: "prompt", Msg: fmt.Sprintf("the prompt has %d tokens, and the KV cache holds %d (%d blocks of %d); shorten the prompt or raise --kv-cache-mem",
+			len(r.Prompt), room, l.Blocks, l.BlockSize)}
+	} else if r.MaxTokens > room-len(r.Prompt) {
+		return &Error{Kind: KindTooLong, Param: "max_tokens", Msg: fmt.Sprintf("the prompt's %d tokens and max_tokens %d need %d positions, and the KV cache holds %d (%d blocks of %d); lower max_tokens to at most %d or raise --kv-cache-mem",
+			len(r.Prompt), r.MaxTokens, uint64(len(r.Prompt))+uint64(r.MaxTokens), room, l.Blocks, l.BlockSize, room-len(r.Prompt))}
 	}
 	return nil
 }

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/godwit-ai/godwit/batcher"
 )
 
 // chatRequest is the body of POST /v1/chat/completions.
@@ -65,7 +67,9 @@ func parseMessages(in []chatRequestMsg) ([]chatMessage, *apiError) {
 }
 
 // chatPrompt is the token ids of messages rendered with the chat template.
-func (m *ready) chatPrompt(messages []chatRequestMsg) ([]int32, *apiError) {
+// With bounded, a rendering too long for the context is refused before it
+// is tokenized.
+func (m *ready) chatPrompt(messages []chatRequestMsg, bounded bool) ([]int32, *apiError) {
 	msgs, e := parseMessages(messages)
 	if e != nil {
 		return nil, e
@@ -73,6 +77,11 @@ func (m *ready) chatPrompt(messages []chatRequestMsg) ([]int32, *apiError) {
 	text, err := m.chat.render(msgs)
 	if err != nil {
 		return nil, badRequest("messages", "%v", err)
+	}
+	if bounded {
+		if e := m.checkTextLength("messages", len(text)); e != nil {
+			return nil, e
+		}
 	}
 	return m.chat.tokens(text), nil
 }
@@ -155,18 +164,19 @@ func (s *Server) chatCompletions(ctx *fasthttp.RequestCtx, m *ready) *apiError {
 			base.Logprobs = nTop
 		}
 	}
-	ids, e := m.chatPrompt(req.Messages)
+	ids, e := m.chatPrompt(req.Messages, true)
 	if e != nil {
 		return e
 	}
 	if req.MaxTokens == nil {
 		// Chat has no default length in OpenAI's API: the rest of the
-		// context.
-		base.MaxTokens = max(m.Context-len(ids), 1)
+		// context, or of the KV cache when that is smaller.
+		base.MaxTokens = m.fitMaxTokens(len(ids), m.Context)
 	}
 	if e := checkContext(m, len(ids), base.MaxTokens, param); e != nil {
 		return e
 	}
+	base.Prompt = ids
 	logprobs := func(t tagged) *chatLogprobs {
 		if !req.Logprobs || t.ev.Token < 0 {
 			return nil
@@ -178,7 +188,7 @@ func (s *Server) chatCompletions(ctx *fasthttp.RequestCtx, m *ready) *apiError {
 		}
 		return &chatLogprobs{Content: []chatLogprob{lp}}
 	}
-	g := generation{base: base, prompts: [][]int32{ids}, stream: req.Stream, includeUsage: req.includeUsage()}
+	g := generation{reqs: []batcher.Request{base}, stream: req.Stream, includeUsage: req.includeUsage()}
 	return generate(s, ctx, m, g, shape[chatChoice, chatChunkChoice]{
 		idPrefix: "chatcmpl-", object: "chat.completion", chunkObject: "chat.completion.chunk", fields: fields,
 		choice: func(i int) chatChoice {

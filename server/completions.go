@@ -6,6 +6,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/godwit-ai/godwit/batcher"
 )
 
 // completionRequest is the body of POST /v1/completions.
@@ -27,19 +29,27 @@ type prompt struct {
 }
 
 // parsePrompts reads prompt: a string, an array of strings, an array of
-// token ids, or an array of arrays of token ids.
-func parsePrompts(m *ready, raw json.RawMessage) ([]prompt, *apiError) {
+// token ids, or an array of arrays of token ids. Before any is tokenized,
+// more than maxPrompts prompts are refused, and so is a string too long
+// for the context whatever its tokens.
+func parsePrompts(m *ready, raw json.RawMessage, maxPrompts int) ([]prompt, *apiError) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || string(raw) == "null" {
 		return nil, badRequest("prompt", "prompt is required")
 	}
-	encode := func(s string) prompt { return prompt{ids: m.Tokenizer.Encode(s, true, true), text: s} }
+	encode := func(s string) (prompt, *apiError) {
+		if e := m.checkTextLength("prompt", len(s)); e != nil {
+			return prompt{}, e
+		}
+		return prompt{ids: m.Tokenizer.Encode(s, true, true), text: s}, nil
+	}
 	ids := func(v []int32) prompt {
 		return prompt{ids: v, text: m.Tokenizer.Detokenize(v, true, false)}
 	}
 	var one string
 	if json.Unmarshal(raw, &one) == nil {
-		return []prompt{encode(one)}, nil
+		p, e := encode(one)
+		return []prompt{p}, e
 	}
 	var list []json.RawMessage
 	if json.Unmarshal(raw, &list) != nil || len(list) == 0 {
@@ -49,11 +59,18 @@ func parsePrompts(m *ready, raw json.RawMessage) ([]prompt, *apiError) {
 	if json.Unmarshal(raw, &tokens) == nil {
 		return []prompt{ids(tokens)}, nil
 	}
+	if len(list) > maxPrompts {
+		return nil, badRequest("prompt", "the request has %d prompts, and at most %d fit the server's queue at once with this n (--max-queue); send fewer prompts per request",
+			len(list), maxPrompts)
+	}
 	var strs []string
 	if json.Unmarshal(raw, &strs) == nil {
 		out := make([]prompt, len(strs))
 		for i, s := range strs {
-			out[i] = encode(s)
+			var e *apiError
+			if out[i], e = encode(s); e != nil {
+				return nil, e
+			}
 		}
 		return out, nil
 	}
@@ -145,16 +162,24 @@ func (s *Server) completions(ctx *fasthttp.RequestCtx, m *ready) *apiError {
 			base.Logprobs = 1 // the sampled token's own
 		}
 	}
-	prompts, e := parsePrompts(m, req.Prompt)
+	lim := m.Batcher.Limits()
+	if base.N > lim.MaxQueue {
+		return badRequest("n", "n is %d, and the server queues at most %d sequences (--max-queue); lower n", base.N, lim.MaxQueue)
+	}
+	prompts, e := parsePrompts(m, req.Prompt, lim.MaxQueue/max(base.N, 1))
 	if e != nil {
 		return e
 	}
-	ids := make([][]int32, len(prompts))
+	reqs := make([]batcher.Request, len(prompts))
 	for i, p := range prompts {
-		if e := checkContext(m, len(p.ids), base.MaxTokens, "max_tokens"); e != nil {
+		reqs[i] = base
+		reqs[i].Prompt = p.ids
+		if req.MaxTokens == nil {
+			reqs[i].MaxTokens = m.fitMaxTokens(len(p.ids), defaultMaxTokens)
+		}
+		if e := checkContext(m, len(p.ids), reqs[i].MaxTokens, "max_tokens"); e != nil {
 			return e
 		}
-		ids[i] = p.ids
 	}
 	withTop := req.Logprobs != nil && *req.Logprobs > 0
 	top := func(t tagged) []tokenLogprob {
@@ -181,7 +206,7 @@ func (s *Server) completions(ctx *fasthttp.RequestCtx, m *ready) *apiError {
 	for i := range runes {
 		runes[i] = utf8.RuneCountInString(echo(i))
 	}
-	g := generation{base: base, prompts: ids, stream: req.Stream, includeUsage: req.includeUsage()}
+	g := generation{reqs: reqs, stream: req.Stream, includeUsage: req.includeUsage()}
 	return generate(s, ctx, m, g, shape[completionChoice, completionChoice]{
 		idPrefix: "cmpl-", object: "text_completion", chunkObject: "text_completion",
 		choice: func(i int) completionChoice {

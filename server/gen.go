@@ -151,6 +151,26 @@ func checkContext(m *ready, promptLen, maxTokens int, param string) *apiError {
 	return nil
 }
 
+// checkTextLength refuses a text of n bytes whose tokens cannot fit the
+// context, before the work of tokenizing it: no token stands for more than
+// so many bytes.
+func (m *ready) checkTextLength(param string, n int) *apiError {
+	if least := m.Tokenizer.MinTokens(n); least >= m.Context {
+		return badRequest(param, "the prompt is %d bytes, at least %d tokens, and this model's maximum context length is %d tokens; shorten the prompt",
+			n, least, m.Context)
+	}
+	return nil
+}
+
+// fitMaxTokens is the max_tokens of a request that names none: def, or less
+// when the model's context or the KV cache leaves less room after the
+// prompt (at least 1, so that a prompt that fills them is refused for its
+// own length).
+func (m *ready) fitMaxTokens(promptLen, def int) int {
+	room := min(m.Context, m.Batcher.Limits().Room()) - promptLen
+	return max(min(def, room), 1)
+}
+
 // usage is OpenAI's token count of a response.
 type usage struct {
 	PromptTokens     int `json:"prompt_tokens"`

@@ -12,10 +12,10 @@ import (
 	"github.com/godwit-ai/godwit/batcher"
 )
 
-// generation is a parsed completions or chat request, ready to submit.
+// generation is a parsed completions or chat request, ready to submit: a
+// batcher request per prompt, all with the same N.
 type generation struct {
-	base         batcher.Request // without its prompt
-	prompts      [][]int32
+	reqs         []batcher.Request
 	stream       bool
 	includeUsage bool
 }
@@ -201,22 +201,19 @@ type tagged struct {
 	ev     batcher.Event
 }
 
-// start submits one request per prompt of g; on failure nothing stays
+// start submits one request per prompt of g; on failure nothing is
 // queued. Ending ctx cancels the job. The response's id starts with
 // idPrefix; fields are as in shape.
 func (s *Server) start(ctx context.Context, m *ready, g generation, idPrefix string, fields map[string]string) (*job, *apiError) {
 	ctx, cancel := context.WithCancel(ctx)
-	j := &job{s: s, id: idPrefix + randomHex(12), created: time.Now().Unix(), cancel: cancel, n: g.base.N}
-	for _, p := range g.prompts {
-		r := g.base
-		r.Prompt = p
-		st, err := m.Batcher.Submit(ctx, r)
-		if err != nil {
-			cancel()
-			return nil, generationError(err, fields)
-		}
-		j.streams = append(j.streams, st)
+	j := &job{s: s, id: idPrefix + randomHex(12), created: time.Now().Unix(), cancel: cancel, n: g.reqs[0].N}
+	// All prompts are queued or none: a refused request costs no compute.
+	streams, err := m.Batcher.SubmitAll(ctx, g.reqs)
+	if err != nil {
+		cancel()
+		return nil, generationError(err, fields)
 	}
+	j.streams = streams
 	// One reader per stream merges the events, in order per choice.
 	j.events = make(chan tagged, 64)
 	done := make(chan struct{})

@@ -2,6 +2,7 @@ package server
 
 import (
 	"encoding/json"
+	"strconv"
 
 	"github.com/valyala/fasthttp"
 
@@ -31,21 +32,35 @@ func (s *Server) tokenize(ctx *fasthttp.RequestCtx, m *ready) *apiError {
 		ids = m.Tokenizer.Encode(*req.Prompt, add, true)
 	case req.Messages != nil:
 		var e *apiError
-		if ids, e = m.chatPrompt(req.Messages); e != nil {
+		if ids, e = m.chatPrompt(req.Messages, false); e != nil {
 			return e
 		}
 	default:
 		return badRequest("prompt", "prompt (or messages) is required")
 	}
-	if ids == nil {
-		ids = []int32{}
-	}
-	writeJSON(ctx, struct {
-		Count       int     `json:"count"`
-		MaxModelLen int     `json:"max_model_len"`
-		Tokens      []int32 `json:"tokens"`
-	}{len(ids), m.Context, ids})
+	ctx.SetContentType("application/json")
+	ctx.Response.SetBodyRaw(tokensJSON(ids, m.Context, m.Tokenizer.VocabSize()))
 	return nil
+}
+
+// tokensJSON is /tokenize's answer, {"count","max_model_len","tokens"},
+// written in one buffer of the size it needs: a long text's ids through
+// encoding/json took four times their text in buffers.
+func tokensJSON(ids []int32, context, vocab int) []byte {
+	digits := len(strconv.Itoa(vocab))
+	b := make([]byte, 0, 64+len(ids)*(digits+1))
+	b = append(b, `{"count":`...)
+	b = strconv.AppendInt(b, int64(len(ids)), 10)
+	b = append(b, `,"max_model_len":`...)
+	b = strconv.AppendInt(b, int64(context), 10)
+	b = append(b, `,"tokens":[`...)
+	for i, id := range ids {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendInt(b, int64(id), 10)
+	}
+	return append(b, "]}"...)
 }
 
 type detokenizeRequest struct {

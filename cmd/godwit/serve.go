@@ -181,7 +181,7 @@ func serveCmd(loadModel loadFunc) *cobra.Command {
 	kv.register(f)
 	f.IntVar(&bc.MaxSeqs, "max-num-seqs", batcher.DefaultMaxSeqs, "most sequences in a batch")
 	f.IntVar(&bc.MaxBatchTokens, "max-batch-tokens", batcher.DefaultMaxBatchTokens, "token budget of a batch step (decodes plus prompt chunks)")
-	f.IntVar(&bc.MaxQueue, "max-queue", batcher.DefaultMaxQueue, "most requests waiting; more get 429")
+	f.IntVar(&bc.MaxQueue, "max-queue", batcher.DefaultMaxQueue, "most sequences waiting (a request counts prompts × n); more get 429, and a request larger than this 400")
 	f.IntVar(&bc.MaxN, "max-n", batcher.DefaultMaxN, "largest n (samples per prompt) a request may ask for")
 	f.StringVar(&maxBody, "max-body-size", "4MiB", "largest request body; larger ones get 413")
 	f.DurationVar(&drainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM/SIGINT, how long requests in flight may take to finish")

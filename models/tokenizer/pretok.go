@@ -2,6 +2,7 @@ package tokenizer
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/dlclark/regexp2"
@@ -11,7 +12,7 @@ import (
 // smaller segments. A pre-tokenizer is a list of steps applied in turn, as
 // llama.cpp's unicode_regex_split applies its list of regexes.
 type splitStep interface {
-	split(cpts []rune, segs []int) []int
+	split(cpts []rune, segs []int32) []int32
 }
 
 // preTokenizer describes one tokenizer.ggml.pre value.
@@ -131,21 +132,16 @@ func compileSteps(regexes []string) ([]splitStep, error) {
 	return steps, nil
 }
 
-// splitWords runs the steps over text and returns its words, re-encoded from
-// the codepoints (so invalid UTF-8 bytes come out as U+FFFD, as in llama.cpp).
-func splitWords(text string, steps []splitStep) [][]rune {
-	cpts := decodeCpts(text)
-	segs := []int{len(cpts)}
+// splitWords runs the steps over text and returns its codepoints and the
+// lengths of its words in them, in order (invalid UTF-8 bytes are U+FFFD, as
+// in llama.cpp).
+func splitWords(text string, steps []splitStep) (cpts []rune, words []int32) {
+	cpts = decodeCpts(text)
+	words = []int32{int32(len(cpts))}
 	for _, s := range steps {
-		segs = s.split(cpts, segs)
+		words = s.split(cpts, words)
 	}
-	words := make([][]rune, 0, len(segs))
-	start := 0
-	for _, n := range segs {
-		words = append(words, cpts[start:start+n])
-		start += n
-	}
-	return words
+	return cpts, words
 }
 
 // outOfRange stands for a position outside the segment being scanned.
@@ -154,11 +150,15 @@ const outOfRange rune = -1
 // segScanner gives the scanners llama.cpp's view of one segment: positions
 // outside it read as outOfRange with no flags.
 type segScanner struct {
-	cpts     []rune
-	lo, hi   int
-	prev     int
-	out      []int
+	cpts   []rune
+	lo, hi int
+	prev   int
+	out    []int32
+	// flagMemo holds the flags of a segment's codepoints, unless ascii
+	// says they are all ASCII and their flags are a table's: the memo of
+	// a long text is twice its size again.
 	flagMemo []uint16
+	ascii    bool
 }
 
 func (s *segScanner) at(p int) rune {
@@ -169,10 +169,13 @@ func (s *segScanner) at(p int) rune {
 }
 
 func (s *segScanner) flags(p int) uint16 {
-	if p >= s.lo && p < s.hi {
-		return s.flagMemo[p-s.lo]
+	switch {
+	case p < s.lo || p >= s.hi:
+		return 0
+	case s.ascii:
+		return asciiFlags[s.cpts[p]]
 	}
-	return 0
+	return s.flagMemo[p-s.lo]
 }
 
 // cut ends the current word at end, dropping it when empty, and returns its
@@ -180,21 +183,26 @@ func (s *segScanner) flags(p int) uint16 {
 func (s *segScanner) cut(end int) int {
 	n := end - s.prev
 	if n > 0 {
-		s.out = append(s.out, n)
+		s.out = append(s.out, int32(n))
 	}
 	s.prev = end
 	return n
 }
 
 // forEachSegment calls scan on a scanner positioned over each segment.
-func forEachSegment(cpts []rune, segs []int, scan func(s *segScanner)) []int {
-	s := &segScanner{cpts: cpts, out: make([]int, 0, len(segs))}
+func forEachSegment(cpts []rune, segs []int32, scan func(s *segScanner)) []int32 {
+	s := &segScanner{cpts: cpts, out: make([]int32, 0, len(segs))}
 	start := 0
-	for _, n := range segs {
+	for _, n32 := range segs {
+		n := int(n32)
 		s.lo, s.hi, s.prev = start, start+n, start
-		s.flagMemo = s.flagMemo[:0]
-		for _, c := range cpts[start : start+n] {
-			s.flagMemo = append(s.flagMemo, cptFlags(c))
+		seg := cpts[start : start+n]
+		s.ascii = !slices.ContainsFunc(seg, func(c rune) bool { return c < 0 || c >= 128 })
+		if !s.ascii {
+			s.flagMemo = slices.Grow(s.flagMemo[:0], n)
+			for _, c := range seg {
+				s.flagMemo = append(s.flagMemo, cptFlags(c))
+			}
 		}
 		scan(s)
 		start += n
@@ -210,7 +218,7 @@ const wordClass = flagSpace | catLetter | catNumber
 // alternative takes.
 type scanGPT2 struct{}
 
-func (scanGPT2) split(cpts []rune, segs []int) []int {
+func (scanGPT2) split(cpts []rune, segs []int32) []int32 {
 	return forEachSegment(cpts, segs, func(s *segScanner) {
 		for pos := s.lo; pos < s.hi; {
 			c, f := s.cpts[pos], s.flags(pos)
@@ -291,7 +299,7 @@ func (s *segScanner) whitespace(pos int, newlines bool) int {
 // and, with maxDigits 1, for Qwen2's, which has \p{N} for \p{N}{1,3}.
 type scanLlama3 struct{ maxDigits int }
 
-func (sc scanLlama3) split(cpts []rune, segs []int) []int {
+func (sc scanLlama3) split(cpts []rune, segs []int32) []int32 {
 	return forEachSegment(cpts, segs, func(s *segScanner) {
 		for pos := s.lo; pos < s.hi; {
 			c, f := s.cpts[pos], s.flags(pos)
@@ -488,8 +496,11 @@ func newRegexStep(expr string) (*regexStep, error) {
 	return &regexStep{re: re, collapsed: collapsed}, nil
 }
 
-func (r *regexStep) view(cpts []rune) []rune {
-	v := make([]rune, len(cpts))
+// view writes into v (reused) what the regex reads of cpts: non-ASCII
+// whitespace as a stand-in space and, when the regex names collapsed
+// categories, other non-ASCII codepoints as their category's stand-in.
+func (r *regexStep) view(v, cpts []rune) []rune {
+	v = slices.Grow(v[:0], len(cpts))[:len(cpts)]
 	for i, c := range cpts {
 		if c < 0x80 {
 			v[i] = c
@@ -521,24 +532,27 @@ func (r *regexStep) view(cpts []rune) []rune {
 	return v
 }
 
-func (r *regexStep) split(cpts []rune, segs []int) []int {
-	v := r.view(cpts)
-	out := make([]int, 0, len(segs))
+func (r *regexStep) split(cpts []rune, segs []int32) []int32 {
+	// The view is made a segment at a time into one buffer: the regex
+	// is done with a segment before the next.
+	var seg []rune
+	out := make([]int32, 0, len(segs))
 	start := 0
-	for _, n := range segs {
-		seg := v[start : start+n]
+	for _, n32 := range segs {
+		n := int(n32)
+		seg = r.view(seg, cpts[start:start+n])
 		done := 0
 		m, err := r.re.FindRunesMatch(seg)
 		for err == nil && m != nil {
 			if m.Index > done {
-				out = append(out, m.Index-done)
+				out = append(out, int32(m.Index-done))
 			}
-			out = append(out, m.Length)
+			out = append(out, int32(m.Length))
 			done = m.Index + m.Length
 			m, err = r.re.FindNextMatch(m)
 		}
 		if done < n {
-			out = append(out, n-done)
+			out = append(out, int32(n-done))
 		}
 		start += n
 	}

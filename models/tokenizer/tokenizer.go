@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"unicode/utf8"
 )
 
 // Token types, as stored in tokenizer.ggml.token_type.
@@ -100,14 +101,18 @@ type Tokenizer struct {
 	ids    map[string]int32
 
 	// BPE
-	ranks        map[mergePair]int32
+	ranks        map[string]int32 // by appendMergeKey
 	steps        []splitStep
 	ignoreMerges bool
 
 	// SPM
 	byteTokens [256]int32
+	joins      map[uint64]struct{} // see spmJoins
 
 	specials []int32 // tokens matched in the text, longest first
+	// maxCover is the most bytes of input text one token can stand for,
+	// 0 when there is no bound (a token that strips the spaces beside it).
+	maxCover int
 	eog      map[int32]bool
 
 	bos, eos, unk  int32
@@ -116,8 +121,6 @@ type Tokenizer struct {
 	addSpacePrefix bool
 	cleanSpaces    bool
 }
-
-type mergePair struct{ left, right string }
 
 // New builds a Tokenizer from v. It fails for an unknown model or
 // pre-tokenizer, naming it.
@@ -156,18 +159,20 @@ func New(v Vocab) (*Tokenizer, error) {
 			return nil, err
 		}
 		t.steps, t.ignoreMerges, t.cleanSpaces = steps, p.ignoreMerges, p.cleanSpaces
-		t.ranks = make(map[mergePair]int32, len(v.Merges))
+		t.ranks = make(map[string]int32, len(v.Merges))
+		var key []byte
 		for i, m := range v.Merges {
 			// llama.cpp splits at the first space after the first byte, so
 			// a merge may start with a space; a later duplicate keeps the
 			// earlier rank.
-			var pair mergePair
+			var left, right string
 			if j := strings.IndexByte(m[min(1, len(m)):], ' '); j >= 0 {
 				j += min(1, len(m))
-				pair = mergePair{m[:j], m[j+1:]}
+				left, right = m[:j], m[j+1:]
 			}
-			if _, dup := t.ranks[pair]; !dup {
-				t.ranks[pair] = int32(i)
+			key = appendMergeKey(key[:0], left, right)
+			if _, dup := t.ranks[string(key)]; !dup {
+				t.ranks[string(key)] = int32(i)
 			}
 		}
 	default:
@@ -199,8 +204,43 @@ func New(v Vocab) (*Tokenizer, error) {
 		for b := range t.byteTokens {
 			t.byteTokens[b] = t.byteToken(byte(b))
 		}
+		t.joins = spmJoins(t.tokens)
 	}
+	t.maxCover = t.longestCover()
 	return t, nil
+}
+
+// longestCover is the most bytes of input text a token can stand for.
+// Every token comes from a stretch of the input: a special token from its
+// own text (and, with a strip flag, any run of spaces beside it: no bound);
+// an SPM piece from at most its bytes (U+2581 from a space or itself); a
+// byte-level BPE piece from at most one byte per character of it (GPT-2's
+// byte alphabet; an invalid byte, re-encoded as U+FFFD, takes three). Any
+// token may be a merge's result, whatever its type, so all count.
+func (t *Tokenizer) longestCover() int {
+	most := 1
+	for i, s := range t.tokens {
+		if t.attrs[i]&(attrLStrip|attrRStrip) != 0 {
+			return 0
+		}
+		n := len(s)
+		if t.kind == kindBPE && t.attrs[i]&(attrControl|attrUserDefined|attrUnknown) == 0 {
+			n = utf8.RuneCountInString(s)
+		}
+		most = max(most, n)
+	}
+	return most
+}
+
+// MinTokens is a lower bound on the number of tokens Encode makes of a text
+// of n bytes, computed without reading it: a long prompt can be refused
+// before the work of tokenizing it. It is 0 when the vocabulary gives no
+// bound.
+func (t *Tokenizer) MinTokens(n int) int {
+	if t.maxCover == 0 {
+		return 0
+	}
+	return (n + t.maxCover - 1) / t.maxCover
 }
 
 func typeAttr(ty int32) uint16 {
@@ -395,7 +435,8 @@ type fragment struct {
 // Encode tokenizes text. With addSpecial, BOS and EOS are added as the
 // vocabulary says; with parseSpecial, control tokens written in the text
 // (such as "<|im_start|>") become those tokens. User-defined tokens are
-// always matched in the text, as in llama.cpp.
+// always matched in the text, as in llama.cpp. The text must be under 2 GiB
+// (the merges keep int32 offsets, to be compact).
 func (t *Tokenizer) Encode(text string, addSpecial, parseSpecial bool) []int32 {
 	frags := t.partition(text, parseSpecial)
 	var out []int32
@@ -413,11 +454,7 @@ func (t *Tokenizer) Encode(text string, addSpecial, parseSpecial bool) []int32 {
 				prevSpecial = true
 				continue
 			}
-			s := f.text
-			if t.addSpacePrefix && prevSpecial {
-				s = " " + s
-			}
-			out = t.encodeSPM(strings.ReplaceAll(s, " ", spmSpace), out)
+			out = t.encodeSPM(escapeSpaces(f.text, t.addSpacePrefix && prevSpecial), out)
 			prevSpecial = false
 		}
 	case kindBPE:
@@ -433,6 +470,27 @@ func (t *Tokenizer) Encode(text string, addSpecial, parseSpecial bool) []int32 {
 		out = append(out, t.eos)
 	}
 	return out
+}
+
+// escapeSpaces is s with its spaces written as U+2581, after one more when
+// prefix is set, in one allocation.
+func escapeSpaces(s string, prefix bool) string {
+	spaces := strings.Count(s, " ")
+	var b strings.Builder
+	b.Grow(len(s) + (spaces+1)*(len(spmSpace)-1) + 1)
+	if prefix {
+		b.WriteString(spmSpace)
+	}
+	for {
+		i := strings.IndexByte(s, ' ')
+		if i < 0 {
+			b.WriteString(s)
+			return b.String()
+		}
+		b.WriteString(s[:i])
+		b.WriteString(spmSpace)
+		s = s[i+1:]
+	}
 }
 
 // partition cuts the special tokens out of text, longest token first, as

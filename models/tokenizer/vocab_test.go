@@ -1,6 +1,8 @@
 package tokenizer
 
 import (
+	"math"
+	"math/rand/v2"
 	"os"
 	"slices"
 	"strconv"
@@ -125,3 +127,92 @@ func TestVocabDeepseekLLM(t *testing.T)   { checkVocab(t, "deepseek-llm", identi
 func TestVocabDeepseekCoder(t *testing.T) { checkVocab(t, "deepseek-coder", identity) }
 func TestVocabLlamaBPE(t *testing.T)      { checkVocab(t, "llama-bpe", identity) }
 func TestVocabQwen2(t *testing.T)         { checkVocab(t, "qwen2", identity) }
+
+// TestMinTokens: MinTokens is a lower bound on the tokens of every test
+// string of every vocabulary, with special tokens parsed or not, and of
+// texts built to be covered by few tokens: each vocabulary's longest
+// tokens written out, and long runs of spaces.
+func TestMinTokens(t *testing.T) {
+	for _, name := range []string{"llama-spm", "phi-3", "gpt-2", "mpt", "starcoder", "refact", "falcon", "deepseek-llm", "deepseek-coder", "llama-bpe", "qwen2"} {
+		rel := "vocab/ggml-vocab-" + name + ".gguf"
+		tok := load(t, rel)
+		texts := []string{strings.Repeat(" ", 1000), strings.Repeat("\n", 1000), strings.Repeat("\u2581", 300)}
+		for _, c := range readCases(t, rel) {
+			texts = append(texts, c.text)
+		}
+		long := slices.Clone(tok.tokens)
+		slices.SortFunc(long, func(a, b string) int { return len(b) - len(a) })
+		texts = append(texts, strings.Join(long[:50], ""))
+		for _, s := range long[:50] {
+			texts = append(texts, s, strings.Repeat(s, 20))
+		}
+		for _, s := range texts {
+			for _, parse := range []bool{false, true} {
+				if n, least := len(tok.Encode(s, false, parse)), tok.MinTokens(len(s)); least > n {
+					t.Errorf("%s: %q (%d bytes, parse special %v): %d tokens, but MinTokens says at least %d",
+						name, s[:min(len(s), 60)], len(s), parse, n, least)
+				}
+			}
+		}
+		if tok.MinTokens(1<<20) == 0 && name != "phi-3" {
+			t.Errorf("%s: no bound", name)
+		}
+	}
+}
+
+// TestSPMCutsExact: encodeSPM, which cuts the text where no merge can cross,
+// gives the ids of llama.cpp's merge over the whole text (mergeSPM alone),
+// for every SPM vocabulary's test strings run together and for long texts
+// of random pieces of the vocabulary, spaces and stray bytes.
+func TestSPMCutsExact(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, rel := range []string{"vocab/ggml-vocab-llama-spm.gguf", "vocab/ggml-vocab-phi-3.gguf", "models/stories260K.gguf"} {
+		tok := load(t, rel)
+		var texts []string
+		if strings.HasPrefix(rel, "vocab/") {
+			var all []string
+			for _, c := range readCases(t, rel) {
+				all = append(all, c.text)
+			}
+			texts = append(texts, strings.Join(all, " "))
+		}
+		for range 20 {
+			var b strings.Builder
+			for range 2000 {
+				switch rng.IntN(10) {
+				case 0:
+					b.WriteString(strings.Repeat(" ", rng.IntN(4)+1))
+				case 1:
+					b.WriteByte(byte(rng.IntN(256)))
+				default:
+					b.WriteString(tok.tokens[rng.IntN(len(tok.tokens))])
+				}
+			}
+			texts = append(texts, b.String())
+		}
+		for i, s := range texts {
+			s = strings.ReplaceAll(" "+s, " ", spmSpace)
+			want := tok.mergeSPM(s, nil, &spmMerger{})
+			if got := tok.encodeSPM(s, nil); !slices.Equal(got, want) {
+				t.Errorf("%s: text %d (%d bytes): the cut encoding differs from the whole merge", rel, i, len(s))
+			}
+		}
+	}
+}
+
+// TestSPMPrio: spmPrio orders scores as comparing the floats does, highest
+// first, with both zeros alike.
+func TestSPMPrio(t *testing.T) {
+	inf := float32(math.Inf(1))
+	vals := []float32{-inf, -1e30, -3.5, -1, -1e-40, float32(math.Copysign(0, -1)), 0, 1e-40, 0.25, 1, 7, 1e30, inf}
+	for _, a := range vals {
+		for _, b := range vals {
+			if got, want := spmPrio(a) < spmPrio(b), a > b; got != want {
+				t.Errorf("%v before %v: %v, want %v", a, b, got, want)
+			}
+			if got, want := spmPrio(a) == spmPrio(b), a == b; got != want {
+				t.Errorf("%v alike %v: %v, want %v", a, b, got, want)
+			}
+		}
+	}
+}

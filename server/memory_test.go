@@ -1,0 +1,101 @@
+package server
+
+import (
+	"encoding/json"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// heapPeak samples the heap in use every millisecond until stop is called,
+// which returns the highest reading.
+func heapPeak() (stop func() uint64) {
+	var peak atomic.Uint64
+	done, quit := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		var m runtime.MemStats
+		for {
+			runtime.ReadMemStats(&m)
+			peak.Store(max(peak.Load(), m.HeapInuse))
+			select {
+			case <-quit:
+				return
+			case <-time.After(time.Millisecond):
+			}
+		}
+	}()
+	return func() uint64 { close(quit); <-done; return peak.Load() }
+}
+
+// TestTokenizeMemory: /tokenize of a 4 MB text, which has no context bound
+// (clients count tokens with it), holds at most 20 times the body in heap
+// at its peak, client and server together in this process, alone and four
+// at once, and the heap returns near where it started once the answers are
+// read.
+func TestTokenizeMemory(t *testing.T) {
+	r := startRig(t, rigOptions{cfg: Config{MaxBodySize: 5 << 20}})
+	text := strings.Repeat("Once upon a time, there was a little girl named Lily. She liked 123 apples! ", 4_000_000/77)
+	b, _ := json.Marshal(map[string]any{"prompt": text})
+	body := string(b)
+	text, b = "", nil
+	r.do("POST", "/tokenize", `{"prompt":"warm up"}`)
+	for _, clients := range []int{1, 4} {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		stop := heapPeak()
+		start := time.Now()
+		counts := make([]int, clients)
+		var wg sync.WaitGroup
+		for i := range clients {
+			wg.Go(func() {
+				resp := r.do("POST", "/tokenize", body)
+				var v struct{ Count int }
+				if err := json.Unmarshal(resp.body, &v); resp.status != 200 || err != nil {
+					t.Errorf("status %d: %.200s", resp.status, resp.body)
+				}
+				counts[i] = v.Count
+			})
+		}
+		wg.Wait()
+		took := time.Since(start)
+		peak := stop()
+		if counts[0] < len(body)/4 {
+			t.Fatalf("count %d for %d bytes", counts[0], len(body))
+		}
+		// Two collections: sync.Pool keeps what it held for one more.
+		runtime.GC()
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		bodies := int64(clients * len(body))
+		grew, held := int64(peak)-int64(before.HeapInuse), int64(after.HeapInuse)-int64(before.HeapInuse)
+		t.Logf("%d × %d bytes, %d tokens each, in %v: peak heap +%d MB (%.1f× the bodies), %+d MB after",
+			clients, len(body), counts[0], took, grew>>20, float64(grew)/float64(bodies), held>>20)
+		if grew > 20*bodies {
+			t.Errorf("%d at once: the heap grew by %d MB at its peak for %d MB of bodies, more than 20×", clients, grew>>20, bodies>>20)
+		}
+		// Connections kept alive keep their buffers, far less than this.
+		if held > bodies/2 {
+			t.Errorf("%d at once: %d MB still held after the requests", clients, held>>20)
+		}
+	}
+}
+
+// TestTokensJSON: /tokenize's hand-written answer is what encoding/json
+// writes of it.
+func TestTokensJSON(t *testing.T) {
+	for _, ids := range [][]int32{nil, {0}, {1, 9, 10, 99, 100, 31999}} {
+		want, _ := json.Marshal(struct {
+			Count       int     `json:"count"`
+			MaxModelLen int     `json:"max_model_len"`
+			Tokens      []int32 `json:"tokens"`
+		}{len(ids), 4096, append([]int32{}, ids...)})
+		if got := tokensJSON(ids, 4096, 32000); string(got) != string(want) {
+			t.Errorf("%v: %s, want %s", ids, got, want)
+		}
+	}
+}
