@@ -468,6 +468,8 @@ func TestBadRequests(t *testing.T) {
 		{name: "max_tokens that overflows a sum", body: `{"prompt":"Once upon a time","max_tokens":9223372036854775807}`, status: 400, typ: typeInvalid, param: "max_tokens", says: "9223372036854775812 tokens were requested"},
 		{name: "chat: max_completion_tokens that overflows a sum", path: "/v1/chat/completions", body: `{"messages":[{"role":"user","content":"x"}],"max_completion_tokens":9223372036854775807}`, status: 400, typ: typeInvalid, param: "max_completion_tokens"},
 		{name: "chat: no messages", path: "/v1/chat/completions", body: `{"messages":[]}`, status: 400, typ: typeInvalid, param: "messages"},
+		{name: "chat: a user message without content", path: "/v1/chat/completions", body: `{"messages":[{"role":"user"}]}`, status: 400, typ: typeInvalid, param: "messages", says: "messages[0] (user) has no content"},
+		{name: "chat: a system message with null content", path: "/v1/chat/completions", body: `{"messages":[{"role":"system","content":null},{"role":"user","content":"x"}]}`, status: 400, typ: typeInvalid, param: "messages", says: "messages[0] (system)"},
 		{name: "chat: bad role", path: "/v1/chat/completions", body: `{"messages":[{"role":"wizard","content":"x"}]}`, status: 400, typ: typeInvalid, param: "messages"},
 		{name: "chat: image part", path: "/v1/chat/completions", body: `{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}]}`, status: 400, typ: typeInvalid, param: "messages"},
 		{name: "chat: tools", path: "/v1/chat/completions", body: `{"messages":[{"role":"user","content":"x"}],"tools":[]}`, status: 400, typ: typeInvalid, param: "tools"},

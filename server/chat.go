@@ -45,6 +45,11 @@ func parseMessages(in []chatRequestMsg) ([]chatMessage, *apiError) {
 		out[i] = chatMessage{Role: m.Role, Name: m.Name}
 		raw := bytes.TrimSpace(m.Content)
 		if len(raw) == 0 || string(raw) == "null" {
+			// Only an assistant's turn may be empty (it may be all tool
+			// calls); any other message without content is a client's bug.
+			if m.Role != "assistant" {
+				return nil, badRequest("messages", "messages[%d] (%s) has no content; give it a string or an array of text parts", i, m.Role)
+			}
 			continue
 		}
 		if json.Unmarshal(raw, &out[i].Content) == nil {
