@@ -6,7 +6,9 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/godwit-ai/godwit/internal/shared"
 )
@@ -151,5 +153,33 @@ func TestDefaultModel(t *testing.T) {
 func TestVersion(t *testing.T) {
 	if out := mustGodwit(t, "version"); !strings.HasPrefix(out, "godwit ") {
 		t.Errorf("version: %q", out)
+	}
+}
+
+// TestModelNotARegularFile: a FIFO as the model path is refused at once by
+// every command that loads a model, where opening it blocked forever.
+func TestModelNotARegularFile(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "model.gguf")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skipf("no FIFO here: %v", err)
+	}
+	for _, args := range [][]string{
+		{"inspect", fifo},
+		{"run", "-m", fifo, "-p", "Once"},
+		{"serve", "-m", fifo, "--port", "0"},
+	} {
+		done := make(chan error, 1)
+		go func() {
+			_, _, err := godwit(t, args...)
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+				t.Errorf("godwit %s: %v, want a refusal of a file that is not regular", strings.Join(args, " "), err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("godwit %s blocked", strings.Join(args, " "))
+		}
 	}
 }
