@@ -438,6 +438,8 @@ func TestBadRequests(t *testing.T) {
 	}{
 		{name: "malformed JSON", body: `{"prompt":`, status: 400, typ: typeInvalid, says: "malformed JSON"},
 		{name: "not an object", body: `[1,2]`, status: 400, typ: typeInvalid, says: "JSON object"},
+		{name: "a second value", body: `{"prompt":"a"} {"prompt":"b"}`, status: 400, typ: typeInvalid, says: "follows"},
+		{name: "a stray bracket after the object", body: `{"prompt":"a"}],"max_tokens":3`, status: 400, typ: typeInvalid, says: "follows"},
 		{name: "empty body", body: ` `, status: 400, typ: typeInvalid, says: "empty"},
 		{name: "wrong type", body: `{"prompt":"a","temperature":"hot"}`, status: 400, typ: typeInvalid, param: "temperature", says: "number"},
 		{name: "wrong prompt type", body: `{"prompt":{"a":1}}`, status: 400, typ: typeInvalid, param: "prompt"},

@@ -44,6 +44,8 @@ type rigOptions struct {
 	loading bool // do not call SetReady
 	// chatTemplate replaces the file's tokenizer.chat_template.
 	chatTemplate string
+	// context, when set, is the context served in place of the model's.
+	context int
 	// runner, when set, wraps the engine the batcher steps.
 	runner func(batcher.Runner) batcher.Runner
 }
@@ -90,7 +92,11 @@ func startRig(t testing.TB, o rigOptions) *rig {
 		if o.chatTemplate != "" {
 			tmpl = o.chatTemplate
 		}
-		if err := s.SetReady(Model{Batcher: b, Tokenizer: tok, Context: m.Context, ChatTemplate: tmpl}); err != nil {
+		ctxLen := m.Context
+		if o.context > 0 {
+			ctxLen = o.context
+		}
+		if err := s.SetReady(Model{Batcher: b, Tokenizer: tok, Context: ctxLen, ChatTemplate: tmpl}); err != nil {
 			t.Fatal(err)
 		}
 	}

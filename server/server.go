@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"runtime/debug"
@@ -440,8 +441,9 @@ func decode(ctx *fasthttp.RequestCtx, v any) *apiError {
 	if err := dec.Decode(v); err != nil {
 		return decodeError(err)
 	}
-	if dec.More() {
-		return badRequest("", "malformed JSON: more than one value in the body")
+	// More() would miss a stray ']' or '}', so read on to the end.
+	if _, err := dec.Token(); err != io.EOF {
+		return badRequest("", "malformed JSON: something follows the request's object")
 	}
 	return nil
 }
