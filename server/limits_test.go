@@ -2,7 +2,6 @@ package server
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -203,19 +202,7 @@ func TestLongAnswersOutliveTimeouts(t *testing.T) {
 	br := bufio.NewReader(conn)
 	for range 2 {
 		rawPost(t, conn, "/v1/completions", body)
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var v map[string]any
-		err = json.NewDecoder(resp.Body).Decode(&v)
-		resp.Body.Close()
-		if err != nil || resp.StatusCode != 200 {
-			t.Fatalf("status %d: %v", resp.StatusCode, err)
-		}
-		if _, completion, _ := usageOf(t, v); completion != tokens {
-			t.Fatalf("%d tokens, want %d", completion, tokens)
-		}
+		readCompletion(t, br, tokens)
 	}
 }
 

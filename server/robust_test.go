@@ -328,6 +328,25 @@ func rawPost(t *testing.T, conn net.Conn, path, body string) {
 	}
 }
 
+// readCompletion reads a whole completion's answer from br and checks that
+// it is a 200 of tokens completion tokens.
+func readCompletion(t *testing.T, br *bufio.Reader, tokens int) {
+	t.Helper()
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v map[string]any
+	err = json.NewDecoder(resp.Body).Decode(&v)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("status %d: %v", resp.StatusCode, err)
+	}
+	if _, completion, _ := usageOf(t, v); completion != tokens {
+		t.Fatalf("%d tokens, want %d: %v", completion, tokens, v)
+	}
+}
+
 // TestNonStreamedDisconnectCancels: a non-streamed request, which writes
 // nothing until its answer is whole, stops generating within a second of
 // its client hanging up.
@@ -361,22 +380,7 @@ func TestKeepAlivePipelined(t *testing.T) {
 	conn := r.dial()
 	conn.SetDeadline(time.Now().Add(20 * time.Second))
 	br := bufio.NewReader(conn)
-	read := func(maxTokens int) {
-		t.Helper()
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var v map[string]any
-		err = json.NewDecoder(resp.Body).Decode(&v)
-		resp.Body.Close()
-		if err != nil || resp.StatusCode != 200 {
-			t.Fatalf("status %d: %v", resp.StatusCode, err)
-		}
-		if _, completion, _ := usageOf(t, v); completion != maxTokens {
-			t.Fatalf("%d tokens, want %d: %v", completion, maxTokens, v)
-		}
-	}
+	read := func(maxTokens int) { t.Helper(); readCompletion(t, br, maxTokens) }
 	body := func(maxTokens int) string {
 		return fmt.Sprintf(`{"prompt":"Once upon a time","max_tokens":%d,"ignore_eos":true}`, maxTokens)
 	}
