@@ -58,7 +58,9 @@ const (
 // TestSoak: GODWIT_SOAK_SECONDS (2 by default; the issue's run is 300) of
 // 200 clients mixing valid requests, hostile bodies, hang-ups, slowloris
 // and silent connections, after a warm-up of the same mix for a tenth of
-// that (at least a second). No answer is a 5xx or malformed; afterwards the
+// that (at least a second). No answer is a 5xx or malformed, and at most
+// 1% of valid requests get a 408 (with the server's CPUs shared by 200
+// clients in this process, one may write its request late); afterwards the
 // running sequences, KV usage and open connections return to idle, RSS is
 // within 2x of its value after the warm-up, and a greedy request returns
 // the golden text.
@@ -81,14 +83,18 @@ func TestSoak(t *testing.T) {
 	rssAfter := rss(t)
 	c := &s.counts
 	t.Logf("%d clients for %ds: completions %d, streamed chats %d, hostile %d, streams left %d, waits left %d, slowloris %d, silent %d, other %d; "+
-		"%d answered 429, %d idle connections cut by the server; %d tokens generated, %d preemptions; RSS %d MiB after warm-up, %d MiB after, peak %s",
+		"%d answered 429, %d valid requests answered 408, %d idle connections cut by the server; %d tokens generated, %d preemptions; RSS %d MiB after warm-up, %d MiB after, peak %s",
 		clients, seconds, c[soakComplete].Load(), c[soakChatStream].Load(), c[soakHostile].Load(), c[soakHangUpStream].Load(),
 		c[soakHangUpWait].Load(), c[soakSlowloris].Load(), c[soakSilent].Load(), c[soakOther].Load(),
-		s.busy.Load(), s.cut.Load(), st.GenerationTokens, st.Preemptions, rssWarm>>20, rssAfter>>20, peakRSS())
+		s.busy.Load(), s.late.Load(), s.cut.Load(), st.GenerationTokens, st.Preemptions, rssWarm>>20, rssAfter>>20, peakRSS())
 	for k := range soakKindCount {
 		if c[k].Load() == 0 {
 			t.Errorf("no client of kind %d finished a round", k)
 		}
+	}
+	valid := c[soakComplete].Load() + c[soakChatStream].Load() + c[soakHangUpStream].Load() + c[soakOther].Load()
+	if late := s.late.Load(); late*100 > valid {
+		t.Errorf("%d of %d valid requests answered 408: more than 1%%", late, valid)
 	}
 	if rssAfter > 2*rssWarm {
 		t.Errorf("RSS %d MiB after the soak, more than twice the %d MiB after warm-up", rssAfter>>20, rssWarm>>20)
@@ -105,6 +111,7 @@ type soak struct {
 	clients  int
 	counts   [soakKindCount]atomic.Int64 // rounds finished, by kind
 	busy     atomic.Int64                // 429s
+	late     atomic.Int64                // 408s to valid requests
 	cut      atomic.Int64                // idle connections the server closed
 	mu       sync.Mutex
 	failures []string
@@ -141,6 +148,9 @@ func (s *soak) run(t *testing.T, d time.Duration) {
 				case soakComplete, soakChatStream, soakHostile, soakHangUpStream, soakOther:
 					var status int
 					status, err = soakRequest(ctx, client, s.r.url, kind, rng)
+					if status == http.StatusRequestTimeout && kind != soakHostile {
+						s.late.Add(1)
+					}
 					if status == http.StatusTooManyRequests {
 						s.busy.Add(1)
 						time.Sleep(time.Duration(5+rng.IntN(20)) * time.Millisecond)
@@ -250,6 +260,10 @@ func soakRequest(ctx context.Context, client *http.Client, url string, kind int,
 	}
 	switch {
 	case resp.StatusCode == http.StatusTooManyRequests:
+	case resp.StatusCode == http.StatusRequestTimeout && strings.Contains(string(b), `"request_timeout"`):
+		// With 200 clients on the server's own CPUs, a client's request
+		// may be written later than the header timeout: TestSoak bounds
+		// how often.
 	case resp.StatusCode >= 500:
 		return resp.StatusCode, fmt.Errorf("%s %q: status %d: %s", path, body, resp.StatusCode, b)
 	case resp.StatusCode >= 400:
