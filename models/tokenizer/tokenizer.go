@@ -101,13 +101,18 @@ type Tokenizer struct {
 	ids    map[string]int32
 
 	// BPE
-	ranks        map[string]int32 // by appendMergeKey
+	ranks        map[string]int32 // by appendMergeKey of the bytes the merge joins
+	mergeLen     []int32          // by rank: the bytes the merge joins
+	byteIDs      [256]int32       // the token of each single byte, -1 if none
+	longestToken int
 	steps        []splitStep
 	ignoreMerges bool
 
 	// SPM
 	byteTokens [256]int32
 	joins      map[uint64]struct{} // see spmJoins
+	spmClass   []uint32            // see spmClasses
+	classChars []int32
 
 	specials []int32 // tokens matched in the text, longest first
 	// maxCover is the most bytes of input text one token can stand for,
@@ -160,19 +165,29 @@ func New(v Vocab) (*Tokenizer, error) {
 		}
 		t.steps, t.ignoreMerges, t.cleanSpaces = steps, p.ignoreMerges, p.cleanSpaces
 		t.ranks = make(map[string]int32, len(v.Merges))
-		var key []byte
+		t.mergeLen = make([]int32, len(v.Merges))
+		var key, left, right []byte
 		for i, m := range v.Merges {
 			// llama.cpp splits at the first space after the first byte, so
 			// a merge may start with a space; a later duplicate keeps the
-			// earlier rank.
-			var left, right string
-			if j := strings.IndexByte(m[min(1, len(m)):], ' '); j >= 0 {
-				j += min(1, len(m))
-				left, right = m[:j], m[j+1:]
+			// earlier rank. A merge of characters outside the byte
+			// alphabet can never apply.
+			j := strings.IndexByte(m[min(1, len(m)):], ' ')
+			if j < 0 {
+				// llama.cpp merges two empty strings, which never apply.
+				continue
+			}
+			j += min(1, len(m))
+			var ok1, ok2 bool
+			left, ok1 = alphabetBytes(left[:0], m[:j])
+			right, ok2 = alphabetBytes(right[:0], m[j+1:])
+			if !ok1 || !ok2 {
+				continue
 			}
 			key = appendMergeKey(key[:0], left, right)
 			if _, dup := t.ranks[string(key)]; !dup {
 				t.ranks[string(key)] = int32(i)
+				t.mergeLen[i] = int32(len(left) + len(right))
 			}
 		}
 	default:
@@ -200,11 +215,23 @@ func New(v Vocab) (*Tokenizer, error) {
 	t.bos, t.eos, t.unk, t.pad = valid(v.BOS), valid(v.EOS), valid(v.UNK), valid(v.PAD)
 	t.markSpecials(v, valid)
 
+	if t.kind == kindBPE {
+		for b := range t.byteIDs {
+			t.byteIDs[b] = -1
+			if id, ok := t.ids[string([]byte{byte(b)})]; ok {
+				t.byteIDs[b] = id
+			}
+		}
+		for _, s := range t.tokens {
+			t.longestToken = max(t.longestToken, len(s))
+		}
+	}
 	if t.kind == kindSPM {
 		for b := range t.byteTokens {
 			t.byteTokens[b] = t.byteToken(byte(b))
 		}
 		t.joins = spmJoins(t.tokens)
+		t.spmClass, t.classChars = spmClasses(n, t.scores, t.tokens)
 	}
 	t.maxCover = t.longestCover()
 	return t, nil
@@ -454,7 +481,11 @@ func (t *Tokenizer) Encode(text string, addSpecial, parseSpecial bool) []int32 {
 				prevSpecial = true
 				continue
 			}
-			out = t.encodeSPM(escapeSpaces(f.text, t.addSpacePrefix && prevSpecial), out)
+			text := f.text
+			if t.addSpacePrefix && prevSpecial {
+				text = " " + text
+			}
+			out = t.encodeSPM(text, out)
 			prevSpecial = false
 		}
 	case kindBPE:
@@ -470,27 +501,6 @@ func (t *Tokenizer) Encode(text string, addSpecial, parseSpecial bool) []int32 {
 		out = append(out, t.eos)
 	}
 	return out
-}
-
-// escapeSpaces is s with its spaces written as U+2581, after one more when
-// prefix is set, in one allocation.
-func escapeSpaces(s string, prefix bool) string {
-	spaces := strings.Count(s, " ")
-	var b strings.Builder
-	b.Grow(len(s) + (spaces+1)*(len(spmSpace)-1) + 1)
-	if prefix {
-		b.WriteString(spmSpace)
-	}
-	for {
-		i := strings.IndexByte(s, ' ')
-		if i < 0 {
-			b.WriteString(s)
-			return b.String()
-		}
-		b.WriteString(s[:i])
-		b.WriteString(spmSpace)
-		s = s[i+1:]
-	}
 }
 
 // partition cuts the special tokens out of text, longest token first, as
