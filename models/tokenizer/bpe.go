@@ -12,39 +12,49 @@ package tokenizer
 // spelled in the alphabet.
 func (t *Tokenizer) encodeBPE(text string, out []int32) []int32 {
 	var (
-		word []byte
-		m    merger
+		buf []byte
+		m   merger
 	)
-	cpts, segs := splitWords(text, t.steps)
-	for start := 0; len(segs) > 0; segs = segs[1:] {
-		w := cpts[start : start+int(segs[0])]
-		start += int(segs[0])
-		word = word[:0]
-		for _, c := range w {
-			word = appendCpt(word, c)
-		}
-		if t.ignoreMerges && len(word) <= t.longestToken {
-			if id, ok := t.ids[string(t.spellBPE(word, &m))]; ok {
-				out = append(out, id)
-				continue
+	off := 0
+	for _, k := range splitWords(text, t.steps) {
+		if k < 0 {
+			k = -k
+			buf = buf[:0]
+			for i := off; i < off+int(k); {
+				c, w := decodeOne(text, i)
+				buf = appendCpt(buf, c)
+				i += w
 			}
+			out = encodeWord(t, buf, out, &m)
+		} else {
+			out = encodeWord(t, text[off:off+int(k)], out, &m)
 		}
-		out = t.mergeWord(word, out, &m)
+		off += int(k)
 	}
 	return out
 }
 
+// encodeWord appends the tokens of one word, given as bytes, to out.
+func encodeWord[S string | []byte](t *Tokenizer, word S, out []int32, m *merger) []int32 {
+	if t.ignoreMerges && len(word) <= t.longestToken {
+		if id, ok := t.ids[string(spellBPE(word, m))]; ok {
+			return append(grow(out, 1), id)
+		}
+	}
+	return mergeWord(t, word, out, m)
+}
+
 // spellBPE writes b in the byte alphabet into m.key.
-func (t *Tokenizer) spellBPE(b []byte, m *merger) []byte {
+func spellBPE[S string | []byte](b S, m *merger) []byte {
 	m.key = m.key[:0]
-	for _, c := range b {
-		m.key = appendCpt(m.key, byteToCpt[c])
+	for i := 0; i < len(b); i++ {
+		m.key = appendCpt(m.key, byteToCpt[b[i]])
 	}
 	return m.key
 }
 
 // mergeWord appends the tokens of one word to out.
-func (t *Tokenizer) mergeWord(word []byte, out []int32, m *merger) []int32 {
+func mergeWord[S string | []byte](t *Tokenizer, word S, out []int32, m *merger) []int32 {
 	size := int32(len(word))
 	m.reset(len(word))
 	n := m.n
@@ -55,22 +65,37 @@ func (t *Tokenizer) mergeWord(word []byte, out []int32, m *merger) []int32 {
 		l := c.left
 		return n[l] != 0 && l+n[l] < size && n[l]+n[l+n[l]] == t.mergeLen[c.prio]
 	}
-	try := func(l int32) {
+	pair := func(l int32) (cand, bool) {
 		if l < 0 || l+n[l] >= size {
-			return
+			return cand{}, false
 		}
 		r := l + n[l]
 		m.key = appendMergeKey(m.key[:0], word[l:r], word[r:r+n[r]])
 		rank, ok := t.ranks[string(m.key)]
-		if !ok {
-			return
+		return cand{prio: uint32(rank), left: l}, ok
+	}
+	try := func(l int32) {
+		if c, ok := pair(l); ok {
+			m.makeRoom(valid)
+			m.push(c)
 		}
-		m.makeRoom(valid)
-		m.push(cand{prio: uint32(rank), left: l})
 	}
+	first := len(word)
+	if len(word) > longText {
+		first = 0
+		for l := int32(0); l < size-1; l++ {
+			if _, ok := pair(l); ok {
+				first++
+			}
+		}
+	}
+	m.sizeQueue(first)
 	for l := int32(0); l < size-1; l++ {
-		try(l)
+		if c, ok := pair(l); ok {
+			m.q = append(m.q, c)
+		}
 	}
+	m.heapify()
 	for len(m.q) > 0 {
 		c := m.pop()
 		if !valid(c) {
@@ -83,9 +108,14 @@ func (t *Tokenizer) mergeWord(word []byte, out []int32, m *merger) []int32 {
 		try(m.prev(l))
 		try(l)
 	}
+	k := 0
+	for i := int32(0); i < size; i += n[i] {
+		k++
+	}
+	out = grow(out, k)
 	for i := int32(0); i < size; i += n[i] {
 		piece := word[i : i+n[i]]
-		spelled := t.spellBPE(piece, m)
+		spelled := spellBPE(piece, m)
 		if id, ok := t.ids[string(spelled)]; ok {
 			out = append(out, id)
 			continue

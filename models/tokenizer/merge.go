@@ -4,7 +4,7 @@ import "slices"
 
 // merger is the scratch space of the merges, reused from one stretch of
 // text (SPM) or word (BPE) to the next. A text of n bytes costs 4n bytes of
-// symbols and about 9n of candidates at most, whatever its content.
+// symbols and 9 bytes a candidate, at most one a byte.
 type merger struct {
 	// n is indexed by byte offset: n[i] is the length of the symbol that
 	// starts at i, 0 inside a symbol. A symbol's right neighbour starts at
@@ -32,13 +32,28 @@ func (a cand) before(b cand) bool {
 	return a.prio < b.prio || (a.prio == b.prio && a.left < b.left)
 }
 
-// reset sizes the symbols for a text of size bytes and empties the queue,
-// with room for a candidate per symbol and an eighth more: compact makes
-// room when that fills.
+// reset sizes the symbols for a text of size bytes and empties the queue.
 func (m *merger) reset(size int) {
 	m.n = slices.Grow(m.n[:0], size)[:size]
 	clear(m.n)
-	m.q = slices.Grow(m.q[:0], size+size/8+16)
+	m.q = m.q[:0]
+}
+
+// longText is the length past which a text's first candidates are counted
+// before the queue is sized for them, at the cost of looking each up
+// twice, instead of sizing the queue for a candidate per byte.
+const longText = 4096
+
+// sizeQueue makes room for first candidates and an eighth more (makeRoom
+// makes room when that fills), and heapify orders them once they are in.
+func (m *merger) sizeQueue(first int) {
+	m.q = slices.Grow(m.q[:0], first+first/8+16)
+}
+
+func (m *merger) heapify() {
+	for i := len(m.q)/2 - 1; i >= 0; i-- {
+		m.down(i)
+	}
 }
 
 // prev is the start of the symbol before the one at i, -1 if none.
@@ -95,13 +110,26 @@ func (m *merger) down(i int) {
 
 // makeRoom, when the queue is at its capacity, drops the candidates valid
 // says are stale and rebuilds the heap: a valid one stands for a current
-// pair, so at most one a symbol remains and the queue keeps its first size.
+// pair, and there are fewer pairs after every merge. If that leaves less
+// than an eighth free, the queue grows, so that it is not sifted again at
+// every push.
 func (m *merger) makeRoom(valid func(cand) bool) {
 	if len(m.q) < cap(m.q) {
 		return
 	}
 	m.q = slices.DeleteFunc(m.q, func(c cand) bool { return !valid(c) })
-	for i := len(m.q)/2 - 1; i >= 0; i-- {
-		m.down(i)
+	m.heapify()
+	if free := cap(m.q) - len(m.q); free < cap(m.q)/8 {
+		m.q = slices.Grow(m.q, cap(m.q)/4)
 	}
+}
+
+// grow makes room for n more elements by at least doubling s: append grows
+// a long slice by a quarter at a time, which allocates five times its final
+// size along the way, all of it in the heap until a collection comes.
+func grow[T any](s []T, n int) []T {
+	if cap(s)-len(s) >= n {
+		return s
+	}
+	return slices.Grow(s, max(n, len(s)))
 }

@@ -1,6 +1,12 @@
 package tokenizer
 
-import "container/heap"
+import (
+	"container/heap"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+)
 
 // The merges as llama.cpp writes them, over a whole text or word with a
 // symbol struct per character and a queue of every candidate: the oracle
@@ -166,4 +172,83 @@ func (t *Tokenizer) oracleBPE(raw []byte) []int32 {
 		}
 	}
 	return out
+}
+
+// mergeTexts are texts for the merges to agree on: runs with no boundary
+// no token spans, longer than longText so that the queue is counted and
+// must make room, and random texts over a few characters, where equal
+// pairs and equal scores abound.
+func mergeTexts(rng *rand.Rand) []string {
+	texts := []string{"", "a", " ", "é"}
+	for _, unit := range []string{"a", " ", "ab", "é", "日", "▁", " a", "aab"} {
+		texts = append(texts, strings.Repeat(unit, 5000/len(unit)))
+	}
+	random := make([]byte, 6000)
+	for i := range random {
+		random[i] = byte(rng.Uint32())
+	}
+	texts = append(texts, string(random))
+	for _, alphabet := range [][]string{{"a", "b"}, {"a", " "}, {"a", "b", " ", "▁", "é"}, {"e", "r", "t", "h", " ", "\n"}} {
+		for _, n := range []int{10, 100, 6000} {
+			var b strings.Builder
+			for range n {
+				b.WriteString(alphabet[rng.IntN(len(alphabet))])
+			}
+			texts = append(texts, b.String())
+		}
+	}
+	return texts
+}
+
+// TestMergeOracle: the compact merges give llama.cpp's ids on every SPM
+// and BPE vocabulary, merging a whole text (SPM, spaces escaped for the
+// oracle) or one word (BPE) at a time.
+func TestMergeOracle(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	texts := mergeTexts(rng)
+	for _, rel := range []string{"vocab/ggml-vocab-llama-spm.gguf", "vocab/ggml-vocab-phi-3.gguf", "models/stories260K.gguf"} {
+		tok := load(t, rel)
+		for i, s := range texts {
+			want := tok.oracleSPM(strings.ReplaceAll(s, " ", spmSpace))
+			if got := tok.encodeSPM(s, nil); !slices.Equal(got, want) {
+				t.Errorf("%s: text %d (%.20q, %d bytes): %d ids, want %d", rel, i, s, len(s), len(got), len(want))
+			}
+		}
+	}
+	for _, v := range []string{"gpt-2", "llama-bpe", "qwen2", "falcon", "refact"} {
+		rel := "vocab/ggml-vocab-" + v + ".gguf"
+		tok := load(t, rel)
+		for i, s := range texts {
+			want := tok.oracleBPE([]byte(s))
+			if got := encodeWord(tok, s, nil, &merger{}); !slices.Equal(got, want) {
+				t.Errorf("%s: text %d (%.20q, %d bytes): %d ids, want %d", rel, i, s, len(s), len(got), len(want))
+			}
+		}
+	}
+}
+
+// TestMergeTies: scores shared by tokens of different lengths, and by all
+// tokens, merge the leftmost pair of the best score first, as llama.cpp
+// does.
+func TestMergeTies(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	tokens := []string{"<unk>", "<s>", "</s>", "a", "b", "▁", "ab", "ba", "aa", "bb", "aab", "abb", "▁a", "▁b", "aaaa", "abab", "▁ab", "bab", "▁▁"}
+	for _, scores := range [][]float32{
+		nil,
+		{0, 0, 0, 0, 0, 0, -1, -1, -1, -2, -2, -2, -1, -3, -1, -2, -2, -1, -1},
+		{0, 0, 0, 0, 0, 0, -1, -1, -2, -2, -1, -1, -3, -3, -1, -1, -2, -2, -3},
+	} {
+		v := DefaultVocab("llama", "")
+		v.Tokens, v.Scores = tokens, scores
+		tok, err := New(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, s := range mergeTexts(rng) {
+			want := tok.oracleSPM(strings.ReplaceAll(s, " ", spmSpace))
+			if got := tok.encodeSPM(s, nil); !slices.Equal(got, want) {
+				t.Errorf("scores %v: text %d (%.20q): %v…, want %v…", scores, i, s, got[:min(len(got), 8)], want[:min(len(want), 8)])
+			}
+		}
+	}
 }

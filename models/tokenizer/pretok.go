@@ -132,16 +132,30 @@ func compileSteps(regexes []string) ([]splitStep, error) {
 	return steps, nil
 }
 
-// splitWords runs the steps over text and returns its codepoints and the
-// lengths of its words in them, in order (invalid UTF-8 bytes are U+FFFD, as
-// in llama.cpp).
-func splitWords(text string, steps []splitStep) (cpts []rune, words []int32) {
-	cpts = decodeCpts(text)
-	words = []int32{int32(len(cpts))}
+// splitWords runs the steps over text and returns the lengths of its words
+// in bytes of text, in order. A word whose bytes are not its codepoints'
+// UTF-8 (llama.cpp reads an invalid byte as U+FFFD) has its length negated.
+// The codepoints are let go before the words are merged.
+func splitWords(text string, steps []splitStep) []int32 {
+	cpts := decodeCpts(text)
+	words := []int32{int32(len(cpts))}
 	for _, s := range steps {
 		words = s.split(cpts, words)
 	}
-	return cpts, words
+	off := 0
+	for i, k := range words {
+		start, same := off, true
+		for range k {
+			c, w := decodeOne(text, off)
+			same = same && cptLen(c) == w
+			off += w
+		}
+		words[i] = int32(off - start)
+		if !same {
+			words[i] = -words[i]
+		}
+	}
+	return words
 }
 
 // outOfRange stands for a position outside the segment being scanned.
@@ -183,7 +197,7 @@ func (s *segScanner) flags(p int) uint16 {
 func (s *segScanner) cut(end int) int {
 	n := end - s.prev
 	if n > 0 {
-		s.out = append(s.out, int32(n))
+		s.out = append(grow(s.out, 1), int32(n))
 	}
 	s.prev = end
 	return n
@@ -544,6 +558,7 @@ func (r *regexStep) split(cpts []rune, segs []int32) []int32 {
 		done := 0
 		m, err := r.re.FindRunesMatch(seg)
 		for err == nil && m != nil {
+			out = grow(out, 2)
 			if m.Index > done {
 				out = append(out, int32(m.Index-done))
 			}
@@ -552,7 +567,7 @@ func (r *regexStep) split(cpts []rune, segs []int32) []int32 {
 			m, err = r.re.FindNextMatch(m)
 		}
 		if done < n {
-			out = append(out, int32(n-done))
+			out = append(grow(out, 1), int32(n-done))
 		}
 		start += n
 	}

@@ -111,7 +111,15 @@ func symbolPair(a, b string) uint64 {
 // the same when the text is cut there and each side merged alone.
 // encodeSPM cuts it at every such boundary, so that its memory follows the
 // longest stretch between them rather than the text.
+//
+// Reading spaces as U+2581 splits the text into the same characters as
+// escaping them would, except where a space follows a multi-byte lead byte
+// closer than the length it announces (invalid UTF-8): the lead would take
+// part of the escaped space, so such a text is escaped after all.
 func (t *Tokenizer) encodeSPM(text string, out []int32) []int32 {
+	if spaceInSymbol(text) {
+		text = strings.ReplaceAll(text, " ", spmSpace)
+	}
 	var m merger
 	start, prev := 0, -1
 	for off := 0; off < len(text); {
@@ -126,6 +134,19 @@ func (t *Tokenizer) encodeSPM(text string, out []int32) []int32 {
 		off += n
 	}
 	return t.mergeStretch(text[start:], out, &m)
+}
+
+// spaceInSymbol reports whether a space falls inside a character of text as
+// splitting it sizes them.
+func spaceInSymbol(text string) bool {
+	for off := 0; off < len(text); {
+		n := min(utf8Len(text[off]), len(text)-off)
+		if n > 1 && strings.IndexByte(text[off+1:off+n], ' ') >= 0 {
+			return true
+		}
+		off += n
+	}
+	return false
 }
 
 func spmSymbol(s string) string {
@@ -183,21 +204,36 @@ func (t *Tokenizer) mergeStretch(text string, out []int32, m *merger) []int32 {
 		id, ok := t.spmID(pair, m)
 		return ok && t.spmClass[id] == c.prio
 	}
-	try := func(l int32) {
+	pair := func(l int32) (cand, bool) {
 		if l < 0 || l+n[l] >= size {
-			return
+			return cand{}, false
 		}
 		r := l + n[l]
 		id, ok := t.spmID(text[l:r+n[r]], m)
-		if !ok {
-			return
+		return cand{prio: t.spmClass[id], left: l}, ok
+	}
+	try := func(l int32) {
+		if c, ok := pair(l); ok {
+			m.makeRoom(valid)
+			m.push(c)
 		}
-		m.makeRoom(valid)
-		m.push(cand{prio: t.spmClass[id], left: l})
 	}
+	first := len(text)
+	if len(text) > longText {
+		first = 0
+		for l := int32(0); l < size; l += n[l] {
+			if _, ok := pair(l); ok {
+				first++
+			}
+		}
+	}
+	m.sizeQueue(first)
 	for l := int32(0); l < size; l += n[l] {
-		try(l)
+		if c, ok := pair(l); ok {
+			m.q = append(m.q, c)
+		}
 	}
+	m.heapify()
 	for len(m.q) > 0 {
 		c := m.pop()
 		if !valid(c) {
@@ -210,6 +246,11 @@ func (t *Tokenizer) mergeStretch(text string, out []int32, m *merger) []int32 {
 		try(m.prev(l))
 		try(l)
 	}
+	k := 0
+	for i := int32(0); i < size; i += n[i] {
+		k++
+	}
+	out = grow(out, k)
 	for i := int32(0); i < size; i += n[i] {
 		piece := text[i : i+n[i]]
 		if id, ok := t.spmID(piece, m); ok {
