@@ -15,8 +15,11 @@ func (t *Tokenizer) encodeBPE(text string, out []int32) []int32 {
 		buf []byte
 		m   merger
 	)
+	words := splitWords(text, t.steps)
+	// Every word makes a token at least.
+	out = grow(out, len(words))
 	off := 0
-	for _, k := range splitWords(text, t.steps) {
+	for _, k := range words {
 		if k < 0 {
 			k = -k
 			buf = buf[:0]

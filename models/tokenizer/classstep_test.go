@@ -47,7 +47,7 @@ func TestClassSteps(t *testing.T) {
 			for i, cpts := range texts {
 				// As one segment, and cut in three.
 				for _, segs := range [][]int32{{int32(len(cpts))}, thirds(len(cpts))} {
-					got, want := step.split(cpts, segs), plain.split(cpts, segs)
+					got, want := step.split(cpts, segs, nil), plain.split(cpts, segs, nil)
 					if !slices.Equal(got, want) {
 						t.Errorf("%s: %q: text %d (%q): %v, want %v", name, expr, i, string(cpts[:min(len(cpts), 20)]), got[:min(len(got), 10)], want[:min(len(want), 10)])
 					}

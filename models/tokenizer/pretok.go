@@ -11,8 +11,9 @@ import (
 // A splitStep cuts each segment of a text (given as codepoint counts) into
 // smaller segments. A pre-tokenizer is a list of steps applied in turn, as
 // llama.cpp's unicode_regex_split applies its list of regexes.
+// The segments come out appended to out, reused from an earlier step.
 type splitStep interface {
-	split(cpts []rune, segs []int32) []int32
+	split(cpts []rune, segs, out []int32) []int32
 }
 
 // preTokenizer describes one tokenizer.ggml.pre value.
@@ -138,9 +139,9 @@ func compileSteps(regexes []string) ([]splitStep, error) {
 // The codepoints are let go before the words are merged.
 func splitWords(text string, steps []splitStep) []int32 {
 	cpts := decodeCpts(text)
-	words := []int32{int32(len(cpts))}
+	words, spare := []int32{int32(len(cpts))}, []int32(nil)
 	for _, s := range steps {
-		words = s.split(cpts, words)
+		words, spare = s.split(cpts, words, spare[:0]), words
 	}
 	off := 0
 	for i, k := range words {
@@ -204,8 +205,8 @@ func (s *segScanner) cut(end int) int {
 }
 
 // forEachSegment calls scan on a scanner positioned over each segment.
-func forEachSegment(cpts []rune, segs []int32, scan func(s *segScanner)) []int32 {
-	s := &segScanner{cpts: cpts, out: make([]int32, 0, len(segs))}
+func forEachSegment(cpts []rune, segs, out []int32, scan func(s *segScanner)) []int32 {
+	s := &segScanner{cpts: cpts, out: grow(out, len(segs))}
 	start := 0
 	for _, n32 := range segs {
 		n := int(n32)
@@ -232,8 +233,8 @@ const wordClass = flagSpace | catLetter | catNumber
 // alternative takes.
 type scanGPT2 struct{}
 
-func (scanGPT2) split(cpts []rune, segs []int32) []int32 {
-	return forEachSegment(cpts, segs, func(s *segScanner) {
+func (scanGPT2) split(cpts []rune, segs, out []int32) []int32 {
+	return forEachSegment(cpts, segs, out, func(s *segScanner) {
 		for pos := s.lo; pos < s.hi; {
 			c, f := s.cpts[pos], s.flags(pos)
 			if c == '\'' && pos+1 < s.hi {
@@ -313,8 +314,8 @@ func (s *segScanner) whitespace(pos int, newlines bool) int {
 // and, with maxDigits 1, for Qwen2's, which has \p{N} for \p{N}{1,3}.
 type scanLlama3 struct{ maxDigits int }
 
-func (sc scanLlama3) split(cpts []rune, segs []int32) []int32 {
-	return forEachSegment(cpts, segs, func(s *segScanner) {
+func (sc scanLlama3) split(cpts []rune, segs, out []int32) []int32 {
+	return forEachSegment(cpts, segs, out, func(s *segScanner) {
 		for pos := s.lo; pos < s.hi; {
 			c, f := s.cpts[pos], s.flags(pos)
 			// Only ASCII letters lower-case to the contraction letters, so
@@ -563,11 +564,11 @@ func (r *regexStep) view(v, cpts []rune) []rune {
 	return v
 }
 
-func (r *regexStep) split(cpts []rune, segs []int32) []int32 {
+func (r *regexStep) split(cpts []rune, segs, out []int32) []int32 {
 	// The view is made a segment at a time into one buffer: the regex
 	// is done with a segment before the next.
 	var seg []rune
-	out := make([]int32, 0, len(segs))
+	out = grow(out, len(segs))
 	start := 0
 	for _, n32 := range segs {
 		n := int(n32)
@@ -742,8 +743,8 @@ func (c *classStep) match(seg []rune, i int) int {
 	return p
 }
 
-func (c *classStep) split(cpts []rune, segs []int32) []int32 {
-	out := make([]int32, 0, len(segs))
+func (c *classStep) split(cpts []rune, segs, out []int32) []int32 {
+	out = grow(out, len(segs))
 	start := 0
 	for _, n32 := range segs {
 		n := int(n32)
