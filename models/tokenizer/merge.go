@@ -14,6 +14,9 @@ type merger struct {
 	n   []int32
 	q   []cand
 	key []byte
+
+	esc    []byte // SPM: a short stretch escaped
+	spaces bool   // SPM: the text merged may have spaces, to read as U+2581
 }
 
 // cand is a candidate merge of the symbol at left with its right

@@ -44,9 +44,10 @@ func spmJoins(tokens []string) map[uint64]struct{} {
 }
 
 // spmClasses numbers the distinct scores of the tokens, highest first, and
-// gives each class the number of characters its tokens have, or -1 where
-// they differ: a candidate merge's class then says how long its pair was.
-func spmClasses(n int, scores []float32, tokens []string) (class []uint32, chars []int32) {
+// gives each class the number of characters and of bytes its tokens have,
+// or -1 where they differ: a candidate merge's class then says how long its
+// pair was.
+func spmClasses(n int, scores []float32, tokens []string) (class []uint32, chars, size []int32) {
 	prios := make([]uint32, n)
 	for id := range prios {
 		var score float32
@@ -57,27 +58,30 @@ func spmClasses(n int, scores []float32, tokens []string) (class []uint32, chars
 	}
 	distinct := slices.Compact(slices.Sorted(slices.Values(prios)))
 	class = make([]uint32, n)
-	chars = make([]int32, len(distinct))
+	chars, size = make([]int32, len(distinct)), make([]int32, len(distinct))
 	for i := range chars {
-		chars[i] = -2
+		chars[i], size[i] = -2, -2
 	}
 	for id, p := range prios {
 		c, _ := slices.BinarySearch(distinct, p)
 		class[id] = uint32(c)
-		switch k := spmChars(tokens[id]); chars[c] {
-		case -2:
-			chars[c] = k
-		case k:
-		default:
-			chars[c] = -1
-		}
+		chars[c] = alike(chars[c], spmChars(tokens[id]))
+		size[c] = alike(size[c], int32(len(tokens[id])))
 	}
-	return class, chars
+	return class, chars, size
+}
+
+// alike is k if have is k or unset (-2), else -1.
+func alike(have, k int32) int32 {
+	if have == -2 || have == k {
+		return k
+	}
+	return -1
 }
 
 // spmChars counts the symbols s starts as, sized as splitting the text
 // sizes them.
-func spmChars(s string) int32 {
+func spmChars[S string | []byte](s S) int32 {
 	var k int32
 	for off := 0; off < len(s); off += utf8Len(s[off]) {
 		k++
@@ -115,15 +119,17 @@ func symbolPair(a, b string) uint64 {
 // Reading spaces as U+2581 splits the text into the same characters as
 // escaping them would, except where a space follows a multi-byte lead byte
 // closer than the length it announces (invalid UTF-8): the lead would take
-// part of the escaped space, so such a text is escaped after all.
+// part of the escaped space, so such a text is escaped after all, when
+// the first is found.
 func (t *Tokenizer) encodeSPM(text string, out []int32) []int32 {
-	if spaceInSymbol(text) {
-		text = strings.ReplaceAll(text, " ", spmSpace)
-	}
 	var m merger
+	first := len(out)
 	start, prev := 0, -1
 	for off := 0; off < len(text); {
 		n := min(utf8Len(text[off]), len(text)-off)
+		if n > 1 && strings.IndexByte(text[off+1:off+n], ' ') >= 0 {
+			return t.encodeSPM(strings.ReplaceAll(text, " ", spmSpace), out[:first])
+		}
 		if prev >= 0 {
 			if _, ok := t.joins[symbolPair(spmSymbol(text[prev:off]), spmSymbol(text[off:off+n]))]; !ok {
 				out = t.mergeStretch(text[start:off], out, &m)
@@ -136,19 +142,6 @@ func (t *Tokenizer) encodeSPM(text string, out []int32) []int32 {
 	return t.mergeStretch(text[start:], out, &m)
 }
 
-// spaceInSymbol reports whether a space falls inside a character of text as
-// splitting it sizes them.
-func spaceInSymbol(text string) bool {
-	for off := 0; off < len(text); {
-		n := min(utf8Len(text[off]), len(text)-off)
-		if n > 1 && strings.IndexByte(text[off+1:off+n], ' ') >= 0 {
-			return true
-		}
-		off += n
-	}
-	return false
-}
-
 func spmSymbol(s string) string {
 	if s == " " {
 		return spmSpace
@@ -156,10 +149,11 @@ func spmSymbol(s string) string {
 	return s
 }
 
-// spmID looks piece up in the vocabulary with its spaces as U+2581.
-func (t *Tokenizer) spmID(piece string, m *merger) (int32, bool) {
-	if strings.IndexByte(piece, ' ') < 0 {
-		id, ok := t.ids[piece]
+// spmID looks piece up in the vocabulary, with its spaces as U+2581 if
+// m.spaces says it may have any.
+func spmID[S string | []byte](t *Tokenizer, piece S, m *merger) (int32, bool) {
+	if !m.spaces {
+		id, ok := t.ids[string(piece)]
 		return id, ok
 	}
 	m.key = m.key[:0]
@@ -180,7 +174,28 @@ func (t *Tokenizer) spmID(piece string, m *merger) (int32, bool) {
 // that is not in the vocabulary can only be a single character (every
 // merge produces a vocabulary entry), so it is spelled with byte tokens;
 // llama.cpp's re-segmentation of merged pieces never applies.
+//
+// A short stretch with spaces is merged escaped, which looks pieces up as
+// they are; a long one reads its spaces as U+2581 at each look-up instead,
+// to cost no more than its length.
 func (t *Tokenizer) mergeStretch(text string, out []int32, m *merger) []int32 {
+	m.spaces = strings.IndexByte(text, ' ') >= 0
+	if !m.spaces || len(text) > longText {
+		return mergeSPM(t, text, out, m)
+	}
+	m.esc = m.esc[:0]
+	for i := 0; i < len(text); i++ {
+		if text[i] == ' ' {
+			m.esc = append(m.esc, spmSpace...)
+		} else {
+			m.esc = append(m.esc, text[i])
+		}
+	}
+	m.spaces = false
+	return mergeSPM(t, m.esc, out, m)
+}
+
+func mergeSPM[S string | []byte](t *Tokenizer, text S, out []int32, m *merger) []int32 {
 	size := int32(len(text))
 	m.reset(len(text))
 	n := m.n
@@ -198,10 +213,14 @@ func (t *Tokenizer) mergeStretch(text string, out []int32, m *merger) []int32 {
 		}
 		r := l + n[l]
 		pair := text[l : r+n[r]]
-		if want := t.classChars[c.prio]; want >= 0 {
+		if !m.spaces {
+			if want := t.classSize[c.prio]; want >= 0 {
+				return int32(len(pair)) == want
+			}
+		} else if want := t.classChars[c.prio]; want >= 0 {
 			return spmChars(pair) == want
 		}
-		id, ok := t.spmID(pair, m)
+		id, ok := spmID(t, pair, m)
 		return ok && t.spmClass[id] == c.prio
 	}
 	pair := func(l int32) (cand, bool) {
@@ -209,7 +228,7 @@ func (t *Tokenizer) mergeStretch(text string, out []int32, m *merger) []int32 {
 			return cand{}, false
 		}
 		r := l + n[l]
-		id, ok := t.spmID(text[l:r+n[r]], m)
+		id, ok := spmID(t, text[l:r+n[r]], m)
 		return cand{prio: t.spmClass[id], left: l}, ok
 	}
 	try := func(l int32) {
@@ -253,11 +272,18 @@ func (t *Tokenizer) mergeStretch(text string, out []int32, m *merger) []int32 {
 	out = grow(out, k)
 	for i := int32(0); i < size; i += n[i] {
 		piece := text[i : i+n[i]]
-		if id, ok := t.spmID(piece, m); ok {
+		if id, ok := spmID(t, piece, m); ok {
 			out = append(out, id)
 			continue
 		}
-		piece = spmSymbol(piece)
+		if len(piece) == 1 && piece[0] == ' ' {
+			for j := range len(spmSpace) {
+				if id := t.byteTokens[spmSpace[j]]; id >= 0 {
+					out = append(out, id)
+				}
+			}
+			continue
+		}
 		for j := 0; j < len(piece); j++ {
 			if id := t.byteTokens[piece[j]]; id >= 0 {
 				out = append(out, id)

@@ -113,6 +113,7 @@ type Tokenizer struct {
 	joins      map[uint64]struct{} // see spmJoins
 	spmClass   []uint32            // see spmClasses
 	classChars []int32
+	classSize  []int32
 
 	specials []int32 // tokens matched in the text, longest first
 	// maxCover is the most bytes of input text one token can stand for,
@@ -231,7 +232,7 @@ func New(v Vocab) (*Tokenizer, error) {
 			t.byteTokens[b] = t.byteToken(byte(b))
 		}
 		t.joins = spmJoins(t.tokens)
-		t.spmClass, t.classChars = spmClasses(n, t.scores, t.tokens)
+		t.spmClass, t.classChars, t.classSize = spmClasses(n, t.scores, t.tokens)
 	}
 	t.maxCover = t.longestCover()
 	return t, nil
