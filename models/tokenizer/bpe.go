@@ -10,16 +10,12 @@ package tokenizer
 // merged as their bytes, with merge ranks keyed by bytes: a word costs its
 // length in bytes, and only the pieces looked up in the vocabulary are
 // spelled in the alphabet.
-func (t *Tokenizer) encodeBPE(text string, out []int32) []int32 {
-	var (
-		buf []byte
-		m   merger
-	)
+func (t *Tokenizer) encodeBPE(text string, out []int32, m *merger) []int32 {
+	var buf []byte
 	words := splitWords(text, t.steps)
-	// Every word makes a token at least.
-	out = grow(out, len(words))
 	off := 0
 	for _, k := range words {
+		m.done = m.base + off
 		if k < 0 {
 			k = -k
 			buf = buf[:0]
@@ -28,9 +24,9 @@ func (t *Tokenizer) encodeBPE(text string, out []int32) []int32 {
 				buf = appendCpt(buf, c)
 				i += w
 			}
-			out = encodeWord(t, buf, out, &m)
+			out = encodeWord(t, buf, out, m)
 		} else {
-			out = encodeWord(t, text[off:off+int(k)], out, &m)
+			out = encodeWord(t, text[off:off+int(k)], out, m)
 		}
 		off += int(k)
 	}
@@ -41,7 +37,7 @@ func (t *Tokenizer) encodeBPE(text string, out []int32) []int32 {
 func encodeWord[S string | []byte](t *Tokenizer, word S, out []int32, m *merger) []int32 {
 	if t.ignoreMerges && len(word) <= t.longestToken {
 		if id, ok := t.ids[string(spellBPE(word, m))]; ok {
-			return append(grow(out, 1), id)
+			return append(m.growIDs(out, 1), id)
 		}
 	}
 	return mergeWord(t, word, out, m)
@@ -66,14 +62,14 @@ func mergeWord[S string | []byte](t *Tokenizer, word S, out []int32, m *merger) 
 	}
 	valid := func(c cand) bool {
 		l := c.left
-		return n[l] != 0 && l+n[l] < size && n[l]+n[l+n[l]] == t.mergeLen[c.prio]
+		return n[l] != 0 && l+int32(n[l]) < size && int32(n[l])+int32(n[l+int32(n[l])]) == t.mergeLen[c.prio]
 	}
 	pair := func(l int32) (cand, bool) {
-		if l < 0 || l+n[l] >= size {
+		if l < 0 || l+int32(n[l]) >= size {
 			return cand{}, false
 		}
-		r := l + n[l]
-		m.key = appendMergeKey(m.key[:0], word[l:r], word[r:r+n[r]])
+		r := l + int32(n[l])
+		m.key = appendMergeKey(m.key[:0], word[l:r], word[r:r+int32(n[r])])
 		rank, ok := t.ranks[string(m.key)]
 		return cand{prio: uint32(rank), left: l}, ok
 	}
@@ -105,19 +101,19 @@ func mergeWord[S string | []byte](t *Tokenizer, word S, out []int32, m *merger) 
 			continue
 		}
 		l := c.left
-		r := l + n[l]
+		r := l + int32(n[l])
 		n[l] += n[r]
 		n[r] = 0
 		try(m.prev(l))
 		try(l)
 	}
 	k := 0
-	for i := int32(0); i < size; i += n[i] {
+	for i := int32(0); i < size; i += int32(n[i]) {
 		k++
 	}
-	out = grow(out, k)
-	for i := int32(0); i < size; i += n[i] {
-		piece := word[i : i+n[i]]
+	out = m.growIDs(out, k)
+	for i := int32(0); i < size; i += int32(n[i]) {
+		piece := word[i : i+int32(n[i])]
 		spelled := spellBPE(piece, m)
 		if id, ok := t.ids[string(spelled)]; ok {
 			out = append(out, id)

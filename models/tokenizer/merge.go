@@ -3,20 +3,48 @@ package tokenizer
 import "slices"
 
 // merger is the scratch space of the merges, reused from one stretch of
-// text (SPM) or word (BPE) to the next. A text of n bytes costs 4n bytes of
+// text (SPM) or word (BPE) to the next. A text of n bytes costs 2n bytes of
 // symbols and 9 bytes a candidate, at most one a byte.
 type merger struct {
 	// n is indexed by byte offset: n[i] is the length of the symbol that
-	// starts at i, 0 inside a symbol. A symbol's right neighbour starts at
-	// i+n[i]; its left one is found by walking back over the zeros, never
-	// further than a token's length. A symbol merged into its left
-	// neighbour becomes inside of it, so positions only ever die.
-	n   []int32
+	// starts at i, 0 inside a symbol. A symbol is a character or a merge's
+	// result, which New holds to 65535 bytes. A symbol's right neighbour
+	// starts at i+n[i]; its left one is found by walking back over the
+	// zeros, never further than a token's length. A symbol merged into its
+	// left neighbour becomes inside of it, so positions only ever die.
+	n   []uint16
 	q   []cand
 	key []byte
 
 	esc    []byte // SPM: a short stretch escaped
 	spaces bool   // SPM: the text merged may have spaces, to read as U+2581
+
+	// done of the text's total bytes come before the stretch or word
+	// merged (base before the fragment), and its ids start at first in
+	// out, for growIDs to extrapolate from.
+	done, base, total, first int
+}
+
+// growIDs makes room for k more ids in out (see growAtRate).
+func (m *merger) growIDs(out []int32, k int) []int32 {
+	return growAtRate(out, k, m.first, m.done, m.total)
+}
+
+// growAtRate makes room for k more elements in s, whose elements from
+// first on are the output of work done in part (done of total). Once a
+// sixteenth is done, it grows s by what the rest will need at the rate so
+// far, and an eighth more; until then it doubles. Doubling all along
+// allocates up to four times the final size, all of it held in the heap
+// until a collection comes.
+func growAtRate[T any](s []T, k, first, done, total int) []T {
+	if cap(s)-len(s) >= k {
+		return s
+	}
+	if done == 0 || done < total/16 || done >= total {
+		return grow(s, k)
+	}
+	rest := int(int64(len(s)-first) * int64(total-done) / int64(done) * 9 / 8)
+	return slices.Grow(s, max(k, rest))
 }
 
 // cand is a candidate merge of the symbol at left with its right

@@ -198,7 +198,7 @@ func (s *segScanner) flags(p int) uint16 {
 func (s *segScanner) cut(end int) int {
 	n := end - s.prev
 	if n > 0 {
-		s.out = append(grow(s.out, 1), int32(n))
+		s.out = append(growAtRate(s.out, 1, 0, end, len(s.cpts)), int32(n))
 	}
 	s.prev = end
 	return n
@@ -748,11 +748,12 @@ func (c *classStep) split(cpts []rune, segs, out []int32) []int32 {
 	start := 0
 	for _, n32 := range segs {
 		n := int(n32)
+		lo := start
 		seg := cpts[start : start+n]
 		start += n
 		done := 0
 		emit := func(i, end int) {
-			out = grow(out, 2)
+			out = growAtRate(out, 2, 0, lo+end, len(cpts))
 			if i > done {
 				out = append(out, int32(i-done))
 			}

@@ -121,25 +121,26 @@ func symbolPair(a, b string) uint64 {
 // closer than the length it announces (invalid UTF-8): the lead would take
 // part of the escaped space, so such a text is escaped after all, when
 // the first is found.
-func (t *Tokenizer) encodeSPM(text string, out []int32) []int32 {
-	var m merger
+func (t *Tokenizer) encodeSPM(text string, out []int32, m *merger) []int32 {
 	first := len(out)
 	start, prev := 0, -1
 	for off := 0; off < len(text); {
 		n := min(utf8Len(text[off]), len(text)-off)
 		if n > 1 && strings.IndexByte(text[off+1:off+n], ' ') >= 0 {
-			return t.encodeSPM(strings.ReplaceAll(text, " ", spmSpace), out[:first])
+			return t.encodeSPM(strings.ReplaceAll(text, " ", spmSpace), out[:first], m)
 		}
 		if prev >= 0 {
 			if _, ok := t.joins[symbolPair(spmSymbol(text[prev:off]), spmSymbol(text[off:off+n]))]; !ok {
-				out = t.mergeStretch(text[start:off], out, &m)
+				m.done = m.base + start
+				out = t.mergeStretch(text[start:off], out, m)
 				start = off
 			}
 		}
 		prev = off
 		off += n
 	}
-	return t.mergeStretch(text[start:], out, &m)
+	m.done = m.base + start
+	return t.mergeStretch(text[start:], out, m)
 }
 
 func spmSymbol(s string) string {
@@ -201,18 +202,18 @@ func mergeSPM[S string | []byte](t *Tokenizer, text S, out []int32, m *merger) [
 	n := m.n
 	for off := 0; off < len(text); {
 		k := min(utf8Len(text[off]), len(text)-off)
-		n[off] = int32(k)
+		n[off] = uint16(k)
 		off += k
 	}
 	// valid tells whether c's pair is still the one it was queued for; a
 	// class whose tokens differ in length needs the pair looked up.
 	valid := func(c cand) bool {
 		l := c.left
-		if n[l] == 0 || l+n[l] >= size {
+		if n[l] == 0 || l+int32(n[l]) >= size {
 			return false
 		}
-		r := l + n[l]
-		pair := text[l : r+n[r]]
+		r := l + int32(n[l])
+		pair := text[l : r+int32(n[r])]
 		if !m.spaces {
 			if want := t.classSize[c.prio]; want >= 0 {
 				return int32(len(pair)) == want
@@ -224,11 +225,11 @@ func mergeSPM[S string | []byte](t *Tokenizer, text S, out []int32, m *merger) [
 		return ok && t.spmClass[id] == c.prio
 	}
 	pair := func(l int32) (cand, bool) {
-		if l < 0 || l+n[l] >= size {
+		if l < 0 || l+int32(n[l]) >= size {
 			return cand{}, false
 		}
-		r := l + n[l]
-		id, ok := spmID(t, text[l:r+n[r]], m)
+		r := l + int32(n[l])
+		id, ok := spmID(t, text[l:r+int32(n[r])], m)
 		return cand{prio: t.spmClass[id], left: l}, ok
 	}
 	try := func(l int32) {
@@ -240,14 +241,14 @@ func mergeSPM[S string | []byte](t *Tokenizer, text S, out []int32, m *merger) [
 	first := len(text)
 	if len(text) > longText {
 		first = 0
-		for l := int32(0); l < size; l += n[l] {
+		for l := int32(0); l < size; l += int32(n[l]) {
 			if _, ok := pair(l); ok {
 				first++
 			}
 		}
 	}
 	m.sizeQueue(first)
-	for l := int32(0); l < size; l += n[l] {
+	for l := int32(0); l < size; l += int32(n[l]) {
 		if c, ok := pair(l); ok {
 			m.q = append(m.q, c)
 		}
@@ -259,19 +260,19 @@ func mergeSPM[S string | []byte](t *Tokenizer, text S, out []int32, m *merger) [
 			continue
 		}
 		l := c.left
-		r := l + n[l]
+		r := l + int32(n[l])
 		n[l] += n[r]
 		n[r] = 0
 		try(m.prev(l))
 		try(l)
 	}
 	k := 0
-	for i := int32(0); i < size; i += n[i] {
+	for i := int32(0); i < size; i += int32(n[i]) {
 		k++
 	}
-	out = grow(out, k)
-	for i := int32(0); i < size; i += n[i] {
-		piece := text[i : i+n[i]]
+	out = m.growIDs(out, k)
+	for i := int32(0); i < size; i += int32(n[i]) {
+		piece := text[i : i+int32(n[i])]
 		if id, ok := spmID(t, piece, m); ok {
 			out = append(out, id)
 			continue

@@ -11,6 +11,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"unicode/utf8"
@@ -223,8 +224,18 @@ func New(v Vocab) (*Tokenizer, error) {
 				t.byteIDs[b] = id
 			}
 		}
-		for _, s := range t.tokens {
-			t.longestToken = max(t.longestToken, len(s))
+	}
+	// The merges keep symbol lengths in 16 bits; every merge makes a token
+	// (SPM) or joins a rule's two sides (BPE).
+	for i, s := range t.tokens {
+		t.longestToken = max(t.longestToken, len(s))
+		if t.kind == kindSPM && len(s) > math.MaxUint16 {
+			return nil, fmt.Errorf("tokenizer: token %d is %d bytes long, more than %d", i, len(s), math.MaxUint16)
+		}
+	}
+	for i, n := range t.mergeLen {
+		if n > math.MaxUint16 {
+			return nil, fmt.Errorf("tokenizer: merge %d joins %d bytes, more than %d", i, n, math.MaxUint16)
 		}
 	}
 	if t.kind == kindSPM {
@@ -471,6 +482,9 @@ func (t *Tokenizer) Encode(text string, addSpecial, parseSpecial bool) []int32 {
 	if addSpecial && t.addBOS && t.bos >= 0 {
 		out = append(out, t.bos)
 	}
+	// One scratch space for all the text; its progress through the text
+	// paces the growth of out.
+	m := merger{total: len(text), first: len(out)}
 	switch t.kind {
 	case kindSPM:
 		// Like SentencePiece, the text gets a leading space, and so does
@@ -479,6 +493,7 @@ func (t *Tokenizer) Encode(text string, addSpecial, parseSpecial bool) []int32 {
 		for _, f := range frags {
 			if f.tok >= 0 {
 				out = append(out, f.tok)
+				m.base += len(t.tokens[f.tok])
 				prevSpecial = true
 				continue
 			}
@@ -486,15 +501,18 @@ func (t *Tokenizer) Encode(text string, addSpecial, parseSpecial bool) []int32 {
 			if t.addSpacePrefix && prevSpecial {
 				text = " " + text
 			}
-			out = t.encodeSPM(text, out)
+			out = t.encodeSPM(text, out, &m)
+			m.base += len(f.text)
 			prevSpecial = false
 		}
 	case kindBPE:
 		for _, f := range frags {
 			if f.tok >= 0 {
 				out = append(out, f.tok)
+				m.base += len(t.tokens[f.tok])
 			} else {
-				out = t.encodeBPE(f.text, out)
+				out = t.encodeBPE(f.text, out, &m)
+				m.base += len(f.text)
 			}
 		}
 	}
