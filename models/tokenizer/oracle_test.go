@@ -210,7 +210,7 @@ func TestMergeOracle(t *testing.T) {
 		tok := load(t, rel)
 		for i, s := range texts {
 			want := tok.oracleSPM(strings.ReplaceAll(s, " ", spmSpace))
-			if got := tok.encodeSPM(s, nil, &merger{}); !slices.Equal(got, want) {
+			if got := tok.encodeSPM(s, false, nil, &merger{}); !slices.Equal(got, want) {
 				t.Errorf("%s: text %d (%.20q, %d bytes): %d ids, want %d", rel, i, s, len(s), len(got), len(want))
 			}
 		}
@@ -246,7 +246,7 @@ func TestMergeTies(t *testing.T) {
 		}
 		for i, s := range mergeTexts(rng) {
 			want := tok.oracleSPM(strings.ReplaceAll(s, " ", spmSpace))
-			if got := tok.encodeSPM(s, nil, &merger{}); !slices.Equal(got, want) {
+			if got := tok.encodeSPM(s, false, nil, &merger{}); !slices.Equal(got, want) {
 				t.Errorf("scores %v: text %d (%.20q): %v…, want %v…", scores, i, s, got[:min(len(got), 8)], want[:min(len(want), 8)])
 			}
 		}

@@ -601,7 +601,7 @@ func (r *regexStep) split(cpts []rune, segs, out []int32) []int32 {
 // greedy with nothing after it. regexp2 allocates a match per match, many
 // times the text over a long one, where this allocates nothing.
 type classStep struct {
-	r     *regexStep // its view, and the regex for other shapes
+	r     *regexStep // for its view
 	opt   *runeClass // the optional atom, nil for none
 	class *runeClass
 	count int  // the class this many times; 0 for one or more

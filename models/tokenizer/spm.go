@@ -106,41 +106,54 @@ func symbolPair(a, b string) uint64 {
 	return pack(a)<<32 | pack(b)
 }
 
-// encodeSPM appends the tokens of text to out, as llama.cpp's
-// llm_tokenizer_spm, which merges over the whole text with its spaces
-// escaped: a space is read as U+2581 here instead (the two are alike to
-// the merges), so that the text needs no escaped copy. Where no token holds
-// the two symbols either side of a boundary, no merge can ever cross it, so
-// the merges on either side are independent of the other's and come out
-// the same when the text is cut there and each side merged alone.
-// encodeSPM cuts it at every such boundary, so that its memory follows the
-// longest stretch between them rather than the text.
+// encodeSPM appends the tokens of text, after a space if prefix is set, to
+// out, as llama.cpp's llm_tokenizer_spm, which merges over the whole text
+// with its spaces escaped: a space is read as U+2581 here instead (the two
+// are alike to the merges), so that the text needs no escaped copy. Where
+// no token holds the two symbols either side of a boundary, no merge can
+// ever cross it, so the merges on either side are independent of the
+// other's and come out the same when the text is cut there and each side
+// merged alone. encodeSPM cuts it at every such boundary, so that its
+// memory follows the longest stretch between them rather than the text.
 //
 // Reading spaces as U+2581 splits the text into the same characters as
 // escaping them would, except where a space follows a multi-byte lead byte
 // closer than the length it announces (invalid UTF-8): the lead would take
 // part of the escaped space, so such a text is escaped after all, when
 // the first is found.
-func (t *Tokenizer) encodeSPM(text string, out []int32, m *merger) []int32 {
+func (t *Tokenizer) encodeSPM(text string, prefix bool, out []int32, m *merger) []int32 {
 	first := len(out)
-	start, prev := 0, -1
+	start, prev := 0, ""
+	if prefix {
+		prev = " "
+	}
+	// The prefix space is copied with the first stretch alone.
+	pending := prefix
+	merge := func(end int) {
+		s := text[start:end]
+		if pending {
+			s, pending = " "+s, false
+		}
+		m.done = m.base + start
+		out = t.mergeStretch(s, out, m)
+	}
 	for off := 0; off < len(text); {
 		n := min(utf8Len(text[off]), len(text)-off)
 		if n > 1 && strings.IndexByte(text[off+1:off+n], ' ') >= 0 {
-			return t.encodeSPM(strings.ReplaceAll(text, " ", spmSpace), out[:first], m)
+			return t.encodeSPM(strings.ReplaceAll(text, " ", spmSpace), prefix, out[:first], m)
 		}
-		if prev >= 0 {
-			if _, ok := t.joins[symbolPair(spmSymbol(text[prev:off]), spmSymbol(text[off:off+n]))]; !ok {
-				m.done = m.base + start
-				out = t.mergeStretch(text[start:off], out, m)
+		sym := text[off : off+n]
+		if prev != "" {
+			if _, ok := t.joins[symbolPair(spmSymbol(prev), spmSymbol(sym))]; !ok {
+				merge(off)
 				start = off
 			}
 		}
-		prev = off
+		prev = sym
 		off += n
 	}
-	m.done = m.base + start
-	return t.mergeStretch(text[start:], out, m)
+	merge(len(text))
+	return out
 }
 
 func spmSymbol(s string) string {

@@ -497,11 +497,7 @@ func (t *Tokenizer) Encode(text string, addSpecial, parseSpecial bool) []int32 {
 				prevSpecial = true
 				continue
 			}
-			text := f.text
-			if t.addSpacePrefix && prevSpecial {
-				text = " " + text
-			}
-			out = t.encodeSPM(text, out, &m)
+			out = t.encodeSPM(f.text, t.addSpacePrefix && prevSpecial, out, &m)
 			m.base += len(f.text)
 			prevSpecial = false
 		}

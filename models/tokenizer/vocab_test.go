@@ -193,7 +193,7 @@ func TestSPMCutsExact(t *testing.T) {
 		for i, s := range texts {
 			s = strings.ReplaceAll(" "+s, " ", spmSpace)
 			want := tok.oracleSPM(s)
-			if got := tok.encodeSPM(s, nil, &merger{}); !slices.Equal(got, want) {
+			if got := tok.encodeSPM(s, false, nil, &merger{}); !slices.Equal(got, want) {
 				t.Errorf("%s: text %d (%d bytes): the cut encoding differs from the whole merge", rel, i, len(s))
 			}
 		}
