@@ -1,80 +1,144 @@
 package tokenizer
 
-import "slices"
-
 // encodeBPE appends the tokens of text to out, as llama.cpp's
 // llm_tokenizer_bpe: the pre-tokenizer cuts the text into words, each word is
 // spelled in GPT-2's byte alphabet and merged pair by pair, lowest merge rank
 // first. A final piece outside the vocabulary is looked up byte by byte, and
 // bytes without a token are dropped, as llama.cpp drops them.
-func (t *Tokenizer) encodeBPE(text string, out []int32) []int32 {
-	var (
-		word, tmp, key []byte
-		syms           []symbol
-	)
-	var q bigramQueue
-	// The words are merged one at a time from the codepoints and their
-	// lengths, so that only one word's symbols exist at once, and looked
-	// up as bytes (a map index of string(b) does not allocate).
-	cpts, segs := splitWords(text, t.steps)
-	for start := 0; len(segs) > 0; segs = segs[1:] {
-		w := cpts[start : start+int(segs[0])]
-		start += int(segs[0])
-		word = word[:0]
-		for _, c := range w {
-			tmp = appendCpt(tmp[:0], c)
-			for _, b := range tmp {
-				word = appendCpt(word, byteToCpt[b])
+//
+// Each character of the alphabet stands for one byte, so the words are
+// merged as their bytes, with merge ranks keyed by bytes: a word costs its
+// length in bytes, and only the pieces looked up in the vocabulary are
+// spelled in the alphabet.
+func (t *Tokenizer) encodeBPE(text string, out []int32, m *merger) []int32 {
+	var buf []byte
+	words := splitWords(text, t.steps)
+	off := 0
+	for _, k := range words {
+		m.done = m.base + off
+		if k < 0 {
+			k = -k
+			buf = buf[:0]
+			for i := off; i < off+int(k); {
+				c, w := decodeOne(text, i)
+				buf = appendCpt(buf, c)
+				i += w
 			}
-		}
-
-		syms = syms[:0]
-		if _, ok := t.ids[string(word)]; ok && t.ignoreMerges {
-			syms = append(syms, symbol{start: 0, n: int32(len(word)), prev: -1, next: -1})
+			out = encodeWord(t, buf, out, m)
 		} else {
-			syms = splitSymbols(word, syms)
+			out = encodeWord(t, text[off:off+int(k)], out, m)
 		}
-		q.items = slices.Grow(q.items[:0], len(syms))
-		try := func(left, right int32) {
-			if left < 0 || right < 0 {
-				return
-			}
-			l, r := syms[left], syms[right]
-			key = appendMergeKey(key[:0], word[l.start:l.start+l.n], word[r.start:r.start+r.n])
-			rank, ok := t.ranks[string(key)]
-			if !ok {
-				return
-			}
-			q.push(bigram{left: left, size: l.n + r.n, prio: uint32(rank)})
+		off += int(k)
+	}
+	return out
+}
+
+// encodeWord appends the tokens of one word, given as bytes, to out.
+func encodeWord[S string | []byte](t *Tokenizer, word S, out []int32, m *merger) []int32 {
+	if t.ignoreMerges && len(word) <= t.longestToken {
+		if id, ok := t.ids[string(spellBPE(word, m))]; ok {
+			return append(m.growIDs(out, 1), id)
 		}
-		for i := int32(1); i < int32(len(syms)); i++ {
-			try(i-1, i)
+	}
+	return mergeWord(t, word, out, m)
+}
+
+// spellBPE writes b in the byte alphabet into m.key.
+func spellBPE[S string | []byte](b S, m *merger) []byte {
+	m.key = m.key[:0]
+	for i := 0; i < len(b); i++ {
+		m.key = appendCpt(m.key, byteToCpt[b[i]])
+	}
+	return m.key
+}
+
+// mergeWord appends the tokens of one word to out.
+func mergeWord[S string | []byte](t *Tokenizer, word S, out []int32, m *merger) []int32 {
+	size := int32(len(word))
+	m.reset(len(word))
+	n := m.n
+	for i := range n {
+		n[i] = 1
+	}
+	valid := func(c cand) bool {
+		l := c.left
+		return n[l] != 0 && l+int32(n[l]) < size && int32(n[l])+int32(n[l+int32(n[l])]) == t.mergeLen[c.prio]
+	}
+	pair := func(l int32) (cand, bool) {
+		if l < 0 || l+int32(n[l]) >= size {
+			return cand{}, false
 		}
-		for len(q.items) > 0 {
-			b := q.pop()
-			if !merge(syms, b) {
-				continue
-			}
-			try(syms[b.left].prev, b.left)
-			try(b.left, syms[b.left].next)
+		r := l + int32(n[l])
+		m.key = appendMergeKey(m.key[:0], word[l:r], word[r:r+int32(n[r])])
+		rank, ok := t.ranks[string(m.key)]
+		return cand{prio: uint32(rank), left: l}, ok
+	}
+	try := func(l int32) {
+		if c, ok := pair(l); ok {
+			m.makeRoom(valid)
+			m.push(c)
 		}
-		for _, s := range syms {
-			if s.n == 0 {
-				continue
+	}
+	first := len(word)
+	if len(word) > longText {
+		first = 0
+		for l := int32(0); l < size-1; l++ {
+			if _, ok := pair(l); ok {
+				first++
 			}
-			piece := word[s.start : s.start+s.n]
-			if id, ok := t.ids[string(piece)]; ok {
+		}
+	}
+	m.sizeQueue(first)
+	for l := int32(0); l < size-1; l++ {
+		if c, ok := pair(l); ok {
+			m.q = append(m.q, c)
+		}
+	}
+	m.heapify()
+	for len(m.q) > 0 {
+		c := m.pop()
+		if !valid(c) {
+			continue
+		}
+		l := c.left
+		r := l + int32(n[l])
+		n[l] += n[r]
+		n[r] = 0
+		try(m.prev(l))
+		try(l)
+	}
+	k := 0
+	for i := int32(0); i < size; i += int32(n[i]) {
+		k++
+	}
+	out = m.growIDs(out, k)
+	for i := int32(0); i < size; i += int32(n[i]) {
+		piece := word[i : i+int32(n[i])]
+		spelled := spellBPE(piece, m)
+		if id, ok := t.ids[string(spelled)]; ok {
+			out = append(out, id)
+			continue
+		}
+		for _, b := range spelled {
+			if id := t.byteIDs[b]; id >= 0 {
 				out = append(out, id)
-				continue
-			}
-			for j := 0; j < len(piece); j++ {
-				if id, ok := t.ids[string(piece[j:j+1])]; ok {
-					out = append(out, id)
-				}
 			}
 		}
 	}
 	return out
+}
+
+// alphabetBytes appends the bytes the characters of s stand for in the
+// byte alphabet to b, and reports whether they all do.
+func alphabetBytes(b []byte, s string) ([]byte, bool) {
+	for _, c := range s {
+		v, ok := cptToByte[c]
+		if !ok {
+			return b, false
+		}
+		b = append(b, v)
+	}
+	return b, true
 }
 
 // appendMergeKey appends the key of the merge of left and right in

@@ -11,8 +11,9 @@ import (
 // A splitStep cuts each segment of a text (given as codepoint counts) into
 // smaller segments. A pre-tokenizer is a list of steps applied in turn, as
 // llama.cpp's unicode_regex_split applies its list of regexes.
+// The segments come out appended to out, reused from an earlier step.
 type splitStep interface {
-	split(cpts []rune, segs []int32) []int32
+	split(cpts []rune, segs, out []int32) []int32
 }
 
 // preTokenizer describes one tokenizer.ggml.pre value.
@@ -132,16 +133,30 @@ func compileSteps(regexes []string) ([]splitStep, error) {
 	return steps, nil
 }
 
-// splitWords runs the steps over text and returns its codepoints and the
-// lengths of its words in them, in order (invalid UTF-8 bytes are U+FFFD, as
-// in llama.cpp).
-func splitWords(text string, steps []splitStep) (cpts []rune, words []int32) {
-	cpts = decodeCpts(text)
-	words = []int32{int32(len(cpts))}
+// splitWords runs the steps over text and returns the lengths of its words
+// in bytes of text, in order. A word whose bytes are not its codepoints'
+// UTF-8 (llama.cpp reads an invalid byte as U+FFFD) has its length negated.
+// The codepoints are let go before the words are merged.
+func splitWords(text string, steps []splitStep) []int32 {
+	cpts := decodeCpts(text)
+	words, spare := []int32{int32(len(cpts))}, []int32(nil)
 	for _, s := range steps {
-		words = s.split(cpts, words)
+		words, spare = s.split(cpts, words, spare[:0]), words
 	}
-	return cpts, words
+	off := 0
+	for i, k := range words {
+		start, same := off, true
+		for range k {
+			c, w := decodeOne(text, off)
+			same = same && cptLen(c) == w
+			off += w
+		}
+		words[i] = int32(off - start)
+		if !same {
+			words[i] = -words[i]
+		}
+	}
+	return words
 }
 
 // outOfRange stands for a position outside the segment being scanned.
@@ -183,15 +198,15 @@ func (s *segScanner) flags(p int) uint16 {
 func (s *segScanner) cut(end int) int {
 	n := end - s.prev
 	if n > 0 {
-		s.out = append(s.out, int32(n))
+		s.out = append(growAtRate(s.out, 1, 0, end, len(s.cpts)), int32(n))
 	}
 	s.prev = end
 	return n
 }
 
 // forEachSegment calls scan on a scanner positioned over each segment.
-func forEachSegment(cpts []rune, segs []int32, scan func(s *segScanner)) []int32 {
-	s := &segScanner{cpts: cpts, out: make([]int32, 0, len(segs))}
+func forEachSegment(cpts []rune, segs, out []int32, scan func(s *segScanner)) []int32 {
+	s := &segScanner{cpts: cpts, out: grow(out, len(segs))}
 	start := 0
 	for _, n32 := range segs {
 		n := int(n32)
@@ -218,8 +233,8 @@ const wordClass = flagSpace | catLetter | catNumber
 // alternative takes.
 type scanGPT2 struct{}
 
-func (scanGPT2) split(cpts []rune, segs []int32) []int32 {
-	return forEachSegment(cpts, segs, func(s *segScanner) {
+func (scanGPT2) split(cpts []rune, segs, out []int32) []int32 {
+	return forEachSegment(cpts, segs, out, func(s *segScanner) {
 		for pos := s.lo; pos < s.hi; {
 			c, f := s.cpts[pos], s.flags(pos)
 			if c == '\'' && pos+1 < s.hi {
@@ -299,8 +314,8 @@ func (s *segScanner) whitespace(pos int, newlines bool) int {
 // and, with maxDigits 1, for Qwen2's, which has \p{N} for \p{N}{1,3}.
 type scanLlama3 struct{ maxDigits int }
 
-func (sc scanLlama3) split(cpts []rune, segs []int32) []int32 {
-	return forEachSegment(cpts, segs, func(s *segScanner) {
+func (sc scanLlama3) split(cpts []rune, segs, out []int32) []int32 {
+	return forEachSegment(cpts, segs, out, func(s *segScanner) {
 		for pos := s.lo; pos < s.hi; {
 			c, f := s.cpts[pos], s.flags(pos)
 			// Only ASCII letters lower-case to the contraction letters, so
@@ -412,7 +427,22 @@ var categoryClasses = map[string]string{
 // Unicode, so \s is spelled out.
 const spaceClass = `\x09-\x0D\x20`
 
-func newRegexStep(expr string) (*regexStep, error) {
+// newRegexStep compiles expr as a classStep where it has one of its
+// shapes, else as a regexStep.
+func newRegexStep(expr string) (splitStep, error) {
+	step, tr, err := compileRegex(expr)
+	if err != nil {
+		return nil, err
+	}
+	if c, err := newClassStep(tr, step.collapsed); c != nil || err != nil {
+		return c, err
+	}
+	return step, nil
+}
+
+// compileRegex translates expr for regexp2 and compiles it, returning the
+// translation too.
+func compileRegex(expr string) (*regexStep, string, error) {
 	collapsed := false
 	for k := range categoryClasses {
 		if strings.Contains(expr, `\p{`+k+`}`) {
@@ -436,7 +466,7 @@ func newRegexStep(expr string) (*regexStep, error) {
 				}
 			case 'S':
 				if inClass {
-					return nil, fmt.Errorf("tokenizer: regex %q: \\S inside a class is not supported", expr)
+					return nil, "", fmt.Errorf("tokenizer: regex %q: \\S inside a class is not supported", expr)
 				}
 				b.WriteString("[^" + spaceClass + "]")
 			case 'd':
@@ -451,12 +481,12 @@ func newRegexStep(expr string) (*regexStep, error) {
 					end++
 				}
 				if i+1 >= len(rs) || rs[i+1] != '{' || end == len(rs) {
-					return nil, fmt.Errorf("tokenizer: regex %q: bad \\p", expr)
+					return nil, "", fmt.Errorf("tokenizer: regex %q: bad \\p", expr)
 				}
 				name := string(rs[i+2 : end])
 				cls, ok := categoryClasses[name]
 				if !ok {
-					return nil, fmt.Errorf("tokenizer: regex %q: category \\p{%s} is not supported", expr, name)
+					return nil, "", fmt.Errorf("tokenizer: regex %q: category \\p{%s} is not supported", expr, name)
 				}
 				if inClass {
 					b.WriteString(cls)
@@ -491,9 +521,36 @@ func newRegexStep(expr string) (*regexStep, error) {
 	}
 	re, err := regexp2.Compile(b.String(), regexp2.None)
 	if err != nil {
-		return nil, fmt.Errorf("tokenizer: regex %q: %w", expr, err)
+		return nil, "", fmt.Errorf("tokenizer: regex %q: %w", expr, err)
 	}
-	return &regexStep{re: re, collapsed: collapsed}, nil
+	return &regexStep{re: re, collapsed: collapsed}, b.String(), nil
+}
+
+// viewRune is what the regex reads of c (see view).
+func (r *regexStep) viewRune(c rune) rune {
+	if c < 0x80 {
+		return c
+	}
+	f := cptFlags(c)
+	switch {
+	case f&flagSpace != 0:
+		return standInSpace
+	case !r.collapsed:
+		return c
+	}
+	switch f & catMask {
+	case catNumber:
+		return standInNumber
+	case catLetter:
+		return standInLetter
+	case catPunct:
+		return standInPunct
+	case catMark:
+		return standInMark
+	case catSymbol:
+		return standInSymbol
+	}
+	return standInOther
 }
 
 // view writes into v (reused) what the regex reads of cpts: non-ASCII
@@ -502,41 +559,16 @@ func newRegexStep(expr string) (*regexStep, error) {
 func (r *regexStep) view(v, cpts []rune) []rune {
 	v = slices.Grow(v[:0], len(cpts))[:len(cpts)]
 	for i, c := range cpts {
-		if c < 0x80 {
-			v[i] = c
-			continue
-		}
-		f := cptFlags(c)
-		switch {
-		case f&flagSpace != 0:
-			v[i] = standInSpace
-		case !r.collapsed:
-			v[i] = c
-		default:
-			switch f & catMask {
-			case catNumber:
-				v[i] = standInNumber
-			case catLetter:
-				v[i] = standInLetter
-			case catPunct:
-				v[i] = standInPunct
-			case catMark:
-				v[i] = standInMark
-			case catSymbol:
-				v[i] = standInSymbol
-			default:
-				v[i] = standInOther
-			}
-		}
+		v[i] = r.viewRune(c)
 	}
 	return v
 }
 
-func (r *regexStep) split(cpts []rune, segs []int32) []int32 {
+func (r *regexStep) split(cpts []rune, segs, out []int32) []int32 {
 	// The view is made a segment at a time into one buffer: the regex
 	// is done with a segment before the next.
 	var seg []rune
-	out := make([]int32, 0, len(segs))
+	out = grow(out, len(segs))
 	start := 0
 	for _, n32 := range segs {
 		n := int(n32)
@@ -544,6 +576,7 @@ func (r *regexStep) split(cpts []rune, segs []int32) []int32 {
 		done := 0
 		m, err := r.re.FindRunesMatch(seg)
 		for err == nil && m != nil {
+			out = grow(out, 2)
 			if m.Index > done {
 				out = append(out, int32(m.Index-done))
 			}
@@ -552,9 +585,203 @@ func (r *regexStep) split(cpts []rune, segs []int32) []int32 {
 			m, err = r.re.FindNextMatch(m)
 		}
 		if done < n {
-			out = append(out, int32(n-done))
+			out = append(grow(out, 1), int32(n-done))
 		}
 		start += n
+	}
+	return out
+}
+
+// classStep runs a regex of one of the shapes llama.cpp's other regexes
+// take, over the same view as regexp2 would: an optional atom then a
+// repeated class (\s?\p{L}+), a class a fixed number of times (\p{N},
+// [0-9][0-9][0-9]), or a repeated class at the end of the segment (\s+$).
+// The leftmost match at each place is the one the regex finds: the
+// optional atom is taken when the class follows it, and the repetition is
+// greedy with nothing after it. regexp2 allocates a match per match, many
+// times the text over a long one, where this allocates nothing.
+type classStep struct {
+	r     *regexStep // for its view
+	opt   *runeClass // the optional atom, nil for none
+	class *runeClass
+	count int  // the class this many times; 0 for one or more
+	atEnd bool // the run must end the segment
+}
+
+// runeClass is a class of one character, as a bitmap over the codepoints
+// a view can hold below U+10000, and the class's regex beyond.
+type runeClass struct {
+	bits []uint64
+	re   *regexp2.Regexp
+}
+
+func (c *runeClass) has(r rune) bool {
+	if int(r) < 64*len(c.bits) {
+		return c.bits[r/64]&(1<<(r%64)) != 0
+	}
+	if r < 0x10000 {
+		return false
+	}
+	ok, err := c.re.MatchRunes([]rune{r})
+	return ok && err == nil
+}
+
+// newRuneClass compiles atom, a class or a single character. A collapsed
+// view holds nothing past U+00FF.
+func newRuneClass(atom string, collapsed bool) (*runeClass, error) {
+	re, err := regexp2.Compile(atom, regexp2.None)
+	if err != nil {
+		return nil, err
+	}
+	n := 0x10000
+	if collapsed {
+		n = 0x100
+	}
+	c := &runeClass{bits: make([]uint64, n/64), re: re}
+	one := make([]rune, 1)
+	for r := range rune(n) {
+		one[0] = r
+		if ok, err := re.MatchRunes(one); ok && err == nil {
+			c.bits[r/64] |= 1 << (r % 64)
+		}
+	}
+	return c, nil
+}
+
+// atoms cuts a translated regex into its atoms (a class in brackets, an
+// escape, or a character) and the quantifier after each ("", "?" or "+").
+func atoms(expr string) (atoms, quants []string) {
+	for i := 0; i < len(expr); {
+		j := i + 1
+		switch expr[i] {
+		case '[':
+			for j < len(expr) && expr[j] != ']' {
+				if expr[j] == '\\' {
+					j++
+				}
+				j++
+			}
+			j++
+		case '\\':
+			j++
+		}
+		j = min(j, len(expr))
+		q := ""
+		if j < len(expr) && (expr[j] == '?' || expr[j] == '+' || expr[j] == '*' || expr[j] == '{') {
+			q = expr[j : j+1]
+		}
+		atoms, quants = append(atoms, expr[i:j]), append(quants, q)
+		i = j + len(q)
+	}
+	return atoms, quants
+}
+
+// newClassStep returns the classStep for a translated regex of one of its
+// shapes, or nil.
+func newClassStep(expr string, collapsed bool) (splitStep, error) {
+	as, qs := atoms(expr)
+	single := func(a string) bool {
+		return (strings.HasPrefix(a, "[") && strings.HasSuffix(a, "]")) || a == " "
+	}
+	for _, a := range as {
+		if !single(a) && a != `\z` {
+			return nil, nil
+		}
+	}
+	c := &classStep{r: &regexStep{collapsed: collapsed}}
+	var err error
+	switch {
+	case len(as) == 2 && qs[0] == "?" && qs[1] == "+" && as[1] != `\z`:
+		if c.opt, err = newRuneClass(as[0], collapsed); err != nil {
+			return nil, err
+		}
+		c.class, err = newRuneClass(as[1], collapsed)
+	case len(as) == 2 && qs[0] == "+" && as[1] == `\z` && qs[1] == "":
+		c.atEnd = true
+		c.class, err = newRuneClass(as[0], collapsed)
+	case len(as) == 1 && qs[0] == "+":
+		c.class, err = newRuneClass(as[0], collapsed)
+	default:
+		for i, a := range as {
+			if a != as[0] || qs[i] != "" || a == `\z` {
+				return nil, nil
+			}
+		}
+		c.count = len(as)
+		c.class, err = newRuneClass(as[0], collapsed)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *classStep) in(k *runeClass, seg []rune, p int) bool {
+	return p < len(seg) && k.has(c.r.viewRune(seg[p]))
+}
+
+// match returns the end of the match at i, -1 for none.
+func (c *classStep) match(seg []rune, i int) int {
+	if c.count > 0 {
+		for k := range c.count {
+			if !c.in(c.class, seg, i+k) {
+				return -1
+			}
+		}
+		return i + c.count
+	}
+	p := i
+	if c.opt != nil && c.in(c.opt, seg, i) && c.in(c.class, seg, i+1) {
+		p++
+	}
+	if !c.in(c.class, seg, p) {
+		return -1
+	}
+	for c.in(c.class, seg, p) {
+		p++
+	}
+	return p
+}
+
+func (c *classStep) split(cpts []rune, segs, out []int32) []int32 {
+	out = grow(out, len(segs))
+	start := 0
+	for _, n32 := range segs {
+		n := int(n32)
+		lo := start
+		seg := cpts[start : start+n]
+		start += n
+		done := 0
+		emit := func(i, end int) {
+			out = growAtRate(out, 2, 0, lo+end, len(cpts))
+			if i > done {
+				out = append(out, int32(i-done))
+			}
+			out = append(out, int32(end-i))
+			done = end
+		}
+		if c.atEnd {
+			i := n
+			for i > 0 && c.in(c.class, seg, i-1) {
+				i--
+			}
+			if i < n {
+				emit(i, n)
+			}
+		} else {
+			for i := 0; i < n; {
+				end := c.match(seg, i)
+				if end < 0 {
+					i++
+					continue
+				}
+				emit(i, end)
+				i = end
+			}
+		}
+		if done < n {
+			out = append(grow(out, 1), int32(n-done))
+		}
 	}
 	return out
 }

@@ -3,57 +3,14 @@ package tokenizer
 import (
 	"math"
 	"slices"
+	"strings"
 )
 
 // spmSpace is SentencePiece's visible space, U+2581.
 const spmSpace = "\u2581"
 
-// symbol is a run of the text being merged, linked to its live neighbours.
-// A symbol merged into its left neighbour keeps n == 0. Offsets are int32,
-// as in the merge queue, so that a long text costs 16 bytes a character
-// (texts are limited to 2 GiB).
-type symbol struct {
-	start, n   int32
-	prev, next int32
-}
-
-// splitSymbols cuts s into one symbol per UTF-8 sequence, sized by the lead
-// byte alone as llama.cpp does (invalid bytes stand alone; a truncated
-// sequence at the end is cut short). It counts them first and grows syms
-// once: growing a long text's symbols by appending would allocate five
-// times their size.
-func splitSymbols[S string | []byte](s S, syms []symbol) []symbol {
-	n := 0
-	for off := 0; off < len(s); off += utf8Len(s[off]) {
-		n++
-	}
-	syms = slices.Grow(syms, n)
-	for off := 0; off < len(s); {
-		n := min(utf8Len(s[off]), len(s)-off)
-		next := int32(len(syms) + 1)
-		if off+n == len(s) {
-			next = -1
-		}
-		syms = append(syms, symbol{start: int32(off), n: int32(n), prev: int32(len(syms) - 1), next: next})
-		off += n
-	}
-	return syms
-}
-
-// bigram is a candidate merge of a symbol with its right neighbour, 12
-// bytes. size is their joint length when queued: if either has changed
-// since, the candidate is stale. The right neighbour is not kept: while the
-// left symbol keeps its length it keeps its neighbour (only a merge into it
-// changes either), so merge finds it as left's next.
-type bigram struct {
-	left int32
-	size int32
-	prio uint32 // lower merges first: a BPE rank, or spmPrio of a score
-}
-
-// spmPrio orders SPM scores as bigram.prio does, highest first: the float's
-// bits made to sort as unsigned integers, then inverted. Both zeros are the
-// same score.
+// spmPrio orders SPM scores highest first: the float's bits made to sort
+// as unsigned integers, then inverted. Both zeros are the same score.
 func spmPrio(score float32) uint32 {
 	if score == 0 {
 		score = 0
@@ -67,85 +24,69 @@ func spmPrio(score float32) uint32 {
 	return ^b
 }
 
-// bigramQueue is a binary heap of bigrams, lowest prio first, ties to the
-// leftmost pair, as in llama.cpp.
-type bigramQueue struct {
-	items []bigram
-}
-
-func before(a, b *bigram) bool {
-	return a.prio < b.prio || (a.prio == b.prio && a.left < b.left)
-}
-
-func (q *bigramQueue) push(b bigram) {
-	q.items = append(q.items, b)
-	i := len(q.items) - 1
-	for i > 0 {
-		p := (i - 1) / 2
-		if !before(&q.items[i], &q.items[p]) {
-			break
-		}
-		q.items[i], q.items[p] = q.items[p], q.items[i]
-		i = p
-	}
-}
-
-func (q *bigramQueue) pop() bigram {
-	top := q.items[0]
-	last := len(q.items) - 1
-	q.items[0] = q.items[last]
-	q.items = q.items[:last]
-	for i := 0; ; {
-		l, r, m := 2*i+1, 2*i+2, i
-		if l < last && before(&q.items[l], &q.items[m]) {
-			m = l
-		}
-		if r < last && before(&q.items[r], &q.items[m]) {
-			m = r
-		}
-		if m == i {
-			break
-		}
-		q.items[i], q.items[m] = q.items[m], q.items[i]
-		i = m
-	}
-	return top
-}
-
-// merge joins b's left symbol's right neighbour into it if the candidate is
-// still current, and reports whether it did.
-func merge(syms []symbol, b bigram) bool {
-	l := &syms[b.left]
-	if l.n == 0 || l.next < 0 {
-		return false
-	}
-	r := &syms[l.next]
-	if r.n == 0 || l.n+r.n != b.size {
-		return false
-	}
-	l.n += r.n
-	r.n = 0
-	l.next = r.next
-	if r.next >= 0 {
-		syms[r.next].prev = b.left
-	}
-	return true
-}
-
 // spmJoins lists every pair of adjacent symbols (as symbolPair packs them)
 // that occurs inside some token: a merge can only join two symbols whose
 // pair is listed, since every merge makes a token.
 func spmJoins(tokens []string) map[uint64]struct{} {
 	joins := map[uint64]struct{}{}
-	var syms []symbol
 	for _, s := range tokens {
-		syms = splitSymbols(s, syms[:0])
-		for i := 1; i < len(syms); i++ {
-			a, b := syms[i-1], syms[i]
-			joins[symbolPair(s[a.start:a.start+a.n], s[b.start:b.start+b.n])] = struct{}{}
+		prev := -1
+		for off := 0; off < len(s); {
+			n := min(utf8Len(s[off]), len(s)-off)
+			if prev >= 0 {
+				joins[symbolPair(s[prev:off], s[off:off+n])] = struct{}{}
+			}
+			prev = off
+			off += n
 		}
 	}
 	return joins
+}
+
+// spmClasses numbers the distinct scores of the tokens, highest first, and
+// gives each class the number of characters and of bytes its tokens have,
+// or -1 where they differ: a candidate merge's class then says how long its
+// pair was.
+func spmClasses(n int, scores []float32, tokens []string) (class []uint32, chars, size []int32) {
+	prios := make([]uint32, n)
+	for id := range prios {
+		var score float32
+		if scores != nil {
+			score = scores[id]
+		}
+		prios[id] = spmPrio(score)
+	}
+	distinct := slices.Compact(slices.Sorted(slices.Values(prios)))
+	class = make([]uint32, n)
+	chars, size = make([]int32, len(distinct)), make([]int32, len(distinct))
+	for i := range chars {
+		chars[i], size[i] = -2, -2
+	}
+	for id, p := range prios {
+		c, _ := slices.BinarySearch(distinct, p)
+		class[id] = uint32(c)
+		chars[c] = alike(chars[c], spmChars(tokens[id]))
+		size[c] = alike(size[c], int32(len(tokens[id])))
+	}
+	return class, chars, size
+}
+
+// alike is k if have is k or unset (-2), else -1.
+func alike(have, k int32) int32 {
+	if have == -2 || have == k {
+		return k
+	}
+	return -1
+}
+
+// spmChars counts the symbols s starts as, sized as splitting the text
+// sizes them.
+func spmChars[S string | []byte](s S) int32 {
+	var k int32
+	for off := 0; off < len(s); off += utf8Len(s[off]) {
+		k++
+	}
+	return k
 }
 
 // symbolPair packs two symbols of at most 4 bytes each. Zero padding can
@@ -165,85 +106,196 @@ func symbolPair(a, b string) uint64 {
 	return pack(a)<<32 | pack(b)
 }
 
-// spmMerger is the scratch space of encodeSPM, reused from one stretch of
-// text to the next.
-type spmMerger struct {
-	syms []symbol
-	q    bigramQueue
-}
-
-// encodeSPM appends the tokens of text (spaces already escaped) to out, as
-// llama.cpp's llm_tokenizer_spm, which merges over the whole text: where no
-// token holds the two symbols either side of a boundary, no merge can ever
-// cross it, so the merges on either side are independent of the other's
-// and come out the same when the text is cut there and each side merged
-// alone. encodeSPM cuts it at every such boundary, so that its memory
-// follows the longest stretch between them rather than the text.
-func (t *Tokenizer) encodeSPM(text string, out []int32) []int32 {
-	var m spmMerger
-	start, prev := 0, -1
+// encodeSPM appends the tokens of text, after a space if prefix is set, to
+// out, as llama.cpp's llm_tokenizer_spm, which merges over the whole text
+// with its spaces escaped: a space is read as U+2581 here instead (the two
+// are alike to the merges), so that the text needs no escaped copy. Where
+// no token holds the two symbols either side of a boundary, no merge can
+// ever cross it, so the merges on either side are independent of the
+// other's and come out the same when the text is cut there and each side
+// merged alone. encodeSPM cuts it at every such boundary, so that its
+// memory follows the longest stretch between them rather than the text.
+//
+// Reading spaces as U+2581 splits the text into the same characters as
+// escaping them would, except where a space follows a multi-byte lead byte
+// closer than the length it announces (invalid UTF-8): the lead would take
+// part of the escaped space, so such a text is escaped after all, when
+// the first is found.
+func (t *Tokenizer) encodeSPM(text string, prefix bool, out []int32, m *merger) []int32 {
+	first := len(out)
+	start, prev := 0, ""
+	if prefix {
+		prev = " "
+	}
+	// The prefix space is copied with the first stretch alone.
+	pending := prefix
+	merge := func(end int) {
+		s := text[start:end]
+		if pending {
+			s, pending = " "+s, false
+		}
+		m.done = m.base + start
+		out = t.mergeStretch(s, out, m)
+	}
 	for off := 0; off < len(text); {
 		n := min(utf8Len(text[off]), len(text)-off)
-		if prev >= 0 {
-			if _, ok := t.joins[symbolPair(text[prev:off], text[off:off+n])]; !ok {
-				out = t.mergeSPM(text[start:off], out, &m)
+		if n > 1 && strings.IndexByte(text[off+1:off+n], ' ') >= 0 {
+			return t.encodeSPM(strings.ReplaceAll(text, " ", spmSpace), prefix, out[:first], m)
+		}
+		sym := text[off : off+n]
+		if prev != "" {
+			if _, ok := t.joins[symbolPair(spmSymbol(prev), spmSymbol(sym))]; !ok {
+				merge(off)
 				start = off
 			}
 		}
-		prev = off
+		prev = sym
 		off += n
 	}
-	return t.mergeSPM(text[start:], out, &m)
+	merge(len(text))
+	return out
 }
 
-// mergeSPM appends the tokens of text to out: starting from single
+func spmSymbol(s string) string {
+	if s == " " {
+		return spmSpace
+	}
+	return s
+}
+
+// spmID looks piece up in the vocabulary, with its spaces as U+2581 if
+// m.spaces says it may have any.
+func spmID[S string | []byte](t *Tokenizer, piece S, m *merger) (int32, bool) {
+	if !m.spaces {
+		id, ok := t.ids[string(piece)]
+		return id, ok
+	}
+	m.key = m.key[:0]
+	for i := 0; i < len(piece); i++ {
+		if piece[i] == ' ' {
+			m.key = append(m.key, spmSpace...)
+		} else {
+			m.key = append(m.key, piece[i])
+		}
+	}
+	id, ok := t.ids[string(m.key)]
+	return id, ok
+}
+
+// mergeStretch appends the tokens of text to out: starting from single
 // characters, it keeps merging the adjacent pair whose concatenation is the
-// highest-scoring vocabulary entry. A final piece that is not in the
-// vocabulary can only be a single character (every merge produces a
-// vocabulary entry), so it is spelled with byte tokens; llama.cpp's
-// re-segmentation of merged pieces never applies. Called on a whole text,
-// it is llama.cpp's algorithm as it stands, and the tests' oracle for
-// encodeSPM's cuts.
-func (t *Tokenizer) mergeSPM(text string, out []int32, m *spmMerger) []int32 {
-	syms := splitSymbols(text, m.syms[:0])
-	m.syms = syms
-	if len(syms) == 0 {
-		return out
+// highest-scoring vocabulary entry, the leftmost of equals. A final piece
+// that is not in the vocabulary can only be a single character (every
+// merge produces a vocabulary entry), so it is spelled with byte tokens;
+// llama.cpp's re-segmentation of merged pieces never applies.
+//
+// A short stretch with spaces is merged escaped, which looks pieces up as
+// they are; a long one reads its spaces as U+2581 at each look-up instead,
+// to cost no more than its length.
+func (t *Tokenizer) mergeStretch(text string, out []int32, m *merger) []int32 {
+	m.spaces = strings.IndexByte(text, ' ') >= 0
+	if !m.spaces || len(text) > longText {
+		return mergeSPM(t, text, out, m)
 	}
-	q := &m.q
-	// One candidate per adjacent pair to start with; few more later.
-	q.items = slices.Grow(q.items[:0], len(syms))
-	try := func(left, right int32) {
-		if left < 0 || right < 0 {
-			return
+	m.esc = m.esc[:0]
+	for i := 0; i < len(text); i++ {
+		if text[i] == ' ' {
+			m.esc = append(m.esc, spmSpace...)
+		} else {
+			m.esc = append(m.esc, text[i])
 		}
-		l, r := syms[left], syms[right]
-		id, ok := t.ids[text[l.start:r.start+r.n]]
-		if !ok {
-			return
-		}
-		var score float32
-		if t.scores != nil {
-			score = t.scores[id]
-		}
-		q.push(bigram{left: left, size: l.n + r.n, prio: spmPrio(score)})
 	}
-	for i := int32(1); i < int32(len(syms)); i++ {
-		try(i-1, i)
+	m.spaces = false
+	return mergeSPM(t, m.esc, out, m)
+}
+
+func mergeSPM[S string | []byte](t *Tokenizer, text S, out []int32, m *merger) []int32 {
+	size := int32(len(text))
+	m.reset(len(text))
+	n := m.n
+	for off := 0; off < len(text); {
+		k := min(utf8Len(text[off]), len(text)-off)
+		n[off] = uint16(k)
+		off += k
 	}
-	for len(q.items) > 0 {
-		b := q.pop()
-		if !merge(syms, b) {
+	// valid tells whether c's pair is still the one it was queued for; a
+	// class whose tokens differ in length needs the pair looked up.
+	valid := func(c cand) bool {
+		l := c.left
+		if n[l] == 0 || l+int32(n[l]) >= size {
+			return false
+		}
+		r := l + int32(n[l])
+		pair := text[l : r+int32(n[r])]
+		if !m.spaces {
+			if want := t.classSize[c.prio]; want >= 0 {
+				return int32(len(pair)) == want
+			}
+		} else if want := t.classChars[c.prio]; want >= 0 {
+			return spmChars(pair) == want
+		}
+		id, ok := spmID(t, pair, m)
+		return ok && t.spmClass[id] == c.prio
+	}
+	pair := func(l int32) (cand, bool) {
+		if l < 0 || l+int32(n[l]) >= size {
+			return cand{}, false
+		}
+		r := l + int32(n[l])
+		id, ok := spmID(t, text[l:r+int32(n[r])], m)
+		return cand{prio: t.spmClass[id], left: l}, ok
+	}
+	try := func(l int32) {
+		if c, ok := pair(l); ok {
+			m.makeRoom(valid)
+			m.push(c)
+		}
+	}
+	first := len(text)
+	if len(text) > longText {
+		first = 0
+		for l := int32(0); l < size; l += int32(n[l]) {
+			if _, ok := pair(l); ok {
+				first++
+			}
+		}
+	}
+	m.sizeQueue(first)
+	for l := int32(0); l < size; l += int32(n[l]) {
+		if c, ok := pair(l); ok {
+			m.q = append(m.q, c)
+		}
+	}
+	m.heapify()
+	for len(m.q) > 0 {
+		c := m.pop()
+		if !valid(c) {
 			continue
 		}
-		try(syms[b.left].prev, b.left)
-		try(b.left, syms[b.left].next)
+		l := c.left
+		r := l + int32(n[l])
+		n[l] += n[r]
+		n[r] = 0
+		try(m.prev(l))
+		try(l)
 	}
-	for i := int32(0); i != -1; i = syms[i].next {
-		s := syms[i]
-		piece := text[s.start : s.start+s.n]
-		if id, ok := t.ids[piece]; ok {
+	k := 0
+	for i := int32(0); i < size; i += int32(n[i]) {
+		k++
+	}
+	out = m.growIDs(out, k)
+	for i := int32(0); i < size; i += int32(n[i]) {
+		piece := text[i : i+int32(n[i])]
+		if id, ok := spmID(t, piece, m); ok {
 			out = append(out, id)
+			continue
+		}
+		if len(piece) == 1 && piece[0] == ' ' {
+			for j := range len(spmSpace) {
+				if id := t.byteTokens[spmSpace[j]]; id >= 0 {
+					out = append(out, id)
+				}
+			}
 			continue
 		}
 		for j := 0; j < len(piece); j++ {

@@ -11,6 +11,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"unicode/utf8"
@@ -101,13 +102,19 @@ type Tokenizer struct {
 	ids    map[string]int32
 
 	// BPE
-	ranks        map[string]int32 // by appendMergeKey
+	ranks        map[string]int32 // by appendMergeKey of the bytes the merge joins
+	mergeLen     []int32          // by rank: the bytes the merge joins
+	byteIDs      [256]int32       // the token of each single byte, -1 if none
+	longestToken int
 	steps        []splitStep
 	ignoreMerges bool
 
 	// SPM
 	byteTokens [256]int32
 	joins      map[uint64]struct{} // see spmJoins
+	spmClass   []uint32            // see spmClasses
+	classChars []int32
+	classSize  []int32
 
 	specials []int32 // tokens matched in the text, longest first
 	// maxCover is the most bytes of input text one token can stand for,
@@ -160,19 +167,29 @@ func New(v Vocab) (*Tokenizer, error) {
 		}
 		t.steps, t.ignoreMerges, t.cleanSpaces = steps, p.ignoreMerges, p.cleanSpaces
 		t.ranks = make(map[string]int32, len(v.Merges))
-		var key []byte
+		t.mergeLen = make([]int32, len(v.Merges))
+		var key, left, right []byte
 		for i, m := range v.Merges {
 			// llama.cpp splits at the first space after the first byte, so
 			// a merge may start with a space; a later duplicate keeps the
-			// earlier rank.
-			var left, right string
-			if j := strings.IndexByte(m[min(1, len(m)):], ' '); j >= 0 {
-				j += min(1, len(m))
-				left, right = m[:j], m[j+1:]
+			// earlier rank. A merge of characters outside the byte
+			// alphabet can never apply.
+			j := strings.IndexByte(m[min(1, len(m)):], ' ')
+			if j < 0 {
+				// llama.cpp merges two empty strings, which never apply.
+				continue
+			}
+			j += min(1, len(m))
+			var ok1, ok2 bool
+			left, ok1 = alphabetBytes(left[:0], m[:j])
+			right, ok2 = alphabetBytes(right[:0], m[j+1:])
+			if !ok1 || !ok2 {
+				continue
 			}
 			key = appendMergeKey(key[:0], left, right)
 			if _, dup := t.ranks[string(key)]; !dup {
 				t.ranks[string(key)] = int32(i)
+				t.mergeLen[i] = int32(len(left) + len(right))
 			}
 		}
 	default:
@@ -200,11 +217,33 @@ func New(v Vocab) (*Tokenizer, error) {
 	t.bos, t.eos, t.unk, t.pad = valid(v.BOS), valid(v.EOS), valid(v.UNK), valid(v.PAD)
 	t.markSpecials(v, valid)
 
+	if t.kind == kindBPE {
+		for b := range t.byteIDs {
+			t.byteIDs[b] = -1
+			if id, ok := t.ids[string([]byte{byte(b)})]; ok {
+				t.byteIDs[b] = id
+			}
+		}
+	}
+	// The merges keep symbol lengths in 16 bits; every merge makes a token
+	// (SPM) or joins a rule's two sides (BPE).
+	for i, s := range t.tokens {
+		t.longestToken = max(t.longestToken, len(s))
+		if t.kind == kindSPM && len(s) > math.MaxUint16 {
+			return nil, fmt.Errorf("tokenizer: token %d is %d bytes long, more than %d", i, len(s), math.MaxUint16)
+		}
+	}
+	for i, n := range t.mergeLen {
+		if n > math.MaxUint16 {
+			return nil, fmt.Errorf("tokenizer: merge %d joins %d bytes, more than %d", i, n, math.MaxUint16)
+		}
+	}
 	if t.kind == kindSPM {
 		for b := range t.byteTokens {
 			t.byteTokens[b] = t.byteToken(byte(b))
 		}
 		t.joins = spmJoins(t.tokens)
+		t.spmClass, t.classChars, t.classSize = spmClasses(n, t.scores, t.tokens)
 	}
 	t.maxCover = t.longestCover()
 	return t, nil
@@ -443,6 +482,9 @@ func (t *Tokenizer) Encode(text string, addSpecial, parseSpecial bool) []int32 {
 	if addSpecial && t.addBOS && t.bos >= 0 {
 		out = append(out, t.bos)
 	}
+	// One scratch space for all the text; its progress through the text
+	// paces the growth of out.
+	m := merger{total: len(text), first: len(out)}
 	switch t.kind {
 	case kindSPM:
 		// Like SentencePiece, the text gets a leading space, and so does
@@ -451,18 +493,22 @@ func (t *Tokenizer) Encode(text string, addSpecial, parseSpecial bool) []int32 {
 		for _, f := range frags {
 			if f.tok >= 0 {
 				out = append(out, f.tok)
+				m.base += len(t.tokens[f.tok])
 				prevSpecial = true
 				continue
 			}
-			out = t.encodeSPM(escapeSpaces(f.text, t.addSpacePrefix && prevSpecial), out)
+			out = t.encodeSPM(f.text, t.addSpacePrefix && prevSpecial, out, &m)
+			m.base += len(f.text)
 			prevSpecial = false
 		}
 	case kindBPE:
 		for _, f := range frags {
 			if f.tok >= 0 {
 				out = append(out, f.tok)
+				m.base += len(t.tokens[f.tok])
 			} else {
-				out = t.encodeBPE(f.text, out)
+				out = t.encodeBPE(f.text, out, &m)
+				m.base += len(f.text)
 			}
 		}
 	}
@@ -470,27 +516,6 @@ func (t *Tokenizer) Encode(text string, addSpecial, parseSpecial bool) []int32 {
 		out = append(out, t.eos)
 	}
 	return out
-}
-
-// escapeSpaces is s with its spaces written as U+2581, after one more when
-// prefix is set, in one allocation.
-func escapeSpaces(s string, prefix bool) string {
-	spaces := strings.Count(s, " ")
-	var b strings.Builder
-	b.Grow(len(s) + (spaces+1)*(len(spmSpace)-1) + 1)
-	if prefix {
-		b.WriteString(spmSpace)
-	}
-	for {
-		i := strings.IndexByte(s, ' ')
-		if i < 0 {
-			b.WriteString(s)
-			return b.String()
-		}
-		b.WriteString(s[:i])
-		b.WriteString(spmSpace)
-		s = s[i+1:]
-	}
 }
 
 // partition cuts the special tokens out of text, longest token first, as

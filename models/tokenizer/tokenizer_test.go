@@ -286,6 +286,19 @@ func TestUnsupported(t *testing.T) {
 	if _, err := New(v); err == nil || !strings.Contains(err.Error(), `"tekken"`) {
 		t.Errorf("unknown pre-tokenizer: %v", err)
 	}
+	// The merges hold symbol lengths in 16 bits.
+	long := strings.Repeat("a", 1<<16)
+	v = DefaultVocab("llama", "")
+	v.Tokens = []string{"<unk>", "<s>", "</s>", "a", long}
+	if _, err := New(v); err == nil || !strings.Contains(err.Error(), "token 4 is 65536 bytes") {
+		t.Errorf("SPM token of 64 KiB: %v", err)
+	}
+	v = DefaultVocab("gpt2", "gpt-2")
+	v.Tokens = []string{"a", long[1:], long}
+	v.Merges = []string{"a " + long[1:]}
+	if _, err := New(v); err == nil || !strings.Contains(err.Error(), "merge 0 joins 65536 bytes") {
+		t.Errorf("BPE merge of 64 KiB: %v", err)
+	}
 }
 
 // A byte-level BPE built by hand: merges apply lowest rank first and the

@@ -1,6 +1,9 @@
 package tokenizer
 
-import "unicode"
+import (
+	"unicode"
+	"unicode/utf8"
+)
 
 // Codepoint flags, one general-category bit (as llama.cpp's unicode_cpt_flags)
 // plus a whitespace bit. The pre-tokenizers test these rather than Go's
@@ -84,7 +87,9 @@ func unicode151(c rune) uint16 {
 // not start one becomes U+FFFD. Values beyond U+10FFFF (which llama.cpp
 // cannot re-encode) also become U+FFFD.
 func decodeCpts(s string) []rune {
-	out := make([]rune, 0, len(s))
+	// The standard count is never lower: it reads every byte of an ill-formed
+	// sequence as one.
+	out := make([]rune, 0, utf8.RuneCountInString(s))
 	for i := 0; i < len(s); {
 		c, n := decodeOne(s, i)
 		out = append(out, c)
@@ -137,6 +142,19 @@ func appendCpt(b []byte, c rune) []byte {
 		return append(b, 0xE0|byte(c>>12), 0x80|byte(c>>6)&0x3F, 0x80|byte(c)&0x3F)
 	}
 	return append(b, 0xF0|byte(c>>18), 0x80|byte(c>>12)&0x3F, 0x80|byte(c>>6)&0x3F, 0x80|byte(c)&0x3F)
+}
+
+// cptLen is the length of appendCpt's form of c.
+func cptLen(c rune) int {
+	switch {
+	case c < 0x80:
+		return 1
+	case c < 0x800:
+		return 2
+	case c < 0x10000:
+		return 3
+	}
+	return 4
 }
 
 // utf8Len is the sequence length announced by a UTF-8 lead byte (1 for
