@@ -5,31 +5,11 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
-)
 
-// heapPeak samples the heap in use every millisecond until stop is called,
-// which returns the highest reading.
-func heapPeak() (stop func() uint64) {
-	var peak atomic.Uint64
-	done, quit := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(done)
-		var m runtime.MemStats
-		for {
-			runtime.ReadMemStats(&m)
-			peak.Store(max(peak.Load(), m.HeapInuse))
-			select {
-			case <-quit:
-				return
-			case <-time.After(time.Millisecond):
-			}
-		}
-	}()
-	return func() uint64 { close(quit); <-done; return peak.Load() }
-}
+	"github.com/godwit-ai/godwit/internal/heappeak"
+)
 
 // TestTokenizeMemory: /tokenize of a 4 MB text, which has no context bound
 // (clients count tokens with it), holds at most 20 times the body in heap
@@ -62,7 +42,7 @@ func tokenizeMemory(t *testing.T, r *rig, name, body string, clients int) {
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	stop := heapPeak()
+	stop := heappeak.Start()
 	start := time.Now()
 	counts := make([]int, clients)
 	var wg sync.WaitGroup
@@ -78,7 +58,7 @@ func tokenizeMemory(t *testing.T, r *rig, name, body string, clients int) {
 	}
 	wg.Wait()
 	took := time.Since(start)
-	peak := stop()
+	grew := stop()
 	if counts[0] < len(body)/16 {
 		t.Fatalf("%s: count %d for %d bytes", name, counts[0], len(body))
 	}
@@ -87,7 +67,7 @@ func tokenizeMemory(t *testing.T, r *rig, name, body string, clients int) {
 	runtime.GC()
 	runtime.ReadMemStats(&after)
 	bodies := int64(clients * len(body))
-	grew, held := int64(peak)-int64(before.HeapInuse), int64(after.HeapInuse)-int64(before.HeapInuse)
+	held := int64(after.HeapInuse) - int64(before.HeapInuse)
 	t.Logf("%s: %d × %d bytes, %d tokens each, in %v: peak heap +%d MB (%.1f× the bodies), %+d MB after",
 		name, clients, len(body), counts[0], took, grew>>20, float64(grew)/float64(bodies), held>>20)
 	if grew > 20*bodies {

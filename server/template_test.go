@@ -3,12 +3,11 @@ package server
 import (
 	"io"
 	"net/http"
-	"runtime"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/godwit-ai/godwit/internal/heappeak"
 	"github.com/godwit-ai/godwit/internal/jinja"
 )
 
@@ -121,28 +120,7 @@ func TestChatTemplateBudget(t *testing.T) {
 		cfg: Config{ChatTemplateLimits: jinja.Limits{OutputBytes: 1 << 20}}})
 	good := startRig(t, rigOptions{chatTemplate: llama3Template})
 
-	// The heap's peak, sampled while the requests run.
-	var peak atomic.Uint64
-	stop := make(chan struct{})
-	sampled := make(chan struct{})
-	var base runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&base)
-	go func() {
-		defer close(sampled)
-		var m runtime.MemStats
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(2 * time.Millisecond):
-			}
-			runtime.ReadMemStats(&m)
-			if m.HeapInuse > peak.Load() {
-				peak.Store(m.HeapInuse)
-			}
-		}
-	}()
+	stop := heappeak.Start() // the heap's peak while the requests run
 
 	for _, path := range []string{"/v1/chat/completions", "/tokenize"} {
 		checkError(t, post(r, path, msgs), 400, typeInvalid, "messages",
@@ -158,9 +136,7 @@ func TestChatTemplateBudget(t *testing.T) {
 	if resp := post(good, "/tokenize", msgs); resp.status != 200 {
 		t.Fatalf("tokenize with a sound template: %d %s", resp.status, resp.body)
 	}
-	close(stop)
-	<-sampled
-	grew := int64(peak.Load()) - int64(base.HeapInuse)
+	grew := stop()
 	t.Logf("heap in use grew by at most %d MiB", grew>>20)
 	if grew > 100<<20 {
 		t.Errorf("heap in use grew by %d MiB", grew>>20)

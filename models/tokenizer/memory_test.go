@@ -2,41 +2,22 @@ package tokenizer
 
 import (
 	"math/rand/v2"
-	"runtime"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/godwit-ai/godwit/internal/heappeak"
 )
 
 // encodePeak encodes text and returns how far the heap in use rose above
 // where it stood before, at its highest (sampled every millisecond), the
 // ids and the time taken.
 func encodePeak(tok *Tokenizer, text string) (grew int64, ids []int32, took time.Duration) {
-	var before runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	var peak atomic.Uint64
-	done, quit := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(done)
-		var m runtime.MemStats
-		for {
-			runtime.ReadMemStats(&m)
-			peak.Store(max(peak.Load(), m.HeapInuse))
-			select {
-			case <-quit:
-				return
-			case <-time.After(time.Millisecond):
-			}
-		}
-	}()
+	stop := heappeak.Start()
 	start := time.Now()
 	ids = tok.Encode(text, true, false)
 	took = time.Since(start)
-	close(quit)
-	<-done
-	return int64(peak.Load()) - int64(before.HeapInuse), ids, took
+	return stop(), ids, took
 }
 
 // TestEncodeMemory: encoding 4 MB of prose holds at most 20 times the text

@@ -164,3 +164,51 @@ func grow[T any](s []T, n int) []T {
 	}
 	return slices.Grow(s, max(n, len(s)))
 }
+
+// mergePairs merges the symbols of a text of size bytes, whose lengths the
+// caller set in m.n, best candidate first until none is left, and returns
+// how many symbols remain. pair gives the candidate of the symbol at l and
+// its right neighbour, if they make a token; valid says whether a queued
+// candidate's pair is still current.
+func (m *merger) mergePairs(size int32, pair func(l int32) (cand, bool), valid func(cand) bool) int {
+	n := m.n
+	first := int(size)
+	if size > longText {
+		first = 0
+		for l := int32(0); l < size; l += int32(n[l]) {
+			if _, ok := pair(l); ok {
+				first++
+			}
+		}
+	}
+	m.sizeQueue(first)
+	for l := int32(0); l < size; l += int32(n[l]) {
+		if c, ok := pair(l); ok {
+			m.q = append(m.q, c)
+		}
+	}
+	m.heapify()
+	try := func(l int32) {
+		if c, ok := pair(l); ok {
+			m.makeRoom(valid)
+			m.push(c)
+		}
+	}
+	for len(m.q) > 0 {
+		c := m.pop()
+		if !valid(c) {
+			continue
+		}
+		l := c.left
+		r := l + int32(n[l])
+		n[l] += n[r]
+		n[r] = 0
+		try(m.prev(l))
+		try(l)
+	}
+	k := 0
+	for i := int32(0); i < size; i += int32(n[i]) {
+		k++
+	}
+	return k
+}

@@ -245,44 +245,7 @@ func mergeSPM[S string | []byte](t *Tokenizer, text S, out []int32, m *merger) [
 		id, ok := spmID(t, text[l:r+int32(n[r])], m)
 		return cand{prio: t.spmClass[id], left: l}, ok
 	}
-	try := func(l int32) {
-		if c, ok := pair(l); ok {
-			m.makeRoom(valid)
-			m.push(c)
-		}
-	}
-	first := len(text)
-	if len(text) > longText {
-		first = 0
-		for l := int32(0); l < size; l += int32(n[l]) {
-			if _, ok := pair(l); ok {
-				first++
-			}
-		}
-	}
-	m.sizeQueue(first)
-	for l := int32(0); l < size; l += int32(n[l]) {
-		if c, ok := pair(l); ok {
-			m.q = append(m.q, c)
-		}
-	}
-	m.heapify()
-	for len(m.q) > 0 {
-		c := m.pop()
-		if !valid(c) {
-			continue
-		}
-		l := c.left
-		r := l + int32(n[l])
-		n[l] += n[r]
-		n[r] = 0
-		try(m.prev(l))
-		try(l)
-	}
-	k := 0
-	for i := int32(0); i < size; i += int32(n[i]) {
-		k++
-	}
+	k := m.mergePairs(size, pair, valid)
 	out = m.growIDs(out, k)
 	for i := int32(0); i < size; i += int32(n[i]) {
 		piece := text[i : i+int32(n[i])]
