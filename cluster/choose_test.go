@@ -257,6 +257,28 @@ func TestChooseDistance(t *testing.T) {
 	}
 }
 
+// As the near peer's wait grows, its share falls smoothly to none: first
+// while both peers are within the margin, then far alone once near's expected
+// TTFT is past far's by more than the margin.
+func TestChooseSpillSweep(t *testing.T) {
+	far := peer("far", 0, 120*ms)
+	prev := 1.0
+	for wait := time.Duration(0); wait <= 200*ms; wait += 20 * ms {
+		got := shares(t, ForwardInput{Model: "llama", Local: overloaded, Peers: []Candidate{peer("near", wait, 10*ms), far}}, cfg, 1000)
+		t.Logf("near wait %v (expected TTFT %v vs far 120ms): near %.3f far %.3f", wait, wait+10*ms, got["near"], got["far"])
+		if got["near"]+got["far"] != 1 {
+			t.Errorf("near wait %v: %v, want every request forwarded", wait, got)
+		}
+		if got["near"] > prev {
+			t.Errorf("near wait %v: near share %.3f rose from %.3f", wait, got["near"], prev)
+		}
+		prev = got["near"]
+	}
+	if prev != 0 {
+		t.Errorf("near wait 200ms (210ms vs 120ms): near share %.3f, want 0", prev)
+	}
+}
+
 // Power of two choices spreads load among equals, and among peers within the
 // margin gives the best the most but every one some.
 func TestChooseSpread(t *testing.T) {
