@@ -43,7 +43,7 @@ var errNoToken = &Error{Kind: KindInternal, Msg: "no token has a finite logit af
 // does not end the sample is appended to s.tokens.
 func (o *outputs) next(s *seq, logits []float32, now time.Time) (Event, error) {
 	req := &s.g.req
-	id := s.sampler.Sample(logits, s.tokens)
+	id := s.sampler.Sample(logits, s.tokens, s.gen)
 	if id == sample.NoToken {
 		return Event{}, errNoToken
 	}
