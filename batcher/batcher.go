@@ -81,6 +81,17 @@ type Request struct {
 	// Logprobs, when above 0, asks for each token's log-probability and
 	// the Logprobs most likely alternatives.
 	Logprobs int
+	// Resume continues a sample interrupted part-way (issue 14, on this
+	// node or another): it holds the tokens the sample already generated
+	// and sent, and generation goes on with token len(Resume) of the
+	// seed's stream, so that with the same Sampling (seed included) the
+	// tokens are those the uninterrupted sample would have generated. The
+	// events carry only the tokens after Resume, and no text those
+	// completed; Usage counts only the new ones. Resumed tokens count
+	// toward MaxTokens; N must be 1. Resume must not hold a token that
+	// would have ended the sample (a stop string, or end-of-generation
+	// without IgnoreEOS).
+	Resume []int32
 }
 
 // Finish reasons.
@@ -312,7 +323,7 @@ func (b *Batcher) loop() {
 		b.mu.Lock()
 		closed := b.closed
 		for _, g := range b.queue {
-			s := &seq{g: g, kv: b.sched.pool.NewSeq(), tokens: slices.Clone(g.req.Prompt), prompt: len(g.req.Prompt), forks: g.req.N - 1}
+			s := &seq{g: g, kv: b.sched.pool.NewSeq(), tokens: slices.Concat(g.req.Prompt, g.req.Resume), prompt: len(g.req.Prompt), gen: len(g.req.Resume), forks: g.req.N - 1}
 			b.out.init(s, 0)
 			b.sched.add(s)
 		}

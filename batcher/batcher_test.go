@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -67,13 +68,14 @@ type result struct {
 	ids    [][]int32
 	lps    [][]float32 // the tokens' log-probabilities, when asked for
 	text   []string
+	pieces [][]string // each token's event's text
 	finish []string
 	usage  *batcher.Usage
 	err    error
 }
 
 func collect(st *batcher.Stream, n int) result {
-	res := result{ids: make([][]int32, n), lps: make([][]float32, n), text: make([]string, n), finish: make([]string, n)}
+	res := result{ids: make([][]int32, n), lps: make([][]float32, n), text: make([]string, n), pieces: make([][]string, n), finish: make([]string, n)}
 	for {
 		ev, ok := st.Next(context.Background())
 		if !ok {
@@ -85,6 +87,7 @@ func collect(st *batcher.Stream, n int) result {
 		if ev.Token >= 0 {
 			res.ids[ev.Index] = append(res.ids[ev.Index], ev.Token)
 			res.lps[ev.Index] = append(res.lps[ev.Index], ev.Logprob)
+			res.pieces[ev.Index] = append(res.pieces[ev.Index], ev.Text)
 		}
 		res.text[ev.Index] += ev.Text
 		if ev.Finish != "" {
@@ -222,6 +225,61 @@ func TestPreemption(t *testing.T) {
 	same(t, "small pool", got, want)
 	if s := b.Stats(); s.Preemptions == 0 {
 		t.Errorf("no preemption with %d blocks: %+v", pool.Blocks(), s)
+	}
+	if u := pool.Usage(); u != 0 {
+		t.Errorf("%.2f of the pool still held", u)
+	}
+}
+
+// TestSeededStreamAnywhere: a seeded sampled sample draws token i from
+// (seed, i) alone (issue 14), so it is the same alone, beside other
+// requests, after preemption and recomputation, and resumed on another
+// batcher from its first 15 tokens.
+func TestSeededStreamAnywhere(t *testing.T) {
+	r := load(t, "models/stories260K.gguf")
+	ps := prompts(r, 12, 9)
+	reqs := make([]batcher.Request, len(ps))
+	for i, p := range ps {
+		// Request 0 is the one followed throughout; the rest are
+		// sampled too, with seeds of their own, so each of them checks
+		// the same whenever it is the one preempted.
+		reqs[i] = batcher.Request{Prompt: p, MaxTokens: 40, IgnoreEOS: true, Logprobs: 1,
+			Sampling: sample.Params{Temperature: 0.8, Seed: 7 + uint64(i)*100, HasSeed: true}}
+	}
+	want := alone(t, r, reqs)
+
+	b, _ := r.start(t, 512, batcher.Config{MaxBatchTokens: 24})
+	same(t, "beside others", together(t, b, reqs, 4), want)
+
+	b, pool := r.start(t, 14, batcher.Config{})
+	same(t, "small pool", together(t, b, reqs, 5), want)
+	if s := b.Stats(); s.Preemptions == 0 {
+		t.Errorf("no preemption with %d blocks: %+v", pool.Blocks(), s)
+	}
+
+	const sent = 15
+	full := want[0]
+	if len(full.ids[0]) != 40 {
+		t.Fatalf("the reference generated %d tokens, want 40", len(full.ids[0]))
+	}
+	if slices.Equal(full.ids[0][sent:], slices.Repeat(full.ids[0][sent:sent+1], 40-sent)) {
+		t.Fatalf("the reference repeats one token: %v", full.ids[0])
+	}
+	q := reqs[0]
+	q.Resume = full.ids[0][:sent]
+	b, pool = r.start(t, 64, batcher.Config{})
+	got := run(t, b, q)
+	if got.err != nil {
+		t.Fatal(got.err)
+	}
+	if !slices.Equal(got.ids[0], full.ids[0][sent:]) || !slices.Equal(got.lps[0], full.lps[0][sent:]) {
+		t.Errorf("resumed after %d tokens: %v (log-probabilities %v), uninterrupted %v (%v)", sent, got.ids[0], got.lps[0], full.ids[0][sent:], full.lps[0][sent:])
+	}
+	if before := strings.Join(full.pieces[0][:sent], ""); before+got.text[0] != full.text[0] {
+		t.Errorf("text sent before %q and resumed %q, uninterrupted %q", before, got.text[0], full.text[0])
+	}
+	if got.finish[0] != batcher.FinishLength || got.usage.CompletionTokens != 40-sent {
+		t.Errorf("resumed: finish %q, usage %+v; want length and %d completion tokens", got.finish[0], got.usage, 40-sent)
 	}
 	if u := pool.Usage(); u != 0 {
 		t.Errorf("%.2f of the pool still held", u)

@@ -193,6 +193,35 @@ func TestValidateKVRoom(t *testing.T) {
 	}
 }
 
+// TestValidateResume: resumed tokens need n = 1, must leave max_tokens
+// something to generate, must be in the vocabulary, and with the prompt
+// must fit the context.
+func TestValidateResume(t *testing.T) {
+	l := Limits{Vocab: 5, Context: 20, MaxN: 16, MaxQueue: 256, BlockSize: 16, Blocks: 16}
+	for _, tc := range []struct {
+		resume       []int32
+		maxTokens, n int
+		kind         Kind
+		param        string // "" for accepted
+	}{
+		{[]int32{1, 2}, 5, 1, 0, ""},
+		{[]int32{1, 2}, 5, 2, KindInvalid, "resume"},
+		{[]int32{1, 2}, 2, 1, KindInvalid, "resume"},
+		{[]int32{1, 5}, 5, 1, KindInvalid, "resume"},
+		{make([]int32, 16), 17, 1, KindTooLong, "resume"},
+	} {
+		r := Request{Prompt: []int32{1, 2, 3, 4}, Resume: tc.resume, MaxTokens: tc.maxTokens, N: tc.n}
+		err := r.Validate(l)
+		var e *Error
+		switch {
+		case tc.param == "" && err != nil:
+			t.Errorf("resume %v, max_tokens %d, n %d: %v, want accepted", tc.resume, tc.maxTokens, tc.n, err)
+		case tc.param != "" && (!errors.As(err, &e) || e.Kind != tc.kind || e.Param != tc.param):
+			t.Errorf("resume %v, max_tokens %d, n %d: %#v, want kind %v on %s", tc.resume, tc.maxTokens, tc.n, err, tc.kind, tc.param)
+		}
+	}
+}
+
 // TestFullPoolCompletes: a request whose prompt and max_tokens fill the
 // pool (and the fake's context) exactly runs to its end, and so does the
 // next one, with another prompt, while the first one's blocks all sit in

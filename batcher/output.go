@@ -19,7 +19,8 @@ type outputs struct {
 }
 
 // init gives s its sampler, decoder and stop matcher as sample index of its
-// request (the seed of sample i is the request's plus i).
+// request (the seed of sample i is the request's plus i). s.gen, the index
+// of its next token in the seed's stream, is already set.
 func (o *outputs) init(s *seq, index int) {
 	p := s.g.req.Sampling
 	if p.HasSeed {
@@ -31,6 +32,13 @@ func (o *outputs) init(s *seq, index int) {
 	}
 	s.index, s.sampler, s.decoder = index, sm, o.tok.NewStreamDecoder()
 	s.stop = stopMatcher{stops: s.g.req.Stop}
+	// A resumed sample's decoder and stop matcher take its earlier tokens
+	// as they did when those were generated: their text was sent then,
+	// but what they still hold (a partial character, the start of a stop
+	// string) comes out with the tokens after.
+	for _, id := range s.g.req.Resume {
+		s.stop.add(s.decoder.Add(id))
+	}
 }
 
 // errNoToken ends a sample with no token to draw: Validate refuses a bias
@@ -43,7 +51,7 @@ var errNoToken = &Error{Kind: KindInternal, Msg: "no token has a finite logit af
 // does not end the sample is appended to s.tokens.
 func (o *outputs) next(s *seq, logits []float32, now time.Time) (Event, error) {
 	req := &s.g.req
-	id := s.sampler.Sample(logits, s.tokens)
+	id := s.sampler.Sample(logits, s.tokens, s.gen)
 	if id == sample.NoToken {
 		return Event{}, errNoToken
 	}

@@ -53,11 +53,21 @@ func (r *Request) Validate(l Limits) error {
 		return invalid("n", "n must be between 1 and %d, got %d", l.MaxN, n)
 	case r.Logprobs < 0 || r.Logprobs > MaxLogprobs:
 		return invalid("logprobs", "logprobs must be between 0 and %d, got %d", MaxLogprobs, r.Logprobs)
+	case len(r.Resume) > 0 && n != 1:
+		return invalid("resume", "resume continues one sample; n must be 1, got %d", n)
+	case len(r.Resume) >= r.MaxTokens:
+		return invalid("resume", "resume holds %d tokens, and max_tokens %d leaves none to generate", len(r.Resume), r.MaxTokens)
 	case len(r.Prompt) >= l.Context:
 		return &Error{Kind: KindTooLong, Param: "prompt", Msg: fmt.Sprintf("the prompt has %d tokens, and the model's context is %d; shorten the prompt", len(r.Prompt), l.Context)}
 	}
 	if err := CheckTokens("prompt", r.Prompt, l.Vocab); err != nil {
 		return err
+	}
+	if err := CheckTokens("resume", r.Resume, l.Vocab); err != nil {
+		return err
+	}
+	if len(r.Prompt)+len(r.Resume) >= l.Context {
+		return &Error{Kind: KindTooLong, Param: "resume", Msg: fmt.Sprintf("the prompt's %d tokens and resume's %d fill the model's context of %d", len(r.Prompt), len(r.Resume), l.Context)}
 	}
 	for _, pen := range []struct {
 		param string

@@ -5,16 +5,16 @@ import (
 	"fmt"
 )
 
-// Sampler picks the next token from a row of logits; history holds every
-// token of the sequence so far (prompt and generated).
+// Sampler picks generated token i (0 for the first) from a row of logits;
+// history holds every token of the sequence so far (prompt and generated).
 type Sampler interface {
-	Sample(logits []float32, history []int32) int32
+	Sample(logits []float32, history []int32, i int) int32
 }
 
 // Greedy picks the most likely token, the lowest id on ties.
 type Greedy struct{}
 
-func (Greedy) Sample(logits []float32, _ []int32) int32 {
+func (Greedy) Sample(logits []float32, _ []int32, _ int) int32 {
 	best := 0
 	for i, v := range logits {
 		if v > logits[best] {
@@ -45,7 +45,7 @@ func (e *Engine) Generate(ctx context.Context, prompt []int32, maxTokens int, kv
 		if err != nil {
 			return history[len(prompt):], err
 		}
-		id := s.Sample(logits, history)
+		id := s.Sample(logits, history, len(history)-len(prompt))
 		if id < 0 {
 			return history[len(prompt):], fmt.Errorf("generate: no token has a finite logit after sampling filters and bias")
 		}

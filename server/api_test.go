@@ -87,6 +87,22 @@ func TestCompletionParameters(t *testing.T) {
 			t.Fatalf("sampling at temperature 1.5 did not change the text: %q %q %q", a, c, greedy)
 		}
 	})
+	t.Run("no seed", func(t *testing.T) {
+		// The server gives each prompt a random seed of its own (issue
+		// 14): two equal prompts of one request, and the same request
+		// sent twice, still draw differently, and the seed stays out of
+		// the response.
+		req := map[string]any{"prompt": []string{prompt, prompt}, "max_tokens": 24, "temperature": 1.5, "ignore_eos": true}
+		v := r.post("/v1/completions", req)
+		a := choiceTexts(t, v)
+		b := choiceTexts(t, r.post("/v1/completions", req))
+		if len(a) != 2 || a[0] == a[1] || a[0] == b[0] {
+			t.Fatalf("unseeded samples repeat: %q then %q", a, b)
+		}
+		if raw, _ := json.Marshal(v); strings.Contains(string(raw), "seed") {
+			t.Fatalf("the response names a seed: %s", raw)
+		}
+	})
 	t.Run("top_k top_p min_p", func(t *testing.T) {
 		// Each keeps only the most likely token, so sampling is greedy.
 		for _, f := range []map[string]any{{"top_k": 1}, {"top_p": 1e-6}, {"min_p": 1}} {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"math/rand/v2"
 	"net"
 	"time"
 
@@ -207,6 +208,15 @@ type tagged struct {
 func (s *Server) start(ctx context.Context, m *ready, g generation, idPrefix string, fields map[string]string) (*job, *apiError) {
 	ctx, cancel := context.WithCancel(ctx)
 	j := &job{s: s, id: idPrefix + randomHex(12), created: time.Now().Unix(), cancel: cancel, n: g.reqs[0].N}
+	// Every request leaves here with a seed, so that a stream resumed on
+	// another node draws what this one would have (issue 14): one without
+	// gets a random seed of its own, per prompt, from the node the client
+	// called. It is not part of the response.
+	for i := range g.reqs {
+		if p := &g.reqs[i].Sampling; !p.HasSeed {
+			p.Seed, p.HasSeed = rand.Uint64(), true
+		}
+	}
 	// All prompts are queued or none: a refused request costs no compute.
 	streams, err := m.Batcher.SubmitAll(ctx, g.reqs)
 	if err != nil {

@@ -15,7 +15,15 @@
 //     mass reaches TopP;
 //  6. min-p drops survivors whose probability is below MinP × the largest;
 //  7. the survivors' logits are divided by Temperature, softmaxed, and one is
-//     drawn with a PCG generator (math/rand/v2) seeded from Params.Seed.
+//     drawn with a uniform number that is a pure function of (Params.Seed,
+//     i), where i counts the sample's generated tokens from 0.
+//
+// Draw i depends on nothing else — not on earlier draws, nor on how many
+// tokens this Sampler has sampled — so a sequence that is recomputed after
+// preemption, or resumed part-way on another node with the same seed and
+// its generated tokens, draws exactly the numbers an uninterrupted run would
+// (issue 14). The numbers are the SplitMix64 stream: draw i is
+// mix64(seed + (i+1)·γ), which a counter gives directly, with no state.
 //
 // The filters of steps 4–6 all see the temperature-1 distribution, so the
 // temperature changes how the surviving tokens are weighted but never which
@@ -34,7 +42,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
-	"math/rand/v2"
 )
 
 // NoToken is what Sample returns when no token has a usable logit (all -Inf
@@ -42,9 +49,8 @@ import (
 // vocabulary, so this only happens when the model itself produced such a row.
 const NoToken int32 = -1
 
-// pcgStream is the fixed second PCG seed word: keeping it constant makes a
-// Seed value name exactly one random stream on every run and platform.
-const pcgStream = 0x9e3779b97f4a7c15
+// golden is SplitMix64's increment γ, 2^64 divided by the golden ratio.
+const golden = 0x9e3779b97f4a7c15
 
 // TokenLogProb is one entry of a top-n log-probability list.
 type TokenLogProb struct {
@@ -60,7 +66,7 @@ type bias struct {
 // Sampler samples tokens for one request. Create it with New.
 type Sampler struct {
 	p    Params
-	rng  *rand.PCG
+	seed uint64 // Params.Seed, or a random one without HasSeed
 	bias []bias // LogitBias as a slice, so Sample does not iterate a map
 
 	// Scratch, sized to the vocabulary in New.
@@ -85,7 +91,7 @@ func New(p Params, vocab int) (*Sampler, error) {
 	}
 	s := &Sampler{
 		p:      p,
-		rng:    rand.NewPCG(seed, pcgStream),
+		seed:   seed,
 		logits: make([]float32, vocab),
 		ids:    make([]int32, vocab),
 	}
@@ -103,11 +109,13 @@ func New(p Params, vocab int) (*Sampler, error) {
 	return s, nil
 }
 
-// Sample returns the next token for logits (one value per vocabulary entry)
-// given history, the tokens seen so far (prompt and generated) that the
-// penalties look at. History ids outside the vocabulary are ignored. logits
-// is not modified. Sample panics if len(logits) is not the vocabulary size.
-func (s *Sampler) Sample(logits []float32, history []int32) int32 {
+// Sample returns generated token i of the sample (0 for the first) for
+// logits (one value per vocabulary entry) given history, the tokens seen so
+// far (prompt and generated) that the penalties look at. The random draw
+// depends only on the seed and i, so calls may come in any order, repeat, or
+// start at any i. History ids outside the vocabulary are ignored. logits is
+// not modified. Sample panics if len(logits) is not the vocabulary size.
+func (s *Sampler) Sample(logits []float32, history []int32, i int) int32 {
 	l := s.prepare(logits, history)
 	if s.p.Temperature == 0 {
 		return argmax(l)
@@ -116,7 +124,19 @@ func (s *Sampler) Sample(logits []float32, history []int32) int32 {
 	if len(cand) == 0 {
 		return NoToken
 	}
-	return s.draw(l, cand)
+	return s.draw(l, cand, s.uniform(i))
+}
+
+// uniform returns draw i of the seed's stream as a float64 in [0, 1): the
+// top 53 bits of SplitMix64's output i, mix64(seed + (i+1)·γ). The
+// conversion is spelled out so that the stream is fixed on every platform
+// and Go version.
+func (s *Sampler) uniform(i int) float64 {
+	z := s.seed + (uint64(i)+1)*golden
+	z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
+	z = (z ^ z>>27) * 0x94d049bb133111eb
+	z ^= z >> 31
+	return float64(z>>11) * 0x1p-53
 }
 
 // LogProbs fills top with the n most likely tokens (n is clamped to len(top)
@@ -273,8 +293,9 @@ func (s *Sampler) topP(l []float32, cand []int32, top, p float64) []int32 {
 	return cand[end:]
 }
 
-// draw picks one of cand with probability softmax(l/Temperature) over cand.
-func (s *Sampler) draw(l []float32, cand []int32) int32 {
+// draw picks one of cand with probability softmax(l/Temperature) over cand,
+// using u, a uniform number in [0, 1).
+func (s *Sampler) draw(l []float32, cand []int32, u float64) int32 {
 	top := math.Inf(-1)
 	for _, id := range cand {
 		top = max(top, float64(l[id]))
@@ -286,9 +307,7 @@ func (s *Sampler) draw(l []float32, cand []int32) int32 {
 		w[i] = math.Exp((float64(l[id]) - top) * invT)
 		sum += w[i]
 	}
-	// 53 random bits give a uniform float64 in [0, 1) that depends only on
-	// the PCG stream, not on how math/rand/v2 maps it to floats.
-	u := float64(s.rng.Uint64()>>11) * 0x1p-53 * sum
+	u *= sum
 	acc := 0.0
 	last := cand[0]
 	for i, id := range cand {
