@@ -17,12 +17,26 @@ import (
 	"time"
 )
 
-// Target is one OpenAI-compatible endpoint under test.
+// Target is one OpenAI-compatible endpoint under test, or several loaded
+// as one.
 type Target struct {
-	Name   string `json:"name"`
-	URL    string `json:"url"` // base URL, without /v1
-	Model  string `json:"model"`
-	APIKey string `json:"-"`
+	Name string `json:"name"`
+	URL  string `json:"url"` // base URL, without /v1
+	// Spread, when it holds more than one base URL, is where requests go,
+	// in turn (URL is its first): a fleet's nodes loaded evenly by the
+	// client, to set beside the same load sent to one node.
+	Spread []string `json:"spread,omitempty"`
+	Model  string   `json:"model"`
+	APIKey string   `json:"-"`
+	turn   atomic.Uint64
+}
+
+// next is the base URL of the next request.
+func (t *Target) next() string {
+	if len(t.Spread) < 2 {
+		return t.URL
+	}
+	return t.Spread[(t.turn.Add(1)-1)%uint64(len(t.Spread))]
 }
 
 // Request is one prompt to send: token ids (exact length) or text.
@@ -65,7 +79,7 @@ func (c *Client) post(ctx context.Context, t *Target, path string, body any) (*h
 	if err != nil {
 		return nil, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base(t.URL)+path, bytes.NewReader(b))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base(t.next())+path, bytes.NewReader(b))
 	if err != nil {
 		return nil, err
 	}

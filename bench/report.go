@@ -9,7 +9,7 @@ import (
 // ServeReport is a whole `bench serve` run, as written by --json: every
 // level's summary and every sample's timings.
 type ServeReport struct {
-	Targets []Target      `json:"targets"`
+	Targets []*Target     `json:"targets"`
 	Config  ServeSettings `json:"config"`
 	Results []LevelResult `json:"results"`
 }

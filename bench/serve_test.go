@@ -366,3 +366,34 @@ func TestDatasetPrompts(t *testing.T) {
 		t.Error("a line without a prompt should fail")
 	}
 }
+
+// TestSpread: a target of several servers sends its requests to each in
+// turn, so that three servers of a fleet share nine requests three apiece.
+func TestSpread(t *testing.T) {
+	var fakes [3]*fakeServer
+	var urls []string
+	for i := range fakes {
+		fakes[i] = &fakeServer{ttft: time.Millisecond, gap: time.Millisecond}
+		srv := httptest.NewServer(fakes[i])
+		defer srv.Close()
+		urls = append(urls, srv.URL)
+	}
+	c := &Client{Timeout: 5 * time.Second, IgnoreEOS: true}
+	fleet := &Target{Name: "fleet", URL: urls[0], Spread: urls}
+	p, err := NewPrompts(context.Background(), PromptConfig{InputTokens: 4, OutputTokens: 4, Seed: 1}, ServerTokenizer{Client: c, Target: fleet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := RunLoad(context.Background(), c, []*Target{fleet}, p, LoadConfig{Levels: []Level{{Concurrency: 3}}, Requests: 9}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Stats.Completed != 9 {
+		t.Fatalf("%+v", res[0].Stats)
+	}
+	for i, f := range fakes {
+		if n := f.requests.Load(); n != 3 {
+			t.Errorf("server %d got %d requests, want 3", i, n)
+		}
+	}
+}

@@ -32,15 +32,20 @@ func benchServeCmd() *cobra.Command {
 		ignoreEOS       bool
 		jsonPath, plotP string
 		noProgress      bool
+		urls, compare   []string
 	)
 	cmd := &cobra.Command{
-		Use: "serve --url URL [--compare URL2] [--concurrency 1,4,16 | --rate 0.5,1,2] [--duration 60s | --requests N]",
+		Use: "serve --url URL[,URL…] [--compare URL2[,URL…]] [--concurrency 1,4,16 | --rate 0.5,1,2] [--duration 60s | --requests N]",
 		Short: "Load an OpenAI-compatible server (godwit, llama-server, vLLM) and report throughput and latency; " +
 			"--compare runs a second one in the same run",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if target.URL == "" {
+			if len(urls) == 0 {
 				return fmt.Errorf("--url is required")
+			}
+			target.URL, target.Spread = urls[0], urls
+			if len(compare) > 0 {
+				other.URL, other.Spread = compare[0], compare
 			}
 			if cmd.Flags().Changed("requests") && !cmd.Flags().Changed("duration") {
 				load.Duration = 0 // --requests alone: that many, however long they take
@@ -60,6 +65,9 @@ func benchServeCmd() *cobra.Command {
 			for i, t := range targets {
 				if t.Name == "" {
 					t.Name = hostOf(t.URL)
+					if len(t.Spread) > 1 {
+						t.Name += fmt.Sprintf(" +%d", len(t.Spread)-1)
+					}
 				}
 				if i == 1 && t.Name == targets[0].Name {
 					t.Name += " (2)"
@@ -136,9 +144,7 @@ func benchServeCmd() *cobra.Command {
 				if len(pc.Dataset) > 0 {
 					rep.Config.InputTokens = 0
 				}
-				for _, t := range targets {
-					rep.Targets = append(rep.Targets, *t)
-				}
+				rep.Targets = targets
 				b, err := json.MarshalIndent(rep, "", "  ")
 				if err != nil {
 					return err
@@ -160,11 +166,11 @@ func benchServeCmd() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&target.URL, "url", "", "base URL of the server to load (http://127.0.0.1:8080, with or without /v1)")
+	f.StringSliceVar(&urls, "url", nil, "base URL of the server to load (http://127.0.0.1:8080, with or without /v1); several: requests go to each in turn")
 	f.StringVar(&target.Model, "model", "", "model name to send (default: the first of GET /v1/models)")
 	f.StringVar(&target.APIKey, "api-key", "", "bearer token for --url (and --compare unless --compare-api-key)")
 	f.StringVar(&target.Name, "name", "", "label of --url in the tables (default: its host:port)")
-	f.StringVar(&other.URL, "compare", "", "a second server to load in the same run, levels interleaved; prints ratios")
+	f.StringSliceVar(&compare, "compare", nil, "a second server (or several, each in turn) to load in the same run, levels interleaved; prints ratios")
 	f.StringVar(&other.Model, "compare-model", "", "model name to send to --compare (default: the first of its /v1/models)")
 	f.StringVar(&other.APIKey, "compare-api-key", "", "bearer token for --compare")
 	f.StringVar(&other.Name, "compare-name", "", "label of --compare in the tables (default: its host:port)")
