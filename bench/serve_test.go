@@ -251,31 +251,29 @@ func TestServeAgainstFakeServer(t *testing.T) {
 		t.Fatalf("%+v", st)
 	}
 	// What the client measures, checked against what cannot vary with the
-	// machine's load: the server sleeps before each chunk, so no wait is
-	// shorter than its sleep; the chunks come in order, so the first and
-	// the gaps after it fit within the request; and each client's requests
-	// follow each other, so theirs fit within the run.
+	// machine's load: the server sleeps before each chunk, so the first and
+	// the last chunk come no sooner than its sleeps allow (one gap alone may
+	// look shorter when the client read the chunk before it late); the
+	// chunks come in order, so the first and the gaps after it fit within
+	// the request; and each client's requests follow each other, so theirs
+	// fit within the run.
 	var e2e time.Duration
 	for i, s := range res[0].Samples {
 		var gaps time.Duration
 		for _, g := range s.ITL {
-			if g < f.gap {
-				t.Errorf("sample %d: a gap of %v, under the server's %v", i, g, f.gap)
-			}
 			gaps += g
 		}
-		if s.TTFT < f.ttft || len(s.ITL) != 5 || s.TTFT+gaps > s.E2E {
-			t.Errorf("sample %d: TTFT %v, gaps %v (sum %v), E2E %v: want TTFT >= %v, 5 gaps, TTFT+gaps <= E2E",
-				i, s.TTFT, s.ITL, gaps, s.E2E, f.ttft)
+		if s.TTFT < f.ttft || len(s.ITL) != 5 || s.TTFT+gaps < f.ttft+5*f.gap || s.TTFT+gaps > s.E2E {
+			t.Errorf("sample %d: TTFT %v, gaps %v (sum %v), E2E %v: want TTFT >= %v, 5 gaps, %v <= TTFT+gaps <= E2E",
+				i, s.TTFT, s.ITL, gaps, s.E2E, f.ttft, f.ttft+5*f.gap)
 		}
 		e2e += s.E2E
 	}
 	if e2e > 2*st.Wall {
 		t.Errorf("the requests took %v in all, more than two clients' %v each", e2e, st.Wall)
 	}
-	if ms := func(d time.Duration) float64 { return float64(d) / 1e6 }; st.TTFT.P50 < ms(f.ttft) || st.ITL.P50 < ms(f.gap) ||
-		st.TPOT.P50 < ms(f.gap) || st.E2E.P50 < ms(f.ttft+5*f.gap) {
-		t.Errorf("p50s under the server's timings: TTFT %.2f, ITL %.2f, TPOT %.2f, E2E %.2f ms", st.TTFT.P50, st.ITL.P50, st.TPOT.P50, st.E2E.P50)
+	if ms := func(d time.Duration) float64 { return float64(d) / 1e6 }; st.TTFT.P50 < ms(f.ttft) || st.E2E.P50 < ms(f.ttft+5*f.gap) {
+		t.Errorf("p50s under the server's timings: TTFT %.2f, E2E %.2f ms", st.TTFT.P50, st.E2E.P50)
 	}
 	near(t, "req/s", st.ReqPerSec, 6/st.Wall.Seconds())
 	near(t, "out tok/s", st.OutPerSec, 36/st.Wall.Seconds())
