@@ -8,6 +8,7 @@ import (
 	"log"
 	"log/slog"
 	"math"
+	"reflect"
 	"strconv"
 	"sync"
 	"time"
@@ -23,10 +24,9 @@ const (
 	// Alive members answer probes, or are suspected but not yet declared
 	// dead: memberlist reports no event when it starts to suspect a node.
 	Alive Status = iota
-	// Dead members stopped answering and were declared dead.
+	// Dead members were declared dead or left: memberlist's event does
+	// not tell the two apart.
 	Dead
-	// Left members announced that they leave.
-	Left
 )
 
 func (s Status) String() string {
@@ -35,8 +35,6 @@ func (s Status) String() string {
 		return "alive"
 	case Dead:
 		return "dead"
-	case Left:
-		return "left"
 	}
 	return "status(" + strconv.Itoa(int(s)) + ")"
 }
@@ -69,9 +67,10 @@ type Node struct {
 	reap time.Duration
 
 	mu        sync.Mutex
-	state     State  // the latest SetState
-	meta      []byte // what NodeMeta hands memberlist
-	published State  // the state in the last UpdateNode
+	state     State                  // the latest SetState
+	meta      []byte                 // what NodeMeta hands memberlist
+	published State                  // the state in the last UpdateNode
+	pubCoord  *coordinate.Coordinate // the coordinate in it
 	// measured is set by the first round trip measured; until then this
 	// node's coordinate is the origin and publishes none.
 	measured bool
@@ -92,9 +91,10 @@ type peer struct {
 	coord  *coordinate.Coordinate
 }
 
-// publishEvery bounds how stale a member's published state is: it is
-// republished at least this often even when nothing changed materially, so
-// that slow drifts and the network coordinate also reach the fleet.
+// publishEvery bounds how stale a member's published state is: a change
+// that is not material, or a move of the network coordinate, goes out with
+// the next refresh, this often. An unchanged state is not sent again, which
+// keeps gossip's broadcast queue short in a large fleet.
 const publishEvery = time.Second
 
 // Start joins the fleet that cfg describes, publishing initial. It returns
@@ -218,11 +218,15 @@ func (n *Node) publishLoop() {
 		case <-n.publish:
 		}
 		n.mu.Lock()
-		// The coordinate moves with every ping; refresh it in the metadata.
-		if meta, err := encodeMeta(n.state, n.coord()); err == nil {
+		c := n.coord()
+		if reflect.DeepEqual(n.state, n.published) && !moved(n.pubCoord, c) {
+			n.mu.Unlock()
+			continue
+		}
+		if meta, err := encodeMeta(n.state, c); err == nil {
 			n.meta = meta
 		}
-		n.published = n.state
+		n.published, n.pubCoord = n.state, c
 		n.mu.Unlock()
 		// UpdateNode waits for the broadcast to go out; the bound keeps the
 		// loop on schedule, and a timeout only means it is still going out.
@@ -230,6 +234,24 @@ func (n *Node) publishLoop() {
 			n.log.Debug("cluster: publishing state", "err", err)
 		}
 	}
+}
+
+// moved says whether a coordinate moved enough since it was published to be
+// published again: by over a millisecond, which round trips estimated from
+// it would show.
+func moved(was, now *coordinate.Coordinate) bool {
+	if was == nil || now == nil {
+		return was != now
+	}
+	if len(was.Vec) != len(now.Vec) {
+		return true
+	}
+	var sq float64
+	for i := range was.Vec {
+		d := was.Vec[i] - now.Vec[i]
+		sq += d * d
+	}
+	return math.Sqrt(sq)+math.Abs(was.Height-now.Height)+math.Abs(was.Adjustment-now.Adjustment) > 0.001
 }
 
 func (n *Node) joinLoop(addrs []string) {
@@ -316,11 +338,7 @@ func (d delegate) NotifyJoin(m *memberlist.Node)   { d.n.heard(m, Alive) }
 func (d delegate) NotifyUpdate(m *memberlist.Node) { d.n.heard(m, Alive) }
 
 func (d delegate) NotifyLeave(m *memberlist.Node) {
-	st := Dead
-	if m.State == memberlist.StateLeft {
-		st = Left
-	}
-	d.n.heard(m, st)
+	d.n.heard(m, Dead)
 	d.n.coords.ForgetNode(m.Name)
 }
 

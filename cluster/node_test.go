@@ -97,7 +97,7 @@ func TestFleet(t *testing.T) {
 	t.Logf("converged: every node sees 5 alive %v after the first started (%v after the last)", time.Since(start), took)
 
 	t.Run("StateReachesEveryNode", func(t *testing.T) {
-		s := State{HTTPAddr: "127.0.0.1:8002", Waiting: 7, Wait: 3 * time.Second,
+		s := State{HTTPAddr: "127.0.0.1:8002", Waiting: 7, Wait: 3 * time.Second, FreeKV: 0.5,
 			Models: []Model{{Name: "m", Hash: "abc", Numerics: "cpu/f16"}}}
 		if err := nodes[2].SetState(s); err != nil {
 			t.Fatal(err)
@@ -111,6 +111,22 @@ func TestFleet(t *testing.T) {
 			return true
 		})
 		t.Logf("a state change reached every node in %v", took)
+
+		// A small move of the free KV is not material: it goes out with
+		// the next refresh, within publishEvery. (17/32 survives float32.)
+		s.FreeKV = 0.53125
+		if err := nodes[2].SetState(s); err != nil {
+			t.Fatal(err)
+		}
+		took = waitFor(t, 10*time.Second, "a small change reaches every node", func() bool {
+			for _, n := range nodes {
+				if m, _ := member(n, "n2"); m.State.FreeKV != 0.53125 {
+					return false
+				}
+			}
+			return true
+		})
+		t.Logf("a change that is not material reached every node in %v (refresh every %v)", took, publishEvery)
 		if err := nodes[2].SetState(fullState(20)); err == nil {
 			t.Error("a state over gossip's limit was taken")
 		}
@@ -257,4 +273,29 @@ func TestVivaldiSeesDelay(t *testing.T) {
 		return near.HasRTT && far.HasRTT && far.RTT > 70*time.Millisecond && far.RTT > 5*near.RTT
 	})
 	t.Logf("after %v: n0 → n1 (near) %v, n0 → n2 (100 ms) %v", took, near.RTT, far.RTT)
+}
+
+func TestMaterial(t *testing.T) {
+	base := State{Running: 4, FreeKV: 0.5, Wait: time.Second, DecodeTPS: 100, Models: []Model{{Name: "m"}}}
+	for _, c := range []struct {
+		name string
+		edit func(*State)
+		want bool
+	}{
+		{"same", func(*State) {}, false},
+		{"free KV by 0.02", func(s *State) { s.FreeKV = 0.52 }, false},
+		{"free KV by 0.1", func(s *State) { s.FreeKV = 0.4 }, true},
+		{"wait by 5%", func(s *State) { s.Wait = 1050 * time.Millisecond }, false},
+		{"wait by 50%", func(s *State) { s.Wait = 1500 * time.Millisecond }, true},
+		{"tokens/s by 5%", func(s *State) { s.DecodeTPS = 105 }, false},
+		{"one more running", func(s *State) { s.Running = 5 }, true},
+		{"draining", func(s *State) { s.Draining = true }, true},
+		{"another model", func(s *State) { s.Models = []Model{{Name: "n"}} }, true},
+	} {
+		s := base
+		c.edit(&s)
+		if got := material(base, s); got != c.want {
+			t.Errorf("%s: material %v, want %v", c.name, got, c.want)
+		}
+	}
 }
