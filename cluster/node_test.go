@@ -173,6 +173,22 @@ func TestFleet(t *testing.T) {
 		})
 		t.Logf("every other node declared the killed node dead in %v (bound %v)", took, bound)
 	})
+
+	t.Run("LeaveIsHeardAtOnce", func(t *testing.T) {
+		start := time.Now()
+		if err := nodes[3].Leave(5 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+		took := waitFor(t, 5*time.Second, "the others hear n3 leave", func() bool {
+			for _, n := range nodes[:3] {
+				if m, ok := member(n, "n3"); !ok || m.Status != Dead {
+					return false
+				}
+			}
+			return true
+		})
+		t.Logf("every other node heard n3 leave %v after Leave returned (Leave took %v)", took, time.Since(start)-took)
+	})
 }
 
 func TestLateJoin(t *testing.T) {

@@ -14,7 +14,8 @@ import (
 // State is what a node publishes to the fleet about itself.
 type State struct {
 	// HTTPAddr is where the node serves its API (HOST:PORT).
-	HTTPAddr     string
+	HTTPAddr string
+	// Region and Zone are the Config's; what SetState is given is ignored.
 	Region, Zone string
 	// Models lists the models the node serves.
 	Models []Model
