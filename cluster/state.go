@@ -71,8 +71,14 @@ func encodeMeta(s State, c *coordinate.Coordinate) ([]byte, error) {
 		flags |= 1
 	}
 	b = append(b, flags)
-	if len(b) > memberlist.MetaMaxSize {
-		return nil, fmt.Errorf("cluster: the state takes %d bytes, over gossip's %d: publish fewer models, or shorter names and hashes", len(b), memberlist.MetaMaxSize)
+	// A state published before the first round trip must leave room for
+	// the coordinate that later joins it.
+	need := len(b)
+	if c == nil {
+		need += coordBytes - 1
+	}
+	if need > memberlist.MetaMaxSize {
+		return nil, fmt.Errorf("cluster: the state takes %d bytes, over gossip's %d: publish fewer models, or shorter names and hashes", need, memberlist.MetaMaxSize)
 	}
 	return b, nil
 }
@@ -107,6 +113,10 @@ func decodeMeta(b []byte) (State, *coordinate.Coordinate, error) {
 	}
 	return s, c, nil
 }
+
+// coordBytes is the size of an encoded coordinate of serf's default
+// dimensionality, which is the one Node uses.
+const coordBytes = 1 + 4*(8+3)
 
 // appendCoord writes a coordinate as its dimension count then float32s:
 // seconds to a few microseconds, at half the size of float64s.

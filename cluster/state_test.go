@@ -73,6 +73,25 @@ func TestMetaTooBig(t *testing.T) {
 	}
 }
 
+// TestMetaRoomForCoordinate checks that a state is refused when it fits only
+// until the node's coordinate joins it.
+func TestMetaRoomForCoordinate(t *testing.T) {
+	s := State{HTTPAddr: "h"}
+	for {
+		b, err := encodeMeta(s, nil)
+		if err != nil {
+			break
+		}
+		if _, err := encodeMeta(s, measuredCoord()); err != nil {
+			t.Fatalf("%d bytes without a coordinate pass, but not with one: %v", len(b), err)
+		}
+		s.HTTPAddr += "h"
+	}
+	if len(s.HTTPAddr) < 400 {
+		t.Fatalf("refused at an address of %d bytes", len(s.HTTPAddr))
+	}
+}
+
 func TestMetaGarbage(t *testing.T) {
 	good := must(encodeMeta(fullState(3), measuredCoord()))
 	bad := [][]byte{nil, {}, {9}, {metaVersion}, good[:len(good)-1], append(append([]byte(nil), good...), 0)}
