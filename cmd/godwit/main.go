@@ -32,7 +32,7 @@ func rootCmd() *cobra.Command {
 			return flagsFromEnv(cmd.Flags())
 		},
 	}
-	root.AddCommand(runCmd(), serveCmd(loadWithProgress), inspectCmd(), tokenizeCmd(), detokenizeCmd(), genModelCmd(), benchCmd(), versionCmd())
+	root.AddCommand(runCmd(), serveCmd(loadWithProgress), inspectCmd(), tokenizeCmd(), detokenizeCmd(), genModelCmd(), benchCmd(), keygenCmd(), versionCmd())
 	return root
 }
 

@@ -1,0 +1,94 @@
+// Package delaynet puts chosen round trips between memberlist transports on
+// one machine, whose kernel may lack netem: each transport holds back the
+// packets and connections it sends by the delay set for the pair. Tests of
+// package cluster use it; everything else under test is the production code.
+package delaynet
+
+import (
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// Net holds the one-way delays between transports, by gossip address.
+type Net struct {
+	mu    sync.Mutex
+	delay map[[2]string]time.Duration
+}
+
+// New returns a net with no delays.
+func New() *Net { return &Net{delay: map[[2]string]time.Duration{}} }
+
+// SetRTT makes the round trip between a and b (gossip HOST:PORT) rtt on top
+// of the loopback's, half each way.
+func (n *Net) SetRTT(a, b string, rtt time.Duration) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.delay[[2]string{a, b}] = rtt / 2
+	n.delay[[2]string{b, a}] = rtt / 2
+}
+
+func (n *Net) oneWay(from, to string) time.Duration {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.delay[[2]string{from, to}]
+}
+
+// Transport is a memberlist transport on 127.0.0.1 whose sends are delayed.
+// It implements only memberlist.Transport, so that memberlist sends through
+// WriteTo and DialTimeout rather than the wrapped transport's address-aware
+// methods.
+type Transport struct {
+	inner *memberlist.NetTransport
+	net   *Net
+	addr  string
+}
+
+var _ memberlist.Transport = (*Transport)(nil)
+
+// Listen opens a transport on a free port of 127.0.0.1.
+func (n *Net) Listen() (*Transport, error) {
+	inner, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{"127.0.0.1"}})
+	if err != nil {
+		return nil, err
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(inner.GetAutoBindPort()))
+	return &Transport{inner: inner, net: n, addr: addr}, nil
+}
+
+// Addr is the transport's HOST:PORT.
+func (t *Transport) Addr() string { return t.addr }
+
+func (t *Transport) FinalAdvertiseAddr(ip string, port int) (net.IP, int, error) {
+	return t.inner.FinalAdvertiseAddr(ip, port)
+}
+
+// WriteTo reports the packet sent now, so that memberlist's round trip
+// includes the delay.
+func (t *Transport) WriteTo(b []byte, addr string) (time.Time, error) {
+	d := t.net.oneWay(t.addr, addr)
+	if d == 0 {
+		return t.inner.WriteTo(b, addr)
+	}
+	sent := time.Now()
+	p := append([]byte(nil), b...)
+	time.AfterFunc(d, func() { t.inner.WriteTo(p, addr) })
+	return sent, nil
+}
+
+func (t *Transport) PacketCh() <-chan *memberlist.Packet { return t.inner.PacketCh() }
+
+// DialTimeout holds a connection back by the round trip its handshake takes.
+func (t *Transport) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
+	if d := 2 * t.net.oneWay(t.addr, addr); d > 0 {
+		time.Sleep(min(d, timeout))
+	}
+	return t.inner.DialTimeout(addr, timeout)
+}
+
+func (t *Transport) StreamCh() <-chan net.Conn { return t.inner.StreamCh() }
+
+func (t *Transport) Shutdown() error { return t.inner.Shutdown() }
