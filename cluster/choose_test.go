@@ -13,8 +13,8 @@ func newRNG() *rand.Rand { return rand.New(rand.NewPCG(14, 14)) }
 
 var llama = []ServedModel{{Name: "llama", FileHash: "h1", Numerics: "cpu-f32"}}
 
-// peer is a live, non-draining peer with room, serving llama.
-func peer(name string, wait, rtt time.Duration) Candidate {
+// candidate is a live, non-draining peer with room, serving llama.
+func candidate(name string, wait, rtt time.Duration) Candidate {
 	return Candidate{Name: name, Alive: true, Models: llama, Wait: wait, RTT: rtt}
 }
 
@@ -39,7 +39,7 @@ func TestDefaultForwardThreshold(t *testing.T) {
 }
 
 func TestChoose(t *testing.T) {
-	near := peer("near", 0, 10*ms)
+	near := candidate("near", 0, 10*ms)
 	tests := []struct {
 		name    string
 		in      ForwardInput
@@ -59,17 +59,17 @@ func TestChoose(t *testing.T) {
 		},
 		{
 			name: "over threshold, peer not better by MinGain",
-			in:   ForwardInput{Model: "llama", Local: overloaded, Peers: []Candidate{peer("b", 790*ms, 10*ms)}},
+			in:   ForwardInput{Model: "llama", Local: overloaded, Peers: []Candidate{candidate("b", 790*ms, 10*ms)}},
 			want: Decision{Local: true, Reason: ReasonNoBetterPeer},
 		},
 		{
 			name: "over threshold, peer better by just over MinGain",
-			in:   ForwardInput{Model: "llama", Local: overloaded, Peers: []Candidate{peer("b", 780*ms, 10*ms)}},
+			in:   ForwardInput{Model: "llama", Local: overloaded, Peers: []Candidate{candidate("b", 780*ms, 10*ms)}},
 			want: Decision{Peer: "b", Reason: ReasonOverloaded},
 		},
 		{
 			name: "queue full forwards even to a slower peer",
-			in:   ForwardInput{Model: "llama", Local: LocalView{Name: "a", Serves: true, QueueFull: true}, Peers: []Candidate{peer("b", 5*time.Second, 10*ms)}},
+			in:   ForwardInput{Model: "llama", Local: LocalView{Name: "a", Serves: true, QueueFull: true}, Peers: []Candidate{candidate("b", 5*time.Second, 10*ms)}},
 			want: Decision{Peer: "b", Reason: ReasonQueueFull},
 		},
 		{
@@ -85,20 +85,20 @@ func TestChoose(t *testing.T) {
 		{
 			name: "model elsewhere goes to the nearest that serves it",
 			in: ForwardInput{Model: "llama", Local: LocalView{Name: "a"}, Peers: []Candidate{
-				peer("far", 0, 120*ms), near, with(peer("other", 0, 1*ms), func(c *Candidate) { c.Models = []ServedModel{{Name: "qwen"}} }),
+				candidate("far", 0, 120*ms), near, with(candidate("other", 0, 1*ms), func(c *Candidate) { c.Models = []ServedModel{{Name: "qwen"}} }),
 			}},
 			want: Decision{Peer: "near", Reason: ReasonModelElsewhere},
 		},
 		{
 			name: "model elsewhere counts the peer's wait",
 			in: ForwardInput{Model: "llama", Local: LocalView{Name: "a"}, Peers: []Candidate{
-				peer("far", 0, 120*ms), peer("near", 500*ms, 10*ms),
+				candidate("far", 0, 120*ms), candidate("near", 500*ms, 10*ms),
 			}},
 			want: Decision{Peer: "far", Reason: ReasonModelElsewhere},
 		},
 		{
 			name: "model elsewhere while not overloaded",
-			in:   ForwardInput{Model: "llama", Local: LocalView{Name: "a", Wait: 0}, Peers: []Candidate{peer("b", 2*time.Second, 10*ms)}},
+			in:   ForwardInput{Model: "llama", Local: LocalView{Name: "a", Wait: 0}, Peers: []Candidate{candidate("b", 2*time.Second, 10*ms)}},
 			want: Decision{Peer: "b", Reason: ReasonModelElsewhere},
 		},
 		{
@@ -108,7 +108,7 @@ func TestChoose(t *testing.T) {
 		},
 		{
 			name:    "model only on dead, draining or full peers",
-			in:      ForwardInput{Model: "llama", Local: LocalView{Name: "a"}, Peers: []Candidate{with(near, func(c *Candidate) { c.Alive = false }), with(peer("d", 0, ms), func(c *Candidate) { c.Draining = true }), with(peer("f", 0, ms), func(c *Candidate) { c.Full = true })}},
+			in:      ForwardInput{Model: "llama", Local: LocalView{Name: "a"}, Peers: []Candidate{with(near, func(c *Candidate) { c.Alive = false }), with(candidate("d", 0, ms), func(c *Candidate) { c.Draining = true }), with(candidate("f", 0, ms), func(c *Candidate) { c.Full = true })}},
 			wantErr: true,
 		},
 		{
@@ -135,30 +135,30 @@ func TestChoose(t *testing.T) {
 		},
 		{
 			name: "second hop allowed under MaxHops 2, never back on the path",
-			in:   ForwardInput{Model: "llama", Local: overloaded, Hops: 1, Path: []string{"near"}, Peers: []Candidate{near, peer("far", 0, 120*ms)}},
+			in:   ForwardInput{Model: "llama", Local: overloaded, Hops: 1, Path: []string{"near"}, Peers: []Candidate{near, candidate("far", 0, 120*ms)}},
 			cfg:  &ForwardConfig{Threshold: 100 * ms, MaxHops: 2, Margin: 0.2, MinGain: 0.2},
 			want: Decision{Peer: "far", Reason: ReasonOverloaded},
 		},
 		{
 			name: "never to itself",
-			in:   ForwardInput{Model: "llama", Local: overloaded, Peers: []Candidate{peer("a", 0, 0), peer("far", 0, 120*ms)}},
+			in:   ForwardInput{Model: "llama", Local: overloaded, Peers: []Candidate{candidate("a", 0, 0), candidate("far", 0, 120*ms)}},
 			want: Decision{Peer: "far", Reason: ReasonOverloaded},
 		},
 		{
 			name: "never to a dead, draining or full peer",
 			in: ForwardInput{Model: "llama", Local: overloaded, Peers: []Candidate{
-				with(peer("dead", 0, ms), func(c *Candidate) { c.Alive = false }),
-				with(peer("drain", 0, ms), func(c *Candidate) { c.Draining = true }),
-				with(peer("full", 0, ms), func(c *Candidate) { c.Full = true }),
-				peer("far", 0, 120*ms),
+				with(candidate("dead", 0, ms), func(c *Candidate) { c.Alive = false }),
+				with(candidate("drain", 0, ms), func(c *Candidate) { c.Draining = true }),
+				with(candidate("full", 0, ms), func(c *Candidate) { c.Full = true }),
+				candidate("far", 0, 120*ms),
 			}},
 			want: Decision{Peer: "far", Reason: ReasonOverloaded},
 		},
 		{
 			name: "only dead and draining peers: stay",
 			in: ForwardInput{Model: "llama", Local: overloaded, Peers: []Candidate{
-				with(peer("dead", 0, ms), func(c *Candidate) { c.Alive = false }),
-				with(peer("drain", 0, ms), func(c *Candidate) { c.Draining = true }),
+				with(candidate("dead", 0, ms), func(c *Candidate) { c.Alive = false }),
+				with(candidate("drain", 0, ms), func(c *Candidate) { c.Draining = true }),
 			}},
 			want: Decision{Local: true, Reason: ReasonNoPeer},
 		},
@@ -193,9 +193,9 @@ func TestChoose(t *testing.T) {
 func TestChooseZoneRegionTies(t *testing.T) {
 	local := LocalView{Name: "a", Region: "eu", Zone: "eu-1"}
 	in := ForwardInput{Model: "llama", Local: local, Peers: []Candidate{
-		with(peer("other-region", 0, 10*ms), func(c *Candidate) { c.Region, c.Zone = "us", "eu-1" }),
-		with(peer("same-region", 0, 10*ms), func(c *Candidate) { c.Region, c.Zone = "eu", "eu-2" }),
-		with(peer("same-zone", 0, 10*ms), func(c *Candidate) { c.Region, c.Zone = "eu", "eu-1" }),
+		with(candidate("other-region", 0, 10*ms), func(c *Candidate) { c.Region, c.Zone = "us", "eu-1" }),
+		with(candidate("same-region", 0, 10*ms), func(c *Candidate) { c.Region, c.Zone = "eu", "eu-2" }),
+		with(candidate("same-zone", 0, 10*ms), func(c *Candidate) { c.Region, c.Zone = "eu", "eu-1" }),
 	}}
 	got := shares(t, in, cfg, 9000)
 	t.Logf("zone/region ties: %v", got)
@@ -230,7 +230,7 @@ func shares(t *testing.T, in ForwardInput, c ForwardConfig, n int) map[string]fl
 // forwards near; with the near peer full, or its wait high, work spills far
 // rather than waiting here beyond the threshold.
 func TestChooseDistance(t *testing.T) {
-	near, far := peer("near", 0, 10*ms), peer("far", 0, 120*ms)
+	near, far := candidate("near", 0, 10*ms), candidate("far", 0, 120*ms)
 	got := shares(t, ForwardInput{Model: "llama", Local: overloaded, Peers: []Candidate{near, far}}, cfg, 1000)
 	t.Logf("near and far with room: %v", got)
 	if got["near"] < 0.9 {
@@ -238,7 +238,7 @@ func TestChooseDistance(t *testing.T) {
 	}
 
 	// The near peer with a little queue still beats the far one.
-	busy := peer("near", 60*ms, 10*ms)
+	busy := candidate("near", 60*ms, 10*ms)
 	got = shares(t, ForwardInput{Model: "llama", Local: overloaded, Peers: []Candidate{busy, far}}, cfg, 1000)
 	t.Logf("near with 60 ms wait: %v", got)
 	if got["near"] < 0.9 {
@@ -261,10 +261,10 @@ func TestChooseDistance(t *testing.T) {
 // while both peers are within the margin, then far alone once near's expected
 // TTFT is past far's by more than the margin.
 func TestChooseSpillSweep(t *testing.T) {
-	far := peer("far", 0, 120*ms)
+	far := candidate("far", 0, 120*ms)
 	prev := 1.0
 	for wait := time.Duration(0); wait <= 200*ms; wait += 20 * ms {
-		got := shares(t, ForwardInput{Model: "llama", Local: overloaded, Peers: []Candidate{peer("near", wait, 10*ms), far}}, cfg, 1000)
+		got := shares(t, ForwardInput{Model: "llama", Local: overloaded, Peers: []Candidate{candidate("near", wait, 10*ms), far}}, cfg, 1000)
 		t.Logf("near wait %v (expected TTFT %v vs far 120ms): near %.3f far %.3f", wait, wait+10*ms, got["near"], got["far"])
 		if got["near"]+got["far"] != 1 {
 			t.Errorf("near wait %v: %v, want every request forwarded", wait, got)
@@ -282,7 +282,7 @@ func TestChooseSpillSweep(t *testing.T) {
 // Power of two choices spreads load among equals, and among peers within the
 // margin gives the best the most but every one some.
 func TestChooseSpread(t *testing.T) {
-	equal := []Candidate{peer("b", 20*ms, 10*ms), peer("c", 20*ms, 10*ms), peer("d", 20*ms, 10*ms)}
+	equal := []Candidate{candidate("b", 20*ms, 10*ms), candidate("c", 20*ms, 10*ms), candidate("d", 20*ms, 10*ms)}
 	got := shares(t, ForwardInput{Model: "llama", Local: overloaded, Peers: equal}, cfg, 3000)
 	t.Logf("three equal peers: %v", got)
 	for _, p := range equal {
@@ -292,7 +292,7 @@ func TestChooseSpread(t *testing.T) {
 	}
 
 	// Within 20% of the best (30 ms): 30, 33, 35 ms; 40 ms is out.
-	within := []Candidate{peer("b", 20*ms, 10*ms), peer("c", 23*ms, 10*ms), peer("d", 25*ms, 10*ms), peer("e", 30*ms, 10*ms)}
+	within := []Candidate{candidate("b", 20*ms, 10*ms), candidate("c", 23*ms, 10*ms), candidate("d", 25*ms, 10*ms), candidate("e", 30*ms, 10*ms)}
 	got = shares(t, ForwardInput{Model: "llama", Local: overloaded, Peers: within}, cfg, 9000)
 	t.Logf("30/33/35/40 ms peers: %v", got)
 	for name, want := range map[string]float64{"b": 5.0 / 9, "c": 3.0 / 9, "d": 1.0 / 9, "e": 0} {
@@ -305,7 +305,7 @@ func TestChooseSpread(t *testing.T) {
 // The draw depends on the peers and the seed, not on the order gossip listed
 // the peers in.
 func TestChooseDeterministic(t *testing.T) {
-	a := []Candidate{peer("b", 20*ms, 10*ms), peer("c", 20*ms, 10*ms), peer("d", 21*ms, 10*ms)}
+	a := []Candidate{candidate("b", 20*ms, 10*ms), candidate("c", 20*ms, 10*ms), candidate("d", 21*ms, 10*ms)}
 	b := []Candidate{a[2], a[0], a[1]}
 	r1, r2 := newRNG(), newRNG()
 	for i := range 100 {
