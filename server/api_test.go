@@ -485,6 +485,7 @@ func TestBadRequests(t *testing.T) {
 		{name: "beyond the context", body: `{"prompt":"Once upon a time","max_tokens":2045}`, status: 400, typ: typeInvalid, param: "max_tokens", says: "2048 tokens, but 2050"},
 		{name: "max_tokens that overflows a sum", body: `{"prompt":"Once upon a time","max_tokens":9223372036854775807}`, status: 400, typ: typeInvalid, param: "max_tokens", says: "9223372036854775812 tokens were requested"},
 		{name: "chat: max_completion_tokens that overflows a sum", path: "/v1/chat/completions", body: `{"messages":[{"role":"user","content":"x"}],"max_completion_tokens":9223372036854775807}`, status: 400, typ: typeInvalid, param: "max_completion_tokens"},
+		{name: "cluster on a node alone", method: "GET", path: "/v1/cluster", status: 404, typ: typeInvalid, says: "not in a cluster"},
 		{name: "chat: no messages", path: "/v1/chat/completions", body: `{"messages":[]}`, status: 400, typ: typeInvalid, param: "messages"},
 		{name: "chat: a user message without content", path: "/v1/chat/completions", body: `{"messages":[{"role":"user"}]}`, status: 400, typ: typeInvalid, param: "messages", says: "messages[0] (user) has no content"},
 		{name: "chat: a system message with null content", path: "/v1/chat/completions", body: `{"messages":[{"role":"system","content":null},{"role":"user","content":"x"}]}`, status: 400, typ: typeInvalid, param: "messages", says: "messages[0] (system)"},

@@ -28,6 +28,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/godwit-ai/godwit/batcher"
+	"github.com/godwit-ai/godwit/cluster"
 	"github.com/godwit-ai/godwit/internal/jinja"
 	"github.com/godwit-ai/godwit/models/tokenizer"
 )
@@ -99,6 +100,14 @@ type Model struct {
 	ChatTemplate string
 	// ChatTemplateName names ChatTemplate in errors (default "gguf").
 	ChatTemplateName string
+	// Fleet, when the node is in a cluster, lists its members for
+	// GET /v1/cluster; nil: the node runs alone.
+	Fleet Fleet
+}
+
+// Fleet is the cluster this node belongs to (*cluster.Node).
+type Fleet interface {
+	Members() []cluster.Member
 }
 
 // ready is a Model prepared for serving.
@@ -168,6 +177,7 @@ func New(cfg Config) *Server {
 		"/v1/completions":      {method: "POST", auth: true, gen: true, h: (*Server).completions},
 		"/v1/chat/completions": {method: "POST", auth: true, gen: true, h: (*Server).chatCompletions},
 		"/v1/models":           {method: "GET", auth: true, h: (*Server).listModels},
+		"/v1/cluster":          {method: "GET", auth: true, h: (*Server).listMembers},
 		"/tokenize":            {method: "POST", auth: true, h: (*Server).tokenize},
 		"/detokenize":          {method: "POST", auth: true, h: (*Server).detokenize},
 	}
@@ -331,6 +341,9 @@ func (s *Server) leave() {
 	}
 }
 
+// Draining tells whether Drain has been called.
+func (s *Server) Draining() bool { return s.drain.Load() }
+
 // InFlight is the number of generation requests being answered.
 func (s *Server) InFlight() int {
 	s.mu.Lock()
@@ -490,5 +503,53 @@ func (s *Server) listModels(ctx *fasthttp.RequestCtx, m *ready) *apiError {
 		Object string  `json:"object"`
 		Data   []model `json:"data"`
 	}{"list", []model{{s.cfg.ModelName, "model", m.createdAt, "godwit", m.Context}}})
+	return nil
+}
+
+// listMembers answers GET /v1/cluster: the fleet's members as this node
+// sees them.
+func (s *Server) listMembers(ctx *fasthttp.RequestCtx, m *ready) *apiError {
+	if m.Fleet == nil {
+		return notFound("not_in_a_cluster", "this node is not in a cluster; start it with --cluster-bind or --join")
+	}
+	type model struct {
+		Name     string `json:"name"`
+		Hash     string `json:"hash,omitempty"`
+		Numerics string `json:"numerics,omitempty"`
+	}
+	type member struct {
+		Name     string   `json:"name"`
+		Self     bool     `json:"self,omitempty"`
+		Status   string   `json:"status"`
+		Gossip   string   `json:"gossip_addr"`
+		HTTP     string   `json:"http_addr"`
+		Region   string   `json:"region,omitempty"`
+		Zone     string   `json:"zone,omitempty"`
+		Models   []model  `json:"models"`
+		Running  int      `json:"running"`
+		Waiting  int      `json:"waiting"`
+		FreeKV   float64  `json:"free_kv"`
+		Draining bool     `json:"draining"`
+		RTTMs    *float64 `json:"rtt_ms"` // null until the member's coordinate is heard
+	}
+	var out []member
+	for _, mb := range m.Fleet.Members() {
+		st := mb.State
+		e := member{Name: mb.Name, Self: mb.Self, Status: mb.Status.String(), Gossip: mb.Addr, HTTP: st.HTTPAddr,
+			Region: st.Region, Zone: st.Zone, Models: []model{}, Running: st.Running, Waiting: st.Waiting,
+			FreeKV: st.FreeKV, Draining: st.Draining}
+		for _, md := range st.Models {
+			e.Models = append(e.Models, model{md.Name, md.Hash, md.Numerics})
+		}
+		if mb.HasRTT {
+			ms := float64(mb.RTT) / float64(time.Millisecond)
+			e.RTTMs = &ms
+		}
+		out = append(out, e)
+	}
+	writeJSON(ctx, struct {
+		Object  string   `json:"object"`
+		Members []member `json:"members"`
+	}{"list", out})
 	return nil
 }

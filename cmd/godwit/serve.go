@@ -21,6 +21,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/godwit-ai/godwit/batcher"
+	"github.com/godwit-ai/godwit/cluster"
 	"github.com/godwit-ai/godwit/internal/jinja"
 	"github.com/godwit-ai/godwit/kernels"
 	"github.com/godwit-ai/godwit/models"
@@ -41,6 +42,7 @@ func serveCmd(loadModel loadFunc) *cobra.Command {
 		apiKeys      []string
 		threads      int
 		kv           kvFlags
+		fleet        fleetFlags
 		bc           batcher.Config
 		maxBody      string
 		drainTimeout time.Duration
@@ -96,6 +98,12 @@ func serveCmd(loadModel loadFunc) *cobra.Command {
 			if err := checkConnLimits(sc); err != nil {
 				return err
 			}
+			var fleetCfg cluster.Config
+			if fleet.enabled() {
+				if fleetCfg, err = fleet.config(log); err != nil {
+					return err
+				}
+			}
 			path, err := resolveModel(modelPath, cmd.ErrOrStderr())
 			if err != nil {
 				return err
@@ -135,13 +143,32 @@ func serveCmd(loadModel loadFunc) *cobra.Command {
 			}
 			bc.Logger = log
 			b := batcher.New(l.eng, l.tok, pool, bc)
+			var node *cluster.Node
+			model := cluster.Model{Name: name}
+			if fleet.enabled() {
+				node, err = cluster.Start(fleetCfg, fleetState(ln.Addr().String(), model, b.Stats(), false))
+				if err != nil {
+					b.Close()
+					_ = srv.Shutdown(context.Background())
+					return err
+				}
+				defer node.Shutdown()
+				log.Info("in the fleet", "node", node.Name(), "gossip", node.Addr(), "join", fleetCfg.Join)
+				stopPublish := make(chan struct{})
+				defer close(stopPublish)
+				go publish(node, srv, b, ln.Addr().String(), model, log, stopPublish)
+			}
 			tmpl, _ := l.model.File.String("tokenizer.chat_template")
 			tmplName := "gguf"
 			if templateFile != "" {
 				tmpl, tmplName = tmplSrc, templateFile
 			}
-			if err := srv.SetReady(server.Model{Batcher: b, Tokenizer: l.tok, Context: l.model.Context,
-				ChatTemplate: tmpl, ChatTemplateName: tmplName}); err != nil {
+			ready := server.Model{Batcher: b, Tokenizer: l.tok, Context: l.model.Context,
+				ChatTemplate: tmpl, ChatTemplateName: tmplName}
+			if node != nil {
+				ready.Fleet = node
+			}
+			if err := srv.SetReady(ready); err != nil {
 				b.Close()
 				_ = srv.Shutdown(context.Background())
 				return err
@@ -162,6 +189,11 @@ func serveCmd(loadModel loadFunc) *cobra.Command {
 				log.Warn("drain timed out; cancelling the requests left", "in_flight", srv.InFlight())
 			}
 			b.Close() // ends what is left with 503s
+			if node != nil {
+				if err := node.Leave(time.Second); err != nil {
+					log.Warn("leaving the fleet", "error", err)
+				}
+			}
 			sctx, cancel2 := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel2()
 			if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
@@ -195,6 +227,7 @@ func serveCmd(loadModel loadFunc) *cobra.Command {
 		"largest prompt a chat template may render (the strings it builds may come to 16 times as much); past it a request gets 400")
 	f.IntVar(&tmplSteps, "chat-template-max-steps", jinja.DefaultLimits.Steps, "most evaluation steps of one chat template render; past them a request gets 400")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	fleet.add(f)
 	return cmd
 }
 

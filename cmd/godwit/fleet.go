@@ -1,0 +1,82 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/godwit-ai/godwit/batcher"
+	"github.com/godwit-ai/godwit/cluster"
+	"github.com/godwit-ai/godwit/server"
+)
+
+// fleetFlags are serve's cluster flags; with none of them set, a node runs
+// alone exactly as before.
+type fleetFlags struct {
+	bind, advertise, nodeName string
+	region, zone, profile     string
+	keyFile                   string
+	join                      []string
+	insecure                  bool
+}
+
+func (c *fleetFlags) add(f *pflag.FlagSet) {
+	f.StringVar(&c.bind, "cluster-bind", "", "HOST:PORT the fleet's gossip listens on (UDP and TCP); joins a fleet")
+	f.StringSliceVar(&c.join, "join", nil, "HOST:PORT of fleet nodes to join, comma-separated (retried until one answers)")
+	f.StringVar(&c.nodeName, "node-name", "", "this node's name in the fleet (default: the host name)")
+	f.StringVar(&c.region, "region", "", "this node's region, gossiped to the fleet")
+	f.StringVar(&c.zone, "zone", "", "this node's zone, gossiped to the fleet")
+	f.StringVar(&c.advertise, "advertise", "", "HOST:PORT the other nodes reach this one's gossip at (default: the bound one)")
+	f.StringVar(&c.profile, "gossip-profile", "lan", "gossip timers: lan, wan or local")
+	f.StringVar(&c.keyFile, "cluster-key-file", "", "file holding the fleet's base64 key (godwit keygen prints one)")
+	f.BoolVar(&c.insecure, "insecure-cluster", false, "gossip with no key (tests and closed networks only)")
+}
+
+// enabled tells whether the node joins a fleet.
+func (c *fleetFlags) enabled() bool { return c.bind != "" || len(c.join) > 0 }
+
+// config checks the flags into a cluster.Config.
+func (c *fleetFlags) config(log *slog.Logger) (cluster.Config, error) {
+	cfg := cluster.Config{NodeName: c.nodeName, BindAddr: c.bind, AdvertiseAddr: c.advertise, Join: c.join,
+		Region: c.region, Zone: c.zone, Profile: c.profile, Insecure: c.insecure, Logger: log}
+	switch {
+	case c.keyFile != "" && c.insecure:
+		return cfg, fmt.Errorf("--cluster-key-file and --insecure-cluster: give one of them")
+	case c.keyFile != "":
+		key, err := cluster.ReadKeyFile(c.keyFile)
+		if err != nil {
+			return cfg, fmt.Errorf("--cluster-key-file: %w", err)
+		}
+		cfg.Key = key
+	case !c.insecure:
+		return cfg, fmt.Errorf("a fleet needs a key: --cluster-key-file FILE (godwit keygen prints one), or --insecure-cluster on a closed network")
+	}
+	return cfg, nil
+}
+
+// fleetState is what this node publishes: its address and model, and its
+// load as the batcher counts it.
+func fleetState(httpAddr string, model cluster.Model, st batcher.Stats, draining bool) cluster.State {
+	return cluster.State{HTTPAddr: httpAddr, Models: []cluster.Model{model}, Running: st.Running, Waiting: st.Waiting,
+		FreeKV: 1 - st.KVUsage, Draining: draining}
+}
+
+// publish sends the node's state every half second until stop is closed;
+// memberlist sends on only what changed materially.
+func publish(node *cluster.Node, srv *server.Server, b *batcher.Batcher, httpAddr string, model cluster.Model,
+	log *slog.Logger, stop <-chan struct{}) {
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		if err := node.SetState(fleetState(httpAddr, model, b.Stats(), srv.Draining())); err != nil {
+			log.Warn("publishing the fleet state", "error", err)
+		}
+	}
+}
