@@ -1,14 +1,19 @@
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"io"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/spf13/pflag"
 
 	"github.com/godwit-ai/godwit/batcher"
 	"github.com/godwit-ai/godwit/cluster"
+	"github.com/godwit-ai/godwit/kernels"
 	"github.com/godwit-ai/godwit/server"
 )
 
@@ -63,16 +68,46 @@ func fleetState(httpAddr string, model cluster.Model, st batcher.Stats, draining
 		FreeKV: 1 - st.KVUsage, Draining: draining}
 }
 
+// numerics names what besides the model file decides the tokens a node
+// generates, so that a stream resumes token for token only where it
+// matches: the backend, the KV cache's type and the kernels' order.
+func numerics(order kernels.Order, kvF32 bool) string {
+	kv := "kv-f16"
+	if kvF32 {
+		kv = "kv-f32"
+	}
+	return "cpu/" + kv + "/" + order.String()
+}
+
+// fileDigest is the start of the SHA-256 of the file at path: 16 hex
+// digits tell model files apart and keep the gossiped state small.
+func fileDigest(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("hashing the model file: %w", err)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16], nil
+}
+
 // publish sends the node's state every half second until stop is closed;
-// memberlist sends on only what changed materially.
+// memberlist sends on only what changed materially. The model file's
+// digest joins the state when hashed delivers it: hashing a large file
+// takes seconds, which the node does not wait for.
 func publish(node *cluster.Node, srv *server.Server, b *batcher.Batcher, httpAddr string, model cluster.Model,
-	log *slog.Logger, stop <-chan struct{}) {
+	hashed <-chan string, log *slog.Logger, stop <-chan struct{}) {
 	t := time.NewTicker(500 * time.Millisecond)
 	defer t.Stop()
 	for {
 		select {
 		case <-stop:
 			return
+		case model.Hash = <-hashed:
+			hashed = nil
 		case <-t.C:
 		}
 		if err := node.SetState(fleetState(httpAddr, model, b.Stats(), srv.Draining())); err != nil {

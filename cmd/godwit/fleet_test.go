@@ -1,9 +1,12 @@
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -35,13 +38,14 @@ type clusterList struct {
 		Name, Status string
 		HTTP         string `json:"http_addr"`
 		Self         bool
-		Models       []struct{ Name string }
+		Models       []struct{ Name, Hash, Numerics string }
 	}
 }
 
 // TestServeFleet: two `godwit serve` processes form a fleet (the second
 // joins the first); GET /v1/cluster on the first lists both alive with
-// their HTTP addresses and models. A fleet without a key is refused unless
+// their HTTP addresses and models (with the file's digest and the
+// numerics). A fleet without a key is refused unless
 // --insecure-cluster says so.
 func TestServeFleet(t *testing.T) {
 	stories := shared.Path(t, "models/stories260K.gguf")
@@ -54,6 +58,12 @@ func TestServeFleet(t *testing.T) {
 	a := startServe(t, nil, append(args, "--cluster-bind", gossipA, "--node-name", "a", "--served-model-name", "tiny")...)
 	b := startServe(t, nil, append(args, "--cluster-bind", freeAddr(t), "--node-name", "b", "--join", gossipA)...)
 
+	raw, err := os.ReadFile(stories)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(raw)
+	digest := hex.EncodeToString(sum[:])[:16]
 	var got clusterList
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -68,7 +78,7 @@ func TestServeFleet(t *testing.T) {
 		}
 		alive := map[string]string{}
 		for _, m := range got.Members {
-			if m.Status == "alive" && len(m.Models) == 1 {
+			if m.Status == "alive" && len(m.Models) == 1 && m.Models[0].Hash == digest && m.Models[0].Numerics == "cpu/kv-f16/batch-invariant" {
 				alive[m.Name] = m.HTTP + " " + m.Models[0].Name
 			}
 		}

@@ -144,7 +144,7 @@ func serveCmd(loadModel loadFunc) *cobra.Command {
 			bc.Logger = log
 			b := batcher.New(l.eng, l.tok, pool, bc)
 			var node *cluster.Node
-			model := cluster.Model{Name: name}
+			model := cluster.Model{Name: name, Numerics: numerics(l.eng.Order(), kv.f32)}
 			if fleet.enabled() {
 				node, err = cluster.Start(fleetCfg, fleetState(ln.Addr().String(), model, b.Stats(), false))
 				if err != nil {
@@ -156,7 +156,16 @@ func serveCmd(loadModel loadFunc) *cobra.Command {
 				log.Info("in the fleet", "node", node.Name(), "gossip", node.Addr(), "join", fleetCfg.Join)
 				stopPublish := make(chan struct{})
 				defer close(stopPublish)
-				go publish(node, srv, b, ln.Addr().String(), model, log, stopPublish)
+				hashed := make(chan string, 1)
+				go func() {
+					digest, err := fileDigest(path)
+					if err != nil {
+						log.Warn("the model file's digest", "error", err)
+						return
+					}
+					hashed <- digest
+				}()
+				go publish(node, srv, b, ln.Addr().String(), model, hashed, log, stopPublish)
 			}
 			tmpl, _ := l.model.File.String("tokenizer.chat_template")
 			tmplName := "gguf"
