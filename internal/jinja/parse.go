@@ -452,20 +452,14 @@ func (p *parser) parseStatement() node {
 func (p *parser) parseSignature(name string) *macro {
 	m := &macro{name: name}
 	p.expect("(")
-	for !p.accept(")") {
-		if len(m.params) > 0 {
-			p.expect(",")
-			if p.accept(")") {
-				break
-			}
-		}
+	p.commaList(")", func() {
 		m.params = append(m.params, p.ident())
 		var def expr
 		if p.accept("=") {
 			def = p.parseExpr()
 		}
 		m.defaults = append(m.defaults, def)
-	}
+	})
 	return m
 }
 
@@ -636,29 +630,15 @@ func (p *parser) parsePrimary() expr {
 			return l
 		case "[":
 			l := &listExpr{p: t.pos}
-			for !p.accept("]") {
-				if len(l.items) > 0 {
-					p.expect(",")
-					if p.accept("]") {
-						break
-					}
-				}
-				l.items = append(l.items, p.parseExpr())
-			}
+			p.commaList("]", func() { l.items = append(l.items, p.parseExpr()) })
 			return l
 		case "{":
 			d := &dictExpr{p: t.pos}
-			for !p.accept("}") {
-				if len(d.keys) > 0 {
-					p.expect(",")
-					if p.accept("}") {
-						break
-					}
-				}
+			p.commaList("}", func() {
 				d.keys = append(d.keys, p.parseExpr())
 				p.expect(":")
 				d.vals = append(d.vals, p.parseExpr())
-			}
+			})
 			return d
 		}
 	}
@@ -718,28 +698,36 @@ func (p *parser) parseSubscript(t token, x expr) expr {
 	return &sliceExpr{t.pos, x, parts[0], parts[1], parts[2]}
 }
 
+// commaList parses items separated by commas up to close, which it
+// consumes; a trailing comma is allowed.
+func (p *parser) commaList(close string, item func()) {
+	for n := 0; !p.accept(close); n++ {
+		if n > 0 {
+			p.expect(",")
+			if p.accept(close) {
+				return
+			}
+		}
+		item()
+	}
+}
+
 // parseArgs parses "(a, b, k=v)".
 func (p *parser) parseArgs() ([]expr, []kwArg) {
 	p.expect("(")
 	var args []expr
 	var kw []kwArg
-	for !p.accept(")") {
-		if len(args)+len(kw) > 0 {
-			p.expect(",")
-			if p.accept(")") {
-				break
-			}
-		}
+	p.commaList(")", func() {
 		if k := p.peek(); k.kind == tName && p.toks[p.i+1].kind == tOp && p.toks[p.i+1].s == "=" {
 			p.i += 2
 			kw = append(kw, kwArg{k.s, p.parseExpr()})
-			continue
+			return
 		}
 		if len(kw) > 0 {
 			p.fail(p.peek(), "a positional argument after a keyword one")
 		}
 		args = append(args, p.parseExpr())
-	}
+	})
 	return args, kw
 }
 

@@ -170,16 +170,21 @@ func spmID[S string | []byte](t *Tokenizer, piece S, m *merger) (int32, bool) {
 		id, ok := t.ids[string(piece)]
 		return id, ok
 	}
-	m.key = m.key[:0]
-	for i := 0; i < len(piece); i++ {
-		if piece[i] == ' ' {
-			m.key = append(m.key, spmSpace...)
-		} else {
-			m.key = append(m.key, piece[i])
-		}
-	}
+	m.key = appendEscaped(m.key[:0], piece)
 	id, ok := t.ids[string(m.key)]
 	return id, ok
+}
+
+// appendEscaped appends s to dst with its spaces as U+2581.
+func appendEscaped[S string | []byte](dst []byte, s S) []byte {
+	for i := 0; i < len(s); i++ {
+		if s[i] == ' ' {
+			dst = append(dst, spmSpace...)
+		} else {
+			dst = append(dst, s[i])
+		}
+	}
+	return dst
 }
 
 // mergeStretch appends the tokens of text to out: starting from single
@@ -197,14 +202,7 @@ func (t *Tokenizer) mergeStretch(text string, out []int32, m *merger) []int32 {
 	if !m.spaces || len(text) > longText {
 		return mergeSPM(t, text, out, m)
 	}
-	m.esc = m.esc[:0]
-	for i := 0; i < len(text); i++ {
-		if text[i] == ' ' {
-			m.esc = append(m.esc, spmSpace...)
-		} else {
-			m.esc = append(m.esc, text[i])
-		}
-	}
+	m.esc = appendEscaped(m.esc[:0], text)
 	m.spaces = false
 	return mergeSPM(t, m.esc, out, m)
 }
