@@ -141,6 +141,10 @@ type Stats struct {
 	PromptTokens     int64 // prompt tokens computed
 	GenerationTokens int64
 	Steps            int64
+	// Wait estimates how long a request submitted now waits for its
+	// first token; IdleTTFT is the recent time to first token of requests
+	// that found the batcher idle (0 until one has).
+	Wait, IdleTTFT time.Duration
 }
 
 // Runner executes the forward pass of a step: *engine.Engine, or a fake in
@@ -165,13 +169,18 @@ type Batcher struct {
 	cfg   Config
 	lim   Limits
 
-	mu      sync.Mutex
-	queue   []*group // submitted, not yet taken by the loop
-	closed  bool
-	wake    chan struct{}
-	done    chan struct{}
-	stats   Stats // the gauges, as publish last set them
-	waiting int   // sequences in queue and in the loop's own waiting list
+	mu     sync.Mutex
+	queue  []*group // submitted, not yet taken by the loop
+	closed bool
+	wake   chan struct{}
+	done   chan struct{}
+	stats  Stats // the gauges, as publish last set them
+	// The wait estimate's inputs as publish last set them: Stats
+	// estimates at the time it is called, since an idle loop publishes
+	// nothing while the measured times decay.
+	pubWait   waitEstimate
+	pubOldest time.Time
+	waiting   int // sequences in queue and in the loop's own waiting list
 
 	// Counters the loop bumps and Stats reads, without the lock.
 	steps, preemptions, promptTokens, genTokens atomic.Int64
@@ -180,6 +189,7 @@ type Batcher struct {
 	inputs  []engine.SeqInput
 	ending  []ending // the step's requests' last events
 	dropped []*seq
+	wait    waitEstimate
 }
 
 // New starts a batcher on r (the engine), decoding text with tok and keeping
@@ -205,6 +215,7 @@ type group struct {
 	arrived  time.Time
 	started  time.Time
 	first    time.Time
+	idle     bool // it arrived with nothing running or queued
 	cached   int
 	left     int // samples not finished
 	genTotal int
@@ -299,6 +310,8 @@ func (b *Batcher) Limits() Limits { return b.lim }
 func (b *Batcher) Stats() Stats {
 	b.mu.Lock()
 	s := b.stats
+	s.Wait = b.pubWait.estimate(time.Now(), b.pubOldest, s.Running)
+	s.IdleTTFT = b.pubWait.idle
 	b.mu.Unlock()
 	s.Steps, s.Preemptions = b.steps.Load(), b.preemptions.Load()
 	s.PromptTokens, s.GenerationTokens = b.promptTokens.Load(), b.genTokens.Load()
@@ -322,7 +335,9 @@ func (b *Batcher) loop() {
 	for {
 		b.mu.Lock()
 		closed := b.closed
-		for _, g := range b.queue {
+		idle := b.sched.idle()
+		for i, g := range b.queue {
+			g.idle = idle && i == 0
 			s := &seq{g: g, kv: b.sched.pool.NewSeq(), tokens: slices.Concat(g.req.Prompt, g.req.Resume), prompt: len(g.req.Prompt), gen: len(g.req.Resume), forks: g.req.N - 1}
 			b.out.init(s, 0)
 			b.sched.add(s)
@@ -369,6 +384,16 @@ func (b *Batcher) publish() {
 	}
 	b.stats.KVUsage = pool.Usage()
 	b.stats.PrefixQueries, b.stats.PrefixHits = ps.PrefixQueries, ps.PrefixHits
+	var oldest time.Time
+	for _, s := range b.sched.waiting {
+		if g := s.g; g.started.IsZero() && (oldest.IsZero() || g.arrived.Before(oldest)) {
+			oldest = g.arrived
+		}
+	}
+	if len(b.queue) > 0 && (oldest.IsZero() || b.queue[0].arrived.Before(oldest)) {
+		oldest = b.queue[0].arrived
+	}
+	b.pubWait, b.pubOldest = b.wait, oldest
 	b.mu.Unlock()
 }
 
@@ -431,6 +456,7 @@ func (b *Batcher) step() {
 	b.steps.Add(1)
 	b.sched.commit(p)
 	now := time.Now()
+	b.wait.stepTook(now.Sub(start))
 	row := 0
 	for i := range p.work {
 		w := &p.work[i]
@@ -502,6 +528,7 @@ func (b *Batcher) emit(s *seq, logits []float32, now time.Time) {
 	g := s.g
 	if g.first.IsZero() {
 		g.first = now
+		b.wait.firstToken(now.Sub(g.arrived), g.idle, now)
 	}
 	ev, err := b.out.next(s, logits, now)
 	if err != nil {

@@ -43,20 +43,13 @@ type Decision struct {
 	Reason Reason
 }
 
-// ServedModel is one model a node serves, as gossiped.
-type ServedModel struct {
-	Name     string
-	FileHash string // hash of the model file
-	Numerics string // backend and KV type: same hash and numerics resume token for token
-}
-
 // Candidate is a peer as the local node sees it from gossip.
 type Candidate struct {
 	Name     string
 	Alive    bool
 	Draining bool
 	Full     bool // its queue cannot admit a request
-	Models   []ServedModel
+	Models   []Model
 	Wait     time.Duration // its estimate of the wait before a new request's first token
 	RTT      time.Duration // estimated round trip from the local node (Vivaldi)
 	Region   string
@@ -68,13 +61,13 @@ type Candidate struct {
 // byte back.
 func (c Candidate) ExpectedTTFT() time.Duration { return c.Wait + c.RTT }
 
-func (c Candidate) serves(model string) (ServedModel, bool) {
+func (c Candidate) serves(model string) (Model, bool) {
 	for _, m := range c.Models {
 		if m.Name == model {
 			return m, true
 		}
 	}
-	return ServedModel{}, false
+	return Model{}, false
 }
 
 // LocalView is the local node's state at the moment of the decision.
@@ -260,7 +253,7 @@ func sameZone(c Candidate, local LocalView) bool {
 // among Peers with RTT 0.
 type ResumeInput struct {
 	Model    string
-	FileHash string // of the model file the stream was generated with
+	Hash     string // of the model file the stream was generated with
 	Numerics string // numerics tag the stream was generated with
 	Local    LocalView
 	Peers    []Candidate
@@ -279,7 +272,7 @@ func ChooseResume(in ResumeInput, cfg ForwardConfig, rng *rand.Rand) (peer strin
 	}
 	same := slices.DeleteFunc(slices.Clone(eligible), func(c Candidate) bool {
 		m, _ := c.serves(in.Model)
-		return in.FileHash == "" || m.FileHash != in.FileHash || m.Numerics != in.Numerics
+		return in.Hash == "" || m.Hash != in.Hash || m.Numerics != in.Numerics
 	})
 	if len(same) > 0 {
 		return pick(same, in.Local, cfg.Margin, rng).Name, true, nil

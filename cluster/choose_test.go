@@ -11,7 +11,7 @@ const ms = time.Millisecond
 
 func newRNG() *rand.Rand { return rand.New(rand.NewPCG(14, 14)) }
 
-var llama = []ServedModel{{Name: "llama", FileHash: "h1", Numerics: "cpu-f32"}}
+var llama = []Model{{Name: "llama", Hash: "h1", Numerics: "cpu-f32"}}
 
 // candidate is a live, non-draining peer with room, serving llama.
 func candidate(name string, wait, rtt time.Duration) Candidate {
@@ -85,7 +85,7 @@ func TestChoose(t *testing.T) {
 		{
 			name: "model elsewhere goes to the nearest that serves it",
 			in: ForwardInput{Model: "llama", Local: LocalView{Name: "a"}, Peers: []Candidate{
-				candidate("far", 0, 120*ms), near, with(candidate("other", 0, 1*ms), func(c *Candidate) { c.Models = []ServedModel{{Name: "qwen"}} }),
+				candidate("far", 0, 120*ms), near, with(candidate("other", 0, 1*ms), func(c *Candidate) { c.Models = []Model{{Name: "qwen"}} }),
 			}},
 			want: Decision{Peer: "near", Reason: ReasonModelElsewhere},
 		},
@@ -318,10 +318,10 @@ func TestChooseDeterministic(t *testing.T) {
 }
 
 func TestChooseResume(t *testing.T) {
-	exactModel := []ServedModel{{Name: "llama", FileHash: "h1", Numerics: "cpu-f32"}}
-	otherHash := []ServedModel{{Name: "llama", FileHash: "h2", Numerics: "cpu-f32"}}
-	otherNum := []ServedModel{{Name: "llama", FileHash: "h1", Numerics: "cuda-f16"}}
-	mk := func(name string, rtt time.Duration, m []ServedModel) Candidate {
+	exactModel := []Model{{Name: "llama", Hash: "h1", Numerics: "cpu-f32"}}
+	otherHash := []Model{{Name: "llama", Hash: "h2", Numerics: "cpu-f32"}}
+	otherNum := []Model{{Name: "llama", Hash: "h1", Numerics: "cuda-f16"}}
+	mk := func(name string, rtt time.Duration, m []Model) Candidate {
 		return Candidate{Name: name, Alive: true, Models: m, RTT: rtt}
 	}
 	tests := []struct {
@@ -333,28 +333,28 @@ func TestChooseResume(t *testing.T) {
 	}{
 		{
 			name:      "same hash and numerics preferred over nearer",
-			in:        ResumeInput{Model: "llama", FileHash: "h1", Numerics: "cpu-f32", Peers: []Candidate{mk("hash", 5*ms, otherHash), mk("num", 5*ms, otherNum), mk("exact", 200*ms, exactModel)}},
+			in:        ResumeInput{Model: "llama", Hash: "h1", Numerics: "cpu-f32", Peers: []Candidate{mk("hash", 5*ms, otherHash), mk("num", 5*ms, otherNum), mk("exact", 200*ms, exactModel)}},
 			want:      "exact",
 			wantExact: true,
 		},
 		{
 			name: "falls back to any peer with the model, nearest",
-			in:   ResumeInput{Model: "llama", FileHash: "h1", Numerics: "cpu-f32", Peers: []Candidate{mk("hash", 5*ms, otherHash), mk("num", 50*ms, otherNum)}},
+			in:   ResumeInput{Model: "llama", Hash: "h1", Numerics: "cpu-f32", Peers: []Candidate{mk("hash", 5*ms, otherHash), mk("num", 50*ms, otherNum)}},
 			want: "hash",
 		},
 		{
 			name: "failed peer excluded",
-			in:   ResumeInput{Model: "llama", FileHash: "h1", Numerics: "cpu-f32", Exclude: []string{"exact"}, Peers: []Candidate{mk("exact", 5*ms, exactModel), mk("hash", 50*ms, otherHash)}},
+			in:   ResumeInput{Model: "llama", Hash: "h1", Numerics: "cpu-f32", Exclude: []string{"exact"}, Peers: []Candidate{mk("exact", 5*ms, exactModel), mk("hash", 50*ms, otherHash)}},
 			want: "hash",
 		},
 		{
 			name: "unknown hash matches none",
-			in:   ResumeInput{Model: "llama", Peers: []Candidate{mk("a", 5*ms, []ServedModel{{Name: "llama"}})}},
+			in:   ResumeInput{Model: "llama", Peers: []Candidate{mk("a", 5*ms, []Model{{Name: "llama"}})}},
 			want: "a",
 		},
 		{
 			name: "dead and draining excluded",
-			in: ResumeInput{Model: "llama", FileHash: "h1", Numerics: "cpu-f32", Peers: []Candidate{
+			in: ResumeInput{Model: "llama", Hash: "h1", Numerics: "cpu-f32", Peers: []Candidate{
 				with(mk("dead", 5*ms, exactModel), func(c *Candidate) { c.Alive = false }),
 				with(mk("drain", 5*ms, exactModel), func(c *Candidate) { c.Draining = true }),
 				mk("hash", 50*ms, otherHash),
@@ -363,7 +363,7 @@ func TestChooseResume(t *testing.T) {
 		},
 		{
 			name:    "no peer with the model",
-			in:      ResumeInput{Model: "llama", FileHash: "h1", Exclude: []string{"exact"}, Peers: []Candidate{mk("exact", 5*ms, exactModel), mk("q", 5*ms, []ServedModel{{Name: "qwen"}})}},
+			in:      ResumeInput{Model: "llama", Hash: "h1", Exclude: []string{"exact"}, Peers: []Candidate{mk("exact", 5*ms, exactModel), mk("q", 5*ms, []Model{{Name: "qwen"}})}},
 			wantErr: true,
 		},
 	}

@@ -185,7 +185,7 @@ func (n *Node) coord() *coordinate.Coordinate {
 // material says whether the fleet should hear of a change before the next
 // periodic refresh: anything but small moves of the measured quantities.
 func material(a, b State) bool {
-	if a.HTTPAddr != b.HTTPAddr || a.Draining != b.Draining || len(a.Models) != len(b.Models) ||
+	if a.HTTPAddr != b.HTTPAddr || a.Draining != b.Draining || a.Full != b.Full || len(a.Models) != len(b.Models) ||
 		a.Running != b.Running || a.Waiting != b.Waiting {
 		return true
 	}

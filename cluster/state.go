@@ -29,6 +29,8 @@ type State struct {
 	DecodeTPS float64
 	// Draining is set while the node finishes its work and takes no more.
 	Draining bool
+	// Full is set while the node's queue admits no more requests.
+	Full bool
 }
 
 // Model is one model a node serves.
@@ -70,6 +72,9 @@ func encodeMeta(s State, c *coordinate.Coordinate) ([]byte, error) {
 	if s.Draining {
 		flags |= 1
 	}
+	if s.Full {
+		flags |= 2
+	}
 	b = append(b, flags)
 	// A state published before the first round trip must leave room for
 	// the coordinate that later joins it.
@@ -107,7 +112,8 @@ func decodeMeta(b []byte) (State, *coordinate.Coordinate, error) {
 	s.FreeKV = float64(r.float32())
 	s.Wait = time.Duration(min(r.uvarint(), math.MaxInt64/uint64(time.Microsecond))) * time.Microsecond
 	s.DecodeTPS = float64(r.float32())
-	s.Draining = r.byte()&1 != 0
+	flags := r.byte()
+	s.Draining, s.Full = flags&1 != 0, flags&2 != 0
 	if r.err != nil || len(r.b) != 0 {
 		return State{}, nil, errors.New("cluster: corrupt metadata")
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"math/rand/v2"
 	"net"
+	"strconv"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -57,32 +58,32 @@ type envelope[T any] struct {
 }
 
 // generate runs g and answers with a whole response or a stream of chunks
-// shaped by sh.
+// shaped by sh. A request forwarded from a peer is always answered with a
+// stream (see streamChunks).
 func generate[C, D any](s *Server, ctx *fasthttp.RequestCtx, m *ready, g generation, sh shape[C, D]) *apiError {
-	if g.stream {
-		j, e := s.start(context.Background(), m, g, sh.idPrefix, sh.fields)
+	in := inboundOf(ctx)
+	if in != nil {
+		if e := in.apply(&g); e != nil {
+			return e
+		}
+	}
+	if g.stream || in != nil {
+		j, e := s.start(context.Background(), m, g, sh.idPrefix, sh.fields, in)
 		if e != nil {
 			return e
 		}
-		streamChunks(s, ctx, j, g.includeUsage, sh)
+		streamChunks(s, ctx, j, g, sh, in)
 		return nil
 	}
 	// Nothing is written until the response is whole, so only watching
 	// the connection tells that the client hung up.
 	jctx, cancel := clientContext(ctx)
 	defer cancel()
-	j, e := s.start(jctx, m, g, sh.idPrefix, sh.fields)
+	j, e := s.start(jctx, m, g, sh.idPrefix, sh.fields, nil)
 	if e != nil {
 		return e
 	}
-	choices := make([]C, j.choices())
-	for i := range choices {
-		choices[i] = sh.choice(i)
-	}
-	u, failed, _ := j.each(sh.fields, func(t tagged) error {
-		sh.add(&choices[t.choice], t)
-		return nil
-	})
+	choices, u, failed, _ := collect(j, sh, nil)
 	if failed != nil {
 		return failed
 	}
@@ -93,40 +94,121 @@ func generate[C, D any](s *Server, ctx *fasthttp.RequestCtx, m *ready, g generat
 	return nil
 }
 
+// collect folds j's events into whole choices; each, when set, sees every
+// event first.
+func collect[C, D any](j *job, sh shape[C, D], each func(t tagged) error) ([]C, usage, *apiError, error) {
+	choices := make([]C, j.choices())
+	for i := range choices {
+		choices[i] = sh.choice(i)
+	}
+	u, failed, err := j.each(sh.fields, func(t tagged) error {
+		if each != nil {
+			if err := each(t); err != nil {
+				return err
+			}
+		}
+		sh.add(&choices[t.choice], t)
+		return nil
+	})
+	return choices, u, failed, err
+}
+
+// apply makes g the request a resume asks for: the prompt's ids as sent,
+// and the tokens already generated.
+func (in *inbound) apply(g *generation) *apiError {
+	if in.body.Prompt == nil {
+		return nil
+	}
+	if len(g.reqs) != 1 || g.reqs[0].N > 1 {
+		return badRequest("", "only a request with one choice can be resumed")
+	}
+	g.reqs[0].Prompt, g.reqs[0].Resume = in.body.Prompt, in.body.Resume
+	return nil
+}
+
 // streamChunks answers with j's events as server-sent chunks, then the
 // usage when asked for and [DONE].
-func streamChunks[C, D any](s *Server, ctx *fasthttp.RequestCtx, j *job, includeUsage bool, sh shape[C, D]) {
+//
+// A request forwarded from a peer (in set) is answered so that the peer can
+// pass it on and resume it: a comment with the prompt's ids first (when
+// the request has one choice), and one with each token's id before its
+// chunk. A resumed stream sends no opening, and its usage counts the tokens
+// resumed from. A forwarded request that wants no stream gets the comments
+// and then its whole response as one event; an error event then comes with
+// a comment giving its status.
+func streamChunks[C, D any](s *Server, ctx *fasthttp.RequestCtx, j *job, g generation, sh shape[C, D], in *inbound) {
 	s.stream(ctx, j, func(w *bufio.Writer) error {
 		send := func(choices []D, u any) error {
 			return writeEvent(w, envelope[D]{ID: j.id, Object: sh.chunkObject, Created: j.created, Model: s.cfg.ModelName, Choices: choices, Usage: u})
 		}
+		resumed := in != nil && in.body.Prompt != nil
+		if in != nil && j.choices() == 1 {
+			if err := writeComment(w, promptComment(g.reqs[0].Prompt)); err != nil {
+				return err
+			}
+		}
+		tokenIDs := func(t tagged) error {
+			if in != nil && t.ev.Token >= 0 {
+				return writeComment(w, "tok "+strconv.Itoa(int(t.ev.Token)))
+			}
+			return nil
+		}
+		countResumed := func(u *usage) {
+			if resumed {
+				u.CompletionTokens += len(in.body.Resume)
+				u.TotalTokens = u.PromptTokens + u.CompletionTokens
+			}
+		}
+		fail := func(e *apiError) error {
+			if in != nil {
+				if _, err := w.WriteString(": status " + strconv.Itoa(e.Status) + "\n"); err != nil {
+					return err
+				}
+			}
+			return writeEvent(w, errorEvent(e))
+		}
+		if !g.stream {
+			choices, u, failed, err := collect(j, sh, tokenIDs)
+			countResumed(&u)
+			switch {
+			case err != nil:
+				return err
+			case failed != nil:
+				return fail(failed)
+			}
+			return writeEvent(w, envelope[C]{ID: j.id, Object: sh.object, Created: j.created, Model: s.cfg.ModelName, Choices: choices, Usage: u})
+		}
 		// Chunks before the last have no usage, or null with include_usage.
 		var noUsage any
-		if includeUsage {
+		if g.includeUsage {
 			noUsage = json.RawMessage("null")
 		}
 		for i := range j.choices() {
-			if d, ok := sh.opening(i); ok {
+			if d, ok := sh.opening(i); ok && !resumed {
 				if err := send([]D{d}, noUsage); err != nil {
 					return err
 				}
 			}
 		}
 		u, failed, err := j.each(sh.fields, func(t tagged) error {
+			if err := tokenIDs(t); err != nil {
+				return err
+			}
 			if d, ok := sh.delta(t); ok {
 				return send([]D{d}, noUsage)
 			}
 			return nil
 		})
+		countResumed(&u)
 		switch {
 		case err != nil:
 			return err
 		case failed != nil:
 			// The status is sent; the error goes in an event, and the
 			// stream ends without [DONE].
-			return writeEvent(w, errorEvent(failed))
+			return fail(failed)
 		}
-		if includeUsage {
+		if g.includeUsage {
 			if err := send([]D{}, u); err != nil {
 				return err
 			}
@@ -204,17 +286,22 @@ type tagged struct {
 
 // start submits one request per prompt of g; on failure nothing is
 // queued. Ending ctx cancels the job. The response's id starts with
-// idPrefix; fields are as in shape.
-func (s *Server) start(ctx context.Context, m *ready, g generation, idPrefix string, fields map[string]string) (*job, *apiError) {
+// idPrefix; fields are as in shape. A forwarded request (in set) takes its
+// id, time and seed from the node the client called.
+func (s *Server) start(ctx context.Context, m *ready, g generation, idPrefix string, fields map[string]string, in *inbound) (*job, *apiError) {
 	ctx, cancel := context.WithCancel(ctx)
-	j := &job{s: s, id: idPrefix + randomHex(12), created: time.Now().Unix(), cancel: cancel, n: g.reqs[0].N}
+	key, created, seed := randomHex(12), time.Now().Unix(), rand.Uint64()
+	if in != nil {
+		key, created, seed = in.body.Key, in.body.Created, in.body.Seed
+	}
+	j := &job{s: s, id: idPrefix + key, created: created, cancel: cancel, n: g.reqs[0].N}
 	// Every request leaves here with a seed, so that a stream resumed on
 	// another node draws what this one would have (issue 14): one without
-	// gets a random seed of its own, per prompt, from the node the client
-	// called. It is not part of the response.
+	// gets its own, per prompt, from the node the client called. It is
+	// not part of the response.
 	for i := range g.reqs {
 		if p := &g.reqs[i].Sampling; !p.HasSeed {
-			p.Seed, p.HasSeed = rand.Uint64(), true
+			p.Seed, p.HasSeed = seed+uint64(i)<<32, true
 		}
 	}
 	// All prompts are queued or none: a refused request costs no compute.

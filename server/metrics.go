@@ -24,6 +24,11 @@ type metrics struct {
 	http                  *prometheus.CounterVec
 	httpTime              *prometheus.HistogramVec
 	model                 string
+
+	// The fleet's (issue 14).
+	forwarded  *prometheus.CounterVec // by peer, reason and outcome
+	resumes    prometheus.Counter
+	forwardRTT prometheus.Histogram // from sending a forward to the peer's answer
 }
 
 func newMetrics(s *Server) *metrics {
@@ -79,7 +84,18 @@ func newMetrics(s *Server) *metrics {
 		httpTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "godwit_http_request_duration_seconds",
 			Help: "Time to answer an HTTP request (for streams, until the handler hands over the stream).", Buckets: latency}, []string{"path"}),
 	}
-	reg.MustRegister(m.success, m.http, m.httpTime)
+	m.forwarded = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "godwit:forwarded_requests_total",
+		Help: "Requests this node forwarded to a peer, by peer, reason and outcome (ok, failed: the peer did not answer and another was tried, relayed_error: the peer refused the request, resumed: the stream broke and went on elsewhere)."},
+		[]string{"peer", "reason", "outcome"})
+	m.resumes = prometheus.NewCounter(prometheus.CounterOpts{Name: "godwit:stream_resumes_total",
+		Help: "Streams that broke on a peer and were resumed on another node."})
+	m.forwardRTT = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "godwit:forward_latency_seconds",
+		Help: "Time from forwarding a request to the peer's first answer (its status line).", Buckets: latency})
+	reg.MustRegister(m.success, m.http, m.httpTime, m.forwarded, m.resumes, m.forwardRTT)
+	for _, state := range []string{"alive", "dead", "draining"} {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "godwit:cluster_members", Help: "Fleet members as this node sees them, by state (0 when not in a fleet).",
+			ConstLabels: prometheus.Labels{"state": state}}, func() float64 { return float64(s.countMembers(state)) }))
+	}
 	return m
 }
 
@@ -87,7 +103,7 @@ func newMetrics(s *Server) *metrics {
 // keep the label set bounded.
 func (m *metrics) request(path string, code int, d time.Duration) {
 	switch path {
-	case "/v1/completions", "/v1/chat/completions", "/v1/models", "/tokenize", "/detokenize", "/health", "/metrics":
+	case "/v1/completions", "/v1/chat/completions", "/v1/models", "/v1/cluster", forwardPath, "/tokenize", "/detokenize", "/health", "/metrics":
 	default:
 		path = "other"
 	}

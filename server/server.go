@@ -101,8 +101,10 @@ type Model struct {
 	// ChatTemplateName names ChatTemplate in errors (default "gguf").
 	ChatTemplateName string
 	// Fleet, when the node is in a cluster, lists its members for
-	// GET /v1/cluster; nil: the node runs alone.
+	// GET /v1/cluster and the fleet's models; nil: the node runs alone.
 	Fleet Fleet
+	// Forward, with Fleet, lets the node forward requests to its peers.
+	Forward *Forwarding
 }
 
 // Fleet is the cluster this node belongs to (*cluster.Node).
@@ -134,6 +136,10 @@ type Server struct {
 	idle     chan struct{} // closed when inflight drops to 0 while draining
 
 	srv *fasthttp.Server
+
+	// Forwarding's: the client to peers, and the peers that failed lately.
+	peers *fasthttp.Client
+	avoid cluster.Avoid
 }
 
 type route struct {
@@ -178,6 +184,7 @@ func New(cfg Config) *Server {
 		"/v1/chat/completions": {method: "POST", auth: true, gen: true, h: (*Server).chatCompletions},
 		"/v1/models":           {method: "GET", auth: true, h: (*Server).listModels},
 		"/v1/cluster":          {method: "GET", auth: true, h: (*Server).listMembers},
+		forwardPath:            {method: "POST", gen: true}, // its token is its key; see forwarded
 		"/tokenize":            {method: "POST", auth: true, h: (*Server).tokenize},
 		"/detokenize":          {method: "POST", auth: true, h: (*Server).detokenize},
 	}
@@ -198,6 +205,11 @@ func (s *Server) SetReady(m Model) error {
 		return err
 	}
 	r.chat = ct
+	if m.Forward != nil {
+		s.mu.Lock()
+		s.peers = newPeerClient(m.Forward)
+		s.mu.Unlock()
+	}
 	s.model.Store(r)
 	return nil
 }
@@ -286,7 +298,16 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, badRequest("", "the request body is not valid UTF-8"))
 		return
 	}
-	if e := rt.h(s, ctx, m); e != nil {
+	var e *apiError
+	switch {
+	case path == forwardPath:
+		e = s.forwarded(ctx, m)
+	case rt.gen:
+		e = s.route(ctx, m, rt, path)
+	default:
+		e = rt.h(s, ctx, m)
+	}
+	if e != nil {
 		if e.Status >= 500 {
 			s.log.Error("request failed", "request_id", id, "path", path, "status", e.Status, "error", e.Message)
 		}
@@ -490,19 +511,40 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// listModels answers GET /v1/models.
+// listModels answers GET /v1/models. In a fleet, which has one model
+// namespace, it lists every model a live node serves, each with the nodes
+// that serve it; a request for any of them is answered here.
 func (s *Server) listModels(ctx *fasthttp.RequestCtx, m *ready) *apiError {
 	type model struct {
-		ID          string `json:"id"`
-		Object      string `json:"object"`
-		Created     int64  `json:"created"`
-		OwnedBy     string `json:"owned_by"`
-		MaxModelLen int    `json:"max_model_len"`
+		ID          string   `json:"id"`
+		Object      string   `json:"object"`
+		Created     int64    `json:"created"`
+		OwnedBy     string   `json:"owned_by"`
+		MaxModelLen int      `json:"max_model_len,omitempty"`
+		Nodes       []string `json:"nodes,omitempty"` // in a fleet: the nodes serving it
+	}
+	list := []model{{ID: s.cfg.ModelName, Object: "model", Created: m.createdAt, OwnedBy: "godwit", MaxModelLen: m.Context}}
+	if m.Fleet != nil {
+		at := map[string]int{s.cfg.ModelName: 0}
+		for _, mb := range m.Fleet.Members() {
+			if mb.Status != cluster.Alive {
+				continue
+			}
+			for _, md := range mb.State.Models {
+				i, ok := at[md.Name]
+				if !ok {
+					i = len(list)
+					at[md.Name] = i
+					list = append(list, model{ID: md.Name, Object: "model", OwnedBy: "godwit"})
+				}
+				list[i].Nodes = append(list[i].Nodes, mb.Name)
+			}
+		}
 	}
 	writeJSON(ctx, struct {
 		Object string  `json:"object"`
 		Data   []model `json:"data"`
-	}{"list", []model{{s.cfg.ModelName, "model", m.createdAt, "godwit", m.Context}}})
+	}{"list", list})
 	return nil
 }
 

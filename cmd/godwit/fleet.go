@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"time"
 
@@ -25,6 +26,8 @@ type fleetFlags struct {
 	keyFile                   string
 	join                      []string
 	insecure                  bool
+	forwardThreshold          time.Duration
+	maxHops                   int
 }
 
 func (c *fleetFlags) add(f *pflag.FlagSet) {
@@ -37,6 +40,28 @@ func (c *fleetFlags) add(f *pflag.FlagSet) {
 	f.StringVar(&c.profile, "gossip-profile", "lan", "gossip timers: lan, wan or local")
 	f.StringVar(&c.keyFile, "cluster-key-file", "", "file holding the fleet's base64 key (godwit keygen prints one)")
 	f.BoolVar(&c.insecure, "insecure-cluster", false, "gossip with no key (tests and closed networks only)")
+	f.DurationVar(&c.forwardThreshold, "forward-threshold", 0, "local wait for a first token above which a request goes to a peer that answers sooner (default: twice the time to first token at idle, as measured)")
+	f.IntVar(&c.maxHops, "max-hops", 1, "times one request may be forwarded between nodes (0: never forward)")
+}
+
+// forwarding is the forwarding set-up the flags ask for, keyed as gossip is.
+func (c *fleetFlags) forwarding(key []byte) (*server.Forwarding, error) {
+	if c.maxHops < 0 || c.forwardThreshold < 0 {
+		return nil, fmt.Errorf("--max-hops and --forward-threshold cannot be negative")
+	}
+	cfg := cluster.DefaultForwardConfig(0)
+	cfg.Threshold, cfg.MaxHops = c.forwardThreshold, c.maxHops
+	return &server.Forwarding{Config: cfg, Auth: cluster.NewAuth(key)}, nil
+}
+
+// httpAddr is the API's address as peers reach it: the listener's, or,
+// when that is a wildcard, the host gossip advertises.
+func httpAddr(ln net.Addr, gossip string) string {
+	host, port, _ := net.SplitHostPort(ln.String())
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host, _, _ = net.SplitHostPort(gossip)
+	}
+	return net.JoinHostPort(host, port)
 }
 
 // enabled tells whether the node joins a fleet.
@@ -63,9 +88,9 @@ func (c *fleetFlags) config(log *slog.Logger) (cluster.Config, error) {
 
 // fleetState is what this node publishes: its address and model, and its
 // load as the batcher counts it.
-func fleetState(httpAddr string, model cluster.Model, st batcher.Stats, draining bool) cluster.State {
+func fleetState(httpAddr string, model cluster.Model, st batcher.Stats, lim batcher.Limits, decodeTPS float64, draining bool) cluster.State {
 	return cluster.State{HTTPAddr: httpAddr, Models: []cluster.Model{model}, Running: st.Running, Waiting: st.Waiting,
-		FreeKV: 1 - st.KVUsage, Draining: draining}
+		FreeKV: 1 - st.KVUsage, Wait: st.Wait, DecodeTPS: decodeTPS, Draining: draining, Full: st.Waiting >= lim.MaxQueue}
 }
 
 // numerics names what besides the model file decides the tokens a node
@@ -102,16 +127,23 @@ func publish(node *cluster.Node, srv *server.Server, b *batcher.Batcher, httpAdd
 	hashed <-chan string, log *slog.Logger, stop <-chan struct{}) {
 	t := time.NewTicker(500 * time.Millisecond)
 	defer t.Stop()
+	// The decode rate is the tokens generated over the last second or so.
+	lastAt, lastTokens, tps := time.Now(), b.Stats().GenerationTokens, 0.0
 	for {
+		st := b.Stats()
+		if now := time.Now(); now.Sub(lastAt) >= 900*time.Millisecond {
+			tps = float64(st.GenerationTokens-lastTokens) / now.Sub(lastAt).Seconds()
+			lastAt, lastTokens = now, st.GenerationTokens
+		}
+		if err := node.SetState(fleetState(httpAddr, model, st, b.Limits(), tps, srv.Draining())); err != nil {
+			log.Warn("publishing the fleet state", "error", err)
+		}
 		select {
 		case <-stop:
 			return
 		case model.Hash = <-hashed:
 			hashed = nil
 		case <-t.C:
-		}
-		if err := node.SetState(fleetState(httpAddr, model, b.Stats(), srv.Draining())); err != nil {
-			log.Warn("publishing the fleet state", "error", err)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -64,9 +65,9 @@ func TestServeFleet(t *testing.T) {
 	}
 	sum := sha256.Sum256(raw)
 	digest := hex.EncodeToString(sum[:])[:16]
-	var got clusterList
 	deadline := time.Now().Add(20 * time.Second)
 	for {
+		var got clusterList
 		resp, err := http.Get(a.url + "/v1/cluster")
 		if err != nil {
 			t.Fatal(err)
@@ -84,11 +85,94 @@ func TestServeFleet(t *testing.T) {
 		}
 		if alive["a"] == strings.TrimPrefix(a.url, "http://")+" tiny" && alive["b"] == strings.TrimPrefix(b.url, "http://")+" stories260K" {
 			t.Logf("/v1/cluster on a: %+v", got.Members)
-			return
+			break
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("after 20 s /v1/cluster on a lists %+v", got.Members)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	fleetNamespace(t, a, b)
+}
+
+// fleetNamespace: a serves "tiny", b serves "stories260K" (the same file
+// under two names). A request to a for stories260K is answered, via b, with
+// what b answers itself, streamed or not; /v1/models on a lists both
+// models and where they run; a model no node serves is a 404.
+func fleetNamespace(t *testing.T, a, b *serveProcess) {
+	req := `{"model":"stories260K","prompt":"Once upon a time","max_tokens":24,"temperature":0}`
+	direct := postJSON(t, b.url+"/v1/completions", req)
+	via := postJSON(t, a.url+"/v1/completions", req)
+	if direct.code != 200 || via.code != 200 {
+		t.Fatalf("b: %d %s; a: %d %s", direct.code, direct.body, via.code, via.body)
+	}
+	if d, v := completionText(t, direct.body), completionText(t, via.body); d != v || d == "" {
+		t.Fatalf("via a: %q, from b: %q", v, d)
+	}
+	stream := `{"model":"stories260K","prompt":"Once upon a time","max_tokens":24,"temperature":0,"stream":true}`
+	resp := postJSON(t, a.url+"/v1/completions", stream)
+	if resp.code != 200 || !strings.Contains(resp.body, "data: [DONE]") || strings.Contains(resp.body, ": tok") {
+		t.Fatalf("streamed via a: %d %s", resp.code, resp.body)
+	}
+	var text strings.Builder
+	for line := range strings.SplitSeq(resp.body, "\n") {
+		if rest, ok := strings.CutPrefix(line, "data: {"); ok {
+			var chunk struct{ Choices []struct{ Text string } }
+			if err := json.Unmarshal([]byte("{"+rest), &chunk); err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range chunk.Choices {
+				text.WriteString(c.Text)
+			}
+		}
+	}
+	if want := completionText(t, direct.body); text.String() != want {
+		t.Fatalf("streamed via a: %q, want %q", text.String(), want)
+	}
+	models := getJSON(t, a.url+"/v1/models")
+	if !strings.Contains(models, `"id":"tiny"`) || !strings.Contains(models, `"id":"stories260K"`) || !strings.Contains(models, `"nodes":["b"]`) {
+		t.Fatalf("/v1/models on a: %s", models)
+	}
+	if r := postJSON(t, a.url+"/v1/completions", `{"model":"nowhere","prompt":"x"}`); r.code != 404 || !strings.Contains(r.body, "model_not_found") {
+		t.Fatalf("a model no node serves: %d %s", r.code, r.body)
+	}
+}
+
+type httpAnswer struct {
+	code int
+	body string
+}
+
+func postJSON(t *testing.T, url, body string) httpAnswer {
+	t.Helper()
+	resp, err := http.Post(url, "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return httpAnswer{resp.StatusCode, string(b)}
+}
+
+func getJSON(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+func completionText(t *testing.T, body string) string {
+	t.Helper()
+	var v struct{ Choices []struct{ Text string } }
+	if err := json.Unmarshal([]byte(body), &v); err != nil || len(v.Choices) != 1 {
+		t.Fatalf("not a completion: %s", body)
+	}
+	return v.Choices[0].Text
 }

@@ -99,8 +99,12 @@ func serveCmd(loadModel loadFunc) *cobra.Command {
 				return err
 			}
 			var fleetCfg cluster.Config
+			var forwarding *server.Forwarding
 			if fleet.enabled() {
 				if fleetCfg, err = fleet.config(log); err != nil {
+					return err
+				}
+				if forwarding, err = fleet.forwarding(fleetCfg.Key); err != nil {
 					return err
 				}
 			}
@@ -146,7 +150,7 @@ func serveCmd(loadModel loadFunc) *cobra.Command {
 			var node *cluster.Node
 			model := cluster.Model{Name: name, Numerics: numerics(l.eng.Order(), kv.f32)}
 			if fleet.enabled() {
-				node, err = cluster.Start(fleetCfg, fleetState(ln.Addr().String(), model, b.Stats(), false))
+				node, err = cluster.Start(fleetCfg, cluster.State{Models: []cluster.Model{model}})
 				if err != nil {
 					b.Close()
 					_ = srv.Shutdown(context.Background())
@@ -165,7 +169,7 @@ func serveCmd(loadModel loadFunc) *cobra.Command {
 					}
 					hashed <- digest
 				}()
-				go publish(node, srv, b, ln.Addr().String(), model, hashed, log, stopPublish)
+				go publish(node, srv, b, httpAddr(ln.Addr(), node.Addr()), model, hashed, log, stopPublish)
 			}
 			tmpl, _ := l.model.File.String("tokenizer.chat_template")
 			tmplName := "gguf"
@@ -175,7 +179,7 @@ func serveCmd(loadModel loadFunc) *cobra.Command {
 			ready := server.Model{Batcher: b, Tokenizer: l.tok, Context: l.model.Context,
 				ChatTemplate: tmpl, ChatTemplateName: tmplName}
 			if node != nil {
-				ready.Fleet = node
+				ready.Fleet, ready.Forward = node, forwarding
 			}
 			if err := srv.SetReady(ready); err != nil {
 				b.Close()
