@@ -314,13 +314,23 @@ func (s *Server) forwardWhole(ctx *fasthttp.RequestCtx, m *ready, peer cluster.M
 	}
 	cctx, cancel := clientContext(ctx)
 	defer cancel()
+	body := resp.BodyStream()
+	stop, watched := make(chan struct{}), make(chan struct{})
 	go func() {
-		<-cctx.Done()
-		_ = resp.CloseBodyStream() // unblocks the read below; the peer sees the hang-up
+		defer close(watched)
+		select {
+		case <-cctx.Done():
+			// Unblocks the read below; the peer sees the hang-up.
+			if c, ok := body.(fasthttp.ReadCloserWithError); ok {
+				_ = c.CloseWithError(errClientGone)
+			}
+		case <-stop:
+		}
 	}()
+	defer func() { close(stop); <-watched }() // before resp is released
 	var status int
 	var data []byte
-	err = readEvents(bufio.NewReader(resp.BodyStream()), func(ev sseEvent) error {
+	err = readEvents(bufio.NewReader(body), func(ev sseEvent) error {
 		if ev.status != 0 {
 			status = ev.status
 		}
@@ -464,6 +474,9 @@ func (r *relay) resume(failed []string) *fasthttp.Response {
 	}
 	return nil
 }
+
+// errClientGone closes a peer's answer whose client hung up.
+var errClientGone = errors.New("the client hung up")
 
 // clientGone wraps a failed write to the client.
 type clientGone struct{ error }

@@ -147,9 +147,22 @@ func streamChunks[C, D any](s *Server, ctx *fasthttp.RequestCtx, j *job, g gener
 				return err
 			}
 		}
-		tokenIDs := func(t tagged) error {
+		// A token's id goes in the same event as its chunk, so that the
+		// peer receives both or neither; a token with no chunk (its text
+		// held back) has an event of its own.
+		tokenID := func(t tagged) error {
 			if in != nil && t.ev.Token >= 0 {
-				return writeComment(w, "tok "+strconv.Itoa(int(t.ev.Token)))
+				_, err := w.WriteString(": tok " + strconv.Itoa(int(t.ev.Token)) + "\n")
+				return err
+			}
+			return nil
+		}
+		endEvent := func(t tagged) error {
+			if in != nil && t.ev.Token >= 0 {
+				if _, err := w.WriteString("\n"); err != nil {
+					return err
+				}
+				return w.Flush()
 			}
 			return nil
 		}
@@ -168,7 +181,12 @@ func streamChunks[C, D any](s *Server, ctx *fasthttp.RequestCtx, j *job, g gener
 			return writeEvent(w, errorEvent(e))
 		}
 		if !g.stream {
-			choices, u, failed, err := collect(j, sh, tokenIDs)
+			choices, u, failed, err := collect(j, sh, func(t tagged) error {
+				if err := tokenID(t); err != nil {
+					return err
+				}
+				return endEvent(t)
+			})
 			countResumed(&u)
 			switch {
 			case err != nil:
@@ -191,13 +209,13 @@ func streamChunks[C, D any](s *Server, ctx *fasthttp.RequestCtx, j *job, g gener
 			}
 		}
 		u, failed, err := j.each(sh.fields, func(t tagged) error {
-			if err := tokenIDs(t); err != nil {
+			if err := tokenID(t); err != nil {
 				return err
 			}
 			if d, ok := sh.delta(t); ok {
 				return send([]D{d}, noUsage)
 			}
-			return nil
+			return endEvent(t)
 		})
 		countResumed(&u)
 		switch {

@@ -48,6 +48,8 @@ type rigOptions struct {
 	context int
 	// runner, when set, wraps the engine the batcher steps.
 	runner func(batcher.Runner) batcher.Runner
+	// fleet, when set, sets the model's Fleet and Forward.
+	fleet func(*Model)
 }
 
 // startRig starts a server; everything stops when the test ends.
@@ -96,7 +98,11 @@ func startRig(t testing.TB, o rigOptions) *rig {
 		if o.context > 0 {
 			ctxLen = o.context
 		}
-		if err := s.SetReady(Model{Batcher: b, Tokenizer: tok, Context: ctxLen, ChatTemplate: tmpl}); err != nil {
+		ready := Model{Batcher: b, Tokenizer: tok, Context: ctxLen, ChatTemplate: tmpl}
+		if o.fleet != nil {
+			o.fleet(&ready)
+		}
+		if err := s.SetReady(ready); err != nil {
 			t.Fatal(err)
 		}
 	}
