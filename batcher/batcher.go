@@ -175,11 +175,11 @@ type Batcher struct {
 	wake   chan struct{}
 	done   chan struct{}
 	stats  Stats // the gauges, as publish last set them
-	// The wait estimate's inputs as publish last set them: Stats
-	// estimates at the time it is called, since an idle loop publishes
-	// nothing while the measured times decay.
+	// The wait estimate's inputs as publish last set them; Stats
+	// estimates with the queue as it is when called.
 	pubWait   waitEstimate
 	pubOldest time.Time
+	load      int // sequences running or waiting, as publish last counted
 	waiting   int // sequences in queue and in the loop's own waiting list
 
 	// Counters the loop bumps and Stats reads, without the lock.
@@ -215,7 +215,7 @@ type group struct {
 	arrived  time.Time
 	started  time.Time
 	first    time.Time
-	idle     bool // it arrived with nothing running or queued
+	load     int // sequences running or waiting when it arrived
 	cached   int
 	left     int // samples not finished
 	genTotal int
@@ -276,13 +276,14 @@ func (b *Batcher) SubmitAll(ctx context.Context, rs []Request) ([]*Stream, error
 	now := time.Now()
 	groups := make([]*group, len(rs))
 	streams := make([]*Stream, len(rs))
-	for i, r := range rs {
-		r.N = max(r.N, 1)
-		groups[i] = &group{req: r, ctx: ctx, stream: newStream(), arrived: now, left: r.N}
-		streams[i] = groups[i].stream
-	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	load := b.load + b.waiting
+	for i, r := range rs {
+		r.N = max(r.N, 1)
+		groups[i] = &group{req: r, ctx: ctx, stream: newStream(), arrived: now, left: r.N, load: load}
+		streams[i] = groups[i].stream
+	}
 	switch {
 	case b.closed:
 		return nil, ErrClosed
@@ -310,7 +311,11 @@ func (b *Batcher) Limits() Limits { return b.lim }
 func (b *Batcher) Stats() Stats {
 	b.mu.Lock()
 	s := b.stats
-	s.Wait = b.pubWait.estimate(time.Now(), b.pubOldest, s.Running)
+	var queued time.Duration
+	if !b.pubOldest.IsZero() {
+		queued = time.Since(b.pubOldest)
+	}
+	s.Wait = b.pubWait.estimate(b.load+b.waiting, queued)
 	s.IdleTTFT = b.pubWait.idle
 	b.mu.Unlock()
 	s.Steps, s.Preemptions = b.steps.Load(), b.preemptions.Load()
@@ -335,9 +340,7 @@ func (b *Batcher) loop() {
 	for {
 		b.mu.Lock()
 		closed := b.closed
-		idle := b.sched.idle()
-		for i, g := range b.queue {
-			g.idle = idle && i == 0
+		for _, g := range b.queue {
 			s := &seq{g: g, kv: b.sched.pool.NewSeq(), tokens: slices.Concat(g.req.Prompt, g.req.Resume), prompt: len(g.req.Prompt), gen: len(g.req.Resume), forks: g.req.N - 1}
 			b.out.init(s, 0)
 			b.sched.add(s)
@@ -393,7 +396,7 @@ func (b *Batcher) publish() {
 	if len(b.queue) > 0 && (oldest.IsZero() || b.queue[0].arrived.Before(oldest)) {
 		oldest = b.queue[0].arrived
 	}
-	b.pubWait, b.pubOldest = b.wait, oldest
+	b.pubWait, b.pubOldest, b.load = b.wait, oldest, len(b.sched.running)
 	b.mu.Unlock()
 }
 
@@ -528,7 +531,7 @@ func (b *Batcher) emit(s *seq, logits []float32, now time.Time) {
 	g := s.g
 	if g.first.IsZero() {
 		g.first = now
-		b.wait.firstToken(now.Sub(g.arrived), g.idle, now)
+		b.wait.firstToken(now.Sub(g.arrived), g.load)
 	}
 	ev, err := b.out.next(s, logits, now)
 	if err != nil {

@@ -6,36 +6,34 @@ import (
 )
 
 func TestWaitEstimate(t *testing.T) {
-	t0 := time.Unix(1000, 0)
+	ms := time.Millisecond
 	var w waitEstimate
-	if got := w.estimate(t0, time.Time{}, 0); got != 0 {
+	if got := w.estimate(4, 0); got != 0 {
 		t.Fatalf("nothing measured: %v, want 0", got)
 	}
-	w.firstToken(400*time.Millisecond, true, t0)
-	w.stepTook(100 * time.Millisecond)
-	if w.idle != 400*time.Millisecond {
-		t.Fatalf("idle TTFT %v, want 400ms", w.idle)
-	}
-	// A busy first token moves the recent average, not the idle one.
-	w.firstToken(2*time.Second, false, t0)
-	if w.idle != 400*time.Millisecond || w.ttft != 800*time.Millisecond {
-		t.Fatalf("idle %v ttft %v, want 400ms and 800ms", w.idle, w.ttft)
+	w.firstToken(100*ms, 0)
+	w.stepTook(20 * ms)
+	// Arriving to 4 sequences took 300 ms: 50 ms a sequence.
+	w.firstToken(300*ms, 4)
+	if w.idle != 100*ms || w.perSeq != 50*ms {
+		t.Fatalf("idle %v, per sequence %v; want 100ms and 50ms", w.idle, w.perSeq)
 	}
 	for _, c := range []struct {
-		name    string
-		now     time.Time
-		oldest  time.Time
-		running int
-		want    time.Duration
+		load   int
+		queued time.Duration
+		want   time.Duration
 	}{
-		{"just measured", t0, time.Time{}, 0, 800 * time.Millisecond},
-		{"one half-life later", t0.Add(waitHalfLife), time.Time{}, 0, 400 * time.Millisecond},
-		{"long idle", t0.Add(10 * waitHalfLife), time.Time{}, 0, 781250 * time.Nanosecond},
-		{"queued 3 s", t0.Add(waitHalfLife), t0.Add(waitHalfLife - 3*time.Second), 0, 3100 * time.Millisecond},
-		{"running, long idle", t0.Add(10 * waitHalfLife), time.Time{}, 4, 200 * time.Millisecond},
+		{0, 0, 100 * ms},
+		{8, 0, 500 * ms},
+		{8, 2 * time.Second, 2020 * ms},
 	} {
-		if got := w.estimate(c.now, c.oldest, c.running); got != c.want {
-			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		if got := w.estimate(c.load, c.queued); got != c.want {
+			t.Errorf("load %d, queued %v: %v, want %v", c.load, c.queued, got, c.want)
 		}
+	}
+	// The averages move an eighth of the way to a new figure.
+	w.firstToken(500*ms, 4)
+	if w.perSeq != 50*ms+(100-50)*ms/8 {
+		t.Fatalf("per sequence %v after a slower first token", w.perSeq)
 	}
 }

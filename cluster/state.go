@@ -13,7 +13,8 @@ import (
 
 // State is what a node publishes to the fleet about itself.
 type State struct {
-	// HTTPAddr is where the node serves its API (HOST:PORT).
+	// HTTPAddr is the base URL of the node's API: http://HOST:PORT, or
+	// https:// when it serves TLS.
 	HTTPAddr string
 	// Region and Zone are the Config's; what SetState is given is ignored.
 	Region, Zone string

@@ -571,6 +571,8 @@ func (s *Server) listMembers(ctx *fasthttp.RequestCtx, m *ready) *apiError {
 		Running  int      `json:"running"`
 		Waiting  int      `json:"waiting"`
 		FreeKV   float64  `json:"free_kv"`
+		WaitMs   float64  `json:"wait_ms"` // its estimate of a new request's wait for a first token
+		TPS      float64  `json:"decode_tokens_per_second"`
 		Draining bool     `json:"draining"`
 		RTTMs    *float64 `json:"rtt_ms"` // null until the member's coordinate is heard
 	}
@@ -579,7 +581,7 @@ func (s *Server) listMembers(ctx *fasthttp.RequestCtx, m *ready) *apiError {
 		st := mb.State
 		e := member{Name: mb.Name, Self: mb.Self, Status: mb.Status.String(), Gossip: mb.Addr, HTTP: st.HTTPAddr,
 			Region: st.Region, Zone: st.Zone, Models: []model{}, Running: st.Running, Waiting: st.Waiting,
-			FreeKV: st.FreeKV, Draining: st.Draining}
+			FreeKV: st.FreeKV, WaitMs: float64(st.Wait) / float64(time.Millisecond), TPS: st.DecodeTPS, Draining: st.Draining}
 		for _, md := range st.Models {
 			e.Models = append(e.Models, model{md.Name, md.Hash, md.Numerics})
 		}

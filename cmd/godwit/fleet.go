@@ -2,6 +2,8 @@ package main
 
 import (
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -45,13 +47,44 @@ func (c *fleetFlags) add(f *pflag.FlagSet) {
 }
 
 // forwarding is the forwarding set-up the flags ask for, keyed as gossip is.
-func (c *fleetFlags) forwarding(key []byte) (*server.Forwarding, error) {
+// A node that serves TLS reaches its peers over TLS, trusting the system's
+// roots and its own certificate's chain (a fleet that shares a certificate
+// or a private CA).
+func (c *fleetFlags) forwarding(key []byte, serving *tls.Config) (*server.Forwarding, error) {
 	if c.maxHops < 0 || c.forwardThreshold < 0 {
 		return nil, fmt.Errorf("--max-hops and --forward-threshold cannot be negative")
 	}
 	cfg := cluster.DefaultForwardConfig(0)
 	cfg.Threshold, cfg.MaxHops = c.forwardThreshold, c.maxHops
-	return &server.Forwarding{Config: cfg, Auth: cluster.NewAuth(key)}, nil
+	f := &server.Forwarding{Config: cfg, Auth: cluster.NewAuth(key)}
+	if serving != nil {
+		roots, err := x509.SystemCertPool()
+		if err != nil {
+			roots = x509.NewCertPool()
+		}
+		for _, der := range serving.Certificates[0].Certificate {
+			if cert, err := x509.ParseCertificate(der); err == nil {
+				roots.AddCert(cert)
+			}
+		}
+		f.TLS = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	}
+	return f, nil
+}
+
+// loadTLS reads --tls-cert and --tls-key; nil when neither is given.
+func loadTLS(certFile, keyFile string) (*tls.Config, error) {
+	if certFile == "" && keyFile == "" {
+		return nil, nil
+	}
+	if certFile == "" || keyFile == "" {
+		return nil, fmt.Errorf("--tls-cert and --tls-key go together: give both")
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }
 
 // httpAddr is the API's address as peers reach it: the listener's, or,
@@ -119,13 +152,15 @@ func fileDigest(path string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil))[:16], nil
 }
 
-// publish sends the node's state every half second until stop is closed;
-// memberlist sends on only what changed materially. The model file's
-// digest joins the state when hashed delivers it: hashing a large file
-// takes seconds, which the node does not wait for.
+// publish hands the node's state to gossip every 100 ms until stop is
+// closed; gossip sends at once what changed materially (a sequence more or
+// less, a tenth more wait), the rest once a second. Peers forward on it, so
+// it must be fresh. The model file's digest joins the state when hashed
+// delivers it: hashing a large file takes seconds, which the node does not
+// wait for.
 func publish(node *cluster.Node, srv *server.Server, b *batcher.Batcher, httpAddr string, model cluster.Model,
 	hashed <-chan string, log *slog.Logger, stop <-chan struct{}) {
-	t := time.NewTicker(500 * time.Millisecond)
+	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	// The decode rate is the tokens generated over the last second or so.
 	lastAt, lastTokens, tps := time.Now(), b.Stats().GenerationTokens, 0.0

@@ -1,10 +1,18 @@
 package main
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -83,7 +91,7 @@ func TestServeFleet(t *testing.T) {
 				alive[m.Name] = m.HTTP + " " + m.Models[0].Name
 			}
 		}
-		if alive["a"] == strings.TrimPrefix(a.url, "http://")+" tiny" && alive["b"] == strings.TrimPrefix(b.url, "http://")+" stories260K" {
+		if alive["a"] == a.url+" tiny" && alive["b"] == b.url+" stories260K" {
 			t.Logf("/v1/cluster on a: %+v", got.Members)
 			break
 		}
@@ -175,4 +183,90 @@ func completionText(t *testing.T, body string) string {
 		t.Fatalf("not a completion: %s", body)
 	}
 	return v.Choices[0].Text
+}
+
+// selfSigned writes a self-signed certificate for 127.0.0.1 and its key
+// as PEM files, and returns their paths and a pool that trusts it.
+func selfSigned(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "godwit test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = dir+"/cert.pem", dir+"/key.pem"
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, pool
+}
+
+// TestServeFleetTLS: nodes that serve HTTPS forward to each other over
+// HTTPS; a request to a for the model only b serves is answered.
+func TestServeFleetTLS(t *testing.T) {
+	stories := shared.Path(t, "models/stories260K.gguf")
+	certFile, keyFile, pool := selfSigned(t)
+	if _, _, err := godwit(t, "serve", "-m", stories, "--port", "0", "--tls-cert", certFile); err == nil || !strings.Contains(err.Error(), "--tls-key") {
+		t.Fatalf("--tls-cert alone: %v", err)
+	}
+	gossipA := freeAddr(t)
+	args := []string{"-m", stories, "--port", "0", "-t", "1", "--kv-cache-mem", "8MiB", "--insecure-cluster", "--tls-cert", certFile, "--tls-key", keyFile}
+	a := startServe(t, nil, append(args, "--cluster-bind", gossipA, "--node-name", "a", "--served-model-name", "tiny")...)
+	b := startServe(t, nil, append(args, "--cluster-bind", freeAddr(t), "--node-name", "b", "--join", gossipA)...)
+	if !strings.HasPrefix(a.url, "https://") {
+		t.Fatalf("a listens at %s", a.url)
+	}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	body := `{"model":"stories260K","prompt":"Once upon a time","max_tokens":8,"temperature":0}`
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := client.Post(a.url+"/v1/completions", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == 200 {
+			if !strings.Contains(string(got), `"text"`) {
+				t.Fatalf("via a over TLS: %s", got)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 20 s, a answers %d %s", resp.StatusCode, got)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	resp, err := client.Get(a.url + "/v1/cluster")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var list clusterList
+	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range list.Members {
+		if m.Name == "b" && m.HTTP != b.url {
+			t.Fatalf("a sees b at %s; b serves at %s", m.HTTP, b.url)
+		}
+	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -40,6 +41,8 @@ func serveCmd(loadModel loadFunc) *cobra.Command {
 		port         int
 		name         string
 		apiKeys      []string
+		tlsCert      string
+		tlsKey       string
 		threads      int
 		kv           kvFlags
 		fleet        fleetFlags
@@ -98,13 +101,17 @@ func serveCmd(loadModel loadFunc) *cobra.Command {
 			if err := checkConnLimits(sc); err != nil {
 				return err
 			}
+			tlsCfg, err := loadTLS(tlsCert, tlsKey)
+			if err != nil {
+				return err
+			}
 			var fleetCfg cluster.Config
 			var forwarding *server.Forwarding
 			if fleet.enabled() {
 				if fleetCfg, err = fleet.config(log); err != nil {
 					return err
 				}
-				if forwarding, err = fleet.forwarding(fleetCfg.Key); err != nil {
+				if forwarding, err = fleet.forwarding(fleetCfg.Key, tlsCfg); err != nil {
 					return err
 				}
 			}
@@ -127,8 +134,12 @@ func serveCmd(loadModel loadFunc) *cobra.Command {
 			sc.ChatTemplateLimits = jinja.Limits{Steps: tmplSteps, OutputBytes: int(tmplMax)}
 			srv := server.New(sc)
 			served := make(chan error, 1)
+			scheme := "http://"
+			if tlsCfg != nil {
+				ln, scheme = tls.NewListener(ln, tlsCfg), "https://"
+			}
 			go func() { served <- srv.Serve(ln) }()
-			log.Info("listening", "addr", "http://"+ln.Addr().String(), "model", name, "api_keys", len(keys))
+			log.Info("listening", "addr", scheme+ln.Addr().String(), "model", name, "api_keys", len(keys))
 
 			l, err := loadUnlessInterrupted(ctx, func() (*loaded, error) {
 				return loadModel(path, threads, cmd.ErrOrStderr(), log)
@@ -169,7 +180,7 @@ func serveCmd(loadModel loadFunc) *cobra.Command {
 					}
 					hashed <- digest
 				}()
-				go publish(node, srv, b, httpAddr(ln.Addr(), node.Addr()), model, hashed, log, stopPublish)
+				go publish(node, srv, b, scheme+httpAddr(ln.Addr(), node.Addr()), model, hashed, log, stopPublish)
 			}
 			tmpl, _ := l.model.File.String("tokenizer.chat_template")
 			tmplName := "gguf"
@@ -221,6 +232,8 @@ func serveCmd(loadModel loadFunc) *cobra.Command {
 	f.StringVar(&host, "host", "127.0.0.1", "address to listen on (0.0.0.0 for every interface)")
 	f.IntVar(&port, "port", 8080, "port to listen on (0: any free port, logged)")
 	f.StringVar(&name, "served-model-name", "", "model id the API answers to (default: the file name without .gguf)")
+	f.StringVar(&tlsCert, "tls-cert", "", "serve HTTPS with this PEM certificate (chain) file; fleet peers are then reached over HTTPS too")
+	f.StringVar(&tlsKey, "tls-key", "", "the PEM private key of --tls-cert")
 	f.StringSliceVar(&apiKeys, "api-key", nil, "require this bearer token on /v1, /tokenize and /detokenize (repeatable, or comma-separated)")
 	f.IntVarP(&threads, "threads", "t", 0, "threads to compute on (0: all CPUs)")
 	kv.register(f)

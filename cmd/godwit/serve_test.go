@@ -55,7 +55,7 @@ func startServe(t *testing.T, env []string, args ...string) *serveProcess {
 	p := &serveProcess{cmd: cmd, logs: &strings.Builder{}, mu: &sync.Mutex{}, done: make(chan error, 1)}
 	ready := make(chan string, 1)
 	go func() {
-		addr := regexp.MustCompile(`addr=(http://\S+)`)
+		addr := regexp.MustCompile(`addr=(https?://\S+)`)
 		sc := bufio.NewScanner(stderr)
 		url := ""
 		for sc.Scan() {
