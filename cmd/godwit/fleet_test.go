@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -11,11 +12,14 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
 	"net/http"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -269,4 +273,159 @@ func TestServeFleetTLS(t *testing.T) {
 			t.Fatalf("a sees b at %s; b serves at %s", m.HTTP, b.url)
 		}
 	}
+}
+
+// waitMembers waits until node sees every name alive with a model.
+func waitMembers(t *testing.T, node *serveProcess, names ...string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var got clusterList
+		resp, err := http.Get(node.url + "/v1/cluster")
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = json.NewDecoder(resp.Body).Decode(&got)
+		resp.Body.Close()
+		alive := 0
+		for _, m := range got.Members {
+			if m.Status == "alive" && len(m.Models) == 1 && m.Models[0].Hash != "" && slices.Contains(names, m.Name) {
+				alive++
+			}
+		}
+		if err == nil && alive == len(names) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 20 s %s sees %+v", node.url, got.Members)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// sseText reads a completions stream to its end: the text, whether it
+// ended with [DONE], and any error event.
+func sseText(r io.Reader) (text string, done bool, errEvent string) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	var b strings.Builder
+	for sc.Scan() {
+		data, ok := strings.CutPrefix(sc.Text(), "data: ")
+		switch {
+		case !ok:
+		case data == "[DONE]":
+			done = true
+		case strings.HasPrefix(data, `{"error"`):
+			errEvent = data
+		default:
+			var chunk struct{ Choices []struct{ Text string } }
+			if json.Unmarshal([]byte(data), &chunk) == nil {
+				for _, c := range chunk.Choices {
+					b.WriteString(c.Text)
+				}
+			}
+		}
+	}
+	return b.String(), done, errEvent
+}
+
+// TestFleetKill: a forwards streams for stories260K, which only b and c
+// serve. b is killed with SIGKILL while streams run on it: every client's
+// stream completes with no error event and the text c gives uninterrupted,
+// greedy and seeded, a resumed each stream on c, and new requests still
+// succeed (b avoided, then dead).
+func TestFleetKill(t *testing.T) {
+	stories := shared.Path(t, "models/stories260K.gguf")
+	gossipA := freeAddr(t)
+	args := []string{"-m", stories, "--port", "0", "-t", "1", "--kv-cache-mem", "16MiB", "--insecure-cluster"}
+	a := startServe(t, nil, append(args, "--cluster-bind", gossipA, "--node-name", "a", "--served-model-name", "front")...)
+	b := startServe(t, nil, append(args, "--cluster-bind", freeAddr(t), "--node-name", "b", "--join", gossipA)...)
+	c := startServe(t, nil, append(args, "--cluster-bind", freeAddr(t), "--node-name", "c", "--join", gossipA)...)
+	waitMembers(t, a, "a", "b", "c")
+
+	request := func(i int) string {
+		sampling := `"temperature":0`
+		if i%2 == 1 {
+			sampling = fmt.Sprintf(`"temperature":0.9,"seed":%d`, i)
+		}
+		return fmt.Sprintf(`{"model":"stories260K","prompt":"Once upon a time %d","max_tokens":250,"ignore_eos":true,"stream":true,%s}`, i, sampling)
+	}
+	onB := func() float64 { return promMetric(t, b.url, `vllm:num_requests_running{model_name="stories260K"}`) }
+	// Open streams through a until three run on b (a picks b or c at
+	// random), reading each's first events.
+	type stream struct {
+		i    int
+		body io.ReadCloser
+	}
+	var streams []stream
+	for i := 0; onB() < 3 && i < 24; i++ {
+		resp, err := http.Post(a.url+"/v1/completions", "application/json", strings.NewReader(request(i)))
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("stream %d: %v %v", i, resp, err)
+		}
+		streams = append(streams, stream{i, resp.Body})
+	}
+	running := onB()
+	if running < 3 {
+		t.Fatalf("after %d streams, %v on b", len(streams), running)
+	}
+	if err := b.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		i              int
+		text, errEvent string
+		done           bool
+	}
+	results := make(chan result, len(streams))
+	for _, s := range streams {
+		go func() {
+			defer s.body.Close()
+			text, done, e := sseText(s.body)
+			results <- result{i: s.i, text: text, errEvent: e, done: done}
+		}()
+	}
+	got := map[int]result{}
+	for range streams {
+		r := <-results
+		got[r.i] = r
+	}
+	for _, s := range streams {
+		r := got[s.i]
+		resp, err := http.Post(c.url+"/v1/completions", "application/json", strings.NewReader(request(s.i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _, _ := sseText(resp.Body)
+		resp.Body.Close()
+		if r.errEvent != "" || !r.done || r.text != want {
+			t.Fatalf("stream %d: error %q, done %v,\n got %q\nwant %q", s.i, r.errEvent, r.done, r.text, want)
+		}
+	}
+	resumed := promMetric(t, a.url, "godwit:stream_resumes_total")
+	t.Logf("%d streams, %v of them on b when it was killed, %v resumed", len(streams), running, resumed)
+	if resumed < running {
+		t.Fatalf("%v streams resumed, want at least the 3 on b", resumed)
+	}
+	// New requests are answered: b is avoided, then declared dead.
+	for i := range 4 {
+		if r := postJSON(t, a.url+"/v1/completions", `{"model":"stories260K","prompt":"Once","max_tokens":4}`); r.code != 200 {
+			t.Fatalf("request %d after the kill: %d %s", i, r.code, r.body)
+		}
+	}
+}
+
+// promMetric reads one sample of url's /metrics (0 when absent).
+func promMetric(t *testing.T, url, name string) float64 {
+	t.Helper()
+	for line := range strings.SplitSeq(getJSON(t, url+"/metrics"), "\n") {
+		if rest, ok := strings.CutPrefix(line, name+" "); ok {
+			v, err := strconv.ParseFloat(rest, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return v
+		}
+	}
+	return 0
 }
