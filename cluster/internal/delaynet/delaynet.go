@@ -8,6 +8,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -37,14 +38,18 @@ func (n *Net) oneWay(from, to string) time.Duration {
 	return n.delay[[2]string{from, to}]
 }
 
-// Transport is a memberlist transport on 127.0.0.1 whose sends are delayed.
-// It implements only memberlist.Transport, so that memberlist sends through
-// WriteTo and DialTimeout rather than the wrapped transport's address-aware
-// methods.
+// Transport is a memberlist transport on 127.0.0.1 whose sends are delayed
+// and counted. It implements only memberlist.Transport, so that memberlist
+// sends through WriteTo and DialTimeout rather than the wrapped transport's
+// address-aware methods.
 type Transport struct {
-	inner *memberlist.NetTransport
-	net   *Net
-	addr  string
+	inner   *memberlist.NetTransport
+	net     *Net
+	addr    string
+	streams chan net.Conn
+	done    chan struct{}
+	stop    sync.Once
+	sent    atomic.Int64
 }
 
 var _ memberlist.Transport = (*Transport)(nil)
@@ -56,7 +61,42 @@ func (n *Net) Listen() (*Transport, error) {
 		return nil, err
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(inner.GetAutoBindPort()))
-	return &Transport{inner: inner, net: n, addr: addr}, nil
+	t := &Transport{inner: inner, net: n, addr: addr, streams: make(chan net.Conn), done: make(chan struct{})}
+	go t.countStreams()
+	return t, nil
+}
+
+// countStreams hands memberlist the accepted connections wrapped, so that
+// what this node answers on them is counted too.
+func (t *Transport) countStreams() {
+	for {
+		select {
+		case c := <-t.inner.StreamCh():
+			select {
+			case t.streams <- countingConn{c, &t.sent}:
+			case <-t.done:
+				c.Close()
+				return
+			}
+		case <-t.done:
+			return
+		}
+	}
+}
+
+// Sent is how many bytes this transport has sent: packets, and what it wrote
+// on the connections it dialed or accepted.
+func (t *Transport) Sent() int64 { return t.sent.Load() }
+
+type countingConn struct {
+	net.Conn
+	n *atomic.Int64
+}
+
+func (c countingConn) Write(b []byte) (int, error) {
+	k, err := c.Conn.Write(b)
+	c.n.Add(int64(k))
+	return k, err
 }
 
 // Addr is the transport's HOST:PORT.
@@ -69,6 +109,7 @@ func (t *Transport) FinalAdvertiseAddr(ip string, port int) (net.IP, int, error)
 // WriteTo reports the packet sent now, so that memberlist's round trip
 // includes the delay.
 func (t *Transport) WriteTo(b []byte, addr string) (time.Time, error) {
+	t.sent.Add(int64(len(b)))
 	d := t.net.oneWay(t.addr, addr)
 	if d == 0 {
 		return t.inner.WriteTo(b, addr)
@@ -86,9 +127,16 @@ func (t *Transport) DialTimeout(addr string, timeout time.Duration) (net.Conn, e
 	if d := 2 * t.net.oneWay(t.addr, addr); d > 0 {
 		time.Sleep(min(d, timeout))
 	}
-	return t.inner.DialTimeout(addr, timeout)
+	c, err := t.inner.DialTimeout(addr, timeout)
+	if err != nil {
+		return nil, err
+	}
+	return countingConn{c, &t.sent}, nil
 }
 
-func (t *Transport) StreamCh() <-chan net.Conn { return t.inner.StreamCh() }
+func (t *Transport) StreamCh() <-chan net.Conn { return t.streams }
 
-func (t *Transport) Shutdown() error { return t.inner.Shutdown() }
+func (t *Transport) Shutdown() error {
+	t.stop.Do(func() { close(t.done) })
+	return t.inner.Shutdown()
+}
