@@ -304,7 +304,8 @@ func simGodwit(t *testing.T, nodes []*Node, reqs []simReq) (simForwards, time.Du
 		switch e.kind {
 		case evPublish:
 			running, waiting := eng.load(e.at)
-			s := State{HTTPAddr: nodes[e.node].Addr(), Models: []Model{{Name: "m"}}, Running: running, Waiting: waiting, Wait: eng.wait(e.at)}
+			s := State{HTTPAddr: nodes[e.node].Addr(), Models: []Model{{Name: "m"}}, Running: running, Waiting: waiting, Wait: eng.wait(e.at),
+				Full: running+waiting >= simSlots+simQueueCap}
 			if err := nodes[e.node].SetState(s); err != nil {
 				t.Fatal(err)
 			}
@@ -320,17 +321,9 @@ func simGodwit(t *testing.T, nodes []*Node, reqs []simReq) (simForwards, time.Du
 				Name: nodes[e.node].Name(), Region: simRegions[e.req.region], Serves: true,
 				Wait: eng.wait(e.at), QueueFull: running+waiting >= simSlots+simQueueCap,
 			}}
-			for _, m := range nodes[e.node].Members() {
-				// A peer with no round-trip estimate yet cannot be weighed.
-				if m.Self || !m.HasRTT {
-					continue
-				}
-				in.Peers = append(in.Peers, Candidate{
-					Name: m.Name, Alive: m.Status == Alive, Draining: m.State.Draining,
-					Full:   m.State.Running+m.State.Waiting >= simSlots+simQueueCap,
-					Models: []ServedModel{{Name: "m"}}, Wait: m.State.Wait, RTT: m.RTT, Region: m.State.Region,
-				})
-			}
+			// A peer with no round-trip estimate yet cannot be weighed.
+			members := slices.DeleteFunc(nodes[e.node].Members(), func(m Member) bool { return !m.HasRTT })
+			in.Peers = Candidates(members, nil)
 			d, err := Choose(in, cfg, rng)
 			if err != nil {
 				t.Fatal(err)
