@@ -87,9 +87,19 @@ type peer struct {
 	addr   string
 	state  State
 	status Status
+	left   bool // it said goodbye: not reconnected
 	since  time.Time
 	coord  *coordinate.Coordinate
 }
+
+// reconnectEvery is how often this node tries to join the members it holds
+// dead (not left): after a partition longer than gossip's own memory of
+// the dead, both sides hold the other dead and no gossip would ever cross
+// again. reconnectFor is how long it keeps trying.
+const (
+	reconnectEvery = 5 * time.Second
+	reconnectFor   = 10 * time.Minute
+)
 
 // publishEvery bounds how stale a member's published state is: a change
 // that is not material, or a move of the network coordinate, goes out with
@@ -134,8 +144,9 @@ func Start(cfg Config, initial State) (*Node, error) {
 	if n.ml, err = memberlist.Create(mc); err != nil {
 		return nil, fmt.Errorf("cluster: starting gossip on %s:%d: %w", mc.BindAddr, mc.BindPort, err)
 	}
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go n.publishLoop()
+	go n.reconnectLoop()
 	if len(cfg.Join) > 0 {
 		n.wg.Add(1)
 		go n.joinLoop(cfg.Join)
@@ -272,6 +283,32 @@ func (n *Node) joinLoop(addrs []string) {
 	}
 }
 
+func (n *Node) reconnectLoop() {
+	defer n.wg.Done()
+	t := time.NewTicker(reconnectEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-t.C:
+		}
+		var dead []string
+		n.mu.Lock()
+		for _, p := range n.peers {
+			if p.status == Dead && !p.left {
+				dead = append(dead, p.addr)
+			}
+		}
+		n.mu.Unlock()
+		for _, addr := range dead {
+			if k, _ := n.ml.Join([]string{addr}); k > 0 {
+				n.log.Info("cluster: reached a member held dead", "addr", addr)
+			}
+		}
+	}
+}
+
 // Members lists the fleet as this node sees it, itself included; dead and
 // left members stay listed until gossip forgets them.
 func (n *Node) Members() []Member {
@@ -282,7 +319,9 @@ func (n *Node) Members() []Member {
 	out := make([]Member, 0, len(n.peers))
 	for name, p := range n.peers {
 		if p.status != Alive && now.Sub(p.since) > n.reap {
-			delete(n.peers, name)
+			if p.left || now.Sub(p.since) > n.reap+reconnectFor {
+				delete(n.peers, name)
+			}
 			continue
 		}
 		m := Member{Name: name, Addr: p.addr, State: p.state, Status: p.status, Since: p.since}
@@ -338,6 +377,11 @@ func (d delegate) NotifyUpdate(m *memberlist.Node) { d.n.heard(m, Alive) }
 
 func (d delegate) NotifyLeave(m *memberlist.Node) {
 	d.n.heard(m, Dead)
+	if m.State == memberlist.StateLeft {
+		d.n.mu.Lock()
+		d.n.peers[m.Name].left = true
+		d.n.mu.Unlock()
+	}
 	d.n.coords.ForgetNode(m.Name)
 }
 
@@ -353,6 +397,9 @@ func (n *Node) heard(m *memberlist.Node, st Status) {
 		n.peers[m.Name] = p
 	}
 	p.addr = m.Address()
+	if st == Alive {
+		p.left = false
+	}
 	if p.status != st || p.since.IsZero() {
 		p.status, p.since = st, time.Now()
 	}

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"testing"
 	"time"
@@ -314,4 +315,46 @@ func TestMaterial(t *testing.T) {
 			t.Errorf("%s: material %v, want %v", c.name, got, c.want)
 		}
 	}
+}
+
+// TestPartitionHeals: two nodes cut off from each other each declare the
+// other dead and stop forwarding to it; once the link is back (after
+// gossip has stopped gossiping to the dead) they reach each other again
+// and each forwards to the other.
+func TestPartitionHeals(t *testing.T) {
+	dn := delaynet.New()
+	var trs []*delaynet.Transport
+	for range 2 {
+		tr, err := dn.Listen()
+		if err != nil {
+			t.Fatal(err)
+		}
+		trs = append(trs, tr)
+	}
+	nodes := startFleet(t, []string{"n0", "n1"}, func(i int, c *Config) {
+		c.BindAddr, c.Transport = trs[i].Addr(), trs[i]
+		c.tune = func(mc *memberlist.Config) { mc.GossipToTheDeadTime = time.Second }
+	})
+	for _, n := range nodes {
+		if err := n.SetState(State{Models: []Model{{Name: "m"}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// forwards says whether n, overloaded, forwards to its peer.
+	forwards := func(n *Node) bool {
+		d, err := Choose(ForwardInput{Model: "m", Local: LocalView{Name: n.Name(), Serves: true, Wait: 10 * time.Second},
+			Peers: Candidates(n.Members(), nil)}, DefaultForwardConfig(0), rand.New(rand.NewPCG(1, 2)))
+		return err == nil && !d.Local
+	}
+	both := func(ok func(*Node) bool) func() bool {
+		return func() bool { return ok(nodes[0]) && ok(nodes[1]) }
+	}
+	waitFor(t, 10*time.Second, "both forward to each other", both(forwards))
+	dn.Partition(trs[0].Addr(), trs[1].Addr(), true)
+	took := waitFor(t, 30*time.Second, "both stop forwarding across the partition", both(func(n *Node) bool { return !forwards(n) }))
+	t.Logf("partitioned: both held the other dead after %v", took)
+	time.Sleep(2 * time.Second) // past GossipToTheDeadTime: only reconnecting can heal it
+	dn.Partition(trs[0].Addr(), trs[1].Addr(), false)
+	took = waitFor(t, 3*reconnectEvery, "both forward again after the partition heals", both(forwards))
+	t.Logf("healed: both forward to each other again %v after the link came back", took)
 }

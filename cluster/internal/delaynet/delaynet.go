@@ -5,6 +5,7 @@
 package delaynet
 
 import (
+	"fmt"
 	"net"
 	"strconv"
 	"sync"
@@ -18,10 +19,25 @@ import (
 type Net struct {
 	mu    sync.Mutex
 	delay map[[2]string]time.Duration
+	cut   map[[2]string]bool
 }
 
 // New returns a net with no delays.
-func New() *Net { return &Net{delay: map[[2]string]time.Duration{}} }
+func New() *Net { return &Net{delay: map[[2]string]time.Duration{}, cut: map[[2]string]bool{}} }
+
+// Partition cuts (on) or heals the link between a and b: packets between
+// them are lost and connections refused.
+func (n *Net) Partition(a, b string, on bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.cut[[2]string{a, b}], n.cut[[2]string{b, a}] = on, on
+}
+
+func (n *Net) isCut(from, to string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.cut[[2]string{from, to}]
+}
 
 // SetRTT makes the round trip between a and b (gossip HOST:PORT) rtt on top
 // of the loopback's, half each way.
@@ -110,6 +126,9 @@ func (t *Transport) FinalAdvertiseAddr(ip string, port int) (net.IP, int, error)
 // includes the delay.
 func (t *Transport) WriteTo(b []byte, addr string) (time.Time, error) {
 	t.sent.Add(int64(len(b)))
+	if t.net.isCut(t.addr, addr) {
+		return time.Now(), nil // lost on the way
+	}
 	d := t.net.oneWay(t.addr, addr)
 	if d == 0 {
 		return t.inner.WriteTo(b, addr)
@@ -124,6 +143,9 @@ func (t *Transport) PacketCh() <-chan *memberlist.Packet { return t.inner.Packet
 
 // DialTimeout holds a connection back by the round trip its handshake takes.
 func (t *Transport) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
+	if t.net.isCut(t.addr, addr) {
+		return nil, fmt.Errorf("delaynet: %s is cut off from %s", addr, t.addr)
+	}
 	if d := 2 * t.net.oneWay(t.addr, addr); d > 0 {
 		time.Sleep(min(d, timeout))
 	}
