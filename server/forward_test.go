@@ -7,12 +7,14 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/godwit-ai/godwit/batcher"
 	"github.com/godwit-ai/godwit/cluster"
 )
 
@@ -315,4 +317,108 @@ func TestForwardHangUp(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// liveFleet shows every node's real load, as gossip with no delay would,
+// and round trips from a matrix, as Vivaldi would estimate them.
+type liveFleet struct {
+	self  string
+	nodes map[string]*rig
+	model map[string]string
+	rtt   map[string]time.Duration // from self
+}
+
+func (f *liveFleet) Members() []cluster.Member {
+	var out []cluster.Member
+	for name, r := range f.nodes {
+		st := r.b.Stats()
+		out = append(out, cluster.Member{Name: name, Status: cluster.Alive, Self: name == f.self, RTT: f.rtt[name], HasRTT: true,
+			State: cluster.State{HTTPAddr: r.url, Models: []cluster.Model{{Name: f.model[name]}}, Running: st.Running,
+				Waiting: st.Waiting, Wait: st.Wait, Full: st.Waiting >= r.b.Limits().MaxQueue}})
+	}
+	return out
+}
+
+// TestForwardDistance: A, overloaded (one sequence at a time), has a near
+// peer (10 ms) and a far one (120 ms); connections to them take that long
+// to open. While the near peer has room it gets at least 90% of A's
+// forwards; once its queue is full, A's work spills to the far peer.
+func TestForwardDistance(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the near peer's wait is its compute's, which the race detector slows tenfold")
+	}
+	run := func(nearCfg batcher.Config, preloadNear int) (near, far float64) {
+		slow := func(e batcher.Runner) batcher.Runner { return slowSteps{e, 5 * time.Millisecond} }
+		rtt := map[string]time.Duration{"a": 0, "near": 10 * time.Millisecond, "far": 120 * time.Millisecond}
+		byAddr := map[string]time.Duration{}
+		dial := func(addr string) (net.Conn, error) {
+			time.Sleep(byAddr[addr]) // the handshake's round trip
+			return net.Dial("tcp", addr)
+		}
+		f := &liveFleet{self: "a", nodes: map[string]*rig{}, rtt: rtt,
+			model: map[string]string{"a": "stories260K", "near": "stories260K", "far": "stories260K"}}
+		fwd := &Forwarding{Config: cluster.ForwardConfig{Threshold: 50 * time.Millisecond, MaxHops: 1, Margin: 0.2, MinGain: 0.2},
+			Auth: cluster.NewAuth(fleetKey), Dial: dial}
+		a := startRig(t, rigOptions{bc: batcher.Config{MaxSeqs: 1}, runner: slow, fleet: func(m *Model) { m.Fleet, m.Forward = f, fwd }})
+		peerFleet := func(m *Model) { m.Fleet, m.Forward = &fakeFleet{}, &Forwarding{Auth: cluster.NewAuth(fleetKey)} }
+		n := startRig(t, rigOptions{bc: nearCfg, runner: slow, fleet: peerFleet})
+		fa := startRig(t, rigOptions{runner: slow, fleet: peerFleet})
+		f.nodes["a"], f.nodes["near"], f.nodes["far"] = a, n, fa
+		for name, r := range f.nodes {
+			byAddr[strings.TrimPrefix(r.url, "http://")] = rtt[name]
+		}
+		var wg sync.WaitGroup
+		long := `{"prompt":"Once","max_tokens":300,"ignore_eos":true}`
+		// One at a time: the near peer's queue holds one.
+		for i := range preloadNear {
+			wg.Go(func() { n.do("POST", "/v1/completions", long) })
+			deadline := time.Now().Add(5 * time.Second)
+			for st := n.b.Stats(); st.Running+st.Waiting <= i; st = n.b.Stats() {
+				if time.Now().After(deadline) {
+					t.Fatalf("the near peer never took request %d: %+v", i, st)
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}
+		// Requests arrive at A every 40 ms; each takes A about 200 ms.
+		for range 24 {
+			wg.Go(func() {
+				if r := a.do("POST", "/v1/completions", `{"prompt":"Once upon a time","max_tokens":40,"ignore_eos":true,"stream":true}`); r.status != 200 {
+					t.Errorf("status %d: %s", r.status, r.body)
+				}
+			})
+			time.Sleep(40 * time.Millisecond)
+		}
+		wg.Wait()
+		count := func(peer string) float64 {
+			return a.metricOr(`godwit:forwarded_requests_total{outcome="ok",peer="`+peer+`",reason="overloaded"}`, 0) +
+				a.metricOr(`godwit:forwarded_requests_total{outcome="ok",peer="`+peer+`",reason="queue_full"}`, 0)
+		}
+		return count("near"), count("far")
+	}
+	near, far := run(batcher.Config{}, 0)
+	t.Logf("near peer with room: %v forwards to it, %v to the far one", near, far)
+	if near+far < 12 || near < 0.9*(near+far) {
+		t.Fatalf("near peer with room: %v forwards to it, %v to the far one; want most forwarded, 90%% to the near", near, far)
+	}
+	near, far = run(batcher.Config{MaxSeqs: 1, MaxQueue: 1}, 2)
+	t.Logf("near peer full: %v forwards to it, %v to the far one", near, far)
+	if far < 12 || near > 0.1*(near+far) {
+		t.Fatalf("near peer full: %v forwards to it, %v to the far one; want the work spilt to the far one", near, far)
+	}
+}
+
+// metricOr is metric, or def when the series is absent.
+func (r *rig) metricOr(name string, def float64) float64 {
+	r.t.Helper()
+	for line := range strings.SplitSeq(string(r.do("GET", "/metrics", "").body), "\n") {
+		if rest, ok := strings.CutPrefix(line, name+" "); ok {
+			v, err := strconv.ParseFloat(rest, 64)
+			if err != nil {
+				r.t.Fatal(err)
+			}
+			return v
+		}
+	}
+	return def
 }
