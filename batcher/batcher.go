@@ -143,8 +143,9 @@ type Stats struct {
 	Steps            int64
 	// Wait estimates how long a request submitted now waits for its
 	// first token; IdleTTFT is the recent time to first token of requests
-	// that found the batcher idle (0 until one has).
-	Wait, IdleTTFT time.Duration
+	// that found the batcher idle (0 until one has), and WaitPerSeq what
+	// each sequence running or queued adds to it.
+	Wait, IdleTTFT, WaitPerSeq time.Duration
 }
 
 // Runner executes the forward pass of a step: *engine.Engine, or a fake in
@@ -316,7 +317,7 @@ func (b *Batcher) Stats() Stats {
 		queued = time.Since(b.pubOldest)
 	}
 	s.Wait = b.pubWait.estimate(b.load+b.waiting, queued)
-	s.IdleTTFT = b.pubWait.idle
+	s.IdleTTFT, s.WaitPerSeq = b.pubWait.idle, b.pubWait.perSeq
 	b.mu.Unlock()
 	s.Steps, s.Preemptions = b.steps.Load(), b.preemptions.Load()
 	s.PromptTokens, s.GenerationTokens = b.promptTokens.Load(), b.genTokens.Load()

@@ -27,7 +27,14 @@ func ewma(avg, x time.Duration) time.Duration {
 // arrived to.
 func (w *waitEstimate) firstToken(ttft time.Duration, load int) {
 	if load == 0 {
-		w.idle = ewma(w.idle, ttft)
+		// Down at once, up slowly: the first requests after start are
+		// slow (the weights are paged in), and a node under load rarely
+		// sees another idle request to correct them.
+		if w.idle == 0 || ttft < w.idle {
+			w.idle = ttft
+		} else {
+			w.idle = ewma(w.idle, ttft)
+		}
 		return
 	}
 	w.perSeq = ewma(w.perSeq, max(ttft-w.idle, 0)/time.Duration(load))
@@ -39,7 +46,15 @@ func (w *waitEstimate) stepTook(d time.Duration) { w.step = ewma(w.step, d) }
 // and at least what the oldest queued request has waited (queued: zero
 // when none) plus a step.
 func (w *waitEstimate) estimate(load int, queued time.Duration) time.Duration {
-	est := w.idle + w.perSeq*time.Duration(load)
+	perSeq := w.perSeq
+	if perSeq == 0 {
+		// Not learnt yet (a node just started sees a burst before any
+		// first token under load): a quarter of the idle time, about what
+		// a sequence costs on a CPU, rather than nothing, which would
+		// admit the whole burst.
+		perSeq = w.idle / 4
+	}
+	est := w.idle + perSeq*time.Duration(load)
 	if queued > 0 {
 		est = max(est, queued+w.step)
 	}

@@ -13,6 +13,9 @@ func TestWaitEstimate(t *testing.T) {
 	}
 	w.firstToken(100*ms, 0)
 	w.stepTook(20 * ms)
+	if got := w.estimate(4, 0); got != 200*ms {
+		t.Fatalf("idle known, per sequence not yet: %v, want 200ms (a quarter of idle a sequence)", got)
+	}
 	// Arriving to 4 sequences took 300 ms: 50 ms a sequence.
 	w.firstToken(300*ms, 4)
 	if w.idle != 100*ms || w.perSeq != 50*ms {
@@ -35,5 +38,12 @@ func TestWaitEstimate(t *testing.T) {
 	w.firstToken(500*ms, 4)
 	if w.perSeq != 50*ms+(100-50)*ms/8 {
 		t.Fatalf("per sequence %v after a slower first token", w.perSeq)
+	}
+	// A faster idle first token lowers idle at once; a slower one by an
+	// eighth.
+	w.firstToken(60*ms, 0)
+	w.firstToken(140*ms, 0)
+	if w.idle != 70*ms {
+		t.Fatalf("idle %v, want 60ms then an eighth of the way to 140ms", w.idle)
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -197,8 +198,56 @@ func (s *Server) decide(m *ready, model string, hops int, path []string) (cluste
 			Wait: st.Wait, QueueFull: st.Waiting >= m.Batcher.Limits().MaxQueue, Draining: s.drain.Load()},
 		Peers: cluster.Candidates(members, func(name string) bool { return s.avoid.Avoided(name, now) }),
 	}
+	s.sent.adjust(in.Peers, st.WaitPerSeq, now)
 	d, err := cluster.Choose(in, cfg, rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())))
+	if err == nil && !d.Local {
+		s.sent.add(d.Peer, now)
+	}
 	return d, self, err
+}
+
+// sentWindow is about how long a peer's gossiped state takes to show the
+// requests this node sends it: the state goes out every 100 ms, and gossip
+// takes a few of its 200 ms rounds.
+const sentWindow = 400 * time.Millisecond
+
+// sentLog remembers the requests this node forwarded lately, by peer. Until
+// a peer's gossiped wait shows them, the decision adds them itself, each
+// at this node's own cost of a sequence (the same model, like hardware):
+// without it, every request between two gossip rounds goes to the peer that
+// looked idlest, and the fleet herds.
+type sentLog struct {
+	mu   sync.Mutex
+	sent map[string][]time.Time
+}
+
+func (l *sentLog) add(peer string, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.sent == nil {
+		l.sent = map[string][]time.Time{}
+	}
+	l.sent[peer] = append(l.sent[peer], now)
+}
+
+// adjust adds to each peer's wait its requests sent within sentWindow.
+func (l *sentLog) adjust(peers []cluster.Candidate, perSeq time.Duration, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for name, ts := range l.sent {
+		i := 0
+		for i < len(ts) && now.Sub(ts[i]) > sentWindow {
+			i++
+		}
+		if ts = ts[i:]; len(ts) == 0 {
+			delete(l.sent, name)
+			continue
+		}
+		l.sent[name] = ts
+	}
+	for i := range peers {
+		peers[i].Wait += time.Duration(len(l.sent[peers[i].Name])) * perSeq
+	}
 }
 
 func selfMember(members []cluster.Member) (cluster.Member, bool) {

@@ -137,9 +137,11 @@ type Server struct {
 
 	srv *fasthttp.Server
 
-	// Forwarding's: the client to peers, and the peers that failed lately.
+	// Forwarding's: the client to peers, the peers that failed lately, and
+	// the requests sent lately.
 	peers *fasthttp.Client
 	avoid cluster.Avoid
+	sent  sentLog
 }
 
 type route struct {

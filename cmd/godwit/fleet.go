@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -10,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -17,6 +19,7 @@ import (
 	"github.com/godwit-ai/godwit/batcher"
 	"github.com/godwit-ai/godwit/cluster"
 	"github.com/godwit-ai/godwit/kernels"
+	"github.com/godwit-ai/godwit/models/tokenizer"
 	"github.com/godwit-ai/godwit/server"
 )
 
@@ -181,4 +184,30 @@ func publish(node *cluster.Node, srv *server.Server, b *batcher.Batcher, httpAdd
 		case <-t.C:
 		}
 	}
+}
+
+// warmUp runs two one-token requests before the node takes traffic: the
+// first pages the weights in, the second gives the wait estimate, which
+// peers forward on, a time to first token at idle.
+func warmUp(b *batcher.Batcher, tok *tokenizer.Tokenizer, log *slog.Logger) {
+	prompt := tok.Encode(strings.Repeat("Once upon a time, ", 4), true, false)
+	prompt = prompt[:min(len(prompt), b.Limits().Context/2)]
+	for range 2 {
+		st, err := b.Submit(context.Background(), batcher.Request{Prompt: prompt, MaxTokens: 1, N: 1})
+		if err != nil {
+			log.Warn("warm-up", "error", err)
+			return
+		}
+		for {
+			ev, ok := st.Next(context.Background())
+			if !ok {
+				break
+			}
+			if ev.Err != nil {
+				log.Warn("warm-up", "error", ev.Err)
+				return
+			}
+		}
+	}
+	log.Debug("warmed up", "idle_ttft", b.Stats().IdleTTFT)
 }

@@ -158,6 +158,7 @@ func serveCmd(loadModel loadFunc) *cobra.Command {
 			}
 			bc.Logger = log
 			b := batcher.New(l.eng, l.tok, pool, bc)
+			warmUp(b, l.tok, log)
 			var node *cluster.Node
 			model := cluster.Model{Name: name, Numerics: numerics(l.eng.Order(), kv.f32)}
 			if fleet.enabled() {
