@@ -221,28 +221,63 @@ func (n *Node) publishLoop() {
 	defer n.wg.Done()
 	tick := time.NewTicker(publishEvery)
 	defer tick.Stop()
+	var push <-chan time.Time // armed while a direct push waits out pushGap
+	var pushed time.Time
 	for {
+		direct := false
 		select {
 		case <-n.stop:
 			return
 		case <-tick.C:
 		case <-n.publish:
+			direct = true
+		case <-push:
+			push, direct = nil, true
 		}
 		n.mu.Lock()
 		c := n.coord()
-		if reflect.DeepEqual(n.state, n.published) && !moved(n.pubCoord, c) {
-			n.mu.Unlock()
-			continue
+		changed := !reflect.DeepEqual(n.state, n.published) || moved(n.pubCoord, c)
+		if changed {
+			if meta, err := encodeMeta(n.state, c); err == nil {
+				n.meta = meta
+			}
+			n.published, n.pubCoord = n.state, c
 		}
-		if meta, err := encodeMeta(n.state, c); err == nil {
-			n.meta = meta
-		}
-		n.published, n.pubCoord = n.state, c
+		meta := n.meta
 		n.mu.Unlock()
-		// UpdateNode's one error is that the broadcast has not gone out
-		// within the wait; it goes on regardless, so the loop hardly waits
-		// (and Shutdown does not wait on it).
-		_ = n.ml.UpdateNode(time.Nanosecond)
+		if changed {
+			// UpdateNode's one error is that the broadcast has not gone
+			// out within the wait; it goes on regardless, so the loop
+			// hardly waits (and Shutdown does not wait on it).
+			_ = n.ml.UpdateNode(time.Nanosecond)
+		}
+		switch wait := pushGap - time.Since(pushed); {
+		case !direct:
+		case wait <= 0:
+			n.pushState(meta)
+			pushed = time.Now()
+		case push == nil:
+			push = time.After(wait)
+		}
+	}
+}
+
+// pushGap is the least time between two direct pushes of this node's state.
+const pushGap = 250 * time.Millisecond
+
+// msgState tags a state pushed directly to every member.
+const msgState = 1
+
+// pushState sends meta to every member at once, as well as through gossip:
+// gossip (3 members every 200 ms on lan) takes a second or more to reach
+// all of 50 nodes, and longer once its queue fills, while peers forward on
+// this state. One UDP packet a member, at most every pushGap.
+func (n *Node) pushState(meta []byte) {
+	msg := append(appendString([]byte{msgState}, n.name), meta...)
+	for _, m := range n.ml.Members() {
+		if m.Name != n.name {
+			_ = n.ml.SendBestEffort(m, msg)
+		}
 	}
 }
 
@@ -367,7 +402,28 @@ func (d delegate) NodeMeta(limit int) []byte {
 	return d.n.meta
 }
 
-func (delegate) NotifyMsg([]byte)                           {}
+// NotifyMsg takes a state pushed by a member (see pushState); one from a
+// member not known alive is dropped, as gossip will tell of it.
+func (d delegate) NotifyMsg(b []byte) {
+	if len(b) == 0 || b[0] != msgState {
+		return
+	}
+	r := reader{b: b[1:]}
+	name := r.string()
+	s, c, err := decodeMeta(r.b)
+	if r.err != nil || err != nil {
+		return
+	}
+	d.n.mu.Lock()
+	defer d.n.mu.Unlock()
+	if p := d.n.peers[name]; p != nil && p.status == Alive && name != d.n.name {
+		p.state = s
+		if c != nil {
+			p.coord = c
+		}
+	}
+}
+
 func (delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 func (delegate) LocalState(join bool) []byte                { return nil }
 func (delegate) MergeRemoteState(buf []byte, join bool)     {}

@@ -124,18 +124,25 @@ func streamText(t *testing.T, url string, body map[string]any) (string, bool, in
 	return text.String(), done, completion
 }
 
+// brokenPeerFleet: a serves "other"; b and c serve stories260K, b nearer
+// (so a forwards to it), and cut breaks a's connections to b.
+func brokenPeerFleet(t *testing.T) (a, b, c *fleetNode, cut *cutDialer) {
+	cut = &cutDialer{}
+	a = startFleetNode(t, "other", cut.dial)
+	b = startFleetNode(t, "stories260K", nil)
+	c = startFleetNode(t, "stories260K", nil)
+	cut.addr.Store(strings.TrimPrefix(b.url, "http://"))
+	a.fleet.set(a.member("a", "other", 0, true), b.member("b", "stories260K", time.Millisecond, false), c.member("c", "stories260K", 20*time.Millisecond, false))
+	return a, b, c, cut
+}
+
 // TestForwardResume: A does not serve stories260K; B and C do, B nearer.
 // A forwards to B, whose connection breaks part-way through the stream;
 // A resumes it on C, and the client's stream is the one C gives
 // uninterrupted, token for token, greedy and seeded, with one [DONE], no
 // error and the usage of the whole.
 func TestForwardResume(t *testing.T) {
-	cut := &cutDialer{}
-	a := startFleetNode(t, "other", cut.dial)
-	b := startFleetNode(t, "stories260K", nil)
-	c := startFleetNode(t, "stories260K", nil)
-	cut.addr.Store(strings.TrimPrefix(b.url, "http://"))
-	a.fleet.set(a.member("a", "other", 0, true), b.member("b", "stories260K", time.Millisecond, false), c.member("c", "stories260K", 20*time.Millisecond, false))
+	a, _, c, cut := brokenPeerFleet(t)
 
 	for _, p := range []map[string]any{
 		{"temperature": 0},
@@ -175,13 +182,8 @@ func TestForwardResume(t *testing.T) {
 // TestForwardChat: a chat stream resumed mid-way opens with the assistant's
 // role once and carries the whole content.
 func TestForwardChat(t *testing.T) {
-	cut := &cutDialer{}
-	a := startFleetNode(t, "other", cut.dial)
-	b := startFleetNode(t, "stories260K", nil)
-	c := startFleetNode(t, "stories260K", nil)
-	cut.addr.Store(strings.TrimPrefix(b.url, "http://"))
+	a, _, c, cut := brokenPeerFleet(t)
 	cut.arm(2500)
-	a.fleet.set(a.member("a", "other", 0, true), b.member("b", "stories260K", time.Millisecond, false), c.member("c", "stories260K", 20*time.Millisecond, false))
 	body := map[string]any{"model": "stories260K", "messages": []map[string]string{{"role": "user", "content": "Tell a story"}},
 		"max_tokens": 50, "ignore_eos": true, "temperature": 0, "stream": true}
 	read := func(url string) (roles int, content string) {
@@ -421,4 +423,21 @@ func (r *rig) metricOr(name string, def float64) float64 {
 		}
 	}
 	return def
+}
+
+// TestForwardSkipsDraining: a peer that gossips that it drains gets no new
+// forwards; the others take them.
+func TestForwardSkipsDraining(t *testing.T) {
+	a, b, c, _ := brokenPeerFleet(t)
+	drainingB := b.member("b", "stories260K", time.Millisecond, false)
+	drainingB.State.Draining = true
+	a.fleet.set(a.member("a", "other", 0, true), drainingB, c.member("c", "stories260K", 20*time.Millisecond, false))
+	for range 5 {
+		a.post("/v1/completions", map[string]any{"model": "stories260K", "prompt": "Once", "max_tokens": 4})
+	}
+	toB := a.metricOr(`godwit:forwarded_requests_total{outcome="ok",peer="b",reason="model_elsewhere"}`, 0)
+	toC := a.metricOr(`godwit:forwarded_requests_total{outcome="ok",peer="c",reason="model_elsewhere"}`, 0)
+	if toB != 0 || toC != 5 {
+		t.Fatalf("with b draining: %v forwards to b, %v to c; want 0 and 5", toB, toC)
+	}
 }

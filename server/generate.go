@@ -172,13 +172,22 @@ func streamChunks[C, D any](s *Server, ctx *fasthttp.RequestCtx, j *job, g gener
 				u.TotalTokens = u.PromptTokens + u.CompletionTokens
 			}
 		}
-		fail := func(e *apiError) error {
-			if in != nil {
-				if _, err := w.WriteString(": status " + strconv.Itoa(e.Status) + "\n"); err != nil {
-					return err
+		// stopped ends the stream when the job failed: the status is
+		// sent, so the error goes in an event (after its status for a
+		// peer), and the stream ends without [DONE].
+		stopped := func(u *usage, failed *apiError, err error) (bool, error) {
+			countResumed(u)
+			switch {
+			case err != nil:
+				return true, err
+			case failed == nil:
+				return false, nil
+			case in != nil:
+				if _, err := w.WriteString(": status " + strconv.Itoa(failed.Status) + "\n"); err != nil {
+					return true, err
 				}
 			}
-			return writeEvent(w, errorEvent(e))
+			return true, writeEvent(w, errorEvent(failed))
 		}
 		if !g.stream {
 			choices, u, failed, err := collect(j, sh, func(t tagged) error {
@@ -187,12 +196,8 @@ func streamChunks[C, D any](s *Server, ctx *fasthttp.RequestCtx, j *job, g gener
 				}
 				return endEvent(t)
 			})
-			countResumed(&u)
-			switch {
-			case err != nil:
+			if stop, err := stopped(&u, failed, err); stop {
 				return err
-			case failed != nil:
-				return fail(failed)
 			}
 			return writeEvent(w, envelope[C]{ID: j.id, Object: sh.object, Created: j.created, Model: s.cfg.ModelName, Choices: choices, Usage: u})
 		}
@@ -217,14 +222,8 @@ func streamChunks[C, D any](s *Server, ctx *fasthttp.RequestCtx, j *job, g gener
 			}
 			return endEvent(t)
 		})
-		countResumed(&u)
-		switch {
-		case err != nil:
+		if stop, err := stopped(&u, failed, err); stop {
 			return err
-		case failed != nil:
-			// The status is sent; the error goes in an event, and the
-			// stream ends without [DONE].
-			return fail(failed)
 		}
 		if g.includeUsage {
 			if err := send([]D{}, u); err != nil {
