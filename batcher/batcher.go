@@ -317,7 +317,7 @@ func (b *Batcher) Stats() Stats {
 		queued = time.Since(b.pubOldest)
 	}
 	s.Wait = b.pubWait.estimate(b.load+b.waiting, queued)
-	s.IdleTTFT, s.WaitPerSeq = b.pubWait.idle, b.pubWait.perSeq
+	s.IdleTTFT, s.WaitPerSeq = b.pubWait.idle, b.pubWait.marginal()
 	b.mu.Unlock()
 	s.Steps, s.Preemptions = b.steps.Load(), b.preemptions.Load()
 	s.PromptTokens, s.GenerationTokens = b.promptTokens.Load(), b.genTokens.Load()

@@ -42,19 +42,22 @@ func (w *waitEstimate) firstToken(ttft time.Duration, load int) {
 
 func (w *waitEstimate) stepTook(d time.Duration) { w.step = ewma(w.step, d) }
 
+// marginal is what one more sequence adds to the wait: perSeq, or, until it
+// is learnt (a node just started sees a burst before any first token under
+// load), a quarter of the idle time, about what a sequence costs on a CPU,
+// rather than nothing, which would admit the whole burst.
+func (w *waitEstimate) marginal() time.Duration {
+	if w.perSeq == 0 {
+		return w.idle / 4
+	}
+	return w.perSeq
+}
+
 // estimate is the wait of a request arriving to load sequences: the model's,
 // and at least what the oldest queued request has waited (queued: zero
 // when none) plus a step.
 func (w *waitEstimate) estimate(load int, queued time.Duration) time.Duration {
-	perSeq := w.perSeq
-	if perSeq == 0 {
-		// Not learnt yet (a node just started sees a burst before any
-		// first token under load): a quarter of the idle time, about what
-		// a sequence costs on a CPU, rather than nothing, which would
-		// admit the whole burst.
-		perSeq = w.idle / 4
-	}
-	est := w.idle + perSeq*time.Duration(load)
+	est := w.idle + w.marginal()*time.Duration(load)
 	if queued > 0 {
 		est = max(est, queued+w.step)
 	}

@@ -51,6 +51,7 @@ type Candidate struct {
 	Full     bool // its queue cannot admit a request
 	Models   []Model
 	Wait     time.Duration // its estimate of the wait before a new request's first token
+	PerSeq   time.Duration // what each more request adds to Wait
 	RTT      time.Duration // estimated round trip from the local node (Vivaldi)
 	Region   string
 	Zone     string

@@ -24,8 +24,10 @@ type State struct {
 	Running, Waiting int
 	// FreeKV is the fraction of the KV cache free, 0 to 1.
 	FreeKV float64
-	// Wait estimates how long a new request waits for its first token.
-	Wait time.Duration
+	// Wait estimates how long a new request waits for its first token,
+	// and WaitPerSeq what each more request adds to it: a node that sends
+	// requests adds them itself until gossip shows them.
+	Wait, WaitPerSeq time.Duration
 	// DecodeTPS is the recent decode rate, tokens per second.
 	DecodeTPS float64
 	// Draining is set while the node finishes its work and takes no more.
@@ -47,7 +49,7 @@ type Model struct {
 
 // metaVersion starts every encoded metadata, so that a later layout can be
 // told from this one.
-const metaVersion = 1
+const metaVersion = 2
 
 // encodeMeta lays out a state and this node's coordinate for memberlist's
 // metadata, which holds at most memberlist.MetaMaxSize bytes.
@@ -68,6 +70,7 @@ func encodeMeta(s State, c *coordinate.Coordinate) ([]byte, error) {
 	b = binary.AppendUvarint(b, uint64(max(s.Waiting, 0)))
 	b = binary.LittleEndian.AppendUint32(b, math.Float32bits(float32(s.FreeKV)))
 	b = binary.AppendUvarint(b, uint64(max(s.Wait, 0)/time.Microsecond))
+	b = binary.AppendUvarint(b, uint64(max(s.WaitPerSeq, 0)/time.Microsecond))
 	b = binary.LittleEndian.AppendUint32(b, math.Float32bits(float32(s.DecodeTPS)))
 	var flags byte
 	if s.Draining {
@@ -111,7 +114,8 @@ func decodeMeta(b []byte) (State, *coordinate.Coordinate, error) {
 	s.Running = int(min(r.uvarint(), math.MaxInt32))
 	s.Waiting = int(min(r.uvarint(), math.MaxInt32))
 	s.FreeKV = float64(r.float32())
-	s.Wait = time.Duration(min(r.uvarint(), math.MaxInt64/uint64(time.Microsecond))) * time.Microsecond
+	s.Wait = r.micros()
+	s.WaitPerSeq = r.micros()
 	s.DecodeTPS = float64(r.float32())
 	flags := r.byte()
 	s.Draining, s.Full = flags&1 != 0, flags&2 != 0
@@ -172,6 +176,11 @@ func (r *reader) uvarint() uint64 {
 	}
 	r.b = r.b[n:]
 	return v
+}
+
+// micros reads a duration written as microseconds.
+func (r *reader) micros() time.Duration {
+	return time.Duration(min(r.uvarint(), math.MaxInt64/uint64(time.Microsecond))) * time.Microsecond
 }
 
 func (r *reader) string() string {

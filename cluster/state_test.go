@@ -15,7 +15,7 @@ import (
 func fullState(models int) State {
 	s := State{
 		HTTPAddr: "[2001:db8::1]:8080", Region: "eu-west", Zone: "eu-west-1b",
-		Running: 48, Waiting: 3, FreeKV: 0.25, Wait: 1500 * time.Millisecond, DecodeTPS: 812.5, Draining: true, Full: true,
+		Running: 48, Waiting: 3, FreeKV: 0.25, Wait: 1500 * time.Millisecond, WaitPerSeq: 40 * time.Millisecond, DecodeTPS: 812.5, Draining: true, Full: true,
 	}
 	for i := range models {
 		s.Models = append(s.Models, Model{

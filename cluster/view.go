@@ -21,7 +21,7 @@ func Candidates(members []Member, avoided func(name string) bool) []Candidate {
 		}
 		st := m.State
 		c := Candidate{Name: m.Name, Alive: m.Status == Alive && (avoided == nil || !avoided(m.Name)),
-			Draining: st.Draining, Full: st.Full, Models: st.Models, Wait: st.Wait, RTT: UnknownRTT,
+			Draining: st.Draining, Full: st.Full, Models: st.Models, Wait: st.Wait, PerSeq: st.WaitPerSeq, RTT: UnknownRTT,
 			Region: st.Region, Zone: st.Zone}
 		if m.HasRTT {
 			c.RTT = m.RTT

@@ -198,7 +198,7 @@ func (s *Server) decide(m *ready, model string, hops int, path []string) (cluste
 			Wait: st.Wait, QueueFull: st.Waiting >= m.Batcher.Limits().MaxQueue, Draining: s.drain.Load()},
 		Peers: cluster.Candidates(members, func(name string) bool { return s.avoid.Avoided(name, now) }),
 	}
-	s.sent.adjust(in.Peers, st.WaitPerSeq, now)
+	s.sent.adjust(in.Peers, now)
 	d, err := cluster.Choose(in, cfg, rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())))
 	if err == nil && !d.Local {
 		s.sent.add(d.Peer, now)
@@ -212,10 +212,9 @@ func (s *Server) decide(m *ready, model string, hops int, path []string) (cluste
 const sentWindow = 400 * time.Millisecond
 
 // sentLog remembers the requests this node forwarded lately, by peer. Until
-// a peer's gossiped wait shows them, the decision adds them itself, each
-// at this node's own cost of a sequence (the same model, like hardware):
-// without it, every request between two gossip rounds goes to the peer that
-// looked idlest, and the fleet herds.
+// a peer's gossiped wait shows them, the decision adds them itself, each at
+// the cost of a sequence the peer gossips: without it, every request between
+// two gossip rounds goes to the peer that looked idlest, and the fleet herds.
 type sentLog struct {
 	mu   sync.Mutex
 	sent map[string][]time.Time
@@ -231,7 +230,7 @@ func (l *sentLog) add(peer string, now time.Time) {
 }
 
 // adjust adds to each peer's wait its requests sent within sentWindow.
-func (l *sentLog) adjust(peers []cluster.Candidate, perSeq time.Duration, now time.Time) {
+func (l *sentLog) adjust(peers []cluster.Candidate, now time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for name, ts := range l.sent {
@@ -246,7 +245,7 @@ func (l *sentLog) adjust(peers []cluster.Candidate, perSeq time.Duration, now ti
 		l.sent[name] = ts
 	}
 	for i := range peers {
-		peers[i].Wait += time.Duration(len(l.sent[peers[i].Name])) * perSeq
+		peers[i].Wait += time.Duration(len(l.sent[peers[i].Name])) * peers[i].PerSeq
 	}
 }
 

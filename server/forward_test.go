@@ -336,7 +336,7 @@ func (f *liveFleet) Members() []cluster.Member {
 		st := r.b.Stats()
 		out = append(out, cluster.Member{Name: name, Status: cluster.Alive, Self: name == f.self, RTT: f.rtt[name], HasRTT: true,
 			State: cluster.State{HTTPAddr: r.url, Models: []cluster.Model{{Name: f.model[name]}}, Running: st.Running,
-				Waiting: st.Waiting, Wait: st.Wait, Full: st.Waiting >= r.b.Limits().MaxQueue}})
+				Waiting: st.Waiting, Wait: st.Wait, WaitPerSeq: st.WaitPerSeq, Full: st.Waiting >= r.b.Limits().MaxQueue}})
 	}
 	return out
 }
@@ -369,6 +369,13 @@ func TestForwardDistance(t *testing.T) {
 		for name, r := range f.nodes {
 			byAddr[strings.TrimPrefix(r.url, "http://")] = rtt[name]
 		}
+		// Warm up the peers as serve does, so that their waits start from
+		// their idle time to first token rather than from nothing.
+		for _, r := range []*rig{n, fa} {
+			for range 2 {
+				r.do("POST", "/v1/completions", `{"prompt":"Once upon a time","max_tokens":1}`)
+			}
+		}
 		var wg sync.WaitGroup
 		long := `{"prompt":"Once","max_tokens":300,"ignore_eos":true}`
 		// One at a time: the near peer's queue holds one.
@@ -382,10 +389,10 @@ func TestForwardDistance(t *testing.T) {
 				time.Sleep(time.Millisecond)
 			}
 		}
-		// Requests arrive at A every 40 ms; each takes A about 200 ms.
+		// Requests arrive at A every 40 ms; each takes A over 100 ms.
 		for range 24 {
 			wg.Go(func() {
-				if r := a.do("POST", "/v1/completions", `{"prompt":"Once upon a time","max_tokens":40,"ignore_eos":true,"stream":true}`); r.status != 200 {
+				if r := a.do("POST", "/v1/completions", `{"prompt":"Once upon a time","max_tokens":20,"ignore_eos":true,"stream":true}`); r.status != 200 {
 					t.Errorf("status %d: %s", r.status, r.body)
 				}
 			})

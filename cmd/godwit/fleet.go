@@ -126,7 +126,7 @@ func (c *fleetFlags) config(log *slog.Logger) (cluster.Config, error) {
 // load as the batcher counts it.
 func fleetState(httpAddr string, model cluster.Model, st batcher.Stats, lim batcher.Limits, decodeTPS float64, draining bool) cluster.State {
 	return cluster.State{HTTPAddr: httpAddr, Models: []cluster.Model{model}, Running: st.Running, Waiting: st.Waiting,
-		FreeKV: 1 - st.KVUsage, Wait: st.Wait, DecodeTPS: decodeTPS, Draining: draining, Full: st.Waiting >= lim.MaxQueue}
+		FreeKV: 1 - st.KVUsage, Wait: st.Wait, WaitPerSeq: st.WaitPerSeq, DecodeTPS: decodeTPS, Draining: draining, Full: st.Waiting >= lim.MaxQueue}
 }
 
 // numerics names what besides the model file decides the tokens a node
