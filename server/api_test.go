@@ -579,3 +579,60 @@ func checkError(t *testing.T, resp response, status int, typ, param, says string
 		t.Fatal("429 without Retry-After")
 	}
 }
+
+// TestRetrieveModel: GET /v1/models/{id} answers the model's object (what
+// the OpenAI SDK's models.retrieve reads), 404 for another id, 401 without
+// a key where keys are set.
+func TestRetrieveModel(t *testing.T) {
+	r := startRig(t, rigOptions{cfg: Config{ModelName: "org/stories"}})
+	got := r.do("GET", "/v1/models/org/stories", "")
+	v := got.json(t)
+	if got.status != 200 || v["id"] != "org/stories" || v["object"] != "model" || v["max_model_len"] == nil {
+		t.Fatalf("GET /v1/models/org/stories: %d %s", got.status, got.body)
+	}
+	if got := r.do("GET", "/v1/models/other", ""); got.status != 404 || !strings.Contains(string(got.body), "model_not_found") {
+		t.Fatalf("another id: %d %s", got.status, got.body)
+	}
+	if got := r.do("GET", "/v1/models/", ""); got.status != 404 {
+		t.Fatalf("no id: %d %s", got.status, got.body)
+	}
+	keyed := startRig(t, rigOptions{cfg: Config{APIKeys: []string{"k"}}})
+	if got := keyed.do("GET", "/v1/models/stories260K", ""); got.status != 401 {
+		t.Fatalf("no key: %d", got.status)
+	}
+	if got := keyed.do("GET", "/v1/models/stories260K", "", "Authorization", "Bearer k"); got.status != 200 {
+		t.Fatalf("with the key: %d %s", got.status, got.body)
+	}
+}
+
+// TestInertFields: fields that clients send and that change nothing are
+// accepted (and logged at debug level); tool_choice other than "none" or
+// "auto", and tools, are refused naming the field, since they would change
+// the output.
+func TestInertFields(t *testing.T) {
+	r := startRig(t, rigOptions{})
+	inert := `"store":false,"metadata":{"k":"v"},"service_tier":"auto","user":"u"`
+	for _, c := range []struct{ path, body string }{
+		{"/v1/completions", `{"prompt":"Once","max_tokens":2,` + inert + `}`},
+		{"/v1/chat/completions", `{"messages":[{"role":"user","content":"Hi"}],"max_tokens":2,"parallel_tool_calls":true,"tool_choice":"none",` + inert + `}`},
+		{"/v1/chat/completions", `{"messages":[{"role":"user","content":"Hi"}],"max_tokens":2,"tool_choice":"auto"}`},
+	} {
+		if got := r.do("POST", c.path, c.body); got.status != 200 {
+			t.Errorf("%s %s: %d %s", c.path, c.body, got.status, got.body)
+		}
+	}
+	if !strings.Contains(r.logText(), "accepted fields that do not change the output") || !strings.Contains(r.logText(), "service_tier") {
+		t.Errorf("no debug line for the inert fields:\n%s", r.logText())
+	}
+	for _, c := range []struct{ body, param string }{
+		{`{"messages":[{"role":"user","content":"Hi"}],"tool_choice":"required"}`, "tool_choice"},
+		{`{"messages":[{"role":"user","content":"Hi"}],"tool_choice":{"type":"function","function":{"name":"f"}}}`, "tool_choice"},
+		{`{"messages":[{"role":"user","content":"Hi"}],"tools":[]}`, "tools"},
+		{`{"messages":[{"role":"user","content":"Hi"}],"store":"yes"}`, "store"},
+	} {
+		got := r.do("POST", "/v1/chat/completions", c.body)
+		if got.status != 400 || got.json(t)["error"].(map[string]any)["param"] != c.param {
+			t.Errorf("%s: %d %s, want 400 naming %s", c.body, got.status, got.body, c.param)
+		}
+	}
+}

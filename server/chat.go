@@ -16,6 +16,10 @@ type chatRequest struct {
 	MaxCompletionTokens *int             `json:"max_completion_tokens"`
 	Logprobs            bool             `json:"logprobs"`
 	TopLogprobs         *int             `json:"top_logprobs"`
+	// Without tools these change nothing: parallel_tool_calls, and a
+	// tool_choice of "none" or "auto".
+	ParallelToolCalls *bool           `json:"parallel_tool_calls"`
+	ToolChoice        json.RawMessage `json:"tool_choice"`
 	samplingFields
 }
 
@@ -145,6 +149,17 @@ func (s *Server) chatCompletions(ctx *fasthttp.RequestCtx, m *ready) *apiError {
 	if e := s.decodeRequest(ctx, &req, &req.Model); e != nil {
 		return e
 	}
+	inert := req.names()
+	if req.ParallelToolCalls != nil {
+		inert = append(inert, "parallel_tool_calls")
+	}
+	if tc := bytes.TrimSpace(req.ToolChoice); len(tc) > 0 && string(tc) != "null" {
+		if string(tc) != `"none"` && string(tc) != `"auto"` {
+			return badRequest("tool_choice", "tool_choice %s needs tools, which this server does not support yet; send \"none\" or leave it out", tc)
+		}
+		inert = append(inert, "tool_choice")
+	}
+	s.logInert(ctx, inert)
 	// The batcher names logprobs and max_tokens; chat's fields may differ.
 	param, fields := "max_tokens", map[string]string{"logprobs": "top_logprobs"}
 	if req.MaxCompletionTokens != nil {

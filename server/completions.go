@@ -149,6 +149,7 @@ func (s *Server) completions(ctx *fasthttp.RequestCtx, m *ready) *apiError {
 	if e := s.decodeRequest(ctx, &req, &req.Model); e != nil {
 		return e
 	}
+	s.logInert(ctx, req.names())
 	base, e := req.request()
 	if e != nil {
 		return e

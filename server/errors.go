@@ -119,7 +119,7 @@ func decodeError(err error) *apiError {
 	case errors.As(err, &syn):
 		return badRequest("", "malformed JSON at byte %d: %v", syn.Offset, err)
 	case errors.As(err, &typ):
-		field := strings.TrimPrefix(typ.Field, "samplingFields.")
+		field := strings.TrimPrefix(strings.TrimPrefix(typ.Field, "samplingFields."), "inert.")
 		if field == "" {
 			return badRequest("", "the request body must be a JSON object, not %s", typ.Value)
 		}

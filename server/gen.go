@@ -9,6 +9,8 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/valyala/fasthttp"
+
 	"github.com/godwit-ai/godwit/batcher"
 	"github.com/godwit-ai/godwit/engine/sample"
 )
@@ -29,9 +31,40 @@ type samplingFields struct {
 	RepetitionPenalty *float64           `json:"repetition_penalty"`
 	LogitBias         map[string]float64 `json:"logit_bias"`
 	IgnoreEOS         bool               `json:"ignore_eos"`
-	User              string             `json:"user"` // accepted, not used
 	Stream            bool               `json:"stream"`
 	StreamOptions     *streamOptions     `json:"stream_options"`
+	inert
+}
+
+// inert are the fields OpenAI's and vLLM's clients send that do not change
+// the output: accepted, and logged at debug level.
+type inert struct {
+	User        *string         `json:"user"`
+	Store       *bool           `json:"store"`
+	Metadata    json.RawMessage `json:"metadata"`
+	ServiceTier *string         `json:"service_tier"`
+}
+
+// logInert notes at debug level the fields a request set that change
+// nothing.
+func (s *Server) logInert(ctx *fasthttp.RequestCtx, names []string) {
+	if len(names) > 0 {
+		s.log.Debug("accepted fields that do not change the output", "request_id", string(ctx.Response.Header.Peek("X-Request-Id")), "fields", names)
+	}
+}
+
+// names lists the inert fields the request sets.
+func (f *inert) names() []string {
+	var out []string
+	for _, v := range []struct {
+		name string
+		set  bool
+	}{{"user", f.User != nil}, {"store", f.Store != nil}, {"metadata", f.Metadata != nil}, {"service_tier", f.ServiceTier != nil}} {
+		if v.set {
+			out = append(out, v.name)
+		}
+	}
+	return out
 }
 
 type streamOptions struct {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -102,8 +103,11 @@ func newMetrics(s *Server) *metrics {
 // request counts an HTTP answer; unknown paths are counted as "other" to
 // keep the label set bounded.
 func (m *metrics) request(path string, code int, d time.Duration) {
-	switch path {
-	case "/v1/completions", "/v1/chat/completions", "/v1/models", "/v1/cluster", forwardPath, "/tokenize", "/detokenize", "/health", "/metrics":
+	switch {
+	case strings.HasPrefix(path, modelsPrefix):
+		path = modelsPrefix + "{id}"
+	case path == "/v1/completions", path == "/v1/chat/completions", path == "/v1/models", path == "/v1/cluster", path == forwardPath,
+		path == "/tokenize", path == "/detokenize", path == "/health", path == "/metrics":
 	default:
 		path = "other"
 	}

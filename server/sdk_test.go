@@ -72,7 +72,8 @@ func TestOpenAINodeSDK(t *testing.T) {
 			Name   string
 			Status int
 		}
-		Models []string
+		Models    []string
+		Retrieved struct{ ID, Object string }
 	}
 	if err := json.Unmarshal(out, &res); err != nil {
 		t.Fatalf("%v: %s", err, out)
@@ -103,5 +104,8 @@ func TestOpenAINodeSDK(t *testing.T) {
 	}
 	if len(res.Models) != 1 || res.Models[0] != "stories260K" {
 		t.Errorf("models %v", res.Models)
+	}
+	if res.Retrieved.ID != "stories260K" || res.Retrieved.Object != "model" {
+		t.Errorf("models.retrieve: %+v", res.Retrieved)
 	}
 }

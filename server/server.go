@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"net"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -120,6 +121,9 @@ type ready struct {
 	createdAt int64
 }
 
+// modelsPrefix starts the path of GET /v1/models/{id}.
+const modelsPrefix = "/v1/models/"
+
 // Server is the HTTP API. Create it with New.
 type Server struct {
 	cfg     Config
@@ -187,6 +191,7 @@ func New(cfg Config) *Server {
 		"/v1/models":           {method: "GET", auth: true, h: (*Server).listModels},
 		"/v1/cluster":          {method: "GET", auth: true, h: (*Server).listMembers},
 		forwardPath:            {method: "POST", gen: true}, // its token is its key; see forwarded
+		modelsPrefix:           {method: "GET", auth: true, h: (*Server).retrieveModel},
 		"/tokenize":            {method: "POST", auth: true, h: (*Server).tokenize},
 		"/detokenize":          {method: "POST", auth: true, h: (*Server).detokenize},
 	}
@@ -263,6 +268,9 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	rt, ok := s.routes[path]
+	if !ok && strings.HasPrefix(path, modelsPrefix) && len(path) > len(modelsPrefix) {
+		rt, ok = s.routes[modelsPrefix], true
+	}
 	if !ok {
 		writeError(ctx, notFound("not_found", "there is no route %s %s", ctx.Method(), path))
 		return
@@ -513,41 +521,61 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// listModels answers GET /v1/models. In a fleet, which has one model
-// namespace, it lists every model a live node serves, each with the nodes
-// that serve it; a request for any of them is answered here.
-func (s *Server) listModels(ctx *fasthttp.RequestCtx, m *ready) *apiError {
-	type model struct {
-		ID          string   `json:"id"`
-		Object      string   `json:"object"`
-		Created     int64    `json:"created"`
-		OwnedBy     string   `json:"owned_by"`
-		MaxModelLen int      `json:"max_model_len,omitempty"`
-		Nodes       []string `json:"nodes,omitempty"` // in a fleet: the nodes serving it
+// modelEntry is a model in GET /v1/models.
+type modelEntry struct {
+	ID          string   `json:"id"`
+	Object      string   `json:"object"`
+	Created     int64    `json:"created"`
+	OwnedBy     string   `json:"owned_by"`
+	MaxModelLen int      `json:"max_model_len,omitempty"`
+	Nodes       []string `json:"nodes,omitempty"` // in a fleet: the nodes serving it
+}
+
+// models lists the models a request here can name. In a fleet, which has
+// one model namespace, that is every model a live node serves, each with
+// the nodes that serve it.
+func (s *Server) models(m *ready) []modelEntry {
+	list := []modelEntry{{ID: s.cfg.ModelName, Object: "model", Created: m.createdAt, OwnedBy: "godwit", MaxModelLen: m.Context}}
+	if m.Fleet == nil {
+		return list
 	}
-	list := []model{{ID: s.cfg.ModelName, Object: "model", Created: m.createdAt, OwnedBy: "godwit", MaxModelLen: m.Context}}
-	if m.Fleet != nil {
-		at := map[string]int{s.cfg.ModelName: 0}
-		for _, mb := range m.Fleet.Members() {
-			if mb.Status != cluster.Alive {
-				continue
+	at := map[string]int{s.cfg.ModelName: 0}
+	for _, mb := range m.Fleet.Members() {
+		if mb.Status != cluster.Alive {
+			continue
+		}
+		for _, md := range mb.State.Models {
+			i, ok := at[md.Name]
+			if !ok {
+				i = len(list)
+				at[md.Name] = i
+				list = append(list, modelEntry{ID: md.Name, Object: "model", OwnedBy: "godwit"})
 			}
-			for _, md := range mb.State.Models {
-				i, ok := at[md.Name]
-				if !ok {
-					i = len(list)
-					at[md.Name] = i
-					list = append(list, model{ID: md.Name, Object: "model", OwnedBy: "godwit"})
-				}
-				list[i].Nodes = append(list[i].Nodes, mb.Name)
-			}
+			list[i].Nodes = append(list[i].Nodes, mb.Name)
 		}
 	}
+	return list
+}
+
+// listModels answers GET /v1/models.
+func (s *Server) listModels(ctx *fasthttp.RequestCtx, m *ready) *apiError {
 	writeJSON(ctx, struct {
-		Object string  `json:"object"`
-		Data   []model `json:"data"`
-	}{"list", list})
+		Object string       `json:"object"`
+		Data   []modelEntry `json:"data"`
+	}{"list", s.models(m)})
 	return nil
+}
+
+// retrieveModel answers GET /v1/models/{id}; an id may hold slashes.
+func (s *Server) retrieveModel(ctx *fasthttp.RequestCtx, m *ready) *apiError {
+	id := strings.TrimPrefix(string(ctx.Path()), modelsPrefix)
+	for _, e := range s.models(m) {
+		if e.ID == id {
+			writeJSON(ctx, e)
+			return nil
+		}
+	}
+	return notFound("model_not_found", "the model %q does not exist; GET /v1/models lists the models served", id)
 }
 
 // listMembers answers GET /v1/cluster: the fleet's members as this node

@@ -167,7 +167,11 @@ func benchServeCmd() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringSliceVar(&urls, "url", nil, "base URL of the server to load (http://127.0.0.1:8080, with or without /v1); several: requests go to each in turn")
-	f.StringVar(&target.Model, "model", "", "model name to send (default: the first of GET /v1/models)")
+	f.StringVar(&target.Model, "served-model-name", "", "model name to send (default: the first of GET /v1/models)")
+	// --model was this name once; GODWIT_MODEL, serve's model file, must
+	// not set it.
+	f.StringVar(&target.Model, "model", "", "")
+	_ = f.MarkDeprecated("model", "use --served-model-name")
 	f.StringVar(&target.APIKey, "api-key", "", "bearer token for --url (and --compare unless --compare-api-key)")
 	f.StringVar(&target.Name, "name", "", "label of --url in the tables (default: its host:port)")
 	f.StringSliceVar(&compare, "compare", nil, "a second server (or several, each in turn) to load in the same run, levels interleaved; prints ratios")

@@ -1,18 +1,28 @@
 package main
 
 import (
+	_ "embed"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"sort"
-
-	"github.com/godwit-ai/godwit/internal/synth"
-	"github.com/godwit-ai/godwit/models/gguf"
 )
 
-// demoName is the file and general.name of the demo model.
-const demoName = "godwit-demo"
+// demoModel is stories260K, a real 260K-parameter llama trained on
+// TinyStories (MIT; origin and licence in demo/): the model served when none
+// is named, so that a first run tells a little story rather than noise.
+//
+//go:embed demo/stories260K.gguf
+var demoModel []byte
+
+// demoFile is the demo model's file name in the models folder;
+// oldDemoFile, the random-weight demo of earlier versions, is passed over
+// too.
+const (
+	demoFile    = "stories260K.gguf"
+	oldDemoFile = "godwit-demo.gguf"
+)
 
 // modelsDir is where godwit looks for a model when none is named:
 // $GODWIT_MODELS, else ~/.cache/godwit/models.
@@ -40,11 +50,11 @@ func resolveModel(path string, log io.Writer) (string, error) {
 	matches, _ := filepath.Glob(filepath.Join(dir, "*.gguf"))
 	sort.Strings(matches)
 	for _, m := range matches {
-		if filepath.Base(m) != demoName+".gguf" {
+		if b := filepath.Base(m); b != demoFile && b != oldDemoFile {
 			return m, nil
 		}
 	}
-	demo := filepath.Join(dir, demoName+".gguf")
+	demo := filepath.Join(dir, demoFile)
 	if _, err := os.Stat(demo); err != nil {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return "", fmt.Errorf("create %s for the demo model: %w", dir, err)
@@ -53,20 +63,16 @@ func resolveModel(path string, log io.Writer) (string, error) {
 			return "", fmt.Errorf("write the demo model %s: %w", demo, err)
 		}
 	}
-	fmt.Fprintf(log, "godwit: no model given, so using the demo model %s: its weights are random and its output is noise.\n"+
-		"godwit: point it at a real model with -m FILE.gguf, or put .gguf files in %s (or $GODWIT_MODELS).\n", demo, dir)
+	fmt.Fprintf(log, "godwit: no model given, so using the demo model %s: stories260K, a 260K-parameter llama that tells tiny stories.\n"+
+		"godwit: serve a real model with -m FILE.gguf (llama, qwen2, qwen3), or put .gguf files in %s (or $GODWIT_MODELS).\n", demo, dir)
 	return demo, nil
 }
 
-// writeDemo writes a small random llama with a byte-level vocabulary,
-// atomically so a concurrent run never sees half a file.
+// writeDemo writes the embedded demo model, atomically so a concurrent run
+// never sees half a file.
 func writeDemo(path string) error {
 	tmp := path + ".tmp"
-	err := synth.Write(tmp, synth.Spec{
-		Arch: "llama", Name: demoName, Dim: 128, Layers: 4, Heads: 4, KVHeads: 2, FFN: 384,
-		Context: 2048, Type: gguf.Q8_0, Seed: 1,
-	}, synth.ByteVocab())
-	if err != nil {
+	if err := os.WriteFile(tmp, demoModel, 0o644); err != nil {
 		os.Remove(tmp)
 		return err
 	}

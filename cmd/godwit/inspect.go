@@ -11,13 +11,25 @@ import (
 )
 
 func inspectCmd() *cobra.Command {
-	var full bool
+	var (
+		full      bool
+		modelPath string
+	)
 	cmd := &cobra.Command{
-		Use:   "inspect FILE",
+		Use:   "inspect FILE | inspect -m FILE",
 		Short: "Print a GGUF file's metadata and tensor table",
-		Args:  cobra.ExactArgs(1),
+		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f, err := gguf.Open(args[0])
+			switch {
+			case len(args) == 1 && modelPath != "":
+				return fmt.Errorf("give the file once: as an argument or with -m")
+			case len(args) == 1:
+				modelPath = args[0]
+			case modelPath == "":
+				return fmt.Errorf("inspect needs a GGUF file: godwit inspect FILE (or -m FILE)")
+			}
+			args = []string{modelPath}
+			f, err := gguf.Open(modelPath)
 			if err != nil {
 				return err
 			}
@@ -47,6 +59,7 @@ func inspectCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&full, "full", false, "print long arrays and strings whole")
+	cmd.Flags().StringVarP(&modelPath, "model", "m", "", "the GGUF file (as the other commands take it)")
 	return cmd
 }
 

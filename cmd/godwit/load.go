@@ -11,6 +11,7 @@ import (
 	"github.com/godwit-ai/godwit/kernels"
 	"github.com/godwit-ai/godwit/kernels/cpu"
 	"github.com/godwit-ai/godwit/models"
+	"github.com/godwit-ai/godwit/models/gguf"
 	"github.com/godwit-ai/godwit/models/tokenizer"
 )
 
@@ -48,13 +49,23 @@ func load(path string, threads int, o kernels.Order, log io.Writer) (*loaded, er
 	return &loaded{path: path, model: m, tok: tok, eng: eng, backend: backend}, nil
 }
 
-// loadTokenizer opens a model file for its tokenizer alone; done closes it.
+// loadTokenizer opens a GGUF file for its tokenizer alone, so a
+// vocabulary-only file (llama.cpp's ggml-vocab-*.gguf) will do; done closes
+// it.
 func loadTokenizer(path string, log io.Writer) (tok *tokenizer.Tokenizer, done func() error, err error) {
-	_, m, tok, err := open(path, log)
+	path, err = resolveModel(path, log)
 	if err != nil {
 		return nil, nil, err
 	}
-	return tok, m.Close, nil
+	f, err := gguf.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	if tok, err = tokenizer.FromGGUF(f); err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("load %s: tokenizer: %w", path, err)
+	}
+	return tok, f.Close, nil
 }
 
 // open resolves path (see resolveModel) and maps the model and its tokenizer.

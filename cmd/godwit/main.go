@@ -25,13 +25,17 @@ func main() {
 func rootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "godwit",
-		Short:         "Serve and run GGUF language models on CPUs and NVIDIA GPUs",
+		Short:         "Serve and run GGUF language models on CPUs, alone or as a fleet",
+		Version:       version,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			return flagsFromEnv(cmd.Flags())
 		},
 	}
+	root.SetVersionTemplate("godwit {{.Version}}\n")
+	// Every command's help says so: the subcommands inherit the template.
+	root.SetUsageTemplate(root.UsageTemplate() + "\nEvery flag can also be set in the environment as GODWIT_<FLAG>, the flag's name upper-cased with\ndashes as underscores (--n-predict: GODWIT_N_PREDICT); a flag on the command line wins.\n")
 	root.AddCommand(runCmd(), serveCmd(loadWithProgress), inspectCmd(), tokenizeCmd(), detokenizeCmd(), genModelCmd(), benchCmd(), keygenCmd(), versionCmd())
 	return root
 }
@@ -41,7 +45,7 @@ func rootCmd() *cobra.Command {
 func flagsFromEnv(fs *pflag.FlagSet) error {
 	var err error
 	fs.VisitAll(func(f *pflag.Flag) {
-		if f.Changed || err != nil {
+		if f.Changed || err != nil || f.Deprecated != "" {
 			return
 		}
 		key := "GODWIT_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))

@@ -96,6 +96,15 @@ func TestInspectTokenize(t *testing.T) {
 	if _, _, err := godwit(t, "inspect", shared.Path(t, "models/legacy-v1-stories260K.gguf")); err == nil || !strings.Contains(err.Error(), "version 1") {
 		t.Errorf("inspect of a v1 file: %v", err)
 	}
+	// -m as the other commands take it.
+	if byFlag := mustGodwit(t, "inspect", "-m", stories); byFlag != out {
+		t.Errorf("inspect -m differs from inspect FILE")
+	}
+	for _, args := range [][]string{{"inspect"}, {"inspect", "-m", stories, stories}} {
+		if _, _, err := godwit(t, args...); err == nil {
+			t.Errorf("godwit %v: no error", args)
+		}
+	}
 }
 
 func TestGenModel(t *testing.T) {
@@ -120,39 +129,55 @@ func TestGenModel(t *testing.T) {
 	}
 }
 
+// TestDefaultModel: with no model named and none in the models folder,
+// godwit writes the embedded demo, stories260K, and says so; it tells its
+// story (llama.cpp's greedy ids from BOS). A model in the folder wins.
 func TestDefaultModel(t *testing.T) {
 	dir := t.TempDir()
 	t.Setenv("GODWIT_MODELS", dir)
-	out, stderr, err := godwit(t, "run", "-p", "hello", "-n", "8", "--ids", "--ignore-eos")
+	out, stderr, err := godwit(t, "run", "-p", "", "--temp", "0", "-n", "5", "--ids", "--ignore-eos")
 	if err != nil {
 		t.Fatal(err, stderr)
 	}
-	if !strings.Contains(stderr, "output is noise") || !strings.Contains(stderr, "-m FILE") {
+	if !strings.Contains(stderr, "demo model") || !strings.Contains(stderr, "stories260K") || !strings.Contains(stderr, "-m FILE") {
 		t.Errorf("no demo notice: %q", stderr)
 	}
-	if len(strings.Fields(out)) != 8 {
-		t.Errorf("demo output %q", out)
+	if got := strings.Join(strings.Fields(out), " "); got != "403 407 261 378 432" {
+		t.Errorf("the demo's greedy ids from BOS: %q, want stories260K's 403 407 261 378 432", got)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "godwit-demo.gguf")); err != nil {
-		t.Fatal(err)
+	story, _, err := godwit(t, "run", "-p", "Once upon a time", "--temp", "0", "-n", "24")
+	if err != nil || !strings.Contains(story, "Lily") && !strings.Contains(story, "little") {
+		t.Errorf("the demo's story: %q %v", story, err)
 	}
-	// A real model in the folder wins over the demo model.
-	stories, err := os.ReadFile(shared.Path(t, "models/stories260K.gguf"))
+	demo, err := os.ReadFile(filepath.Join(dir, "stories260K.gguf"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "a-stories.gguf"), stories, 0o644); err != nil {
-		t.Fatal(err)
+	want, err := os.ReadFile(shared.Path(t, "models/stories260K.gguf"))
+	if err != nil || !bytes.Equal(demo, want) {
+		t.Fatalf("the demo file is not ../shared's stories260K (%v)", err)
 	}
-	out, stderr, err = godwit(t, "run", "-p", "", "--temp", "0", "-n", "5", "--ids", "--ignore-eos")
-	if err != nil || strings.Contains(stderr, "noise") || strings.Join(strings.Fields(out), " ") != "403 407 261 378 432" {
-		t.Errorf("with a real model present: %v %q %q", err, out, stderr)
+	// A model in the folder wins over the demo model.
+	mustGodwit(t, "gen-model", "--dim", "64", "--layers", "1", "-o", filepath.Join(dir, "a-model.gguf"))
+	_, stderr, err = godwit(t, "run", "-p", "hi", "-n", "2", "--ids", "--ignore-eos")
+	if err != nil || strings.Contains(stderr, "demo model") {
+		t.Errorf("with a model present: %v %q", err, stderr)
 	}
 }
 
 func TestVersion(t *testing.T) {
-	if out := mustGodwit(t, "version"); !strings.HasPrefix(out, "godwit ") {
+	out := mustGodwit(t, "version")
+	if !strings.HasPrefix(out, "godwit ") {
 		t.Errorf("version: %q", out)
+	}
+	if flag := mustGodwit(t, "--version"); flag != out {
+		t.Errorf("--version: %q, version: %q", flag, out)
+	}
+	// Every command's help names the environment variables.
+	for _, cmd := range [][]string{{"--help"}, {"serve", "--help"}, {"tokenize", "--help"}, {"bench", "serve", "--help"}} {
+		if help := mustGodwit(t, cmd...); !strings.Contains(help, "GODWIT_<FLAG>") {
+			t.Errorf("godwit %s: no word of GODWIT_<FLAG>:\n%s", strings.Join(cmd, " "), help)
+		}
 	}
 }
 
@@ -180,6 +205,47 @@ func TestModelNotARegularFile(t *testing.T) {
 			}
 		case <-time.After(10 * time.Second):
 			t.Fatalf("godwit %s blocked", strings.Join(args, " "))
+		}
+	}
+}
+
+// TestTokenizeVocabOnly: tokenize reads a vocabulary-only GGUF (no
+// weights), and gives llama.cpp's ids for the first test strings of every
+// vocabulary in ../shared/vocab (the .out files hold them without BOS).
+func TestTokenizeVocabOnly(t *testing.T) {
+	if got := strings.TrimSpace(mustGodwit(t, "tokenize", "-m", shared.Path(t, "vocab/ggml-vocab-llama-bpe.gguf"), "Hello world")); got != "128000 9906 1917" {
+		t.Fatalf("llama-bpe, Hello world: %q, want 128000 9906 1917", got)
+	}
+	files, _ := filepath.Glob(filepath.Join(filepath.Dir(shared.Path(t, "vocab/ggml-vocab-llama-bpe.gguf")), "*.gguf"))
+	if len(files) < 11 {
+		t.Fatalf("%d vocabularies in ../shared/vocab, want 11", len(files))
+	}
+	for _, f := range files {
+		inp, err1 := os.ReadFile(f + ".inp")
+		out, err2 := os.ReadFile(f + ".out")
+		if err1 != nil || err2 != nil {
+			t.Fatal(err1, err2)
+		}
+		texts := strings.Split(string(inp), "\n__ggml_vocab_test__\n")
+		want := strings.Split(string(out), "\n")
+		checked := 0
+		for i := 0; i < len(texts) && checked < 4; i++ {
+			// Flags would eat texts that start with a dash; the CLI is not
+			// what those test.
+			if texts[i] == "" || strings.HasPrefix(strings.TrimSpace(texts[i]), "-") {
+				continue
+			}
+			got := strings.TrimSpace(mustGodwit(t, "tokenize", "--no-bos", "-m", f, "--", texts[i]))
+			if got != strings.TrimSpace(want[i]) {
+				t.Errorf("%s, %q: %q, want %q", filepath.Base(f), texts[i], got, want[i])
+			}
+			checked++
+		}
+		ids := strings.Fields(strings.TrimSpace(want[0]))
+		if len(ids) > 0 {
+			if _, _, err := godwit(t, "detokenize", "-m", f, ids[0]); err != nil {
+				t.Errorf("%s: detokenize: %v", filepath.Base(f), err)
+			}
 		}
 	}
 }

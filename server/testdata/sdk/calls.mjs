@@ -55,5 +55,7 @@ try {
 }
 const models = await client.models.list();
 out.models = models.data.map((m) => m.id);
+const one = await client.models.retrieve(model);
+out.retrieved = { id: one.id, object: one.object };
 
 console.log(JSON.stringify(out));
