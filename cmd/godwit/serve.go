@@ -23,6 +23,7 @@ import (
 
 	"github.com/godwit-ai/godwit/batcher"
 	"github.com/godwit-ai/godwit/cluster"
+	"github.com/godwit-ai/godwit/engine"
 	"github.com/godwit-ai/godwit/internal/jinja"
 	"github.com/godwit-ai/godwit/kernels"
 	"github.com/godwit-ai/godwit/models"
@@ -43,6 +44,7 @@ func serveCmd(loadModel loadFunc) *cobra.Command {
 		apiKeys      []string
 		tlsCert      string
 		tlsKey       string
+		ctxSize      int
 		threads      int
 		kv           kvFlags
 		fleet        fleetFlags
@@ -157,7 +159,16 @@ func serveCmd(loadModel loadFunc) *cobra.Command {
 				return err
 			}
 			bc.Logger = log
-			b := batcher.New(l.eng, l.tok, pool, bc)
+			var runner batcher.Runner = l.eng
+			ctxLen := l.model.Context
+			if ctxSize > 0 {
+				if ctxSize > ctxLen {
+					_ = srv.Shutdown(context.Background())
+					return fmt.Errorf("--ctx-size %d is beyond the model's context of %d tokens", ctxSize, ctxLen)
+				}
+				runner, ctxLen = shorterContext{l.eng, ctxSize}, ctxSize
+			}
+			b := batcher.New(runner, l.tok, pool, bc)
 			warmUp(b, l.tok, log)
 			var node *cluster.Node
 			model := cluster.Model{Name: name, Numerics: numerics(l.eng.Order(), kv.f32)}
@@ -188,7 +199,7 @@ func serveCmd(loadModel loadFunc) *cobra.Command {
 			if templateFile != "" {
 				tmpl, tmplName = tmplSrc, templateFile
 			}
-			ready := server.Model{Batcher: b, Tokenizer: l.tok, Context: l.model.Context,
+			ready := server.Model{Batcher: b, Tokenizer: l.tok, Context: ctxLen,
 				ChatTemplate: tmpl, ChatTemplateName: tmplName}
 			if node != nil {
 				ready.Fleet, ready.Forward = node, forwarding
@@ -198,7 +209,7 @@ func serveCmd(loadModel loadFunc) *cobra.Command {
 				_ = srv.Shutdown(context.Background())
 				return err
 			}
-			log.Info("ready", "model", name, "context", l.model.Context)
+			log.Info("ready", "model", name, "context", ctxLen)
 
 			select {
 			case err := <-served:
@@ -237,6 +248,7 @@ func serveCmd(loadModel loadFunc) *cobra.Command {
 	f.StringVar(&tlsKey, "tls-key", "", "the PEM private key of --tls-cert")
 	f.StringSliceVar(&apiKeys, "api-key", nil, "require this bearer token on /v1, /tokenize and /detokenize (repeatable, or comma-separated)")
 	f.IntVarP(&threads, "threads", "t", 0, "threads to compute on (0: all CPUs)")
+	f.IntVar(&ctxSize, "ctx-size", 0, "the most tokens a request may hold, prompt and output (0: the model's context; no more than it)")
 	kv.register(f)
 	f.IntVar(&bc.MaxSeqs, "max-num-seqs", batcher.DefaultMaxSeqs, "most sequences in a batch")
 	f.IntVar(&bc.MaxBatchTokens, "max-batch-tokens", batcher.DefaultMaxBatchTokens, "token budget of a batch step (decodes plus prompt chunks)")
@@ -366,3 +378,12 @@ func checkAPIKeys(keys []string, set bool) ([]string, error) {
 	}
 	return out, nil
 }
+
+// shorterContext is an engine serving a shorter context than its model's
+// (--ctx-size): the batcher bounds requests by the runner's Context.
+type shorterContext struct {
+	*engine.Engine
+	ctx int
+}
+
+func (s shorterContext) Context() int { return s.ctx }

@@ -253,3 +253,32 @@ func TestServeChatTemplateFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestServeCtxSize: --ctx-size serves a shorter context than the model's:
+// /v1/models says so and a request beyond it gets a 400 naming it; a size
+// beyond the model's is refused.
+func TestServeCtxSize(t *testing.T) {
+	stories := shared.Path(t, "models/stories260K.gguf")
+	if _, _, err := godwit(t, "serve", "-m", stories, "--port", "0", "--ctx-size", "100000"); err == nil || !strings.Contains(err.Error(), "beyond the model's context of 2048") {
+		t.Fatalf("--ctx-size past the model's: %v", err)
+	}
+	p := startServe(t, nil, "-m", stories, "--port", "0", "-t", "1", "--kv-cache-mem", "8MiB", "--ctx-size", "64")
+	resp, err := http.Get(p.url + "/v1/models")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `"max_model_len":64`) {
+		t.Fatalf("/v1/models with --ctx-size 64: %s", body)
+	}
+	resp, err = http.Post(p.url+"/v1/completions", "application/json", strings.NewReader(`{"prompt":"Once upon a time","max_tokens":100}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 400 || !strings.Contains(string(body), "maximum context length is 64") {
+		t.Fatalf("past 64 tokens: %d %s", resp.StatusCode, body)
+	}
+}
