@@ -249,3 +249,16 @@ func TestTokenizeVocabOnly(t *testing.T) {
 		}
 	}
 }
+
+// TestRunControlTokens: run prints control tokens (here EOS, forced by a
+// bias and --ignore-eos) as text only with --special.
+func TestRunControlTokens(t *testing.T) {
+	stories := shared.Path(t, "models/stories260K.gguf")
+	args := []string{"run", "-m", stories, "-p", "Once", "--temp", "0", "-n", "3", "--ignore-eos", "--logit-bias", "2=100"}
+	if out := mustGodwit(t, args...); strings.TrimSpace(out) != "" {
+		t.Errorf("three EOS tokens printed as %q, want nothing", out)
+	}
+	if out := mustGodwit(t, append(args, "--special")...); strings.TrimSpace(out) != "</s></s></s>" {
+		t.Errorf("with --special: %q, want </s></s></s>", out)
+	}
+}

@@ -21,6 +21,7 @@ func runCmd() *cobra.Command {
 		n         int
 		ids       bool
 		ignoreEOS bool
+		special   bool
 		p         sample.Params
 		seed      int64
 		ctxSize   int
@@ -70,9 +71,10 @@ func runCmd() *cobra.Command {
 				if !ignoreEOS && l.tok.IsEOG(id) {
 					return false
 				}
-				if ids {
+				switch {
+				case ids:
 					fmt.Fprintln(out, id)
-				} else {
+				case special || !l.tok.IsControl(id):
 					out.WriteString(dec.Add(id))
 				}
 				return out.Flush() == nil
@@ -95,6 +97,7 @@ func runCmd() *cobra.Command {
 	f.IntVarP(&n, "n-predict", "n", 128, "number of tokens to generate")
 	f.BoolVar(&ids, "ids", false, "print the generated token ids, one per line, instead of text")
 	f.BoolVar(&ignoreEOS, "ignore-eos", false, "keep generating past end-of-sequence tokens")
+	f.BoolVar(&special, "special", false, "print control tokens (</s>, <|im_end|>…) as text too")
 	f.IntVar(&ctxSize, "ctx-size", 0, "context length in tokens (0: the model's)")
 	f.Float32Var(&p.Temperature, "temp", 0.8, "temperature (0: greedy)")
 	f.IntVar(&p.TopK, "top-k", 40, "keep the k most likely tokens (0: off)")

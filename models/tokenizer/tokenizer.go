@@ -464,6 +464,12 @@ func (t *Tokenizer) AddBOS() bool { return t.addBOS && t.bos >= 0 }
 // llama.cpp treats alike (<|im_end|>, <|endoftext|>, FIM padding, ...).
 func (t *Tokenizer) IsEOG(id int32) bool { return t.eog[id] }
 
+// IsControl reports whether id is a control token (BOS, EOS, <|im_end|>…)
+// or the unknown token: tokens that mark structure rather than text.
+func (t *Tokenizer) IsControl(id int32) bool {
+	return id >= 0 && int(id) < len(t.attrs) && t.attrs[id]&(attrControl|attrUnknown) != 0
+}
+
 // fragment is a piece of the input: raw text, or a special token (tok >= 0)
 // found in it.
 type fragment struct {
