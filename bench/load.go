@@ -55,14 +55,16 @@ type LevelResult struct {
 type Progress interface {
 	Begin(desc string, requests int, d time.Duration)
 	Done() // one request ended
-	End()
+	// End ends the level begun, with its result (nil after a warm-up), so
+	// that it can be shown before the whole run ends.
+	End(r *LevelResult)
 }
 
 type noProgress struct{}
 
 func (noProgress) Begin(string, int, time.Duration) {}
 func (noProgress) Done()                            {}
-func (noProgress) End()                             {}
+func (noProgress) End(*LevelResult)                 {}
 
 // RunLoad runs every level against every target, the targets interleaved
 // within each level (level 1 on A, level 1 on B, level 2 on A, ...), so that
@@ -90,15 +92,15 @@ func RunLoad(ctx context.Context, c *Client, targets []*Target, prompts *Prompts
 				}
 				prog.Begin(fmt.Sprintf("%s %v warm-up", t.Name, l), n, 0)
 				runLevel(ctx, c, t, prompts, warm, wl, prog, 1<<30)
-				prog.End()
+				prog.End(nil)
 			}
 			if err := ctx.Err(); err != nil {
 				return out, err
 			}
 			prog.Begin(fmt.Sprintf("%s %v", t.Name, l), cfg.Requests, cfg.Duration)
 			samples, wall := runLevel(ctx, c, t, prompts, cfg, l, prog, 0)
-			prog.End()
 			out = append(out, LevelResult{Target: t.Name, Level: l, Stats: Summarize(samples, wall, cfg.SLO), Samples: samples})
+			prog.End(&out[len(out)-1])
 			if err := ctx.Err(); err != nil {
 				return out, err
 			}

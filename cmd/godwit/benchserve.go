@@ -227,7 +227,12 @@ func (p *bar) Begin(desc string, requests int, d time.Duration) {
 }
 
 func (p *bar) Done() { _ = p.b.Add(1) }
-func (p *bar) End()  { _ = p.b.Finish() }
+func (p *bar) End(r *bench.LevelResult) {
+	_ = p.b.Finish()
+	if r != nil {
+		fmt.Fprintln(p.w, levelLine(r))
+	}
+}
 
 // logProgress writes a line per level when not on a terminal.
 type logProgress struct {
@@ -242,6 +247,25 @@ func (p *logProgress) Begin(desc string, _ int, _ time.Duration) {
 	p.n.Store(0)
 }
 func (p *logProgress) Done() { p.n.Add(1) }
-func (p *logProgress) End() {
+func (p *logProgress) End(r *bench.LevelResult) {
+	if r != nil {
+		fmt.Fprintln(p.w, levelLine(r))
+		return
+	}
 	fmt.Fprintf(p.w, "%s: %d requests in %.1fs\n", p.desc, p.n.Load(), time.Since(p.start).Seconds())
+}
+
+// levelLine is a level's result in a line, shown as soon as it ends; the
+// table comes with the whole run.
+func levelLine(r *bench.LevelResult) string {
+	s := r.Stats
+	return fmt.Sprintf("%s %v: %d/%d ok in %.1fs, %.2f req/s, %.1f output tok/s, TTFT p50 %.0f ms, TPOT p50 %.1f ms%s",
+		r.Target, r.Level, s.Completed, s.Requests, s.Wall.Seconds(), s.ReqPerSec, s.OutPerSec, s.TTFT.P50, s.TPOT.P50, errorsNote(s))
+}
+
+func errorsNote(s bench.Stats) string {
+	if e := s.ErrorSummary(); e != "-" {
+		return ", errors: " + e
+	}
+	return ""
 }
