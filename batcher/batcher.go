@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/godwit-ai/godwit/engine"
+	"github.com/godwit-ai/godwit/engine/constrain"
 	"github.com/godwit-ai/godwit/engine/sample"
 	"github.com/godwit-ai/godwit/models/tokenizer"
 )
@@ -92,7 +93,18 @@ type Request struct {
 	// would have ended the sample (a stop string, or end-of-generation
 	// without IgnoreEOS).
 	Resume []int32
+	// Format constrains what the samples may generate (issue 16); the
+	// zero value, FormatText, does not.
+	Format Format
 }
+
+// Format is a language a request's output is held to.
+type Format uint8
+
+const (
+	FormatText       Format = iota // anything
+	FormatJSONObject               // one JSON object (response_format json_object)
+)
 
 // Finish reasons.
 const (
@@ -240,6 +252,7 @@ type seq struct {
 	sampler *sample.Sampler
 	decoder *tokenizer.StreamDecoder
 	stop    stopMatcher
+	format  *constrain.Matcher // nil: no constraint
 }
 
 // Submit queues r and returns the stream of its events. ctx cancels it: the

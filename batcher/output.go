@@ -4,6 +4,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/godwit-ai/godwit/engine/constrain"
 	"github.com/godwit-ai/godwit/engine/sample"
 	"github.com/godwit-ai/godwit/models/tokenizer"
 )
@@ -16,6 +17,9 @@ type outputs struct {
 	vocab int
 	ctx   int                   // the model's context length
 	top   []sample.TokenLogProb // scratch for the alternatives
+	// trie is the vocabulary as constraints read it, built for the first
+	// request with a Format.
+	trie *constrain.Vocab
 }
 
 // init gives s its sampler, decoder and stop matcher as sample index of its
@@ -32,12 +36,21 @@ func (o *outputs) init(s *seq, index int) {
 	}
 	s.index, s.sampler, s.decoder = index, sm, o.tok.NewStreamDecoder()
 	s.stop = stopMatcher{stops: s.g.req.Stop}
-	// A resumed sample's decoder and stop matcher take its earlier tokens
-	// as they did when those were generated: their text was sent then,
-	// but what they still hold (a partial character, the start of a stop
-	// string) comes out with the tokens after.
+	if s.g.req.Format == FormatJSONObject {
+		if o.trie == nil {
+			o.trie = constrain.NewVocab(o.tok)
+		}
+		s.format = constrain.JSONObject(o.trie)
+	}
+	// A resumed sample's decoder, stop matcher and constraint take its
+	// earlier tokens as they did when those were generated: their text
+	// was sent then, but what they still hold (a partial character, the
+	// start of a stop string) comes out with the tokens after.
 	for _, id := range s.g.req.Resume {
 		s.stop.add(s.decoder.Add(id))
+		if s.format != nil {
+			s.format.Advance(o.tok, id)
+		}
 	}
 }
 
@@ -51,9 +64,17 @@ var errNoToken = &Error{Kind: KindInternal, Msg: "no token has a finite logit af
 // does not end the sample is appended to s.tokens.
 func (o *outputs) next(s *seq, logits []float32, now time.Time) (Event, error) {
 	req := &s.g.req
+	if s.format != nil {
+		// Before any other sampling step; the samples of a prompt share
+		// its first logits, and start in the same state, so the same mask.
+		s.format.Mask(logits)
+	}
 	id := s.sampler.Sample(logits, s.tokens, s.gen)
 	if id == sample.NoToken {
 		return Event{}, errNoToken
+	}
+	if s.format != nil && !s.format.Advance(o.tok, id) {
+		return Event{}, &Error{Kind: KindInternal, Msg: "the sampler drew a token the output's format does not allow"}
 	}
 	ev := Event{Index: s.index, Token: id, At: now}
 	if req.Logprobs > 0 {
@@ -64,7 +85,9 @@ func (o *outputs) next(s *seq, logits []float32, now time.Time) (Event, error) {
 		ev.Top = slices.Clone(o.top[:min(req.Logprobs, o.vocab)])
 	}
 	s.gen++
-	if !req.IgnoreEOS && o.tok.IsEOG(id) {
+	// A format is whole when it allows end-of-generation, which ends the
+	// sample even with IgnoreEOS: nothing may follow.
+	if (!req.IgnoreEOS || s.format != nil) && o.tok.IsEOG(id) {
 		ev.Text = s.finalText()
 		ev.Finish = FinishStop
 		return ev, nil

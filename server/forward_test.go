@@ -139,14 +139,16 @@ func brokenPeerFleet(t *testing.T) (a, b, c *fleetNode, cut *cutDialer) {
 // TestForwardResume: A does not serve stories260K; B and C do, B nearer.
 // A forwards to B, whose connection breaks part-way through the stream;
 // A resumes it on C, and the client's stream is the one C gives
-// uninterrupted, token for token, greedy and seeded, with one [DONE], no
-// error and the usage of the whole.
+// uninterrupted, token for token, greedy and seeded (and held to a JSON
+// object), with one [DONE], no error and the usage of the whole.
 func TestForwardResume(t *testing.T) {
 	a, _, c, cut := brokenPeerFleet(t)
 
 	for _, p := range []map[string]any{
 		{"temperature": 0},
 		{"temperature": 0.9, "seed": 7},
+		// The constraint's state goes through the resumed tokens too.
+		{"temperature": 0.9, "seed": 11, "response_format": map[string]any{"type": "json_object"}},
 	} {
 		body := map[string]any{"model": "stories260K", "prompt": "Once upon a time", "max_tokens": 60, "ignore_eos": true,
 			"stream": true, "stream_options": map[string]any{"include_usage": true}}

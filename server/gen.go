@@ -33,7 +33,30 @@ type samplingFields struct {
 	IgnoreEOS         bool               `json:"ignore_eos"`
 	Stream            bool               `json:"stream"`
 	StreamOptions     *streamOptions     `json:"stream_options"`
+	ResponseFormat    *responseFormat    `json:"response_format"`
 	inert
+}
+
+// responseFormat is OpenAI's response_format.
+type responseFormat struct {
+	Type       string          `json:"type"`
+	JSONSchema json.RawMessage `json:"json_schema"`
+}
+
+// format reads response_format: text (the default) or json_object.
+func (f *responseFormat) format() (batcher.Format, *apiError) {
+	if f == nil {
+		return batcher.FormatText, nil
+	}
+	switch f.Type {
+	case "", "text":
+		return batcher.FormatText, nil
+	case "json_object":
+		return batcher.FormatJSONObject, nil
+	case "json_schema":
+		return 0, badRequest("response_format", "response_format json_schema is not supported yet; json_object (any JSON object) is")
+	}
+	return 0, badRequest("response_format", "response_format type must be text or json_object, not %q", f.Type)
 }
 
 // inert are the fields OpenAI's and vLLM's clients send that do not change
@@ -131,6 +154,11 @@ func (f *samplingFields) request() (batcher.Request, *apiError) {
 		}
 	}
 	r.Sampling = p
+	format, e := f.ResponseFormat.format()
+	if e != nil {
+		return r, e
+	}
+	r.Format = format
 	stop, e := parseStop(f.Stop)
 	if e != nil {
 		return r, e
