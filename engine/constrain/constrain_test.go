@@ -124,3 +124,37 @@ func TestMaskMatchesScan(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkMask: the cost of a mask on the 128k llama-bpe vocabulary, in a
+// state met for the first time (a trie walk) and in one met before (the
+// cache), both inside a string, where the automaton accepts most of the
+// trie, and the masking of a logits row.
+func BenchmarkMask(b *testing.B) {
+	f, err := gguf.Open(shared.Path(b, "vocab/ggml-vocab-llama-bpe.gguf"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	tok, err := tokenizer.FromGGUF(f)
+	if err != nil {
+		b.Fatal(err)
+	}
+	v := NewVocab(tok)
+	var s state
+	feed(&s, `{"story": "Once`)
+	b.Run("walk", func(b *testing.B) {
+		m := make([]uint64, (v.size+63)/64)
+		for b.Loop() {
+			clear(m)
+			v.walk(0, s, m)
+		}
+	})
+	b.Run("cached", func(b *testing.B) {
+		mt := &Matcher{v: v, s: s}
+		logits := make([]float32, v.size)
+		mt.Mask(logits) // the walk, once
+		for b.Loop() {
+			mt.Mask(logits)
+		}
+	})
+}

@@ -2,6 +2,7 @@ package constrain
 
 import (
 	"math"
+	"math/bits"
 	"slices"
 	"sync"
 
@@ -120,17 +121,29 @@ func JSONObject(v *Vocab) *Matcher { return &Matcher{v: v} }
 // text tokens the automaton cannot read whole, and end-of-generation tokens
 // until the sentence is whole.
 func (m *Matcher) Mask(logits []float32) {
-	allow := m.v.allowed(m.s)
 	done := m.s.done()
+	var keep [8]float32 // the end-of-generation logits, when they stay
+	if done {
+		for i, id := range m.v.eog[:min(len(m.v.eog), len(keep))] {
+			keep[i] = logits[id]
+		}
+	}
 	inf := float32(math.Inf(-1))
-	for i := range logits {
-		if allow[i/64]&(1<<(i%64)) == 0 && !(done && m.v.isEOG(int32(i))) {
-			logits[i] = inf
+	// Only the tokens refused are touched, a word of the mask at a time.
+	for w, allow := range m.v.allowed(m.s) {
+		base := w * 64
+		for off := ^allow; off != 0; off &= off - 1 {
+			if i := base + bits.TrailingZeros64(off); i < len(logits) {
+				logits[i] = inf
+			}
+		}
+	}
+	if done {
+		for i, id := range m.v.eog[:min(len(m.v.eog), len(keep))] {
+			logits[id] = keep[i]
 		}
 	}
 }
-
-func (v *Vocab) isEOG(id int32) bool { return slices.Contains(v.eog, id) }
 
 // Advance reads token id, which Mask allowed; it reports false for a token
 // the language does not continue with (the matcher then stays as it was).
