@@ -69,12 +69,25 @@ func resolveModel(path string, log io.Writer) (string, error) {
 }
 
 // writeDemo writes the embedded demo model, atomically so a concurrent run
-// never sees half a file.
+// never sees half a file; each writer has a file of its own until the rename,
+// so nodes started together (README's fleet) do not trip over each other.
 func writeDemo(path string) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, demoModel, 0o644); err != nil {
-		os.Remove(tmp)
+	f, err := os.CreateTemp(filepath.Dir(path), ".demo-*.tmp")
+	if err != nil {
 		return err
 	}
-	return os.Rename(tmp, path)
+	_, err = f.Write(demoModel)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(f.Name(), 0o644)
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+	return err
 }

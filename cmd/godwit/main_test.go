@@ -157,6 +157,23 @@ func TestDefaultModel(t *testing.T) {
 	if err != nil || !bytes.Equal(demo, want) {
 		t.Fatalf("the demo file is not ../shared's stories260K (%v)", err)
 	}
+	// Nodes started together each write the demo, and none fails.
+	together := filepath.Join(t.TempDir(), demoFile)
+	errs := make(chan error, 8)
+	for range 8 {
+		go func() { errs <- writeDemo(together) }()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatalf("a concurrent first run: %v", err)
+		}
+	}
+	if got, err := os.ReadFile(together); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("after 8 writers at once the demo file is not whole (%v)", err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(together), ".demo-*")); len(left) > 0 {
+		t.Fatalf("temporary files left: %v", left)
+	}
 	// A model in the folder wins over the demo model.
 	mustGodwit(t, "gen-model", "--dim", "64", "--layers", "1", "-o", filepath.Join(dir, "a-model.gguf"))
 	_, stderr, err = godwit(t, "run", "-p", "hi", "-n", "2", "--ids", "--ignore-eos")
