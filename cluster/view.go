@@ -32,18 +32,16 @@ func Candidates(members []Member, avoided func(name string) bool) []Candidate {
 }
 
 // Avoid remembers peers that failed to answer, so that requests stay away
-// from them for a while even before gossip declares them dead. The zero
-// value avoids for DefaultAvoid. Safe for concurrent use.
+// from them for AvoidFor even before gossip declares them dead. The zero
+// value is ready. Safe for concurrent use.
 type Avoid struct {
-	For time.Duration
-
 	mu    sync.Mutex
 	until map[string]time.Time
 }
 
-// DefaultAvoid is how long a failed peer is left alone: about the lan
-// profile's time to declare a dead node.
-const DefaultAvoid = 5 * time.Second
+// AvoidFor is how long a failed peer is left alone: about the lan profile's
+// time to declare a dead node.
+const AvoidFor = 5 * time.Second
 
 // Fail records that name failed at now.
 func (a *Avoid) Fail(name string, now time.Time) {
@@ -52,11 +50,7 @@ func (a *Avoid) Fail(name string, now time.Time) {
 	if a.until == nil {
 		a.until = map[string]time.Time{}
 	}
-	d := a.For
-	if d <= 0 {
-		d = DefaultAvoid
-	}
-	a.until[name] = now.Add(d)
+	a.until[name] = now.Add(AvoidFor)
 }
 
 // Avoided reports whether name failed within the avoidance time before now.

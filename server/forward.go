@@ -156,17 +156,12 @@ func (s *Server) route(ctx *fasthttp.RequestCtx, m *ready, rt route, endpoint st
 	}
 	var tried []string
 	for {
-		d, self, err := s.decide(m, model, hops, slices.Concat(path, tried))
+		d, self, peer, err := s.decide(m, model, hops, slices.Concat(path, tried))
 		if err != nil {
 			return notFound("model_not_found", "the model %q is not served by this node (%q) or by any peer it can reach; GET /v1/models lists the fleet's models", model, s.cfg.ModelName)
 		}
 		if d.Local {
 			return rt.h(s, ctx, m)
-		}
-		peer, ok := memberNamed(m.Fleet.Members(), d.Peer)
-		if !ok {
-			tried = append(tried, d.Peer)
-			continue
 		}
 		headers := hopHeaders{hops: hops + 1, path: append(slices.Clone(path), self.Name)}
 		var done bool
@@ -183,10 +178,11 @@ func (s *Server) route(ctx *fasthttp.RequestCtx, m *ready, rt route, endpoint st
 	}
 }
 
-// decide runs the forwarding decision on the fleet as gossip shows it.
-func (s *Server) decide(m *ready, model string, hops int, path []string) (cluster.Decision, cluster.Member, error) {
+// decide runs the forwarding decision on the fleet as gossip shows it, and
+// returns this node and the peer chosen (if any) from the same view.
+func (s *Server) decide(m *ready, model string, hops int, path []string) (d cluster.Decision, self, peer cluster.Member, err error) {
 	members := m.Fleet.Members()
-	self, _ := selfMember(members)
+	self, _ = selfMember(members)
 	st := m.Batcher.Stats()
 	cfg := m.Forward.Config
 	if cfg.Threshold <= 0 {
@@ -199,11 +195,12 @@ func (s *Server) decide(m *ready, model string, hops int, path []string) (cluste
 		Peers: cluster.Candidates(members, func(name string) bool { return s.avoid.Avoided(name, now) }),
 	}
 	s.sent.adjust(in.Peers, now)
-	d, err := cluster.Choose(in, cfg, rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())))
+	d, err = cluster.Choose(in, cfg, rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())))
 	if err == nil && !d.Local {
 		s.sent.add(d.Peer, now)
+		peer, _ = memberNamed(members, d.Peer) // Choose picks among these members
 	}
-	return d, self, err
+	return d, self, peer, err
 }
 
 // sentWindow is about how long a peer's gossiped state takes to show the

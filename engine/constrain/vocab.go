@@ -109,23 +109,23 @@ func (v *Vocab) walk(n int32, s state, m []uint64) {
 // Matcher follows one sample's output through a language. Its zero value is
 // not usable: make it with JSONObject.
 type Matcher struct {
-	v *Vocab
-	s state
+	v    *Vocab
+	s    state
+	keep []float32 // Mask's scratch: the end-of-generation logits
 }
 
 // JSONObject returns a matcher at the start of response_format json_object's
 // language: one JSON object.
-func JSONObject(v *Vocab) *Matcher { return &Matcher{v: v} }
+func JSONObject(v *Vocab) *Matcher { return &Matcher{v: v, keep: make([]float32, len(v.eog))} }
 
 // Mask sets to -Inf the logit of every token that would leave the language:
 // text tokens the automaton cannot read whole, and end-of-generation tokens
 // until the sentence is whole.
 func (m *Matcher) Mask(logits []float32) {
 	done := m.s.done()
-	var keep [8]float32 // the end-of-generation logits, when they stay
 	if done {
-		for i, id := range m.v.eog[:min(len(m.v.eog), len(keep))] {
-			keep[i] = logits[id]
+		for i, id := range m.v.eog {
+			m.keep[i] = logits[id]
 		}
 	}
 	inf := float32(math.Inf(-1))
@@ -139,8 +139,8 @@ func (m *Matcher) Mask(logits []float32) {
 		}
 	}
 	if done {
-		for i, id := range m.v.eog[:min(len(m.v.eog), len(keep))] {
-			logits[id] = keep[i]
+		for i, id := range m.v.eog {
+			logits[id] = m.keep[i]
 		}
 	}
 }
