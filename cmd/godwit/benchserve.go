@@ -4,15 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
 	"os/signal"
-	"sync/atomic"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
@@ -119,11 +116,16 @@ func benchServeCmd() *cobra.Command {
 				load.Levels = []bench.Level{{Concurrency: 1}}
 			}
 			load.Seed = pc.Seed
-			var prog bench.Progress
+			prog := bench.NewLineProgress(log, false, nil)
 			if f, ok := log.(*os.File); ok && !noProgress && term.IsTerminal(int(f.Fd())) {
-				prog = &bar{w: f}
-			} else {
-				prog = &logProgress{w: log}
+				prog = bench.NewLineProgress(f, true, func() int {
+					// Asked at each redraw: the window may be resized mid-run.
+					w, _, err := term.GetSize(int(f.Fd()))
+					if err != nil {
+						return 0
+					}
+					return w
+				})
 			}
 			results, runErr := bench.RunLoad(ctx, client, targets, prompts, load, prog)
 			out := cmd.OutOrStdout()
@@ -197,7 +199,7 @@ func benchServeCmd() *cobra.Command {
 	f.BoolVar(&ignoreEOS, "ignore-eos", true, "send ignore_eos so that every request generates max_tokens (godwit, llama.cpp, vLLM)")
 	f.StringVar(&jsonPath, "json", "", "write every level's summary and every sample's timings to this JSON file")
 	f.StringVar(&plotP, "plot", "", "draw throughput against latency and the TTFT distribution to this .png or .svg")
-	f.BoolVar(&noProgress, "no-progress", false, "no progress bar, even on a terminal")
+	f.BoolVar(&noProgress, "no-progress", false, "no progress line updated in place, even on a terminal (a line as each level ends)")
 	return cmd
 }
 
@@ -206,66 +208,4 @@ func hostOf(u string) string {
 		return p.Host
 	}
 	return u
-}
-
-// bar shows a level's progress on a terminal: requests done of those asked,
-// or a spinner counting them for a --duration level.
-type bar struct {
-	w io.Writer
-	b *progressbar.ProgressBar
-}
-
-func (p *bar) Begin(desc string, requests int, d time.Duration) {
-	max := requests
-	if d > 0 && requests == 0 {
-		max = -1
-		desc += fmt.Sprintf(" (%v)", d)
-	}
-	p.b = progressbar.NewOptions(max, progressbar.OptionSetWriter(p.w), progressbar.OptionSetDescription(desc),
-		progressbar.OptionShowCount(), progressbar.OptionSetElapsedTime(true), progressbar.OptionShowIts(),
-		progressbar.OptionSetItsString("req"), progressbar.OptionClearOnFinish(), progressbar.OptionThrottle(100*time.Millisecond))
-}
-
-func (p *bar) Done() { _ = p.b.Add(1) }
-func (p *bar) End(r *bench.LevelResult) {
-	_ = p.b.Finish()
-	if r != nil {
-		fmt.Fprintln(p.w, levelLine(r))
-	}
-}
-
-// logProgress writes a line per level when not on a terminal.
-type logProgress struct {
-	w     io.Writer
-	n     atomic.Int64
-	start time.Time
-	desc  string
-}
-
-func (p *logProgress) Begin(desc string, _ int, _ time.Duration) {
-	p.desc, p.start = desc, time.Now()
-	p.n.Store(0)
-}
-func (p *logProgress) Done() { p.n.Add(1) }
-func (p *logProgress) End(r *bench.LevelResult) {
-	if r != nil {
-		fmt.Fprintln(p.w, levelLine(r))
-		return
-	}
-	fmt.Fprintf(p.w, "%s: %d requests in %.1fs\n", p.desc, p.n.Load(), time.Since(p.start).Seconds())
-}
-
-// levelLine is a level's result in a line, shown as soon as it ends; the
-// table comes with the whole run.
-func levelLine(r *bench.LevelResult) string {
-	s := r.Stats
-	return fmt.Sprintf("%s %v: %d/%d ok in %.1fs, %.2f req/s, %.1f output tok/s, TTFT p50 %.0f ms, TPOT p50 %.1f ms%s",
-		r.Target, r.Level, s.Completed, s.Requests, s.Wall.Seconds(), s.ReqPerSec, s.OutPerSec, s.TTFT.P50, s.TPOT.P50, errorsNote(s))
-}
-
-func errorsNote(s bench.Stats) string {
-	if e := s.ErrorSummary(); e != "-" {
-		return ", errors: " + e
-	}
-	return ""
 }
