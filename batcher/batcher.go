@@ -93,18 +93,11 @@ type Request struct {
 	// would have ended the sample (a stop string, or end-of-generation
 	// without IgnoreEOS).
 	Resume []int32
-	// Format constrains what the samples may generate (issue 16); the
-	// zero value, FormatText, does not.
-	Format Format
+	// Format is the language the samples' output is held to (issue 16);
+	// nil holds it to nothing. Every sample, resumed ones included,
+	// follows it from its start.
+	Format *constrain.Language
 }
-
-// Format is a language a request's output is held to.
-type Format uint8
-
-const (
-	FormatText       Format = iota // anything
-	FormatJSONObject               // one JSON object (response_format json_object)
-)
 
 // Finish reasons.
 const (

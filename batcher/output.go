@@ -36,11 +36,11 @@ func (o *outputs) init(s *seq, index int) {
 	}
 	s.index, s.sampler, s.decoder = index, sm, o.tok.NewStreamDecoder()
 	s.stop = stopMatcher{stops: s.g.req.Stop}
-	if s.g.req.Format == FormatJSONObject {
+	if f := s.g.req.Format; f != nil {
 		if o.trie == nil {
 			o.trie = constrain.NewVocab(o.tok)
 		}
-		s.format = constrain.JSONObject(o.trie)
+		s.format = constrain.NewMatcher(f, o.trie)
 	}
 	// A resumed sample's decoder, stop matcher and constraint take its
 	// earlier tokens as they did when those were generated: their text
@@ -67,7 +67,9 @@ func (o *outputs) next(s *seq, logits []float32, now time.Time) (Event, error) {
 	if s.format != nil {
 		// Before any other sampling step; the samples of a prompt share
 		// its first logits, and start in the same state, so the same mask.
-		s.format.Mask(logits)
+		// The tokens left count this one; the context counts the prompt
+		// and every generated token.
+		s.format.Mask(logits, min(req.MaxTokens-s.gen, o.ctx-len(s.tokens)))
 	}
 	id := s.sampler.Sample(logits, s.tokens, s.gen)
 	if id == sample.NoToken {

@@ -2,9 +2,7 @@ package server
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"math"
 	"net/http"
 	"strings"
@@ -639,25 +637,10 @@ func TestInertFields(t *testing.T) {
 	}
 }
 
-// jsonPrefix reports whether s is the start of a JSON text: encoding/json
-// reads it to its end without a syntax error.
-func jsonPrefix(s string) bool {
-	dec := json.NewDecoder(strings.NewReader(s))
-	for {
-		_, err := dec.Token()
-		switch {
-		case err == io.EOF, errors.Is(err, io.ErrUnexpectedEOF):
-			return true
-		case err != nil:
-			return false
-		}
-	}
-}
-
 // TestResponseFormatJSONObject: with response_format json_object every
 // output is one JSON object (encoding/json, not the code under test, says
-// so) when it ends by itself, and a JSON prefix when max_tokens cuts it;
-// streamed, the chunks add up to the same. Other types are refused.
+// so), closed in time when max_tokens would cut it; streamed, the chunks
+// add up to the same.
 func TestResponseFormatJSONObject(t *testing.T) {
 	r := startRig(t, rigOptions{})
 	whole := 0
@@ -666,23 +649,15 @@ func TestResponseFormatJSONObject(t *testing.T) {
 			"response_format": map[string]any{"type": "json_object"}, "temperature": 1, "seed": seed, "max_tokens": 120})
 		msg := v["choices"].([]any)[0].(map[string]any)
 		text := msg["message"].(map[string]any)["content"].(string)
-		switch finishReason(v, 0) {
-		case "stop":
-			var obj map[string]any
-			if err := json.Unmarshal([]byte(text), &obj); err != nil {
-				t.Fatalf("seed %d: %q is not a JSON object: %v", seed, text, err)
-			}
+		var obj map[string]any
+		if err := json.Unmarshal([]byte(text), &obj); err != nil {
+			t.Fatalf("seed %d: %q (%s) is not a JSON object: %v", seed, text, finishReason(v, 0), err)
+		}
+		if finishReason(v, 0) == "stop" {
 			whole++
-		case "length":
-			if !jsonPrefix(text) || !strings.HasPrefix(strings.TrimSpace(text), "{") {
-				t.Fatalf("seed %d: %q is not the start of a JSON object", seed, text)
-			}
 		}
 	}
-	t.Logf("%d of 24 outputs closed their object within 120 tokens", whole)
-	if whole == 0 {
-		t.Fatal("no output closed its object")
-	}
+	t.Logf("%d of 24 outputs ended on their own within 120 tokens, the others were closed in time", whole)
 	body := map[string]any{"prompt": "Once upon a time", "response_format": map[string]any{"type": "json_object"},
 		"temperature": 1, "seed": 5, "max_tokens": 120}
 	whole1 := choiceTexts(t, r.post("/v1/completions", body))[0]
@@ -694,7 +669,7 @@ func TestResponseFormatJSONObject(t *testing.T) {
 			streamed.WriteString(c.(map[string]any)["text"].(string))
 		}
 	}
-	if !done || streamed.String() != whole1 || !jsonPrefix(whole1) {
+	if !done || streamed.String() != whole1 || !json.Valid([]byte(whole1)) {
 		t.Fatalf("streamed %q (done %v), whole %q", streamed.String(), done, whole1)
 	}
 	// Each of n samples follows the format on its own.
@@ -702,17 +677,11 @@ func TestResponseFormatJSONObject(t *testing.T) {
 		"temperature": 1, "seed": 9, "max_tokens": 60, "n": 3}
 	texts := choiceTexts(t, r.post("/v1/completions", body))
 	for _, text := range texts {
-		if !jsonPrefix(text) || !strings.HasPrefix(strings.TrimSpace(text), "{") {
-			t.Fatalf("n=3: %q is not the start of a JSON object", text)
+		if !json.Valid([]byte(text)) || !strings.HasPrefix(strings.TrimSpace(text), "{") {
+			t.Fatalf("n=3: %q is not a JSON object", text)
 		}
 	}
 	if len(texts) != 3 || texts[0] == texts[1] && texts[1] == texts[2] {
 		t.Fatalf("n=3: %q", texts)
-	}
-	for _, f := range []string{`{"type":"json_schema","json_schema":{"name":"x","schema":{}}}`, `{"type":"yaml"}`} {
-		got := r.do("POST", "/v1/completions", `{"prompt":"x","response_format":`+f+`}`)
-		if got.status != 400 || got.json(t)["error"].(map[string]any)["param"] != "response_format" {
-			t.Errorf("response_format %s: %d %s", f, got.status, got.body)
-		}
 	}
 }

@@ -169,7 +169,7 @@ func (s *Server) chatCompletions(ctx *fasthttp.RequestCtx, m *ready) *apiError {
 		req.MaxTokens, param = req.MaxCompletionTokens, "max_completion_tokens"
 		fields["max_tokens"] = param
 	}
-	base, e := req.request()
+	base, e := req.request(&s.langs)
 	if e != nil {
 		return e
 	}

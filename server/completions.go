@@ -150,7 +150,7 @@ func (s *Server) completions(ctx *fasthttp.RequestCtx, m *ready) *apiError {
 		return e
 	}
 	s.logInert(ctx, req.names())
-	base, e := req.request()
+	base, e := req.request(&s.langs)
 	if e != nil {
 		return e
 	}

@@ -33,30 +33,8 @@ type samplingFields struct {
 	IgnoreEOS         bool               `json:"ignore_eos"`
 	Stream            bool               `json:"stream"`
 	StreamOptions     *streamOptions     `json:"stream_options"`
-	ResponseFormat    *responseFormat    `json:"response_format"`
+	formatFields
 	inert
-}
-
-// responseFormat is OpenAI's response_format.
-type responseFormat struct {
-	Type       string          `json:"type"`
-	JSONSchema json.RawMessage `json:"json_schema"`
-}
-
-// format reads response_format: text (the default) or json_object.
-func (f *responseFormat) format() (batcher.Format, *apiError) {
-	if f == nil {
-		return batcher.FormatText, nil
-	}
-	switch f.Type {
-	case "", "text":
-		return batcher.FormatText, nil
-	case "json_object":
-		return batcher.FormatJSONObject, nil
-	case "json_schema":
-		return 0, badRequest("response_format", "response_format json_schema is not supported yet; json_object (any JSON object) is")
-	}
-	return 0, badRequest("response_format", "response_format type must be text or json_object, not %q", f.Type)
 }
 
 // inert are the fields OpenAI's and vLLM's clients send that do not change
@@ -100,7 +78,7 @@ const defaultMaxTokens = 16
 // request turns f into a batcher request (without its prompt). Ranges are
 // checked once, by the batcher's Request.Validate when the request is
 // submitted; here only what the JSON says is read.
-func (f *samplingFields) request() (batcher.Request, *apiError) {
+func (f *samplingFields) request(langs *languages) (batcher.Request, *apiError) {
 	r := batcher.Request{MaxTokens: defaultMaxTokens, N: 1, IgnoreEOS: f.IgnoreEOS}
 	// The batcher and the sampler read 0 as "unset" (Go's zero value) for
 	// these, where the API has 0 out of range: an explicit 0 is refused
@@ -154,11 +132,15 @@ func (f *samplingFields) request() (batcher.Request, *apiError) {
 		}
 	}
 	r.Sampling = p
-	format, e := f.ResponseFormat.format()
+	spec, e := f.spec()
 	if e != nil {
 		return r, e
 	}
-	r.Format = format
+	if spec != nil {
+		if r.Format, e = langs.language(spec); e != nil {
+			return r, e
+		}
+	}
 	stop, e := parseStop(f.Stop)
 	if e != nil {
 		return r, e

@@ -146,6 +146,8 @@ type Server struct {
 	peers *fasthttp.Client
 	avoid cluster.Avoid
 	sent  sentLog
+
+	langs languages // compiled output formats
 }
 
 type route struct {

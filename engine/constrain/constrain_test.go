@@ -80,7 +80,7 @@ func TestRandomWalksAreJSON(t *testing.T) {
 	}
 }
 
-func loadTok(t *testing.T, path string) *tokenizer.Tokenizer {
+func loadTok(t testing.TB, path string) *tokenizer.Tokenizer {
 	t.Helper()
 	f, err := gguf.Open(shared.Path(t, path))
 	if err != nil {
@@ -111,7 +111,7 @@ func TestMaskMatchesScan(t *testing.T) {
 					tt := s
 					want = feed(&tt, string(p))
 				}
-				if has := got[id/64]&(1<<(id%64)) != 0; has != want {
+				if has := got.bits[id/64]&(1<<(id%64)) != 0; has != want {
 					t.Fatalf("%s after %q: token %d %q allowed %v, the scan says %v", path, doc[:i], id, tok.Piece(id), has, want)
 				}
 			}
@@ -146,15 +146,16 @@ func BenchmarkMask(b *testing.B) {
 		m := make([]uint64, (v.size+63)/64)
 		for b.Loop() {
 			clear(m)
-			v.walk(0, s, m)
+			v.walk(s, func(id int32, _ *state) { m[id/64] |= 1 << (id % 64) })
 		}
 	})
 	b.Run("cached", func(b *testing.B) {
-		mt := &Matcher{v: v, s: s}
+		mt := NewMatcher(JSONObjectLanguage(), v)
+		mt.s = s
 		logits := make([]float32, v.size)
-		mt.Mask(logits) // the walk, once
+		mt.Mask(logits, 1<<20) // the walk, once
 		for b.Loop() {
-			mt.Mask(logits)
+			mt.Mask(logits, 1<<20)
 		}
 	})
 }

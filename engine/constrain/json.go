@@ -66,6 +66,36 @@ func isHex(b byte) bool   { return isDigit(b) || b >= 'a' && b <= 'f' || b >= 'A
 // object is closed.
 func (s *state) done() bool { return s.mode == mAfter && s.depth == 0 }
 
+// dist is the fewest bytes that make the bytes read a whole sentence: the
+// rest of the current value, then a closing byte per open container.
+func (s *state) dist() int32 {
+	rest := int32(0)
+	switch s.mode {
+	case mStart:
+		rest = 2 // {}
+	case mValue, mMinus, mDot, mExp, mExpSign:
+		rest = 1 // a digit
+	case mKey:
+		rest = 4 // "":0
+	case mColon:
+		rest = 2 // :0
+	case mString, mEscape, mHex, mUTF8:
+		rest = 1 // "
+		if s.key {
+			rest = 3 // ":0
+		}
+		switch s.mode {
+		case mEscape:
+			rest++
+		case mHex, mUTF8:
+			rest += int32(s.n)
+		}
+	case mLiteral:
+		rest = int32(len(literals[s.lit]) - int(s.n))
+	}
+	return rest + int32(s.depth)
+}
+
 // valueEnded moves on once a value has been read whole.
 func (s *state) valueEnded() { s.mode = mAfter }
 

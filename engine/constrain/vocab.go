@@ -1,6 +1,7 @@
 package constrain
 
 import (
+	"bytes"
 	"math"
 	"math/bits"
 	"slices"
@@ -14,74 +15,102 @@ import (
 // Build it once per tokenizer; it is safe for concurrent use.
 type Vocab struct {
 	size  int
-	nodes []node // nodes[0] is the root
+	trie  []tnode // the trie's nodes but the root, in preorder
+	toks  []int32 // the tokens ending at each node, by tnode's range
+	depth int     // the longest token's bytes
 	eog   []int32
 
 	mu    sync.Mutex
-	masks map[state][]uint64 // allowed text tokens by state, a bit per token
+	masks map[state]*mask // allowed text tokens by state
 }
 
 // maxMasks bounds the mask cache (a 128k vocabulary's mask is 16 KiB).
 const maxMasks = 4096
 
-type node struct {
-	edges  []edge  // by byte, sorted
-	tokens []int32 // the tokens whose bytes end here
-}
-
-type edge struct {
-	b    byte
-	next int32
+// tnode is a trie node. In preorder a walk is one pass over an array:
+// each node's parent is the nearest node before it one byte shallower, and
+// a branch the automaton refuses is skipped in one jump to its end.
+type tnode struct {
+	b            byte
+	depth        int32 // bytes from the root: 1 for the root's children
+	end          int32 // the index after this node's subtree
+	tokLo, tokHi int32 // the tokens whose bytes end here: toks[tokLo:tokHi]
 }
 
 // NewVocab indexes tok's vocabulary. Control tokens are left out: they are
 // never text, and the end-of-generation ones are allowed only once a
 // sentence is whole.
 func NewVocab(tok *tokenizer.Tokenizer) *Vocab {
-	v := &Vocab{size: tok.VocabSize(), nodes: []node{{}}, masks: map[state][]uint64{}}
-	for id := range int32(v.size) {
+	pieces := make([][]byte, tok.VocabSize())
+	var eog []int32
+	for id := range int32(len(pieces)) {
 		if tok.IsEOG(id) {
-			v.eog = append(v.eog, id)
+			eog = append(eog, id)
 		}
-		if tok.IsControl(id) {
-			continue
+		if !tok.IsControl(id) {
+			pieces[id] = tok.Piece(id)
 		}
-		p := tok.Piece(id)
-		if len(p) == 0 {
-			continue
+	}
+	return newVocab(pieces, eog)
+}
+
+// newVocab builds the trie of pieces (by token id; empty ones are left
+// out).
+func newVocab(pieces [][]byte, eog []int32) *Vocab {
+	ids := make([]int32, 0, len(pieces))
+	for id, p := range pieces {
+		if len(p) > 0 {
+			ids = append(ids, int32(id))
 		}
-		n := int32(0)
-		for _, b := range p {
-			n = v.child(n, b)
+	}
+	// Sorted by bytes, the tokens come in the trie's preorder.
+	slices.SortStableFunc(ids, func(a, b int32) int { return bytes.Compare(pieces[a], pieces[b]) })
+	v := &Vocab{size: len(pieces), eog: eog, masks: map[state]*mask{}}
+	var path []int32 // the open nodes, by depth-1
+	var prev []byte
+	for _, id := range ids {
+		p := pieces[id]
+		common := 0
+		for common < len(p) && common < len(prev) && p[common] == prev[common] {
+			common++
 		}
-		v.nodes[n].tokens = append(v.nodes[n].tokens, id)
+		for _, n := range path[common:] {
+			v.trie[n].end = int32(len(v.trie))
+		}
+		path = path[:common]
+		for d := common; d < len(p); d++ {
+			path = append(path, int32(len(v.trie)))
+			v.trie = append(v.trie, tnode{b: p[d], depth: int32(d + 1), tokLo: int32(len(v.toks)), tokHi: int32(len(v.toks))})
+		}
+		// Tokens with the same bytes share the node.
+		n := &v.trie[path[len(p)-1]]
+		if n.tokHi != int32(len(v.toks)) {
+			panic("constrain: tokens out of order")
+		}
+		v.toks = append(v.toks, id)
+		n.tokHi++
+		v.depth = max(v.depth, len(p))
+		prev = p
+	}
+	for _, n := range path {
+		v.trie[n].end = int32(len(v.trie))
 	}
 	return v
 }
 
-func (v *Vocab) child(n int32, b byte) int32 {
-	es := v.nodes[n].edges
-	i, ok := slices.BinarySearchFunc(es, b, func(e edge, b byte) int { return int(e.b) - int(b) })
-	if ok {
-		return es[i].next
-	}
-	next := int32(len(v.nodes))
-	v.nodes = append(v.nodes, node{})
-	v.nodes[n].edges = slices.Insert(v.nodes[n].edges, i, edge{b, next})
-	return next
-}
-
-// allowed returns the text tokens that s can read whole, a bit per token,
-// computed once per state.
-func (v *Vocab) allowed(s state) []uint64 {
+// allowed returns s's mask, computed once per state.
+func (v *Vocab) allowed(s state) *mask {
 	v.mu.Lock()
 	m, ok := v.masks[s]
 	v.mu.Unlock()
 	if ok {
 		return m
 	}
-	m = make([]uint64, (v.size+63)/64)
-	v.walk(0, s, m)
+	m = &mask{bits: make([]uint64, (v.size+63)/64)}
+	v.walk(s, func(id int32, t *state) {
+		m.bits[id/64] |= 1 << (id % 64)
+		m.maxNext = max(m.maxNext, t.dist())
+	})
 	v.mu.Lock()
 	if len(v.masks) >= maxMasks {
 		clear(v.masks) // deep, varied nesting: start the cache again
@@ -91,38 +120,75 @@ func (v *Vocab) allowed(s state) []uint64 {
 	return m
 }
 
-// walk marks the tokens below node n that s reads: a branch ends at the
-// first byte no sentence continues with.
-func (v *Vocab) walk(n int32, s state, m []uint64) {
-	for _, e := range v.nodes[n].edges {
-		t := s
-		if !t.step(e.b) {
+// walk calls f with every text token that s reads whole and the state it
+// reads it into: a branch ends at the first byte no sentence continues
+// with.
+func (v *Vocab) walk(s state, f func(id int32, t *state)) {
+	stack := make([]state, v.depth+1)
+	stack[0] = s
+	for i := 0; i < len(v.trie); {
+		n := &v.trie[i]
+		t := &stack[n.depth]
+		*t = stack[n.depth-1]
+		if !t.step(n.b) {
+			i = int(n.end)
 			continue
 		}
-		for _, id := range v.nodes[e.next].tokens {
-			m[id/64] |= 1 << (id % 64)
+		for _, id := range v.toks[n.tokLo:n.tokHi] {
+			f(id, t)
 		}
-		v.walk(e.next, t, m)
+		i++
 	}
 }
 
-// Matcher follows one sample's output through a language. Its zero value is
-// not usable: make it with JSONObject.
+// Matcher follows one sample's output through a language. Make it with
+// NewMatcher.
 type Matcher struct {
 	v    *Vocab
+	d    *dfa  // nil: the JSON object automaton, in s
+	ds   int32 // the state in d
 	s    state
 	keep []float32 // Mask's scratch: the end-of-generation logits
+	near []uint64  // Mask's scratch: the tokens that still leave room to finish
 }
 
-// JSONObject returns a matcher at the start of response_format json_object's
-// language: one JSON object.
-func JSONObject(v *Vocab) *Matcher { return &Matcher{v: v, keep: make([]float32, len(v.eog))} }
+// NewMatcher returns a matcher at the start of l over v's tokens.
+func NewMatcher(l *Language, v *Vocab) *Matcher {
+	m := &Matcher{v: v, keep: make([]float32, len(v.eog))}
+	if l.n != nil {
+		m.d = l.dfaFor(v)
+	}
+	return m
+}
+
+// pdaMaxDist bounds the JSON object automaton's distance to a whole
+// object: a key's escape inside the deepest nesting.
+const pdaMaxDist = maxDepth + 16
 
 // Mask sets to -Inf the logit of every token that would leave the language:
-// text tokens the automaton cannot read whole, and end-of-generation tokens
-// until the sentence is whole.
-func (m *Matcher) Mask(logits []float32) {
-	done := m.s.done()
+// text tokens the automaton cannot read whole, end-of-generation tokens
+// until the output is whole, and, when left (the tokens the sample may
+// still generate, this one included) runs short, every token after which
+// the output could no longer be finished in time. Each remaining token can
+// always bring the output a byte nearer its end, so a sample that starts
+// with room for the shortest output always ends with a whole one.
+func (m *Matcher) Mask(logits []float32, left int) {
+	var allow *mask
+	var dist, maxDist int32
+	if m.d != nil {
+		m.d.mu.Lock()
+		allow = m.d.maskOf(m.ds)
+		dist, maxDist = m.d.states[m.ds].dist, m.d.l.maxDist
+		m.d.mu.Unlock()
+	} else {
+		allow = m.v.allowed(m.s)
+		dist, maxDist = m.s.dist(), pdaMaxDist
+	}
+	words := allow.bits
+	if room := int32(min(left-1, int(maxDist)+1)); left > 0 && allow.maxNext > room && dist <= room+1 {
+		words = m.nearMask(room)
+	}
+	done := dist == 0
 	if done {
 		for i, id := range m.v.eog {
 			m.keep[i] = logits[id]
@@ -130,7 +196,7 @@ func (m *Matcher) Mask(logits []float32) {
 	}
 	inf := float32(math.Inf(-1))
 	// Only the tokens refused are touched, a word of the mask at a time.
-	for w, allow := range m.v.allowed(m.s) {
+	for w, allow := range words {
 		base := w * 64
 		for off := ^allow; off != 0; off &= off - 1 {
 			if i := base + bits.TrailingZeros64(off); i < len(logits) {
@@ -145,14 +211,52 @@ func (m *Matcher) Mask(logits []float32) {
 	}
 }
 
+// nearMask is the tokens after which the output can be finished within room
+// bytes (so within room tokens).
+func (m *Matcher) nearMask(room int32) []uint64 {
+	if m.near == nil {
+		m.near = make([]uint64, (m.v.size+63)/64)
+	}
+	clear(m.near)
+	if m.d != nil {
+		m.d.mu.Lock()
+		m.d.walk(m.ds, func(id, to int32) {
+			if m.d.states[to].dist <= room {
+				m.near[id/64] |= 1 << (id % 64)
+			}
+		})
+		m.d.mu.Unlock()
+		return m.near
+	}
+	m.v.walk(m.s, func(id int32, t *state) {
+		if t.dist() <= room {
+			m.near[id/64] |= 1 << (id % 64)
+		}
+	})
+	return m.near
+}
+
 // Advance reads token id, which Mask allowed; it reports false for a token
 // the language does not continue with (the matcher then stays as it was).
 func (m *Matcher) Advance(tok *tokenizer.Tokenizer, id int32) bool {
 	if tok.IsEOG(id) {
-		return m.s.done()
+		return m.Done()
+	}
+	piece := tok.Piece(id)
+	if m.d != nil {
+		m.d.mu.Lock()
+		defer m.d.mu.Unlock()
+		s := m.ds
+		for _, b := range piece {
+			if s = m.d.step(s, b); s < 0 {
+				return false
+			}
+		}
+		m.ds = s
+		return true
 	}
 	t := m.s
-	for _, b := range tok.Piece(id) {
+	for _, b := range piece {
 		if !t.step(b) {
 			return false
 		}
@@ -162,4 +266,11 @@ func (m *Matcher) Advance(tok *tokenizer.Tokenizer, id int32) bool {
 }
 
 // Done reports whether the output so far is a whole sentence.
-func (m *Matcher) Done() bool { return m.s.done() }
+func (m *Matcher) Done() bool {
+	if m.d != nil {
+		m.d.mu.Lock()
+		defer m.d.mu.Unlock()
+		return m.d.states[m.ds].final
+	}
+	return m.s.done()
+}
