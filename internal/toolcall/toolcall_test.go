@@ -102,7 +102,7 @@ const (
 		`"opts": {"mode": [1, -2.5e3, {"x": null, "y": [true, false]}], "s": "]}\\"}}`
 )
 
-func TestParseHermes(t *testing.T) {
+func TestToolParseHermes(t *testing.T) {
 	call := func(args string) string {
 		return "<tool_call>\n" + args + "\n</tool_call>"
 	}
@@ -149,7 +149,7 @@ func TestParseHermes(t *testing.T) {
 	})
 }
 
-func TestParseLlama3(t *testing.T) {
+func TestToolParseLlama3(t *testing.T) {
 	runCases(t, Llama3, []parseCase{
 		{"plain", "The weather in Paris is sunny; {\"name\": \"x\"} is not a call here.",
 			"The weather in Paris is sunny; {\"name\": \"x\"} is not a call here.", nil},
@@ -178,8 +178,8 @@ func TestParseLlama3(t *testing.T) {
 	})
 }
 
-// TestShapeParses: calls spelled as Shape says parse back, in each format.
-func TestShapeParses(t *testing.T) {
+// TestToolShapeParses: calls spelled as Shape says parse back, in each format.
+func TestToolShapeParses(t *testing.T) {
 	calls := []Call{{ID: "call_1", Name: "get_weather", Arguments: weatherParis}, {ID: "call_2", Name: "write_file", Arguments: trickyArgs}}
 	for _, f := range []Format{Hermes, Llama3} {
 		s := f.Shape()
@@ -194,9 +194,9 @@ func TestShapeParses(t *testing.T) {
 	}
 }
 
-// TestMalformedIsText: in random turns made of pieces of calls, whatever
+// TestToolMalformedIsText: in random turns made of pieces of calls, whatever
 // no call takes is content as written, and every split parses the same.
-func TestMalformedIsText(t *testing.T) {
+func TestToolMalformedIsText(t *testing.T) {
 	pieces := []string{"<tool_call>", "</tool_call>", "<tool_", "<|python_tag|>", "{", "}", "[", "]", `"`, `\`, ":", ",", ";",
 		"\n", " ", `"name"`, `"arguments"`, `"parameters"`, `"f"`, "1", "a", "<", "true"}
 	r := rand.New(rand.NewPCG(1, 2))
@@ -216,7 +216,7 @@ func TestMalformedIsText(t *testing.T) {
 	}
 }
 
-func TestDetect(t *testing.T) {
+func TestToolDetect(t *testing.T) {
 	vocab := func(tokens ...string) func(string) bool {
 		return func(s string) bool { return slices.Contains(tokens, s) }
 	}
@@ -240,7 +240,7 @@ func TestDetect(t *testing.T) {
 	}
 }
 
-func TestIDs(t *testing.T) {
+func TestToolIDs(t *testing.T) {
 	ok := regexp.MustCompile(`^call_[A-Za-z0-9]{24}$`)
 	a, b := IDs(rand.New(rand.NewPCG(7, 7))), IDs(rand.New(rand.NewPCG(7, 7)))
 	seen := map[string]bool{}
