@@ -1,14 +1,18 @@
 package server
 
 import (
+	"bytes"
+	"encoding/json"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/godwit-ai/godwit/internal/heappeak"
 	"github.com/godwit-ai/godwit/internal/jinja"
+	"github.com/godwit-ai/godwit/internal/toolcall"
 )
 
 // Chat templates as the Llama 3 Instruct and Qwen2 Instruct GGUF files
@@ -140,5 +144,201 @@ func TestChatTemplateBudget(t *testing.T) {
 	t.Logf("heap in use grew by at most %d MiB", grew>>20)
 	if grew > 100<<20 {
 		t.Errorf("heap in use grew by %d MiB", grew>>20)
+	}
+}
+
+// A conversation with tools: text and two parallel calls, their results,
+// and the answer.
+const (
+	weatherTool = `{"type": "function", "function": {"name": "get_weather", "description": "The weather now", "parameters": ` +
+		`{"type": "object", "properties": {"location": {"type": "string"}, "days": {"type": "integer", "minimum": 1}}, "required": ["location"]}}}`
+	// The second tool comes decoded, so its keys are sorted.
+	nowTool = `{"function": {"name": "now", "parameters": {"properties": {}, "type": "object"}}, "type": "function"}`
+
+	hermesToolList = "# Tools\n\nYou may call one or more functions to help with the request. " +
+		"The functions are described by their JSON signatures within <tools></tools> XML tags:\n<tools>\n" + weatherTool + "\n" + nowTool +
+		"\n</tools>\n\nTo call a function, write a JSON object with its name and arguments within <tool_call></tool_call> XML tags, " +
+		"one block for each call:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call>"
+	hermesCallText = "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"location\": \"Paris\", \"days\": 2}}\n</tool_call>\n" +
+		"<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"location\": \"Tokyo\"}}\n</tool_call>"
+	llama3CallText = `{"name": "get_weather", "parameters": {"location": "Paris", "days": 2}}; {"name": "get_weather", "parameters": {"location": "Tokyo"}}`
+
+	// chatmlTools is the conversation in Qwen2.5's manner, as the ChatML
+	// built-in renders it and as a ChatML template without tools gets it.
+	chatmlTools = "<|im_start|>system\nBe brief.\n\n" + hermesToolList + "<|im_end|>\n" +
+		"<|im_start|>user\nWeather in Paris and Tokyo?<|im_end|>\n" +
+		"<|im_start|>assistant\nLet me check.\n" + hermesCallText + "<|im_end|>\n" +
+		"<|im_start|>user\n<tool_response>\nsunny, 21 C\n</tool_response>\n<tool_response>\nrain, 15 C\n</tool_response><|im_end|>\n" +
+		"<|im_start|>assistant\nParis: sunny. Tokyo: rain.<|im_end|>\n<|im_start|>user\nThanks!<|im_end|>\n<|im_start|>assistant\n"
+
+	// toolsEcho renders what a template is given for tools, calls and
+	// results, reading them as Qwen's templates do.
+	toolsEcho = `{%- if tools is none %}none{% else %}{{ tools | map(attribute='function') | map(attribute='name') | join(',') }}{% endif %}
+{%- for m in messages %}|{{ m.role }}:{{ m.content }}{% if m.tool_call_id %}[{{ m.tool_call_id }}]{% endif %}
+{%- for c in m.tool_calls %}({{ c.id }} {{ c.type }} {{ c.function.name }} {{ c.function.arguments is mapping }} {{ c.function.arguments | tojson }}){% endfor %}
+{%- endfor %}`
+)
+
+func testTools() []any {
+	return []any{json.RawMessage(weatherTool), map[string]any{"type": "function", "function": map[string]any{
+		"name": "now", "parameters": map[string]any{"type": "object", "properties": map[string]any{}}}}}
+}
+
+var toolConv = []chatMessage{
+	{Role: "system", Content: "Be brief."},
+	{Role: "user", Content: "Weather in Paris and Tokyo?"},
+	{Role: "assistant", Content: "Let me check.", ToolCalls: []toolcall.Call{
+		{ID: "call_1", Name: "get_weather", Arguments: `{"location": "Paris", "days": 2}`},
+		{ID: "call_2", Name: "get_weather", Arguments: "\n{\"location\": \"Tokyo\"} "}}},
+	{Role: "tool", ToolCallID: "call_1", Content: "sunny, 21 C"},
+	{Role: "tool", ToolCallID: "call_2", Content: "rain, 15 C"},
+	{Role: "assistant", Content: "Paris: sunny. Tokyo: rain."},
+	{Role: "user", Content: "Thanks!"},
+}
+
+// indent4 is a tool as tojson(indent=4) writes it.
+func indent4(t *testing.T, tool string) string {
+	var b bytes.Buffer
+	if err := json.Indent(&b, []byte(tool), "", "    "); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+// TestChatTemplateTools: tools, calls and results render in each built-in's
+// family manner, and in Hermes form through a template that renders no
+// tools; the calls as rendered are what the template's format parses.
+func TestChatTemplateTools(t *testing.T) {
+	_, tok := loadStories(t)
+	llama3Tools := "<s><|start_header_id|>system<|end_header_id|>\n\nBe brief.\n\n" +
+		"You can call the functions below. To call one, answer with nothing but a JSON object of the form " +
+		`{"name": function name, "parameters": object of argument names and their values}; to call several, join their objects with "; ". ` +
+		"Use literal values, not variables.\n\n" + indent4(t, weatherTool) + "\n\n" + indent4(t, nowTool) + "\n\n<|eot_id|>" +
+		"<|start_header_id|>user<|end_header_id|>\n\nWeather in Paris and Tokyo?<|eot_id|>" +
+		"<|start_header_id|>assistant<|end_header_id|>\n\n" + llama3CallText + "<|eot_id|>" +
+		"<|start_header_id|>ipython<|end_header_id|>\n\nsunny, 21 C<|eot_id|><|start_header_id|>ipython<|end_header_id|>\n\nrain, 15 C<|eot_id|>" +
+		"<|start_header_id|>assistant<|end_header_id|>\n\nParis: sunny. Tokyo: rain.<|eot_id|>" +
+		"<|start_header_id|>user<|end_header_id|>\n\nThanks!<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
+	llama2Tools := "<s>[INST] <<SYS>>\nBe brief.\n\n" + hermesToolList + "\n<</SYS>>\n\nWeather in Paris and Tokyo? [/INST] Let me check.\n" + hermesCallText +
+		" </s>[INST] <tool_response>\nsunny, 21 C\n</tool_response>\n<tool_response>\nrain, 15 C\n</tool_response> [/INST] Paris: sunny. Tokyo: rain. </s>[INST] Thanks! [/INST]"
+	for _, c := range []struct {
+		name, src string
+		format    toolcall.Format
+		want      string
+		calls     string // the calls as rendered
+	}{
+		{"built-in chatml", templateChatML, toolcall.Hermes, chatmlTools, hermesCallText},
+		{"built-in llama3", templateLlama3, toolcall.Llama3, llama3Tools, llama3CallText},
+		{"qwen2 without tools", qwen2Template, toolcall.Hermes, chatmlTools, hermesCallText},
+		{"built-in llama2", templateLlama2, toolcall.Hermes, llama2Tools, hermesCallText},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ct, err := newChatTemplate(c.src, "", tok, jinja.DefaultLimits)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f := ct.toolFormat(); f != c.format {
+				t.Errorf("format %s, want %s", f, c.format)
+			}
+			got, err := ct.render(toolConv, testTools())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != c.want {
+				t.Fatalf("rendered\n%q\nwant\n%q", got, c.want)
+			}
+			content, calls := c.format.Parse(c.calls, nil)
+			want := toolConv[2].ToolCalls
+			if content != "" || len(calls) != len(want) {
+				t.Fatalf("the rendered calls parse to %q, %q", content, calls)
+			}
+			for i, call := range calls {
+				if call.Name != want[i].Name || call.Arguments != strings.TrimSpace(want[i].Arguments) {
+					t.Errorf("call %d parses to %q", i, call)
+				}
+			}
+		})
+	}
+	// Without a system message one is made for the tools.
+	for _, src := range []string{templateChatML, qwen2Template} {
+		ct, err := newChatTemplate(src, "", tok, jinja.DefaultLimits)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := ct.render([]chatMessage{{Role: "user", Content: "Hi"}}, testTools())
+		if want := "<|im_start|>system\n" + hermesToolList + "<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"; err != nil || got != want {
+			t.Errorf("%.30q: %q, %v", src, got, err)
+		}
+	}
+}
+
+// TestChatTemplateNoTools: no tools, an empty list and none at all render
+// alike, as they did before tools.
+func TestChatTemplateNoTools(t *testing.T) {
+	_, tok := loadStories(t)
+	conv := []chatMessage{{Role: "system", Content: "Be brief."}, {Role: "user", Content: "Hi"}, {Role: "assistant", Content: "Hello."}, {Role: "user", Content: "Bye"}}
+	for _, src := range []string{templateChatML, templateLlama3, templateLlama2, qwen2Template, llama3Template, toolsEcho} {
+		ct, err := newChatTemplate(src, "", tok, jinja.DefaultLimits)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := ct.render(conv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tools := range [][][]any{{nil}, {{}}, {nil, nil}} {
+			if got, err := ct.render(conv, tools...); err != nil || got != want {
+				t.Errorf("%.30q with tools %v: %q, %v; want %q", src, tools, got, err, want)
+			}
+		}
+	}
+}
+
+// TestChatTemplateToolValues: a template that renders tools gets them as
+// transformers gives them: tools (none without), each call's id, type,
+// name and arguments (the object when they are JSON), and tool_call_id;
+// its format is told by its source.
+func TestChatTemplateToolValues(t *testing.T) {
+	_, tok := loadStories(t)
+	ct, err := newChatTemplate(toolsEcho, "", tok, jinja.DefaultLimits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conv := append(slices.Clone(toolConv[1:4]), chatMessage{Role: "assistant", ToolCalls: []toolcall.Call{{ID: "call_3", Name: "now", Arguments: "not JSON"}}})
+	got, err := ct.render(conv, testTools())
+	want := "get_weather,now|user:Weather in Paris and Tokyo?" +
+		`|assistant:Let me check.(call_1 function get_weather True {"location": "Paris", "days": 2})(call_2 function get_weather True {"location": "Tokyo"})` +
+		`|tool:sunny, 21 C[call_1]|assistant:(call_3 function now False "not JSON")`
+	if err != nil || got != want {
+		t.Fatalf("rendered\n%q, %v\nwant\n%q", got, err, want)
+	}
+	if got, err := ct.render(conv[:1]); err != nil || got != "none|user:Weather in Paris and Tokyo?" {
+		t.Fatalf("without tools: %q, %v", got, err)
+	}
+	if f := ct.toolFormat(); f != toolcall.Hermes {
+		t.Errorf("format %s", f)
+	}
+	ct, err = newChatTemplate(toolsEcho+`{{ '<|python_tag|>' }}`, "", tok, jinja.DefaultLimits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := ct.toolFormat(); f != toolcall.Llama3 {
+		t.Errorf("format %s", f)
+	}
+}
+
+// TestChatTemplateToolsBudget: tools too big for the render's budget are
+// refused, whether the template or the server's preamble lists them.
+func TestChatTemplateToolsBudget(t *testing.T) {
+	_, tok := loadStories(t)
+	tools := []any{map[string]any{"type": "function", "function": map[string]any{"name": "f", "description": strings.Repeat("x", 2<<20)}}}
+	for _, src := range []string{templateChatML, qwen2Template} {
+		ct, err := newChatTemplate(src, "", tok, jinja.Limits{Steps: jinja.DefaultLimits.Steps, OutputBytes: 1 << 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ct.render([]chatMessage{{Role: "user", Content: "Hi"}}, tools); err == nil || !strings.Contains(err.Error(), "exceeded its render budget of 1048576 output bytes") {
+			t.Errorf("%.30q: %v", src, err)
+		}
 	}
 }

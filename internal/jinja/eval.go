@@ -46,14 +46,6 @@ type evaluator struct {
 }
 
 func (e *evaluator) render(body []node, vars map[string]any) (out string, err error) {
-	root := &scope{vars: make(map[string]Value, len(vars))}
-	for k, v := range vars {
-		c, err := fromGo(v)
-		if err != nil {
-			return "", err
-		}
-		root.vars[k] = c
-	}
 	e.out.e = e
 	defer func() {
 		if r := recover(); r != nil {
@@ -67,6 +59,16 @@ func (e *evaluator) render(body []node, vars map[string]any) (out string, err er
 			}
 		}
 	}()
+	// Converted under the recover: a json.RawMessage is decoded within
+	// the render's bounds.
+	root := &scope{vars: make(map[string]Value, len(vars))}
+	for k, v := range vars {
+		c, err := e.fromGo(v)
+		if err != nil {
+			return "", err
+		}
+		root.vars[k] = c
+	}
 	if c := e.exec(body, root); c != ctlNone {
 		e.fail("break or continue outside a loop")
 	}

@@ -83,7 +83,9 @@ func Parse(src string) (*Template, error) {
 }
 
 // Render renders the template with vars: Go strings, bools, ints, floats,
-// nil, []any and map[string]any (its keys in sorted order), nested.
+// nil, []any and map[string]any (its keys in sorted order), nested, and
+// json.RawMessage (decoded as Python's json.loads decodes it: objects keep
+// their key order, integers stay integers).
 func (t *Template) Render(vars map[string]any, lim Limits) (string, error) {
 	e := &evaluator{lim: lim, now: time.Now}
 	return e.render(t.body, vars)

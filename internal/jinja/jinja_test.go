@@ -1,6 +1,7 @@
 package jinja
 
 import (
+	"encoding/json"
 	"errors"
 	"runtime"
 	"strings"
@@ -336,4 +337,33 @@ func FuzzRender(f *testing.F) {
 			t.Fatalf("%d output bytes", len(out))
 		}
 	})
+}
+
+// TestRawJSON: a json.RawMessage is seen as Python's json.loads gives it
+// (key order kept, integers not floats), within the render's bounds.
+func TestRawJSON(t *testing.T) {
+	tpl, err := Parse(`{{ v | tojson }}|{{ v.b + 1 }}|{{ v is mapping }}|{% for k in v %}{{ k }}{% endfor %}|{{ l[1].y }}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := tpl.Render(map[string]any{
+		"v": json.RawMessage(` {"z": [1.5, 2.0, null, "<\u00e9>"], "b": 10, "a": {}} `),
+		"l": []any{1, map[string]any{"y": json.RawMessage(`"s"`)}},
+	}, DefaultLimits)
+	if want := `{"z": [1.5, 2.0, null, "<é>"], "b": 10, "a": {}}|11|True|zba|s`; err != nil || out != want {
+		t.Fatalf("%q, %v; want %q", out, err, want)
+	}
+	for _, bad := range []string{`{"a": }`, `{} {}`, ``} {
+		if _, err := tpl.Render(map[string]any{"v": json.RawMessage(bad)}, DefaultLimits); err == nil || !strings.Contains(err.Error(), "json.RawMessage") {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+	var le *LimitError
+	deep := json.RawMessage(strings.Repeat("[", 5000) + strings.Repeat("]", 5000))
+	if _, err := tpl.Render(map[string]any{"v": deep}, DefaultLimits); !errors.As(err, &le) || le.What != "nested values" {
+		t.Errorf("deep: %v", err)
+	}
+	if _, err := tpl.Render(map[string]any{"v": json.RawMessage(`"` + strings.Repeat("x", 1<<20) + `"`)}, Limits{Steps: 1000, OutputBytes: 1 << 20}); !errors.As(err, &le) || le.What != "steps" {
+		t.Errorf("long: %v", err)
+	}
 }

@@ -1,7 +1,11 @@
 package jinja
 
 import (
+	"bytes"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"math"
 	"slices"
 	"strconv"
@@ -96,7 +100,7 @@ type macroVal struct {
 }
 
 // fromGo converts a Go value to a template value.
-func fromGo(v any) (Value, error) {
+func (e *evaluator) fromGo(v any) (Value, error) {
 	switch v := v.(type) {
 	case nil, bool, string, float64:
 		return v, nil
@@ -107,7 +111,7 @@ func fromGo(v any) (Value, error) {
 	case []any:
 		l := &list{items: make([]Value, len(v))}
 		for i, x := range v {
-			c, err := fromGo(x)
+			c, err := e.fromGo(x)
 			if err != nil {
 				return nil, err
 			}
@@ -122,13 +126,28 @@ func fromGo(v any) (Value, error) {
 		slices.Sort(keys)
 		d := newDict(len(v))
 		for _, k := range keys {
-			c, err := fromGo(v[k])
+			c, err := e.fromGo(v[k])
 			if err != nil {
 				return nil, err
 			}
 			d.set(k, c)
 		}
 		return d, nil
+	case json.RawMessage:
+		// As Python's json.loads gives it: objects keep their key order,
+		// integers stay integers.
+		e.scan(len(v))
+		e.charge(4 * len(v)) // the values, roughly
+		d := json.NewDecoder(bytes.NewReader(v))
+		d.UseNumber()
+		x, err := e.decodeJSON(d)
+		if err == nil {
+			if _, err = d.Token(); err == io.EOF {
+				return x, nil
+			}
+			err = errors.New("data after the value")
+		}
+		return nil, fmt.Errorf("jinja: a json.RawMessage: %w", err)
 	}
 	return nil, fmt.Errorf("jinja: cannot use a %T in a template", v)
 }
