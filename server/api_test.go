@@ -491,7 +491,7 @@ func TestBadRequests(t *testing.T) {
 		{name: "chat: a system message with null content", path: "/v1/chat/completions", body: `{"messages":[{"role":"system","content":null},{"role":"user","content":"x"}]}`, status: 400, typ: typeInvalid, param: "messages", says: "messages[0] (system)"},
 		{name: "chat: bad role", path: "/v1/chat/completions", body: `{"messages":[{"role":"wizard","content":"x"}]}`, status: 400, typ: typeInvalid, param: "messages"},
 		{name: "chat: image part", path: "/v1/chat/completions", body: `{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}]}`, status: 400, typ: typeInvalid, param: "messages"},
-		{name: "chat: tools", path: "/v1/chat/completions", body: `{"messages":[{"role":"user","content":"x"}],"tools":[]}`, status: 400, typ: typeInvalid, param: "tools"},
+		{name: "chat: a tool of another type", path: "/v1/chat/completions", body: `{"messages":[{"role":"user","content":"x"}],"tools":[{"type":"code_interpreter"}]}`, status: 400, typ: typeInvalid, param: "tools", says: "function"},
 		{name: "chat: max_tokens 0", path: "/v1/chat/completions", body: `{"messages":[{"role":"user","content":"x"}],"max_tokens":0}`, status: 400, typ: typeInvalid, param: "max_tokens"},
 		{name: "chat: max_completion_tokens 0", path: "/v1/chat/completions", body: `{"messages":[{"role":"user","content":"x"}],"max_completion_tokens":0}`, status: 400, typ: typeInvalid, param: "max_completion_tokens", says: "max_completion_tokens"},
 		{name: "chat: top_logprobs above 20", path: "/v1/chat/completions", body: `{"messages":[{"role":"user","content":"x"}],"logprobs":true,"top_logprobs":21}`, status: 400, typ: typeInvalid, param: "top_logprobs", says: "20"},
@@ -606,9 +606,8 @@ func TestRetrieveModel(t *testing.T) {
 }
 
 // TestInertFields: fields that clients send and that change nothing are
-// accepted (and logged at debug level); tool_choice other than "none" or
-// "auto", and tools, are refused naming the field, since they would change
-// the output.
+// accepted (and logged at debug level); a tool_choice that needs tools,
+// without them, is refused naming the field.
 func TestInertFields(t *testing.T) {
 	r := startRig(t, rigOptions{})
 	inert := `"store":false,"metadata":{"k":"v"},"service_tier":"auto","user":"u"`
@@ -616,6 +615,7 @@ func TestInertFields(t *testing.T) {
 		{"/v1/completions", `{"prompt":"Once","max_tokens":2,` + inert + `}`},
 		{"/v1/chat/completions", `{"messages":[{"role":"user","content":"Hi"}],"max_tokens":2,"parallel_tool_calls":true,"tool_choice":"none",` + inert + `}`},
 		{"/v1/chat/completions", `{"messages":[{"role":"user","content":"Hi"}],"max_tokens":2,"tool_choice":"auto"}`},
+		{"/v1/chat/completions", `{"messages":[{"role":"user","content":"Hi"}],"max_tokens":2,"tools":[]}`},
 	} {
 		if got := r.do("POST", c.path, c.body); got.status != 200 {
 			t.Errorf("%s %s: %d %s", c.path, c.body, got.status, got.body)
@@ -627,7 +627,6 @@ func TestInertFields(t *testing.T) {
 	for _, c := range []struct{ body, param string }{
 		{`{"messages":[{"role":"user","content":"Hi"}],"tool_choice":"required"}`, "tool_choice"},
 		{`{"messages":[{"role":"user","content":"Hi"}],"tool_choice":{"type":"function","function":{"name":"f"}}}`, "tool_choice"},
-		{`{"messages":[{"role":"user","content":"Hi"}],"tools":[]}`, "tools"},
 		{`{"messages":[{"role":"user","content":"Hi"}],"store":"yes"}`, "store"},
 	} {
 		got := r.do("POST", "/v1/chat/completions", c.body)

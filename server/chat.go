@@ -7,6 +7,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/godwit-ai/godwit/batcher"
+	"github.com/godwit-ai/godwit/internal/toolcall"
 )
 
 // chatRequest is the body of POST /v1/chat/completions.
@@ -16,6 +17,7 @@ type chatRequest struct {
 	MaxCompletionTokens *int             `json:"max_completion_tokens"`
 	Logprobs            bool             `json:"logprobs"`
 	TopLogprobs         *int             `json:"top_logprobs"`
+	Tools               []chatTool       `json:"tools"`
 	// Without tools these change nothing: parallel_tool_calls, and a
 	// tool_choice of "none" or "auto".
 	ParallelToolCalls *bool           `json:"parallel_tool_calls"`
@@ -24,9 +26,11 @@ type chatRequest struct {
 }
 
 type chatRequestMsg struct {
-	Role    string          `json:"role"`
-	Content json.RawMessage `json:"content"`
-	Name    string          `json:"name"`
+	Role       string          `json:"role"`
+	Content    json.RawMessage `json:"content"`
+	Name       string          `json:"name"`
+	ToolCalls  []chatToolCall  `json:"tool_calls"`
+	ToolCallID string          `json:"tool_call_id"`
 }
 
 type contentPart struct {
@@ -46,7 +50,17 @@ func parseMessages(in []chatRequestMsg) ([]chatMessage, *apiError) {
 		default:
 			return nil, badRequest("messages", "messages[%d].role %q is not one of system, developer, user, assistant, tool", i, m.Role)
 		}
-		out[i] = chatMessage{Role: m.Role, Name: m.Name}
+		out[i] = chatMessage{Role: m.Role, Name: m.Name, ToolCallID: m.ToolCallID}
+		if len(m.ToolCalls) > 0 {
+			if m.Role != "assistant" {
+				return nil, badRequest("messages", "messages[%d] (%s) has tool_calls; only an assistant's message may", i, m.Role)
+			}
+			calls, e := messageCalls(i, m.ToolCalls)
+			if e != nil {
+				return nil, e
+			}
+			out[i].ToolCalls = calls
+		}
 		raw := bytes.TrimSpace(m.Content)
 		if len(raw) == 0 || string(raw) == "null" {
 			// Only an assistant's turn may be empty (it may be all tool
@@ -78,12 +92,12 @@ func parseMessages(in []chatRequestMsg) ([]chatMessage, *apiError) {
 // chatPrompt is the token ids of messages rendered with the chat template.
 // With bounded, a rendering too long for the context is refused before it
 // is tokenized.
-func (m *ready) chatPrompt(messages []chatRequestMsg, bounded bool) ([]int32, *apiError) {
+func (m *ready) chatPrompt(messages []chatRequestMsg, tools []any, bounded bool) ([]int32, *apiError) {
 	msgs, e := parseMessages(messages)
 	if e != nil {
 		return nil, e
 	}
-	text, err := m.chat.render(msgs)
+	text, err := m.chat.render(msgs, tools)
 	if err != nil {
 		return nil, badRequest("messages", "%v", err)
 	}
@@ -96,8 +110,9 @@ func (m *ready) chatPrompt(messages []chatRequestMsg, bounded bool) ([]int32, *a
 }
 
 type chatMsg struct {
-	Role    string `json:"role"`
-	Content string `json:"content"`
+	Role      string         `json:"role"`
+	Content   *string        `json:"content"` // null when there are tool calls and no text
+	ToolCalls []chatToolCall `json:"tool_calls,omitempty"`
 }
 
 type chatLogprob struct {
@@ -125,8 +140,9 @@ type chatChoice struct {
 }
 
 type chatDelta struct {
-	Role    string  `json:"role,omitempty"`
-	Content *string `json:"content,omitempty"`
+	Role      string              `json:"role,omitempty"`
+	Content   *string             `json:"content,omitempty"`
+	ToolCalls []chatToolCallDelta `json:"tool_calls,omitempty"`
 }
 
 type chatChunkChoice struct {
@@ -149,14 +165,17 @@ func (s *Server) chatCompletions(ctx *fasthttp.RequestCtx, m *ready) *apiError {
 	if e := s.decodeRequest(ctx, &req, &req.Model); e != nil {
 		return e
 	}
-	inert := req.names()
-	if req.ParallelToolCalls != nil {
-		inert = append(inert, "parallel_tool_calls")
+	plan, e := s.planTools(m, req.Tools, req.ToolChoice, req.ParallelToolCalls)
+	if e != nil {
+		return e
 	}
-	if tc := bytes.TrimSpace(req.ToolChoice); len(tc) > 0 && string(tc) != "null" {
-		if string(tc) != `"none"` && string(tc) != `"auto"` {
-			return badRequest("tool_choice", "tool_choice %s needs tools, which this server does not support yet; send \"none\" or leave it out", tc)
+	inert := req.names()
+	if plan == nil || len(req.Tools) == 1 {
+		if req.ParallelToolCalls != nil {
+			inert = append(inert, "parallel_tool_calls")
 		}
+	}
+	if tc := bytes.TrimSpace(req.ToolChoice); plan == nil && len(tc) > 0 && string(tc) != "null" {
 		inert = append(inert, "tool_choice")
 	}
 	s.logInert(ctx, inert)
@@ -184,7 +203,22 @@ func (s *Server) chatCompletions(ctx *fasthttp.RequestCtx, m *ready) *apiError {
 			base.Logprobs = nTop
 		}
 	}
-	ids, e := m.chatPrompt(req.Messages, true)
+	var tools []any
+	if plan != nil {
+		tools = plan.tools
+		switch {
+		case plan.only != nil && base.Format != nil:
+			return badRequest("tool_choice", "tool_choice %s and an output format both constrain the output; send one", req.ToolChoice)
+		case plan.only != nil:
+			base.Format = plan.only
+		case base.Format != nil:
+			plan.parse = false // the format shapes the content
+		}
+		if !plan.parse {
+			plan = nil
+		}
+	}
+	ids, e := m.chatPrompt(req.Messages, tools, true)
 	if e != nil {
 		return e
 	}
@@ -208,23 +242,52 @@ func (s *Server) chatCompletions(ctx *fasthttp.RequestCtx, m *ready) *apiError {
 		}
 		return &chatLogprobs{Content: []chatLogprob{lp}}
 	}
+	var tc *toolChoices
+	if plan != nil {
+		tc = &toolChoices{plan: plan}
+		if in := inboundOf(ctx); in != nil && len(in.body.Resume) > 0 {
+			// A resumed stream's parser reads what was sent before, so
+			// that the calls go on where they were.
+			tc.events(0, m.Tokenizer.Detokenize(in.body.Resume, false, false), false)
+		}
+	}
 	g := generation{reqs: []batcher.Request{base}, stream: req.Stream, includeUsage: req.includeUsage()}
 	return generate(s, ctx, m, g, shape[chatChoice, chatChunkChoice]{
 		idPrefix: "chatcmpl-", object: "chat.completion", chunkObject: "chat.completion.chunk", fields: fields,
 		choice: func(i int) chatChoice {
-			c := chatChoice{Index: i, Message: chatMsg{Role: "assistant"}}
+			c := chatChoice{Index: i, Message: chatMsg{Role: "assistant", Content: new(string)}}
 			if req.Logprobs {
 				c.Logprobs = &chatLogprobs{Content: []chatLogprob{}}
 			}
 			return c
 		},
 		add: func(c *chatChoice, t tagged) {
-			c.Message.Content += t.ev.Text
 			if lp := logprobs(t); lp != nil {
 				c.Logprobs.Content = append(c.Logprobs.Content, lp.Content...)
 			}
-			if f := finish(t); f != nil {
-				c.FinishReason = f
+			f := finish(t)
+			if tc == nil {
+				*c.Message.Content += t.ev.Text
+				if f != nil {
+					c.FinishReason = f
+				}
+				return
+			}
+			for _, e := range tc.events(t.choice, t.ev.Text, f != nil) {
+				switch e.Kind {
+				case toolcall.Content:
+					*c.Message.Content += e.Text
+				case toolcall.CallStart:
+					c.Message.ToolCalls = append(c.Message.ToolCalls, chatToolCall{ID: e.ID, Type: "function", Function: chatToolFunction{Name: e.Name}})
+				case toolcall.CallArgs:
+					c.Message.ToolCalls[e.Index].Function.Arguments += e.Text
+				}
+			}
+			if f != nil {
+				c.FinishReason = tc.finish(t.choice, f)
+				if len(c.Message.ToolCalls) > 0 && *c.Message.Content == "" {
+					c.Message.Content = nil
+				}
 			}
 		},
 		opening: func(i int) (chatChunkChoice, bool) {
@@ -233,11 +296,25 @@ func (s *Server) chatCompletions(ctx *fasthttp.RequestCtx, m *ready) *apiError {
 		},
 		delta: func(t tagged) (chatChunkChoice, bool) {
 			c := chatChunkChoice{Index: t.choice, Logprobs: logprobs(t), FinishReason: finish(t)}
-			if t.ev.Text != "" {
-				text := t.ev.Text
+			text := t.ev.Text
+			if tc != nil {
+				text = ""
+				for _, e := range tc.events(t.choice, t.ev.Text, c.FinishReason != nil) {
+					switch e.Kind {
+					case toolcall.Content:
+						text += e.Text
+					case toolcall.CallStart:
+						c.Delta.ToolCalls = append(c.Delta.ToolCalls, chatToolCallDelta{Index: e.Index, ID: e.ID, Type: "function", Function: chatFunctionDelta{Name: e.Name}})
+					case toolcall.CallArgs:
+						c.Delta.ToolCalls = append(c.Delta.ToolCalls, chatToolCallDelta{Index: e.Index, Function: chatFunctionDelta{Arguments: e.Text}})
+					}
+				}
+				c.FinishReason = tc.finish(t.choice, c.FinishReason)
+			}
+			if text != "" {
 				c.Delta.Content = &text
 			}
-			return c, c.Delta.Content != nil || c.FinishReason != nil || c.Logprobs != nil
+			return c, c.Delta.Content != nil || c.Delta.ToolCalls != nil || c.FinishReason != nil || c.Logprobs != nil
 		},
 	})
 }

@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/godwit-ai/godwit/engine/constrain"
+	"github.com/godwit-ai/godwit/internal/toolcall"
 )
 
 // responseFormat is OpenAI's response_format. llama.cpp also takes a
@@ -154,26 +155,38 @@ func (c *languages) language(spec *formatSpec) (*constrain.Language, *apiError) 
 		}
 		src = compact.Bytes()
 	}
-	key := spec.kind + "\x00" + string(src)
+	return c.cached(spec.kind+"\x00"+string(src), spec.param, func() (*constrain.Language, error) {
+		switch spec.kind {
+		case "json_schema":
+			return constrain.CompileSchema(src)
+		case "regex":
+			return constrain.CompileRegex(string(src))
+		}
+		var choices []string
+		_ = json.Unmarshal(src, &choices) // marshalled from []string in spec
+		return constrain.CompileChoice(choices)
+	})
+}
+
+// toolCalls compiles (or finds) the language of calls to tools alone.
+func (c *languages) toolCalls(shape toolcall.Shape, tools []constrain.Tool, parallel bool) (*constrain.Language, *apiError) {
+	return c.cached(toolsKey(shape, tools, parallel), "tools", func() (*constrain.Language, error) {
+		return constrain.CompileToolCalls(constrain.CallShape(shape), tools, parallel)
+	})
+}
+
+// cached returns the language under key, compiling it on a miss; a
+// compile error is the client's, about param.
+func (c *languages) cached(key, param string, compile func() (*constrain.Language, error)) (*constrain.Language, *apiError) {
 	c.mu.Lock()
 	l, ok := c.m[key]
 	c.mu.Unlock()
 	if ok {
 		return l, nil
 	}
-	var err error
-	switch spec.kind {
-	case "json_schema":
-		l, err = constrain.CompileSchema(src)
-	case "regex":
-		l, err = constrain.CompileRegex(string(src))
-	case "choice":
-		var choices []string
-		_ = json.Unmarshal(src, &choices) // marshalled from []string in spec
-		l, err = constrain.CompileChoice(choices)
-	}
+	l, err := compile()
 	if err != nil {
-		return nil, badRequest(spec.param, "%s: %v", spec.param, err)
+		return nil, badRequest(param, "%s: %v", param, err)
 	}
 	c.mu.Lock()
 	if c.m == nil || len(c.m) >= maxLanguages {

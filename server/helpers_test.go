@@ -50,12 +50,17 @@ type rigOptions struct {
 	runner func(batcher.Runner) batcher.Runner
 	// fleet, when set, sets the model's Fleet and Forward.
 	fleet func(*Model)
+	// model, when set, is the GGUF file served in place of stories260K.
+	model string
 }
 
 // startRig starts a server; everything stops when the test ends.
 func startRig(t testing.TB, o rigOptions) *rig {
 	t.Helper()
-	m, tok := loadStories(t)
+	if o.model == "" {
+		o.model = shared.Path(t, "models/stories260K.gguf")
+	}
+	m, tok := loadModel(t, o.model)
 	be := cpu.New(1)
 	t.Cleanup(be.Close)
 	e, err := engine.New(m, be, kernels.OrderBatchInvariant)
@@ -123,7 +128,12 @@ func startRig(t testing.TB, o rigOptions) *rig {
 // the test ends.
 func loadStories(t testing.TB) (*models.Model, *tokenizer.Tokenizer) {
 	t.Helper()
-	m, err := models.Load(shared.Path(t, "models/stories260K.gguf"))
+	return loadModel(t, shared.Path(t, "models/stories260K.gguf"))
+}
+
+func loadModel(t testing.TB, path string) (*models.Model, *tokenizer.Tokenizer) {
+	t.Helper()
+	m, err := models.Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -186,17 +186,12 @@ type chatMessage struct {
 }
 
 // render returns the prompt text for msgs, ending with the assistant's
-// turn. render(msgs, tools) renders the request's tools as OpenAI sends
-// them, each decoded into map[string]any and []any or, better, left a
-// json.RawMessage, which keeps the client's key order and integers;
-// render(msgs) renders none (tools is variadic so that callers without
-// tools need not say so). A template that renders no tools gets them, the
-// calls and the results in Hermes form in its messages.
-func (c *chatTemplate) render(msgs []chatMessage, tools ...[]any) (string, error) {
-	var all []any
-	for _, t := range tools {
-		all = append(all, t...)
-	}
+// turn, with tools as OpenAI sends them (none when empty), each decoded
+// into map[string]any and []any or, better, left a json.RawMessage, which
+// keeps the client's key order and integers. A template that renders no
+// tools gets them, the calls and the results in Hermes form in its
+// messages.
+func (c *chatTemplate) render(msgs []chatMessage, all []any) (string, error) {
 	if !c.nativeTools {
 		var err error
 		if msgs, err = c.hermesMessages(msgs, all); err != nil {

@@ -57,7 +57,7 @@ func TestChatTemplates(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := ct.render(conv)
+			got, err := ct.render(conv, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -75,7 +75,7 @@ func TestChatTemplates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ct.render([]chatMessage{{Role: "user"}, {Role: "user"}}); err == nil || !strings.Contains(err.Error(), "must alternate") {
+	if _, err := ct.render([]chatMessage{{Role: "user"}, {Role: "user"}}, nil); err == nil || !strings.Contains(err.Error(), "must alternate") {
 		t.Fatalf("raise_exception: %v", err)
 	}
 	if _, err := newChatTemplate("{% for %}", "", tok, jinja.DefaultLimits); err == nil {
@@ -282,12 +282,12 @@ func TestChatTemplateNoTools(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want, err := ct.render(conv)
+		want, err := ct.render(conv, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, tools := range [][][]any{{nil}, {{}}, {nil, nil}} {
-			if got, err := ct.render(conv, tools...); err != nil || got != want {
+		for _, tools := range [][]any{nil, {}} {
+			if got, err := ct.render(conv, tools); err != nil || got != want {
 				t.Errorf("%.30q with tools %v: %q, %v; want %q", src, tools, got, err, want)
 			}
 		}
@@ -312,7 +312,7 @@ func TestChatTemplateToolValues(t *testing.T) {
 	if err != nil || got != want {
 		t.Fatalf("rendered\n%q, %v\nwant\n%q", got, err, want)
 	}
-	if got, err := ct.render(conv[:1]); err != nil || got != "none|user:Weather in Paris and Tokyo?" {
+	if got, err := ct.render(conv[:1], nil); err != nil || got != "none|user:Weather in Paris and Tokyo?" {
 		t.Fatalf("without tools: %q, %v", got, err)
 	}
 	if f := ct.toolFormat(); f != toolcall.Hermes {

@@ -32,7 +32,7 @@ func (s *Server) tokenize(ctx *fasthttp.RequestCtx, m *ready) *apiError {
 		ids = m.Tokenizer.Encode(*req.Prompt, add, true)
 	case req.Messages != nil:
 		var e *apiError
-		if ids, e = m.chatPrompt(req.Messages, false); e != nil {
+		if ids, e = m.chatPrompt(req.Messages, nil, false); e != nil {
 			return e
 		}
 	default:

@@ -586,7 +586,11 @@ func (c *schemaCompiler) str(from int32, s *obj, path string) int32 {
 	}
 	st := c.b.lit(from, `"`)
 	if !hasPattern {
-		st = c.b.repeat(st, lo, hi, c.stringChar)
+		char := c.stringChar
+		if hi >= 0 {
+			char = c.bmpChar
+		}
+		st = c.b.repeat(st, lo, hi, char)
 		return c.b.lit(st, `"`)
 	}
 	if _, ok := s.m["minLength"]; ok {
@@ -614,11 +618,25 @@ func (c *schemaCompiler) str(from int32, s *obj, path string) int32 {
 }
 
 // stringChar reads one character of a JSON string's content, escapes
-// included.
+// included. A \u escape never writes half a surrogate pair: characters
+// beyond the BMP are written as themselves.
 func (c *schemaCompiler) stringChar(from int32) int32 {
+	return c.char(from, 0x10FFFF)
+}
+
+// bmpChar is stringChar within the BMP. A string with a maxLength is
+// written in it: JSON Schema counts characters but JavaScript (zod's
+// .max) counts UTF-16 units, two for a character beyond the BMP, and
+// output that both accept must agree on the count.
+func (c *schemaCompiler) bmpChar(from int32) int32 {
+	return c.char(from, 0xFFFF)
+}
+
+func (c *schemaCompiler) char(from int32, top rune) int32 {
 	b := c.b
+	hex := func(s int32) int32 { return b.runes(s, []rune{'0', '9', 'a', 'f', 'A', 'F'}) }
 	return b.alt(from,
-		func(s int32) int32 { return b.runes(s, []rune{0x20, '"' - 1, '"' + 1, '\\' - 1, '\\' + 1, 0x10FFFF}) },
+		func(s int32) int32 { return b.runes(s, []rune{0x20, '"' - 1, '"' + 1, '\\' - 1, '\\' + 1, top}) },
 		func(s int32) int32 {
 			s = b.lit(s, `\`)
 			return b.alt(s,
@@ -627,7 +645,12 @@ func (c *schemaCompiler) stringChar(from int32) int32 {
 				},
 				func(s int32) int32 {
 					s = b.lit(s, "u")
-					return b.repeat(s, 4, 4, func(s int32) int32 { return b.runes(s, []rune{'0', '9', 'a', 'f', 'A', 'F'}) })
+					// Not D800-DFFF: the first digit is not d, or the
+					// second is below 8.
+					s = b.alt(s,
+						func(s int32) int32 { return hex(b.runes(s, []rune{'0', '9', 'a', 'c', 'e', 'f', 'A', 'C', 'E', 'F'})) },
+						func(s int32) int32 { return b.runes(b.runes(s, []rune{'d', 'd', 'D', 'D'}), []rune{'0', '7'}) })
+					return hex(hex(s))
 				})
 		})
 }

@@ -206,6 +206,14 @@ func TestSchemaShapes(t *testing.T) {
 		{`{"type":"array","items":{"type":"string","maxLength":1},"minItems":1,"maxItems":2}`,
 			[]string{`["a"]`, `["", "é"]`, `["\n"]`},
 			[]string{`[]`, `["a","b","c"]`, `["ab"]`}},
+		// Bounded strings stay in the BMP, so that JavaScript's count of
+		// UTF-16 units agrees; no escape writes half a surrogate pair.
+		{`{"type":"string","maxLength":3}`,
+			[]string{`"日本"`, `"\u00e9"`, `"\uD7FF"`},
+			[]string{`"👷"`, `"\ud83d\udc77"`, `"abcd"`}},
+		{`{"type":"string"}`,
+			[]string{`"👷"`, `"\uffff"`},
+			[]string{`"\ud83d\udc77"`, `"\uDC00"`}},
 	} {
 		l, err := CompileSchema([]byte(c.schema))
 		if err != nil {
