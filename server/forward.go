@@ -437,6 +437,7 @@ type relay struct {
 
 	prompt []int32 // the prompt's ids, when the stream has one choice
 	tokens []int32 // ids sent so far
+	wrote  bool    // an event went to the client
 	ended  bool    // [DONE] or an error event passed
 }
 
@@ -460,7 +461,9 @@ func (r *relay) run(w *bufio.Writer, resp *fasthttp.Response) {
 		r.s.avoid.Fail(r.peer, time.Now())
 		failed = append(failed, r.peer)
 		r.s.log.Warn("a forwarded stream broke off", "peer", r.peer, "tokens_sent", len(r.tokens), "error", err)
-		if r.prompt == nil || attempt >= maxResumes {
+		// A stream that sent the client nothing starts again elsewhere
+		// (its prompt's ids, before which it broke, can be long).
+		if r.prompt == nil && r.wrote || attempt >= maxResumes {
 			_ = writeEvent(w, errorEvent(unavailable("the node generating this stream failed, and it could not be resumed")))
 			return
 		}
@@ -471,8 +474,9 @@ func (r *relay) run(w *bufio.Writer, resp *fasthttp.Response) {
 	}
 }
 
-// resume sends the stream, as far as it went, to the best node that serves
-// the model (this one included), and returns that node's answer.
+// resume sends the stream, as far as it went (from its start when no
+// prompt came), to the best node that serves the model (this one
+// included), and returns that node's answer.
 func (r *relay) resume(failed []string) *fasthttp.Response {
 	for len(failed) < 8 {
 		members := r.m.Fleet.Members()
@@ -548,6 +552,7 @@ func (r *relay) pass(w *bufio.Writer, resp *fasthttp.Response) error {
 			_ = resp.CloseBodyStream()
 			return clientGone{err}
 		}
+		r.wrote = true
 		return nil
 	})
 	if err == nil && !r.ended {

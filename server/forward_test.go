@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -182,16 +183,17 @@ func TestForwardResume(t *testing.T) {
 }
 
 // TestForwardChat: a chat stream resumed mid-way opens with the assistant's
-// role once and carries the whole content.
+// role once and carries the whole content; a stream of tool calls resumed
+// mid-call carries the same calls (the resumed node's parser reads what
+// was sent before).
 func TestForwardChat(t *testing.T) {
 	a, _, c, cut := brokenPeerFleet(t)
-	cut.arm(2500)
 	body := map[string]any{"model": "stories260K", "messages": []map[string]string{{"role": "user", "content": "Tell a story"}},
 		"max_tokens": 50, "ignore_eos": true, "temperature": 0, "stream": true}
 	read := func(url string) (roles int, content string) {
 		events, done := (&rig{t: t, url: url}).sse("/v1/chat/completions", body)
 		if !done {
-			t.Fatalf("no [DONE] from %s", url)
+			t.Fatalf("no [DONE] from %s (a %s, c %s): %v", url, a.url, c.url, events)
 		}
 		for _, ev := range events {
 			for _, ch := range ev["choices"].([]any) {
@@ -202,17 +204,52 @@ func TestForwardChat(t *testing.T) {
 				if s, ok := d["content"].(string); ok {
 					content += s
 				}
+				// Calls as name(arguments): ids differ from node to node.
+				tcs, _ := d["tool_calls"].([]any)
+				for _, x := range tcs {
+					f := x.(map[string]any)["function"].(map[string]any)
+					if name, ok := f["name"].(string); ok {
+						content += "|" + name + "("
+					}
+					content += f["arguments"].(string)
+				}
 			}
 		}
 		return roles, content
 	}
 	wantRoles, want := read(c.url)
+	cut.arm(2500)
 	roles, got := read(a.url)
 	if got != want || roles != wantRoles || roles != 1 {
 		t.Fatalf("via a: %d role(s), %q; from c: %d, %q", roles, got, wantRoles, want)
 	}
 	if a.metric("godwit:stream_resumes_total") != 1 {
 		t.Fatalf("resumes: %v, want 1", a.metric("godwit:stream_resumes_total"))
+	}
+	body["tools"] = testToolsJSON
+	body["tool_choice"] = "required"
+	body["temperature"], body["seed"] = 0.9, 4
+	body["max_tokens"] = 80
+	_, want = read(c.url)
+	if !strings.Contains(want, "|") {
+		t.Fatalf("no tool call from c: %q", want)
+	}
+	// Cut in the prompt's ids (a fresh start elsewhere), and after them,
+	// mid-call.
+	logged := len(a.logText())
+	for _, after := range []int64{1500, 4200, 5000} {
+		a.srv.avoid = cluster.Avoid{} // let the run go to b again
+		before := a.metric("godwit:stream_resumes_total")
+		cut.arm(after)
+		if _, got = read(a.url); got != want {
+			t.Fatalf("tool calls cut after %d bytes: %q, want %q", after, got, want)
+		}
+		if a.metric("godwit:stream_resumes_total") != before+1 {
+			t.Fatalf("tool calls cut after %d bytes: not resumed", after)
+		}
+	}
+	if !regexp.MustCompile(`resumed a stream.* tokens_sent=[1-9]`).MatchString(a.logText()[logged:]) {
+		t.Fatalf("no stream of tool calls resumed mid-way:\n%s", a.logText())
 	}
 }
 
