@@ -8,7 +8,7 @@ import (
 )
 
 // readmeCurls returns the curl commands of the README's "Talk to it with
-// curl" section, continuation lines joined.
+// curl" section, continuation lines (and a quoted body's lines) joined.
 func readmeCurls(t *testing.T) []string {
 	t.Helper()
 	b, err := os.ReadFile("../README.md")
@@ -33,7 +33,7 @@ func readmeCurls(t *testing.T) []string {
 		default:
 			continue
 		}
-		if cur != "" && !strings.HasSuffix(cur, "\\") {
+		if cur != "" && !strings.HasSuffix(cur, "\\") && strings.Count(cur, "'")%2 == 0 {
 			cmds = append(cmds, cur)
 			cur = ""
 		}
