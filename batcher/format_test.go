@@ -2,6 +2,7 @@ package batcher_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -16,8 +17,13 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/godwit-ai/godwit/batcher"
+	"github.com/godwit-ai/godwit/engine"
 	"github.com/godwit-ai/godwit/engine/constrain"
 	"github.com/godwit-ai/godwit/engine/sample"
+	"github.com/godwit-ai/godwit/internal/shared"
+	"github.com/godwit-ai/godwit/kernels"
+	"github.com/godwit-ai/godwit/kernels/cpu"
+	"github.com/godwit-ai/godwit/models/gguf"
 	"github.com/godwit-ai/godwit/models/tokenizer"
 )
 
@@ -174,8 +180,8 @@ func runJobs(t *testing.T, b *batcher.Batcher, jobs []*schemaJob, inFlight int) 
 	wg.Wait()
 }
 
-// checkOutput checks one sample: it ends by end-of-generation or its
-// max_tokens, its text is exactly its tokens' bytes (so what the constraint
+// checkOutput checks one sample: it ends by end-of-generation (with
+// IgnoreEOS too: nothing may follow a whole output) or its max_tokens, its text is exactly its tokens' bytes (so what the constraint
 // read), and that text is one JSON document the schema accepts.
 func checkOutput(tok *tokenizer.Tokenizer, sc schemaCase, req batcher.Request, ids []int32, text, finish string) error {
 	body := ids
@@ -198,46 +204,140 @@ func checkOutput(tok *tokenizer.Tokenizer, sc schemaCase, req batcher.Request, i
 	return validate(sc.val, text)
 }
 
+// wideRunner puts a random-weight model behind a larger vocabulary, since
+// the random models all share stories260K's 512 SentencePiece tokens: a
+// token goes into the model as its id modulo the model's vocabulary, and
+// token id's logit is the model's for that id plus a fixed offset of its
+// own, so the model's noise still drives the draws while any token of the
+// wide vocabulary can be drawn.
+type wideRunner struct {
+	e      *engine.Engine
+	offset []float32
+	rows   []float32
+}
+
+func (w *wideRunner) Vocab() int   { return len(w.offset) }
+func (w *wideRunner) Context() int { return w.e.Context() }
+
+func (w *wideRunner) Step(in []engine.SeqInput) ([]float32, error) {
+	narrow := make([]engine.SeqInput, len(in))
+	for i, s := range in {
+		narrow[i] = s
+		narrow[i].Tokens = make([]int32, len(s.Tokens))
+		for k, id := range s.Tokens {
+			narrow[i].Tokens[k] = id % int32(w.e.Vocab())
+		}
+	}
+	logits, err := w.e.Step(narrow)
+	if err != nil {
+		return nil, err
+	}
+	n, v := w.e.Vocab(), len(w.offset)
+	rows := len(logits) / n
+	w.rows = slices.Grow(w.rows[:0], rows*v)[:rows*v]
+	for row := range rows {
+		out := w.rows[row*v : (row+1)*v]
+		for base := 0; base < v; base += n {
+			copy(out[base:], logits[row*n:(row+1)*n])
+		}
+		for id, off := range w.offset {
+			out[id] += off
+		}
+	}
+	return w.rows, nil
+}
+
+// startWide is rig.start with the model behind the vocabulary of the
+// vocab-only GGUF file at vocabPath; it returns the batcher and a rig whose
+// tokenizer is that vocabulary's.
+func (r *rig) startWide(t *testing.T, vocabPath string, blocks int, cfg batcher.Config) (*batcher.Batcher, *rig) {
+	t.Helper()
+	f, err := gguf.Open(shared.Path(t, vocabPath))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	tok, err := tokenizer.FromGGUF(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := cpu.New(2)
+	t.Cleanup(b.Close)
+	e, err := engine.New(r.m, b, kernels.OrderBatchInvariant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(uint64(tok.VocabSize()), 3))
+	offset := make([]float32, tok.VocabSize())
+	for i := range offset {
+		offset[i] = float32(rng.NormFloat64())
+	}
+	c := r.m.Config
+	width := c.KVHeads * c.HeadDim
+	pool, err := engine.NewKVPool(engine.KVPoolConfig{Layers: len(r.m.Layers), Width: width,
+		Bytes: engine.KVBytes(len(r.m.Layers), width, 16*blocks, false), ToHalf: b.ToHalf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bt := batcher.New(&wideRunner{e: e, offset: offset}, tok, pool, cfg)
+	t.Cleanup(bt.Close)
+	return bt, &rig{m: r.m, tok: tok}
+}
+
 // TestSchemaGenerations is issue 16's acceptance test 2: 1,000 samples, 50
 // for each of the twenty test schemas, on random-weight models of four
 // architectures (llama, qwen2, qwen3, and llama with Llama 3 rope and tied
-// embeddings), sampled at temperatures about 1 so that the models' noise
-// drives the choices, all parse and validate with an independent
-// validator. Requests of 1 to 4 samples arrive while others run; one
-// batcher has a pool small enough to preempt; half the requests have a
-// max_tokens just above the schema's short document, so that the
-// constraint must close the output in time. Then one sample per schema is
-// resumed half-way, as stream resume does, and must give the same whole
-// output.
+// embeddings), with their 512-token SentencePiece vocabulary and, for a
+// few, behind Llama 3's and Qwen2's byte-level BPE ones, sampled at
+// temperatures about 1 so that the models' noise drives the choices, all
+// parse and validate with an independent validator. Requests of 1 to 4
+// samples arrive while others run; one batcher has a pool small enough to
+// preempt; half the requests have a max_tokens just above the schema's
+// short document, so that the constraint must close the output in time;
+// some ignore end-of-generation, which a whole output still ends with.
+// Then one sample per schema is resumed half-way, as stream resume does,
+// and must give the same whole output.
 func TestSchemaGenerations(t *testing.T) {
 	start := time.Now()
 	type rigSpec struct {
 		model  string
+		vocab  string // a vocab-only GGUF the model is put behind; "" for its own
 		blocks int
 		cfg    batcher.Config
 	}
 	specs := []rigSpec{
-		{"models/random/llama-Q8_0.gguf", 512, batcher.Config{}},
+		{"models/random/llama-Q8_0.gguf", "", 512, batcher.Config{}},
 		// A small token budget splits prompts into chunks.
-		{"models/random/qwen2-Q8_0.gguf", 512, batcher.Config{MaxBatchTokens: 32}},
-		{"models/random/qwen3-Q8_0.gguf", 512, batcher.Config{}},
-		{"models/random/llama3tied-Q8_0.gguf", 512, batcher.Config{MaxBatchTokens: 48}},
+		{"models/random/qwen2-Q8_0.gguf", "", 512, batcher.Config{MaxBatchTokens: 32}},
+		{"models/random/qwen3-Q8_0.gguf", "", 512, batcher.Config{}},
+		{"models/random/llama3tied-Q8_0.gguf", "", 512, batcher.Config{MaxBatchTokens: 48}},
 		// 20 blocks of 16 hold one request of a 61-token prompt and 256
 		// tokens, and far from all of those running at once.
-		{"models/random/llama-Q8_0.gguf", 20, batcher.Config{}},
+		{"models/random/llama-Q8_0.gguf", "", 20, batcher.Config{}},
+		// Byte-level BPE vocabularies: Llama 3's 128k tokens, with
+		// three end-of-generation tokens, and Qwen2's 151k.
+		{"models/random/llama3tied-Q8_0.gguf", "vocab/ggml-vocab-llama-bpe.gguf", 512, batcher.Config{}},
+		{"models/random/qwen3-Q8_0.gguf", "vocab/ggml-vocab-qwen2.gguf", 512, batcher.Config{}},
 	}
-	const preemptRig = 4
+	const preemptRig, wideRig = 4, 5
 	rigs := make([]*rig, len(specs))
 	loaded := map[string]*rig{}
 	bats := make([]*batcher.Batcher, len(specs))
+	names := make([]string, len(specs))
 	for i, sp := range specs {
+		names[i] = fmt.Sprintf("%s (%s, %d blocks)", sp.model, cmp.Or(sp.vocab, "its vocabulary"), sp.blocks)
 		if loaded[sp.model] == nil {
 			loaded[sp.model] = load(t, sp.model)
 		}
 		rigs[i] = loaded[sp.model]
-		bats[i], _ = rigs[i].start(t, sp.blocks, sp.cfg)
+		if sp.vocab == "" {
+			bats[i], _ = rigs[i].start(t, sp.blocks, sp.cfg)
+		} else {
+			bats[i], rigs[i] = rigs[i].startWide(t, sp.vocab, sp.blocks, sp.cfg)
+		}
 	}
-	// The four models share stories260K's vocabulary.
+	// The four models share stories260K's vocabulary, which has a token
+	// for every byte.
 	schemas := loadSchemas(t, rigs[0].tok)
 
 	const perSchema = 50
@@ -248,7 +348,12 @@ func TestSchemaGenerations(t *testing.T) {
 		for left := perSchema; left > 0; {
 			n := min(left, []int{1, 1, 2, 3, 4}[rng.IntN(5)])
 			left -= n
-			r := turn % len(rigs)
+			// Every sixteenth request goes to a wide vocabulary, in
+			// turn: sampling free text from 128k logits costs most.
+			r := turn % wideRig
+			if turn%16 == 15 {
+				r = wideRig + turn/16%(len(rigs)-wideRig)
+			}
 			turn++
 			maxTokens := 256
 			if rng.IntN(2) == 0 {
@@ -259,6 +364,7 @@ func TestSchemaGenerations(t *testing.T) {
 				MaxTokens: maxTokens,
 				N:         n,
 				Format:    sc.lang,
+				IgnoreEOS: turn%5 == 0,
 				Sampling:  sample.Params{Temperature: 0.9 + 0.1*float32(turn%3), Seed: uint64(s*1000 + turn*10), HasSeed: true},
 			}})
 		}
@@ -277,14 +383,14 @@ func TestSchemaGenerations(t *testing.T) {
 	byRig := make([]int, len(rigs))
 	for _, j := range jobs {
 		if j.res.err != nil {
-			t.Fatalf("schema %d on %s: %v", j.schema, specs[j.rig].model, j.res.err)
+			t.Fatalf("schema %d on %s: %v", j.schema, names[j.rig], j.res.err)
 		}
 		for i := range j.req.N {
 			samples++
 			byRig[j.rig]++
 			ended[j.res.finish[i]]++
 			if err := checkOutput(rigs[j.rig].tok, schemas[j.schema], j.req, j.res.ids[i], j.res.text[i], j.res.finish[i]); err != nil {
-				t.Errorf("schema %d on %s, max_tokens %d, seed %d sample %d: %q (%s): %v", j.schema, specs[j.rig].model,
+				t.Errorf("schema %d on %s, max_tokens %d, seed %d sample %d: %q (%s): %v", j.schema, names[j.rig],
 					j.req.MaxTokens, j.req.Sampling.Seed, i, j.res.text[i], j.res.finish[i], err)
 			}
 		}
@@ -299,18 +405,25 @@ func TestSchemaGenerations(t *testing.T) {
 	t.Logf("%d samples in %d requests: %d ended by end-of-generation, %d by max_tokens with a whole document; %d preemptions; samples by batcher %v; %v",
 		samples, len(jobs), ended[batcher.FinishStop], ended[batcher.FinishLength], pre, byRig, time.Since(start).Round(time.Millisecond))
 
-	// Resume the first one-sample request of each schema after half its
-	// tokens, on the batcher that generated it; with the same seed the
+	// Resume a one-sample request of each schema after half its tokens,
+	// on the batcher that generated it, spread over the batchers (the one
+	// with the fewest resumed so far that has one); with the same seed the
 	// rest is the same, and the text sent before and after is the whole
 	// output.
 	var resumed []*schemaJob
 	var orig []*schemaJob
+	onRig := make([]int, len(rigs))
 	for s := range schemas {
-		i := slices.IndexFunc(jobs, func(j *schemaJob) bool { return j.schema == s && j.req.N == 1 && len(j.res.ids[0]) >= 2 })
-		if i < 0 {
+		var j *schemaJob
+		for _, c := range jobs {
+			if c.schema == s && c.req.N == 1 && len(c.res.ids[0]) >= 2 && (j == nil || onRig[c.rig] < onRig[j.rig]) {
+				j = c
+			}
+		}
+		if j == nil {
 			t.Fatalf("schema %d: no one-sample request of two tokens or more to resume", s)
 		}
-		j := jobs[i]
+		onRig[j.rig]++
 		q := j.req
 		q.Resume = j.res.ids[0][:len(j.res.ids[0])/2]
 		resumed = append(resumed, &schemaJob{schema: s, rig: j.rig, req: q})
@@ -329,17 +442,17 @@ func TestSchemaGenerations(t *testing.T) {
 		o := orig[k]
 		sent := len(j.req.Resume)
 		if j.res.err != nil {
-			t.Errorf("schema %d resumed on %s: %v", j.schema, specs[j.rig].model, j.res.err)
+			t.Errorf("schema %d resumed on %s: %v", j.schema, names[j.rig], j.res.err)
 			continue
 		}
 		text := strings.Join(o.res.pieces[0][:sent], "") + j.res.text[0]
 		if err := checkOutput(rigs[j.rig].tok, schemas[j.schema], j.req, j.res.ids[0], text, j.res.finish[0]); err != nil {
-			t.Errorf("schema %d resumed after %d tokens on %s: %q (%s): %v", j.schema, sent, specs[j.rig].model, text, j.res.finish[0], err)
+			t.Errorf("schema %d resumed after %d tokens on %s: %q (%s): %v", j.schema, sent, names[j.rig], text, j.res.finish[0], err)
 		}
 		if !slices.Equal(j.res.ids[0], o.res.ids[0][sent:]) || text != o.res.text[0] || j.res.finish[0] != o.res.finish[0] {
-			t.Errorf("schema %d resumed after %d tokens on %s: %v %q (%s), uninterrupted %v %q (%s)", j.schema, sent, specs[j.rig].model,
+			t.Errorf("schema %d resumed after %d tokens on %s: %v %q (%s), uninterrupted %v %q (%s)", j.schema, sent, names[j.rig],
 				j.res.ids[0], text, j.res.finish[0], o.res.ids[0][sent:], o.res.text[0], o.res.finish[0])
 		}
 	}
-	t.Logf("%d samples resumed half-way; %v in all", len(resumed), time.Since(start).Round(time.Millisecond))
+	t.Logf("%d samples resumed half-way, by batcher %v; %v in all", len(resumed), onRig, time.Since(start).Round(time.Millisecond))
 }
