@@ -213,6 +213,26 @@ func New(r Runner, tok *tokenizer.Tokenizer, pool *engine.KVPool, cfg Config) *B
 	return b
 }
 
+// checkResume refuses a resumed sample whose earlier tokens its format
+// would not have allowed: the constraint could not go on from them.
+func (b *Batcher) checkResume(r *Request) error {
+	if r.Format == nil || len(r.Resume) == 0 {
+		return nil
+	}
+	tok := b.out.tok
+	var text []byte
+	for _, id := range r.Resume {
+		if tok.IsControl(id) {
+			return invalid("resume", "resume holds the control token %d, which the request's format never allows", id)
+		}
+		text = append(text, tok.Piece(id)...)
+	}
+	if !r.Format.Prefix(text) {
+		return invalid("resume", "the resumed tokens are not the start of an output in the request's format")
+	}
+	return nil
+}
+
 // group is one request: its samples share the prompt.
 type group struct {
 	req      Request
@@ -268,6 +288,9 @@ func (b *Batcher) SubmitAll(ctx context.Context, rs []Request) ([]*Stream, error
 	seqs := 0
 	for i := range rs {
 		if err := rs[i].Validate(b.lim); err != nil {
+			return nil, err
+		}
+		if err := b.checkResume(&rs[i]); err != nil {
 			return nil, err
 		}
 		seqs += max(rs[i].N, 1)

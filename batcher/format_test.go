@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -459,4 +460,28 @@ func TestSchemaGenerations(t *testing.T) {
 		}
 	}
 	t.Logf("%d samples resumed half-way, by batcher %v; %v in all", len(resumed), onRig, time.Since(start).Round(time.Millisecond))
+}
+
+// TestResumeOutsideFormat: a resumed request whose earlier tokens its
+// format would not have allowed is refused, naming resume; one whose
+// tokens begin an output is taken.
+func TestResumeOutsideFormat(t *testing.T) {
+	r := load(t, "models/random/llama-Q8_0.gguf")
+	b, _ := r.start(t, 64, batcher.Config{})
+	lang, err := constrain.CompileSchema([]byte(`{"type":"object","properties":{"a":{"type":"integer"}},"required":["a"],"additionalProperties":false}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := batcher.Request{Prompt: []int32{r.tok.BOS()}, MaxTokens: 40, Format: lang, Resume: r.tok.Encode("hello", false, false),
+		Sampling: sample.Params{Temperature: 1, Seed: 1, HasSeed: true}}
+	_, err = b.Submit(context.Background(), req)
+	if e, ok := errors.AsType[*batcher.Error](err); !ok || e.Kind != batcher.KindInvalid || e.Param != "resume" {
+		t.Fatalf("resume outside the format: %v", err)
+	}
+	// SentencePiece writes a space first, which json_object allows.
+	req.Format, req.Resume = constrain.JSONObjectLanguage(), r.tok.Encode(`{"a":`, false, false)
+	got := run(t, b, req)
+	if text := r.tok.Detokenize(req.Resume, false, false) + got.text[0]; got.err != nil || !json.Valid([]byte(text)) {
+		t.Fatalf("resume inside the format: %q, %v", text, got.err)
+	}
 }

@@ -253,3 +253,49 @@ func (d *dfa) walk(s int32, f func(id, to int32)) {
 		i++
 	}
 }
+
+// Prefix reports whether text begins some output of l, as a resumed
+// sample's earlier tokens must.
+func (l *Language) Prefix(text []byte) bool {
+	if l.n == nil {
+		var s state
+		for _, b := range text {
+			if !s.step(b) {
+				return false
+			}
+		}
+		return true
+	}
+	seen := make([]bool, len(l.n.states))
+	var closure func(set []int32) []int32
+	closure = func(set []int32) []int32 {
+		clear(seen)
+		var out []int32
+		for len(set) > 0 {
+			s := set[len(set)-1]
+			set = set[:len(set)-1]
+			if seen[s] || l.dist[s] < 0 {
+				continue
+			}
+			seen[s] = true
+			out = append(out, s)
+			set = append(set, l.n.states[s].eps...)
+		}
+		return out
+	}
+	cur := closure([]int32{0})
+	for _, b := range text {
+		var next []int32
+		for _, s := range cur {
+			for _, a := range l.n.states[s].arcs {
+				if a.lo <= b && b <= a.hi {
+					next = append(next, a.to)
+				}
+			}
+		}
+		if cur = closure(next); len(cur) == 0 {
+			return false
+		}
+	}
+	return true
+}
