@@ -50,6 +50,11 @@ type Result struct {
 	Min      float64   `json:"min_tps"`
 	Max      float64   `json:"max_tps"`
 	Duration []float64 `json:"samples_seconds"`
+	// DecodeGBps is, for a generation test, the weights it read per second
+	// at the median: DecodeBytes a step times steps per second.
+	DecodeGBps float64 `json:"decode_weights_gbps,omitempty"`
+	// BandwidthShare is DecodeGBps over System.ReadGBps (SetShares).
+	BandwidthShare float64 `json:"read_bandwidth_share,omitempty"`
 }
 
 // System describes the machine and model a run measured.
@@ -65,6 +70,11 @@ type System struct {
 	ModelType  string   `json:"model_type"`
 	ModelBytes int64    `json:"model_bytes"`
 	Params     int64    `json:"params"`
+	// DecodeBytes is the weight bytes a decode step reads (DecodeBytes).
+	DecodeBytes int64 `json:"decode_weight_bytes"`
+	// ReadGBps is the threads' read bandwidth over those bytes
+	// (ReadBandwidth); 0 when not measured.
+	ReadGBps float64 `json:"read_bandwidth_gbps,omitempty"`
 }
 
 // Report is the whole run, as written by --json.
@@ -95,6 +105,7 @@ func Describe(path string, m *models.Model, backend string, threads int, o kerne
 		s.ModelBytes += int64(len(t.Data))
 		s.Params += int64(t.Elements())
 	}
+	s.DecodeBytes = DecodeBytes(m)
 	return s
 }
 
@@ -139,7 +150,10 @@ func RunLocal(ctx context.Context, e *engine.Engine, cfg LocalConfig, log io.Wri
 		return t
 	}
 	var results []Result
-	run := func(test string, n int, once func() error) error {
+	weights := float64(DecodeBytes(e.Model))
+	// run times a test of n tokens; steps, for a generation test, is the
+	// decode steps it takes.
+	run := func(test string, n, steps int, once func() error) error {
 		fmt.Fprintf(log, "%s: warm-up", test)
 		if err := once(); err != nil {
 			return fmt.Errorf("%s: %w", test, err)
@@ -161,6 +175,7 @@ func RunLocal(ctx context.Context, e *engine.Engine, cfg LocalConfig, log io.Wri
 		fmt.Fprintln(log, " t/s")
 		sorted := slices.Sorted(slices.Values(r.Samples))
 		r.Min, r.Max, r.Median = sorted[0], sorted[len(sorted)-1], median(sorted)
+		r.DecodeGBps = weights * r.Median * float64(steps) / float64(n) / 1e9
 		results = append(results, r)
 		return nil
 	}
@@ -181,7 +196,7 @@ func RunLocal(ctx context.Context, e *engine.Engine, cfg LocalConfig, log io.Wri
 			}
 			once = func() error { return decode(e, pool, [][]int32{prompt}, p) }
 		}
-		if err := run(fmt.Sprintf("pp%d", p), p, once); err != nil {
+		if err := run(fmt.Sprintf("pp%d", p), p, 0, once); err != nil {
 			return results, err
 		}
 	}
@@ -201,7 +216,7 @@ func RunLocal(ctx context.Context, e *engine.Engine, cfg LocalConfig, log io.Wri
 			if err != nil {
 				return results, err
 			}
-			if err := run(fmt.Sprintf("tg%d b%d", g, b), g*b, func() error { return decode(e, pool, gen, 1) }); err != nil {
+			if err := run(fmt.Sprintf("tg%d b%d", g, b), g*b, g, func() error { return decode(e, pool, gen, 1) }); err != nil {
 				return results, err
 			}
 		}
@@ -226,7 +241,7 @@ func RunLocal(ctx context.Context, e *engine.Engine, cfg LocalConfig, log io.Wri
 			}
 			once = func() error { return decode(e, pool, [][]int32{gen}, 1) }
 		}
-		if err := run(fmt.Sprintf("tg%d", g), g, once); err != nil {
+		if err := run(fmt.Sprintf("tg%d", g), g, g, once); err != nil {
 			return results, err
 		}
 	}
@@ -287,13 +302,15 @@ func median(sorted []float64) float64 {
 // WriteTable prints the results as a Markdown table like llama-bench's.
 func WriteTable(w io.Writer, s System, results []Result) {
 	fmt.Fprintf(w, "cpu: %s (%d logical cores), features: %s\n", s.CPU, s.Cores, strings.Join(s.Features, " "))
-	fmt.Fprintf(w, "order: %s\n\n", s.Order)
-	fmt.Fprintln(w, "| model | size | params | backend | threads | test | t/s (median) | min | max |")
-	fmt.Fprintln(w, "| --- | ---: | ---: | --- | ---: | --- | ---: | ---: | ---: |")
+	fmt.Fprintf(w, "order: %s\n", s.Order)
+	writeBandwidth(w, s)
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| model | size | params | backend | threads | test | t/s (median) | min | max | weights GB/s | of read bw |")
+	fmt.Fprintln(w, "| --- | ---: | ---: | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |")
 	for _, r := range results {
-		fmt.Fprintf(w, "| %s %s | %.2f MiB | %.2f M | %s | %d | %s | %.2f | %.2f | %.2f |\n",
+		fmt.Fprintf(w, "| %s %s | %.2f MiB | %.2f M | %s | %d | %s | %.2f | %.2f | %.2f | %s |\n",
 			modelName(s.Model), s.ModelType, float64(s.ModelBytes)/(1<<20), float64(s.Params)/1e6, s.Backend,
-			s.Threads, r.Test, r.Median, r.Min, r.Max)
+			s.Threads, r.Test, r.Median, r.Min, r.Max, bandwidthCells(r))
 	}
 }
 

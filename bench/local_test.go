@@ -3,6 +3,8 @@ package bench
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"math"
 	"strings"
 	"testing"
 
@@ -56,10 +58,30 @@ func testRunLocal(t *testing.T, o kernels.Order) {
 	if sys.ModelType != "Q4_K_M" || sys.Params != 1836288 || sys.Order != o.String() {
 		t.Errorf("system %+v", sys)
 	}
+	// The generation test's weights GB/s is the weights of a step at its
+	// median rate; the prompt test has none.
+	if results[0].DecodeGBps != 0 || !closeTo(results[1].DecodeGBps, float64(sys.DecodeBytes)*results[1].Median/1e9) {
+		t.Errorf("weights GB/s %g, %g at %g t/s of %d bytes", results[0].DecodeGBps, results[1].DecodeGBps,
+			results[1].Median, sys.DecodeBytes)
+	}
+	if sys.DecodeBytes <= 0 || sys.DecodeBytes >= sys.ModelBytes {
+		t.Errorf("decode reads %d bytes of a %d-byte model", sys.DecodeBytes, sys.ModelBytes)
+	}
+	sys.ReadGBps = ReadBandwidth(b, m)
+	SetShares(results, sys.ReadGBps)
+	if !(sys.ReadGBps > 0) || results[0].BandwidthShare != 0 ||
+		!closeTo(results[1].BandwidthShare, results[1].DecodeGBps/sys.ReadGBps) {
+		t.Errorf("read bandwidth %g GB/s, shares %g, %g", sys.ReadGBps, results[0].BandwidthShare, results[1].BandwidthShare)
+	}
 	var table bytes.Buffer
 	WriteTable(&table, sys, results)
-	if !strings.Contains(table.String(), "| llama-Q4_K_M Q4_K_M |") || !strings.Contains(table.String(), "| tg8 |") ||
-		!strings.Contains(table.String(), "order: "+o.String()+"\n") {
+	tg := fmt.Sprintf("| tg8 | %.2f | %.2f | %.2f | %.2f | %.0f%% |", results[1].Median, results[1].Min, results[1].Max,
+		results[1].DecodeGBps, 100*results[1].BandwidthShare)
+	if !strings.Contains(table.String(), "| llama-Q4_K_M Q4_K_M |") || !strings.Contains(table.String(), tg) ||
+		!strings.Contains(table.String(), "| max | weights GB/s | of read bw |\n") ||
+		!strings.Contains(table.String(), fmt.Sprintf("| %.2f |  |  |\n", results[0].Max)) ||
+		!strings.Contains(table.String(), "order: "+o.String()+"\n") ||
+		!strings.Contains(table.String(), fmt.Sprintf("stream-read them at %.2f GB/s", sys.ReadGBps)) {
 		t.Errorf("table:\n%s", table.String())
 	}
 	if _, err := RunLocal(context.Background(), e, LocalConfig{Prompts: []int{1 << 20}, Reps: 1}, &log); err == nil {
@@ -90,6 +112,10 @@ func TestRunLocalBatches(t *testing.T) {
 	if len(results) != 2 || results[0].Test != "tg8 b1" || results[1].Test != "tg8 b3" || results[1].Tokens != 24 {
 		t.Fatalf("results %+v", results)
 	}
+	// Three sequences read the weights once a step.
+	if w := float64(DecodeBytes(m)) * results[1].Median / 3 / 1e9; !closeTo(results[1].DecodeGBps, w) {
+		t.Errorf("tg8 b3: %g weights GB/s, want %g", results[1].DecodeGBps, w)
+	}
 	small, err := engine.NewKVPool(engine.KVPoolConfig{Layers: len(m.Layers), Width: m.KVHeads * m.HeadDim, Bytes: 3 * 20480, F32: true})
 	if err != nil {
 		t.Fatal(err)
@@ -102,6 +128,8 @@ func TestRunLocalBatches(t *testing.T) {
 		t.Errorf("the failed test left %.2f of the pool held", small.Usage())
 	}
 }
+
+func closeTo(a, b float64) bool { return math.Abs(a-b) <= 1e-9*math.Abs(b) }
 
 func TestMedian(t *testing.T) {
 	if m := median([]float64{1, 2, 10}); m != 2 {

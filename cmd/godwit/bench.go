@@ -55,6 +55,7 @@ func benchLocalCmd() *cobra.Command {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
 			defer stop()
 			sys := bench.Describe(l.path, l.model, fmt.Sprintf("cpu/%s", l.backend.Variant()), l.backend.Threads(), o)
+			sys.ReadGBps = bench.ReadBandwidth(l.backend, l.model)
 			// As in llama-bench, a length of 0 skips that kind of test.
 			cfg.Prompts = slices.DeleteFunc(cfg.Prompts, func(n int) bool { return n == 0 })
 			cfg.Gens = slices.DeleteFunc(cfg.Gens, func(n int) bool { return n == 0 })
@@ -78,6 +79,7 @@ func benchLocalCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			bench.SetShares(results, sys.ReadGBps)
 			bench.WriteTable(cmd.OutOrStdout(), sys, results)
 			if jsonPath == "" {
 				return nil

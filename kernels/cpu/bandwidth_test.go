@@ -1,6 +1,8 @@
 package cpu
 
 import (
+	"encoding/binary"
+	"math"
 	"os"
 	"syscall"
 	"testing"
@@ -61,6 +63,48 @@ func BenchmarkF16Bandwidth(b *testing.B) {
 					}
 				}
 			})
+		}
+	}
+}
+
+// TestReadBandwidth: the threads' shares of buffers of every length read
+// each word and tail byte once, on one thread and on more threads than some
+// buffers have lines; the rate is positive and finite, and below a rate no
+// memory reaches (which would mean the loads were skipped).
+func TestReadBandwidth(t *testing.T) {
+	bufs := [][]byte{make([]byte, 1<<20+13), nil, make([]byte, 1), make([]byte, 63), make([]byte, 64), make([]byte, 200)}
+	var want uint64
+	for _, b := range bufs {
+		for i := range b {
+			b[i] = byte(i*131 + len(b))
+		}
+		for i := 0; i < len(b); i += 8 {
+			if i+8 <= len(b) {
+				want += binary.LittleEndian.Uint64(b[i:])
+				continue
+			}
+			for _, c := range b[i:] {
+				want += uint64(c)
+			}
+		}
+	}
+	for _, threads := range []int{1, 3} {
+		p := NewPool(threads)
+		task := readTask{bufs: bufs, sums: make([]readSum, threads)}
+		p.Run(&task)
+		p.Close()
+		var got uint64
+		for _, s := range task.sums {
+			got += s.v
+		}
+		if got != want {
+			t.Errorf("%d threads: sum %d, want %d", threads, got, want)
+		}
+		b := New(threads)
+		bw := b.ReadBandwidth(bufs, 3)
+		b.Close()
+		if !(bw > 0) || math.IsInf(bw, 0) || bw > 1e13 {
+			t.Errorf("%d threads: %g bytes/s", threads, bw)
 		}
 	}
 }
