@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/godwit-ai/godwit/kernels/cpu"
 	"github.com/godwit-ai/godwit/models"
@@ -20,22 +21,33 @@ func DecodeBytes(m *models.Model) int64 {
 	return n
 }
 
-// readPasses is how many timed passes ReadBandwidth takes the best of.
-const readPasses = 10
+// readPasses is how many timed passes a cpu.Backend.ReadBandwidth takes the
+// best of, and readTime how long ReadBandwidth repeats them for at least:
+// on a VM the rate moved by a third within seconds (11 to 14 GB/s on one
+// thread, 14 to 21 on two), and the best over a longer time is nearer what
+// the box can read.
+const (
+	readPasses = 10
+	readTime   = 500 * time.Millisecond
+)
 
 // ReadBandwidth measures, in GB/s, how fast b's threads stream-read the
-// matrices of m, DecodeBytes of them. Reading the weights themselves, not a
-// copy, takes no memory and compares decode with the level of the memory
-// hierarchy that holds them: a model that fits in the L3 cache is compared
-// with the L3's bandwidth. Weights the backend repacked are read from its
-// copies in decode, of about the same size.
+// matrices of m, DecodeBytes of them: the best pass of at least readTime.
+// Reading the weights themselves, not a copy, takes no memory and compares
+// decode with the level of the memory hierarchy that holds them: a model
+// that fits in the L3 cache is compared with the L3's bandwidth. Weights the
+// backend repacked are read from its copies in decode, of the same size.
 func ReadBandwidth(b *cpu.Backend, m *models.Model) float64 {
 	ws := m.Matrices()
 	bufs := make([][]byte, len(ws))
 	for i, w := range ws {
 		bufs[i] = w.Data
 	}
-	return b.ReadBandwidth(bufs, readPasses) / 1e9
+	best := 0.0
+	for start := time.Now(); best == 0 || time.Since(start) < readTime; {
+		best = max(best, b.ReadBandwidth(bufs, readPasses))
+	}
+	return best / 1e9
 }
 
 // SetShares sets each generation test's share of the read bandwidth
@@ -53,7 +65,7 @@ func SetShares(results []Result, readGBps float64) {
 func writeBandwidth(w io.Writer, s System) {
 	fmt.Fprintf(w, "decode reads %.2f MiB of weights a step", float64(s.DecodeBytes)/(1<<20))
 	if s.ReadGBps > 0 {
-		fmt.Fprintf(w, "; its threads stream-read them at %.2f GB/s (best of %d passes)", s.ReadGBps, readPasses)
+		fmt.Fprintf(w, "; its threads stream-read them at %.2f GB/s (the best pass)", s.ReadGBps)
 	}
 	fmt.Fprintln(w)
 }
