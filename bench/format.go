@@ -1,0 +1,193 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/godwit-ai/godwit/batcher"
+	"github.com/godwit-ai/godwit/engine/constrain"
+	"github.com/godwit-ai/godwit/engine/sample"
+	"github.com/godwit-ai/godwit/models/tokenizer"
+)
+
+// FormatPrompt is the format tests' prompt: an instruction, cut to one KV
+// block (16 tokens) so that the prefix cache, which keeps whole blocks
+// only, never serves the constrained run the prompt the free run computed,
+// and both first tokens include the prefill.
+func FormatPrompt(tok *tokenizer.Tokenizer) []int32 {
+	p := tok.Encode("Write the customer and their orders as JSON.", true, false)
+	return p[:min(len(p), 16)]
+}
+
+// FormatConfig is one measurement of what constrained decoding costs (issue
+// 16): Batch requests decode together through a batcher, once free and once
+// held to Schema, with the same prompt and seeds.
+type FormatConfig struct {
+	Schema []byte  // the JSON schema of the constrained run
+	Prompt []int32 // every request's prompt
+	Batch  int     // requests submitted together
+	// Tokens is how many tokens each sample generates before the run is
+	// cancelled; tokens From to Tokens-1 are timed (the earlier ones
+	// hold the prompt's prefill and the first masks, which the first
+	// token's latency reports).
+	Tokens, From int
+	Seed         uint64 // request i samples with seed Seed+i in both runs
+}
+
+// FormatResult is one FormatConfig's measurement.
+type FormatResult struct {
+	// Decode tokens/s of all samples together over the timed tokens,
+	// free (Plain) and constrained (Format).
+	PlainTPS  float64 `json:"plain_tps"`
+	FormatTPS float64 `json:"format_tps"`
+	// Submission to the first token as the client receives it, the mean
+	// over the samples; the constrained run's starts before the schema
+	// is compiled.
+	PlainFirst  time.Duration `json:"plain_first_ns"`
+	FormatFirst time.Duration `json:"format_first_ns"`
+	Compile     time.Duration `json:"compile_ns"`
+	// Text is the constrained run's first sample as far as it went.
+	Text string `json:"-"`
+}
+
+// Ratio is constrained over free decode tokens/s.
+func (r FormatResult) Ratio() float64 { return r.FormatTPS / r.PlainTPS }
+
+// FirstExtra is what the constraint adds to the first token's latency: the
+// compile, the start state's mask, and the steps' masks before it.
+func (r FormatResult) FirstExtra() time.Duration { return r.FormatFirst - r.PlainFirst }
+
+// MeasureFormat runs cfg on b, free and then constrained by a freshly
+// compiled schema (a server compiles a schema once, on its first request:
+// this times that first request). b must be otherwise idle.
+func MeasureFormat(ctx context.Context, b *batcher.Batcher, cfg FormatConfig) (FormatResult, error) {
+	var r FormatResult
+	if cfg.Batch < 1 || cfg.From < 0 || cfg.Tokens < cfg.From+2 {
+		return r, fmt.Errorf("format test: batch %d, tokens %d from %d: want a batch of at least 1 and two tokens timed", cfg.Batch, cfg.Tokens, cfg.From)
+	}
+	var err error
+	if r.PlainTPS, r.PlainFirst, _, err = decodeFormat(ctx, b, cfg, nil, time.Now()); err != nil {
+		return r, fmt.Errorf("unconstrained: %w", err)
+	}
+	start := time.Now()
+	l, err := constrain.CompileSchema(cfg.Schema)
+	if err != nil {
+		return r, err
+	}
+	r.Compile = time.Since(start)
+	if r.FormatTPS, r.FormatFirst, r.Text, err = decodeFormat(ctx, b, cfg, l, start); err != nil {
+		return r, fmt.Errorf("constrained: %w", err)
+	}
+	return r, nil
+}
+
+// decodeFormat submits cfg's requests held to l (nil: free), reads each
+// sample's first cfg.Tokens tokens, then cancels them and waits for their
+// streams to end. It returns the aggregate tokens/s over tokens cfg.From
+// to cfg.Tokens-1 (by the events' step times), the mean time from start to
+// each sample's first event, and the first sample's text.
+func decodeFormat(ctx context.Context, b *batcher.Batcher, cfg FormatConfig, l *constrain.Language, start time.Time) (tps float64, first time.Duration, text string, err error) {
+	lim := b.Limits()
+	reqs := make([]batcher.Request, cfg.Batch)
+	for i := range reqs {
+		reqs[i] = batcher.Request{
+			Prompt: cfg.Prompt,
+			// As much as the context allows, as a request without
+			// max_tokens gets: a tight max_tokens would make the masks
+			// close the output early, and timing that is another test.
+			MaxTokens: min(lim.Context-1, lim.Room()) - len(cfg.Prompt),
+			Sampling:  sample.Params{Temperature: 1, Seed: cfg.Seed + uint64(i), HasSeed: true},
+			IgnoreEOS: true,
+			Format:    l,
+		}
+	}
+	if reqs[0].MaxTokens < cfg.Tokens {
+		return 0, 0, "", fmt.Errorf("%d tokens after a prompt of %d do not fit the context (%d) or the KV cache (%d positions)",
+			cfg.Tokens, len(cfg.Prompt), lim.Context, lim.Room())
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	streams, err := b.SubmitAll(ctx, reqs)
+	if err != nil {
+		return 0, 0, "", err
+	}
+	// One reader per request, so that each sees its events when they are
+	// sent: the first one's arrival is the client's time to first token.
+	type sampleTimes struct {
+		first          time.Time
+		winStart, last time.Time
+		text           []byte
+		err            error
+	}
+	got := make([]sampleTimes, len(streams))
+	var read, drained sync.WaitGroup
+	read.Add(len(streams))
+	drained.Add(len(streams))
+	for i, st := range streams {
+		go func() {
+			defer drained.Done()
+			s := &got[i]
+			n := 0
+			for n < cfg.Tokens {
+				ev, ok := st.Next(context.Background())
+				switch {
+				case !ok:
+					s.err = fmt.Errorf("sample %d: the stream ended after %d tokens", i, n)
+				case ev.Err != nil:
+					s.err = fmt.Errorf("sample %d after %d tokens: %w", i, n, ev.Err)
+				case ev.Token < 0:
+					continue
+				}
+				if s.err != nil {
+					break
+				}
+				if n == 0 {
+					s.first = time.Now()
+				}
+				if i == 0 {
+					s.text = append(s.text, ev.Text...)
+				}
+				switch n {
+				case cfg.From:
+					s.winStart = ev.At
+				case cfg.Tokens - 1:
+					s.last = ev.At
+				}
+				n++
+				if ev.Finish != "" && n < cfg.Tokens {
+					s.err = fmt.Errorf("sample %d ended (%s) after %d tokens, before the %d timed: the schema must ask for longer outputs", i, ev.Finish, n, cfg.Tokens)
+					break
+				}
+			}
+			read.Done()
+			// Cancelled once every sample has its tokens: read on
+			// until the stream ends, so that the batcher is idle again
+			// when the run returns.
+			for {
+				if _, ok := st.Next(context.Background()); !ok {
+					return
+				}
+			}
+		}()
+	}
+	read.Wait()
+	cancel()
+	drained.Wait()
+	var from, to time.Time
+	for i, s := range got {
+		if s.err != nil {
+			return 0, 0, "", s.err
+		}
+		first += s.first.Sub(start)
+		if i == 0 || s.winStart.Before(from) {
+			from = s.winStart
+		}
+		if s.last.After(to) {
+			to = s.last
+		}
+	}
+	tokens := cfg.Batch * (cfg.Tokens - 1 - cfg.From)
+	return float64(tokens) / to.Sub(from).Seconds(), first / time.Duration(len(got)), string(got[0].text), nil
+}
