@@ -12,28 +12,36 @@ import (
 	"github.com/godwit-ai/godwit/models/tokenizer"
 )
 
-// FormatPrompt is the format tests' prompt: an instruction, cut to one KV
-// block (16 tokens) so that the prefix cache, which keeps whole blocks
-// only, never serves the constrained run the prompt the free run computed,
-// and both first tokens include the prefill.
-func FormatPrompt(tok *tokenizer.Tokenizer) []int32 {
-	p := tok.Encode("Write the customer and their orders as JSON.", true, false)
-	return p[:min(len(p), 16)]
+// FormatPrompts are the format tests' prompts, one per request: an
+// instruction with the request's number in front, so that the samples of
+// greedy runs differ, cut to a KV block (16 tokens) so that the prefix
+// cache, which keeps whole blocks only, never serves the constrained run
+// a prompt the free run computed: both first tokens include the prefill.
+func FormatPrompts(tok *tokenizer.Tokenizer, n int) [][]int32 {
+	ps := make([][]int32, n)
+	for i := range ps {
+		p := tok.Encode(fmt.Sprintf("%d. Write the customer and their orders as JSON.", i+1), true, false)
+		ps[i] = p[:min(len(p), 16)]
+	}
+	return ps
 }
 
 // FormatConfig is one measurement of what constrained decoding costs (issue
 // 16): Batch requests decode together through a batcher, once free and once
 // held to Schema, with the same prompt and seeds.
 type FormatConfig struct {
-	Schema []byte  // the JSON schema of the constrained run
-	Prompt []int32 // every request's prompt
-	Batch  int     // requests submitted together
+	Schema  []byte    // the JSON schema of the constrained run
+	Prompts [][]int32 // request i's prompt is Prompts[i]
+	Batch   int       // requests submitted together
 	// Tokens is how many tokens each sample generates before the run is
 	// cancelled; tokens From to Tokens-1 are timed (the earlier ones
 	// hold the prompt's prefill and the first masks, which the first
 	// token's latency reports).
 	Tokens, From int
-	Seed         uint64 // request i samples with seed Seed+i in both runs
+	// Request i samples at Temperature (0: greedy) with seed Seed+i, in
+	// both runs.
+	Temperature float32
+	Seed        uint64
 }
 
 // FormatResult is one FormatConfig's measurement.
@@ -64,8 +72,9 @@ func (r FormatResult) FirstExtra() time.Duration { return r.FormatFirst - r.Plai
 // this times that first request). b must be otherwise idle.
 func MeasureFormat(ctx context.Context, b *batcher.Batcher, cfg FormatConfig) (FormatResult, error) {
 	var r FormatResult
-	if cfg.Batch < 1 || cfg.From < 0 || cfg.Tokens < cfg.From+2 {
-		return r, fmt.Errorf("format test: batch %d, tokens %d from %d: want a batch of at least 1 and two tokens timed", cfg.Batch, cfg.Tokens, cfg.From)
+	if cfg.Batch < 1 || len(cfg.Prompts) != cfg.Batch || cfg.From < 0 || cfg.Tokens < cfg.From+2 {
+		return r, fmt.Errorf("format test: batch %d, %d prompts, tokens %d from %d: want a batch of at least 1, a prompt per request and two tokens timed",
+			cfg.Batch, len(cfg.Prompts), cfg.Tokens, cfg.From)
 	}
 	var err error
 	if r.PlainTPS, r.PlainFirst, _, err = decodeFormat(ctx, b, cfg, nil, time.Now()); err != nil {
@@ -91,21 +100,21 @@ func MeasureFormat(ctx context.Context, b *batcher.Batcher, cfg FormatConfig) (F
 func decodeFormat(ctx context.Context, b *batcher.Batcher, cfg FormatConfig, l *constrain.Language, start time.Time) (tps float64, first time.Duration, text string, err error) {
 	lim := b.Limits()
 	reqs := make([]batcher.Request, cfg.Batch)
-	for i := range reqs {
+	for i, p := range cfg.Prompts {
 		reqs[i] = batcher.Request{
-			Prompt: cfg.Prompt,
+			Prompt: p,
 			// As much as the context allows, as a request without
 			// max_tokens gets: a tight max_tokens would make the masks
 			// close the output early, and timing that is another test.
-			MaxTokens: min(lim.Context-1, lim.Room()) - len(cfg.Prompt),
-			Sampling:  sample.Params{Temperature: 1, Seed: cfg.Seed + uint64(i), HasSeed: true},
+			MaxTokens: min(lim.Context-1, lim.Room()) - len(p),
+			Sampling:  sample.Params{Temperature: cfg.Temperature, Seed: cfg.Seed + uint64(i), HasSeed: true},
 			IgnoreEOS: true,
 			Format:    l,
 		}
-	}
-	if reqs[0].MaxTokens < cfg.Tokens {
-		return 0, 0, "", fmt.Errorf("%d tokens after a prompt of %d do not fit the context (%d) or the KV cache (%d positions)",
-			cfg.Tokens, len(cfg.Prompt), lim.Context, lim.Room())
+		if reqs[i].MaxTokens < cfg.Tokens {
+			return 0, 0, "", fmt.Errorf("%d tokens after a prompt of %d do not fit the context (%d) or the KV cache (%d positions)",
+				cfg.Tokens, len(p), lim.Context, lim.Room())
+		}
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -43,8 +43,8 @@ type LocalConfig struct {
 	Reps int
 	// Format, when set, is a JSON schema: each generation test is run
 	// again through a batcher, free and held to it (MeasureFormat, with
-	// FormatPrompt and sampling; Tok decodes), and its Result carries
-	// the comparison.
+	// FormatPrompts, sampling at temperature 1; Tok decodes), and its
+	// Result carries the comparison.
 	Format []byte
 	Tok    *tokenizer.Tokenizer
 }
@@ -275,27 +275,32 @@ func RunLocal(ctx context.Context, e *engine.Engine, cfg LocalConfig, log io.Wri
 }
 
 // formatBatcher returns the format runs of b sequences of g tokens held to
-// schema, and a batcher on e to run them, its KV blocks from pool or, when
-// it is nil, a pool of its own. Close the batcher when done.
+// schema, sampled at temperature 1, and a batcher on e to run them, its KV
+// blocks from pool or, when it is nil, a pool of its own. Close the
+// batcher when done.
 func formatBatcher(e *engine.Engine, tok *tokenizer.Tokenizer, schema []byte, pool *engine.KVPool, b, g int) (*batcher.Batcher, FormatConfig, error) {
-	fc := FormatConfig{Schema: schema, Prompt: FormatPrompt(tok), Batch: b, Tokens: g,
+	fc := FormatConfig{Schema: schema, Prompts: FormatPrompts(tok, b), Batch: b, Tokens: g,
 		// From token 10, as the acceptance of issue 16 times, or
 		// halfway in a shorter test.
-		From: min(10, (g-1)/2), Seed: 1}
+		From: min(10, (g-1)/2), Temperature: 1, Seed: 1}
+	prompt := 0
+	for _, p := range fc.Prompts {
+		prompt = max(prompt, len(p))
+	}
 	if pool == nil {
 		// A block more per sequence for the steps that run between the
 		// last token timed and the cancel reaching the batcher, and room
 		// for a whole context: MeasureFormat's requests ask for as many
 		// tokens as it allows.
 		var err error
-		pool, err = e.NewKVPool(e.KVBytes(max(b*(len(fc.Prompt)+g+16), e.Context()), false), false)
+		pool, err = e.NewKVPool(e.KVBytes(max(b*(prompt+g+16), e.Context()), false), false)
 		if err != nil {
 			return nil, fc, err
 		}
 	}
 	// Every request admitted at once, prompts in one step.
 	bt := batcher.New(e, tok, pool, batcher.Config{MaxSeqs: b, MaxQueue: b,
-		MaxBatchTokens: max(batcher.DefaultMaxBatchTokens, b*len(fc.Prompt))})
+		MaxBatchTokens: max(batcher.DefaultMaxBatchTokens, b*prompt)})
 	return bt, fc, nil
 }
 
@@ -313,7 +318,7 @@ func runFormat(ctx context.Context, e *engine.Engine, cfg LocalConfig, test stri
 	if _, err := MeasureFormat(ctx, bt, fc); err != nil {
 		return nil, fmt.Errorf("%s json: %w", test, err)
 	}
-	st := &FormatStats{From: fc.From, To: g}
+	var runs []FormatResult
 	for range cfg.Reps {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -322,24 +327,31 @@ func runFormat(ctx context.Context, e *engine.Engine, cfg LocalConfig, test stri
 		if err != nil {
 			return nil, fmt.Errorf("%s json: %w", test, err)
 		}
-		st.Runs = append(st.Runs, r)
+		runs = append(runs, r)
 		fmt.Fprintf(log, " %.1f/%.1f", r.FormatTPS, r.PlainTPS)
 	}
 	fmt.Fprintln(log, " t/s (json/free)")
+	return formatStats(runs, fc), nil
+}
+
+// formatStats summarizes runs of fc by their medians, which a run slowed
+// by other work on the machine moves least.
+func formatStats(runs []FormatResult, fc FormatConfig) *FormatStats {
 	medianOf := func(f func(FormatResult) float64) float64 {
-		v := make([]float64, len(st.Runs))
-		for i, r := range st.Runs {
+		v := make([]float64, len(runs))
+		for i, r := range runs {
 			v[i] = f(r)
 		}
 		slices.Sort(v)
 		return median(v)
 	}
-	st.PlainTPS = medianOf(func(r FormatResult) float64 { return r.PlainTPS })
-	st.FormatTPS = medianOf(func(r FormatResult) float64 { return r.FormatTPS })
-	st.Ratio = medianOf(FormatResult.Ratio)
-	st.FirstExtraMs = medianOf(func(r FormatResult) float64 { return ms(r.FirstExtra()) })
-	st.CompileMs = medianOf(func(r FormatResult) float64 { return ms(r.Compile) })
-	return st, nil
+	return &FormatStats{From: fc.From, To: fc.Tokens, Runs: runs,
+		PlainTPS:     medianOf(func(r FormatResult) float64 { return r.PlainTPS }),
+		FormatTPS:    medianOf(func(r FormatResult) float64 { return r.FormatTPS }),
+		Ratio:        medianOf(FormatResult.Ratio),
+		FirstExtraMs: medianOf(func(r FormatResult) float64 { return ms(r.FirstExtra()) }),
+		CompileMs:    medianOf(func(r FormatResult) float64 { return ms(r.Compile) }),
+	}
 }
 
 // poolFor returns pool, or when it is nil a KV pool sized for seqs sequences
