@@ -55,7 +55,13 @@ type FormatResult struct {
 	// is compiled.
 	PlainFirst  time.Duration `json:"plain_first_ns"`
 	FormatFirst time.Duration `json:"format_first_ns"`
-	Compile     time.Duration `json:"compile_ns"`
+	// Of that, the part after the first step's forward pass (sampling,
+	// masks, detokenizing, the stream), the mean over the samples: the
+	// forward pass is the same work in both runs, and its time varies
+	// far more from run to run than the masks take.
+	PlainFirstOut  time.Duration `json:"plain_first_out_ns"`
+	FormatFirstOut time.Duration `json:"format_first_out_ns"`
+	Compile        time.Duration `json:"compile_ns"`
 	// Text is the constrained run's first sample as far as it went.
 	Text string `json:"-"`
 }
@@ -63,9 +69,15 @@ type FormatResult struct {
 // Ratio is constrained over free decode tokens/s.
 func (r FormatResult) Ratio() float64 { return r.FormatTPS / r.PlainTPS }
 
-// FirstExtra is what the constraint adds to the first token's latency: the
-// compile, the start state's mask, and the steps' masks before it.
+// FirstExtra is what the constraint adds to the first token's latency, as
+// the client sees it: the compile and the first masks.
 func (r FormatResult) FirstExtra() time.Duration { return r.FormatFirst - r.PlainFirst }
+
+// FirstOutExtra is what the constraint adds to the first token after its
+// forward pass: the first masks, less what sampling saves on the tokens
+// they refuse. Compile plus FirstOutExtra estimates FirstExtra without the
+// forward pass's variance.
+func (r FormatResult) FirstOutExtra() time.Duration { return r.FormatFirstOut - r.PlainFirstOut }
 
 // MeasureFormat runs cfg on b, free and then constrained by a freshly
 // compiled schema (a server compiles a schema once, on its first request:
@@ -76,8 +88,8 @@ func MeasureFormat(ctx context.Context, b *batcher.Batcher, cfg FormatConfig) (F
 		return r, fmt.Errorf("format test: batch %d, %d prompts, tokens %d from %d: want a batch of at least 1, a prompt per request and two tokens timed",
 			cfg.Batch, len(cfg.Prompts), cfg.Tokens, cfg.From)
 	}
-	var err error
-	if r.PlainTPS, r.PlainFirst, _, err = decodeFormat(ctx, b, cfg, nil, time.Now()); err != nil {
+	free, err := decodeFormat(ctx, b, cfg, nil, time.Now())
+	if err != nil {
 		return r, fmt.Errorf("unconstrained: %w", err)
 	}
 	start := time.Now()
@@ -86,18 +98,29 @@ func MeasureFormat(ctx context.Context, b *batcher.Batcher, cfg FormatConfig) (F
 		return r, err
 	}
 	r.Compile = time.Since(start)
-	if r.FormatTPS, r.FormatFirst, r.Text, err = decodeFormat(ctx, b, cfg, l, start); err != nil {
+	held, err := decodeFormat(ctx, b, cfg, l, start)
+	if err != nil {
 		return r, fmt.Errorf("constrained: %w", err)
 	}
+	r.PlainTPS, r.PlainFirst, r.PlainFirstOut = free.tps, free.first, free.firstOut
+	r.FormatTPS, r.FormatFirst, r.FormatFirstOut, r.Text = held.tps, held.first, held.firstOut, held.text
 	return r, nil
+}
+
+// formatRun is one run's measurement: the aggregate tokens/s over tokens
+// cfg.From to cfg.Tokens-1 (by the events' step times), the mean time from
+// start to each sample's first event as received, and of it from that
+// event's step time on, and the first sample's text.
+type formatRun struct {
+	tps             float64
+	first, firstOut time.Duration
+	text            string
 }
 
 // decodeFormat submits cfg's requests held to l (nil: free), reads each
 // sample's first cfg.Tokens tokens, then cancels them and waits for their
-// streams to end. It returns the aggregate tokens/s over tokens cfg.From
-// to cfg.Tokens-1 (by the events' step times), the mean time from start to
-// each sample's first event, and the first sample's text.
-func decodeFormat(ctx context.Context, b *batcher.Batcher, cfg FormatConfig, l *constrain.Language, start time.Time) (tps float64, first time.Duration, text string, err error) {
+// streams to end.
+func decodeFormat(ctx context.Context, b *batcher.Batcher, cfg FormatConfig, l *constrain.Language, start time.Time) (formatRun, error) {
 	lim := b.Limits()
 	reqs := make([]batcher.Request, cfg.Batch)
 	for i, p := range cfg.Prompts {
@@ -112,7 +135,7 @@ func decodeFormat(ctx context.Context, b *batcher.Batcher, cfg FormatConfig, l *
 			Format:    l,
 		}
 		if reqs[i].MaxTokens < cfg.Tokens {
-			return 0, 0, "", fmt.Errorf("%d tokens after a prompt of %d do not fit the context (%d) or the KV cache (%d positions)",
+			return formatRun{}, fmt.Errorf("%d tokens after a prompt of %d do not fit the context (%d) or the KV cache (%d positions)",
 				cfg.Tokens, len(p), lim.Context, lim.Room())
 		}
 	}
@@ -120,12 +143,12 @@ func decodeFormat(ctx context.Context, b *batcher.Batcher, cfg FormatConfig, l *
 	defer cancel()
 	streams, err := b.SubmitAll(ctx, reqs)
 	if err != nil {
-		return 0, 0, "", err
+		return formatRun{}, err
 	}
 	// One reader per request, so that each sees its events when they are
 	// sent: the first one's arrival is the client's time to first token.
 	type sampleTimes struct {
-		first          time.Time
+		first, firstAt time.Time
 		winStart, last time.Time
 		text           []byte
 		err            error
@@ -153,7 +176,7 @@ func decodeFormat(ctx context.Context, b *batcher.Batcher, cfg FormatConfig, l *
 					break
 				}
 				if n == 0 {
-					s.first = time.Now()
+					s.first, s.firstAt = time.Now(), ev.At
 				}
 				if i == 0 {
 					s.text = append(s.text, ev.Text...)
@@ -184,12 +207,14 @@ func decodeFormat(ctx context.Context, b *batcher.Batcher, cfg FormatConfig, l *
 	read.Wait()
 	cancel()
 	drained.Wait()
+	var r formatRun
 	var from, to time.Time
 	for i, s := range got {
 		if s.err != nil {
-			return 0, 0, "", s.err
+			return formatRun{}, s.err
 		}
-		first += s.first.Sub(start)
+		r.first += s.first.Sub(start)
+		r.firstOut += s.first.Sub(s.firstAt)
 		if i == 0 || s.winStart.Before(from) {
 			from = s.winStart
 		}
@@ -197,6 +222,9 @@ func decodeFormat(ctx context.Context, b *batcher.Batcher, cfg FormatConfig, l *
 			to = s.last
 		}
 	}
-	tokens := cfg.Batch * (cfg.Tokens - 1 - cfg.From)
-	return float64(tokens) / to.Sub(from).Seconds(), first / time.Duration(len(got)), string(got[0].text), nil
+	r.first /= time.Duration(len(got))
+	r.firstOut /= time.Duration(len(got))
+	r.tps = float64(cfg.Batch*(cfg.Tokens-1-cfg.From)) / to.Sub(from).Seconds()
+	r.text = string(got[0].text)
+	return r, nil
 }

@@ -71,7 +71,8 @@ func TestMeasureFormat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.PlainTPS <= 0 || r.FormatTPS <= 0 || r.Ratio() <= 0 || r.PlainFirst <= 0 || r.Compile <= 0 || r.FormatFirst <= r.Compile {
+	if r.PlainTPS <= 0 || r.FormatTPS <= 0 || r.Ratio() <= 0 || r.PlainFirst <= 0 || r.Compile <= 0 || r.FormatFirst <= r.Compile ||
+		r.PlainFirstOut <= 0 || r.PlainFirstOut >= r.PlainFirst || r.FormatFirstOut <= 0 || r.FormatFirstOut >= r.FormatFirst {
 		t.Errorf("result %+v", r)
 	}
 	if !strings.HasPrefix(strings.TrimSpace(r.Text), `{"customer"`) {
@@ -115,7 +116,7 @@ func TestRunLocalFormat(t *testing.T) {
 	}
 	var table bytes.Buffer
 	WriteTable(&table, System{}, results)
-	if !strings.Contains(table.String(), "| json t/s | free t/s | ratio | first +ms | compile ms |") ||
+	if !strings.Contains(table.String(), "| json t/s | free t/s | ratio | first +ms | compile ms | out +ms |") ||
 		!strings.Contains(table.String(), "| tg12 b2 |") || !strings.Contains(log.String(), "tg12 b2 json: warm-up") {
 		t.Errorf("table:\n%s\nlog:\n%s", table.String(), log.String())
 	}
@@ -167,7 +168,8 @@ func BenchmarkFormat(b *testing.B) {
 					b.Fatal(err)
 				}
 				runs = append(runs, r)
-				b.Logf("json %.2f, free %.2f tok/s, first +%.1f ms", r.FormatTPS, r.PlainTPS, ms(r.FirstExtra()))
+				b.Logf("json %.2f, free %.2f tok/s, first %+.1f ms (compile %.1f, out %+.1f)",
+					r.FormatTPS, r.PlainTPS, ms(r.FirstExtra()), ms(r.Compile), ms(r.FirstOutExtra()))
 			}
 			b.Logf("sample 0 of the last constrained run: %.300q", runs[len(runs)-1].Text)
 			// Medians, as bench local reports.
@@ -177,6 +179,7 @@ func BenchmarkFormat(b *testing.B) {
 			b.ReportMetric(st.Ratio, "ratio")
 			b.ReportMetric(st.FirstExtraMs, "first+ms")
 			b.ReportMetric(st.CompileMs, "compile-ms")
+			b.ReportMetric(st.FirstOutExtraMs, "out+ms")
 		})
 	}
 }

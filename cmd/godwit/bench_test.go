@@ -20,7 +20,7 @@ func TestBenchLocalJSONSchema(t *testing.T) {
 	jsonPath := filepath.Join(t.TempDir(), "run.json")
 	t.Setenv("GODWIT_JSON_SCHEMA", filepath.Join("..", "..", "bench", "testdata", "orders.schema.json"))
 	out := mustGodwit(t, "bench", "local", "-m", model, "-t", "1", "-p", "0", "-n", "12", "-b", "2", "--reps", "1", "--json", jsonPath)
-	if !strings.Contains(out, "| json t/s | free t/s | ratio | first +ms | compile ms |") || !strings.Contains(out, "| tg12 b2 |") {
+	if !strings.Contains(out, "| json t/s | free t/s | ratio | first +ms | compile ms | out +ms |") || !strings.Contains(out, "| tg12 b2 |") {
 		t.Errorf("table:\n%s", out)
 	}
 	raw, err := os.ReadFile(jsonPath)
