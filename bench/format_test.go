@@ -187,8 +187,9 @@ func BenchmarkFormat(b *testing.B) {
 // BenchmarkFormatFirst is the constraint's part of the first token's
 // latency without the noise of a model run: compiling the schema, and the
 // start state's mask (a walk of the vocabulary's trie) applied to the
-// first logits of one sample, or of 16 that share it. The vocabulary is
-// $GODWIT_BENCH_MODEL's, else llama-bpe's 128k tokens.
+// first logits of one sample, or of 16 that share it; and the vocabulary's
+// trie, which a batcher builds once, on its first constrained request. The
+// vocabulary is $GODWIT_BENCH_MODEL's, else llama-bpe's 128k tokens.
 func BenchmarkFormatFirst(b *testing.B) {
 	path := os.Getenv("GODWIT_BENCH_MODEL")
 	if path == "" {
@@ -203,6 +204,11 @@ func BenchmarkFormatFirst(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	b.Run("vocab", func(b *testing.B) {
+		for b.Loop() {
+			constrain.NewVocab(tok)
+		}
+	})
 	v := constrain.NewVocab(tok)
 	schema := ordersSchema(b)
 	b.Run("compile", func(b *testing.B) {
