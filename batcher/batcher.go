@@ -203,7 +203,7 @@ type Batcher struct {
 func New(r Runner, tok *tokenizer.Tokenizer, pool *engine.KVPool, cfg Config) *Batcher {
 	cfg = cfg.withDefaults()
 	b := &Batcher{run: r, cfg: cfg,
-		out:   outputs{tok: tok, vocab: r.Vocab(), ctx: r.Context()},
+		out:   outputs{tok: tok, vocab: r.Vocab(), ctx: r.Context(), trie: &lazyVocab{}},
 		sched: scheduler{maxTokens: cfg.MaxBatchTokens, maxSeqs: cfg.MaxSeqs, pool: pool},
 		lim: Limits{Vocab: r.Vocab(), Context: r.Context(), MaxN: cfg.MaxN, MaxQueue: cfg.MaxQueue,
 			BlockSize: pool.BlockSize(), Blocks: pool.Blocks()},
@@ -213,10 +213,15 @@ func New(r Runner, tok *tokenizer.Tokenizer, pool *engine.KVPool, cfg Config) *B
 	return b
 }
 
-// checkResume refuses a resumed sample whose earlier tokens its format
-// would not have allowed: the constraint could not go on from them.
-func (b *Batcher) checkResume(r *Request) error {
-	if r.Format == nil || len(r.Resume) == 0 {
+// checkFormat refuses a resumed sample whose earlier tokens its format
+// would not have allowed: the constraint could not go on from them. It
+// builds the constraints' vocabulary on the first request with a format.
+func (b *Batcher) checkFormat(r *Request) error {
+	if r.Format == nil {
+		return nil
+	}
+	b.out.trie.get(b.out.tok) // here rather than in a step
+	if len(r.Resume) == 0 {
 		return nil
 	}
 	tok := b.out.tok
@@ -290,7 +295,7 @@ func (b *Batcher) SubmitAll(ctx context.Context, rs []Request) ([]*Stream, error
 		if err := rs[i].Validate(b.lim); err != nil {
 			return nil, err
 		}
-		if err := b.checkResume(&rs[i]); err != nil {
+		if err := b.checkFormat(&rs[i]); err != nil {
 			return nil, err
 		}
 		seqs += max(rs[i].N, 1)

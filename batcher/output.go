@@ -2,6 +2,7 @@ package batcher
 
 import (
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/godwit-ai/godwit/engine/constrain"
@@ -17,9 +18,21 @@ type outputs struct {
 	vocab int
 	ctx   int                   // the model's context length
 	top   []sample.TokenLogProb // scratch for the alternatives
-	// trie is the vocabulary as constraints read it, built for the first
-	// request with a Format.
-	trie *constrain.Vocab
+	// trie is the vocabulary as constraints read it, built by the first
+	// request with a Format to be submitted, on its caller's goroutine
+	// (150 ms for 128k tokens), not in a step.
+	trie *lazyVocab
+}
+
+// lazyVocab builds a tokenizer's constrain.Vocab once, on first use.
+type lazyVocab struct {
+	once sync.Once
+	v    *constrain.Vocab
+}
+
+func (l *lazyVocab) get(tok *tokenizer.Tokenizer) *constrain.Vocab {
+	l.once.Do(func() { l.v = constrain.NewVocab(tok) })
+	return l.v
 }
 
 // init gives s its sampler, decoder and stop matcher as sample index of its
@@ -37,10 +50,7 @@ func (o *outputs) init(s *seq, index int) {
 	s.index, s.sampler, s.decoder = index, sm, o.tok.NewStreamDecoder()
 	s.stop = stopMatcher{stops: s.g.req.Stop}
 	if f := s.g.req.Format; f != nil {
-		if o.trie == nil {
-			o.trie = constrain.NewVocab(o.tok)
-		}
-		s.format = constrain.NewMatcher(f, o.trie)
+		s.format = constrain.NewMatcher(f, o.trie.get(o.tok))
 	}
 	// A resumed sample's decoder, stop matcher and constraint take its
 	// earlier tokens as they did when those were generated: their text

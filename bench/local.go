@@ -14,10 +14,12 @@ import (
 
 	"github.com/klauspost/cpuid/v2"
 
+	"github.com/godwit-ai/godwit/batcher"
 	"github.com/godwit-ai/godwit/engine"
 	"github.com/godwit-ai/godwit/kernels"
 	"github.com/godwit-ai/godwit/models"
 	"github.com/godwit-ai/godwit/models/gguf"
+	"github.com/godwit-ai/godwit/models/tokenizer"
 )
 
 // LocalConfig is what `godwit bench local` runs: every prompt length and
@@ -39,6 +41,12 @@ type LocalConfig struct {
 	// each test.
 	Pool *engine.KVPool
 	Reps int
+	// Format, when set, is a JSON schema: each generation test is run
+	// again through a batcher, free and held to it (MeasureFormat, with
+	// FormatPrompts, sampling at temperature 1; Tok decodes), and its
+	// Result carries the comparison.
+	Format []byte
+	Tok    *tokenizer.Tokenizer
 }
 
 // Result is one test's measurements.
@@ -55,6 +63,24 @@ type Result struct {
 	DecodeGBps float64 `json:"decode_weights_gbps,omitempty"`
 	// BandwidthShare is DecodeGBps over System.ReadGBps (SetShares).
 	BandwidthShare float64 `json:"read_bandwidth_share,omitempty"`
+	// Format is the constrained comparison of a generation test.
+	Format *FormatStats `json:"json_schema,omitempty"`
+}
+
+// FormatStats are a generation test's format runs: medians over the
+// repetitions of each measure, and every run.
+type FormatStats struct {
+	// The tokens timed: From to To-1 of each sample.
+	From         int     `json:"timed_from"`
+	To           int     `json:"timed_to"`
+	PlainTPS     float64 `json:"plain_tps"`
+	FormatTPS    float64 `json:"format_tps"`
+	Ratio        float64 `json:"ratio"`
+	FirstExtraMs float64 `json:"first_extra_ms"`
+	CompileMs    float64 `json:"compile_ms"`
+	// FormatResult.FirstOutExtra's median.
+	FirstOutExtraMs float64        `json:"first_out_extra_ms"`
+	Runs            []FormatResult `json:"runs"`
 }
 
 // System describes the machine and model a run measured.
@@ -179,6 +205,15 @@ func RunLocal(ctx context.Context, e *engine.Engine, cfg LocalConfig, log io.Wri
 		results = append(results, r)
 		return nil
 	}
+	// withFormat adds the format runs to the generation test just run.
+	withFormat := func(test string, b, g int) error {
+		if cfg.Format == nil {
+			return nil
+		}
+		st, err := runFormat(ctx, e, cfg, test, b, g, log)
+		results[len(results)-1].Format = st
+		return err
+	}
 	serving := e.Order() == kernels.OrderBatchInvariant
 	for _, p := range cfg.Prompts {
 		if p < 1 || p > e.Context() {
@@ -216,7 +251,11 @@ func RunLocal(ctx context.Context, e *engine.Engine, cfg LocalConfig, log io.Wri
 			if err != nil {
 				return results, err
 			}
-			if err := run(fmt.Sprintf("tg%d b%d", g, b), g*b, g, func() error { return decode(e, pool, gen, 1) }); err != nil {
+			test := fmt.Sprintf("tg%d b%d", g, b)
+			if err := run(test, g*b, g, func() error { return decode(e, pool, gen, 1) }); err != nil {
+				return results, err
+			}
+			if err := withFormat(test, b, g); err != nil {
 				return results, err
 			}
 		}
@@ -241,11 +280,96 @@ func RunLocal(ctx context.Context, e *engine.Engine, cfg LocalConfig, log io.Wri
 			}
 			once = func() error { return decode(e, pool, [][]int32{gen}, 1) }
 		}
-		if err := run(fmt.Sprintf("tg%d", g), g, g, once); err != nil {
+		test := fmt.Sprintf("tg%d", g)
+		if err := run(test, g, g, once); err != nil {
+			return results, err
+		}
+		if err := withFormat(test, 1, g); err != nil {
 			return results, err
 		}
 	}
 	return results, nil
+}
+
+// formatBatcher returns the format runs of b sequences of g tokens held to
+// schema, sampled at temperature 1, and a batcher on e to run them, its KV
+// blocks from pool or, when it is nil, a pool of its own. Close the
+// batcher when done.
+func formatBatcher(e *engine.Engine, tok *tokenizer.Tokenizer, schema []byte, pool *engine.KVPool, b, g int) (*batcher.Batcher, FormatConfig, error) {
+	fc := FormatConfig{Schema: schema, Prompts: FormatPrompts(tok, b), Batch: b, Tokens: g,
+		// From token 10, as the acceptance of issue 16 times, or
+		// halfway in a shorter test.
+		From: min(10, (g-1)/2), Temperature: 1, Seed: 1}
+	prompt := 0
+	for _, p := range fc.Prompts {
+		prompt = max(prompt, len(p))
+	}
+	if pool == nil {
+		// A block more per sequence for the steps that run between the
+		// last token timed and the cancel reaching the batcher, and room
+		// for a whole context: MeasureFormat's requests ask for as many
+		// tokens as it allows.
+		var err error
+		pool, err = e.NewKVPool(e.KVBytes(max(b*(prompt+g+16), e.Context()), false), false)
+		if err != nil {
+			return nil, fc, err
+		}
+	}
+	// Every request admitted at once, prompts in one step.
+	bt := batcher.New(e, tok, pool, batcher.Config{MaxSeqs: b, MaxQueue: b,
+		MaxBatchTokens: max(batcher.DefaultMaxBatchTokens, b*prompt)})
+	return bt, fc, nil
+}
+
+// runFormat times the format runs of a generation test of b sequences of g
+// tokens: a warm-up, then reps of MeasureFormat on a batcher of its own.
+func runFormat(ctx context.Context, e *engine.Engine, cfg LocalConfig, test string, b, g int, log io.Writer) (*FormatStats, error) {
+	bt, fc, err := formatBatcher(e, cfg.Tok, cfg.Format, cfg.Pool, b, g)
+	if err != nil {
+		return nil, err
+	}
+	defer bt.Close()
+	fmt.Fprintf(log, "%s json: warm-up", test)
+	// The warm-up also builds the batcher's vocabulary trie, once per
+	// batcher (a server's first constrained request pays it alone).
+	if _, err := MeasureFormat(ctx, bt, fc); err != nil {
+		return nil, fmt.Errorf("%s json: %w", test, err)
+	}
+	var runs []FormatResult
+	for range cfg.Reps {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		r, err := MeasureFormat(ctx, bt, fc)
+		if err != nil {
+			return nil, fmt.Errorf("%s json: %w", test, err)
+		}
+		runs = append(runs, r)
+		fmt.Fprintf(log, " %.1f/%.1f", r.FormatTPS, r.PlainTPS)
+	}
+	fmt.Fprintln(log, " t/s (json/free)")
+	return formatStats(runs, fc), nil
+}
+
+// formatStats summarizes runs of fc by their medians, which a run slowed
+// by other work on the machine moves least.
+func formatStats(runs []FormatResult, fc FormatConfig) *FormatStats {
+	medianOf := func(f func(FormatResult) float64) float64 {
+		v := make([]float64, len(runs))
+		for i, r := range runs {
+			v[i] = f(r)
+		}
+		slices.Sort(v)
+		return median(v)
+	}
+	return &FormatStats{From: fc.From, To: fc.Tokens, Runs: runs,
+		PlainTPS:        medianOf(func(r FormatResult) float64 { return r.PlainTPS }),
+		FormatTPS:       medianOf(func(r FormatResult) float64 { return r.FormatTPS }),
+		Ratio:           medianOf(FormatResult.Ratio),
+		FirstExtraMs:    medianOf(func(r FormatResult) float64 { return ms(r.FirstExtra()) }),
+		CompileMs:       medianOf(func(r FormatResult) float64 { return ms(r.Compile) }),
+		FirstOutExtraMs: medianOf(func(r FormatResult) float64 { return ms(r.FirstOutExtra()) }),
+	}
 }
 
 // poolFor returns pool, or when it is nil a KV pool sized for seqs sequences
@@ -305,12 +429,33 @@ func WriteTable(w io.Writer, s System, results []Result) {
 	fmt.Fprintf(w, "order: %s\n", s.Order)
 	writeBandwidth(w, s)
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| model | size | params | backend | threads | test | t/s (median) | min | max | weights GB/s | of read bw |")
-	fmt.Fprintln(w, "| --- | ---: | ---: | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |")
+	format := slices.ContainsFunc(results, func(r Result) bool { return r.Format != nil })
+	if format {
+		// The columns' meaning, which the header has no room for.
+		fmt.Fprintln(w, "json: the test's sequences sampled through the batcher, held to the JSON schema and free, medians of decode t/s")
+		fmt.Fprintln(w, "over tokens 10 (or halfway) to the last; first +ms: the first token's extra latency, the schema's compile")
+		fmt.Fprintln(w, "included; of it, compile ms and out +ms, what follows the first forward pass (the masks, less sampling saved)")
+		fmt.Fprintln(w)
+	}
+	head, rule := "| model | size | params | backend | threads | test | t/s (median) | min | max | weights GB/s | of read bw |",
+		"| --- | ---: | ---: | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |"
+	if format {
+		head += " json t/s | free t/s | ratio | first +ms | compile ms | out +ms |"
+		rule += " ---: | ---: | ---: | ---: | ---: | ---: |"
+	}
+	fmt.Fprintln(w, head)
+	fmt.Fprintln(w, rule)
 	for _, r := range results {
-		fmt.Fprintf(w, "| %s %s | %.2f MiB | %.2f M | %s | %d | %s | %.2f | %.2f | %.2f | %s |\n",
+		fmt.Fprintf(w, "| %s %s | %.2f MiB | %.2f M | %s | %d | %s | %.2f | %.2f | %.2f | %s |",
 			modelName(s.Model), s.ModelType, float64(s.ModelBytes)/(1<<20), float64(s.Params)/1e6, s.Backend,
 			s.Threads, r.Test, r.Median, r.Min, r.Max, bandwidthCells(r))
+		switch f := r.Format; {
+		case f != nil:
+			fmt.Fprintf(w, " %.2f | %.2f | %.3f | %.1f | %.1f | %.1f |", f.FormatTPS, f.PlainTPS, f.Ratio, f.FirstExtraMs, f.CompileMs, f.FirstOutExtraMs)
+		case format:
+			fmt.Fprint(w, " | | | | | |")
+		}
+		fmt.Fprintln(w)
 	}
 }
 

@@ -41,6 +41,7 @@ const (
 	simClient    = 2 * time.Millisecond   // client to a node of its region
 	simLoad      = 20 * time.Second
 	simSLO       = time.Second // time-to-first-token objective of goodput
+	simStarved   = time.Second // a loop this far behind real time did not simulate
 )
 
 func simRTT(a, b int) time.Duration { return time.Duration(simRTTms[a][b]) * time.Millisecond }
@@ -177,11 +178,14 @@ func TestSimulation40(t *testing.T) {
 	const warm = 15 * time.Second
 	// Idle before the load: a peer not yet heard from under load must not
 	// look better than idle (a zero Wait).
-	for _, n := range nodes {
-		if err := n.SetState(State{HTTPAddr: n.Addr(), Models: []Model{{Name: "m"}}, Wait: simPrefill}); err != nil {
-			t.Fatal(err)
+	idle := func() {
+		for _, n := range nodes {
+			if err := n.SetState(State{HTTPAddr: n.Addr(), Models: []Model{{Name: "m"}}, Wait: simPrefill}); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
+	idle()
 	quietFrom, quietBytes := time.Now(), sent()
 	time.Sleep(warm)
 	quietRate := float64(sent()-quietBytes) / time.Since(quietFrom).Seconds() / size
@@ -189,6 +193,17 @@ func TestSimulation40(t *testing.T) {
 	reqs := simArrivals(size)
 	loadFrom, loadBytes := time.Now(), sent()
 	fw, lag := simGodwit(t, nodes, reqs)
+	if lag > simStarved {
+		// The loop ran far behind real time: the machine was busy (other
+		// packages' tests run beside this one), and gossip's staleness was
+		// not what the design gives. Once more, idle first.
+		t.Logf("the event loop fell %v behind real time; running the load again", lag.Round(time.Millisecond))
+		idle()
+		time.Sleep(3 * time.Second)
+		reqs = simArrivals(size)
+		loadFrom, loadBytes = time.Now(), sent()
+		fw, lag = simGodwit(t, nodes, reqs)
+	}
 	loadRate := float64(sent()-loadBytes) / time.Since(loadFrom).Seconds() / size
 
 	// Vivaldi against the matrix, every ordered pair.

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/godwit-ai/godwit/bench"
+	"github.com/godwit-ai/godwit/engine/constrain"
 	"github.com/godwit-ai/godwit/kernels"
 )
 
@@ -25,16 +26,17 @@ func benchCmd() *cobra.Command {
 
 func benchLocalCmd() *cobra.Command {
 	var (
-		modelPath string
-		threads   int
-		cfg       bench.LocalConfig
-		jsonPath  string
-		profile   string
-		order     string
-		kv        kvFlags
+		modelPath  string
+		threads    int
+		cfg        bench.LocalConfig
+		jsonPath   string
+		profile    string
+		schemaPath string
+		order      string
+		kv         kvFlags
 	)
 	cmd := &cobra.Command{
-		Use:   "local [-m FILE] [-p 512] [-n 128] [-b 1,4,16,64] [--reps 5] [--json FILE]",
+		Use:   "local [-m FILE] [-p 512] [-n 128] [-b 1,4,16,64] [--reps 5] [--json FILE] [--json-schema FILE]",
 		Short: "Time prompt processing and generation in-process, like llama-bench",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -47,11 +49,23 @@ func benchLocalCmd() *cobra.Command {
 			default:
 				return fmt.Errorf("--order %q: want batch-invariant or llama", order)
 			}
+			if schemaPath != "" {
+				var err error
+				if cfg.Format, err = os.ReadFile(schemaPath); err != nil {
+					return fmt.Errorf("--json-schema: %w", err)
+				}
+				// Refused before the model loads, not after the other
+				// tests have run.
+				if _, err := constrain.CompileSchema(cfg.Format); err != nil {
+					return fmt.Errorf("--json-schema %s: %w", schemaPath, err)
+				}
+			}
 			l, err := load(modelPath, threads, o, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
 			defer l.close()
+			cfg.Tok = l.tok
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
 			defer stop()
 			sys := bench.Describe(l.path, l.model, fmt.Sprintf("cpu/%s", l.backend.Variant()), l.backend.Threads(), o)
@@ -70,7 +84,7 @@ func benchLocalCmd() *cobra.Command {
 				}
 				defer pprof.StopCPUProfile()
 			}
-			if len(cfg.Batches) > 0 || o == kernels.OrderBatchInvariant {
+			if len(cfg.Batches) > 0 || o == kernels.OrderBatchInvariant || schemaPath != "" {
 				if cfg.Pool, err = kv.pool(l.eng); err != nil {
 					return err
 				}
@@ -105,6 +119,8 @@ func benchLocalCmd() *cobra.Command {
 		"decode this many sequences together in each generation test, comma-separated; reports aggregate tokens/s")
 	f.IntVarP(&cfg.Reps, "reps", "r", 5, "repetitions of each test")
 	f.StringVar(&jsonPath, "json", "", "also write every sample to this JSON file")
+	f.StringVar(&schemaPath, "json-schema", "",
+		"also run each generation test through the batcher with sampling, free and held to this JSON schema, and report the constrained decode t/s, its ratio to the free one and the first token's extra latency")
 	f.StringVar(&profile, "cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof)")
 	f.StringVar(&order, "order", "batch-invariant",
 		"summation order: batch-invariant (the serving path: engine steps on a paged KV cache) or llama (llama.cpp's, as llama-bench measures it)")

@@ -82,36 +82,12 @@ func generate(t testing.TB, m *Matcher, r *rand.Rand, budget int, piece func(int
 			}
 			return string(out), true
 		}
-		if !m.advanceBytes(piece(bestID)) {
+		if !m.advance(piece(bestID)) {
 			t.Fatalf("token %d %q allowed but refused after %q", bestID, piece(bestID), out)
 		}
 		out = append(out, piece(bestID)...)
 	}
 	return string(out), m.Done()
-}
-
-// advanceBytes is Advance for a piece given as bytes.
-func (m *Matcher) advanceBytes(p []byte) bool {
-	if m.d == nil {
-		t := m.s
-		for _, b := range p {
-			if !t.step(b) {
-				return false
-			}
-		}
-		m.s = t
-		return true
-	}
-	m.d.mu.Lock()
-	defer m.d.mu.Unlock()
-	s := m.ds
-	for _, b := range p {
-		if s = m.d.step(s, b); s < 0 {
-			return false
-		}
-	}
-	m.ds = s
-	return true
 }
 
 // TestSchemaOutputsValidate: random walks through each of the twenty
@@ -234,7 +210,7 @@ func TestSchemaShapes(t *testing.T) {
 
 func accepts(l *Language, s string) bool {
 	m := NewMatcher(l, byteVocab())
-	return m.advanceBytes([]byte(s)) && m.Done()
+	return m.advance([]byte(s)) && m.Done()
 }
 
 // TestRegexAndChoice: guided_regex matches the whole output (checked with
@@ -372,7 +348,7 @@ func BenchmarkSchemaMask(b *testing.B) {
 		b.Fatal(err)
 	}
 	m := NewMatcher(l, v)
-	m.advanceBytes([]byte(`{"person": {"name": "Li`))
+	m.advance([]byte(`{"person": {"name": "Li`))
 	b.Run("walk", func(b *testing.B) {
 		for b.Loop() {
 			m.d.mu.Lock()

@@ -242,7 +242,12 @@ func (m *Matcher) Advance(tok *tokenizer.Tokenizer, id int32) bool {
 	if tok.IsEOG(id) {
 		return m.Done()
 	}
-	piece := tok.Piece(id)
+	return m.advance(tok.Piece(id))
+}
+
+// advance reads piece's bytes; it reports false, staying as it was, where
+// the language does not continue with them.
+func (m *Matcher) advance(piece []byte) bool {
 	if m.d != nil {
 		m.d.mu.Lock()
 		defer m.d.mu.Unlock()
