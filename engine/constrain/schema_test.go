@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -365,4 +366,69 @@ func BenchmarkSchemaMask(b *testing.B) {
 			NewMatcher(l, v).Mask(logits, 1000)
 		}
 	})
+}
+
+// BenchmarkMaskRefused: a cached mask in a state that refuses nearly all
+// of the 128k llama-bpe vocabulary (after a key, where only ':' goes on):
+// the cost is setting the refused logits.
+func BenchmarkMaskRefused(b *testing.B) {
+	v := NewVocab(loadTok(b, "vocab/ggml-vocab-llama-bpe.gguf"))
+	l, err := CompileSchema(testSchemas(b)[0])
+	if err != nil {
+		b.Fatal(err)
+	}
+	m := NewMatcher(l, v)
+	m.advance([]byte(`{"name"`))
+	logits := make([]float32, v.size)
+	m.Mask(logits, 1000)
+	for b.Loop() {
+		m.Mask(logits, 1000)
+	}
+}
+
+// TestMaskLogits: Mask leaves exactly the allowed tokens' logits as they
+// were and sets every other one to -Inf, whether few tokens are allowed
+// (the fill path) or many (the bit path), against the plain per-token
+// rule: a text token whose bytes the language reads, an end token only in
+// an accepting state.
+func TestMaskLogits(t *testing.T) {
+	tok := loadTok(t, "vocab/ggml-vocab-llama-bpe.gguf")
+	v := NewVocab(tok)
+	l, err := CompileSchema(testSchemas(t)[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := `{"name": "Ann", "age": 7}`
+	r := rand.New(rand.NewPCG(9, 9))
+	for i := 0; i <= len(doc); i++ {
+		m := NewMatcher(l, v)
+		if !m.advance([]byte(doc[:i])) {
+			t.Fatalf("%q refused", doc[:i])
+		}
+		logits := make([]float32, tok.VocabSize())
+		for j := range logits {
+			logits[j] = float32(r.NormFloat64())
+		}
+		want := slices.Clone(logits)
+		for id := range int32(len(want)) {
+			ok := false
+			if tok.IsEOG(id) {
+				ok = m.Done()
+			} else if p := tok.Piece(id); !tok.IsControl(id) && len(p) > 0 {
+				mm := *m
+				ok = mm.advance(p)
+			}
+			if !ok {
+				want[id] = float32(math.Inf(-1))
+			}
+		}
+		m.Mask(logits, 1000)
+		if !slices.Equal(logits, want) {
+			for id := range logits {
+				if logits[id] != want[id] {
+					t.Fatalf("after %q: token %d %q got %v, want %v", doc[:i], id, tok.Piece(int32(id)), logits[id], want[id])
+				}
+			}
+		}
+	}
 }

@@ -150,6 +150,7 @@ type Matcher struct {
 	s    state
 	keep []float32 // Mask's scratch: the end-of-generation logits
 	near []uint64  // Mask's scratch: the tokens that still leave room to finish
+	kept []float32 // Mask's scratch: the allowed tokens' logits
 }
 
 // NewMatcher returns a matcher at the start of l over v's tokens.
@@ -195,12 +196,47 @@ func (m *Matcher) Mask(logits []float32, left int) {
 		}
 	}
 	inf := float32(math.Inf(-1))
-	// Only the tokens refused are touched, a word of the mask at a time.
-	for w, allow := range words {
-		base := w * 64
-		for off := ^allow; off != 0; off &= off - 1 {
-			if i := base + bits.TrailingZeros64(off); i < len(logits) {
-				logits[i] = inf
+	allowed := 0
+	for _, w := range words {
+		allowed += bits.OnesCount64(w)
+	}
+	if allowed < len(logits)/2 {
+		// Few allowed (a state between values refuses almost all of a
+		// 128k vocabulary): keep theirs, fill the row, put them back,
+		// rather than touch each refused token by its bit.
+		m.kept = m.kept[:0]
+		for w, allow := range words {
+			for on := allow; on != 0; on &= on - 1 {
+				if i := w*64 + bits.TrailingZeros64(on); i < len(logits) {
+					m.kept = append(m.kept, logits[i])
+				}
+			}
+		}
+		if len(logits) > 0 {
+			// Doubling copies fill with memmove's wide stores.
+			logits[0] = inf
+			for n := 1; n < len(logits); n *= 2 {
+				copy(logits[n:], logits[:n])
+			}
+		}
+		k := 0
+		for w, allow := range words {
+			for on := allow; on != 0; on &= on - 1 {
+				if i := w*64 + bits.TrailingZeros64(on); i < len(logits) {
+					logits[i] = m.kept[k]
+					k++
+				}
+			}
+		}
+	} else {
+		// Only the tokens refused are touched, a word of the mask at a
+		// time.
+		for w, allow := range words {
+			base := w * 64
+			for off := ^allow; off != 0; off &= off - 1 {
+				if i := base + bits.TrailingZeros64(off); i < len(logits) {
+					logits[i] = inf
+				}
 			}
 		}
 	}
