@@ -220,20 +220,18 @@ func (b *Batcher) checkFormat(r *Request) error {
 	if r.Format == nil {
 		return nil
 	}
-	b.out.trie.get(b.out.tok) // here rather than in a step
+	v := b.out.trie.get(b.out.tok) // here rather than in a step
 	if len(r.Resume) == 0 {
 		return nil
 	}
-	tok := b.out.tok
-	var text []byte
+	m := constrain.NewMatcher(r.Format, v)
 	for _, id := range r.Resume {
-		if tok.IsControl(id) {
+		if b.out.tok.IsControl(id) {
 			return invalid("resume", "resume holds the control token %d, which the request's format never allows", id)
 		}
-		text = append(text, tok.Piece(id)...)
-	}
-	if !r.Format.Prefix(text) {
-		return invalid("resume", "the resumed tokens are not the start of an output in the request's format")
+		if !m.Advance(b.out.tok, id) {
+			return invalid("resume", "the resumed tokens are not the start of an output in the request's format")
+		}
 	}
 	return nil
 }
