@@ -12,8 +12,10 @@ import (
 // layout of a tile kernel, so that products with it need no packing per call.
 // It is what llama.cpp's CPU_REPACK buffer is to ggml: the same bytes in
 // another order. Only types whose packed tile is no bigger than their stored
-// rows are packed (Q8_0): a product of one activation row reads every
-// weight byte once, and must not read more than the stored layout.
+// rows are packed (Q8_0, and Q4_0 with its nibbles kept in their bytes): a
+// product of one activation row reads every weight byte once, and must not
+// read more than the stored layout. The tiles of a weight follow one
+// another, so a thread's share of a decode product is one sequential stream.
 type Packed struct {
 	t          gguf.Type
 	rows, cols int
@@ -28,7 +30,14 @@ type Packed struct {
 type packedKernels struct {
 	tileBytes func(nb int) int // a tile's size
 	pack      func(dst, w []byte, rowBytes, rows, nb int)
-	orders    [2]packedOrder
+	// packs, where set, says which row counts are packed (else all).
+	packs func(t gguf.Type, rows int) bool
+	// unpack, where set, rewrites a tile into the layout the orders' x1,
+	// x2, x4 and x4s take, of unpackedBytes; their decode kernels take
+	// the tile as packed.
+	unpack        func(w *byte, nb int, dst *byte)
+	unpackedBytes func(nb int) int
+	orders        [2]packedOrder
 }
 
 // packedOrder is a set of tile kernels of one float order: each sets
@@ -40,6 +49,9 @@ type packedOrder struct {
 	packActs   func(buf []byte, acts []act) []byte
 	actBytes   func(nb int) int // a packed group's size
 	x1, x2, x4 func(w, a *byte, nb int, out *float32, ldo int, pf *[5]uintptr)
+	// decode, set where the kernels' packedKernels unpack, is x1 for a
+	// tile as packed: a product of one activation row.
+	decode func(w, a *byte, nb int, out *float32, ldo int, pf *[5]uintptr)
 	// x4s, where set, is x4 for tiles consecutive whole tiles and groups
 	// groups ab bytes apart in one call, the last tile prefetching pf's.
 	x4s func(w, a *byte, nb int, out *float32, ldo int, pf *[5]uintptr, groups, ab, tiles int)
@@ -50,7 +62,7 @@ type packedOrder struct {
 // w stays referenced, for products under a set without those kernels.
 func (ks *kernelSet) pack(t gguf.Type, w []byte, rows, cols int) *Packed {
 	k := ks.packed[t]
-	if k == nil || rows <= 0 || cols <= 0 || cols%t.BlockSize() != 0 {
+	if k == nil || rows <= 0 || cols <= 0 || cols%t.BlockSize() != 0 || k.packs != nil && !k.packs(t, rows) {
 		return nil
 	}
 	rowBytes := t.RowSize(cols)
@@ -243,13 +255,24 @@ func (m *matMulTask) packedTile(t, next int, ts *threadScratch) {
 	w := p.tiles[t*tb : (t+1)*tb]
 	// The kernels prefetch the next tile as they go (see tile32.mul).
 	m.setPF(next, ts)
+	x1 := k.x1
+	if p.k.unpack != nil {
+		if m.n == 1 {
+			x1 = k.decode
+		} else {
+			// Unpacked once, the tile serves every group from L1 or L2.
+			ts.tile = grow(ts.tile, p.k.unpackedBytes(nb))
+			p.k.unpack(&w[0], nb, &ts.tile[0])
+			w = ts.tile
+		}
+	}
 	r0 := t * tileRows
 	rows := min(tileRows, p.rows-r0)
 	for g := 0; 4*g < m.n; g++ {
 		kern, n, kn := k.x4, min(4, m.n-4*g), 4
 		switch n {
 		case 1:
-			kern, kn = k.x1, 1
+			kern, kn = x1, 1
 		case 2:
 			kern, kn = k.x2, 2
 		}

@@ -25,21 +25,26 @@ func TestPackedMatMul(t *testing.T) {
 	s.Pool = NewPool(2)
 	defer s.Pool.Close()
 	for _, v := range testSets() {
-		for _, shape := range [][2]int{{16, 32}, {40, 96}, {263, 512}} {
+		for _, shape := range [][3]int{{16, 32, 0}, {40, 96, 0}, {263, 512, 0}, {16, 32, 4}, {40, 96, 4}, {264, 512, 4}, {263, 64, 4}} {
 			rows, cols := shape[0], shape[1]
-			w := make([]byte, rows*gguf.Q8_0.RowSize(cols))
-			if err := Quantize(gguf.Q8_0, randomData("gauss", rows*cols, uint64(rows)), w); err != nil {
+			typ := gguf.Q8_0
+			if shape[2] == 4 {
+				typ = gguf.Q4_0
+			}
+			w := make([]byte, rows*typ.RowSize(cols))
+			if err := Quantize(typ, randomData("gauss", rows*cols, uint64(rows)), w); err != nil {
 				t.Fatal(err)
 			}
-			p := v.pack(gguf.Q8_0, w, rows, cols)
-			if want := v.variant == VariantAVX512 && v.dot; (p != nil) != want {
-				t.Fatalf("%v: pack gave a packed weight: %v, want %v", v, p != nil, want)
+			p := v.pack(typ, w, rows, cols)
+			// Q4_0 is packed where llama.cpp repacks it, for its float order.
+			if want := v.variant == VariantAVX512 && v.dot && (typ == gguf.Q8_0 || rows%8 == 0); (p != nil) != want {
+				t.Fatalf("%v %v %d×%d: pack gave a packed weight: %v, want %v", v, typ, rows, cols, p != nil, want)
 			}
 			if p == nil {
 				continue
 			}
-			if p.Bytes() != ((rows+15)/16)*16*gguf.Q8_0.RowSize(cols) {
-				t.Errorf("%v %d×%d: packed into %d bytes, want the stored rows' size padded to a tile", v, rows, cols, p.Bytes())
+			if p.Bytes() != ((rows+15)/16)*16*typ.RowSize(cols) {
+				t.Errorf("%v %v %d×%d: packed into %d bytes, want the stored rows' size padded to a tile", v, typ, rows, cols, p.Bytes())
 			}
 			for _, c := range []struct {
 				n         int
@@ -50,21 +55,21 @@ func TestPackedMatMul(t *testing.T) {
 				s.k = v
 				x := randomData("gauss", n*cols, uint64(n+cols))
 				want := make([]float32, n*rows)
-				s.MatMul(want, gguf.Q8_0, w, rows, cols, x, n, o)
+				s.MatMul(want, typ, w, rows, cols, x, n, o)
 				got := make([]float32, n*rows)
 				s.MatMulPacked(got, p, x, n, o)
 				if j := firstDiff(got, want); j >= 0 {
-					t.Errorf("%v %d×%d n=%d invariant=%v: packed out[%d] = %g, stored %g", v, rows, cols, n, c.invariant, j, got[j], want[j])
+					t.Errorf("%v %v %d×%d n=%d invariant=%v: packed out[%d] = %g, stored %g", v, typ, rows, cols, n, c.invariant, j, got[j], want[j])
 				}
 				for _, other := range testSets() {
 					if other == v {
 						continue
 					}
 					s.k = other
-					s.MatMul(want, gguf.Q8_0, w, rows, cols, x, n, o)
+					s.MatMul(want, typ, w, rows, cols, x, n, o)
 					s.MatMulPacked(got, p, x, n, o)
 					if j := firstDiff(got, want); j >= 0 {
-						t.Errorf("packed for %v, run on %v: %d×%d n=%d invariant=%v: out[%d] = %g, stored %g", v, other, rows, cols, n, c.invariant, j, got[j], want[j])
+						t.Errorf("packed for %v, run on %v: %v %d×%d n=%d invariant=%v: out[%d] = %g, stored %g", v, other, typ, rows, cols, n, c.invariant, j, got[j], want[j])
 					}
 				}
 			}

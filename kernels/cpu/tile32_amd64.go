@@ -246,8 +246,53 @@ var (
 	}
 )
 
+// q4NibbleBytes is a Q4_0 tile's size per block in the nibble layout: the
+// 16 rows' stored level bytes in four groups of 64 bytes (group j holds each
+// row's bytes 4j..4j+3 at 4r: levels 4j.. in the low nibbles, 16+4j.. in the
+// high ones), then their fp16 d_w; exactly the bytes of the 16 stored rows.
+const q4NibbleBytes = 4*64 + tileScaleBytes
+
+// packQ4_0Nibbles packs rows Q4_0 weight rows of nb blocks, rowBytes apart
+// in w, into dst in the nibble layout; rows past rows are zero.
+func packQ4_0Nibbles(dst, w []byte, rowBytes, rows, nb int) {
+	if rows == tileRows {
+		tile32PackQ4_0NibblesAVX512(&w[0], rowBytes, nb, &dst[0])
+		return
+	}
+	clear(dst[:nb*q4NibbleBytes])
+	for r := range rows {
+		for b := range nb {
+			blk := w[r*rowBytes+b*18 : r*rowBytes+(b+1)*18]
+			p := dst[b*q4NibbleBytes : (b+1)*q4NibbleBytes]
+			copy(p[4*64+2*r:], blk[:2])
+			for j := range 4 {
+				copy(p[64*j+4*r:64*j+4*r+4], blk[2+4*j:])
+			}
+		}
+	}
+}
+
+// q4Packed are the kernels of Q4_0 weights packed at load, in the nibble
+// layout: one activation row (decode) reads the tiles as they are, more
+// rows unpack each tile to the tile kernels' layout once per product. Both
+// orders are the repacked one-lane order, which llama.cpp takes for every
+// product of a Q4_0 weight it repacks (see repacked).
+var q4Packed = func() *packedKernels {
+	q4one := &tile32{kernel: tile32OneQ0AVX512, size: 18, qs: 2, bits: 4, offset: 8, oneLane: true}
+	order := packedOrder{packActs: q4one.packActs, actBytes: func(nb int) int { return nb * q4one.actBytes() },
+		decode: tile32OneQ4x1AVX512, x1: tile32OneQ0x1AVX512, x2: tile32OneQ0x2AVX512, x4: tile32OneQ0AVX512}
+	return &packedKernels{
+		tileBytes:     func(nb int) int { return nb * q4NibbleBytes },
+		pack:          packQ4_0Nibbles,
+		packs:         repacked,
+		unpack:        tile32UnpackQ4_0AVX512,
+		unpackedBytes: func(nb int) int { return nb * q4one.weightBytes() },
+		orders:        [2]packedOrder{order, order},
+	}
+}()
+
 // addTile32 puts the tilers of the 32-element block types and the packed
-// Q8_0 kernels in k (AVX-512 with VNNI).
+// Q8_0 and Q4_0 kernels in k (AVX-512 with VNNI).
 func (k *kernelSet) addTile32() {
 	q0 := func(size, qs, qh, bits, offset int) *quantTiler {
 		return (&tile32{kernel: tile32Lanes8Q0AVX512, size: size, qs: qs, qh: qh, bits: bits, offset: offset}).tiler()
@@ -260,6 +305,7 @@ func (k *kernelSet) addTile32() {
 	q4one.kernel, q4one.oneLane = tile32OneQ0AVX512, true
 	k.quantTile[gguf.Q8_0] = [2]*quantTiler{q8Tile.tiler(), q8OneTile.tiler()}
 	k.packed[gguf.Q8_0] = q8Packed
+	k.packed[gguf.Q4_0] = q4Packed
 	k.quantTile[gguf.Q4_0] = [2]*quantTiler{q4.tiler(), q4one.tiler()}
 	k.quantTile[gguf.Q5_0] = [2]*quantTiler{q0(22, 6, 2, 5, 16)}
 	k.quantTile[gguf.Q4_1] = [2]*quantTiler{q1(20, 4, 0, 4)}

@@ -23,6 +23,9 @@ func tile32Lanes8Q0x2AVX512(w *byte, a *byte, nb int, out *float32, ldo int, pf 
 // tile32Lanes8Q1AVX512 multiplies 16 packed weight rows with a packed group of four activation rows, nb blocks each, and sets out[ldo·i+r] to weight row r times activation row i, adding in package cpu's order (one FMA per four levels, folded as hsum8); on the way it prefetches cache lines from pf's cursor (see tilePF).
 func tile32Lanes8Q1AVX512(w *byte, a *byte, nb int, out *float32, ldo int, pf *[5]uintptr)
 
+// tile32OneQ4x1AVX512 multiplies 16 packed weight rows with the first 1 activation rows of a packed group, nb blocks each, and sets out[ldo·i+r] to weight row r times activation row i, adding in package cpu's order (one FMA per block); on the way it prefetches cache lines from pf's cursor (see tilePF).
+func tile32OneQ4x1AVX512(w *byte, a *byte, nb int, out *float32, ldo int, pf *[5]uintptr)
+
 // tile32OneQ0TilesAVX512 is tile32OneQ0AVX512 for tiles consecutive tiles at w, out 16 columns apart, each times groups groups of four activation rows ab bytes apart (group g's results from row 4g of out on); each tile prefetches the next one, the last one from pf's cursor (see tilePF).
 func tile32OneQ0TilesAVX512(w *byte, a *byte, nb int, out *float32, ldo int, pf *[5]uintptr, groups int, ab int, tiles int)
 
@@ -31,6 +34,12 @@ func tile32PackQ8_0AVX512(w *byte, rowBytes int, nb int, dst *byte)
 
 // tile32PackQ4_0AVX512 packs 16 Q4_0 weight rows, rowBytes apart from w, of nb blocks each into dst in the layout of the tile kernels: unsigned levels in eight groups of 64 bytes, then the fp16 d_w.
 func tile32PackQ4_0AVX512(w *byte, rowBytes int, nb int, dst *byte)
+
+// tile32PackQ4_0NibblesAVX512 packs 16 Q4_0 weight rows, rowBytes apart from w, of nb blocks each into dst in the layout of the nibble kernels: the stored level bytes in four groups of 64 bytes, then the fp16 d_w.
+func tile32PackQ4_0NibblesAVX512(w *byte, rowBytes int, nb int, dst *byte)
+
+// tile32UnpackQ4_0AVX512 rewrites the nb blocks of a Q4_0 tile at w, in the nibble kernels' layout, into dst in the tile kernels' layout.
+func tile32UnpackQ4_0AVX512(w *byte, nb int, dst *byte)
 
 // tile32PackActsOneAVX512 packs rows (1 to 4) Q8_0 activation rows, levels cols apart from q and scales nb apart from d, for the one-lane tile kernels, as tile32.packActs does.
 func tile32PackActsOneAVX512(q *int8, cols int, d *float32, nb int, rows int, dst *byte)

@@ -2,6 +2,50 @@
 
 #include "textflag.h"
 
+DATA tile32flip<>+0(SB)/4, $0x80808080
+GLOBL tile32flip<>(SB), RODATA|NOPTR, $4
+
+DATA tile32nibble<>+0(SB)/4, $0x0f0f0f0f
+GLOBL tile32nibble<>(SB), RODATA|NOPTR, $4
+
+DATA tile32ramp<>+0(SB)/4, $0x00000000
+DATA tile32ramp<>+4(SB)/4, $0x00000001
+DATA tile32ramp<>+8(SB)/4, $0x00000002
+DATA tile32ramp<>+12(SB)/4, $0x00000003
+DATA tile32ramp<>+16(SB)/4, $0x00000004
+DATA tile32ramp<>+20(SB)/4, $0x00000005
+DATA tile32ramp<>+24(SB)/4, $0x00000006
+DATA tile32ramp<>+28(SB)/4, $0x00000007
+DATA tile32ramp<>+32(SB)/4, $0x00000008
+DATA tile32ramp<>+36(SB)/4, $0x00000009
+DATA tile32ramp<>+40(SB)/4, $0x0000000a
+DATA tile32ramp<>+44(SB)/4, $0x0000000b
+DATA tile32ramp<>+48(SB)/4, $0x0000000c
+DATA tile32ramp<>+52(SB)/4, $0x0000000d
+DATA tile32ramp<>+56(SB)/4, $0x0000000e
+DATA tile32ramp<>+60(SB)/4, $0x0000000f
+GLOBL tile32ramp<>(SB), RODATA|NOPTR, $64
+
+DATA tile32half0<>+0(SB)/8, $0x0000000000000000
+DATA tile32half0<>+8(SB)/8, $0x0000000000000001
+DATA tile32half0<>+16(SB)/8, $0x0000000000000008
+DATA tile32half0<>+24(SB)/8, $0x0000000000000009
+DATA tile32half0<>+32(SB)/8, $0x0000000000000004
+DATA tile32half0<>+40(SB)/8, $0x0000000000000005
+DATA tile32half0<>+48(SB)/8, $0x000000000000000c
+DATA tile32half0<>+56(SB)/8, $0x000000000000000d
+GLOBL tile32half0<>(SB), RODATA|NOPTR, $64
+
+DATA tile32half1<>+0(SB)/8, $0x0000000000000002
+DATA tile32half1<>+8(SB)/8, $0x0000000000000003
+DATA tile32half1<>+16(SB)/8, $0x000000000000000a
+DATA tile32half1<>+24(SB)/8, $0x000000000000000b
+DATA tile32half1<>+32(SB)/8, $0x0000000000000006
+DATA tile32half1<>+40(SB)/8, $0x0000000000000007
+DATA tile32half1<>+48(SB)/8, $0x000000000000000e
+DATA tile32half1<>+56(SB)/8, $0x000000000000000f
+GLOBL tile32half1<>(SB), RODATA|NOPTR, $64
+
 // func tile32OneQ0AVX512(w *byte, a *byte, nb int, out *float32, ldo int, pf *[5]uintptr)
 // Requires: AVX, AVX512DQ, AVX512F, AVX512VNNI, MMX+
 TEXT ·tile32OneQ0AVX512(SB), NOSPLIT, $0-48
@@ -1313,6 +1357,129 @@ lanes_store1:
 	VZEROUPPER
 	RET
 
+// func tile32OneQ4x1AVX512(w *byte, a *byte, nb int, out *float32, ldo int, pf *[5]uintptr)
+// Requires: AVX, AVX512DQ, AVX512F, AVX512VNNI, MMX+
+TEXT ·tile32OneQ4x1AVX512(SB), NOSPLIT, $0-48
+	MOVQ         w+0(FP), AX
+	MOVQ         a+8(FP), CX
+	MOVQ         nb+16(FP), DX
+	MOVQ         out+24(FP), BX
+	MOVQ         ldo+32(FP), SI
+	SHLQ         $0x02, SI
+	MOVQ         pf+40(FP), SI
+	MOVQ         (SI), DI
+	MOVQ         8(SI), R8
+	MOVQ         16(SI), R9
+	MOVQ         24(SI), R10
+	MOVQ         32(SI), R11
+	MOVQ         CX, CX
+	VXORPS       Z0, Z0, Z0
+	VPBROADCASTD tile32nibble<>+0(SB), Z4
+	TESTQ        DX, DX
+	JZ           one_store
+
+one_block:
+	TESTQ      R9, R9
+	JZ         pf_skip1
+	PREFETCHT1 (DI)(R8*1)
+	DECQ       R9
+	ADDQ       $0x40, R8
+	CMPQ       R8, R10
+	JB         pf_same1
+	XORQ       R8, R8
+	ADDQ       R11, DI
+
+pf_same1:
+pf_skip1:
+	TESTQ      R9, R9
+	JZ         pf_skip2
+	PREFETCHT1 (DI)(R8*1)
+	DECQ       R9
+	ADDQ       $0x40, R8
+	CMPQ       R8, R10
+	JB         pf_same2
+	XORQ       R8, R8
+	ADDQ       R11, DI
+
+pf_same2:
+pf_skip2:
+	TESTQ      R9, R9
+	JZ         pf_skip3
+	PREFETCHT1 (DI)(R8*1)
+	DECQ       R9
+	ADDQ       $0x40, R8
+	CMPQ       R8, R10
+	JB         pf_same3
+	XORQ       R8, R8
+	ADDQ       R11, DI
+
+pf_same3:
+pf_skip3:
+	TESTQ      R9, R9
+	JZ         pf_skip4
+	PREFETCHT1 (DI)(R8*1)
+	DECQ       R9
+	ADDQ       $0x40, R8
+	CMPQ       R8, R10
+	JB         pf_same4
+	XORQ       R8, R8
+	ADDQ       R11, DI
+
+pf_same4:
+pf_skip4:
+	TESTQ      R9, R9
+	JZ         pf_skip5
+	PREFETCHT1 (DI)(R8*1)
+	DECQ       R9
+	ADDQ       $0x40, R8
+	CMPQ       R8, R10
+	JB         pf_same5
+	XORQ       R8, R8
+	ADDQ       R11, DI
+
+pf_same5:
+pf_skip5:
+	VPBROADCASTD  144(CX), Z1
+	VPXORD        Z2, Z2, Z2
+	VMOVDQU32     (AX), Z3
+	VPANDND       Z3, Z4, Z5
+	VPANDD        Z4, Z3, Z3
+	VPDPBUSD.BCST (CX), Z3, Z1
+	VPDPBUSD.BCST 16(CX), Z5, Z2
+	VMOVDQU32     64(AX), Z3
+	VPANDND       Z3, Z4, Z5
+	VPANDD        Z4, Z3, Z3
+	VPDPBUSD.BCST 4(CX), Z3, Z1
+	VPDPBUSD.BCST 20(CX), Z5, Z2
+	VMOVDQU32     128(AX), Z3
+	VPANDND       Z3, Z4, Z5
+	VPANDD        Z4, Z3, Z3
+	VPDPBUSD.BCST 8(CX), Z3, Z1
+	VPDPBUSD.BCST 24(CX), Z5, Z2
+	VMOVDQU32     192(AX), Z3
+	VPANDND       Z3, Z4, Z5
+	VPANDD        Z4, Z3, Z3
+	VPDPBUSD.BCST 12(CX), Z3, Z1
+	VPDPBUSD.BCST 28(CX), Z5, Z2
+	VPSRAD        $0x04, Z2, Z2
+	VCVTPH2PS     256(AX), Z3
+	VPADDD        Z2, Z1, Z1
+	VCVTDQ2PS     Z1, Z1
+	VMULPS.BCST   128(CX), Z3, Z3
+	VFMADD231PS   Z3, Z1, Z0
+	ADDQ          $0x00000120, AX
+	ADDQ          $0x000000a0, CX
+	DECQ          DX
+	JNZ           one_block
+
+one_store:
+	VMOVUPS Z0, (BX)
+	MOVQ    DI, (SI)
+	MOVQ    R8, 8(SI)
+	MOVQ    R9, 16(SI)
+	VZEROUPPER
+	RET
+
 // func tile32OneQ0TilesAVX512(w *byte, a *byte, nb int, out *float32, ldo int, pf *[5]uintptr, groups int, ab int, tiles int)
 // Requires: AVX, AVX512DQ, AVX512F, AVX512VNNI, MMX+
 TEXT ·tile32OneQ0TilesAVX512(SB), NOSPLIT, $32-72
@@ -1478,50 +1645,6 @@ one_store:
 tiles_done:
 	VZEROUPPER
 	RET
-
-DATA tile32flip<>+0(SB)/4, $0x80808080
-GLOBL tile32flip<>(SB), RODATA|NOPTR, $4
-
-DATA tile32nibble<>+0(SB)/4, $0x0f0f0f0f
-GLOBL tile32nibble<>(SB), RODATA|NOPTR, $4
-
-DATA tile32ramp<>+0(SB)/4, $0x00000000
-DATA tile32ramp<>+4(SB)/4, $0x00000001
-DATA tile32ramp<>+8(SB)/4, $0x00000002
-DATA tile32ramp<>+12(SB)/4, $0x00000003
-DATA tile32ramp<>+16(SB)/4, $0x00000004
-DATA tile32ramp<>+20(SB)/4, $0x00000005
-DATA tile32ramp<>+24(SB)/4, $0x00000006
-DATA tile32ramp<>+28(SB)/4, $0x00000007
-DATA tile32ramp<>+32(SB)/4, $0x00000008
-DATA tile32ramp<>+36(SB)/4, $0x00000009
-DATA tile32ramp<>+40(SB)/4, $0x0000000a
-DATA tile32ramp<>+44(SB)/4, $0x0000000b
-DATA tile32ramp<>+48(SB)/4, $0x0000000c
-DATA tile32ramp<>+52(SB)/4, $0x0000000d
-DATA tile32ramp<>+56(SB)/4, $0x0000000e
-DATA tile32ramp<>+60(SB)/4, $0x0000000f
-GLOBL tile32ramp<>(SB), RODATA|NOPTR, $64
-
-DATA tile32half0<>+0(SB)/8, $0x0000000000000000
-DATA tile32half0<>+8(SB)/8, $0x0000000000000001
-DATA tile32half0<>+16(SB)/8, $0x0000000000000008
-DATA tile32half0<>+24(SB)/8, $0x0000000000000009
-DATA tile32half0<>+32(SB)/8, $0x0000000000000004
-DATA tile32half0<>+40(SB)/8, $0x0000000000000005
-DATA tile32half0<>+48(SB)/8, $0x000000000000000c
-DATA tile32half0<>+56(SB)/8, $0x000000000000000d
-GLOBL tile32half0<>(SB), RODATA|NOPTR, $64
-
-DATA tile32half1<>+0(SB)/8, $0x0000000000000002
-DATA tile32half1<>+8(SB)/8, $0x0000000000000003
-DATA tile32half1<>+16(SB)/8, $0x000000000000000a
-DATA tile32half1<>+24(SB)/8, $0x000000000000000b
-DATA tile32half1<>+32(SB)/8, $0x0000000000000006
-DATA tile32half1<>+40(SB)/8, $0x0000000000000007
-DATA tile32half1<>+48(SB)/8, $0x000000000000000e
-DATA tile32half1<>+56(SB)/8, $0x000000000000000f
-GLOBL tile32half1<>(SB), RODATA|NOPTR, $64
 
 // func tile32PackQ8_0AVX512(w *byte, rowBytes int, nb int, dst *byte)
 // Requires: AVX, AVX512F, AVX512VL, MMX+
@@ -1730,6 +1853,131 @@ block:
 	JNZ          block
 
 done:
+	VZEROUPPER
+	RET
+
+// func tile32PackQ4_0NibblesAVX512(w *byte, rowBytes int, nb int, dst *byte)
+// Requires: AVX, AVX512F, AVX512VL, MMX+
+TEXT ·tile32PackQ4_0NibblesAVX512(SB), NOSPLIT, $0-32
+	MOVQ         w+0(FP), AX
+	MOVQ         rowBytes+8(FP), CX
+	MOVQ         nb+16(FP), DX
+	MOVQ         dst+24(FP), BX
+	LEAQ         (CX)(CX*2), SI
+	LEAQ         (AX)(CX*4), DI
+	LEAQ         (DI)(CX*4), R8
+	LEAQ         (R8)(CX*4), R9
+	MOVL         $0x00000000, R10
+	VPBROADCASTD R10, Z0
+	VPBROADCASTD CX, Z0
+	VPMULLD      tile32ramp<>+0(SB), Z0, Z0
+	TESTQ        DX, DX
+	JZ           done
+
+block:
+	PREFETCHT0   768(AX)
+	PREFETCHT0   768(AX)(CX*1)
+	PREFETCHT0   768(AX)(CX*2)
+	PREFETCHT0   768(AX)(SI*1)
+	PREFETCHT0   768(DI)
+	PREFETCHT0   768(DI)(CX*1)
+	PREFETCHT0   768(DI)(CX*2)
+	PREFETCHT0   768(DI)(SI*1)
+	PREFETCHT0   768(R8)
+	PREFETCHT0   768(R8)(CX*1)
+	PREFETCHT0   768(R8)(CX*2)
+	PREFETCHT0   768(R8)(SI*1)
+	PREFETCHT0   768(R9)
+	PREFETCHT0   768(R9)(CX*1)
+	PREFETCHT0   768(R9)(CX*2)
+	PREFETCHT0   768(R9)(SI*1)
+	VMOVDQU32    2(AX), X1
+	VINSERTI32X4 $0x01, 2(DI), Z1, Z1
+	VINSERTI32X4 $0x02, 2(R8), Z1, Z1
+	VINSERTI32X4 $0x03, 2(R9), Z1, Z1
+	VMOVDQU32    2(AX)(CX*1), X2
+	VINSERTI32X4 $0x01, 2(DI)(CX*1), Z2, Z2
+	VINSERTI32X4 $0x02, 2(R8)(CX*1), Z2, Z2
+	VINSERTI32X4 $0x03, 2(R9)(CX*1), Z2, Z2
+	VMOVDQU32    2(AX)(CX*2), X3
+	VINSERTI32X4 $0x01, 2(DI)(CX*2), Z3, Z3
+	VINSERTI32X4 $0x02, 2(R8)(CX*2), Z3, Z3
+	VINSERTI32X4 $0x03, 2(R9)(CX*2), Z3, Z3
+	VMOVDQU32    2(AX)(SI*1), X4
+	VINSERTI32X4 $0x01, 2(DI)(SI*1), Z4, Z4
+	VINSERTI32X4 $0x02, 2(R8)(SI*1), Z4, Z4
+	VINSERTI32X4 $0x03, 2(R9)(SI*1), Z4, Z4
+	VPUNPCKLDQ   Z2, Z1, Z5
+	VPUNPCKHDQ   Z2, Z1, Z6
+	VPUNPCKLDQ   Z4, Z3, Z7
+	VPUNPCKHDQ   Z4, Z3, Z8
+	VPUNPCKLQDQ  Z7, Z5, Z9
+	VPUNPCKHQDQ  Z7, Z5, Z5
+	VPUNPCKLQDQ  Z8, Z6, Z7
+	VPUNPCKHQDQ  Z8, Z6, Z6
+	VMOVDQU32    Z9, (BX)
+	VMOVDQU32    Z5, 64(BX)
+	VMOVDQU32    Z7, 128(BX)
+	VMOVDQU32    Z6, 192(BX)
+	KXNORW       K1, K1, K1
+	VPXORD       Z10, Z10, Z10
+	VPGATHERDD   (AX)(Z0*1), K1, Z10
+	VPMOVDW      Z10, 256(BX)
+	ADDQ         $0x12, AX
+	ADDQ         $0x12, DI
+	ADDQ         $0x12, R8
+	ADDQ         $0x12, R9
+	ADDQ         $0x00000120, BX
+	DECQ         DX
+	JNZ          block
+
+done:
+	VZEROUPPER
+	RET
+
+// func tile32UnpackQ4_0AVX512(w *byte, nb int, dst *byte)
+// Requires: AVX, AVX512F
+TEXT ·tile32UnpackQ4_0AVX512(SB), NOSPLIT, $0-24
+	MOVQ         w+0(FP), AX
+	MOVQ         nb+8(FP), CX
+	MOVQ         dst+16(FP), DX
+	VPBROADCASTD tile32nibble<>+0(SB), Z0
+	TESTQ        CX, CX
+	JZ           unpack_done
+
+unpack_block:
+	VMOVDQU32 (AX), Z1
+	VPSRLD    $0x04, Z1, Z2
+	VPANDD    Z0, Z1, Z1
+	VPANDD    Z0, Z2, Z2
+	VMOVDQU32 Z1, (DX)
+	VMOVDQU32 Z2, 256(DX)
+	VMOVDQU32 64(AX), Z1
+	VPSRLD    $0x04, Z1, Z2
+	VPANDD    Z0, Z1, Z1
+	VPANDD    Z0, Z2, Z2
+	VMOVDQU32 Z1, 64(DX)
+	VMOVDQU32 Z2, 320(DX)
+	VMOVDQU32 128(AX), Z1
+	VPSRLD    $0x04, Z1, Z2
+	VPANDD    Z0, Z1, Z1
+	VPANDD    Z0, Z2, Z2
+	VMOVDQU32 Z1, 128(DX)
+	VMOVDQU32 Z2, 384(DX)
+	VMOVDQU32 192(AX), Z1
+	VPSRLD    $0x04, Z1, Z2
+	VPANDD    Z0, Z1, Z1
+	VPANDD    Z0, Z2, Z2
+	VMOVDQU32 Z1, 192(DX)
+	VMOVDQU32 Z2, 448(DX)
+	VMOVDQU   256(AX), Y1
+	VMOVDQU   Y1, 512(DX)
+	ADDQ      $0x00000120, AX
+	ADDQ      $0x00000220, DX
+	DECQ      CX
+	JNZ       unpack_block
+
+unpack_done:
 	VZEROUPPER
 	RET
 

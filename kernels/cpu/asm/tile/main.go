@@ -34,9 +34,10 @@ import (
 
 // The packed layouts, in bytes per block.
 const (
-	levelBytes = 8 * 64 // a weight tile's levels
-	actRows    = 4      // activation rows per group
-	actLevels  = actRows * 32
+	levelBytes  = 8 * 64 // a weight tile's levels
+	nibbleBytes = 4 * 64 // a Q4_0 tile's levels in the nibble kernels' layout
+	actRows     = 4      // activation rows per group
+	actLevels   = actRows * 32
 )
 
 // kind is one of the kernels' float orders and what the packed data holds.
@@ -46,6 +47,18 @@ type kind struct {
 	min     bool // m_w and s_x follow (the _1 types)
 	offset  bool // the activations carry offset corrections (the _0 types)
 	rows    int  // activation rows 0..rows-1 of the group (0: all four)
+	// nibbles: the tile is Q4_0's as stored at load, each group of 64
+	// bytes holding levels 4j..4j+3 of the 16 rows in its low nibbles and
+	// 16+4j..16+4j+3 in its high ones.
+	nibbles bool
+}
+
+// levels is the size of a block's weight levels.
+func (k kind) levels() int {
+	if k.nibbles {
+		return nibbleBytes
+	}
+	return levelBytes
 }
 
 // scaleBytes is the size of the 16 rows' fp16 d_w (or m_w).
@@ -54,9 +67,9 @@ const scaleBytes = 2 * 16
 // weightBytes and actBytes are the packed sizes of a block.
 func (k kind) weightBytes() int {
 	if k.min {
-		return levelBytes + 2*scaleBytes
+		return k.levels() + 2*scaleBytes
 	}
-	return levelBytes + scaleBytes
+	return k.levels() + scaleBytes
 }
 
 func (k kind) actBytes() int {
@@ -92,18 +105,21 @@ var kinds = []kind{
 	{name: "Lanes8Q0x1", offset: true, rows: 1},
 	{name: "Lanes8Q0x2", offset: true, rows: 2},
 	{name: "Lanes8Q1", min: true},
+	{name: "OneQ4x1", oneLane: true, offset: true, rows: 1, nibbles: true},
 }
 
 func main() {
 	flag.Parse()
 	os.Args = []string{os.Args[0], "-out", "tile_amd64.s", "-stubs", "tile_amd64.go", "-pkg", "cpu"}
+	packConstants()
 	for _, k := range kinds {
 		tileKernel(k)
 	}
 	tileKernelTiles(kinds[0])
-	packConstants()
-	packKernel("Q8_0", 34, 8)
-	packKernel("Q4_0", 18, 4)
+	packKernel("Q8_0", 34, 8, false)
+	packKernel("Q4_0", 18, 4, false)
+	packKernel("Q4_0Nibbles", 18, 4, true)
+	unpackNibbles()
 	packActsOne()
 	Generate()
 }
@@ -251,6 +267,14 @@ func oneLane(k kind, w0, a0, nb Register, out rowStore, rows int, pf *prefetcher
 		}
 	}
 	lv, dw, d := ZMM(), ZMM(), ZMM()
+	var nib VecVirtual
+	if k.nibbles {
+		if chains < 2 {
+			panic("tile: the nibble kernels need two chains")
+		}
+		nib = ZMM()
+		VPBROADCASTD(nibble, nib)
+	}
 	TESTQ(n, n)
 	JZ(LabelRef("one_store"))
 	Label("one_block")
@@ -268,13 +292,32 @@ func oneLane(k kind, w0, a0, nb Register, out rowStore, rows int, pf *prefetcher
 			VPXORD(s[1][i], s[1][i], s[1][i])
 		}
 	}
-	for g := range 8 {
-		VMOVDQU32(Mem{Base: w, Disp: 64 * g}, lv)
+	if k.nibbles {
+		// The low nibbles feed chain 0; the high ones stay in place, as 16
+		// times their value (at most 240, still a byte), and feed chain 1,
+		// whose sum is shifted back, exactly, at the end.
+		hi := ZMM()
+		for j := range 4 {
+			VMOVDQU32(Mem{Base: w, Disp: 64 * j}, lv)
+			VPANDND(lv, nib, hi)
+			VPANDD(nib, lv, lv)
+			for i := range rows {
+				VPDPBUSD_BCST(Mem{Base: a, Disp: 32*i + 4*j}, lv, s[0][i])
+				VPDPBUSD_BCST(Mem{Base: a, Disp: 32*i + 16 + 4*j}, hi, s[1][i])
+			}
+		}
 		for i := range rows {
-			VPDPBUSD_BCST(Mem{Base: a, Disp: 32*i + 4*g}, lv, s[g%chains][i])
+			VPSRAD(U8(4), s[1][i], s[1][i])
+		}
+	} else {
+		for g := range 8 {
+			VMOVDQU32(Mem{Base: w, Disp: 64 * g}, lv)
+			for i := range rows {
+				VPDPBUSD_BCST(Mem{Base: a, Disp: 32*i + 4*g}, lv, s[g%chains][i])
+			}
 		}
 	}
-	VCVTPH2PS(Mem{Base: w, Disp: levelBytes}, dw)
+	VCVTPH2PS(Mem{Base: w, Disp: k.levels()}, dw)
 	for i := range rows {
 		if chains > 1 {
 			VPADDD(s[1][i], s[0][i], s[0][i])

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 
 	. "github.com/mmcloughlin/avo/build"
 	. "github.com/mmcloughlin/avo/operand"
@@ -92,12 +93,18 @@ func group(regs []tracked, word int) VecVirtual {
 }
 
 // packKernel generates tile32Pack<name>AVX512(w *byte, rowBytes, nb int,
-// dst *byte) for Q8_0 (bits 8) or Q4_0 (bits 4).
-func packKernel(name string, size, bits int) {
+// dst *byte) for Q8_0 (bits 8) or Q4_0 (bits 4); with nibbles, Q4_0 keeps
+// its bytes whole: in the layout of the nibble kernels.
+func packKernel(name string, size, bits int, nibbles bool) {
 	fn := "tile32Pack" + name + "AVX512"
 	TEXT(fn, NOSPLIT, "func(w *byte, rowBytes, nb int, dst *byte)")
+	layout := "the tile kernels: unsigned levels in eight groups of 64 bytes"
+	levels := levelBytes
+	if nibbles {
+		layout, levels = "the nibble kernels: the stored level bytes in four groups of 64 bytes", nibbleBytes
+	}
 	Doc(fmt.Sprintf("%s packs 16 %s weight rows, rowBytes apart from w, of nb blocks each into dst "+
-		"in the layout of the tile kernels: unsigned levels in eight groups of 64 bytes, then the fp16 d_w.", fn, name))
+		"in the layout of %s, then the fp16 d_w.", fn, strings.TrimSuffix(name, "Nibbles"), layout))
 	p0 := Load(Param("w"), GP64())
 	rb := Load(Param("rowBytes"), GP64())
 	n := Load(Param("nb"), GP64())
@@ -190,6 +197,10 @@ func packKernel(name string, size, bits int) {
 		regs = []tracked{unpackOp(t0, t2, false, true), unpackOp(t0, t2, true, true), unpackOp(t1, t3, false, true), unpackOp(t1, t3, true, true)}
 		for j := range 4 {
 			r := group(regs, j)
+			if nibbles {
+				VMOVDQU32(r, Mem{Base: dst, Disp: 64 * j})
+				continue
+			}
 			h := ZMM()
 			VPSRLD(U8(4), r, h)
 			VPANDD_BCST(nibble, r, r)
@@ -205,11 +216,11 @@ func packKernel(name string, size, bits int) {
 	d := ZMM()
 	VPXORD(d, d, d)
 	VPGATHERDD(Mem{Base: base[0], Index: idx, Scale: 1}, k, d)
-	VPMOVDW(d, Mem{Base: dst, Disp: levelBytes})
+	VPMOVDW(d, Mem{Base: dst, Disp: levels})
 	for _, b := range base {
 		ADDQ(U8(size), b)
 	}
-	ADDQ(U32(levelBytes+scaleBytes), dst)
+	ADDQ(U32(levels+scaleBytes), dst)
 	DECQ(n)
 	JNZ(LabelRef("block"))
 	Label("done")
@@ -309,6 +320,41 @@ func packActsOne() {
 	DECQ(n)
 	JNZ(LabelRef("acts_block"))
 	Label("acts_done")
+	VZEROUPPER()
+	RET()
+}
+
+// unpackNibbles generates tile32UnpackQ4_0AVX512(w *byte, nb int, dst
+// *byte): a tile in the nibble kernels' layout rewritten in the tile
+// kernels' (group j's low nibbles are levels group j, its high ones group
+// j+4), for products of several activation rows, which read a tile once per
+// group of four.
+func unpackNibbles() {
+	TEXT("tile32UnpackQ4_0AVX512", NOSPLIT, "func(w *byte, nb int, dst *byte)")
+	Doc("tile32UnpackQ4_0AVX512 rewrites the nb blocks of a Q4_0 tile at w, in the nibble kernels' layout, into dst in the tile kernels' layout.")
+	w := Load(Param("w"), GP64())
+	n := Load(Param("nb"), GP64())
+	dst := Load(Param("dst"), GP64())
+	nib, lo, hi, d := ZMM(), ZMM(), ZMM(), YMM()
+	VPBROADCASTD(nibble, nib)
+	TESTQ(n, n)
+	JZ(LabelRef("unpack_done"))
+	Label("unpack_block")
+	for j := range 4 {
+		VMOVDQU32(Mem{Base: w, Disp: 64 * j}, lo)
+		VPSRLD(U8(4), lo, hi)
+		VPANDD(nib, lo, lo)
+		VPANDD(nib, hi, hi)
+		VMOVDQU32(lo, Mem{Base: dst, Disp: 64 * j})
+		VMOVDQU32(hi, Mem{Base: dst, Disp: 64 * (j + 4)})
+	}
+	VMOVDQU(Mem{Base: w, Disp: nibbleBytes}, d)
+	VMOVDQU(d, Mem{Base: dst, Disp: levelBytes})
+	ADDQ(U32(nibbleBytes+scaleBytes), w)
+	ADDQ(U32(levelBytes+scaleBytes), dst)
+	DECQ(n)
+	JNZ(LabelRef("unpack_block"))
+	Label("unpack_done")
 	VZEROUPPER()
 	RET()
 }
