@@ -21,6 +21,7 @@ type Engine struct {
 	// PreparedBytes is the memory the backend's own copies of the
 	// weights take (see kernels.Backend.Prepare).
 	PreparedBytes int
+	copied        map[*models.Weight]bool // the weights Prepare copied
 
 	// Norm weights and biases as f32, converted once at start.
 	attnNorm, ffnNorm, qNorm, kNorm [][]float32
@@ -76,10 +77,26 @@ func New(m *models.Model, b kernels.Backend, o kernels.Order) (*Engine, error) {
 	e.outNorm = vec(m.OutputNorm)
 	e.rope.FreqFactors = vec(m.RopeFreqs)
 	for _, w := range m.Matrices() {
-		e.PreparedBytes += b.Prepare(w)
+		n := b.Prepare(w)
+		if n > 0 {
+			// The backend's copy replaces the stored rows in memory.
+			if m.File != nil {
+				m.File.Release(w.Data)
+			}
+			if e.copied == nil {
+				e.copied = map[*models.Weight]bool{}
+			}
+			e.copied[w] = true
+		}
+		e.PreparedBytes += n
 	}
 	return e, nil
 }
+
+// Copied reports whether the backend multiplies w from its own copy (see
+// kernels.Backend.Prepare): w's stored data is then not read again, and
+// need not be brought into memory.
+func (e *Engine) Copied(w *models.Weight) bool { return e.copied[w] }
 
 // Order is how the engine's products and attention sum (see New).
 func (e *Engine) Order() kernels.Order { return e.order }

@@ -86,6 +86,8 @@ type Backend interface {
 	// that it may keep a copy in the layout its kernels read fastest, as
 	// llama.cpp repacks weights at load. It returns the bytes that copy
 	// takes (0: none). Call it before multiplying with w; w is not changed.
+	// A backend with a copy multiplies with it alone, so w.Data need not
+	// stay in memory (the engine releases a mapped file's pages).
 	Prepare(w *models.Weight) int
 	// MatMul sets out[i*w.Rows+r] = Σ_c w[r][c]·x[i*w.Cols+c] for i < n,
 	// summing in order o.

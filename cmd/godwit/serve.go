@@ -337,7 +337,7 @@ func loadWithProgress(path string, threads int, stderr io.Writer, log *slog.Logg
 			progressbar.OptionSetDescription("loading "+filepath.Base(path)), progressbar.OptionClearOnFinish(),
 			progressbar.OptionThrottle(100*time.Millisecond))
 	}
-	touchWeights(l.model, func(n int) {
+	touchWeights(l.model, l.eng.Copied, func(n int) {
 		if bar != nil {
 			_ = bar.Add(n)
 		}
@@ -350,11 +350,12 @@ func loadWithProgress(path string, threads int, stderr io.Writer, log *slog.Logg
 }
 
 // touchWeights reads a byte of every page of the weights, faulting the
-// mapping in; progress gets the bytes done.
-func touchWeights(m *models.Model, progress func(int)) byte {
+// mapping in, but for those the backend copied (it read them already, and
+// multiplies its copy); progress gets the bytes done.
+func touchWeights(m *models.Model, copied func(*models.Weight) bool, progress func(int)) byte {
 	var sum byte
 	for _, w := range m.Weights() {
-		for off := 0; off < len(w.Data); off += 4096 {
+		for off := 0; !copied(w) && off < len(w.Data); off += 4096 {
 			sum += w.Data[off]
 		}
 		progress(len(w.Data))

@@ -110,6 +110,19 @@ func (f *File) Close() error {
 	return err
 }
 
+// Release tells the system that b, tensor data of a file Open mapped, is
+// not needed in memory: on Linux the pages wholly inside it leave the
+// process (its resident set), and come back from the file if b is read
+// again. A backend that keeps its own copy of a weight, laid out for its
+// kernels, releases the stored one, so the weight is in memory once. Data
+// of a file Parse read from memory is left alone.
+func (f *File) Release(b []byte) {
+	if f.unmap == nil || len(b) == 0 {
+		return
+	}
+	releasePages(b)
+}
+
 // Parse parses a whole GGUF file held in data. Tensor data aliases data.
 func Parse(data []byte) (*File, error) {
 	r := &reader{b: data}
