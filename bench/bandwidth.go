@@ -36,12 +36,13 @@ const (
 // Reading the weights themselves, not a copy, takes no memory and compares
 // decode with the level of the memory hierarchy that holds them: a model
 // that fits in the L3 cache is compared with the L3's bandwidth. Weights the
-// backend repacked are read from its copies in decode, of the same size.
+// backend repacked are read from its copies, as decode reads them (their
+// stored pages were released at load, and are not faulted back in).
 func ReadBandwidth(b *cpu.Backend, m *models.Model) float64 {
 	ws := m.Matrices()
 	bufs := make([][]byte, len(ws))
 	for i, w := range ws {
-		bufs[i] = w.Data
+		bufs[i] = b.Resident(w)
 	}
 	best := 0.0
 	for start := time.Now(); best == 0 || time.Since(start) < readTime; {

@@ -85,6 +85,15 @@ func (b *Backend) Prepare(w *models.Weight) int {
 	return p.Bytes()
 }
 
+// Resident is the bytes of w that b's products read: the copy Prepare
+// made, else w.Data as stored.
+func (b *Backend) Resident(w *models.Weight) []byte {
+	if p := b.packed[w]; p != nil {
+		return p.tiles
+	}
+	return w.Data
+}
+
 func (b *Backend) MatMul(out []float32, w *models.Weight, x []float32, n int, o kernels.Order) {
 	if p := b.packed[w]; p != nil {
 		b.scratch.MatMulPacked(out, p, x, n, o)
