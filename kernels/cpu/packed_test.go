@@ -1,9 +1,11 @@
 package cpu
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/godwit-ai/godwit/kernels"
+	"github.com/godwit-ai/godwit/models"
 	"github.com/godwit-ai/godwit/models/gguf"
 )
 
@@ -113,6 +115,78 @@ func TestMatMulsPacked(t *testing.T) {
 				if j := firstDiff(outs[i], want); j >= 0 {
 					t.Errorf("invariant=%v n=%d weight %d: out[%d] = %g together, %g alone", invariant, n, i, j, outs[i][j], want[j])
 				}
+			}
+		}
+	}
+}
+
+// BenchmarkPackedDecode times the products of one decode step with weights
+// packed at load, as the engine runs them (q, k and v as one product, gate
+// and up as one), for the layers of the 125M and 1B shapes of
+// docs/performance.md, on one and two threads, and reports the weights read
+// per second against the read bandwidth of the same bytes (read-share): the
+// kernels' own distance from the box's limit, without attention or norms.
+func BenchmarkPackedDecode(b *testing.B) {
+	shapes := []struct {
+		name                 string
+		dim, kv, ffn, layers int
+	}{{"125M", 768, 256, 2048, 12}, {"1B", 2048, 512, 8192, 16}}
+	for _, sh := range shapes {
+		for _, typ := range []gguf.Type{gguf.Q4_0, gguf.Q8_0} {
+			for _, threads := range []int{1, 2} {
+				b.Run(fmt.Sprintf("%s/%v/%d", sh.name, typ, threads), func(b *testing.B) {
+					be := New(threads)
+					defer be.Close()
+					weight := func(rows, cols int) *models.Weight {
+						w := &models.Weight{Type: typ, Rows: rows, Cols: cols, Data: make([]byte, rows*typ.RowSize(cols))}
+						for i := range w.Data {
+							w.Data[i] = byte(i * 37)
+						}
+						for i := 0; i < len(w.Data); i += typ.TypeSize() {
+							w.Data[i], w.Data[i+1] = 0, 0x3c // scale 1
+						}
+						if be.Prepare(w) == 0 {
+							b.Skipf("%v is not packed on %v", typ, be.Variant())
+						}
+						return w
+					}
+					type layer struct {
+						qkv, gateUp []*models.Weight
+						o, down     *models.Weight
+					}
+					var ls []layer
+					var bufs [][]byte
+					var bytes int64
+					for range sh.layers {
+						l := layer{qkv: []*models.Weight{weight(sh.dim, sh.dim), weight(sh.kv, sh.dim), weight(sh.kv, sh.dim)},
+							o: weight(sh.dim, sh.dim), gateUp: []*models.Weight{weight(sh.ffn, sh.dim), weight(sh.ffn, sh.dim)},
+							down: weight(sh.dim, sh.ffn)}
+						for _, w := range append(append([]*models.Weight{l.o, l.down}, l.qkv...), l.gateUp...) {
+							bufs = append(bufs, be.Resident(w))
+							bytes += int64(len(w.Data))
+						}
+						ls = append(ls, l)
+					}
+					x := randomData("gauss", sh.ffn, 2)
+					q, k, v := make([]float32, sh.dim), make([]float32, sh.kv), make([]float32, sh.kv)
+					g, u, o := make([]float32, sh.ffn), make([]float32, sh.ffn), make([]float32, sh.dim)
+					step := func() {
+						for _, l := range ls {
+							be.MatMuls([][]float32{q, k, v}, l.qkv, x[:sh.dim], 1, kernels.OrderLlama)
+							be.MatMul(o, l.o, x[:sh.dim], 1, kernels.OrderLlama)
+							be.MatMuls([][]float32{g, u}, l.gateUp, x[:sh.dim], 1, kernels.OrderLlama)
+							be.MatMul(o, l.down, x, 1, kernels.OrderLlama)
+						}
+					}
+					step()
+					read := be.ReadBandwidth(bufs, 10)
+					b.SetBytes(bytes)
+					b.ResetTimer()
+					for b.Loop() {
+						step()
+					}
+					b.ReportMetric(float64(bytes)*float64(b.N)/b.Elapsed().Seconds()/read, "read-share")
+				})
 			}
 		}
 	}
