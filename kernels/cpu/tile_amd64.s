@@ -1371,7 +1371,7 @@ TEXT ·tile32OneQ4x1AVX512(SB), NOSPLIT, $0-48
 	MOVQ         8(SI), R8
 	MOVQ         16(SI), R9
 	MOVQ         24(SI), R10
-	MOVQ         32(SI), R11
+	MOVQ         32(SI), R10
 	MOVQ         CX, CX
 	VXORPS       Z0, Z0, Z0
 	VPBROADCASTD tile32nibble<>+0(SB), Z4
@@ -1379,66 +1379,11 @@ TEXT ·tile32OneQ4x1AVX512(SB), NOSPLIT, $0-48
 	JZ           one_store
 
 one_block:
-	TESTQ      R9, R9
-	JZ         pf_skip1
-	PREFETCHT1 (DI)(R8*1)
-	DECQ       R9
-	ADDQ       $0x40, R8
-	CMPQ       R8, R10
-	JB         pf_same1
-	XORQ       R8, R8
-	ADDQ       R11, DI
-
-pf_same1:
-pf_skip1:
-	TESTQ      R9, R9
-	JZ         pf_skip2
-	PREFETCHT1 (DI)(R8*1)
-	DECQ       R9
-	ADDQ       $0x40, R8
-	CMPQ       R8, R10
-	JB         pf_same2
-	XORQ       R8, R8
-	ADDQ       R11, DI
-
-pf_same2:
-pf_skip2:
-	TESTQ      R9, R9
-	JZ         pf_skip3
-	PREFETCHT1 (DI)(R8*1)
-	DECQ       R9
-	ADDQ       $0x40, R8
-	CMPQ       R8, R10
-	JB         pf_same3
-	XORQ       R8, R8
-	ADDQ       R11, DI
-
-pf_same3:
-pf_skip3:
-	TESTQ      R9, R9
-	JZ         pf_skip4
-	PREFETCHT1 (DI)(R8*1)
-	DECQ       R9
-	ADDQ       $0x40, R8
-	CMPQ       R8, R10
-	JB         pf_same4
-	XORQ       R8, R8
-	ADDQ       R11, DI
-
-pf_same4:
-pf_skip4:
-	TESTQ      R9, R9
-	JZ         pf_skip5
-	PREFETCHT1 (DI)(R8*1)
-	DECQ       R9
-	ADDQ       $0x40, R8
-	CMPQ       R8, R10
-	JB         pf_same5
-	XORQ       R8, R8
-	ADDQ       R11, DI
-
-pf_same5:
-pf_skip5:
+	PREFETCHT0    3456(AX)
+	PREFETCHT0    3520(AX)
+	PREFETCHT0    3584(AX)
+	PREFETCHT0    3648(AX)
+	PREFETCHT0    3712(AX)
 	VPBROADCASTD  144(CX), Z1
 	VPXORD        Z2, Z2, Z2
 	VMOVDQU32     (AX), Z3
