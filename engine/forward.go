@@ -75,7 +75,7 @@ func New(m *models.Model, b kernels.Backend, o kernels.Order) (*Engine, error) {
 		e.vBias = append(e.vBias, vec(l.VBias))
 	}
 	e.outNorm = vec(m.OutputNorm)
-	e.rope.FreqFactors = vec(m.RopeFreqs)
+	e.UseContext(m.Context)
 	for _, w := range m.Matrices() {
 		n := b.Prepare(w)
 		if n > 0 {
@@ -91,6 +91,19 @@ func New(m *models.Model, b kernels.Backend, o kernels.Order) (*Engine, error) {
 		e.PreparedBytes += n
 	}
 	return e, nil
+}
+
+// UseContext tells the engine the context it serves, in positions (the
+// model's trained context until called): LongRoPE models (phi3) rotate by
+// their short factors up to their original context and by their long ones
+// beyond, as llama.cpp does by its n_ctx. Call it before the first forward
+// pass.
+func (e *Engine) UseContext(n int) {
+	e.rope.FreqFactors = nil
+	if w := e.Model.RopeFactors(n); w != nil {
+		e.rope.FreqFactors = make([]float32, w.Cols)
+		e.B.GetRows(e.rope.FreqFactors, w, []int32{0})
+	}
 }
 
 // Copied reports whether the backend multiplies w from its own copy (see

@@ -182,6 +182,9 @@ func storiesLogits(t *testing.T, v cpu.Variant) {
 	}
 }
 
+// goldenContext is the n_ctx llama.cpp ran the random models' goldens with.
+const goldenContext = 512
+
 // randomGolden is the part of a random model's .golden.json the tests use.
 type randomGolden struct {
 	Runs []struct {
@@ -214,17 +217,28 @@ func readJSON(t *testing.T, rel string, v any) {
 // variant.
 func TestRandomModels(t *testing.T) { eachVariant(t, randomModels) }
 
-func randomModels(t *testing.T, v cpu.Variant) {
-	files, _ := filepath.Glob(filepath.Join(shared.Path(t, "models/random"), "*.gguf"))
+func randomModels(t *testing.T, v cpu.Variant) { goldenModels(t, v, "models/random", "*.gguf") }
+
+// TestRandomFamilies is TestRandomModels for the files of the families added
+// since (../shared/models/random-families) that godwit runs: phi3 so far.
+func TestRandomFamilies(t *testing.T) {
+	eachVariant(t, func(t *testing.T, v cpu.Variant) { goldenModels(t, v, "models/random-families", "phi3-*.gguf") })
+}
+
+// goldenModels checks the files matching glob in dir against their goldens,
+// run as llama.cpp ran them, with a context of 512.
+func goldenModels(t *testing.T, v cpu.Variant, dir, glob string) {
+	files, _ := filepath.Glob(filepath.Join(shared.Path(t, dir), glob))
 	if len(files) == 0 {
-		t.Fatal("no random models found")
+		t.Fatalf("no models %s in %s", glob, dir)
 	}
 	for _, path := range files {
 		name := strings.TrimSuffix(filepath.Base(path), ".gguf")
 		t.Run(name, func(t *testing.T) {
 			var g randomGolden
-			readJSON(t, "models/random/"+name+".golden.json", &g)
-			m, e := open(t, "models/random/"+name+".gguf", v, kernels.OrderLlama)
+			readJSON(t, dir+"/"+name+".golden.json", &g)
+			m, e := open(t, dir+"/"+name+".gguf", v, kernels.OrderLlama)
+			e.UseContext(goldenContext)
 			run := g.Runs[0]
 			typ := name[strings.LastIndex(name, "-")+1:]
 
@@ -282,3 +296,30 @@ func commonPrefix(a, b []int32) int {
 }
 
 func equal(a, b []int32) bool { return len(a) == len(b) && commonPrefix(a, b) == len(a) }
+
+// TestLongRoPEContext checks that a phi3 file rotates by its short factors
+// up to its original context (4096) and by its long ones beyond, by the
+// context served rather than the file's 131072: the golden logits (n_ctx
+// 512, short factors) come back at contexts up to 4096 and not beyond.
+func TestLongRoPEContext(t *testing.T) {
+	var g randomGolden
+	readJSON(t, "models/random-families/phi3-F32.golden.json", &g)
+	m, e := open(t, "models/random-families/phi3-F32.gguf", cpu.VariantGo, kernels.OrderLlama)
+	want := g.Runs[0].Logits[0]
+	if want.Step != 0 {
+		t.Fatalf("the golden's first logits are of step %d, want 0", want.Step)
+	}
+	for _, c := range []struct {
+		ctx   int
+		short bool
+	}{{4096, true}, {8192, false}, {512, true}, {4097, false}, {m.Context, false}} {
+		e.UseContext(c.ctx)
+		logits, err := e.Forward(g.Runs[0].PromptIDs, e.NewCache(0), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d, i := maxDiff(logits, want.Values); (d == 0) != c.short {
+			t.Errorf("context %d: logit %d differs from the short factors' golden by %g; want short factors: %v", c.ctx, i, d, c.short)
+		}
+	}
+}

@@ -2,7 +2,8 @@
 // the hyperparameters from metadata, finds every weight tensor, checks their
 // shapes, and refuses architectures and settings it does not know. The
 // supported architectures are llama (Llama 2/3, TinyLlama, Mistral, SmolLM),
-// qwen2 (q/k/v biases) and qwen3 (per-head q/k RMSNorm).
+// qwen2 (q/k/v biases), qwen3 (per-head q/k RMSNorm) and phi3 (fused q/k/v
+// and gate/up weights, LongRoPE).
 package models
 
 import (
@@ -14,7 +15,7 @@ import (
 )
 
 // Architectures lists the values of general.architecture this package loads.
-var Architectures = []string{"llama", "qwen2", "qwen3"}
+var Architectures = []string{"llama", "qwen2", "qwen3", "phi3"}
 
 // Config holds the hyperparameters of a model.
 type Config struct {
@@ -28,8 +29,11 @@ type Config struct {
 	FFN      int
 	Vocab    int
 	Context  int // trained context length
-	NormEps  float32
-	Rope     Rope // FreqFactors are filled by the engine from RopeFreqs
+	// OrigContext is LongRoPE's original context length (phi3): the
+	// short factors serve contexts up to it, the long ones beyond.
+	OrigContext int
+	NormEps     float32
+	Rope        Rope // FreqFactors are filled by the engine from RopeFreqs
 }
 
 // Layer holds one transformer block's weights. Biases and q/k norms are nil
@@ -52,8 +56,11 @@ type Model struct {
 	OutputNorm *Weight
 	Output     *Weight // Embed itself when the embeddings are tied
 	RopeFreqs  *Weight // nil unless the file has rope_freqs.weight
-	Layers     []Layer
-	Tied       bool
+	// RopeShort and RopeLong are LongRoPE's frequency factors (phi3), nil
+	// elsewhere; RopeFactors picks one by the context served.
+	RopeShort, RopeLong *Weight
+	Layers              []Layer
+	Tied                bool
 }
 
 // Load opens path and maps it onto its architecture.
@@ -88,6 +95,8 @@ func checkRanges(arch string, c Config) error {
 		return fmt.Errorf("metadata %s.rope.freq_base is %v: want a finite value above 0", arch, c.Rope.Base)
 	case !finite(c.Rope.FreqScale) || c.Rope.FreqScale < 0:
 		return fmt.Errorf("metadata %s.rope.scaling.factor gives a frequency scale of %v: want a finite factor above 0", arch, c.Rope.FreqScale)
+	case !finite(c.Rope.AttnFactor) || c.Rope.AttnFactor < 0:
+		return fmt.Errorf("metadata %s.rope.scaling.attn_factor is %v: want a finite, non-negative value", arch, c.Rope.AttnFactor)
 	}
 	return nil
 }
@@ -122,6 +131,10 @@ func FromFile(f *gguf.File) (*Model, error) {
 		Dims: md.int("rope.dimension_count", c.HeadDim),
 		Base: md.float("rope.freq_base", 10000),
 		Neox: arch != "llama",
+	}
+	if arch == "phi3" {
+		c.OrigContext = md.int("rope.scaling.original_context_length", c.Context)
+		c.Rope.AttnFactor = md.float("rope.scaling.attn_factor", 1)
 	}
 	if md.err != nil {
 		return nil, md.err
@@ -165,20 +178,36 @@ func FromFile(f *gguf.File) (*Model, error) {
 	if _, ok := f.Tensor("rope_freqs.weight"); ok {
 		m.RopeFreqs = t.vector("rope_freqs.weight", c.Rope.Dims/2)
 	}
+	if arch == "phi3" {
+		m.RopeShort = t.vector("rope_factors_short.weight", c.Rope.Dims/2)
+		m.RopeLong = t.vector("rope_factors_long.weight", c.Rope.Dims/2)
+	}
 	q, kv, v := c.Heads*c.HeadDim, c.KVHeads*c.HeadDim, c.KVHeads*c.ValueDim
 	for i := 0; i < c.Layers; i++ {
 		p := fmt.Sprintf("blk.%d.", i)
-		l := Layer{
-			AttnNorm: t.vector(p+"attn_norm.weight", c.Dim),
-			Q:        t.matrix(p+"attn_q.weight", q, c.Dim),
-			K:        t.matrix(p+"attn_k.weight", kv, c.Dim),
-			V:        t.matrix(p+"attn_v.weight", v, c.Dim),
-			O:        t.matrix(p+"attn_output.weight", c.Dim, c.Heads*c.ValueDim),
-			FFNNorm:  t.vector(p+"ffn_norm.weight", c.Dim),
-			Gate:     t.matrix(p+"ffn_gate.weight", c.FFN, c.Dim),
-			Up:       t.matrix(p+"ffn_up.weight", c.FFN, c.Dim),
-			Down:     t.matrix(p+"ffn_down.weight", c.Dim, c.FFN),
+		// Tensors are looked up in the order of the block, so that the
+		// first missing or misshapen one is the one reported. phi3's fused
+		// weights are split into views of their rows: a row's product does
+		// not depend on the rows beside it.
+		l := Layer{AttnNorm: t.vector(p+"attn_norm.weight", c.Dim)}
+		if arch == "phi3" {
+			qkv := t.rows(t.matrix(p+"attn_qkv.weight", q+kv+v, c.Dim), q, kv, v)
+			l.Q, l.K, l.V = qkv[0], qkv[1], qkv[2]
+		} else {
+			l.Q = t.matrix(p+"attn_q.weight", q, c.Dim)
+			l.K = t.matrix(p+"attn_k.weight", kv, c.Dim)
+			l.V = t.matrix(p+"attn_v.weight", v, c.Dim)
 		}
+		l.O = t.matrix(p+"attn_output.weight", c.Dim, c.Heads*c.ValueDim)
+		l.FFNNorm = t.vector(p+"ffn_norm.weight", c.Dim)
+		if arch == "phi3" {
+			gu := t.rows(t.matrix(p+"ffn_up.weight", 2*c.FFN, c.Dim), c.FFN, c.FFN)
+			l.Gate, l.Up = gu[0], gu[1]
+		} else {
+			l.Gate = t.matrix(p+"ffn_gate.weight", c.FFN, c.Dim)
+			l.Up = t.matrix(p+"ffn_up.weight", c.FFN, c.Dim)
+		}
+		l.Down = t.matrix(p+"ffn_down.weight", c.Dim, c.FFN)
 		switch arch {
 		case "qwen2":
 			l.QBias = t.vector(p+"attn_q.bias", q)
@@ -196,14 +225,30 @@ func FromFile(f *gguf.File) (*Model, error) {
 	return m, nil
 }
 
+// RopeFactors is the frequency factors of a context of ctx positions:
+// rope_freqs where the file has it, LongRoPE's short factors up to the
+// original context and its long ones beyond (as llama.cpp chooses by the
+// n_ctx it runs with), else nil.
+func (m *Model) RopeFactors(ctx int) *Weight {
+	switch {
+	case m.RopeShort != nil && ctx <= m.OrigContext:
+		return m.RopeShort
+	case m.RopeLong != nil:
+		return m.RopeLong
+	}
+	return m.RopeFreqs
+}
+
 // Weights lists every weight of the model once, for checks over all of them.
 func (m *Model) Weights() []*Weight {
 	ws := []*Weight{m.Embed, m.OutputNorm}
 	if !m.Tied {
 		ws = append(ws, m.Output)
 	}
-	if m.RopeFreqs != nil {
-		ws = append(ws, m.RopeFreqs)
+	for _, w := range []*Weight{m.RopeFreqs, m.RopeShort, m.RopeLong} {
+		if w != nil {
+			ws = append(ws, w)
+		}
 	}
 	for i := range m.Layers {
 		l := &m.Layers[i]
@@ -292,6 +337,22 @@ func (t *tensors) matrix(name string, rows, cols int) *Weight {
 		return nil
 	}
 	return &Weight{Name: name, Type: g.Type, Rows: int(g.Shape[1]), Cols: cols, Data: g.Data}
+}
+
+// rows splits w into weights of the given row counts, in order, each a
+// view of its rows (nil when w is).
+func (t *tensors) rows(w *Weight, counts ...int) []*Weight {
+	out := make([]*Weight, len(counts))
+	if w == nil {
+		return out
+	}
+	rowBytes, r := w.Type.RowSize(w.Cols), 0
+	for i, n := range counts {
+		out[i] = &Weight{Name: fmt.Sprintf("%s[%d:%d]", w.Name, r, r+n), Type: w.Type, Rows: n, Cols: w.Cols,
+			Data: w.Data[r*rowBytes : (r+n)*rowBytes]}
+		r += n
+	}
+	return out
 }
 
 // vector finds a one-dimensional weight of n elements as a 1×n matrix.

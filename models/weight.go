@@ -20,4 +20,7 @@ type Rope struct {
 	FreqScale   float32   // position scale (1/linear scaling factor); 0 means 1
 	FreqFactors []float32 // per-pair divisors of the frequency (rope_freqs), or nil
 	Neox        bool      // rotate pairs (i, i+Dims/2) instead of (2i, 2i+1)
+	// AttnFactor multiplies every cosine and sine (ggml's mscale: the
+	// rotated values are scaled by it); 0 means 1.
+	AttnFactor float32
 }

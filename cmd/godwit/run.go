@@ -57,6 +57,7 @@ func runCmd() *cobra.Command {
 			if ctxSize > 0 {
 				limit = ctxSize
 			}
+			l.eng.UseContext(limit)
 			if len(promptIDs) >= limit {
 				return fmt.Errorf("the prompt is %d tokens, but the context holds %d: shorten it or raise --ctx-size", len(promptIDs), limit)
 			}

@@ -168,6 +168,8 @@ func serveCmd(loadModel loadFunc) *cobra.Command {
 				}
 				runner, ctxLen = shorterContext{l.eng, ctxSize}, ctxSize
 			}
+			// LongRoPE models rotate by the context served (see UseContext).
+			l.eng.UseContext(ctxLen)
 			b := batcher.New(runner, l.tok, pool, bc)
 			warmUp(b, l.tok, log)
 			var node *cluster.Node

@@ -81,7 +81,8 @@ func RoPE(x []float32, pos []int32, heads, headDim int, r *models.Rope) {
 }
 
 // ropeAngles calls f with the cosine and sine of each pair i0 (0, 2, 4, …)
-// of position p's rotation, as ggml's rope cache works them out.
+// of position p's rotation, as ggml's rope cache works them out: times
+// r.AttnFactor where it is set (ggml's mscale).
 func ropeAngles(r *models.Rope, p int, f func(i0 int, cos, sin float32)) {
 	freqScale := r.FreqScale
 	if freqScale == 0 {
@@ -95,7 +96,11 @@ func ropeAngles(r *models.Rope, p int, f func(i0 int, cos, sin float32)) {
 			t /= r.FreqFactors[i0/2]
 		}
 		t *= freqScale
-		f(i0, sinfcosf(t, true), sinfcosf(t, false)) // glibc's cosf and sinf
+		cos, sin := sinfcosf(t, true), sinfcosf(t, false) // glibc's cosf and sinf
+		if r.AttnFactor != 0 {
+			cos, sin = cos*r.AttnFactor, sin*r.AttnFactor
+		}
+		f(i0, cos, sin)
 		theta *= thetaScale
 	}
 }

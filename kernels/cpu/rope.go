@@ -24,7 +24,8 @@ type ropeTable struct {
 func (t *ropeTable) of(r *models.Rope) bool {
 	same := len(r.FreqFactors) == len(t.rope.FreqFactors) &&
 		(len(r.FreqFactors) == 0 || &r.FreqFactors[0] == &t.rope.FreqFactors[0])
-	return same && r.Dims == t.rope.Dims && r.Base == t.rope.Base && r.FreqScale == t.rope.FreqScale && r.Neox == t.rope.Neox
+	return same && r.Dims == t.rope.Dims && r.Base == t.rope.Base && r.FreqScale == t.rope.FreqScale && r.Neox == t.rope.Neox &&
+		r.AttnFactor == t.rope.AttnFactor
 }
 
 // cover makes the table hold positions [0, n) of r, computing the ones it
