@@ -33,7 +33,7 @@ type Config struct {
 	// short factors serve contexts up to it, the long ones beyond.
 	OrigContext int
 	NormEps     float32
-	Rope        Rope // FreqFactors are filled by the engine from RopeFreqs
+	Rope        Rope // FreqFactors are filled by the engine (Model.RopeFactors)
 }
 
 // Layer holds one transformer block's weights. Biases and q/k norms are nil

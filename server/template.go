@@ -25,7 +25,8 @@ const hermesTools = `{{- '# Tools\n\nYou may call one or more functions to help 
 const hermesCall = `{{- '<tool_call>\n{"name": "' + call['function']['name'] + '", "arguments": ' + call['function']['arguments'] | tojson + '}\n</tool_call>' -}}`
 
 // Built-in chat templates, for files without tokenizer.chat_template; the
-// family is told by the special tokens the vocabulary has. ChatML is the
+// family is told by the special tokens the vocabulary has (Llama 3, ChatML,
+// Gemma, Phi-3, Llama 2). ChatML is the
 // fallback, as in llama.cpp. ChatML renders tools as Qwen2.5 does (Hermes
 // calls, results in a user turn), Llama 3 as Llama 3.1 does (JSON calls
 // with "parameters", results from the ipython role).
@@ -82,6 +83,23 @@ const (
 {%- endfor -%}
 {%- if add_generation_prompt -%}{{- '<|start_header_id|>assistant<|end_header_id|>\n\n' -}}{%- endif -%}`
 
+	templatePhi3 = `{%- for message in messages -%}
+{%- set role = message['role'] -%}
+{%- if role != 'system' and role != 'assistant' -%}{%- set role = 'user' -%}{%- endif -%}
+{{- '<|' + role + '|>\n' + message['content'] + '<|end|>\n' -}}
+{%- endfor -%}
+{%- if add_generation_prompt -%}{{- '<|assistant|>\n' -}}{%- endif -%}`
+	// templateGemma puts a system message at the head of the next user
+	// turn, as llama.cpp's gemma template does: Gemma has no system role.
+	templateGemma = `{{- bos_token -}}
+{%- set ns = namespace(system='') -%}
+{%- for message in messages -%}
+{%- if message['role'] == 'system' -%}{%- set ns.system = message['content'] | trim + '\n\n' -%}
+{%- elif message['role'] == 'assistant' -%}{{- '<start_of_turn>model\n' + message['content'] | trim + '<end_of_turn>\n' -}}
+{%- else -%}{{- '<start_of_turn>user\n' + ns.system + message['content'] | trim + '<end_of_turn>\n' -}}{%- set ns.system = '' -%}
+{%- endif -%}
+{%- endfor -%}
+{%- if add_generation_prompt -%}{{- '<start_of_turn>model\n' -}}{%- endif -%}`
 	templateLlama2 = `{{- bos_token -}}
 {%- set ns = namespace(system='') -%}
 {%- for message in messages -%}
@@ -160,7 +178,7 @@ func builtinTemplate(tok *tokenizer.Tokenizer) (string, string) {
 	has := map[string]bool{}
 	for id := range tok.VocabSize() {
 		switch s := tok.Token(int32(id)); s {
-		case "<|start_header_id|>", "<|im_start|>", "[INST]":
+		case "<|start_header_id|>", "<|im_start|>", "[INST]", "<start_of_turn>", "<|assistant|>", "<|end|>":
 			has[s] = true
 		}
 	}
@@ -169,6 +187,10 @@ func builtinTemplate(tok *tokenizer.Tokenizer) (string, string) {
 		return "llama3", templateLlama3
 	case has["<|im_start|>"]:
 		return "chatml", templateChatML
+	case has["<start_of_turn>"]:
+		return "gemma", templateGemma
+	case has["<|assistant|>"] && has["<|end|>"]:
+		return "phi3", templatePhi3
 	case has["[INST]"]:
 		return "llama2", templateLlama2
 	}

@@ -51,6 +51,9 @@ func TestChatTemplates(t *testing.T) {
 			"<|start_header_id|>user<|end_header_id|>\n\nTell me a story.<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"},
 		{"built-in chatml", templateChatML, "<|im_start|>user\n Hello! <|im_end|>\n<|im_start|>assistant\nHi.<|im_end|>\n<|im_start|>user\nTell me a story.<|im_end|>\n<|im_start|>assistant\n"},
 		{"built-in llama2", templateLlama2, "<s>[INST] Hello! [/INST] Hi. </s>[INST] Tell me a story. [/INST]"},
+		{"built-in phi3", templatePhi3, "<|user|>\n Hello! <|end|>\n<|assistant|>\nHi.<|end|>\n<|user|>\nTell me a story.<|end|>\n<|assistant|>\n"},
+		{"built-in gemma", templateGemma, "<s><start_of_turn>user\nHello!<end_of_turn>\n<start_of_turn>model\nHi.<end_of_turn>\n" +
+			"<start_of_turn>user\nTell me a story.<end_of_turn>\n<start_of_turn>model\n"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			ct, err := newChatTemplate(c.src, "", tok, jinja.DefaultLimits)
@@ -339,6 +342,25 @@ func TestChatTemplateToolsBudget(t *testing.T) {
 		}
 		if _, err := ct.render([]chatMessage{{Role: "user", Content: "Hi"}}, tools); err == nil || !strings.Contains(err.Error(), "exceeded its render budget of 1048576 output bytes") {
 			t.Errorf("%.30q: %v", src, err)
+		}
+	}
+}
+
+// TestBuiltinSystemMessages: Gemma, which has no system role, gets a system
+// message at the head of the next user turn; Phi-3 renders its own.
+func TestBuiltinSystemMessages(t *testing.T) {
+	_, tok := loadStories(t)
+	conv := []chatMessage{{Role: "system", Content: "Be brief."}, {Role: "user", Content: "Hello!"}}
+	for _, c := range []struct{ name, src, want string }{
+		{"gemma", templateGemma, "<s><start_of_turn>user\nBe brief.\n\nHello!<end_of_turn>\n<start_of_turn>model\n"},
+		{"phi3", templatePhi3, "<|system|>\nBe brief.<|end|>\n<|user|>\nHello!<|end|>\n<|assistant|>\n"},
+	} {
+		ct, err := newChatTemplate(c.src, "", tok, jinja.DefaultLimits)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := ct.render(conv, nil); err != nil || got != c.want {
+			t.Errorf("%s: rendered %q, %v; want %q", c.name, got, err, c.want)
 		}
 	}
 }

@@ -17,7 +17,7 @@ func genModelCmd() *cobra.Command {
 		out       string
 	)
 	cmd := &cobra.Command{
-		Use:   "gen-model --arch llama|qwen2|qwen3 --dim D --layers L --heads H --kv-heads K --ffn F --vocab-from FILE --type T -o OUT",
+		Use:   "gen-model --arch llama|qwen2|qwen3|phi3 --dim D --layers L --heads H --kv-heads K --ffn F --vocab-from FILE --type T -o OUT",
 		Short: "Write a random-weight model of any shape (for benchmarks and tests)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -49,7 +49,7 @@ func genModelCmd() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&s.Arch, "arch", "llama", "architecture: llama, qwen2 or qwen3")
+	f.StringVar(&s.Arch, "arch", "llama", "architecture: llama, qwen2, qwen3 or phi3")
 	f.IntVar(&s.Dim, "dim", 256, "embedding width")
 	f.IntVar(&s.Layers, "layers", 2, "number of layers")
 	f.IntVar(&s.Heads, "heads", 4, "attention heads")

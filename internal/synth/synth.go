@@ -15,7 +15,7 @@ import (
 
 // Spec is the shape of the model to write.
 type Spec struct {
-	Arch    string // llama, qwen2 or qwen3
+	Arch    string // llama, qwen2, qwen3 or phi3
 	Name    string // general.name
 	Dim     int
 	Layers  int
@@ -126,8 +126,8 @@ func Build(s Spec, vocab Vocab) (*gguf.Writer, error) {
 		s.KVHeads = s.Heads
 	}
 	switch {
-	case s.Arch != "llama" && s.Arch != "qwen2" && s.Arch != "qwen3":
-		return nil, fmt.Errorf("architecture %q is not one of llama, qwen2, qwen3", s.Arch)
+	case s.Arch != "llama" && s.Arch != "qwen2" && s.Arch != "qwen3" && s.Arch != "phi3":
+		return nil, fmt.Errorf("architecture %q is not one of llama, qwen2, qwen3, phi3", s.Arch)
 	case s.Dim <= 0 || s.Layers <= 0 || s.Heads <= 0 || s.FFN <= 0 || s.HeadDim <= 0 || s.HeadDim%2 != 0:
 		return nil, fmt.Errorf("impossible shape: dim %d, layers %d, heads %d, head dim %d, ffn %d", s.Dim, s.Layers, s.Heads, s.HeadDim, s.FFN)
 	case s.Heads%s.KVHeads != 0:
@@ -172,10 +172,18 @@ func Build(s Spec, vocab Vocab) (*gguf.Writer, error) {
 	w.Set(a+"attention.value_length", gguf.Uint32(uint32(s.HeadDim)))
 	w.Set(a+"rope.dimension_count", gguf.Uint32(uint32(s.HeadDim)))
 	base := float32(10000)
-	if s.Arch != "llama" {
+	if s.Arch == "qwen2" || s.Arch == "qwen3" {
 		base = 1e6
 	}
 	w.Set(a+"rope.freq_base", gguf.Float32(base))
+	if s.Arch == "phi3" {
+		// LongRoPE as Phi-3.5 writes it: short factors up to the original
+		// context, long ones beyond, and the attention factor that goes
+		// with them.
+		orig := min(4096, s.Context)
+		w.Set(a+"rope.scaling.original_context_length", gguf.Uint32(uint32(orig)))
+		w.Set(a+"rope.scaling.attn_factor", gguf.Float32(float32(math.Sqrt(1+math.Log(float64(s.Context)/float64(orig))/math.Log(float64(orig))))))
+	}
 	w.Set(a+"attention.layer_norm_rms_epsilon", gguf.Float32(1e-5))
 	for _, kv := range vocab {
 		w.Set(kv.Key, kv.Value)
@@ -191,6 +199,11 @@ func Build(s Spec, vocab Vocab) (*gguf.Writer, error) {
 	g.matrix("token_embd.weight", s.Type, s.Dim, nVocab, 1)
 	g.norm("output_norm.weight", s.Dim)
 	g.matrix("output.weight", high, s.Dim, nVocab, 1/math.Sqrt(float64(s.Dim)))
+	if s.Arch == "phi3" {
+		for _, name := range []string{"rope_factors_short.weight", "rope_factors_long.weight"} {
+			g.vector(name, s.HeadDim/2, func() float64 { return 1 + g.rng.Float64() })
+		}
+	}
 	for l := 0; l < s.Layers; l++ {
 		p := fmt.Sprintf("blk.%d.", l)
 		vd := s.Type // attn_v and ffn_down
@@ -198,9 +211,14 @@ func Build(s Spec, vocab Vocab) (*gguf.Writer, error) {
 			vd = high
 		}
 		g.norm(p+"attn_norm.weight", s.Dim)
-		g.matrix(p+"attn_q.weight", s.Type, s.Dim, q, 1/math.Sqrt(float64(s.Dim)))
-		g.matrix(p+"attn_k.weight", s.Type, s.Dim, kv, 1/math.Sqrt(float64(s.Dim)))
-		g.matrix(p+"attn_v.weight", vd, s.Dim, kv, 1/math.Sqrt(float64(s.Dim)))
+		if s.Arch == "phi3" {
+			// Fused, in one type, as llama-quantize leaves attn_qkv.
+			g.matrix(p+"attn_qkv.weight", s.Type, s.Dim, q+2*kv, 1/math.Sqrt(float64(s.Dim)))
+		} else {
+			g.matrix(p+"attn_q.weight", s.Type, s.Dim, q, 1/math.Sqrt(float64(s.Dim)))
+			g.matrix(p+"attn_k.weight", s.Type, s.Dim, kv, 1/math.Sqrt(float64(s.Dim)))
+			g.matrix(p+"attn_v.weight", vd, s.Dim, kv, 1/math.Sqrt(float64(s.Dim)))
+		}
 		g.matrix(p+"attn_output.weight", s.Type, q, s.Dim, 1/math.Sqrt(float64(q)))
 		switch s.Arch {
 		case "qwen2":
@@ -212,8 +230,12 @@ func Build(s Spec, vocab Vocab) (*gguf.Writer, error) {
 			g.norm(p+"attn_k_norm.weight", s.HeadDim)
 		}
 		g.norm(p+"ffn_norm.weight", s.Dim)
-		g.matrix(p+"ffn_gate.weight", s.Type, s.Dim, s.FFN, 1/math.Sqrt(float64(s.Dim)))
-		g.matrix(p+"ffn_up.weight", s.Type, s.Dim, s.FFN, 1/math.Sqrt(float64(s.Dim)))
+		if s.Arch == "phi3" {
+			g.matrix(p+"ffn_up.weight", s.Type, s.Dim, 2*s.FFN, 1/math.Sqrt(float64(s.Dim))) // gate, then up
+		} else {
+			g.matrix(p+"ffn_gate.weight", s.Type, s.Dim, s.FFN, 1/math.Sqrt(float64(s.Dim)))
+			g.matrix(p+"ffn_up.weight", s.Type, s.Dim, s.FFN, 1/math.Sqrt(float64(s.Dim)))
+		}
 		g.matrix(p+"ffn_down.weight", vd, s.FFN, s.Dim, 1/math.Sqrt(float64(s.FFN)))
 	}
 	if g.err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/godwit-ai/godwit/models"
 	"github.com/godwit-ai/godwit/models/gguf"
 )
 
@@ -66,5 +67,38 @@ func TestRefusesBadSpecs(t *testing.T) {
 	}
 	if _, err := Build(good, nil); err == nil {
 		t.Error("no vocabulary: no error")
+	}
+}
+
+// TestPhi3 writes a phi3 file and loads it: fused q/k/v and gate/up rows in
+// the views the models package splits them into, both LongRoPE factor sets
+// chosen by the context.
+func TestPhi3(t *testing.T) {
+	s := Spec{Arch: "phi3", Dim: 64, Layers: 2, Heads: 4, KVHeads: 2, FFN: 96, Context: 8192, Type: gguf.Q8_0}
+	w, err := Build(s, ByteVocab())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if _, err := w.WriteTo(&b); err != nil {
+		t.Fatal(err)
+	}
+	f, err := gguf.Parse(b.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := models.FromFile(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := m.Layers[1]
+	if m.Arch != "phi3" || l.Q.Rows != 64 || l.K.Rows != 32 || l.V.Rows != 32 || l.Gate.Rows != 96 || l.Up.Rows != 96 {
+		t.Fatalf("%s: q/k/v rows %d/%d/%d, gate/up %d/%d", m.Arch, l.Q.Rows, l.K.Rows, l.V.Rows, l.Gate.Rows, l.Up.Rows)
+	}
+	if m.OrigContext != 4096 || m.Rope.AttnFactor <= 1 {
+		t.Errorf("original context %d, attention factor %v", m.OrigContext, m.Rope.AttnFactor)
+	}
+	if m.RopeFactors(4096) != m.RopeShort || m.RopeFactors(8192) != m.RopeLong || m.RopeShort == nil || m.RopeLong == nil {
+		t.Error("LongRoPE factors not chosen by the context")
 	}
 }
