@@ -9,12 +9,9 @@ import (
 	"github.com/godwit-ai/godwit/models/gguf"
 )
 
-func TestMixFollowsLlamaCpp(t *testing.T) {
-	var s Spec
-	if err := s.ParseType("Q4_K_M"); err != nil {
-		t.Fatal(err)
-	}
-	s.Arch, s.Dim, s.Layers, s.Heads, s.KVHeads, s.FFN = "llama", 256, 8, 4, 2, 256
+// built is the file Build writes for s, with the byte vocabulary, parsed.
+func built(t *testing.T, s Spec) *gguf.File {
+	t.Helper()
 	w, err := Build(s, ByteVocab())
 	if err != nil {
 		t.Fatal(err)
@@ -27,6 +24,16 @@ func TestMixFollowsLlamaCpp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return f
+}
+
+func TestMixFollowsLlamaCpp(t *testing.T) {
+	var s Spec
+	if err := s.ParseType("Q4_K_M"); err != nil {
+		t.Fatal(err)
+	}
+	s.Arch, s.Dim, s.Layers, s.Heads, s.KVHeads, s.FFN = "llama", 256, 8, 4, 2, 256
+	f := built(t, s)
 	// use_more_bits(i, 8): layers 0 and 7, and 3 and 6 ((i-1)%3 == 2).
 	high := map[int]bool{0: true, 3: true, 6: true, 7: true}
 	want := map[string]gguf.Type{"output.weight": gguf.Q6_K, "token_embd.weight": gguf.Q4_K, "output_norm.weight": gguf.F32}
@@ -75,19 +82,7 @@ func TestRefusesBadSpecs(t *testing.T) {
 // chosen by the context.
 func TestPhi3(t *testing.T) {
 	s := Spec{Arch: "phi3", Dim: 64, Layers: 2, Heads: 4, KVHeads: 2, FFN: 96, Context: 8192, Type: gguf.Q8_0}
-	w, err := Build(s, ByteVocab())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b bytes.Buffer
-	if _, err := w.WriteTo(&b); err != nil {
-		t.Fatal(err)
-	}
-	f, err := gguf.Parse(b.Bytes())
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := models.FromFile(f)
+	m, err := models.FromFile(built(t, s))
 	if err != nil {
 		t.Fatal(err)
 	}
