@@ -94,9 +94,8 @@ type kwVal struct {
 
 // macroVal is a macro closed over the scope it was defined in.
 type macroVal struct {
-	m      *macro
-	scope  *scope
-	caller Value // for the body of a {% call %}: the caller macro
+	m     *macro
+	scope *scope
 }
 
 // fromGo converts a Go value to a template value.
