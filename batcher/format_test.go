@@ -1,7 +1,6 @@
 package batcher_test
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -21,6 +20,7 @@ import (
 	"github.com/godwit-ai/godwit/engine"
 	"github.com/godwit-ai/godwit/engine/constrain"
 	"github.com/godwit-ai/godwit/engine/sample"
+	"github.com/godwit-ai/godwit/internal/schematest"
 	"github.com/godwit-ai/godwit/internal/shared"
 	"github.com/godwit-ai/godwit/kernels"
 	"github.com/godwit-ai/godwit/kernels/cpu"
@@ -97,7 +97,7 @@ func loadSchemas(t *testing.T, tok *tokenizer.Tokenizer) []schemaCase {
 		if err != nil {
 			t.Fatalf("schema %d: %v", i, err)
 		}
-		val := schemaValidator(t, schema)
+		val := schematest.Compile(t, schema)
 		doc := shortDocs[i]
 		if err := validate(val, doc); err != nil {
 			t.Fatalf("schema %d: short document %s: %v", i, doc, err)
@@ -120,27 +120,6 @@ func loadSchemas(t *testing.T, tok *tokenizer.Tokenizer) []schemaCase {
 	return out
 }
 
-// schemaValidator compiles schema with santhosh-tekuri/jsonschema, formats
-// asserted: the outputs are judged by code independent of the one under
-// test.
-func schemaValidator(t *testing.T, schema []byte) *jsonschema.Schema {
-	t.Helper()
-	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(schema))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := jsonschema.NewCompiler()
-	c.AssertFormat()
-	if err := c.AddResource("schema.json", doc); err != nil {
-		t.Fatal(err)
-	}
-	s, err := c.Compile("schema.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
 // validate parses text as one JSON document (nothing before or after but
 // whitespace) and validates it.
 func validate(val *jsonschema.Schema, text string) error {
@@ -159,6 +138,21 @@ type schemaJob struct {
 	schema, rig int
 	req         batcher.Request
 	res         result
+}
+
+// runOnRigs runs each job on the batcher of its rig, bats[j.rig], one
+// batcher after the other, at most inFlight requests at a time on each.
+func runOnRigs(t *testing.T, bats []*batcher.Batcher, jobs []*schemaJob, inFlight int) {
+	t.Helper()
+	for r, b := range bats {
+		var mine []*schemaJob
+		for _, j := range jobs {
+			if j.rig == r {
+				mine = append(mine, j)
+			}
+		}
+		runJobs(t, b, mine, inFlight)
+	}
 }
 
 // runJobs submits jobs to b from goroutines, at most inFlight requests at
@@ -374,15 +368,7 @@ func TestSchemaGenerations(t *testing.T) {
 			}})
 		}
 	}
-	for r := range rigs {
-		var mine []*schemaJob
-		for _, j := range jobs {
-			if j.rig == r {
-				mine = append(mine, j)
-			}
-		}
-		runJobs(t, bats[r], mine, 12)
-	}
+	runOnRigs(t, bats, jobs, 12)
 
 	samples, ended := 0, map[string]int{}
 	byRig := make([]int, len(rigs))
@@ -434,15 +420,7 @@ func TestSchemaGenerations(t *testing.T) {
 		resumed = append(resumed, &schemaJob{schema: s, rig: j.rig, req: q})
 		orig = append(orig, j)
 	}
-	for r := range rigs {
-		var mine []*schemaJob
-		for _, j := range resumed {
-			if j.rig == r {
-				mine = append(mine, j)
-			}
-		}
-		runJobs(t, bats[r], mine, 8)
-	}
+	runOnRigs(t, bats, resumed, 8)
 	for k, j := range resumed {
 		o := orig[k]
 		sent := len(j.req.Resume)

@@ -57,24 +57,16 @@ func New(m *models.Model, b kernels.Backend, o kernels.Order) (*Engine, error) {
 		return nil, fmt.Errorf("value head width %d differs from key head width %d, which is not supported", m.ValueDim, m.HeadDim)
 	}
 	e := &Engine{Model: m, B: b, rope: m.Rope, order: o}
-	vec := func(w *models.Weight) []float32 {
-		if w == nil {
-			return nil
-		}
-		out := make([]float32, w.Cols)
-		b.GetRows(out, w, []int32{0})
-		return out
-	}
 	for _, l := range m.Layers {
-		e.attnNorm = append(e.attnNorm, vec(l.AttnNorm))
-		e.ffnNorm = append(e.ffnNorm, vec(l.FFNNorm))
-		e.qNorm = append(e.qNorm, vec(l.QNorm))
-		e.kNorm = append(e.kNorm, vec(l.KNorm))
-		e.qBias = append(e.qBias, vec(l.QBias))
-		e.kBias = append(e.kBias, vec(l.KBias))
-		e.vBias = append(e.vBias, vec(l.VBias))
+		e.attnNorm = append(e.attnNorm, e.vector(l.AttnNorm))
+		e.ffnNorm = append(e.ffnNorm, e.vector(l.FFNNorm))
+		e.qNorm = append(e.qNorm, e.vector(l.QNorm))
+		e.kNorm = append(e.kNorm, e.vector(l.KNorm))
+		e.qBias = append(e.qBias, e.vector(l.QBias))
+		e.kBias = append(e.kBias, e.vector(l.KBias))
+		e.vBias = append(e.vBias, e.vector(l.VBias))
 	}
-	e.outNorm = vec(m.OutputNorm)
+	e.outNorm = e.vector(m.OutputNorm)
 	e.UseContext(m.Context)
 	for _, w := range m.Matrices() {
 		n := b.Prepare(w)
@@ -98,12 +90,17 @@ func New(m *models.Model, b kernels.Backend, o kernels.Order) (*Engine, error) {
 // their short factors up to their original context and by their long ones
 // beyond, as llama.cpp does by its n_ctx. Call it before the first forward
 // pass.
-func (e *Engine) UseContext(n int) {
-	e.rope.FreqFactors = nil
-	if w := e.Model.RopeFactors(n); w != nil {
-		e.rope.FreqFactors = make([]float32, w.Cols)
-		e.B.GetRows(e.rope.FreqFactors, w, []int32{0})
+func (e *Engine) UseContext(n int) { e.rope.FreqFactors = e.vector(e.Model.RopeFactors(n)) }
+
+// vector is the one-row weight w (a norm, a bias, rope factors) as f32, or
+// nil when w is.
+func (e *Engine) vector(w *models.Weight) []float32 {
+	if w == nil {
+		return nil
 	}
+	out := make([]float32, w.Cols)
+	e.B.GetRows(out, w, []int32{0})
+	return out
 }
 
 // Copied reports whether the backend multiplies w from its own copy (see

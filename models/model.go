@@ -191,7 +191,7 @@ func FromFile(f *gguf.File) (*Model, error) {
 		// not depend on the rows beside it.
 		l := Layer{AttnNorm: t.vector(p+"attn_norm.weight", c.Dim)}
 		if arch == "phi3" {
-			qkv := t.rows(t.matrix(p+"attn_qkv.weight", q+kv+v, c.Dim), q, kv, v)
+			qkv := splitRows(t.matrix(p+"attn_qkv.weight", q+kv+v, c.Dim), q, kv, v)
 			l.Q, l.K, l.V = qkv[0], qkv[1], qkv[2]
 		} else {
 			l.Q = t.matrix(p+"attn_q.weight", q, c.Dim)
@@ -201,7 +201,7 @@ func FromFile(f *gguf.File) (*Model, error) {
 		l.O = t.matrix(p+"attn_output.weight", c.Dim, c.Heads*c.ValueDim)
 		l.FFNNorm = t.vector(p+"ffn_norm.weight", c.Dim)
 		if arch == "phi3" {
-			gu := t.rows(t.matrix(p+"ffn_up.weight", 2*c.FFN, c.Dim), c.FFN, c.FFN)
+			gu := splitRows(t.matrix(p+"ffn_up.weight", 2*c.FFN, c.Dim), c.FFN, c.FFN)
 			l.Gate, l.Up = gu[0], gu[1]
 		} else {
 			l.Gate = t.matrix(p+"ffn_gate.weight", c.FFN, c.Dim)
@@ -339,9 +339,9 @@ func (t *tensors) matrix(name string, rows, cols int) *Weight {
 	return &Weight{Name: name, Type: g.Type, Rows: int(g.Shape[1]), Cols: cols, Data: g.Data}
 }
 
-// rows splits w into weights of the given row counts, in order, each a
+// splitRows splits w into weights of the given row counts, in order, each a
 // view of its rows (nil when w is).
-func (t *tensors) rows(w *Weight, counts ...int) []*Weight {
+func splitRows(w *Weight, counts ...int) []*Weight {
 	out := make([]*Weight, len(counts))
 	if w == nil {
 		return out

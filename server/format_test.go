@@ -7,26 +7,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/godwit-ai/godwit/internal/schematest"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 )
 
 // schemaValidator compiles schema with an independent validator.
 func schemaValidator(t *testing.T, schema string) *jsonschema.Schema {
-	t.Helper()
-	doc, err := jsonschema.UnmarshalJSON(strings.NewReader(schema))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := jsonschema.NewCompiler()
-	c.AssertFormat()
-	if err := c.AddResource("s.json", doc); err != nil {
-		t.Fatal(err)
-	}
-	s, err := c.Compile("s.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return schematest.Compile(t, []byte(schema))
 }
 
 func validates(s *jsonschema.Schema, text string) error {

@@ -1,7 +1,6 @@
 package constrain
 
 import (
-	"bytes"
 	"encoding/json"
 	"math"
 	"math/rand/v2"
@@ -11,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/godwit-ai/godwit/internal/schematest"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 )
 
@@ -26,25 +26,6 @@ func testSchemas(t testing.TB) []json.RawMessage {
 		t.Fatal(err)
 	}
 	return out
-}
-
-// validator compiles schema with the reference validator, formats
-// asserted.
-func validator(t testing.TB, schema []byte) *jsonschema.Schema {
-	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(schema))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := jsonschema.NewCompiler()
-	c.AssertFormat()
-	if err := c.AddResource("schema.json", doc); err != nil {
-		t.Fatal(err)
-	}
-	s, err := c.Compile("schema.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
 }
 
 // byteVocab is a vocabulary of the 256 single bytes (token id = byte) and
@@ -105,7 +86,7 @@ func TestSchemaOutputsValidate(t *testing.T) {
 		if err != nil {
 			t.Fatalf("schema %d: %v", i, err)
 		}
-		val := validator(t, schema)
+		val := schematest.Compile(t, schema)
 		for walk := range 40 {
 			budget := 2000
 			if walk%2 == 1 {
@@ -139,7 +120,7 @@ func TestSchemaTokens(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			val := validator(t, schema)
+			val := schematest.Compile(t, schema)
 			for range 3 {
 				m := NewMatcher(l, v)
 				out, whole := generate(t, m, r, int(l.dist[0])+r.IntN(60), tok.Piece, tok.IsEOG)

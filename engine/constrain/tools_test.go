@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+
+	"github.com/godwit-ai/godwit/internal/schematest"
 )
 
 // TestToolCalls: random walks through the language of tool calls are calls
@@ -15,8 +17,8 @@ func TestToolCalls(t *testing.T) {
 	add := `{"type":"object","properties":{"a":{"type":"integer"},"b":{"type":"integer"}},"required":["a","b"]}`
 	tools := []Tool{{"get_weather", []byte(weather)}, {"add", []byte(add)}, {"now", nil}}
 	vals := map[string]func(string) error{
-		"get_weather": func(s string) error { return validator(t, []byte(weather)).Validate(mustJSON(t, s)) },
-		"add":         func(s string) error { return validator(t, []byte(add)).Validate(mustJSON(t, s)) },
+		"get_weather": func(s string) error { return schematest.Compile(t, []byte(weather)).Validate(mustJSON(t, s)) },
+		"add":         func(s string) error { return schematest.Compile(t, []byte(add)).Validate(mustJSON(t, s)) },
 		"now":         func(s string) error { mustJSON(t, s); return nil },
 	}
 	hermes := CallShape{Prefix: "<tool_call>\n", NameKey: "name", ArgsKey: "arguments", Suffix: "\n</tool_call>", Separator: "\n"}

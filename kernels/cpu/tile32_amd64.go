@@ -278,18 +278,24 @@ func packQ4_0Nibbles(dst, w []byte, rowBytes, rows, nb int) {
 // orders are the repacked one-lane order, which llama.cpp takes for every
 // product of a Q4_0 weight it repacks (see repacked).
 var q4Packed = func() *packedKernels {
-	q4one := &tile32{kernel: tile32OneQ0AVX512, size: 18, qs: 2, bits: 4, offset: 8, oneLane: true}
-	order := packedOrder{packActs: q4one.packActs, actBytes: func(nb int) int { return nb * q4one.actBytes() },
+	order := packedOrder{packActs: q4OneTile.packActs, actBytes: func(nb int) int { return nb * q4OneTile.actBytes() },
 		decode: tile32OneQ4x1AVX512, x1: tile32OneQ0x1AVX512, x2: tile32OneQ0x2AVX512, x4: tile32OneQ0AVX512}
 	return &packedKernels{
 		tileBytes:     func(nb int) int { return nb * q4NibbleBytes },
 		pack:          packQ4_0Nibbles,
 		packs:         repacked,
 		unpack:        tile32UnpackQ4_0AVX512,
-		unpackedBytes: func(nb int) int { return nb * q4one.weightBytes() },
+		unpackedBytes: func(nb int) int { return nb * q4OneTile.weightBytes() },
 		orders:        [2]packedOrder{order, order},
 	}
 }()
+
+// q4Tile and q4OneTile are the tilers of Q4_0 weights as stored, in eight
+// lanes and in one (the repacked order).
+var (
+	q4Tile    = &tile32{kernel: tile32Lanes8Q0AVX512, pack: tile32PackQ4_0AVX512, size: 18, qs: 2, bits: 4, offset: 8}
+	q4OneTile = &tile32{kernel: tile32OneQ0AVX512, pack: tile32PackQ4_0AVX512, size: 18, qs: 2, bits: 4, offset: 8, oneLane: true}
+)
 
 // addTile32 puts the tilers of the 32-element block types and the packed
 // Q8_0 and Q4_0 kernels in k (AVX-512 with VNNI).
@@ -300,13 +306,10 @@ func (k *kernelSet) addTile32() {
 	q1 := func(size, qs, qh, bits int) *quantTiler {
 		return (&tile32{kernel: tile32Lanes8Q1AVX512, size: size, qs: qs, qh: qh, bits: bits, min: true}).tiler()
 	}
-	q4 := &tile32{kernel: tile32Lanes8Q0AVX512, pack: tile32PackQ4_0AVX512, size: 18, qs: 2, bits: 4, offset: 8}
-	q4one := *q4
-	q4one.kernel, q4one.oneLane = tile32OneQ0AVX512, true
 	k.quantTile[gguf.Q8_0] = [2]*quantTiler{q8Tile.tiler(), q8OneTile.tiler()}
 	k.packed[gguf.Q8_0] = q8Packed
 	k.packed[gguf.Q4_0] = q4Packed
-	k.quantTile[gguf.Q4_0] = [2]*quantTiler{q4.tiler(), q4one.tiler()}
+	k.quantTile[gguf.Q4_0] = [2]*quantTiler{q4Tile.tiler(), q4OneTile.tiler()}
 	k.quantTile[gguf.Q5_0] = [2]*quantTiler{q0(22, 6, 2, 5, 16)}
 	k.quantTile[gguf.Q4_1] = [2]*quantTiler{q1(20, 4, 0, 4)}
 	k.quantTile[gguf.Q5_1] = [2]*quantTiler{q1(24, 8, 4, 5)}
