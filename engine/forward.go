@@ -15,8 +15,11 @@ import (
 type Engine struct {
 	Model *models.Model
 	B     kernels.Backend
-	rope  models.Rope
-	order kernels.Order // how every product and attention sums
+	rope  models.Rope // of the global layers
+	// ropeSWA is the rotation of the sliding-window layers (Gemma 3's
+	// have a base of their own).
+	ropeSWA models.Rope
+	order   kernels.Order // how every product and attention sums
 
 	// PreparedBytes is the memory the backend's own copies of the
 	// weights take (see kernels.Backend.Prepare).
@@ -25,6 +28,7 @@ type Engine struct {
 
 	// Norm weights and biases as f32, converted once at start.
 	attnNorm, ffnNorm, qNorm, kNorm [][]float32
+	postAttnNorm, postFFNNorm       [][]float32
 	qBias, kBias, vBias             [][]float32
 	outNorm                         []float32
 
@@ -56,12 +60,14 @@ func New(m *models.Model, b kernels.Backend, o kernels.Order) (*Engine, error) {
 	if m.ValueDim != m.HeadDim {
 		return nil, fmt.Errorf("value head width %d differs from key head width %d, which is not supported", m.ValueDim, m.HeadDim)
 	}
-	e := &Engine{Model: m, B: b, rope: m.Rope, order: o}
+	e := &Engine{Model: m, B: b, rope: m.Rope, ropeSWA: m.RopeSWA, order: o}
 	for _, l := range m.Layers {
 		e.attnNorm = append(e.attnNorm, e.vector(l.AttnNorm))
 		e.ffnNorm = append(e.ffnNorm, e.vector(l.FFNNorm))
 		e.qNorm = append(e.qNorm, e.vector(l.QNorm))
 		e.kNorm = append(e.kNorm, e.vector(l.KNorm))
+		e.postAttnNorm = append(e.postAttnNorm, e.vector(l.PostAttnNorm))
+		e.postFFNNorm = append(e.postFFNNorm, e.vector(l.PostFFNNorm))
 		e.qBias = append(e.qBias, e.vector(l.QBias))
 		e.kBias = append(e.kBias, e.vector(l.KBias))
 		e.vBias = append(e.vBias, e.vector(l.VBias))
@@ -90,7 +96,10 @@ func New(m *models.Model, b kernels.Backend, o kernels.Order) (*Engine, error) {
 // their short factors up to their original context and by their long ones
 // beyond, as llama.cpp does by its n_ctx. Call it before the first forward
 // pass.
-func (e *Engine) UseContext(n int) { e.rope.FreqFactors = e.vector(e.Model.RopeFactors(n)) }
+func (e *Engine) UseContext(n int) {
+	e.rope.FreqFactors = e.vector(e.Model.RopeFactors(n))
+	e.ropeSWA.FreqFactors = e.rope.FreqFactors
+}
 
 // vector is the one-row weight w (a norm, a bias, rope factors) as f32, or
 // nil when w is.
@@ -274,8 +283,20 @@ func (e *Engine) run(tokens []int32, spans []span, out []int) ([]float32, error)
 	m := e.Model
 
 	b.GetRows(x, m.Embed, tokens)
+	if c.EmbedScale != 0 {
+		b.Scale(x, c.EmbedScale)
+	}
 	for l := range m.Layers {
 		w := &m.Layers[l]
+		rope := &e.rope
+		attn := kernels.Attn{Layer: l, Heads: c.Heads, KVHeads: c.KVHeads, HeadDim: c.HeadDim,
+			Scale: float32(1 / math.Sqrt(float64(c.HeadDim))), SoftCap: c.AttnSoftCap, Order: e.order}
+		if c.QueryScale != 0 {
+			attn.Scale = 1 // q is scaled instead, after RoPE
+		}
+		if c.Sliding(l) {
+			rope, attn.Window = &e.ropeSWA, c.Window
+		}
 
 		// Attention block: x += Wo · attention(rope(Wq·norm(x)), rope(Wk·norm(x)), Wv·norm(x)).
 		b.RMSNorm(xb, x, e.attnNorm[l], dim, c.NormEps)
@@ -290,8 +311,11 @@ func (e *Engine) run(tokens []int32, spans []span, out []int) ([]float32, error)
 			b.RMSNorm(q, q, e.qNorm[l], c.HeadDim, c.NormEps)
 			b.RMSNorm(k, k, e.kNorm[l], c.HeadDim, c.NormEps)
 		}
-		b.RoPE(q, pos, c.Heads, c.HeadDim, &e.rope)
-		b.RoPE(k, pos, c.KVHeads, c.HeadDim, &e.rope)
+		b.RoPE(q, pos, c.Heads, c.HeadDim, rope)
+		b.RoPE(k, pos, c.KVHeads, c.HeadDim, rope)
+		if c.QueryScale != 0 {
+			b.Scale(q, c.QueryScale)
+		}
 		row := 0
 		for _, sp := range spans {
 			for i := range sp.n {
@@ -305,11 +329,11 @@ func (e *Engine) run(tokens []int32, spans []span, out []int) ([]float32, error)
 			// before its last): the rest of the layer feeds no logits.
 			return e.logits[:0], nil
 		}
-		b.AttentionBatch(att, q, kv, e.attnSeqs, kernels.Attn{
-			Layer: l, Heads: c.Heads, KVHeads: c.KVHeads, HeadDim: c.HeadDim,
-			Scale: float32(1 / math.Sqrt(float64(c.HeadDim))), Order: e.order,
-		})
+		b.AttentionBatch(att, q, kv, e.attnSeqs, attn)
 		b.MatMul(xb2, w.O, att, n, e.order)
+		if e.postAttnNorm[l] != nil {
+			b.RMSNorm(xb2, xb2, e.postAttnNorm[l], dim, c.NormEps)
+		}
 		b.Add(x, xb2)
 		// Like llama.cpp, the last layer's feed-forward runs only for the rows
 		// whose logits are wanted: cheaper, and the same kernels as its own.
@@ -324,12 +348,20 @@ func (e *Engine) run(tokens []int32, spans []span, out []int) ([]float32, error)
 			gate, up = gate[:n*c.FFN], up[:n*c.FFN]
 		}
 
-		// Feed-forward block: x += Wdown · (silu(Wgate·norm(x)) ⊙ Wup·norm(x)).
+		// Feed-forward block: x += Wdown · (silu(Wgate·norm(x)) ⊙ Wup·norm(x)),
+		// GELU in place of SiLU for Gemma.
 		b.RMSNorm(xb, x, e.ffnNorm[l], dim, c.NormEps)
 		e.outs, e.ws = append(e.outs[:0], gate, up), append(e.ws[:0], w.Gate, w.Up)
 		b.MatMuls(e.outs, e.ws, xb, n, e.order)
-		b.SwiGLU(gate, up, c.FFN)
+		if c.GELU {
+			b.GEGLU(gate, up)
+		} else {
+			b.SwiGLU(gate, up, c.FFN)
+		}
 		b.MatMul(xb2, w.Down, gate, n, e.order)
+		if e.postFFNNorm[l] != nil {
+			b.RMSNorm(xb2, xb2, e.postFFNNorm[l], dim, c.NormEps)
+		}
 		b.Add(x, xb2)
 	}
 
@@ -343,5 +375,8 @@ func (e *Engine) run(tokens []int32, spans []span, out []int) ([]float32, error)
 	b.RMSNorm(final, x, e.outNorm, dim, c.NormEps)
 	logits := e.logits[:n*c.Vocab]
 	b.MatMul(logits, m.Output, final, n, e.order)
+	if c.FinalSoftCap != 0 {
+		b.SoftCap(logits, c.FinalSoftCap)
+	}
 	return logits, nil
 }

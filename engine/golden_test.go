@@ -220,9 +220,9 @@ func TestRandomModels(t *testing.T) { eachVariant(t, randomModels) }
 func randomModels(t *testing.T, v cpu.Variant) { goldenModels(t, v, "models/random", "*.gguf") }
 
 // TestRandomFamilies is TestRandomModels for the files of the families added
-// since (../shared/models/random-families) that godwit runs: phi3 so far.
+// since (../shared/models/random-families): gemma2, gemma3 and phi3.
 func TestRandomFamilies(t *testing.T) {
-	eachVariant(t, func(t *testing.T, v cpu.Variant) { goldenModels(t, v, "models/random-families", "phi3-*.gguf") })
+	eachVariant(t, func(t *testing.T, v cpu.Variant) { goldenModels(t, v, "models/random-families", "*.gguf") })
 }
 
 // goldenModels checks the files matching glob in dir against their goldens,

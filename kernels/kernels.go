@@ -66,8 +66,15 @@ type Attn struct {
 	Heads   int
 	KVHeads int
 	HeadDim int
-	Scale   float32
-	Order   Order
+	Scale   float32 // multiplies q·k
+	// SoftCap, when above 0, replaces each scaled score s by
+	// SoftCap·tanh(s/SoftCap) (Gemma 2; llama.cpp caps q·k before its
+	// softmax scale, so a capped call has Scale 1 and q scaled before).
+	SoftCap float32
+	// Window, when above 0, is a sliding window: a row at position p
+	// attends only to positions above p−Window.
+	Window int
+	Order  Order
 }
 
 // AttnSeq is one sequence's part of an AttentionBatch call.
@@ -116,6 +123,12 @@ type Backend interface {
 	// SwiGLU sets gate[i] = silu(gate[i])·up[i] over rows of width
 	// values (the feed-forward width), each row on its own.
 	SwiGLU(gate, up []float32, width int)
+	// GEGLU sets gate[i] = gelu(gate[i])·up[i], GELU in its tanh form.
+	GEGLU(gate, up []float32)
+	// Scale sets x[i] *= s.
+	Scale(x []float32, s float32)
+	// SoftCap sets x[i] = c·tanh(x[i]/c).
+	SoftCap(x []float32, c float32)
 	// Add sets dst[i] += src[i].
 	Add(dst, src []float32)
 	// AddBias adds bias to every len(bias)-wide row of x.

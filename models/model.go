@@ -2,8 +2,11 @@
 // the hyperparameters from metadata, finds every weight tensor, checks their
 // shapes, and refuses architectures and settings it does not know. The
 // supported architectures are llama (Llama 2/3, TinyLlama, Mistral, SmolLM),
-// qwen2 (q/k/v biases), qwen3 (per-head q/k RMSNorm) and phi3 (fused q/k/v
-// and gate/up weights, LongRoPE).
+// qwen2 (q/k/v biases), qwen3 (per-head q/k RMSNorm), phi3 (fused q/k/v
+// and gate/up weights, LongRoPE), gemma2 (soft caps, sliding-window layers,
+// norms after attention and feed-forward, GELU) and gemma3 (gemma2's
+// layers with q/k RMSNorm, no attention cap, and a rope base of their own
+// for the sliding layers).
 package models
 
 import (
@@ -15,7 +18,7 @@ import (
 )
 
 // Architectures lists the values of general.architecture this package loads.
-var Architectures = []string{"llama", "qwen2", "qwen3", "phi3"}
+var Architectures = []string{"llama", "qwen2", "qwen3", "phi3", "gemma2", "gemma3"}
 
 // Config holds the hyperparameters of a model.
 type Config struct {
@@ -34,6 +37,40 @@ type Config struct {
 	OrigContext int
 	NormEps     float32
 	Rope        Rope // FreqFactors are filled by the engine (Model.RopeFactors)
+
+	// Gemma's mechanisms; the zero values leave them out.
+
+	// EmbedScale multiplies the input embeddings (√Dim).
+	EmbedScale float32
+	// QueryScale multiplies the rotated queries, and attention then
+	// scales q·k by 1 rather than 1/√HeadDim.
+	QueryScale float32
+	// AttnSoftCap and FinalSoftCap cap the attention scores and the
+	// logits: c·tanh(x/c).
+	AttnSoftCap, FinalSoftCap float32
+	// GELU gates the feed-forward with GELU (tanh form) instead of SiLU.
+	GELU bool
+	// Window is the sliding window of the layers Sliding reports: a
+	// position attends to itself and the Window−1 before it.
+	Window int
+	// SWAPeriod: in every SWAPeriod layers the last is global, the
+	// others sliding (llama.cpp's swa pattern).
+	SWAPeriod int
+	// RopeSWA is the rotation of the sliding layers.
+	RopeSWA Rope
+}
+
+// Sliding reports whether layer l attends through the sliding window.
+func (c *Config) Sliding(l int) bool {
+	return c.Window > 0 && (c.SWAPeriod == 0 || l%c.SWAPeriod < c.SWAPeriod-1)
+}
+
+// LayerRope is the rotation of layer l.
+func (c *Config) LayerRope(l int) *Rope {
+	if c.Sliding(l) {
+		return &c.RopeSWA
+	}
+	return &c.Rope
 }
 
 // Layer holds one transformer block's weights. Biases and q/k norms are nil
@@ -43,8 +80,10 @@ type Layer struct {
 	Q, K, V, O          *Weight
 	QBias, KBias, VBias *Weight
 	QNorm, KNorm        *Weight
+	PostAttnNorm        *Weight // gemma: normalises attention's output before the residual add
 	FFNNorm             *Weight
 	Gate, Up, Down      *Weight
+	PostFFNNorm         *Weight // gemma: the same for the feed-forward's
 }
 
 // Model is a loaded model: its configuration and weights, which point into
@@ -97,6 +136,12 @@ func checkRanges(arch string, c Config) error {
 		return fmt.Errorf("metadata %s.rope.scaling.factor gives a frequency scale of %v: want a finite factor above 0", arch, c.Rope.FreqScale)
 	case !finite(c.Rope.AttnFactor) || c.Rope.AttnFactor < 0:
 		return fmt.Errorf("metadata %s.rope.scaling.attn_factor is %v: want a finite, non-negative value", arch, c.Rope.AttnFactor)
+	case !finite(c.AttnSoftCap) || c.AttnSoftCap < 0:
+		return fmt.Errorf("metadata %s.attn_logit_softcapping is %v: want a finite, non-negative value", arch, c.AttnSoftCap)
+	case !finite(c.FinalSoftCap) || c.FinalSoftCap < 0:
+		return fmt.Errorf("metadata %s.final_logit_softcapping is %v: want a finite, non-negative value", arch, c.FinalSoftCap)
+	case c.Window > 0 && (!finite(c.RopeSWA.Base) || c.RopeSWA.Base <= 0):
+		return fmt.Errorf("metadata %s.rope.freq_base_swa is %v: want a finite value above 0", arch, c.RopeSWA.Base)
 	}
 	return nil
 }
@@ -135,6 +180,9 @@ func FromFile(f *gguf.File) (*Model, error) {
 	if arch == "phi3" {
 		c.OrigContext = md.int("rope.scaling.original_context_length", c.Context)
 		c.Rope.AttnFactor = md.float("rope.scaling.attn_factor", 1)
+	}
+	if strings.HasPrefix(arch, "gemma") {
+		gemma(&md, &c)
 	}
 	if md.err != nil {
 		return nil, md.err
@@ -183,6 +231,7 @@ func FromFile(f *gguf.File) (*Model, error) {
 		m.RopeLong = t.vector("rope_factors_long.weight", c.Rope.Dims/2)
 	}
 	q, kv, v := c.Heads*c.HeadDim, c.KVHeads*c.HeadDim, c.KVHeads*c.ValueDim
+	gemma := strings.HasPrefix(arch, "gemma")
 	for i := 0; i < c.Layers; i++ {
 		p := fmt.Sprintf("blk.%d.", i)
 		// Tensors are looked up in the order of the block, so that the
@@ -198,7 +247,14 @@ func FromFile(f *gguf.File) (*Model, error) {
 			l.K = t.matrix(p+"attn_k.weight", kv, c.Dim)
 			l.V = t.matrix(p+"attn_v.weight", v, c.Dim)
 		}
+		if arch == "gemma3" {
+			l.QNorm = t.vector(p+"attn_q_norm.weight", c.HeadDim)
+			l.KNorm = t.vector(p+"attn_k_norm.weight", c.HeadDim)
+		}
 		l.O = t.matrix(p+"attn_output.weight", c.Dim, c.Heads*c.ValueDim)
+		if gemma {
+			l.PostAttnNorm = t.vector(p+"post_attention_norm.weight", c.Dim)
+		}
 		l.FFNNorm = t.vector(p+"ffn_norm.weight", c.Dim)
 		if arch == "phi3" {
 			gu := splitRows(t.matrix(p+"ffn_up.weight", 2*c.FFN, c.Dim), c.FFN, c.FFN)
@@ -208,6 +264,9 @@ func FromFile(f *gguf.File) (*Model, error) {
 			l.Up = t.matrix(p+"ffn_up.weight", c.FFN, c.Dim)
 		}
 		l.Down = t.matrix(p+"ffn_down.weight", c.Dim, c.FFN)
+		if gemma {
+			l.PostFFNNorm = t.vector(p+"post_ffw_norm.weight", c.Dim)
+		}
 		switch arch {
 		case "qwen2":
 			l.QBias = t.vector(p+"attn_q.bias", q)
@@ -223,6 +282,38 @@ func FromFile(f *gguf.File) (*Model, error) {
 		return nil, t.err
 	}
 	return m, nil
+}
+
+// gemma reads Gemma 2's and 3's settings into c, with llama.cpp's defaults
+// for the keys a file leaves out.
+func gemma(md *meta, c *Config) {
+	c.EmbedScale = float32(math.Sqrt(float64(float32(c.Dim))))
+	c.GELU = true
+	c.RopeSWA = c.Rope
+	scaleDim := c.HeadDim
+	switch md.arch {
+	case "gemma2":
+		// The sliding window is on every other layer.
+		c.AttnSoftCap = md.float("attn_logit_softcapping", 50)
+		c.FinalSoftCap = md.float("final_logit_softcapping", 30)
+		c.Window = md.int("attention.sliding_window", 4096)
+		c.SWAPeriod = 2
+		if c.Layers == 46 { // Gemma 2 27B scales by its width per head
+			scaleDim = c.Dim / max(c.Heads, 1)
+		}
+	case "gemma3":
+		c.FinalSoftCap = md.float("final_logit_softcapping", 0)
+		c.Window = md.int("attention.sliding_window", 0)
+		c.SWAPeriod = md.int("attention.sliding_window_pattern", 6)
+		c.RopeSWA.Base = md.float("rope.freq_base_swa", 10000)
+		c.RopeSWA.FreqScale = 0 // the sliding layers are not scaled
+		if c.Layers == 62 { // Gemma 3 27B
+			scaleDim = c.Dim / max(c.Heads, 1)
+		}
+	}
+	if scaleDim > 0 {
+		c.QueryScale = 1 / float32(math.Sqrt(float64(float32(scaleDim)))) // as llama.cpp: 1.0f / std::sqrt(float)
+	}
 }
 
 // RopeFactors is the frequency factors of a context of ctx positions:
@@ -252,7 +343,8 @@ func (m *Model) Weights() []*Weight {
 	}
 	for i := range m.Layers {
 		l := &m.Layers[i]
-		for _, w := range []*Weight{l.AttnNorm, l.Q, l.K, l.V, l.O, l.QBias, l.KBias, l.VBias, l.QNorm, l.KNorm, l.FFNNorm, l.Gate, l.Up, l.Down} {
+		for _, w := range []*Weight{l.AttnNorm, l.Q, l.K, l.V, l.O, l.QBias, l.KBias, l.VBias, l.QNorm, l.KNorm,
+			l.PostAttnNorm, l.FFNNorm, l.Gate, l.Up, l.Down, l.PostFFNNorm} {
 			if w != nil {
 				ws = append(ws, w)
 			}

@@ -74,6 +74,7 @@ func (ks *kernelSet) attendTiled(out, q []float32, kv seqKV, a kernels.Attn, ts 
 		tiles := last/16 + 1
 		qh := q[i*qRow+h*a.HeadDim : i*qRow+(h+1)*a.HeadDim]
 		k.scores(&ts.tiles.kt[0], &qh[0], tiles, a.Scale, &ts.scores[0])
+		capAndMask(ts.scores[:last+1], a)
 		ks.softmax(ts.scores[:last+1])
 		o := out[i*qRow+h*a.HeadDim : i*qRow+(h+1)*a.HeadDim]
 		k.values(&ts.tiles.vt[0], &ts.scores[0], tiles, uint16(1<<(last%16+1)-1), &o[0])

@@ -22,7 +22,7 @@ type Backend struct {
 	rows    rowsTask
 	packed  map[*models.Weight]*Packed // weights Prepare packed
 	ps      []*Packed                  // MatMuls' packed weights
-	rope    ropeTable                  // RoPE's rotations of the positions seen
+	ropes   []ropeTable                // RoPE's rotations of the positions seen, one table per Rope
 }
 
 var _ kernels.Backend = (*Backend)(nil)
@@ -145,9 +145,29 @@ func (b *Backend) RoPE(x []float32, pos []int32, heads, headDim int, r *models.R
 	for _, p := range pos {
 		last = max(last, p)
 	}
-	b.rope.cover(r, int(last)+1)
-	b.rows = rowsTask{k: b.k, op: opRoPE, x: x, pos: pos, heads: heads, width: heads * headDim, table: &b.rope}
+	t := b.ropeTable(r)
+	t.cover(r, int(last)+1)
+	b.rows = rowsTask{k: b.k, op: opRoPE, x: x, pos: pos, heads: heads, width: heads * headDim, table: t}
 	b.runRows(len(pos))
+}
+
+// maxRopeTables bounds the tables kept: a model has one Rope, or two where
+// its sliding-window layers rotate by another base (Gemma 3).
+const maxRopeTables = 4
+
+// ropeTable is the table of r, made empty if there was none; past
+// maxRopeTables the first gives way.
+func (b *Backend) ropeTable(r *models.Rope) *ropeTable {
+	for i := range b.ropes {
+		if b.ropes[i].of(r) {
+			return &b.ropes[i]
+		}
+	}
+	if len(b.ropes) == maxRopeTables {
+		b.ropes = b.ropes[1:]
+	}
+	b.ropes = append(b.ropes, ropeTable{rope: *r})
+	return &b.ropes[len(b.ropes)-1]
 }
 
 // rowsTask is one row-wise op over rows.
@@ -245,7 +265,12 @@ func (b *Backend) SwiGLU(gate, up []float32, width int) {
 	b.rows = rowsTask{k: b.k, op: opSwiGLU, x: gate, w: up, width: width}
 	b.runRows(len(gate) / width)
 }
-func (b *Backend) Add(dst, src []float32)    { b.k.add(dst, src) }
+// GEGLU, Scale and SoftCap are cheap next to the products around them and
+// run on the caller's thread.
+func (b *Backend) GEGLU(gate, up []float32)       { geGLU(gate, up) }
+func (b *Backend) Scale(x []float32, s float32)   { b.k.scaleRow(x, s) }
+func (b *Backend) SoftCap(x []float32, c float32) { softCap(x, c) }
+func (b *Backend) Add(dst, src []float32)         { b.k.add(dst, src) }
 func (b *Backend) AddBias(x, bias []float32) { b.k.addBias(x, bias) }
 
 // attnTask is attention over a batch of sequences, split into units of one

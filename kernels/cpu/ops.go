@@ -183,8 +183,24 @@ func (k *kernelSet) attendHead(out, q []float32, h *headKV, a kernels.Attn, j in
 	for p := 0; p <= last; p++ {
 		s[p] = float32(k.dotF32(qh, h.k[p*h.stride:p*h.stride+hd]) * a.Scale)
 	}
+	capAndMask(s, a)
 	k.softmax(s)
 	k.kqv(out[i*qRow+hh*hd:i*qRow+(hh+1)*hd], s, h.v, h.stride, width, acc)
+}
+
+// capAndMask applies a's soft cap to the scores s of one query row, which
+// attends to positions 0..len(s)−1, and masks the positions its sliding
+// window has left with −Inf, as llama.cpp's KQ mask does: the softmax then
+// gives them exactly 0, and the sums keep every other position in its lane.
+func capAndMask(s []float32, a kernels.Attn) {
+	if a.SoftCap > 0 {
+		softCap(s, a.SoftCap)
+	}
+	if a.Window > 0 && len(s) > a.Window {
+		for p := range s[:len(s)-a.Window] {
+			s[p] = float32(math.Inf(-1))
+		}
+	}
 }
 
 func kqvGo(o, s, vs []float32, stride, width int, acc []float32) {
@@ -228,6 +244,7 @@ func (ks *kernelSet) attendRows(out, q []float32, h *headKV, a kernels.Attn, j i
 	s := scores[:last+1]
 	k.scores(h.k, hd, q[i*qRow+hh*hd:i*qRow+(hh+1)*hd], s)
 	ks.scaleRow(s, a.Scale)
+	capAndMask(s, a)
 	ks.softmax(s)
 	clear(acc)
 	k.values(acc, h.v, s, hd, width)
@@ -316,7 +333,9 @@ func (ks *kernelSet) attendGroupHalf(out, q []float32, runs []halfRun, a kernels
 	}, false)
 	ks.prefetchRows(runs[0].vh, hd, stride)
 	for g := range group {
-		ks.softmax(ts.scores[g*sStride : g*sStride+n])
+		s := ts.scores[g*sStride : g*sStride+n]
+		capAndMask(s, a)
+		ks.softmax(s)
 	}
 	clear(ts.lanes[:group*aStride])
 	chunks(func(_, vh []uint16, p, m int) {
