@@ -307,7 +307,7 @@ func gemma(md *meta, c *Config) {
 		c.SWAPeriod = md.int("attention.sliding_window_pattern", 6)
 		c.RopeSWA.Base = md.float("rope.freq_base_swa", 10000)
 		c.RopeSWA.FreqScale = 0 // the sliding layers are not scaled
-		if c.Layers == 62 { // Gemma 3 27B
+		if c.Layers == 62 {     // Gemma 3 27B
 			scaleDim = c.Dim / max(c.Heads, 1)
 		}
 	}

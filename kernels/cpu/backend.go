@@ -265,13 +265,14 @@ func (b *Backend) SwiGLU(gate, up []float32, width int) {
 	b.rows = rowsTask{k: b.k, op: opSwiGLU, x: gate, w: up, width: width}
 	b.runRows(len(gate) / width)
 }
+
 // GEGLU, Scale and SoftCap are cheap next to the products around them and
 // run on the caller's thread.
 func (b *Backend) GEGLU(gate, up []float32)       { geGLU(gate, up) }
 func (b *Backend) Scale(x []float32, s float32)   { b.k.scaleRow(x, s) }
 func (b *Backend) SoftCap(x []float32, c float32) { softCap(x, c) }
 func (b *Backend) Add(dst, src []float32)         { b.k.add(dst, src) }
-func (b *Backend) AddBias(x, bias []float32) { b.k.addBias(x, bias) }
+func (b *Backend) AddBias(x, bias []float32)      { b.k.addBias(x, bias) }
 
 // attnTask is attention over a batch of sequences, split into units of one
 // KV head of one sequence with all its query rows (under the causal mask

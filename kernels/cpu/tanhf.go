@@ -37,7 +37,6 @@ func tanhf(x float32) float32 {
 	return -z
 }
 
-
 // expm1f is fdlibm's expm1f in float32 arithmetic, each operation rounded.
 func expm1f(x float32) float32 {
 	const (
