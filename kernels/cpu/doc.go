@@ -12,7 +12,8 @@
 // happens in the order, and with the FMAs, of the kernels llama.cpp runs when
 // built natively for an AVX2/AVX512F x86 CPU (llamafile's tinyBLAS, the
 // repacked q4_0/q4_K kernels, ggml_vec_dot_* with their lane folds, the vector
-// expf of softmax and SwiGLU, glibc's sinf/cosf for RoPE), written out in
+// expf of softmax and SwiGLU, glibc's sinf/cosf for RoPE and tanhf for
+// Gemma's soft caps and fp16 GELU table), written out in
 // scalar Go. A value on a rounding boundary of the 8-bit activation
 // quantization then lands on the same side as in llama.cpp, and the logits of
 // the random-weight test models come out bit for bit the same.

@@ -86,16 +86,22 @@ func firstDiff(a, b []float32) int {
 // call, of different lengths and row counts (decode rows, short and tiled
 // prompt chunks), with f32 caches in one block per sequence or in blocks of
 // 16 and fp16 caches in blocks of 16, give each sequence the bits it gets in
-// its own Attention call, under every kernel set, on two threads.
+// its own Attention call, under every kernel set, on two threads, with and
+// without a soft cap and a sliding window.
 func TestAttentionBatch(t *testing.T) {
 	t.Parallel()
 	const heads, kvHeads = 4, 2
 	for _, v := range testSets() {
 		b := newBackend(v, 2)
 		defer b.Close()
-		for _, hd := range []int{8, 64} {
+		for _, c := range []struct {
+			hd      int
+			softCap float32
+			window  int
+		}{{8, 0, 0}, {64, 0, 0}, {64, 2, 7}} {
+			hd := c.hd
 			r := rand.New(rand.NewPCG(uint64(hd), 10))
-			a := kernels.Attn{Heads: heads, KVHeads: kvHeads, HeadDim: hd, Scale: 0.25}
+			a := kernels.Attn{Heads: heads, KVHeads: kvHeads, HeadDim: hd, Scale: 0.25, SoftCap: c.softCap, Window: c.window}
 			w := heads * hd
 			var kvs []flatKV
 			var seqs []kernels.AttnSeq
@@ -126,7 +132,7 @@ func TestAttentionBatch(t *testing.T) {
 					ai.Pos0 = s.Pos0
 					b.Attention(one, q[row*w:(row+s.Rows)*w], c, s.Blocks, ai)
 					if j := firstDiff(one, all[row*w:(row+s.Rows)*w]); j >= 0 {
-						t.Errorf("%v hd=%d %+v: sequence %d alone: out[%d] = %g, in the batch %g", v, hd, layout, i, j, one[j], all[row*w+j])
+						t.Errorf("%v %+v %+v: sequence %d alone: out[%d] = %g, in the batch %g", v, a, layout, i, j, one[j], all[row*w+j])
 					}
 					row += s.Rows
 				}

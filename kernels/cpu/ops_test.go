@@ -198,46 +198,58 @@ func (k *kernelSet) attention(out, q []float32, kv *kernels.KVCache, blocks []in
 	}
 }
 
+// TestAttention checks attention against float64 arithmetic, plain and
+// with Gemma 2's soft cap and a sliding window of 3 positions.
 func TestAttention(t *testing.T) {
 	t.Parallel()
 	r := rand.New(rand.NewPCG(5, 6))
 	const heads, kvHeads, hd, total, n = 4, 2, 8, 9, 3
-	a := kernels.Attn{Pos0: total - n, Heads: heads, KVHeads: kvHeads, HeadDim: hd, Scale: 0.3}
 	kv := flatKV{k: randVec(r, total*kvHeads*hd), v: randVec(r, total*kvHeads*hd), width: kvHeads * hd}
 	q := randVec(r, n*heads*hd)
-	want := make([]float64, len(q))
-	for i := 0; i < n; i++ {
-		for h := 0; h < heads; h++ {
-			g := h / (heads / kvHeads)
-			last := a.Pos0 + i
-			w := make([]float64, last+1)
-			var sum, mx float64 = 0, math.Inf(-1)
-			for p := range w {
-				for d := 0; d < hd; d++ {
-					w[p] += float64(q[(i*heads+h)*hd+d]) * float64(kv.k[p*kv.width+g*hd+d])
+	for _, a := range []kernels.Attn{
+		{Pos0: total - n, Heads: heads, KVHeads: kvHeads, HeadDim: hd, Scale: 0.3},
+		{Pos0: total - n, Heads: heads, KVHeads: kvHeads, HeadDim: hd, Scale: 1, SoftCap: 0.5, Window: 3},
+	} {
+		want := make([]float64, len(q))
+		for i := 0; i < n; i++ {
+			for h := 0; h < heads; h++ {
+				g := h / (heads / kvHeads)
+				last := a.Pos0 + i
+				w := make([]float64, last+1)
+				var sum, mx float64 = 0, math.Inf(-1)
+				for p := range w {
+					for d := 0; d < hd; d++ {
+						w[p] += float64(q[(i*heads+h)*hd+d]) * float64(kv.k[p*kv.width+g*hd+d])
+					}
+					w[p] *= float64(a.Scale)
+					if c := float64(a.SoftCap); c > 0 {
+						w[p] = c * math.Tanh(w[p]/c)
+					}
+					if a.Window > 0 && last-p >= a.Window {
+						w[p] = math.Inf(-1)
+					}
+					mx = math.Max(mx, w[p])
 				}
-				w[p] *= 0.3
-				mx = math.Max(mx, w[p])
-			}
-			for p := range w {
-				w[p] = math.Exp(w[p] - mx)
-				sum += w[p]
-			}
-			for p := range w {
-				for d := 0; d < hd; d++ {
-					want[(i*heads+h)*hd+d] += w[p] / sum * float64(kv.v[p*kv.width+g*hd+d])
+				for p := range w {
+					w[p] = math.Exp(w[p] - mx)
+					sum += w[p]
+				}
+				for p := range w {
+					for d := 0; d < hd; d++ {
+						want[(i*heads+h)*hd+d] += w[p] / sum * float64(kv.v[p*kv.width+g*hd+d])
+					}
 				}
 			}
 		}
-	}
-	// One block, read in place, and blocks of 4 positions, gathered
-	// through the block table.
-	for _, block := range []int{0, 4} {
-		kv.block = block
-		c, blocks := kv.cache()
-		out := make([]float32, len(q))
-		best().attention(out, q, c, blocks, a, make([]float32, total))
-		close32(t, fmt.Sprintf("attention in blocks of %d", block), out, want, 1e-5)
+		// One block, read in place, and blocks of 4 positions, gathered
+		// through the block table.
+		for _, block := range []int{0, 4} {
+			kv.block = block
+			c, blocks := kv.cache()
+			out := make([]float32, len(q))
+			best().attention(out, q, c, blocks, a, make([]float32, total))
+			close32(t, fmt.Sprintf("attention %+v in blocks of %d", a, block), out, want, 1e-5)
+		}
 	}
 }
 
