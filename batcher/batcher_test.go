@@ -192,10 +192,13 @@ func same(t *testing.T, what string, got, want []result) {
 
 // TestBatchedEqualsAlone: greedy generation of 1 to 32 concurrent requests
 // with different prompt lengths and arrival times gives, token for token,
-// what each gives alone; on stories260K, on a random qwen3 of another shape
-// and on a random phi3 (fused weights, LongRoPE).
+// what each gives alone; on stories260K, on a random qwen3 of another shape,
+// on a random phi3 (fused weights, LongRoPE), and on random gemma2 and gemma3
+// (sliding windows of 8 positions, which prompts of up to 61 tokens and 12
+// more generated cross).
 func TestBatchedEqualsAlone(t *testing.T) {
-	for _, model := range []string{"models/stories260K.gguf", "models/random/qwen3-Q8_0.gguf", "models/random-families/phi3-Q8_0.gguf"} {
+	for _, model := range []string{"models/stories260K.gguf", "models/random/qwen3-Q8_0.gguf", "models/random-families/phi3-Q8_0.gguf",
+		"models/random-families/gemma2-Q8_0.gguf", "models/random-families/gemma3-Q8_0.gguf"} {
 		t.Run(model, func(t *testing.T) {
 			r := load(t, model)
 			reqs := greedyReqs(prompts(r, 32, 7), 12)

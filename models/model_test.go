@@ -109,3 +109,64 @@ func TestRefusals(t *testing.T) {
 		t.Fatalf("unchanged copy: %v", err)
 	}
 }
+
+// TestGemmaConfigs: the gemma files' settings as llama.cpp reads them,
+// defaults included (gemma2 writes no rope base, no window pattern).
+func TestGemmaConfigs(t *testing.T) {
+	for _, c := range []struct {
+		file              string
+		sliding           []bool
+		base, baseSWA     float32
+		attnCap, finalCap float32
+		qNorm             bool
+	}{
+		{"models/random-families/gemma2-F32.gguf", []bool{true, false}, 10000, 10000, 50, 30, false},
+		{"models/random-families/gemma3-F32.gguf", []bool{true, true, false}, 1e6, 10000, 0, 0, true},
+	} {
+		m, err := Load(shared.Path(t, c.file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := m.Config
+		if g.Window != 8 || g.EmbedScale != 16 || g.QueryScale != 0.125 || !g.GELU || !m.Tied || !g.Rope.Neox ||
+			g.Rope.Base != c.base || g.RopeSWA.Base != c.baseSWA || g.AttnSoftCap != c.attnCap || g.FinalSoftCap != c.finalCap {
+			t.Errorf("%s: config %+v", c.file, g)
+		}
+		for l, want := range c.sliding {
+			base := c.base
+			if want {
+				base = c.baseSWA
+			}
+			if g.Sliding(l) != want || g.LayerRope(l).Base != base {
+				t.Errorf("%s: layer %d sliding %v base %v, want %v %v", c.file, l, g.Sliding(l), g.LayerRope(l).Base, want, base)
+			}
+		}
+		for l, ly := range m.Layers {
+			if ly.PostAttnNorm == nil || ly.PostFFNNorm == nil || (ly.QNorm != nil) != c.qNorm {
+				t.Errorf("%s: layer %d norms %+v", c.file, l, ly)
+			}
+		}
+		m.Close()
+	}
+	for _, c := range []struct {
+		name, file string
+		edit       func(w *gguf.Writer)
+		drop, want string
+	}{
+		{"missing post norm", "models/random-families/gemma2-F32.gguf", func(*gguf.Writer) {}, "blk.1.post_ffw_norm.weight",
+			`tensor "blk.1.post_ffw_norm.weight" is missing`},
+		{"missing q norm", "models/random-families/gemma3-F32.gguf", func(*gguf.Writer) {}, "blk.0.attn_q_norm.weight",
+			`tensor "blk.0.attn_q_norm.weight" is missing`},
+		{"NaN soft cap", "models/random-families/gemma2-F32.gguf", func(w *gguf.Writer) {
+			w.Set("gemma2.attn_logit_softcapping", gguf.Float32(float32(math.NaN())))
+		}, "", "gemma2.attn_logit_softcapping is NaN"},
+		{"zero swa base", "models/random-families/gemma3-F32.gguf", func(w *gguf.Writer) {
+			w.Set("gemma3.rope.freq_base_swa", gguf.Float32(0))
+		}, "", "gemma3.rope.freq_base_swa is 0"},
+	} {
+		_, err := rewrite(t, c.file, c.edit, c.drop)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: got error %v, want one containing %q", c.name, err, c.want)
+		}
+	}
+}
