@@ -103,7 +103,7 @@ func startRig(t testing.TB, o rigOptions) *rig {
 		if o.context > 0 {
 			ctxLen = o.context
 		}
-		ready := Model{Batcher: b, Tokenizer: tok, Context: ctxLen, ChatTemplate: tmpl}
+		ready := Model{Batcher: b, Tokenizer: tok, Context: ctxLen, ChatTemplate: tmpl, Arch: m.Arch}
 		if o.fleet != nil {
 			o.fleet(&ready)
 		}

@@ -101,6 +101,11 @@ type Model struct {
 	ChatTemplate string
 	// ChatTemplateName names ChatTemplate in errors (default "gguf").
 	ChatTemplateName string
+	// Arch is the model's architecture (general.architecture): without a
+	// ChatTemplate, and with a vocabulary that names no chat format, it
+	// picks its family's built-in template (gemma2 and gemma3: Gemma's,
+	// phi3: Phi-3's).
+	Arch string
 	// Fleet, when the node is in a cluster, lists its members for
 	// GET /v1/cluster and the fleet's models; nil: the node runs alone.
 	Fleet Fleet
@@ -209,7 +214,7 @@ func (s *Server) SetReady(m Model) error {
 	if id := m.Tokenizer.EOS(); id >= 0 {
 		r.eos = string(m.Tokenizer.Piece(id))
 	}
-	ct, err := newChatTemplate(m.ChatTemplate, m.ChatTemplateName, m.Tokenizer, s.cfg.ChatTemplateLimits)
+	ct, err := newChatTemplate(m.ChatTemplate, m.ChatTemplateName, m.Arch, m.Tokenizer, s.cfg.ChatTemplateLimits)
 	if err != nil {
 		return err
 	}

@@ -140,14 +140,14 @@ type chatTemplate struct {
 }
 
 // newChatTemplate parses src, named name ("gguf" when empty), or picks a
-// built-in template for tok's family when src is empty. Renders are
-// bounded by lim.
-func newChatTemplate(src, name string, tok *tokenizer.Tokenizer, lim jinja.Limits) (*chatTemplate, error) {
+// built-in template for tok's family, else arch's, when src is empty.
+// Renders are bounded by lim.
+func newChatTemplate(src, name, arch string, tok *tokenizer.Tokenizer, lim jinja.Limits) (*chatTemplate, error) {
 	if name == "" {
 		name = "gguf"
 	}
 	if src == "" {
-		name, src = builtinTemplate(tok)
+		name, src = builtinTemplate(tok, arch)
 	}
 	t, err := jinja.Parse(src)
 	if err != nil {
@@ -174,7 +174,9 @@ func newChatTemplate(src, name string, tok *tokenizer.Tokenizer, lim jinja.Limit
 // render teaches it to a template that renders no tools.
 func (c *chatTemplate) toolFormat() toolcall.Format { return c.format }
 
-func builtinTemplate(tok *tokenizer.Tokenizer) (string, string) {
+// builtinTemplate picks the built-in template of the chat format whose
+// tokens tok's vocabulary has, else of the architecture arch, else ChatML.
+func builtinTemplate(tok *tokenizer.Tokenizer, arch string) (string, string) {
 	has := map[string]bool{}
 	for id := range tok.VocabSize() {
 		switch s := tok.Token(int32(id)); s {
@@ -193,6 +195,10 @@ func builtinTemplate(tok *tokenizer.Tokenizer) (string, string) {
 		return "phi3", templatePhi3
 	case has["[INST]"]:
 		return "llama2", templateLlama2
+	case strings.HasPrefix(arch, "gemma"):
+		return "gemma", templateGemma
+	case arch == "phi3":
+		return "phi3", templatePhi3
 	}
 	return "chatml", templateChatML
 }

@@ -56,7 +56,7 @@ func TestChatTemplates(t *testing.T) {
 			"<start_of_turn>user\nTell me a story.<end_of_turn>\n<start_of_turn>model\n"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			ct, err := newChatTemplate(c.src, "", tok, jinja.DefaultLimits)
+			ct, err := newChatTemplate(c.src, "", "", tok, jinja.DefaultLimits)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -74,14 +74,14 @@ func TestChatTemplates(t *testing.T) {
 			}
 		})
 	}
-	ct, err := newChatTemplate(alternateTemplate, "", tok, jinja.DefaultLimits)
+	ct, err := newChatTemplate(alternateTemplate, "", "", tok, jinja.DefaultLimits)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := ct.render([]chatMessage{{Role: "user"}, {Role: "user"}}, nil); err == nil || !strings.Contains(err.Error(), "must alternate") {
 		t.Fatalf("raise_exception: %v", err)
 	}
-	if _, err := newChatTemplate("{% for %}", "", tok, jinja.DefaultLimits); err == nil {
+	if _, err := newChatTemplate("{% for %}", "", "", tok, jinja.DefaultLimits); err == nil {
 		t.Fatal("a broken template compiled")
 	}
 }
@@ -236,7 +236,7 @@ func TestChatTemplateTools(t *testing.T) {
 		{"built-in llama2", templateLlama2, toolcall.Hermes, llama2Tools, hermesCallText},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			ct, err := newChatTemplate(c.src, "", tok, jinja.DefaultLimits)
+			ct, err := newChatTemplate(c.src, "", "", tok, jinja.DefaultLimits)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -264,7 +264,7 @@ func TestChatTemplateTools(t *testing.T) {
 	}
 	// Without a system message one is made for the tools.
 	for _, src := range []string{templateChatML, qwen2Template} {
-		ct, err := newChatTemplate(src, "", tok, jinja.DefaultLimits)
+		ct, err := newChatTemplate(src, "", "", tok, jinja.DefaultLimits)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -281,7 +281,7 @@ func TestChatTemplateNoTools(t *testing.T) {
 	_, tok := loadStories(t)
 	conv := []chatMessage{{Role: "system", Content: "Be brief."}, {Role: "user", Content: "Hi"}, {Role: "assistant", Content: "Hello."}, {Role: "user", Content: "Bye"}}
 	for _, src := range []string{templateChatML, templateLlama3, templateLlama2, qwen2Template, llama3Template, toolsEcho} {
-		ct, err := newChatTemplate(src, "", tok, jinja.DefaultLimits)
+		ct, err := newChatTemplate(src, "", "", tok, jinja.DefaultLimits)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -303,7 +303,7 @@ func TestChatTemplateNoTools(t *testing.T) {
 // its format is told by its source.
 func TestChatTemplateToolValues(t *testing.T) {
 	_, tok := loadStories(t)
-	ct, err := newChatTemplate(toolsEcho, "", tok, jinja.DefaultLimits)
+	ct, err := newChatTemplate(toolsEcho, "", "", tok, jinja.DefaultLimits)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -321,7 +321,7 @@ func TestChatTemplateToolValues(t *testing.T) {
 	if f := ct.toolFormat(); f != toolcall.Hermes {
 		t.Errorf("format %s", f)
 	}
-	ct, err = newChatTemplate(toolsEcho+`{{ '<|python_tag|>' }}`, "", tok, jinja.DefaultLimits)
+	ct, err = newChatTemplate(toolsEcho+`{{ '<|python_tag|>' }}`, "", "", tok, jinja.DefaultLimits)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -336,7 +336,7 @@ func TestChatTemplateToolsBudget(t *testing.T) {
 	_, tok := loadStories(t)
 	tools := []any{map[string]any{"type": "function", "function": map[string]any{"name": "f", "description": strings.Repeat("x", 2<<20)}}}
 	for _, src := range []string{templateChatML, qwen2Template} {
-		ct, err := newChatTemplate(src, "", tok, jinja.Limits{Steps: jinja.DefaultLimits.Steps, OutputBytes: 1 << 20})
+		ct, err := newChatTemplate(src, "", "", tok, jinja.Limits{Steps: jinja.DefaultLimits.Steps, OutputBytes: 1 << 20})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -355,12 +355,23 @@ func TestBuiltinSystemMessages(t *testing.T) {
 		{"gemma", templateGemma, "<s><start_of_turn>user\nBe brief.\n\nHello!<end_of_turn>\n<start_of_turn>model\n"},
 		{"phi3", templatePhi3, "<|system|>\nBe brief.<|end|>\n<|user|>\nHello!<|end|>\n<|assistant|>\n"},
 	} {
-		ct, err := newChatTemplate(c.src, "", tok, jinja.DefaultLimits)
+		ct, err := newChatTemplate(c.src, "", "", tok, jinja.DefaultLimits)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if got, err := ct.render(conv, nil); err != nil || got != c.want {
 			t.Errorf("%s: rendered %q, %v; want %q", c.name, got, err, c.want)
+		}
+	}
+}
+
+// TestBuiltinByArch: a vocabulary that names no chat format (stories260K's)
+// gets its architecture's template, and ChatML when that has none.
+func TestBuiltinByArch(t *testing.T) {
+	_, tok := loadStories(t)
+	for arch, want := range map[string]string{"gemma2": "gemma", "gemma3": "gemma", "phi3": "phi3", "llama": "chatml", "": "chatml"} {
+		if got, _ := builtinTemplate(tok, arch); got != want {
+			t.Errorf("%q: template %s, want %s", arch, got, want)
 		}
 	}
 }

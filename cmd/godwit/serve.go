@@ -202,7 +202,7 @@ func serveCmd(loadModel loadFunc) *cobra.Command {
 				tmpl, tmplName = tmplSrc, templateFile
 			}
 			ready := server.Model{Batcher: b, Tokenizer: l.tok, Context: ctxLen,
-				ChatTemplate: tmpl, ChatTemplateName: tmplName}
+				ChatTemplate: tmpl, ChatTemplateName: tmplName, Arch: l.model.Arch}
 			if node != nil {
 				ready.Fleet, ready.Forward = node, forwarding
 			}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -9,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -280,5 +282,35 @@ func TestServeCtxSize(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 400 || !strings.Contains(string(body), "maximum context length is 64") {
 		t.Fatalf("past 64 tokens: %d %s", resp.StatusCode, body)
+	}
+}
+
+// TestServeGemmaChat: godwit serve on a gemma2 file, which has no chat
+// template and a vocabulary without Gemma's turn tokens, answers chat
+// through the built-in Gemma template: the prompt is the Gemma rendering,
+// token for token.
+func TestServeGemmaChat(t *testing.T) {
+	p := startServe(t, nil, "-m", shared.Path(t, "models/random-families/gemma2-F32.gguf"), "--port", "0", "-t", "1", "--kv-cache-mem", "8MiB")
+	post := func(path, body string) map[string]any {
+		resp, err := http.Post(p.url+path, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var v map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&v); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("%s: %d %v %v", path, resp.StatusCode, v, err)
+		}
+		return v
+	}
+	v := post("/v1/chat/completions", `{"messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Tell me a story."}],"max_tokens":8,"temperature":0,"ignore_eos":true}`)
+	choice := v["choices"].([]any)[0].(map[string]any)
+	if content, _ := choice["message"].(map[string]any)["content"].(string); content == "" || choice["finish_reason"] != "length" {
+		t.Fatalf("chat answer %v", v)
+	}
+	rendered := "<start_of_turn>user\nBe brief.\n\nTell me a story.<end_of_turn>\n<start_of_turn>model\n"
+	tv := post("/tokenize", `{"prompt":`+strconv.Quote(rendered)+`}`)
+	if got, want := v["usage"].(map[string]any)["prompt_tokens"], tv["count"]; got != want {
+		t.Fatalf("prompt_tokens %v, want the Gemma rendering's %v", got, want)
 	}
 }
