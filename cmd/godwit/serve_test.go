@@ -314,3 +314,54 @@ func TestServeGemmaChat(t *testing.T) {
 		t.Fatalf("prompt_tokens %v, want the Gemma rendering's %v", got, want)
 	}
 }
+
+// TestServeLongRoPE: a phi3 file (LongRoPE, original context 4096) served
+// with --ctx-size 4096 rotates by its short factors and gives llama.cpp's
+// greedy tokens (run with n_ctx 512); with --ctx-size 8192 it rotates by
+// its long factors and answers otherwise.
+func TestServeLongRoPE(t *testing.T) {
+	var g struct {
+		Runs []struct {
+			PromptIDs []int32 `json:"prompt_ids"`
+			GenIDs    []int32 `json:"gen_ids"`
+		} `json:"runs"`
+	}
+	b, err := os.ReadFile(shared.Path(t, "models/random-families/phi3-F32.golden.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &g); err != nil {
+		t.Fatal(err)
+	}
+	run := g.Runs[0]
+	ids := func(x []int32) string { b, _ := json.Marshal(x); return string(b) }
+	var want string
+	for _, c := range []struct {
+		ctx   string
+		short bool
+	}{{"4096", true}, {"8192", false}} {
+		p := startServe(t, nil, "-m", shared.Path(t, "models/random-families/phi3-F32.gguf"), "--port", "0", "-t", "1",
+			"--kv-cache-mem", "32MiB", "--ctx-size", c.ctx)
+		post := func(path, body string) map[string]any {
+			resp, err := http.Post(p.url+path, "application/json", strings.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var v map[string]any
+			if err := json.NewDecoder(resp.Body).Decode(&v); err != nil || resp.StatusCode != 200 {
+				t.Fatalf("%s: %d %v %v", path, resp.StatusCode, v, err)
+			}
+			return v
+		}
+		if want == "" {
+			want = post("/detokenize", `{"tokens":`+ids(run.GenIDs[:12])+`}`)["prompt"].(string)
+		}
+		v := post("/v1/completions", `{"prompt":`+ids(run.PromptIDs)+`,"max_tokens":12,"temperature":0,"ignore_eos":true}`)
+		got := v["choices"].([]any)[0].(map[string]any)["text"].(string)
+		if (got == want) != c.short {
+			t.Errorf("--ctx-size %s: %q, llama.cpp's (short factors) %q", c.ctx, got, want)
+		}
+		_ = p.cmd.Process.Kill()
+	}
+}
