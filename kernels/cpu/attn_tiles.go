@@ -26,14 +26,25 @@ type attnTiles struct {
 	kt, vt []float32
 }
 
-// load transposes KV head kvh of kv's positions [0, L) into tiles, padding
-// the last with zeros; buf holds a key and a value converted from fp16 by ks.
-func (at *attnTiles) load(ks *kernelSet, kv seqKV, a kernels.Attn, kvh, L int, buf []float32) {
+// load transposes KV head kvh of kv's positions [lo, L) into tiles from
+// tile lo/16 on (the first at index 0), padding the positions before lo and
+// after L with zeros; buf holds a key and a value converted from fp16 by ks.
+func (at *attnTiles) load(ks *kernelSet, kv seqKV, a kernels.Attn, kvh, lo, L int, buf []float32) {
 	hd, c := a.HeadDim, kv.c
-	tiles := (L + 15) / 16
+	t0 := lo / 16
+	tiles := (L+15)/16 - t0
 	at.kt = grow(at.kt, tiles*hd*16)
 	at.vt = grow(at.vt, tiles*hd*16)
-	for p0 := 0; p0 < L; {
+	pad := func(p int) {
+		base := (p/16-t0)*hd*16 + p%16
+		for d := range hd {
+			at.kt[base+16*d], at.vt[base+16*d] = 0, 0
+		}
+	}
+	for p := t0 * 16; p < lo; p++ {
+		pad(p)
+	}
+	for p0 := lo; p0 < L; {
 		m, row := kv.run(p0, L)
 		row += kvh * hd
 		for p := p0; p < p0+m; p, row = p+1, row+c.Width {
@@ -45,18 +56,15 @@ func (at *attnTiles) load(ks *kernelSet, kv seqKV, a kernels.Attn, kvh, L int, b
 				ks.fromHalf(k, c.K16[kv.layer][row:row+hd])
 				ks.fromHalf(v, c.V16[kv.layer][row:row+hd])
 			}
-			base := (p/16)*hd*16 + p%16
+			base := (p/16-t0)*hd*16 + p%16
 			for d := range hd {
 				at.kt[base+16*d], at.vt[base+16*d] = k[d], v[d]
 			}
 		}
 		p0 += m
 	}
-	for p := L; p < tiles*16; p++ {
-		base := (p/16)*hd*16 + p%16
-		for d := range hd {
-			at.kt[base+16*d], at.vt[base+16*d] = 0, 0
-		}
+	for p := L; p < (t0+tiles)*16; p++ {
+		pad(p)
 	}
 }
 
@@ -67,15 +75,20 @@ func (ks *kernelSet) attendTiled(out, q []float32, kv seqKV, a kernels.Attn, ts 
 	n := len(q) / qRow
 	L := a.Pos0 + n
 	group := a.Heads / a.KVHeads
-	ts.tiles.load(ks, kv, a, kvh, L, ts.buf)
+	// With a sliding window, the tiles start at the first row's window;
+	// scores[0] is position 16·t0.
+	lo0 := windowStart(a.Pos0, a)
+	t0 := lo0 / 16
+	ts.tiles.load(ks, kv, a, kvh, lo0, L, ts.buf)
 	for j := range n * group {
 		h, i := kvh*group+j/n, j%n
 		last := a.Pos0 + i
-		tiles := last/16 + 1
+		tiles := last/16 + 1 - t0
 		qh := q[i*qRow+h*a.HeadDim : i*qRow+(h+1)*a.HeadDim]
 		k.scores(&ts.tiles.kt[0], &qh[0], tiles, a.Scale, &ts.scores[0])
-		capAndMask(ts.scores[:last+1], a)
-		ks.softmax(ts.scores[:last+1])
+		s := ts.scores[:last+1-16*t0]
+		capAndMask(s, windowStart(last, a)-16*t0, a)
+		ks.softmax(s)
 		o := out[i*qRow+h*a.HeadDim : i*qRow+(h+1)*a.HeadDim]
 		k.values(&ts.tiles.vt[0], &ts.scores[0], tiles, uint16(1<<(last%16+1)-1), &o[0])
 	}

@@ -314,42 +314,50 @@ func (s seqKV) run(p, n int) (m, at int) {
 	return min(bs-o, n-p), (int(s.blocks[p/bs])*bs + o) * s.c.Width
 }
 
-// headKV holds one KV head's keys and values of positions [0, n) as f32
-// rows, row p at k[p·stride:] and v[p·stride:]: in the cache itself where it
-// stores f32 in one block (view), else rows of HeadDim one after another in
-// buffers of its own, converted from fp16 once for all the query heads that
-// share the KV head, where converting per query head and position would
-// repeat the work for each of them.
+// headKV holds one KV head's keys and values of positions [base, n) as f32
+// rows, row p at k[(p−base)·stride:] and v[(p−base)·stride:]: in the cache
+// itself where it stores f32 in one block (view), else rows of HeadDim one
+// after another in buffers of its own, converted from fp16 once for all the
+// query heads that share the KV head, where converting per query head and
+// position would repeat the work for each of them. Rows before a sliding
+// window's start (lo) are zeros: they are summed with weight 0, and the
+// cache may no longer hold them.
 type headKV struct {
 	k, v       []float32
 	stride     int
+	base       int
 	ownK, ownV []float32 // load's rows
 }
 
 // view points h at KV head kvh of s's positions [0, n) where the cache
-// holds them as f32 rows in one block, else loads them.
-func (h *headKV) view(ks *kernelSet, s seqKV, a kernels.Attn, kvh, n int) {
-	if s.c.Type == kernels.KVF32 {
+// holds them as f32 rows in one block, else loads them from lo on.
+func (h *headKV) view(ks *kernelSet, s seqKV, a kernels.Attn, kvh, lo, n int) {
+	if s.c.Type == kernels.KVF32 && lo == 0 {
 		if m, at := s.run(0, n); m == n {
 			at += kvh * a.HeadDim
-			h.k, h.v, h.stride = s.c.K32[s.layer][at:], s.c.V32[s.layer][at:], s.c.Width
+			h.k, h.v, h.stride, h.base = s.c.K32[s.layer][at:], s.c.V32[s.layer][at:], s.c.Width, 0
 			return
 		}
 	}
-	h.load(ks, s, a, kvh, n)
+	h.load(ks, s, a, kvh, lo, n)
 }
 
-// load fills h's own rows with KV head kvh of s's positions [0, n), a
-// block's run of rows at a time, converting fp16 with ks.
-func (h *headKV) load(ks *kernelSet, s seqKV, a kernels.Attn, kvh, n int) {
+// load fills h's own rows with KV head kvh of s's positions [lo, n), a
+// block's run of rows at a time, converting fp16 with ks, and zeros from
+// the multiple of 64 below lo (the base).
+func (h *headKV) load(ks *kernelSet, s seqKV, a kernels.Attn, kvh, lo, n int) {
 	hd, width := a.HeadDim, s.c.Width
-	h.ownK, h.ownV = grow(h.ownK, n*hd), grow(h.ownV, n*hd)
+	h.base = lo &^ 63
+	h.ownK, h.ownV = grow(h.ownK, (n-h.base)*hd), grow(h.ownV, (n-h.base)*hd)
 	h.k, h.v, h.stride = h.ownK, h.ownV, hd
-	for p := 0; p < n; {
+	clear(h.k[:(lo-h.base)*hd])
+	clear(h.v[:(lo-h.base)*hd])
+	for p := lo; p < n; {
 		m, at := s.run(p, n)
 		at += kvh * hd
 		span := (m-1)*width + hd
-		dk, dv := h.k[p*hd:(p+m)*hd], h.v[p*hd:(p+m)*hd]
+		r := p - h.base
+		dk, dv := h.k[r*hd:(r+m)*hd], h.v[r*hd:(r+m)*hd]
 		if s.c.Type == kernels.KVF32 {
 			kf, vf := s.c.K32[s.layer][at:at+span], s.c.V32[s.layer][at:at+span]
 			for r := range m {
@@ -402,6 +410,7 @@ func (t *attnTask) unit(ts *attnScratch, u int) {
 	a := t.a
 	a.Pos0 = s.Pos0
 	kv, n := seqKV{t.kv, a.Layer, s.Blocks}, s.Pos0+s.Rows
+	lo := windowStart(s.Pos0, a) // the first row's window: no row reads before it
 	if tiled && s.Rows >= attnTileMinRows {
 		t.k.attendTiled(out, q, kv, a, ts, kvh, tiles)
 		return
@@ -410,13 +419,13 @@ func (t *attnTask) unit(ts *attnScratch, u int) {
 		// An fp16 cache is read where it lies when there are decode
 		// kernels for the HeadDim, else from an f32 copy of the KV head.
 		if dk, ok := t.k.attnDecode[a.HeadDim]; ok && t.kv.Type == kernels.KVF16 {
-			ts.runs = halfRuns(ts.runs, kv, a, kvh, n)
+			ts.runs = halfRuns(ts.runs, kv, a, kvh, lo, n)
 			for i := range s.Rows {
-				t.k.attendGroupHalf(out, q, ts.runs, a, i, kvh*group, group, len(ts.scores)/group, ts, dk)
+				t.k.attendGroupHalf(out, q, ts.runs, lo, a, i, kvh*group, group, len(ts.scores)/group, ts, dk)
 			}
 			return
 		}
-		ts.head.load(t.k, kv, a, kvh, n)
+		ts.head.load(t.k, kv, a, kvh, lo, n)
 		for h := kvh * group; h < (kvh+1)*group; h++ {
 			for i := range s.Rows {
 				t.k.attendRows(out, q, &ts.head, a, i*heads+h, ts.scores, ts.lanes)
@@ -424,7 +433,7 @@ func (t *attnTask) unit(ts *attnScratch, u int) {
 		}
 		return
 	}
-	ts.head.view(t.k, kv, a, kvh, n)
+	ts.head.view(t.k, kv, a, kvh, lo, n)
 	for h := kvh * group; h < (kvh+1)*group; h++ {
 		for i := range s.Rows {
 			t.k.attendHead(out, q, &ts.head, a, i*heads+h, ts.scores, ts.lanes)

@@ -98,7 +98,7 @@ func TestAttentionBatch(t *testing.T) {
 			hd      int
 			softCap float32
 			window  int
-		}{{8, 0, 0}, {64, 0, 0}, {64, 2, 7}} {
+		}{{8, 0, 0}, {64, 0, 0}, {8, 2, 7}, {64, 2, 7}} {
 			hd := c.hd
 			r := rand.New(rand.NewPCG(uint64(hd), 10))
 			a := kernels.Attn{Heads: heads, KVHeads: kvHeads, HeadDim: hd, Scale: 0.25, SoftCap: c.softCap, Window: c.window}
@@ -122,6 +122,12 @@ func TestAttentionBatch(t *testing.T) {
 				c, tables := testCache(layout.fp16, layout.block, kvHeads*hd, kvs...)
 				for i := range seqs {
 					seqs[i].Blocks = tables[i]
+					// Blocks wholly before the window of a sequence's
+					// first row are gone from its table, as a paged
+					// pool releases them: reading one would panic.
+					for b := 0; layout.block > 0 && (b+1)*layout.block <= windowStart(seqs[i].Pos0, a); b++ {
+						tables[i][b] = -1
+					}
 				}
 				all := make([]float32, len(q))
 				b.AttentionBatch(all, q, c, seqs, a)

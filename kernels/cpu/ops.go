@@ -172,34 +172,49 @@ func laneWidth(n, hd int, o kernels.Order) int {
 // through ggml_vec_dot_f32 (4×16 lanes); position p feeds lane p mod 16 or
 // p mod 64, and the positions past the last one, zero-weighted there, add
 // nothing.
+//
+// With a sliding window the row reads positions from its window's start
+// (windowStart) on, and sums from the multiple of 64 below it, the
+// positions in between weighted 0: each position keeps its lane, and the
+// sums their bits.
 func (k *kernelSet) attendHead(out, q []float32, h *headKV, a kernels.Attn, j int, scores, lanes []float32) {
 	qRow, hd := a.Heads*a.HeadDim, a.HeadDim
 	width := laneWidth(len(q)/qRow, hd, a.Order)
 	acc := lanes[:width*hd]
 	i, hh := j/a.Heads, j%a.Heads
 	last := a.Pos0 + i
-	s := scores[:last+1]
+	lo := windowStart(last, a)
+	from := lo &^ 63
+	s := scores[:last+1-from]
 	qh := q[i*qRow+hh*hd : i*qRow+(hh+1)*hd]
-	for p := 0; p <= last; p++ {
-		s[p] = float32(k.dotF32(qh, h.k[p*h.stride:p*h.stride+hd]) * a.Scale)
+	for p := lo; p <= last; p++ {
+		r := (p - h.base) * h.stride
+		s[p-from] = float32(k.dotF32(qh, h.k[r:r+hd]) * a.Scale)
 	}
-	capAndMask(s, a)
+	capAndMask(s, lo-from, a)
 	k.softmax(s)
-	k.kqv(out[i*qRow+hh*hd:i*qRow+(hh+1)*hd], s, h.v, h.stride, width, acc)
+	k.kqv(out[i*qRow+hh*hd:i*qRow+(hh+1)*hd], s, h.v[(from-h.base)*h.stride:], h.stride, width, acc)
 }
 
-// capAndMask applies a's soft cap to the scores s of one query row, which
-// attends to positions 0..len(s)−1, and masks the positions its sliding
-// window has left with −Inf, as llama.cpp's KQ mask does: the softmax then
-// gives them exactly 0, and the sums keep every other position in its lane.
-func capAndMask(s []float32, a kernels.Attn) {
-	if a.SoftCap > 0 {
-		softCap(s, a.SoftCap)
+// windowStart is the first position a query row at position last attends
+// to: 0, or the start of its sliding window.
+func windowStart(last int, a kernels.Attn) int {
+	if a.Window > 0 && last+1 > a.Window {
+		return last + 1 - a.Window
 	}
-	if a.Window > 0 && len(s) > a.Window {
-		for p := range s[:len(s)-a.Window] {
-			s[p] = float32(math.Inf(-1))
-		}
+	return 0
+}
+
+// capAndMask prepares one query row's scores s for the softmax: the first
+// lo, before its window, become −Inf, as llama.cpp's KQ mask makes them
+// (the softmax gives them exactly 0, which adds nothing to any sum), and
+// the rest take a's soft cap.
+func capAndMask(s []float32, lo int, a kernels.Attn) {
+	for p := range s[:lo] {
+		s[p] = float32(math.Inf(-1))
+	}
+	if a.SoftCap > 0 {
+		softCap(s[lo:], a.SoftCap)
 	}
 }
 
@@ -241,13 +256,15 @@ func (ks *kernelSet) attendRows(out, q []float32, h *headKV, a kernels.Attn, j i
 	acc := lanes[:width*hd]
 	i, hh := j/a.Heads, j%a.Heads
 	last := a.Pos0 + i
-	s := scores[:last+1]
-	k.scores(h.k, hd, q[i*qRow+hh*hd:i*qRow+(hh+1)*hd], s)
-	ks.scaleRow(s, a.Scale)
-	capAndMask(s, a)
+	lo := windowStart(last, a)
+	from := lo &^ 63
+	s := scores[:last+1-from]
+	k.scores(h.k[(lo-h.base)*h.stride:], hd, q[i*qRow+hh*hd:i*qRow+(hh+1)*hd], s[lo-from:])
+	ks.scaleRow(s[lo-from:], a.Scale)
+	capAndMask(s, lo-from, a)
 	ks.softmax(s)
 	clear(acc)
-	k.values(acc, h.v, s, hd, width)
+	k.values(acc, h.v[(from-h.base)*h.stride:], s, hd, width)
 	k.fold(out[i*qRow+hh*hd:i*qRow+(hh+1)*hd], acc, width)
 }
 
@@ -259,11 +276,11 @@ type halfRun struct {
 }
 
 // halfRuns lists the runs of KV head kvh of an fp16 cache over positions
-// [0, n), a block's rows each, once for all the query heads that share it.
-func halfRuns(runs []halfRun, kv seqKV, a kernels.Attn, kvh, n int) []halfRun {
+// [lo, n), a block's rows each, once for all the query heads that share it.
+func halfRuns(runs []halfRun, kv seqKV, a kernels.Attn, kvh, lo, n int) []halfRun {
 	hd, stride := a.HeadDim, kv.c.Width
 	runs = runs[:0]
-	for p := 0; p < n; {
+	for p := lo; p < n; {
 		m, at := kv.run(p, n)
 		at += kvh * hd
 		span := (m-1)*stride + hd
@@ -293,9 +310,10 @@ type attnDecodeKernels struct {
 // through its runs (halfRuns) and the kernels dk: each key and value row is
 // converted once for the group, and each run's first chunk prefetches the
 // next run. Head g's scores take ts.scores[g·sStride:] and its lane sums
-// ts.lanes[g·width·HeadDim:]. Query row i attends to the positions of the
-// runs up to Pos0+i.
-func (ks *kernelSet) attendGroupHalf(out, q []float32, runs []halfRun, a kernels.Attn, i, h0, group, sStride int, ts *attnScratch, dk attnDecodeKernels) {
+// ts.lanes[g·width·HeadDim:]. The runs start at position lo0, the window
+// start of the first row; query row i attends to their positions up to
+// Pos0+i from its own window's start.
+func (ks *kernelSet) attendGroupHalf(out, q []float32, runs []halfRun, lo0 int, a kernels.Attn, i, h0, group, sStride int, ts *attnScratch, dk attnDecodeKernels) {
 	k := ks.attnRows
 	qRow, hd, stride := a.Heads*a.HeadDim, a.HeadDim, a.KVHeads*a.HeadDim
 	width := laneWidth(len(q)/qRow, hd, a.Order)
@@ -309,7 +327,7 @@ func (ks *kernelSet) attendGroupHalf(out, q []float32, runs []halfRun, a kernels
 	// Each run, in chunks of up to 16 positions; the first chunk of a run
 	// prefetches the next run's rows (of keys, then of values).
 	chunks := func(f func(kh, vh []uint16, p, m int), values bool) {
-		p := 0
+		p := lo0
 		for r, run := range runs {
 			if r+1 < len(runs) && p+run.m < n {
 				if values {
@@ -332,9 +350,13 @@ func (ks *kernelSet) attendGroupHalf(out, q []float32, runs []halfRun, a kernels
 		dk.scores(&kh[0], 2*stride, m, qh, group, &ts.scores[p], 4*sStride, &ts.kb[0], a.Scale, uint16(1)<<m-1)
 	}, false)
 	ks.prefetchRows(runs[0].vh, hd, stride)
+	// The softmax starts at a multiple of 16 (its blocks), the positions
+	// before the row's window weighted 0.
+	lo := windowStart(n-1, a)
+	from := lo0 &^ 15
 	for g := range group {
-		s := ts.scores[g*sStride : g*sStride+n]
-		capAndMask(s, a)
+		s := ts.scores[g*sStride+from : g*sStride+n]
+		capAndMask(s, lo-from, a)
 		ks.softmax(s)
 	}
 	clear(ts.lanes[:group*aStride])

@@ -189,7 +189,7 @@ func (k *kernelSet) attention(out, q []float32, kv *kernels.KVCache, blocks []in
 	n, group := len(q)/(a.Heads*a.HeadDim), a.Heads/a.KVHeads
 	var h headKV
 	for kvh := range a.KVHeads {
-		h.view(k, seqKV{kv, a.Layer, blocks}, a, kvh, a.Pos0+n)
+		h.view(k, seqKV{kv, a.Layer, blocks}, a, kvh, windowStart(a.Pos0, a), a.Pos0+n)
 		for hh := kvh * group; hh < (kvh+1)*group; hh++ {
 			for i := range n { // one job per query row and head
 				k.attendHead(out, q, &h, a, i*a.Heads+hh, scores, lanes)
