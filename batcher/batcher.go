@@ -206,7 +206,7 @@ func New(r Runner, tok *tokenizer.Tokenizer, pool *engine.KVPool, cfg Config) *B
 		out:   outputs{tok: tok, vocab: r.Vocab(), ctx: r.Context(), trie: &lazyVocab{}},
 		sched: scheduler{maxTokens: cfg.MaxBatchTokens, maxSeqs: cfg.MaxSeqs, pool: pool},
 		lim: Limits{Vocab: r.Vocab(), Context: r.Context(), MaxN: cfg.MaxN, MaxQueue: cfg.MaxQueue,
-			BlockSize: pool.BlockSize(), Blocks: pool.Blocks()},
+			BlockSize: pool.BlockSize(), Blocks: pool.Blocks(), Capacity: pool.Capacity()},
 		wake: make(chan struct{}, 1), done: make(chan struct{})}
 	b.stats.KVBlocks = pool.Blocks()
 	go b.loop()

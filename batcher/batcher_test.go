@@ -51,10 +51,8 @@ func (r *rig) start(t *testing.T, blocks int, cfg batcher.Config) (*batcher.Batc
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := r.m.Config
-	width := c.KVHeads * c.HeadDim
-	pool, err := engine.NewKVPool(engine.KVPoolConfig{Layers: len(r.m.Layers), Width: width,
-		Bytes: engine.KVBytes(len(r.m.Layers), width, 16*blocks, false), ToHalf: b.ToHalf})
+	// The model's own pool: a sliding-window model's layer groups.
+	pool, err := e.NewKVPool(e.KVBytes(16*blocks, false), false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -166,7 +166,7 @@ func TestStepPanic(t *testing.T) {
 // refused naming max_tokens, and a prompt that fills the pool alone names
 // the prompt. n does not change the bound: samples can take turns.
 func TestValidateKVRoom(t *testing.T) {
-	l := Limits{Vocab: 5, Context: 1024, MaxN: 16, MaxQueue: 256, BlockSize: 16, Blocks: 16}
+	l := Limits{Vocab: 5, Context: 1024, MaxN: 16, MaxQueue: 256, BlockSize: 16, Blocks: 16, Capacity: 256}
 	prompt := make([]int32, 6)
 	for _, tc := range []struct {
 		prompt, maxTokens, n int
@@ -197,7 +197,7 @@ func TestValidateKVRoom(t *testing.T) {
 // something to generate, must be in the vocabulary, and with the prompt
 // must fit the context.
 func TestValidateResume(t *testing.T) {
-	l := Limits{Vocab: 5, Context: 20, MaxN: 16, MaxQueue: 256, BlockSize: 16, Blocks: 16}
+	l := Limits{Vocab: 5, Context: 20, MaxN: 16, MaxQueue: 256, BlockSize: 16, Blocks: 16, Capacity: 256}
 	for _, tc := range []struct {
 		resume       []int32
 		maxTokens, n int

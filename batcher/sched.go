@@ -90,7 +90,7 @@ func (sc *scheduler) schedule() *plan {
 		if s.kv.Reserve(s.done+n) != nil {
 			// A chunk as long as the blocks it got, else it waits for
 			// running sequences to finish, its cached blocks released.
-			n = min(n, s.kv.Blocks()*sc.pool.BlockSize()-s.done)
+			n = min(n, s.kv.Room()-s.done)
 			if n <= 0 {
 				s.kv.Free()
 				s.done = 0

@@ -32,10 +32,13 @@ type Limits struct {
 	MaxQueue  int // the most sequences waiting
 	BlockSize int // KV positions per block
 	Blocks    int // KV blocks in the pool
+	// Capacity is the most positions one sequence may hold: the whole
+	// pool (engine.KVPool.Capacity).
+	Capacity int
 }
 
-// Room is the most positions one sequence may hold: the whole pool.
-func (l Limits) Room() int { return l.Blocks * l.BlockSize }
+// Room is the most positions one sequence may hold.
+func (l Limits) Room() int { return l.Capacity }
 
 // Validate reports the first thing wrong with r under l as an *Error that
 // names the field at fault (OpenAI's name for it). A zero N counts as 1.

@@ -44,7 +44,7 @@ func BenchmarkDecodeAttention(b *testing.B) {
 						s.Put(l, p, k, v)
 					}
 				}
-				batch[i] = kernels.AttnSeq{Blocks: s.Table(), Pos0: ctx - 1, Rows: 1}
+				batch[i] = kernels.AttnSeq{Blocks: s.Table(0), Pos0: ctx - 1, Rows: 1}
 			}
 			q := make([]float32, seqs*heads*hd)
 			for j := range q {

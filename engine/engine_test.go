@@ -132,8 +132,8 @@ func TestFlatCacheTruncate(t *testing.T) {
 	c.Put(1, 3, []float32{1, 2, 3}, []float32{4, 5, 6})
 	// One block: position 3 of block 0 is the fourth row.
 	kv := c.Storage()
-	if kv.Width != 3 || kv.BlockSize != 10 || !slices.Equal(c.Table(), []int32{0}) || kv.Type != kernels.KVF32 {
-		t.Fatalf("storage %+v, table %v", kv, c.Table())
+	if kv.Width != 3 || kv.BlockSize != 10 || !slices.Equal(c.Table(0), []int32{0}) || kv.Type != kernels.KVF32 {
+		t.Fatalf("storage %+v, table %v", kv, c.Table(0))
 	}
 	if k, v := kv.K32[1][9:12], kv.V32[1][9:12]; !slices.Equal(k, []float32{1, 2, 3}) || !slices.Equal(v, []float32{4, 5, 6}) {
 		t.Fatalf("stored %v %v", k, v)

@@ -135,8 +135,22 @@ func (e *Engine) KVBytes(positions int, f32 bool) int64 {
 // NewKVPool returns a KV pool for this model of as many blocks as bytes
 // hold, f32 or fp16 (rounded by the engine's backend).
 func (e *Engine) NewKVPool(bytes int64, f32 bool) (*KVPool, error) {
-	return NewKVPool(KVPoolConfig{Layers: len(e.Model.Layers), Width: e.Model.KVHeads * e.Model.HeadDim, Bytes: bytes,
-		F32: f32, ToHalf: e.B.ToHalf})
+	cfg := PoolConfigFor(&e.Model.Config, bytes, f32)
+	cfg.ToHalf = e.B.ToHalf
+	return NewKVPool(cfg)
+}
+
+// PoolConfigFor is the KV pool configuration of bytes for a model of
+// configuration c, f32 or fp16: its sliding-window layers keep a window.
+func PoolConfigFor(c *models.Config, bytes int64, f32 bool) KVPoolConfig {
+	cfg := KVPoolConfig{Layers: c.Layers, Width: c.KVHeads * c.HeadDim, Bytes: bytes, F32: f32, Window: c.Window}
+	if c.Window > 0 {
+		cfg.Sliding = make([]bool, c.Layers)
+		for l := range cfg.Sliding {
+			cfg.Sliding[l] = c.Sliding(l)
+		}
+	}
+	return cfg
 }
 
 // NewCache returns an empty KV cache sized for this model, holding at most
@@ -277,7 +291,7 @@ func (e *Engine) run(tokens []int32, spans []span, out []int) ([]float32, error)
 			pos[row] = int32(sp.pos0 + i)
 			row++
 		}
-		e.attnSeqs = append(e.attnSeqs, kernels.AttnSeq{Blocks: sp.kv.Table(), Pos0: sp.pos0, Rows: sp.n})
+		e.attnSeqs = append(e.attnSeqs, kernels.AttnSeq{Pos0: sp.pos0, Rows: sp.n})
 	}
 	b := e.B
 	m := e.Model
@@ -328,6 +342,9 @@ func (e *Engine) run(tokens []int32, spans []span, out []int) ([]float32, error)
 			// Only the cache was wanted of this step (a prompt chunk
 			// before its last): the rest of the layer feeds no logits.
 			return e.logits[:0], nil
+		}
+		for i, sp := range spans {
+			e.attnSeqs[i].Blocks = sp.kv.Table(l) // a paged pool's layer groups have tables of their own
 		}
 		b.AttentionBatch(att, q, kv, e.attnSeqs, attn)
 		b.MatMul(xb2, w.O, att, n, e.order)

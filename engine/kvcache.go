@@ -21,9 +21,9 @@ type KVCache interface {
 	// Storage is the storage the positions are in, which sequences
 	// batched in one Step share.
 	Storage() *kernels.KVCache
-	// Table is the block table of the positions held, valid until the
+	// Table is the block table of layer's positions, valid until the
 	// next Extend, Truncate or Reserve.
-	Table() []int32
+	Table(layer int) []int32
 }
 
 // FlatCache is a KVCache in contiguous f32 slices per layer, grown as the
@@ -82,4 +82,4 @@ func (c *FlatCache) Put(layer, pos int, k, v []float32) {
 
 func (c *FlatCache) Storage() *kernels.KVCache { return &c.kv }
 
-func (c *FlatCache) Table() []int32 { return c.table[:] }
+func (c *FlatCache) Table(int) []int32 { return c.table[:] }

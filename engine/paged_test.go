@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+
+	"github.com/godwit-ai/godwit/models"
 )
 
 // checkPool verifies the pool's books against the live sequences: every
@@ -15,16 +17,26 @@ func checkPool(t *testing.T, p *KVPool, live []*Seq, step int) {
 	t.Helper()
 	refs := make([]int32, p.blocks)
 	for _, s := range live {
-		if len(s.blocks)*p.blockSize < s.n {
-			t.Fatalf("step %d: %d positions in %d blocks", step, s.n, len(s.blocks))
+		if s.Room() < s.n {
+			t.Fatalf("step %d: %d positions in blocks for %d", step, s.n, s.Room())
 		}
 		seen := map[int32]bool{}
-		for _, b := range s.blocks {
-			if seen[b] {
-				t.Fatalf("step %d: a sequence holds block %d twice", step, b)
+		for g, table := range s.tables {
+			for i, b := range table {
+				if b < 0 {
+					// Only a sliding group releases blocks, and only
+					// those before the window of its next position.
+					if !p.groups[g].sliding || i >= s.liveFrom(s.n) {
+						t.Fatalf("step %d: group %d released block %d of a sequence of %d", step, g, i, s.n)
+					}
+					continue
+				}
+				if seen[b] {
+					t.Fatalf("step %d: a sequence holds block %d twice", step, b)
+				}
+				seen[b] = true
+				refs[b]++
 			}
-			seen[b] = true
-			refs[b]++
 		}
 	}
 	inFree := make([]int, p.blocks)
@@ -74,10 +86,24 @@ func btoi(b bool) int {
 // prefix match, grow, commit, fork, truncate, free) on a small pool, so
 // that blocks are evicted and copied on write, and checks the books after
 // each; it also checks the stored rows survive: a sequence's positions hold
-// what it wrote, whatever others did since.
+// what it wrote, whatever others did since. It does so on a pool of plain
+// layers, and on one whose layers 0 and 2 slide a window of 5 positions
+// (three groups of one layer), where sliding blocks are released.
 func TestPoolRandomOps(t *testing.T) {
-	const layers, width = 2, 3
-	p, err := NewKVPool(KVPoolConfig{Layers: layers, Width: width, BlockSize: 4, Bytes: 40 * layers * 2 * 4 * width * 4, F32: true})
+	for _, c := range []struct {
+		name    string
+		layers  int
+		window  int
+		sliding []bool
+	}{{"global", 2, 0, nil}, {"sliding", 3, 5, []bool{true, false, true}}} {
+		t.Run(c.name, func(t *testing.T) { poolRandomOps(t, c.layers, c.window, c.sliding) })
+	}
+}
+
+func poolRandomOps(t *testing.T, layers, window int, sliding []bool) {
+	const width = 3
+	p, err := NewKVPool(KVPoolConfig{Layers: layers, Width: width, BlockSize: 4, Bytes: 40 * 2 * 2 * 4 * width * 4, F32: true,
+		Window: window, Sliding: sliding})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +141,7 @@ func TestPoolRandomOps(t *testing.T) {
 		st.s.Commit(st.tokens)
 		return nil
 	}
-	hits := 0
+	hits, released := 0, 0
 	for step := range 20000 {
 		switch op := r.IntN(10); {
 		case op < 3 || len(live) == 0: // a new sequence from a few shared prefixes
@@ -154,9 +180,8 @@ func TestPoolRandomOps(t *testing.T) {
 			live = append(live, c)
 		case op < 8: // truncate, then diverge
 			st := live[r.IntN(len(live))]
-			n := r.IntN(st.s.Len() + 1)
-			st.s.Truncate(n)
-			for i := n; i < len(st.tokens); i++ {
+			st.s.Truncate(r.IntN(st.s.Len() + 1))
+			for i := st.s.Len(); i < len(st.tokens); i++ {
 				st.tokens[i] = int32(r.IntN(5))
 			}
 		default: // free
@@ -165,13 +190,20 @@ func TestPoolRandomOps(t *testing.T) {
 			live = slices.Delete(live, i, i+1)
 		}
 		checkPool(t, p, seqs(), step)
+		for _, st := range live {
+			released += st.s.Room()/p.blockSize*len(p.groups) - st.s.Blocks()
+		}
 		// The rows are read as attention reads them: through the block
 		// table, in the storage laid out as kernels.KVCache says.
 		for _, st := range live {
-			kv, table := st.s.Storage(), st.s.Table()
+			kv := st.s.Storage()
 			for pos := range st.s.Len() {
-				o := (int(table[pos/kv.BlockSize])*kv.BlockSize + pos%kv.BlockSize) * kv.Width
 				for l := range layers {
+					table := st.s.Table(l)
+					if table[pos/kv.BlockSize] < 0 {
+						continue // released by a sliding group (checkPool checked which)
+					}
+					o := (int(table[pos/kv.BlockSize])*kv.BlockSize + pos%kv.BlockSize) * kv.Width
 					k, v := kv.K32[l][o:o+width], kv.V32[l][o:o+width]
 					if !slices.Equal(k, row(st.tokens[pos], pos)) || !slices.Equal(v, row(st.tokens[pos], -pos)) {
 						t.Fatalf("step %d: position %d of a sequence holds %v %v, wrote %v", step, pos, k, v, row(st.tokens[pos], pos))
@@ -187,6 +219,9 @@ func TestPoolRandomOps(t *testing.T) {
 	if p.Usage() != 0 || p.FreeBlocks() != p.Blocks() {
 		t.Errorf("after freeing everything: usage %v, %d of %d blocks free", p.Usage(), p.FreeBlocks(), p.Blocks())
 	}
+	if (window > 0) != (released > 0) {
+		t.Errorf("window %d: %d blocks released over the run", window, released)
+	}
 	if hits == 0 || p.Stats().PrefixHits != int64(hits) {
 		t.Errorf("prefix hits %d (stats %d): the test never hit the cache", hits, p.Stats().PrefixHits)
 	}
@@ -197,5 +232,63 @@ func TestPoolTooSmall(t *testing.T) {
 	_, err := NewKVPool(KVPoolConfig{Layers: 2, Width: 64, Bytes: 1000, ToHalf: func([]uint16, []float32) {}})
 	if err == nil {
 		t.Fatal("a 1000-byte pool was accepted")
+	}
+}
+
+// TestSlidingPoolMemory: on a Gemma-3-4B-shaped model (34 layers, 4 KV
+// heads of 256, window 1024, 5 sliding layers to 1 global), a sequence of
+// 8192 positions, prefilled in chunks of 512 and decoded one position at a
+// time, ends holding the global layers' whole history plus a window of the
+// sliding layers', not every layer at full length.
+func TestSlidingPoolMemory(t *testing.T) {
+	c := models.Config{Arch: "gemma3", Dim: 2560, Layers: 34, Heads: 8, KVHeads: 4, HeadDim: 256, Window: 1024, SWAPeriod: 6}
+	const ctx, width = 8192, 4 * 256
+	full := KVBytes(c.Layers, width, ctx, false)
+	cfg := PoolConfigFor(&c, full, false)
+	cfg.ToHalf = func([]uint16, []float32) {}
+	p, err := NewKVPool(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	global := 0
+	for l := range c.Layers {
+		if !c.Sliding(l) {
+			global++
+		}
+	}
+	if global != 5 || p.Groups() != 7 {
+		t.Fatalf("%d global layers in %d groups, want 5 in 7 (one global, six sliding of five)", global, p.Groups())
+	}
+	s := p.NewSeq()
+	for n := 0; n < ctx; {
+		step := 1
+		if n < 4096 {
+			step = 512
+		}
+		if err := s.Reserve(n + step); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Extend(step); err != nil {
+			t.Fatal(err)
+		}
+		n += step
+	}
+	held := int64(s.Blocks()) * p.BlockBytes()
+	want := KVBytes(global, width, ctx, false) + KVBytes(c.Layers-global, width, c.Window, false)
+	// The sliding layers are 29 in six groups of five slots (one slot
+	// idle), each holding its window plus the block the next position
+	// starts.
+	most := KVBytes(global, width, ctx, false) + KVBytes(30, width, c.Window+p.BlockSize(), false)
+	if held < want || held > most {
+		t.Errorf("an 8k sequence holds %d bytes: want %d (global history + sliding window) to %d", held, want, most)
+	}
+	t.Logf("8192 positions, fp16: %.0f MiB held (all layers at full length: %.0f MiB; ideal %.0f MiB)",
+		float64(held)/(1<<20), float64(full)/(1<<20), float64(want)/(1<<20))
+	if got := p.Capacity(); got < ctx {
+		t.Errorf("capacity %d: the pool sized for one full-length sequence of every layer holds less than %d", got, ctx)
+	}
+	s.Free()
+	if p.FreeBlocks() != p.Blocks() {
+		t.Errorf("%d of %d blocks free after Free", p.FreeBlocks(), p.Blocks())
 	}
 }

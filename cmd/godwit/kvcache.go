@@ -57,7 +57,7 @@ func (k *kvFlags) pool(e *engine.Engine) (*engine.KVPool, error) {
 	if k.f32 {
 		typ = "f32"
 	}
-	slog.Info("kv cache", "blocks", p.Blocks(), "block_tokens", p.BlockSize(), "tokens", p.Blocks()*p.BlockSize(),
+	slog.Info("kv cache", "blocks", p.Blocks(), "block_tokens", p.BlockSize(), "layer_groups", p.Groups(), "tokens", p.Capacity(),
 		"memory", humanize.IBytes(uint64(n)), "type", typ)
 	return p, nil
 }
