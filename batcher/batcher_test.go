@@ -289,28 +289,34 @@ func TestSeededStreamAnywhere(t *testing.T) {
 
 // TestPrefixCache: a request sharing an earlier one's prompt prefix gets
 // the output it gets alone, and the counters show its whole blocks found in
-// the cache, not recomputed.
+// the cache, not recomputed; on stories260K, and on a random gemma3 whose
+// sliding layers (window 8) released the first block, and find the second,
+// which holds the window, in the cache.
 func TestPrefixCache(t *testing.T) {
-	r := load(t, "models/stories260K.gguf")
-	p := prompts(r, 1, 9)[0]
-	for len(p) < 50 {
-		p = append(p, p[1:]...)
-	}
-	first := batcher.Request{Prompt: p[:50], MaxTokens: 8, IgnoreEOS: true}
-	second := batcher.Request{Prompt: append(slices.Clone(p[:40]), 77, 78, 79), MaxTokens: 8, IgnoreEOS: true}
-	want := alone(t, r, []batcher.Request{second})
-	b, _ := r.start(t, 64, batcher.Config{})
-	run(t, b, first)
-	before := b.Stats()
-	got := run(t, b, second)
-	after := b.Stats()
-	same(t, "prefix", []result{got}, want)
-	hits := after.PrefixHits - before.PrefixHits
-	if hits != 32 || got.usage.CachedTokens != 32 {
-		t.Errorf("prefix hits %d, cached tokens %d; want the two whole blocks of the shared 40 tokens, 32", hits, got.usage.CachedTokens)
-	}
-	if computed := after.PromptTokens - before.PromptTokens; computed != int64(len(second.Prompt)-32) {
-		t.Errorf("%d prompt tokens computed, want %d", computed, len(second.Prompt)-32)
+	for _, model := range []string{"models/stories260K.gguf", "models/random-families/gemma3-Q8_0.gguf"} {
+		t.Run(model, func(t *testing.T) {
+			r := load(t, model)
+			p := prompts(r, 1, 9)[0]
+			for len(p) < 50 {
+				p = append(p, p[1:]...)
+			}
+			first := batcher.Request{Prompt: p[:50], MaxTokens: 8, IgnoreEOS: true}
+			second := batcher.Request{Prompt: append(slices.Clone(p[:40]), 77, 78, 79), MaxTokens: 8, IgnoreEOS: true}
+			want := alone(t, r, []batcher.Request{second})
+			b, _ := r.start(t, 64, batcher.Config{})
+			run(t, b, first)
+			before := b.Stats()
+			got := run(t, b, second)
+			after := b.Stats()
+			same(t, "prefix", []result{got}, want)
+			hits := after.PrefixHits - before.PrefixHits
+			if hits != 32 || got.usage.CachedTokens != 32 {
+				t.Errorf("prefix hits %d, cached tokens %d; want the two whole blocks of the shared 40 tokens, 32", hits, got.usage.CachedTokens)
+			}
+			if computed := after.PromptTokens - before.PromptTokens; computed != int64(len(second.Prompt)-32) {
+				t.Errorf("%d prompt tokens computed, want %d", computed, len(second.Prompt)-32)
+			}
+		})
 	}
 }
 
