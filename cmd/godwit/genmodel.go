@@ -17,7 +17,7 @@ func genModelCmd() *cobra.Command {
 		out       string
 	)
 	cmd := &cobra.Command{
-		Use:   "gen-model --arch llama|qwen2|qwen3|phi3 --dim D --layers L --heads H --kv-heads K --ffn F --vocab-from FILE --type T -o OUT",
+		Use:   "gen-model --arch llama|qwen2|qwen3|phi3|gemma2|gemma3 --dim D --layers L --heads H --kv-heads K --ffn F --vocab-from FILE --type T -o OUT",
 		Short: "Write a random-weight model of any shape (for benchmarks and tests)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -49,7 +49,7 @@ func genModelCmd() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&s.Arch, "arch", "llama", "architecture: llama, qwen2, qwen3 or phi3")
+	f.StringVar(&s.Arch, "arch", "llama", "architecture: llama, qwen2, qwen3, phi3, gemma2 or gemma3")
 	f.IntVar(&s.Dim, "dim", 256, "embedding width")
 	f.IntVar(&s.Layers, "layers", 2, "number of layers")
 	f.IntVar(&s.Heads, "heads", 4, "attention heads")
@@ -57,6 +57,7 @@ func genModelCmd() *cobra.Command {
 	f.IntVar(&s.HeadDim, "head-dim", 0, "width of a head (0: dim/heads)")
 	f.IntVar(&s.FFN, "ffn", 768, "feed-forward width")
 	f.IntVar(&s.Context, "ctx", 2048, "context length written to the metadata")
+	f.IntVar(&s.Window, "window", 0, "gemma's sliding window in positions (0: 4096 for gemma2, 512 for gemma3)")
 	f.StringVar(&typ, "type", "F32", "tensor type of the matrices: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, or the mixes Q4_K_M, Q5_K_M")
 	f.StringVar(&vocabFrom, "vocab-from", "", "copy the tokenizer of this GGUF file (default: a byte-level vocabulary)")
 	f.Uint64Var(&s.Seed, "seed", 1, "random seed")

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
+	"strings"
 
 	"github.com/godwit-ai/godwit/kernels/cpu"
 	"github.com/godwit-ai/godwit/models/gguf"
@@ -15,7 +17,7 @@ import (
 
 // Spec is the shape of the model to write.
 type Spec struct {
-	Arch    string // llama, qwen2, qwen3 or phi3
+	Arch    string // llama, qwen2, qwen3, phi3, gemma2 or gemma3
 	Name    string // general.name
 	Dim     int
 	Layers  int
@@ -27,7 +29,13 @@ type Spec struct {
 	Type    gguf.Type
 	Mix     string // "", or "Q4_K_M" / "Q5_K_M": some matrices get Q6_K as llama.cpp's quantizer gives them
 	Seed    uint64
+	// Window is gemma's sliding window (0: 4096 for gemma2, 512 for
+	// gemma3, as Gemma 2 and Gemma 3 1B have).
+	Window int
 }
+
+// archs lists the architectures Build writes.
+var archs = []string{"llama", "qwen2", "qwen3", "phi3", "gemma2", "gemma3"}
 
 // mixes are llama.cpp's K-quant mixes: the main type, and general.file_type.
 var mixes = map[string]struct {
@@ -125,9 +133,15 @@ func Build(s Spec, vocab Vocab) (*gguf.Writer, error) {
 	if s.KVHeads == 0 {
 		s.KVHeads = s.Heads
 	}
+	gemma := s.Arch == "gemma2" || s.Arch == "gemma3"
+	if s.Window == 0 {
+		s.Window = map[string]int{"gemma2": 4096, "gemma3": 512}[s.Arch]
+	}
 	switch {
-	case s.Arch != "llama" && s.Arch != "qwen2" && s.Arch != "qwen3" && s.Arch != "phi3":
-		return nil, fmt.Errorf("architecture %q is not one of llama, qwen2, qwen3, phi3", s.Arch)
+	case !slices.Contains(archs, s.Arch):
+		return nil, fmt.Errorf("architecture %q is not one of %s", s.Arch, strings.Join(archs, ", "))
+	case s.Window < 0:
+		return nil, fmt.Errorf("sliding window %d: want a positive number of positions", s.Window)
 	case s.Dim <= 0 || s.Layers <= 0 || s.Heads <= 0 || s.FFN <= 0 || s.HeadDim <= 0 || s.HeadDim%2 != 0:
 		return nil, fmt.Errorf("impossible shape: dim %d, layers %d, heads %d, head dim %d, ffn %d", s.Dim, s.Layers, s.Heads, s.HeadDim, s.FFN)
 	case s.Heads%s.KVHeads != 0:
@@ -172,10 +186,25 @@ func Build(s Spec, vocab Vocab) (*gguf.Writer, error) {
 	w.Set(a+"attention.value_length", gguf.Uint32(uint32(s.HeadDim)))
 	w.Set(a+"rope.dimension_count", gguf.Uint32(uint32(s.HeadDim)))
 	base := float32(10000)
-	if s.Arch == "qwen2" || s.Arch == "qwen3" {
+	if s.Arch == "qwen2" || s.Arch == "qwen3" || s.Arch == "gemma3" {
 		base = 1e6
 	}
 	w.Set(a+"rope.freq_base", gguf.Float32(base))
+	eps := float32(1e-5)
+	switch s.Arch {
+	case "gemma2":
+		w.Set(a+"attn_logit_softcapping", gguf.Float32(50))
+		w.Set(a+"final_logit_softcapping", gguf.Float32(30))
+		w.Set(a+"attention.sliding_window", gguf.Uint32(uint32(s.Window)))
+		eps = 1e-6
+	case "gemma3":
+		// Five sliding layers to one global, which rotates by its own
+		// base, as Gemma 3 has.
+		w.Set(a+"attention.sliding_window", gguf.Uint32(uint32(s.Window)))
+		w.Set(a+"attention.sliding_window_pattern", gguf.Uint32(6))
+		w.Set(a+"rope.freq_base_swa", gguf.Float32(10000))
+		eps = 1e-6
+	}
 	if s.Arch == "phi3" {
 		// LongRoPE as Phi-3.5 writes it: short factors up to the original
 		// context, long ones beyond, and the attention factor that goes
@@ -184,7 +213,7 @@ func Build(s Spec, vocab Vocab) (*gguf.Writer, error) {
 		w.Set(a+"rope.scaling.original_context_length", gguf.Uint32(uint32(orig)))
 		w.Set(a+"rope.scaling.attn_factor", gguf.Float32(float32(math.Sqrt(1+math.Log(float64(s.Context)/float64(orig))/math.Log(float64(orig))))))
 	}
-	w.Set(a+"attention.layer_norm_rms_epsilon", gguf.Float32(1e-5))
+	w.Set(a+"attention.layer_norm_rms_epsilon", gguf.Float32(eps))
 	for _, kv := range vocab {
 		w.Set(kv.Key, kv.Value)
 	}
@@ -198,7 +227,9 @@ func Build(s Spec, vocab Vocab) (*gguf.Writer, error) {
 	q, kv := s.Heads*s.HeadDim, s.KVHeads*s.HeadDim
 	g.matrix("token_embd.weight", s.Type, s.Dim, nVocab, 1)
 	g.norm("output_norm.weight", s.Dim)
-	g.matrix("output.weight", high, s.Dim, nVocab, 1/math.Sqrt(float64(s.Dim)))
+	if !gemma { // gemma ties its output to the embeddings
+		g.matrix("output.weight", high, s.Dim, nVocab, 1/math.Sqrt(float64(s.Dim)))
+	}
 	if s.Arch == "phi3" {
 		for _, name := range []string{"rope_factors_short.weight", "rope_factors_long.weight"} {
 			g.vector(name, s.HeadDim/2, func() float64 { return 1 + g.rng.Float64() })
@@ -225,9 +256,12 @@ func Build(s Spec, vocab Vocab) (*gguf.Writer, error) {
 			g.bias(p+"attn_q.bias", q)
 			g.bias(p+"attn_k.bias", kv)
 			g.bias(p+"attn_v.bias", kv)
-		case "qwen3":
+		case "qwen3", "gemma3":
 			g.norm(p+"attn_q_norm.weight", s.HeadDim)
 			g.norm(p+"attn_k_norm.weight", s.HeadDim)
+		}
+		if gemma {
+			g.norm(p+"post_attention_norm.weight", s.Dim)
 		}
 		g.norm(p+"ffn_norm.weight", s.Dim)
 		if s.Arch == "phi3" {
@@ -237,6 +271,9 @@ func Build(s Spec, vocab Vocab) (*gguf.Writer, error) {
 			g.matrix(p+"ffn_up.weight", s.Type, s.Dim, s.FFN, 1/math.Sqrt(float64(s.Dim)))
 		}
 		g.matrix(p+"ffn_down.weight", vd, s.FFN, s.Dim, 1/math.Sqrt(float64(s.FFN)))
+		if gemma {
+			g.norm(p+"post_ffw_norm.weight", s.Dim)
+		}
 	}
 	if g.err != nil {
 		return nil, g.err

@@ -97,3 +97,27 @@ func TestPhi3(t *testing.T) {
 		t.Error("LongRoPE factors not chosen by the context")
 	}
 }
+
+// TestGemma writes gemma2 and gemma3 files and loads them: tied output,
+// post norms, q/k norms for gemma3, the window and its pattern.
+func TestGemma(t *testing.T) {
+	for _, c := range []struct {
+		arch    string
+		sliding []bool
+	}{{"gemma2", []bool{true, false, true, false, true, false}}, {"gemma3", []bool{true, true, true, true, true, false}}} {
+		s := Spec{Arch: c.arch, Dim: 64, Layers: 6, Heads: 4, KVHeads: 2, FFN: 96, Type: gguf.Q8_0, Window: 32}
+		m, err := models.FromFile(built(t, s))
+		if err != nil {
+			t.Fatal(err)
+		}
+		l := m.Layers[5]
+		if !m.Tied || l.PostAttnNorm == nil || l.PostFFNNorm == nil || (l.QNorm != nil) != (c.arch == "gemma3") || m.Window != 32 {
+			t.Errorf("%s: tied %v, post norms %v %v, q norm %v, window %d", c.arch, m.Tied, l.PostAttnNorm != nil, l.PostFFNNorm != nil, l.QNorm != nil, m.Window)
+		}
+		for i, want := range c.sliding {
+			if m.Sliding(i) != want {
+				t.Errorf("%s: layer %d sliding %v", c.arch, i, m.Sliding(i))
+			}
+		}
+	}
+}
