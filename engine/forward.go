@@ -371,7 +371,7 @@ func (e *Engine) run(tokens []int32, spans []span, out []int) ([]float32, error)
 		e.outs, e.ws = append(e.outs[:0], gate, up), append(e.ws[:0], w.Gate, w.Up)
 		b.MatMuls(e.outs, e.ws, xb, n, e.order)
 		if c.GELU {
-			b.GEGLU(gate, up)
+			b.GEGLU(gate, up, c.FFN)
 		} else {
 			b.SwiGLU(gate, up, c.FFN)
 		}

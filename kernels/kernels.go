@@ -123,8 +123,9 @@ type Backend interface {
 	// SwiGLU sets gate[i] = silu(gate[i])·up[i] over rows of width
 	// values (the feed-forward width), each row on its own.
 	SwiGLU(gate, up []float32, width int)
-	// GEGLU sets gate[i] = gelu(gate[i])·up[i], GELU in its tanh form.
-	GEGLU(gate, up []float32)
+	// GEGLU sets gate[i] = gelu(gate[i])·up[i], GELU in its tanh form,
+	// over rows of width values.
+	GEGLU(gate, up []float32, width int)
 	// Scale sets x[i] *= s.
 	Scale(x []float32, s float32)
 	// SoftCap sets x[i] = c·tanh(x[i]/c).

@@ -5,6 +5,8 @@
 #   0.35B  dim 1024, 24 layers, ffn 2816, GQA 16/8, Llama 2 vocabulary; pp512, tg128
 #   125M   dim 768, 12 layers, ffn 2048, GQA 12/4, Llama 2 vocabulary; pp128, tg64
 #   1B     dim 2048, 16 layers, ffn 8192, GQA 32/8, Llama 3 vocabulary (Llama-3.2-1B's shape); pp128, tg32
+#   gemma3-1B  gemma3: dim 1152, 26 layers, ffn 6912, 4 heads / 1 KV head of 256, window 512
+#          (Gemma-3-1B's shape; 5 sliding layers to 1 global), Llama 2 vocabulary; pp512, tg128
 # With LLAMA_BENCH set to a llama-bench binary, each godwit run is followed by
 # llama-bench on the same file with the same threads, ROUNDS times, and a
 # table of ratios godwit ÷ llama.cpp closes the run. With BASELINE set to
@@ -25,14 +27,21 @@ godwit=bin/godwit
 out="$(mktemp -d)"
 mkdir -p "$models"
 
-# shape NAME: sets dims (gen-model's flags), vocab, pp and tg for the shape.
+# shape NAME: sets arch, dims (gen-model's flags), vocab, pp and tg for the
+# shape; its files are $models/<arch>-<shape>-<type>.gguf, the shape's name
+# without the architecture's prefix.
 shape() {
+	arch=llama
 	case "$1" in
 	0.35B) dims="--dim 1024 --layers 24 --heads 16 --kv-heads 8 --ffn 2816" vocab=llama-spm pp=512 tg=128 ;;
 	125M) dims="--dim 768 --layers 12 --heads 12 --kv-heads 4 --ffn 2048" vocab=llama-spm pp=128 tg=64 ;;
 	1B) dims="--dim 2048 --layers 16 --heads 32 --kv-heads 8 --ffn 8192" vocab=llama-bpe pp=128 tg=32 ;;
+	gemma3-1B)
+		arch=gemma3
+		dims="--dim 1152 --layers 26 --heads 4 --kv-heads 1 --head-dim 256 --ffn 6912 --window 512 --ctx 32768" vocab=llama-spm pp=512 tg=128
+		;;
 	*)
-		echo "bench-cpu: unknown shape $1 (want 0.35B, 125M or 1B)" >&2
+		echo "bench-cpu: unknown shape $1 (want 0.35B, 125M, 1B or gemma3-1B)" >&2
 		exit 2
 		;;
 	esac
@@ -41,9 +50,9 @@ shape() {
 for s in $shapes; do
 	shape "$s"
 	for t in $types; do
-		m="$models/llama-$s-$t.gguf"
+		m="$models/$arch-${s#"$arch"-}-$t.gguf"
 		# shellcheck disable=SC2086
-		[ -f "$m" ] || $godwit gen-model --arch llama $dims --vocab-from "$vocabs/ggml-vocab-$vocab.gguf" --type "$t" -o "$m"
+		[ -f "$m" ] || $godwit gen-model --arch "$arch" $dims --vocab-from "$vocabs/ggml-vocab-$vocab.gguf" --type "$t" -o "$m"
 	done
 done
 
@@ -51,14 +60,14 @@ for r in $(seq "$rounds"); do
 	for s in $shapes; do
 		shape "$s"
 		for t in $types; do
-			m="$models/llama-$s-$t.gguf"
+			m="$models/$arch-${s#"$arch"-}-$t.gguf"
 			for th in $threads; do
 				echo "== round $r: $s $t, $th threads" >&2
 				key="$s.$t.$th"
 				# llama.cpp's order and single-sequence path, as llama-bench measures it.
 				$godwit bench local --order llama -m "$m" -p "$pp" -n "$tg" -t "$th" -r "$reps" | tee -a "$out/godwit.$key"
 				if [ -n "${LLAMA_BENCH:-}" ]; then
-					"$LLAMA_BENCH" -m "$m" -p "$pp" -n "$tg" -t "$th" -r "$reps" -o md 2>/dev/null | grep '^| llama' | tee -a "$out/llama.$key"
+					"$LLAMA_BENCH" -m "$m" -p "$pp" -n "$tg" -t "$th" -r "$reps" -o md 2>/dev/null | grep "^| $arch" | tee -a "$out/llama.$key"
 				fi
 				if [ -n "${BASELINE:-}" ]; then
 					# Builds before --order took llama.cpp's order without it.

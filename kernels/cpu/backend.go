@@ -186,6 +186,7 @@ const (
 	opNorm = iota
 	opRoPE
 	opSwiGLU
+	opGEGLU
 )
 
 func (t *rowsTask) Run(thread, threads int) {
@@ -205,6 +206,8 @@ func (t *rowsTask) Run(thread, threads int) {
 		for r := lo; r < hi; r++ {
 			t.k.swiGLU(t.x[r*w:(r+1)*w], t.w[r*w:(r+1)*w])
 		}
+	case opGEGLU:
+		geGLU(t.x[lo*w:hi*w], t.w[lo*w:hi*w])
 	}
 }
 
@@ -266,9 +269,14 @@ func (b *Backend) SwiGLU(gate, up []float32, width int) {
 	b.runRows(len(gate) / width)
 }
 
-// GEGLU, Scale and SoftCap are cheap next to the products around them and
-// run on the caller's thread.
-func (b *Backend) GEGLU(gate, up []float32)       { geGLU(gate, up) }
+// GEGLU splits its rows across the threads, as SwiGLU does.
+func (b *Backend) GEGLU(gate, up []float32, width int) {
+	b.rows = rowsTask{k: b.k, op: opGEGLU, x: gate, w: up, width: width}
+	b.runRows(len(gate) / width)
+}
+
+// Scale and SoftCap are cheap next to the products around them and run on
+// the caller's thread.
 func (b *Backend) Scale(x []float32, s float32)   { b.k.scaleRow(x, s) }
 func (b *Backend) SoftCap(x []float32, c float32) { softCap(x, c) }
 func (b *Backend) Add(dst, src []float32)         { b.k.add(dst, src) }
