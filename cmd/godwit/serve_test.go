@@ -95,6 +95,22 @@ func (p *serveProcess) log() string {
 	return p.logs.String()
 }
 
+// post sends body to path as JSON and returns the answer's JSON, which must
+// come with status 200.
+func (p *serveProcess) post(t *testing.T, path, body string) map[string]any {
+	t.Helper()
+	resp, err := http.Post(p.url+path, "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var v map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("%s: %d %v %v", path, resp.StatusCode, v, err)
+	}
+	return v
+}
+
 // peakRSS is the process's peak resident memory (VmHWM).
 func peakRSS(pid int) string {
 	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
@@ -291,18 +307,7 @@ func TestServeCtxSize(t *testing.T) {
 // token for token.
 func TestServeGemmaChat(t *testing.T) {
 	p := startServe(t, nil, "-m", shared.Path(t, "models/random-families/gemma2-F32.gguf"), "--port", "0", "-t", "1", "--kv-cache-mem", "8MiB")
-	post := func(path, body string) map[string]any {
-		resp, err := http.Post(p.url+path, "application/json", strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var v map[string]any
-		if err := json.NewDecoder(resp.Body).Decode(&v); err != nil || resp.StatusCode != 200 {
-			t.Fatalf("%s: %d %v %v", path, resp.StatusCode, v, err)
-		}
-		return v
-	}
+	post := func(path, body string) map[string]any { return p.post(t, path, body) }
 	v := post("/v1/chat/completions", `{"messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Tell me a story."}],"max_tokens":8,"temperature":0,"ignore_eos":true}`)
 	choice := v["choices"].([]any)[0].(map[string]any)
 	if content, _ := choice["message"].(map[string]any)["content"].(string); content == "" || choice["finish_reason"] != "length" {
@@ -342,18 +347,7 @@ func TestServeLongRoPE(t *testing.T) {
 	}{{"4096", true}, {"8192", false}} {
 		p := startServe(t, nil, "-m", shared.Path(t, "models/random-families/phi3-F32.gguf"), "--port", "0", "-t", "1",
 			"--kv-cache-mem", "32MiB", "--ctx-size", c.ctx)
-		post := func(path, body string) map[string]any {
-			resp, err := http.Post(p.url+path, "application/json", strings.NewReader(body))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			var v map[string]any
-			if err := json.NewDecoder(resp.Body).Decode(&v); err != nil || resp.StatusCode != 200 {
-				t.Fatalf("%s: %d %v %v", path, resp.StatusCode, v, err)
-			}
-			return v
-		}
+		post := func(path, body string) map[string]any { return p.post(t, path, body) }
 		if want == "" {
 			want = post("/detokenize", `{"tokens":`+ids(run.GenIDs[:12])+`}`)["prompt"].(string)
 		}
