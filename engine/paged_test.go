@@ -1,12 +1,15 @@
 package engine
 
 import (
+	"bytes"
 	"errors"
 	"math/rand/v2"
 	"slices"
 	"testing"
 
+	"github.com/godwit-ai/godwit/internal/synth"
 	"github.com/godwit-ai/godwit/models"
+	"github.com/godwit-ai/godwit/models/gguf"
 )
 
 // checkPool verifies the pool's books against the live sequences: every
@@ -235,14 +238,33 @@ func TestPoolTooSmall(t *testing.T) {
 	}
 }
 
-// TestSlidingPoolMemory: on a Gemma-3-4B-shaped model (34 layers, 4 KV
-// heads of 256, window 1024, 5 sliding layers to 1 global), a sequence of
-// 8192 positions, prefilled in chunks of 512 and decoded one position at a
-// time, ends holding the global layers' whole history plus a window of the
-// sliding layers', not every layer at full length.
+// TestSlidingPoolMemory: on a random model of Gemma-3-4B's attention shape
+// (34 layers, 8 heads and 4 KV heads of 256, window 1024, 5 sliding layers
+// to 1 global; narrow elsewhere, which the KV cache does not see), a
+// sequence of 8192 positions, prefilled in chunks of 512 and decoded one
+// position at a time, ends holding the global layers' whole history plus a
+// window of the sliding layers', not every layer at full length.
 func TestSlidingPoolMemory(t *testing.T) {
-	c := models.Config{Arch: "gemma3", Dim: 2560, Layers: 34, Heads: 8, KVHeads: 4, HeadDim: 256, Window: 1024, SWAPeriod: 6}
-	const ctx, width = 8192, 4 * 256
+	w, err := synth.Build(synth.Spec{Arch: "gemma3", Dim: 64, Layers: 34, Heads: 8, KVHeads: 4, HeadDim: 256, FFN: 64,
+		Context: 8192, Type: gguf.Q8_0, Window: 1024}, synth.ByteVocab())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if _, err := w.WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	f, err := gguf.Parse(buf.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := models.FromFile(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := m.Config
+	const ctx = 8192
+	width := c.KVHeads * c.HeadDim
 	full := KVBytes(c.Layers, width, ctx, false)
 	cfg := PoolConfigFor(&c, full, false)
 	cfg.ToHalf = func([]uint16, []float32) {}
