@@ -4,7 +4,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 export CGO_ENABLED := 0
 
-.PHONY: build run test test-arm64 fuzz vet asm asm-check bench-cpu
+.PHONY: build run test test-arm64 fuzz vet asm asm-check ptx ptx-check bench-cpu gpu-check
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/godwit ./cmd/godwit
@@ -21,7 +21,7 @@ run: build
 # runs 40 nodes' forwarding in real time: alone, since the other packages'
 # tests beside it starved its event loop by seconds on a 2-core machine.
 QEMU_ARM64 := $(shell command -v qemu-aarch64-static 2>/dev/null)
-test: vet asm-check $(if $(QEMU_ARM64),test-arm64)
+test: vet asm-check ptx-check $(if $(QEMU_ARM64),test-arm64)
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	GO=$(GO) $(GO) run ./internal/testsummary -count=1 -timeout 20m -skip '^TestSimulation40$$' ./...
 	GO=$(GO) $(GO) run ./internal/testsummary -count=1 -timeout 10m -run '^TestSimulation40$$' ./cluster/
@@ -47,6 +47,21 @@ asm-check:
 	for f in $$tmp/*; do [ -e $$f ] || continue; cmp -s $$f kernels/cpu/$$(basename $$f) || { echo "kernels/cpu/$$(basename $$f) is stale: run make asm"; rm -rf $$tmp; exit 1; }; done; \
 	rm -rf $$tmp
 
+# The GPU kernels are CUDA C compiled to PTX by Debian's clang-19 (no CUDA
+# SDK; apt-get install clang-19); the .ptx files are committed and embedded,
+# and ptx-check fails when they differ from what clang writes now. Without
+# clang-19 it says so and passes, except under CI=true.
+ptx:
+	kernels/cuda/ptx/gen.sh
+
+ptx-check:
+	@if ! command -v clang-19 >/dev/null; then \
+		if [ "$$CI" = true ]; then echo "ptx-check: clang-19 is missing (apt-get install clang-19)"; exit 1; fi; \
+		echo "ptx-check: skipped, no clang-19 (apt-get install clang-19)"; exit 0; fi; \
+	tmp=$$(mktemp -d) && kernels/cuda/ptx/gen.sh $$tmp && \
+	for f in $$tmp/*.ptx; do cmp -s $$f kernels/cuda/ptx/$$(basename $$f) || { echo "kernels/cuda/ptx/$$(basename $$f) is stale: run make ptx"; rm -rf $$tmp; exit 1; }; done; \
+	rm -rf $$tmp
+
 # Fuzz each target in turn, FUZZTIME apiece (10m by default): the GGUF
 # parser and the request bodies of both generation endpoints.
 FUZZTIME ?= 10m
@@ -61,3 +76,8 @@ fuzz:
 # llama-bench binary to interleave llama.cpp and get ratios).
 bench-cpu: build
 	scripts/bench-cpu.sh
+
+# The GPU checks: builds here what a device machine runs (scripts/gpu-check.sh
+# says how to run it there).
+gpu-check:
+	scripts/gpu-check.sh

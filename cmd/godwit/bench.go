@@ -28,6 +28,7 @@ func benchLocalCmd() *cobra.Command {
 	var (
 		modelPath  string
 		threads    int
+		device     deviceFlag
 		cfg        bench.LocalConfig
 		jsonPath   string
 		profile    string
@@ -59,6 +60,9 @@ func benchLocalCmd() *cobra.Command {
 				if _, err := constrain.CompileSchema(cfg.Format); err != nil {
 					return fmt.Errorf("--json-schema %s: %w", schemaPath, err)
 				}
+			}
+			if err := device.choose(probeGPU); err != nil {
+				return err
 			}
 			l, err := load(modelPath, threads, o, cmd.ErrOrStderr())
 			if err != nil {
@@ -111,6 +115,7 @@ func benchLocalCmd() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
+	device.register(f)
 	f.StringVarP(&modelPath, "model", "m", "", "GGUF model file")
 	f.IntVarP(&threads, "threads", "t", 0, "threads to compute on (0: all CPUs)")
 	f.IntSliceVarP(&cfg.Prompts, "n-prompt", "p", []int{512}, "prompt lengths to time, comma-separated (0: none)")

@@ -65,6 +65,7 @@ func versionCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		Run: func(cmd *cobra.Command, _ []string) {
 			fmt.Fprintln(cmd.OutOrStdout(), "godwit", version)
+			fmt.Fprintln(cmd.OutOrStdout(), describeDevice(probeGPU))
 		},
 	}
 }

@@ -17,6 +17,7 @@ func runCmd() *cobra.Command {
 	var (
 		modelPath string
 		threads   int
+		device    deviceFlag
 		prompt    string
 		n         int
 		ids       bool
@@ -38,6 +39,9 @@ func runCmd() *cobra.Command {
 			}
 			if seed >= 0 {
 				p.Seed, p.HasSeed = uint64(seed), true
+			}
+			if err := device.choose(probeGPU); err != nil {
+				return err
 			}
 			// run mirrors llama-cli, so it sums as llama.cpp does.
 			l, err := load(modelPath, threads, kernels.OrderLlama, cmd.ErrOrStderr())
@@ -92,6 +96,7 @@ func runCmd() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
+	device.register(f)
 	f.StringVarP(&modelPath, "model", "m", "", "GGUF model file")
 	f.IntVarP(&threads, "threads", "t", 0, "threads to compute on (0: all CPUs)")
 	f.StringVarP(&prompt, "prompt", "p", "", "prompt text")

@@ -46,6 +46,7 @@ func serveCmd(loadModel loadFunc) *cobra.Command {
 		tlsKey       string
 		ctxSize      int
 		threads      int
+		device       deviceFlag
 		kv           kvFlags
 		fleet        fleetFlags
 		bc           batcher.Config
@@ -72,6 +73,9 @@ func serveCmd(loadModel loadFunc) *cobra.Command {
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
 			// The loading code logs through the default logger: one format.
 			slog.SetDefault(log)
+			if err := device.choose(probeGPU); err != nil {
+				return err
+			}
 			body, err := humanize.ParseBytes(maxBody)
 			if err != nil || body == 0 || body > 1<<30 {
 				return fmt.Errorf("--max-body-size %q: want a size such as 4MiB (at most 1GiB)", maxBody)
@@ -242,6 +246,7 @@ func serveCmd(loadModel loadFunc) *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
+	device.register(f)
 	f.StringVarP(&modelPath, "model", "m", "", "GGUF model file")
 	f.StringVar(&host, "host", "127.0.0.1", "address to listen on (0.0.0.0 for every interface)")
 	f.IntVar(&port, "port", 8080, "port to listen on (0: any free port, logged)")

@@ -313,6 +313,10 @@ func TestServeGemmaChat(t *testing.T) {
 	if content, _ := choice["message"].(map[string]any)["content"].(string); content == "" || choice["finish_reason"] != "length" {
 		t.Fatalf("chat answer %v", v)
 	}
+	// Without a GPU backend the CPU computes, and one log line says why.
+	if n := strings.Count(p.log(), "msg=device using=cpu why="); n != 1 {
+		t.Errorf("%d device lines in the log:\n%s", n, p.log())
+	}
 	rendered := "<start_of_turn>user\nBe brief.\n\nTell me a story.<end_of_turn>\n<start_of_turn>model\n"
 	tv := post("/tokenize", `{"prompt":`+strconv.Quote(rendered)+`}`)
 	if got, want := v["usage"].(map[string]any)["prompt_tokens"], tv["count"]; got != want {
