@@ -4,7 +4,7 @@
 #                                 into .gpu/ (ignored through .git/info/exclude), and says how to run it;
 #   scripts/gpu-check.sh run      on the device machine (the device tool, carrying .gpu): runs the CUDA
 #                                 package's tests on the GPU and `godwit version`, and prints one table.
-# So far it checks the bindings and the embedded kernels (kernels/cuda); the model checks join it with the
+# So far it checks the bindings and every embedded kernel (kernels/cuda); the model checks join it with the
 # CUDA backend.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +18,7 @@ if [ "${1:-}" = run ]; then
 	echo
 	echo "| check | result |"
 	echo "| --- | --- |"
-	echo "| kernels/cuda TestOnGPU (add_f32, rmsnorm_f32 against the CPU) | $(status $rc) |"
+	echo "| kernels/cuda TestOnGPU (every kernel against the CPU: elementwise, RoPE, embeddings, matmul f32/f16/q8_0, paged attention) | $(status $rc) |"
 	echo "| godwit version | ${version//|/\\|} |"
 	echo
 	cat "$out/cuda.log"

@@ -5,6 +5,7 @@
 package synth
 
 import (
+	"bytes"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -120,6 +121,20 @@ func Write(path string, s Spec, vocab Vocab) error {
 		return err
 	}
 	return w.WriteFile(path)
+}
+
+// Parse builds the model in memory and parses it, as Open would read the
+// file: for tests.
+func Parse(s Spec, vocab Vocab) (*gguf.File, error) {
+	w, err := Build(s, vocab)
+	if err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer
+	if _, err := w.WriteTo(&b); err != nil {
+		return nil, err
+	}
+	return gguf.Parse(b.Bytes())
 }
 
 // Build returns a writer holding the model.

@@ -1,7 +1,6 @@
 package synth
 
 import (
-	"bytes"
 	"fmt"
 	"testing"
 
@@ -12,15 +11,7 @@ import (
 // built is the file Build writes for s, with the byte vocabulary, parsed.
 func built(t *testing.T, s Spec) *gguf.File {
 	t.Helper()
-	w, err := Build(s, ByteVocab())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b bytes.Buffer
-	if _, err := w.WriteTo(&b); err != nil {
-		t.Fatal(err)
-	}
-	f, err := gguf.Parse(b.Bytes())
+	f, err := Parse(s, ByteVocab())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,11 +1,15 @@
 package cuda
 
 import (
+	"fmt"
 	"math"
+	"math/rand/v2"
 	"os"
 	"strings"
 	"testing"
 	"unsafe"
+
+	"github.com/godwit-ai/godwit/kernels/cpu"
 )
 
 // TestOpenRefusals: without the driver's library, or with a library that
@@ -20,10 +24,10 @@ func TestOpenRefusals(t *testing.T) {
 	}
 }
 
-// TestOnGPU runs the embedded kernels on the first GPU against the CPU:
-// add_f32, and rmsnorm_f32 on rows of several widths. It skips where Open
-// finds no driver or no GPU, and fails there under GODWIT_REQUIRE_GPU=1
-// (make gpu-check on a device machine).
+// TestOnGPU runs every embedded kernel on the first GPU against the CPU
+// (float64 arithmetic, or the CPU's own formula where the bits must agree).
+// It skips where Open finds no driver or no GPU, and fails there under
+// GODWIT_REQUIRE_GPU=1 (make gpu-check on a device machine).
 func TestOnGPU(t *testing.T) {
 	d, err := Open()
 	if err != nil {
@@ -46,77 +50,322 @@ func TestOnGPU(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	m, err := c.Load(ElementwisePTX)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Unload()
-	add, err := m.Function("add_f32")
-	if err != nil {
-		t.Fatal(err)
-	}
-	norm, err := m.Function("rmsnorm_f32")
-	if err != nil {
-		t.Fatal(err)
-	}
-	const rows, dim = 3, 1000
-	x, w := make([]float32, rows*dim), make([]float32, dim)
-	for i := range x {
-		x[i] = float32(math.Sin(float64(i)))
-	}
-	for i := range w {
-		w[i] = 1 + float32(i%7)/10
-	}
-	buf := func(v []float32) Buffer {
-		b, err := c.Alloc(uint64(4 * len(v)))
+	g := &gpuRig{t: t, c: c, fns: map[string]Function{}}
+	for _, name := range []string{"elementwise", "matmul", "attention"} {
+		src, err := PTX(name)
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { c.Free(b) })
-		if err := Upload(c, b, v); err != nil {
-			t.Fatal(err)
+		m, err := c.Load(src)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
 		}
-		return b
+		defer m.Unload()
+		g.mods = append(g.mods, m)
 	}
-	bx, bw, bo := buf(x), buf(w), buf(make([]float32, rows*dim))
+	r := rand.New(rand.NewPCG(1, 2))
+	t.Run("add_rmsnorm_silu", func(t *testing.T) { g.t = t; elementwiseOnGPU(g, r) })
+	t.Run("get_rows_rope", func(t *testing.T) { g.t = t; rowsOnGPU(g, r) })
+	t.Run("matmul", func(t *testing.T) { g.t = t; matmulOnGPU(g, r) })
+	t.Run("attention", func(t *testing.T) { g.t = t; attentionOnGPU(g, r) })
+}
+
+// gpuRig holds a context and its modules' kernels for the GPU tests.
+type gpuRig struct {
+	t    *testing.T
+	c    *Context
+	mods []*Module
+	fns  map[string]Function
+}
+
+// fn is the kernel name, from whichever module has it.
+func (g *gpuRig) fn(name string) Function {
+	if f, ok := g.fns[name]; ok {
+		return f
+	}
+	for _, m := range g.mods {
+		if f, err := m.Function(name); err == nil {
+			g.fns[name] = f
+			return f
+		}
+	}
+	g.t.Fatalf("no kernel %s", name)
+	return Function{}
+}
+
+// buf uploads v to a new device buffer, freed when the test ends.
+func buf[T any](g *gpuRig, v []T) Buffer {
+	g.t.Helper()
+	b, err := g.c.Alloc(uint64(len(v)) * uint64(unsafe.Sizeof(*new(T))))
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	g.t.Cleanup(func() { g.c.Free(b) })
+	if err := Upload(g.c, b, v); err != nil {
+		g.t.Fatal(err)
+	}
+	return b
+}
+
+// run launches kernel name and waits for it.
+func (g *gpuRig) run(name string, grid, block Dim3, shared uint32, args ...unsafe.Pointer) {
+	g.t.Helper()
+	if err := g.fn(name).Launch(grid, block, shared, args...); err != nil {
+		g.t.Fatalf("%s: %v", name, err)
+	}
+	if err := g.c.Synchronize(); err != nil {
+		g.t.Fatalf("%s: %v", name, err)
+	}
+}
+
+// read downloads n float32 values of b.
+func (g *gpuRig) read(b Buffer, n int) []float32 {
+	g.t.Helper()
+	out := make([]float32, n)
+	if err := Download(g.c, out, b); err != nil {
+		g.t.Fatal(err)
+	}
+	return out
+}
+
+// near fails unless got[i] is within tol (relative, at least absolute) of want[i].
+func near(t *testing.T, what string, got []float32, want []float64, tol float64) {
+	t.Helper()
+	for i := range want {
+		if d := math.Abs(float64(got[i]) - want[i]); !(d <= tol*math.Max(1, math.Abs(want[i]))) {
+			t.Fatalf("%s: [%d] = %g, want %g", what, i, got[i], want[i])
+		}
+	}
+}
+
+func randF32(r *rand.Rand, n int) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(r.NormFloat64())
+	}
+	return v
+}
+
+func p(v any) unsafe.Pointer {
+	switch x := v.(type) {
+	case *Buffer:
+		return unsafe.Pointer(&x.Ptr)
+	case *int32:
+		return unsafe.Pointer(x)
+	case *float32:
+		return unsafe.Pointer(x)
+	}
+	panic("p: unsupported argument")
+}
+
+func elementwiseOnGPU(g *gpuRig, r *rand.Rand) {
+	const rows, dim = 3, 1000
+	x, w, up := randF32(r, rows*dim), randF32(r, dim), randF32(r, rows*dim)
+	bx, bw, bo, bu := buf(g, x), buf(g, w), buf(g, make([]float32, rows*dim)), buf(g, up)
 	n, d32, eps := int32(rows*dim), int32(dim), float32(1e-5)
-	if err := add.Launch(Dim3{X: uint32(rows*dim+255) / 256}, Dim3{X: 256}, 0,
-		unsafe.Pointer(&bo.Ptr), unsafe.Pointer(&bx.Ptr), unsafe.Pointer(&n)); err != nil {
-		t.Fatal(err)
-	}
-	got := make([]float32, rows*dim)
-	if err := c.Synchronize(); err != nil {
-		t.Fatal(err)
-	}
-	if err := Download(c, got, bo); err != nil {
-		t.Fatal(err)
-	}
-	for i := range got {
-		if got[i] != x[i] {
-			t.Fatalf("add_f32: out[%d] = %g, want %g", i, got[i], x[i])
+	g.run("add_f32", Dim3{X: uint32(n+255) / 256}, Dim3{X: 256}, 0, p(&bo), p(&bx), p(&n))
+	for i, v := range g.read(bo, rows*dim) {
+		if v != x[i] {
+			g.t.Fatalf("add_f32: [%d] = %g, want %g", i, v, x[i])
 		}
 	}
-	if err := norm.Launch(Dim3{X: rows}, Dim3{X: 256}, 0,
-		unsafe.Pointer(&bo.Ptr), unsafe.Pointer(&bx.Ptr), unsafe.Pointer(&bw.Ptr), unsafe.Pointer(&d32), unsafe.Pointer(&eps)); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Synchronize(); err != nil {
-		t.Fatal(err)
-	}
-	if err := Download(c, got, bo); err != nil {
-		t.Fatal(err)
-	}
-	for r := range rows {
+	g.run("rmsnorm_f32", Dim3{X: rows}, Dim3{X: 256}, 0, p(&bo), p(&bx), p(&bw), p(&d32), p(&eps))
+	want := make([]float64, rows*dim)
+	for row := range rows {
 		var ss float64
-		for _, v := range x[r*dim : (r+1)*dim] {
+		for _, v := range x[row*dim : (row+1)*dim] {
 			ss += float64(v) * float64(v)
 		}
 		scale := 1 / math.Sqrt(ss/dim+float64(eps))
 		for i := range dim {
-			want := float64(x[r*dim+i]) * scale * float64(w[i])
-			if math.Abs(float64(got[r*dim+i])-want) > 1e-5*math.Max(1, math.Abs(want)) {
-				t.Fatalf("rmsnorm_f32: row %d [%d] = %g, want %g", r, i, got[r*dim+i], want)
+			want[row*dim+i] = float64(x[row*dim+i]) * scale * float64(w[i])
+		}
+	}
+	near(g.t, "rmsnorm_f32", g.read(bo, rows*dim), want, 1e-5)
+	g.run("silu_mul_f32", Dim3{X: uint32(n+255) / 256}, Dim3{X: 256}, 0, p(&bx), p(&bu), p(&n))
+	for i, v := range x {
+		want[i] = float64(v) / (1 + math.Exp(-float64(v))) * float64(up[i])
+	}
+	near(g.t, "silu_mul_f32", g.read(bx, rows*dim), want, 1e-5)
+}
+
+func rowsOnGPU(g *gpuRig, r *rand.Rand) {
+	const vocab, cols = 50, 96
+	w := randF32(r, vocab*cols)
+	w16 := make([]uint16, len(w))
+	for i, v := range w {
+		w16[i] = cpu.FP32ToFP16(v)
+	}
+	ids := []int32{7, 0, 49, 7}
+	bw, bw16, bids := buf(g, w), buf(g, w16), buf(g, ids)
+	bo := buf(g, make([]float32, len(ids)*cols))
+	c32 := int32(cols)
+	for _, k := range []string{"get_rows_f32", "get_rows_f16"} {
+		src := &bw
+		if k == "get_rows_f16" {
+			src = &bw16
+		}
+		g.run(k, Dim3{X: uint32(len(ids))}, Dim3{X: 128}, 0, p(&bo), p(src), p(&bids), p(&c32))
+		got := g.read(bo, len(ids)*cols)
+		for i, id := range ids {
+			for c := range cols {
+				want := w[int(id)*cols+c]
+				if k == "get_rows_f16" {
+					want = cpu.FP16ToFP32(w16[int(id)*cols+c])
+				}
+				if got[i*cols+c] != want {
+					g.t.Fatalf("%s: row %d [%d] = %g, want %g", k, i, c, got[i*cols+c], want)
+				}
 			}
 		}
+	}
+	// RoPE from a host table, both layouts, the partial-rotation case too.
+	const heads, hd, positions = 3, 16, 9
+	for _, c := range []struct {
+		dims int
+		neox bool
+	}{{16, false}, {16, true}, {8, true}} {
+		a, b := make([]float32, positions*c.dims), make([]float32, positions*c.dims)
+		for i := range a {
+			a[i], b[i] = float32(r.NormFloat64()), float32(r.NormFloat64())
+		}
+		pos := []int32{0, 8, 3}
+		x := randF32(r, len(pos)*heads*hd)
+		bx, bp, ba, bb := buf(g, x), buf(g, pos), buf(g, a), buf(g, b)
+		h32, hd32, d32, nx := int32(heads), int32(hd), int32(c.dims), int32(0)
+		if c.neox {
+			nx = 1
+		}
+		g.run("rope_f32", Dim3{X: uint32(len(pos))}, Dim3{X: 64}, 0, p(&bx), p(&bp), p(&ba), p(&bb), p(&h32), p(&hd32), p(&d32), p(&nx))
+		got := g.read(bx, len(x))
+		half := c.dims / 2
+		for row, ps := range pos {
+			for h := range heads {
+				hx := x[(row*heads+h)*hd:]
+				for k := range half {
+					j0, j1 := 2*k, 2*k+1
+					if c.neox {
+						j0, j1 = k, k+half
+					}
+					pa, pb := a[int(ps)*c.dims:], b[int(ps)*c.dims:]
+					for _, j := range []int{j0, j1} {
+						want := float32(math.FMA(float64(hx[j0]), float64(pa[j]), float64(hx[j1]*pb[j])))
+						if v := got[(row*heads+h)*hd+j]; math.Abs(float64(v-want)) > 1e-6*math.Max(1, math.Abs(float64(want))) {
+							g.t.Fatalf("rope_f32 %+v: row %d head %d [%d] = %g, want %g", c, row, h, j, v, want)
+						}
+					}
+				}
+				for j := c.dims; j < hd; j++ {
+					if got[(row*heads+h)*hd+j] != hx[j] {
+						g.t.Fatalf("rope_f32 %+v: [%d] past the rotated dims changed", c, j)
+					}
+				}
+			}
+		}
+	}
+}
+
+func matmulOnGPU(g *gpuRig, r *rand.Rand) {
+	const rows, cols, n = 37, 256, 3
+	x := randF32(r, n*cols)
+	w := randF32(r, rows*cols)
+	w16 := make([]uint16, len(w))
+	wq := make([]byte, 0, rows*cols/32*34)
+	deq := map[string][]float32{"matmul_f32": w, "matmul_f16": make([]float32, len(w)), "matmul_q8_0": make([]float32, len(w))}
+	for i, v := range w {
+		w16[i] = cpu.FP32ToFP16(v)
+		deq["matmul_f16"][i] = cpu.FP16ToFP32(w16[i])
+	}
+	for b := 0; b < rows*cols/32; b++ {
+		d := cpu.FP32ToFP16(0.01 + r.Float32()/50)
+		wq = append(wq, byte(d), byte(d>>8))
+		for j := range 32 {
+			q := int8(r.IntN(255) - 127)
+			wq = append(wq, byte(q))
+			deq["matmul_q8_0"][b*32+j] = cpu.FP16ToFP32(d) * float32(q)
+		}
+	}
+	bx, bo := buf(g, x), buf(g, make([]float32, n*rows))
+	weights := map[string]Buffer{"matmul_f32": buf(g, w), "matmul_f16": buf(g, w16), "matmul_q8_0": buf(g, wq)}
+	r32, c32 := int32(rows), int32(cols)
+	for _, k := range []string{"matmul_f32", "matmul_f16", "matmul_q8_0"} {
+		bw := weights[k]
+		g.run(k, Dim3{X: rows, Y: n}, Dim3{X: 128}, 0, p(&bo), p(&bw), p(&bx), p(&r32), p(&c32))
+		want := make([]float64, n*rows)
+		for i := range n {
+			for row := range rows {
+				for c := range cols {
+					want[i*rows+row] += float64(deq[k][row*cols+c]) * float64(x[i*cols+c])
+				}
+			}
+		}
+		near(g.t, k, g.read(bo, n*rows), want, 1e-4)
+	}
+}
+
+func attentionOnGPU(g *gpuRig, r *rand.Rand) {
+	const heads, kvHeads, hd, bs = 4, 2, 64, 4
+	width := kvHeads * hd
+	// Two sequences of 11 and 6 positions in shuffled blocks of 4; a
+	// query row each at its last position.
+	lens := []int{11, 6}
+	var tables, offs, last []int32
+	blocks := 0
+	for _, l := range lens {
+		offs = append(offs, int32(len(tables)))
+		for range (l + bs - 1) / bs {
+			tables = append(tables, int32(blocks))
+			blocks++
+		}
+		last = append(last, int32(l-1))
+	}
+	r.Shuffle(len(tables), func(i, j int) { tables[i], tables[j] = tables[j], tables[i] })
+	k, v := randF32(r, blocks*bs*width), randF32(r, blocks*bs*width)
+	q := randF32(r, len(lens)*heads*hd)
+	bq, bk, bv, bt, bo, bl := buf(g, q), buf(g, k), buf(g, v), buf(g, tables), buf(g, make([]float32, len(q))), buf(g, last)
+	boffs := buf(g, offs)
+	h32, kvh32, hd32, bs32 := int32(heads), int32(kvHeads), int32(hd), int32(bs)
+	for _, c := range []struct {
+		scale, softCap float32
+		window         int32
+	}{{0.125, 0, 0}, {1, 2, 5}} {
+		g.run("attention_f32", Dim3{X: uint32(len(lens)), Y: heads}, Dim3{X: 128}, uint32(4*11),
+			p(&bo), p(&bq), p(&bk), p(&bv), p(&bt), p(&boffs), p(&bl),
+			p(&h32), p(&kvh32), p(&hd32), p(&bs32), p(&c.scale), p(&c.softCap), p(&c.window))
+		want := make([]float64, len(q))
+		for i, l := range lens {
+			table := tables[offs[i]:]
+			at := func(pos int) int { return (int(table[pos/bs])*bs + pos%bs) * width }
+			for h := range heads {
+				gk := h / (heads / kvHeads) * hd
+				lo := 0
+				if c.window > 0 && l > int(c.window) {
+					lo = l - int(c.window)
+				}
+				s := make([]float64, l)
+				mx := math.Inf(-1)
+				for pos := lo; pos < l; pos++ {
+					for d := range hd {
+						s[pos] += float64(q[(i*heads+h)*hd+d]) * float64(k[at(pos)+gk+d])
+					}
+					s[pos] *= float64(c.scale)
+					if c.softCap > 0 {
+						s[pos] = float64(c.softCap) * math.Tanh(s[pos]/float64(c.softCap))
+					}
+					mx = math.Max(mx, s[pos])
+				}
+				var sum float64
+				for pos := lo; pos < l; pos++ {
+					s[pos] = math.Exp(s[pos] - mx)
+					sum += s[pos]
+				}
+				for pos := lo; pos < l; pos++ {
+					for d := range hd {
+						want[(i*heads+h)*hd+d] += s[pos] / sum * float64(v[at(pos)+gk+d])
+					}
+				}
+			}
+		}
+		near(g.t, fmt.Sprintf("attention_f32 %+v", c), g.read(bo, len(q)), want, 1e-4)
 	}
 }

@@ -1,4 +1,5 @@
-// Row-wise and elementwise operations on f32 activations.
+// Row-wise and elementwise operations on f32 activations: residual add,
+// RMSNorm, SwiGLU's gate, the embedding lookup and RoPE.
 #include "godwit.cuh"
 
 // add_f32: dst[i] += src[i] for i < n.
@@ -9,40 +10,65 @@ extern "C" __global__ void add_f32(float *dst, const float *src, int n) {
 	}
 }
 
-// warp_sum adds v over the 32 lanes of a warp; every lane gets the sum.
-static __device__ __forceinline__ float warp_sum(float v) {
-	for (int m = 16; m > 0; m >>= 1) {
-		v += shfl_xor(v, m);
-	}
-	return v;
-}
-
 // rmsnorm_f32: one block per row of dim values: out = x / sqrt(mean(x²) + eps) * w.
 // blockDim.x is a multiple of 32, at most 1024.
 extern "C" __global__ void rmsnorm_f32(float *out, const float *x, const float *w, int dim, float eps) {
-	__shared__ float partial[32];
+	__shared__ float scratch[32];
 	const float *row = x + (long)blockIdx.x * dim;
 	float *o = out + (long)blockIdx.x * dim;
 	float sum = 0.0f;
 	for (int i = threadIdx.x; i < dim; i += blockDim.x) {
 		sum += row[i] * row[i];
 	}
-	sum = warp_sum(sum);
-	int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-	if (lane == 0) {
-		partial[warp] = sum;
-	}
-	__syncthreads();
-	if (warp == 0) {
-		sum = lane < (int)(blockDim.x / 32) ? partial[lane] : 0.0f;
-		sum = warp_sum(sum);
-		if (lane == 0) {
-			partial[0] = sum;
-		}
-	}
-	__syncthreads();
-	float scale = 1.0f / __builtin_sqrtf(partial[0] / dim + eps);
+	sum = block_sum(sum, scratch);
+	float scale = 1.0f / __builtin_sqrtf(sum / dim + eps);
 	for (int i = threadIdx.x; i < dim; i += blockDim.x) {
 		o[i] = row[i] * scale * w[i];
+	}
+}
+
+// silu_mul_f32: gate[i] = silu(gate[i]) * up[i] for i < n (SwiGLU).
+extern "C" __global__ void silu_mul_f32(float *gate, const float *up, int n) {
+	int i = blockIdx.x * blockDim.x + threadIdx.x;
+	if (i < n) {
+		float g = gate[i];
+		gate[i] = g / (1.0f + exp_approx(-g)) * up[i];
+	}
+}
+
+// get_rows_f32 and get_rows_f16: row blockIdx.x of out is row ids[blockIdx.x]
+// of the cols-wide weight w (the embedding lookup).
+extern "C" __global__ void get_rows_f32(float *out, const float *w, const int *ids, int cols) {
+	const float *src = w + (long)ids[blockIdx.x] * cols;
+	float *dst = out + (long)blockIdx.x * cols;
+	for (int c = threadIdx.x; c < cols; c += blockDim.x) {
+		dst[c] = src[c];
+	}
+}
+
+extern "C" __global__ void get_rows_f16(float *out, const unsigned short *w, const int *ids, int cols) {
+	const unsigned short *src = w + (long)ids[blockIdx.x] * cols;
+	float *dst = out + (long)blockIdx.x * cols;
+	for (int c = threadIdx.x; c < cols; c += blockDim.x) {
+		dst[c] = half_to_float(src[c]);
+	}
+}
+
+// rope_f32 rotates, in place, the heads of row blockIdx.x of x (heads ×
+// head_dim values) at position pos[blockIdx.x], from the host's table of
+// that position: dims values in a and b per position, laid out as the CPU
+// backend's ropeTable (normal: pairs (2k, 2k+1); neox: pairs (k, k+dims/2)).
+// A rotated value is fma(x0, a, x1·b), as on the CPU: the same bits.
+extern "C" __global__ void rope_f32(float *x, const int *pos, const float *a, const float *b, int heads, int head_dim, int dims, int neox) {
+	float *row = x + (long)blockIdx.x * heads * head_dim;
+	const float *pa = a + (long)pos[blockIdx.x] * dims, *pb = b + (long)pos[blockIdx.x] * dims;
+	int half = dims / 2;
+	for (int t = threadIdx.x; t < heads * half; t += blockDim.x) {
+		int h = t / half, k = t % half;
+		int j0 = neox ? k : 2 * k, j1 = neox ? k + half : 2 * k + 1;
+		float *hx = row + h * head_dim;
+		float x0 = hx[j0], x1 = hx[j1];
+		hx[j0] = __builtin_fmaf(x0, pa[j0], x1 * pb[j0]);
+		hx[j1] = __builtin_fmaf(x0, pa[j1], x1 * pb[j1]);
 	}
 }
