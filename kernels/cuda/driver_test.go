@@ -10,6 +10,7 @@ import (
 	"unsafe"
 
 	"github.com/godwit-ai/godwit/kernels/cpu"
+	"github.com/godwit-ai/godwit/models/gguf"
 )
 
 // TestOpenRefusals: without the driver's library, or with a library that
@@ -51,7 +52,7 @@ func TestOnGPU(t *testing.T) {
 	}
 	defer c.Close()
 	g := &gpuRig{t: t, c: c, fns: map[string]Function{}}
-	for _, name := range []string{"elementwise", "matmul", "attention"} {
+	for _, name := range []string{"elementwise", "weights", "attention"} {
 		src, err := PTX(name)
 		if err != nil {
 			t.Fatal(err)
@@ -65,8 +66,8 @@ func TestOnGPU(t *testing.T) {
 	}
 	r := rand.New(rand.NewPCG(1, 2))
 	t.Run("add_rmsnorm_silu", func(t *testing.T) { g.t = t; elementwiseOnGPU(g, r) })
-	t.Run("get_rows_rope", func(t *testing.T) { g.t = t; rowsOnGPU(g, r) })
-	t.Run("matmul", func(t *testing.T) { g.t = t; matmulOnGPU(g, r) })
+	t.Run("rope", func(t *testing.T) { g.t = t; ropeOnGPU(g, r) })
+	t.Run("weights", func(t *testing.T) { g.t = t; weightsOnGPU(g, r) })
 	t.Run("attention", func(t *testing.T) { g.t = t; attentionOnGPU(g, r) })
 }
 
@@ -189,36 +190,7 @@ func elementwiseOnGPU(g *gpuRig, r *rand.Rand) {
 	near(g.t, "silu_mul_f32", g.read(bx, rows*dim), want, 1e-5)
 }
 
-func rowsOnGPU(g *gpuRig, r *rand.Rand) {
-	const vocab, cols = 50, 96
-	w := randF32(r, vocab*cols)
-	w16 := make([]uint16, len(w))
-	for i, v := range w {
-		w16[i] = cpu.FP32ToFP16(v)
-	}
-	ids := []int32{7, 0, 49, 7}
-	bw, bw16, bids := buf(g, w), buf(g, w16), buf(g, ids)
-	bo := buf(g, make([]float32, len(ids)*cols))
-	c32 := int32(cols)
-	for _, k := range []string{"get_rows_f32", "get_rows_f16"} {
-		src := &bw
-		if k == "get_rows_f16" {
-			src = &bw16
-		}
-		g.run(k, Dim3{X: uint32(len(ids))}, Dim3{X: 128}, 0, p(&bo), p(src), p(&bids), p(&c32))
-		got := g.read(bo, len(ids)*cols)
-		for i, id := range ids {
-			for c := range cols {
-				want := w[int(id)*cols+c]
-				if k == "get_rows_f16" {
-					want = cpu.FP16ToFP32(w16[int(id)*cols+c])
-				}
-				if got[i*cols+c] != want {
-					g.t.Fatalf("%s: row %d [%d] = %g, want %g", k, i, c, got[i*cols+c], want)
-				}
-			}
-		}
-	}
+func ropeOnGPU(g *gpuRig, r *rand.Rand) {
 	// RoPE from a host table, both layouts, the partial-rotation case too.
 	const heads, hd, positions = 3, 16, 9
 	for _, c := range []struct {
@@ -265,41 +237,47 @@ func rowsOnGPU(g *gpuRig, r *rand.Rand) {
 	}
 }
 
-func matmulOnGPU(g *gpuRig, r *rand.Rand) {
-	const rows, cols, n = 37, 256, 3
+// weightsOnGPU: matmul_<type> and get_rows_<type> of every type, with
+// weights quantized by the CPU backend and its dequantization as the
+// reference.
+func weightsOnGPU(g *gpuRig, r *rand.Rand) {
+	const rows, cols, n = 37, 512, 3
 	x := randF32(r, n*cols)
-	w := randF32(r, rows*cols)
-	w16 := make([]uint16, len(w))
-	wq := make([]byte, 0, rows*cols/32*34)
-	deq := map[string][]float32{"matmul_f32": w, "matmul_f16": make([]float32, len(w)), "matmul_q8_0": make([]float32, len(w))}
-	for i, v := range w {
-		w16[i] = cpu.FP32ToFP16(v)
-		deq["matmul_f16"][i] = cpu.FP16ToFP32(w16[i])
-	}
-	for b := 0; b < rows*cols/32; b++ {
-		d := cpu.FP32ToFP16(0.01 + r.Float32()/50)
-		wq = append(wq, byte(d), byte(d>>8))
-		for j := range 32 {
-			q := int8(r.IntN(255) - 127)
-			wq = append(wq, byte(q))
-			deq["matmul_q8_0"][b*32+j] = cpu.FP16ToFP32(d) * float32(q)
-		}
-	}
 	bx, bo := buf(g, x), buf(g, make([]float32, n*rows))
-	weights := map[string]Buffer{"matmul_f32": buf(g, w), "matmul_f16": buf(g, w16), "matmul_q8_0": buf(g, wq)}
+	ids := []int32{7, 0, 36, 7}
+	bids, brows := buf(g, ids), buf(g, make([]float32, len(ids)*cols))
 	r32, c32 := int32(rows), int32(cols)
-	for _, k := range []string{"matmul_f32", "matmul_f16", "matmul_q8_0"} {
-		bw := weights[k]
-		g.run(k, Dim3{X: rows, Y: n}, Dim3{X: 128}, 0, p(&bo), p(&bw), p(&bx), p(&r32), p(&c32))
+	for _, typ := range []gguf.Type{gguf.F32, gguf.F16, gguf.BF16, gguf.Q8_0, gguf.Q4_0, gguf.Q4_1, gguf.Q5_0, gguf.Q5_1,
+		gguf.Q4_K, gguf.Q5_K, gguf.Q6_K} {
+		w := randF32(r, rows*cols)
+		stored := make([]byte, typ.RowSize(cols)*rows)
+		if err := cpu.Quantize(typ, w, stored); err != nil {
+			g.t.Fatal(err)
+		}
+		deq := make([]float32, rows*cols)
+		if err := cpu.Dequantize(typ, stored, deq); err != nil {
+			g.t.Fatal(err)
+		}
+		bw := buf(g, stored)
+		name := strings.ToLower(typ.String())
+		g.run("matmul_"+name, Dim3{X: rows, Y: n}, Dim3{X: 128}, 0, p(&bo), p(&bw), p(&bx), p(&r32), p(&c32))
 		want := make([]float64, n*rows)
 		for i := range n {
 			for row := range rows {
 				for c := range cols {
-					want[i*rows+row] += float64(deq[k][row*cols+c]) * float64(x[i*cols+c])
+					want[i*rows+row] += float64(deq[row*cols+c]) * float64(x[i*cols+c])
 				}
 			}
 		}
-		near(g.t, k, g.read(bo, n*rows), want, 1e-4)
+		near(g.t, "matmul_"+name, g.read(bo, n*rows), want, 1e-4)
+		g.run("get_rows_"+name, Dim3{X: uint32(len(ids))}, Dim3{X: 128}, 0, p(&brows), p(&bw), p(&bids), p(&c32))
+		want = make([]float64, len(ids)*cols)
+		for i, id := range ids {
+			for c := range cols {
+				want[i*cols+c] = float64(deq[int(id)*cols+c])
+			}
+		}
+		near(g.t, "get_rows_"+name, g.read(brows, len(ids)*cols), want, 1e-6)
 	}
 }
 

@@ -6,9 +6,9 @@ import (
 )
 
 // The PTX modules, ptx/<name>.cu compiled by `make ptx`:
-//   - elementwise: add_f32, rmsnorm_f32, silu_mul_f32, get_rows_f32,
-//     get_rows_f16, rope_f32
-//   - matmul: matmul_f32, matmul_f16, matmul_q8_0
+//   - elementwise: add_f32, rmsnorm_f32, silu_mul_f32, rope_f32
+//   - weights: matmul_<type> and get_rows_<type> for every GGUF type godwit
+//     reads (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k)
 //   - attention: attention_f32 (paged, sliding window, soft cap)
 //
 //go:embed ptx/*.ptx

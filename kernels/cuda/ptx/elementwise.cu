@@ -1,5 +1,5 @@
 // Row-wise and elementwise operations on f32 activations: residual add,
-// RMSNorm, SwiGLU's gate, the embedding lookup and RoPE.
+// RMSNorm, SwiGLU's gate and RoPE.
 #include "godwit.cuh"
 
 // add_f32: dst[i] += src[i] for i < n.
@@ -33,24 +33,6 @@ extern "C" __global__ void silu_mul_f32(float *gate, const float *up, int n) {
 	if (i < n) {
 		float g = gate[i];
 		gate[i] = g / (1.0f + exp_approx(-g)) * up[i];
-	}
-}
-
-// get_rows_f32 and get_rows_f16: row blockIdx.x of out is row ids[blockIdx.x]
-// of the cols-wide weight w (the embedding lookup).
-extern "C" __global__ void get_rows_f32(float *out, const float *w, const int *ids, int cols) {
-	const float *src = w + (long)ids[blockIdx.x] * cols;
-	float *dst = out + (long)blockIdx.x * cols;
-	for (int c = threadIdx.x; c < cols; c += blockDim.x) {
-		dst[c] = src[c];
-	}
-}
-
-extern "C" __global__ void get_rows_f16(float *out, const unsigned short *w, const int *ids, int cols) {
-	const unsigned short *src = w + (long)ids[blockIdx.x] * cols;
-	float *dst = out + (long)blockIdx.x * cols;
-	for (int c = threadIdx.x; c < cols; c += blockDim.x) {
-		dst[c] = half_to_float(src[c]);
 	}
 }
 
