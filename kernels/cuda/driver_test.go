@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"unsafe"
@@ -188,6 +189,28 @@ func elementwiseOnGPU(g *gpuRig, r *rand.Rand) {
 		want[i] = float64(v) / (1 + math.Exp(-float64(v))) * float64(up[i])
 	}
 	near(g.t, "silu_mul_f32", g.read(bx, rows*dim), want, 1e-5)
+
+	// argmax_f32: the lowest index of the largest value, as the CPU's
+	// greedy sampling; -1 for a row of -Inf and NaN.
+	inf, nan := float32(math.Inf(-1)), float32(math.NaN())
+	logits := make([]float32, 4*dim)
+	copy(logits, randF32(r, dim))
+	logits[700], logits[900] = 50, 50 // a tie: 700 wins
+	for i := range dim {
+		logits[dim+i] = float32(i % 3) // 2 first at index 2
+		logits[2*dim+i] = inf
+		logits[3*dim+i] = nan
+	}
+	logits[3*dim+999] = -1e30
+	bl, bi := buf(g, logits), buf(g, make([]int32, 4))
+	g.run("argmax_f32", Dim3{X: 4}, Dim3{X: 256}, 0, p(&bi), p(&bl), p(&d32))
+	ids := make([]int32, 4)
+	if err := Download(g.c, ids, bi); err != nil {
+		g.t.Fatal(err)
+	}
+	if want := []int32{700, 2, -1, 999}; !slices.Equal(ids, want) {
+		g.t.Errorf("argmax_f32: %v, want %v", ids, want)
+	}
 }
 
 func ropeOnGPU(g *gpuRig, r *rand.Rand) {
@@ -299,15 +322,29 @@ func attentionOnGPU(g *gpuRig, r *rand.Rand) {
 	}
 	r.Shuffle(len(tables), func(i, j int) { tables[i], tables[j] = tables[j], tables[i] })
 	k, v := randF32(r, blocks*bs*width), randF32(r, blocks*bs*width)
+	// The fp16 cache holds the same values rounded, which the reference
+	// then takes too.
+	k16, v16 := make([]uint16, len(k)), make([]uint16, len(v))
+	for i := range k {
+		k16[i], v16[i] = cpu.FP32ToFP16(k[i]), cpu.FP32ToFP16(v[i])
+	}
 	q := randF32(r, len(lens)*heads*hd)
-	bq, bk, bv, bt, bo, bl := buf(g, q), buf(g, k), buf(g, v), buf(g, tables), buf(g, make([]float32, len(q))), buf(g, last)
+	bq, bt, bo, bl := buf(g, q), buf(g, tables), buf(g, make([]float32, len(q))), buf(g, last)
 	boffs := buf(g, offs)
 	h32, kvh32, hd32, bs32 := int32(heads), int32(kvHeads), int32(hd), int32(bs)
 	for _, c := range []struct {
+		kernel         string
 		scale, softCap float32
 		window         int32
-	}{{0.125, 0, 0}, {1, 2, 5}} {
-		g.run("attention_f32", Dim3{X: uint32(len(lens)), Y: heads}, Dim3{X: 128}, uint32(4*11),
+	}{{"attention_f32", 0.125, 0, 0}, {"attention_f32", 1, 2, 5}, {"attention_f16", 0.125, 0, 0}, {"attention_f16", 1, 2, 5}} {
+		bk, bv := buf(g, k), buf(g, v)
+		if c.kernel == "attention_f16" {
+			bk, bv = buf(g, k16), buf(g, v16)
+			for i := range k {
+				k[i], v[i] = cpu.FP16ToFP32(k16[i]), cpu.FP16ToFP32(v16[i])
+			}
+		}
+		g.run(c.kernel, Dim3{X: uint32(len(lens)), Y: heads}, Dim3{X: 128}, uint32(4*11),
 			p(&bo), p(&bq), p(&bk), p(&bv), p(&bt), p(&boffs), p(&bl),
 			p(&h32), p(&kvh32), p(&hd32), p(&bs32), p(&c.scale), p(&c.softCap), p(&c.window))
 		want := make([]float64, len(q))
@@ -344,6 +381,6 @@ func attentionOnGPU(g *gpuRig, r *rand.Rand) {
 				}
 			}
 		}
-		near(g.t, fmt.Sprintf("attention_f32 %+v", c), g.read(bo, len(q)), want, 1e-4)
+		near(g.t, fmt.Sprintf("%+v", c), g.read(bo, len(q)), want, 1e-4)
 	}
 }

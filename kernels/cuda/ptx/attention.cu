@@ -1,5 +1,5 @@
 // Paged attention of one query row per block (blockIdx.x: row, blockIdx.y:
-// query head) over an f32 KV cache laid out as kernels.KVCache says:
+// query head) over an f32 or fp16 KV cache laid out as kernels.KVCache says:
 // position s of block b at (b*block_size + s)*width in k and v, KV head g at
 // offset g*head_dim. Row i attends to positions lo..last[i] (lo: the start
 // of its sliding window, 0 without one) through its sequence's block table
@@ -8,10 +8,15 @@
 // kernel, the oracle for a flash-decoding one.
 #include "godwit.cuh"
 
-extern "C" __global__ void attention_f32(float *out, const float *q, const float *k, const float *v,
-                                         const int *tables, const int *table_off, const int *last,
-                                         int heads, int kv_heads, int head_dim, int block_size,
-                                         float scale, float soft_cap, int window) {
+// kv_at reads element at of an f32 or an fp16 cache.
+static __device__ __forceinline__ float kv_at(const float *c, long at) { return c[at]; }
+static __device__ __forceinline__ float kv_at(const unsigned short *c, long at) { return half_to_float(c[at]); }
+
+template <typename KV>
+static __device__ __forceinline__ void attention(float *out, const float *q, const KV *k, const KV *v,
+                                                 const int *tables, const int *table_off, const int *last,
+                                                 int heads, int kv_heads, int head_dim, int block_size,
+                                                 float scale, float soft_cap, int window) {
 	extern __shared__ float scores[];
 	__shared__ float scratch[32];
 	int i = blockIdx.x, h = blockIdx.y;
@@ -26,7 +31,7 @@ extern "C" __global__ void attention_f32(float *out, const float *q, const float
 		long at = ((long)table[p / block_size] * block_size + p % block_size) * width + g * head_dim;
 		float s = 0.0f;
 		for (int d = lane; d < head_dim; d += 32) {
-			s += qh[d] * k[at + d];
+			s += qh[d] * kv_at(k, at + d);
 		}
 		s = warp_sum(s) * scale;
 		if (soft_cap > 0.0f) {
@@ -60,8 +65,19 @@ extern "C" __global__ void attention_f32(float *out, const float *q, const float
 		float acc = 0.0f;
 		for (int p = lo; p < n; p++) {
 			long at = ((long)table[p / block_size] * block_size + p % block_size) * width + g * head_dim;
-			acc += scores[p - lo] * v[at + d];
+			acc += scores[p - lo] * kv_at(v, at + d);
 		}
 		oh[d] = acc * inv;
 	}
 }
+
+#define ATTENTION(name, KV)                                                                                       \
+	extern "C" __global__ void name(float *out, const float *q, const KV *k, const KV *v, const int *tables,      \
+	                                const int *table_off, const int *last, int heads, int kv_heads, int head_dim, \
+	                                int block_size, float scale, float soft_cap, int window) {                    \
+		attention(out, q, k, v, tables, table_off, last, heads, kv_heads, head_dim, block_size, scale, soft_cap, \
+		          window);                                                                                     \
+	}
+
+ATTENTION(attention_f32, float)
+ATTENTION(attention_f16, unsigned short)

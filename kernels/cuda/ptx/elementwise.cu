@@ -1,5 +1,5 @@
 // Row-wise and elementwise operations on f32 activations: residual add,
-// RMSNorm, SwiGLU's gate and RoPE.
+// RMSNorm, SwiGLU's gate, RoPE and greedy sampling's argmax.
 #include "godwit.cuh"
 
 // add_f32: dst[i] += src[i] for i < n.
@@ -52,5 +52,48 @@ extern "C" __global__ void rope_f32(float *x, const int *pos, const float *a, co
 		float x0 = hx[j0], x1 = hx[j1];
 		hx[j0] = __builtin_fmaf(x0, pa[j0], x1 * pb[j0]);
 		hx[j1] = __builtin_fmaf(x0, pa[j1], x1 * pb[j1]);
+	}
+}
+
+// argmax_f32: out[blockIdx.x] is the index of the largest of the n values of
+// row blockIdx.x of x, the lowest on ties, or -1 when every value is -Inf
+// or NaN: greedy sampling, as the CPU's argmax does it.
+extern "C" __global__ void argmax_f32(int *out, const float *x, int n) {
+	__shared__ float best_v[32];
+	__shared__ int best_i[32];
+	const float *row = x + (long)blockIdx.x * n;
+	float bv = -__builtin_inff();
+	int bi = -1;
+	for (int i = threadIdx.x; i < n; i += blockDim.x) {
+		if (row[i] > bv) { // NaN never is
+			bv = row[i];
+			bi = i;
+		}
+	}
+	// A thread's candidates come in increasing index: its first best is
+	// its lowest. Across threads the larger value wins, the lower index on
+	// a tie (-1 loses every tie).
+	for (int m = 16; m > 0; m >>= 1) {
+		float ov = shfl_xor(bv, m);
+		int oi = __nvvm_shfl_sync_bfly_i32(0xffffffffu, bi, m, 0x1f);
+		if (ov > bv || (ov == bv && oi >= 0 && (bi < 0 || oi < bi))) {
+			bv = ov;
+			bi = oi;
+		}
+	}
+	int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+	if (lane == 0) {
+		best_v[warp] = bv;
+		best_i[warp] = bi;
+	}
+	__syncthreads();
+	if (threadIdx.x == 0) {
+		for (int w = 1; w < (int)(blockDim.x / 32); w++) {
+			if (best_v[w] > best_v[0] || (best_v[w] == best_v[0] && best_i[w] >= 0 && (best_i[0] < 0 || best_i[w] < best_i[0]))) {
+				best_v[0] = best_v[w];
+				best_i[0] = best_i[w];
+			}
+		}
+		out[blockIdx.x] = best_v[0] > -__builtin_inff() ? best_i[0] : -1;
 	}
 }
