@@ -10,6 +10,7 @@ import (
 	"testing"
 	"unsafe"
 
+	"github.com/godwit-ai/godwit/kernels"
 	"github.com/godwit-ai/godwit/kernels/cpu"
 	"github.com/godwit-ai/godwit/models/gguf"
 )
@@ -310,17 +311,27 @@ func attentionOnGPU(g *gpuRig, r *rand.Rand) {
 	// Two sequences of 11 and 6 positions in shuffled blocks of 4; a
 	// query row each at its last position.
 	lens := []int{11, 6}
-	var tables, offs, last []int32
+	var seqs []kernels.AttnSeq
 	blocks := 0
 	for _, l := range lens {
-		offs = append(offs, int32(len(tables)))
+		s := kernels.AttnSeq{Pos0: l - 1, Rows: 1}
 		for range (l + bs - 1) / bs {
-			tables = append(tables, int32(blocks))
+			s.Blocks = append(s.Blocks, int32(blocks))
 			blocks++
 		}
-		last = append(last, int32(l-1))
+		seqs = append(seqs, s)
 	}
-	r.Shuffle(len(tables), func(i, j int) { tables[i], tables[j] = tables[j], tables[i] })
+	perm := r.Perm(blocks)
+	for _, s := range seqs {
+		for i, b := range s.Blocks {
+			s.Blocks[i] = int32(perm[b])
+		}
+	}
+	var batch AttnBatch
+	if err := batch.Pack(seqs, bs); err != nil {
+		g.t.Fatal(err)
+	}
+	tables, offs, last := batch.Tables, batch.Offsets, batch.Last
 	k, v := randF32(r, blocks*bs*width), randF32(r, blocks*bs*width)
 	// The fp16 cache holds the same values rounded, which the reference
 	// then takes too.
