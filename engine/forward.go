@@ -296,6 +296,13 @@ func (e *Engine) run(tokens []int32, spans []span, out []int) ([]float32, error)
 	b := e.B
 	m := e.Model
 
+	// What every layer's attention shares; each sets its Layer and Window.
+	layerAttn := kernels.Attn{Heads: c.Heads, KVHeads: c.KVHeads, HeadDim: c.HeadDim,
+		Scale: float32(1 / math.Sqrt(float64(c.HeadDim))), SoftCap: c.AttnSoftCap, Order: e.order}
+	if c.QueryScale != 0 {
+		layerAttn.Scale = 1 // q is scaled instead, after RoPE
+	}
+
 	b.GetRows(x, m.Embed, tokens)
 	if c.EmbedScale != 0 {
 		b.Scale(x, c.EmbedScale)
@@ -303,11 +310,8 @@ func (e *Engine) run(tokens []int32, spans []span, out []int) ([]float32, error)
 	for l := range m.Layers {
 		w := &m.Layers[l]
 		rope := &e.rope
-		attn := kernels.Attn{Layer: l, Heads: c.Heads, KVHeads: c.KVHeads, HeadDim: c.HeadDim,
-			Scale: float32(1 / math.Sqrt(float64(c.HeadDim))), SoftCap: c.AttnSoftCap, Order: e.order}
-		if c.QueryScale != 0 {
-			attn.Scale = 1 // q is scaled instead, after RoPE
-		}
+		attn := layerAttn
+		attn.Layer = l
 		if c.Sliding(l) {
 			rope, attn.Window = &e.ropeSWA, c.Window
 		}
